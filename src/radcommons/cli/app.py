@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from radcommons import __version__
-from radcommons.cli import config_cmd, db_cmd, dictionary_cmd, objects_cmd, synth_cmd
+from radcommons.cli import config_cmd, db_cmd, dictionary_cmd, ingest_cmd, objects_cmd, synth_cmd
 from radcommons.errors import UserError
 
 app = typer.Typer(
@@ -26,8 +26,10 @@ app.add_typer(dictionary_cmd.app, name="dictionary")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(objects_cmd.app, name="objects")
 app.command("synth")(synth_cmd.synth)
+app.command("ingest")(ingest_cmd.ingest)
 
-err_console = Console(stderr=True)
+# soft_wrap: never break a digest, path or URL across lines in a message.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -45,34 +47,68 @@ def _root(
     """RadCommons command line."""
 
 
+def _report_validation_error(error: ValidationError) -> None:
+    """Print a pydantic error as one line per field, naming where the value came from."""
+    is_settings = error.title == "Settings"
+    what = "invalid configuration" if is_settings else f"invalid {error.title}"
+    err_console.print(f"[bold red]error:[/] {what}", highlight=False)
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(value)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+            if is_settings:
+                from radcommons.settings import Settings
+
+                message += f" (known: {', '.join(Settings.model_fields)})"
+        elif "input" in item and not isinstance(item["input"], (dict, list)):
+            shown = item["input"]
+            if is_settings and isinstance(shown, str):
+                from radcommons.settings import mask_url_password
+
+                shown = mask_url_password(shown)
+            message += f" (got {shown!r})"
+        err_console.print(f"  {field}: {message}", highlight=False)
+    if is_settings:
+        from radcommons.settings import config_file
+
+        err_console.print(
+            f"[yellow]hint:[/] fix the RADCOMMONS_<SETTING> environment variable or the "
+            f"setting in {config_file()}",
+            highlight=False,
+        )
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
     try:
-        app(standalone_mode=False)
+        # Non-standalone mode returns typer.Exit's code instead of exiting.
+        result = app(standalone_mode=False)
     except UserError as error:
         err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
         if error.hint:
             err_console.print(f"[yellow]hint:[/] {error.hint}", highlight=False)
         sys.exit(2)
     except ValidationError as error:
-        err_console.print("[bold red]error:[/] invalid configuration", highlight=False)
-        for item in error.errors():
-            field = ".".join(str(part) for part in item["loc"])
-            err_console.print(f"  {field}: {item['msg']}", highlight=False)
-        err_console.print(
-            "[yellow]hint:[/] fix the RADCOMMONS_* environment variable or radcommons.toml",
-            highlight=False,
-        )
+        _report_validation_error(error)
         sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
-    except Exception as error:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as error:
+        # Usage errors (click.ClickException) arrive here in non-standalone mode.
+        # Recent typer vendors its own copy of click, so match on behaviour, not class.
+        show = getattr(error, "show", None)
+        exit_code = getattr(error, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
+    # Commands return None; an int here is an exit code from typer.Exit / ctx.exit.
+    if isinstance(result, int) and not isinstance(result, bool):
+        sys.exit(result)

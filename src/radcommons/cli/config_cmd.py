@@ -10,7 +10,11 @@ from rich.table import Table
 
 from radcommons.settings import config_file, load_settings
 
-app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Show the effective configuration (environment, then radcommons.toml, then defaults).\n\n"
+    "Example: radcommons config show --json",
+    no_args_is_help=True,
+)
 
 
 @app.command("show")
@@ -25,9 +29,13 @@ def show(
     if as_json:
         typer.echo(json.dumps(values, indent=2))
         return
-    table = Table(title=f"radcommons configuration (file: {config_file()})")
+    path = config_file()
+    state = "" if path.is_file() else " (not present)"
+    console = Console()
+    console.print(f"configuration file: {path}{state}", highlight=False, soft_wrap=True)
+    table = Table(title="radcommons configuration")
     table.add_column("setting")
     table.add_column("value")
     for key, value in values.items():
-        table.add_row(key, str(value))
-    Console().print(table)
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)

@@ -1,7 +1,90 @@
-"""Placeholder: filled in by its area's work."""
+"""``radcommons db``: create and migrate the index database, show its revision and counts."""
 
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from radcommons.settings import load_settings, mask_url_password
+from radcommons.store.index import (
+    counts as count_records,
+)
+from radcommons.store.index import (
+    current_revision,
+    downgrade as migrate_down,
+    head_revision,
+    make_engine,
+    schema_dictionary_version,
+    upgrade as migrate_up,
+)
+
+app = typer.Typer(help="The index database: migrate it, show its revision and record counts.", no_args_is_help=True)
+
+_URL_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABASE_URL)."
+
+
+def _url(url: str | None) -> str:
+    return url or load_settings().database_url
+
+
+@app.command("upgrade")
+def upgrade(
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+    revision: str = typer.Option("head", "--revision", help="Target migration (default: the newest)."),
+) -> None:
+    """Create the index tables or migrate them to the newest schema (a SQLite file's folder is created).
+
+    Example: radcommons db upgrade --url sqlite:///var/radcommons.db
+    """
+    target = _url(url)
+    reached = migrate_up(target, revision)
+    Console().print(f"{mask_url_password(target)} is at revision {reached}")
+
+
+@app.command("downgrade")
+def downgrade(
+    revision: str = typer.Argument(..., help="Target migration; 'base' drops every table."),
+    url: str | None = typer.Option(None, "--url", help=_URL_HELP),
+) -> None:
+    """Migrate the index down to an older revision (base removes every table and record).
+
+    Example: radcommons db downgrade base --url sqlite:///var/test.db
+    """
+    target = _url(url)
+    reached = migrate_down(target, revision)
+    Console().print(f"{mask_url_password(target)} is at revision {reached or 'base'}")
+
+
+@app.command("current")
+def current(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> None:
+    """Print the migration revision of the index and the newest one available.
+
+    Example: radcommons db current --url postgresql+psycopg://postgres@127.0.0.1/radcommons
+    """
+    target = _url(url)
+    revision = current_revision(target)
+    head = head_revision()
+    state = "up to date" if revision == head else f"behind: run radcommons db upgrade (newest {head})"
+    typer.echo(f"{revision or 'none'} ({state})")
+
+
+@app.command("counts")
+def counts(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> None:
+    """Print the number of records of each node type in the index.
+
+    Example: radcommons db counts --url sqlite:///var/radcommons.db
+    """
+    target = _url(url)
+    engine = make_engine(target)
+    try:
+        numbers = count_records(engine)
+        version = schema_dictionary_version(engine)
+    finally:
+        engine.dispose()
+    table = Table(title=f"records in {mask_url_password(target)} (dictionary {version})")
+    table.add_column("node")
+    table.add_column("records", justify="right")
+    for node, number in numbers.items():
+        table.add_row(node, f"{number:,}")
+    Console().print(table)

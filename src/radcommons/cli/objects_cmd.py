@@ -1,7 +1,130 @@
-"""Placeholder: filled in by its area's work."""
+"""``radcommons objects``: put, get, verify and list files in the content-addressed object store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from radcommons.errors import UserError
+from radcommons.cli.context import STORE_HELP, open_store
+from radcommons.settings import mask_url_password
+from radcommons.store.objects import ObjectNotFoundError, ObjectStore, validate_digest
+
+app = typer.Typer(
+    help="Put, get, verify and list files in the content-addressed (SHA-256) object store.\n\n"
+    "Example: radcommons objects put scans/*.dcm",
+    no_args_is_help=True,
+)
+
+
+
+@app.command("put")
+def put(
+    files: list[Path] = typer.Argument(..., help="Files to store.", show_default=False),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+) -> None:
+    """Store files; print each one's digest, size and path.
+
+    A file whose content is already stored is not written again ("already stored").
+
+    Example: radcommons objects put image1.dcm image2.dcm --store s3://commons/objects
+    """
+    # Check every argument first, so a typo does not leave a half-done batch.
+    for path in files:
+        if path.is_dir():
+            raise UserError(
+                f"{path} is a directory, not a file",
+                hint=f"give the files inside it, e.g. radcommons objects put {path}/*",
+            )
+        if not path.is_file():
+            raise UserError(f"file not found: {path}", hint="check the path")
+    object_store = open_store(store)
+    for path in files:
+        stored = object_store.put_file(path)
+        note = "" if stored.created else "  (already stored)"
+        typer.echo(f"{stored.digest}  {stored.size}  {path}{note}")
+
+
+@app.command("get")
+def get(
+    digest: str = typer.Argument(..., help="SHA-256 digest of the object (64 lowercase hex).", show_default=False),
+    dest: Path = typer.Argument(..., help="File to write (or an existing folder).", show_default=False),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+) -> None:
+    """Copy a stored object to a local file, verifying its digest; DEST appears only if it is correct.
+
+    Example: radcommons objects get 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 out/image.dcm
+    """
+    validate_digest(digest)
+    written = open_store(store).copy_to(digest, dest)
+    typer.echo(str(written))
+
+
+@app.command("verify")
+def verify(
+    digests: list[str] | None = typer.Argument(
+        None, help="Digests to check; all stored objects when none are given.", show_default=False
+    ),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+) -> None:
+    """Re-hash stored objects; list any that are corrupt or missing and exit 1 if there are some.
+
+    Example: radcommons objects verify --store s3://commons/objects
+    """
+    wanted = [validate_digest(digest) for digest in digests or []]
+    object_store = open_store(store)
+    to_check = wanted or list(object_store.iter_digests())
+    bad = 0
+    for digest in to_check:
+        try:
+            ok = object_store.verify(digest)
+        except ObjectNotFoundError:
+            typer.echo(f"MISSING  {digest}")
+            bad += 1
+            continue
+        if not ok:
+            typer.echo(f"CORRUPT  {digest}  {object_store.url_for(digest)}")
+            bad += 1
+    where = mask_url_password(object_store.url)
+    typer.echo(f"checked {len(to_check)} object(s) in {where}: {bad} bad", err=True)
+    if bad:
+        typer.echo(
+            "hint: delete each bad object (radcommons objects rm DIGEST) and put the original again",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@app.command("ls")
+def ls(
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+) -> None:
+    """List stored objects: digest and size, one per line, in digest order.
+
+    Example: radcommons objects ls --store memory://demo
+    """
+    for item in open_store(store).iter_objects():
+        typer.echo(f"{item.digest}  {item.size}")
+
+
+@app.command("rm")
+def rm(
+    digests: list[str] = typer.Argument(..., help="Digests of the objects to delete.", show_default=False),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+) -> None:
+    """Delete stored objects (for example a corrupt copy, before putting the original again).
+
+    Example: radcommons objects rm 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
+    """
+    wanted = [validate_digest(digest) for digest in digests]
+    object_store = open_store(store)
+    missing = 0
+    for digest in wanted:
+        if object_store.delete(digest):
+            typer.echo(f"deleted  {digest}")
+        else:
+            typer.echo(f"absent   {digest}")
+            missing += 1
+    if missing:
+        raise typer.Exit(1)

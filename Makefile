@@ -1,0 +1,39 @@
+# RadCommons: the two commands a newcomer needs.
+#   make demo  - set everything up on a fresh machine and run the commons on synthetic data
+#   make test  - run the whole test suite
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= var/demo
+SITES  ?= 3
+PATIENTS ?= 8
+SEED   ?= 2026
+PYTEST_WORKERS ?= auto
+
+.PHONY: demo test venv lint docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m radcommons.demo --out $(DEMO) --sites $(SITES) --patients $(PATIENTS) --seed $(SEED)
+
+test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/radcommons dictionary docs docs/data-dictionary.md
+	$(BIN)/python -m radcommons.deid.conformance docs/deid-conformance.md
+
+clean:
+	rm -rf var build dist src/*.egg-info

@@ -1,0 +1,35 @@
+"""What commands open from the settings: the index and the object store."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from radcommons.errors import UserError
+from radcommons.settings import load_settings, mask_url_password
+from radcommons.store.index import current_revision, head_revision, make_engine
+from radcommons.store.objects import ObjectStore
+
+STORE_HELP = "Object store URL (a folder, s3://bucket/prefix, memory://...); default: the object_store_url setting."
+DATABASE_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABASE_URL)."
+
+
+def open_store(url: str | None = None) -> ObjectStore:
+    """The store named by ``url``, else the configured one (with its storage options)."""
+    settings = load_settings()
+    return ObjectStore(url or settings.object_store_url, **settings.object_store_options)
+
+
+def database_url(url: str | None = None) -> str:
+    """``url``, else the configured database URL."""
+    return url or load_settings().database_url
+
+
+def open_index(url: str | None = None) -> Engine:
+    """An engine on the index, which must be migrated to the newest schema."""
+    target = database_url(url)
+    if current_revision(target) != head_revision():
+        raise UserError(
+            f"the index at {mask_url_password(target)} is not at the newest schema",
+            "run: radcommons db upgrade",
+        )
+    return make_engine(target)

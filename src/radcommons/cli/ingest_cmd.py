@@ -1,0 +1,69 @@
+"""``radcommons ingest``: bulk load of an already de-identified tree through the verification gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
+from radcommons.pipelines.ingest import FileOutcome, ingest_tree, iter_files
+from radcommons.settings import load_settings
+
+
+def ingest(
+    path: Path = typer.Argument(..., help="A de-identified DICOM file or folder (searched recursively)."),
+    project: str = typer.Option(..., "--project", help="Project the data joins, e.g. Open-A1."),
+    site: str = typer.Option(..., "--site", help="Site that contributed the data."),
+    dataset: str = typer.Option("", "--dataset", help="Submission batch id (default SITE_YYYYMMDD)."),
+    availability: str = typer.Option(
+        "open", "--availability", help="For a new project: open, sequestered or restricted."
+    ),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers (0: the workers setting, else one per core)."),
+    report: Path | None = typer.Option(None, "--report", help="Write every file's outcome as JSON here."),
+    url: str | None = typer.Option(None, "--url", help=DATABASE_HELP),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """Store and index a de-identified DICOM tree; files that fail the gate are listed, not indexed.
+
+    Example: radcommons ingest var/demo-deid/site_a --project Open-A1 --site SITE_A
+    """
+    settings = load_settings()
+    engine = open_index(url)
+    object_store = open_store(store)
+    total = sum(1 for _ in iter_files(path)) if path.exists() else 0
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("files", total=total)
+
+        def advance(_: FileOutcome) -> None:
+            progress.advance(task)
+
+        result = ingest_tree(
+            path, engine=engine, store=object_store, project=project, site_id=site,
+            dataset=dataset or None, availability=availability,
+            workers=workers or settings.workers, scheduler=settings.dask_scheduler, on_file=advance,
+        )
+    table = Table(title=f"ingest of {path} into {project}")
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    for status in ("indexed", "duplicate", "quarantined", "rejected"):
+        table.add_row(status, str(result.count(status)))
+    Console().print(table)
+    for outcome in result.outcomes:
+        if outcome.status in ("rejected", "quarantined"):
+            Console().print(f"[yellow]{outcome.status}[/] {outcome.path}: {outcome.reason}", highlight=False)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(
+            json.dumps({"added": dict(result.added), "files": [vars(o) for o in result.outcomes]}, indent=2)
+        )
+    if not result.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,121 @@
+"""Dates: per-patient offsets and the shifting of DA, DT and AS values.
+
+PS3.15 E.3.6 Retain Longitudinal Temporal Information with Modified Dates: every date
+of a patient moves by the same number of days, so intervals between studies, and
+between imaging and the clinical record, survive exactly while the calendar dates do
+not (the TCIA/RSNA "incrementdate" practice; HIPAA Safe Harbor would keep only years,
+so the shifted dates are documented as Modified Dates, not Safe Harbor).
+
+The offset is derived from HMAC-SHA-256(key, site, patient ID): reproducible for the
+site (the contribution pathway shifts the clinical dates of the same patient with
+:func:`date_offset_days`), different for every patient (unlike dicognito's one offset
+for everybody), and never zero. Range: -365..-1 and +1..+365 days. One year either way
+hides day, month and weekday while keeping season and era close enough for research
+(the study year moves by at most one, which the commons flags as "year shifted").
+
+Times (TM) are not changed: a whole-day shift leaves the time of day intact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import re
+
+MAX_OFFSET_DAYS = 365
+
+_DA = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_DA_OLD = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")  # ACR-NEMA 2.0 form, still seen
+_DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
+_AS = re.compile(r"^(\d{1,3})\s*([DWMY])$")
+
+
+def date_offset_days(key: bytes, site: str, patient_id: str) -> int:
+    """The never-zero day offset for ``patient_id`` at ``site`` (in -365..-1, 1..365)."""
+    message = b"radcommons/date-offset\x00" + site.encode("utf-8") + b"\x00" + patient_id.encode("utf-8")
+    number = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big")
+    step = number % (2 * MAX_OFFSET_DAYS)  # 0..729
+    return step - MAX_OFFSET_DAYS if step < MAX_OFFSET_DAYS else step - MAX_OFFSET_DAYS + 1
+
+
+def _shift(year: int, month: int, day: int, days: int) -> _dt.date:
+    return _dt.date(year, month, day) + _dt.timedelta(days=days)
+
+
+def shift_da(value: str, days: int) -> str | None:
+    """Shift one DA value; ``""`` stays ``""``; ``None`` if it is not a date."""
+    text = value.strip()
+    if not text:
+        return ""
+    match = _DA.match(text) or _DA_OLD.match(text)
+    if not match:
+        return None
+    try:
+        return _shift(*map(int, match.groups()), days).strftime("%Y%m%d")
+    except (ValueError, OverflowError):
+        return None
+
+
+def shift_dt(value: str, days: int) -> str | None:
+    """Shift the date part of one DT value, keeping its precision, time and UTC offset.
+
+    A DT with only a year or year and month is shifted from the middle of that period
+    and written back at the same precision.
+    """
+    text = value.strip()
+    if not text:
+        return ""
+    match = _DT.match(text)
+    if not match:
+        return None
+    year, month, day, time, zone = match.groups()
+    try:
+        if day is not None:
+            shifted = _shift(int(year), int(month), int(day), days)
+            head = shifted.strftime("%Y%m%d")
+        elif month is not None:
+            shifted = _shift(int(year), int(month), 15, days)
+            head = shifted.strftime("%Y%m")
+        else:
+            shifted = _shift(int(year), 7, 2, days)
+            head = shifted.strftime("%Y")
+    except (ValueError, OverflowError):
+        return None
+    if time and day is None:
+        return None  # a time without a full date is not a valid DT
+    return head + (time or "") + (zone or "")
+
+
+def shift_date_range(value: str, days: int, shift) -> str | None:
+    """Shift a value that may be a range ``A-B`` (seen in query-like attributes)."""
+    if "-" in value.strip()[1:] and not re.search(r"[+-]\d{4}$", value.strip()):
+        parts = value.strip().split("-")
+        if len(parts) == 2:
+            shifted = [shift(p, days) if p else "" for p in parts]
+            if None in shifted:
+                return None
+            return "-".join(shifted)  # type: ignore[arg-type]
+    return shift(value, days)
+
+
+def normalise_age(value: str) -> str | None:
+    """Make a Patient's Age (AS) valid and aggregate ages over 89 into ``090Y``.
+
+    HIPAA Safe Harbor and PS3.15 E.3.1 (Retain Patient Characteristics) both allow age,
+    with ages above 89 grouped into one category. Malformed values ("75Y", "75",
+    "75 Y") are repaired; values that cannot be read give ``None`` (remove them).
+    """
+    text = value.strip().upper()
+    if not text:
+        return ""
+    if text.isdigit():
+        text += "Y"
+    match = _AS.match(text)
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2)
+    years = {"D": number / 365.25, "W": number / 52.18, "M": number / 12, "Y": number}[unit]
+    if years > 89:
+        return "090Y"
+    return f"{number:03d}{unit}"

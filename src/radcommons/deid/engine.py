@@ -1,0 +1,623 @@
+"""The de-identification engine: one pydicom Dataset, in memory (PS3.15 Annex E).
+
+:func:`deidentify_dataset` applies a :class:`~radcommons.deid.profile.Profile` to every
+attribute of a dataset, wherever it occurs (nested sequences included), driven by
+Table E.1-1 (:mod:`radcommons.deid.table`):
+
+* each listed attribute gets its Basic Profile action or the action of a selected
+  option (PS3.15 E.1.1, E.3), compound actions resolved by the attribute's Type
+  (:mod:`radcommons.deid.iod`);
+* attributes Table E.1-1 does not list are kept, with three safety nets: every UID is
+  replaced (action U) unless it is a registry UID, every date is shifted (or emptied
+  under the plain Basic Profile), every person name is emptied, and the dataset's own
+  identifiers are scrubbed from any text that is kept;
+* private attributes are removed unless the Retain Safe Private Option (E.3.10) is
+  selected and TCIA's knowledge base lists them as safe (:mod:`radcommons.deid.safe_private`);
+* the patient gets a keyed pseudonym and a never-zero date offset
+  (:mod:`radcommons.deid.pseudonyms`, :mod:`radcommons.deid.dates`);
+* (0012,0062) Patient Identity Removed, (0012,0063) De-identification Method, (0012,0064)
+  De-identification Method Code Sequence (CID 7050) and (0028,0303) Longitudinal
+  Temporal Information Modified record what was done (PS3.15 E.1.1 and E.3).
+
+The function changes the dataset in place (a DIMSE gateway de-identifies what it just
+received) and never touches Pixel Data unless the pixel cleaner redacts burned-in text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+
+from radcommons import __version__
+from radcommons.deid import dates, iod
+from radcommons.deid.profile import Decision, Profile, load_profile
+from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
+from radcommons.deid.safe_private import disposition, load_allow_list
+from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, Table, load_table
+from radcommons.deid.text import TextCleaner, collect_identifiers
+from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid, is_well_known
+
+DEIDENTIFIED = "deidentified"
+WITHHELD = "withheld"
+REJECTED = "rejected"
+
+TABLE_EDITION = "PS3.15 E.1-1 2024b"
+
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_TAG_PATIENT_ID = 0x00100020
+_TAG_PATIENT_NAME = 0x00100010
+_TAG_PATIENT_AGE = 0x00101010
+_TAG_PATIENT_BIRTH_DATE = 0x00100030
+#: attributes the engine writes itself at the end (any incoming value is replaced)
+_RECORD_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+
+_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+_STRING_VRS = _TEXT_VRS | frozenset({"PN", "CS", "AE", "DA", "DT", "TM", "AS", "IS", "DS", "UI", "UR"})
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+
+_DUMMY = {
+    "PN": "ANONYMIZED",
+    "LO": "ANONYMIZED",
+    "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED",
+    "LT": "ANONYMIZED",
+    "UT": "ANONYMIZED",
+    "UC": "ANONYMIZED",
+    "CS": "ANONYMIZED",
+    "AE": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "AS": "000Y",
+    "IS": "0",
+    "DS": "0",
+    "UR": "",
+}
+
+_UNSUPPORTED_SOP_PREFIXES = (
+    ("1.2.840.10008.5.1.4.1.1.88.", "structured report"),
+    ("1.2.840.10008.5.1.4.1.1.104.", "encapsulated document"),
+)
+
+
+@dataclass(frozen=True)
+class DeidContext:
+    """Everything a de-identification needs besides the data: key, site and profile."""
+
+    key: bytes
+    site: str
+    profile: Profile = field(default_factory=load_profile)
+    #: run the burned-in text cleaner where :mod:`radcommons.deid.pixels` asks for it
+    review_pixels: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.key) < 32:
+            raise ValueError("the key must be at least 32 bytes")
+        if not self.site or not self.site.strip():
+            raise ValueError("a site identifier is required")
+
+    def __repr__(self) -> str:  # never print the key
+        return f"DeidContext(site={self.site!r}, profile={self.profile.name!r})"
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """One line of the site's pseudonym registry (original identifiers: keep private)."""
+
+    site: str
+    patient_id: str  #: the original Patient ID (or "study:<uid>" when there was none)
+    pseudonym: str
+    date_offset_days: int
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """Which original study became which de-identified one (private to the site)."""
+
+    site: str
+    study_uid: str
+    new_study_uid: str
+    accession_number: str
+    patient_id: str
+    pseudonym: str
+
+
+@dataclass
+class DeidOutcome:
+    """The result of de-identifying one dataset."""
+
+    status: str  #: "deidentified", "withheld" or "rejected"
+    reason: str = ""
+    dataset: Dataset | None = None
+    patient: PatientRecord | None = None
+    study: StudyRecord | None = None
+    pixels_cleaned: bool = False
+    pixel_regions: tuple[tuple[int, int, int, int], ...] = ()
+    new_uids: dict[str, str] = field(default_factory=dict)  #: study/series/sop: new UID
+
+    @property
+    def ok(self) -> bool:
+        return self.status == DEIDENTIFIED
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _pixels_module():
+    """The burned-in text cleaner, imported lazily (it is optional and heavy)."""
+    try:
+        from radcommons.deid import pixels
+    except ImportError:
+        return None
+    return pixels
+
+
+def _fallback_needs_review(ds: Dataset) -> tuple[bool, str]:
+    """Used only when the pixel cleaner is not installed: the DOMAIN signals (PS3.15
+    E.3.1 note: Burned In Annotation absent does not mean NO)."""
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        return True, "Burned In Annotation is YES"
+    modality = str(ds.get("Modality", "")).upper()
+    if modality in {"US", "SC", "OT", "DOC", "XC", "ES"}:
+        return True, f"modality {modality} often carries burned-in text"
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if any(v in {"SECONDARY", "DERIVED", "SCREEN SAVE"} for v in image_type):
+        return True, "Image Type is SECONDARY/DERIVED/SCREEN SAVE"
+    return False, "no burned-in text signal"
+
+
+def pixel_review(ds: Dataset) -> tuple[bool, str]:
+    """Does this image need its pixels cleaned? (decided from the header only)."""
+    if not any(tag in ds for tag in _PIXEL_TAGS) and "Rows" not in ds:
+        return False, "no pixel data"
+    module = _pixels_module()
+    if module is None:
+        return _fallback_needs_review(ds)
+    verdict = module.needs_pixel_review(ds)
+    return bool(verdict.needs_cleaning), str(verdict.reason)
+
+
+def clean_pixels(ds: Dataset) -> tuple[bool, str | None, tuple[tuple[int, int, int, int], ...]]:
+    """Run the burned-in text cleaner on a full dataset: (cleaned, withheld reason, boxes)."""
+    module = _pixels_module()
+    if module is None:
+        return False, "burned-in text may be present and the pixel cleaner is not installed", ()
+    try:
+        result = module.clean_burned_in_text(ds)
+    except Exception as error:  # the cleaner failing must withhold, never leak
+        return False, f"pixel cleaner failed: {type(error).__name__}: {error}", ()
+    if result.withheld_reason:
+        return False, str(result.withheld_reason), tuple(result.regions)
+    return bool(result.cleaned), None if result.cleaned else "pixels could not be confirmed clean", tuple(
+        result.regions
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def unsupported_reason(ds: Dataset) -> str | None:
+    """Why this object is withheld before any de-identification, or ``None``."""
+    sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
+    for prefix, what in _UNSUPPORTED_SOP_PREFIXES:
+        if sop_class.startswith(prefix):
+            return (
+                f"unsupported object: {what} ({sop_class}) may hold free text; the Clean "
+                "Structured Content Option is not implemented"
+            )
+    if "ContentSequence" in ds:
+        return "unsupported object: Content Sequence (structured free text) is not cleaned"
+    for item in ds.get("GraphicAnnotationSequence") or []:
+        if "TextObjectSequence" in item:
+            return "unsupported object: graphic text annotations (Clean Graphics Option not implemented)"
+    return None
+
+
+def required_uids_missing(ds: Dataset) -> list[str]:
+    """Keywords of the UIDs an output path needs that the dataset lacks."""
+    return [
+        keyword
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        if not clean_uid(ds.get(keyword, "") or "")
+    ]
+
+
+# --------------------------------------------------------------------------- transform
+
+
+def _is_sequence(element: DataElement) -> bool:
+    return element.VR == "SQ"
+
+
+def _string_values(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, MultiValue)):
+        return [str(v) if v is not None else "" for v in value]
+    return [str(value)]
+
+
+def _set_strings(element: DataElement, values: list[str]) -> None:
+    if not values:
+        element.value = ""
+    elif len(values) == 1:
+        element.value = values[0]
+    else:
+        element.value = values
+
+
+class _Transformer:
+    """Applies one profile to one dataset (state: the patient's offset, UID cache...)."""
+
+    def __init__(
+        self, ds: Dataset, context: DeidContext, uid_mapper: UIDMapper, table: Table
+    ) -> None:
+        self.context = context
+        self.profile = context.profile
+        self.table = table
+        self.map_uid = uid_mapper
+        self.sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
+        pid_key = patient_key(ds.get("PatientID"), ds.get("StudyInstanceUID"))
+        self.patient_key = pid_key
+        self.pseudonym = patient_pseudonym(context.key, context.site, pid_key)
+        self.offset = dates.date_offset_days(context.key, context.site, pid_key)
+        self.cleaner = TextCleaner(collect_identifiers(ds))
+        self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
+        self.remove_groups: set[int] = set()
+
+    # ---- whole dataset
+
+    def run(self, ds: Dataset) -> None:
+        self._dataset(ds, top=True)
+        for group in self.remove_groups:  # overlays: the whole repeating group goes
+            for tag in [t for t in ds.keys() if t.group == group]:
+                del ds[tag]
+
+    def _dataset(self, ds: Dataset, top: bool) -> None:
+        private_seen: set[int] = set()
+        for tag in list(ds.keys()):
+            if tag not in ds:
+                continue
+            if tag.element == 0x0000 or tag.group == 0x0002:
+                del ds[tag]  # group lengths go stale; file meta is rebuilt separately
+                continue
+            if top and int(tag) in _PIXEL_TAGS:
+                continue  # pixel data is never touched here
+            if top and int(tag) in _RECORD_TAGS:
+                del ds[tag]
+                continue
+            if tag.is_private:
+                self._private(ds, tag, private_seen)
+                continue
+            element = ds[tag]
+            self._element(ds, element, top)
+        if private_seen or any(t.is_private for t in ds.keys()):
+            self._drop_orphan_creators(ds)
+
+    # ---- one standard element
+
+    def _element(self, ds: Dataset, element: DataElement, top: bool) -> None:
+        tag = int(element.tag)
+        decision = self.profile.override(tag)
+        if decision is None:
+            row = self.table.lookup(tag)
+            decision = self.profile.decide(row) if row is not None else None
+        if tag == _TAG_PATIENT_ID and (decision is None or decision.source not in ("site",)):
+            pseudonym = (
+                self.pseudonym
+                if top
+                else patient_pseudonym(self.context.key, self.context.site, str(element.value or "").strip())
+            )
+            element.value = pseudonym if (top or element.value) else ""
+            return
+        if tag == _TAG_PATIENT_NAME and top and (decision is None or decision.source != "site"):
+            element.value = self.pseudonym
+            return
+        if decision is None:
+            self._unlisted(ds, element)
+            return
+        type_ = iod.attribute_type(self.sop_class, tag) if top else None
+        action = iod.resolve(decision.action, type_)
+        self._apply(ds, element, action, decision)
+
+    def _apply(self, ds: Dataset, element: DataElement, action: str, decision: Decision) -> None:
+        tag = int(element.tag)
+        if action == "X":
+            if 0x6000 <= element.tag.group <= 0x601E and element.tag.element == 0x3000:
+                self.remove_groups.add(element.tag.group)
+            del ds[element.tag]
+        elif action == "Z":
+            self._empty(element)
+        elif action == "D":
+            if _is_sequence(element):
+                self._items(element)
+            elif element.VR == "UI":
+                self._uid(element)
+            else:
+                self._dummy(element)
+        elif action == "U":
+            if _is_sequence(element):
+                self._items(element)
+            elif element.VR == "UI":
+                self._uid(element)
+            else:
+                self._dummy(element)
+        elif action == "K":
+            if tag == _TAG_PATIENT_AGE:
+                self._age(ds, element)
+            elif _is_sequence(element):
+                self._items(element)
+            elif element.VR == "UI":
+                self._uid(element)
+            elif element.VR in _TEXT_VRS and decision.source not in ("site", "profile"):
+                self._strings(element, self.cleaner.scrub_known)
+        elif action == "C":
+            self._clean(ds, element, decision.clean or "auto")
+        else:  # pragma: no cover - profile loading validates actions
+            raise ValueError(f"unknown action {action!r}")
+
+    def _clean(self, ds: Dataset, element: DataElement, kind: str) -> None:
+        vr = element.VR
+        if _is_sequence(element):
+            self._items(element)
+        elif vr in ("DA", "DT"):
+            self._date(ds, element)
+        elif vr == "TM":
+            return  # a whole-day shift leaves times of day as they were
+        elif vr == "UI":
+            self._uid(element)
+        elif vr == "PN":
+            self._empty(element)
+        elif vr == "AS":
+            self._age(ds, element)
+        elif vr in _STRING_VRS:
+            self._strings(element, self.cleaner.clean)
+        elif vr in _BINARY_VRS:
+            self._empty(element)
+
+    # ---- unlisted attributes: safety nets
+
+    def _unlisted(self, ds: Dataset, element: DataElement) -> None:
+        vr = element.VR
+        if _is_sequence(element):
+            self._items(element)
+        elif vr == "UI":
+            if element.keyword not in CLASS_UID_KEYWORDS:
+                self._uid(element)
+        elif vr in ("DA", "DT"):
+            if self.profile.shifts_dates:
+                self._date(ds, element)
+            else:
+                self._empty(element)
+        elif vr == "PN":
+            self._empty(element)
+        elif vr in _TEXT_VRS:
+            self._strings(element, self.cleaner.scrub_known)
+
+    # ---- private attributes (PS3.15 E.3.10)
+
+    def _private(self, ds: Dataset, tag: BaseTag, seen: set[int]) -> None:
+        override = self.profile.override(int(tag))
+        if override is not None and override.action == "K":
+            return
+        if not self.profile.keeps_safe_private or tag.element < 0x0010:
+            del ds[tag]
+            return
+        if tag.element <= 0x00FF:
+            seen.add(int(tag))
+            return  # creators are dropped later if nothing of their block remains
+        creator_tag = Tag(tag.group, tag.element >> 8)
+        creator = ds[creator_tag].value if creator_tag in ds else None
+        verdict = disposition(self.allow, tag.group, str(creator) if creator is not None else None, tag.element)
+        if verdict is None:
+            del ds[tag]
+            return
+        element = ds[tag]
+        vr = element.VR
+        if _is_sequence(element):
+            self._items(element)
+        elif verdict == "o" or vr in ("DA", "DT"):
+            if vr in ("DA", "DT", "LO", "SH", "CS"):
+                self._date(ds, element, private=True)
+            else:
+                del ds[tag]
+        elif verdict == "h" or vr == "UI":
+            if vr in ("UI", "LO", "SH"):
+                self._uid(element)
+            else:
+                del ds[tag]
+        elif vr == "PN":
+            self._empty(element)
+        elif vr in _TEXT_VRS:
+            self._strings(element, self.cleaner.scrub_known)
+        elif vr == "UN":
+            raw = bytes(element.value or b"")
+            if self.cleaner.scrub_known(raw.decode("latin-1")) != raw.decode("latin-1"):
+                del ds[tag]
+
+    def _drop_orphan_creators(self, ds: Dataset) -> None:
+        blocks = {(t.group, t.element >> 8) for t in ds.keys() if t.is_private and t.element > 0x00FF}
+        for tag in [t for t in ds.keys() if t.is_private and 0x0010 <= t.element <= 0x00FF]:
+            if (tag.group, tag.element) not in blocks:
+                del ds[tag]
+
+    # ---- value operations
+
+    def _items(self, element: DataElement) -> None:
+        for item in element.value or []:
+            self._dataset(item, top=False)
+
+    def _empty(self, element: DataElement) -> None:
+        vr = element.VR
+        if vr == "SQ":
+            element.value = Sequence()
+        elif vr in _STRING_VRS:
+            element.value = ""
+        elif vr in _BINARY_VRS:
+            element.value = b""
+        else:
+            element.value = None
+
+    def _dummy(self, element: DataElement) -> None:
+        vr = element.VR
+        if vr in _DUMMY:
+            element.value = _DUMMY[vr]
+        elif vr in _BINARY_VRS:
+            element.value = b""
+        else:
+            element.value = 0 if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV") else None
+
+    def _uid(self, element: DataElement) -> None:
+        values = _string_values(element.value)
+        _set_strings(element, [self.map_uid(v) if clean_uid(v) else "" for v in values])
+
+    def _strings(self, element: DataElement, operation: Callable[[str], str]) -> None:
+        values = _string_values(element.value)
+        cleaned = [operation(v) for v in values]
+        if cleaned != values:
+            _set_strings(element, cleaned)
+
+    def _date(self, ds: Dataset, element: DataElement, private: bool = False) -> None:
+        if not self.profile.shifts_dates:
+            self._empty(element)
+            return
+        shift = dates.shift_dt if element.VR == "DT" else dates.shift_da
+        results = []
+        for value in _string_values(element.value):
+            shifted = dates.shift_date_range(value, self.offset, shift)
+            if shifted is None:
+                if private:
+                    del ds[element.tag]
+                    return
+                shifted = ""  # unreadable: drop the value, keep the element
+            results.append(shifted)
+        _set_strings(element, results)
+
+    def _age(self, ds: Dataset, element: DataElement) -> None:
+        values = _string_values(element.value)
+        ages = [dates.normalise_age(v) for v in values]
+        if any(a is None for a in ages):
+            del ds[element.tag]  # unreadable AS: Patient's Age is Type 3 in Patient Study
+            return
+        _set_strings(element, [a for a in ages if a is not None])
+
+
+# --------------------------------------------------------------------------- API
+
+_TABLE_CACHE: dict[str, Any] = {}
+
+
+def _uid_mapper(context: DeidContext) -> UIDMapper:
+    # one cache per key in this process; the key never leaves the context
+    mapper = _TABLE_CACHE.get(context.key.hex())
+    if mapper is None:
+        if len(_TABLE_CACHE) > 8:
+            _TABLE_CACHE.clear()
+        mapper = _TABLE_CACHE[context.key.hex()] = UIDMapper(context.key)
+    if len(mapper._cache) > 200_000:
+        mapper._cache.clear()
+    return mapper
+
+
+def method_description(profile: Profile) -> list[str]:
+    """Values of (0012,0063) De-identification Method (LO, each at most 64 chars)."""
+    values = [f"RadCommons {__version__}", f"profile {profile.name}", TABLE_EDITION]
+    if profile.site_overrides:
+        values.append("with site overrides")
+    return values
+
+
+def _code_item(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    return item
+
+
+def deidentify_dataset(
+    ds: Dataset,
+    context: DeidContext,
+    *,
+    pixels_cleaned: bool | None = None,
+    pixel_regions: tuple[tuple[int, int, int, int], ...] = (),
+) -> DeidOutcome:
+    """De-identify ``ds`` in place and return the outcome (PS3.15 Annex E).
+
+    ``pixels_cleaned`` is for callers that already ran the pixel cleaner (the file
+    path does, on a fully read dataset); left ``None``, this function decides from the
+    header and, if the image needs it and Pixel Data is present, runs the cleaner.
+    On "withheld" or "rejected" the dataset must not be used (it may be half done).
+    """
+    missing = required_uids_missing(ds)
+    if missing:
+        return DeidOutcome(REJECTED, f"missing required UID(s): {', '.join(missing)}")
+    reason = unsupported_reason(ds)
+    if reason:
+        return DeidOutcome(WITHHELD, reason)
+    if pixels_cleaned is None:
+        pixels_cleaned = False
+        if context.review_pixels:
+            needs, why = pixel_review(ds)
+            if needs:
+                if not any(tag in ds for tag in _PIXEL_TAGS):
+                    return DeidOutcome(WITHHELD, f"pixels need review ({why}) but Pixel Data is absent")
+                cleaned, withheld, regions = clean_pixels(ds)
+                if withheld:
+                    return DeidOutcome(WITHHELD, f"burned-in text: {withheld}")
+                pixels_cleaned, pixel_regions = cleaned, regions
+    if not pixels_cleaned and str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        return DeidOutcome(WITHHELD, "Burned In Annotation is YES and the pixels were not cleaned")
+
+    original = {
+        "study": clean_uid(ds.StudyInstanceUID),
+        "series": clean_uid(ds.SeriesInstanceUID),
+        "sop": clean_uid(ds.SOPInstanceUID),
+        "accession": str(ds.get("AccessionNumber", "") or ""),
+    }
+    table = load_table()
+    mapper = _uid_mapper(context)
+    transformer = _Transformer(ds, context, mapper, table)
+    transformer.run(ds)
+
+    profile = context.profile
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = method_description(profile)
+    codes = profile.codes()
+    if pixels_cleaned:
+        codes.append(CLEAN_PIXEL_DATA_CODE)
+        ds.BurnedInAnnotation = "NO"
+    codes.sort(key=lambda code: code[0])
+    ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if profile.shifts_dates else "REMOVED"
+
+    patient = PatientRecord(
+        site=context.site,
+        patient_id=transformer.patient_key,
+        pseudonym=transformer.pseudonym,
+        date_offset_days=transformer.offset,
+    )
+    new_uids = {key: mapper(value) for key, value in original.items() if key != "accession"}
+    study = StudyRecord(
+        site=context.site,
+        study_uid=original["study"],
+        new_study_uid=new_uids["study"],
+        accession_number=original["accession"],
+        patient_id=transformer.patient_key,
+        pseudonym=transformer.pseudonym,
+    )
+    return DeidOutcome(
+        DEIDENTIFIED,
+        dataset=ds,
+        patient=patient,
+        study=study,
+        pixels_cleaned=pixels_cleaned,
+        pixel_regions=pixel_regions,
+        new_uids=new_uids,
+    )

@@ -1,0 +1,286 @@
+"""Reading headers and writing de-identified DICOM Part 10 files with flat memory.
+
+Only the header is parsed (pydicom ``stop_before_pixels``); the byte range of the
+Pixel Data element (defined length, or encapsulated with undefined length: its items
+are walked by their headers, never decoded) is remembered and copied to the output in
+chunks after the new header. A 1 GB multi-frame file therefore costs a few MB of
+memory, and compressed transfer syntaxes pass through byte for byte. Elements after
+Pixel Data (trailing padding, private groups above 7FE0) are parsed and de-identified
+like the rest of the header.
+
+Outputs are written to a temporary name in the destination folder and moved into place
+with :func:`os.replace`, so a run killed half-way leaves no half-written ``.dcm``.
+The File Meta Information and the preamble are rebuilt (PS3.15 E.1.1: 128 zero bytes,
+new Media Storage SOP Instance UID, RadCommons' Implementation Class UID and Version).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import dcmwrite, write_dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+CHUNK = 1 << 20
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+#: the trailing part (after Pixel Data) is parsed into memory; more than this is suspect
+MAX_TAIL = 64 << 20
+
+
+class BadInput(Exception):
+    """The file is not usable DICOM; the message is the reason given in the report."""
+
+
+@dataclass
+class Header:
+    """A parsed header and where the raw pixel bytes are in the source file."""
+
+    dataset: Dataset
+    transfer_syntax: str
+    implicit_vr: bool
+    little_endian: bool
+    pixel_span: tuple[int, int] | None  #: [start, end) byte range of the pixel element(s)
+    streamable: bool  #: False for deflated files: read and write them whole
+
+
+def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
+    meta = getattr(ds, "file_meta", None)
+    ts = clean_uid(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if ts:
+        return ts
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _element_end(fp, start: int, size: int, implicit: bool, little: bool) -> tuple[int, int]:
+    """Tag and end offset of the element that starts at ``start`` (no value is read)."""
+    endian = "<" if little else ">"
+    fp.seek(start)
+    head = fp.read(8)
+    if len(head) < 8:
+        raise BadInput("truncated: file ends inside the Pixel Data element header")
+    group, element = struct.unpack(endian + "HH", head[:4])
+    tag = (group << 16) | element
+    if implicit:
+        length = struct.unpack(endian + "L", head[4:8])[0]
+        value_start = start + 8
+    else:
+        vr = head[4:6]
+        if vr in _LONG_VRS:
+            extra = fp.read(4)
+            if len(extra) < 4:
+                raise BadInput("truncated: file ends inside the Pixel Data element header")
+            length = struct.unpack(endian + "L", extra)[0]
+            value_start = start + 12
+        else:
+            length = struct.unpack(endian + "H", head[6:8])[0]
+            value_start = start + 8
+    if length != 0xFFFFFFFF:
+        end = value_start + length
+        if end > size:
+            raise BadInput(f"truncated: Pixel Data needs {end - size} more bytes than the file has")
+        return tag, end
+    # encapsulated (undefined length): walk the items to the Sequence Delimitation Item
+    position = value_start
+    while True:
+        fp.seek(position)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise BadInput("truncated: encapsulated Pixel Data has no sequence delimiter")
+        item_group, item_element, item_length = struct.unpack(endian + "HHL", item)
+        item_tag = (item_group << 16) | item_element
+        if item_tag == 0xFFFEE0DD:
+            return tag, position + 8
+        if item_tag != 0xFFFEE000 or item_length == 0xFFFFFFFF:
+            raise BadInput("corrupt: encapsulated Pixel Data has an invalid item")
+        position += 8 + item_length
+        if position > size:
+            raise BadInput("truncated: an encapsulated Pixel Data fragment runs past the end")
+
+
+def read_header(path: Path) -> Header:
+    """Parse the header of ``path``; raise :class:`BadInput` with a reason if unusable."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise BadInput(f"unreadable: {error.strerror}") from error
+    if size == 0:
+        raise BadInput("zero bytes")
+    try:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preamble = fp.read(132)
+            has_magic = len(preamble) == 132 and preamble[128:132] == b"DICM"
+            fp.seek(0)
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_magic)
+            except Exception as error:
+                if not has_magic:
+                    raise BadInput("not DICOM (no DICM prefix and not a readable dataset)") from error
+                raise BadInput(f"corrupt or truncated header: {type(error).__name__}: {error}") from error
+            pixel_start = fp.tell()
+            if not has_magic and ("SOPClassUID" not in ds or len(ds) < 3):
+                raise BadInput("not DICOM (no DICM prefix and no SOP Class UID)")
+            meta = getattr(ds, "file_meta", None)
+            media_class = clean_uid(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+            if media_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+                raise BadInput("DICOMDIR (a media directory, not an image): nothing to contribute")
+            implicit, little = ds.original_encoding
+            if implicit is None:
+                raise BadInput("not DICOM (encoding could not be determined)")
+            ts = _transfer_syntax(ds, bool(implicit), bool(little))
+            if ts == DeflatedExplicitVRLittleEndian:
+                return Header(ds, ts, False, True, None, streamable=False)
+            span: tuple[int, int] | None = None
+            position = pixel_start
+            while position < size:
+                fp.seek(position)
+                peek = fp.read(4)
+                if len(peek) < 4:
+                    break
+                g, e = struct.unpack(("<" if little else ">") + "HH", peek)
+                if ((g << 16) | e) not in _PIXEL_TAGS:
+                    break
+                _, end = _element_end(fp, position, size, bool(implicit), bool(little))
+                span = (pixel_start, end)
+                position = end
+            if position < size:
+                if size - position > MAX_TAIL:
+                    raise BadInput("corrupt: more than 64 MB of data after Pixel Data")
+                fp.seek(position)
+                tail = read_dataset(fp, bool(implicit), bool(little), bytelength=size - position)
+                for element in tail:
+                    ds.add(element)
+    except BadInput:
+        raise
+    except Exception as error:  # pydicom raises many types on bad bytes
+        raise BadInput(f"corrupt: {type(error).__name__}: {error}") from error
+    if span is None and "Rows" in ds and "PixelData" not in ds:
+        raise BadInput("truncated: image attributes present but no Pixel Data")
+    return Header(ds, ts, bool(implicit), bool(little), span, streamable=True)
+
+
+def read_full(path: Path) -> Dataset:
+    """Read the whole file (for pixel cleaning or deflated files)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pydicom.dcmread(path, force=True)
+        except Exception as error:
+            raise BadInput(f"corrupt: {type(error).__name__}: {error}") from error
+
+
+def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
+    """File Meta Information for a de-identified dataset (PS3.10 7.1, PS3.15 E.1.1)."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = clean_uid(ds.SOPClassUID)
+    meta.MediaStorageSOPInstanceUID = clean_uid(ds.SOPInstanceUID)
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.partial")
+
+
+def write_streamed(target: Path, ds: Dataset, header: Header, source: Path) -> None:
+    """Write the new header, then copy the source's raw pixel bytes, atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tail = Dataset()
+    for tag in [t for t in ds.keys() if int(t) > 0x7FE00010]:
+        tail.add(ds[tag])
+        del ds[tag]
+    ds.file_meta = new_file_meta(ds, header.transfer_syntax)
+    ds.preamble = b"\x00" * 128
+    temp = _temp_name(target)
+    try:
+        with open(temp, "wb") as out:
+            dcmwrite(out, ds, enforce_file_format=True)
+            if header.pixel_span is not None:
+                start, end = header.pixel_span
+                with open(source, "rb") as src:
+                    src.seek(start)
+                    remaining = end - start
+                    while remaining:
+                        chunk = src.read(min(CHUNK, remaining))
+                        if not chunk:
+                            raise BadInput("truncated: source shrank while being copied")
+                        out.write(chunk)
+                        remaining -= len(chunk)
+            if len(tail):
+                writer = DicomFileLike(out)
+                writer.is_little_endian = header.little_endian
+                writer.is_implicit_VR = header.implicit_vr
+                write_dataset(writer, tail)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def write_whole(target: Path, ds: Dataset, transfer_syntax: str) -> None:
+    """Write a fully in-memory dataset (pixels cleaned, or deflated input), atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds.file_meta = new_file_meta(ds, transfer_syntax)
+    ds.preamble = b"\x00" * 128
+    temp = _temp_name(target)
+    try:
+        with open(temp, "wb") as out:
+            dcmwrite(out, ds, enforce_file_format=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def remove_partials(root: Path) -> int:
+    """Delete ``*.partial`` files a killed run left under ``root``; returns the count."""
+    count = 0
+    if not root.exists():
+        return 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(".partial") and name.startswith("."):
+                Path(dirpath, name).unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+__all__ = [
+    "BadInput",
+    "Header",
+    "read_header",
+    "read_full",
+    "write_streamed",
+    "write_whole",
+    "remove_partials",
+    "new_file_meta",
+    "shutil",
+]

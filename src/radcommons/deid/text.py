@@ -1,0 +1,243 @@
+"""Free text: cleaning descriptors (PS3.15 E.3.5 Clean Descriptors Option).
+
+Descriptors research needs (Study / Series Description, Protocol Name ...) are cleaned,
+not dropped: clinical words stay, while
+
+* every identifier known from the same dataset (name parts, patient IDs, accession
+  number, study ID, institution, station, serial numbers, and its dates written in any
+  common format) is removed, and
+* identifier patterns are removed: e-mail addresses, phone numbers, dates, runs of 5 or
+  more digits, social-security-like numbers, and names after Dr./Mr./Mrs./Ms./Prof.
+
+The known identifiers are also scrubbed from every other text element the profile
+keeps (a safety net for PHI typed into attributes Table E.1-1 does not list).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+#: Attributes whose values identify the patient, a person or a place (their values are
+#: collected before de-identification and hunted for in free text).
+_IDENTIFIER_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "IssuerOfPatientID",
+    "AccessionNumber",
+    "StudyID",
+    "MedicalRecordLocator",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "MilitaryRank",
+    "ReferringPhysicianName",
+    "ReferringPhysicianAddress",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "PhysiciansOfRecord",
+    "OperatorsName",
+    "RequestingPhysician",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "DeviceSerialNumber",
+    "PlateID",
+    "DetectorID",
+    "CassetteID",
+    "GantryID",
+    "RequestedProcedureID",
+    "PerformedProcedureStepID",
+    "ScheduledProcedureStepID",
+    "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest",
+    "AdmissionID",
+    "PatientInsurancePlanCodeSequence",
+)
+_DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+#: Words too common in institution names to be identifying on their own (the whole
+#: name is still removed as a phrase).
+_COMMON_WORDS = frozenset(
+    """THE OF AND FOR AT IN ON HOSPITAL HOSPITALS CLINIC CLINICS GENERAL MEDICAL MEDICINE
+    CENTER CENTRE UNIVERSITY HEALTH HEALTHCARE REGIONAL COUNTY CITY SAINT ST MEMORIAL
+    COMMUNITY CARE INSTITUTE DEPARTMENT DEPT RADIOLOGY IMAGING DEFAULT UNKNOWN NONE
+    CHILDRENS CHILDREN WOMENS SCHOOL SYSTEM NETWORK STREET ROAD AVENUE SUITE NORTH SOUTH
+    EAST WEST CT MR US CR DX PET NM XA MG""".split()
+)
+_MIN_TOKEN = 3
+
+_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail
+    re.compile(
+        r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor)\b\.?\s*[A-Za-z][\w'-]*(?:[\s,^]+[A-Z][\w'-]*)?",
+        re.IGNORECASE,
+    ),  # names after titles ("Dr. Smith", "DR JOHN SMITH")
+    re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN-like
+    re.compile(r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),  # phone
+    re.compile(r"\b\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4}\b"),  # 08/29/1951, 2017-03-02, 29.08.51
+    re.compile(
+        r"\b\d{1,2}[\s-]*(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?[\s,-]*\d{2,4}\b",
+        re.IGNORECASE,
+    ),  # 2 Mar 2017
+    re.compile(
+        r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b",
+        re.IGNORECASE,
+    ),  # March 2, 2017
+    re.compile(r"\d{5,}"),  # MRNs, accession numbers, phone numbers, compact dates
+)
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    """Strings from one dataset that must not survive anywhere in its output."""
+
+    phrases: tuple[str, ...]  #: whole values, longest first (removed as substrings)
+    words: tuple[str, ...]  #: name parts and distinctive words (removed as whole words)
+
+    def is_empty(self) -> bool:
+        return not self.phrases and not self.words
+
+
+def _values(element_value) -> list[str]:
+    if element_value is None:
+        return []
+    if isinstance(element_value, (list, MultiValue)):
+        return [str(v) for v in element_value if v is not None]
+    return [str(element_value)]
+
+
+def date_variants(da: str) -> list[str]:
+    """A DA value written the ways people write dates in free text."""
+    match = re.match(r"^(\d{4})(\d{2})(\d{2})$", da.strip())
+    if not match:
+        return []
+    y, m, d = match.groups()
+    mi, di = str(int(m)), str(int(d))
+    return sorted(
+        {
+            f"{y}{m}{d}", f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}",
+            f"{m}/{d}/{y}", f"{mi}/{di}/{y}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}-{d}-{y}",
+            f"{d}-{m}-{y}", f"{m}/{d}/{y[2:]}", f"{mi}/{di}/{y[2:]}", f"{d}.{m}.{y[2:]}",
+        },
+        key=len,
+        reverse=True,
+    )
+
+
+def collect_identifiers(ds: Dataset) -> Identifiers:
+    """Gather the identifying values of ``ds`` (top level and one level of sequences)."""
+    phrases: set[str] = set()
+    words: set[str] = set()
+
+    def add(value: str, is_name: bool) -> None:
+        text = value.strip()
+        if len(text) < _MIN_TOKEN:
+            return
+        if is_name:
+            parts = [p.strip() for p in re.split(r"[\^=,\s]+", text) if p.strip()]
+            words.update(p for p in parts if len(p) >= _MIN_TOKEN and p.upper() not in _COMMON_WORDS)
+            joined = " ".join(parts)
+            if len(joined) >= _MIN_TOKEN:
+                phrases.add(joined)
+        phrases.add(text)
+        if not is_name:
+            for part in re.split(r"[\s,;/]+", text):
+                if len(part) >= 4 and part.upper() not in _COMMON_WORDS and not part.isdigit():
+                    words.add(part)
+
+    def visit(dataset: Dataset, depth: int) -> None:
+        for keyword in _IDENTIFIER_KEYWORDS:
+            element = dataset.get(keyword)
+            if element is None:
+                continue
+            if keyword.endswith("Sequence"):
+                continue
+            for value in _values(element):
+                add(value, is_name=keyword.endswith("Name") or keyword.endswith("Names")
+                    or "Physician" in keyword or keyword == "OperatorsName")
+        for keyword in _DATE_KEYWORDS:
+            for value in _values(dataset.get(keyword)):
+                phrases.update(date_variants(value))
+        other_ids = dataset.get("OtherPatientIDsSequence")
+        if other_ids:
+            for item in other_ids:
+                for value in _values(item.get("PatientID")):
+                    add(value, is_name=False)
+        if depth == 0:
+            for element in dataset:
+                if element.VR == "SQ" and element.value and element.keyword in (
+                    "RequestAttributesSequence",
+                    "ReferencedPatientSequence",
+                    "OperatorIdentificationSequence",
+                    "PerformingPhysicianIdentificationSequence",
+                ):
+                    for item in element.value:
+                        visit(item, depth + 1)
+
+    visit(ds, 0)
+    ordered_phrases = tuple(sorted(phrases, key=lambda s: (-len(s), s)))
+    ordered_words = tuple(sorted(words, key=lambda s: (-len(s), s)))
+    return Identifiers(ordered_phrases, ordered_words)
+
+
+def _compile(identifiers: Identifiers) -> re.Pattern[str] | None:
+    parts = [re.escape(p) for p in identifiers.phrases]
+    parts += [r"(?<![A-Za-z0-9])" + re.escape(w) + r"(?![A-Za-z0-9])" for w in identifiers.words]
+    if not parts:
+        return None
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+class TextCleaner:
+    """Cleans free text of one dataset's identifiers (compiled once per dataset)."""
+
+    def __init__(self, identifiers: Identifiers) -> None:
+        self.identifiers = identifiers
+        self._known = _compile(identifiers)
+
+    def scrub_known(self, text: str) -> str:
+        """Remove only the dataset's own identifiers (the safety net for kept text)."""
+        if self._known is None or not text:
+            return text
+        return _tidy(self._known.sub(" ", text)) if self._known.search(text) else text
+
+    def clean(self, text: str) -> str:
+        """Clean a descriptor: known identifiers and identifier patterns removed."""
+        if not text:
+            return text
+        result = text
+        if self._known is not None:
+            result = self._known.sub(" ", result)
+        for pattern in _PATTERNS:
+            result = pattern.sub(" ", result)
+        return _tidy(result) if result != text else text
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"\s{2,}", " ", text)
+    text = re.sub(r"(\s*[,;:/\-]\s*){2,}", " ", text)
+    return text.strip(" ,;:/-_^")
+
+
+def find_patterns(text: str) -> list[str]:
+    """Identifier patterns present in ``text`` (used by the checker)."""
+    found: list[str] = []
+    for pattern in _PATTERNS:
+        found.extend(m.group(0) for m in pattern.finditer(text))
+    return found
+
+
+def known_hits(cleaner: TextCleaner, values: Iterable[str]) -> list[str]:
+    """Known identifiers still present in ``values``."""
+    if cleaner._known is None:
+        return []
+    return [m.group(0) for v in values for m in cleaner._known.finditer(v)]
