@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m radcommons.demo --out $(DEMO) --sites $(SITES) --patients $(PATIENTS) --seed $(SEED)
+	DEMO=$(DEMO) SITES=$(SITES) PATIENTS=$(PATIENTS) SEED=$(SEED) RC=$(BIN)/radcommons scripts/demo.sh
 
 test: $(STAMP)
 	$(BIN)/lint-imports

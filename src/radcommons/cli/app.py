@@ -9,7 +9,16 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from radcommons import __version__
-from radcommons.cli import config_cmd, db_cmd, dictionary_cmd, ingest_cmd, objects_cmd, synth_cmd
+from radcommons.cli import (
+    config_cmd,
+    db_cmd,
+    deid_cmd,
+    dictionary_cmd,
+    harmonize_cmd,
+    ingest_cmd,
+    objects_cmd,
+    synth_cmd,
+)
 from radcommons.errors import UserError
 
 app = typer.Typer(
@@ -25,8 +34,11 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(dictionary_cmd.app, name="dictionary")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(objects_cmd.app, name="objects")
+app.add_typer(harmonize_cmd.app, name="harmonize")
 app.command("synth")(synth_cmd.synth)
 app.command("ingest")(ingest_cmd.ingest)
+app.command("keygen")(deid_cmd.keygen)
+app.command("deid")(deid_cmd.deid)
 
 # soft_wrap: never break a digest, path or URL across lines in a message.
 err_console = Console(stderr=True, soft_wrap=True)

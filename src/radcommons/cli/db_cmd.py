@@ -19,7 +19,11 @@ from radcommons.store.index import (
     upgrade as migrate_up,
 )
 
-app = typer.Typer(help="The index database: migrate it, show its revision and record counts.", no_args_is_help=True)
+app = typer.Typer(
+    help="The index database: migrate it, show its revision and record counts.\n\n"
+    "Example: radcommons db upgrade --url sqlite:///var/radcommons.db",
+    no_args_is_help=True,
+)
 
 _URL_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABASE_URL)."
 

@@ -14,7 +14,8 @@ from radcommons.dictionary.docs import allowed_values, type_label, write_docs
 from radcommons.errors import UserError
 
 app = typer.Typer(
-    help="The versioned data dictionary: show it, validate clinical files, write its docs.",
+    help="The versioned data dictionary: show it, validate clinical files, write its docs.\n\n"
+    "Example: radcommons dictionary validate case.tsv measurement.csv",
     no_args_is_help=True,
 )
 

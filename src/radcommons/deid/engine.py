@@ -323,7 +323,7 @@ class _Transformer:
             self._unlisted(ds, element)
             return
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
-        action = iod.resolve(decision.action, type_)
+        action = iod.resolve(decision.action, type_, _is_sequence(element))
         self._apply(ds, element, action, decision)
 
     def _apply(self, ds: Dataset, element: DataElement, action: str, decision: Decision) -> None:

@@ -9,7 +9,8 @@ Pixel Data (trailing padding, private groups above 7FE0) are parsed and de-ident
 like the rest of the header.
 
 Outputs are written to a temporary name in the destination folder and moved into place
-with :func:`os.replace`, so a run killed half-way leaves no half-written ``.dcm``.
+atomically (a hard link, or :func:`os.replace`), so a run killed half-way leaves no
+half-written ``.dcm`` and an existing output is never overwritten.
 The File Meta Information and the preamble are rebuilt (PS3.15 E.1.1: 128 zero bytes,
 new Media Storage SOP Instance UID, RadCommons' Implementation Class UID and Version).
 """
@@ -17,7 +18,6 @@ new Media Storage SOP Instance UID, RadCommons' Implementation Class UID and Ver
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import warnings
 from dataclasses import dataclass
@@ -202,6 +202,17 @@ def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
     return meta
 
 
+def _publish(temp: Path, target: Path) -> None:
+    """Move a finished temp file into place without ever replacing an existing output
+    (two inputs with the same SOP Instance UID: the first one written wins)."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this file system
+        os.replace(temp, target)
+
+
 def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.partial")
 
@@ -237,7 +248,7 @@ def write_streamed(target: Path, ds: Dataset, header: Header, source: Path) -> N
                 write_dataset(writer, tail)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, target)
+        _publish(temp, target)
     finally:
         if temp.exists():
             temp.unlink()
@@ -254,7 +265,7 @@ def write_whole(target: Path, ds: Dataset, transfer_syntax: str) -> None:
             dcmwrite(out, ds, enforce_file_format=True)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, target)
+        _publish(temp, target)
     finally:
         if temp.exists():
             temp.unlink()
@@ -282,5 +293,4 @@ __all__ = [
     "write_whole",
     "remove_partials",
     "new_file_meta",
-    "shutil",
 ]

@@ -134,14 +134,16 @@ def attribute_type(sop_class_uid: str | None, tag: int) -> int | None:
     return None
 
 
-def resolve(action: str, type_: int | None) -> str:
+def resolve(action: str, type_: int | None, sequence: bool = False) -> str:
     """Turn a (possibly compound) Table E.1-1 action into one of X, Z, D, K, C, U.
 
     ``type_`` is the attribute's Type, or ``None`` when unknown: then the engine keeps
     the element present with a dummy (D) or empty (Z) value, the choice that cannot
     break a Type 1 or 2 requirement and leaks nothing. ``X/Z/U*`` resolves to U (keep
     the sequence, replace the instance UIDs in it): references stay valid inside the
-    de-identified study, and every UID is replaced consistently anyway.
+    de-identified study, and every UID is replaced consistently anyway. A *sequence*
+    of unknown Type is kept with its content de-identified item by item (D): emptying
+    it could break a "1-n items" rule, and every attribute inside is protected anyway.
     """
     if "/" not in action:
         return action
@@ -154,4 +156,6 @@ def resolve(action: str, type_: int | None) -> str:
         return "Z" if "Z" in choices else "D"
     if type_ == 1:
         return "D" if "D" in choices else "Z"
+    if sequence:
+        return "D"
     return "D" if "D" in choices else "Z"

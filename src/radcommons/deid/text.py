@@ -75,25 +75,41 @@ _COMMON_WORDS = frozenset(
 )
 _MIN_TOKEN = 3
 
-_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),  # e-mail
-    re.compile(
-        r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor)\b\.?\s*[A-Za-z][\w'-]*(?:[\s,^]+[A-Z][\w'-]*)?",
-        re.IGNORECASE,
-    ),  # names after titles ("Dr. Smith", "DR JOHN SMITH")
-    re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # SSN-like
-    re.compile(r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b"),  # phone
-    re.compile(r"\b\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4}\b"),  # 08/29/1951, 2017-03-02, 29.08.51
-    re.compile(
-        r"\b\d{1,2}[\s-]*(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?[\s,-]*\d{2,4}\b",
-        re.IGNORECASE,
-    ),  # 2 Mar 2017
-    re.compile(
-        r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b",
-        re.IGNORECASE,
-    ),  # March 2, 2017
-    re.compile(r"\d{5,}"),  # MRNs, accession numbers, phone numbers, compact dates
+#: Identifier patterns, by name; ``True`` marks the unambiguous ones (checked even in
+#: vendor private values, where runs of digits are often version numbers).
+_NAMED_PATTERNS: tuple[tuple[str, bool, re.Pattern[str]], ...] = (
+    ("email", True, re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    (
+        "titled-name",
+        True,
+        re.compile(
+            r"\b(?:Dr|Mr|Mrs|Ms|Miss|Prof|Doctor)\b\.?\s*[A-Za-z][\w'-]*(?:[\s,^]+[A-Z][\w'-]*)?",
+            re.IGNORECASE,
+        ),
+    ),
+    ("ssn", True, re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    ("phone", False, re.compile(r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}\b")),
+    (
+        "date",
+        True,
+        re.compile(
+            r"\b\d{1,2}[/\-]\d{1,2}[/\-](?:\d{4}|\d{2})\b"  # 08/29/1951, 8-29-51
+            r"|\b(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2}\b"  # 2017-03-02, 2017.03.02
+            r"|\b\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}\b"  # 29.08.1951
+        ),
+    ),
+    (
+        "date-words",
+        True,
+        re.compile(
+            r"\b\d{1,2}[\s-]*(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?[\s,-]*\d{2,4}\b"
+            r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b",
+            re.IGNORECASE,
+        ),
+    ),
+    ("digits", False, re.compile(r"\d{5,}")),  # MRNs, accession numbers, compact dates
 )
+_PATTERNS = tuple(pattern for _, _, pattern in _NAMED_PATTERNS)
 
 
 @dataclass(frozen=True)
@@ -228,11 +244,12 @@ def _tidy(text: str) -> str:
     return text.strip(" ,;:/-_^")
 
 
-def find_patterns(text: str) -> list[str]:
+def find_patterns(text: str, strong_only: bool = False) -> list[str]:
     """Identifier patterns present in ``text`` (used by the checker)."""
     found: list[str] = []
-    for pattern in _PATTERNS:
-        found.extend(m.group(0) for m in pattern.finditer(text))
+    for _, strong, pattern in _NAMED_PATTERNS:
+        if strong or not strong_only:
+            found.extend(m.group(0) for m in pattern.finditer(text))
     return found
 
 

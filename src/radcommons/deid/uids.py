@@ -23,6 +23,7 @@ IMPLEMENTATION_CLASS_UID = "2.25.250277635561533273184557650707828414120"
 IMPLEMENTATION_VERSION_NAME = "RADCOMMONS_0_1"
 
 _DICOM_ROOT = "1.2.840.10008."
+_UID_LABEL = b"radcommons/uid\x00"
 
 #: UI elements whose value names a class or definition, not an instance: kept even when
 #: the UID is private (a vendor's private SOP class UID identifies nobody).
@@ -76,7 +77,7 @@ def new_uid(key: bytes, uid: str) -> str:
     uid = clean_uid(uid)
     if not uid or is_well_known(uid):
         return uid
-    return f"2.25.{uuid_int(key, b'radcommons/uid\x00', uid)}"
+    return "2.25." + str(uuid_int(key, _UID_LABEL, uid))
 
 
 class UIDMapper:

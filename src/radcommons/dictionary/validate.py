@@ -99,7 +99,8 @@ class _Table:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    header_row: int = 1
+    #: Line of the header (None for JSON and in-memory records, which have none).
+    header_row: int | None = 1
 
 
 def validate_files(
@@ -151,7 +152,7 @@ def validate_records(
     for record in records:
         columns.extend(key for key in record if key not in columns)
     table = _Table(columns=columns, rows=[(first_row + i, dict(r)) for i, r in enumerate(records)])
-    table.header_row = None  # type: ignore[assignment]
+    table.header_row = None
     return _validate_table(file, table, dictionary[node], {}, check_missing_columns=False)
 
 
@@ -172,6 +173,10 @@ def _validate_path(
     def whole_file(message: str, code: str, row: int | None = None) -> ValidatedFile:
         return ValidatedFile(file, node, problems=(Problem(file, row, None, None, message, code, node=node),))
 
+    if path.is_dir():
+        return whole_file("is a folder, not a file: name the .tsv, .csv or .json files in it", "file_unreadable")
+    if not path.exists():
+        return whole_file("file not found: check the path", "file_missing")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         return whole_file(
@@ -181,8 +186,6 @@ def _validate_path(
         data = path.read_bytes()
     except FileNotFoundError:
         return whole_file("file not found: check the path", "file_missing")
-    except IsADirectoryError:
-        return whole_file("is a folder, not a file: name the .tsv, .csv or .json files in it", "file_unreadable")
     except OSError as error:
         return whole_file(f"cannot read the file ({error.strerror or error}): check its permissions", "file_unreadable")
     try:
@@ -263,7 +266,7 @@ def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
 
 
 def _read_json(file: str, text: str) -> _Table:
-    table = _Table(header_row=None)  # type: ignore[arg-type]
+    table = _Table(header_row=None)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:

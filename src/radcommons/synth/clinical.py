@@ -33,6 +33,7 @@ but its own format, column names, date format and spelling of values:
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -220,13 +221,16 @@ def _write_workbook(path: Path, rows: dict[str, list[list[Any]]], style: Clinica
 
 
 def _normalise_zip_times(path: Path) -> None:
-    """Rewrite the .xlsx zip with fixed member times so the file is byte-identical across runs."""
+    """Rewrite the .xlsx zip with fixed member times and modification stamp so the file is byte-identical across runs."""
     import zipfile
 
     with zipfile.ZipFile(path) as source:
         members = [(info, source.read(info.filename)) for info in source.infolist()]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as target:
         for info, data in members:
+            if info.filename == "docProps/core.xml":
+                # openpyxl stamps the save time into dcterms:modified whatever we set.
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2024-01-01T00:00:00Z", data)
             fixed = zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0))
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o600 << 16

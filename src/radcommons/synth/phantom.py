@@ -218,13 +218,14 @@ def lung_ultrasound(rows: int, cols: int, rng: np.random.Generator, b_lines: int
     speckle = rng.rayleigh(0.35, size=(rows, cols)).astype(np.float32)
     tissue = speckle * (0.9 - 0.5 * depth)
     pleura = np.exp(-((depth - 0.28) ** 2) / (2 * 0.008**2)) * 1.6
-    image = tissue * (depth < 0.28) + pleura
+    # Below the pleura aerated lung shows only reverberation: faint speckle, A-lines;
+    # interstitial disease (COVID-19) replaces A-lines with vertical B-lines.
+    image = tissue * (depth < 0.28) + pleura + speckle * 0.3 * (depth >= 0.28) * (1.0 - 0.6 * depth)
     if b_lines:
         for centre in rng.uniform(-0.45, 0.45, size=b_lines):
-            image = image + 1.1 * np.exp(-((angle - centre) ** 2) / (2 * 0.025**2)) * (depth > 0.28)
+            image = image + 0.55 * np.exp(-((angle - centre) ** 2) / (2 * 0.012**2)) * (depth > 0.28) * (1.1 - depth)
     else:
         for k in (2, 3):  # A-lines: reverberations of the pleura at multiples of its depth
             image = image + 0.7 / k * np.exp(-((depth - 0.28 * k) ** 2) / (2 * 0.008**2))
-        image = image + speckle * 0.25 * (depth >= 0.28)
     image = np.clip(image * sector * 150.0, 0, 255)
     return image.astype(np.uint8)

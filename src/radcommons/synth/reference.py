@@ -58,8 +58,10 @@ def study_descriptions(modality: str) -> Distribution:
     weights: list[float] = []
     for row in csv.DictReader(_data_text("study_descriptions.tsv").splitlines(), delimiter="\t"):
         description = (row["StudyDescription"] or "").strip()
-        # Descriptions longer than LO's 64 characters cannot go into (0008,1030).
-        if row["Modality"] == modality and description and len(description) <= 64:
+        # (0008,1030) is LO: at most 64 characters, no backslash (the value delimiter),
+        # and only the default repertoire since not every site declares a character set.
+        usable = len(description) <= 64 and "\\" not in description and description.isascii()
+        if row["Modality"] == modality and description and usable:
             values.append(description)
             weights.append(float(row["frequency"]))
     if not values:

@@ -109,16 +109,18 @@ def private_blocks(
     ASCII protocol text, Philips and Fujifilm repeat operator and device ids.
     """
     family = device.family
+    # Element offsets and VRs follow the vendors' published/known dictionaries (as
+    # pydicom and dcmtk list them), so implicit-VR files still validate.
     if family == "GE":
         return (
             PrivateBlock(0x0009, "GEMS_IDEN_01", (
                 PrivateElement(0x01, "LO", "GE_GENESIS_FF"),
                 PrivateElement(0x02, "SH", station, True),
                 PrivateElement(0x04, "SH", device.model[:16]),
-                PrivateElement(0x30, "LO", patient_text[:64], True),
+                PrivateElement(0x17, "LT", patient_text, True),
             )),
             PrivateBlock(0x0043, "GEMS_PARM_01", (
-                PrivateElement(0x27, "SH", "/1.0:1"),
+                PrivateElement(0x27, "SH", "1.375:1"),
             )),
         )
     if family == "SIEMENS":
@@ -135,26 +137,22 @@ def private_blocks(
         return (
             PrivateBlock(0x0029, "SIEMENS CSA HEADER", (
                 PrivateElement(0x08, "CS", "IMAGE NUM 4"),
-                PrivateElement(0x09, "LO", "1.0"),
+                PrivateElement(0x09, "LO", "20100114"),
                 PrivateElement(0x10, "OB", csa, True),
             )),
         )
     if family == "PHILIPS":
         return (
-            PrivateBlock(0x2001, "Philips Imaging DD 001", (
-                PrivateElement(0x63, "CS", "NO"),
-                PrivateElement(0x90, "LO", patient_text[:64], True),
-            )),
             PrivateBlock(0x00E1, "ELSCINT1", (
-                PrivateElement(0x21, "DS", "1"),
-                PrivateElement(0x40, "SH", operator.split("^")[0][:16], True),
+                PrivateElement(0x42, "LO", patient_text, True),
+                PrivateElement(0xA0, "LO", operator, True),
             )),
         )
     if family == "CANON":
         return (
             PrivateBlock(0x7005, "TOSHIBA_MEC_CT3", (
-                PrivateElement(0x08, "CS", "CHEST"),
-                PrivateElement(0x30, "LO", serial, True),
+                PrivateElement(0x0B, "SH", "BODY"),
+                PrivateElement(0x11, "LT", f"{patient_text} SN {serial}", True),
             )),
         )
     if family == "FUJI":
@@ -162,7 +160,7 @@ def private_blocks(
             PrivateBlock(0x0009, "FDMS 1.0", (
                 PrivateElement(0x04, "SH", station, True),
                 PrivateElement(0x05, "OW", b"\x00\x01" * 4),
-                PrivateElement(0x08, "CS", "S"),
+                PrivateElement(0x90, "ST", patient_text, True),
             )),
         )
     if family == "CARESTREAM":
@@ -176,7 +174,7 @@ def private_blocks(
         return (
             PrivateBlock(0x0019, "AGFA", (
                 PrivateElement(0x10, "SH", station, True),
-                PrivateElement(0x50, "LO", "C-PA CHEST"),
+                PrivateElement(0x11, "LO", patient_text[:64], True),
             )),
         )
     return (

@@ -1,0 +1,154 @@
+"""De-identifying one file: read, decide, de-identify, write (or say why not)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radcommons.deid.engine import (
+    DEIDENTIFIED,
+    REJECTED,
+    WITHHELD,
+    DeidContext,
+    DeidOutcome,
+    PatientRecord,
+    StudyRecord,
+    clean_pixels,
+    deidentify_dataset,
+    pixel_review,
+    required_uids_missing,
+    unsupported_reason,
+)
+from radcommons.deid.fileio import BadInput, read_full, read_header, write_streamed, write_whole
+from radcommons.deid.uids import new_uid
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file (one entry of the report)."""
+
+    input: str
+    status: str  #: deidentified / withheld / rejected
+    reason: str = ""
+    output: str | None = None  #: relative to the destination root
+    patient: PatientRecord | None = None
+    study: StudyRecord | None = None
+    pixels_cleaned: bool = False
+    pixel_regions: tuple[tuple[int, int, int, int], ...] = ()
+    skipped_existing: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        data: dict = {"input": self.input, "outcome": self.status}
+        if self.reason:
+            data["reason"] = self.reason
+        if self.output:
+            data["output"] = self.output
+        if self.patient:
+            data["patient_id"] = self.patient.patient_id
+            data["pseudonym"] = self.patient.pseudonym
+        if self.study:
+            data["study_uid"] = self.study.study_uid
+            data["new_study_uid"] = self.study.new_study_uid
+        if self.pixels_cleaned:
+            data["pixels_cleaned"] = True
+            data["pixel_regions"] = [list(r) for r in self.pixel_regions]
+        if self.skipped_existing:
+            data["already_present"] = True
+        if self.notes:
+            data["notes"] = self.notes
+        return data
+
+
+def output_relpath(study: str, series: str, sop: str) -> str:
+    """``<study uid>/<series uid>/<sop uid>.dcm``: built only from new identifiers."""
+    return f"{study}/{series}/{sop}.dcm"
+
+
+def deidentify_file(src: Path, dst_root: Path, context: DeidContext, *, label: str | None = None) -> FileOutcome:
+    """De-identify the file ``src`` into ``dst_root`` (never raises for bad input).
+
+    The output path is computed from the header before anything is written; when that
+    file is already there (a resumed run: outputs only ever appear complete, through
+    ``os.replace``) it is not written again.
+    """
+    src = Path(src)
+    name = label if label is not None else str(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every odd value; the report speaks
+        return _deidentify_file(src, name, Path(dst_root), context)
+
+
+def _deidentify_file(src: Path, name: str, dst_root: Path, context: DeidContext) -> FileOutcome:
+    try:
+        header = read_header(src)
+    except BadInput as error:
+        return FileOutcome(name, REJECTED, str(error))
+    ds = header.dataset
+    try:
+        missing = required_uids_missing(ds)
+        if missing:
+            return FileOutcome(name, REJECTED, f"missing required UID(s): {', '.join(missing)}")
+        reason = unsupported_reason(ds)
+        if reason:
+            return FileOutcome(name, WITHHELD, reason)
+        relpath = output_relpath(
+            new_uid(context.key, ds.StudyInstanceUID),
+            new_uid(context.key, ds.SeriesInstanceUID),
+            new_uid(context.key, ds.SOPInstanceUID),
+        )
+        target = Path(dst_root) / relpath
+        needs_pixels = False
+        why = ""
+        if context.review_pixels:
+            needs_pixels, why = pixel_review(ds)
+        if needs_pixels or not header.streamable:
+            full = read_full(src)
+            cleaned, regions = False, ()
+            if needs_pixels:
+                if "PixelData" not in full:
+                    return FileOutcome(name, WITHHELD, f"pixels need review ({why}) but Pixel Data is absent")
+                cleaned, withheld, regions = clean_pixels(full)
+                if withheld:
+                    return FileOutcome(name, WITHHELD, f"burned-in text: {withheld}", pixel_regions=regions)
+            outcome = deidentify_dataset(full, context, pixels_cleaned=cleaned, pixel_regions=regions)
+            if outcome.status != DEIDENTIFIED:
+                return _from_outcome(name, outcome, None)
+            if not target.exists():
+                meta = getattr(full, "file_meta", None)
+                ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+                write_whole(target, full, ts or header.transfer_syntax)
+                return _from_outcome(name, outcome, relpath)
+            result = _from_outcome(name, outcome, relpath)
+            result.skipped_existing = True
+            return result
+        outcome = deidentify_dataset(ds, context, pixels_cleaned=False)
+        if outcome.status != DEIDENTIFIED:
+            return _from_outcome(name, outcome, None)
+        result = _from_outcome(name, outcome, relpath)
+        if target.exists():
+            result.skipped_existing = True
+        else:
+            write_streamed(target, ds, header, src)
+        return result
+    except BadInput as error:
+        return FileOutcome(name, REJECTED, str(error))
+    except Exception as error:  # a bad value deep in a header: report, never a traceback
+        return FileOutcome(name, REJECTED, f"corrupt: {type(error).__name__}: {error}")
+
+
+def _from_outcome(name: str, outcome: DeidOutcome, relpath: str | None) -> FileOutcome:
+    return FileOutcome(
+        input=name,
+        status=outcome.status,
+        reason=outcome.reason,
+        output=relpath if outcome.status == DEIDENTIFIED else None,
+        patient=outcome.patient,
+        study=outcome.study,
+        pixels_cleaned=outcome.pixels_cleaned,
+        pixel_regions=outcome.pixel_regions,
+    )
+
+
+__all__ = ["FileOutcome", "deidentify_file", "output_relpath"]

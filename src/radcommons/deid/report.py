@@ -1,0 +1,104 @@
+"""The run report: every input file with its outcome, nothing silently dropped.
+
+The report names original files and identifiers, so it is written to the site's private
+state directory (never inside the de-identified output). JSON for machines, and a
+short Rich summary for the person at the console.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD
+from radcommons.deid.files import FileOutcome
+
+STATUSES = (DEIDENTIFIED, WITHHELD, REJECTED)
+
+
+@dataclass
+class RunReport:
+    """All file outcomes of one ``deid`` run plus what the run was."""
+
+    source: str
+    destination: str
+    site: str
+    profile: str
+    key_fingerprint: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    path: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(o.status for o in self.outcomes)
+        counts = {status: counter.get(status, 0) for status in STATUSES}
+        counts["total"] = len(self.outcomes)
+        counts["already_present"] = sum(1 for o in self.outcomes if o.skipped_existing)
+        counts["pixels_cleaned"] = sum(
+            1 for o in self.outcomes if o.pixels_cleaned and o.status == DEIDENTIFIED
+        )
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        from radcommons import __version__
+
+        return {
+            "radcommons_version": __version__,
+            "source": self.source,
+            "destination": self.destination,
+            "site": self.site,
+            "profile": self.profile,
+            "key_fingerprint": self.key_fingerprint,
+            "counts": self.counts(),
+            "files": [o.to_json() for o in sorted(self.outcomes, key=lambda o: o.input)],
+        }
+
+    def write(self, path: Path) -> Path:
+        """Write atomically (temp file, then rename), readable by the owner only."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self.to_json(), handle, indent=1, sort_keys=False)
+            handle.write("\n")
+        os.replace(temp, path)
+        self.path = path
+        return path
+
+
+def reasons(report: RunReport, status: str) -> Counter[str]:
+    """How often each reason occurs among outcomes with ``status`` (first clause only)."""
+    return Counter(o.reason.split(":")[0] if o.reason else "" for o in report.outcomes if o.status == status)
+
+
+def render_summary(report: RunReport, console) -> None:
+    """Print a short Rich summary of the run."""
+    from rich.table import Table
+
+    counts = report.counts()
+    console.print(
+        f"de-identified {report.source} -> {report.destination} "
+        f"(site {report.site}, profile {report.profile})",
+        highlight=False,
+    )
+    table = Table()
+    table.add_column("outcome")
+    table.add_column("files", justify="right")
+    table.add_row("[green]de-identified[/]", str(counts[DEIDENTIFIED]))
+    table.add_row("[yellow]withheld[/]", str(counts[WITHHELD]))
+    table.add_row("[red]rejected[/]", str(counts[REJECTED]))
+    table.add_row("total", str(counts["total"]))
+    console.print(table)
+    if counts["already_present"]:
+        console.print(f"{counts['already_present']} output(s) were already complete and were not rewritten")
+    if counts["pixels_cleaned"]:
+        console.print(f"{counts['pixels_cleaned']} image(s) had burned-in text cleaned")
+    for status, colour in ((WITHHELD, "yellow"), (REJECTED, "red")):
+        for reason, count in reasons(report, status).most_common(5):
+            console.print(f"  [{colour}]{status}[/] {count} x {reason}", highlight=False)
+    if report.path is not None:
+        console.print(f"report (private, holds original identifiers): {report.path}", highlight=False)

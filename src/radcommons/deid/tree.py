@@ -1,0 +1,162 @@
+"""De-identifying a whole folder tree, in parallel with Dask.
+
+Every regular file under the source is an input and ends in the report with an
+outcome. Outputs go to ``DST/<study uid>/<series uid>/<sop uid>.dcm``, paths built only
+from new identifiers. Work is split into batches of files; batches run inline
+(``workers=1``) or on a pool of worker processes through Dask's multiprocessing
+scheduler. Workers return their mappings; the parent alone writes the pseudonym
+registry (after every group of batches, so a killed run loses at most one group of
+registry rows, and a rerun recomputes them: they are pure functions of key and input).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Callable
+
+from radcommons.deid.engine import DEIDENTIFIED, WITHHELD, DeidContext
+from radcommons.deid.fileio import remove_partials
+from radcommons.deid.files import FileOutcome, deidentify_file
+from radcommons.deid.keys import key_fingerprint
+from radcommons.deid.registry import Registry
+from radcommons.deid.report import RunReport
+from radcommons.errors import UserError
+
+BATCH_SIZE = 16
+
+
+def default_state_dir(site: str) -> Path:
+    """``./var/deid-state/<site>``: the site's private state (registry, reports)."""
+    return Path("var") / "deid-state" / site
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents
+
+
+def check_paths(src: Path, dst: Path, state_dir: Path, report_path: Path | None) -> None:
+    """Refuse unusable or dangerous combinations of paths (raises UserError)."""
+    if not src.exists():
+        raise UserError(f"the source {src} does not exist")
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"the destination {dst} exists and is not a folder")
+    if src.is_dir() and _inside(dst, src):
+        raise UserError(
+            f"the destination {dst} is inside the source {src}",
+            "a rerun would read its own output; choose a destination outside the source",
+        )
+    if _inside(src, dst):
+        raise UserError(f"the source {src} is inside the destination {dst}")
+    if _inside(state_dir, dst):
+        raise UserError(
+            f"the state directory {state_dir} is inside the destination {dst}",
+            "the registry holds original identifiers and must never travel with the output",
+        )
+    if report_path is not None and _inside(report_path, dst):
+        raise UserError(
+            f"the report {report_path} is inside the destination {dst}",
+            "the report names original files and identifiers; write it to the state directory",
+        )
+
+
+def list_inputs(src: Path) -> list[tuple[Path, str]]:
+    """Every file under ``src`` (sorted), with its label relative to ``src``."""
+    if src.is_file():
+        return [(src, src.name)]
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            found.append((path, path.relative_to(src).as_posix()))
+    return found
+
+
+def _run_batch(batch: list[tuple[str, str]], dst: str, context: DeidContext) -> list[FileOutcome]:
+    return [deidentify_file(Path(path), Path(dst), context, label=label) for path, label in batch]
+
+
+def _mark_duplicates(outcomes: list[FileOutcome], owners: dict[str, str]) -> None:
+    for outcome in outcomes:
+        if outcome.status != DEIDENTIFIED or not outcome.output:
+            continue
+        owner = owners.setdefault(outcome.output, outcome.input)
+        if owner != outcome.input:
+            outcome.status = WITHHELD
+            outcome.reason = f"duplicate SOP Instance UID: the same object as {owner} (written once)"
+            outcome.output = None
+
+
+def deidentify_tree(
+    src: Path,
+    dst: Path,
+    context: DeidContext,
+    *,
+    state_dir: Path | None = None,
+    workers: int | None = None,
+    report_path: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunReport:
+    """De-identify every file under ``src`` into ``dst``; returns the written report.
+
+    ``workers``: parallel worker processes (``None``/0: one per core; 1: inline).
+    """
+    src, dst = Path(src), Path(dst)
+    state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
+    check_paths(src, dst, state_dir, report_path)
+    inputs = list_inputs(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
+    if report_path is None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        report_path = state_dir / "reports" / f"deid-{stamp}.json"
+    fingerprint = key_fingerprint(context.key)
+    report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
+    workers = workers or os.cpu_count() or 1
+    items = [(str(path), label) for path, label in inputs]
+    batches = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
+    owners: dict[str, str] = {}
+    with Registry(state_dir, fingerprint) as registry:
+        done = 0
+        if progress:
+            progress(0, len(items))
+        if workers <= 1 or len(batches) <= 1:
+            groups = [[batch] for batch in batches]
+            for group in groups:
+                outcomes = _run_batch(group[0], str(dst), context)
+                done += _absorb(outcomes, report, registry, owners)
+                if progress:
+                    progress(done, len(items))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            import dask
+
+            group_size = workers * 4
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
+                for start in range(0, len(batches), group_size):
+                    group = batches[start : start + group_size]
+                    tasks = [dask.delayed(_run_batch)(batch, str(dst), context) for batch in group]
+                    results = dask.compute(*tasks, scheduler="processes", pool=pool)
+                    for outcomes in results:
+                        done += _absorb(list(outcomes), report, registry, owners)
+                    if progress:
+                        progress(done, len(items))
+    report.write(report_path)
+    return report
+
+
+def _absorb(outcomes: list[FileOutcome], report: RunReport, registry: Registry, owners: dict[str, str]) -> int:
+    _mark_duplicates(outcomes, owners)
+    registry.record(
+        [o.patient for o in outcomes if o.patient is not None and o.status == DEIDENTIFIED],
+        [o.study for o in outcomes if o.study is not None and o.status == DEIDENTIFIED],
+    )
+    report.outcomes.extend(outcomes)
+    return len(outcomes)

@@ -1,0 +1,1 @@
+"""Harmonization: LOINC / RSNA Radiology Playbook study codes and normalised enumerations."""

@@ -1,0 +1,69 @@
+"""Fixtures shared by every test folder: a fresh, empty database per test, on SQLite and on PostgreSQL.
+
+PostgreSQL: a uniquely named database is created on the server at
+``RADCOMMONS_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``,
+administered through its ``test`` database) and dropped afterwards. Without a
+server the PostgreSQL cases are skipped, except when ``CI`` is set: CI must have one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from radcommons.store.index import upgrade
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def _pg_server() -> str:
+    return os.environ.get("RADCOMMONS_TEST_PG", PG_DEFAULT).rstrip("/")
+
+
+def _admin_conninfo() -> str:
+    url = make_url(_pg_server() + "/test")
+    parts = {"host": url.host or "127.0.0.1", "port": url.port or 5432, "user": url.username or "postgres",
+             "dbname": url.database or "test", "password": url.password}
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the server's ``test`` database (skip or fail when absent)."""
+    try:
+        connection = psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        reason = f"no PostgreSQL server at {_pg_server()} ({str(error).strip().splitlines()[0]})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must provide one (set RADCOMMONS_TEST_PG)")
+        pytest.skip(f"{reason}; set RADCOMMONS_TEST_PG to run the PostgreSQL tests")
+    with connection:
+        yield connection
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'index' / 'radcommons.db'}"
+        return
+    admin: psycopg.Connection = request.getfixturevalue("pg_admin")
+    name = f"rc_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{_pg_server()}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    """A fresh database migrated to the newest revision."""
+    upgrade(db_url)
+    return db_url

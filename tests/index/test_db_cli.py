@@ -1,0 +1,62 @@
+"""``radcommons db ...`` through a real process, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radcommons.cli import main
+
+
+def radcommons(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("RADCOMMONS_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_upgrade_current_counts(db_url: str, tmp_path: Path) -> None:
+    done = radcommons("db", "upgrade", "--url", db_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "0001" in done.stdout
+    done = radcommons("db", "counts", "--url", db_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "imaging_study" in done.stdout and "instance" in done.stdout
+
+
+def test_default_url_comes_from_settings(tmp_path: Path) -> None:
+    # the default sqlite:///var/radcommons.db is relative to the working directory; its folder is created
+    done = radcommons("db", "upgrade", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "var" / "radcommons.db").is_file()
+
+
+def test_unmigrated_and_unreachable_databases_are_explained(tmp_path: Path) -> None:
+    done = radcommons("db", "counts", "--url", f"sqlite:///{tmp_path / 'empty.db'}", cwd=tmp_path)
+    assert done.returncode == 2 and "radcommons db upgrade" in done.stderr and "Traceback" not in done.stderr
+    done = radcommons("db", "upgrade", "--url", "postgresql://u:secret@127.0.0.1:1/x", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr and "****" in done.stderr
+
+
+def test_current_and_downgrade_in_process(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*args: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["radcommons", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+            raise SystemExit(0)
+        return int(exit_.value.code or 0)
+
+    assert run("db", "current", "--url", db_url) == 0
+    assert "none" in capsys.readouterr().out
+    assert run("db", "upgrade", "--url", db_url) == 0
+    assert run("db", "current", "--url", db_url) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert run("db", "downgrade", "base", "--url", db_url) == 0
+    assert "base" in capsys.readouterr().out

@@ -1,0 +1,78 @@
+"""Migrations build exactly the schema the dictionary describes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData, inspect
+
+from radcommons.dictionary import Property, PropertyType, load_dictionary
+from radcommons.store.index import (
+    VERSION_TABLE,
+    build_metadata,
+    current_revision,
+    downgrade,
+    get_metadata,
+    head_revision,
+    make_engine,
+    schema_dictionary_version,
+    upgrade,
+)
+
+
+def differences(url: str, metadata: MetaData) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_creates_every_table(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert set(load_dictionary().node_names) | {VERSION_TABLE, "alembic_version"} == tables
+        assert schema_dictionary_version(engine) == load_dictionary().version
+    finally:
+        engine.dispose()
+    assert current_revision(migrated_url) == head_revision()
+
+
+def test_migrations_equal_the_dictionary_metadata(migrated_url: str) -> None:
+    # A dictionary change without a migration makes this fail: write a new revision.
+    assert differences(migrated_url, get_metadata()) == []
+
+
+def test_a_dictionary_change_without_migration_is_detected(migrated_url: str) -> None:
+    dictionary = load_dictionary()
+    case = dictionary["case"]
+    extra = Property(name="blood_type", type=PropertyType.STRING, max_length=8, facet=True)
+    changed = dataclasses.replace(
+        dictionary,
+        nodes=tuple(dataclasses.replace(n, properties=(*n.properties, extra)) if n is case else n
+                    for n in dictionary.nodes),
+    )
+    found = differences(migrated_url, build_metadata(changed))
+    kinds = {(d[0], getattr(d[-1], "name", None)) for d in found if isinstance(d, tuple)}
+    assert ("add_column", "blood_type") in kinds
+    assert ("add_index", "ix_case_blood_type") in kinds
+
+
+def test_downgrade_to_base_and_upgrade_again(migrated_url: str) -> None:
+    assert downgrade(migrated_url, "base") is None
+    engine = make_engine(migrated_url)
+    try:
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+    assert upgrade(migrated_url) == head_revision()
+    assert differences(migrated_url, get_metadata()) == []
+
+
+def test_upgrade_is_idempotent(migrated_url: str) -> None:
+    assert upgrade(migrated_url) == head_revision()
