@@ -322,31 +322,38 @@ def synth_corpora(work: Path, want_ct: int, want_dx: int, seed: int) -> tuple[di
         from radcommons.deid.pixels import needs_pixel_review
     except ImportError:
         needs_pixel_review = None
-    # roughly one CT study (a few hundred slices) and one radiograph per patient
-    patients = max(4, want_dx // 2 + 1)
+    # synth full size: about one CT study (~100 axial slices) per three patients and three
+    # radiographs per patient; start from that estimate, grow the population if short
+    sites = 2
+    patients = max(4, -(-want_ct // 30) // sites + 2, -(-want_dx // 2) // sites + 1)
     base = work / "corpus" / "synth-raw"
-    try:
-        info = corpus.build_synth(base, str(VENV_BIN / "radcommons"), 2, patients, seed)
-    except subprocess.CalledProcessError as error:
-        print(f"  radcommons synth failed: {tail(error.stderr, 300)}", flush=True)
-        return None
-    ct, dx = [], []
-    for path in sorted((base / "dicom").rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in {".dcm", ""}:
-            continue
+    for _attempt in range(3):
+        print(f"  radcommons synth --sites {sites} --patients {patients} --seed {seed} (cached when unchanged) ...", flush=True)
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
-            continue
-        if "Rows" not in ds or (needs_pixel_review and needs_pixel_review(ds).needs_cleaning):
-            continue
-        modality = str(ds.get("Modality", ""))
-        if modality == "CT" and len(ct) < want_ct:
-            ct.append(path)
-        elif modality in {"CR", "DX"} and len(dx) < want_dx:
-            dx.append(path)
-    if len(ct) < want_ct or len(dx) < want_dx:
+            info = corpus.build_synth(base, str(VENV_BIN / "radcommons"), sites, patients, seed)
+        except (subprocess.CalledProcessError, OSError) as error:
+            print(f"  radcommons synth failed: {tail(getattr(error, 'stderr', '') or str(error), 300)}", flush=True)
+            return None
+        ct, dx = [], []
+        for path in sorted((base / "dicom").rglob("*")):
+            if not path.is_file() or path.suffix.lower() not in {".dcm", ""}:
+                continue
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:
+                continue
+            if "Rows" not in ds or (needs_pixel_review and needs_pixel_review(ds).needs_cleaning):
+                continue
+            modality = str(ds.get("Modality", ""))
+            if modality == "CT" and len(ct) < want_ct:
+                ct.append(path)
+            elif modality in {"CR", "DX"} and len(dx) < want_dx:
+                dx.append(path)
+        if len(ct) >= want_ct and len(dx) >= want_dx:
+            break
         print(f"  synth gave {len(ct)} CT / {len(dx)} CR+DX header-only files; wanted {want_ct}/{want_dx}", flush=True)
+        patients *= 2
+    else:
         return None
     result = []
     for kind, paths in (("ct", ct), ("dx", dx)):
@@ -488,9 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mf-mb", type=int, default=1024, help="size of the multi-frame file in MiB (default 1024)")
     ap.add_argument("--tools", default="ours-1,ours-all,dicognito,deid,gdcmanon-dumb,gdcmanon-e,cp",
                     help="comma-separated subset of the tools")
-    ap.add_argument("--corpus-source", choices=["auto", "synth", "pydicom"], default="pydicom",
-                    help="pydicom (default): bench/deid/corpus.py; synth: filter a full-size `radcommons synth`; "
-                         "auto: synth, falling back on pydicom")
+    ap.add_argument("--corpus-source", choices=["auto", "synth", "pydicom"], default="auto",
+                    help="auto (default): CT and CR/DX files filtered from a full-size `radcommons synth`, "
+                         "falling back on pydicom; synth: only that; pydicom: bench/deid/corpus.py")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per tool run")
     ap.add_argument("--no-results-md", action="store_true", help="do not touch bench/RESULTS.md")

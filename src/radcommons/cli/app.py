@@ -10,13 +10,17 @@ from rich.console import Console
 
 from radcommons import __version__
 from radcommons.cli import (
+    admin_cmd,
     config_cmd,
+    contribute_cmd,
     db_cmd,
     deid_cmd,
     dictionary_cmd,
+    gateway_cmd,
     harmonize_cmd,
     ingest_cmd,
     objects_cmd,
+    serve_cmd,
     synth_cmd,
 )
 from radcommons.errors import UserError
@@ -37,6 +41,10 @@ app.add_typer(objects_cmd.app, name="objects")
 app.add_typer(harmonize_cmd.app, name="harmonize")
 app.command("synth")(synth_cmd.synth)
 app.command("ingest")(ingest_cmd.ingest)
+app.command("serve")(serve_cmd.command)
+app.command("contribute")(contribute_cmd.command)
+app.command("gateway")(gateway_cmd.command)
+app.add_typer(admin_cmd.app, name="admin")
 app.command("keygen")(deid_cmd.keygen)
 app.command("deid")(deid_cmd.deid)
 

@@ -231,10 +231,12 @@ class TextCleaner:
         if not text:
             return text
         result = text
-        if self._known is not None:
-            result = self._known.sub(" ", result)
+        # patterns first: "Dr. Hibbert" and "john.doe@x.org" go whole, before the known
+        # name parts inside them are cut out and leave "Dr." or "@x.org" behind
         for pattern in _PATTERNS:
             result = pattern.sub(" ", result)
+        if self._known is not None:
+            result = self._known.sub(" ", result)
         return _tidy(result) if result != text else text
 
 

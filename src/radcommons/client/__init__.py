@@ -1,0 +1,1 @@
+"""HTTP clients of the commons: the uploader used by contribute and the gateway, later the researcher client."""
