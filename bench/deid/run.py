@@ -91,6 +91,43 @@ def warm_cache(folder: Path) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_busy_s() -> float | None:
+    """CPU-seconds all processes on the machine have used since boot (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as fp:
+            fields = [int(x) for x in fp.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until the other processes use < ``threshold`` of the CPUs.
+
+    The machine may be shared (test suites of other work running); returns the busy
+    fraction of the last one-second sample.
+    """
+    deadline = time.monotonic() + max_wait
+    ncpu = os.cpu_count() or 1
+    while True:
+        a = cpu_busy_s()
+        time.sleep(1.0)
+        b = cpu_busy_s()
+        if a is None or b is None:
+            return 0.0
+        busy = (b - a) / ncpu
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+
+
 def tail(text: str, n: int = 800) -> str:
     text = (text or "").strip()
     return text[-n:]
@@ -122,14 +159,15 @@ def machine_info() -> dict:
 
 def versions() -> dict:
     peers_py = str(PEERS_BIN / "python")
+    dist = "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))"
     return {
         "python": sys.version.split()[0],
-        "pydicom (radcommons venv)": first_line([str(VENV_BIN / "python"), "-c", "import pydicom;print(pydicom.__version__)"]),
-        "radcommons": first_line([str(VENV_BIN / "radcommons"), "--version"]),
-        "pydicom (peers venv)": first_line([peers_py, "-c", "import pydicom;print(pydicom.__version__)"]),
-        "dicognito": first_line([peers_py, "-m", "dicognito", "--version"]),
-        "deid": first_line([peers_py, "-c", "import deid;print(deid.__version__)"]),
-        "gdcm": first_line(["gdcmanon", "--version"]),
+        "radcommons": first_line([str(VENV_BIN / "radcommons"), "--version"]).removeprefix("radcommons "),
+        "pydicom (radcommons venv)": first_line([str(VENV_BIN / "python"), "-c", dist, "pydicom"]),
+        "dicognito": first_line([peers_py, "-c", dist, "dicognito"]),
+        "deid": first_line([peers_py, "-c", dist, "deid"]),
+        "pydicom (peers venv)": first_line([peers_py, "-c", dist, "pydicom"]),
+        "gdcm": first_line(["gdcmanon", "--version"]).removeprefix("gdcmanon: ").replace(" $Date$", ""),
         "cp": first_line(["cp", "--version"]),
         "git": first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         + (" (with uncommitted changes)" if sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"]).stdout.strip() else ""),
@@ -207,7 +245,8 @@ def our_report_counts(scratch: Path) -> dict | None:
         return None
 
 
-def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, in_bytes: int, timeout: int) -> dict:
+def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, in_bytes: int, timeout: int,
+             max_wait: float = 0) -> dict:
     result: dict = {"label": tool.label, "note": tool.note, "times_s": [], "ok": False}
     for i in range(n_runs):
         dst = runs_dir / tool.name / "out"
@@ -217,6 +256,8 @@ def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, 
         argv = tool.build(src, dst, scratch)
         result["command"] = shlex.join(argv)
         sh(["sync"])
+        busy_before = wait_quiet(max_wait) if max_wait else None
+        c0, m0 = children_cpu_s(), cpu_busy_s()
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
@@ -226,8 +267,15 @@ def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, 
         except subprocess.TimeoutExpired as error:
             rc, out, err = 124, str(error.stdout or ""), f"timed out after {timeout} s"
         elapsed = time.perf_counter() - t0
+        c1, m1 = children_cpu_s(), cpu_busy_s()
         out_files, out_bytes = tree_stats(dst) if dst.exists() else (0, 0)
-        run = {"seconds": round(elapsed, 3), "rc": rc, "out_files": out_files, "out_bytes": out_bytes}
+        run = {"seconds": round(elapsed, 3), "rc": rc, "out_files": out_files, "out_bytes": out_bytes,
+               "tool_cpu_s": round(c1 - c0, 3)}
+        if m0 is not None and m1 is not None:
+            # CPU the rest of the machine used meanwhile: a shared machine skews the timing
+            run["other_cpu_s"] = round(max(0.0, (m1 - m0) - (c1 - c0)), 2)
+        if busy_before is not None:
+            run["busy_before"] = round(busy_before, 2)
         if tool.name.startswith("ours"):
             run["report_counts"] = our_report_counts(scratch)
         problem = ""
@@ -244,10 +292,13 @@ def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, 
         result["runs"] = result.get("runs", []) + [run]
         result["times_s"].append(round(elapsed, 3))
         print(f"    {tool.name}: run {i + 1}: {elapsed:.2f} s ({in_files / elapsed:.1f} files/s, "
-              f"{in_bytes / 2**20 / elapsed:.1f} MB/s)", flush=True)
+              f"{in_bytes / 2**20 / elapsed:.1f} MB/s; tool CPU {run['tool_cpu_s']:.1f} s, "
+              f"other processes {run.get('other_cpu_s', '?')} CPU-s)", flush=True)
     if result["times_s"] and "errors" not in result:
         best = min(result["times_s"])
-        result.update(ok=True, best_s=best, files_per_s=in_files / best, mb_per_s=in_bytes / 2**20 / best)
+        best_run = next(r for r in result["runs"] if r["seconds"] == best)
+        result.update(ok=True, best_s=best, files_per_s=in_files / best, mb_per_s=in_bytes / 2**20 / best,
+                      best_tool_cpu_s=best_run["tool_cpu_s"], best_other_cpu_s=best_run.get("other_cpu_s"))
     shutil.rmtree(runs_dir / tool.name, ignore_errors=True)
     return result
 
@@ -292,6 +343,7 @@ def memory_bench(work: Path, mf: Path, ct_one: Path, tools: dict[str, Tool], tim
         shutil.rmtree(scratch, ignore_errors=True)
         (scratch / "s").mkdir(parents=True)
         sh(["sync"])
+        wait_quiet(30)
         res = max_rss(tool.build(src, scratch / "out", scratch / "s"), timeout)
         files, nbytes = tree_stats(scratch / "out") if (scratch / "out").exists() else (0, 0)
         res["out_files"], res["out_bytes"] = files, nbytes
@@ -365,7 +417,9 @@ def synth_corpora(work: Path, want_ct: int, want_dx: int, seed: int) -> tuple[di
                 target = folder / "dicom" / p.relative_to(base / "dicom")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.link(p, target)
-            corpus._write_stamp(folder, params, f"{len(paths)} {kind.upper()} files filtered from " + info["description"])
+            what = "CT slices" if kind == "ct" else "CR/DX radiographs"
+            corpus._write_stamp(folder, params, f"{len(paths)} {what} (header-only: no burned-in-text signal) "
+                                f"taken from a full-size `{info['description']}`")
         result.append((folder, json.loads((folder / "corpus.json").read_text())))
     return result[0], result[1]
 
@@ -387,7 +441,9 @@ def render_markdown(res: dict) -> str:
         "",
         f"Command: `{res['command']}` ({'quick' if res['quick'] else 'full'} mode; best of {res['runs']} "
         "run(s) per tool; page cache warmed by reading every input file once before each corpus; "
-        "output to a fresh folder on the same disk each run, not fsynced).",
+        "output to a fresh folder on the same disk each run; the timed command is the whole CLI, start-up included). "
+        "\"tool CPU-s\" is the user+system CPU of the tool's processes, \"other CPU-s\" what the rest of the "
+        "machine used during that run (non-zero: the machine was shared and the timing is pessimistic).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
         "",
@@ -400,8 +456,8 @@ def render_markdown(res: dict) -> str:
             f"{c['files']} files, {c['bytes'] / 2**20:,.0f} MB ({c['bytes'] / c['files'] / 2**20:.2f} MB/file), source: "
             f"{c['params'].get('source')}.",
             "",
-            "| tool | files/s | MB/s | × dicognito (files/s) | best of (s) | notes |",
-            "|---|---:|---:|---:|---|---|",
+            "| tool | files/s | MB/s | × dicognito (files/s) | runs (s) | tool CPU-s / other CPU-s (best run) | notes |",
+            "|---|---:|---:|---:|---|---|---|",
         ]
         dic = cres["tools"].get("dicognito", {})
         for name, t in cres["tools"].items():
@@ -412,11 +468,12 @@ def render_markdown(res: dict) -> str:
                 counts = (t.get("runs") or [{}])[-1].get("report_counts")
                 if counts:
                     note += f"; outcomes {counts.get('deidentified')} de-identified / {counts.get('withheld')} withheld / {counts.get('rejected')} rejected"
+                cpu = f"{fmt(t.get('best_tool_cpu_s'))} / {fmt(t.get('best_other_cpu_s'))}"
                 lines.append(f"| {t['label']} | {fmt(t['files_per_s'])} | {fmt(t['mb_per_s'])} | "
-                             f"{fmt(ratio, 2) + '×' if ratio else '—'} | {times} | {note} |")
+                             f"{fmt(ratio, 2) + '×' if ratio else '—'} | {times} | {cpu} | {note} |")
             else:
                 err = "; ".join(t.get("errors", ["not run"]))[:300].replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| {t['label']} | failed | failed | — | — | {err} |")
+                lines.append(f"| {t['label']} | failed | failed | — | — | — | {err} |")
         lines.append("")
     mem = res.get("memory")
     if mem:
@@ -500,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
                          "falling back on pydicom; synth: only that; pydicom: bench/deid/corpus.py")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per tool run")
+    ap.add_argument("--wait-quiet", type=float, default=60,
+                    help="before each timed run wait up to this many seconds for other processes to "
+                         "use < 25%% of the CPUs (shared machines; 0: do not wait)")
     ap.add_argument("--no-results-md", action="store_true", help="do not touch bench/RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -559,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({warm_cache(src):.1f} s)", flush=True)
         cres = {"corpus": {**cinfo, "files": in_files, "bytes": in_bytes}, "tools": {}}
         for name in selected:
-            cres["tools"][name] = run_tool(tools[name], src, work / "runs", n_runs, in_files, in_bytes, args.timeout)
+            cres["tools"][name] = run_tool(tools[name], src, work / "runs", n_runs, in_files, in_bytes, args.timeout,
+                                           args.wait_quiet)
         res["corpora"][cname] = cres
         (work / "results.json").write_text(json.dumps(res, indent=1))  # partial results survive a crash
 

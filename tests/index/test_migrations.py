@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect
 
 from radcommons.dictionary import Property, PropertyType, load_dictionary
+from radcommons.store.index.system import SYSTEM_TABLES
 from radcommons.store.index import (
     VERSION_TABLE,
     build_metadata,
@@ -36,7 +37,8 @@ def test_upgrade_creates_every_table(migrated_url: str) -> None:
     engine = make_engine(migrated_url)
     try:
         tables = set(inspect(engine).get_table_names())
-        assert set(load_dictionary().node_names) | {VERSION_TABLE, "alembic_version"} == tables
+        expected = set(load_dictionary().node_names) | set(SYSTEM_TABLES) | {VERSION_TABLE, "alembic_version"}
+        assert expected == tables
         assert schema_dictionary_version(engine) == load_dictionary().version
     finally:
         engine.dispose()

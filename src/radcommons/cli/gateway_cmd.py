@@ -1,7 +1,85 @@
-"""Placeholder: filled in by its area's work."""
+"""``radcommons gateway``: a DICOM (DIMSE) receiver that de-identifies on arrival and sends complete studies."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from pathlib import Path
 
-def command() -> None:
-    """Not yet written. Example: none yet."""
+import typer
+from rich.console import Console
+
+from radcommons.errors import UserError
+
+
+def command(
+    ae_title: str = typer.Option("RADCOMMONS", "--ae-title", help="The gateway's AE title (what the PACS calls)."),
+    port: int = typer.Option(11112, "--port", help="TCP port to listen on.", min=1, max=65535),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    server: str = typer.Option("", "--server", help="Commons URL; without it studies are only spooled.",
+                               show_default=False),
+    token_file: Path | None = typer.Option(None, "--token-file", help="File holding the upload token (chmod 600).",
+                                           show_default=False),
+    site: str = typer.Option(..., "--site", help="Site identifier (namespaces the pseudonyms).", show_default=False),
+    project: str = typer.Option(..., "--project", help="Project the studies go to.", show_default=False),
+    key_file: Path = typer.Option(Path("var/secrets/deid.key"), "--key-file",
+                                  help="The site's de-identification key (radcommons keygen)."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Private state (registry, spool, receipts); "
+                                          "default var/deid-state/SITE.", show_default=False),
+    quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="A study is complete after this many "
+                                        "seconds without a new instance.", min=0.0),
+    workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1),
+) -> None:
+    """Receive studies from a PACS (C-ECHO, C-STORE), de-identify each instance on arrival, spool it durably,
+    and send each study to the commons once it is complete (no new instance for --quiet-seconds).
+
+    The C-STORE success is returned only after the de-identified instance is safely on disk
+    (STATE/gateway/spool); a restart loses nothing acknowledged. Sent studies move to
+    STATE/gateway/done, receipts to STATE/receipts. Stop with Ctrl-C.
+
+    Example: radcommons gateway --ae-title RCGW --port 11112 --server https://commons.example.org --token-file var/secrets/commons.token --site SITE_A --project Open-A1 --key-file var/secrets/deid.key
+    """
+    from radcommons.deid import DeidContext, default_state_dir, read_key_file
+    from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
+
+    site = site.strip()
+    if not site or any(c in site for c in "/\\") or site in (".", ".."):
+        raise UserError(f"invalid site identifier {site!r}", "use letters, digits, - or _")
+    if not ae_title.strip() or len(ae_title.strip()) > 16:
+        raise UserError(f"invalid AE title {ae_title!r}", "use 1 to 16 characters")
+    key = read_key_file(key_file)
+    state = state_dir if state_dir is not None else default_state_dir(site)
+    console = Console(stderr=True)
+    sender = None
+    client = None
+    if server:
+        if token_file is None:
+            raise UserError("--token-file is required with --server", "give the file holding your upload token")
+        from radcommons.client import CommonsClient
+
+        client = CommonsClient.from_token_file(server, token_file)
+        sender = commons_sender(client, state, server=server, project=project, site=site, workers=workers)
+    else:
+        console.print("[yellow]no --server: studies are de-identified and spooled, not sent[/]")
+
+    def show(name: str, fields: dict) -> None:
+        if name in ("stored",):
+            return
+        details = ", ".join(f"{k}={v}" for k, v in fields.items())
+        console.print(f"{name}: {details}", highlight=False, soft_wrap=True)
+
+    config = GatewayConfig(ae_title=ae_title.strip(), port=port, host=host,
+                           context=DeidContext(key=key, site=site), state_dir=state, quiet_seconds=quiet_seconds)
+    gateway = Gateway(config, sender, on_event=show)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    gateway.start()
+    console.print(f"listening as {config.ae_title} on {host}:{port}; spool {config.root / 'spool'}", highlight=False)
+    try:
+        stopped.wait()
+    finally:
+        gateway.stop()
+        if client is not None:
+            client.close()
+        console.print("stopped")

@@ -1,7 +1,35 @@
-"""Placeholder: filled in by its area's work."""
+"""``radcommons serve``: run the commons server (FastAPI on uvicorn)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def command() -> None:
-    """Not yet written. Example: none yet."""
+import typer
+
+from radcommons.cli.context import open_index
+from radcommons.settings import load_settings
+
+
+def command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    state_dir: Path = typer.Option(Path("var/server"), "--state-dir",
+                                   help="Server state (upload spools); must survive restarts."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: debug, info, warning, error."),
+) -> None:
+    """Serve the submission API (OpenAPI docs at /docs) on the configured index and object store.
+
+    The index must be migrated first (radcommons db upgrade). Tokens come from
+    `radcommons admin token create`.
+
+    Example: radcommons serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from radcommons.server import create_app
+
+    settings = load_settings()
+    open_index(settings.database_url).dispose()  # refuses an unmigrated index, with the fix
+    app = create_app(settings, state_dir=state_dir)
+    # Access logs show paths only; tokens travel in a header and are never logged.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

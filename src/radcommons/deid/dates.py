@@ -28,7 +28,7 @@ MAX_OFFSET_DAYS = 365
 _DA = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _DA_OLD = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")  # ACR-NEMA 2.0 form, still seen
 _DT = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{4})?$")
-_AS = re.compile(r"^(\d{1,3})\s*([DWMY])$")
+_AS = re.compile(r"^(\d{1,4})\s*([DWMY])$")
 
 
 def date_offset_days(key: bytes, site: str, patient_id: str) -> int:
@@ -118,4 +118,6 @@ def normalise_age(value: str) -> str | None:
     years = {"D": number / 365.25, "W": number / 52.18, "M": number / 12, "Y": number}[unit]
     if years > 89:
         return "090Y"
+    if number > 999:  # too many digits for AS: express it in the next larger unit
+        return f"{int(years):03d}Y"
     return f"{number:03d}{unit}"

@@ -596,6 +596,13 @@ def deidentify_dataset(
     codes.sort(key=lambda code: code[0])
     ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
     ds.LongitudinalTemporalInformationModified = "MODIFIED" if profile.shifts_dates else "REMOVED"
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:  # File Meta and preamble are rewritten too (PS3.15 E.1.1)
+        from radcommons.deid.fileio import new_file_meta
+
+        ts = clean_uid(meta.get("TransferSyntaxUID", "") or "")
+        ds.file_meta = new_file_meta(ds, ts or "1.2.840.10008.1.2.1")
+        ds.preamble = b"\x00" * 128
 
     patient = PatientRecord(
         site=context.site,

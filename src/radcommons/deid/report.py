@@ -36,7 +36,9 @@ class RunReport:
         counter = Counter(o.status for o in self.outcomes)
         counts = {status: counter.get(status, 0) for status in STATUSES}
         counts["total"] = len(self.outcomes)
-        counts["already_present"] = sum(1 for o in self.outcomes if o.skipped_existing)
+        counts["already_present"] = sum(
+            1 for o in self.outcomes if o.skipped_existing and o.status == DEIDENTIFIED
+        )
         counts["pixels_cleaned"] = sum(
             1 for o in self.outcomes if o.pixels_cleaned and o.status == DEIDENTIFIED
         )

@@ -239,7 +239,7 @@ def score(
             expected = str(retain[keyword])
             if keyword == "PatientAge":
                 expected = normalise_age(expected) or ""
-            got = _value_text(out_ds.get(keyword) if keyword in out_ds else None)
+            got = _value_text(out_ds[keyword] if keyword in out_ds else None)
             if keyword in ("PatientSize", "PatientWeight"):
                 try:
                     ok = abs(float(got) - float(expected)) < 1e-6
@@ -249,7 +249,7 @@ def score(
                 ok = got.strip() == expected.strip()
             cats["text_retained"].add(ok, f"{relpath}: {keyword} {expected!r} became {got!r}")
         descriptions = " ".join(
-            _value_text(out_ds.get(k) if k in out_ds else None)
+            _value_text(out_ds[k] if k in out_ds else None)
             for k in ("StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription")
         ).upper()
         for word in retain.get("description_words", []):
@@ -279,3 +279,20 @@ def score_paths(src_root: Path, dst_root: Path, report_path: Path, **kwargs) -> 
     manifest = json.loads((Path(src_root) / "phi_manifest.json").read_text(encoding="utf-8"))
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     return score(manifest, src_root, dst_root, report, **kwargs)
+
+
+def combine_reports(parts: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+    """One report from several ``deid`` runs (one per site folder).
+
+    ``parts``: ``(input prefix, output prefix, report)``; the prefixes are the site's
+    folder under the synth root and its output folder under the destination root.
+    """
+    files = []
+    for in_prefix, out_prefix, report in parts:
+        for entry in report["files"]:
+            entry = dict(entry)
+            entry["input"] = f"{in_prefix}/{entry['input']}" if in_prefix else entry["input"]
+            if entry.get("output"):
+                entry["output"] = f"{out_prefix}/{entry['output']}" if out_prefix else entry["output"]
+            files.append(entry)
+    return {"files": files}

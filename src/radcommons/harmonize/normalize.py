@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 #: MIDRC's marker for an empty cell in its tables.
 BLANK = "[blank]"
@@ -94,7 +95,11 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bFLAT\s+PLATE\b", " SUPINE "),
         (r"\bCALCIUM\s+SCOR\w*|\bCALCM\s+SCR\w*|\bCA\s+SCOR\w*", " CALCIUM "),
         (r"\bPERFU\s+SION\b", " PERFUSION "),
-        (r"\bTOTAL\s+SPINE\b|\bENTIRE\s+SPINE\b", " CSPINE TSPINE LSPINE "),
+        (r"\bTOTAL\s+SPINE\b|\bENTIRE\s+SPINE\b|\bCERVICAL\s+AND\s+THORACIC\s+AND\s+LUMBAR\s+SPINE\b",
+         " CSPINE TSPINE LSPINE "),
+        (r"\bTHORACIC\s+AND\s+LUMBAR\s+SPINE\b|\bTHOR\s+LMBR\s+SPIN\w*", " TSPINE LSPINE "),
+        (r"\bWHOLE\s*BODY\b|\bSKULL\s+(?:BASE\s+)?TO\s+(?:MID\s*-?\s*)?THIGH\b"
+         r"|\b(?:SKULL\s+)?VERTEX\s+TO\s+MID\s*-?\s*THIGH\b", " WHOLEBODY "),
         (r"\bCERVICAL\s+SPINE\b|\bSPINE\s+CERVICAL\b", " CSPINE "),
         (r"\bTHORACIC\s+SPINE\b|\bSPINE\s+THORACIC\b", " TSPINE "),
         (r"\bLUMBAR\s+SPINE\b|\bSPINE\s+LUMBAR\b", " LSPINE "),
@@ -116,7 +121,7 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "MR": ("MR",), "MRI": ("MR",), "MRA": ("MR", "ANGIO"),
     "US": ("US",), "ULTRASOUND": ("US",), "SONO": ("US",), "ECHO": ("US", "HEART"),
     "NM": ("NM",), "SPECT": ("NM",),
-    "PET": ("PET",), "PETCT": ("PET", "CT"), "FDG": ("PET",),
+    "PET": ("PET",), "PT": ("PET",), "PETCT": ("PET", "CT"), "FDG": ("PET",),
     "MG": ("MG",), "MAMMO": ("MG", "BREAST"), "MAMMOGRAM": ("MG", "BREAST"),
     "MAMMOGRAPHY": ("MG", "BREAST"), "MAMMMO": ("MG", "BREAST"), "DBT": ("MG", "BREAST", "TOMO"),
     "FL": ("RF",), "FLUORO": ("RF",), "FLUOROSCOPY": ("RF",), "RF": ("RF",),
@@ -145,7 +150,8 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "LDCT": ("CT", "SCREENING"),
     "CALCIUM": ("CALCIUM",),
     "BIOPSY": ("BIOPSY",), "BX": ("BIOPSY",), "GUIDANCE": ("GUIDANCE",),
-    "TUBE": ("TUBE",),
+    "TUBE": ("TUBE",), "LIMITED": ("LIMITED",), "LTD": ("LIMITED",),
+    "BRONCHOSCOPY": ("BRONCHOSCOPY",), "BRONCH": ("BRONCHOSCOPY",),
     "INSPIR": ("INSPEXP",), "INSPIRATION": ("INSPEXP",), "EXPIR": ("INSPEXP",),
     "EXPIRATION": ("INSPEXP",),
     # views and position
@@ -181,7 +187,17 @@ def _rewrite(text: str) -> str:
     return text
 
 
+# Pure functions of a string, called for every candidate: cache them (sites repeat themselves).
+@lru_cache(maxsize=65536)
+def _words_cached(description: str) -> tuple[str, ...]:
+    return tuple(_words_uncached(description))
+
+
 def _words(description: str) -> list[str]:
+    return list(_words_cached(description))
+
+
+def _words_uncached(description: str) -> list[str]:
     """Upper-cased, rewritten, split words, synonyms applied, noise kept (for contrast reading)."""
     text = _rewrite(" " + normalize_space_case(description).replace("^", " ").replace("_", " ") + " ")
     # Re-run: separators like "_" hid phrases ("CHEST_W/O") until they were spaces.
@@ -245,6 +261,7 @@ def _read_contrast(words: list[str]) -> tuple[str | None, list[str]]:
     return None, kept
 
 
+@lru_cache(maxsize=65536)
 def canonical_tokens(description: str, modality: str = "") -> tuple[str, ...]:
     """Sorted, de-duplicated canonical words of a description, with a contrast word if any.
 

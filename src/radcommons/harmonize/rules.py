@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from radcommons.harmonize.normalize import canonical_tokens, modality_groups
 
@@ -39,7 +40,7 @@ REGIONS: frozenset[str] = frozenset(
 
 #: Words naming what the exam is for; a description and a code must agree on them.
 PURPOSES: frozenset[str] = frozenset(
-    {"PE", "SCREENING", "CALCIUM", "BIOPSY", "TUBE", "INSPEXP", "GUIDANCE", "PERFUSION", "TOMO"}
+    {"PE", "SCREENING", "CALCIUM", "BIOPSY", "TUBE", "INSPEXP", "PERFUSION", "TOMO", "LIMITED", "BRONCHOSCOPY"}
 )
 
 PROJECTIONS: frozenset[str] = frozenset({"AP", "PA", "LATERAL", "FRONTAL", "UPRIGHT", "SUPINE"})
@@ -84,6 +85,7 @@ def _method(tokens: set[str], modality: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def features(description: str, modality: str = "") -> Features:
     """Read :class:`Features` from a description (``modality`` fills in the method)."""
     tokens = set(canonical_tokens(description, modality))
@@ -100,6 +102,8 @@ def features(description: str, modality: str = "") -> Features:
         angio = True
         regions.add("CHEST")
     if "CALCIUM" in purposes:
+        # Calcium scoring names the coronary arteries but is no angiogram.
+        angio = False
         regions.discard("CHEST")
         regions.add("HEART")
     if "HEART" in regions and "CHEST" in regions and "CALCIUM" not in purposes:
@@ -164,3 +168,28 @@ def agree(description: Features, code: Features) -> tuple[bool, float]:
         if description.projections != code.projections:
             score -= 0.1
     return True, score
+
+
+def contradicts(description: Features, code: Features) -> str:
+    """Why a code cannot be the answer for a description ("" when nothing contradicts).
+
+    Only what both state counts: a description silent on contrast contradicts no timing.
+    Similarity ranking uses this so "XR RIGHT WRIST" never lands on the left wrist's code.
+    """
+    if description.method and code.method and description.method != code.method:
+        return "method"
+    if description.regions and code.regions and description.regions != code.regions:
+        return "region"
+    if description.laterality and code.laterality and description.laterality != code.laterality:
+        return "laterality"
+    if description.contrast and code.contrast and description.contrast != code.contrast:
+        return "contrast"
+    if description.views and code.views and description.views != code.views:
+        return "views"
+    if description.method == "XR" and description.portable != code.portable:
+        return "portable"
+    if description.purposes and description.purposes != code.purposes:
+        return "purpose"
+    if description.angio != code.angio and description.regions:
+        return "angio"
+    return ""

@@ -525,6 +525,21 @@ class ObjectStore:
             raise ObjectNotFoundError(digest, url) from error
         return VerifyingReader(raw, digest, url)
 
+    def open_unverified(self, digest: str) -> IO[bytes]:
+        """A seekable reader of a stored object, without the digest check.
+
+        For reading a DICOM header (which needs seeking) of content whose digest was checked
+        when it was put. Raises :class:`ObjectNotFoundError` if absent.
+        """
+        path = self._path(object_key(digest))
+        self._fresh(path)
+        try:
+            if not self._fs.isfile(path):
+                raise FileNotFoundError(path)
+            return self._fs.open(path, "rb")
+        except FileNotFoundError as error:
+            raise ObjectNotFoundError(digest, self._fs.unstrip_protocol(path)) from error
+
     def get_bytes(self, digest: str) -> bytes:
         """The verified content of a stored object (for small objects; see :meth:`open`)."""
         with self.open(digest) as reader:

@@ -90,3 +90,8 @@ def _current(engine: Engine) -> str | None:
 def is_current(engine: Engine) -> bool:
     """True when the database has the tables of the newest migration."""
     return _current(engine) == head_revision() and inspect(engine).has_table("alembic_version")
+
+
+def engine_revision(engine: Engine) -> str | None:
+    """The migration the database of ``engine`` is at (None when never migrated)."""
+    return _current(engine)

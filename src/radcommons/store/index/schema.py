@@ -107,6 +107,13 @@ def build_metadata(dictionary: Dictionary | None = None) -> MetaData:
     )
     for node in dictionary.nodes:
         _node_table(node, metadata)
+    # Imported here: the system tables use this module's column types.
+    from radcommons.store.index.system import add_system_tables
+
+    add_system_tables(metadata)
+    from radcommons.store.query.tables import add_cohort_tables  # saved queries, frozen cohorts
+
+    add_cohort_tables(metadata)
     return metadata
 
 
@@ -114,6 +121,11 @@ def build_metadata(dictionary: Dictionary | None = None) -> MetaData:
 def get_metadata() -> MetaData:
     """The MetaData of the packaged dictionary, built once (treat it as read-only)."""
     return build_metadata()
+
+
+def system_table(name: str) -> Table:
+    """A system table (``user``, ``token``, ``submission``, ...) of the packaged MetaData."""
+    return get_metadata().tables[name]
 
 
 def node_tables(metadata: MetaData | None = None, dictionary: Dictionary | None = None) -> dict[str, Table]:

@@ -1,0 +1,78 @@
+"""Benchmark of the study-description matcher on MIDRC's real pairs and curated table.
+
+Prints (as Markdown) the numbers reported in bench/RESULTS.md:
+
+* coverage of the 2,520 real (Modality, StudyDescription) pairs and their 233,985 studies,
+  by MIDRC's exact matcher and by ours at the chosen threshold;
+* 5-fold cross-validation over MIDRC's curated rows (precision, coverage) for both, across
+  thresholds; the threshold chosen on the CV folds (lowest with precision >= 0.9), and the
+  nested estimate where each fold's threshold is chosen on the other folds only.
+
+Usage: .venv/bin/python bench/harmonize/run.py [--pairs StudyDescriptions_Gen3.tsv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from radcommons.harmonize import DEFAULT_THRESHOLD, ExactMatcher, Matcher, builtin_table, read_pairs
+from radcommons.harmonize.evaluation import choose_threshold, coverage, cross_validate, nested_score, score
+
+DEFAULT_PAIRS = Path("/work/shared/ref/midrc-harmonization/StudyDescriptions_Gen3.tsv")
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    table = builtin_table()
+
+    predictions = cross_validate(table, k=args.folds, seed=args.seed)
+    baseline = cross_validate(table, k=args.folds, seed=args.seed, factory=ExactMatcher)
+    chosen = choose_threshold(predictions, 0.9)
+    nested, fold_thresholds = nested_score(predictions, 0.9)
+
+    print(f"### Cross-validation ({args.folds}-fold over {len(table.rows)} curated rows, seed {args.seed})\n")
+    print("| matcher | threshold | answered / hidden | coverage | precision |")
+    print("|---|---|---|---|---|")
+    s = score(baseline, 1.0)
+    print(f"| MIDRC exact | - | {s.answered} / {s.hidden} | {s.coverage:.1%} | {s.precision:.1%} |")
+    for threshold in sorted(set(THRESHOLDS) | {chosen, DEFAULT_THRESHOLD}):
+        s = score(predictions, threshold)
+        mark = " (chosen on CV)" if threshold == chosen else ""
+        mark += " (default)" if threshold == DEFAULT_THRESHOLD else ""
+        print(f"| RadCommons | {threshold:.2f}{mark} | {s.answered} / {s.hidden} | {s.coverage:.1%} | {s.precision:.1%} |")
+    print(
+        f"| RadCommons, nested | per fold {', '.join(f'{t:.2f}' for t in fold_thresholds)} | "
+        f"{nested.answered} / {nested.hidden} | {nested.coverage:.1%} | {nested.precision:.1%} |"
+    )
+
+    pairs_file = read_pairs(args.pairs)
+    pairs = pairs_file.pairs
+    exact = ExactMatcher(table)
+    exact_cov = coverage(pairs, [exact.match(p.modality, p.description) for p in pairs])
+    matcher = Matcher(table, threshold=DEFAULT_THRESHOLD)
+    ours = matcher.match_all([(p.modality, p.description) for p in pairs])
+    ours_cov = coverage(pairs, ours)
+    print(f"\n### Real pairs ({args.pairs.name}: {ours_cov.pairs} pairs, {ours_cov.studies} studies)\n")
+    print("| matcher | pairs mapped | share of pairs | studies mapped | share of studies |")
+    print("|---|---|---|---|---|")
+    for name, c in (("MIDRC exact", exact_cov), (f"RadCommons (threshold {DEFAULT_THRESHOLD})", ours_cov)):
+        print(f"| {name} | {c.answered_pairs} | {c.pair_share:.1%} | {c.answered_studies} | {c.study_share:.1%} |")
+    print("\nRadCommons answers by method: " + ", ".join(
+        f"{method} {n} pairs / {studies} studies" for method, (n, studies) in sorted(ours_cov.by_method.items())
+    ))
+    for threshold in (0.5, 0.7, 0.8):
+        c = coverage(pairs, [m.__class__(**{**m.__dict__, "accepted": m.confidence >= threshold and bool(m.code)}) for m in ours])
+        print(f"\nAt threshold {threshold}: {c.pair_share:.1%} of pairs, {c.study_share:.1%} of studies.", end="")
+    print(f"\n\n(run time {time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""A small typed client of the commons' submission API (docs/API.md), on httpx.
+
+Used by ``radcommons contribute`` (site side) and the gateway. Every call retries with
+exponential backoff on connection errors, 5xx and 429; uploads are chunked and resume from
+the offset the server holds, so an interrupted run (either side) continues where it stopped.
+Refusals raise :mod:`radcommons.client.errors` exceptions (all :class:`~radcommons.errors.UserError`)
+carrying the server's message and hint.
+
+Example::
+
+    from radcommons.client import CommonsClient
+
+    with CommonsClient.from_token_file("https://commons.example.org", "var/secrets/commons.token") as client:
+        submission = client.create_submission("Open-A1", "SITE_A_20260301", site_id="SITE_A")
+        digest = client.upload_file(submission.id, "deid/1.dcm").sha256
+        client.put_study_manifest(submission.id, "2.25.1", [ManifestEntry(digest, 52124, "1.dcm")])
+        receipt = client.commit(submission.id)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from radcommons import __version__
+from radcommons.client.errors import (
+    CommonsError,
+    ConflictError,
+    ConnectionFailedError,
+    ServerError,
+    TokenFileError,
+    error_for,
+)
+
+#: Bytes sent per PATCH request (the server accepts up to 64 MiB).
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+#: Attempts per request before giving up (connection errors, 5xx, 429).
+DEFAULT_RETRIES = 6
+_RETRY_STATUSES = frozenset({429, 502, 503, 504, 500})
+_MAX_BACKOFF = 30.0
+
+#: ``progress(bytes_done, total_bytes)`` during an upload.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission as the server describes it."""
+
+    id: int
+    project: str
+    dataset: str
+    site_id: str
+    status: str
+    created_by: str = ""
+    created_at: str = ""
+    committed_at: str | None = None
+    files: int = 0
+    studies: int = 0
+    clinical_records: int = 0
+    #: True when the call created it, False when an open one was returned (idempotent create).
+    created: bool = False
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], created: bool = False) -> Submission:
+        known = {name for name in cls.__dataclass_fields__ if name != "created"}
+        return cls(**{k: v for k, v in data.items() if k in known}, created=created)
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One instance of a study's package: its content hash, size and path inside the package."""
+
+    sha256: str
+    size: int
+    path_in_package: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "path_in_package": self.path_in_package}
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """The outcome of :meth:`CommonsClient.upload_file`."""
+
+    sha256: str
+    size: int
+    #: Bytes actually sent by this call (0 when the server already had the content).
+    sent: int
+    #: The server already had the whole content (deduplicated or uploaded earlier).
+    already_present: bool
+
+
+@dataclass(frozen=True)
+class ClinicalResult:
+    """Per-row outcome of :meth:`CommonsClient.post_clinical`."""
+
+    node: str
+    accepted: int
+    rejected: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rejected_rows(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row.get("status") == "rejected"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a commit did, per study and per clinical row (the JSON of docs/API.md in ``data``)."""
+
+    submission_id: int
+    status: str
+    counts: dict[str, Any]
+    studies: list[dict[str, Any]]
+    clinical: list[dict[str, Any]]
+    data: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Receipt:
+        return cls(
+            submission_id=int(data["submission_id"]), status=str(data.get("status", "")),
+            counts=dict(data.get("counts") or {}), studies=list(data.get("studies") or []),
+            clinical=list(data.get("clinical") or []), data=dict(data),
+        )
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in ``path`` (first non-blank line), or :class:`TokenFileError`."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TokenFileError(f"token file {file} not found",
+                             "ask the commons administrator for a token and save it there (chmod 600)") from None
+    except OSError as error:
+        raise TokenFileError(f"cannot read token file {file}: {error.strerror or error}",
+                             "check its permissions") from None
+    token = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not token:
+        raise TokenFileError(f"token file {file} is empty", "write the token the administrator gave you into it")
+    return token
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1024 * 1024) -> str:
+    """Lowercase hex SHA-256 of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+class CommonsClient:
+    """Client of one commons server.
+
+    Args:
+        url: the server's base URL (``http://127.0.0.1:8000``); ``/api/v1`` is added.
+        token: the bearer token (never logged or shown in ``repr``).
+        timeout: seconds per request (connect, read, write).
+        retries: attempts per request on connection errors, 5xx and 429.
+        backoff: first wait between attempts in seconds; doubles each time (with jitter, max 30 s).
+        chunk_size: bytes per upload request.
+        transport: an httpx transport (tests).
+    """
+
+    def __init__(self, url: str, token: str, *, timeout: float = 120.0, retries: int = DEFAULT_RETRIES,
+                 backoff: float = 0.5, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.retries = max(1, retries)
+        self.backoff = backoff
+        self.chunk_size = chunk_size
+        self._http = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"radcommons/{__version__}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_token_file(cls, url: str, token_file: str | os.PathLike[str], **kwargs: Any) -> CommonsClient:
+        """A client whose token is read from ``token_file``."""
+        return cls(url, read_token_file(token_file), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CommonsClient({self.url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CommonsClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _sleep(self, attempt: int, response: httpx.Response | None = None) -> None:
+        wait = min(_MAX_BACKOFF, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
+        if response is not None and response.headers.get("Retry-After", "").isdigit():
+            wait = min(_MAX_BACKOFF, float(response.headers["Retry-After"]))
+        time.sleep(wait)
+
+    def _request(self, method: str, path: str, *, retry: bool = True, ok: Sequence[int] = (),
+                 **kwargs: Any) -> httpx.Response:
+        """Send a request, retrying transient failures; raise the mapped error on a refusal.
+
+        Statuses in ``ok`` are returned even when they are errors (e.g. 404 for HEAD).
+        """
+        attempts = self.retries if retry else 1
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                last = error
+                if attempt + 1 < attempts:
+                    self._sleep(attempt)
+                continue
+            if response.status_code in _RETRY_STATUSES and response.status_code not in ok:
+                last = _to_error(response)
+                if attempt + 1 < attempts:
+                    self._sleep(attempt, response)
+                continue
+            if response.status_code >= 400 and response.status_code not in ok:
+                raise _to_error(response)
+            return response
+        if isinstance(last, CommonsError):
+            raise last
+        raise ConnectionFailedError(
+            f"cannot reach the commons at {self.url}: {type(last).__name__}: {last}",
+            "check the URL and the network; the run can be repeated, it resumes where it stopped",
+        )
+
+    # ------------------------------------------------------------------ general
+
+    def health(self) -> dict[str, Any]:
+        """The server's health (``status``, ``version``, ``database``, ``object_store``); no token needed."""
+        response = self._request("GET", "/health", ok=(503,))
+        return response.json()
+
+    def whoami(self) -> dict[str, Any]:
+        """The token's user: name, role, site_id, projects, token expiry."""
+        return self._request("GET", "/whoami").json()
+
+    # ------------------------------------------------------------------ submissions
+
+    def create_submission(self, project: str, dataset: str, site_id: str | None = None) -> Submission:
+        """Create the submission of ``dataset`` to ``project``, or return the open one (idempotent)."""
+        body: dict[str, Any] = {"project": project, "dataset": dataset}
+        if site_id:
+            body["site_id"] = site_id
+        response = self._request("POST", "/submissions", json=body)
+        return Submission.from_json(response.json(), created=response.status_code == 201)
+
+    def get_submission(self, submission_id: int) -> Submission:
+        return Submission.from_json(self._request("GET", f"/submissions/{submission_id}").json())
+
+    def list_submissions(self, project: str | None = None) -> list[Submission]:
+        params = {"project": project} if project else None
+        return [Submission.from_json(s) for s in self._request("GET", "/submissions", params=params).json()]
+
+    def upload_offset(self, submission_id: int, sha256: str) -> tuple[int, bool]:
+        """(bytes the server holds, whether the content is complete); (0, False) when it has nothing."""
+        response = self._request("HEAD", f"/submissions/{submission_id}/files/{sha256}", ok=(404,))
+        if response.status_code == 404:
+            return 0, False
+        offset = int(response.headers.get("Upload-Offset", "0"))
+        return offset, response.headers.get("Upload-Complete", "").lower() == "true"
+
+    def upload_file(self, submission_id: int, path: str | os.PathLike[str], sha256: str | None = None,
+                    progress: Progress | None = None) -> UploadResult:
+        """Upload one file in chunks, resuming from what the server already holds.
+
+        ``sha256`` saves hashing the file again when the caller knows it. A file the commons
+        already stores is not sent at all (deduplication).
+        """
+        source = Path(path)
+        size = source.stat().st_size
+        digest = sha256 or file_sha256(source)
+        offset, complete = self.upload_offset(submission_id, digest)
+        if complete:
+            if progress:
+                progress(size, size)
+            return UploadResult(digest, size, 0, True)
+        sent = 0
+        failures = 0
+        url = f"/submissions/{submission_id}/files/{digest}"
+        with open(source, "rb") as handle:
+            while True:
+                if offset > size:
+                    offset = 0  # the server holds more than the file: it changed; start over
+                handle.seek(offset)
+                chunk = handle.read(self.chunk_size)
+                headers = {"Upload-Offset": str(offset), "Upload-Length": str(size),
+                           "Content-Type": "application/offset+octet-stream"}
+                try:
+                    response = self._request("PATCH", url, retry=False, content=chunk, headers=headers)
+                except ConflictError as error:
+                    expected = error.detail.get("expected_offset")
+                    if error.code == "offset_mismatch" and isinstance(expected, int):
+                        offset = expected
+                        continue
+                    if error.code == "upload_in_progress" and failures + 1 < self.retries:
+                        failures += 1
+                        self._sleep(failures)
+                        offset, complete = self.upload_offset(submission_id, digest)
+                        continue
+                    raise
+                except (ServerError, ConnectionFailedError):
+                    failures += 1
+                    if failures >= self.retries:
+                        raise
+                    self._sleep(failures)
+                    # The chunk may have been partly written: ask where the server is.
+                    offset, complete = self.upload_offset(submission_id, digest)
+                    if complete:
+                        break
+                    continue
+                failures = 0
+                body = response.json()
+                sent += len(chunk)
+                offset = int(body.get("offset", offset + len(chunk)))
+                if progress:
+                    progress(offset, size)
+                if body.get("complete"):
+                    break
+                if not chunk:
+                    raise CommonsError(f"the server did not complete the upload of {source} at its end",
+                                       "retry; if it persists, report it to the commons operators")
+        return UploadResult(digest, size, sent, False)
+
+    def put_study_manifest(self, submission_id: int, study_uid: str,
+                           files: Iterable[ManifestEntry | Mapping[str, Any]]) -> dict[str, Any]:
+        """Declare a study's instances (the whole study); returns ``{"files": n, "missing": [...]}``."""
+        entries = [f.to_json() if isinstance(f, ManifestEntry) else dict(f) for f in files]
+        return self._request("PUT", f"/submissions/{submission_id}/studies/{study_uid}",
+                             json={"files": entries}).json()
+
+    def post_clinical(self, submission_id: int, node: str, records: Sequence[Mapping[str, Any]],
+                      first_row: int = 1) -> ClinicalResult:
+        """Send clinical records of one node type; each row is accepted or rejected with reasons."""
+        body = self._request("POST", f"/submissions/{submission_id}/clinical/{node}",
+                             params={"first_row": first_row}, json=[dict(r) for r in records]).json()
+        return ClinicalResult(body["node"], int(body["accepted"]), int(body["rejected"]), list(body["rows"]))
+
+    def commit(self, submission_id: int) -> Receipt:
+        """Verify, index or quarantine everything and return the receipt (safe to repeat)."""
+        return Receipt.from_json(self._request("POST", f"/submissions/{submission_id}/commit").json())
+
+    def receipt(self, submission_id: int) -> Receipt:
+        """The receipt of a committed submission (:class:`NotFoundError` before the commit)."""
+        return Receipt.from_json(self._request("GET", f"/submissions/{submission_id}/receipt").json())
+
+    def study_versions(self, study_uid: str, project: str) -> list[dict[str, Any]]:
+        """A study's history, oldest version first."""
+        return self._request("GET", f"/studies/{study_uid}/versions", params={"project": project}).json()
+
+    # ------------------------------------------------------------------ quarantine (curators)
+
+    def quarantine(self, project: str | None = None, status: str = "held") -> list[dict[str, Any]]:
+        params: dict[str, str] = {"status": status}
+        if project:
+            params["project"] = project
+        return self._request("GET", "/quarantine", params=params).json()
+
+    def release(self, quarantine_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/quarantine/{quarantine_id}/release").json()
+
+    def delete_quarantined(self, quarantine_id: int) -> dict[str, Any]:
+        return self._request("DELETE", f"/quarantine/{quarantine_id}").json()
+
+
+def _to_error(response: httpx.Response) -> CommonsError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_for(response.status_code, body, str(response.request.url))
+
+
+__all__ = [
+    "ClinicalResult",
+    "CommonsClient",
+    "DEFAULT_CHUNK_SIZE",
+    "ManifestEntry",
+    "Progress",
+    "Receipt",
+    "Submission",
+    "UploadResult",
+    "file_sha256",
+    "read_token_file",
+]

@@ -1,0 +1,77 @@
+"""Errors the commons client raises: each a :class:`~radcommons.errors.UserError` with the server's hint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from radcommons.errors import UserError
+
+
+class CommonsError(UserError):
+    """The commons refused a request; ``status`` and ``code`` say how (see docs/API.md)."""
+
+    def __init__(self, message: str, hint: str = "", *, status: int = 0, code: str = "",
+                 detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+        #: The whole ``error`` object of the response (e.g. ``expected_offset``, ``missing``, ``fields``).
+        self.detail: dict[str, Any] = detail or {}
+
+
+class AuthenticationError(CommonsError):
+    """401: no token, an unknown, expired or revoked token."""
+
+
+class PermissionDeniedError(CommonsError):
+    """403: the token's user may not do this (wrong project, site or role)."""
+
+
+class NotFoundError(CommonsError):
+    """404: no such submission, file or entry."""
+
+
+class ConflictError(CommonsError):
+    """409: the request does not fit the current state (offset, closed submission, missing files)."""
+
+
+class InvalidRequestError(CommonsError):
+    """400, 413 or 422: the request itself is wrong; ``detail['fields']`` names the fields."""
+
+
+class ServerError(CommonsError):
+    """5xx after every retry: the commons has a problem."""
+
+
+class ConnectionFailedError(CommonsError):
+    """The commons could not be reached after every retry."""
+
+
+class TokenFileError(UserError):
+    """The token file is missing, unreadable or empty."""
+
+
+_BY_STATUS: dict[int, type[CommonsError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: InvalidRequestError,
+    422: InvalidRequestError,
+}
+
+
+def error_for(status: int, body: Any, url: str) -> CommonsError:
+    """The exception for an error response ``status`` with JSON ``body`` (any shape) from ``url``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code") or f"http_{status}")
+    message = str(error.get("message") or f"the commons answered HTTP {status} for {url}")
+    hint = str(error.get("hint") or "")
+    fields = error.get("fields")
+    if isinstance(fields, list) and fields:
+        message += ": " + "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields if isinstance(f, dict))
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else CommonsError)
+    return cls(message, hint, status=status, code=code, detail=error)

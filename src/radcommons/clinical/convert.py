@@ -1,0 +1,589 @@
+"""Site clinical tables (real dates, MRNs) -> data dictionary records (day offsets, pseudonyms).
+
+:func:`convert_clinical` is the whole conversion as one pure function:
+
+1. each table is recognised from its file or sheet name, each column from its name
+   (:class:`~radcommons.clinical.mapping.SiteMapping`); unknown ones are issues, because
+   an unmapped column could hold anything, identifiers included, and is never sent;
+2. each cell is read: dates parsed, enumerations normalised ("Unknown" -> "Not
+   Reported"), ZIP codes cut to three digits (restricted areas -> "000"); names and
+   other identifier columns are dropped;
+3. each patient's MRN becomes the pseudonym the images got
+   (:func:`radcommons.deid.patient_pseudonym` with the same key and site), and every
+   date becomes days from the case's index event (first positive COVID-19 test, else
+   first test, else first imaging study: configurable). Offsets from an index event are
+   shift-invariant, so they agree with the shifted dates of the images; the only
+   absolute value left, the study year, is shifted with the patient's own offset
+   (:func:`radcommons.deid.date_offset_days`), as the images' dates were;
+4. cross-references are checked (every imaging patient has a case, every study one
+   patient, no clinical row without a case) and every record is validated against the
+   data dictionary (:func:`radcommons.dictionary.validate_records`);
+5. records with errors are left out, and so are the records that hang off a case that
+   was left out; everything left out is explained by an :class:`Issue`.
+
+No name, birth date or calendar date is in any record this returns.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from radcommons.clinical.issues import ERROR, NOTE, WARNING, Issue, from_problem
+from radcommons.clinical.mapping import (
+    DATE_FIELDS,
+    DROP,
+    ENUM_FIELDS,
+    IGNORE,
+    MRN,
+    TABLE_FIELDS,
+    TABLE_NODES,
+    SiteMapping,
+    load_mapping,
+)
+from radcommons.clinical.sources import SourceTable
+from radcommons.clinical.values import (
+    CellProblem,
+    age_fields,
+    enum_normalizer,
+    is_blank,
+    normalise_enum,
+    parse_date,
+    zip3,
+)
+from radcommons.harmonize.enumerations import ValueNormalizer
+from radcommons.deid import date_offset_days, patient_pseudonym
+from radcommons.dictionary import NOT_REPORTED, Dictionary, load_dictionary, validate_records
+from radcommons.dictionary.values import looks_like_date
+
+#: Node types in the order records are sent (parents first).
+NODE_ORDER = ("case", "imaging_study", "measurement", "visit", "procedure", "condition", "medication")
+#: Columns a table cannot be read without.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "case": (),
+    "measurement": ("test_date", "test_result"),
+    "visit": ("admission_date",),
+    "procedure": ("start_date",),
+    "condition": ("condition_name",),
+    "medication": ("medication_name",),
+}
+#: Free-text fields: sent as text, so checked for dates that would slip through.
+TEXT_FIELDS = frozenset({"test_name", "condition_code", "condition_name", "medication_name", "medication_code",
+                         "country"})
+INDEX_EVENT_LABELS = {
+    "positive_covid_test": "COVID-19 Test",
+    "covid_test": "COVID-19 Test",
+    "first_imaging_study": "First Imaging Study",
+}
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class ImagingStudy:
+    """One de-identified study as the converter needs it (built from the deid outputs).
+
+    ``patient_id`` and ``study_date`` are the originals, known only at the site: the
+    Patient ID the pseudonym came from, and the real study date (the de-identified
+    StudyDate minus the patient's offset).
+    """
+
+    patient_id: str
+    study_uid: str  #: the de-identified Study Instance UID
+    study_date: _dt.date | None = None
+    description: str = ""
+    modalities: tuple[str, ...] = ()
+    body_part: str = ""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from at the site (private: it names the site's files)."""
+
+    file: str
+    row: int | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)  #: record field -> site column
+
+
+@dataclass(frozen=True)
+class ClinicalRecord:
+    """One data dictionary record ready to send, with its private origin."""
+
+    node: str
+    values: Mapping[str, Any]
+    origin: Origin
+    patient_id: str  #: the original MRN (private; never sent)
+
+    @property
+    def submitter_id(self) -> str:
+        return str(self.values["submitter_id"])
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The outcome: records that passed every check, and every issue (errors and notes)."""
+
+    records: tuple[ClinicalRecord, ...]
+    issues: tuple[Issue, ...]
+    rejected: tuple[ClinicalRecord, ...] = ()  #: records converted but left out (see issues)
+    rows_read: int = 0
+
+    @property
+    def errors(self) -> tuple[Issue, ...]:
+        return tuple(i for i in self.issues if i.severity == ERROR)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def by_node(self) -> dict[str, list[dict[str, Any]]]:
+        """The records to send, per node type, as plain dictionaries (parents first)."""
+        grouped: dict[str, list[dict[str, Any]]] = {node: [] for node in NODE_ORDER}
+        for record in self.records:
+            grouped.setdefault(record.node, []).append(dict(record.values))
+        return {node: rows for node, rows in grouped.items() if rows}
+
+    def counts(self) -> dict[str, int]:
+        return {node: len(rows) for node, rows in self.by_node().items()}
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One site row after reading its cells (dates still real)."""
+
+    table: str
+    mrn: str
+    fields: Mapping[str, Any]
+    origin: Origin
+
+
+# --------------------------------------------------------------------------- reading tables
+
+
+def _mrn(value: Any) -> str:
+    # Excel stores an all-digit MRN as a number: 3698026.0 must read as "3698026".
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _read_table(
+    table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
+    issues: list[Issue],
+) -> list[_Row]:
+    kind = mapping.table_for(table.name)
+    if kind == IGNORE:
+        issues.append(Issue(NOTE, "ignored_table", f"table {table.name!r} is ignored (mapping: ignore)",
+                            "nothing to do", table.label))
+        return []
+    if kind is None:
+        issues.append(Issue(
+            ERROR, "unknown_table",
+            f"cannot tell what the {'sheet' if table.sheet else 'file'} {table.name!r} holds",
+            f"rename it, or add it to the mapping file: tables: {{{table.name!r}: <one of "
+            f"{', '.join(TABLE_NODES)}, ignore>}}",
+            table.label, value=table.name,
+        ))
+        return []
+    columns: dict[str, str] = {}
+    for column in table.columns:
+        name = mapping.field_for(kind, column)
+        if name is None or (name not in TABLE_FIELDS[kind] and name not in (MRN, IGNORE, DROP)):
+            issues.append(Issue(
+                ERROR, "unknown_column",
+                f"unknown column {column!r} in a {kind} table: it is not sent, and the table cannot be checked",
+                f"add it to the mapping file: columns: {{{kind}: {{{column!r}: <field>}}}} "
+                f"(fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore)",
+                table.label, 1, column, node=TABLE_NODES[kind],
+            ))
+            continue
+        if name in (IGNORE, DROP):
+            continue
+        if name in columns.values():
+            first = next(c for c, f in columns.items() if f == name)
+            issues.append(Issue(ERROR, "duplicate_column", f"columns {first!r} and {column!r} both hold {name}",
+                                "map one of them to ignore in the mapping file", table.label, 1, column))
+            continue
+        columns[column] = name
+    missing = [f for f in (MRN, *REQUIRED_FIELDS[kind]) if f not in columns.values()]
+    if missing:
+        issues.append(Issue(
+            ERROR, "missing_column",
+            f"the {kind} table has no column for {', '.join(missing)}",
+            "add the column to the export, or map its name in the mapping file (columns:)",
+            table.label, 1, node=TABLE_NODES[kind],
+        ))
+        return []
+    rows: list[_Row] = []
+    for number, cells in table.rows:
+        row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _read_row(
+    table: SourceTable,
+    kind: str,
+    number: int,
+    cells: Mapping[str, Any],
+    columns: Mapping[str, str],
+    mapping: SiteMapping,
+    dictionary: Dictionary,
+    normalizer: ValueNormalizer,
+    issues: list[Issue],
+) -> _Row | None:
+    values: dict[str, Any] = {}
+    ok = True
+    mrn = ""
+    for column, name in columns.items():
+        cell = cells.get(column)
+        if is_blank(cell):
+            continue
+        if name == MRN:
+            mrn = _mrn(cell)
+            continue
+        if name in DATE_FIELDS:
+            result: Any = parse_date(cell, mapping.date_formats)
+        elif name in ENUM_FIELDS:
+            result = normalise_enum(name, cell, mapping, dictionary, normalizer)
+            spelled = " ".join(str(cell).split()).lower()
+            if result == NOT_REPORTED and spelled not in mapping.not_reported | {NOT_REPORTED.lower()}:
+                # Not an "unknown" spelling, yet read as unknown (e.g. sex "X"): make it visible.
+                issues.append(Issue(WARNING, "read_as_not_reported", f"{cell!r} is read as {NOT_REPORTED!r}",
+                                    f"if it means something else, map it under values: {name} in the mapping file",
+                                    table.label, number, column, str(cell), TABLE_NODES[kind]))
+        elif name == "zip":
+            result = zip3(cell, mapping.restricted_zip3)
+        else:
+            result = " ".join(str(cell).split())
+            if looks_like_date(result):
+                result = CellProblem("calendar_date", f"{result!r} holds a calendar date",
+                                     "remove the date from the text in the source system")
+        if isinstance(result, CellProblem):
+            issues.append(Issue(ERROR, result.code, result.message, result.fix, table.label, number, column,
+                                _shown(cell), TABLE_NODES[kind], result.allowed))
+            ok = False
+        else:
+            values[name] = result
+    if not mrn:
+        mrn_column = next(c for c, f in columns.items() if f == MRN)
+        issues.append(Issue(ERROR, "required", "the MRN is blank", "fill in the patient's MRN",
+                            table.label, number, mrn_column, "", TABLE_NODES[kind]))
+        return None
+    if not ok:
+        return None
+    return _Row(kind, mrn, values, Origin(table.label, number, {f: c for c, f in columns.items()}))
+
+
+def _shown(cell: Any) -> str:
+    if isinstance(cell, (_dt.date, _dt.datetime)):
+        return cell.isoformat()
+    return str(cell)
+
+
+# --------------------------------------------------------------------------- building records
+
+
+def _days(when: _dt.date | None, index: _dt.date) -> int | None:
+    return None if when is None else (when - index).days
+
+
+def _index_event(
+    choices: Sequence[str], tests: Sequence[_Row], studies: Sequence[ImagingStudy]
+) -> tuple[str, _dt.date] | None:
+    for choice in choices:
+        if choice == "positive_covid_test":
+            days = [t.fields["test_date"] for t in tests if t.fields.get("test_result") == "Positive"]
+        elif choice == "covid_test":
+            days = [t.fields["test_date"] for t in tests]
+        else:
+            days = [s.study_date for s in studies if s.study_date is not None]
+        if days:
+            return INDEX_EVENT_LABELS[choice], min(days)
+    return None
+
+
+def _covid_status(tests: Sequence[_Row]) -> str:
+    results = {t.fields.get("test_result") for t in tests}
+    for status, answer in (("Positive", "Yes"), ("Negative", "No"), ("Indeterminate", "Indeterminate")):
+        if status in results:
+            return answer
+    return NOT_REPORTED
+
+
+def _yes_no(found: bool, known: bool) -> str:
+    return "Yes" if found else ("No" if known else NOT_REPORTED)
+
+
+def _numbered(node: str, case_id: str, records: list[tuple[dict[str, Any], _Row]]) -> list[tuple[dict[str, Any], _Row]]:
+    """Give child records stable submitter_ids: ordered by content, not by file row order."""
+    records.sort(key=lambda item: sorted((k, str(v)) for k, v in item[0].items()))
+    for number, (values, _) in enumerate(records, start=1):
+        values["submitter_id"] = f"{case_id}_{node}_{number:03d}"
+    return records
+
+
+def convert_clinical(
+    tables: Iterable[SourceTable],
+    *,
+    key: bytes,
+    site: str,
+    project: str,
+    studies: Iterable[ImagingStudy] = (),
+    mapping: SiteMapping | None = None,
+    dataset: str | None = None,
+    dictionary: Dictionary | None = None,
+) -> Conversion:
+    """Convert a site's clinical tables and its de-identified studies into dictionary records.
+
+    ``key`` and ``site`` must be the ones the images were de-identified with, so that each
+    MRN gets the pseudonym its images got. ``dataset`` (the submission batch's
+    submitter_id), when given, is linked from every case.
+    """
+    mapping = mapping or load_mapping()
+    dictionary = dictionary or load_dictionary()
+    issues: list[Issue] = []
+    rows: list[_Row] = []
+    tables = list(tables)
+    normalizer = enum_normalizer(mapping)
+    for table in tables:
+        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues))
+    studies = list(studies)
+
+    demographics: dict[str, _Row] = {}
+    by_patient: dict[str, dict[str, list[_Row]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row.table == "case":
+            earlier = demographics.get(row.mrn)
+            if earlier is not None:
+                # A later row (e.g. a corrections file) replaces the earlier one: say so.
+                issues.append(Issue(NOTE, "replaced", f"this demographics row replaces {earlier.origin.file} "
+                                    f"row {earlier.origin.row} for the same MRN", "nothing to do if intended",
+                                    row.origin.file, row.origin.row, node="case"))
+                row = _Row(row.table, row.mrn, {**earlier.fields, **row.fields}, row.origin)
+            demographics[row.mrn] = row
+        else:
+            by_patient[row.mrn][row.table].append(row)
+
+    studies_by_patient: dict[str, list[ImagingStudy]] = defaultdict(list)
+    owners: dict[str, set[str]] = defaultdict(set)
+    for study in studies:
+        owners[study.study_uid].add(study.patient_id)
+        if study not in studies_by_patient[study.patient_id]:
+            studies_by_patient[study.patient_id].append(study)
+    shared = {uid for uid, patients in owners.items() if len(patients) > 1}
+    for uid in sorted(shared):
+        issues.append(Issue(ERROR, "study_two_patients",
+                            f"study {uid} holds images of {len(owners[uid])} different patients",
+                            "check the study in the PACS: its images must belong to one patient; "
+                            "it is not sent", IMAGES, column="StudyInstanceUID", value=uid, node="imaging_study"))
+
+    records: list[ClinicalRecord] = []
+    for mrn in sorted(set(by_patient) - set(demographics)):
+        for table_rows in by_patient[mrn].values():
+            for row in table_rows:
+                issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics",
+                                    "add the patient's demographics row, or remove this row",
+                                    row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
+                                    TABLE_NODES[row.table]))
+    for mrn in sorted(set(studies_by_patient) - set(demographics)):
+        shown = "(no Patient ID)" if mrn.startswith("study:") else mrn
+        issues.append(Issue(ERROR, "missing_case",
+                            f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) but no "
+                            "demographics row", "add the patient to the clinical demographics file; "
+                            "their studies are not sent until then", IMAGES, column="PatientID", value=shown,
+                            node="case"))
+
+    for mrn in sorted(demographics):
+        records.extend(_patient_records(
+            mrn, demographics[mrn], by_patient.get(mrn, {}),
+            [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
+            key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
+        ))
+    kept, rejected = _validate(records, dictionary, issues)
+    return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables))
+
+
+def _patient_records(
+    mrn: str,
+    demographics: _Row,
+    rows: Mapping[str, list[_Row]],
+    studies: list[ImagingStudy],
+    *,
+    key: bytes,
+    site: str,
+    project: str,
+    dataset: str | None,
+    mapping: SiteMapping,
+    issues: list[Issue],
+) -> list[ClinicalRecord]:
+    case_id = patient_pseudonym(key, site, mrn)
+    tests = rows.get("measurement", [])
+    chosen = _index_event(mapping.index_event, tests, studies)
+    if chosen is None:
+        issues.append(Issue(ERROR, "no_index_event",
+                            f"MRN {mrn!r} has none of the index events {', '.join(mapping.index_event)}: "
+                            "no day 0 to count from", "add the patient's COVID-19 tests or imaging, or change "
+                            "index_event in the mapping file", demographics.origin.file, demographics.origin.row,
+                            node="case"))
+        return []
+    label, index = chosen
+    info = demographics.fields
+    age, gt89 = age_fields(info.get("birth_date"), index)
+    visits = rows.get("visit", [])
+    procedures = rows.get("procedure", [])
+    ventilated = any(p.fields.get("breathing_support_type") == "Mechanical Ventilation" for p in procedures)
+    case: dict[str, Any] = {
+        "submitter_id": case_id,
+        "project_id": project,
+        "index_event": label,
+        "age_at_index_gt89": gt89,
+        "sex": info.get("sex", NOT_REPORTED),
+        "race": info.get("race", NOT_REPORTED),
+        "ethnicity": info.get("ethnicity", NOT_REPORTED),
+        "covid19_positive": _covid_status(tests),
+        "icu_indicator": _yes_no(any(v.fields.get("icu_admission_date") for v in visits), bool(visits)),
+        "ventilator_indicator": _yes_no(ventilated, bool(visits or procedures)),
+        "site_id": site,
+    }
+    if age is not None:
+        case["age_at_index"] = age
+    if "zip" in info:
+        case["zip"] = info["zip"]
+    country = info.get("country") or mapping.country
+    if country:
+        case["country_of_residence"] = country
+    if dataset:
+        case["dataset.submitter_id"] = dataset
+    link = {"case.submitter_id": case_id}
+    out = [ClinicalRecord("case", case, demographics.origin, mrn)]
+
+    def days(when: _dt.date | None) -> int | None:
+        return _days(when, index)
+
+    pos = sorted(d for t in tests if t.fields.get("test_result") == "Positive" if (d := days(t.fields["test_date"])) is not None)
+    neg = sorted(d for t in tests if t.fields.get("test_result") == "Negative" if (d := days(t.fields["test_date"])) is not None)
+    offset = date_offset_days(key, site, mrn)
+    for study in sorted(studies, key=lambda s: s.study_uid):
+        values: dict[str, Any] = {"submitter_id": study.study_uid, "project_id": project, **link,
+                                  "study_uid": study.study_uid}
+        if study.description:
+            values["study_description"] = study.description
+        if study.modalities:
+            values["study_modality"] = list(study.modalities)
+        if study.body_part:
+            values["body_part_examined"] = study.body_part
+        if study.study_date is not None:
+            day = days(study.study_date)
+            values["days_to_study"] = day
+            # The year is the only absolute element kept: shifted like the images' dates.
+            values["study_year"] = (study.study_date + _dt.timedelta(days=offset)).year
+            values["study_year_shifted"] = True
+            imaging_age, _ = age_fields(info.get("birth_date"), study.study_date)
+            if imaging_age is not None:
+                values["age_at_imaging"] = imaging_age
+            if pos:
+                values["days_from_study_to_pos_covid_test"] = [d - day for d in pos]
+            if neg:
+                values["days_from_study_to_neg_covid_test"] = [d - day for d in neg]
+        out.append(ClinicalRecord("imaging_study", values, Origin(IMAGES, None, {}), mrn))
+
+    children: dict[str, list[tuple[dict[str, Any], _Row]]] = defaultdict(list)
+    for row in tests:
+        f = row.fields
+        values = {"test_method": f.get("test_method", NOT_REPORTED), "test_result_text": f["test_result"],
+                  "days_to_test": days(f["test_date"]), "test_name": f.get("test_name", "SARS-CoV-2")}
+        children["measurement"].append((values, row))
+    for row in visits:
+        f = row.fields
+        values = {"visit_type": f.get("visit_type", NOT_REPORTED), "days_to_visit": days(f["admission_date"])}
+        if values["visit_type"] in ("Inpatient", "Intensive Care Unit"):
+            values["days_to_hospital_admission"] = days(f["admission_date"])
+            values["days_to_hospital_discharge"] = days(f.get("discharge_date"))
+        values["days_to_icu_admission"] = days(f.get("icu_admission_date"))
+        values["days_to_icu_discharge"] = days(f.get("icu_discharge_date"))
+        if f.get("discharge_date") is not None:
+            values["length_of_stay"] = (f["discharge_date"] - f["admission_date"]).days
+        if f.get("discharge_disposition"):
+            values["discharge_disposition"] = f["discharge_disposition"]
+        children["visit"].append((values, row))
+    for row in procedures:
+        f = row.fields
+        values = {"procedure_type": "Breathing Support",
+                  "breathing_support_type": f.get("breathing_support_type", NOT_REPORTED),
+                  "days_to_procedure_start": days(f["start_date"]), "days_to_procedure_end": days(f.get("end_date"))}
+        children["procedure"].append((values, row))
+    for row in rows.get("condition", []):
+        f = row.fields
+        values = {"condition_name": f["condition_name"], "days_to_condition_start": days(f.get("onset_date")),
+                  "days_to_condition_end": days(f.get("end_date"))}
+        if f.get("condition_code"):
+            values["condition_code"] = f["condition_code"]
+            values["condition_code_system"] = "ICD-10-CM"
+        children["condition"].append((values, row))
+    for row in rows.get("medication", []):
+        f = row.fields
+        values = {"medication_name": f["medication_name"], "days_to_medication_start": days(f.get("start_date")),
+                  "days_to_medication_end": days(f.get("end_date"))}
+        if f.get("medication_code"):
+            values["medication_code"] = f["medication_code"]
+        children["medication"].append((values, row))
+    for node in ("measurement", "visit", "procedure", "condition", "medication"):
+        cleaned = [({k: v for k, v in values.items() if v is not None}, row) for values, row in children[node]]
+        for values, row in _numbered(node, case_id, cleaned):
+            values.update({"project_id": project, **link})
+            out.append(ClinicalRecord(node, values, row.origin, mrn))
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _validate(
+    records: list[ClinicalRecord], dictionary: Dictionary, issues: list[Issue]
+) -> tuple[list[ClinicalRecord], list[ClinicalRecord]]:
+    """Validate per node type; drop failing records and the records under a dropped case."""
+    bad: set[int] = set()
+    for node in NODE_ORDER:
+        indexed = [(i, r) for i, r in enumerate(records) if r.node == node]
+        if not indexed:
+            continue
+        result = validate_records([dict(r.values) for _, r in indexed], node, dictionary, first_row=0)
+        for problem in result.problems:
+            if problem.row is None:
+                continue
+            index, record = indexed[problem.row]
+            column = record.origin.columns.get(_source_field(problem.column or ""), None)
+            issues.append(from_problem(problem, record.origin.file, record.origin.row, column))
+            bad.add(index)
+    dropped_cases = {records[i].submitter_id for i in bad if records[i].node == "case"}
+    kept: list[ClinicalRecord] = []
+    rejected: list[ClinicalRecord] = []
+    for index, record in enumerate(records):
+        if index in bad:
+            rejected.append(record)
+        elif record.node != "case" and record.values.get("case.submitter_id") in dropped_cases:
+            issues.append(Issue(ERROR, "case_rejected", "left out because the patient's case record was rejected",
+                                "fix the case's problems (see the issues of its demographics row)",
+                                record.origin.file, record.origin.row, node=record.node))
+            rejected.append(record)
+        else:
+            kept.append(record)
+    return kept, rejected
+
+
+#: Dictionary property -> the site field it came from (to name the site's column in issues).
+_PROPERTY_FIELDS = {
+    "sex": "sex", "race": "race", "ethnicity": "ethnicity", "zip": "zip", "age_at_index": "birth_date",
+    "test_method": "test_method", "test_result_text": "test_result", "days_to_test": "test_date",
+    "visit_type": "visit_type", "days_to_visit": "admission_date", "length_of_stay": "discharge_date",
+    "breathing_support_type": "breathing_support_type", "condition_name": "condition_name",
+    "condition_code": "condition_code", "medication_name": "medication_name",
+}
+
+
+def _source_field(prop: str) -> str:
+    return _PROPERTY_FIELDS.get(prop, prop)

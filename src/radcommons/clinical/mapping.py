@@ -1,0 +1,272 @@
+"""The site mapping: how a site's clinical export is read (tables, columns, values, rules).
+
+The default mapping (``data/default_mapping.yaml``) knows the usual names; a site adds
+its own in a YAML file of the same format, merged over the default::
+
+    tables:            # file or sheet name -> table (case, measurement, visit, procedure,
+      Lab Results: measurement          #   condition, medication, ignore)
+    columns:           # per table (or "all"): column -> field (or ignore / drop)
+      case: {Pt Gender: sex}
+    values:            # per field: site value -> dictionary value
+      sex: {X: Not Reported}
+    not_reported: [declined to answer]
+    date_formats: ["%d.%m.%Y"]
+    index_event: [positive_covid_test, first_imaging_study]
+    country: US
+    restricted_zip3: ["123"]            # added to the shipped HIPAA list
+
+Names are compared by :func:`name_key` (lower case, letters and digits only), so
+"ICD-10 Code", "icd10code" and "ICD 10 CODE" are one name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from radcommons.errors import UserError
+
+#: Tables a site file can hold, with the dictionary node each becomes.
+TABLE_NODES: dict[str, str] = {
+    "case": "case",
+    "measurement": "measurement",
+    "visit": "visit",
+    "procedure": "procedure",
+    "condition": "condition",
+    "medication": "medication",
+}
+IGNORE = "ignore"
+DROP = "drop"
+MRN = "mrn"
+
+#: Fields each table understands (besides mrn, ignore and drop).
+TABLE_FIELDS: dict[str, frozenset[str]] = {
+    "case": frozenset({"birth_date", "sex", "race", "ethnicity", "zip", "country"}),
+    "measurement": frozenset({"test_date", "test_method", "test_result", "test_name"}),
+    "visit": frozenset(
+        {"visit_type", "admission_date", "icu_admission_date", "icu_discharge_date", "discharge_date",
+         "discharge_disposition"}
+    ),
+    "procedure": frozenset({"start_date", "end_date", "breathing_support_type"}),
+    "condition": frozenset({"condition_code", "condition_name", "onset_date", "end_date"}),
+    "medication": frozenset({"medication_name", "start_date", "end_date", "medication_code"}),
+}
+#: Fields that hold calendar dates (parsed, then turned into day offsets; never sent).
+DATE_FIELDS = frozenset(
+    {"birth_date", "test_date", "admission_date", "icu_admission_date", "icu_discharge_date", "discharge_date",
+     "start_date", "end_date", "onset_date"}
+)
+#: Fields whose values are enumerations of the dictionary (normalised through ``values``).
+ENUM_FIELDS: dict[str, tuple[str, str]] = {
+    # field: (node, dictionary property)
+    "sex": ("case", "sex"),
+    "race": ("case", "race"),
+    "ethnicity": ("case", "ethnicity"),
+    "test_method": ("measurement", "test_method"),
+    "test_result": ("measurement", "test_result_text"),
+    "visit_type": ("visit", "visit_type"),
+    "discharge_disposition": ("visit", "discharge_disposition"),
+    "breathing_support_type": ("procedure", "breathing_support_type"),
+}
+INDEX_EVENTS = ("positive_covid_test", "covid_test", "first_imaging_study")
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def name_key(name: str) -> str:
+    """A name reduced to lower-case letters and digits: how names are compared."""
+    return _NON_ALNUM.sub("", str(name).lower())
+
+
+def _words(name: str) -> str:
+    """A name as space-separated lower-case words (``sars_cov2_tests`` -> ``sars cov2 tests``)."""
+    return " ".join(w for w in _NON_ALNUM.split(str(name).lower()) if w)
+
+
+@dataclass(frozen=True)
+class SiteMapping:
+    """How one site's clinical files are read; see the module docstring for the YAML."""
+
+    tables: Mapping[str, str]  #: words of a name -> table
+    columns: Mapping[str, Mapping[str, str]]  #: table or "all" -> name_key(column) -> field
+    values: Mapping[str, Mapping[str, str]]  #: field -> lower-cased site value -> dictionary value
+    not_reported: frozenset[str]  #: lower-cased spellings of "unknown"
+    date_formats: tuple[str, ...]
+    index_event: tuple[str, ...]
+    country: str
+    restricted_zip3: frozenset[str]
+    restricted_zip3_source: str = ""
+    sources: tuple[str, ...] = field(default=())  #: the files it was read from
+
+    def table_for(self, name: str) -> str | None:
+        """The table a file or sheet name announces (longest matching name wins), or None."""
+        words = f" {_words(name)} "
+        key = name_key(name)
+        best: tuple[int, str] | None = None
+        for pattern, table in self.tables.items():
+            if key == name_key(pattern) or f" {pattern} " in words:
+                if best is None or len(pattern) > best[0]:
+                    best = (len(pattern), table)
+        return best[1] if best else None
+
+    def field_for(self, table: str, column: str) -> str | None:
+        """The field a column of ``table`` holds (site entries first), or None when unknown."""
+        key = name_key(column)
+        for scope in (table, "all"):
+            found = self.columns.get(scope, {}).get(key)
+            if found:
+                return found
+        return None
+
+
+def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
+    where = str(path) if path is not None else "the default mapping"
+    try:
+        data = yaml.safe_load(text if text is not None else Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    except FileNotFoundError as error:
+        raise UserError(f"mapping file {path} not found", "give the path of the site's mapping YAML") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the mapping file {path}: {error}") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"the mapping file {where} is not valid YAML{line}: {getattr(error, 'problem', error)}",
+                        "fix the YAML syntax (indentation, quotes, colons)") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"the mapping file {where} must be a YAML mapping (key: value), not a list or text")
+    unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "date_formats",
+                           "index_event", "country", "restricted_zip3"}
+    if unknown:
+        raise UserError(
+            f"the mapping file {where} has unknown section(s): {', '.join(sorted(unknown))}",
+            "known sections: tables, columns, values, not_reported, date_formats, index_event, country, "
+            "restricted_zip3",
+        )
+    return data
+
+
+def _merge_tables(target: dict[str, str], section: Any, where: str) -> None:
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: 'tables' must map names to tables")
+    for left, right in section.items():
+        # Two spellings: table -> [names] (the default) or name -> table (a site's quick entry).
+        if isinstance(right, list):
+            table, names = str(left), [str(n) for n in right]
+        else:
+            table, names = str(right), [str(left)]
+        if table not in TABLE_NODES and table != IGNORE:
+            raise UserError(f"{where}: unknown table {table!r} in 'tables'",
+                            f"tables: {', '.join(TABLE_NODES)}, {IGNORE}")
+        for name in names:
+            target[_words(name)] = table
+
+
+def _merge_columns(target: dict[str, dict[str, str]], section: Any, where: str) -> None:
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: 'columns' must map tables to {{column: field}}")
+    for table, entries in section.items():
+        table = str(table)
+        if table not in TABLE_NODES and table != "all":
+            raise UserError(f"{where}: unknown table {table!r} in 'columns'", f"tables: all, {', '.join(TABLE_NODES)}")
+        if not isinstance(entries, dict):
+            raise UserError(f"{where}: columns.{table} must map columns to fields")
+        allowed = {MRN, IGNORE, DROP} | (
+            set().union(*TABLE_FIELDS.values()) if table == "all" else set(TABLE_FIELDS[table])
+        )
+        scope = target.setdefault(table, {})
+        for left, right in entries.items():
+            # Two spellings again: field -> [columns] (the default) or column -> field.
+            if isinstance(right, list):
+                field_name, columns = str(left), [str(c) for c in right]
+            else:
+                field_name, columns = str(right), [str(left)]
+            if field_name not in allowed:
+                raise UserError(f"{where}: unknown field {field_name!r} for table {table!r} in 'columns'",
+                                f"fields: {', '.join(sorted(allowed))}")
+            for column in columns:
+                scope[name_key(column)] = field_name
+
+
+def _merge_values(target: dict[str, dict[str, str]], section: Any, where: str) -> None:
+    if not isinstance(section, dict):
+        raise UserError(f"{where}: 'values' must map fields to {{site value: dictionary value}}")
+    for field_name, entries in section.items():
+        if field_name not in ENUM_FIELDS:
+            raise UserError(f"{where}: values for unknown field {field_name!r}",
+                            f"fields with values: {', '.join(ENUM_FIELDS)}")
+        if not isinstance(entries, dict):
+            raise UserError(f"{where}: values.{field_name} must map site values to dictionary values")
+        scope = target.setdefault(str(field_name), {})
+        for site_value, value in entries.items():
+            scope[str(site_value).strip().lower()] = str(value)
+
+
+def _restricted_default() -> tuple[frozenset[str], str]:
+    text = resources.files("radcommons.clinical").joinpath("data/restricted_zip3.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)
+    return frozenset(str(z) for z in data["restricted_zip3"]), str(data["source"])
+
+
+def _zip3_list(value: Any, where: str) -> set[str]:
+    if not isinstance(value, list) or not all(re.fullmatch(r"\d{3}", str(z)) for z in value):
+        raise UserError(f"{where}: 'restricted_zip3' must be a list of three-digit strings, e.g. [\"036\"]",
+                        "quote each value so YAML keeps the leading zeros")
+    return {str(z) for z in value}
+
+
+def load_mapping(path: str | Path | None = None) -> SiteMapping:
+    """The default mapping, with the site's mapping file ``path`` (if any) merged over it.
+
+    Raises :class:`UserError` naming the file and the section for anything it cannot use.
+    """
+    default_text = resources.files("radcommons.clinical").joinpath("data/default_mapping.yaml").read_text("utf-8")
+    documents = [("the default mapping", _load_yaml(None, default_text))]
+    if path is not None:
+        documents.append((str(path), _load_yaml(Path(path))))
+    tables: dict[str, str] = {}
+    columns: dict[str, dict[str, str]] = {}
+    values: dict[str, dict[str, str]] = {}
+    not_reported: set[str] = set()
+    date_formats: list[str] = []
+    index_event: tuple[str, ...] = INDEX_EVENTS
+    country = ""
+    restricted, source = _restricted_default()
+    restricted = set(restricted)
+    for where, data in documents:
+        _merge_tables(tables, data.get("tables", {}), where)
+        _merge_columns(columns, data.get("columns", {}), where)
+        _merge_values(values, data.get("values", {}), where)
+        not_reported |= {str(v).strip().lower() for v in data.get("not_reported", [])}
+        # A site's date formats are tried before the default ones (its own spelling first).
+        date_formats = [str(f) for f in data.get("date_formats", [])] + date_formats
+        if "index_event" in data:
+            chosen = data["index_event"]
+            chosen = [chosen] if isinstance(chosen, str) else chosen
+            if not isinstance(chosen, list) or not chosen or any(c not in INDEX_EVENTS for c in chosen):
+                raise UserError(f"{where}: 'index_event' must be a list of: {', '.join(INDEX_EVENTS)}",
+                                "the first one a case has becomes its day 0")
+            index_event = tuple(chosen)
+        if "country" in data:
+            country = str(data["country"] or "")
+        if "restricted_zip3" in data:
+            restricted |= _zip3_list(data["restricted_zip3"], where)
+    return SiteMapping(
+        tables=tables,
+        columns=columns,
+        values=values,
+        not_reported=frozenset(not_reported),
+        date_formats=tuple(dict.fromkeys(date_formats)),
+        index_event=index_event,
+        country=country,
+        restricted_zip3=frozenset(restricted),
+        restricted_zip3_source=source,
+        sources=tuple(where for where, _ in documents),
+    )

@@ -1,0 +1,137 @@
+"""Reading a site's clinical files into plain tables: CSV, TSV and Excel workbooks.
+
+A workbook gives one table per sheet. Cells keep their types (Excel dates arrive as
+:class:`datetime.datetime`, text files as strings); rows are numbered as a person sees
+them (the header is row 1 of a text file; Excel rows are the sheet's row numbers).
+Blank rows are skipped. An unreadable file raises :class:`UserError` naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radcommons.errors import UserError
+
+#: File types a site may send, and their cell separators (None: a workbook).
+FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One table of a site file: a CSV/TSV file or one sheet of a workbook."""
+
+    file: str
+    sheet: str | None
+    columns: tuple[str, ...]
+    rows: tuple[tuple[int, dict[str, Any]], ...]  #: (row number, {column: cell})
+
+    @property
+    def name(self) -> str:
+        """What announces the table's content: the sheet name, else the file name without extension."""
+        return self.sheet if self.sheet is not None else Path(self.file).stem
+
+    @property
+    def label(self) -> str:
+        """``file`` or ``file [sheet]``: how problems name the table."""
+        return f"{self.file} [{self.sheet}]" if self.sheet is not None else self.file
+
+
+def read_tables(paths: Iterable[str | Path]) -> list[SourceTable]:
+    """Every table in ``paths``, in order (a folder stands for the files directly in it)."""
+    tables: list[SourceTable] = []
+    for path in _expand(paths):
+        tables.extend(read_file(path))
+    return tables
+
+
+def _expand(paths: Iterable[str | Path]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS))
+        else:
+            found.append(path)
+    return found
+
+
+def read_file(path: str | Path) -> list[SourceTable]:
+    """The tables of one file (one per non-empty sheet of a workbook)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise UserError(f"clinical file {path} not found", "check the path given to --clinical")
+    if suffix not in FORMATS:
+        raise UserError(
+            f"clinical file {path}: unsupported file type {path.suffix or '(none)'!r}",
+            "export the clinical data as .csv, .tsv or .xlsx",
+        )
+    if FORMATS[suffix] is None:
+        return _read_workbook(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read the clinical file {path}: {error.strerror or error}",
+                        "check that the file exists and is readable") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Spreadsheet programs on Windows still write cp1252; it decodes any byte string.
+        text = data.decode("cp1252", errors="replace")
+    return [_read_delimited(str(path), text, FORMATS[suffix] or ",")]
+
+
+def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = [c.strip() for c in next(reader, [])]
+        rows: list[tuple[int, dict[str, Any]]] = []
+        line = reader.line_num
+        for cells in reader:
+            start, line = line + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            cells = (cells + [""] * len(header))[: max(len(header), len(cells))]
+            rows.append((start, {header[i] if i < len(header) else f"column {i + 1}": cell
+                                 for i, cell in enumerate(cells)}))
+    except csv.Error as error:
+        raise UserError(f"clinical file {file}: cannot parse line {reader.line_num}: {error}",
+                        "check for unbalanced quotes, or save the file again as CSV/TSV") from error
+    if not header:
+        raise UserError(f"clinical file {file} is empty", "export it again with a header line")
+    return SourceTable(file, None, tuple(header), tuple(rows))
+
+
+def _read_workbook(path: Path) -> list[SourceTable]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises many types for a damaged or foreign file
+        raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
+                        "open it in the spreadsheet program and save it again as .xlsx") from error
+    tables: list[SourceTable] = []
+    try:
+        for sheet in workbook.worksheets:
+            iterator = sheet.iter_rows(values_only=True)
+            header_cells = next(iterator, None)
+            if header_cells is None or all(c is None for c in header_cells):
+                continue  # an empty sheet holds nothing to convert
+            header = [str(c).strip() if c is not None else "" for c in header_cells]
+            while header and not header[-1]:
+                header.pop()
+            rows: list[tuple[int, dict[str, Any]]] = []
+            for number, cells in enumerate(iterator, start=2):
+                if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                    continue
+                rows.append((number, {header[i]: cells[i] for i in range(min(len(header), len(cells))) if header[i]}))
+            tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows)))
+    finally:
+        workbook.close()
+    return tables

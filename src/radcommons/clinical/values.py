@@ -1,0 +1,141 @@
+"""Reading one cell: calendar dates, enumerations ("Unknown" -> "Not Reported"), ZIP3, ages.
+
+Each function returns either the value or a :class:`CellProblem` saying what is wrong and
+how to fix it; the converter adds the file, row and column. Pure functions of the cell
+and the :class:`~radcommons.clinical.mapping.SiteMapping`.
+
+Enumerations are normalised by :mod:`radcommons.harmonize.enumerations` (the commons'
+one normaliser), with the site's value maps consulted first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from radcommons.clinical.mapping import ENUM_FIELDS, SiteMapping
+from radcommons.dictionary import NOT_REPORTED, Dictionary
+from radcommons.harmonize.enumerations import ValueNormalizer
+
+#: Ages above this are blanked and flagged ``age_at_index_gt89 = Yes`` (HIPAA Safe Harbor).
+MAX_AGE = 89
+#: What a restricted three-digit ZIP area becomes.
+RESTRICTED_ZIP3 = "000"
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """What is wrong with one cell, with the fix; the caller knows where the cell is."""
+
+    code: str
+    message: str
+    fix: str
+    allowed: tuple[str, ...] = ()
+
+
+def is_blank(value: Any) -> bool:
+    """Empty cells: None, empty or white-space text."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
+    """A calendar date from an Excel date cell or text in one of ``formats``."""
+    if isinstance(value, _dt.datetime):
+        return value.date()
+    if isinstance(value, _dt.date):
+        return value
+    text = str(value).strip()
+    possible = False
+    for fmt in formats:
+        try:
+            return _dt.datetime.strptime(text, fmt).date()
+        except ValueError as error:
+            # "day is out of range for month" means the format fits but the date does not exist.
+            possible = possible or "out of range" in str(error) or "must be in" in str(error)
+    if possible or _looks_possible(text):
+        return CellProblem("bad_date", f"{text!r} is not a real calendar date",
+                           "correct the date in the source system and export again")
+    return CellProblem(
+        "bad_date",
+        f"{text!r} is not a date in a known format ({', '.join(formats)})",
+        "write dates as YYYY-MM-DD, or add the site's format to date_formats in the mapping file",
+    )
+
+
+def _looks_possible(text: str) -> bool:
+    """A date-shaped text that no format accepted: a date that does not exist (2021-02-30)."""
+    return bool(re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}", text))
+
+
+def enum_normalizer(mapping: SiteMapping) -> ValueNormalizer:
+    """The commons' value normaliser (:mod:`radcommons.harmonize`) with the site's value maps first."""
+    site: dict[str, dict[str, str]] = {}
+    for field, values in mapping.values.items():
+        node, prop = ENUM_FIELDS[field]
+        site[f"{node}.{prop}"] = dict(values)
+    for field, (node, prop) in ENUM_FIELDS.items():
+        # The site's own spellings of "unknown" (mapping: not_reported) apply to every field.
+        scope = site.setdefault(f"{node}.{prop}", {})
+        for spelling in mapping.not_reported:
+            scope.setdefault(spelling, NOT_REPORTED)
+    return ValueNormalizer(site)
+
+
+def normalise_enum(
+    field: str, value: Any, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer | None = None
+) -> str | CellProblem:
+    """The dictionary's spelling of ``value`` for the enumerated ``field``.
+
+    Delegates to :class:`radcommons.harmonize.ValueNormalizer` (one normalisation for
+    the whole commons), with the site's ``values`` and ``not_reported`` entries first.
+    """
+    node, prop_name = ENUM_FIELDS[field]
+    allowed = dictionary[node].get(prop_name).enum
+    text = " ".join(str(value).split())
+    result = (normalizer or enum_normalizer(mapping)).normalize(f"{node}.{prop_name}", text)
+    if result.value is None:
+        return CellProblem(
+            "unknown_value",
+            f"{text!r} is not a known {prop_name}",
+            f"correct the value, or add it to the mapping file: values: {{{field}: {{{text!r}: <one of the allowed>}}}}",
+            allowed,
+        )
+    if result.value not in allowed:
+        return CellProblem(
+            "bad_value_map",
+            f"the mapping file maps {text!r} to {result.value!r}, which is not a {prop_name} value",
+            f"map it to one of the allowed values under values.{field}",
+            allowed,
+        )
+    return result.value
+
+
+def zip3(value: Any, restricted: frozenset[str]) -> str | CellProblem:
+    """The first three digits of a US ZIP code, or ``"000"`` for a restricted area."""
+    text = str(value).strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Excel turns 02138 into the number 2138: the leading zeros come back.
+        text = f"{int(value):05d}"
+    match = re.fullmatch(r"(\d{5})(?:-?\d{4})?|(\d{3})", text)
+    if not match:
+        return CellProblem("bad_zip", f"{text!r} is not a US ZIP code",
+                           "write the 5-digit ZIP code (or its first three digits)")
+    digits = (match.group(1) or match.group(2))[:3]
+    return RESTRICTED_ZIP3 if digits in restricted else digits
+
+
+def whole_years(birth: _dt.date, on: _dt.date) -> int:
+    """Age in whole years on the date ``on`` (birthdays count on the day)."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def age_fields(birth: _dt.date | None, on: _dt.date | None) -> tuple[int | None, str]:
+    """(age_at_index, age_at_index_gt89): ages over 89 are blanked and flagged ``Yes``."""
+    if birth is None or on is None:
+        return None, NOT_REPORTED
+    years = whole_years(birth, on)
+    if years > MAX_AGE:
+        return None, "Yes"
+    return max(years, 0), "No"

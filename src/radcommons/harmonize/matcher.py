@@ -1,0 +1,393 @@
+"""The study-description matcher: (Modality, StudyDescription) -> LOINC code, with a confidence.
+
+Answers come from the first of these that has one, each tagged with the ``method`` that
+produced it and a ``rule`` saying how:
+
+1. ``decision``: a curator's stored decision for the pair (always wins, confidence 1).
+2. ``exact``: MIDRC's own match (case and space normalised, CR/DX and PT/CT aliased).
+3. ``normalized``: the same canonical words as a curated row (abbreviations, punctuation,
+   contrast phrases and word order normalised).
+4. ``rules``: the method, body region, views, portable, laterality, purpose and contrast read
+   from the description equal those of curated rows (which vote), or of exactly one code's
+   own long common name.
+5. ``similarity``: TF-IDF cosine similarity to curated descriptions and code names, ranked.
+
+The confidence of 3-5 is calibrated so that answers at or above the default threshold are
+right at least 90% of the time in 5-fold cross-validation over MIDRC's curated table (see
+``bench/harmonize``). Answers below the threshold keep their suggestion for the review queue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from radcommons.harmonize.normalize import (
+    canonical_text,
+    midrc_key,
+    modality_groups,
+    normalize_space_case,
+)
+from radcommons.harmonize.rules import Features, agree, code_features, contradicts, features
+from radcommons.harmonize.tables import CodeInfo, MappingRow, MappingTable
+
+#: Answers below this confidence go to the review queue (chosen on the CV folds; see bench).
+DEFAULT_THRESHOLD = 0.9
+
+METHODS = ("decision", "exact", "normalized", "rules", "similarity", "none")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A curator's decision for one pair; an empty ``code`` means "no code applies"."""
+
+    modality: str
+    description: str
+    code: str
+    long_common_name: str = ""
+    curator: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    """The matcher's answer for one pair.
+
+    ``code`` is the best suggestion even when it is not ``accepted`` (confidence below the
+    threshold): the review queue shows it to the curator.
+    """
+
+    modality: str
+    description: str
+    code: str
+    long_common_name: str
+    confidence: float
+    method: str
+    rule: str
+    accepted: bool
+    info: CodeInfo | None = None
+
+    @property
+    def answer(self) -> str:
+        """The code when accepted, else the empty string (what ``harmonize map`` writes)."""
+        return self.code if self.accepted else ""
+
+
+_RANK = {"decision": 0, "exact": 1, "normalized": 2, "rules": 3, "similarity": 4}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One source's vote for a code, with how much it is worth (0..1)."""
+
+    code: str
+    weight: float
+    method: str
+    rule: str
+
+
+def _vote(codes: Iterable[str]) -> tuple[str, int, int]:
+    """Majority code (ties go to the latest row, the newest curation), its votes and the total."""
+    listed = list(codes)
+    counts = Counter(listed)
+    best = max(counts.values())
+    winner = next(c for c in reversed(listed) if counts[c] == best)
+    return winner, best, len(listed)
+
+
+def _compatible(row_groups: frozenset[str], groups: frozenset[str]) -> bool:
+    return not row_groups or not groups or bool(row_groups & groups)
+
+
+def _votes(hits: Sequence[str], many: float, one: float, method: str, template: str) -> list[Evidence]:
+    """Evidence from curated rows' codes: the majority for, each minority code against.
+
+    ``many``/``one`` are the weights of a unanimous vote of several rows / of one row.
+    """
+    if not hits:
+        return []
+    counts = Counter(hits)
+    total = len(hits)
+    code, votes, _ = _vote(hits)
+    base = many if total >= 2 else one
+    out = [Evidence(code, base * votes / total, method, template.format(votes=votes, total=total))]
+    for other, n in counts.items():
+        if other != code:
+            out.append(Evidence(other, base * n / total, method, template.format(votes=n, total=total)))
+    return out
+
+
+def _uninformative(description: str) -> bool:
+    return not any(ch.isalpha() for ch in description.replace("NONE", "").replace("none", ""))
+
+
+class Matcher:
+    """Map (Modality, StudyDescription) pairs to codes with a curated table.
+
+    ``Matcher(table, decisions=[...])``: decisions override every other answer.
+    """
+
+    def __init__(
+        self,
+        table: MappingTable,
+        decisions: Iterable[Decision] = (),
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        self.table = table
+        self.threshold = threshold
+        self.codes = dict(table.codes)
+        self._decisions: dict[tuple[str, str], Decision] = {}
+        for decision in decisions:
+            for key in self._keys(decision.modality, decision.description):
+                self._decisions[key] = decision
+        rows = table.rows
+        # MIDRC's exact index: (alias group or "" for any modality, normalised description).
+        self._exact: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._canonical: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._signature: dict[tuple[str, Features], list[str]] = defaultdict(list)
+        for row in rows:
+            for key in self._keys(row.modality, row.description):
+                self._exact[key].append(row.code)
+            canonical = canonical_text(row.description) if row.description else ""
+            parsed = features(row.description, row.modality)
+            for group in sorted(modality_groups(row.modality)) or [""]:
+                if canonical:
+                    self._canonical[(group, canonical)].append(row.code)
+                if parsed.informative:
+                    self._signature[(group, parsed)].append(row.code)
+        self._code_features = {code: code_features(info.long_common_name) for code, info in self.codes.items()}
+        self._build_similarity(rows)
+
+    # -- indexes ------------------------------------------------------------------------
+
+    @staticmethod
+    def _keys(modality: str, description: str) -> list[tuple[str, str]]:
+        groups, text = midrc_key(modality, description)
+        return [(group, text) for group in sorted(groups)] or [("", text)]
+
+    def _build_similarity(self, rows: Sequence[MappingRow]) -> None:
+        documents: list[str] = []
+        self._doc_codes: list[str] = []
+        self._doc_groups: list[frozenset[str]] = []
+        self._doc_kind: list[str] = []
+        for row in rows:
+            if not row.description:
+                continue
+            documents.append(row.description)
+            self._doc_codes.append(row.code)
+            self._doc_groups.append(modality_groups(row.modality))
+            self._doc_kind.append("row")
+        for code, info in self.codes.items():
+            if info.long_common_name:
+                documents.append(info.long_common_name)
+                self._doc_codes.append(code)
+                self._doc_groups.append(frozenset())
+                self._doc_kind.append("name")
+        # Imported here: scikit-learn takes seconds to import and most callers never rank.
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._words = TfidfVectorizer(
+            analyzer=lambda text: canonical_text(text).split(), sublinear_tf=True, norm="l2"
+        )
+        self._chars = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 4), sublinear_tf=True, preprocessor=normalize_space_case
+        )
+        if documents:
+            self._word_matrix = self._words.fit_transform(documents)
+            self._char_matrix = self._chars.fit_transform(documents)
+        self._n_docs = len(documents)
+        self._masks: dict[str, np.ndarray] = {}
+        self._scores: dict[str, np.ndarray] = {}
+
+    # -- matching -----------------------------------------------------------------------
+
+    def _make(
+        self, modality: str, description: str, code: str, confidence: float, method: str, rule: str
+    ) -> Match:
+        info = self.codes.get(code)
+        return Match(
+            modality=modality,
+            description=description,
+            code=code,
+            long_common_name=info.long_common_name if info else "",
+            confidence=round(float(confidence), 3),
+            method=method,
+            rule=rule,
+            accepted=confidence >= self.threshold and bool(code),
+            info=info,
+        )
+
+    def _lookup(self, index: dict, keys: list) -> list[str]:
+        """Codes for the first keys that hit; a row naming the modality beats a blank one."""
+        hits: list[str] = []
+        for key in keys:
+            hits.extend(index.get(key, ()))
+        if hits:
+            return hits
+        blank = [("",) + tuple(key[1:]) for key in keys]
+        for key in dict.fromkeys(blank):
+            hits.extend(index.get(key, ()))
+        return hits
+
+    def match(self, modality: str, description: str) -> Match:
+        """The best answer for one pair (see the module docstring for the order)."""
+        keys = self._keys(modality, description)
+        for key in keys + [("", key[1]) for key in keys]:
+            decision = self._decisions.get(key)
+            if decision is not None:
+                if decision.long_common_name and decision.code not in self.codes:
+                    self.codes[decision.code] = CodeInfo(decision.code, decision.long_common_name)
+                match = self._make(modality, description, decision.code, 1.0, "decision",
+                                   f"curator decision{': ' + decision.curator if decision.curator else ''}")
+                return match if decision.code else Match(
+                    modality, description, "", "", 1.0, "decision", "curator: no code applies", True
+                )
+        hits = self._lookup(self._exact, keys)
+        if hits:
+            code, votes, total = _vote(hits)
+            return self._make(modality, description, code, 1.0 if votes == total else 0.95, "exact",
+                              "MIDRC exact match" + ("" if votes == total else f" ({votes}/{total} rows agree)"))
+        groups = sorted(modality_groups(modality)) or [""]
+        parsed = features(description, modality)
+        evidence: list[Evidence] = []
+        canonical = canonical_text(description)
+        if canonical:
+            evidence.extend(self._normalized(groups, canonical))
+        if parsed.informative:
+            evidence.extend(self._rules(parsed, groups))
+        evidence.extend(self._similarity(modality, description, parsed))
+        if not evidence and _uninformative(description):
+            evidence.extend(self._unspecified(parsed))
+        if not evidence:
+            return Match(modality, description, "", "", 0.0, "none", "no candidate", False)
+        return self._combine(modality, description, evidence)
+
+    def _combine(self, modality: str, description: str, evidence: list[Evidence]) -> Match:
+        """Pool the evidence per code: agreeing sources add up, a disagreeing one subtracts.
+
+        Support is a noisy-OR of the agreeing weights; the strongest vote for another code
+        scales it down, so a pair the sources disagree on lands in the review queue.
+        """
+        support: dict[str, float] = {}
+        for item in evidence:
+            support[item.code] = 1 - (1 - support.get(item.code, 0.0)) * (1 - item.weight)
+        code = max(support, key=lambda c: (support[c], -min(_RANK[e.method] for e in evidence if e.code == c)))
+        against = max((e.weight for e in evidence if e.code != code), default=0.0)
+        confidence = support[code] * (1 - 0.5 * against)
+        mine = sorted((e for e in evidence if e.code == code), key=lambda e: (_RANK[e.method], -e.weight))
+        rule = "; ".join(e.rule for e in mine)
+        if against:
+            rule += f"; against: {against:.2f}"
+        return self._make(modality, description, code, confidence, mine[0].method, rule)
+
+    def _unspecified(self, parsed: Features) -> list[Evidence]:
+        """A blank description ("", "<NONE>") gets its method's "Unspecified body region" code."""
+        for code, info in self.codes.items():
+            name = info.long_common_name.upper()
+            if "UNSPECIFIED BODY REGION" in name and not name.startswith("PORTABLE"):
+                if self._code_features[code].method == parsed.method and parsed.method:
+                    return [Evidence(code, 0.85, "rules", "blank description: the method's unspecified-region code")]
+        return []
+
+    def _normalized(self, groups: list[str], canonical: str) -> list[Evidence]:
+        hits = self._lookup(self._canonical, [(g, canonical) for g in groups])
+        # One curated row with the same words is good evidence; several agreeing ones better.
+        return _votes(hits, 0.95, 0.8, "normalized", f"same words as {{votes}}/{{total}} curated row(s) [{canonical}]")
+
+    def _rules(self, parsed: Features, groups: list[str]) -> list[Evidence]:
+        out = []
+        hits = self._lookup(self._signature, [(g, parsed) for g in groups])
+        out.extend(_votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)"))
+        fits = []
+        for code, code_parsed in self._code_features.items():
+            ok, score = agree(parsed, code_parsed)
+            if ok:
+                fits.append((score, code))
+        if fits:
+            fits.sort(reverse=True)
+            best_score, best_code = fits[0]
+            if sum(1 for s, _ in fits if s == best_score) == 1:
+                full = best_score == 1.0
+                out.append(Evidence(best_code, 0.5 if full else 0.35, "rules",
+                                    "code name states the same method/region/contrast"
+                                    + ("" if full else " (description states less)")))
+        return out
+
+    def _similarity(self, modality: str, description: str, parsed: Features) -> list[Evidence]:
+        if not self._n_docs or not description.strip():
+            return []
+        scores = self._scores.get(description)
+        if scores is None:
+            scores = self._similarities([description])[0]
+        scores = np.where(self._mask(modality), scores, -1.0)
+        order = np.argsort(-scores)[:20]
+        ranked = [
+            int(i) for i in order
+            if scores[i] > 0 and not contradicts(parsed, self._code_features.get(self._doc_codes[i], parsed))
+        ]
+        if not ranked:
+            return []
+        best = ranked[0]
+        code = self._doc_codes[best]
+        runner_up = next((float(scores[i]) for i in ranked[1:] if self._doc_codes[i] != code), 0.0)
+        margin = float(scores[best]) - runner_up
+        kind = self._doc_kind[best]
+        if kind == "row":
+            weight = min(float(scores[best]) * 0.4 + min(margin, 0.2), 0.6)
+        else:
+            # A code's name is written unlike a site's description: weaker evidence.
+            weight = min(float(scores[best]) * 0.2 + min(margin, 0.2) * 0.5, 0.4)
+        return [Evidence(code, weight, "similarity",
+                         f"cosine {scores[best]:.2f} to a curated {'description' if kind == 'row' else 'code name'}"
+                         f" (margin {margin:.2f})")]
+
+    def _similarities(self, descriptions: Sequence[str]) -> np.ndarray:
+        """Cosine scores (descriptions x documents): 0.6 word TF-IDF + 0.4 character 3-4-grams."""
+        words = self._words.transform(descriptions)
+        chars = self._chars.transform(descriptions)
+        return 0.6 * (words @ self._word_matrix.T).toarray() + 0.4 * (chars @ self._char_matrix.T).toarray()
+
+    def _mask(self, modality: str) -> np.ndarray:
+        """Documents whose modality fits (cached: a table has few distinct modalities)."""
+        mask = self._masks.get(modality)
+        if mask is None:
+            groups = modality_groups(modality)
+            mask = np.array([_compatible(g, groups) for g in self._doc_groups], dtype=bool)
+            self._masks[modality] = mask
+        return mask
+
+    def match_all(self, pairs: Iterable[tuple[str, str]]) -> list[Match]:
+        """:meth:`match` for many (modality, description) pairs, ranking similarity in one batch."""
+        listed = list(pairs)
+        todo = sorted({d for _, d in listed if d.strip()} - set(self._scores))
+        if todo and self._n_docs:
+            for description, row in zip(todo, self._similarities(todo), strict=True):
+                self._scores[description] = row
+        try:
+            return [self.match(modality, description) for modality, description in listed]
+        finally:
+            self._scores.clear()
+
+
+def exact_matcher(table: MappingTable) -> ExactMatcher:
+    """MIDRC's matcher (the baseline): exact after case/space normalisation, CR/DX and PT/CT aliased."""
+    return ExactMatcher(table)
+
+
+class ExactMatcher:
+    """MIDRC's own matcher, for comparison: answers only exact (normalised) hits."""
+
+    def __init__(self, table: MappingTable) -> None:
+        self._matcher = Matcher(table)
+
+    def match(self, modality: str, description: str) -> Match:
+        """The exact answer, or no answer."""
+        keys = Matcher._keys(modality, description)
+        hits = self._matcher._lookup(self._matcher._exact, keys)
+        if not hits:
+            return Match(modality, description, "", "", 0.0, "none", "no exact match", False)
+        code, _, _ = _vote(hits)
+        return self._matcher._make(modality, description, code, 1.0, "exact", "MIDRC exact match")

@@ -1,0 +1,268 @@
+"""The DIMSE gateway: a PACS sends studies (C-STORE), they leave de-identified, study by study.
+
+* C-ECHO and C-STORE SCP (pynetdicom) for the common storage SOP classes, in every
+  transfer syntax pynetdicom knows;
+* each instance is de-identified in memory on arrival
+  (:func:`radcommons.deid.deidentify_dataset`, the site's key and registry) and written
+  atomically (temporary file, fsync, rename) to ``spool/<study uid>/<series uid>/<sop
+  uid>.dcm`` **before** the C-STORE success is returned, so an acknowledged instance
+  survives a crash or restart; an instance that cannot be de-identified is refused
+  (status 0x0110) and logged with the reason in the private event log;
+* a study is complete when nothing arrived for it during the quiet period; it is then
+  packaged and sent with the same code as ``radcommons contribute``
+  (:func:`radcommons.pipelines.contribute_upload.deliver`: resumable, nothing sent twice)
+  and moved to ``done/`` once the commons returned its receipt. A study whose upload
+  fails stays in the spool and is tried again later.
+
+Everything lives under ``<state dir>/gateway``; the spool holds only de-identified files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radcommons.client import CommonsClient, file_sha256
+from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint
+from radcommons.deid.fileio import remove_partials, write_whole
+from radcommons.pipelines.contribute_upload import (
+    Delivery,
+    PackagedFile,
+    StudyPackage,
+    UploadJournal,
+    deliver,
+    target_key,
+)
+
+#: DIMSE statuses.
+SUCCESS = 0x0000
+PROCESSING_FAILURE = 0x0110
+OUT_OF_RESOURCES = 0xA700
+
+#: ``send(packages) -> Delivery``: how complete studies leave (None: keep them in the spool).
+Sender = Callable[[Sequence[StudyPackage]], Delivery]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway listens and where it keeps its state."""
+
+    ae_title: str
+    port: int
+    context: DeidContext
+    state_dir: Path
+    host: str = "0.0.0.0"
+    quiet_seconds: float = 30.0
+    check_seconds: float = 2.0
+
+    @property
+    def root(self) -> Path:
+        return self.state_dir / "gateway"
+
+
+class Spool:
+    """The gateway's durable folders: ``spool/`` (arriving), ``done/`` (sent), ``events.jsonl``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.spool = self.root / "spool"
+        self.done = self.root / "done"
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.done.mkdir(parents=True, exist_ok=True)
+        remove_partials(self.spool)  # a crash mid-write leaves only *.partial files, never half outputs
+        self._lock = threading.Lock()
+
+    def path_for(self, study: str, series: str, sop: str) -> Path:
+        return self.spool / study / series / f"{sop}.dcm"
+
+    def log(self, event: str, **fields: Any) -> None:
+        """Append one line to the private event log (it may name original files and reasons)."""
+        line = json.dumps({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(), "event": event, **fields})
+        with self._lock, open(self.root / "events.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def studies(self) -> list[Path]:
+        return sorted(p for p in self.spool.iterdir() if p.is_dir())
+
+    @staticmethod
+    def last_arrival(study: Path) -> float:
+        """When the newest file of the study was written (its mtime)."""
+        times = [p.stat().st_mtime for p in study.rglob("*.dcm")]
+        return max(times, default=study.stat().st_mtime)
+
+    def complete(self, quiet_seconds: float, now: float | None = None) -> list[Path]:
+        """Studies that received nothing for ``quiet_seconds``."""
+        now = time.time() if now is None else now
+        return [s for s in self.studies() if now - self.last_arrival(s) >= quiet_seconds and any(s.rglob("*.dcm"))]
+
+    def package(self, study: Path) -> StudyPackage:
+        files = tuple(
+            PackagedFile(p, file_sha256(p), p.stat().st_size, p.relative_to(self.spool).as_posix())
+            for p in sorted(study.rglob("*.dcm"))
+        )
+        return StudyPackage(study.name, files)
+
+    def finish(self, package: StudyPackage) -> None:
+        """Move the sent files to ``done/`` (instances that arrived meanwhile stay, for the next round)."""
+        for item in package.files:
+            target = self.done / item.path_in_package
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item.path, target)
+        study = self.spool / package.study_uid
+        for folder in sorted(study.rglob("*"), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if study.is_dir() and not any(study.iterdir()):
+            study.rmdir()
+
+
+class Gateway:
+    """The running gateway: a DICOM listener plus a thread that sends complete studies."""
+
+    def __init__(self, config: GatewayConfig, sender: Sender | None = None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.sender = sender
+        self.on_event = on_event
+        self.spool = Spool(config.root)
+        self._registry_lock = threading.Lock()
+        self._fingerprint = key_fingerprint(config.context.key)
+        self._stop = threading.Event()
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._announced: dict[str, float] = {}
+        Registry(config.state_dir, self._fingerprint).close()  # refuse a mismatched key at start
+
+    # ------------------------------------------------------------------ DIMSE
+
+    def _event(self, name: str, **fields: Any) -> None:
+        self.spool.log(name, **fields)
+        if self.on_event:
+            self.on_event(name, fields)
+
+    def handle_echo(self, event) -> int:
+        return SUCCESS
+
+    def handle_store(self, event) -> int:
+        """De-identify the instance and write it to the spool; only then answer success."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = event.dataset
+                ds.file_meta = event.file_meta
+                transfer_syntax = str(event.context.transfer_syntax)
+                outcome = deidentify_dataset(ds, self.config.context)
+        except Exception as error:  # a malformed dataset must be refused, not crash the association
+            self._event("rejected", reason=f"cannot read the dataset: {type(error).__name__}: {error}",
+                        calling_ae=str(event.assoc.requestor.ae_title))
+            return PROCESSING_FAILURE
+        if not outcome.ok or outcome.dataset is None:
+            self._event(outcome.status, reason=outcome.reason, calling_ae=str(event.assoc.requestor.ae_title))
+            return PROCESSING_FAILURE
+        uids = outcome.new_uids
+        target = self.spool.path_for(uids["study"], uids["series"], uids["sop"])
+        try:
+            write_whole(target, outcome.dataset, transfer_syntax)
+            with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
+                registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
+        except OSError as error:
+            self._event("spool_failed", reason=str(error))
+            return OUT_OF_RESOURCES
+        self._event("stored", study=uids["study"], sop=uids["sop"])
+        return SUCCESS
+
+    def start(self) -> None:
+        """Listen (non-blocking) and start the sending thread."""
+        from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification
+
+        ae = AE(ae_title=self.config.ae_title)
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.maximum_pdu_size = 0  # no limit: faster for large images
+        handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store)]
+        try:
+            self._server = ae.start_server((self.config.host, self.config.port), block=False,
+                                           evt_handlers=handlers)
+        except OSError as error:
+            from radcommons.errors import UserError
+
+            raise UserError(f"cannot listen on {self.config.host}:{self.config.port}: {error.strerror or error}",
+                            "choose another --port, or stop the program using it") from error
+        self._thread = threading.Thread(target=self._loop, name="gateway-sender", daemon=True)
+        self._thread.start()
+        self._event("listening", ae_title=self.config.ae_title, port=self.config.port)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.config.check_seconds if not failures else
+                                  min(300.0, self.config.check_seconds * 2**failures)):
+            try:
+                self.flush()
+                failures = 0
+            except Exception as error:  # the commons being away must not stop the listener
+                failures += 1
+                self._event("send_failed", reason=f"{type(error).__name__}: {error}", retry_in_attempts=failures)
+
+    def flush(self, now: float | None = None) -> Delivery | None:
+        """Send the complete studies (if a sender is set) and move them to ``done/``."""
+        complete = self.spool.complete(self.config.quiet_seconds, now)
+        if not complete:
+            return None
+        if self.sender is None:
+            # Spool-only mode: announce each study once per change, keep it where it is.
+            fresh = {s.name: self.spool.last_arrival(s) for s in complete}
+            new = sorted(uid for uid, when in fresh.items() if self._announced.get(uid) != when)
+            self._announced.update(fresh)
+            if new:
+                self._event("complete", studies=new, sent=False)
+            return None
+        packages = [self.spool.package(study) for study in complete]
+        self._event("complete", studies=[p.study_uid for p in packages], files=sum(len(p.files) for p in packages))
+        delivery = self.sender(packages)
+        for package in packages:
+            self.spool.finish(package)
+        self._event("sent", submission=delivery.submission.id, dataset=delivery.submission.dataset,
+                    studies=[p.study_uid for p in packages], counts=delivery.receipt.counts)
+        receipts = self.config.state_dir / "receipts"
+        receipts.mkdir(parents=True, exist_ok=True)
+        (receipts / f"gateway-{delivery.submission.dataset}-{delivery.submission.id}.json").write_text(
+            json.dumps({"upload": delivery.stats.to_json(), "receipt": delivery.receipt.data}, indent=1) + "\n",
+            encoding="utf-8",
+        )
+        return delivery
+
+
+def spooled_files(root: Path) -> list[Path]:
+    """Every de-identified file in a gateway's spool (tests and status displays)."""
+    return sorted((Path(root) / "spool").rglob("*.dcm"))
+
+
+def commons_sender(client: CommonsClient, state_dir: Path, *, server: str, project: str, site: str,
+                   workers: int = 4) -> Sender:
+    """A :data:`Sender` that delivers to the commons, one submission per round of complete studies."""
+
+    def send(packages: Sequence[StudyPackage]) -> Delivery:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        with UploadJournal(state_dir) as journal:
+            # A round interrupted by a restart is continued under its journaled dataset name.
+            return deliver(client, journal, target=target_key(server, project, site, "gateway"), project=project,
+                           site=site, dataset=f"{site}_GW_{stamp}", packages=packages, workers=workers)
+
+    return send

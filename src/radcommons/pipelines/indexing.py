@@ -1,0 +1,424 @@
+"""The one place that turns verified instances and clinical records into index records.
+
+Used by ``radcommons ingest`` (:mod:`radcommons.pipelines.ingest`) and by the submission
+commit (:mod:`radcommons.pipelines.submission`):
+
+* :func:`read_header` / :func:`examine`: read a header (never the pixels) and run the
+  verification gate (:func:`radcommons.deid.check_deidentified`), as plain data;
+* :class:`IndexWriter`: writes project, dataset, case, imaging_study, series and instance
+  records (looked up by submitter_id within the project, so reruns add nothing twice),
+  clinical records, quarantine entries and study versions, inside the caller's transaction;
+* :meth:`IndexWriter.finish`: the derived fields of every study it touched (instance counts,
+  modalities, age at imaging, days from study to positive / negative COVID tests).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from radcommons.deid import Finding, check_deidentified
+from radcommons.dicom.index_fields import InstanceFields, instance_fields
+from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
+from radcommons.store.index import node_tables
+from radcommons.store.index.schema import system_table
+from radcommons.store.index.system import QUARANTINE_HELD
+
+#: Age above which the dictionary records only the ``gt89`` flag (HIPAA Safe Harbor).
+MAX_REPORTED_AGE = 89
+#: Clinical node types a submission may carry, in the order they are written.
+CLINICAL_NODES = ("case", "imaging_study", "measurement", "visit", "condition", "medication", "procedure",
+                  "observation")
+_DAYS_PER_YEAR = 365.25
+
+#: A gate takes a header and returns its findings (empty: it may be published).
+Gate = Callable[[pydicom.Dataset], list[Finding]]
+
+
+def deid_gate(ds: pydicom.Dataset) -> list[Finding]:
+    """The verification gate of the commons: the de-identification checker, run on every instance."""
+    return check_deidentified(ds)
+
+
+@dataclass(frozen=True)
+class Examined:
+    """A header read and gated: ``status`` is ``ok``, ``quarantine`` (gate findings) or ``rejected``."""
+
+    status: str
+    reason: str = ""
+    fields: InstanceFields | None = None
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.fields.instance["sop_instance_uid"] if self.fields else ""
+
+    @property
+    def study_uid(self) -> str:
+        return self.fields.study["study_uid"] if self.fields else ""
+
+
+def read_header(source: str | IO[bytes]) -> pydicom.Dataset | str:
+    """The header of a DICOM file (path or seekable binary file), or why it cannot be read."""
+    try:
+        ds = pydicom.dcmread(source, stop_before_pixels=True)
+    except InvalidDicomError:
+        return "not a DICOM Part 10 file (no DICM preamble)"
+    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
+        return f"unreadable or truncated DICOM: {error}"
+    if "DirectoryRecordSequence" in ds:
+        return "a DICOMDIR index, not an image"
+    for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
+        if not str(ds.get(keyword, "")).strip():
+            return f"{keyword} is missing or empty"
+    return ds
+
+
+def examine(source: str | IO[bytes], *, object_id: str, size: int, gate: Gate = deid_gate) -> Examined:
+    """Read and gate one instance whose content is stored under ``object_id``."""
+    if size == 0:
+        return Examined("rejected", "empty file (0 bytes)")
+    header = read_header(source)
+    if isinstance(header, str):
+        return Examined("rejected", header)
+    fields = instance_fields(header, object_id=object_id, size=size)
+    findings = tuple(gate(header))
+    if findings:
+        return Examined("quarantine", findings_reason(findings), fields, findings)
+    return Examined("ok", "", fields)
+
+
+def findings_reason(findings: Iterable[Finding]) -> str:
+    """One line for people: the distinct findings, in order."""
+    return "; ".join(dict.fromkeys(str(f) for f in findings))
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, (_dt.datetime, _dt.date)):
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+@dataclass
+class IndexWriter:
+    """Writes records of one project and dataset inside the caller's transactions.
+
+    It remembers the ids it looked up or created, and which studies and cases it touched, so
+    :meth:`finish` recomputes derived fields only where something changed.
+    """
+
+    project: str
+    dataset: str
+    created_by: str
+    tables: dict[str, Any] = field(default_factory=node_tables)
+    ids: dict[tuple[str, str], int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    touched_studies: set[int] = field(default_factory=set)
+    touched_cases: set[int] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ generic records
+
+    def lookup(self, conn: Connection, node: str, submitter_id: str) -> int | None:
+        key = (node, submitter_id)
+        if key in self.ids:
+            return self.ids[key]
+        table = self.tables[node]
+        found = conn.execute(
+            select(table.c.id).where(table.c.project_id == self.project, table.c.submitter_id == submitter_id)
+        ).scalar()
+        if found is not None:
+            self.ids[key] = found
+        return found
+
+    def get_or_create(self, conn: Connection, node: str, submitter_id: str, values: dict[str, Any]) -> int:
+        """The id of the record, inserted with ``values`` when missing (existing values are kept)."""
+        found = self.lookup(conn, node, submitter_id)
+        if found is None:
+            table = self.tables[node]
+            row = {"project_id": self.project, "submitter_id": submitter_id, "created_by": self.created_by, **values}
+            found = conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
+            self.added[node] += 1
+            self.ids[(node, submitter_id)] = found
+        return found
+
+    def upsert(self, conn: Connection, node: str, submitter_id: str, values: dict[str, Any]) -> int:
+        """Insert the record, or update the given ``values`` of the existing one."""
+        found = self.lookup(conn, node, submitter_id)
+        if found is None:
+            return self.get_or_create(conn, node, submitter_id, values)
+        if values:
+            table = self.tables[node]
+            conn.execute(update(table).where(table.c.id == found).values(updated_at=func.now(), **values))
+        return found
+
+    def ensure_project(self, conn: Connection, program: str = "RadCommons", availability: str = "open") -> None:
+        table = self.tables["project"]
+        if conn.execute(select(table.c.id).where(table.c.submitter_id == self.project)).scalar() is not None:
+            return
+        programs = self.tables["program"]
+        program_id = conn.execute(select(programs.c.id).where(programs.c.submitter_id == program)).scalar()
+        if program_id is None:
+            program_id = conn.execute(
+                insert(programs).values(submitter_id=program, name=program, created_by=self.created_by)
+                .returning(programs.c.id)
+            ).scalar_one()
+            self.added["program"] += 1
+        conn.execute(insert(table).values(
+            project_id=self.project, submitter_id=self.project, name=self.project, availability=availability,
+            program_id=program_id, created_by=self.created_by,
+        ))
+        self.added["project"] += 1
+
+    def dataset_id(self, conn: Connection, site_id: str) -> int:
+        return self.get_or_create(conn, "dataset", self.dataset, {"site_id": site_id})
+
+    # ------------------------------------------------------------------ images
+
+    def case_for(self, conn: Connection, fields: InstanceFields, site_id: str) -> int:
+        """The case of an instance's patient; created from the header when no clinical record made it."""
+        age = fields.patient_age_years
+        values: dict[str, Any] = {
+            "dataset_id": self.dataset_id(conn, site_id),
+            "index_event": "First Imaging Study",
+            "age_at_index": age if age is not None and age <= MAX_REPORTED_AGE else None,
+            "age_at_index_gt89": "Yes" if age is not None and age > MAX_REPORTED_AGE else "No",
+            "sex": fields.sex,
+            "race": "Not Reported",
+            "ethnicity": "Not Reported",
+            "covid19_positive": "Not Reported",
+            "site_id": site_id,
+        }
+        case_id = self.get_or_create(conn, "case", fields.patient_id, values)
+        self.touched_cases.add(case_id)
+        return case_id
+
+    def study_values(self, fields: InstanceFields) -> dict[str, Any]:
+        values = dict(fields.study)
+        age = fields.patient_age_years
+        if age is not None and age <= MAX_REPORTED_AGE:
+            values["age_at_imaging"] = age  # Patient's Age is the age on the day of the study
+        return values
+
+    def study_id(self, conn: Connection, study_uid: str) -> int | None:
+        """The imaging_study with this Study Instance UID in the project (whatever its submitter_id)."""
+        key = ("imaging_study", study_uid)
+        if key in self.ids:
+            return self.ids[key]
+        table = self.tables["imaging_study"]
+        found = conn.execute(
+            select(table.c.id).where(table.c.project_id == self.project, table.c.study_uid == study_uid)
+        ).scalar()
+        if found is not None:
+            self.ids[key] = found
+        return found
+
+    def write_instance(self, conn: Connection, fields: InstanceFields, site_id: str) -> str:
+        """Record one instance with its parents: ``indexed``, ``unchanged`` (same content) or ``updated``."""
+        case_id = self.case_for(conn, fields, site_id)
+        study_uid = fields.study["study_uid"]
+        study_id = self.study_id(conn, study_uid)
+        if study_id is None:
+            study_id = self.get_or_create(conn, "imaging_study", study_uid,
+                                          {"case_id": case_id, **self.study_values(fields)})
+            self.ids[("imaging_study", study_uid)] = study_id
+        self.touched_studies.add(study_id)
+        series_id = self.upsert(conn, "series", fields.series["series_uid"],
+                                {"imaging_study_id": study_id, **fields.series})
+        table = self.tables["instance"]
+        uid = fields.instance["sop_instance_uid"]
+        existing = conn.execute(
+            select(table.c.id, table.c.object_id).where(table.c.project_id == self.project,
+                                                        table.c.submitter_id == uid)
+        ).first()
+        if existing is None:
+            conn.execute(insert(table).values(project_id=self.project, submitter_id=uid, series_id=series_id,
+                                              created_by=self.created_by, **fields.instance))
+            self.added["instance"] += 1
+            return "indexed"
+        if existing.object_id == fields.instance["object_id"]:
+            return "unchanged"
+        conn.execute(update(table).where(table.c.id == existing.id)
+                     .values(series_id=series_id, updated_at=func.now(), **fields.instance))
+        return "updated"
+
+    def study_instances(self, conn: Connection, study_id: int) -> dict[str, dict[str, Any]]:
+        """SOP Instance UID -> {object_id, size, series_uid} of a study as indexed now."""
+        instance, series = self.tables["instance"], self.tables["series"]
+        rows = conn.execute(
+            select(instance.c.sop_instance_uid, instance.c.object_id, instance.c.size, series.c.series_uid)
+            .join(series, series.c.id == instance.c.series_id).where(series.c.imaging_study_id == study_id)
+        ).all()
+        return {r.sop_instance_uid: {"object_id": r.object_id, "size": r.size, "series_uid": r.series_uid}
+                for r in rows}
+
+    def remove_instances(self, conn: Connection, study_id: int, keep: set[str]) -> int:
+        """Delete the study's instances not in ``keep`` (a resubmission replaced them); then empty series."""
+        instance, series = self.tables["instance"], self.tables["series"]
+        series_ids = list(conn.execute(select(series.c.id).where(series.c.imaging_study_id == study_id)).scalars())
+        if not series_ids:
+            return 0
+        result = conn.execute(delete(instance).where(instance.c.series_id.in_(series_ids),
+                                                     instance.c.sop_instance_uid.not_in(list(keep) or [""])))
+        return int(result.rowcount or 0)
+
+    def study_snapshot(self, conn: Connection, study_id: int) -> dict[str, Any]:
+        table = self.tables["imaging_study"]
+        row = conn.execute(select(table).where(table.c.id == study_id)).mappings().first()
+        return _jsonable(row or {})
+
+    def record_version(self, conn: Connection, study_uid: str, study_id: int, *, change: str,
+                       submission_id: int | None) -> int:
+        """Append the study's current state to its history; returns the version number."""
+        versions = system_table("study_version")
+        last = conn.execute(select(func.max(versions.c.version)).where(
+            versions.c.project_id == self.project, versions.c.study_uid == study_uid)).scalar()
+        number = int(last or 0) + 1
+        instances = [{"sop_instance_uid": uid, **values}
+                     for uid, values in sorted(self.study_instances(conn, study_id).items())]
+        conn.execute(insert(versions).values(
+            project_id=self.project, study_uid=study_uid, version=number, submission_id=submission_id,
+            change=change, instances=instances, study=self.study_snapshot(conn, study_id),
+            created_at=_dt.datetime.now(_dt.timezone.utc),
+        ))
+        return number
+
+    def latest_version(self, conn: Connection, study_uid: str) -> int:
+        versions = system_table("study_version")
+        return int(conn.execute(select(func.max(versions.c.version)).where(
+            versions.c.project_id == self.project, versions.c.study_uid == study_uid)).scalar() or 0)
+
+    # ------------------------------------------------------------------ quarantine
+
+    def quarantine(self, conn: Connection, *, sha256: str, size: int | None, reason: str,
+                   findings: Iterable[Finding] = (), source: str, site_id: str | None,
+                   submission_id: int | None = None, sop_instance_uid: str = "", study_uid: str = "",
+                   path_in_package: str | None = None) -> int:
+        """Hold an instance for a curator; an entry already held for the same content is reused."""
+        table = system_table("quarantine")
+        found = conn.execute(select(table.c.id).where(
+            table.c.project_id == self.project, table.c.sha256 == sha256, table.c.status == QUARANTINE_HELD,
+        )).scalar()
+        if found is not None:
+            return int(found)
+        return int(conn.execute(insert(table).values(
+            project_id=self.project, submission_id=submission_id, source=source, dataset=self.dataset,
+            site_id=site_id, sha256=sha256, size=size, sop_instance_uid=sop_instance_uid or None,
+            study_uid=study_uid or None, path_in_package=path_in_package, reason=reason,
+            findings=[{"code": f.code, "path": f.path, "message": f.message} for f in findings],
+            status=QUARANTINE_HELD, created_at=_dt.datetime.now(_dt.timezone.utc),
+        ).returning(table.c.id)).scalar_one())
+
+    # ------------------------------------------------------------------ clinical records
+
+    def write_clinical(self, conn: Connection, node: str, record: Mapping[str, Any], site_id: str) -> str:
+        """Write one validated clinical record; returns "" or why it cannot be linked."""
+        node_type = load_dictionary()[node]
+        values = {k: v for k, v in record.items()
+                  if k in node_type.property_names and k not in ("submitter_id", "project_id")}
+        submitter_id = str(record["submitter_id"])
+        if node == "case":
+            values["dataset_id"] = self.dataset_id(conn, site_id)
+            values.setdefault("site_id", site_id)
+            self.touched_cases.add(self.upsert(conn, "case", submitter_id, values))
+            return ""
+        case_name = record.get(f"case{LINK_COLUMN_SUFFIX}")
+        case_id = self.lookup(conn, "case", str(case_name)) if case_name else None
+        if node == "imaging_study":
+            study_id = self.study_id(conn, str(record["study_uid"]))
+            if study_id is not None:
+                if case_id is not None:
+                    values["case_id"] = case_id
+                table = self.tables["imaging_study"]
+                conn.execute(update(table).where(table.c.id == study_id).values(updated_at=func.now(), **values))
+                self.touched_studies.add(study_id)
+                return ""
+        if case_id is None:
+            return f"case {case_name!r} is not in project {self.project}: send its case record first"
+        values["case_id"] = case_id
+        record_id = self.upsert(conn, node, submitter_id, values)
+        if node == "imaging_study":
+            self.ids[("imaging_study", str(record["study_uid"]))] = record_id
+            self.touched_studies.add(record_id)
+        self.touched_cases.add(case_id)
+        return ""
+
+    # ------------------------------------------------------------------ derived fields
+
+    def finish(self, conn: Connection) -> None:
+        """Derived fields of every touched study (and every study of a touched case)."""
+        study, series, instance = self.tables["imaging_study"], self.tables["series"], self.tables["instance"]
+        case, measurement = self.tables["case"], self.tables["measurement"]
+        study_ids = set(self.touched_studies)
+        if self.touched_cases:
+            study_ids |= set(conn.execute(
+                select(study.c.id).where(study.c.case_id.in_(sorted(self.touched_cases)))).scalars())
+        for study_id in sorted(study_ids):
+            series_rows = conn.execute(select(series.c.id, series.c.modality)
+                                       .where(series.c.imaging_study_id == study_id)).all()
+            modalities: set[str] = set()
+            for series_id, modality in series_rows:
+                count = conn.execute(select(func.count()).where(instance.c.series_id == series_id)).scalar_one()
+                if count == 0:
+                    conn.execute(delete(series).where(series.c.id == series_id))
+                    continue
+                conn.execute(update(series).where(series.c.id == series_id).values(number_of_instances=count))
+                if modality:
+                    modalities.add(modality)
+            row = conn.execute(select(study.c.case_id, study.c.days_to_study, study.c.age_at_imaging)
+                               .where(study.c.id == study_id)).first()
+            if row is None:
+                continue
+            values: dict[str, Any] = {}
+            if series_rows:
+                values["study_modality"] = sorted(modalities)
+            case_row = conn.execute(select(case.c.age_at_index, case.c.age_at_index_gt89)
+                                    .where(case.c.id == row.case_id)).first()
+            if row.age_at_imaging is None and case_row is not None and row.days_to_study is not None \
+                    and case_row.age_at_index is not None and case_row.age_at_index_gt89 != "Yes":
+                age = case_row.age_at_index + int(row.days_to_study // _DAYS_PER_YEAR)
+                if 0 <= age <= MAX_REPORTED_AGE:
+                    values["age_at_imaging"] = age
+            if row.days_to_study is not None:
+                tests = conn.execute(select(measurement.c.test_result_text, measurement.c.days_to_test)
+                                     .where(measurement.c.case_id == row.case_id)).all()
+                positive = sorted(t.days_to_test - row.days_to_study for t in tests
+                                  if t.test_result_text == "Positive" and t.days_to_test is not None)
+                negative = sorted(t.days_to_test - row.days_to_study for t in tests
+                                  if t.test_result_text == "Negative" and t.days_to_test is not None)
+                values["days_from_study_to_pos_covid_test"] = positive
+                values["days_from_study_to_neg_covid_test"] = negative
+            if values:
+                conn.execute(update(study).where(study.c.id == study_id).values(**values))
+
+    def days_to_study_from_dates(self, conn: Connection, study_dates: Mapping[str, tuple[str, str]]) -> None:
+        """Images only (ingest): a case's index event is its first imaging study, day 0.
+
+        ``study_dates`` maps Study Instance UID -> (patient id, shifted StudyDate YYYYMMDD). Studies
+        that already have ``days_to_study`` (from a clinical record) are left alone.
+        """
+        study = self.tables["imaging_study"]
+        first: dict[str, _dt.date] = {}
+        parsed: dict[str, tuple[str, _dt.date]] = {}
+        for study_uid, (patient, date_text) in study_dates.items():
+            try:
+                day = _dt.datetime.strptime(date_text, "%Y%m%d").date()
+            except ValueError:
+                continue
+            parsed[study_uid] = (patient, day)
+            first[patient] = min(first.get(patient, day), day)
+        for study_uid, (patient, day) in parsed.items():
+            study_id = self.study_id(conn, study_uid)
+            if study_id is not None:
+                conn.execute(update(study).where(study.c.id == study_id, study.c.days_to_study.is_(None))
+                             .values(days_to_study=(day - first[patient]).days))

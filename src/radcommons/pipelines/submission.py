@@ -1,0 +1,633 @@
+"""Submissions at the commons: create, declare studies, stage clinical rows, commit, quarantine.
+
+The HTTP layer (:mod:`radcommons.server.routes`) only parses requests and renders answers;
+every rule lives here, as functions over an engine, an object store and the
+:class:`~radcommons.store.index.accounts.Principal` acting. Refusals raise
+:class:`SubmissionError` with a stable ``code`` and a ``kind`` the server maps to a status.
+
+The commit (:func:`commit`) reads and gates every declared instance first, then writes the
+whole submission in ONE transaction (index records, quarantine entries, study versions,
+clinical records, derived fields, the receipt and the audit event): it is recorded whole or
+not at all, and a repeated commit returns the stored receipt.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
+from radcommons.errors import UserError
+from radcommons.pipelines.indexing import CLINICAL_NODES, Examined, IndexWriter, deid_gate, examine
+from radcommons.store.index.accounts import Principal, as_utc, record_audit, utcnow
+from radcommons.store.index.schema import system_table
+from radcommons.store.index.system import (
+    QUARANTINE_DELETED,
+    QUARANTINE_HELD,
+    QUARANTINE_RELEASED,
+    SUBMISSION_COMMITTED,
+    SUBMISSION_OPEN,
+)
+from radcommons.store.objects import ObjectNotFoundError, ObjectStore, validate_digest
+
+MAX_RECORDS_PER_POST = 50_000
+
+
+class SubmissionError(UserError):
+    """A refused request: ``kind`` is not_found | forbidden | conflict | invalid; ``extra`` goes in the error body."""
+
+    def __init__(self, message: str, hint: str, *, code: str, kind: str, **extra: Any) -> None:
+        super().__init__(message, hint)
+        self.code = code
+        self.kind = kind
+        self.extra = extra
+
+
+def _iso(value: _dt.datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value is not None else None
+
+
+# ---------------------------------------------------------------------- access
+
+
+def _require_contributor(principal: Principal) -> None:
+    if principal.role not in ("admin", "curator", "contributor"):
+        raise SubmissionError(f"a {principal.role} may not submit data",
+                              "ask an administrator for a contributor account", code="forbidden", kind="forbidden")
+
+
+def check_project(principal: Principal, project: str) -> None:
+    """403 unless ``principal`` may submit to ``project``."""
+    _require_contributor(principal)
+    if not principal.may_submit_to(project):
+        granted = ", ".join(sorted(principal.projects)) or "none"
+        raise SubmissionError(f"user {principal.name!r} may not submit to project {project!r}",
+                              f"projects granted to it: {granted}; ask an administrator "
+                              f"(radcommons admin user grant {principal.name} --project {project})",
+                              code="forbidden", kind="forbidden")
+
+
+def _load(conn: Connection, principal: Principal, submission_id: int) -> Any:
+    table = system_table("submission")
+    row = conn.execute(select(table).where(table.c.id == submission_id)).first()
+    if row is None:
+        raise SubmissionError(f"no submission {submission_id}", "create one with POST /api/v1/submissions",
+                              code="not_found", kind="not_found")
+    check_project(principal, row.project_id)
+    if not principal.is_curator and principal.site_id and row.site_id != principal.site_id:
+        raise SubmissionError(f"submission {submission_id} belongs to site {row.site_id}, not {principal.site_id}",
+                              "use your own site's submissions", code="forbidden", kind="forbidden")
+    return row
+
+
+def _require_open(row: Any) -> None:
+    if row.status != SUBMISSION_OPEN:
+        raise SubmissionError(f"submission {row.id} is already committed",
+                              f"start a new submission (POST /api/v1/submissions with dataset {row.dataset!r}) "
+                              "to send corrections", code="submission_closed", kind="conflict")
+
+
+def open_submission(engine: Engine, principal: Principal, submission_id: int) -> Any:
+    """The submission row, checked for access and still open (for uploads)."""
+    with engine.connect() as conn:
+        row = _load(conn, principal, submission_id)
+    _require_open(row)
+    return row
+
+
+def _view(conn: Connection, row: Any) -> dict[str, Any]:
+    files, records = system_table("submission_file"), system_table("submission_record")
+    n_files = conn.execute(select(func.count()).where(files.c.submission_id == row.id,
+                                                      files.c.study_uid.is_not(None))).scalar_one()
+    n_studies = conn.execute(select(func.count(files.c.study_uid.distinct()))
+                             .where(files.c.submission_id == row.id)).scalar_one()
+    n_records = conn.execute(select(func.count()).where(records.c.submission_id == row.id)).scalar_one()
+    return {"id": row.id, "project": row.project_id, "dataset": row.dataset, "site_id": row.site_id,
+            "status": row.status, "created_by": row.created_by, "created_at": _iso(row.created_at),
+            "committed_at": _iso(row.committed_at), "files": n_files, "studies": n_studies,
+            "clinical_records": n_records}
+
+
+# ---------------------------------------------------------------------- submissions
+
+
+def create_submission(engine: Engine, principal: Principal, *, project: str, dataset: str,
+                      site_id: str | None, client: str | None = None) -> tuple[dict[str, Any], bool]:
+    """The open submission of (project, dataset), created when there is none; (view, created)."""
+    check_project(principal, project)
+    site = site_id or principal.site_id
+    if not site:
+        raise SubmissionError("site_id is required for a user without a site", "add \"site_id\" to the body",
+                              code="validation_error", kind="invalid")
+    if not principal.is_curator and principal.site_id and site != principal.site_id:
+        raise SubmissionError(f"user {principal.name!r} submits for site {principal.site_id}, not {site}",
+                              f"use site_id {principal.site_id!r}", code="forbidden", kind="forbidden")
+    table = system_table("submission")
+    with engine.begin() as conn:
+        row = conn.execute(select(table).where(table.c.project_id == project, table.c.dataset == dataset,
+                                               table.c.status == SUBMISSION_OPEN).order_by(table.c.id)).first()
+        if row is not None:
+            if row.site_id != site:
+                raise SubmissionError(f"dataset {dataset!r} of project {project} is open for site {row.site_id}",
+                                      "a dataset belongs to one site: choose another dataset name",
+                                      code="conflict", kind="conflict")
+            return _view(conn, row), False
+        new_id = conn.execute(insert(table).values(
+            project_id=project, dataset=dataset, site_id=site, status=SUBMISSION_OPEN, user_id=principal.user_id,
+            created_by=principal.name, created_at=utcnow(),
+        ).returning(table.c.id)).scalar_one()
+        record_audit(conn, actor=principal.name, action="submission.create", target=f"submission {new_id}",
+                     project=project, client=client, records=1, detail={"dataset": dataset, "site_id": site})
+        row = conn.execute(select(table).where(table.c.id == new_id)).one()
+        return _view(conn, row), True
+
+
+def get_submission(engine: Engine, principal: Principal, submission_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return _view(conn, _load(conn, principal, submission_id))
+
+
+def list_submissions(engine: Engine, principal: Principal, project: str | None = None) -> list[dict[str, Any]]:
+    _require_contributor(principal)
+    table = system_table("submission")
+    query = select(table).order_by(table.c.id.desc())
+    if project:
+        query = query.where(table.c.project_id == project)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        return [_view(conn, r) for r in rows if principal.is_curator or (
+            r.project_id in principal.projects and (not principal.site_id or r.site_id == principal.site_id))]
+
+
+def note_upload(engine: Engine, principal: Principal, submission_id: int, sha256: str, size: int,
+                client: str | None, created: bool) -> None:
+    """Audit a completed upload."""
+    with engine.begin() as conn:
+        record_audit(conn, actor=principal.name, action="file.upload", target=f"submission {submission_id}",
+                     client=client, records=1, detail={"sha256": sha256, "size": size, "new_object": created})
+
+
+# ---------------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    sha256: str
+    size: int
+    path_in_package: str
+
+
+def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submission_id: int, study_uid: str,
+                 files: Sequence[ManifestFile], client: str | None = None) -> dict[str, Any]:
+    """Declare (or replace) the instances of one study; returns counts and the files not yet uploaded."""
+    study_uid = study_uid.strip()
+    if not study_uid or len(study_uid) > 64:
+        raise SubmissionError(f"not a Study Instance UID: {study_uid!r}", "give the study's UID (at most 64 characters)",
+                              code="validation_error", kind="invalid")
+    seen: set[str] = set()
+    for entry in files:
+        try:
+            validate_digest(entry.sha256)
+        except UserError as error:
+            raise SubmissionError(error.message, error.hint, code="validation_error", kind="invalid") from None
+        if entry.sha256 in seen:
+            raise SubmissionError(f"file {entry.sha256} is listed twice in study {study_uid}",
+                                  "list each instance once", code="validation_error", kind="invalid")
+        seen.add(entry.sha256)
+    table = system_table("submission_file")
+    with engine.begin() as conn:
+        row = _load(conn, principal, submission_id)
+        _require_open(row)
+        elsewhere = conn.execute(select(table.c.sha256, table.c.study_uid).where(
+            table.c.submission_id == submission_id, table.c.sha256.in_(sorted(seen)),
+            table.c.study_uid.is_not(None), table.c.study_uid != study_uid)).first()
+        if elsewhere is not None:
+            raise SubmissionError(f"file {elsewhere.sha256} is already declared in study {elsewhere.study_uid}",
+                                  "an instance belongs to one study", code="conflict", kind="conflict")
+        conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.study_uid == study_uid))
+        conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.sha256.in_(sorted(seen))))
+        if files:
+            conn.execute(insert(table), [
+                {"submission_id": submission_id, "sha256": f.sha256, "size": f.size, "study_uid": study_uid,
+                 "path_in_package": f.path_in_package} for f in files])
+        record_audit(conn, actor=principal.name, action="study.manifest", target=f"submission {submission_id}",
+                     project=row.project_id, client=client, records=len(files), detail={"study_uid": study_uid})
+    missing = [f.sha256 for f in files if not store.exists(f.sha256)]
+    return {"study_uid": study_uid, "files": len(files), "missing": missing}
+
+
+# ---------------------------------------------------------------------- clinical records
+
+
+def _problem_json(problem: Any) -> dict[str, Any]:
+    return {"column": problem.column, "value": problem.value, "code": problem.code, "message": problem.message,
+            "allowed": list(problem.allowed), "suggestion": problem.suggestion}
+
+
+def post_clinical(engine: Engine, principal: Principal, submission_id: int, node: str,
+                  records: Sequence[Any], first_row: int = 1, client: str | None = None) -> dict[str, Any]:
+    """Validate and stage clinical records of ``node``; every row is accepted or rejected with its problems."""
+    if node not in CLINICAL_NODES:
+        raise SubmissionError(f"{node!r} is not a clinical node type", f"use one of: {', '.join(CLINICAL_NODES)}",
+                              code="unknown_node", kind="invalid")
+    if len(records) > MAX_RECORDS_PER_POST:
+        raise SubmissionError(f"{len(records)} records in one request; the limit is {MAX_RECORDS_PER_POST}",
+                              "send them in several requests (use first_row to keep the line numbers)",
+                              code="too_large", kind="too_large")
+    with engine.connect() as conn:
+        row = _load(conn, principal, submission_id)
+    _require_open(row)
+    # Problems found before validation (shape, project, dataset), by row number.
+    early: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    prepared: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        number = first_row + index
+        if not isinstance(record, Mapping):
+            early[number].append({"column": None, "value": None, "code": "type", "allowed": [], "suggestion": None,
+                                  "message": "each record must be a JSON object of property names to values"})
+            prepared.append({})
+            continue
+        record = dict(record)
+        project = record.pop("project_id", None)
+        if project not in (None, "", row.project_id):
+            early[number].append({"column": "project_id", "value": str(project), "code": "project", "allowed": [],
+                                  "suggestion": None,
+                                  "message": f"project_id {project!r} differs from the submission's project "
+                                             f"{row.project_id!r}: leave it out"})
+        if node == "case":
+            dataset = record.get(f"dataset{LINK_COLUMN_SUFFIX}")
+            if dataset in (None, ""):
+                record[f"dataset{LINK_COLUMN_SUFFIX}"] = row.dataset
+            elif dataset != row.dataset:
+                early[number].append({"column": f"dataset{LINK_COLUMN_SUFFIX}", "value": str(dataset),
+                                      "code": "dataset", "allowed": [], "suggestion": None,
+                                      "message": f"dataset {dataset!r} differs from the submission's dataset "
+                                                 f"{row.dataset!r}: leave it out"})
+        prepared.append(record)
+    validated = validate_records(prepared, node, first_row=first_row, file=f"{node} records")
+    accepted = {r["_row"]: r for r in validated.records}
+    problems: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    warnings: list[dict[str, Any]] = []
+    for problem in validated.problems:
+        if problem.row is None:
+            warnings.append(_problem_json(problem))
+        else:
+            problems[problem.row].append(_problem_json(problem))
+    rows: list[dict[str, Any]] = []
+    staged: list[dict[str, Any]] = []
+    for index, record in enumerate(prepared):
+        number = first_row + index
+        row_problems = early.get(number, []) + problems.get(number, [])
+        submitter_id = record.get("submitter_id")
+        submitter_id = str(submitter_id).strip() if submitter_id not in (None, "") else None
+        status = "accepted" if number in accepted and not row_problems else "rejected"
+        if status == "rejected" and not row_problems:
+            row_problems = [{"column": None, "value": None, "code": "rejected", "allowed": [], "suggestion": None,
+                             "message": "the row was not accepted"}]
+        clean = {k: v for k, v in accepted.get(number, {}).items() if k != "_row"}
+        rows.append({"row": number, "submitter_id": submitter_id, "status": status, "problems": row_problems})
+        staged.append({"submission_id": submission_id, "node": node, "submitter_id": submitter_id, "row": number,
+                       "status": status, "record": clean if status == "accepted" else None,
+                       "problems": row_problems or None, "created_at": utcnow()})
+    table = system_table("submission_record")
+    with engine.begin() as conn:
+        row = _load(conn, principal, submission_id)
+        _require_open(row)
+        names = sorted({s["submitter_id"] for s in staged if s["submitter_id"]})
+        for start in range(0, len(names), 500):
+            conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.node == node,
+                                             table.c.submitter_id.in_(names[start:start + 500])))
+        if staged:
+            conn.execute(insert(table), staged)
+        n_accepted = sum(1 for r in rows if r["status"] == "accepted")
+        record_audit(conn, actor=principal.name, action="clinical.post", target=f"submission {submission_id}",
+                     project=row.project_id, client=client, records=len(rows),
+                     detail={"node": node, "accepted": n_accepted, "rejected": len(rows) - n_accepted})
+    result: dict[str, Any] = {"node": node, "accepted": n_accepted, "rejected": len(rows) - n_accepted, "rows": rows}
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+# ---------------------------------------------------------------------- commit
+
+
+@dataclass
+class _File:
+    id: int
+    sha256: str
+    size: int | None
+    study_uid: str
+    path: str | None
+    examined: Examined | None = None
+    status: str = ""
+    reason: str = ""
+    quarantine_id: int | None = None
+
+
+def _examine_stored(store: ObjectStore, entry: _File) -> Examined:
+    try:
+        actual = store.size(entry.sha256)
+    except ObjectNotFoundError:
+        return Examined("rejected", "not in the object store")
+    if entry.size is not None and entry.size != actual:
+        return Examined("rejected", f"the manifest says {entry.size} bytes, the uploaded file has {actual}")
+    with store.open_unverified(entry.sha256) as handle:
+        examined = examine(handle, object_id=entry.sha256, size=actual, gate=deid_gate)
+    if examined.fields is not None and examined.study_uid != entry.study_uid:
+        return Examined("rejected", f"its Study Instance UID {examined.study_uid} differs from the declared "
+                                    f"study {entry.study_uid}")
+    return examined
+
+
+def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_id: int,
+           client: str | None = None) -> dict[str, Any]:
+    """Gate, index or quarantine everything declared, in one transaction; return the receipt."""
+    files_table, records_table, table = (system_table("submission_file"), system_table("submission_record"),
+                                         system_table("submission"))
+    with engine.connect() as conn:
+        row = _load(conn, principal, submission_id)
+        if row.status == SUBMISSION_COMMITTED:
+            return dict(row.receipt)
+        entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package) for r in conn.execute(
+            select(files_table).where(files_table.c.submission_id == submission_id,
+                                      files_table.c.study_uid.is_not(None)).order_by(files_table.c.id))]
+        staged = conn.execute(select(records_table).where(records_table.c.submission_id == submission_id)
+                              .order_by(records_table.c.id)).all()
+    missing = [e.sha256 for e in entries if not store.exists(e.sha256)]
+    if missing:
+        raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded", "upload them, then commit again",
+                              code="files_missing", kind="conflict", missing=missing)
+    # Reading and gating happen before the transaction: it holds locks only while writing.
+    for entry in entries:
+        entry.examined = _examine_stored(store, entry)
+
+    try:
+        return _commit_transaction(engine, principal, row, entries, staged, client)
+    except _AlreadyCommitted:  # a concurrent commit won: its receipt is the answer
+        with engine.connect() as conn:
+            return dict(_load(conn, principal, submission_id).receipt)
+
+
+class _AlreadyCommitted(Exception):
+    """Raised inside the commit transaction to roll it back when another commit came first."""
+
+
+def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries: list[_File],
+                        staged: Sequence[Any], client: str | None) -> dict[str, Any]:
+    files_table, table = system_table("submission_file"), system_table("submission")
+    submission_id = row.id
+    with engine.begin() as conn:
+        claimed = conn.execute(update(table).where(table.c.id == submission_id, table.c.status == SUBMISSION_OPEN)
+                               .values(status=SUBMISSION_COMMITTED, committed_at=utcnow())).rowcount
+        if not claimed:
+            raise _AlreadyCommitted
+        writer = IndexWriter(row.project_id, row.dataset, principal.name)
+        writer.ensure_project(conn)
+        clinical: list[dict[str, Any]] = []
+        by_node: dict[str, list[Any]] = defaultdict(list)
+        for record in staged:
+            by_node[record.node].append(record)
+
+        def write_records(node: str) -> None:
+            for record in by_node.get(node, []):
+                outcome = {"node": node, "row": record.row, "submitter_id": record.submitter_id,
+                           "status": record.status,
+                           "problems": [p.get("message", "") if p.get("column") is None
+                                        else f"{p['column']}: {p.get('message', '')}" for p in record.problems or []]}
+                if record.status == "accepted":
+                    problem = writer.write_clinical(conn, node, {**record.record}, row.site_id)
+                    if problem:
+                        outcome["status"], outcome["problems"] = "rejected", [problem]
+                clinical.append(outcome)
+
+        write_records("case")
+        studies = [_commit_study(conn, writer, row, study_uid, [e for e in entries if e.study_uid == study_uid])
+                   for study_uid in dict.fromkeys(e.study_uid for e in entries)]
+        for node in CLINICAL_NODES[1:]:
+            write_records(node)
+        writer.finish(conn)
+        for entry in entries:
+            conn.execute(update(files_table).where(files_table.c.id == entry.id)
+                         .values(status=entry.status, reason=entry.reason or None))
+        uploaded_unreferenced: list[str] = []
+        receipt = _receipt(row, studies, clinical, uploaded_unreferenced)
+        conn.execute(update(table).where(table.c.id == submission_id).values(receipt=receipt))
+        counts = receipt["counts"]
+        record_audit(conn, actor=principal.name, action="submission.commit", target=f"submission {submission_id}",
+                     project=row.project_id, client=client,
+                     records=counts["instances"]["indexed"] + counts["clinical"]["accepted"], detail=counts)
+    return receipt
+
+
+def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_uid: str,
+                  entries: list[_File]) -> dict[str, Any]:
+    """Index, quarantine or reject the instances of one declared study; its receipt entry."""
+    instance, series, study = writer.tables["instance"], writer.tables["series"], writer.tables["imaging_study"]
+    other = conn.execute(select(study.c.project_id).where(study.c.study_uid == study_uid,
+                                                          study.c.project_id != writer.project)).scalar()
+    passing: list[_File] = []
+    for entry in entries:
+        examined = entry.examined
+        assert examined is not None
+        if other is not None and examined.status != "rejected":
+            examined = Examined("rejected", f"study {study_uid} is already in project {other}")
+        if examined.status == "ok":
+            fields = examined.fields
+            assert fields is not None
+            clash = conn.execute(select(instance.c.project_id).where(
+                instance.c.sop_instance_uid == fields.instance["sop_instance_uid"],
+                instance.c.project_id != writer.project)).scalar() or conn.execute(select(series.c.project_id).where(
+                    series.c.series_uid == fields.series["series_uid"], series.c.project_id != writer.project)).scalar()
+            if clash:
+                examined = Examined("rejected", f"its SOP Instance or Series UID is already in project {clash}")
+        if examined.status == "rejected":
+            entry.status, entry.reason = "rejected", examined.reason
+        elif examined.status == "quarantine":
+            entry.status, entry.reason = "quarantined", examined.reason
+            entry.quarantine_id = writer.quarantine(
+                conn, sha256=entry.sha256, size=entry.size, reason=examined.reason, findings=examined.findings,
+                source="submission", site_id=submission.site_id, submission_id=submission.id,
+                sop_instance_uid=examined.sop_instance_uid, study_uid=study_uid, path_in_package=entry.path)
+        else:
+            passing.append(entry)
+    new = {e.examined.sop_instance_uid: e.sha256 for e in passing if e.examined}
+    study_id = writer.study_id(conn, study_uid)
+    status = "accepted"
+    version = 0
+    if study_id is not None:
+        before = {uid: v["object_id"] for uid, v in writer.study_instances(conn, study_id).items()}
+        changed = any(before.get(uid) != digest for uid, digest in new.items())
+        quarantined_uids = {e.examined.sop_instance_uid for e in entries if e.status == "quarantined" and e.examined}
+        # The declared study is the whole study: instances it no longer lists go (those held in
+        # quarantine keep their previous content until a curator decides).
+        dropped = set(before) - set(new) - quarantined_uids
+        version = writer.latest_version(conn, study_uid)
+        if passing and (changed or dropped):
+            if version == 0:  # indexed before versions were kept (ingest): record what was there
+                writer.record_version(conn, study_uid, study_id, change="created", submission_id=None)
+            status = "new_version"
+        elif passing:
+            status = "unchanged"
+    for entry in passing:
+        assert entry.examined is not None and entry.examined.fields is not None
+        result = writer.write_instance(conn, entry.examined.fields, submission.site_id)
+        entry.status = "unchanged" if result == "unchanged" else "indexed"
+    if passing:
+        study_id = writer.study_id(conn, study_uid)
+        assert study_id is not None
+        if status == "new_version":
+            writer.remove_instances(conn, study_id, set(new) | {e.examined.sop_instance_uid for e in entries
+                                                               if e.status == "quarantined" and e.examined})
+            values = writer.study_values(passing[0].examined.fields)  # type: ignore[union-attr]
+            values.pop("study_uid", None)
+            conn.execute(update(study).where(study.c.id == study_id).values(updated_at=func.now(), **values))
+        if status in ("accepted", "new_version"):
+            version = writer.record_version(conn, study_uid, study_id,
+                                            change="created" if status == "accepted" else "resubmitted",
+                                            submission_id=submission.id)
+    counts = {s: sum(1 for e in entries if e.status == s) for s in ("indexed", "unchanged", "quarantined", "rejected")}
+    if not passing:
+        status = "quarantined" if counts["quarantined"] else "rejected"
+    elif counts["quarantined"] or counts["rejected"]:
+        status = "partial"
+    return {"study_uid": study_uid, "status": status, "version": version or None, **counts,
+            "files": [{"sha256": e.sha256, "path_in_package": e.path, "status": e.status, "reason": e.reason,
+                       **({"quarantine_id": e.quarantine_id} if e.quarantine_id else {})}
+                      for e in entries if e.status in ("quarantined", "rejected")]}
+
+
+def _receipt(row: Any, studies: list[dict[str, Any]], clinical: list[dict[str, Any]],
+             unreferenced: list[str]) -> dict[str, Any]:
+    instances = {s: sum(study[s] for study in studies) for s in ("indexed", "unchanged", "quarantined", "rejected")}
+    return {
+        "submission_id": row.id, "project": row.project_id, "dataset": row.dataset, "site_id": row.site_id,
+        "status": SUBMISSION_COMMITTED, "committed_at": utcnow().isoformat(),
+        "counts": {"studies": len(studies), "instances": instances,
+                   "clinical": {"accepted": sum(1 for c in clinical if c["status"] == "accepted"),
+                                "rejected": sum(1 for c in clinical if c["status"] == "rejected")}},
+        "studies": studies, "clinical": clinical, "unreferenced_files": unreferenced,
+    }
+
+
+def get_receipt(engine: Engine, principal: Principal, submission_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = _load(conn, principal, submission_id)
+    if row.receipt is None:
+        raise SubmissionError(f"submission {submission_id} is not committed yet", "commit it first",
+                              code="not_found", kind="not_found")
+    return dict(row.receipt)
+
+
+def study_versions(engine: Engine, principal: Principal, project: str, study_uid: str) -> list[dict[str, Any]]:
+    check_project(principal, project)
+    table = system_table("study_version")
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).where(table.c.project_id == project, table.c.study_uid == study_uid)
+                            .order_by(table.c.version)).all()
+    if not rows:
+        raise SubmissionError(f"no study {study_uid} in project {project}", "check the UID and the project",
+                              code="not_found", kind="not_found")
+    return [{"version": r.version, "change": r.change, "submission_id": r.submission_id,
+             "created_at": _iso(r.created_at), "instances": r.instances, "study": r.study} for r in rows]
+
+
+# ---------------------------------------------------------------------- quarantine
+
+
+def _require_curator(principal: Principal) -> None:
+    if not principal.is_curator:
+        raise SubmissionError(f"user {principal.name!r} ({principal.role}) may not manage the quarantine",
+                              "ask a curator", code="forbidden", kind="forbidden")
+
+
+def _quarantine_view(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "project": row.project_id, "submission_id": row.submission_id, "source": row.source,
+            "dataset": row.dataset, "site_id": row.site_id, "sha256": row.sha256, "size": row.size,
+            "sop_instance_uid": row.sop_instance_uid, "study_uid": row.study_uid,
+            "path_in_package": row.path_in_package, "reason": row.reason, "findings": row.findings or [],
+            "status": row.status, "created_at": _iso(row.created_at), "resolved_at": _iso(row.resolved_at),
+            "resolved_by": row.resolved_by}
+
+
+def list_quarantine(engine: Engine, principal: Principal, project: str | None = None,
+                    status: str = QUARANTINE_HELD) -> list[dict[str, Any]]:
+    _require_curator(principal)
+    table = system_table("quarantine")
+    query = select(table).order_by(table.c.id)
+    if project:
+        query = query.where(table.c.project_id == project)
+    if status != "all":
+        query = query.where(table.c.status == status)
+    with engine.connect() as conn:
+        return [_quarantine_view(r) for r in conn.execute(query)]
+
+
+def _held(conn: Connection, quarantine_id: int) -> Any:
+    table = system_table("quarantine")
+    row = conn.execute(select(table).where(table.c.id == quarantine_id)).first()
+    if row is None:
+        raise SubmissionError(f"no quarantine entry {quarantine_id}", "list them with GET /api/v1/quarantine",
+                              code="not_found", kind="not_found")
+    if row.status != QUARANTINE_HELD:
+        raise SubmissionError(f"quarantine entry {quarantine_id} is already {row.status}", "nothing to do",
+                              code="not_held", kind="conflict")
+    return row
+
+
+def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine_id: int,
+            client: str | None = None) -> dict[str, Any]:
+    """A curator's decision that a held instance may be published: index it (a new study version)."""
+    _require_curator(principal)
+    table = system_table("quarantine")
+    with engine.connect() as conn:
+        entry = _held(conn, quarantine_id)
+    with store.open_unverified(entry.sha256) as handle:
+        examined = examine(handle, object_id=entry.sha256, size=store.size(entry.sha256), gate=lambda _: [])
+    if examined.fields is None:
+        raise SubmissionError(f"quarantined object {entry.sha256} cannot be indexed: {examined.reason}",
+                              "delete it instead", code="conflict", kind="conflict")
+    with engine.begin() as conn:
+        entry = _held(conn, quarantine_id)
+        writer = IndexWriter(entry.project_id, entry.dataset or "quarantine-release", principal.name)
+        writer.ensure_project(conn)
+        writer.write_instance(conn, examined.fields, entry.site_id or "unknown")
+        writer.finish(conn)
+        study_uid = examined.study_uid
+        study_id = writer.study_id(conn, study_uid)
+        assert study_id is not None
+        writer.record_version(conn, study_uid, study_id, change="released", submission_id=entry.submission_id)
+        conn.execute(update(table).where(table.c.id == quarantine_id).values(
+            status=QUARANTINE_RELEASED, resolved_at=utcnow(), resolved_by=principal.name))
+        record_audit(conn, actor=principal.name, action="quarantine.release", target=f"quarantine {quarantine_id}",
+                     project=entry.project_id, client=client, records=1, detail={"sha256": entry.sha256})
+        return _quarantine_view(conn.execute(select(table).where(table.c.id == quarantine_id)).one())
+
+
+def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal, quarantine_id: int,
+                       client: str | None = None) -> dict[str, Any]:
+    """A curator's decision that a held instance must not be published: drop it and, if unused, its bytes."""
+    _require_curator(principal)
+    table = system_table("quarantine")
+    instance = IndexWriter("", "", "").tables["instance"]
+    with engine.begin() as conn:
+        entry = _held(conn, quarantine_id)
+        conn.execute(update(table).where(table.c.id == quarantine_id).values(
+            status=QUARANTINE_DELETED, resolved_at=utcnow(), resolved_by=principal.name))
+        record_audit(conn, actor=principal.name, action="quarantine.delete", target=f"quarantine {quarantine_id}",
+                     project=entry.project_id, client=client, records=1, detail={"sha256": entry.sha256})
+        view = _quarantine_view(conn.execute(select(table).where(table.c.id == quarantine_id)).one())
+    with engine.connect() as conn:
+        used = conn.execute(select(instance.c.id).where(instance.c.object_id == entry.sha256).limit(1)).first() \
+            or conn.execute(select(table.c.id).where(table.c.sha256 == entry.sha256,
+                                                     table.c.status == QUARANTINE_HELD).limit(1)).first()
+    if not used:
+        store.delete(entry.sha256)
+    return view

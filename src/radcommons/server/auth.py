@@ -1,0 +1,33 @@
+"""Bearer-token authentication of requests (the token is hashed, never logged or echoed)."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.errors import ApiError
+from radcommons.store.index.accounts import AuthenticationFailed, Principal, authenticate, record_audit
+
+
+async def current_principal(request: Request, context: ServerContext = Depends(get_context)) -> Principal:
+    """The user of the request's ``Authorization: Bearer`` token; 401 otherwise."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise ApiError(401, "unauthorized", "this request needs a token (Authorization: Bearer TOKEN)",
+                       "ask an administrator for a token (radcommons admin token create NAME) and pass it "
+                       "with --token-file", {"WWW-Authenticate": "Bearer"})
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer TOKEN'",
+                       "send the token as: Authorization: Bearer TOKEN", {"WWW-Authenticate": "Bearer"})
+    try:
+        return await run_in_threadpool(authenticate, context.engine, token)
+    except AuthenticationFailed as error:
+        def audit() -> None:
+            with context.engine.begin() as conn:
+                record_audit(conn, actor=None, action="auth.refused", target=request.url.path,
+                             client=client_address(request), success=False, detail={"code": error.code})
+
+        await run_in_threadpool(audit)
+        raise

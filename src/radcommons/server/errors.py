@@ -1,0 +1,88 @@
+"""The JSON error body of every failure: ``{"error": {"code", "message", "hint"}}``, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from radcommons.errors import UserError
+from radcommons.pipelines.submission import SubmissionError
+from radcommons.store.index.accounts import AuthenticationFailed
+
+log = logging.getLogger("radcommons.server")
+
+#: SubmissionError.kind -> HTTP status.
+KIND_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422, "too_large": 413}
+
+
+class ApiError(Exception):
+    """An error the routes raise directly: status, stable code, message, hint and extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, hint: str = "", headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.hint = status, code, message, hint
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, hint: str = "", headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "hint": hint, **extra}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every exception becomes the JSON error body with the right status."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, error.hint, error.headers, **error.extra)
+
+    @app.exception_handler(SubmissionError)
+    async def _submission(_: Request, error: SubmissionError) -> JSONResponse:
+        return error_response(KIND_STATUS.get(error.kind, 400), error.code, error.message, error.hint, **error.extra)
+
+    @app.exception_handler(AuthenticationFailed)
+    async def _auth(_: Request, error: AuthenticationFailed) -> JSONResponse:
+        return error_response(401, error.code, error.message, error.hint, {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(UserError)
+    async def _user(_: Request, error: UserError) -> JSONResponse:
+        return error_response(400, "bad_request", error.message, error.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in item.get("loc", ())), "message": item.get("msg", "")}
+                  for item in error.errors()]
+        names = ", ".join(f["field"] for f in fields) or "the request"
+        return error_response(422, "validation_error", f"invalid request: {names}",
+                              "see docs/API.md (or /docs) for the expected body", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(error.status_code, f"http_{error.status_code}")
+        hint = "see /docs for the API" if error.status_code in (404, 405) else ""
+        return error_response(error.status_code, code, str(error.detail), hint, getattr(error, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, error: OperationalError) -> JSONResponse:
+        log.error("database error: %s", str(error.orig or error).splitlines()[0])
+        return error_response(503, "unavailable", "the index database is not available",
+                              "retry later; operators: check the database server", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "the server failed on this request (a bug)",
+                              "retry; if it persists, report it to the commons operators with the time of the request")

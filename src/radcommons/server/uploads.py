@@ -1,0 +1,119 @@
+"""Resumable uploads: chunks appended to a spool file, moved into the object store when complete.
+
+A spool file is ``<state>/uploads/<submission>/<sha256>.<length>.part``. Its length IS the
+upload offset: nothing else is recorded, so a crash (even ``kill -9``) loses nothing that was
+acknowledged, because every chunk is fsynced before the answer. When the last byte arrives the
+spool is hashed; content whose SHA-256 differs from its name is discarded (the client must
+start again), otherwise it is put into the content-addressed object store (an atomic write)
+and the spool removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from radcommons.store.objects import CHUNK_SIZE, ObjectStore, StoredObject
+
+#: The largest chunk accepted in one request.
+MAX_CHUNK = 64 * 1024 * 1024
+SPOOL_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """How much of a file the server holds: ``offset`` of ``length`` bytes; ``complete`` when stored."""
+
+    offset: int
+    length: int | None
+    complete: bool
+
+
+class Busy(Exception):
+    """Another request is writing this spool file."""
+
+
+class UploadSpool:
+    """Spool files of in-progress uploads under ``root`` (the server's state folder)."""
+
+    def __init__(self, root: Path, store: ObjectStore) -> None:
+        self.root = Path(root)
+        self.store = store
+
+    def _folder(self, submission_id: int) -> Path:
+        return self.root / str(submission_id)
+
+    def find(self, submission_id: int, sha256: str) -> tuple[Path, int] | None:
+        """The spool file of an upload and its declared length, if one was started."""
+        folder = self._folder(submission_id)
+        for path in folder.glob(f"{sha256}.*{SPOOL_SUFFIX}"):
+            length = path.name[len(sha256) + 1: -len(SPOOL_SUFFIX)]
+            if length.isdigit():
+                return path, int(length)
+        return None
+
+    def state(self, submission_id: int, sha256: str) -> UploadState | None:
+        """What the server holds of ``sha256``; None when nothing at all."""
+        if self.store.exists(sha256):
+            size = self.store.size(sha256)
+            return UploadState(size, size, True)
+        found = self.find(submission_id, sha256)
+        if found is None:
+            return None
+        path, length = found
+        return UploadState(path.stat().st_size, length, False)
+
+    def open_for_append(self, submission_id: int, sha256: str, length: int, offset: int) -> tuple[BinaryIO, Path]:
+        """Open (creating) the spool for appending, locked; raises :class:`ValueError` on length mismatch.
+
+        A different declared length is accepted only at offset 0 (the client restarts).
+        """
+        found = self.find(submission_id, sha256)
+        if found is not None and found[1] != length:
+            if offset != 0:
+                raise ValueError(found[1])
+            found[0].unlink(missing_ok=True)
+            found = None
+        path = found[0] if found else self._folder(submission_id) / f"{sha256}.{length}{SPOOL_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise Busy from None
+        return handle, path
+
+    @staticmethod
+    def sync(handle: BinaryIO) -> None:
+        """Make what was appended durable before it is acknowledged."""
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    def finish(self, path: Path, sha256: str) -> StoredObject | None:
+        """Hash the complete spool; store it and remove the spool, or discard it (None) on a mismatch."""
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        if hasher.hexdigest() != sha256:
+            path.unlink(missing_ok=True)
+            return None
+        stored = self.store.put_file(path)
+        path.unlink(missing_ok=True)
+        return stored
+
+    def discard(self, submission_id: int) -> None:
+        """Remove every spool of a submission (after its commit)."""
+        folder = self._folder(submission_id)
+        if folder.is_dir():
+            for path in folder.glob(f"*{SPOOL_SUFFIX}"):
+                path.unlink(missing_ok=True)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass

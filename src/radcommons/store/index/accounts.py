@@ -1,0 +1,282 @@
+"""Users, project grants, bearer tokens and the audit log, over the system tables.
+
+Tokens are ``rc_`` + 43 URL-safe random characters (256 bits). Only their SHA-256 is stored,
+so the database (or a backup of it) yields no usable token; the token itself is shown once,
+when it is made. Plain data in, plain data out; no HTTP here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from radcommons.errors import UserError
+from radcommons.store.index.schema import system_table
+from radcommons.store.index.system import ROLES
+
+TOKEN_PREFIX = "rc_"
+DEFAULT_TOKEN_DAYS = 30
+#: ``last_used_at`` is refreshed at most this often, so reads do not all become writes.
+LAST_USED_RESOLUTION = _dt.timedelta(seconds=60)
+
+
+class AuthenticationFailed(UserError):
+    """A token that does not authenticate; ``code`` is invalid_token | token_expired | token_revoked."""
+
+    def __init__(self, message: str, hint: str, code: str) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class User:
+    """A user and the projects granted to it."""
+
+    id: int
+    name: str
+    role: str
+    site_id: str | None
+    projects: tuple[str, ...] = ()
+    created_at: _dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listed (never the secret)."""
+
+    id: int
+    user: str
+    label: str | None
+    created_at: _dt.datetime | None
+    expires_at: _dt.datetime
+    revoked_at: _dt.datetime | None
+    last_used_at: _dt.datetime | None
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= utcnow() else "active"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the token's user, its role, site and project grants."""
+
+    user_id: int
+    name: str
+    role: str
+    site_id: str | None
+    projects: frozenset[str] = field(default_factory=frozenset)
+    token_id: int | None = None
+    token_expires_at: _dt.datetime | None = None
+
+    @property
+    def is_curator(self) -> bool:
+        """Curators and admins act on every project."""
+        return self.role in ("admin", "curator")
+
+    def may_submit_to(self, project: str) -> bool:
+        return self.is_curator or (self.role == "contributor" and project in self.projects)
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def as_utc(value: _dt.datetime | None) -> _dt.datetime | None:
+    """SQLite hands back naive datetimes; everything here is stored in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: lowercase hex SHA-256 of its text."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}", f"choose one of: {', '.join(ROLES)}")
+    return role
+
+
+def _user_row(conn: Connection, name: str) -> Any:
+    table = system_table("user")
+    row = conn.execute(select(table).where(table.c.name == name)).first()
+    if row is None:
+        raise UserError(f"no user named {name!r}", "list them with: radcommons admin user list")
+    return row
+
+
+def _projects(conn: Connection, user_id: int) -> tuple[str, ...]:
+    grants = system_table("user_project")
+    return tuple(sorted(conn.execute(select(grants.c.project_id).where(grants.c.user_id == user_id)).scalars()))
+
+
+def add_user(engine: Engine, name: str, role: str, *, site_id: str | None = None,
+             projects: Sequence[str] = ()) -> User:
+    """Create a user with ``role`` (and project grants); :class:`UserError` if the name is taken."""
+    _check_role(role)
+    name = name.strip()
+    if not name:
+        raise UserError("a user needs a name", "e.g. radcommons admin user add site-a-uploader --role contributor")
+    if role == "contributor" and not projects:
+        raise UserError(f"contributor {name!r} needs at least one project to submit to",
+                        "add --project PROJECT (repeat it for several)")
+    users = system_table("user")
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                insert(users).values(name=name, role=role, site_id=site_id or None, created_at=utcnow())
+                .returning(users.c.id)
+            ).scalar_one()
+            _grant(conn, user_id, projects)
+            record_audit(conn, actor="admin-cli", action="user.add", target=name, records=1,
+                         detail={"role": role, "site_id": site_id, "projects": list(projects)})
+    except IntegrityError:
+        raise UserError(f"a user named {name!r} already exists",
+                        "choose another name, or grant projects with: radcommons admin user grant") from None
+    return get_user(engine, name)
+
+
+def _grant(conn: Connection, user_id: int, projects: Iterable[str]) -> None:
+    grants = system_table("user_project")
+    have = set(_projects(conn, user_id))
+    for project in dict.fromkeys(p.strip() for p in projects if p.strip()):
+        if project not in have:
+            conn.execute(insert(grants).values(user_id=user_id, project_id=project, created_at=utcnow()))
+
+
+def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False) -> User:
+    """Grant (or with ``revoke`` take away) projects from a user."""
+    grants = system_table("user_project")
+    with engine.begin() as conn:
+        row = _user_row(conn, name)
+        if revoke:
+            conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(list(projects))))
+        else:
+            _grant(conn, row.id, projects)
+        record_audit(conn, actor="admin-cli", action="user.revoke" if revoke else "user.grant", target=name,
+                     records=len(projects), detail={"projects": list(projects)})
+    return get_user(engine, name)
+
+
+def get_user(engine: Engine, name: str) -> User:
+    with engine.connect() as conn:
+        row = _user_row(conn, name)
+        return User(row.id, row.name, row.role, row.site_id, _projects(conn, row.id), as_utc(row.created_at))
+
+
+def list_users(engine: Engine) -> list[User]:
+    users = system_table("user")
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.name)).all()
+        return [User(r.id, r.name, r.role, r.site_id, _projects(conn, r.id), as_utc(r.created_at)) for r in rows]
+
+
+def create_token(engine: Engine, user: str, *, expires_days: float = DEFAULT_TOKEN_DAYS,
+                 label: str | None = None) -> tuple[str, TokenInfo]:
+    """Make a token for ``user``; returns (the token, shown only now; its listing)."""
+    if expires_days <= 0:
+        raise UserError("--expires-days must be more than 0", "e.g. --expires-days 30")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tokens = system_table("token")
+    now = utcnow()
+    expires = now + _dt.timedelta(days=expires_days)
+    with engine.begin() as conn:
+        row = _user_row(conn, user)
+        token_id = conn.execute(
+            insert(tokens).values(user_id=row.id, token_hash=hash_token(token), label=label,
+                                  created_at=now, expires_at=expires).returning(tokens.c.id)
+        ).scalar_one()
+        record_audit(conn, actor="admin-cli", action="token.create", target=f"token {token_id} of {user}",
+                     records=1, detail={"expires_at": expires.isoformat()})
+    return token, TokenInfo(token_id, user, label, now, expires, None, None)
+
+
+def revoke_token(engine: Engine, token_id: int) -> TokenInfo:
+    """Revoke a token by its id (as listed); revoking twice is harmless."""
+    tokens = system_table("token")
+    with engine.begin() as conn:
+        row = conn.execute(select(tokens.c.id, tokens.c.revoked_at).where(tokens.c.id == token_id)).first()
+        if row is None:
+            raise UserError(f"no token with id {token_id}", "list them with: radcommons admin token list")
+        if row.revoked_at is None:
+            conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=utcnow()))
+            record_audit(conn, actor="admin-cli", action="token.revoke", target=f"token {token_id}", records=1)
+    return next(t for t in list_tokens(engine) if t.id == token_id)
+
+
+def list_tokens(engine: Engine, user: str | None = None) -> list[TokenInfo]:
+    tokens, users = system_table("token"), system_table("user")
+    query = (select(tokens, users.c.name).join(users, users.c.id == tokens.c.user_id).order_by(tokens.c.id))
+    if user:
+        query = query.where(users.c.name == user)
+    with engine.connect() as conn:
+        return [
+            TokenInfo(r.id, r.name, r.label, as_utc(r.created_at), as_utc(r.expires_at),  # type: ignore[arg-type]
+                      as_utc(r.revoked_at), as_utc(r.last_used_at))
+            for r in conn.execute(query)
+        ]
+
+
+def authenticate(engine: Engine, token: str) -> Principal:
+    """The principal of a bearer token, or :class:`AuthenticationFailed` saying why not."""
+    tokens, users = system_table("token"), system_table("user")
+    digest = hash_token(token.strip())
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(tokens.c.id, tokens.c.expires_at, tokens.c.revoked_at, tokens.c.last_used_at,
+                   users.c.id.label("user_id"), users.c.name, users.c.role, users.c.site_id, users.c.disabled_at)
+            .join(users, users.c.id == tokens.c.user_id).where(tokens.c.token_hash == digest)
+        ).first()
+        if row is None:
+            raise AuthenticationFailed("the token is not known to this commons",
+                                       "check the token file; ask an administrator for a token: "
+                                       "radcommons admin token create NAME", "invalid_token")
+        now = utcnow()
+        if row.revoked_at is not None:
+            raise AuthenticationFailed(f"the token was revoked at {as_utc(row.revoked_at).isoformat()}",  # type: ignore[union-attr]
+                                       "ask an administrator for a new token", "token_revoked")
+        expires = as_utc(row.expires_at)
+        assert expires is not None
+        if expires <= now:
+            raise AuthenticationFailed(f"the token expired at {expires.isoformat()}",
+                                       "ask an administrator for a new token: radcommons admin token create NAME",
+                                       "token_expired")
+        if row.disabled_at is not None:
+            raise AuthenticationFailed(f"the user {row.name!r} is disabled", "ask an administrator", "token_revoked")
+        projects = frozenset(_projects(conn, row.user_id))
+    last = as_utc(row.last_used_at)
+    if last is None or now - last > LAST_USED_RESOLUTION:
+        with engine.begin() as conn:
+            conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
+    return Principal(row.user_id, row.name, row.role, row.site_id, projects, row.id, expires)
+
+
+def record_audit(conn: Connection, *, actor: str | None, action: str, target: str | None = None,
+                 project: str | None = None, client: str | None = None, records: int | None = None,
+                 success: bool = True, detail: dict[str, Any] | None = None) -> None:
+    """Append one event to the audit log, in the caller's transaction (never a token in it)."""
+    conn.execute(insert(system_table("audit_event")).values(
+        at=utcnow(), actor=actor, action=action, target=target, project_id=project, client=client,
+        records=records, success=success, detail=detail,
+    ))
+
+
+def audit_events(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest audit events, newest first, as plain dictionaries."""
+    table = system_table("audit_event")
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(table.c.id.desc()).limit(limit)).mappings().all()
+    return [dict(row) for row in rows]

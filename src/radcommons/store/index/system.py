@@ -1,0 +1,169 @@
+"""System tables of the index: users, tokens, submissions, quarantine, study history, audit.
+
+They are not part of the data dictionary (researchers never see them) and are added to the
+same :class:`~sqlalchemy.MetaData` by :func:`add_system_tables`, so that one Alembic history
+(revision 0002 onward) and one schema test cover everything.
+
+* ``user``: a person or a machine account with one role (admin | curator | contributor |
+  researcher) and, for a contributor, its site;
+* ``user_project``: the projects a user may submit to (project submitter_ids; the project
+  record itself may not exist until the first commit);
+* ``token``: bearer tokens, only their SHA-256 hash is kept; expiry and revocation;
+* ``submission``, ``submission_file`` (declared instances and, after the commit, their
+  outcome), ``submission_record`` (staged clinical rows);
+* ``quarantine``: instances that failed the verification gate, kept for a curator's decision;
+* ``study_version``: every version of every study (the instance object ids and study values),
+  so a corrected resubmission never loses the previous content;
+* ``audit_event``: append-only log of who did what, when, from where, to how many records.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    true,
+)
+
+from radcommons.store.index.schema import id_type, json_type
+
+#: Roles a user can have, from most to least powerful.
+ROLES = ("admin", "curator", "contributor", "researcher")
+#: Submission states.
+SUBMISSION_OPEN, SUBMISSION_COMMITTED = "open", "committed"
+#: Quarantine states.
+QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "deleted"
+
+SYSTEM_TABLES = (
+    "user", "user_project", "token", "submission", "submission_file", "submission_record",
+    "quarantine", "study_version", "audit_event",
+)
+
+
+def _id() -> Column[int]:
+    return Column("id", id_type(), primary_key=True, autoincrement=True)
+
+
+def _fk(name: str, target: str, nullable: bool = False, ondelete: str | None = None) -> Column[int]:
+    return Column(name, id_type(), ForeignKey(f"{target}.id", ondelete=ondelete), nullable=nullable, index=True)
+
+
+def _created() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def add_system_tables(metadata: MetaData) -> None:
+    """Add the system tables to ``metadata`` (which must use the index's naming convention)."""
+    Table(
+        "user", metadata, _id(),
+        Column("name", String(128), nullable=False, unique=True),
+        Column("role", String(16), nullable=False),
+        Column("site_id", String(64), nullable=True),
+        _created(),
+        Column("disabled_at", DateTime(timezone=True), nullable=True),
+    )
+    Table(
+        "user_project", metadata,
+        Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+        Column("project_id", String(64), primary_key=True),
+        _created(),
+    )
+    Table(
+        "token", metadata, _id(),
+        _fk("user_id", "user", ondelete="CASCADE"),
+        # sha256 hex of the token: a stolen database reveals no usable token.
+        Column("token_hash", String(64), nullable=False, unique=True),
+        Column("label", String(128), nullable=True),
+        _created(),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+        Column("last_used_at", DateTime(timezone=True), nullable=True),
+    )
+    Table(
+        "submission", metadata, _id(),
+        Column("project_id", String(64), nullable=False, index=True),
+        Column("dataset", String(128), nullable=False, index=True),
+        Column("site_id", String(64), nullable=False),
+        Column("status", String(16), nullable=False, index=True),
+        _fk("user_id", "user", nullable=True),
+        Column("created_by", String(128), nullable=False),
+        _created(),
+        Column("committed_at", DateTime(timezone=True), nullable=True),
+        Column("receipt", json_type(), nullable=True),
+    )
+    Table(
+        "submission_file", metadata, _id(),
+        _fk("submission_id", "submission", ondelete="CASCADE"),
+        Column("sha256", String(64), nullable=False, index=True),
+        Column("size", BigInteger(), nullable=True),
+        Column("study_uid", String(64), nullable=True, index=True),
+        Column("path_in_package", Text(), nullable=True),
+        # After the commit: indexed | unchanged | quarantined | rejected, and why.
+        Column("status", String(16), nullable=True),
+        Column("reason", Text(), nullable=True),
+        UniqueConstraint("submission_id", "sha256"),
+    )
+    Table(
+        "submission_record", metadata, _id(),
+        _fk("submission_id", "submission", ondelete="CASCADE"),
+        Column("node", String(64), nullable=False),
+        Column("submitter_id", String(128), nullable=True),
+        Column("row", Integer(), nullable=True),
+        Column("status", String(16), nullable=False),  # accepted | rejected
+        Column("record", json_type(), nullable=True),
+        Column("problems", json_type(), nullable=True),
+        _created(),
+    )
+    Table(
+        "quarantine", metadata, _id(),
+        Column("project_id", String(64), nullable=False, index=True),
+        _fk("submission_id", "submission", nullable=True),
+        Column("source", String(16), nullable=False),  # submission | ingest
+        Column("dataset", String(128), nullable=True),
+        Column("site_id", String(64), nullable=True),
+        Column("sha256", String(64), nullable=False, index=True),
+        Column("size", BigInteger(), nullable=True),
+        Column("sop_instance_uid", String(64), nullable=True, index=True),
+        Column("study_uid", String(64), nullable=True),
+        Column("path_in_package", Text(), nullable=True),
+        Column("reason", Text(), nullable=False),
+        Column("findings", json_type(), nullable=True),
+        Column("status", String(16), nullable=False, index=True),
+        _created(),
+        Column("resolved_at", DateTime(timezone=True), nullable=True),
+        Column("resolved_by", String(128), nullable=True),
+    )
+    Table(
+        "study_version", metadata, _id(),
+        Column("project_id", String(64), nullable=False),
+        Column("study_uid", String(64), nullable=False, index=True),
+        Column("version", Integer(), nullable=False),
+        _fk("submission_id", "submission", nullable=True),
+        Column("change", String(32), nullable=False),  # created | resubmitted | released
+        Column("instances", json_type(), nullable=False),
+        Column("study", json_type(), nullable=True),
+        _created(),
+        UniqueConstraint("project_id", "study_uid", "version"),
+    )
+    Table(
+        "audit_event", metadata, _id(),
+        Column("at", DateTime(timezone=True), nullable=False, server_default=func.now(), index=True),
+        Column("actor", String(128), nullable=True),
+        Column("action", String(64), nullable=False, index=True),
+        Column("target", String(256), nullable=True),
+        Column("project_id", String(64), nullable=True),
+        Column("client", String(128), nullable=True),
+        Column("records", Integer(), nullable=True),
+        Column("success", Boolean(), nullable=False, server_default=true()),
+        Column("detail", json_type(), nullable=True),
+    )

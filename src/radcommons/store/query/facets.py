@@ -1,0 +1,179 @@
+"""Facet counts: how many records of a query fall in each value (or bin) of each field.
+
+Computed by the database (one GROUP BY per field), so they cost the same on 1,000 or
+1,000,000 records of Python memory: nothing. A field may be the node's own
+(``modality``), a parent's (``case.sex`` on series: records are still counted once each),
+or a list (``study_modality``: a study with CT and CR counts in both). Numeric fields can
+be binned; records without a value are counted in a missing bucket (value ``None``).
+
+Small-cell suppression (``min_count``) is for callers who may see aggregates only: counts
+from 1 to ``min_count - 1`` are reported as ``None``; when a field has exactly one such cell,
+the next smallest is suppressed too, so the hidden one cannot be recovered by subtracting
+the others from the total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Engine, case, column, func, or_, select, true
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from radcommons.dictionary import PropertyType
+from radcommons.errors import UserError
+from radcommons.store.query import graph
+from radcommons.store.query.compile import Compiler, ParentJoins, Projects, normalize_projects
+from radcommons.store.query.pages import Filter, _split, as_expr
+
+#: Common bins for ages at index (the Census / REACT / MIDRC sequestration boundaries).
+AGE_BINS = (0, 18, 30, 40, 50, 65, 75, 85, 90)
+
+
+class Bucket(NamedTuple):
+    """One facet value (``None``: missing) and its count (``None``: suppressed)."""
+
+    value: Any
+    count: int | None
+
+
+def facets(
+    engine: Engine,
+    node: str,
+    filter: Filter = None,
+    fields: Sequence[str] = (),
+    *,
+    bins: Mapping[str, Sequence[float]] | None = None,
+    projects: Projects = None,
+    min_count: int | None = None,
+    top: int | None = None,
+    missing: bool = True,
+) -> dict[str, list[Bucket]]:
+    """Counts of ``node`` records matching ``filter``, per value of each of ``fields``.
+
+    ``bins`` maps numeric fields to ascending edges: ``[0, 18, 30]`` gives buckets ``"0-17"``,
+    ``"18-29"`` and ``"30+"`` (``"<0"`` too when values fall below the first edge); every
+    bin is listed, empty ones with 0. Other fields list their values by count, largest first
+    (``top`` keeps the largest N). The missing bucket comes last (``missing=False`` drops it).
+    """
+    bins = dict(bins or {})
+    unknown = set(bins) - set(fields)
+    if unknown:
+        raise UserError(f"bins given for fields not faceted: {sorted(unknown)}")
+    if min_count is not None and min_count < 1:
+        raise UserError("min_count must be at least 1")
+    expr = as_expr(node, filter)
+    out: dict[str, list[Bucket]] = {}
+    with engine.connect() as connection:
+        for name in fields:
+            buckets = _facet(connection, node, expr, name, bins.get(name), projects, top)
+            if not missing:
+                buckets = [b for b in buckets if b.value is not None]
+            out[name] = suppress(buckets, min_count) if min_count else buckets
+    return out
+
+
+def _facet(connection: Connection, node: str, expr: Any, name: str, edges: Sequence[float] | None,
+           projects: Projects, top: int | None) -> list[Bucket]:
+    compiler = Compiler(connection.dialect.name, normalize_projects(projects))
+    table = compiler.alias(node)
+    joins = ParentJoins(compiler, node, table)
+    col = joins.column(name)
+    info = graph.field(compiler.dictionary, *_split(node, name))
+    where = compiler.where(node, expr, table)
+    if info.is_array:
+        if edges is not None:
+            raise UserError(f"cannot bin the list field {name!r}")
+        return _array_facet(connection, compiler.dialect, joins, col, where, top)
+    if edges is not None:
+        return _binned(connection, joins, col, where, info, edges)
+    statement = select(col, func.count()).select_from(joins.joined).where(where).group_by(col)
+    rows = connection.execute(statement).all()
+    values = sorted(((v, int(n)) for v, n in rows if v is not None), key=lambda vn: (-vn[1], str(vn[0])))
+    if top is not None:
+        values = values[:top]
+    buckets = [Bucket(v, n) for v, n in values]
+    missing = sum(int(n) for v, n in rows if v is None)
+    if missing:
+        buckets.append(Bucket(None, missing))
+    return buckets
+
+
+def _binned(connection: Connection, joins: ParentJoins, col: ColumnElement[Any], where: ColumnElement[bool],
+            info: graph.FieldInfo, edges: Sequence[float]) -> list[Bucket]:
+    if not info.is_numeric:
+        raise UserError(f"cannot bin {info.name!r}: it is not numeric")
+    edges = list(edges)
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise UserError(f"bins of {info.name!r} must be ascending numbers, got {edges}")
+    # Bin number: -1 below the first edge, i for [edges[i], edges[i+1]), len-1 from the last edge.
+    whens = [(col.is_(None), None), (col < edges[0], -1)]
+    whens += [(col < high, i) for i, high in enumerate(edges[1:])]
+    index = case(*whens, else_=len(edges) - 1).label("bin")
+    statement = select(index, func.count()).select_from(joins.joined).where(where).group_by(index)
+    counts = {row[0]: int(row[1]) for row in connection.execute(statement).all()}
+    labels = bin_labels(edges, integer=info.element is PropertyType.INTEGER)
+    buckets = []
+    if counts.get(-1):
+        buckets.append(Bucket(f"<{_num(edges[0])}", counts[-1]))
+    buckets += [Bucket(label, counts.get(i, 0)) for i, label in enumerate(labels)]
+    if counts.get(None):
+        buckets.append(Bucket(None, counts[None]))
+    return buckets
+
+
+def bin_labels(edges: Sequence[float], *, integer: bool) -> list[str]:
+    """``[0, 18, 30]`` -> ``["0-17", "18-29", "30+"]`` (integers) or ``["0-<18", "18-<30", "30+"]``."""
+    labels = []
+    for low, high in zip(edges, edges[1:]):
+        if integer and float(low).is_integer() and float(high).is_integer():
+            labels.append(f"{_num(low)}-{_num(high - 1)}" if high - 1 != low else _num(low))
+        else:
+            labels.append(f"{_num(low)}-<{_num(high)}")
+    labels.append(f"{_num(edges[-1])}+")
+    return labels
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _array_facet(connection: Connection, dialect: str, joins: ParentJoins, col: ColumnElement[Any],
+                 where: ColumnElement[bool], top: int | None) -> list[Bucket]:
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(col).table_valued(column("value", JSONB)).lateral()
+        length = func.jsonb_array_length(col)
+    else:
+        elements = func.json_each(col).table_valued("value")
+        length = func.json_array_length(col)
+    statement = (
+        select(elements.c.value, func.count())
+        .select_from(joins.joined.join(elements, true()))
+        .where(where)
+        .group_by(elements.c.value)
+    )
+    rows = sorted(((v, int(n)) for v, n in connection.execute(statement).all()), key=lambda vn: (-vn[1], str(vn[0])))
+    if top is not None:
+        rows = rows[:top]
+    buckets = [Bucket(v, n) for v, n in rows]
+    empty = select(func.count()).select_from(joins.joined).where(where, or_(col.is_(None), length == 0))
+    missing = int(connection.execute(empty).scalar_one())
+    if missing:
+        buckets.append(Bucket(None, missing))
+    return buckets
+
+
+def suppress(buckets: list[Bucket], min_count: int) -> list[Bucket]:
+    """Counts from 1 to ``min_count - 1`` become ``None``, plus one more if only one was hidden."""
+    small = [i for i, b in enumerate(buckets) if b.count is not None and 0 < b.count < min_count]
+    if len(small) == 1:
+        others = [i for i, b in enumerate(buckets) if b.count and i not in small]
+        if others:
+            small.append(min(others, key=lambda i: buckets[i].count or 0))
+    return [Bucket(b.value, None) if i in small else b for i, b in enumerate(buckets)]
+
+
+def suppressed_count(value: int, min_count: int | None) -> int | None:
+    """A total under the same rule: ``None`` for 1 to ``min_count - 1``."""
+    return None if min_count and 0 < value < min_count else value

@@ -1,0 +1,217 @@
+"""Site clinical files -> data dictionary records: recognition, dates, pseudonyms, privacy rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from conftest import KEY
+
+from radcommons.clinical import (
+    ERROR,
+    ImagingStudy,
+    SourceTable,
+    convert_clinical,
+    load_mapping,
+    read_tables,
+)
+from radcommons.deid import patient_pseudonym
+from radcommons.dictionary import validate_records
+from radcommons.dictionary.values import looks_like_date
+from radcommons.errors import UserError
+
+SITES = {"site_a": ".csv", "site_b": ".tsv", "site_c": ".xlsx"}
+
+
+def _site_tables(corpus: Path, site: str, corrections: bool = False) -> list[SourceTable]:
+    folder = corpus / site / "clinical"
+    files = [p for p in sorted(folder.iterdir()) if corrections or "corrections" not in p.name]
+    return read_tables(files)
+
+
+def _table(name: str, columns: list[str], *rows: list[object]) -> SourceTable:
+    return SourceTable(f"{name}.csv", None, tuple(columns),
+                       tuple((i, dict(zip(columns, row))) for i, row in enumerate(rows, start=2)))
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_each_site_converts_to_valid_records(corpus: Path, site: str) -> None:
+    tables = _site_tables(corpus, site)
+    assert {Path(t.file).suffix for t in tables} == {SITES[site]}
+    result = convert_clinical(tables, key=KEY, site=site, project="Open-T1",
+                              studies=[ImagingStudy(mrn, f"2.25.{i}", dt.date(2021, 1, 1))
+                                       for i, mrn in enumerate(_mrns(tables))])
+    assert result.errors == ()
+    by_node = result.by_node()
+    assert set(by_node) >= {"case", "imaging_study", "measurement", "visit", "condition"}
+    for node, rows in by_node.items():
+        assert validate_records(rows, node).problems == (), node
+    assert len(by_node["case"]) == 4
+
+
+def _mrns(tables: list[SourceTable]) -> list[str]:
+    demo = next(t for t in tables if t.name.lower() in ("demographics", "patients"))
+    column = demo.columns[0]
+    return [str(cells[column]) for _, cells in demo.rows]
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_no_calendar_dates_or_names_leave(corpus: Path, site: str) -> None:
+    tables = _site_tables(corpus, site)
+    result = convert_clinical(tables, key=KEY, site=site, project="Open-T1")
+    forbidden: set[str] = set()
+    for table in tables:
+        for _, cells in table.rows:
+            for column, value in cells.items():
+                if column in ("PatientName", "Patient Name", "last_name", "first_name"):
+                    forbidden |= {p.strip() for p in str(value).replace("^", ",").split(",") if p.strip()}
+                if isinstance(value, (dt.date, dt.datetime)):
+                    forbidden.add(value.strftime("%Y-%m-%d"))
+    assert forbidden
+    for record in result.records:
+        for key, value in record.values.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    assert looks_like_date(item) is None, (key, item)
+                    assert item not in forbidden, (key, item)
+                assert not isinstance(item, (dt.date, dt.datetime)), key
+        assert not {"birth_date", "dob", "mrn"} & set(record.values)
+
+
+def test_case_ids_are_the_image_pseudonyms(corpus: Path) -> None:
+    tables = _site_tables(corpus, "site_a")
+    result = convert_clinical(tables, key=KEY, site="SITE_A", project="P")
+    mrns = _mrns(tables)
+    assert {r.submitter_id for r in result.records if r.node == "case"} == {
+        patient_pseudonym(KEY, "SITE_A", mrn) for mrn in mrns}
+
+
+def test_days_count_from_the_first_positive_test_then_first_study() -> None:
+    demo = _table("demographics", ["MRN", "DOB", "Sex", "Race", "Ethnicity", "Zip"],
+                  ["1", "1950-06-01", "F", "White", "Not Hispanic or Latino", "94110"],
+                  ["2", "1960-01-01", "M", "Asian", "Hispanic", "19104"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "TestMethod", "Result"],
+                   ["1", "2021-03-01", "RT-PCR", "Negative"], ["1", "2021-03-05", "PCR", "Positive"])
+    studies = [ImagingStudy("1", "2.25.1", dt.date(2021, 3, 7), "XR CHEST", ("CR",)),
+               ImagingStudy("2", "2.25.2", dt.date(2022, 2, 2), "CT CHEST", ("CT",))]
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
+    assert result.errors == ()
+    rows = result.by_node()
+    cases = {c["submitter_id"]: c for c in rows["case"]}
+    one, two = patient_pseudonym(KEY, "S", "1"), patient_pseudonym(KEY, "S", "2")
+    assert cases[one]["index_event"] == "COVID-19 Test" and cases[one]["covid19_positive"] == "Yes"
+    assert cases[one]["age_at_index"] == 70
+    assert cases[two]["index_event"] == "First Imaging Study" and cases[two]["covid19_positive"] == "Not Reported"
+    assert sorted(m["days_to_test"] for m in rows["measurement"]) == [-4, 0]
+    assert {m["test_method"] for m in rows["measurement"]} == {"RT-PCR"}
+    study = next(s for s in rows["imaging_study"] if s["study_uid"] == "2.25.1")
+    assert study["days_to_study"] == 2 and study["days_from_study_to_pos_covid_test"] == [-2]
+    assert study["days_from_study_to_neg_covid_test"] == [-6]
+    assert study["study_year_shifted"] is True and abs(study["study_year"] - 2021) <= 1
+    assert next(s for s in rows["imaging_study"] if s["study_uid"] == "2.25.2")["days_to_study"] == 0
+
+
+def test_ages_over_89_and_restricted_zip3(tmp_path: Path) -> None:
+    demo = _table("patients", ["mrn", "birth_date", "gender", "zip_code"],
+                  ["old", "01/02/1920", "F", "03601"], ["young", "01/02/1990", "M", "94110"],
+                  ["edge", "03/05/1931", "M", "94110-1234"])
+    tests = _table("sars_cov2_tests", ["mrn", "collection_date", "result_text"],
+                   ["old", "03/05/2021", "Positive"], ["young", "03/05/2021", "Negative"],
+                   ["edge", "03/05/2021", "Negative"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    assert result.errors == ()
+    cases = {r.patient_id: r.values for r in result.records if r.node == "case"}
+    assert "age_at_index" not in cases["old"] and cases["old"]["age_at_index_gt89"] == "Yes"
+    assert cases["old"]["zip"] == "000"  # 036 is a HIPAA restricted three-digit area
+    assert cases["young"]["age_at_index"] == 31 and cases["young"]["zip"] == "941"
+    # 90 on the day of the index event: over 89.
+    assert "age_at_index" not in cases["edge"] and cases["edge"]["age_at_index_gt89"] == "Yes"
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text('restricted_zip3: ["941"]\n')
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P", mapping=load_mapping(mapping_file))
+    assert {r.values["zip"] for r in result.records if r.node == "case"} == {"000"}
+
+
+def test_unknown_spellings_become_not_reported() -> None:
+    demo = _table("demographics", ["MRN", "Sex", "Race", "Ethnicity"],
+                  ["1", "U", "Unknown", "Unknown/Declined"], ["2", "Unknown", "Declined", "unknown"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-01-01", "Unknown"],
+                   ["2", "2021-01-01", "Positive"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    assert result.errors == ()
+    for case in result.by_node()["case"]:
+        assert case["sex"] == case["race"] == case["ethnicity"] == "Not Reported"
+    assert {m["test_result_text"] for m in result.by_node()["measurement"]} == {"Not Reported", "Positive"}
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_defect_file_is_reported_with_file_row_and_column(corpus: Path, site: str) -> None:
+    result = convert_clinical(_site_tables(corpus, site, corrections=True), key=KEY, site=site, project="P")
+    errors = [i for i in result.issues if i.severity == ERROR and "corrections" in (i.file or "")]
+    assert [(i.row, i.column, i.value, i.code) for i in errors] == [(2, "DOB", "2021-02-30", "bad_date")]
+    sex = next(i for i in result.issues if i.column == "Sex")
+    assert sex.row == 2 and sex.value == "X" and "Not Reported" in sex.message
+    # The rejected correction leaves the patient's original row in place.
+    assert len(result.by_node()["case"]) in (2, 4)
+
+
+def test_unknown_table_and_column_name_the_place_and_the_fix(tmp_path: Path) -> None:
+    demo = _table("demographics", ["MRN", "Sex", "Favourite Colour"], ["1", "F", "blue"])
+    notes = _table("notes", ["MRN", "Text"], ["1", "hello"])
+    result = convert_clinical([demo, notes], key=KEY, site="S", project="P")
+    codes = {(i.code, i.file, i.row, i.column) for i in result.errors}
+    assert ("unknown_column", "demographics.csv", 1, "Favourite Colour") in codes
+    assert ("unknown_table", "notes.csv", None, None) in codes
+    assert all("mapping file" in i.fix for i in result.errors if i.code.startswith("unknown"))
+    mapping_file = tmp_path / "site.yaml"
+    mapping_file.write_text("tables:\n  notes: ignore\ncolumns:\n  case:\n    Favourite Colour: ignore\n")
+    result = convert_clinical([demo, notes], key=KEY, site="S", project="P", mapping=load_mapping(mapping_file),
+                              studies=[ImagingStudy("1", "2.25.9", dt.date(2020, 1, 1))])
+    assert result.errors == ()
+
+
+def test_cross_references() -> None:
+    demo = _table("demographics", ["MRN", "Sex"], ["1", "F"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-01-01", "Positive"],
+                   ["9", "2021-01-02", "Negative"])
+    studies = [ImagingStudy("1", "2.25.1", dt.date(2021, 1, 3)), ImagingStudy("7", "2.25.2", dt.date(2021, 1, 3)),
+               ImagingStudy("1", "2.25.3", dt.date(2021, 1, 3)), ImagingStudy("7", "2.25.3", dt.date(2021, 1, 3))]
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
+    codes = sorted((i.code, i.file, i.row, i.value) for i in result.errors)
+    assert codes == [("missing_case", "images", None, "7"), ("orphan_row", "covid_tests.csv", 3, "9"),
+                     ("study_two_patients", "images", None, "2.25.3")]
+    sent = {r.values["study_uid"] for r in result.records if r.node == "imaging_study"}
+    assert sent == {"2.25.1"}
+
+
+def test_invalid_values_name_the_site_column() -> None:
+    demo = _table("demographics", ["MRN", "Sex", "Zip"], ["1", "Robot", "ABCDE"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "31/31/2021", "Positive"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    found = {(i.column, i.code) for i in result.errors}
+    assert found >= {("Sex", "unknown_value"), ("Zip", "bad_zip"), ("TestDate", "bad_date")}
+    assert next(i for i in result.errors if i.column == "Sex").allowed == ("Female", "Male", "Not Reported")
+
+
+def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tables: [unclosed\n")
+    with pytest.raises(UserError, match="bad.yaml"):
+        load_mapping(bad)
+    bad.write_text("columns:\n  case:\n    Gender: gendre\n")
+    with pytest.raises(UserError, match="unknown field 'gendre'"):
+        load_mapping(bad)
+    with pytest.raises(UserError, match="not found"):
+        load_mapping(tmp_path / "missing.yaml")
+
+
+def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        read_tables([tmp_path / "nope.csv"])
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(UserError, match="unsupported file type"):
+        read_tables([tmp_path / "x.pdf"])
+    (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="cannot read the workbook"):
+        read_tables([tmp_path / "broken.xlsx"])

@@ -1,0 +1,154 @@
+"""radcommons keygen / deid: the tree, the report, the registry, paths, resume, workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radcommons.deid import DeidContext, Registry, deidentify_tree, key_fingerprint, load_profile
+from radcommons.errors import UserError
+
+from conftest import KEY, PATIENT_ID, make_ct, samples_dir, write
+
+RADCOMMONS = [str(Path(sys.executable).parent / "radcommons")]
+
+
+def _corpus(root: Path) -> Path:
+    for i in range(3):
+        write(make_ct(sop_uid=f"1.2.826.0.1.3680043.8.498.9{i}"), root / f"DOE_JOHN/IM{i}.dcm")
+    write(make_ct(patient_id="OTHER-1", patient_name="ROE^JANE", study_uid="1.2.3.77", series_uid="1.2.3.78",
+                  sop_uid="1.2.3.79"), root / "ROE/IM1.dcm")
+    (root / "notes.txt").write_text("not dicom")
+    (root / "empty.dcm").write_bytes(b"")
+    return root
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_tree_report_registry(tmp_path):
+    src = _corpus(tmp_path / "src")
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    report = deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    counts = report.counts()
+    assert (counts["deidentified"], counts["withheld"], counts["rejected"], counts["total"]) == (4, 0, 2, 6)
+    data = json.loads(report.path.read_text())
+    assert {f["input"] for f in data["files"]} == set(_files(src))  # nothing silently dropped
+    assert report.path.parent == tmp_path / "state" / "reports"
+    assert stat.S_IMODE(report.path.stat().st_mode) == 0o600
+    for entry in data["files"]:
+        if entry["outcome"] == "deidentified":
+            assert (tmp_path / "dst" / entry["output"]).exists()
+            assert "DOE" not in entry["output"] and "IM" not in entry["output"]
+    with Registry(tmp_path / "state", key_fingerprint(KEY)) as registry:
+        assert registry.counts() == {"patients": 2, "studies": 2}
+        pseudonym = next(f["pseudonym"] for f in data["files"] if f["input"].startswith("DOE"))
+        assert registry.patient_by_pseudonym(pseudonym).patient_id == PATIENT_ID
+    with pytest.raises(UserError, match="another key"):
+        Registry(tmp_path / "state", key_fingerprint(bytes(32)))
+
+
+def test_parallel_equals_inline_and_is_deterministic(tmp_path):
+    src = _corpus(tmp_path / "src")
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    deidentify_tree(src, tmp_path / "one", ctx, state_dir=tmp_path / "s1", workers=1)
+    import radcommons.deid.tree as tree
+
+    old = tree.BATCH_SIZE
+    tree.BATCH_SIZE = 2  # several batches, so the Dask pool is really used
+    try:
+        deidentify_tree(src, tmp_path / "two", ctx, state_dir=tmp_path / "s2", workers=2)
+    finally:
+        tree.BATCH_SIZE = old
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_resume_after_interruption(tmp_path):
+    src = _corpus(tmp_path / "src")
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    first = deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    complete = _files(tmp_path / "dst")
+    # simulate a kill: one output missing, one half-written temp file left behind
+    victim = tmp_path / "dst" / next(o.output for o in first.outcomes if o.output)
+    victim.unlink()
+    (victim.parent / f".{victim.name}.999.partial").write_bytes(b"half")
+    second = deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    assert _files(tmp_path / "dst") == complete  # no duplicate, no partial, same bytes
+    assert second.counts()["already_present"] == 3
+
+
+def test_dangerous_paths_refused(tmp_path):
+    src = _corpus(tmp_path / "src")
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    with pytest.raises(UserError, match="state directory"):
+        deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "dst" / "state")
+    with pytest.raises(UserError, match="report"):
+        deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "s", report_path=tmp_path / "dst/r.json")
+    with pytest.raises(UserError, match="inside the source"):
+        deidentify_tree(src, src / "out", ctx, state_dir=tmp_path / "s")
+    with pytest.raises(UserError, match="does not exist"):
+        deidentify_tree(tmp_path / "nope", tmp_path / "dst", ctx, state_dir=tmp_path / "s")
+
+
+def _run(args, cwd):
+    return subprocess.run(RADCOMMONS + args, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_keygen_and_deid(tmp_path):
+    root = samples_dir()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):
+        (src / name).write_bytes((root / name).read_bytes())
+    (src / "junk.bin").write_bytes(b"junk")
+    run = _run(["keygen", "site.key"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    again = _run(["keygen", "site.key"], tmp_path)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+    run = _run(["deid", "src", "dst", "--site", "S1", "--key-file", "site.key", "--workers", "1"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "de-identified" in run.stdout
+    reports = list((tmp_path / "var/deid-state/S1/reports").glob("*.json"))
+    assert len(reports) == 1
+    data = json.loads(reports[0].read_text())
+    assert {f["input"]: f["outcome"] for f in data["files"]} == {
+        "ctbrain1.dcm": "deidentified", "ctbrain2.dcm": "withheld", "junk.bin": "rejected"}
+    assert "duplicate SOP Instance UID" in data["files"][1]["reason"]
+    bad = _run(["deid", "src", "dst", "--site", "S1", "--key-file", "missing.key"], tmp_path)
+    assert bad.returncode == 2 and "key file" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _run(["deid", "src", "dst", "--site", "S1", "--key-file", "site.key", "--state-dir", "dst/x"], tmp_path)
+    assert bad.returncode == 2 and "inside the destination" in bad.stderr
+    bad = _run(["deid", "nowhere", "dst", "--site", "S1", "--key-file", "site.key"], tmp_path)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    assert not any("SIMPSON" in p.name for p in (tmp_path / "dst").rglob("*"))
+    assert os.listdir(tmp_path / "dst")
+
+
+@pytest.mark.slow
+def test_synth_defects_corpus_every_file_reported(tmp_path):
+    help_text = subprocess.run(RADCOMMONS + ["synth", "--help"], capture_output=True, text=True).stdout
+    if "--defects" not in help_text:
+        pytest.skip("radcommons synth --defects is not available yet")
+    run = subprocess.run(
+        RADCOMMONS + ["synth", str(tmp_path / "syn"), "--sites", "1", "--patients", "2", "--seed", "5", "--small", "--defects"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    assert _run(["keygen", "k.key"], tmp_path).returncode == 0
+    run = _run(["deid", "syn", "out", "--site", "S1", "--key-file", "k.key", "--report", "r.json",
+                "--workers", "1"], tmp_path)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert {f["input"] for f in data["files"]} == set(_files(tmp_path / "syn"))
+    for entry in data["files"]:
+        if entry["outcome"] != "deidentified":
+            assert entry["reason"], entry
+    outcomes = {f["outcome"] for f in data["files"]}
+    assert "rejected" in outcomes and "deidentified" in outcomes
