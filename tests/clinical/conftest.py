@@ -8,8 +8,6 @@ import pytest
 
 from radcommons.synth.generate import generate
 
-KEY = bytes(range(32))
-
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import KEY
 
 from radcommons.clinical import (
     ERROR,
@@ -21,6 +20,7 @@ from radcommons.dictionary import validate_records
 from radcommons.dictionary.values import looks_like_date
 from radcommons.errors import UserError
 
+KEY = bytes(range(32))
 SITES = {"site_a": ".csv", "site_b": ".tsv", "site_c": ".xlsx"}
 
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from contribute_support import KEY, make_request
 
-from radcommons.clinical import load_mapping
-from radcommons.deid import DeidContext
-from radcommons.pipelines.contribute import ContributeRequest, ContributionPlan, prepare
+from radcommons.pipelines.contribute import ContributionPlan, prepare
 from radcommons.synth.generate import generate
-
-KEY = bytes(range(32))
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +24,6 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(KEY.hex() + "\n")
     path.chmod(0o600)
     return path
-
-
-def make_request(corpus: Path, site: str, state: Path, *, corrections: bool = False) -> ContributeRequest:
-    clinical = sorted(p for p in (corpus / site / "clinical").iterdir() if corrections or "corrections" not in p.name)
-    return ContributeRequest(
-        src=corpus / site, clinical=tuple(clinical), site=site.upper(), project="Open-T1",
-        context=DeidContext(key=KEY, site=site.upper(), review_pixels=False), state_dir=state,
-        mapping=load_mapping(), dataset=f"{site.upper()}_TEST", workers=1,
-    )
 
 
 @pytest.fixture(scope="session")

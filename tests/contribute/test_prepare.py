@@ -76,7 +76,7 @@ def test_nothing_private_is_staged_or_sent(plans: dict[str, ContributionPlan]) -
 
 
 def test_report_names_file_row_field_and_fix(corpus: Path, tmp_path: Path) -> None:
-    from conftest import make_request
+    from contribute_support import make_request
 
     from radcommons.pipelines.contribute import prepare
 

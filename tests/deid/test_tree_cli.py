@@ -14,7 +14,7 @@ import pytest
 from radcommons.deid import DeidContext, Registry, deidentify_tree, key_fingerprint, load_profile
 from radcommons.errors import UserError
 
-from conftest import KEY, PATIENT_ID, make_ct, samples_dir, write
+from conftest import KEY, PATIENT_ID, make_ct, write
 
 RADCOMMONS = [str(Path(sys.executable).parent / "radcommons")]
 
@@ -102,11 +102,11 @@ def _run(args, cwd):
 
 
 def test_cli_keygen_and_deid(tmp_path):
-    root = samples_dir()
     src = tmp_path / "src"
-    src.mkdir()
-    for name in ("ctbrain1.dcm", "ctbrain2.dcm"):
-        (src / name).write_bytes((root / name).read_bytes())
+    write(make_ct(), src / "ct1.dcm")
+    copy = make_ct()
+    copy.SeriesDescription = "same SOP Instance UID, other content"
+    write(copy, src / "ct2.dcm")
     (src / "junk.bin").write_bytes(b"junk")
     run = _run(["keygen", "site.key"], tmp_path)
     assert run.returncode == 0, run.stderr
@@ -119,7 +119,7 @@ def test_cli_keygen_and_deid(tmp_path):
     assert len(reports) == 1
     data = json.loads(reports[0].read_text())
     assert {f["input"]: f["outcome"] for f in data["files"]} == {
-        "ctbrain1.dcm": "deidentified", "ctbrain2.dcm": "withheld", "junk.bin": "rejected"}
+        "ct1.dcm": "deidentified", "ct2.dcm": "withheld", "junk.bin": "rejected"}
     assert "duplicate SOP Instance UID" in data["files"][1]["reason"]
     bad = _run(["deid", "src", "dst", "--site", "S1", "--key-file", "missing.key"], tmp_path)
     assert bad.returncode == 2 and "key file" in bad.stderr and "Traceback" not in bad.stderr
@@ -127,7 +127,7 @@ def test_cli_keygen_and_deid(tmp_path):
     assert bad.returncode == 2 and "inside the destination" in bad.stderr
     bad = _run(["deid", "nowhere", "dst", "--site", "S1", "--key-file", "site.key"], tmp_path)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
-    assert not any("SIMPSON" in p.name for p in (tmp_path / "dst").rglob("*"))
+    assert not any("DOE" in p.name for p in (tmp_path / "dst").rglob("*"))
     assert os.listdir(tmp_path / "dst")
 
 

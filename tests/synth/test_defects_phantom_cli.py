@@ -102,3 +102,14 @@ def test_cli_end_to_end_and_rejections(tmp_path: Path) -> None:
     as_file = subprocess.run([str(RADCOMMONS), "synth", str(out / "synth_manifest.json")],
                              capture_output=True, text=True, check=False)
     assert as_file.returncode == 2 and "not a folder" in as_file.stderr
+
+
+def test_relative_output_folder_with_defects(tmp_path: Path) -> None:
+    """A relative OUT (the way people type it) works with --defects too."""
+    run = subprocess.run(
+        [str(RADCOMMONS), "synth", "rel", "--sites", "1", "--patients", "1", "--seed", "2", "--small", "--defects"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert (tmp_path / "rel" / "defects_manifest.json").is_file()

@@ -1,7 +1,154 @@
-"""Placeholder: filled in by its area's work."""
+"""``radcommons admin``: users, their projects and their tokens (commons side)."""
 
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
+from radcommons.cli.context import DATABASE_HELP, open_index
+from radcommons.store.index.accounts import (
+    DEFAULT_TOKEN_DAYS,
+    add_user,
+    create_token,
+    grant_projects,
+    list_tokens,
+    list_users,
+    revoke_token,
+)
+from radcommons.store.index.system import ROLES
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Manage the commons' users, project grants and API tokens.\n\n"
+    "Example: radcommons admin user add site-a-uploader --role contributor --project Open-A1 --site SITE_A",
+)
+user_app = typer.Typer(no_args_is_help=True, help="Users and their projects.\n\n"
+                       "Example: radcommons admin user list")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (only their hash is stored).\n\n"
+                        "Example: radcommons admin token create site-a-uploader --expires-days 30")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+_URL = typer.Option(None, "--url", help=DATABASE_HELP)
+
+
+def _when(value: object) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"  # type: ignore[attr-defined]
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="User name (unique), e.g. site-a-uploader."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    project: list[str] = typer.Option([], "--project", help="Project the user may submit to (repeatable)."),
+    site: str | None = typer.Option(None, "--site", help="The contributor's site; it may submit only for it."),
+    url: str | None = _URL,
+) -> None:
+    """Create a user with a role, project grants and a site.
+
+    Example: radcommons admin user add site-a-uploader --role contributor --project Open-A1 --site SITE_A
+    """
+    engine = open_index(url)
+    try:
+        user = add_user(engine, name, role, site_id=site, projects=project)
+    finally:
+        engine.dispose()
+    typer.echo(f"added user {user.name} ({user.role}, site {user.site_id or '-'}, "
+               f"projects {', '.join(user.projects) or '-'})")
+
+
+@user_app.command("grant")
+def user_grant(
+    name: str = typer.Argument(..., help="User name."),
+    project: list[str] = typer.Option(..., "--project", help="Project to grant (repeatable)."),
+    revoke: bool = typer.Option(False, "--revoke", help="Take the projects away instead."),
+    url: str | None = _URL,
+) -> None:
+    """Grant projects to a user (or take them away with --revoke).
+
+    Example: radcommons admin user grant site-a-uploader --project Open-A2
+    """
+    engine = open_index(url)
+    try:
+        user = grant_projects(engine, name, project, revoke=revoke)
+    finally:
+        engine.dispose()
+    typer.echo(f"user {user.name} projects: {', '.join(user.projects) or '-'}")
+
+
+@user_app.command("list")
+def user_list(url: str | None = _URL) -> None:
+    """List users, roles, sites and projects.
+
+    Example: radcommons admin user list
+    """
+    engine = open_index(url)
+    try:
+        users = list_users(engine)
+    finally:
+        engine.dispose()
+    table = Table(title="users")
+    for column in ("name", "role", "site", "projects", "created"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(user.name, user.role, user.site_id or "-", ", ".join(user.projects) or "-",
+                      _when(user.created_at))
+    Console(soft_wrap=True).print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="The user the token acts as."),
+    expires_days: float = typer.Option(DEFAULT_TOKEN_DAYS, "--expires-days", help="Days until it expires."),
+    label: str | None = typer.Option(None, "--label", help="A note, e.g. where the token is used."),
+    url: str | None = _URL,
+) -> None:
+    """Make an API token and print it ONCE (only its hash is stored): save it in a file (chmod 600).
+
+    Example: radcommons admin token create site-a-uploader --expires-days 30 > var/secrets/commons.token
+    """
+    engine = open_index(url)
+    try:
+        token, info = create_token(engine, name, expires_days=expires_days, label=label)
+    finally:
+        engine.dispose()
+    Console(stderr=True).print(
+        f"token {info.id} for {info.user}, expires {_when(info.expires_at)}; it is shown only now", highlight=False)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(..., help="The token's id (see: admin token list)."),
+                 url: str | None = _URL) -> None:
+    """Revoke a token at once; requests with it then get 401 token_revoked.
+
+    Example: radcommons admin token revoke 3
+    """
+    engine = open_index(url)
+    try:
+        info = revoke_token(engine, token_id)
+    finally:
+        engine.dispose()
+    typer.echo(f"token {info.id} of {info.user} revoked at {_when(info.revoked_at)}")
+
+
+@token_app.command("list")
+def token_list(user: str | None = typer.Option(None, "--user", help="Only this user's tokens."),
+               url: str | None = _URL) -> None:
+    """List tokens (ids, users, states, dates; never the secrets).
+
+    Example: radcommons admin token list --user site-a-uploader
+    """
+    engine = open_index(url)
+    try:
+        tokens = list_tokens(engine, user)
+    finally:
+        engine.dispose()
+    table = Table(title="tokens")
+    for column in ("id", "user", "state", "label", "created", "expires", "last used"):
+        table.add_column(column)
+    for info in tokens:
+        table.add_row(str(info.id), info.user, info.state, info.label or "-", _when(info.created_at),
+                      _when(info.expires_at), _when(info.last_used_at))
+    Console(soft_wrap=True).print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -128,7 +129,18 @@ def main() -> None:
         if callable(show) and isinstance(exit_code, int):
             show()
             sys.exit(exit_code)
-        raise
+        if os.environ.get("RADCOMMONS_DEBUG"):
+            raise
+        # A bug of ours: one clear line, and the traceback only on request.
+        err_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {error}", highlight=False
+        )
+        err_console.print(
+            "[yellow]hint:[/] this is a bug in radcommons; rerun with RADCOMMONS_DEBUG=1 for the "
+            "traceback and report it",
+            highlight=False,
+        )
+        sys.exit(3)
     # Commands return None; an int here is an exit code from typer.Exit / ctx.exit.
     if isinstance(result, int) and not isinstance(result, bool):
         sys.exit(result)

@@ -84,7 +84,7 @@ def command(
     err = Console(stderr=True)
     try:
         if client is not None:
-            _check_server(client, server)
+            _check_server(server, token_file)
         plan = _with_bar(err, "de-identifying", lambda progress: prepare(request, deid_progress=progress))
         _show_plan(console, plan)
         if dry_run:
@@ -102,11 +102,13 @@ def command(
             client.close()
 
 
-def _check_server(client, server: str) -> None:
-    from radcommons.client import CommonsError
+def _check_server(server: str, token_file) -> None:
+    """Fail fast (before de-identifying anything) when the commons is away or refuses the token."""
+    from radcommons.client import CommonsClient, CommonsError
 
     try:
-        client.whoami()
+        with CommonsClient.from_token_file(server, token_file, retries=2, backoff=0.2, timeout=15) as probe:
+            probe.whoami()
     except CommonsError as error:
         raise UserError(f"the commons at {server} refused or did not answer: {error.message}",
                         error.hint or "check --server and the network, and that your token is valid") from error

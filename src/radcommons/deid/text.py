@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -63,6 +64,13 @@ _IDENTIFIER_KEYWORDS = (
     "PatientInsurancePlanCodeSequence",
 )
 _DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+#: the same as tags (looked up once: keyword lookups cost on every file)
+_IDENTIFIER_TAGS = tuple(
+    (tag_for_keyword(k), k.endswith(("Name", "Names")) or "Physician" in k)
+    for k in _IDENTIFIER_KEYWORDS
+    if not k.endswith("Sequence")
+)
+_DATE_TAGS = tuple(tag_for_keyword(k) for k in _DATE_KEYWORDS)
 
 #: Words too common in institution names to be identifying on their own (the whole
 #: name is still removed as a phrase).
@@ -171,18 +179,14 @@ def collect_identifiers(ds: Dataset) -> Identifiers:
                     words.add(part)
 
     def visit(dataset: Dataset, depth: int) -> None:
-        for keyword in _IDENTIFIER_KEYWORDS:
-            element = dataset.get(keyword)
-            if element is None:
-                continue
-            if keyword.endswith("Sequence"):
-                continue
-            for value in _values(element):
-                add(value, is_name=keyword.endswith("Name") or keyword.endswith("Names")
-                    or "Physician" in keyword or keyword == "OperatorsName")
-        for keyword in _DATE_KEYWORDS:
-            for value in _values(dataset.get(keyword)):
-                phrases.update(date_variants(value))
+        for tag, is_name in _IDENTIFIER_TAGS:
+            if tag in dataset:
+                for value in _values(dataset[tag].value):
+                    add(value, is_name=is_name)
+        for tag in _DATE_TAGS:
+            if tag in dataset:
+                for value in _values(dataset[tag].value):
+                    phrases.update(date_variants(value))
         other_ids = dataset.get("OtherPatientIDsSequence")
         if other_ids:
             for item in other_ids:

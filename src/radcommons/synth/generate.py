@@ -422,7 +422,7 @@ def generate(
     Raises :class:`~radcommons.errors.UserError` for bad arguments (no sites or
     patients, ``out`` a file, or a non-empty folder without ``force``).
     """
-    out = Path(out)
+    out = Path(out).absolute()
     check_arguments(out, sites, patients, force)
     if out.is_dir():
         _clear(out)

@@ -32,6 +32,7 @@ from radcommons.dictionary import load_dictionary
 from radcommons.errors import UserError
 from radcommons.store.index import get_metadata
 from radcommons.store.query import graph
+from radcommons.store.query.ast import MATCH_ALL
 from radcommons.store.query.compile import Compiler, Projects, normalize_projects
 from radcommons.store.query.parse import parse_filter
 
@@ -191,7 +192,7 @@ def freeze(
             in_cohort = select(member.c.record_id).where(member.c.cohort_id == cohort_id, member.c.node == node)
             files = select(literal(cohort_id), literal("instance"), instance.c.id, instance.c.project_id,
                            instance.c.submitter_id, instance.c.object_id).where(
-                compiler.where("instance", _match_all(), instance), *conditions, ancestor.c.id.in_(in_cohort))
+                compiler.where("instance", MATCH_ALL, instance), *conditions, ancestor.c.id.in_(in_cohort))
             instance_count = connection.execute(insert(member).from_select(columns, files)).rowcount
         digest = _hash(connection, cohort_id)
         identifier = _identifier(connection, digest, cohort_id)
@@ -206,12 +207,6 @@ def freeze(
                 instance_count=instance_count)
         )
         return _get(connection, cohort_id)
-
-
-def _match_all() -> Any:
-    from radcommons.store.query.ast import MATCH_ALL
-
-    return MATCH_ALL
 
 
 def _identifier(connection: Connection, digest: str, cohort_id: int) -> str | None:

@@ -80,14 +80,17 @@ class _Parser:
                             'combine several with {"and": [...]}')
         op, arg = next(iter(data.items()))
         at = f"{where}.{op}" if where else op
-        node = scopes[-1][1]
         if op in ("and", "or"):
             if not isinstance(arg, Sequence) or isinstance(arg, str):
                 raise UserError(f"{at}: expects a list of filters")
             items = tuple(self.expr(item, scopes, f"{at}[{i}]", depth + 1) for i, item in enumerate(arg))
             if not items:
                 raise UserError(f"{at}: expects at least one filter")
-            return items[0] if len(items) == 1 else (And(items) if op == "and" else Or(items))
+            if len(items) == 1:
+                return items[0]
+            if op == "and":  # flatten: "within" and multi-field objects are Ands themselves
+                return And(tuple(part for item in items for part in (item.items if isinstance(item, And) else (item,))))
+            return Or(items)
         if op == "not":
             return Not(self.expr(arg, scopes, at, depth + 1))
         if op == "exists":
@@ -109,21 +112,26 @@ class _Parser:
         if not isinstance(arg, Mapping) or not arg:
             raise UserError(f"{at}: expects an object of field: value, e.g. {{\"{op}\": {{\"age_at_index\": 50}}}}")
         parts = [self.field_op(op, name, value, scopes, f"{at}.{name}", depth) for name, value in arg.items()]
-        del node
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def linked(self, name: str, scopes: list[tuple[str, str]], where: str, make: Any, depth: int) -> Expr:
         """``make(field)`` on the current node, or inside an exists for ``node_type.field``."""
         node = scopes[-1][1]
         if "." not in name:
-            graph.field(self.d, node, name)
+            self._field(node, name, where)
             return cast(Expr, make(name))
         target, _, rest = name.partition(".")
         if "." in rest or not rest:
             raise UserError(f"{where}: {name!r} must be field or node_type.field")
         path = self._path(node, target, where)
-        graph.field(self.d, target, rest)
+        self._field(target, rest, where)
         return Exists(target, path, cast(Expr, make(rest)), alias=target)
+
+    def _field(self, node: str, name: str, where: str) -> graph.FieldInfo:
+        try:
+            return graph.field(self.d, node, name)
+        except UserError as error:
+            raise UserError(f"{where}: {error.message}", error.hint) from None
 
     def _path(self, node: str, target: str, where: str) -> tuple[Any, ...]:
         try:
@@ -141,7 +149,7 @@ class _Parser:
             path = self._path(node, target, where)
             inner_scopes = [*scopes, (target, target)]
             return Exists(target, path, self.field_op(op, rest, value, inner_scopes, where, depth), alias=target)
-        info = graph.field(self.d, node, name)
+        info = self._field(node, name, where)
         if op in COMPARE_OPS:
             if info.is_array:
                 raise UserError(f"{where}: {node}.{name} is a list; use {{\"contains\": {{\"{name}\": ...}}}}")
@@ -204,7 +212,7 @@ class _Parser:
         if node is None:
             raise UserError(f"{where}: {scope!r} is not an enclosing node of this filter",
                             "references can name: " + ", ".join(alias for alias, _ in scopes))
-        other = graph.field(self.d, node, name)
+        other = self._field(node, name, where)
         offset = value.get("offset", 0)
         if not _is_number(offset):
             raise UserError(f"{where}: offset must be a number")

@@ -1,0 +1,67 @@
+"""``radcommons contribute`` as a site runs it: dry run, and clear messages for bad input (no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "radcommons", "contribute", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def test_dry_run_shows_what_would_leave(corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    result = run(str(corpus / "site_a"), "--clinical", str(corpus / "site_a" / "clinical" / "demographics.csv"),
+                 "--clinical", str(corpus / "site_a" / "clinical" / "covid_tests.csv"),
+                 "--clinical", str(corpus / "site_a" / "clinical" / "encounters.csv"),
+                 "--site", "SITE_A", "--project", "Open-T1", "--key-file", str(key_file), "--state-dir", str(state),
+                 "--dry-run", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "what would leave the site" in out and "dry run" in out and "nothing was sent" in out
+    assert "case records" in out and "imaging_study records" in out and "study 2.25." in out
+    assert "withheld" in out and "rejected" in out  # the deid table with reasons
+    assert "Traceback" not in result.stderr
+    reports = sorted((state / "reports").glob("contribute-*.json"))
+    assert reports and json.loads(reports[-1].read_text())["leaving"]["studies"] > 0
+    assert any((state / "staging").rglob("*.dcm"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/nonexistent/src"], "the source /nonexistent/src does not exist"),
+        (["SRC", "--dry-run", "--clinical", "/nonexistent/c.csv"], "clinical file /nonexistent/c.csv not found"),
+        (["SRC", "--token-file", "/nonexistent/token", "--server", "http://127.0.0.1:9"], "token file"),
+        (["SRC", "--server", "http://127.0.0.1:9"], "--token-file is required"),
+        (["SRC", "--token-file", "TOKEN", "--server", "http://127.0.0.1:9"], "did not answer"),
+        (["SRC", "--dry-run", "--mapping", "/nonexistent/m.yaml"], "mapping file /nonexistent/m.yaml not found"),
+    ],
+)
+def test_bad_input_is_explained(corpus: Path, key_file: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    token = tmp_path / "token"
+    token.write_text("rc_test\n")
+    args = [str(corpus / "site_a") if a == "SRC" else str(token) if a == "TOKEN" else a for a in args]
+    result = run(*args, "--site", "SITE_A", "--project", "P", "--key-file", str(key_file),
+                 "--state-dir", str(tmp_path / "state"), "--workers", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unmapped_sheet_is_an_error_with_the_fix(corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "lab_notes.csv"
+    odd.write_text("MRN,Note\n1,hello\n")
+    one_patient = next(p for p in sorted((corpus / "site_a").iterdir()) if "_MRN" in p.name)  # keep it fast
+    result = run(str(one_patient), "--clinical", str(odd), "--site", "SITE_A", "--project", "P",
+                 "--key-file", str(key_file), "--state-dir", str(tmp_path / "state"), "--dry-run", "--workers", "1")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "cannot tell what the file 'lab_notes' holds" in text
+    assert "tables:" in text

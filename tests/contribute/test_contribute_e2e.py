@@ -1,0 +1,90 @@
+"""End to end against a real ``radcommons serve``: contribute, kill -9 mid-upload, rerun, receipt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real server on a fresh SQLite index and local object store; yields (url, token file)."""
+    root = tmp_path_factory.mktemp("commons")
+    env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{root / 'index.db'}",
+           "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects"), "COLUMNS": "200"}
+    if "Not yet written" in _cli("serve", "--help", env=env).stdout:
+        pytest.skip("needs the commons server (radcommons serve is not written yet)")
+    for args in (["db", "upgrade"], ["admin", "user", "add", "site-a", "--role", "contributor", "--project",
+                                     "Open-T1", "--site", "SITE_A"]):
+        result = _cli(*args, env=env)
+        assert result.returncode == 0, result.stderr
+    token = _cli("admin", "token", "create", "site-a", env=env)
+    assert token.returncode == 0, token.stderr
+    token_file = root / "token"
+    token_file.write_text(token.stdout)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "radcommons", "serve", "--port", str(port), "--state-dir",
+                               str(root / "state"), "--log-level", "warning"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    try:
+        yield url, token_file
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+
+
+def test_contribute_killed_and_resumed_sends_nothing_twice(commons: tuple[str, Path], corpus: Path,
+                                                          key_file: Path, tmp_path: Path) -> None:
+    url, token_file = commons
+    state = tmp_path / "state"
+    clinical = [str(p) for p in sorted((corpus / "site_b" / "clinical").iterdir()) if "corrections" not in p.name]
+    args = ["contribute", str(corpus / "site_b"), *sum((["--clinical", c] for c in clinical), []),
+            "--site", "SITE_A", "--project", "Open-T1", "--server", url, "--token-file", str(token_file),
+            "--key-file", str(key_file), "--state-dir", str(state), "--workers", "1", "--dataset", "SITE_A_E2E"]
+    env = {**os.environ, "COLUMNS": "200"}
+    killed = subprocess.run([sys.executable, str(HERE / "kill_after.py"), "5", *args], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert not list((state / "receipts").glob("*.json")) if (state / "receipts").exists() else True
+
+    resumed = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    receipt_file = next((state / "receipts").glob("receipt-SITE_A_E2E-*.json"))
+    saved = json.loads(receipt_file.read_text())
+    upload, receipt = saved["upload"], saved["receipt"]
+    assert upload["confirmed_before"] >= 5  # not sent again, not even asked about
+    assert upload["sent"] + upload["confirmed_before"] + upload["already_on_server"] == upload["files"]
+    assert upload["sent"] == upload["files"] - upload["confirmed_before"]
+    instances = receipt["counts"]["instances"]
+    assert instances["indexed"] == upload["files"] and instances.get("rejected", 0) == 0
+    assert {s["status"] for s in receipt["studies"]} <= {"accepted", "partial"}
+    assert receipt["counts"]["clinical"]["rejected"] == 0
+    assert receipt["counts"]["clinical"]["accepted"] == sum(1 for r in saved["clinical_rows"])
+    assert "receipt (private)" in resumed.stdout

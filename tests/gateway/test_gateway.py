@@ -1,0 +1,142 @@
+"""The DIMSE gateway with dcmtk's echoscu/storescu as the real peers: de-identify on arrival, durable spool,
+completion after the quiet period, the contribute uploader, restart safety."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from radcommons.client import CommonsClient
+from radcommons.deid import DeidContext, patient_pseudonym
+from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
+from radcommons.synth.generate import generate
+
+KEY = bytes(range(32))
+pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu, echoscu) not installed")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gateway") / "synth"
+    generate(out, 1, 2, 3, small=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("secrets") / "deid.key"
+    path.write_text(KEY.hex() + "\n")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def radiographs(corpus: Path) -> list[Path]:
+    """CR/DX files (no burned-in text review needed: keeps the test fast)."""
+    found = []
+    for path in sorted((corpus / "site_a").rglob("*.dcm")):
+        if "CDROM" in path.parts:
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.Modality in ("CR", "DX"):
+            found.append(path)
+    return found
+
+
+def start_gateway(port: int, key_file: Path, state: Path, quiet: float = 1.0) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--port", str(port), "--site", "SITE_A",
+         "--project", "P", "--key-file", str(key_file), "--state-dir", str(state), "--quiet-seconds", str(quiet),
+         "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read() if process.stdout else "gateway exited")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the gateway did not start listening")
+
+
+def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    files = radiographs(corpus)
+    gateway = start_gateway(port, key_file, state)
+    try:
+        echo = subprocess.run(["echoscu", "-aec", "RCGW", "127.0.0.1", str(port)], capture_output=True, text=True)
+        assert echo.returncode == 0, echo.stderr
+        store = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), *map(str, files)],
+                               capture_output=True, text=True, timeout=120)
+        assert store.returncode == 0, store.stderr
+        # Every acknowledged instance is already on disk, de-identified.
+        spooled = spooled_files(state / "gateway")
+        assert len(spooled) == len(files)
+    finally:
+        gateway.send_signal(signal.SIGKILL)  # a crash, not a clean stop
+        gateway.wait(30)
+    mrns = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files}
+    pseudonyms = {patient_pseudonym(KEY, "SITE_A", mrn) for mrn in mrns}
+    for path in spooled:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.PatientIdentityRemoved == "YES" and ds.PatientID in pseudonyms
+        assert path.relative_to(state / "gateway" / "spool").parts[0] == ds.StudyInstanceUID
+    assert not list((state / "gateway" / "spool").rglob("*.partial"))
+    # Restarted, the gateway finds the spool as it was and declares the studies complete.
+    gateway = start_gateway(port, key_file, state)
+    try:
+        deadline = time.time() + 30
+        log = state / "gateway" / "events.jsonl"
+        while time.time() < deadline and '"complete"' not in log.read_text():
+            time.sleep(0.3)
+        assert '"complete"' in log.read_text()
+        assert len(spooled_files(state / "gateway")) == len(files)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        assert gateway.wait(30) == 0
+
+
+def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "contribute"))
+    from fake_commons import FakeCommons
+
+    fake = FakeCommons()
+    client = CommonsClient("http://commons.test", "t", transport=fake.transport(), backoff=0.001)
+    state = tmp_path / "state"
+    sender = commons_sender(client, state, server="http://commons.test", project="P", site="SITE_A")
+    config = GatewayConfig("RCGW", free_port(), DeidContext(key=KEY, site="SITE_A", review_pixels=False), state,
+                           host="127.0.0.1", quiet_seconds=60, check_seconds=3600)
+    gateway = Gateway(config, sender)
+    gateway.start()
+    try:
+        files = radiographs(corpus)
+        store = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(config.port), *map(str, files)],
+                               capture_output=True, text=True, timeout=120)
+        assert store.returncode == 0, store.stderr
+        assert gateway.flush() is None  # still within the quiet period
+        delivery = gateway.flush(now=time.time() + 61)
+    finally:
+        gateway.stop()
+    assert delivery is not None and delivery.receipt.status == "committed"
+    assert delivery.stats.sent == len(files) and len(fake.objects) == len(files)
+    assert spooled_files(state / "gateway") == []
+    assert len(list((state / "gateway" / "done").rglob("*.dcm"))) == len(files)
+    assert list((state / "receipts").glob("gateway-*.json"))
+    assert os.path.exists(state / "registry.sqlite")

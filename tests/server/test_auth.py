@@ -1,0 +1,91 @@
+"""401 without / with a bad, expired or revoked token; 403 for the wrong project, site or role."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import PROJECT, Commons
+
+from radcommons.store.index import make_engine
+from radcommons.store.index.accounts import create_token, revoke_token
+
+
+def _error(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "hint"} <= set(body["error"])
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+def test_tokens_and_roles(sqlite_commons: Commons) -> None:
+    c = sqlite_commons
+    with c.http(None) as anonymous:
+        assert anonymous.get("/health").json()["status"] == "ok"
+        response = anonymous.post("/submissions", json={"project": PROJECT, "dataset": "D1"})
+        assert response.status_code == 401 and _error(response)["code"] == "unauthorized"
+        assert _error(response)["hint"]
+        response = anonymous.get("/whoami", headers={"Authorization": "Bearer rc_not-a-token"})
+        assert response.status_code == 401 and _error(response)["code"] == "invalid_token"
+        response = anonymous.get("/whoami", headers={"Authorization": "Basic abc"})
+        assert response.status_code == 401
+
+    engine = make_engine(c.db_url)
+    try:
+        short, _ = create_token(engine, "uploader", expires_days=0.5 / 86400)
+        revoked, info = create_token(engine, "uploader")
+        revoke_token(engine, info.id)
+    finally:
+        engine.dispose()
+    time.sleep(0.6)
+    with c.http(None) as anonymous:
+        response = anonymous.get("/whoami", headers={"Authorization": f"Bearer {short}"})
+        assert response.status_code == 401 and _error(response)["code"] == "token_expired"
+        assert "expired" in _error(response)["message"]
+        response = anonymous.get("/whoami", headers={"Authorization": f"Bearer {revoked}"})
+        assert response.status_code == 401 and _error(response)["code"] == "token_revoked"
+
+    with c.http("uploader") as http:
+        assert http.get("/whoami").json()["projects"] == [PROJECT]
+        response = http.post("/submissions", json={"project": "Open-B1", "dataset": "D1"})
+        assert response.status_code == 403 and _error(response)["code"] == "forbidden"
+        response = http.post("/submissions", json={"project": PROJECT, "dataset": "D1", "site_id": "SITE_B"})
+        assert response.status_code == 403
+        own = http.post("/submissions", json={"project": PROJECT, "dataset": "D1"}).json()
+        assert http.get("/quarantine").status_code == 403
+    with c.http("other-site") as http:
+        assert http.get(f"/submissions/{own['id']}").status_code == 403
+    with c.http("reader") as http:
+        assert http.post("/submissions", json={"project": PROJECT, "dataset": "D1"}).status_code == 403
+    with c.http("curator") as http:
+        assert http.get(f"/submissions/{own['id']}").status_code == 200
+    # tokens never reach the log
+    log = (c.root / "server.log").read_text()
+    assert all(token not in log for token in c.tokens.values())
+
+
+def test_admin_cli(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from radcommons.cli import app
+    from radcommons.store.index import upgrade
+
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    upgrade(url)
+    runner = CliRunner()
+
+    def cli(*args: str):
+        return runner.invoke(app, [*args, "--url", url])
+
+    done = cli("admin", "user", "add", "site-a", "--role", "contributor", "--project", PROJECT, "--site", "SITE_A")
+    assert done.exit_code == 0, done.output
+    assert cli("admin", "user", "add", "site-a", "--role", "contributor", "--project", "X").exit_code != 0
+    assert cli("admin", "user", "add", "bob", "--role", "king").exit_code != 0
+    done = cli("admin", "token", "create", "site-a", "--expires-days", "7")
+    assert done.exit_code == 0, done.output
+    token = done.stdout.strip().splitlines()[-1]
+    assert token.startswith("rc_") and len(token) > 40
+    listing = cli("admin", "token", "list")
+    assert listing.exit_code == 0 and token not in listing.stdout and "active" in listing.stdout
+    assert cli("admin", "token", "revoke", "1").exit_code == 0
+    assert "revoked" in cli("admin", "token", "list").stdout
+    assert "site-a" in cli("admin", "user", "list").stdout

@@ -1,0 +1,124 @@
+"""The whole submission flow through a real server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, SITE, Commons, instances_of
+from sqlalchemy import select
+
+from radcommons.client import ConflictError, ManifestEntry, file_sha256
+from radcommons.store.index import counts, make_engine, node_tables
+from radcommons.store.objects import ObjectStore
+
+
+def clinical_cases(patients: list[str]) -> list[dict]:
+    return [{"submitter_id": p, "index_event": "COVID-19 Test", "age_at_index": 50, "age_at_index_gt89": "No",
+             "sex": "Female", "race": "White", "ethnicity": "Not Reported", "covid19_positive": "Yes"}
+            for p in patients]
+
+
+def test_full_flow(commons: Commons, deid_tree: Path) -> None:
+    instances = instances_of(deid_tree)
+    client = commons.client(chunk_size=16 * 1024)
+    submission = client.create_submission(PROJECT, "SITE_A_20260301")
+    assert submission.created and submission.status == "open" and submission.site_id == SITE
+    again = client.create_submission(PROJECT, "SITE_A_20260301")
+    assert again.id == submission.id and not again.created
+
+    # Interrupted upload: half the chunks by hand, then a new client resumes from the server's offset.
+    big = max(instances, key=lambda i: i.path.stat().st_size)
+    data = big.path.read_bytes()
+    digest = file_sha256(big.path)
+    half = (len(data) // 16384 // 2) * 16384
+    assert half > 0
+    with commons.http() as http:
+        for offset in range(0, half, 16384):
+            response = http.patch(f"/submissions/{submission.id}/files/{digest}",
+                                  content=data[offset:offset + 16384],
+                                  headers={"Upload-Offset": str(offset), "Upload-Length": str(len(data)),
+                                           "Content-Type": "application/offset+octet-stream"})
+            assert response.status_code == 200, response.text
+        assert http.head(f"/submissions/{submission.id}/files/{digest}").headers["Upload-Offset"] == str(half)
+    resumed = commons.client(chunk_size=16 * 1024).upload_file(submission.id, big.path)
+    assert resumed.sent == len(data) - half and not resumed.already_present
+
+    studies: dict[str, list[ManifestEntry]] = {}
+    for instance in instances:
+        result = client.upload_file(submission.id, instance.path)
+        studies.setdefault(instance.study_uid, []).append(
+            ManifestEntry(result.sha256, result.size, str(instance.path.relative_to(deid_tree))))
+    for study_uid, files in studies.items():
+        assert client.put_study_manifest(submission.id, study_uid, files)["missing"] == []
+
+    patients = sorted({i.patient_id for i in instances})
+    cases = client.post_clinical(submission.id, "case", clinical_cases(patients))
+    assert cases.accepted == len(patients) and cases.rejected == 0
+    first = instances[0]
+    measurements = [
+        {"submitter_id": "m-1", "case.submitter_id": first.patient_id, "test_method": "RT-PCR",
+         "test_result_text": "Positive", "days_to_test": 3},
+        {"submitter_id": "m-2", "case.submitter_id": first.patient_id, "test_method": "PCR",
+         "test_result_text": "Negative", "days_to_test": 5},
+        {"submitter_id": "m-3", "case.submitter_id": first.patient_id, "test_method": "Rapid antigen test",
+         "test_result_text": "Negative", "days_to_test": -2},
+    ]
+    result = client.post_clinical(submission.id, "measurement", measurements, first_row=2)
+    assert (result.accepted, result.rejected) == (2, 1)
+    bad = result.rejected_rows[0]
+    assert bad["row"] == 3 and bad["problems"][0]["column"] == "test_method"
+    study_record = {"submitter_id": first.study_uid, "study_uid": first.study_uid,
+                    "case.submitter_id": first.patient_id, "days_to_study": 1}
+    assert client.post_clinical(submission.id, "imaging_study", [study_record]).accepted == 1
+
+    receipt = client.commit(submission.id)
+    assert receipt.counts["studies"] == len(studies)
+    assert receipt.counts["instances"] == {"indexed": len(instances), "unchanged": 0, "quarantined": 0,
+                                           "rejected": 0}
+    assert receipt.counts["clinical"] == {"accepted": len(patients) + 3, "rejected": 1}
+    assert {s["status"] for s in receipt.studies} == {"accepted"}
+    assert any(c["status"] == "rejected" and c["submitter_id"] == "m-2" for c in receipt.clinical)
+
+    engine = make_engine(commons.db_url)
+    try:
+        before = counts(engine)
+        assert before["instance"] == len(instances) and before["case"] == len(patients)
+        assert before["measurement"] == 2
+        # a retried commit returns the same receipt and duplicates nothing
+        assert client.commit(submission.id).data == receipt.data
+        assert client.receipt(submission.id).data == receipt.data
+        assert counts(engine) == before
+        study = node_tables()["imaging_study"]
+        with engine.connect() as conn:
+            row = conn.execute(select(study).where(study.c.study_uid == first.study_uid)).one()
+        assert row.days_to_study == 1
+        assert row.days_from_study_to_pos_covid_test == [2]
+        assert row.days_from_study_to_neg_covid_test == [-3]
+        assert row.study_year is not None and row.study_year_shifted is True
+        assert row.study_modality
+    finally:
+        engine.dispose()
+    # a committed submission is closed
+    with pytest.raises(ConflictError) as closed:
+        client.put_study_manifest(submission.id, first.study_uid, [])
+    assert closed.value.code == "submission_closed"
+
+
+def test_dedup_and_missing_files(sqlite_commons: Commons, deid_tree: Path) -> None:
+    c = sqlite_commons
+    instance = instances_of(deid_tree)[0]
+    client = c.client()
+    one = client.create_submission(PROJECT, "D-1")
+    first = client.upload_file(one.id, instance.path)
+    two = client.create_submission(PROJECT, "D-2")
+    second = client.upload_file(two.id, instance.path)
+    assert second.already_present and second.sent == 0 and second.sha256 == first.sha256
+    assert ObjectStore(str(c.store_dir)).exists(first.sha256)
+    assert not list((c.root / "state" / "uploads").rglob("*.part"))  # stored once, no second spool
+    three = client.create_submission(PROJECT, "D-3")
+    client.put_study_manifest(three.id, "1.2.3", [ManifestEntry("ab" * 32, 10, "x.dcm")])
+    with pytest.raises(ConflictError) as missing:
+        client.commit(three.id)
+    assert missing.value.code == "files_missing" and missing.value.detail["missing"] == ["ab" * 32]
+    assert client.get_submission(three.id).status == "open"
