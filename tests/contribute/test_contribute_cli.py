@@ -15,6 +15,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           text=True, cwd=cwd, timeout=300, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.slow
 def test_dry_run_shows_what_would_leave(corpus: Path, key_file: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     result = run(str(corpus / "site_a"), "--clinical", str(corpus / "site_a" / "clinical" / "demographics.csv"),
@@ -55,6 +56,7 @@ def test_bad_input_is_explained(corpus: Path, key_file: Path, tmp_path: Path, ar
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unmapped_sheet_is_an_error_with_the_fix(corpus: Path, key_file: Path, tmp_path: Path) -> None:
     odd = tmp_path / "lab_notes.csv"
     odd.write_text("MRN,Note\n1,hello\n")

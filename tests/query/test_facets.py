@@ -31,7 +31,7 @@ def test_numeric_bins(commons: Commons) -> None:
         Bucket("0-17", 0), Bucket("18-29", 0), Bucket("30-39", 0), Bucket("40-49", 1), Bucket("50-64", 4),
         Bucket("65-74", 0), Bucket("75-84", 0), Bucket("85-89", 0), Bucket("90+", 0), Bucket(None, 1)]
     result = facets(commons.engine, "measurement", None, ["days_to_test"], bins={"days_to_test": [5, 10]})
-    assert result["days_to_test"] == [Bucket("<5", 4), Bucket("5-9", 1), Bucket("10+", 3)]
+    assert result["days_to_test"] == [Bucket("<5", 4), Bucket("5-9", 1), Bucket("10+", 2)]
     assert bin_labels([0, 0.5, 2], integer=False) == ["0-<0.5", "0.5-<2", "2+"]
     with pytest.raises(UserError, match="ascending"):
         facets(commons.engine, "case", None, ["age_at_index"], bins={"age_at_index": [10, 5]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import PROJECT, Commons
+from commons_fixtures import PROJECT, Commons
 
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import create_token, revoke_token

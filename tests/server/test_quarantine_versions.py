@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import PROJECT, Commons, Instance, instances_of
+from commons_fixtures import PROJECT, Commons, Instance, instances_of
 from sqlalchemy import select
 
 from radcommons.client import CommonsClient, ManifestEntry, PermissionDeniedError, file_sha256

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, SITE, Commons, instances_of
+from commons_fixtures import PROJECT, SITE, Commons, instances_of
 from sqlalchemy import select
 
 from radcommons.client import ConflictError, ManifestEntry, file_sha256

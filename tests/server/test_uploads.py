@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from conftest import PROJECT, Commons
+from commons_fixtures import PROJECT, Commons
 
 from radcommons.client import file_sha256
 from radcommons.store.objects import ObjectStore

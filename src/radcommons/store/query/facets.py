@@ -14,7 +14,7 @@ the others from the total.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Engine, case, column, func, or_, select, true
@@ -79,7 +79,7 @@ def _facet(connection: Connection, node: str, expr: Any, name: str, edges: Seque
     compiler = Compiler(connection.dialect.name, normalize_projects(projects))
     table = compiler.alias(node)
     joins = ParentJoins(compiler, node, table)
-    col = joins.column(name)
+    col = joins.column(name)  # validates the name (and refuses child fields)
     info = graph.field(compiler.dictionary, *_split(node, name))
     where = compiler.where(node, expr, table)
     if info.is_array:
@@ -87,32 +87,44 @@ def _facet(connection: Connection, node: str, expr: Any, name: str, edges: Seque
             raise UserError(f"cannot bin the list field {name!r}")
         return _array_facet(connection, compiler.dialect, joins, col, where, top)
     if edges is not None:
-        return _binned(connection, joins, col, where, info, edges)
-    statement = select(col, func.count()).select_from(joins.joined).where(where).group_by(col)
-    rows = connection.execute(statement).all()
-    values = sorted(((v, int(n)) for v, n in rows if v is not None), key=lambda vn: (-vn[1], str(vn[0])))
+        edges = _check_edges(info, edges)
+        value_of: Callable[[ColumnElement[Any]], ColumnElement[Any]] = lambda c: _bin_index(c, edges)  # noqa: E731
+    else:
+        value_of = lambda c: c  # noqa: E731
+    # A parent's field (case.sex on series) is a LEFT JOIN per link, scoped in its ON clause:
+    # records whose parent is out of scope count as missing. (Grouping the series by study
+    # first, then joining, was measured slower on PostgreSQL: it loses parallel hash joins.)
+    value = value_of(col).label("value")
+    statement = select(value, func.count()).select_from(joins.joined).where(where).group_by(value)
+    counts = {v: int(n) for v, n in connection.execute(statement).all()}
+    if edges is not None:
+        return _bin_buckets(counts, edges, info)
+    values = sorted(((v, n) for v, n in counts.items() if v is not None), key=lambda vn: (-vn[1], str(vn[0])))
     if top is not None:
         values = values[:top]
     buckets = [Bucket(v, n) for v, n in values]
-    missing = sum(int(n) for v, n in rows if v is None)
-    if missing:
-        buckets.append(Bucket(None, missing))
+    if counts.get(None):
+        buckets.append(Bucket(None, counts[None]))
     return buckets
 
 
-def _binned(connection: Connection, joins: ParentJoins, col: ColumnElement[Any], where: ColumnElement[bool],
-            info: graph.FieldInfo, edges: Sequence[float]) -> list[Bucket]:
+def _check_edges(info: graph.FieldInfo, edges: Sequence[float]) -> list[float]:
     if not info.is_numeric:
         raise UserError(f"cannot bin {info.name!r}: it is not numeric")
-    edges = list(edges)
-    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise UserError(f"bins of {info.name!r} must be ascending numbers, got {edges}")
-    # Bin number: -1 below the first edge, i for [edges[i], edges[i+1]), len-1 from the last edge.
-    whens = [(col.is_(None), None), (col < edges[0], -1)]
+    out = list(edges)
+    if not out or any(b <= a for a, b in zip(out, out[1:])):
+        raise UserError(f"bins of {info.name!r} must be ascending numbers, got {out}")
+    return out
+
+
+def _bin_index(col: ColumnElement[Any], edges: Sequence[float]) -> ColumnElement[Any]:
+    """Bin number: -1 below the first edge, i for [edges[i], edges[i+1]), len-1 from the last edge."""
+    whens: list[tuple[Any, Any]] = [(col.is_(None), None), (col < edges[0], -1)]
     whens += [(col < high, i) for i, high in enumerate(edges[1:])]
-    index = case(*whens, else_=len(edges) - 1).label("bin")
-    statement = select(index, func.count()).select_from(joins.joined).where(where).group_by(index)
-    counts = {row[0]: int(row[1]) for row in connection.execute(statement).all()}
+    return case(*whens, else_=len(edges) - 1)
+
+
+def _bin_buckets(counts: dict[Any, int], edges: Sequence[float], info: graph.FieldInfo) -> list[Bucket]:
     labels = bin_labels(edges, integer=info.element is PropertyType.INTEGER)
     buckets = []
     if counts.get(-1):

@@ -52,8 +52,8 @@ def manifest_rows(engine: Engine, node: str, filter: Filter = None, *, projects:
         expr = Exists(node, graph.find_path(load_dictionary(), "instance", node), expr, alias=node)
     columns = list(MANIFEST_COLUMNS)
     sources = list(MANIFEST_COLUMNS.values())
-    for batch in iter_rows(engine, "instance", expr, fields=sources, chunk_size=chunk_size, projects=projects):
-        yield [{column: row[source] for column, source in zip(columns, sources)} for row in batch]
+    rows = iter_rows(engine, "instance", expr, fields=sources, chunk_size=chunk_size, projects=projects)
+    return ([{column: row[source] for column, source in zip(columns, sources)} for row in batch] for batch in rows)
 
 
 def export_manifest(engine: Engine, node: str, filter: Filter = None, *, format: Format = "csv",

@@ -101,17 +101,27 @@ def iter_rows(
     chunk_size: int = 5_000,
     projects: Projects = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Every matching row, in batches of ``chunk_size``, in ``query``'s order (for exports)."""
+    """Every matching row, in batches of ``chunk_size``, in ``query``'s order (for exports).
+
+    The first batch is read before this returns, so a bad filter or field raises here,
+    before a caller starts streaming a response.
+    """
     expr = as_expr(node, filter)
-    cursor: str | None = None
+    size = min(chunk_size, MAX_LIMIT)
     with engine.connect() as connection:
-        while True:
-            page = _page(connection, node, expr, fields, sort, min(chunk_size, MAX_LIMIT), cursor, projects)
-            if page.rows:
-                yield page.rows
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        first = _page(connection, node, expr, fields, sort, size, None, projects)
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        page = first
+        with engine.connect() as connection:
+            while True:
+                if page.rows:
+                    yield page.rows
+                if page.next_cursor is None:
+                    return
+                page = _page(connection, node, expr, fields, sort, size, page.next_cursor, projects)
+
+    return batches()
 
 
 def _page(connection: Connection, node: str, expr: Expr, fields: Sequence[str] | None,
