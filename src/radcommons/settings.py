@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         '{"endpoint_url": "http://127.0.0.1:9000"} (credentials are better left to '
         "AWS_* variables or ~/.aws).",
     )
+    server_state_dir: Path = Field(
+        default=Path("var/server"),
+        description="The server's own state (upload spools); must survive restarts.",
+    )
     workers: int = Field(default=0, ge=0, description="Parallel workers; 0 means one per core.")
     dask_scheduler: str = Field(
         default="", description="Address of a Dask scheduler (tcp://host:8786); empty for a local cluster."

@@ -13,8 +13,9 @@ from radcommons.settings import load_settings
 def command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
-    state_dir: Path = typer.Option(Path("var/server"), "--state-dir",
-                                   help="Server state (upload spools); must survive restarts."),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="Server state (upload spools); default: the server_state_dir setting."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: debug, info, warning, error."),
 ) -> None:
     """Serve the submission API (OpenAPI docs at /docs) on the configured index and object store.
@@ -30,6 +31,6 @@ def command(
 
     settings = load_settings()
     open_index(settings.database_url).dispose()  # refuses an unmigrated index, with the fix
-    app = create_app(settings, state_dir=state_dir)
+    app = create_app(settings, state_dir=state_dir or settings.server_state_dir)
     # Access logs show paths only; tokens travel in a header and are never logged.
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
