@@ -1,8 +1,8 @@
 """Parallel map over many small jobs (files), through Dask.
 
-One worker runs inline (no cluster, no pickling), which is also what tests and small runs
-want. More workers start a local Dask cluster of processes, or connect to an existing
-scheduler by address (``tcp://host:8786``) so the same code runs on a cluster.
+One worker runs inline (no pool, no pickling), which is also what tests and small runs
+want. More workers run Dask's process scheduler on a local pool of processes, or connect
+to a Dask cluster by scheduler address (``tcp://host:8786``) so the same code scales out.
 Jobs are sent in chunks, because a Dask task costs about a millisecond of overhead and a
 header-only job on one file costs about the same.
 """
@@ -50,7 +50,7 @@ def map_unordered(
     scheduler: str = "",
     chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[R]:
-    """Yield ``func(item)`` for every item, in completion order.
+    """Yield ``func(item)`` for every item, in completion order (input order when local).
 
     ``func`` must be a module-level function (it is pickled to the workers) and should
     return small, plain results; errors it wants reported should be part of its result,
@@ -60,23 +60,38 @@ def map_unordered(
     if count == 1 and not scheduler:
         yield from map(func, items)
         return
-    from dask.distributed import Client, LocalCluster, as_completed
-
+    chunks = _chunks(items, chunk_size)
     if scheduler:
-        client = Client(scheduler)
-        cluster = None
+        yield from _map_on_cluster(func, chunks, scheduler, count)
     else:
-        cluster = LocalCluster(
-            n_workers=count,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        )
-        client = Client(cluster)
-    try:
-        limit = max(count, len(client.scheduler_info().get("workers", {})) or count) * TASKS_PER_WORKER
-        chunks = _chunks(items, chunk_size)
+        yield from _map_on_processes(func, chunks, count)
+
+
+def _map_on_processes(func: Callable[[T], R], chunks: Iterator[list[T]], count: int) -> Iterator[R]:
+    """Dask's process scheduler on a pool of ``count`` fresh (spawned) processes.
+
+    Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
+    Chunks go in groups so results stream back while the input is still being read.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    group_size = count * TASKS_PER_WORKER
+    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while group := [chunk for _, chunk in zip(range(group_size), chunks)]:
+            tasks = [dask.delayed(_run_chunk)(func, chunk) for chunk in group]
+            for results in dask.compute(*tasks, scheduler="processes", pool=pool):
+                yield from results
+
+
+def _map_on_cluster(func: Callable[[T], R], chunks: Iterator[list[T]], scheduler: str, count: int) -> Iterator[R]:
+    """A running Dask cluster, by scheduler address, with a bounded number of tasks in flight."""
+    from dask.distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        limit = max(count, len(client.scheduler_info().get("workers", {}))) * TASKS_PER_WORKER
         pending = as_completed()
         for chunk in chunks:
             pending.add(client.submit(_run_chunk, func, chunk, pure=False))
@@ -87,7 +102,3 @@ def map_unordered(
             next_chunk = next(chunks, None)
             if next_chunk is not None:
                 pending.add(client.submit(_run_chunk, func, next_chunk, pure=False))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

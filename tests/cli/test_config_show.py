@@ -29,6 +29,7 @@ def test_defaults(run_cli) -> None:
         "object_store_url": "var/objects",
         "object_store_options": {},
         "secrets_dir": "var/secrets",
+        "server_state_dir": "var/server",
         "workers": 0,
         "dask_scheduler": "",
     }

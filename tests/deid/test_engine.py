@@ -20,7 +20,7 @@ from radcommons.deid import (
 )
 from radcommons.deid.check import Finding
 
-from conftest import KEY, PATIENT_ID, SOP_UID, STUDY_UID, make_ct
+from deid_support import KEY, PATIENT_ID, SOP_UID, STUDY_UID, make_ct
 
 PHI = ["DOE", "JOHN", "MRN0048151623", "ACC7781234", "Springfield", "HIBBERT", "SMITHERS",
        "SGHCT01", "SN-44556677", "OTHER998877", "19670211", "555-123-4567", "john.doe", "Evergreen"]

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from radcommons.deid import DEIDENTIFIED, DeidContext, check_deidentified, deidentify_file, load_profile
 from radcommons.deid.fileio import read_header
 
-from conftest import KEY, dciodvfy_errors, make_ct, needs_dciodvfy, samples_dir, write
+from deid_support import KEY, dciodvfy_errors, make_ct, needs_dciodvfy, samples_dir, write
 
 
 def _pixel_bytes(path: Path) -> bytes:

@@ -13,7 +13,7 @@ from radcommons.deid.keys import parse_key
 from radcommons.deid.uids import is_deidentified_uid
 from radcommons.errors import UserError
 
-from conftest import KEY, OTHER_KEY
+from deid_support import KEY, OTHER_KEY
 
 
 def test_keygen_creates_private_key_and_refuses_overwrite(tmp_path):

@@ -14,7 +14,7 @@ from pydicom.filewriter import dcmwrite
 
 from radcommons.deid.fileio import read_header
 
-from conftest import make_ct
+from deid_support import make_ct
 
 FRAMES = 500  # 512 x 512 x 2 bytes x 500 = 250 MiB of Pixel Data
 LIMIT_MB = 300

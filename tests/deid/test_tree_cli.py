@@ -14,7 +14,7 @@ import pytest
 from radcommons.deid import DeidContext, Registry, deidentify_tree, key_fingerprint, load_profile
 from radcommons.errors import UserError
 
-from conftest import KEY, PATIENT_ID, make_ct, write
+from deid_support import KEY, PATIENT_ID, make_ct, write
 
 RADCOMMONS = [str(Path(sys.executable).parent / "radcommons")]
 

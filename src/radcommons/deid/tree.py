@@ -3,8 +3,7 @@
 Every regular file under the source is an input and ends in the report with an
 outcome. Outputs go to ``DST/<study uid>/<series uid>/<sop uid>.dcm``, paths built only
 from new identifiers. Work is split into batches of files; batches run inline
-(``workers=1``) or on a pool of worker processes through Dask's multiprocessing
-scheduler. Workers return their mappings; the parent alone writes the pseudonym
+(``workers=1``) or on worker processes through :mod:`radcommons.parallel` (Dask). Workers return their mappings; the parent alone writes the pseudonym
 registry (after every group of batches, so a killed run loses at most one group of
 registry rows, and a rerun recomputes them: they are pure functions of key and input).
 """
@@ -13,8 +12,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from radcommons.deid.engine import DEIDENTIFIED, WITHHELD, DeidContext
 from radcommons.deid.fileio import remove_partials
@@ -23,6 +23,7 @@ from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
 from radcommons.deid.report import RunReport
 from radcommons.errors import UserError
+from radcommons.parallel import map_unordered
 
 BATCH_SIZE = 16
 
@@ -62,21 +63,29 @@ def check_paths(src: Path, dst: Path, state_dir: Path, report_path: Path | None)
         )
 
 
-def list_inputs(src: Path) -> list[tuple[Path, str]]:
-    """Every file under ``src`` (sorted), with its label relative to ``src``."""
+def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, str]]:
+    """Every file under ``src`` (sorted), with its label relative to ``src``.
+
+    Files in or under an ``exclude`` path are left out (for example the clinical
+    spreadsheets of an export, which are not images and go their own way).
+    """
     if src.is_file():
         return [(src, src.name)]
+    excluded = [path.resolve() for path in exclude]
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
+            if any(_inside(path, root) for root in excluded):
+                continue
             found.append((path, path.relative_to(src).as_posix()))
     return found
 
 
-def _run_batch(batch: list[tuple[str, str]], dst: str, context: DeidContext) -> list[FileOutcome]:
-    return [deidentify_file(Path(path), Path(dst), context, label=label) for path, label in batch]
+def _deidentify_input(item: tuple[Path, str], *, dst: str, context: DeidContext) -> FileOutcome:
+    path, label = item
+    return deidentify_file(path, Path(dst), context, label=label)
 
 
 def _mark_duplicates(outcomes: list[FileOutcome], owners: dict[str, str]) -> None:
@@ -99,15 +108,17 @@ def deidentify_tree(
     workers: int | None = None,
     report_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    exclude: Collection[Path] = (),
 ) -> RunReport:
     """De-identify every file under ``src`` into ``dst``; returns the written report.
 
     ``workers``: parallel worker processes (``None``/0: one per core; 1: inline).
+    ``exclude``: files or folders under ``src`` that are not inputs.
     """
     src, dst = Path(src), Path(dst)
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
     check_paths(src, dst, state_dir, report_path)
-    inputs = list_inputs(src)
+    inputs = list_inputs(src, exclude)
     dst.mkdir(parents=True, exist_ok=True)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
     if report_path is None:
@@ -115,39 +126,23 @@ def deidentify_tree(
         report_path = state_dir / "reports" / f"deid-{stamp}.json"
     fingerprint = key_fingerprint(context.key)
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
-    workers = workers or os.cpu_count() or 1
-    items = [(str(path), label) for path, label in inputs]
-    batches = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
+    job = partial(_deidentify_input, dst=str(dst), context=context)
     owners: dict[str, str] = {}
     with Registry(state_dir, fingerprint) as registry:
         done = 0
         if progress:
-            progress(0, len(items))
-        if workers <= 1 or len(batches) <= 1:
-            groups = [[batch] for batch in batches]
-            for group in groups:
-                outcomes = _run_batch(group[0], str(dst), context)
-                done += _absorb(outcomes, report, registry, owners)
+            progress(0, len(inputs))
+        group: list[FileOutcome] = []
+        for outcome in map_unordered(job, inputs, workers=workers or 0, chunk_size=BATCH_SIZE):
+            group.append(outcome)
+            if len(group) >= BATCH_SIZE * 4:
+                done += _absorb(group, report, registry, owners)
+                group = []
                 if progress:
-                    progress(done, len(items))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            import dask
-
-            group_size = workers * 4
-            with ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-            ) as pool:
-                for start in range(0, len(batches), group_size):
-                    group = batches[start : start + group_size]
-                    tasks = [dask.delayed(_run_batch)(batch, str(dst), context) for batch in group]
-                    results = dask.compute(*tasks, scheduler="processes", pool=pool)
-                    for outcomes in results:
-                        done += _absorb(list(outcomes), report, registry, owners)
-                    if progress:
-                        progress(done, len(items))
+                    progress(done, len(inputs))
+        done += _absorb(group, report, registry, owners)
+        if progress:
+            progress(done, len(inputs))
     report.write(report_path)
     return report
 

@@ -130,6 +130,7 @@ def prepare(
         request.src, request.staging, request.context, state_dir=request.state_dir,
         workers=request.workers or os.cpu_count() or 1,
         report_path=request.state_dir / REPORTS / f"deid-{stamp}.json", progress=deid_progress,
+        exclude=request.clinical,
     )
     staged = stage(request.staging, deid.outcomes)
     conversion = convert_clinical(

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, insert, literal, select, update
+from sqlalchemy import Engine, Table, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Row
 
 from radcommons.dictionary import load_dictionary
@@ -184,8 +184,7 @@ def freeze(
         columns = ["cohort_id", "node", "record_id", "project_id", "submitter_id", "object_id"]
         chosen = select(literal(cohort_id), literal(node), table.c.id, table.c.project_id, table.c.submitter_id,
                         object_id).where(compiler.where(node, expr, table))
-        member_count = connection.execute(insert(member).from_select(columns, chosen)).rowcount
-        instance_count = member_count if node == "instance" else 0
+        connection.execute(insert(member).from_select(columns, chosen))
         if include_instances and node != "instance":
             instance = compiler.alias("instance")
             conditions, ancestor = compiler.walk(graph.find_path(compiler.dictionary, "instance", node), instance)
@@ -193,7 +192,12 @@ def freeze(
             files = select(literal(cohort_id), literal("instance"), instance.c.id, instance.c.project_id,
                            instance.c.submitter_id, instance.c.object_id).where(
                 compiler.where("instance", MATCH_ALL, instance), *conditions, ancestor.c.id.in_(in_cohort))
-            instance_count = connection.execute(insert(member).from_select(columns, files)).rowcount
+            connection.execute(insert(member).from_select(columns, files))
+        # Counted, not taken from rowcount: drivers report -1 for INSERT ... SELECT.
+        tally = dict(connection.execute(
+            select(member.c.node, func.count()).where(member.c.cohort_id == cohort_id).group_by(member.c.node)
+        ).all())
+        member_count, instance_count = int(tally.get(node, 0)), int(tally.get("instance", 0))
         digest = _hash(connection, cohort_id)
         identifier = _identifier(connection, digest, cohort_id)
         if identifier is None:  # the same members were frozen before: that snapshot is this one
@@ -232,7 +236,8 @@ def _sorted_members(connection: Connection, cohort_id: int) -> Any:
 
 def _hash(connection: Connection, cohort_id: int) -> str:
     digest = hashlib.sha256()
-    result = connection.execution_options(yield_per=10_000).execute(_sorted_members(connection, cohort_id))
+    # Statement-level option: Connection.execution_options would change the connection for later statements.
+    result = connection.execute(_sorted_members(connection, cohort_id).execution_options(yield_per=10_000))
     for node, project_id, submitter_id, object_id in result:
         digest.update(f"{node}\t{project_id}\t{submitter_id}\t{object_id or ''}\n".encode())
     return digest.hexdigest()
@@ -264,6 +269,6 @@ def members(engine: Engine, key: str | int, *, node: str | None = None, projects
             statement = statement.where(member.c.node == node)
         if scope is not None:
             statement = statement.where(member.c.project_id.in_(scope))
-        result = connection.execution_options(yield_per=chunk_size).execute(statement)
+        result = connection.execute(statement.execution_options(yield_per=chunk_size))
         for rows in result.partitions(chunk_size):
             yield [Member(*row) for row in rows]

@@ -48,10 +48,6 @@ def _info(prop: Property) -> FieldInfo:
     return FieldInfo(prop.name, prop.type, prop.element_type, prop.enum)
 
 
-def node_names(dictionary: Dictionary) -> tuple[str, ...]:
-    return dictionary.node_names
-
-
 def require_node(dictionary: Dictionary, node: str) -> None:
     """Raise a :class:`UserError` unless ``node`` is a node type of the dictionary."""
     if node not in dictionary:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Engine, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Engine, and_, case, false, func, or_, select
 from sqlalchemy.engine import Connection
 
 from radcommons.dictionary import Dictionary, load_dictionary
@@ -210,7 +210,7 @@ def _after(keys: list[tuple[ColumnElement[Any], bool]], values: list[Any],
         alternatives.append(and_(*prefix, after) if prefix else after)
         prefix.append(equal)
     alternatives.append(and_(*prefix, id_column > last_id) if prefix else id_column > last_id)
-    return or_(*alternatives) if len(alternatives) > 1 else and_(true(), alternatives[0])
+    return or_(*alternatives) if len(alternatives) > 1 else alternatives[0]
 
 
 def _fingerprint(node: str, expr: Expr, sort: Sequence[tuple[str, Direction]]) -> str:
