@@ -12,7 +12,7 @@ PATIENTS ?= 8
 SEED   ?= 2026
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo test venv lint docs clean
+.PHONY: demo stop test venv docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	DEMO=$(DEMO) SITES=$(SITES) PATIENTS=$(PATIENTS) SEED=$(SEED) RC=$(BIN)/radcommons scripts/demo.sh
+
+stop:
+	-kill $$(cat $(DEMO)/commons/server.pid) 2>/dev/null
 
 test: $(STAMP)
 	$(BIN)/lint-imports
