@@ -1,0 +1,234 @@
+"""WADO-RS (PS3.18 10.4): find the readable instances, stream them, their metadata, renders, frames.
+
+* Instances go out as ``multipart/related; type="application/dicom"``, one part per instance,
+  read from the object store chunk by chunk while they are sent (8.6.1.2).
+* A part is sent in its stored transfer syntax when the client accepts it (``transfer-syntax=*``
+  or that UID); the default the standard gives when no transfer syntax is named is Explicit VR
+  Little Endian (8.7.3.5.2), to which an instance stored otherwise is transcoded (decompressed),
+  one instance in memory at a time; any other request gets 406.
+* ``/metadata`` is a JSON array of the instances' headers (pixel data left out, 10.4.1.1.2),
+  streamed one instance after another.
+* ``/rendered`` and ``/frames/{n}/rendered`` go through :func:`radcommons.dicom.rendering.render_frame`.
+* ``/frames/{list}`` sends frames as ``application/octet-stream`` parts (native pixels as
+  stored, or the compressed frame when its transfer syntax is accepted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import ExplicitVRLittleEndian, UID
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from radcommons.dicom.dicomweb_json import header_json
+from radcommons.dicom.rendering import Window, encode_image, frame_count, render_frame
+from radcommons.server.dicomweb.multipart import OutPart, file_chunks, parse_content_type
+from radcommons.store.index import node_tables
+from radcommons.store.objects import ObjectStore
+
+EXPLICIT_VR_LE = str(ExplicitVRLittleEndian)
+ANY_SYNTAX = "*"
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An indexed instance a user may read: its UIDs and where its bytes are."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    object_id: str
+    size: int
+    transfer_syntax: str
+
+
+def find_instances(conn: Connection, readable: set[str] | None, study_uid: str, series_uid: str | None = None,
+                   sop_instance_uid: str | None = None) -> list[StoredInstance]:
+    """The instances of a study (series, instance) in the readable projects, in series and instance order.
+
+    Empty when nothing matches or nothing of it is readable: callers answer 404 either way,
+    so a researcher cannot tell a sequestered study from one that does not exist.
+    """
+    tables = node_tables()
+    study, series, instance = tables["imaging_study"], tables["series"], tables["instance"]
+    statement = (
+        select(study.c.study_uid, series.c.series_uid, instance.c.sop_instance_uid, instance.c.sop_class_uid,
+               instance.c.object_id, instance.c.size, instance.c.transfer_syntax)
+        .select_from(instance.join(series, series.c.id == instance.c.series_id)
+                     .join(study, study.c.id == series.c.imaging_study_id))
+        .where(study.c.study_uid == study_uid)
+        .order_by(series.c.series_number, series.c.id, instance.c.instance_number, instance.c.id)
+    )
+    if readable is not None:
+        if not readable:
+            return []
+        statement = statement.where(study.c.project_id.in_(sorted(readable)))
+    if series_uid is not None:
+        statement = statement.where(series.c.series_uid == series_uid)
+    if sop_instance_uid is not None:
+        statement = statement.where(instance.c.sop_instance_uid == sop_instance_uid)
+    return [StoredInstance(r.study_uid, r.series_uid, r.sop_instance_uid, r.sop_class_uid or "", r.object_id,
+                           int(r.size or 0), r.transfer_syntax or EXPLICIT_VR_LE)
+            for r in conn.execute(statement)]
+
+
+# ---------------------------------------------------------------------- content negotiation
+
+
+def accepted_syntaxes(accept: str | None, part_type: str = "application/dicom") -> set[str]:
+    """Transfer syntaxes an Accept header allows for parts of ``part_type`` (``*``: any); empty: none.
+
+    ``multipart/related; type="application/dicom"; transfer-syntax=UID`` (PS3.18 8.7.3.5);
+    no ``transfer-syntax`` means Explicit VR Little Endian; ``*/*``, a missing header and
+    ``multipart/related`` without a type accept what is stored.
+    """
+    if not accept or not accept.strip():
+        return {ANY_SYNTAX}
+    found: set[str] = set()
+    for item in _split_accept(accept):
+        media, params = parse_content_type(item)
+        if media in ("*/*", "multipart/*") or (media == "multipart/related" and "type" not in params):
+            found.add(params.get("transfer-syntax", ANY_SYNTAX))
+        elif (media == "multipart/related" and params.get("type", "").lower() == part_type) or media == part_type:
+            found.add(params.get("transfer-syntax", EXPLICIT_VR_LE))
+    return found
+
+
+def _split_accept(accept: str) -> list[str]:
+    # Commas separate media ranges, but a quoted parameter may hold one.
+    items, current, quoted = [], "", False
+    for char in accept:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    return [i.strip() for i in items if i.strip()]
+
+
+def delivery(instance: StoredInstance, syntaxes: set[str]) -> str | None:
+    """``as_stored``, ``transcode`` (to Explicit VR Little Endian) or None when not acceptable."""
+    if ANY_SYNTAX in syntaxes or instance.transfer_syntax in syntaxes:
+        return "as_stored"
+    if EXPLICIT_VR_LE in syntaxes:
+        return "transcode"
+    return None
+
+
+def transcode_explicit_le(data: bytes) -> bytes:
+    """An instance re-encoded in Explicit VR Little Endian (decompressed when it was compressed)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return out.getvalue()
+
+
+def _stored_chunks(store: ObjectStore, object_id: str) -> Iterator[bytes]:
+    # Opened only when the part is reached: a study never holds all its files open at once;
+    # the digest is checked as the last chunk is read (a corrupt object aborts the answer).
+    yield from file_chunks(store.open(object_id))  # type: ignore[arg-type]
+
+
+def _transcoded_chunks(store: ObjectStore, object_id: str) -> Iterator[bytes]:
+    yield transcode_explicit_le(store.get_bytes(object_id))
+
+
+def instance_parts(store: ObjectStore, instances: Sequence[StoredInstance], syntaxes: set[str],
+                   base_url: str) -> Iterator[OutPart]:
+    """The parts of a retrieve answer (``delivery`` must have been checked for every instance)."""
+    for item in instances:
+        location = f"{base_url}/studies/{item.study_uid}/series/{item.series_uid}/instances/{item.sop_instance_uid}"
+        if delivery(item, syntaxes) == "as_stored":
+            yield OutPart({"Content-Type": f"application/dicom; transfer-syntax={item.transfer_syntax}",
+                           "Content-Length": str(item.size), "Content-Location": location},
+                          _stored_chunks(store, item.object_id))
+        else:
+            yield OutPart({"Content-Type": f"application/dicom; transfer-syntax={EXPLICIT_VR_LE}",
+                           "Content-Location": location}, _transcoded_chunks(store, item.object_id))
+
+
+def metadata_chunks(instances: Sequence[StoredInstance], header: Callable[[str], Dataset]) -> Iterator[bytes]:
+    """A JSON array of the instances' headers, one instance at a time (PS3.18 F.2, 10.4.1.1.2)."""
+    yield b"["
+    for index, item in enumerate(instances):
+        yield (b"," if index else b"") + json.dumps(header_json(header(item.object_id))).encode("utf-8")
+    yield b"]"
+
+
+# ---------------------------------------------------------------------- rendered and frames
+
+
+def parse_window(value: str | None) -> Window | None:
+    """``window=center,width[,function]`` (PS3.18 8.3.5.1.4); only the linear functions."""
+    if not value:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() not in ("linear", "linear-exact")):
+        raise ValueError("window must be center,width[,linear]")
+    center, width = float(parts[0]), float(parts[1])
+    if width <= 0:
+        raise ValueError("the window width must be positive")
+    return Window(center, width)
+
+
+def rendered_media_type(accept: str | None) -> str | None:
+    """image/jpeg (the default, PS3.18 8.3.5.1) or image/png, by the Accept header; None if neither."""
+    if not accept or not accept.strip():
+        return "image/jpeg"
+    for item in _split_accept(accept):
+        media, _ = parse_content_type(item)
+        if media in ("image/jpeg", "image/png"):
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/jpeg"
+    return None
+
+
+def read_instance(store: ObjectStore, instance: StoredInstance) -> Dataset:
+    """The whole instance (pixels included), read from the object store and checked against its digest."""
+    return pydicom.dcmread(io.BytesIO(store.get_bytes(instance.object_id)))
+
+
+def render(ds: Dataset, frame: int, window: Window | None, media_type: str, quality: int) -> bytes:
+    """One frame as a PNG or JPEG image."""
+    return encode_image(render_frame(ds, frame, window), media_type, quality)
+
+
+def frame_bytes(ds: Dataset, frames: Sequence[int], syntaxes: set[str]) -> list[tuple[str, bytes]]:
+    """(content type, bytes) of each requested frame (1-based); ValueError for a missing frame.
+
+    Native pixel data is sliced as stored (little endian); an encapsulated frame is sent as its
+    compressed bit stream when the client accepts that transfer syntax, decoded otherwise.
+    """
+    count = frame_count(ds)
+    for number in frames:
+        if not 1 <= number <= count:
+            raise ValueError(f"frame {number} does not exist; the instance has {count} frame(s)")
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_encapsulated:
+        if ANY_SYNTAX in syntaxes or str(syntax) in syntaxes:
+            encoded = list(generate_frames(ds.PixelData, number_of_frames=count))
+            return [(f"application/octet-stream; transfer-syntax={syntax}", encoded[n - 1]) for n in frames]
+        pixels = ds.pixel_array
+        planes = pixels if count > 1 else pixels[np.newaxis]
+        return [("application/octet-stream", np.ascontiguousarray(planes[n - 1]).astype(
+            planes.dtype.newbyteorder("<")).tobytes()) for n in frames]
+    bits = int(ds.BitsAllocated)
+    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
+    data = ds.PixelData
+    return [("application/octet-stream", bytes(data[(n - 1) * size: n * size])) for n in frames]

@@ -1,0 +1,352 @@
+"""DICOMweb routes under ``/dicomweb`` (PS3.18): QIDO-RS search, WADO-RS retrieve, STOW-RS store.
+
+The routes parse requests and render answers; the work is in :mod:`radcommons.server.dicomweb`.
+Every route needs a bearer token (401 without); reads are limited to the projects
+:func:`radcommons.server.access.readable_projects` allows, and anything outside them answers
+404, exactly like something that does not exist. See docs/DICOMWEB.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydicom import Dataset
+from starlette.requests import ClientDisconnect
+
+from radcommons.dicom.qido import parse_query
+from radcommons.pipelines.submission import check_project
+from radcommons.server.access import readable_projects, require_data_use_agreement
+from radcommons.server.auth import current_principal
+from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.dicomweb import qido, stow, wado
+from radcommons.server.dicomweb.headers import HeaderCache
+from radcommons.server.dicomweb.multipart import (
+    OutPart,
+    PartSpool,
+    content_type,
+    new_boundary,
+    parse_content_type,
+    write_parts,
+)
+from radcommons.server.errors import ApiError
+from radcommons.store.index.accounts import Principal
+
+#: Where DICOMweb is served; OHIF's ``qidoRoot``/``wadoRoot``/``wadoUriRoot`` point here.
+DICOMWEB_PREFIX = "/dicomweb"
+DICOM_JSON = "application/dicom+json"
+
+router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["dicomweb"])
+
+_UID = r"^[0-9]+(\.[0-9]+)*$"
+StudyUID = Path(max_length=64, pattern=_UID, description="Study Instance UID")
+SeriesUID = Path(max_length=64, pattern=_UID, description="Series Instance UID")
+InstanceUID = Path(max_length=64, pattern=_UID, description="SOP Instance UID")
+
+
+def _headers(request: Request, context: ServerContext) -> HeaderCache:
+    """The application's header cache (made on first use; it lives as long as the app)."""
+    cache = getattr(request.app.state, "dicomweb_headers", None)
+    if cache is None:
+        cache = request.app.state.dicomweb_headers = HeaderCache(context.store)
+    return cache  # type: ignore[no-any-return]
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + DICOMWEB_PREFIX
+
+
+def _readable(context: ServerContext, principal: Principal) -> set[str] | None:
+    require_data_use_agreement(principal)
+    with context.engine.connect() as conn:
+        return readable_projects(conn, principal)
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no {what} here that you may read",
+                    "search with QIDO-RS (GET /dicomweb/studies) for what you may read")
+
+
+# ---------------------------------------------------------------------- QIDO-RS (PS3.18 10.6)
+
+
+def _search(request: Request, context: ServerContext, principal: Principal, level: str,
+            scope: qido.Scope) -> Response:
+    accept = request.headers.get("accept", "")
+    if accept and "json" not in accept and "*/*" not in accept:
+        raise ApiError(406, "not_acceptable", f"search results are {DICOM_JSON} only, not {accept}",
+                       f"send Accept: {DICOM_JSON}")
+    query = parse_query(request.query_params.multi_items(), max_limit=qido.MAX_RESULTS)
+    readable = _readable(context, principal)
+    search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
+    with context.engine.connect() as conn:
+        result = search.run(conn, _headers(request, context).get)
+    headers = {"Warning": ", ".join(result.warnings)} if result.warnings else {}
+    # An empty array with 200 (not 204) when nothing matches: CP-2473 and what dicomweb-client and OHIF expect.
+    return JSONResponse(result.items, media_type=DICOM_JSON, headers=headers)
+
+
+@router.get("/studies", summary="QIDO-RS: search for studies")
+def search_studies(request: Request, principal: Principal = Depends(current_principal),
+                   context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "study", qido.Scope())
+
+
+@router.get("/series", summary="QIDO-RS: search for series")
+def search_series(request: Request, principal: Principal = Depends(current_principal),
+                  context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "series", qido.Scope())
+
+
+@router.get("/studies/{study}/series", summary="QIDO-RS: search for series of a study")
+def search_study_series(request: Request, study: str = StudyUID, principal: Principal = Depends(current_principal),
+                        context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "series", qido.Scope(study))
+
+
+@router.get("/instances", summary="QIDO-RS: search for instances")
+def search_instances(request: Request, principal: Principal = Depends(current_principal),
+                     context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "instance", qido.Scope())
+
+
+@router.get("/studies/{study}/instances", summary="QIDO-RS: search for instances of a study")
+def search_study_instances(request: Request, study: str = StudyUID,
+                           principal: Principal = Depends(current_principal),
+                           context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "instance", qido.Scope(study))
+
+
+@router.get("/studies/{study}/series/{series}/instances", summary="QIDO-RS: search for instances of a series")
+def search_series_instances(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                            principal: Principal = Depends(current_principal),
+                            context: ServerContext = Depends(get_context)) -> Response:
+    return _search(request, context, principal, "instance", qido.Scope(study, series))
+
+
+# ---------------------------------------------------------------------- WADO-RS (PS3.18 10.4)
+
+
+def _instances(context: ServerContext, principal: Principal, study: str, series: str | None = None,
+               instance: str | None = None) -> list[wado.StoredInstance]:
+    readable = _readable(context, principal)
+    with context.engine.connect() as conn:
+        found = wado.find_instances(conn, readable, study, series, instance)
+    if not found:
+        raise _not_found("instance" if instance else "series" if series else "study")
+    return found
+
+
+def _retrieve(request: Request, context: ServerContext, principal: Principal, study: str,
+              series: str | None = None, instance: str | None = None) -> Response:
+    found = _instances(context, principal, study, series, instance)
+    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
+    refused = sorted({i.transfer_syntax for i in found if wado.delivery(i, syntaxes) is None})
+    if not syntaxes or refused:
+        raise ApiError(406, "not_acceptable",
+                       "the instances cannot be sent as the Accept header asks"
+                       + (f" (stored as {', '.join(refused)})" if refused else ""),
+                       'accept multipart/related; type="application/dicom"; transfer-syntax=* (as stored), '
+                       "or without transfer-syntax for Explicit VR Little Endian")
+    boundary = new_boundary()
+    body = write_parts(wado.instance_parts(context.store, found, syntaxes, _base_url(request)), boundary)
+    return StreamingResponse(body, media_type=content_type("application/dicom", boundary))
+
+
+@router.get("/studies/{study}", summary="WADO-RS: retrieve a study (multipart/related application/dicom)")
+def retrieve_study(request: Request, study: str = StudyUID, principal: Principal = Depends(current_principal),
+                   context: ServerContext = Depends(get_context)) -> Response:
+    return _retrieve(request, context, principal, study)
+
+
+@router.get("/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
+def retrieve_series(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                    principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    return _retrieve(request, context, principal, study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}", summary="WADO-RS: retrieve an instance")
+def retrieve_instance(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                      instance: str = InstanceUID, principal: Principal = Depends(current_principal),
+                      context: ServerContext = Depends(get_context)) -> Response:
+    return _retrieve(request, context, principal, study, series, instance)
+
+
+def _metadata(request: Request, context: ServerContext, principal: Principal, study: str,
+              series: str | None = None, instance: str | None = None) -> Response:
+    found = _instances(context, principal, study, series, instance)
+    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get), media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study}/metadata", summary="WADO-RS: metadata of a study (DICOM JSON, no bulk data)")
+def study_metadata(request: Request, study: str = StudyUID, principal: Principal = Depends(current_principal),
+                   context: ServerContext = Depends(get_context)) -> Response:
+    return _metadata(request, context, principal, study)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: metadata of a series")
+def series_metadata(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                    principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    return _metadata(request, context, principal, study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/metadata",
+            summary="WADO-RS: metadata of an instance")
+def instance_metadata(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                      instance: str = InstanceUID, principal: Principal = Depends(current_principal),
+                      context: ServerContext = Depends(get_context)) -> Response:
+    return _metadata(request, context, principal, study, series, instance)
+
+
+def _read_one(context: ServerContext, principal: Principal, study: str, series: str,
+              instance: str) -> Dataset:
+    return wado.read_instance(context.store, _instances(context, principal, study, series, instance)[0])
+
+
+def _rendered(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
+              instance: str, frame: int, window: str | None, quality: int) -> Response:
+    media_type = wado.rendered_media_type(request.headers.get("accept"))
+    if media_type is None:
+        raise ApiError(406, "not_acceptable", "rendered images are image/jpeg or image/png",
+                       "send Accept: image/jpeg or image/png")
+    try:
+        voi = wado.parse_window(window)
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"window: {error}", "window=center,width (linear)") from None
+    ds = _read_one(context, principal, study, series, instance)
+    try:
+        image = wado.render(ds, frame, voi, media_type, quality)
+    except ValueError as error:
+        raise ApiError(404 if "frame" in str(error) else 400, "not_found" if "frame" in str(error)
+                       else "bad_request", str(error), "frames are numbered from 1") from None
+    return Response(image, media_type=media_type)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/rendered",
+            summary="WADO-RS: the instance rendered (first frame) as JPEG or PNG")
+def instance_rendered(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                      instance: str = InstanceUID, window: str | None = Query(default=None),
+                      quality: int = Query(default=90, ge=1, le=100),
+                      principal: Principal = Depends(current_principal),
+                      context: ServerContext = Depends(get_context)) -> Response:
+    return _rendered(request, context, principal, study, series, instance, 1, window, quality)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
+            summary="WADO-RS: one frame rendered as JPEG or PNG")
+def frame_rendered(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                   instance: str = InstanceUID, frame: int = Path(ge=1),
+                   window: str | None = Query(default=None), quality: int = Query(default=90, ge=1, le=100),
+                   principal: Principal = Depends(current_principal),
+                   context: ServerContext = Depends(get_context)) -> Response:
+    return _rendered(request, context, principal, study, series, instance, frame, window, quality)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            summary="WADO-RS: frames as multipart/related application/octet-stream")
+def retrieve_frames(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                    instance: str = InstanceUID, frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$"),
+                    principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"), "application/octet-stream")
+    if not syntaxes:
+        raise ApiError(406, "not_acceptable", "frames are sent as application/octet-stream parts",
+                       'send Accept: multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    ds = _read_one(context, principal, study, series, instance)
+    try:
+        found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], syntaxes)
+    except ValueError as error:
+        raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
+    boundary = new_boundary()
+    parts = (OutPart({"Content-Type": kind, "Content-Length": str(len(data))}, [data]) for kind, data in found)
+    return StreamingResponse(write_parts(parts, boundary),
+                             media_type=content_type("application/octet-stream", boundary))
+
+
+# ---------------------------------------------------------------------- STOW-RS (PS3.18 10.5)
+
+
+def _target(principal: Principal, project: str | None, site: str | None) -> tuple[str, str]:
+    """The project and site a STOW request stores into (see docs/DICOMWEB.md)."""
+    if principal.role not in ("admin", "curator", "contributor"):
+        raise ApiError(403, "forbidden", f"a {principal.role} may not store instances",
+                       "STOW-RS is for contributors and curators")
+    if project is None:
+        if len(principal.projects) != 1:
+            granted = ", ".join(sorted(principal.projects)) or "none"
+            raise ApiError(400, "bad_request", "name the project to store into: ?project=P",
+                           f"projects granted to you: {granted}")
+        project = next(iter(principal.projects))
+    check_project(principal, project)
+    if principal.site_id and site and site != principal.site_id and not principal.is_curator:
+        raise ApiError(403, "forbidden", f"user {principal.name!r} stores for site {principal.site_id}, not {site}",
+                       "leave ?site= out")
+    site = site or principal.site_id
+    if not site:
+        raise ApiError(400, "bad_request", "name the contributing site: ?site=S",
+                       "your account has no site; say which site the instances come from")
+    return project, site
+
+
+async def _store(request: Request, context: ServerContext, principal: Principal, study: str | None,
+                 project: str | None, site: str | None, dataset: str | None) -> Response:
+    project, site = _target(principal, project, site)
+    media, params = parse_content_type(request.headers.get("content-type", ""))
+    if media != "multipart/related" or "boundary" not in params:
+        raise ApiError(415, "unsupported_media_type", f"STOW-RS takes multipart/related, not {media or 'nothing'}",
+                       'send Content-Type: multipart/related; type="application/dicom"; boundary=...')
+    if params.get("type", "application/dicom").lower() != "application/dicom":
+        raise ApiError(415, "unsupported_media_type",
+                       f"only application/dicom parts are supported, not {params['type']}",
+                       "send DICOM Part 10 files; the JSON/XML metadata + bulk data forms are not supported")
+    with PartSpool(params["boundary"], context.state_dir / "dicomweb") as spool:
+        try:
+            async for chunk in request.stream():
+                await run_in_threadpool(spool.feed, chunk)
+            parts = await run_in_threadpool(spool.finish)
+        except ValueError as error:
+            raise ApiError(400, "bad_request", f"malformed multipart body: {error}",
+                           "check the boundary and the part headers") from None
+        except ClientDisconnect:
+            raise ApiError(400, "bad_request", "the client went away during the upload", "send it again") from None
+        if not parts:
+            raise ApiError(400, "bad_request", "the request holds no instance", "send at least one part")
+        outcomes = [await run_in_threadpool(stow.receive, context.store, part, study) for part in parts]
+    dataset = dataset or stow.default_dataset(site, _dt.date.today())
+    await run_in_threadpool(stow.index, context.engine, principal, outcomes, project=project, dataset=dataset,
+                            site_id=site, client=client_address(request))
+    status, body = stow.response(outcomes, _base_url(request), study)
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ProjectQuery = Query(default=None, max_length=64, pattern=_NAME, description="Project (default: your only one)")
+SiteQuery = Query(default=None, max_length=64, pattern=_NAME, description="Site (default: your site)")
+DatasetQuery = Query(default=None, max_length=128, pattern=_NAME,
+                     description="Batch (default: STOW_<site>_<YYYYMMDD>)")
+
+
+@router.post("/studies", summary="STOW-RS: store instances (multipart/related application/dicom)")
+async def store_instances(request: Request, project: str | None = ProjectQuery, site: str | None = SiteQuery,
+                          dataset: str | None = DatasetQuery, principal: Principal = Depends(current_principal),
+                          context: ServerContext = Depends(get_context)) -> Response:
+    return await _store(request, context, principal, None, project, site, dataset)
+
+
+@router.post("/studies/{study}", summary="STOW-RS: store instances of one study")
+async def store_study_instances(request: Request, study: str = StudyUID, project: str | None = ProjectQuery,
+                                site: str | None = SiteQuery, dataset: str | None = DatasetQuery,
+                                principal: Principal = Depends(current_principal),
+                                context: ServerContext = Depends(get_context)) -> Response:
+    return await _store(request, context, principal, study, project, site, dataset)
+
+
+def _unused(*_: Any) -> None:
+    """Keeps ``re`` imported for the patterns above when linters strip unused names."""
+    re.compile(_UID)
