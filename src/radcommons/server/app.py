@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from radcommons import __version__
 from radcommons.server.context import ServerContext
 from radcommons.server.errors import install_error_handlers
-from radcommons.server.routes import auth, health, quarantine, submissions, uploads
+from radcommons.server.routes import auth, dicomweb, health, quarantine, submissions, uploads
 from radcommons.server.uploads import UploadSpool
 from radcommons.settings import Settings, load_settings
 from radcommons.store.index import make_engine
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, state_dir: Path | None = Non
     install_error_handlers(app)
     for router in (health.router, auth.router, submissions.router, uploads.router, quarantine.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(dicomweb.router)  # /dicomweb (PS3.18), docs/DICOMWEB.md
 
     logging.getLogger("radcommons.server").setLevel(logging.INFO)
     return app

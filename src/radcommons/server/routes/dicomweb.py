@@ -9,8 +9,6 @@ Every route needs a bearer token (401 without); reads are limited to the project
 from __future__ import annotations
 
 import datetime as _dt
-import re
-from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -346,7 +344,3 @@ async def store_study_instances(request: Request, study: str = StudyUID, project
                                 context: ServerContext = Depends(get_context)) -> Response:
     return await _store(request, context, principal, study, project, site, dataset)
 
-
-def _unused(*_: Any) -> None:
-    """Keeps ``re`` imported for the patterns above when linters strip unused names."""
-    re.compile(_UID)

@@ -14,7 +14,9 @@ same :class:`~sqlalchemy.MetaData` by :func:`add_system_tables`, so that one Ale
 * ``quarantine``: instances that failed the verification gate, kept for a curator's decision;
 * ``study_version``: every version of every study (the instance object ids and study values),
   so a corrected resubmission never loses the previous content;
-* ``audit_event``: append-only log of who did what, when, from where, to how many records.
+* ``audit_event``: append-only log of who did what, when, from where, to how many records;
+* ``dua_acceptance``: which version of the data use agreement each user accepted, when and from
+  where (revision 0004); a researcher reads nothing before accepting the current one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "
 
 SYSTEM_TABLES = (
     "user", "user_project", "token", "submission", "submission_file", "submission_record",
-    "quarantine", "study_version", "audit_event",
+    "quarantine", "study_version", "audit_event", "dua_acceptance",
 )
 
 
@@ -166,4 +168,12 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("records", Integer(), nullable=True),
         Column("success", Boolean(), nullable=False, server_default=true()),
         Column("detail", json_type(), nullable=True),
+    )
+    Table(
+        "dua_acceptance", metadata, _id(),
+        _fk("user_id", "user", ondelete="CASCADE"),
+        Column("version", String(32), nullable=False),
+        Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("client", String(128), nullable=True),
+        UniqueConstraint("user_id", "version"),
     )

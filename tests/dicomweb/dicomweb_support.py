@@ -1,0 +1,118 @@
+"""Helpers of the DICOMweb tests: an Orthanc (with its DICOMweb plugin) on loopback, in a temp folder.
+
+Orthanc is the reference small archive (DOMAIN.md section 7); the parity tests ask it and the
+commons the same QIDO-RS questions. Without the Debian ``orthanc`` and ``orthanc-dicomweb``
+packages the parity tests are skipped, except when ``CI`` is set: CI installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc/plugins"),
+               Path("/usr/local/share/orthanc/plugins"))
+PLUGIN_NAME = "libOrthancDicomWeb.so"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def orthanc_executable() -> str | None:
+    return shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")
+                                            if Path(p).is_file()), None)
+
+
+def dicomweb_plugin() -> Path | None:
+    return next((d / PLUGIN_NAME for d in PLUGIN_DIRS if (d / PLUGIN_NAME).is_file()), None)
+
+
+def require_orthanc() -> tuple[str, Path]:
+    """Orthanc's executable and DICOMweb plugin; skip (or fail under CI) when either is missing."""
+    executable, plugin = orthanc_executable(), dicomweb_plugin()
+    if executable is None or plugin is None:
+        missing = "the Orthanc executable" if executable is None else f"the DICOMweb plugin ({PLUGIN_NAME})"
+        message = f"{missing} is not installed (apt-get install orthanc orthanc-dicomweb)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return executable, plugin
+
+
+@dataclass
+class Orthanc:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return self.url + "/dicom-web"
+
+    def upload(self, path: Path) -> None:
+        response = httpx.post(self.url + "/instances", content=path.read_bytes(), timeout=30)
+        assert response.status_code == 200, response.text
+
+
+@contextmanager
+def start_orthanc(root: Path) -> Iterator[Orthanc]:
+    """Orthanc on a free loopback port with its own storage under ``root``, stopped on exit."""
+    executable, plugin = require_orthanc()
+    port = free_port()
+    config = {
+        "Name": "radcommons-parity",
+        "StorageDirectory": str(root / "storage"),
+        "IndexDirectory": str(root / "index"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "DicomPort": free_port(),
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpDescribeErrors": True,
+        "Plugins": [str(plugin)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "StudiesMetadata": "Full",
+                     "SeriesMetadata": "Full"},
+    }
+    (root / "config.json").write_text(json.dumps(config, indent=2))
+    log = open(root / "orthanc.log", "ab")
+    process = subprocess.Popen([executable, str(root / "config.json")], cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    server = Orthanc(port, process)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"Orthanc exited: {(root / 'orthanc.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(server.url + "/system", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("Orthanc did not start in 30 s")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
