@@ -334,14 +334,7 @@ class _Transformer:
             del ds[element.tag]
         elif action == "Z":
             self._empty(element)
-        elif action == "D":
-            if _is_sequence(element):
-                self._items(element)
-            elif element.VR == "UI":
-                self._uid(element)
-            else:
-                self._dummy(element)
-        elif action == "U":
+        elif action in ("D", "U"):
             if _is_sequence(element):
                 self._items(element)
             elif element.VR == "UI":

@@ -9,10 +9,18 @@ from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
 from radcommons.store.index.accounts import AuthenticationFailed, Principal, authenticate, record_audit
 
+#: The explorer's session cookie (HttpOnly, SameSite=Strict; set by ``server.web.session``). It holds
+#: the same token as the Authorization header, so same-origin requests of the web viewer (OHIF calling
+#: /dicomweb) are authorised without putting the token in JavaScript or URLs.
+SESSION_COOKIE = "rc_session"
+
 
 async def current_principal(request: Request, context: ServerContext = Depends(get_context)) -> Principal:
-    """The user of the request's ``Authorization: Bearer`` token; 401 otherwise."""
+    """The user of the request's ``Authorization: Bearer`` token (or session cookie); 401 otherwise."""
     header = request.headers.get("Authorization", "")
+    if not header and request.cookies.get(SESSION_COOKIE):
+        # SameSite=Strict keeps the cookie off cross-site requests, so it cannot be ridden (CSRF).
+        header = f"Bearer {request.cookies[SESSION_COOKIE]}"
     scheme, _, token = header.partition(" ")
     if not header:
         raise ApiError(401, "unauthorized", "this request needs a token (Authorization: Bearer TOKEN)",

@@ -78,6 +78,8 @@ class Principal:
     projects: frozenset[str] = field(default_factory=frozenset)
     token_id: int | None = None
     token_expires_at: _dt.datetime | None = None
+    #: Versions of the data use agreement the user accepted (``store.index.dua``).
+    dua_versions: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_curator(self) -> bool:
@@ -257,11 +259,13 @@ def authenticate(engine: Engine, token: str) -> Principal:
         if row.disabled_at is not None:
             raise AuthenticationFailed(f"the user {row.name!r} is disabled", "ask an administrator", "token_revoked")
         projects = frozenset(_projects(conn, row.user_id))
+        accepted = frozenset(conn.execute(select(system_table("dua_acceptance").c.version).where(
+            system_table("dua_acceptance").c.user_id == row.user_id)).scalars())
     last = as_utc(row.last_used_at)
     if last is None or now - last > LAST_USED_RESOLUTION:
         with engine.begin() as conn:
             conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
-    return Principal(row.user_id, row.name, row.role, row.site_id, projects, row.id, expires)
+    return Principal(row.user_id, row.name, row.role, row.site_id, projects, row.id, expires, accepted)
 
 
 def record_audit(conn: Connection, *, actor: str | None, action: str, target: str | None = None,

@@ -40,7 +40,7 @@ def upgrade() -> None:
     sa.Column('client', sa.String(length=128), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_dua_acceptance_user_id_user'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dua_acceptance')),
-    sa.UniqueConstraint('user_id', 'version', name=op.f('uq_dua_acceptance_user_id'))
+    sa.UniqueConstraint('user_id', 'version', name=op.f('uq_dua_acceptance_user_id_version'))
     )
     with op.batch_alter_table('dua_acceptance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dua_acceptance_user_id'), ['user_id'], unique=False)
