@@ -157,6 +157,17 @@ def machine_info() -> dict:
     }
 
 
+def src_digest() -> str:
+    """SHA-256 (12 hex) of every src/radcommons/**/*.py: names the exact engine code measured,
+    uncommitted changes included."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((REPO / "src" / "radcommons").rglob("*.py")):
+        h.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def versions() -> dict:
     peers_py = str(PEERS_BIN / "python")
     dist = "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))"
@@ -169,6 +180,7 @@ def versions() -> dict:
         "pydicom (peers venv)": first_line([peers_py, "-c", dist, "pydicom"]),
         "gdcm": first_line(["gdcmanon", "--version"]).removeprefix("gdcmanon: ").replace(" $Date$", ""),
         "cp": first_line(["cp", "--version"]),
+        "src digest": src_digest(),
         "git": first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         + (" (with uncommitted changes)" if sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"]).stdout.strip() else ""),
     }
@@ -596,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     nproc = os.cpu_count() or 1
     work = args.out.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    command = "python bench/deid/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python bench/deid/run.py", shlex.join(argv if argv is not None else sys.argv[1:])]).strip()
 
     print(f"bench/deid: out {work}, {n_ct} CT, {n_dx} DX, {args.mf_mb} MiB multi-frame, {n_runs} run(s)", flush=True)
     secrets_notes = prepare_secrets(work)

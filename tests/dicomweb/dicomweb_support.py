@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from radcommons.store.objects import ObjectStore
+
+OPEN, SEQUESTERED, STOW = "Open-A1", "Seq-A1", "Stow-A1"
 
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc/plugins"),
                Path("/usr/local/share/orthanc/plugins"))
@@ -51,6 +56,26 @@ def require_orthanc() -> tuple[str, Path]:
             pytest.fail(message)
         pytest.skip(message)
     return executable, plugin
+
+
+@dataclass
+class DicomwebCommons:
+    """The running commons and what was put in it."""
+
+    server: Any  # commons_fixtures.Commons
+    open_instances: list[Any]  # commons_fixtures.Instance
+    sequestered_instances: list[Any]
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/dicomweb"
+
+    def token(self, user: str) -> str:
+        return self.server.tokens[user]
+
+    @property
+    def store(self) -> ObjectStore:
+        return ObjectStore(str(self.server.store_dir))
 
 
 @dataclass
@@ -116,3 +141,26 @@ def start_orthanc(root: Path) -> Iterator[Orthanc]:
             process.kill()
             process.wait(10)
         log.close()
+
+
+def uids(results: list[dict], tag: str) -> list[str]:
+    """The first value of ``tag`` (e.g. ``"0020000D"``) in each DICOM JSON result."""
+    return [item[tag]["Value"][0] for item in results if item.get(tag, {}).get("Value")]
+
+
+def value(item: dict, tag: str) -> list:
+    """All values of ``tag`` in a DICOM JSON object, person names as their alphabetic string."""
+    return [v.get("Alphabetic") if isinstance(v, dict) else v for v in item.get(tag, {}).get("Value", [])]
+
+
+def multipart_parts(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
+    """Split a multipart/related body into (headers, content) pairs (a test's own parser)."""
+    boundary = next(p.split("=", 1)[1].strip('"') for p in content_type.split(";") if p.strip().startswith("boundary="))
+    parts = []
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, content = chunk.partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().strip().split("\r\n") if ": " in line)
+        parts.append(({k.lower(): v for k, v in headers.items()}, content[:-2]))  # drop the CRLF before the next
+    return parts

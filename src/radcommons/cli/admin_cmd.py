@@ -152,3 +152,104 @@ def token_list(user: str | None = typer.Option(None, "--user", help="Only this u
         table.add_row(str(info.id), info.user, info.state, info.label or "-", _when(info.created_at),
                       _when(info.expires_at), _when(info.last_used_at))
     Console(soft_wrap=True).print(table)
+
+
+project_app = typer.Typer(no_args_is_help=True, help="Projects, their availability and grants.\n\n"
+                          "Example: radcommons admin project add Restricted-R1 --availability restricted")
+app.add_typer(project_app, name="project")
+
+
+@project_app.command("add")
+def project_add(
+    name: str = typer.Argument(..., help="Project submitter_id, e.g. Open-A1."),
+    availability: str = typer.Option("open", "--availability", help="open, restricted or sequestered."),
+    url: str | None = _URL,
+) -> None:
+    """Create a project (or change its availability): open, restricted (grant needed) or sequestered.
+
+    Example: radcommons admin project add Restricted-R1 --availability restricted
+    """
+    from radcommons.store.index.projects import add_project
+
+    engine = open_index(url)
+    try:
+        project = add_project(engine, name, availability)
+    finally:
+        engine.dispose()
+    typer.echo(f"project {project['submitter_id']}: {project['availability']}, {project['cases']} cases")
+
+
+@project_app.command("grant")
+def project_grant(
+    user: str = typer.Argument(..., help="User name."),
+    project: str = typer.Argument(..., help="Project to grant, e.g. Restricted-R1."),
+    revoke: bool = typer.Option(False, "--revoke", help="Take the grant away instead."),
+    url: str | None = _URL,
+) -> None:
+    """Let a user read a restricted project (sequestered projects stay closed to researchers).
+
+    Example: radcommons admin project grant alice Restricted-R1
+    """
+    engine = open_index(url)
+    try:
+        found = grant_projects(engine, user, [project], revoke=revoke)
+    finally:
+        engine.dispose()
+    typer.echo(f"user {found.name} projects: {', '.join(found.projects) or '-'}")
+
+
+@project_app.command("list")
+def project_list(url: str | None = _URL) -> None:
+    """List projects with availability and number of cases.
+
+    Example: radcommons admin project list
+    """
+    from radcommons.store.index.projects import list_projects
+
+    engine = open_index(url)
+    try:
+        projects = list_projects(engine)
+    finally:
+        engine.dispose()
+    table = Table(title="projects")
+    for column in ("project", "availability", "cases"):
+        table.add_column(column)
+    for p in projects:
+        table.add_row(p["submitter_id"], p["availability"] or "-", str(p["cases"]))
+    Console(soft_wrap=True).print(table)
+
+
+@app.command("audit")
+def audit(
+    user: str | None = typer.Option(None, "--user", help="Only this user's events."),
+    since: float | None = typer.Option(None, "--since", help="Only the last DAYS days."),
+    action: str | None = typer.Option(None, "--action", help="An action (research.query) or a prefix ending in '.'."),
+    limit: int = typer.Option(1000, "--limit", help="At most this many events (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    url: str | None = _URL,
+) -> None:
+    """Show the append-only audit log: who did what, when, from where, to how many records.
+
+    Example: radcommons admin audit --user alice --since 7 --action research.
+    """
+    import json
+
+    from radcommons.store.index.audit import search_events
+
+    engine = open_index(url)
+    try:
+        events = search_events(engine, user=user, since_days=since, action=action, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        for event in events:
+            typer.echo(json.dumps(event, default=str))
+        return
+    table = Table(title="audit events (newest first)")
+    for column in ("at", "actor", "action", "target", "records", "client", "ok"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(e["at"][:19], e["actor"] or "-", e["action"], e["target"] or "-",
+                      "-" if e["records"] is None else str(e["records"]), e["client"] or "-",
+                      "yes" if e["success"] else "no")
+    Console(soft_wrap=True).print(table)

@@ -17,6 +17,8 @@ from radcommons.cli import (
     db_cmd,
     deid_cmd,
     dictionary_cmd,
+    download_cmd,
+    export_cmd,
     gateway_cmd,
     harmonize_cmd,
     ingest_cmd,
@@ -48,6 +50,8 @@ app.command("gateway")(gateway_cmd.command)
 app.add_typer(admin_cmd.app, name="admin")
 app.command("keygen")(deid_cmd.keygen)
 app.command("deid")(deid_cmd.deid)
+app.command("download")(download_cmd.command)
+app.command("export")(export_cmd.export)
 
 # soft_wrap: never break a digest, path or URL across lines in a message.
 err_console = Console(stderr=True, soft_wrap=True)

@@ -103,11 +103,10 @@ def parse_match(tag: int, value: str) -> Match:
     return Match(tag, "single", (value,))
 
 
-def parse_query(params: Iterable[tuple[str, str]], *, max_limit: int) -> QidoQuery:
+def parse_query(params: Iterable[tuple[str, str]]) -> QidoQuery:
     """Parse the query string pairs of a search; raises :class:`UserError` for a malformed one.
 
-    ``includefield`` may repeat and hold comma-separated keywords or tags, or ``all``; a
-    ``limit`` above ``max_limit`` is lowered to it (the caller says so in a Warning header).
+    ``includefield`` may repeat and hold comma-separated keywords or tags, or ``all``.
     """
     matches: dict[int, Match] = {}
     include: set[int] = set()
@@ -130,7 +129,7 @@ def parse_query(params: Iterable[tuple[str, str]], *, max_limit: int) -> QidoQue
                                "use DICOM keywords (StudyDate) or tags (00080020)")
                 include.add(int(tag))
         elif name == "limit":
-            limit = min(_count("limit", value), max_limit)
+            limit = _count("limit", value)
         elif name == "offset":
             offset = _count("offset", value)
         elif name == "fuzzymatching":

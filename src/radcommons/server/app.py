@@ -55,6 +55,10 @@ def create_app(settings: Settings | None = None, *, state_dir: Path | None = Non
     for router in (health.router, auth.router, submissions.router, uploads.router, quarantine.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(dicomweb.router)  # /dicomweb (PS3.18), docs/DICOMWEB.md
+    from radcommons.server.routes import audit, cohorts, dua, projects, research  # research API, docs/API.md
+    for router in (dua.router, projects.router, research.router, cohorts.router, audit.router):
+        app.include_router(router, prefix=API_PREFIX)
+    from radcommons.server import web; web.install(app)  # explorer pages at /, viewer at /viewer/: docs/EXPLORER.md
 
     logging.getLogger("radcommons.server").setLevel(logging.INFO)
     return app

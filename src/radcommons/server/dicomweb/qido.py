@@ -3,9 +3,10 @@
 Matching, access filtering, ordering and paging run in the database, on the attributes the
 index holds (:data:`INDEXED`). The index holds no calendar dates and none of the few other
 study attributes that de-identification empties or replaces (Study Date and Time, Accession
-Number, Patient's Name, ...): those are read from ONE header per returned row (the study's or
-series' first instance, the instance itself at instance level), cached by content digest
-(:mod:`.headers`). A match on such an attribute is checked on that header after the indexed
+Number, Patient's Name, ...: :data:`STUDY_HEADER`): those are read from the header of the
+study's first instance (one per study, whatever the level), and any other attribute asked
+with ``includefield`` from the row's own header (the series' first instance, the instance
+itself at instance level), cached by content digest (:mod:`.headers`). A match on such an attribute is checked on that header after the indexed
 conditions have narrowed the rows; Study Date is narrowed first by the indexed ``study_year``,
 which is derived from the same (shifted) date.
 
@@ -83,9 +84,13 @@ DEFAULT_RETURN: dict[str, tuple[int, ...]] = {
         "SOPClassUID", "SOPInstanceUID", "InstanceAvailability", "RetrieveURL", "InstanceNumber", "Rows",
         "Columns", "NumberOfFrames", "StudyInstanceUID", "SeriesInstanceUID")),
 }
-#: Higher-level attributes added when the URL does not name the study (or series): the indexed ones.
+#: Study attributes the index does not hold: read from the study's first instance at every level.
+STUDY_HEADER = frozenset(_t(k) for k in (
+    "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName", "PatientName", "PatientBirthDate",
+    "PatientSex", "StudyID"))
+#: Higher-level attributes added when the URL does not name the study (or series), PS3.18 10.6.3.3.
 UNSCOPED_RETURN: dict[str, tuple[int, ...]] = {
-    "study": tuple(_t(k) for k in ("PatientID", "StudyDescription", "ModalitiesInStudy")),
+    "study": tuple(t for t in DEFAULT_RETURN["study"] if t not in (RETRIEVE_URL, AVAILABILITY)),
     "series": tuple(_t(k) for k in ("Modality", "SeriesNumber", "SeriesDescription")),
 }
 
@@ -153,7 +158,8 @@ class _Plan:
     statement: Select[Any]
     header_matches: list[Match]
     returned: list[int]
-    needs_header: bool
+    level_header: bool  # the row's own header (first instance of the study or series, or the instance)
+    study_header: bool  # the study's first instance (below study level)
 
 
 class Search:
@@ -245,7 +251,10 @@ class Search:
                                  f"{self.level} level; those keys were ignored")
 
         returned = self._returned()
-        needs_header = bool(header_matches) or any(attribute_level(t) is None for t in returned) \
+        from_headers = [m.tag for m in header_matches] + [t for t in returned if attribute_level(t) is None]
+        below_study = self.level != "study"
+        study_header = below_study and any(t in STUDY_HEADER for t in from_headers)
+        level_header = any(not (below_study and t in STUDY_HEADER) for t in from_headers) \
             or (self.query.include_all and self.level == "instance")
         columns: list[Any] = [study.c.study_uid.label("study_uid"), study.c.study_modality.label("study_modality")]
         if self.level != "study":
@@ -265,23 +274,25 @@ class Search:
                            .select_from(instance.join(inner_series, inner_series.c.id == instance.c.series_id))
                            .where(inner_series.c.imaging_study_id == study.c.id)
                            .correlate(study).scalar_subquery().label("n_study_instances"))
-        if SERIES_INSTANCES in returned and self.level == "series":
+        if SERIES_INSTANCES in returned:
             columns.append(select(func.count(instance.c.id)).where(instance.c.series_id == series.c.id)
                            .correlate(series).scalar_subquery().label("n_series_instances"))
-        if needs_header and self.level != "instance":
-            first = instance.alias("first_instance")
-            first_series = series.alias("first_series")
-            inner = select(first.c.object_id).select_from(
-                first.join(first_series, first_series.c.id == first.c.series_id))
-            if self.level == "study":
-                inner = inner.where(first_series.c.imaging_study_id == study.c.id).correlate(study)
-            else:
-                inner = inner.where(first_series.c.id == series.c.id).correlate(series)
-            inner = inner.order_by(first_series.c.series_number, first_series.c.id, first.c.instance_number,
-                                   first.c.id).limit(1)
-            columns.append(inner.scalar_subquery().label("object_id"))
+        if level_header and self.level != "instance":
+            columns.append(self._first_instance(study.c.id if self.level == "study" else series.c.id,
+                                                by_study=self.level == "study").label("object_id"))
+        if study_header:
+            columns.append(self._first_instance(study.c.id, by_study=True).label("study_object_id"))
         statement = select(*columns).select_from(source).where(*conditions).order_by(*order)
-        return _Plan(statement, header_matches, returned, needs_header)
+        return _Plan(statement, header_matches, returned, level_header, study_header)
+
+    def _first_instance(self, parent: Any, *, by_study: bool) -> Any:
+        """The object id of the first instance of a study (or series): whose header answers for it."""
+        first = self.tables["instance"].alias("first_instance")
+        first_series = self.tables["series"].alias("first_series")
+        inner = select(first.c.object_id).select_from(first.join(first_series, first_series.c.id == first.c.series_id))
+        inner = inner.where((first_series.c.imaging_study_id if by_study else first_series.c.id) == parent)
+        inner = inner.order_by(first_series.c.series_number, first_series.c.id, first.c.instance_number, first.c.id)
+        return inner.limit(1).scalar_subquery()
 
     # ------------------------------------------------------------------ rows to DICOM JSON
 
@@ -293,9 +304,11 @@ class Search:
             url += f"/instances/{row.sop_instance_uid}"
         return url
 
-    def _item(self, row: Any, returned: Sequence[int], header: Dataset | None) -> dict[str, dict[str, Any]]:
+    def _item(self, row: Any, returned: Sequence[int], own: Dataset | None,
+              study: Dataset | None) -> dict[str, dict[str, Any]]:
         values: dict[int, Any] = {}
-        from_header: list[int] = []
+        from_own: list[int] = []
+        from_study: list[int] = []
         for tag in returned:
             if tag in INDEXED:
                 values[tag] = getattr(row, f"a_{tag_key(tag)}")
@@ -311,26 +324,34 @@ class Search:
                 values[tag] = self._url(row)
             elif tag == AVAILABILITY:
                 values[tag] = "ONLINE"
+            elif tag in STUDY_HEADER and self.level != "study":
+                from_study.append(tag)
             else:
-                from_header.append(tag)
+                from_own.append(tag)
         out = {tag_key(t): element_json(t, v) for t, v in values.items()}
-        if header is not None:
-            if self.query.include_all and self.level == "instance":
-                found = header_json(header)
-            else:
-                found = header_json(header, from_header)
-            for tag in from_header:
-                key = tag_key(tag)
+        for header, tags in ((own, from_own), (study, from_study)):
+            if header is None:
+                continue
+            found = header_json(header, tags)
+            for tag in tags:
                 # Required return attributes are present even when empty (PS3.18 10.6.3.3).
-                out[key] = found.get(key, element_json(tag, None))
-            for key, element in found.items():
+                out[tag_key(tag)] = found.get(tag_key(tag), element_json(tag, None))
+        if own is not None and self.query.include_all and self.level == "instance":
+            for key, element in header_json(own).items():
                 out.setdefault(key, element)
         return dict(sorted(out.items()))
+
+    def _header_match(self, match: Match, own: Dataset | None, study: Dataset | None) -> bool:
+        header = study if match.tag in STUDY_HEADER and self.level != "study" else own
+        if header is None:
+            return False
+        return matches(match, json_values(header_json(header, [match.tag]).get(tag_key(match.tag))))
 
     def run(self, conn: Connection, header: Callable[[str], Dataset]) -> SearchResult:
         """Execute the search; ``header(object_id)`` reads a stored header (cached)."""
         plan = self.plan()
-        wanted = self.query.limit if self.query.limit is not None else MAX_RESULTS
+        asked = self.query.limit
+        wanted = min(asked, MAX_RESULTS) if asked is not None else MAX_RESULTS
         result = SearchResult(warnings=self.warnings)
         if self.query.fuzzymatching:
             result.warnings.append("299 radcommons: fuzzymatching is not supported; only literal matching "
@@ -340,19 +361,21 @@ class Search:
             statement = statement.offset(self.query.offset).limit(wanted + 1)
         skipped = 0
         for row in conn.execute(statement):
-            ds = header(row.object_id) if plan.needs_header and row.object_id else None
+            own = header(row.object_id) if plan.level_header and row.object_id else None
+            study = header(row.study_object_id) if plan.study_header and row.study_object_id else None
             if plan.header_matches:
-                if ds is None or not all(matches(m, json_values(header_json(ds, [m.tag]).get(tag_key(m.tag))))
-                                         for m in plan.header_matches):
+                if not all(self._header_match(m, own, study) for m in plan.header_matches):
                     continue
                 if skipped < self.query.offset:
                     skipped += 1
                     continue
             if len(result.items) == wanted:
+                if asked is not None and asked <= MAX_RESULTS:
+                    break  # the client asked for this page size: no warning (PS3.18 8.3.4.4)
                 result.warnings.append(f"299 radcommons: there are more than {wanted} matches; ask for the next "
                                        f"page with offset={self.query.offset + wanted}")
                 break
-            result.items.append(self._item(row, plan.returned, ds))
+            result.items.append(self._item(row, plan.returned, own, study))
         return result
 
 

@@ -105,12 +105,13 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
                 continue
             fields = examined.fields
             study_uid = examined.study_uid
+            # A study, series or instance UID belongs to one project (as at a submission commit).
             other = conn.execute(select(study.c.project_id).where(
-                study.c.study_uid == study_uid, study.c.project_id != project)).scalar() \
-                or conn.execute(select(instance.c.project_id).where(
-                    instance.c.sop_instance_uid == examined.sop_instance_uid, instance.c.project_id != project)).scalar() \
-                or conn.execute(select(series.c.project_id).where(
-                    series.c.series_uid == fields.series["series_uid"], series.c.project_id != project)).scalar()
+                study.c.study_uid == study_uid, study.c.project_id != project)).scalar()
+            other = other or conn.execute(select(instance.c.project_id).where(
+                instance.c.sop_instance_uid == examined.sop_instance_uid, instance.c.project_id != project)).scalar()
+            other = other or conn.execute(select(series.c.project_id).where(
+                series.c.series_uid == fields.series["series_uid"], series.c.project_id != project)).scalar()
             if other:
                 outcome.fail(NOT_AUTHORIZED, f"its study or UIDs are already in project {other}")
                 continue

@@ -89,16 +89,18 @@ def accepted_syntaxes(accept: str | None, part_type: str = "application/dicom") 
 
     ``multipart/related; type="application/dicom"; transfer-syntax=UID`` (PS3.18 8.7.3.5);
     no ``transfer-syntax`` means Explicit VR Little Endian; ``*/*``, a missing header and
-    ``multipart/related`` without a type accept what is stored.
+    ``multipart/related`` without a type (or with ``type="*/*"``) accept what is stored.
     """
     if not accept or not accept.strip():
         return {ANY_SYNTAX}
     found: set[str] = set()
     for item in _split_accept(accept):
         media, params = parse_content_type(item)
-        if media in ("*/*", "multipart/*") or (media == "multipart/related" and "type" not in params):
-            found.add(params.get("transfer-syntax", ANY_SYNTAX))
-        elif (media == "multipart/related" and params.get("type", "").lower() == part_type) or media == part_type:
+        kind = params.get("type", "*/*").lower()
+        if media in ("*/*", "multipart/*") or (media == "multipart/related" and kind in (
+                "*/*", part_type.split("/")[0] + "/*")):
+            found.add(params.get("transfer-syntax", ANY_SYNTAX))  # any part type: the server chooses
+        elif (media == "multipart/related" and kind == part_type) or media == part_type:
             found.add(params.get("transfer-syntax", EXPLICIT_VR_LE))
     return found
 

@@ -78,7 +78,7 @@ def _search(request: Request, context: ServerContext, principal: Principal, leve
     if accept and "json" not in accept and "*/*" not in accept:
         raise ApiError(406, "not_acceptable", f"search results are {DICOM_JSON} only, not {accept}",
                        f"send Accept: {DICOM_JSON}")
-    query = parse_query(request.query_params.multi_items(), max_limit=qido.MAX_RESULTS)
+    query = parse_query(request.query_params.multi_items())
     readable = _readable(context, principal)
     search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
     with context.engine.connect() as conn:

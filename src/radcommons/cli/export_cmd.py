@@ -1,0 +1,81 @@
+"""``radcommons export``: a frozen cohort as ML-ready files (DICOM tree, NIfTI volumes or PNG images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
+from radcommons.errors import UserError
+from radcommons.export.splits import parse_weights
+from radcommons.pipelines.export import FORMATS, SeriesResult, check_dest, export_cohort, readable_projects
+from radcommons.settings import load_settings
+
+
+def export(
+    cohort: str = typer.Argument(..., help="Frozen cohort identifier (rc-cohort-...)."),
+    dest: Path = typer.Argument(..., help="Folder to write (created; a rerun resumes)."),
+    format: str = typer.Option("dicom", "--format", help="dicom, nifti (volumes) or png (radiographs)."),
+    split: str = typer.Option("", "--split", help="Patient-level splits, e.g. train=0.7,val=0.15,test=0.15."),
+    stratify: str = typer.Option("", "--stratify", help="Case fields to stratify on, e.g. covid19_positive,sex."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (same seed, same split)."),
+    bits: int = typer.Option(8, "--bits", help="PNG bit depth: 8 or 16."),
+    size: int = typer.Option(0, "--size", help="PNG longest side in pixels (0: original size)."),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers (0: the workers setting, else one per core)."),
+    include_sequestered: bool = typer.Option(
+        False, "--include-sequestered",
+        help="Also export members of sequestered projects (administrators only; never the default).",
+    ),
+    url: str | None = typer.Option(None, "--url", help=DATABASE_HELP),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """Export a frozen cohort with a label table, patient-level splits and a datasheet.
+
+    Example: radcommons export rc-cohort-0123456789ab out/ct --format nifti --split train=0.8,test=0.2 --stratify sex
+    """
+    if format not in FORMATS:
+        raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
+    check_dest(dest)
+    weights = parse_weights(split) if split else None
+    fields = tuple(f.strip() for f in stratify.split(",") if f.strip())
+    if fields and not weights:
+        raise UserError("--stratify needs --split", "e.g. --split train=0.8,test=0.2 --stratify sex")
+    settings = load_settings()
+    engine = open_index(url)
+    object_store = open_store(store)
+    projects = readable_projects(engine, include_sequestered=include_sequestered)
+    console = Console(stderr=True)
+    with Progress(TextColumn(f"export {format}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("series", total=None)
+
+        def start(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advance(_: SeriesResult) -> None:
+            progress.advance(task)
+
+        report = export_cohort(
+            engine, object_store, cohort, dest, format=format, projects=projects, weights=weights,
+            stratify=fields, seed=seed, bits=bits, size=size or None, workers=workers or settings.workers,
+            scheduler=settings.dask_scheduler, on_start=start, on_series=advance,
+        )
+    table = Table(title=f"export of {cohort} to {dest}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("files in the label table", str(len(report.rows)))
+    table.add_row("written", str(report.written))
+    table.add_row("already there (kept)", str(report.kept))
+    table.add_row("excluded (sequestered / not readable)", str(sum(report.excluded.values())))
+    table.add_row("failed series", str(len(report.failures)))
+    Console().print(table)
+    for line in report.skipped:
+        Console().print(f"[yellow]skipped[/] {line}", highlight=False)
+    for line in report.failures:
+        Console().print(f"[red]failed[/] {line}", highlight=False)
+    if report.failures:
+        raise typer.Exit(1)

@@ -1,0 +1,235 @@
+"""Resumable, verified, parallel downloads of the files of a manifest or a frozen cohort.
+
+Each file goes to ``DEST/<case>/<study uid>/<series uid>/<sop uid>.dcm``. Bytes are written
+to ``<name>.dcm.part`` and renamed when complete and verified (sha256 = the object id), so a
+file with the final name is always whole. A rerun after any interruption (network, Ctrl-C,
+an expired token, a killed process):
+
+* skips a final file whose size and sha256 match (``skipped``);
+* continues a ``.part`` file from its size with an HTTP ``Range`` request (``resumed``);
+* fetches the rest (``downloaded``).
+
+Transient failures (connection errors, 5xx) are retried from where the file stopped. An
+authentication failure (401: expired or revoked token) stops every transfer at once with a
+message that says how to continue: get a new token and run the same command again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radcommons.errors import UserError
+
+#: ``progress(entry, new_bytes)``: called as bytes arrive (and with the size of skipped files).
+ProgressCallback = Callable[["FileEntry", int], None]
+#: Opens a byte stream of an object from ``offset``: returns (offset the stream starts at, chunks).
+Opener = Callable[[str, int], "tuple[int, Iterable[bytes]]"]
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _part(name: str) -> str:
+    """A path component safe on every file system (no separators, no '..')."""
+    cleaned = "".join(c if c in _SAFE else "_" for c in str(name)).strip(".")
+    return cleaned or "_"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a manifest: its object id (sha256), size and place in the tree."""
+
+    object_id: str
+    size: int
+    case: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FileEntry:
+        try:
+            digest = str(row["object_id"]).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"object_id {digest!r} is not a sha256")
+            return cls(digest, int(row["size"]), str(row.get("case_submitter_id") or "unknown-case"),
+                       str(row.get("study_uid") or "unknown-study"), str(row.get("series_uid") or "unknown-series"),
+                       str(row.get("sop_instance_uid") or digest))
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"bad manifest row {dict(row)!r}: {error}",
+                            "a manifest needs object_id, size, case_submitter_id, study_uid, series_uid, "
+                            "sop_instance_uid (POST /api/v1/manifest writes one)") from None
+
+    def path(self, dest: Path) -> Path:
+        return dest / _part(self.case) / _part(self.study_uid) / _part(self.series_uid) / (
+            _part(self.sop_instance_uid) + ".dcm")
+
+
+@dataclass
+class DownloadReport:
+    """What a download did; ``failed`` maps relative paths to error messages."""
+
+    downloaded: int = 0
+    resumed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def add(self, outcome: str, nbytes: int) -> None:
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+            self.bytes += nbytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"downloaded": self.downloaded, "resumed": self.resumed, "skipped": self.skipped,
+                "bytes": self.bytes, "failed": dict(self.failed)}
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a manifest file: JSON (a list), JSON lines, CSV, TSV or Parquet (by extension or content)."""
+    source = Path(path)
+    if not source.is_file():
+        raise UserError(f"no manifest file at {source}", "write one with Client.manifest(...) or the API")
+    if source.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(source).to_pylist()
+    text = source.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return list(json.loads(text))
+    if stripped.startswith("{"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    delimiter = "\t" if source.suffix == ".tsv" or "\t" in text.partition("\n")[0] else ","
+    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+
+
+def entries_of(rows: Iterable[Mapping[str, Any]]) -> list[FileEntry]:
+    """The distinct files of manifest rows (a file listed twice is fetched once)."""
+    return list({entry.object_id + entry.sop_instance_uid: entry for entry in map(FileEntry.from_row, rows)}.values())
+
+
+def sha256_of(path: Path, chunk: int = 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _complete(path: Path, entry: FileEntry) -> bool:
+    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.object_id
+
+
+def fetch_one(entry: FileEntry, dest: Path, opener: Opener, *, retries: int = 5,
+              progress: ProgressCallback | None = None, stop: threading.Event | None = None,
+              is_fatal: Callable[[BaseException], bool] = lambda e: False) -> str:
+    """Download one file; returns ``skipped``, ``resumed`` or ``downloaded``."""
+    target = entry.path(dest)
+    if target.exists():
+        if _complete(target, entry):
+            if progress:
+                progress(entry, entry.size)
+            return "skipped"
+        target.unlink()  # wrong size or content: fetch again
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    outcome = "resumed" if part.exists() and part.stat().st_size > 0 else "downloaded"
+    for attempt in range(retries):
+        try:
+            _transfer(entry, part, opener, progress, stop)
+            break
+        except BaseException as error:  # noqa: BLE001 - classified below, re-raised when not transient
+            if is_fatal(error) or isinstance(error, (KeyboardInterrupt, _Stopped)) or attempt + 1 == retries:
+                raise
+            time.sleep(min(10.0, 0.2 * 2**attempt))
+    if sha256_of(part) != entry.object_id:
+        part.unlink()
+        raise UserError(f"{target.relative_to(dest)}: the downloaded bytes do not match sha256 {entry.object_id}",
+                        "run the download again (the file is fetched anew)")
+    os.replace(part, target)  # atomic: a final name always holds a whole, verified file
+    return outcome
+
+
+class _Stopped(Exception):
+    """Another transfer failed fatally; stop this one (its .part file stays for a resume)."""
+
+
+def _transfer(entry: FileEntry, part: Path, opener: Opener, progress: ProgressCallback | None,
+              stop: threading.Event | None) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    if have > entry.size:
+        part.unlink()
+        have = 0
+    if have == entry.size:
+        return
+    start, chunks = opener(entry.object_id, have)
+    if start == 0 and have:  # the server sent the whole file: start over
+        part.unlink()
+        have = 0
+    with open(part, "ab") as handle:
+        for chunk in chunks:
+            if stop is not None and stop.is_set():
+                raise _Stopped()
+            handle.write(chunk)
+            if progress:
+                progress(entry, len(chunk))
+        handle.flush()
+        os.fsync(handle.fileno())
+    if part.stat().st_size != entry.size:
+        raise ConnectionError(f"transfer of {entry.object_id} ended early ({part.stat().st_size} of {entry.size} bytes)")
+
+
+def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str], opener: Opener, *,
+                     workers: int = 4, progress: ProgressCallback | None = None,
+                     is_fatal: Callable[[BaseException], bool] = lambda e: False) -> DownloadReport:
+    """Fetch ``entries`` into ``dest`` with ``workers`` threads; a fatal error stops all and is raised."""
+    root = Path(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    report = DownloadReport()
+    stop = threading.Event()
+
+    def one(entry: FileEntry) -> None:
+        if stop.is_set():
+            return
+        try:
+            outcome = fetch_one(entry, root, opener, progress=progress, stop=stop, is_fatal=is_fatal)
+        except _Stopped:
+            return
+        except BaseException as error:
+            if is_fatal(error) or isinstance(error, KeyboardInterrupt):
+                stop.set()
+                raise
+            report.failed[str(entry.path(root).relative_to(root))] = str(getattr(error, "message", error))
+            return
+        report.add(outcome, entry.size)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rc-download") as pool:
+        futures = [pool.submit(one, entry) for entry in entries]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                stop.set()
+                for other in futures:
+                    other.cancel()
+                raise future.exception()  # type: ignore[misc]
+    return report

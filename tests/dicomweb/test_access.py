@@ -1,0 +1,71 @@
+"""Who reads what through DICOMweb: researchers see open projects only, never sequestered ones.
+
+Anything outside the readable projects answers exactly as if it did not exist: QIDO leaves it
+out, WADO (instances, metadata, rendered, frames) answers 404. No token: 401.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pydicom
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from dicomweb_support import DicomwebCommons, uids
+
+
+def client(commons: DicomwebCommons, user: str) -> DICOMwebClient:
+    return DICOMwebClient(url=commons.url, headers={"Authorization": f"Bearer {commons.token(user)}"})
+
+
+def _paths(item) -> list[str]:
+    base = f"/studies/{item.study_uid}"
+    series = pydicom.dcmread(item.path, stop_before_pixels=True).SeriesInstanceUID
+    instance = f"{base}/series/{series}/instances/{item.sop_uid}"
+    return [base, f"{base}/metadata", f"{base}/series/{series}", f"{base}/series/{series}/metadata", instance,
+            f"{instance}/metadata", f"{instance}/rendered", f"{instance}/frames/1", f"{instance}/frames/1/rendered"]
+
+
+@pytest.mark.parametrize("user", ["reader", "seq-researcher", "stower"])
+def test_sequestered_is_never_readable(dicomweb_commons: DicomwebCommons, user: str) -> None:
+    dw = client(dicomweb_commons, user)
+    open_studies = {i.study_uid for i in dicomweb_commons.open_instances}
+    hidden = dicomweb_commons.sequestered_instances[0]
+    assert set(uids(dw.search_for_studies(), "0020000D")) == open_studies
+    assert set(uids(dw.search_for_series(), "0020000D")) == open_studies
+    assert set(uids(dw.search_for_instances(), "00080018")) == {i.sop_uid for i in dicomweb_commons.open_instances}
+    assert dw.search_for_studies(search_filters={"StudyInstanceUID": hidden.study_uid}) == []
+    assert dw.search_for_studies(search_filters={"PatientID": hidden.patient_id}) == []
+    assert dw.search_for_series(study_instance_uid=hidden.study_uid) == []
+    assert dw.search_for_instances(study_instance_uid=hidden.study_uid) == []
+    headers = {"Authorization": f"Bearer {dicomweb_commons.token(user)}"}
+    with httpx.Client(base_url=dicomweb_commons.url, headers=headers, timeout=30) as http:
+        for path in _paths(hidden):
+            response = http.get(path)
+            assert response.status_code == 404, path
+            assert response.json()["error"]["code"] == "not_found"
+    with pytest.raises(requests.HTTPError) as refused:
+        dw.retrieve_study(hidden.study_uid)
+    assert refused.value.response.status_code == 404
+
+
+def test_curator_reads_sequestered(dicomweb_commons: DicomwebCommons) -> None:
+    hidden = dicomweb_commons.sequestered_instances[0]
+    dw = client(dicomweb_commons, "curator")
+    assert hidden.study_uid in uids(dw.search_for_studies(), "0020000D")
+    assert {ds.SOPInstanceUID for ds in dw.retrieve_study(hidden.study_uid)} >= {hidden.sop_uid}
+
+
+def test_no_token_and_no_agreement(dicomweb_commons: DicomwebCommons) -> None:
+    item = dicomweb_commons.open_instances[0]
+    with httpx.Client(base_url=dicomweb_commons.url, timeout=30) as http:
+        for path in ["/studies", "/series", "/instances", *_paths(item)]:
+            response = http.get(path)
+            assert response.status_code == 401, path
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert http.post("/studies", content=b"", headers={"Content-Type": "multipart/related; boundary=x"}
+                         ).status_code == 401
+        bad = http.get("/studies", headers={"Authorization": "Bearer rc_not-a-token"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_token"
+        late = http.get("/studies", headers={"Authorization": f"Bearer {dicomweb_commons.token('no-dua')}"})
+        assert late.status_code == 403 and late.json()["error"]["code"] == "dua_required"

@@ -1,0 +1,119 @@
+"""STOW-RS (PS3.18 10.5): stored instances pass the same verification gate and indexing as submissions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+
+import httpx
+import pydicom
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from dicomweb_support import STOW, DicomwebCommons, value
+
+FAILED, REFERENCED, FAILURE_REASON, ERROR_COMMENT = "00081198", "00081199", "00081197", "00000902"
+
+
+def client(commons: DicomwebCommons, user: str = "stower") -> DICOMwebClient:
+    return DICOMwebClient(url=commons.url, headers={"Authorization": f"Bearer {commons.token(user)}"})
+
+
+def new_uid() -> str:
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def fresh_study(commons: DicomwebCommons, count: int = 3) -> list[pydicom.Dataset]:
+    """Copies of open instances with new Study, Series and SOP Instance UIDs (a study never seen)."""
+    study, series = new_uid(), new_uid()
+    out = []
+    for item in commons.open_instances[:count]:
+        ds = pydicom.dcmread(item.path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = new_uid()
+        if "RequestAttributesSequence" in ds:
+            del ds.RequestAttributesSequence  # it repeats the old Study Instance UID
+        out.append(ds)
+    return out
+
+
+def encoded(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_store_a_study_then_read_it_back(dicomweb_commons: DicomwebCommons) -> None:
+    datasets = fresh_study(dicomweb_commons)
+    study = datasets[0].StudyInstanceUID
+    result = client(dicomweb_commons).store_instances(datasets)
+    stored = [item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence]
+    assert sorted(stored) == sorted(ds.SOPInstanceUID for ds in datasets)
+    assert "FailedSOPSequence" not in result
+    assert all(item.RetrieveURL.endswith(f"/instances/{item.ReferencedSOPInstanceUID}")
+               for item in result.ReferencedSOPSequence)
+    mine = client(dicomweb_commons).search_for_studies(search_filters={"StudyInstanceUID": study})
+    assert value(mine[0], "00201208") == [len(datasets)]
+    back = client(dicomweb_commons).retrieve_study(study)
+    assert sorted(ds.SOPInstanceUID for ds in back) == sorted(stored)
+    # The bytes kept are the bytes sent (content-addressed: the object id is their sha256).
+    for ds in datasets:
+        assert dicomweb_commons.store.exists(hashlib.sha256(encoded(ds)).hexdigest())
+    # Stow-A1 is restricted: a researcher without a grant does not see it.
+    assert client(dicomweb_commons, "reader").search_for_studies(search_filters={"StudyInstanceUID": study}) == []
+    again = client(dicomweb_commons).store_instances(datasets[:1], study_instance_uid=study)
+    assert len(again.ReferencedSOPSequence) == 1 and again.RetrieveURL.endswith(f"/studies/{study}")
+
+
+def test_gate_failures_are_reported_and_quarantined(dicomweb_commons: DicomwebCommons) -> None:
+    good, bad = fresh_study(dicomweb_commons, 2)
+    del bad.PatientIdentityRemoved  # fails the verification gate
+    headers = {"Authorization": f"Bearer {dicomweb_commons.token('stower')}"}
+    boundary = "stow-test-boundary"
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
+                    for data in (encoded(good), encoded(bad), b"not a DICOM file"))
+    body += f"--{boundary}--\r\n".encode()
+    response = httpx.post(f"{dicomweb_commons.url}/studies", content=body, timeout=60, headers={
+        **headers, "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    assert response.status_code == 202  # some stored, some failed
+    assert response.headers["content-type"] == "application/dicom+json"
+    answer = pydicom.Dataset.from_json(response.json())
+    assert [i.ReferencedSOPInstanceUID for i in answer.ReferencedSOPSequence] == [good.SOPInstanceUID]
+    failures = {i.get("ReferencedSOPInstanceUID", ""): i for i in answer.FailedSOPSequence}
+    quarantined = failures[bad.SOPInstanceUID]
+    assert quarantined.FailureReason == 0x0110
+    assert "quarantined" in quarantined[0x00000902].value and "identity-not-removed" in quarantined[0x00000902].value
+    assert failures[""].FailureReason == 0xC000  # not DICOM: no UID to report
+    assert client(dicomweb_commons, "curator").search_for_instances(
+        search_filters={"SOPInstanceUID": bad.SOPInstanceUID}) == []
+    held = httpx.get(dicomweb_commons.server.url + "/api/v1/quarantine", params={"project": STOW}, timeout=30,
+                     headers={"Authorization": f"Bearer {dicomweb_commons.token('curator')}"}).json()
+    entry = next(h for h in held if h["sop_instance_uid"] == bad.SOPInstanceUID)
+    assert entry["source"] == "stow" and "identity-not-removed" in entry["reason"]
+
+
+def test_refusals(dicomweb_commons: DicomwebCommons) -> None:
+    [one] = fresh_study(dicomweb_commons, 1)
+    other = new_uid()
+    with pytest.raises(requests.HTTPError) as mismatch:  # none stored: 409
+        client(dicomweb_commons).store_instances([one], study_instance_uid=other)
+    assert mismatch.value.response.status_code == 409
+    failed = pydicom.Dataset.from_json(mismatch.value.response.json()).FailedSOPSequence[0]
+    assert failed.FailureReason == 0xA900 and failed.ReferencedSOPInstanceUID == one.SOPInstanceUID
+    for user, project, status in (("reader", None, 403), ("stower", "Open-A1", 403), ("uploader", "Stow-A1", 403),
+                                  ("curator", None, 400)):
+        with pytest.raises(requests.HTTPError) as refused:
+            client(dicomweb_commons, user).store_instances(
+                [one], additional_params={"project": project} if project else None)
+        assert refused.value.response.status_code == status, (user, project)
+    headers = {"Authorization": f"Bearer {dicomweb_commons.token('stower')}"}
+    wrong_type = httpx.post(f"{dicomweb_commons.url}/studies", content=b"{}", timeout=30,
+                            headers={**headers, "Content-Type": "application/json"})
+    assert wrong_type.status_code == 415
+    # The same instance already in another project is refused (UIDs belong to one project).
+    curator = client(dicomweb_commons, "curator")
+    taken = pydicom.dcmread(dicomweb_commons.open_instances[0].path)
+    with pytest.raises(requests.HTTPError) as clash:
+        curator.store_instances([taken], additional_params={"project": STOW, "site": "SITE_A"})
+    assert pydicom.Dataset.from_json(clash.value.response.json()).FailedSOPSequence[0].FailureReason == 0x0124

@@ -1,0 +1,172 @@
+"""Browser journeys through the explorer: real clicks in Chromium against a running commons.
+
+Skipped when Debian's Chromium is missing (``apt-get install chromium``), unless ``CI`` is set.
+Screenshots land in ``test-artifacts/web/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from web_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SEQUESTERED_PROJECT, WebCommons
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+VIEWER_DIST = Path(__file__).resolve().parents[2] / "viewer" / "node_modules" / "@ohif" / "app" / "dist"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _page(browser: Browser) -> Page:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    return context.new_page()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def login(page: Page, commons: WebCommons, user: str) -> None:
+    page.goto(commons.url + "/login")
+    page.get_by_label("API token").fill(commons.tokens[user])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+
+
+def total(page: Page, tab: str) -> str:
+    return page.locator(f"#total-{tab}").inner_text()
+
+
+def test_anonymous_sees_suppressed_aggregates_only(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    page.goto(web_commons.url + "/")
+    expect(page.locator("#total-cases")).to_have_text("<10")
+    expect(page.locator(".notice")).to_contain_text("to see records")
+    assert page.locator("table.records").count() == 0
+    assert SEQUESTERED_PROJECT not in page.content()
+    shot(page, "01-anonymous-explorer")
+    page.goto(web_commons.url + "/dashboard")
+    assert page.locator("#quarantine").count() == 0 and page.locator("#submissions").count() == 0
+    page.context.close()
+
+
+def test_researcher_filters_freezes_and_downloads(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "reader")
+    # A researcher lands on the data use agreement and must accept it before any record shows.
+    expect(page.get_by_role("heading", name=re.compile("Data use agreement"))).to_be_visible()
+    page.get_by_label("I have read and accept the agreement").check()
+    page.get_by_role("button", name="Accept").click()
+    expect(page.locator("table.records")).to_be_visible()
+    before = int(total(page, "studies"))
+    assert SEQUESTERED_PROJECT not in page.content()  # neither records nor a facet value, nor a count
+    shot(page, "02-researcher-explorer")
+    # Filter by clicking facet values: the counts change (htmx swap, URL updated).
+    page.locator('a.fv[data-facet="series.modality"]').first.click()
+    expect(page.locator('a.fv.selected[data-facet="series.modality"]')).to_have_count(1)
+    page.locator('a.fv[data-facet="case.sex"]').first.click()
+    expect(page.locator('a.fv.selected[data-facet="case.sex"]')).to_have_count(1)
+    after = int(total(page, "studies"))
+    assert 0 < after < before
+    assert "series.modality=" in page.url and "case.sex=" in page.url
+    shot(page, "03-researcher-filtered")
+    # The same URL, opened fresh, shows the same cohort (shareable query).
+    page.goto(page.url)
+    assert int(total(page, "studies")) == after
+    # Download the table of the studies tab.
+    page.get_by_role("link", name="Studies", exact=True).click()
+    expect(page.locator('.tabs a[aria-current="page"]')).to_have_text("Studies")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="this table (CSV)").click()
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0].startswith("id,") and len(text.splitlines()) == after + 1
+    # Freeze the cohort and download its table from the cohort page.
+    page.get_by_label("Cohort name").fill("web test cohort")
+    page.get_by_role("button", name="Freeze cohort").click()
+    expect(page.locator("#cohort-id")).to_have_text(re.compile(r"rc-cohort-[0-9a-f]{12}"))
+    shot(page, "04-frozen-cohort")
+    with page.expect_download() as download:
+        page.locator("#download-table").click()
+    assert len(Path(download.value.path()).read_text().splitlines()) == after + 1
+    # Open a study: thumbnails are rendered.
+    page.goto(web_commons.url + "/?tab=studies")
+    page.locator("table.records a.uid").first.click()
+    thumbs = page.locator(".thumb img")
+    expect(thumbs.first).to_be_visible()
+    page.wait_for_function("Array.from(document.querySelectorAll('.thumb img')).every(i => i.complete)")
+    assert all(w > 0 for w in thumbs.evaluate_all("els => els.map(e => e.naturalWidth)"))
+    assert page.locator("svg.timeline, .timeline-wrap p").count() == 1
+    shot(page, "05-study")
+    assert page.locator("#open-viewer").get_attribute("href").startswith("/viewer/viewer?StudyInstanceUIDs=")
+    # The dashboard has no quarantine section for a researcher.
+    page.goto(web_commons.url + "/dashboard")
+    assert page.locator("#quarantine").count() == 0
+    assert "Quarantine" not in page.content()
+    page.context.close()
+
+
+def test_curator_reviews_quarantine(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "curator")
+    page.goto(web_commons.url + "/dashboard")
+    expect(page.locator("#quarantine")).to_be_visible()
+    expect(page.locator("#quarantine .q").first).to_be_visible()
+    shot(page, "06-curator-dashboard")
+    # A curator reads the sequestered project too.
+    page.goto(web_commons.url + "/")
+    assert SEQUESTERED_PROJECT in page.content()
+    page.context.close()
+
+
+def test_contributor_sees_its_submissions(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "uploader")
+    page.goto(web_commons.url + "/dashboard")
+    expect(page.locator("#submissions")).to_contain_text("SITE_A_web")
+    assert page.locator("#quarantine").count() == 0
+    shot(page, "07-contributor-dashboard")
+    page.context.close()
+
+
+def test_logout_and_token_not_in_page(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "admin")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "rc_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert web_commons.tokens["admin"] not in page.content()
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("banner").get_by_role("link", name="Log in")).to_be_visible()
+    assert not [c for c in page.context.cookies() if c["name"] == "rc_session"]
+    page.goto(web_commons.url + "/dictionary")
+    expect(page.locator("article.dictionary")).to_contain_text("case")
+    page.context.close()
+
+
+@pytest.mark.skipif(not (VIEWER_DIST / "index.html").is_file(),
+                    reason="the OHIF viewer is not installed (scripts/install_viewer.sh)")
+def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "admin")
+    page.goto(web_commons.url + "/?tab=studies")
+    page.locator("table.records a.uid").first.click()
+    page.locator("#open-viewer").click()
+    page.wait_for_timeout(8000)
+    shot(page, "08-viewer")
+    assert "/viewer/" in page.url
+    page.context.close()

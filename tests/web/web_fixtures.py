@@ -1,0 +1,122 @@
+"""A commons with data for the browser tests: synthetic sites, an open and a sequestered project.
+
+Built the way an operator would, with real commands (``radcommons synth``, ``admin``, ``serve``,
+``contribute``, ``deid``, ``ingest``), once per session:
+
+* SITE_A contributes to the open project ``Open-A1`` through the API, with its clinical files
+  (so cases have tests, visits and breathing support for the timeline);
+* SITE_B's de-identified studies are ingested into the sequestered project ``Seq-B1``;
+* one raw (not de-identified) SITE_B image is ingested into ``Open-A1``: it fails the gate and
+  is held in the quarantine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+OPEN_PROJECT, SEQUESTERED_PROJECT = "Open-A1", "Seq-B1"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+USERS = {  # name: (role, extra admin arguments)
+    "admin": ("admin", []), "curator": ("curator", []), "reader": ("researcher", []),
+    "uploader": ("contributor", ["--project", OPEN_PROJECT, "--site", "SITE_A"]),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class WebCommons:
+    root: Path
+    env: dict[str, str]
+    port: int = field(default_factory=_free_port)
+    tokens: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"radcommons {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def start(self) -> None:
+        log = open(self.root / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "radcommons", "serve", "--port", str(self.port), "--state-dir",
+             str(self.root / "state"), "--log-level", "warning"],
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited: {(self.root / 'server.log').read_text()}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not start in 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def build_commons(root: Path) -> WebCommons:
+    """Data, users and a running server under ``root`` (see the module docstring)."""
+    env = {**os.environ, "COLUMNS": "200", "RADCOMMONS_DATABASE_URL": f"sqlite:///{root / 'index.db'}",
+           "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects")}
+    commons = WebCommons(root, env)
+    commons.run("synth", "synth", "--sites", "2", "--patients", "4", "--seed", "7", "--small")
+    commons.run("db", "upgrade")
+    for name, (role, extra) in USERS.items():
+        commons.run("admin", "user", "add", name, "--role", role, *extra)
+        commons.tokens[name] = commons.run("admin", "token", "create", name, "--label", "web-tests").strip()
+    (root / "uploader.token").write_text(commons.tokens["uploader"])
+    os.chmod(root / "uploader.token", 0o600)
+    commons.run("keygen", "key")
+    commons.start()
+    commons.run("contribute", "synth/site_a", "--clinical", "synth/site_a/clinical", "--site", "SITE_A",
+                "--project", OPEN_PROJECT, "--server", commons.url, "--token-file", "uploader.token",
+                "--key-file", "key", "--state-dir", "state-a", "--dataset", "SITE_A_web", "--allow-partial")
+    commons.run("deid", "synth/site_b", "deid_b", "--site", "SITE_B", "--key-file", "key", "--state-dir", "state-b")
+    commons.run("ingest", "deid_b", "--project", SEQUESTERED_PROJECT, "--site", "SITE_B",
+                "--availability", "sequestered")
+    raw = next(p for p in sorted((root / "synth" / "site_b").rglob("*.dcm")))
+    subprocess.run([sys.executable, "-m", "radcommons", "ingest", str(raw), "--project", OPEN_PROJECT, "--site",
+                    "SITE_B"], cwd=root, env=env, capture_output=True, timeout=120)  # exits 1: quarantined
+    return commons
+
+
+@pytest.fixture(scope="session")
+def web_commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebCommons]:
+    commons = build_commons(tmp_path_factory.mktemp("web-commons"))
+    try:
+        yield commons
+    finally:
+        commons.stop()
