@@ -119,9 +119,10 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
 
 
-def entries_of(rows: Iterable[Mapping[str, Any]]) -> list[FileEntry]:
+def entries_of(rows: Iterable[Mapping[str, Any] | FileEntry]) -> list[FileEntry]:
     """The distinct files of manifest rows (a file listed twice is fetched once)."""
-    return list({entry.object_id + entry.sop_instance_uid: entry for entry in map(FileEntry.from_row, rows)}.values())
+    entries = (row if isinstance(row, FileEntry) else FileEntry.from_row(row) for row in rows)
+    return list({entry.object_id + entry.sop_instance_uid: entry for entry in entries}.values())
 
 
 def sha256_of(path: Path, chunk: int = 1024 * 1024) -> str:

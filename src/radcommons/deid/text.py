@@ -157,6 +157,15 @@ def date_variants(da: str) -> list[str]:
     )
 
 
+#: Sequences whose items carry identifiers of the same patient or study (PS3.3 C.4.10, C.7.1.1).
+_IDENTIFIER_SEQUENCES = (
+    "RequestAttributesSequence",
+    "ReferencedPatientSequence",
+    "OperatorIdentificationSequence",
+    "PerformingPhysicianIdentificationSequence",
+)
+
+
 def collect_identifiers(ds: Dataset) -> Identifiers:
     """Gather the identifying values of ``ds`` (top level and one level of sequences)."""
     phrases: set[str] = set()
@@ -193,15 +202,13 @@ def collect_identifiers(ds: Dataset) -> Identifiers:
                 for value in _values(item.get("PatientID")):
                     add(value, is_name=False)
         if depth == 0:
-            for element in dataset:
-                if element.VR == "SQ" and element.value and element.keyword in (
-                    "RequestAttributesSequence",
-                    "ReferencedPatientSequence",
-                    "OperatorIdentificationSequence",
-                    "PerformingPhysicianIdentificationSequence",
-                ):
-                    for item in element.value:
-                        visit(item, depth + 1)
+            # Looked up by keyword: iterating the dataset would decode every element.
+            for keyword in _IDENTIFIER_SEQUENCES:
+                items = dataset.get(keyword)
+                if items and not isinstance(items, (str, bytes)):
+                    for item in items:
+                        if isinstance(item, Dataset):
+                            visit(item, depth + 1)
 
     visit(ds, 0)
     ordered_phrases = tuple(sorted(phrases, key=lambda s: (-len(s), s)))

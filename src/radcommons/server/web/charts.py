@@ -13,7 +13,7 @@ from html import escape
 from markupsafe import Markup
 
 #: Geometry of a horizontal bar chart (pixels in the SVG's own units; it scales to its box).
-LABEL_WIDTH, BAR_WIDTH, COUNT_WIDTH, ROW_HEIGHT = 190, 260, 60, 22
+LABEL_WIDTH, BAR_WIDTH, COUNT_WIDTH, ROW_HEIGHT = 170, 250, 60, 24
 
 
 def bar_percent(count: int | None, largest: int) -> float:
@@ -40,9 +40,9 @@ def bar_chart(title: str, items: Sequence[tuple[str, int | None]], *, unit: str 
         short = label if len(label) <= 28 else label[:27] + "…"
         rows.append(
             f'<g><title>{escape(label)}: {escape(count_text(count))} {escape(unit)}</title>'
-            f'<text x="{LABEL_WIDTH - 8}" y="{y + 15}" text-anchor="end" class="chart-label">{escape(short)}</text>'
+            f'<text x="{LABEL_WIDTH - 8}" y="{y + 16}" text-anchor="end" class="chart-label">{escape(short)}</text>'
             f'<rect x="{LABEL_WIDTH}" y="{y + 3}" width="{bar:.1f}" height="{ROW_HEIGHT - 7}" rx="2" class="chart-bar"/>'
-            f'<text x="{LABEL_WIDTH + bar + 6:.1f}" y="{y + 15}" class="chart-count">{escape(count_text(count))}</text></g>'
+            f'<text x="{LABEL_WIDTH + bar + 6:.1f}" y="{y + 16}" class="chart-count">{escape(count_text(count))}</text></g>'
         )
     if not items:
         rows.append(f'<text x="0" y="16" class="chart-label">No records</text>')
