@@ -12,7 +12,7 @@ PATIENTS ?= 8
 SEED   ?= 2026
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo stop test venv docs clean
+.PHONY: demo stop test venv viewer docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+viewer:
+	scripts/install_viewer.sh
+
+demo: $(STAMP) viewer
 	DEMO=$(DEMO) SITES=$(SITES) PATIENTS=$(PATIENTS) SEED=$(SEED) RC=$(BIN)/radcommons scripts/demo.sh
 
 stop:

@@ -126,6 +126,11 @@ def cpu_busy_s() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _delta(machine0: float | None) -> float | None:
+    now = cpu_busy_s()
+    return None if machine0 is None or now is None else round(now - machine0, 2)
+
+
 def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
     """Wait (at most ``max_wait`` s) until the machine's CPUs are < ``threshold`` busy; the last sample."""
     deadline = time.monotonic() + max_wait
@@ -155,6 +160,28 @@ def proc_status(pid: int, key: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as fp:
+            fields = fp.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen, log_file: Path) -> None:
@@ -346,6 +373,7 @@ def run_ingest(deid: Path, scratch: Path, kind: str, pg_url: str, workers: int) 
     with fresh_index(kind, scratch, pg_url) as env:
         commands, per_site, outcomes = [], {}, {}
         settle()
+        cpu0, machine0 = children_cpu_s(), cpu_busy_s()
         t0 = time.perf_counter()
         for site in SITES:
             report = scratch / f"report-{site}.json"
@@ -360,8 +388,12 @@ def run_ingest(deid: Path, scratch: Path, kind: str, pg_url: str, workers: int) 
             for f in json.loads(report.read_text())["files"]:
                 outcomes[f["status"]] = outcomes.get(f["status"], 0) + 1
         seconds = time.perf_counter() - t0
+        our_cpu = children_cpu_s() - cpu0
+        machine = _delta(machine0)
         counts = index_counts(env, PROJECT)
-    return {"seconds": seconds, "per_site_seconds": per_site, "commands": commands, "outcomes": outcomes,
+    return {"seconds": seconds, "our_cpu_seconds": round(our_cpu, 2), "machine_cpu_seconds": machine,
+            "per_site_seconds": per_site,
+            "commands": commands, "outcomes": outcomes,
             "stored": counts.get("instance"), "index_counts": counts}
 
 
@@ -407,7 +439,7 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
 
         site_files = {site: dicom_files(deid / site.lower()) for site in SITES}
         settle()
-        cpu0 = os.times()
+        cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
         subs = {site: client().create_submission(PROJECT, f"{site}_BENCH", site_id=site) for site in SITES}
         jobs = [(site, path) for site in SITES for path in site_files[site]]
@@ -438,7 +470,8 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
         t_manifest = time.perf_counter()
         receipts = {site: client().commit(subs[site].id) for site in SITES}
         t_end = time.perf_counter()
-        cpu1 = os.times()
+        client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
+        machine = _delta(machine0)
         server_hwm = proc_status(proc.pid, "VmHWM")
         for c in clients:
             c.close()
@@ -447,7 +480,8 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
     return {
         "seconds": t_end - t0, "upload_seconds": t_upload - t0, "manifest_seconds": t_manifest - t_upload,
         "commit_seconds": t_end - t_manifest, "threads": threads,
-        "client_cpu_seconds": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 2),
+        "client_cpu_seconds": round(client_cpu, 2), "server_cpu_seconds": round(server_cpu, 2),
+        "our_cpu_seconds": round(client_cpu + server_cpu, 2), "machine_cpu_seconds": machine,
         "receipt_instances": indexed, "stored": counts.get("instance"), "index_counts": counts,
         "studies_declared": len(studies), "server_peak_rss_mb": round((server_hwm or 0) / 1e6, 1),
         "commands": [f"radcommons serve --host 127.0.0.1 --port <free> --state-dir <tmp> --log-level warning "
@@ -461,7 +495,7 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
 
 
 @contextlib.contextmanager
-def orthanc_server(scratch: Path) -> Iterator[str]:
+def orthanc_server(scratch: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """Orthanc on a free loopback port with a temporary configuration; yields its base URL."""
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "storage").mkdir(parents=True)
@@ -491,7 +525,7 @@ def orthanc_server(scratch: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/system", 60, proc, log_file)
-        yield url
+        yield url, proc
     finally:
         stop(proc)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -506,7 +540,7 @@ def _orthanc_count(url: str) -> int:
 def run_orthanc_rest(files: list[Path], scratch: Path, threads: int) -> dict[str, Any]:
     import httpx
 
-    with orthanc_server(scratch) as url:
+    with orthanc_server(scratch) as (url, proc):
         local = threading.local()
         clients: list[httpx.Client] = []
         lock = threading.Lock()
@@ -526,14 +560,19 @@ def run_orthanc_rest(files: list[Path], scratch: Path, threads: int) -> dict[str
                 raise RuntimeError(f"Orthanc answered {status} for {path}")
 
         settle()
+        cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(post, files))
         seconds = time.perf_counter() - t0
+        client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
+        machine = _delta(machine0)
         for c in clients:
             c.close()
         stored = _orthanc_count(url)
-    return {"seconds": seconds, "threads": threads, "stored": stored,
+    return {"seconds": seconds, "threads": threads, "stored": stored, "server_cpu_seconds": round(server_cpu, 2),
+            "client_cpu_seconds": round(client_cpu, 2), "our_cpu_seconds": round(server_cpu + client_cpu, 2),
+            "machine_cpu_seconds": machine,
             "commands": [f"httpx POST {{orthanc}}/instances (raw file body, Content-Type: application/dicom), "
                          f"{threads} thread(s), one connection each"]}
 
@@ -541,7 +580,7 @@ def run_orthanc_rest(files: list[Path], scratch: Path, threads: int) -> dict[str
 def run_orthanc_stow(files: list[Path], scratch: Path, threads: int, batch: int) -> dict[str, Any]:
     import httpx
 
-    with orthanc_server(scratch) as url:
+    with orthanc_server(scratch) as (url, proc):
         local = threading.local()
         clients: list[httpx.Client] = []
         lock = threading.Lock()
@@ -571,14 +610,20 @@ def run_orthanc_stow(files: list[Path], scratch: Path, threads: int, batch: int)
             return len(answer.get("00081199", {}).get("Value", []))
 
         settle()
+        cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             referenced = sum(pool.map(stow, batches))
         seconds = time.perf_counter() - t0
+        client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
+        machine = _delta(machine0)
         for c in clients:
             c.close()
         stored = _orthanc_count(url)
     return {"seconds": seconds, "threads": threads, "batch": batch, "stored": stored, "referenced": referenced,
+            "server_cpu_seconds": round(server_cpu, 2), "client_cpu_seconds": round(client_cpu, 2),
+            "our_cpu_seconds": round(server_cpu + client_cpu, 2),
+            "machine_cpu_seconds": machine,
             "commands": [f"httpx POST {{orthanc}}/dicom-web/studies (multipart/related; type=application/dicom), "
                          f"batches of {batch} instances, {threads} thread(s)"]}
 
@@ -708,6 +753,10 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     m, c = res["machine"], res["corpus"]
     lines = [
@@ -727,22 +776,29 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"{res['versions'].get('python')}, pydicom {res['versions'].get('pydicom')}, SQLAlchemy "
         f"{res['versions'].get('sqlalchemy')}.",
         "",
-        "| line | store | parallelism | instances/s | MB/s | x Orthanc REST | stored | seconds | goal (>= 2x) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| line | store | parallelism | instances/s | MB/s | x Orthanc REST | stored | seconds (runs) | CPU s (ours) | others' load | goal (>= 2x) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for line in res["lines"]:
         if "error" in line:
             lines.append(f"| {line['label']} | {line['store']} | {line['parallel']} | failed: {line['error'][:120]} "
-                         f"| | | | | |")
+                         f"| | | | | | | |")
             continue
         ratio = line.get("ratio_to_orthanc_rest")
         goal = "" if line.get("goal_met") is None else ("**met**" if line["goal_met"] else "not met")
         lines.append(
             f"| {line['label']} | {line['store']} | {line['parallel']} | {fmt(line['instances_per_s'])} | "
             f"{fmt(line['mb_per_s'])} | {fmt(ratio, 2)} | {line.get('stored')} / {c['instances']} | "
-            f"{fmt(line['seconds'], 1)} | {goal} |")
+            f"{' / '.join(f'{x:.1f}' for x in line.get('all_seconds', [line['seconds']]))} | "
+            f"{fmt(line.get('our_cpu_seconds'))} | {_pct(line.get('others_busy_during'))} | {goal} |")
     ref = res.get("orthanc_rest_reference")
-    lines += ["", f"Ratios are to the best Orthanc REST line ({ref}). "
+    lines += ["", f"Best of the runs per line (the runs went in rounds: every line once per round). "
+              f"CPU s (ours): CPU seconds of our processes in the timed section (ingest: the commands and their "
+              f"workers; API and Orthanc: server process + this benchmark's client threads; PostgreSQL's own "
+              f"backends are not counted). Others' load: share of the {m['cpu_count']} CPUs used by every other "
+              f"process on the machine meanwhile (a shared machine: other people's test suites; PostgreSQL "
+              f"backends land here too).",
+              "", f"Ratios are to the best Orthanc REST line ({ref}). "
               "Our submission-API lines time everything from `create_submission` to the last commit "
               "receipt; split per phase (upload / manifests / commit, seconds):"]
     for line in res["lines"]:
@@ -880,36 +936,45 @@ def main(argv: list[str] | None = None) -> int:
         return table[name]
 
     lines: list[dict[str, Any]] = []
+    for name in wanted:
+        label, store, parallel, kind, _fn = spec(name)
+        lines.append({"name": name, "label": label, "store": store, "parallel": parallel, "kind": kind, "runs": []})
+    ncpu = os.cpu_count() or 1
     try:
-        for name in wanted:
-            label, store, parallel, kind, fn = spec(name)
-            line: dict[str, Any] = {"name": name, "label": label, "store": store, "parallel": parallel, "kind": kind,
-                                    "runs": []}
-            for attempt in range(runs):
+        # Rounds: every line once per round, so a busy spell on a shared machine hits all lines alike.
+        for attempt in range(runs):
+            for line in lines:
+                name = line["name"]
                 busy = wait_quiet(args.wait_quiet)
                 warm_cache(files)
                 log(f"{name} run {attempt + 1}/{runs} (CPU busy before: {busy:.0%})")
                 try:
-                    out = fn(runs_dir / name)
+                    out = spec(name)[4](runs_dir / name)
                 except Exception as error:  # noqa: BLE001 - recorded, the benchmark goes on
                     log(f"{name}: FAILED {error}")
                     line["runs"].append({"error": str(error)[-3000:]})
                     continue
                 out["cpu_busy_before"] = busy
+                if out.get("machine_cpu_seconds") is not None:
+                    # CPU the rest of the machine (other people's jobs) used during the timed section.
+                    others = max(0.0, out["machine_cpu_seconds"] - out.get("our_cpu_seconds", 0.0))
+                    out["others_busy_during"] = round(others / (out["seconds"] * ncpu), 3)
                 out["instances_per_s"] = n / out["seconds"]
                 out["mb_per_s"] = nbytes / 1e6 / out["seconds"]
                 log(f"{name}: {out['seconds']:.1f} s, {out['instances_per_s']:.1f} instances/s, "
-                    f"{out['mb_per_s']:.1f} MB/s, stored {out.get('stored')}")
+                    f"{out['mb_per_s']:.1f} MB/s, stored {out.get('stored')}, our CPU {out.get('our_cpu_seconds')} s, "
+                    f"others' CPU during {out.get('others_busy_during')}")
                 line["runs"].append(out)
+        for line in lines:
             good = [r for r in line["runs"] if "error" not in r]
             if good:
                 best = min(good, key=lambda r: r["seconds"])
                 line.update({k: v for k, v in best.items() if k not in ("commands",)})
                 line["commands"] = best.get("commands", [])
                 line["complete"] = best.get("stored") == n
+                line["all_seconds"] = [round(r["seconds"], 2) for r in good]
             else:
                 line["error"] = line["runs"][-1]["error"]
-            lines.append(line)
         res["lines"] = lines
         rest = [x for x in lines if x["kind"] == "orthanc-rest" and "error" not in x]
         ref = max(rest, key=lambda x: x["instances_per_s"]) if rest else None

@@ -165,8 +165,12 @@ def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None
     login(page, web_commons, "admin")
     page.goto(web_commons.url + "/?tab=studies")
     page.locator("table.records a.uid").first.click()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and "/viewer/" in r.url else None)
     page.locator("#open-viewer").click()
-    page.wait_for_timeout(8000)
+    # OHIF draws the image in a canvas once it fetched metadata and pixels from /dicomweb (cookie auth).
+    expect(page.locator("canvas").first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(3000)
     shot(page, "08-viewer")
-    assert "/viewer/" in page.url
+    assert "/viewer/viewer" in page.url and not failed
     page.context.close()

@@ -45,7 +45,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, int | None]], *, unit: str 
             f'<text x="{LABEL_WIDTH + bar + 6:.1f}" y="{y + 16}" class="chart-count">{escape(count_text(count))}</text></g>'
         )
     if not items:
-        rows.append(f'<text x="0" y="16" class="chart-label">No records</text>')
+        rows.append('<text x="0" y="16" class="chart-label">No records</text>')
     return Markup(
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
         f'preserveAspectRatio="xMinYMin meet" aria-label="{escape(title)}"><title>{escape(title)}</title>'

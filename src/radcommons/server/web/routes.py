@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from markupsafe import Markup
 
 from radcommons.dictionary.docs import render_html
 from radcommons.errors import UserError
@@ -229,8 +231,6 @@ async def make_cohort(request: Request, view: View = Depends(current_view),
     form = await request.form()
     known = fx.all_facets()
     qs = str(form.get("qs", ""))
-    from urllib.parse import parse_qsl
-
     selection = fx.parse_selection(parse_qsl(qs), known)
     tab = str(form.get("tab", "cases"))
     node = fx.TAB_NODES.get(tab, "case")
@@ -301,6 +301,4 @@ def dictionary(request: Request, view: View = Depends(current_view)) -> HTMLResp
     html = render_html()
     match = _BODY.search(html)
     body = _STYLE.sub("", match.group(1) if match else html)
-    from markupsafe import Markup
-
     return page(request, "dictionary.html", view, title="Data dictionary", body=Markup(body))

@@ -3,7 +3,8 @@
 OHIF is optional: ``scripts/install_viewer.sh`` installs it (about 50 MB download, 200 MB on
 disk); without it ``/viewer/`` explains how, and every other page works. The published build
 assumes it is served at ``/`` (``window.PUBLIC_URL="/"`` and absolute ``/app.bundle...`` URLs),
-so ``index.html`` is rewritten to ``/viewer/`` on the way out and ``app-config.js`` is generated
+so ``index.html`` and the webpack public path of the entry bundle are rewritten to ``/viewer/``
+on the way out, and ``app-config.js`` is generated
 here: one DICOMweb data source at this server's own ``/dicomweb``. The viewer's requests are
 same-origin, so the browser sends the session cookie (HttpOnly: JavaScript never sees the token)
 and DICOMweb applies the same access rules as every other read.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -83,6 +86,27 @@ def _index_html(dist: Path) -> str:
     return html
 
 
+#: The webpack runtime's public path in OHIF's entry bundle: chunks, CSS, workers and wasm load from it.
+_PUBLIC_PATH = '__webpack_require__.p = "/";'
+
+
+#: Numbered chunks carry no webpack runtime; every other script (app, service and web workers) may.
+_CHUNK = re.compile(r"^\d+\.bundle\.[0-9a-f]+\.js$")
+
+
+def _needs_rewrite(path: Path) -> bool:
+    return path.suffix == ".css" or (path.suffix == ".js" and not _CHUNK.match(path.name))
+
+
+@lru_cache(maxsize=32)
+def _rewritten(path: Path, mtime: float) -> bytes:
+    """A script with its webpack public path, or a stylesheet with its root ``url(/...)``, moved to ``/viewer/``."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".css":
+        return text.replace("url(/", f"url({VIEWER_PREFIX}/").encode()
+    return text.replace(_PUBLIC_PATH, f'__webpack_require__.p = "{VIEWER_PREFIX}/";').encode()
+
+
 @router.get(VIEWER_PREFIX + "/app-config.js")
 def config_js(request: Request) -> Response:
     return Response(app_config(str(request.base_url)), media_type="application/javascript",
@@ -101,6 +125,9 @@ def viewer_file(path: str, request: Request) -> Response:
             status_code=404)
     target = (dist / path).resolve()
     if path and target.is_file() and target.is_relative_to(dist.resolve()):
+        if _needs_rewrite(target):
+            media = "text/css" if target.suffix == ".css" else "application/javascript"
+            return Response(_rewritten(target, target.stat().st_mtime), media_type=media)
         return FileResponse(target)
     # Every other path is a route of OHIF's single-page app.
     return HTMLResponse(_index_html(dist), headers={"Cache-Control": "no-store"})
