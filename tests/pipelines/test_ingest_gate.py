@@ -38,6 +38,13 @@ def test_ingest_quarantines_what_fails_the_gate(deid_tree: Path, tmp_path: Path)
         study = node_tables()["imaging_study"]
         with engine.connect() as conn:
             assert all(m for m in conn.execute(select(study.c.study_modality)).scalars())
+            harmonized = conn.execute(
+                select(study.c.study_description, study.c.loinc_code, study.c.loinc_long_common_name)
+            ).all()
+        # Synthetic descriptions come from MIDRC's real long tail: most map to a LOINC code.
+        mapped = [row for row in harmonized if row.loinc_code]
+        assert len(mapped) >= len(harmonized) // 2, harmonized
+        assert all(row.loinc_long_common_name for row in mapped)
         again = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_A", workers=1)
         assert again.count("duplicate") == total - 1 and again.count("indexed") == 0
         with engine.connect() as conn:

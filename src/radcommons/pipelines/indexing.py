@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from radcommons.deid import Finding, check_deidentified
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
+from radcommons.harmonize.study_codes import study_code_fields
 from radcommons.store.index import node_tables
 from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import QUARANTINE_HELD
@@ -205,6 +206,8 @@ class IndexWriter:
 
     def study_values(self, fields: InstanceFields) -> dict[str, Any]:
         values = dict(fields.study)
+        # Harmonized once, when the study is first recorded (PS3.3 Study Description -> LOINC).
+        values.update(study_code_fields(fields.series.get("modality", ""), values.get("study_description", "")))
         age = fields.patient_age_years
         if age is not None and age <= MAX_REPORTED_AGE:
             values["age_at_imaging"] = age  # Patient's Age is the age on the day of the study
