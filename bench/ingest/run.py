@@ -415,12 +415,17 @@ def commons_server(env: dict[str, str], scratch: Path) -> Iterator[tuple[str, st
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/api/v1/health", 90, proc, log_file)
-        yield url, token, proc
+        try:
+            yield url, token, proc
+        except Exception as error:
+            text = log_file.read_text(errors="replace") if log_file.exists() else ""
+            raise RuntimeError(f"{error}\n--- serve.log, last lines:\n{text[-2500:]}") from error
     finally:
         stop(proc)
 
 
-def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> dict[str, Any]:
+def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
+            spy: tuple[str, Path] | None = None) -> dict[str, Any]:
     """Upload + manifests + commit through the submission API, timed end to end."""
     from radcommons.client import CommonsClient, ManifestEntry, file_sha256
 
@@ -438,6 +443,11 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
             return c
 
         site_files = {site: dicom_files(deid / site.lower()) for site in SITES}
+        spy_proc = None
+        if spy is not None:
+            spy_proc = subprocess.Popen([spy[0], "record", "--idle", "-r", "50", "-f", "raw", "-o", str(spy[1]),
+                                         "--pid", str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)
         settle()
         cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
@@ -472,6 +482,9 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int) -> 
         t_end = time.perf_counter()
         client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
         machine = _delta(machine0)
+        if spy_proc is not None:
+            spy_proc.send_signal(signal.SIGINT)
+            spy_proc.wait(60)
         server_hwm = proc_status(proc.pid, "VmHWM")
         for c in clients:
             c.close()
@@ -577,48 +590,58 @@ def run_orthanc_rest(files: list[Path], scratch: Path, threads: int) -> dict[str
                          f"{threads} thread(s), one connection each"]}
 
 
-def run_orthanc_stow(files: list[Path], scratch: Path, threads: int, batch: int) -> dict[str, Any]:
+def stow_batches(url: str, path: str, batches: list[tuple[dict[str, str], list[Path]]], threads: int,
+                 headers: dict[str, str] | None = None) -> int:
+    """POST each batch as one STOW-RS request (multipart/related, application/dicom parts); instances stored."""
     import httpx
 
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def stow(item: tuple[dict[str, str], list[Path]]) -> int:
+        params, group = item
+        c = getattr(local, "client", None)
+        if c is None:
+            c = local.client = httpx.Client(base_url=url, timeout=600, headers=headers or {})
+            with lock:
+                clients.append(c)
+        boundary = uuid.uuid4().hex
+        parts = []
+        for file in group:
+            parts.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+            parts.append(file.read_bytes())
+            parts.append(b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        r = c.post(path, params=params, content=b"".join(parts), headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json"})
+        if r.status_code >= 300:
+            raise RuntimeError(f"STOW-RS answered {r.status_code}: {r.text[:500]}")
+        answer = r.json()
+        failed = answer.get("00081198", {}).get("Value", [])
+        if failed:
+            raise RuntimeError(f"STOW-RS: {len(failed)} instances failed: {json.dumps(failed[0])[:300]}")
+        return len(answer.get("00081199", {}).get("Value", []))
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return sum(pool.map(stow, batches))
+    finally:
+        for c in clients:
+            c.close()
+
+
+def run_orthanc_stow(files: list[Path], scratch: Path, threads: int, batch: int) -> dict[str, Any]:
     with orthanc_server(scratch) as (url, proc):
-        local = threading.local()
-        clients: list[httpx.Client] = []
-        lock = threading.Lock()
-        batches = [files[i:i + batch] for i in range(0, len(files), batch)]
-
-        def stow(group: list[Path]) -> int:
-            c = getattr(local, "client", None)
-            if c is None:
-                c = local.client = httpx.Client(base_url=url, timeout=600)
-                with lock:
-                    clients.append(c)
-            boundary = uuid.uuid4().hex
-            parts = []
-            for path in group:
-                parts.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-                parts.append(path.read_bytes())
-                parts.append(b"\r\n")
-            parts.append(f"--{boundary}--\r\n".encode())
-            r = c.post("/dicom-web/studies", content=b"".join(parts), headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                "Accept": "application/dicom+json"})
-            r.raise_for_status()
-            answer = r.json()
-            failed = answer.get("00081198", {}).get("Value", [])
-            if failed:
-                raise RuntimeError(f"STOW-RS: {len(failed)} instances failed")
-            return len(answer.get("00081199", {}).get("Value", []))
-
+        batches = [({}, files[i:i + batch]) for i in range(0, len(files), batch)]
         settle()
         cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
-            referenced = sum(pool.map(stow, batches))
+        referenced = stow_batches(url, "/dicom-web/studies", batches, threads)
         seconds = time.perf_counter() - t0
         client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
         machine = _delta(machine0)
-        for c in clients:
-            c.close()
         stored = _orthanc_count(url)
     return {"seconds": seconds, "threads": threads, "batch": batch, "stored": stored, "referenced": referenced,
             "server_cpu_seconds": round(server_cpu, 2), "client_cpu_seconds": round(client_cpu, 2),
@@ -626,6 +649,34 @@ def run_orthanc_stow(files: list[Path], scratch: Path, threads: int, batch: int)
             "machine_cpu_seconds": machine,
             "commands": [f"httpx POST {{orthanc}}/dicom-web/studies (multipart/related; type=application/dicom), "
                          f"batches of {batch} instances, {threads} thread(s)"]}
+
+
+def run_our_stow(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int, batch: int) -> dict[str, Any]:
+    """Our STOW-RS (``POST /dicomweb/studies?project=P&site=S``), batches of one site's files in tree order."""
+    with fresh_index(kind, scratch, pg_url) as env, commons_server(env, scratch) as (url, token, proc):
+        batches: list[tuple[dict[str, str], list[Path]]] = []
+        for site in SITES:
+            site_files = dicom_files(deid / site.lower())
+            params = {"project": PROJECT, "site": site, "dataset": f"STOW_{site}_BENCH"}
+            batches += [(params, site_files[i:i + batch]) for i in range(0, len(site_files), batch)]
+        settle()
+        cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
+        t0 = time.perf_counter()
+        referenced = stow_batches(url, "/dicomweb/studies", batches, threads,
+                                  headers={"Authorization": f"Bearer {token}"})
+        seconds = time.perf_counter() - t0
+        client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
+        machine = _delta(machine0)
+        server_hwm = proc_status(proc.pid, "VmHWM")
+        counts = index_counts(env, PROJECT)
+    return {"seconds": seconds, "threads": threads, "batch": batch, "stored": counts.get("instance"),
+            "referenced": referenced, "index_counts": counts,
+            "server_cpu_seconds": round(server_cpu, 2), "client_cpu_seconds": round(client_cpu, 2),
+            "our_cpu_seconds": round(server_cpu + client_cpu, 2), "machine_cpu_seconds": machine,
+            "server_peak_rss_mb": round((server_hwm or 0) / 1e6, 1),
+            "commands": [f"httpx POST {{commons}}/dicomweb/studies?project={PROJECT}&site=SITE (multipart/related; "
+                         f"type=application/dicom, bearer token), batches of {batch} instances of one site, "
+                         f"{threads} thread(s)"]}
 
 
 # --------------------------------------------------------------------------- streaming memory
@@ -711,8 +762,46 @@ def run_memory(work: Path, scratch: Path, mib: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- profile
 
 
+INGEST_HOTSPOTS = (
+    ("start-up: imports (radcommons.cli and what it pulls in)", "radcommons/cli/__init__.py", "<module>"),
+    ("per file: _read_and_store (worker job: header, gate, store)", "radcommons/pipelines/ingest.py", "_read_and_store"),
+    ("  store: ObjectStore._put_local (copy, fsync, rename, fsync folder)", "radcommons/store/objects.py",
+     "_put_local"),
+    ("    os.fsync (object file + its folder)", "~", "<built-in method posix.fsync>"),
+    ("    _fsync_dir (folder fsync after the rename)", "radcommons/store/objects.py", "_fsync_dir"),
+    ("    _copy_hashing (read, sha256, write)", "radcommons/store/objects.py", "_copy_hashing"),
+    ("  examine (header, gate, index fields)", "radcommons/pipelines/indexing.py", "examine"),
+    ("    read_header (pydicom.dcmread, stop_before_pixels)", "radcommons/pipelines/indexing.py", "read_header"),
+    ("    check_deidentified (the gate)", "radcommons/deid/check.py", "check_deidentified"),
+    ("    instance_fields", "radcommons/dicom/index_fields.py", "instance_fields"),
+    ("index: ingest_tree.flush (batches of 500, one transaction each)", "radcommons/pipelines/ingest.py", "flush"),
+    ("  IndexWriter.write_instance", "radcommons/pipelines/indexing.py", "write_instance"),
+    ("    harmonize.study_codes.builtin_matcher (matcher built on first use per process)",
+     "radcommons/harmonize/study_codes.py", "builtin_matcher"),
+    ("end: days_to_study_from_dates + finish", "radcommons/pipelines/indexing.py", "finish"),
+)
+
+SERVER_HOTSPOTS = (
+    ("upload: _receive on the event loop (PATCH/PUT body into the spool)", "_receive (radcommons/server/routes/uploads.py"),
+    ("upload: UploadSpool.sync (fsync of the spool, each chunk)", "UploadSpool.sync (radcommons/server/uploads.py"),
+    ("upload: UploadSpool.finish (re-read + sha256 of the spool, then put_file)", "UploadSpool.finish ("),
+    ("  ObjectStore._put_local (second copy, fsync, rename, fsync folder)", "ObjectStore._put_local ("),
+    ("    _fsync_dir", "_fsync_dir ("),
+    ("upload: note_upload (one audit transaction per file)", "note_upload ("),
+    ("per request: open_submission (submission row lookup)", "open_submission ("),
+    ("per request: current_principal / authenticate (token lookup)", "current_principal ("),
+    ("commit: pipelines.submission.commit", "commit (radcommons/pipelines/submission.py"),
+    ("  _examine_stored (re-read each header from the store + gate)", "_examine_stored ("),
+    ("  _commit_transaction (one transaction: index writes, versions, receipt)",
+     "_commit_transaction (radcommons/pipelines/submission.py"),
+    ("    _commit_study", "_commit_study ("),
+    ("    harmonize.study_codes.builtin_matcher (built on first use per process)", "builtin_matcher ("),
+    ("event loop thread (uvicorn, h11, starlette; not waiting in epoll)", "BaseEventLoop.run_forever ("),
+)
+
+
 def run_profile(deid: Path, scratch: Path, work: Path) -> dict[str, Any]:
-    """cProfile of ``radcommons ingest --workers 1`` of site A on SQLite; the top functions by own time."""
+    """cProfile (wall clock) of ``radcommons ingest --workers 1`` of site A on SQLite: named hotspots."""
     import pstats
 
     site = SITES[0]
@@ -726,16 +815,60 @@ def run_profile(deid: Path, scratch: Path, work: Path) -> dict[str, Any]:
         sh(argv, env=env, cwd=scratch, check=False)
         seconds = time.perf_counter() - t0
     stats = pstats.Stats(str(prof))
-    total = stats.total_tt  # type: ignore[attr-defined]
+    raw = stats.stats  # type: ignore[attr-defined]
+    total = max((ct for (_f, _l, name), (_cc, _n, _tt, ct, _c) in raw.items() if name == "<module>"), default=0.0)
+    total = total or stats.total_tt  # type: ignore[attr-defined]
+    hotspots = []
+    for label, suffix, func in INGEST_HOTSPOTS:
+        cum = own = 0.0
+        calls = 0
+        where = ""
+        for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in raw.items():
+            if name == func and (filename == suffix or _short(filename) == suffix):
+                if func == "<module>" or ct > cum:
+                    cum, own, calls, where = max(cum, ct), tt, ncalls, f"{_short(filename)}:{line}"
+        hotspots.append({"what": label, "where": where or suffix, "calls": calls, "seconds": round(cum, 2),
+                         "pct": round(100 * cum / total, 1) if total else None})
     rows = []
-    for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in raw.items():
         rows.append({"function": name, "file": _short(filename), "line": line, "calls": ncalls,
                      "own_pct": round(100 * tt / total, 1), "cum_pct": round(100 * ct / total, 1)})
     by_own = sorted(rows, key=lambda r: -r["own_pct"])[:25]
-    by_cum = sorted((r for r in rows if "radcommons" in r["file"] or "sqlalchemy" in r["file"]
-                     or "pydicom" in r["file"]), key=lambda r: -r["cum_pct"])[:40]
-    return {"command": shlex.join(argv), "seconds": round(seconds, 2), "profile_file": str(prof),
-            "total_profiled_s": round(total, 2), "top_own": by_own, "top_cumulative": by_cum}
+    return {"command": shlex.join(argv).replace(str(REPO) + "/", ""), "seconds": round(seconds, 2),
+            "profile_file": str(prof), "total_profiled_s": round(total, 2), "hotspots": hotspots, "top_own": by_own,
+            "files": len(dicom_files(deid / site.lower()))}
+
+
+def py_spy() -> str | None:
+    found = VENV_BIN / "py-spy"
+    return str(found) if found.exists() else shutil.which("py-spy")
+
+
+def run_server_profile(deid: Path, scratch: Path, work: Path, threads: int) -> dict[str, Any]:
+    """py-spy (wall clock, --idle) of the server during one api-sqlite line: named hotspots."""
+    spy = py_spy()
+    if spy is None:
+        return {"error": "py-spy is not installed (.venv/bin/pip install py-spy)"}
+    raw_file = work / "profile" / "server-api-sqlite.txt"
+    raw_file.parent.mkdir(parents=True, exist_ok=True)
+    result = run_api(deid, scratch, "sqlite", "", threads, spy=(spy, raw_file))
+    drop = ("anyio/_backends/_asyncio.py:1113", "EpollSelector.select", "Thread._bootstrap (threading.py:1002);"
+            "Thread._bootstrap_inner (threading.py:1045);Thread.run")
+    active = 0
+    counts = {label: 0 for label, _ in SERVER_HOTSPOTS}
+    for line in raw_file.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or any(d in stack for d in drop):
+            continue
+        active += int(count)
+        for label, needle in SERVER_HOTSPOTS:
+            if needle in stack:
+                counts[label] += int(count)
+    hotspots = [{"what": label, "where": needle.split(" (")[0] if " (" in needle else needle,
+                 "pct": round(100 * counts[label] / active, 1) if active else None} for label, needle in SERVER_HOTSPOTS]
+    return {"raw_file": str(raw_file), "active_samples": active, "rate_hz": 50, "hotspots": hotspots,
+            "seconds": round(result["seconds"], 2), "upload_seconds": round(result["upload_seconds"], 2),
+            "commit_seconds": round(result["commit_seconds"], 2)}
 
 
 def _short(filename: str) -> str:
@@ -827,15 +960,28 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += ["", "**Goal (at least 2x Orthanc's REST rate, on SQLite and on PostgreSQL)**: " + res["goal_summary"]]
     prof = res.get("profile")
     if prof and "error" not in prof:
-        lines += ["", f"Profile (`{prof['command']}` with cProfile; {prof['seconds']} s under the profiler), "
-                  "top functions by own time, % of the profiled total:", "",
-                  "| function | file | own % | cumulative % | calls |", "|---|---|---|---|---|"]
-        for r in prof["top_own"][:12]:
-            lines.append(f"| {r['function']} | {r['file']}:{r['line']} | {r['own_pct']} | {r['cum_pct']} | "
-                         f"{r['calls']:,} |")
-        notes = res.get("profile_notes")
-        if notes:
-            lines += ["", notes]
+        lines += ["", f"**Profile of `radcommons ingest --workers 1`** (cProfile, wall clock, site A = {prof['files']} "
+                  f"files on SQLite, {prof['seconds']} s under the profiler; % of the whole command):", "",
+                  "| what | where | % of wall time | seconds | calls |", "|---|---|---|---|---|"]
+        for r in prof["hotspots"]:
+            lines.append(f"| {r['what']} | `{r['where']}` | {fmt(r['pct'])} | {fmt(r['seconds'], 2)} | {r['calls']:,} |")
+    elif prof:
+        lines += ["", f"Profile: failed: {prof['error'][:300]}"]
+    sprof = res.get("server_profile")
+    if sprof and "error" not in sprof:
+        lines += ["", f"**Profile of the server during one api-sqlite line** (py-spy --idle at {sprof['rate_hz']} Hz on "
+                  f"the `radcommons serve` process, {sprof['seconds']} s: upload {sprof['upload_seconds']} s, commit "
+                  f"{sprof['commit_seconds']} s; % of the thread samples that were not idle (idle: thread-pool "
+                  "threads waiting for work, the event loop in epoll); several threads run at once, so a "
+                  "blocked fsync counts as it waits):", "",
+                  "| what | function | % of active thread samples |", "|---|---|---|"]
+        for r in sprof["hotspots"]:
+            lines.append(f"| {r['what']} | `{r['where']}` | {fmt(r['pct'])} |")
+    elif sprof:
+        lines += ["", f"Server profile: not run: {sprof['error'][:300]}"]
+    notes = res.get("profile_notes")
+    if notes:
+        lines += ["", notes]
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
               "true (its defaults: fsync of every file, as our object store does), started per line with a "
               "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
@@ -856,7 +1002,7 @@ def write_results_md(markdown: str) -> None:
 # --------------------------------------------------------------------------- main
 
 ALL_LINES = ("ingest-sqlite-w1", "ingest-sqlite-wN", "ingest-pg-w1", "ingest-pg-wN", "api-sqlite", "api-pg",
-             "orthanc-rest-1", "orthanc-rest-T", "orthanc-stow-1", "orthanc-stow-T")
+             "stow-sqlite", "stow-pg", "orthanc-rest-1", "orthanc-rest-T", "orthanc-stow-1", "orthanc-stow-T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -877,11 +1023,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per line, best kept (default 2; --quick 1)")
     parser.add_argument("--threads", type=int, default=4, help="client threads for the API and Orthanc lines")
     parser.add_argument("--stow-batch", type=int, default=50, help="instances per STOW-RS request")
+    parser.add_argument("--our-stow-threads", type=int, default=1,
+                        help="client threads for OUR STOW-RS lines (default 1: concurrent STOW requests into the same "
+                             "project/study fail with 500, UNIQUE constraint races in IndexWriter get-or-create)")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL URL of a database this run may drop")
     parser.add_argument("--lines", default=",".join(ALL_LINES), help="comma-separated subset of: " + ", ".join(ALL_LINES))
     parser.add_argument("--mem-mib", type=int, default=1024, help="size of the streaming-memory upload (MiB)")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="also cProfile radcommons ingest --workers 1")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile radcommons ingest --workers 1, and py-spy the server in one API line")
     parser.add_argument("--wait-quiet", type=float, default=60, help="wait up to S seconds for an idle CPU per line")
     parser.add_argument("--no-results-md", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args(argv)
@@ -910,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"corpus: {n} instances, {nbytes / 1e6:.0f} MB")
 
     def spec(name: str) -> tuple[str, str, str, str, Any]:
-        t = args.threads
+        t, ts = args.threads, args.our_stow_threads
         table = {
             "ingest-sqlite-w1": ("radcommons ingest", "SQLite", "1 worker", "ingest",
                                  lambda s: run_ingest(deid, s, "sqlite", args.pg_url, 1)),
@@ -924,6 +1074,12 @@ def main(argv: list[str] | None = None) -> int:
                            lambda s: run_api(deid, s, "sqlite", args.pg_url, t)),
             "api-pg": ("submission API (serve + CommonsClient)", "PostgreSQL", f"{t} client threads", "api",
                        lambda s: run_api(deid, s, "postgresql", args.pg_url, t)),
+            "stow-sqlite": ("our STOW-RS (serve, /dicomweb/studies)", "SQLite",
+                            f"{ts} thread{'s' if ts > 1 else ''}, {args.stow_batch}/request", "stow",
+                            lambda s: run_our_stow(deid, s, "sqlite", args.pg_url, ts, args.stow_batch)),
+            "stow-pg": ("our STOW-RS (serve, /dicomweb/studies)", "PostgreSQL",
+                        f"{ts} thread{'s' if ts > 1 else ''}, {args.stow_batch}/request", "stow",
+                        lambda s: run_our_stow(deid, s, "postgresql", args.pg_url, ts, args.stow_batch)),
             "orthanc-rest-1": ("Orthanc REST POST /instances", "Orthanc (SQLite)", "1 thread", "orthanc-rest",
                                lambda s: run_orthanc_rest(files, s, 1)),
             "orthanc-rest-T": ("Orthanc REST POST /instances", "Orthanc (SQLite)", f"{t} threads", "orthanc-rest",
@@ -984,10 +1140,10 @@ def main(argv: list[str] | None = None) -> int:
         for x in lines:
             if ref and "error" not in x:
                 x["ratio_to_orthanc_rest"] = x["instances_per_s"] / ref["instances_per_s"]
-                if x["kind"] in ("ingest", "api"):
+                if x["kind"] in ("ingest", "api", "stow"):
                     x["goal_met"] = x["ratio_to_orthanc_rest"] >= GOAL_RATIO and x.get("complete", False)
         for store in ("SQLite", "PostgreSQL"):
-            ours = [x for x in lines if x["kind"] in ("ingest", "api") and x["store"] == store and "goal_met" in x]
+            ours = [x for x in lines if x["kind"] in ("ingest", "api", "stow") and x["store"] == store and "goal_met" in x]
             if ours:
                 best = max(ours, key=lambda x: x["instances_per_s"])
                 summary.append(f"{store}: best of ours {best['instances_per_s']:.1f} instances/s ({best['label']}, "
@@ -1008,6 +1164,11 @@ def main(argv: list[str] | None = None) -> int:
                 res["profile"] = run_profile(deid, runs_dir / "profile", work)
             except Exception as error:  # noqa: BLE001
                 res["profile"] = {"error": str(error)[-3000:]}
+            log("profile: py-spy of the server during one api-sqlite line")
+            try:
+                res["server_profile"] = run_server_profile(deid, runs_dir / "server-profile", work, args.threads)
+            except Exception as error:  # noqa: BLE001
+                res["server_profile"] = {"error": str(error)[-3000:]}
     finally:
         with contextlib.suppress(Exception):
             pg_recreate(args.pg_url, drop_only=True)

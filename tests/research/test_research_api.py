@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from research_support import OPEN, RESTRICTED, SEQUESTERED, ResearchCommons, build
 
+from typer.testing import CliRunner
+
 import radcommons
+from radcommons.cli.app import app as cli
 from radcommons.client import AuthenticationError, InvalidRequestError, PermissionDeniedError
 
 
@@ -175,19 +176,17 @@ def test_audit_log(commons: ResearchCommons) -> None:
         assert http.get("/admin/audit", params={"since": -1}).status_code == 422
     with httpx.Client(base_url=commons.url + "/api/v1", headers=commons.headers("curator")) as http:
         assert http.get("/admin/audit").status_code == 403
-    done = subprocess.run([sys.executable, "-m", "radcommons", "admin", "audit", "--user", "researcher",
-                           "--since", "1", "--action", "research.query", "--json", "--url", commons.server.db_url],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-    assert done.returncode == 0, done.stderr
-    assert '"action": "research.query"' in done.stdout
+    done = CliRunner().invoke(cli, ["admin", "audit", "--user", "researcher", "--since", "1", "--action",
+                                    "research.query", "--json", "--url", commons.server.db_url])
+    assert done.exit_code == 0, done.output
+    assert '"action": "research.query"' in done.output
 
 
 def test_admin_project_commands(commons: ResearchCommons) -> None:
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "radcommons", "admin", *args, "--url", commons.server.db_url],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        done = CliRunner().invoke(cli, ["admin", *args, "--url", commons.server.db_url], env={"COLUMNS": "200"})
+        assert done.exit_code == 0, done.output
+        return done.output
 
     assert "restricted" in run("project", "add", "Later-R1", "--availability", "restricted")
     assert "Later-R1" in run("project", "grant", "researcher", "Later-R1")
