@@ -979,9 +979,6 @@ def render_markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {r['what']} | `{r['where']}` | {fmt(r['pct'])} |")
     elif sprof:
         lines += ["", f"Server profile: not run: {sprof['error'][:300]}"]
-    notes = res.get("profile_notes")
-    if notes:
-        lines += ["", notes]
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
               "true (its defaults: fsync of every file, as our object store does), started per line with a "
               "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
@@ -992,8 +989,13 @@ def write_results_md(markdown: str) -> None:
     """Replace only our section of bench/RESULTS.md (re-read right before writing: others edit it)."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
     pattern = re.compile(r"^## Ingest \(bench/ingest\)\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: markdown.rstrip() + "\n\n", text)
+    found = pattern.search(text)
+    if found:
+        # A hand-written "### Findings" part of the old section is kept (it explains the numbers).
+        old = found.group(0)
+        keep = old[old.index("\n### Findings"):] if "\n### Findings" in old else ""
+        new = markdown.rstrip() + "\n" + keep.rstrip() + "\n\n" if keep else markdown.rstrip() + "\n\n"
+        text = pattern.sub(lambda _m: new, text)
     else:
         text = text.rstrip() + "\n\n" + markdown.rstrip() + "\n"
     RESULTS_MD.write_text(text.rstrip() + "\n")
@@ -1173,9 +1175,6 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             pg_recreate(args.pg_url, drop_only=True)
         shutil.rmtree(runs_dir, ignore_errors=True)
-    notes = work / "profile_notes.md"
-    if notes.exists():
-        res["profile_notes"] = notes.read_text().strip()
     res["total_seconds"] = time.perf_counter() - started
     (work / "results.json").write_text(json.dumps(res, indent=1, default=str))
     markdown = render_markdown(res)
