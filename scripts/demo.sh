@@ -40,6 +40,9 @@ step "2. The commons: index, an admin, and the server at $URL"
 "$RC" admin user add demo-admin --role admin
 "$RC" admin token create demo-admin --label demo > "$DEMO/secrets/admin.token"
 chmod 600 "$DEMO/secrets/admin.token"
+"$RC" admin user add demo-researcher --role researcher
+"$RC" admin token create demo-researcher --label demo > "$DEMO/secrets/researcher.token"
+chmod 600 "$DEMO/secrets/researcher.token"
 nohup "$RC" serve --host "$HOST" --port "$PORT" > "$DEMO/commons/server.log" 2>&1 &
 echo $! > "$DEMO/commons/server.pid"
 for _ in $(seq 1 60); do
@@ -68,7 +71,9 @@ step "4. What the commons holds"
 cat <<MSG
 
 The commons is running at $URL  (API docs: $URL/docs)
-Admin token: $(cat "$DEMO/secrets/admin.token")   (also in $DEMO/secrets/admin.token)
+Admin token:      $(cat "$DEMO/secrets/admin.token")   (also in $DEMO/secrets/admin.token)
+Researcher token: $(cat "$DEMO/secrets/researcher.token")   (also in $DEMO/secrets/researcher.token)
+Log in to the explorer with either; the README walks through a cohort, the viewer and an export.
 Site reports, receipts and pseudonym registries (private to each site): $DEMO/site-state/
 Stop the server: kill \$(cat $DEMO/commons/server.pid)
 MSG
