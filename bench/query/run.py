@@ -162,7 +162,7 @@ def build_records(rows: list[dict[str, Any]], cancer: dict[str, str]) -> dict[st
         number = row["SeriesNumber"]
         out["series"].append({
             "id": len(out["series"]) + 1, "project_id": study["project_id"], "submitter_id": series_uid,
-            "imaging_study_id": study["id"], "series_uid": series_uid, "modality": modality,
+            "imaging_study_id": study["id"], "case_id": study["case_id"], "series_uid": series_uid, "modality": modality,
             "series_number": int(number) if number and re.fullmatch(r"-?\d{1,9}", number) else None,
             "series_description": _cut(row["SeriesDescription"], 256),
             "body_part_examined": _cut(row["BodyPartExamined"], 64),

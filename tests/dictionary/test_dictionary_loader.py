@@ -38,7 +38,7 @@ def test_links(dictionary: Dictionary) -> None:
     targets = {node.name: [(link.target, link.column) for link in node.links] for node in dictionary.nodes}
     assert targets["case"] == [("dataset", "dataset.submitter_id")]
     assert targets["imaging_study"] == [("case", "case.submitter_id")]
-    assert targets["series"] == [("imaging_study", "imaging_study.submitter_id")]
+    assert targets["series"] == [("imaging_study", "imaging_study.submitter_id"), ("case", "case.submitter_id")]
     assert targets["instance"] == [("series", "series.submitter_id")]
     for clinical in ("measurement", "visit", "condition", "medication", "procedure", "observation"):
         assert targets[clinical] == [("case", "case.submitter_id")]

@@ -65,7 +65,7 @@ class Commons:
                             study_modality=modalities, days_to_study=day, body_part_examined="CHEST")
         for n, (modality, manufacturer) in enumerate(series, 1):
             series_uid = self.uid()
-            series_id = self.add("series", project, f"{name}-s{n}", imaging_study_id=study_id,
+            series_id = self.add("series", project, f"{name}-s{n}", imaging_study_id=study_id, case_id=case_id,
                                  series_uid=series_uid, modality=modality, manufacturer=manufacturer,
                                  body_part_examined="CHEST", number_of_instances=instances)
             for _ in range(instances):

@@ -49,11 +49,16 @@ def test_nesting() -> None:
 def test_dotted_paths_become_exists_in_both_directions() -> None:
     down = parse_filter("case", {"=": {"series.manufacturer": "SIEMENS"}})
     assert isinstance(down, Exists) and down.node == "series"
-    assert [hop.target for hop in down.path] == ["imaging_study", "series"]
+    # Series carry their case (dictionary 1.1.0), so the shortest path skips the study.
+    assert [hop.target for hop in down.path] == ["series"]
     assert not any(hop.up for hop in down.path)
     up = parse_filter("series", {"=": {"case.sex": "Female"}})
-    assert isinstance(up, Exists) and [hop.target for hop in up.path] == ["imaging_study", "case"]
+    assert isinstance(up, Exists) and [hop.target for hop in up.path] == ["case"]
     assert all(hop.up for hop in up.path)
+    two = parse_filter("case", {"=": {"instance.transfer_syntax": "1.2.840.10008.1.2.1"}})
+    assert isinstance(two, Exists) and [hop.target for hop in two.path] == ["series", "instance"]
+    study_up = parse_filter("imaging_study", {"=": {"case.sex": "Female"}})
+    assert isinstance(study_up, Exists) and [hop.target for hop in study_up.path] == ["case"]
     sideways = parse_filter("imaging_study", {"=": {"measurement.test_method": "RT-PCR"}})
     assert isinstance(sideways, Exists) and [h.target for h in sideways.path] == ["case", "measurement"]
     project = parse_filter("series", {"=": {"project.availability": "open"}})

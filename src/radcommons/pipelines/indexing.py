@@ -226,6 +226,14 @@ class IndexWriter:
             self.ids[key] = found
         return found
 
+    def case_of_study(self, conn: Connection, study_id: int) -> int:
+        """The case a study belongs to (series carry it too, for facets without a join)."""
+        key = ("case_of_study", str(study_id))
+        if key not in self.ids:
+            study = self.tables["imaging_study"]
+            self.ids[key] = conn.execute(select(study.c.case_id).where(study.c.id == study_id)).scalar_one()
+        return self.ids[key]
+
     def write_instance(self, conn: Connection, fields: InstanceFields, site_id: str) -> str:
         """Record one instance with its parents: ``indexed``, ``unchanged`` (same content) or ``updated``."""
         case_id = self.case_for(conn, fields, site_id)
@@ -237,7 +245,8 @@ class IndexWriter:
             self.ids[("imaging_study", study_uid)] = study_id
         self.touched_studies.add(study_id)
         series_id = self.upsert(conn, "series", fields.series["series_uid"],
-                                {"imaging_study_id": study_id, **fields.series})
+                                {"imaging_study_id": study_id, "case_id": self.case_of_study(conn, study_id),
+                                 **fields.series})
         table = self.tables["instance"]
         uid = fields.instance["sop_instance_uid"]
         existing = conn.execute(
@@ -340,9 +349,12 @@ class IndexWriter:
         if node == "imaging_study":
             study_id = self.study_id(conn, str(record["study_uid"]))
             if study_id is not None:
+                table = self.tables["imaging_study"]
                 if case_id is not None:
                     values["case_id"] = case_id
-                table = self.tables["imaging_study"]
+                    series = self.tables["series"]
+                    conn.execute(update(series).where(series.c.imaging_study_id == study_id).values(case_id=case_id))
+                    self.ids[("case_of_study", str(study_id))] = case_id
                 conn.execute(update(table).where(table.c.id == study_id).values(updated_at=func.now(), **values))
                 self.touched_studies.add(study_id)
                 return ""
