@@ -514,6 +514,19 @@ def render_markdown(res: dict) -> str:
                          f"{r['rc']} | {r['out_files']} file(s), {r['out_bytes'] / 2**20:,.0f} MB |")
         first = next(iter(v for v in mem.values() if isinstance(v, dict)))
         lines += ["", f"Method: {first['method']}.", ""]
+    shared = []
+    for cname, cres in res["corpora"].items():
+        for t in cres["tools"].values():
+            for r in t.get("runs", []):
+                if r.get("other_cpu_s") is not None and r["other_cpu_s"] > 0.1 * r["seconds"] * (m["cpu_count"] or 1):
+                    shared.append(r["other_cpu_s"] / r["seconds"])
+    if shared:
+        lines += [
+            f"**The machine was shared**: in {len(shared)} timed runs other processes used more than 10% of "
+            f"the CPUs (up to {max(shared):.1f} CPUs' worth). Wall-clock figures are pessimistic and noisy; "
+            "the \"files per CPU-s\" columns compare the tools' own work and are the steadier comparison.",
+            "",
+        ]
     lines += ["### Goals (from the issue)", "", "| goal | measured | met? |", "|---|---|---|"]
     for g in res["goals"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
@@ -545,10 +558,19 @@ def goals(res: dict) -> list[dict]:
         measured = (f"{r:.2f}× (wall)" if r else "n/a") + (f"; {rc:.2f}× per CPU-second" if rc else "")
         out.append({"goal": f"ours (1 worker) ≥ 4× dicognito's files/s ({what})",
                     "measured": measured, "met": None if r is None else r >= 4})
+    base = (res.get("memory") or {}).get("ours-1 on one CT slice (baseline: interpreter + imports)") or {}
+    startup = base.get("seconds") if base.get("rc") == 0 else None
+    nbytes = res["corpora"].get("Chest radiographs", {}).get("corpus", {}).get("bytes")
     for who, label in (("ours-1", "1 worker"), ("ours-all", "all cores")):
         r = ratio(dx, who, "cp", "mb_per_s")
+        measured = f"{r:.2f} of cp" if r else "n/a"
+        if r and startup and nbytes and dx[who]["best_s"] > startup:
+            # the same figure without the fixed cost of one CLI start (one-file run of ours)
+            steady = nbytes / 2**20 / (dx[who]["best_s"] - startup)
+            measured += (f" ({steady:,.0f} MB/s = {steady / dx['cp']['mb_per_s']:.2f} of cp once the "
+                         f"{startup:.1f} s start-up of a one-file run is subtracted)")
         out.append({"goal": f"ours ({label}) ≥ ½ of `cp` MB/s on large files",
-                    "measured": f"{r:.2f} of cp" if r else "n/a", "met": None if r is None else r >= 0.5})
+                    "measured": measured, "met": None if r is None else r >= 0.5})
     mem = (res.get("memory") or {}).get("ours-1 on the multi-frame file")
     rss = mem.get("max_rss_mb") if mem and mem.get("rc") == 0 else None
     out.append({"goal": "peak RSS < 300 MB de-identifying a ~1 GB file (--workers 1)",

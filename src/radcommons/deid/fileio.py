@@ -22,6 +22,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -217,6 +218,37 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.partial")
 
 
+def _copy_range(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
+    """Copy ``length`` bytes of ``src`` from ``start`` to the end of ``out``, in the kernel.
+
+    Pixel data is copied as it is (never decoded); ``copy_file_range`` keeps the bytes out
+    of Python (and lets a copy-on-write file system share them). Falls back to a chunked
+    copy where the kernel call is not available.
+    """
+    offset, remaining = start, length
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while remaining and copy_file_range is not None:
+        try:
+            copied = copy_file_range(src.fileno(), out.fileno(), remaining, offset)
+        except OSError:
+            break  # e.g. across file systems on an old kernel: do it in user space
+        if copied == 0:
+            raise BadInput("truncated: source shrank while being copied")
+        offset += copied
+        remaining -= copied
+    if not remaining:
+        out.seek(0, os.SEEK_END)
+        return
+    src.seek(offset)
+    out.seek(0, os.SEEK_END)
+    while remaining:
+        chunk = src.read(min(CHUNK, remaining))
+        if not chunk:
+            raise BadInput("truncated: source shrank while being copied")
+        out.write(chunk)
+        remaining -= len(chunk)
+
+
 def write_streamed(target: Path, ds: Dataset, header: Header, source: Path) -> None:
     """Write the new header, then copy the source's raw pixel bytes, atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,15 +264,9 @@ def write_streamed(target: Path, ds: Dataset, header: Header, source: Path) -> N
             dcmwrite(out, ds, enforce_file_format=True)
             if header.pixel_span is not None:
                 start, end = header.pixel_span
+                out.flush()
                 with open(source, "rb") as src:
-                    src.seek(start)
-                    remaining = end - start
-                    while remaining:
-                        chunk = src.read(min(CHUNK, remaining))
-                        if not chunk:
-                            raise BadInput("truncated: source shrank while being copied")
-                        out.write(chunk)
-                        remaining -= len(chunk)
+                    _copy_range(src, out, start, end - start)
             if len(tail):
                 writer = DicomFileLike(out)
                 writer.is_little_endian = header.little_endian
