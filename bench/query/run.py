@@ -56,11 +56,11 @@ NOTES = [
     "batches, into the migrated schema with all its indexes, then VACUUM ANALYZE / ANALYZE (included in "
     "neither figure). Rows = projects + datasets + cases + studies + series + conditions.",
     "- Facets on the series' own columns (modality, body part, manufacturer) meet the 200 ms p95 goal on "
-    "PostgreSQL with the generated indexes only. Facets on a parent's field (`case.sex`, `case.age_at_index` "
-    "over series) join 1M series to their studies and cases and do not: a per-link pre-aggregation (series "
-    "by study, then studies by case) was tried and was slower (it loses PostgreSQL's parallel hash joins). "
-    "Meeting it needs the case on the series row: a denormalized, indexed `series.case_id` (or a "
-    "`series_facts` materialized view refreshed after ingest) owned by the index.",
+    "PostgreSQL with the generated indexes only (body part missed it once, at 217 ms, on the busy machine). "
+    "Facets on a case field over series (`case.sex`, `case.age_at_index`) now join series to case directly "
+    "(dictionary 1.1.0 keeps `series.case_id`): about 580 ms p95 before that change, about 310 ms after, "
+    "still above the goal. Next step: a `series_facts` table (series with their case's facet columns), "
+    "refreshed at commit, so a facet is one GROUP BY over one table.",
     "- The machine was shared with other engineers' test suites while this ran (load average 3-6 on 2 CPUs): "
     "figures are pessimistic and p95s noisy.",
 ]
