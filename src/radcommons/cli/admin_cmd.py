@@ -7,16 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, open_index
-from radcommons.store.index.accounts import (
-    DEFAULT_TOKEN_DAYS,
-    add_user,
-    create_token,
-    grant_projects,
-    list_tokens,
-    list_users,
-    revoke_token,
-)
-from radcommons.store.index.system import ROLES
+from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -49,6 +40,8 @@ def user_add(
 
     Example: radcommons admin user add site-a-uploader --role contributor --project Open-A1 --site SITE_A
     """
+    from radcommons.store.index.accounts import add_user
+
     engine = open_index(url)
     try:
         user = add_user(engine, name, role, site_id=site, projects=project)
@@ -69,6 +62,8 @@ def user_grant(
 
     Example: radcommons admin user grant site-a-uploader --project Open-A2
     """
+    from radcommons.store.index.accounts import grant_projects
+
     engine = open_index(url)
     try:
         user = grant_projects(engine, name, project, revoke=revoke)
@@ -83,6 +78,8 @@ def user_list(url: str | None = _URL) -> None:
 
     Example: radcommons admin user list
     """
+    from radcommons.store.index.accounts import list_users
+
     engine = open_index(url)
     try:
         users = list_users(engine)
@@ -108,6 +105,8 @@ def token_create(
 
     Example: radcommons admin token create site-a-uploader --expires-days 30 > var/secrets/commons.token
     """
+    from radcommons.store.index.accounts import create_token
+
     engine = open_index(url)
     try:
         token, info = create_token(engine, name, expires_days=expires_days, label=label)
@@ -125,6 +124,8 @@ def token_revoke(token_id: int = typer.Argument(..., help="The token's id (see: 
 
     Example: radcommons admin token revoke 3
     """
+    from radcommons.store.index.accounts import revoke_token
+
     engine = open_index(url)
     try:
         info = revoke_token(engine, token_id)
@@ -140,6 +141,8 @@ def token_list(user: str | None = typer.Option(None, "--user", help="Only this u
 
     Example: radcommons admin token list --user site-a-uploader
     """
+    from radcommons.store.index.accounts import list_tokens
+
     engine = open_index(url)
     try:
         tokens = list_tokens(engine, user)
@@ -190,6 +193,8 @@ def project_grant(
 
     Example: radcommons admin project grant alice Restricted-R1
     """
+    from radcommons.store.index.accounts import grant_projects
+
     engine = open_index(url)
     try:
         found = grant_projects(engine, user, [project], revoke=revoke)

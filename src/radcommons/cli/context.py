@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from radcommons.errors import UserError
 from radcommons.settings import load_settings, mask_url_password
-from radcommons.store.index import current_revision, head_revision, make_engine
-from radcommons.store.objects import ObjectStore
+
+if TYPE_CHECKING:  # imported when used: every command pays for what the CLI imports at start
+    from sqlalchemy import Engine
+
+    from radcommons.store.objects import ObjectStore
 
 STORE_HELP = "Object store URL (a folder, s3://bucket/prefix, memory://...); default: the object_store_url setting."
 DATABASE_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABASE_URL)."
@@ -15,6 +18,8 @@ DATABASE_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DAT
 
 def open_store(url: str | None = None) -> ObjectStore:
     """The store named by ``url``, else the configured one (with its storage options)."""
+    from radcommons.store.objects import ObjectStore
+
     settings = load_settings()
     return ObjectStore(url or settings.object_store_url, **settings.object_store_options)
 
@@ -26,6 +31,8 @@ def database_url(url: str | None = None) -> str:
 
 def open_index(url: str | None = None) -> Engine:
     """An engine on the index, which must be migrated to the newest schema."""
+    from radcommons.store.index import current_revision, head_revision, make_engine
+
     target = database_url(url)
     if current_revision(target) != head_revision():
         raise UserError(

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from radcommons.settings import load_settings, mask_url_password
-from radcommons.store.index import (
-    counts as count_records,
-)
-from radcommons.store.index import (
-    current_revision,
-    downgrade as migrate_down,
-    head_revision,
-    make_engine,
-    schema_dictionary_version,
-    upgrade as migrate_up,
-)
+
+
+def _index() -> ModuleType:
+    """The index package, imported when a db command runs (SQLAlchemy and Alembic are slow to import)."""
+    import radcommons.store.index as index
+
+    return index
 
 app = typer.Typer(
     help="The index database: migrate it, show its revision and record counts.\n\n"
@@ -42,7 +40,7 @@ def upgrade(
     Example: radcommons db upgrade --url sqlite:///var/radcommons.db
     """
     target = _url(url)
-    reached = migrate_up(target, revision)
+    reached = _index().upgrade(target, revision)
     Console().print(f"{mask_url_password(target)} is at revision {reached}")
 
 
@@ -56,7 +54,7 @@ def downgrade(
     Example: radcommons db downgrade base --url sqlite:///var/test.db
     """
     target = _url(url)
-    reached = migrate_down(target, revision)
+    reached = _index().downgrade(target, revision)
     Console().print(f"{mask_url_password(target)} is at revision {reached or 'base'}")
 
 
@@ -67,8 +65,8 @@ def current(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> No
     Example: radcommons db current --url postgresql+psycopg://postgres@127.0.0.1/radcommons
     """
     target = _url(url)
-    revision = current_revision(target)
-    head = head_revision()
+    revision = _index().current_revision(target)
+    head = _index().head_revision()
     state = "up to date" if revision == head else f"behind: run radcommons db upgrade (newest {head})"
     typer.echo(f"{revision or 'none'} ({state})")
 
@@ -80,10 +78,10 @@ def counts(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> Non
     Example: radcommons db counts --url sqlite:///var/radcommons.db
     """
     target = _url(url)
-    engine = make_engine(target)
+    engine = _index().make_engine(target)
     try:
-        numbers = count_records(engine)
-        version = schema_dictionary_version(engine)
+        numbers = _index().counts(engine)
+        version = _index().schema_dictionary_version(engine)
     finally:
         engine.dispose()
     table = Table(title=f"records in {mask_url_password(target)} (dictionary {version})")

@@ -11,8 +11,6 @@ from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
 from radcommons.errors import UserError
-from radcommons.export.splits import parse_weights
-from radcommons.pipelines.export import FORMATS, SeriesResult, check_dest, export_cohort, readable_projects
 from radcommons.settings import load_settings
 
 
@@ -37,6 +35,9 @@ def export(
 
     Example: radcommons export rc-cohort-0123456789ab out/ct --format nifti --split train=0.8,test=0.2 --stratify sex
     """
+    from radcommons.export.splits import parse_weights
+    from radcommons.pipelines.export import FORMATS, SeriesResult, check_dest, export_cohort, readable_projects
+
     if format not in FORMATS:
         raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
     check_dest(dest)

@@ -9,7 +9,7 @@ import typer
 from radcommons.errors import UserError
 from radcommons.cli.context import STORE_HELP, open_store
 from radcommons.settings import mask_url_password
-from radcommons.store.objects import ObjectNotFoundError, ObjectStore, validate_digest
+from radcommons.store.objects import ObjectNotFoundError, validate_digest
 
 app = typer.Typer(
     help="Put, get, verify and list files in the content-addressed (SHA-256) object store.\n\n"

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from radcommons.synth.generate import generate
 
 
 def synth(
@@ -26,6 +25,8 @@ def synth(
 
     Example: radcommons synth var/synth --sites 3 --patients 5 --seed 1 --small --phi
     """
+    from radcommons.synth.generate import generate
+
     started = time.perf_counter()
     manifest = generate(out, sites, patients, seed, small=small, defects=defects, phi=phi, force=force)
     elapsed = time.perf_counter() - started

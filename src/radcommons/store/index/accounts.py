@@ -19,11 +19,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from radcommons.errors import UserError
+from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES
 from radcommons.store.index.schema import system_table
-from radcommons.store.index.system import ROLES
 
 TOKEN_PREFIX = "rc_"
-DEFAULT_TOKEN_DAYS = 30
 #: ``last_used_at`` is refreshed at most this often, so reads do not all become writes.
 LAST_USED_RESOLUTION = _dt.timedelta(seconds=60)
 

@@ -37,10 +37,9 @@ from sqlalchemy import (
     true,
 )
 
+from radcommons.roles import ROLES  # re-exported: roles, from most to least powerful
 from radcommons.store.index.schema import id_type, json_type
 
-#: Roles a user can have, from most to least powerful.
-ROLES = ("admin", "curator", "contributor", "researcher")
 #: Submission states.
 SUBMISSION_OPEN, SUBMISSION_COMMITTED = "open", "committed"
 #: Quarantine states.
