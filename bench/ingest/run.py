@@ -897,7 +897,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"Measured {res['date']} on {m['cpu_model']} ({m['cpu_count']} cores), {m['memory']} RAM "
         f"({m['uname']}); commit {res['versions'].get('git')}.",
         f"Command: `{res['command']}` ({'quick run' if res['quick'] else 'full run'}, "
-        f"best of {res['runs']} per line, total {fmt(res['total_seconds'] / 60)} min).",
+        f"best of each line's runs, total {fmt(res['total_seconds'] / 60)} min).",
         "",
         f"Corpus: `radcommons synth --sites {len(SITES)} --patients {c['params']['patients']} --seed "
         f"{c['params']['seed']}` (full size), `radcommons keygen`, `radcommons deid` per site: "
@@ -1036,6 +1036,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also cProfile radcommons ingest --workers 1, and py-spy the server in one API line")
     parser.add_argument("--wait-quiet", type=float, default=60, help="wait up to S seconds for an idle CPU per line")
     parser.add_argument("--no-results-md", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--add-to-previous", action="store_true",
+                        help="add this invocation's runs (of --lines) to OUT/results.json's runs (same corpus, threads "
+                             "and batch) instead of starting over; each line keeps its best run")
     args = parser.parse_args(argv)
     patients = args.patients or (2 if args.quick else 12)
     runs = args.runs or (1 if args.quick else 2)
@@ -1094,15 +1097,41 @@ def main(argv: list[str] | None = None) -> int:
         return table[name]
 
     lines: list[dict[str, Any]] = []
-    for name in wanted:
-        label, store, parallel, kind, _fn = spec(name)
-        lines.append({"name": name, "label": label, "store": store, "parallel": parallel, "kind": kind, "runs": []})
+    previous: dict[str, Any] = {}
+    if args.add_to_previous:
+        prev_path = work / "results.json"
+        previous = json.loads(prev_path.read_text()) if prev_path.exists() else {}
+        same = (previous.get("corpus", {}).get("params") == corpus["params"]
+                and previous.get("threads") == args.threads and previous.get("stow_batch") == args.stow_batch)
+        if not same:
+            parser.error(f"--add-to-previous: {prev_path} is missing or was made with another corpus, --threads "
+                         "or --stow-batch")
+        old_lines = {x["name"]: x for x in previous.get("lines", [])}
+        for name in ALL_LINES:
+            if name in old_lines or name in wanted:
+                label, store, parallel, kind, _fn = spec(name)
+                old_runs = old_lines.get(name, {}).get("runs", [])
+                lines.append({"name": name, "label": label, "store": store, "parallel": parallel, "kind": kind,
+                              "runs": list(old_runs)})
+        res["command"] = previous.get("command", "?") + "`, then `" + res["command"]
+        res["invocations"] = previous.get("invocations", [{"date": previous.get("date"),
+                                                           "command": previous.get("command"),
+                                                           "total_seconds": previous.get("total_seconds")}])
+        for key in ("memory", "profile", "server_profile"):
+            if key in previous:
+                res[key] = previous[key]
+    else:
+        for name in wanted:
+            label, store, parallel, kind, _fn = spec(name)
+            lines.append({"name": name, "label": label, "store": store, "parallel": parallel, "kind": kind, "runs": []})
     ncpu = os.cpu_count() or 1
     try:
         # Rounds: every line once per round, so a busy spell on a shared machine hits all lines alike.
         for attempt in range(runs):
             for line in lines:
                 name = line["name"]
+                if name not in wanted:
+                    continue
                 busy = wait_quiet(args.wait_quiet)
                 warm_cache(files)
                 log(f"{name} run {attempt + 1}/{runs} (CPU busy before: {busy:.0%})")
@@ -1176,6 +1205,11 @@ def main(argv: list[str] | None = None) -> int:
             pg_recreate(args.pg_url, drop_only=True)
         shutil.rmtree(runs_dir, ignore_errors=True)
     res["total_seconds"] = time.perf_counter() - started
+    if previous:
+        res["invocations"].append({"date": res["date"], "command": "python bench/ingest/run.py " + shlex.join(argv),
+                                   "total_seconds": res["total_seconds"]})
+        res["total_seconds"] += previous.get("total_seconds", 0.0)
+        res["date"] = previous.get("date", "") + " and " + res["date"]
     (work / "results.json").write_text(json.dumps(res, indent=1, default=str))
     markdown = render_markdown(res)
     print(markdown)
