@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from radcommons.cli.context import DATABASE_HELP, open_index
+from radcommons.cli.context import DATABASE_HELP, opened_index
 from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES
 
 app = typer.Typer(
@@ -42,11 +42,8 @@ def user_add(
     """
     from radcommons.store.index.accounts import add_user
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         user = add_user(engine, name, role, site_id=site, projects=project)
-    finally:
-        engine.dispose()
     typer.echo(f"added user {user.name} ({user.role}, site {user.site_id or '-'}, "
                f"projects {', '.join(user.projects) or '-'})")
 
@@ -64,11 +61,8 @@ def user_grant(
     """
     from radcommons.store.index.accounts import grant_projects
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         user = grant_projects(engine, name, project, revoke=revoke)
-    finally:
-        engine.dispose()
     typer.echo(f"user {user.name} projects: {', '.join(user.projects) or '-'}")
 
 
@@ -80,11 +74,8 @@ def user_list(url: str | None = _URL) -> None:
     """
     from radcommons.store.index.accounts import list_users
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         users = list_users(engine)
-    finally:
-        engine.dispose()
     table = Table(title="users")
     for column in ("name", "role", "site", "projects", "created"):
         table.add_column(column)
@@ -107,11 +98,8 @@ def token_create(
     """
     from radcommons.store.index.accounts import create_token
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         token, info = create_token(engine, name, expires_days=expires_days, label=label)
-    finally:
-        engine.dispose()
     Console(stderr=True).print(
         f"token {info.id} for {info.user}, expires {_when(info.expires_at)}; it is shown only now", highlight=False)
     typer.echo(token)
@@ -126,11 +114,8 @@ def token_revoke(token_id: int = typer.Argument(..., help="The token's id (see: 
     """
     from radcommons.store.index.accounts import revoke_token
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         info = revoke_token(engine, token_id)
-    finally:
-        engine.dispose()
     typer.echo(f"token {info.id} of {info.user} revoked at {_when(info.revoked_at)}")
 
 
@@ -143,11 +128,8 @@ def token_list(user: str | None = typer.Option(None, "--user", help="Only this u
     """
     from radcommons.store.index.accounts import list_tokens
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         tokens = list_tokens(engine, user)
-    finally:
-        engine.dispose()
     table = Table(title="tokens")
     for column in ("id", "user", "state", "label", "created", "expires", "last used"):
         table.add_column(column)
@@ -174,11 +156,8 @@ def project_add(
     """
     from radcommons.store.index.projects import add_project
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         project = add_project(engine, name, availability)
-    finally:
-        engine.dispose()
     typer.echo(f"project {project['submitter_id']}: {project['availability']}, {project['cases']} cases")
 
 
@@ -195,11 +174,8 @@ def project_grant(
     """
     from radcommons.store.index.accounts import grant_projects
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         found = grant_projects(engine, user, [project], revoke=revoke)
-    finally:
-        engine.dispose()
     typer.echo(f"user {found.name} projects: {', '.join(found.projects) or '-'}")
 
 
@@ -211,11 +187,8 @@ def project_list(url: str | None = _URL) -> None:
     """
     from radcommons.store.index.projects import list_projects
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         projects = list_projects(engine)
-    finally:
-        engine.dispose()
     table = Table(title="projects")
     for column in ("project", "availability", "cases"):
         table.add_column(column)
@@ -241,11 +214,8 @@ def audit(
 
     from radcommons.store.index.audit import search_events
 
-    engine = open_index(url)
-    try:
+    with opened_index(url) as engine:
         events = search_events(engine, user=user, since_days=since, action=action, limit=limit)
-    finally:
-        engine.dispose()
     if as_json:
         for event in events:
             typer.echo(json.dumps(event, default=str))

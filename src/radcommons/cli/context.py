@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from radcommons.errors import UserError
@@ -40,3 +42,13 @@ def open_index(url: str | None = None) -> Engine:
             "run: radcommons db upgrade",
         )
     return make_engine(target)
+
+
+@contextmanager
+def opened_index(url: str | None = None) -> Iterator[Engine]:
+    """:func:`open_index` for the length of a ``with`` block, its connections closed after."""
+    engine = open_index(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
