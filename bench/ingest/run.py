@@ -925,7 +925,8 @@ def render_markdown(res: dict[str, Any]) -> str:
             f"{' / '.join(f'{x:.1f}' for x in line.get('all_seconds', [line['seconds']]))} | "
             f"{fmt(line.get('our_cpu_seconds'))} | {_pct(line.get('others_busy_during'))} | {goal} |")
     ref = res.get("orthanc_rest_reference")
-    lines += ["", f"Best of the runs per line (the runs went in rounds: every line once per round). "
+    lines += ["", f"Best of the runs per line (within one invocation the runs go in rounds: every line once per "
+              f"round; `--add-to-previous` adds an invocation's runs to the earlier ones). "
               f"CPU s (ours): CPU seconds of our processes in the timed section (ingest: the commands and their "
               f"workers; API and Orthanc: server process + this benchmark's client threads; PostgreSQL's own "
               f"backends are not counted). Others' load: share of the {m['cpu_count']} CPUs used by every other "
@@ -1009,6 +1010,11 @@ ALL_LINES = ("ingest-sqlite-w1", "ingest-sqlite-wN", "ingest-pg-w1", "ingest-pg-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--render-only":
+        # Re-write the RESULTS.md section from an existing results.json (no measurement).
+        out = Path(argv[1]) if len(argv) > 1 else REPO / "bench" / "work" / "ingest" / "results.json"
+        write_results_md(render_markdown(json.loads(out.read_text())))
+        return 0
     if argv and argv[0] == "_client-upload":
         p = argparse.ArgumentParser()
         p.add_argument("--url")
@@ -1120,6 +1126,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("memory", "profile", "server_profile"):
             if key in previous:
                 res[key] = previous[key]
+        old_git, new_git = previous.get("versions", {}).get("git"), res["versions"].get("git")
+        if old_git and old_git != new_git:
+            res["versions"]["git"] = f"{old_git} (earlier runs), {new_git} (added runs)"
     else:
         for name in wanted:
             label, store, parallel, kind, _fn = spec(name)
