@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: a fresh, empty database per test, on SQLite and on PostgreSQL.
+"""Fixtures shared by every test folder: the command line as a real subprocess, and a fresh, empty
+database per test, on SQLite and on PostgreSQL.
 
 PostgreSQL: a uniquely named database is created on the server at
 ``RADCOMMONS_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``,
@@ -9,8 +10,10 @@ server the PostgreSQL cases are skipped, except when ``CI`` is set: CI must have
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -67,3 +70,35 @@ def migrated_url(db_url: str) -> str:
     """A fresh database migrated to the newest revision."""
     upgrade(db_url)
     return db_url
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment without the caller's RADCOMMONS_* settings, and a wide, plain terminal."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "COLUMNS": "250",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli("config", "show", env={...})`` runs ``python -m radcommons config show`` in ``tmp_path``."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+        return subprocess.run(
+            [sys.executable, "-m", "radcommons", *args],
+            cwd=cwd or tmp_path,
+            env=clean_env(tmp_path, **(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,35 +121,3 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreCase]:
         prefix = f"{s3.bucket}/{name}"
         store = ObjectStore(f"s3://{prefix}", **s3.storage_options())
         yield StoreCase("s3", store, name, s3)
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """An environment without the caller's RADCOMMONS_* / AWS_* settings."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-        "TERM": "dumb",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -m radcommons ARGS`` in ``tmp_path`` with a clean environment."""
-
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-        return subprocess.run(
-            [sys.executable, "-m", "radcommons", *args],
-            cwd=cwd or tmp_path,
-            env=clean_env(tmp_path, **(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
