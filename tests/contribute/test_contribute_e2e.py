@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_support import start_server
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
@@ -29,8 +29,6 @@ def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     root = tmp_path_factory.mktemp("commons")
     env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{root / 'index.db'}",
            "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects"), "COLUMNS": "200"}
-    if "Not yet written" in _cli("serve", "--help", env=env).stdout:
-        pytest.skip("needs the commons server (radcommons serve is not written yet)")
     for args in (["db", "upgrade"], ["admin", "user", "add", "site-a", "--role", "contributor", "--project",
                                      "Open-T1", "--site", "SITE_A"]):
         result = _cli(*args, env=env)
@@ -42,16 +40,8 @@ def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "radcommons", "serve", "--port", str(port), "--state-dir",
-                               str(root / "state"), "--log-level", "warning"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(root, port, env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
     try:
         yield url, token_file
     finally:

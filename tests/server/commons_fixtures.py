@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from serve_support import start_server
 import pydicom
 import pytest
 
@@ -94,23 +94,7 @@ class Commons:
     def start(self) -> None:
         env = {**os.environ, "RADCOMMONS_DATABASE_URL": self.db_url,
                "RADCOMMONS_OBJECT_STORE_URL": str(self.store_dir)}
-        log = open(self.root / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "radcommons", "serve", "--port", str(self.port),
-             "--state-dir", str(self.root / "state"), "--log-level", "warning"],
-            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {(self.root / 'server.log').read_text()}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not start in 30 s")
+        self.process = start_server(self.root, self.port, env)
 
     def kill(self) -> None:
         """``kill -9``: no shutdown handlers run."""

@@ -16,12 +16,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from serve_support import start_server
 import pytest
 
 OPEN_PROJECT, SEQUESTERED_PROJECT = "Open-A1", "Seq-B1"
@@ -60,22 +59,7 @@ class WebCommons:
         return done.stdout
 
     def start(self) -> None:
-        log = open(self.root / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "radcommons", "serve", "--port", str(self.port), "--state-dir",
-             str(self.root / "state"), "--log-level", "warning"],
-            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {(self.root / 'server.log').read_text()}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not start in 30 s")
+        self.process = start_server(self.root, self.port, self.env)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
