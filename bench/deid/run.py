@@ -18,6 +18,13 @@ A tool that is missing or fails is recorded with its error; the run goes on.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
+
+from benchlib import cpu_busy_s, files_under, read_all  # noqa: E402
+
 import argparse
 import datetime as _dt
 import json
@@ -27,7 +34,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -82,24 +88,7 @@ def tree_stats(folder: Path) -> tuple[int, int]:
 
 def warm_cache(folder: Path) -> float:
     """Read every file once so that every tool starts from the same warm page cache."""
-    t0 = time.perf_counter()
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            with open(os.path.join(root, name), "rb", buffering=0) as fp:
-                while fp.read(8 << 20):
-                    pass
-    return time.perf_counter() - t0
-
-
-def cpu_busy_s() -> float | None:
-    """CPU-seconds all processes on the machine have used since boot (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as fp:
-            fields = [int(x) for x in fp.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return read_all(files_under(folder))
 
 
 def children_cpu_s() -> float:

@@ -24,6 +24,13 @@ goes through the upload API, and (with --profile) a cProfile of ``radcommons ing
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
+
+from benchlib import cpu_busy_s, read_all  # noqa: E402
+
 import argparse
 import contextlib
 import datetime as _dt
@@ -36,7 +43,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -108,22 +114,7 @@ def dicom_files(root: Path) -> list[Path]:
 
 def warm_cache(files: list[Path]) -> float:
     """Read every input once so each line starts from the same warm page cache."""
-    t0 = time.perf_counter()
-    for path in files:
-        with open(path, "rb", buffering=0) as fp:
-            while fp.read(8 << 20):
-                pass
-    return time.perf_counter() - t0
-
-
-def cpu_busy_s() -> float | None:
-    try:
-        with open("/proc/stat") as fp:
-            fields = [int(x) for x in fp.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return read_all(files)
 
 
 def _delta(machine0: float | None) -> float | None:
