@@ -1,13 +1,53 @@
-"""Users' roles and token lifetime (plain data shared by the index, the server and the CLI).
+"""Users' roles, token lifetime and the ONE access decision (plain data shared by every layer).
 
 * admin: everything, including users, tokens, projects and the audit trail;
 * curator: every project; quarantine review; no data use agreement needed;
 * contributor: submits to the projects granted to it, for its own site;
 * researcher: reads open projects (and restricted ones it is granted) after accepting the
   data use agreement; never sequestered data.
+
+:func:`readable_projects` and :func:`agreement_accepted` are the decision itself, as pure
+functions of plain data: the server (``radcommons.server.access``, every read path) and the
+ML export (``radcommons.pipelines.export``) read the project availabilities and the user's
+grants from the index and ask these, so the rule is written once.
 """
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
 
 ROLES = ("admin", "curator", "contributor", "researcher")
 
+#: Roles that act on every project (and need no data use agreement).
+CURATOR_ROLES = ("admin", "curator")
+
+#: A project's ``availability``: open to every researcher, granted per user, or held back.
+OPEN, RESTRICTED, SEQUESTERED = "open", "restricted", "sequestered"
+
 #: Days an API token lives unless its creator says otherwise.
 DEFAULT_TOKEN_DAYS = 30
+
+
+def readable_projects(role: str, grants: Collection[str], availability: Mapping[str, str | None]) -> set[str] | None:
+    """The projects a user of ``role`` with project ``grants`` may read; ``None`` means every project.
+
+    ``availability`` maps each project of the index to its availability. Admins and curators
+    read everything; researchers read ``open`` projects plus the ``restricted`` ones granted to
+    them; contributors the same, plus the non-sequestered projects they submit to (granted); a
+    ``sequestered`` project is read by nobody else, whatever the grants. A project without a
+    record holds nothing to read.
+    """
+    if role in CURATOR_ROLES:
+        return None
+    readable = set()
+    for name, state in availability.items():
+        if state == SEQUESTERED:
+            continue
+        if state == OPEN or (name in grants and role in ("researcher", "contributor")):
+            readable.add(name)
+    return readable
+
+
+def agreement_accepted(role: str, accepted_versions: Collection[str], current_version: str) -> bool:
+    """Curators and admins need no data use agreement; everyone else must have accepted the current one."""
+    return role in CURATOR_ROLES or current_version in accepted_versions

@@ -14,7 +14,7 @@ from export_support import OPEN, SEQUESTERED, Commons, radcommons
 from ct_support import DCM2NIIX, dcm2niix
 
 from radcommons.errors import UserError
-from radcommons.pipelines.export import export_cohort, readable_projects
+from radcommons.pipelines.export import export_cohort, export_scope
 from radcommons.store.index import make_engine
 from radcommons.store.objects import ObjectStore
 
@@ -25,7 +25,7 @@ def _export(commons: Commons, dest: Path, format: str, **kwargs: object):  # typ
     engine = make_engine(commons.db_url)
     try:
         return export_cohort(engine, ObjectStore(commons.store_url), commons.cohort_id, dest, format=format,
-                             projects=readable_projects(engine), weights=SPLIT, stratify=("sex",), seed=1,
+                             scope=export_scope(engine, as_admin=True), weights=SPLIT, stratify=("sex",), seed=1,
                              **kwargs)  # type: ignore[arg-type]
     finally:
         engine.dispose()
@@ -137,14 +137,15 @@ def test_png_of_radiographs(commons: Commons, tmp_path: Path) -> None:
 def test_bad_input_is_a_user_error(commons: Commons, tmp_path: Path) -> None:
     engine = make_engine(commons.db_url)
     store = ObjectStore(commons.store_url)
+    scope = export_scope(engine, as_admin=True)
     try:
         with pytest.raises(UserError, match="no cohort"):
-            export_cohort(engine, store, "rc-cohort-000000000000", tmp_path / "x", format="dicom", projects=[OPEN])
+            export_cohort(engine, store, "rc-cohort-000000000000", tmp_path / "x", format="dicom", scope=scope)
         (tmp_path / "file").write_text("")
         with pytest.raises(UserError, match="not a folder"):
-            export_cohort(engine, store, commons.cohort_id, tmp_path / "file", format="dicom", projects=[OPEN])
+            export_cohort(engine, store, commons.cohort_id, tmp_path / "file", format="dicom", scope=scope)
         with pytest.raises(UserError, match="unsupported format"):
-            export_cohort(engine, store, commons.cohort_id, tmp_path / "y", format="jpeg", projects=[OPEN])
+            export_cohort(engine, store, commons.cohort_id, tmp_path / "y", format="jpeg", scope=scope)
     finally:
         engine.dispose()
 
@@ -152,11 +153,11 @@ def test_bad_input_is_a_user_error(commons: Commons, tmp_path: Path) -> None:
 def test_cli(commons: Commons, tmp_path: Path) -> None:
     env = {"RADCOMMONS_DATABASE_URL": commons.db_url, "RADCOMMONS_OBJECT_STORE_URL": commons.store_url}
     done = radcommons("export", commons.cohort_id, str(tmp_path / "out"), "--format", "png", "--split",
-                      "train=0.8,test=0.2", "--stratify", "covid19_positive,sex", "--workers", "2", cwd=tmp_path,
+                      "train=0.8,test=0.2", "--stratify", "covid19_positive,sex", "--workers", "2", "--as-admin", cwd=tmp_path,
                       env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "labels.parquet").exists()
-    bad = radcommons("export", "rc-cohort-nope", str(tmp_path / "o2"), cwd=tmp_path, env=env)
+    bad = radcommons("export", "rc-cohort-nope", str(tmp_path / "o2"), "--as-admin", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "no cohort" in bad.stderr and "Traceback" not in bad.stderr
     bad = radcommons("export", commons.cohort_id, str(tmp_path / "o3"), "--format", "tiff", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "unsupported format" in bad.stderr

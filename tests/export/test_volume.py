@@ -87,6 +87,12 @@ def test_gantry_tilt_is_detected_and_corrected() -> None:
     shift_rows = 2.0 * 2 * math.tan(tilt) / 0.8
     assert sidecar(volume)["GantryTiltDegrees"] == pytest.approx(15, abs=0.01)
     assert shift_rows > 1  # slice 2 moved by more than a row
+    # Slice 2 (DICOM row order) is its image moved back by its drift: out[j] = in[j - shift_rows].
+    from scipy import ndimage
+
+    hu = [ds.pixel_array.astype(np.float64) - 1024 for ds in datasets]
+    expected = ndimage.shift(hu[2], (shift_rows, 0), order=1, mode="constant", cval=min(h.min() for h in hu))
+    assert np.abs(volume.data[:, ::-1, 2].T - expected).max() <= 1  # positions are written to 0.1 µm
 
 
 def test_two_stacks_in_one_series_become_two_volumes() -> None:

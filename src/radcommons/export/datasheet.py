@@ -8,6 +8,7 @@ files that failed to convert) and what a user must know (shifted dates, de-ident
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class ExportFacts:
     created: str
     rows: Sequence[Mapping[str, Any]]
     excluded: Mapping[str, int] = field(default_factory=dict)  # reason -> count of instances
+    recipient: str = ""  # whom the export was made for (its access applied)
+    query: Mapping[str, Any] | None = None  # {"node", "filter"} of a query run at export time (no snapshot)
     failures: Sequence[str] = ()
     skipped: Sequence[str] = ()
 
@@ -66,10 +69,16 @@ def render_datasheet(facts: ExportFacts) -> str:
     """The README.md text."""
     rows = facts.rows
     splits = sorted({str(r.get("split") or "all") for r in rows})
+    if facts.query is None:
+        what = (f"- cohort: `{facts.cohort_id}` ({facts.cohort_name}); content hash (sha256 of the member list): "
+                f"`{facts.content_hash}`")
+    else:
+        what = (f"- {facts.cohort_id} ({facts.cohort_name}), run at export time (not a frozen cohort: rerunning it "
+                f"later may select other records; freeze it to cite it): `{json.dumps(facts.query, sort_keys=True)}`")
     lines = [
         f"# RadCommons export of {facts.cohort_id}", "",
-        f"- cohort: `{facts.cohort_id}` ({facts.cohort_name}); content hash (sha256 of the member list): "
-        f"`{facts.content_hash}`",
+        what,
+        *([f"- made for: {facts.recipient}; it holds only what they may read"] if facts.recipient else []),
         f"- format: {facts.format}; options: "
         + ", ".join(f"{k}={v}" for k, v in facts.options.items() if v not in (None, "")),
         f"- software: radcommons {facts.software_version}",

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import Dataset
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, pixel_array
 
 #: Relative deviation from the median slice spacing above which spacing counts as irregular.
 SPACING_TOLERANCE = 0.01
@@ -148,7 +148,7 @@ def _int(ds: Dataset, keyword: str) -> int:
 
 def modality_values(ds: Dataset) -> NDArray[Any]:
     """Stored values through the Modality LUT (PS3.3 C.11.1), e.g. HU for CT."""
-    pixels = ds.pixel_array
+    pixels = pixel_array(ds)  # unlike ds.pixel_array, not cached on the dataset: one copy less per slice
     if pixels.ndim != 2:
         raise ValueError("only single-frame, single-sample slices can be stacked")
     if "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds:
@@ -176,9 +176,8 @@ def build_volume(stack: Sequence[tuple[Dataset, Plane]], stack_number: int = 1) 
     distances = distances[order]
     positions = np.asarray([plane.position for _, plane in items])
     datasets = [ds for ds, _ in items]
-    slices = [modality_values(ds) for ds in datasets]
-    integral = all(np.issubdtype(s.dtype, np.integer) for s in slices)
-    volume = np.stack(slices, axis=0)  # (slice, row, column)
+    volume = _modality_stack(datasets)  # (slice, row from the bottom, column)
+    integral = source_integral = bool(np.issubdtype(volume.dtype, np.integer))
     warnings: list[str] = []
     tilt_degrees = 0.0
     tilt_corrected = irregular = resampled = False
@@ -218,43 +217,68 @@ def build_volume(stack: Sequence[tuple[Dataset, Plane]], stack_number: int = 1) 
     else:
         ds = datasets[0]
         spacing = float(ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 1.0)
-    if not integral and np.issubdtype(volume.dtype, np.floating) and _all_integral(slices):
+    if not integral and source_integral:
+        # Modality values that are integers keep integer voxels after interpolation (rounded), like dcm2niix.
         volume = np.round(volume)
         integral = True
-    data = _narrow(volume, integral)
-    # NIfTI order: (column, row, slice) with rows flipped, as dcm2niix stores them.
-    data = np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, :])
+    # NIfTI order (column, row from the bottom, slice), x fastest: the transpose of the C-ordered
+    # (slice, row from the bottom, column) array, a view that nibabel writes without a copy.
+    data = _narrow(volume, integral).transpose(2, 1, 0)
     affine = _affine(plane0, positions[0], normal, spacing)
     return Volume(data=data, affine=affine, datasets=datasets, stack=stack_number, slice_spacing=spacing,
                   gantry_tilt_degrees=tilt_degrees, tilt_corrected=tilt_corrected, irregular_spacing=irregular,
                   missing_slices=missing, resampled=resampled, warnings=warnings)
 
 
-def _all_integral(slices: Sequence[NDArray[Any]]) -> bool:
-    # Modality values that are integers keep integer voxels after interpolation (rounded), like dcm2niix.
-    return all(np.issubdtype(s.dtype, np.integer) for s in slices)
+def _modality_stack(datasets: Sequence[Dataset]) -> NDArray[Any]:
+    """Modality values of the slices as one C-ordered (slice, row from the bottom, column) array.
+
+    Filled slice by slice in the narrowest type that holds the values so far (int16, else
+    int32, int64; float64 for non-integral values), so a CT series costs one int16 volume
+    beside its datasets rather than a list of int32 slices and their stacked copy.
+    """
+    volume: NDArray[Any] | None = None
+    for index, ds in enumerate(datasets):
+        values = modality_values(ds)
+        if np.issubdtype(values.dtype, np.integer):
+            low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+            need: Any = next(t for t in (np.int16, np.int32, np.int64)
+                             if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
+        else:
+            need = np.float64
+        if volume is None:
+            volume = np.empty((len(datasets), *values.shape), dtype=need)
+        elif values.shape != volume.shape[1:]:
+            raise ValueError(f"slice {index + 1} is {values.shape}, the first {volume.shape[1:]}")
+        elif np.promote_types(volume.dtype, need) != volume.dtype:
+            volume = volume.astype(np.promote_types(volume.dtype, need))
+        volume[index] = values[::-1]
+    assert volume is not None
+    return volume
 
 
 def _narrow(volume: NDArray[Any], integral: bool) -> NDArray[Any]:
+    """``volume`` as int16 or int32 when ``integral`` and in range, else float32 (no copy when it already is)."""
     if integral:
         low, high = (int(volume.min()), int(volume.max())) if volume.size else (0, 0)
         for dtype in (np.int16, np.int32):
             info = np.iinfo(dtype)
             if info.min <= low and high <= info.max:
-                return volume.astype(dtype)
-    return volume.astype(np.float32)
+                return volume.astype(dtype, copy=False)
+    return volume.astype(np.float32, copy=False)
 
 
 def _untilt(volume: NDArray[Any], in_plane: NDArray[np.float64], plane: Plane) -> NDArray[np.float64]:
-    """Shift each slice in-plane so its first pixel lies on the first slice's normal line."""
+    """Shift each slice (rows bottom-up) in-plane so its first pixel lies on the first slice's normal line."""
     from scipy import ndimage  # only tilted series need it
 
     out = np.empty(volume.shape, dtype=np.float64)
     fill = float(volume.min())
     for k in range(volume.shape[0]):
-        # The grid point (row j, column i) of slice k sits at slice k's pixel (j - dj, i - di).
+        # The grid point (row j, column i) of slice k sits at slice k's pixel (j - dj, i - di); rows
+        # are stored bottom-up, so a shift down the image is a shift up the array.
         di = float(in_plane[k] @ plane.row_cosine) / plane.column_spacing
-        dj = float(in_plane[k] @ plane.column_cosine) / plane.row_spacing
+        dj = -float(in_plane[k] @ plane.column_cosine) / plane.row_spacing
         out[k] = ndimage.shift(volume[k].astype(np.float64), (dj, di), order=1, mode="constant", cval=fill)
     return out
 

@@ -1,7 +1,12 @@
-"""ML-ready export of a frozen cohort: DICOM tree, NIfTI volumes or PNG images, labels, datasheet.
+"""ML-ready export of a cohort or query: DICOM tree, NIfTI volumes or PNG images, labels, datasheet.
 
-Reads the cohort's instances from the index (only ``projects``: the CLI passes the
-non-sequestered projects unless an administrator asks otherwise), fetches each series'
+What: a frozen cohort's members, or a query run now (a saved query, or a JSON query file:
+:func:`query_selection`). For whom: :func:`export_scope` applies the server's access decision
+(:func:`radcommons.roles.readable_projects`, the data use agreement) to the named user, or to
+an operator acting as administrator; sequestered projects only for an administrator or
+curator who asks explicitly. Every export is written to the audit log.
+
+Reads the selection's instances in the readable projects from the index, fetches each series'
 objects from the object store in a worker (:func:`radcommons.parallel.map_unordered`,
 one series in memory per worker), converts them with the pure functions of
 :mod:`radcommons.export`, and writes, beside the files:
@@ -37,27 +42,150 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
-from radcommons import __version__
+from radcommons import __version__, roles
 from radcommons.errors import UserError
 from radcommons.export import labels as label_table
 from radcommons.export.datasheet import ExportFacts, render_datasheet
 from radcommons.export.splits import assign_splits
 from radcommons.parallel import map_unordered
-from radcommons.store.index import get_metadata
+from radcommons.store.index import dua, get_metadata
+from radcommons.store.index.accounts import get_user, record_audit
+from radcommons.store.index.schema import system_table
 from radcommons.store.objects import ObjectStore
-from radcommons.store.query import get_cohort, iter_rows, members
+from radcommons.store.query import Cohort, get_cohort, iter_rows, members, parse_filter
 
 FORMATS = ("dicom", "nifti", "png")
-SEQUESTERED = "sequestered"
+#: Node types a query (saved or in a file) may select: they all have instances under them.
+QUERY_NODES = ("case", "imaging_study", "series", "instance")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def readable_projects(engine: Engine, *, include_sequestered: bool = False) -> list[str]:
-    """Every project id, less the sequestered ones unless ``include_sequestered`` (admins only)."""
+@dataclass(frozen=True)
+class ExportScope:
+    """Whom an export is for and what it may hold: the decision of :func:`export_scope`."""
+
+    recipient: str  # a user name, or ADMIN
+    role: str
+    projects: tuple[str, ...]  # the projects whose members are exported
+    #: Projects whose left-out members are not even counted in the datasheet (sequestered ones,
+    #: for a recipient who may not know of them: they never enter a count a researcher sees).
+    uncounted: frozenset[str] = frozenset()
+
+
+#: The recipient of an export made by an operator acting as administrator (``--as-admin``).
+ADMIN = "admin (operator)"
+
+
+def export_scope(engine: Engine, *, for_user: str | None = None, as_admin: bool = False,
+                 include_sequestered: bool = False) -> ExportScope:
+    """The projects an export for ``for_user`` (or for an operator acting ``as_admin``) may hold.
+
+    The decision is the server's (:func:`radcommons.roles.readable_projects` and the data use
+    agreement): a researcher gets open projects and the restricted ones granted to it, never a
+    sequestered one. Sequestered projects enter only when ``include_sequestered`` is asked for
+    an administrator or curator (``as_admin``, or ``for_user`` naming one).
+    """
+    if bool(for_user) == bool(as_admin):
+        raise UserError("say whom the export is for: --for USER or --as-admin" + (", not both" if as_admin else ""),
+                        "--for NAME exports what that commons account may read (radcommons admin user list); "
+                        "--as-admin exports every project but the sequestered ones (add --include-sequestered "
+                        "to include those)")
     project = get_metadata().tables["project"]
     with engine.connect() as connection:
-        rows = connection.execute(select(project.c.project_id, project.c.availability)).all()
-    return sorted(pid for pid, availability in rows if include_sequestered or availability != SEQUESTERED)
+        availability = dict(connection.execute(select(project.c.submitter_id, project.c.availability)).all())
+        if as_admin:
+            name, role, grants, accepted = ADMIN, "admin", frozenset(), frozenset()
+        else:
+            user = get_user(engine, str(for_user))
+            users = system_table("user")
+            if connection.execute(select(users.c.disabled_at).where(users.c.id == user.id)).scalar() is not None:
+                raise UserError(f"the user {user.name!r} is disabled: nothing is exported for them",
+                                "ask an administrator")
+            name, role, grants, accepted = user.name, user.role, frozenset(user.projects), \
+                dua.accepted_versions(connection, user.id)
+    if include_sequestered and role not in roles.CURATOR_ROLES:
+        raise UserError(f"{name!r} is a {role}: sequestered projects are never exported for a {role}",
+                        "leave out --include-sequestered; only an export for an administrator or curator "
+                        "(--as-admin, or --for one of their accounts) may include them")
+    if not roles.agreement_accepted(role, accepted, dua.DUA_VERSION):
+        raise UserError(f"{name!r} has not accepted the data use agreement (version {dua.DUA_VERSION}): "
+                        "nothing is exported for them",
+                        "they accept it in the explorer or with radcommons.Client(...).accept_dua(), then rerun")
+    readable = roles.readable_projects(role, grants, availability)
+    if readable is None:
+        readable = {p for p, state in availability.items() if include_sequestered or state != roles.SEQUESTERED}
+        uncounted: frozenset[str] = frozenset()
+    else:
+        uncounted = frozenset(p for p, state in availability.items() if state == roles.SEQUESTERED)
+    return ExportScope(name, role, tuple(sorted(readable)), uncounted)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to export: a frozen cohort's members, or a query (saved, or from a file) run now."""
+
+    label: str  # the cohort identifier, "saved query N", or the query file
+    name: str
+    node: str
+    filter: dict[str, Any] | None
+    cohort: Cohort | None = None  # the frozen snapshot, when it is one
+
+    def instance_filter(self) -> dict[str, Any]:
+        """The filter on instances that selects the files of this selection."""
+        if self.cohort is not None:
+            return {"in_cohort": self.cohort.identifier}
+        if self.node == "instance":
+            return dict(self.filter or {})
+        linked: dict[str, Any] = {"node": self.node}
+        if self.filter:
+            linked["filter"] = self.filter
+        return {"exists": linked}
+
+
+def cohort_selection(engine: Engine, key: str) -> Selection:
+    """A frozen cohort (``rc-cohort-...``) or a saved query (its number) as a :class:`Selection`."""
+    cohort = get_cohort(engine, int(key) if key.isdigit() else key)
+    if cohort.frozen:
+        return Selection(cohort.identifier or key, cohort.name, cohort.node, cohort.filter, cohort)
+    if cohort.node not in QUERY_NODES:
+        raise UserError(f"saved query {key} selects {cohort.node} records, which have no images",
+                        f"export a query of {', '.join(QUERY_NODES)}")
+    return Selection(f"saved query {cohort.id}", cohort.name, cohort.node, cohort.filter)
+
+
+def query_selection(path: Path) -> Selection:
+    """A query file as a :class:`Selection`: ``{"node": "series", "filter": {...}}`` (docs/EXPORT.md).
+
+    Bad files raise :class:`UserError` naming the file, the place in it and what to do.
+    """
+    hint = ('write {"node": "series", "filter": {"=": {"modality": "CT"}}} '
+            "(node: case, imaging_study, series or instance; filter: docs/QUERY.md)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the query file ({error.strerror or error})",
+                        "give the path of a JSON query file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: the query file is not UTF-8 text", hint) from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise UserError(f"{path}: not JSON ({error})", hint) from None
+    if not isinstance(document, dict):
+        raise UserError(f"{path}: the query must be a JSON object, not {type(document).__name__}", hint)
+    unknown = sorted(set(document) - {"node", "filter", "name"})
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}", "a query file holds node, filter and name; " + hint)
+    node = document.get("node")
+    if node not in QUERY_NODES:
+        raise UserError(f"{path}: node {node!r} cannot be exported" if node is not None else
+                        f"{path}: the query names no node", hint)
+    try:
+        parse_filter(node, document.get("filter"))
+    except UserError as error:
+        raise UserError(f"{path}: {error.message}", error.hint or hint) from None
+    name = document.get("name") or path.stem
+    return Selection(f"query {path.name}", str(name), node, document.get("filter"))
 
 
 def _safe(part: Any) -> str:
@@ -231,11 +359,11 @@ def check_dest(dest: Path) -> None:
 def export_cohort(
     engine: Engine,
     store: ObjectStore,
-    cohort_id: str,
+    source: Selection | str,
     dest: Path,
     *,
     format: str,
-    projects: Sequence[str],
+    scope: ExportScope,
     weights: Mapping[str, float] | None = None,
     stratify: Sequence[str] = (),
     seed: int = 0,
@@ -246,7 +374,11 @@ def export_cohort(
     on_start: Callable[[int], None] | None = None,
     on_series: Callable[[SeriesResult], None] | None = None,
 ) -> ExportReport:
-    """Export frozen cohort ``cohort_id`` to ``dest`` in ``format``; see the module docstring."""
+    """Export ``source`` (a :class:`Selection`, or a cohort key) for ``scope`` to ``dest`` in ``format``.
+
+    Only members in ``scope.projects`` are exported (see :func:`export_scope`); see the module
+    docstring for the rest.
+    """
     if format not in FORMATS:
         raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
     if bits not in (8, 16):
@@ -254,29 +386,37 @@ def export_cohort(
     if size is not None and size < 1:
         raise UserError(f"--size must be a positive number of pixels, not {size}")
     check_dest(dest)
-    cohort = get_cohort(engine, cohort_id)
-    if not cohort.frozen:
-        raise UserError(f"{cohort_id} is a saved query, not a frozen cohort", "freeze it first")
-    allowed = set(projects)
+    selection = cohort_selection(engine, source) if isinstance(source, str) else source
+    allowed = set(scope.projects)
     known_fields = {name for name, _ in label_table.CASE_FIELDS + label_table.STUDY_FIELDS
                     + label_table.SERIES_FIELDS} | {"age_bin"}
     for name in stratify:
         if name not in known_fields:
             raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(sorted(known_fields))}")
 
-    # Instances of the cohort in readable projects, with their case, study and series fields.
-    sources = [source for _, source in label_table.INDEX_FIELDS]
+    # Instances of the selection in readable projects, with their case, study and series fields.
+    columns = [column for _, column in label_table.INDEX_FIELDS]
     names = [name for name, _ in label_table.INDEX_FIELDS]
     instances: list[dict[str, Any]] = []
-    for batch in iter_rows(engine, "instance", {"in_cohort": cohort.identifier}, fields=sources,
+    for batch in iter_rows(engine, "instance", selection.instance_filter(), fields=columns,
                            projects=sorted(allowed)):
-        instances.extend({name: row[source] for name, source in zip(names, sources)} for row in batch)
+        instances.extend({name: row[column] for name, column in zip(names, columns)} for row in batch)
+    left_out: list[str] = []
+    if selection.cohort is not None:
+        for batch in members(engine, selection.label, node="instance"):
+            left_out.extend(m.project_id for m in batch if m.project_id not in allowed)
+    else:
+        for batch in iter_rows(engine, "instance", selection.instance_filter(), fields=["project_id"]):
+            left_out.extend(r["project_id"] for r in batch if r["project_id"] not in allowed)
     excluded: dict[str, int] = {}
-    for batch in members(engine, cohort.identifier or cohort_id, node="instance"):
-        for member in batch:
-            if member.project_id not in allowed:
-                reason = f"project {member.project_id} is not readable (sequestered or not granted)"
-                excluded[reason] = excluded.get(reason, 0) + 1
+    for project_id in left_out:
+        if project_id not in scope.uncounted:
+            reason = f"project {project_id} is not readable by {scope.recipient} (sequestered or not granted)"
+            excluded[reason] = excluded.get(reason, 0) + 1
+    with engine.begin() as connection:
+        record_audit(connection, actor=scope.recipient, action="export", target=selection.label,
+                     records=len(instances), detail={"format": format, "dest": str(dest),
+                                                     "projects": sorted(allowed)})
 
     # Patient-level splits.
     patients: dict[str, tuple[str, ...]] = {}
@@ -321,8 +461,9 @@ def export_cohort(
     if format == "dicom":
         _write_manifest(dest, report.rows)
     facts = ExportFacts(
-        cohort_id=cohort.identifier or str(cohort_id), content_hash=cohort.content_hash or "",
-        cohort_name=cohort.name, format=format,
+        cohort_id=selection.label, content_hash=(selection.cohort.content_hash or "") if selection.cohort else "",
+        cohort_name=selection.name, format=format, recipient=scope.recipient,
+        query=None if selection.cohort else {"node": selection.node, "filter": selection.filter},
         options={"split": ",".join(f"{k}={v:g}" for k, v in (weights or {}).items()),
                  "stratify": ",".join(stratify), "seed": seed if weights else None,
                  "bits": bits if format == "png" else None, "size": size if format == "png" else None},

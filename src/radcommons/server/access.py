@@ -1,7 +1,8 @@
 """Who may read which project's images and records: the ONE access decision of every read path.
 
 DICOMweb (QIDO, WADO, metadata, rendered) and the research API call :func:`readable_projects`
-and filter on its answer, so the rule below is written once:
+and filter on its answer. The rule itself is the pure :func:`radcommons.roles.readable_projects`
+(the ML export of ``radcommons.pipelines.export`` asks it too), so it is written once:
 
 * admins and curators read everything (``None``: no filter);
 * researchers read projects whose ``availability`` is ``open``, plus ``restricted`` projects
@@ -28,6 +29,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from radcommons import roles
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
@@ -35,7 +37,7 @@ from radcommons.store.index import node_tables
 from radcommons.store.index.accounts import Principal
 from radcommons.store.index.dua import DUA_VERSION
 
-OPEN, RESTRICTED, SEQUESTERED = "open", "restricted", "sequestered"
+OPEN, RESTRICTED, SEQUESTERED = roles.OPEN, roles.RESTRICTED, roles.SEQUESTERED
 
 
 def readable_projects(conn: Connection, principal: Principal) -> set[str] | None:
@@ -43,17 +45,8 @@ def readable_projects(conn: Connection, principal: Principal) -> set[str] | None
     if principal.is_curator:
         return None
     project = node_tables()["project"]
-    rows = conn.execute(select(project.c.submitter_id, project.c.availability)).all()
-    readable = set()
-    for name, availability in rows:
-        if availability == SEQUESTERED:
-            continue
-        if availability == OPEN:
-            readable.add(name)
-        elif name in principal.projects and principal.role in ("researcher", "contributor"):
-            # restricted projects (and, for a contributor, its own non-sequestered projects)
-            readable.add(name)
-    return readable
+    availability = dict(conn.execute(select(project.c.submitter_id, project.c.availability)).all())
+    return roles.readable_projects(principal.role, principal.projects, availability)
 
 
 #: Counts from 1 to MIN_COUNT - 1 are hidden from anonymous visitors (small-cell suppression).
@@ -62,7 +55,7 @@ MIN_COUNT = 10
 
 def has_accepted_agreement(principal: Principal) -> bool:
     """Curators and admins need no agreement; others must have accepted the current version."""
-    return principal.is_curator or DUA_VERSION in principal.dua_versions
+    return roles.agreement_accepted(principal.role, principal.dua_versions, DUA_VERSION)
 
 
 def require_data_use_agreement(principal: Principal) -> None:

@@ -3,7 +3,8 @@
 The project rule is :func:`radcommons.server.access.readable_projects` (the one access decision
 of every read path); this module only adds what is particular to pages: anonymous visitors see
 aggregates of open projects with small cells suppressed, and researchers see records only once
-they accepted the current data use agreement.
+they accepted the current data use agreement
+(:func:`radcommons.roles.agreement_accepted`, the same rule as the API's).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from radcommons.roles import agreement_accepted
 from radcommons.server.access import readable_projects
 from radcommons.server.web.session import is_anonymous
 from radcommons.store.index import dua
@@ -40,11 +42,6 @@ class View:
         return is_anonymous(self.principal)
 
 
-def dua_accepted(principal: Principal) -> bool:
-    """True when ``principal`` accepted the current agreement (only researchers must)."""
-    return principal.role != "researcher" or dua.DUA_VERSION in principal.dua_versions
-
-
 def view_for(engine: Engine, principal: Principal) -> View:
     """The :class:`View` of ``principal``."""
     with engine.connect() as conn:
@@ -52,5 +49,5 @@ def view_for(engine: Engine, principal: Principal) -> View:
     projects = tuple(sorted(readable)) if readable is not None else None
     if is_anonymous(principal):
         return View(principal, projects, ANONYMOUS_MIN_COUNT, records=False, needs_dua=False)
-    accepted = dua_accepted(principal)
+    accepted = agreement_accepted(principal.role, principal.dua_versions, dua.DUA_VERSION)
     return View(principal, projects, None, records=accepted, needs_dua=not accepted)
