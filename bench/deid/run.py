@@ -587,7 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "deid")
     ap.add_argument("--runs", type=int, help="runs per tool, best kept (default 3, --quick 1)")
     ap.add_argument("--ct", type=int, help="CT slices (default 2000, --quick 200)")
-    ap.add_argument("--dx", type=int, help="radiographs (default 40, --quick 8)")
+    ap.add_argument("--dx", type=int, help="radiographs (default 200, about 2.2 GB, so that the copy "
+                                           "throughput is measured rather than start-up; --quick 8)")
     ap.add_argument("--mf-mb", type=int, default=1024, help="size of the multi-frame file in MiB (default 1024)")
     ap.add_argument("--tools", default="ours-1,ours-all,dicognito,deid,gdcmanon-dumb,gdcmanon-e,cp",
                     help="comma-separated subset of the tools")
@@ -614,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     n_ct = args.ct or (200 if args.quick else 2000)
-    n_dx = args.dx or (8 if args.quick else 40)
+    n_dx = args.dx or (8 if args.quick else 200)
     n_runs = args.runs or (1 if args.quick else 3)
     nproc = os.cpu_count() or 1
     work = args.out.resolve()

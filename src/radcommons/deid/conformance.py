@@ -105,7 +105,14 @@ def render() -> str:
         "- Pixel Data is copied byte for byte unless the burned-in text cleaner redacted it; Burned In "
         "Annotation is then set to NO and 113101 claimed. Structured reports, encapsulated documents "
         "and objects with text annotations are withheld (Clean Structured Content / Graphics not "
-        "implemented). Recognizable Visual Features is left as received (113102 not claimed).",
+        "implemented). Recognizable Visual Features (0028,0302) is kept as received when NO or absent "
+        "(113102 not claimed, as PS3.15 E.3.2 asks when the option is not applied); an image that "
+        "declares it YES is withheld, since only that option may release it.",
+        "- Private attributes (Retain Safe Private, `default`): kept only when TCIA's Private Tag "
+        "Knowledge Base keeps them (matched by odd group, private creator and element offset, PS3.5 "
+        "7.8.1; any TCIA row that deletes the element drops it everywhere) *and* lists them in the "
+        "context where they occur: the top level, or the same chain of enclosing sequences (a vendor "
+        "element reviewed at the top level is removed inside a standard sequence, and vice versa).",
         "- File Meta Information and the preamble are rebuilt (128 zero bytes, new Media Storage SOP "
         "Instance UID, RadCommons Implementation Class UID and Version Name).",
         "",

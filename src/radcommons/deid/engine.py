@@ -12,7 +12,8 @@ Table E.1-1 (:mod:`radcommons.deid.table`):
   under the plain Basic Profile), every person name is emptied, and the dataset's own
   identifiers are scrubbed from any text that is kept;
 * private attributes are removed unless the Retain Safe Private Option (E.3.10) is
-  selected and TCIA's knowledge base lists them as safe (:mod:`radcommons.deid.safe_private`);
+  selected and TCIA's knowledge base lists them as safe where they occur (top level, or
+  the same chain of enclosing sequences: :mod:`radcommons.deid.safe_private`);
 * the patient gets a keyed pseudonym and a never-zero date offset
   (:mod:`radcommons.deid.pseudonyms`, :mod:`radcommons.deid.dates`);
 * (0012,0062) Patient Identity Removed, (0012,0063) De-identification Method, (0012,0064)
@@ -28,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -38,7 +40,7 @@ from radcommons import __version__
 from radcommons.deid import dates, iod
 from radcommons.deid.profile import Decision, Profile, load_profile
 from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
-from radcommons.deid.safe_private import disposition, load_allow_list
+from radcommons.deid.safe_private import disposition_in_context, load_allow_list, sequence_signature
 from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, Table, load_table
 from radcommons.deid.text import TextCleaner, collect_identifiers
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid, is_well_known
@@ -60,6 +62,9 @@ _RECORD_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _STRING_VRS = _TEXT_VRS | frozenset({"PN", "CS", "AE", "DA", "DT", "TM", "AS", "IS", "DS", "UI", "UR"})
 _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+#: VRs of attributes Table E.1-1 does not list whose values the safety nets inspect
+#: (:meth:`_Transformer._unlisted`); any other unlisted element is kept as read, raw.
+_UNLISTED_INSPECTED_VRS = _TEXT_VRS | frozenset({"SQ", "UI", "DA", "DT", "PN"})
 
 _DUMMY = {
     "PN": "ANONYMIZED",
@@ -79,6 +84,24 @@ _DUMMY = {
     "DS": "0",
     "UR": "",
 }
+
+#: Action Z: the empty value by VR (any other VR but SQ: None).
+_EMPTY_VALUE: dict[str, Any] = {vr: "" for vr in _STRING_VRS} | {vr: b"" for vr in _BINARY_VRS}
+#: VRs whose Z and D values do not depend on the old value (not SQ, UI: those recurse
+#: or remap; not an ambiguous VR such as "US or SS", resolved only on decoding).
+_REPLACED_WITHOUT_READING = (_STRING_VRS | _BINARY_VRS | frozenset(
+    {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"}
+)) - {"UI"}
+
+
+def _dummy_value(vr: str) -> Any:
+    """Action D: a dummy value of the VR (PS3.15 E.1.1: "non-zero length" where possible)."""
+    if vr in _DUMMY:
+        return _DUMMY[vr]
+    if vr in _BINARY_VRS:
+        return b""
+    return 0 if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV") else None
+
 
 _UNSUPPORTED_SOP_PREFIXES = (
     ("1.2.840.10008.5.1.4.1.1.88.", "structured report"),
@@ -213,6 +236,13 @@ def unsupported_reason(ds: Dataset) -> str | None:
             )
     if "ContentSequence" in ds:
         return "unsupported object: Content Sequence (structured free text) is not cleaned"
+    if str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper() == "YES":
+        # PS3.15 E.3.2: only the Clean Recognizable Visual Features Option (113102) may
+        # release such an image (and set (0028,0302) to NO); it is not implemented.
+        return (
+            "recognizable visual features: Recognizable Visual Features (0028,0302) is YES and "
+            "the Clean Recognizable Visual Features Option is not implemented"
+        )
     for item in ds.get("GraphicAnnotationSequence") or []:
         if "TextObjectSequence" in item:
             return "unsupported object: graphic text annotations (Clean Graphics Option not implemented)"
@@ -233,6 +263,64 @@ def required_uids_missing(ds: Dataset) -> list[str]:
 
 def _is_sequence(element: DataElement) -> bool:
     return element.VR == "SQ"
+
+
+_DICTIONARY_VRS: dict[int, str] = {}
+
+
+def _dictionary_vr(tag: int) -> str:
+    vr = _DICTIONARY_VRS.get(tag)
+    if vr is None:
+        try:
+            vr = str(dictionary_VR(tag))
+        except KeyError:
+            vr = "UN"
+        _DICTIONARY_VRS[tag] = vr
+    return vr
+
+
+def element_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR pydicom will give the element ``tag`` of ``ds``, without decoding its value.
+
+    Mirrors pydicom's ``raw_element_vr`` hook for standard (even group) tags: an
+    implicit VR element takes the dictionary VR, an explicit ``UN`` one too (shorter
+    than 64 KiB, ``config.replace_un_with_known_vr``); otherwise the VR as read. Knowing
+    the VR lets the engine leave elements it has nothing to do with undecoded, so they
+    are written back byte for byte.
+    """
+    item = ds.get_item(tag)
+    if not isinstance(item, RawDataElement):
+        return str(item.VR)
+    vr = item.VR
+    if vr is None:
+        return _dictionary_vr(int(tag))
+    if vr == "UN" and (item.value is None or len(item.value) < 0xFFFF):
+        return _dictionary_vr(int(tag))
+    return str(vr)
+
+
+#: Decisions per profile (tag -> Decision or None): Table E.1-1 lookup, options and
+#: overrides resolved once per profile, not once per element of every file.
+_DECISIONS: dict[int, tuple[Profile, Table, dict[int, Decision | None]]] = {}
+
+
+def _decisions(profile: Profile, table: Table) -> dict[int, Decision | None]:
+    cached = _DECISIONS.get(id(profile))
+    if cached is not None and cached[0] is profile and cached[1] is table:
+        return cached[2]
+    if len(_DECISIONS) > 16:
+        _DECISIONS.clear()
+    decisions: dict[int, Decision | None] = {}
+    _DECISIONS[id(profile)] = (profile, table, decisions)  # keeps profile alive: id stays unique
+    return decisions
+
+
+def _decide(profile: Profile, table: Table, tag: int) -> Decision | None:
+    decision = profile.override(tag)
+    if decision is None:
+        row = table.lookup(tag)
+        decision = profile.decide(row) if row is not None else None
+    return decision
 
 
 def _string_values(value: Any) -> list[str]:
@@ -267,9 +355,13 @@ class _Transformer:
         self.patient_key = pid_key
         self.pseudonym = patient_pseudonym(context.key, context.site, pid_key)
         self.offset = dates.date_offset_days(context.key, context.site, pid_key)
-        self.cleaner = TextCleaner(collect_identifiers(ds))
+        self.cleaner = TextCleaner.for_identifiers(collect_identifiers(ds))
         self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
         self.remove_groups: set[int] = set()
+        self.decisions = _decisions(self.profile, table)
+        #: enclosing sequences of the items being visited (private elements are kept
+        #: only in a context where TCIA reviewed them: :mod:`radcommons.deid.safe_private`)
+        self._path: list[str] = []
 
     # ---- whole dataset
 
@@ -295,42 +387,82 @@ class _Transformer:
             if tag.is_private:
                 self._private(ds, tag, private_seen)
                 continue
-            element = ds[tag]
-            self._element(ds, element, top)
+            self._element(ds, tag, top)
         if private_seen or any(t.is_private for t in ds.keys()):
             self._drop_orphan_creators(ds)
 
     # ---- one standard element
 
-    def _element(self, ds: Dataset, element: DataElement, top: bool) -> None:
-        tag = int(element.tag)
-        decision = self.profile.override(tag)
+    def _decision(self, tag: int) -> Decision | None:
+        try:
+            return self.decisions[tag]
+        except KeyError:
+            decision = self.decisions[tag] = _decide(self.profile, self.table, tag)
+            return decision
+
+    def _element(self, ds: Dataset, base_tag: BaseTag, top: bool) -> None:
+        tag = int(base_tag)
+        decision = self._decision(tag)
+        if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME) and self._patient_identity(
+            ds[base_tag], decision, top
+        ):
+            return
+        # Decide from tag and VR first: an element that is kept as it is stays undecoded
+        # (raw, written back byte for byte), which is most of an image header.
+        vr = element_vr(ds, base_tag)
         if decision is None:
-            row = self.table.lookup(tag)
-            decision = self.profile.decide(row) if row is not None else None
-        if tag == _TAG_PATIENT_ID and (decision is None or decision.source not in ("site",)):
+            if vr in _UNLISTED_INSPECTED_VRS:
+                self._unlisted(ds, ds[base_tag])
+            return  # unlisted, and no safety net looks at this VR
+        type_ = iod.attribute_type(self.sop_class, tag) if top else None
+        action = iod.resolve(decision.action, type_, vr == "SQ")
+        if action == "X":
+            group = tag >> 16
+            if 0x6000 <= group <= 0x601E and tag & 0xFFFF == 0x3000:
+                self.remove_groups.add(group)
+            del ds[base_tag]
+            return
+        if action == "K" and not self._keep_inspects(tag, vr, decision):
+            return
+        if action == "C" and vr == "TM":
+            return  # a whole-day shift leaves times of day as they were
+        if action in ("Z", "D") and vr in _REPLACED_WITHOUT_READING:
+            # the new value depends on the VR only: replace without decoding the old one
+            ds[base_tag] = DataElement(base_tag, vr, _EMPTY_VALUE[vr] if action == "Z" else _dummy_value(vr))
+            return
+        element = ds[base_tag]
+        if element.VR != vr:  # pragma: no cover - element_vr mirrors pydicom
+            action = iod.resolve(decision.action, type_, _is_sequence(element))
+        self._apply(ds, element, action, decision)
+
+    def _patient_identity(self, element: DataElement, decision: Decision | None, top: bool) -> bool:
+        """Patient ID and Patient's Name become the keyed pseudonym; True when done."""
+        tag = int(element.tag)
+        if tag == _TAG_PATIENT_ID and (decision is None or decision.source != "site"):
             pseudonym = (
                 self.pseudonym
                 if top
                 else patient_pseudonym(self.context.key, self.context.site, str(element.value or "").strip())
             )
             element.value = pseudonym if (top or element.value) else ""
-            return
+            return True
         if tag == _TAG_PATIENT_NAME and top and (decision is None or decision.source != "site"):
             element.value = self.pseudonym
-            return
-        if decision is None:
-            self._unlisted(ds, element)
-            return
-        type_ = iod.attribute_type(self.sop_class, tag) if top else None
-        action = iod.resolve(decision.action, type_, _is_sequence(element))
-        self._apply(ds, element, action, decision)
+            return True
+        return False
+
+    @staticmethod
+    def _keep_inspects(tag: int, vr: str, decision: Decision) -> bool:
+        """Does action K still look at the value (see the K branch of :meth:`_apply`)?"""
+        return (
+            tag == _TAG_PATIENT_AGE
+            or vr in ("SQ", "UI")
+            or (vr in _TEXT_VRS and decision.source not in ("site", "profile"))
+        )
 
     def _apply(self, ds: Dataset, element: DataElement, action: str, decision: Decision) -> None:
         tag = int(element.tag)
-        if action == "X":
-            if 0x6000 <= element.tag.group <= 0x601E and element.tag.element == 0x3000:
-                self.remove_groups.add(element.tag.group)
+        if action == "X":  # pragma: no cover - _element removes without decoding
             del ds[element.tag]
         elif action == "Z":
             self._empty(element)
@@ -407,14 +539,15 @@ class _Transformer:
             return  # creators are dropped later if nothing of their block remains
         creator_tag = Tag(tag.group, tag.element >> 8)
         creator = ds[creator_tag].value if creator_tag in ds else None
-        verdict = disposition(self.allow, tag.group, str(creator) if creator is not None else None, tag.element)
+        creator_text = str(creator) if creator is not None else None
+        verdict = disposition_in_context(self.allow, tag.group, creator_text, tag.element, "/".join(self._path))
         if verdict is None:
             del ds[tag]
             return
         element = ds[tag]
         vr = element.VR
         if _is_sequence(element):
-            self._items(element)
+            self._items(element, sequence_signature(tag.group, tag.element, creator_text))
         elif verdict == "o" or vr in ("DA", "DT"):
             if vr in ("DA", "DT", "LO", "SH", "CS"):
                 self._date(ds, element, private=True)
@@ -442,29 +575,20 @@ class _Transformer:
 
     # ---- value operations
 
-    def _items(self, element: DataElement) -> None:
-        for item in element.value or []:
-            self._dataset(item, top=False)
+    def _items(self, element: DataElement, signature: str | None = None) -> None:
+        self._path.append(signature or sequence_signature(element.tag.group, element.tag.element))
+        try:
+            for item in element.value or []:
+                self._dataset(item, top=False)
+        finally:
+            self._path.pop()
 
     def _empty(self, element: DataElement) -> None:
         vr = element.VR
-        if vr == "SQ":
-            element.value = Sequence()
-        elif vr in _STRING_VRS:
-            element.value = ""
-        elif vr in _BINARY_VRS:
-            element.value = b""
-        else:
-            element.value = None
+        element.value = Sequence() if vr == "SQ" else _EMPTY_VALUE.get(vr)
 
     def _dummy(self, element: DataElement) -> None:
-        vr = element.VR
-        if vr in _DUMMY:
-            element.value = _DUMMY[vr]
-        elif vr in _BINARY_VRS:
-            element.value = b""
-        else:
-            element.value = 0 if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV") else None
+        element.value = _dummy_value(element.VR)
 
     def _uid(self, element: DataElement) -> None:
         values = _string_values(element.value)

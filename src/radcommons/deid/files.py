@@ -20,7 +20,7 @@ from radcommons.deid.engine import (
     required_uids_missing,
     unsupported_reason,
 )
-from radcommons.deid.fileio import BadInput, read_full, read_header, write_streamed, write_whole
+from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_header, write_streamed, write_whole
 from radcommons.deid.uids import new_uid
 
 
@@ -66,21 +66,32 @@ def output_relpath(study: str, series: str, sop: str) -> str:
     return f"{study}/{series}/{sop}.dcm"
 
 
-def deidentify_file(src: Path, dst_root: Path, context: DeidContext, *, label: str | None = None) -> FileOutcome:
+def deidentify_file(
+    src: Path,
+    dst_root: Path,
+    context: DeidContext,
+    *,
+    label: str | None = None,
+    pending: PendingWrites | None = None,
+) -> FileOutcome:
     """De-identify the file ``src`` into ``dst_root`` (never raises for bad input).
 
     The output path is computed from the header before anything is written; when that
     file is already there (a resumed run: outputs only ever appear complete, through
-    ``os.replace``) it is not written again.
+    ``os.replace``) it is not written again. With ``pending`` the output is left as a
+    finished temporary file for the caller to sync and publish with its batch
+    (:meth:`PendingWrites.commit`); without, it is synced and published before returning.
     """
     src = Path(src)
     name = label if label is not None else str(src)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every odd value; the report speaks
-        return _deidentify_file(src, name, Path(dst_root), context)
+        return _deidentify_file(src, name, Path(dst_root), context, pending)
 
 
-def _deidentify_file(src: Path, name: str, dst_root: Path, context: DeidContext) -> FileOutcome:
+def _deidentify_file(
+    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
+) -> FileOutcome:
     try:
         header = read_header(src)
     except BadInput as error:
@@ -118,7 +129,7 @@ def _deidentify_file(src: Path, name: str, dst_root: Path, context: DeidContext)
             if not target.exists():
                 meta = getattr(full, "file_meta", None)
                 ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-                write_whole(target, full, ts or header.transfer_syntax)
+                write_whole(target, full, ts or header.transfer_syntax, pending)
                 return _from_outcome(name, outcome, relpath)
             result = _from_outcome(name, outcome, relpath)
             result.skipped_existing = True
@@ -130,7 +141,7 @@ def _deidentify_file(src: Path, name: str, dst_root: Path, context: DeidContext)
         if target.exists():
             result.skipped_existing = True
         else:
-            write_streamed(target, ds, header, src)
+            write_streamed(target, ds, header, src, pending)
         return result
     except BadInput as error:
         return FileOutcome(name, REJECTED, str(error))

@@ -18,6 +18,13 @@ Dispositions kept in the list (TCIA letters):
 
 An element is on the list only when *every* row TCIA has for it agrees on one of those
 (an element that TCIA deletes in some VR or context is dropped): the safe choice.
+
+The knowledge base also says *where* it saw each element: at the top level, or nested
+inside sequences (``(0008,1115)[<0>](0008,1140)[<1>](0009,"GEIIS_RA1000",01)``). The list
+keeps those contexts (``contexts`` in the JSON): an element is kept only in a context
+(the chain of enclosing sequences, standard or private) where TCIA reviewed it, so a
+vendor element that TCIA knows at the top level is still removed when it turns up
+inside, say, a Referenced Image Sequence item. This only ever removes more.
 """
 
 from __future__ import annotations
@@ -31,9 +38,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-#: innermost private element signature at the end of a TCIA pattern, e.g.
-#: ``(0019,"GEMS_ACQU_01",1c)``; the quoting in the file is irregular.
-_SIGNATURE = re.compile(r'\(([0-9a-fA-F]{4}),"?(.*?)"?,([0-9a-fA-F]{2})\)$')
+#: item markers between the segments of a nested TCIA pattern
+_ITEM_MARKER = re.compile(r"\[<\d+>\]")
+#: one private element signature, e.g. ``(0019,"GEMS_ACQU_01",1c)``; the quoting in the
+#: file is irregular
+_PRIVATE_SEGMENT = re.compile(r'^\(([0-9a-fA-F]{4}),"?(.*?)"?,([0-9a-fA-F]{2})\)$')
+_STANDARD_SEGMENT = re.compile(r"^\(([0-9a-fA-F]{4}),([0-9a-fA-F]{4})\)$")
+
+
+def _innermost(pattern: str) -> re.Match[str] | None:
+    """The private signature of the element a TCIA pattern is about (its last segment),
+    or ``None`` when that is a standard element inside a private sequence."""
+    return _PRIVATE_SEGMENT.match(_ITEM_MARKER.split(pattern.strip())[-1])
 _KEEP = {"k", "h", "o"}
 
 AllowList = Mapping[str, Mapping[int, Mapping[int, str]]]
@@ -52,7 +68,7 @@ def build_allow_list(csv_path: Path) -> dict[str, dict[str, dict[str, str]]]:
     seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         for row in csv.DictReader(handle):
-            match = _SIGNATURE.search(row["element_sig_pattern"].strip())
+            match = _innermost(row["element_sig_pattern"])
             if not match:
                 continue  # innermost element is a standard one inside a private sequence
             group, creator, offset = match.groups()
@@ -76,6 +92,50 @@ def build_allow_list(csv_path: Path) -> dict[str, dict[str, dict[str, str]]]:
     return result
 
 
+def sequence_signature(group: int, element: int, creator: str | None = None) -> str:
+    """How one enclosing sequence is named in a context: ``00081140`` for a standard
+    tag, ``0019,GEMS_ACQU_01,1c`` (group, normalised creator, offset) for a private one."""
+    if creator is None:
+        return f"{group:04x}{element:04x}"
+    return f"{group:04x},{normalise_creator(creator)},{element & 0xFF:02x}"
+
+
+def _context(pattern: str) -> str | None:
+    """The enclosing-sequence chain of a TCIA pattern (``""`` at the top level), joined by ``/``."""
+    segments = _ITEM_MARKER.split(pattern.strip())[:-1]
+    names = []
+    for segment in segments:
+        standard = _STANDARD_SEGMENT.match(segment)
+        if standard:
+            names.append(sequence_signature(int(standard.group(1), 16), int(standard.group(2), 16)))
+            continue
+        private = _PRIVATE_SEGMENT.match(segment)
+        if not private:
+            return None
+        names.append(sequence_signature(int(private.group(1), 16), int(private.group(3), 16), private.group(2)))
+    return "/".join(names)
+
+
+def build_contexts(csv_path: Path, entries: Mapping[str, Mapping[str, Mapping[str, str]]]) -> dict:
+    """Where TCIA saw each allowed element: ``{creator: {group: {offset: [contexts]}}}``."""
+    found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            pattern = row["element_sig_pattern"].strip()
+            match = _innermost(pattern)
+            context = _context(pattern)
+            if not match or context is None:
+                continue
+            group, creator, offset = match.groups()
+            key = (normalise_creator(creator), group.lower(), offset.lower())
+            if entries.get(key[0], {}).get(key[1], {}).get(key[2]):
+                found[key].add(context)
+    result: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for (creator, group, offset), contexts in sorted(found.items()):
+        result.setdefault(creator, {}).setdefault(group, {})[offset] = sorted(contexts)
+    return result
+
+
 def write_allow_list(csv_path: Path, out_path: Path) -> int:
     """Build the list from ``csv_path`` and write it as JSON; returns the entry count."""
     entries = build_allow_list(csv_path)
@@ -85,6 +145,7 @@ def write_allow_list(csv_path: Path, out_path: Path) -> int:
         "match": "normalised private creator + odd group + element offset (low byte)",
         "dispositions": {"k": "keep", "h": "keep, replace UID", "o": "keep, shift date"},
         "entries": entries,
+        "contexts": build_contexts(csv_path, entries),
     }
     out_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return sum(len(offsets) for groups in entries.values() for offsets in groups.values())
@@ -109,6 +170,33 @@ def disposition(allow: AllowList, group: int, creator: str | None, element: int)
     if creator is None:
         return None
     return allow.get(normalise_creator(creator), {}).get(group, {}).get(element & 0xFF)
+
+
+@lru_cache(maxsize=1)
+def load_contexts() -> dict[tuple[str, int, int], frozenset[str]]:
+    """Where TCIA reviewed each allowed element: ``{(creator, group, offset): contexts}``."""
+    text = resources.files("radcommons.deid").joinpath("data/safe_private.json").read_text("utf-8")
+    contexts = json.loads(text).get("contexts", {})
+    return {
+        (creator, int(group, 16), int(offset, 16)): frozenset(where)
+        for creator, groups in contexts.items()
+        for group, offsets in groups.items()
+        for offset, where in offsets.items()
+    }
+
+
+def disposition_in_context(
+    allow: AllowList, group: int, creator: str | None, element: int, context: str
+) -> str | None:
+    """Like :func:`disposition`, and only where TCIA saw the element: ``context`` is the
+    chain of enclosing sequences (:func:`sequence_signature` joined by ``/``, ``""`` at
+    the top level)."""
+    verdict = disposition(allow, group, creator, element)
+    if verdict is None or creator is None:
+        return None
+    if context not in load_contexts().get((normalise_creator(creator), group, element & 0xFF), frozenset()):
+        return None
+    return verdict
 
 
 if __name__ == "__main__":  # python -m radcommons.deid.safe_private CSV OUT

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -166,8 +168,60 @@ _IDENTIFIER_SEQUENCES = (
 )
 
 
+_OTHER_IDS_TAG = tag_for_keyword("OtherPatientIDsSequence")
+_CHARSET_TAG = 0x00080005
+#: every element :func:`collect_identifiers` reads (directly or inside its items)
+_SOURCE_TAGS = tuple(
+    sorted(
+        {tag for tag, _ in _IDENTIFIER_TAGS}
+        | set(_DATE_TAGS)
+        | {_OTHER_IDS_TAG, _CHARSET_TAG}
+        | {tag_for_keyword(k) for k in _IDENTIFIER_SEQUENCES}
+    )
+)
+_IDENTIFIERS_CACHE: dict[tuple, Identifiers] = {}
+
+
+def _raw_source_key(ds: Dataset) -> tuple | None:
+    """The undecoded bytes of every element the identifiers come from, or ``None``.
+
+    Two datasets with the same bytes there (and the same encoding) have the same
+    identifiers: the slices of a series are collected once. An element already decoded
+    enters the key by its string values (what :func:`_collect_identifiers` reads); a
+    decoded sequence makes the key ``None`` (not cached).
+    """
+    key: list = [ds.original_encoding]
+    for tag in _SOURCE_TAGS:
+        item = ds.get_item(tag) if tag in ds else None
+        if item is None:
+            continue
+        if isinstance(item, RawDataElement):
+            key.append((tag, item.VR, item.value))
+        elif item.VR == "SQ":
+            return None
+        else:
+            key.append((tag, "decoded", tuple(_values(item.value))))
+    return tuple(key)
+
+
 def collect_identifiers(ds: Dataset) -> Identifiers:
-    """Gather the identifying values of ``ds`` (top level and one level of sequences)."""
+    """Gather the identifying values of ``ds`` (top level and one level of sequences).
+
+    Cached on the raw bytes of the elements read (:func:`_raw_source_key`), in memory
+    only, so consecutive files of one series decode and split their identifiers once.
+    """
+    key = _raw_source_key(ds)
+    if key is None:
+        return _collect_identifiers(ds)
+    found = _IDENTIFIERS_CACHE.get(key)
+    if found is None:
+        if len(_IDENTIFIERS_CACHE) >= 256:
+            _IDENTIFIERS_CACHE.clear()
+        found = _IDENTIFIERS_CACHE[key] = _collect_identifiers(ds)
+    return found
+
+
+def _collect_identifiers(ds: Dataset) -> Identifiers:
     phrases: set[str] = set()
     words: set[str] = set()
 
@@ -231,6 +285,16 @@ class TextCleaner:
         self.identifiers = identifiers
         self._known = _compile(identifiers)
 
+    @staticmethod
+    def for_identifiers(identifiers: Identifiers) -> "TextCleaner":
+        """The cleaner for ``identifiers``, shared by the files that have the same ones.
+
+        The slices of a series (and usually the series of a study) carry the same
+        identifiers: compiling their pattern once per distinct set, not once per file,
+        saves most of the cost. The cache holds original identifiers in memory only.
+        """
+        return _cached_cleaner(identifiers)
+
     def scrub_known(self, text: str) -> str:
         """Remove only the dataset's own identifiers (the safety net for kept text)."""
         if self._known is None or not text:
@@ -249,6 +313,11 @@ class TextCleaner:
         if self._known is not None:
             result = self._known.sub(" ", result)
         return _tidy(result) if result != text else text
+
+
+@lru_cache(maxsize=64)
+def _cached_cleaner(identifiers: Identifiers) -> TextCleaner:
+    return TextCleaner(identifiers)
 
 
 def _tidy(text: str) -> str:

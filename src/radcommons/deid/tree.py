@@ -3,7 +3,10 @@
 Every regular file under the source is an input and ends in the report with an
 outcome. Outputs go to ``DST/<study uid>/<series uid>/<sop uid>.dcm``, paths built only
 from new identifiers. Work is split into batches of files; batches run inline
-(``workers=1``) or on worker processes through :mod:`radcommons.parallel` (Dask). Workers return their mappings; the parent alone writes the pseudonym
+(``workers=1``) or on worker processes through :mod:`radcommons.parallel` (Dask). A
+batch's outputs are synced to disk together and only then renamed into place (one
+flush per batch, not per file: :func:`_deidentify_batch`). Workers return their
+mappings; the parent alone writes the pseudonym
 registry (after every group of batches, so a killed run loses at most one group of
 registry rows, and a rerun recomputes them: they are pure functions of key and input).
 """
@@ -16,8 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Collection
 
-from radcommons.deid.engine import DEIDENTIFIED, WITHHELD, DeidContext
-from radcommons.deid.fileio import remove_partials
+from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
+from radcommons.deid.fileio import PendingWrites, remove_partials
 from radcommons.deid.files import FileOutcome, deidentify_file
 from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
@@ -83,9 +86,31 @@ def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, s
     return found
 
 
-def _deidentify_input(item: tuple[Path, str], *, dst: str, context: DeidContext) -> FileOutcome:
-    path, label = item
-    return deidentify_file(path, Path(dst), context, label=label)
+def _deidentify_batch(batch: list[tuple[Path, str]], *, dst: str, context: DeidContext) -> list[FileOutcome]:
+    """De-identify one batch of files; their outputs appear together, once on disk.
+
+    Each output is written to a temporary name; after the whole batch, the files are
+    synced and only then moved to their final names (:class:`PendingWrites`). The
+    outcomes go back to the parent (report, registry) only after that, so a file is
+    reported done only once its output is complete and durable; a run killed before
+    leaves ``*.partial`` files only, removed and redone by the next run.
+    """
+    pending = PendingWrites()
+    try:
+        outcomes = [deidentify_file(path, Path(dst), context, label=label, pending=pending) for path, label in batch]
+        failed = pending.commit()
+    finally:
+        pending.discard()
+    if failed:
+        for outcome in outcomes:
+            error = failed.get(Path(dst) / outcome.output) if outcome.output else None
+            if error is not None and outcome.status == DEIDENTIFIED and not outcome.skipped_existing:
+                outcome.status, outcome.reason, outcome.output = REJECTED, error, None
+    return outcomes
+
+
+def _batches(items: list[tuple[Path, str]], size: int) -> list[list[tuple[Path, str]]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _mark_duplicates(outcomes: list[FileOutcome], owners: dict[str, str]) -> None:
@@ -126,15 +151,15 @@ def deidentify_tree(
         report_path = state_dir / "reports" / f"deid-{stamp}.json"
     fingerprint = key_fingerprint(context.key)
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
-    job = partial(_deidentify_input, dst=str(dst), context=context)
+    job = partial(_deidentify_batch, dst=str(dst), context=context)
     owners: dict[str, str] = {}
     with Registry(state_dir, fingerprint) as registry:
         done = 0
         if progress:
             progress(0, len(inputs))
         group: list[FileOutcome] = []
-        for outcome in map_unordered(job, inputs, workers=workers or 0, chunk_size=BATCH_SIZE):
-            group.append(outcome)
+        for outcomes in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0, chunk_size=1):
+            group.extend(outcomes)
             if len(group) >= BATCH_SIZE * 4:
                 done += _absorb(group, report, registry, owners)
                 group = []
