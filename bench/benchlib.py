@@ -1,10 +1,13 @@
-"""Helpers every benchmark in bench/ uses: a warm page cache and the machine's CPU use."""
+"""Helpers every benchmark in bench/ uses: a warm page cache, the machine's CPU use, servers on loopback
+(Orthanc with its DICOMweb plugin), latency percentiles."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -32,3 +35,92 @@ def cpu_busy_s() -> float | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers on loopback (Orthanc, `radcommons serve`) and latency percentiles
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until ``url`` answers 200 (raise with the server's log if it exits or never does)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited (rc {proc.returncode}):\n{log_file.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log_file.read_text()[-3000:]}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGINT, then SIGKILL after ``timeout`` seconds."""
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+@contextlib.contextmanager
+def orthanc_server(scratch: Path, name: str = "rc-bench",
+                   **settings: object) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Orthanc (Debian package, DICOMweb plugin at /dicom-web/) on a free loopback port with a temporary
+    configuration under ``scratch`` (emptied first, removed after); ``settings`` override the configuration.
+    Yields its base URL and process."""
+    import json
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "storage").mkdir(parents=True)
+    (scratch / "index").mkdir()
+    port = free_port()
+    config = {
+        "Name": name, "StorageDirectory": str(scratch / "storage"), "IndexDirectory": str(scratch / "index"),
+        "HttpPort": port, "HttpServerEnabled": True, "DicomServerEnabled": False, "DicomPort": free_port(),
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [DICOMWEB_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, **settings,
+    }
+    (scratch / "orthanc.json").write_text(json.dumps(config, indent=1))
+    log_file = scratch / "orthanc.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([ORTHANC, str(scratch / "orthanc.json")], cwd=scratch, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/system", 60, proc, log_file)
+        yield url, proc
+    finally:
+        stop_process(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def percentiles(samples_ms: Iterable[float]) -> tuple[float, float]:
+    """(p50, p95) of latency samples (p95: nearest rank)."""
+    import statistics
+
+    ordered = sorted(samples_ms)
+    p95 = ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]
+    return statistics.median(ordered), p95

@@ -24,6 +24,39 @@ DEFAULT_PAIRS = Path("/work/shared/ref/midrc-harmonization/StudyDescriptions_Gen
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
+def unanswered_reasons(pairs, matches, matcher: Matcher) -> dict[str, tuple[int, int]]:
+    """Why each pair below the threshold has no answer: is there a code it could have?
+
+    Read from the features the description states (method, body regions, laterality) against
+    those of every code in the catalogue.
+    """
+    from collections import Counter
+
+    from radcommons.harmonize.rules import code_features, features
+
+    catalogue = [code_features(info.long_common_name) for info in matcher.codes.values()]
+    regions = {(f.method, f.regions) for f in catalogue}
+    sides = {(f.method, f.regions, f.laterality) for f in catalogue}
+    pairs_by, studies_by = Counter(), Counter()
+    for pair, match in zip(pairs, matches, strict=True):
+        if match.accepted:
+            continue
+        f = features(pair.description, pair.modality)
+        if not f.regions:
+            reason = "no body region read from the description"
+        elif (f.method, f.regions) not in regions:
+            reason = "no code in the catalogue with its method and body region"
+        elif (f.method, f.regions, f.laterality) not in sides:
+            reason = "no code in the catalogue with its method, body region and laterality"
+        elif match.code:
+            reason = "a fitting code exists: suggested below the threshold"
+        else:
+            reason = "a fitting code exists: no suggestion"
+        pairs_by[reason] += 1
+        studies_by[reason] += pair.frequency
+    return {reason: (n, studies_by[reason]) for reason, n in pairs_by.most_common()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
@@ -68,6 +101,9 @@ def main() -> None:
     print("\nRadCommons answers by method: " + ", ".join(
         f"{method} {n} pairs / {studies} studies" for method, (n, studies) in sorted(ours_cov.by_method.items())
     ))
+    print("\n\nUnanswered pairs by why (pairs / studies):")
+    for reason, (n, studies) in unanswered_reasons(pairs, ours, matcher).items():
+        print(f"- {reason}: {n} / {studies}")
     for threshold in (0.5, 0.7, 0.8):
         c = coverage(pairs, [m.__class__(**{**m.__dict__, "accepted": m.confidence >= threshold and bool(m.code)}) for m in ours])
         print(f"\nAt threshold {threshold}: {c.pair_share:.1%} of pairs, {c.study_share:.1%} of studies.", end="")

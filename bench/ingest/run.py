@@ -29,7 +29,9 @@ from pathlib import Path as _Path
 
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
 
-from benchlib import cpu_busy_s, read_all  # noqa: E402
+from benchlib import (  # noqa: E402
+    DICOMWEB_PLUGIN, ORTHANC, cpu_busy_s, free_port, orthanc_server as _orthanc_server, read_all, stop_process, wait_http,
+)
 
 import argparse
 import contextlib
@@ -41,7 +43,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -57,13 +58,13 @@ RADCOMMONS = str(VENV_BIN / "radcommons")
 PYTHON = str(VENV_BIN / "python")
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 SECTION = "## Ingest (bench/ingest)"
-ORTHANC = "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 PROJECT = "Bench-Ingest"
 SITES = ("SITE_A", "SITE_B")  # synth folders site_a, site_b
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/rc_bench_ingest"
 GOAL_RATIO = 2.0
 GOAL_SERVER_RSS_MB = 500.0
+#: The client streams chunks from the file: its peak stays flat whatever the file's size.
+GOAL_CLIENT_RSS_MB = 150.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -96,12 +97,6 @@ def first_line(argv: list[str]) -> str:
         return f"unavailable ({error})"
     text = (proc.stdout or proc.stderr).strip()
     return text.splitlines()[0] if text else f"unavailable (rc {proc.returncode})"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dicom_files(root: Path) -> list[Path]:
@@ -173,32 +168,6 @@ def children_cpu_s() -> float:
 
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen, log_file: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited (rc {proc.returncode}):\n{log_file.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log_file.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def machine_info() -> dict[str, Any]:
@@ -412,7 +381,7 @@ def commons_server(env: dict[str, str], scratch: Path) -> Iterator[tuple[str, st
             text = log_file.read_text(errors="replace") if log_file.exists() else ""
             raise RuntimeError(f"{error}\n--- serve.log, last lines:\n{text[-2500:]}") from error
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
@@ -498,41 +467,10 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
 # --------------------------------------------------------------------------- lines: Orthanc
 
 
-@contextlib.contextmanager
-def orthanc_server(scratch: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Orthanc on a free loopback port with a temporary configuration; yields its base URL."""
-    shutil.rmtree(scratch, ignore_errors=True)
-    (scratch / "storage").mkdir(parents=True)
-    (scratch / "index").mkdir()
-    port = free_port()
-    config = {
-        "Name": "rc-bench-ingest",
-        "StorageDirectory": str(scratch / "storage"),
-        "IndexDirectory": str(scratch / "index"),
-        "HttpPort": port,
-        "HttpServerEnabled": True,
-        "DicomServerEnabled": False,
-        "DicomPort": free_port(),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [DICOMWEB_PLUGIN],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        # Orthanc's defaults, written out: no compression, fsync of every stored file (as ours).
-        "StorageCompression": False,
-        "SyncStorageArea": True,
-    }
-    (scratch / "orthanc.json").write_text(json.dumps(config, indent=1))
-    log_file = scratch / "orthanc.log"
-    with open(log_file, "wb") as out:
-        proc = subprocess.Popen([ORTHANC, str(scratch / "orthanc.json")], cwd=scratch, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/system", 60, proc, log_file)
-        yield url, proc
-    finally:
-        stop(proc)
-        shutil.rmtree(scratch, ignore_errors=True)
+def orthanc_server(scratch: Path) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen]]:
+    """Orthanc for the ingest lines: its defaults written out (no compression, fsync of every
+    stored file, as our object store does)."""
+    return _orthanc_server(scratch, "rc-bench-ingest", StorageCompression=False, SyncStorageArea=True)
 
 
 def _orthanc_count(url: str) -> int:
@@ -747,6 +685,8 @@ def run_memory(work: Path, scratch: Path, mib: int) -> dict[str, Any]:
         "client": client_info,
         "goal_server_mb": GOAL_SERVER_RSS_MB,
         "goal_met": (peak or 0) / 1e6 < GOAL_SERVER_RSS_MB,
+        "goal_client_mb": GOAL_CLIENT_RSS_MB,
+        "client_goal_met": (client_info["hwm_bytes"] or 0) / 1e6 < GOAL_CLIENT_RSS_MB,
     }
 
 
@@ -755,18 +695,19 @@ def run_memory(work: Path, scratch: Path, mib: int) -> dict[str, Any]:
 
 INGEST_HOTSPOTS = (
     ("start-up: imports (radcommons.cli and what it pulls in)", "radcommons/cli/__init__.py", "<module>"),
-    ("per file: _read_and_store (worker job: header, gate, store)", "radcommons/pipelines/ingest.py", "_read_and_store"),
-    ("  store: ObjectStore._put_local (copy, fsync, rename, fsync folder)", "radcommons/store/objects.py",
-     "_put_local"),
-    ("    os.fsync (object file + its folder)", "~", "<built-in method posix.fsync>"),
-    ("    _fsync_dir (folder fsync after the rename)", "radcommons/store/objects.py", "_fsync_dir"),
+    ("per file: _read_and_store (worker job: header, gate, stage)", "radcommons/pipelines/ingest.py",
+     "_read_and_store"),
+    ("  store: ObjectStore.stage_file (copy + sha256 into tmp/, no sync)", "radcommons/store/objects.py",
+     "stage_file"),
     ("    _copy_hashing (read, sha256, write)", "radcommons/store/objects.py", "_copy_hashing"),
     ("  examine (header, gate, index fields)", "radcommons/pipelines/indexing.py", "examine"),
     ("    read_header (pydicom.dcmread, stop_before_pixels)", "radcommons/pipelines/indexing.py", "read_header"),
     ("    check_deidentified (the gate)", "radcommons/deid/check.py", "check_deidentified"),
     ("    instance_fields", "radcommons/dicom/index_fields.py", "instance_fields"),
-    ("index: ingest_tree.flush (batches of 500, one transaction each)", "radcommons/pipelines/ingest.py", "flush"),
-    ("  IndexWriter.write_instance", "radcommons/pipelines/indexing.py", "write_instance"),
+    ("per batch: ingest_tree.flush (publish + index, batches of 500)", "radcommons/pipelines/ingest.py", "flush"),
+    ("  ObjectStore.publish (one syncfs, renames, one syncfs)", "radcommons/store/objects.py", "publish"),
+    ("  IndexWriter.write_instances (one transaction per batch)", "radcommons/pipelines/indexing.py",
+     "write_instances"),
     ("    harmonize.study_codes.builtin_matcher (matcher built on first use per process)",
      "radcommons/harmonize/study_codes.py", "builtin_matcher"),
     ("end: days_to_study_from_dates + finish", "radcommons/pipelines/indexing.py", "finish"),
@@ -775,8 +716,8 @@ INGEST_HOTSPOTS = (
 SERVER_HOTSPOTS = (
     ("upload: _receive on the event loop (PATCH/PUT body into the spool)", "_receive (radcommons/server/routes/uploads.py"),
     ("upload: UploadSpool.sync (fsync of the spool, each chunk)", "UploadSpool.sync (radcommons/server/uploads.py"),
-    ("upload: UploadSpool.finish (re-read + sha256 of the spool, then put_file)", "UploadSpool.finish ("),
-    ("  ObjectStore._put_local (second copy, fsync, rename, fsync folder)", "ObjectStore._put_local ("),
+    ("upload: UploadSpool.finish (digest check, then move_in)", "UploadSpool.finish ("),
+    ("  ObjectStore.move_in (rename the spool into the store, fsync folder)", "ObjectStore.move_in ("),
     ("    _fsync_dir", "_fsync_dir ("),
     ("upload: note_upload (one audit transaction per file)", "note_upload ("),
     ("per request: open_submission (submission row lookup)", "open_submission ("),
@@ -946,7 +887,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                   f" MB); client peak RSS **{fmt(mem['client_peak_hwm_mb'])} MB** (after imports "
                   f"{fmt(mem['client_baseline_hwm_mb'])} MB); upload {fmt(mem['upload_mb_per_s'])} MB/s "
                   f"(hashing {mem['client']['hash_seconds']:.1f} s before). Goal server < "
-                  f"{GOAL_SERVER_RSS_MB:.0f} MB: **{'met' if mem['goal_met'] else 'not met'}**."]
+                  f"{GOAL_SERVER_RSS_MB:.0f} MB: **{'met' if mem['goal_met'] else 'not met'}**"
+                  + (f"; client < {GOAL_CLIENT_RSS_MB:.0f} MB: **{'met' if mem['client_goal_met'] else 'not met'}**"
+                     if "client_goal_met" in mem else "") + "."]
     elif mem:
         lines += ["", f"Streaming memory: failed: {mem['error']}"]
     lines += ["", "**Goal (at least 2x Orthanc's REST rate, on SQLite and on PostgreSQL)**: " + res["goal_summary"]]
@@ -972,7 +915,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     elif sprof:
         lines += ["", f"Server profile: not run: {sprof['error'][:300]}"]
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
-              "true (its defaults: fsync of every file, as our object store does), started per line with a "
+              "true (its defaults: fsync of every file; our object store syncs once per ingest batch or STOW "
+              "request, and the API fsyncs each received chunk), started per line with a "
               "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
     return "\n".join(lines) + "\n"
 
@@ -1022,9 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per line, best kept (default 2; --quick 1)")
     parser.add_argument("--threads", type=int, default=4, help="client threads for the API and Orthanc lines")
     parser.add_argument("--stow-batch", type=int, default=50, help="instances per STOW-RS request")
-    parser.add_argument("--our-stow-threads", type=int, default=1,
-                        help="client threads for OUR STOW-RS lines (default 1: concurrent STOW requests into the same "
-                             "project/study fail with 500, UNIQUE constraint races in IndexWriter get-or-create)")
+    parser.add_argument("--our-stow-threads", type=int, default=None,
+                        help="client threads for OUR STOW-RS lines (default: --threads)")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL URL of a database this run may drop")
     parser.add_argument("--lines", default=",".join(ALL_LINES), help="comma-separated subset of: " + ", ".join(ALL_LINES))
     parser.add_argument("--mem-mib", type=int, default=1024, help="size of the streaming-memory upload (MiB)")
@@ -1062,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"corpus: {n} instances, {nbytes / 1e6:.0f} MB")
 
     def spec(name: str) -> tuple[str, str, str, str, Any]:
-        t, ts = args.threads, args.our_stow_threads
+        t, ts = args.threads, args.our_stow_threads or args.threads
         table = {
             "ingest-sqlite-w1": ("radcommons ingest", "SQLite", "1 worker", "ingest",
                                  lambda s: run_ingest(deid, s, "sqlite", args.pg_url, 1)),

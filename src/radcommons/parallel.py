@@ -1,10 +1,12 @@
-"""Parallel map over many small jobs (files), through Dask.
+"""Parallel map over many small jobs (files): local processes, or a Dask cluster.
 
 One worker runs inline (no pool, no pickling), which is also what tests and small runs
-want. More workers run Dask's process scheduler on a local pool of processes, or connect
-to a Dask cluster by scheduler address (``tcp://host:8786``) so the same code scales out.
-Jobs are sent in chunks, because a Dask task costs about a millisecond of overhead and a
-header-only job on one file costs about the same.
+want. More workers run on a local pool of spawned processes, or on a Dask cluster by
+scheduler address (``tcp://host:8786``) so the same code scales out. Jobs are sent in
+chunks, because a task costs about a millisecond of overhead and a header-only job on one
+file costs about the same. Either way a bounded window of tasks stays in flight and results
+are yielded as each task completes, so the workers keep working while the caller consumes
+results (for example writes them to the index).
 """
 
 from __future__ import annotations
@@ -68,22 +70,37 @@ def map_unordered(
 
 
 def _map_on_processes(func: Callable[[T], R], chunks: Iterator[list[T]], count: int) -> Iterator[R]:
-    """Dask's process scheduler on a pool of ``count`` fresh (spawned) processes.
+    """A pool of ``count`` fresh (spawned) processes, ``count * TASKS_PER_WORKER`` tasks in flight.
 
     Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
-    Chunks go in groups so results stream back while the input is still being read.
+    A new task is submitted as soon as one completes, before its results are handed to the
+    caller, so no worker waits for the slowest task of a group nor for the caller.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-    import dask
-
-    group_size = count * TASKS_PER_WORKER
+    limit = count * TASKS_PER_WORKER
     with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while group := [chunk for _, chunk in zip(range(group_size), chunks)]:
-            tasks = [dask.delayed(_run_chunk)(func, chunk) for chunk in group]
-            for results in dask.compute(*tasks, scheduler="processes", pool=pool):
-                yield from results
+        pending: set[Future[list[R]]] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < limit:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                else:
+                    pending.add(pool.submit(_run_chunk, func, chunk))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            refill = [next(chunks, None) for _ in range(len(done))] if not exhausted else []
+            for chunk in refill:
+                if chunk is None:
+                    exhausted = True
+                else:
+                    pending.add(pool.submit(_run_chunk, func, chunk))
+            for future in done:
+                yield from future.result()
 
 
 def _map_on_cluster(func: Callable[[T], R], chunks: Iterator[list[T]], scheduler: str, count: int) -> Iterator[R]:

@@ -85,3 +85,16 @@ def test_contradictions_rule_codes_out() -> None:
     assert contradicts(right, code_features("XR Wrist - left GE 3 Views")) == "laterality"
     assert contradicts(features("CT CHEST W", "CT"), code_features("CT Chest WO contrast")) == "contrast"
     assert contradicts(features("CT CHEST", "CT"), code_features("CT Chest WO contrast")) == ""
+
+
+def test_long_tail_spellings_found_in_midrcs_real_pairs() -> None:
+    # Each from StudyDescriptions_Gen3.tsv; each once read wrongly or not at all.
+    from radcommons.harmonize.normalize import canonical_tokens as tokens
+    from radcommons.harmonize.rules import features as read
+
+    assert "VIEWS4PLUS" in tokens("X-RAY KNEE COMPLETE 4 OR MORE VIEWS - LEFT")
+    assert read("XR SHOULDER RT 2 OR MORE VIEWS", "DX").views == "VIEWS2PLUS"
+    # Once read as the head alone, and answered "CT Head WO contrast" at 0.95.
+    assert "FACE" in read("Head^CT_MAXILLOFACIAL_WO (Adult)", "CT").regions
+    assert read("Vascular^CTA_HEADNECK_GR (Adult)", "CT").regions == frozenset({"HEAD", "NECK"})
+    assert read("XR KNEES BILATERAL", "DX").regions == frozenset({"KNEE"})

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from radcommons.store.index import make_engine, node_tables, upgrade
+from radcommons.store.index.facts import refresh_series_facts
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Commons:
                 self.add("instance", project, sop, series_id=series_id, sop_instance_uid=sop,
                          sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
                          object_id=hashlib.sha256(sop.encode()).hexdigest(), size=1000 + self.counter)
+        with self.engine.begin() as connection:  # rows written here, not by IndexWriter: refresh as it would
+            refresh_series_facts(connection, [study_id])
         return study_id
 
     def test(self, project: str, case_id: int, name: str, method: str, result: str, day: int) -> int:

@@ -4,12 +4,18 @@ complete files; an expired or revoked token stops with a clear message; the same
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from research_support import OPEN, RESTRICTED, ResearchCommons
 
@@ -83,6 +89,96 @@ def test_revoked_token_stops_with_a_clear_error(research_commons: ResearchCommon
     finally:
         assert any(t.id == info.id and t.state == "revoked" for t in list_tokens(engine, "granted"))
         engine.dispose()
+
+
+class _SlowProxy(http.server.ThreadingHTTPServer):
+    """A loopback HTTP proxy in front of the commons that sends response bodies slowly (4 KiB every 5 ms),
+    so a download can be killed while a file is half transferred."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    server: _SlowProxy
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        with httpx.Client(base_url=self.server.upstream, timeout=30) as upstream, \
+                upstream.stream(self.command, self.path, headers=headers, content=body) as response:
+            self.send_response(response.status_code)
+            for key, value in response.headers.items():
+                if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+                    self.send_header(key, value)
+            self.end_headers()
+            try:
+                for chunk in response.iter_raw(4096):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client was killed
+
+    do_GET = do_POST = do_HEAD = _forward
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_download_killed_with_sigkill_resumes(research_commons: ResearchCommons, cohort: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    """`radcommons download` in a subprocess, SIGKILLed mid-file, then run again: complete and verified."""
+    token_file = tmp_path / "token"
+    token_file.write_text(research_commons.server.tokens["granted"])
+    token_file.chmod(0o600)
+    dest = tmp_path / "killed"
+    expected = {oid: size for project in (OPEN, RESTRICTED)
+                for oid, size in zip(research_commons.object_ids[project],
+                                     (i.path.stat().st_size for i in research_commons.instances[project]))}
+    proxy = _SlowProxy(research_commons.url)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def command(server: str) -> list[str]:
+        return [sys.executable, "-m", "radcommons", "download", str(dest), "--cohort", cohort["identifier"],
+                "--server", server, "--token-file", str(token_file), "--workers", "2"]
+
+    try:
+        process = subprocess.Popen(command(proxy.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 90
+        # Kill once a file is half-written (a non-empty .part) and at least one is complete.
+        while time.monotonic() < deadline and process.poll() is None:
+            parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0] if dest.exists() else []
+            if parts and list(dest.rglob("*.dcm")):
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the download finished (or failed) before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    finals, parts = sorted(dest.rglob("*.dcm")), sorted(dest.rglob("*.part"))
+    assert parts and 0 < len(finals) < len(expected)
+    for path in finals:  # nothing half-written under a final name
+        assert expected.get(hashlib.sha256(path.read_bytes()).hexdigest()) == path.stat().st_size, path
+    originals = {i.sop_uid: i.path for project in (OPEN, RESTRICTED) for i in research_commons.instances[project]}
+    for part in parts:  # a prefix of the file, which the rerun continues
+        assert originals[part.name.removesuffix(".dcm.part")].read_bytes().startswith(part.read_bytes()), part
+    again = subprocess.run(command(research_commons.url), capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0, again.stderr
+    resumed = int(re.search(r"(\d+) resumed", again.stdout).group(1))  # type: ignore[union-attr]
+    assert resumed >= 1 and f"{len(finals)} already complete" in again.stdout, again.stdout
+    _check_tree(dest, research_commons)
+    assert {hashlib.sha256(p.read_bytes()).hexdigest(): p.stat().st_size for p in dest.rglob("*.dcm")} == expected
 
 
 def test_download_command(research_commons: ResearchCommons, cohort: dict[str, Any], tmp_path: Path) -> None:

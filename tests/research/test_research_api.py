@@ -12,14 +12,18 @@ from pathlib import Path
 import duckdb
 import httpx
 import pyarrow.parquet as pq
+import pydicom
 import pytest
-from research_support import OPEN, RESTRICTED, SEQUESTERED, ResearchCommons, build
+from research_support import OPEN, READS, RESTRICTED, SEQUESTERED, ResearchCommons, build
 
 from typer.testing import CliRunner
 
 import radcommons
 from radcommons.cli.app import app as cli
 from radcommons.client import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from radcommons.store.index import make_engine
+from radcommons.store.index.facts import facts_table
+from radcommons.store.query import facets
 
 
 PG_SERVER = os.environ.get("RADCOMMONS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
@@ -85,6 +89,26 @@ def test_facets_in_the_database(commons: ResearchCommons) -> None:
         found = c.facets("series", ["modality", "case.age_at_index"], bins={"case.age_at_index": [0, 18, 65]})
     assert sum(b["count"] for b in found["case.age_at_index"]) == sum(b["count"] for b in found["modality"])
     assert [b["value"] for b in found["case.age_at_index"]][:3] == ["0-17", "18-64", "65+"]
+
+
+def test_facets_from_series_facts_equal_the_node_tables(commons: ResearchCommons) -> None:
+    """Ingest kept series_facts in step: each role's facets (fast path) equal the node tables' (reference)."""
+    fields = ["modality", "manufacturer", "case.sex", "case.age_at_index", "imaging_study.study_description"]
+    engine = make_engine(commons.server.db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(facts_table().select()).all(), "ingest wrote no series_facts rows"
+        for user in ("researcher", "granted", "curator"):
+            with client(commons, user) as c:
+                found = c.facets("series", fields)
+            reference = facets(engine, "series", None, fields, projects=READS[user], use_facts=False)
+            assert {k: [[b.value, b.count] for b in v] for k, v in reference.items()} == \
+                {k: [[b["value"], b["count"]] for b in v] for k, v in found.items()}, user
+            counted = sum(b["count"] for b in found["modality"])
+            assert counted == sum(len({pydicom.dcmread(i.path, stop_before_pixels=True).SeriesInstanceUID
+                                       for i in commons.instances[p]}) for p in READS[user])
+    finally:
+        engine.dispose()
 
 
 def test_exports_round_trip(commons: ResearchCommons, tmp_path: Path) -> None:

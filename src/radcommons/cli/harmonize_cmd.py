@@ -1,4 +1,9 @@
-"""``radcommons harmonize``: map study descriptions to LOINC codes, check tables, list the review queue."""
+"""``radcommons harmonize``: map study descriptions to LOINC codes, check tables, the review queue.
+
+Curators work the queue of the index (``queue``), record decisions that win over the matcher
+(``decide``, listed by ``decisions``), and operators extend the catalogue of codes with the
+LOINC / RSNA Radiology Playbook (``catalogue import``). See docs/HARMONIZATION.md.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,34 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from radcommons.cli.context import DATABASE_HELP, opened_index
 from radcommons.errors import UserError
 from radcommons.harmonize import (
     DEFAULT_THRESHOLD,
     Matcher,
+    ReviewItem,
     find_conflicts,
     load_table,
     read_mapping_rows,
     read_pairs,
     review_queue,
 )
+from radcommons.harmonize.catalogue import read_playbook, resolve_code, with_codes
 
 app = typer.Typer(
     help="Harmonize study descriptions to LOINC / RSNA Radiology Playbook codes.\n\n"
     "Example: radcommons harmonize map --input pairs.tsv --output mapped.tsv",
     no_args_is_help=True,
 )
+catalogue_app = typer.Typer(
+    help="The catalogue of codes: MIDRC's, extended with the LOINC / RSNA Radiology Playbook.\n\n"
+    "Example: radcommons harmonize catalogue import LoincRsnaRadiologyPlaybook.csv",
+    no_args_is_help=True,
+)
+app.add_typer(catalogue_app, name="catalogue")
+
+_URL = typer.Option(None, "--url", help=DATABASE_HELP)
+_BY = typer.Option("admin-cli", "--by", help="Who decides (recorded with the decision and in the audit log).")
 
 OUTPUT_COLUMNS = ("loinc_code", "loinc_long_common_name", "confidence", "method")
 
@@ -107,19 +124,44 @@ def check(
 
 @app.command("queue")
 def queue(
-    input: Path = typer.Option(..., "--input", "-i", help="Pairs file with Modality, StudyDescription[, frequency]."),
+    input: Path | None = typer.Option(
+        None, "--input", "-i",
+        help="Pairs file with Modality, StudyDescription[, frequency]; default: the studies of the index "
+        "that have no code and no decision.",
+    ),
     mapping_table: Path | None = _TABLE_OPTION,
     threshold: float = _THRESHOLD_OPTION,
     limit: int = typer.Option(50, "--limit", "-n", min=0, help="Show at most this many items (0: all)."),
+    url: str | None = _URL,
 ) -> None:
-    """Print the review queue: pairs below the threshold, most studies first, with suggestions.
+    """Print the review queue: pairs waiting for a curator, most studies first, with suggestions.
 
-    Example: radcommons harmonize queue --input pairs.tsv --limit 20
+    Without --input, the queue of the index: every (modality, description) pair of the indexed
+    studies that has no code and no curator decision. Record a decision with
+    `radcommons harmonize decide`.
+
+    Example: radcommons harmonize queue --limit 20
     """
-    pairs = read_pairs(input)
-    items = review_queue(pairs.pairs, Matcher(load_table(mapping_table), threshold=threshold))
+    if input is not None:
+        pairs = read_pairs(input).pairs
+        items = review_queue(pairs, Matcher(load_table(mapping_table), threshold=threshold))
+        title = "review queue"
+    else:
+        from radcommons.store.index.harmonization import imported_codes, pending_pairs
+
+        with opened_index(url) as engine, engine.connect() as conn:
+            pairs = tuple(pending_pairs(conn))
+            extra = imported_codes(conn)
+        matcher = Matcher(with_codes(load_table(mapping_table), extra), threshold=threshold)
+        # Every pending pair is listed: its studies have no code, whatever the matcher says now.
+        items = review_queue(pairs, matcher, only_unanswered=False)
+        title = "review queue of the index"
+    _print_queue(items, limit, title)
+
+
+def _print_queue(items: list[ReviewItem], limit: int, title: str) -> None:
     shown = items if limit == 0 else items[:limit]
-    table = Table(title=f"review queue: {len(items)} pair(s), {sum(i.studies for i in items)} studies")
+    table = Table(title=f"{title}: {len(items)} pair(s), {sum(i.studies for i in items)} studies")
     for column in ("#", "studies", "modality", "description", "suggestion", "confidence", "method"):
         table.add_column(column, overflow="fold")
     for item in shown:
@@ -130,3 +172,94 @@ def queue(
             f"{s.confidence:.2f}", s.method,
         )
     Console(width=200).print(table)
+
+
+@app.command("decide")
+def decide(
+    modality: str = typer.Argument(..., help="The studies' modality (CR and DX count as one, as do CT and PT)."),
+    description: str = typer.Argument(..., help="The study description as the studies carry it."),
+    code: str | None = typer.Argument(None, help="The LOINC / RSNA Playbook code, e.g. 36643-5."),
+    not_mappable: bool = typer.Option(False, "--not-mappable", help="No code applies to this pair."),
+    name: str | None = typer.Option(
+        None, "--name", help="The code's LOINC long common name, for a code not in the catalogue."
+    ),
+    note: str = typer.Option("", "--note", help="Why (kept with the decision and in the audit log)."),
+    by: str = _BY,
+    url: str | None = _URL,
+) -> None:
+    """Record a curator's decision for a pair; it wins over the matcher.
+
+    The pair is compared as MIDRC compares it (case and spaces ignored, CR/DX and PT/CT one).
+    The studies already indexed with the pair get the decision's code fields in the same
+    transaction, and studies indexed later get them too. Deciding again replaces the decision.
+
+    Example: radcommons harmonize decide DX "XR CHEST 2 VIEWS" 36643-5 --note "2 views, not PA and lateral"
+    """
+    from radcommons.pipelines.indexing import index_transaction
+    from radcommons.store.index.harmonization import imported_codes, record_decision
+
+    if not_mappable and code:
+        raise UserError("give a code or --not-mappable, not both")
+    if not not_mappable and not code:
+        raise UserError("give the code, or --not-mappable when no code applies",
+                        f"e.g. radcommons harmonize decide {modality} {description!r} 36643-5")
+    if not_mappable and name:
+        raise UserError("--name names a code; it makes no sense with --not-mappable")
+    with opened_index(url) as engine, index_transaction(engine) as conn:
+        info = None
+        if code:
+            info = resolve_code(code, with_codes(load_table(), imported_codes(conn)).codes, name)
+        outcome = record_decision(conn, modality=modality, description=description, code=info.code if info else "",
+                                  info=info, by=by, note=note)
+    decision = outcome.decision
+    what = f"{decision.code} {decision.long_common_name}" if decision.code else "not mappable"
+    verb = "replaced" if outcome.previous_code is not None else "recorded"
+    projects = ", ".join(f"{p}: {n}" for p, n in sorted(outcome.by_project.items()))
+    Console(soft_wrap=True).print(
+        f"{verb}: {decision.modality} | {decision.description} -> {what}; "
+        f"{outcome.studies} indexed study(ies) updated" + (f" ({projects})" if projects else ""),
+        highlight=False, markup=False,
+    )
+
+
+@app.command("decisions")
+def decisions(url: str | None = _URL) -> None:
+    """List the curators' decisions, newest first.
+
+    Example: radcommons harmonize decisions
+    """
+    from radcommons.store.index.harmonization import list_decisions
+
+    with opened_index(url) as engine, engine.connect() as conn:
+        rows = list_decisions(conn)
+    table = Table(title=f"{len(rows)} decision(s)")
+    for column in ("modality", "description", "code", "name", "by", "at", "note"):
+        table.add_column(column, overflow="fold")
+    for d in rows:
+        table.add_row(d.modality, d.description, d.code or "(not mappable)", d.long_common_name, d.decided_by,
+                      d.decided_at.isoformat(timespec="seconds"), d.note)
+    Console(width=200).print(table)
+
+
+@catalogue_app.command("import")
+def catalogue_import(
+    path: Path = typer.Argument(..., help="LoincRsnaRadiologyPlaybook.csv from a LOINC release."),
+    by: str = _BY,
+    url: str | None = _URL,
+) -> None:
+    """Add the codes of the LOINC / RSNA Radiology Playbook to the catalogue in the index.
+
+    The Playbook comes with every LOINC release (AccessoryFiles/LoincRsnaRadiologyPlaybook/),
+    downloadable from loinc.org under LOINC's licence. Imported codes can be decided on and
+    are suggested in the review queue; importing again replaces them.
+
+    Example: radcommons harmonize catalogue import Loinc_2.81/AccessoryFiles/LoincRsnaRadiologyPlaybook/LoincRsnaRadiologyPlaybook.csv
+    """
+    from radcommons.store.index.harmonization import import_codes
+
+    codes = read_playbook(path)
+    with opened_index(url) as engine:
+        added, replaced = import_codes(engine, codes, source=str(path), by=by)
+    Console(soft_wrap=True).print(
+        f"imported {len(codes)} code(s) from {path}: {added} new, {replaced} replaced", highlight=False, markup=False
+    )

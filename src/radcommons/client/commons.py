@@ -23,10 +23,10 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -300,12 +300,15 @@ class CommonsClient:
             while True:
                 if offset > size:
                     offset = 0  # the server holds more than the file: it changed; start over
-                handle.seek(offset)
-                chunk = handle.read(self.chunk_size)
+                length = min(self.chunk_size, size - offset)
+                # The chunk is streamed from the file in small pieces, never held whole: httpx keeps
+                # each request alive in a reference cycle until the garbage collector runs, so a
+                # bytes body would keep every chunk sent so far in memory until then.
                 headers = {"Upload-Offset": str(offset), "Upload-Length": str(size),
-                           "Content-Type": "application/offset+octet-stream"}
+                           "Content-Length": str(length), "Content-Type": "application/offset+octet-stream"}
                 try:
-                    response = self._request("PATCH", url, retry=False, content=chunk, headers=headers)
+                    response = self._request("PATCH", url, retry=False, headers=headers,
+                                             content=_file_range(handle, offset, length))
                 except ConflictError as error:
                     expected = error.detail.get("expected_offset")
                     if error.code == "offset_mismatch" and isinstance(expected, int):
@@ -329,13 +332,13 @@ class CommonsClient:
                     continue
                 failures = 0
                 body = response.json()
-                sent += len(chunk)
-                offset = int(body.get("offset", offset + len(chunk)))
+                sent += length
+                offset = int(body.get("offset", offset + length))
                 if progress:
                     progress(offset, size)
                 if body.get("complete"):
                     break
-                if not chunk:
+                if not length:
                     raise CommonsError(f"the server did not complete the upload of {source} at its end",
                                        "retry; if it persists, report it to the commons operators")
         return UploadResult(digest, size, sent, False)
@@ -379,6 +382,22 @@ class CommonsClient:
 
     def delete_quarantined(self, quarantine_id: int) -> dict[str, Any]:
         return self._request("DELETE", f"/quarantine/{quarantine_id}").json()
+
+
+def _file_range(handle: BinaryIO, offset: int, length: int, piece: int = 1024 * 1024) -> Iterator[bytes]:
+    """``length`` bytes of ``handle`` from ``offset``, in pieces of at most ``piece`` bytes.
+
+    A file that shrank meanwhile yields fewer bytes than the request's Content-Length: httpx
+    then fails the request, and the upload asks the server where to resume.
+    """
+    handle.seek(offset)
+    left = length
+    while left > 0:
+        data = handle.read(min(piece, left))
+        if not data:
+            return
+        left -= len(data)
+        yield data
 
 
 def _to_error(response: httpx.Response) -> CommonsError:

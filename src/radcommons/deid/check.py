@@ -17,9 +17,10 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
@@ -47,13 +48,36 @@ class Finding:
         return f"{self.code} at {self.path}: {self.message}"
 
 
-def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, DataElement]]:
-    for element in ds:
-        path = f"{prefix}({element.tag.group:04X},{element.tag.element:04X})"
-        yield path, ds, element
+#: VRs whose values the checks read; elements of other VRs are checked by tag and VR alone.
+_READ_VRS = _TEXT_VRS | {"UI", "SQ"}
+
+
+def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, DataElement | RawDataElement]]:
+    """Every element, nested ones too, with the path prefix of its dataset (see :func:`_path`).
+
+    Only elements whose value a check reads are converted (pydicom decodes a value on first
+    access; the numbers of a header are most of that cost and no check reads them). An element
+    whose VR is not known from the file (implicit VR, UN) is converted too, to learn its VR.
+    """
+    for element in ds.elements():
+        if element.VR is None or element.VR == "UN" or element.VR in _READ_VRS:
+            element = ds[element.tag]
+        yield prefix, ds, element
         if element.VR == "SQ":
+            path = _path(prefix, element.tag)
             for index, item in enumerate(element.value or []):
                 yield from _walk(item, f"{path}[{index}].")
+
+
+def _path(prefix: str, tag: int) -> str:
+    """``(gggg,eeee)`` after its sequence prefix; only built for findings and sequences."""
+    return f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+@lru_cache(maxsize=8192)
+def _pattern_hits(text: str, strong_only: bool) -> tuple[str, ...]:
+    """:func:`find_patterns`, remembered: the instances of a series repeat most of their text values."""
+    return tuple(find_patterns(text, strong_only=strong_only))
 
 
 def _values(value) -> list[str]:
@@ -95,34 +119,33 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
         if uid and not is_deidentified_uid(uid):
             findings.append(Finding("uid-form", "(0002,0003)", f"{uid} is not a 2.25 UID"))
 
-    for path, parent, element in _walk(ds):
+    for prefix, parent, element in _walk(ds):
         tag = element.tag
-        if tag.is_private:
+        private = tag.group & 1 == 1
+        if private:
             if tag.element < 0x0010:
-                findings.append(Finding("private", path, "illegal private element"))
+                findings.append(Finding("private", _path(prefix, tag), "illegal private element"))
             elif tag.element > 0x00FF:
                 creator_tag = Tag(tag.group, tag.element >> 8)
                 creator = parent[creator_tag].value if creator_tag in parent else None
                 if disposition(allow, tag.group, str(creator) if creator else None, tag.element) is None:
-                    findings.append(
-                        Finding("private", path, f"private element of {creator!r} is not on the safe list")
-                    )
+                    findings.append(Finding("private", _path(prefix, tag),
+                                            f"private element of {creator!r} is not on the safe list"))
         vr = element.VR
         if vr == "UI":
             if element.keyword in CLASS_UID_KEYWORDS:
                 continue
             for uid in _values(element.value):
                 if uid and not is_well_known(uid) and not is_deidentified_uid(uid):
-                    findings.append(Finding("uid-form", path, f"{uid} is not a 2.25 UID"))
+                    findings.append(Finding("uid-form", _path(prefix, tag), f"{uid} is not a 2.25 UID"))
         elif vr == "PN":
             for name in _values(element.value):
                 if name and not (element.keyword == "PatientName" and name == pseudonym):
-                    findings.append(Finding("person-name", path, "a person name is present"))
+                    findings.append(Finding("person-name", _path(prefix, tag), "a person name is present"))
         elif vr in _TEXT_VRS and element.keyword not in _NOT_FREE_TEXT:
             for text in _values(element.value):
-                hits = [h for h in find_patterns(text, strong_only=tag.is_private) if h != pseudonym]
+                hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
                 if hits:
-                    findings.append(
-                        Finding("residual-pattern", path, f"identifier-like text ({len(hits)} match(es))")
-                    )
+                    findings.append(Finding("residual-pattern", _path(prefix, tag),
+                                            f"identifier-like text ({len(hits)} match(es))"))
     return findings

@@ -12,6 +12,9 @@ Modules: :mod:`~radcommons.harmonize.tables` (reading and checking mapping table
 :mod:`~radcommons.harmonize.rules` (method/region/views/contrast features),
 :mod:`~radcommons.harmonize.matcher` (the matcher and curator decisions),
 :mod:`~radcommons.harmonize.review` (the review queue),
+:mod:`~radcommons.harmonize.similarity` (TF-IDF ranking, without scikit-learn),
+:mod:`~radcommons.harmonize.catalogue` (the LOINC/RSNA Radiology Playbook),
+:mod:`~radcommons.harmonize.study_codes` (a study's code fields; curator decisions win),
 :mod:`~radcommons.harmonize.evaluation` (cross-validation and coverage),
 :mod:`~radcommons.harmonize.enumerations` (sex, race, ethnicity, body part ... values).
 

@@ -19,6 +19,7 @@ right at least 90% of the time in 5-fold cross-validation over MIDRC's curated t
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from radcommons.harmonize.normalize import (
     normalize_space_case,
 )
 from radcommons.harmonize.rules import Features, agree, code_features, contradicts, features
-from radcommons.harmonize.tables import CodeInfo, MappingRow, MappingTable
+from radcommons.harmonize.similarity import TfidfIndex, char_wb_ngrams
+from radcommons.harmonize.tables import CodeInfo, MappingTable
 
 #: Answers below this confidence go to the review queue (chosen on the CV folds; see bench).
 DEFAULT_THRESHOLD = 0.9
@@ -120,6 +122,38 @@ def _votes(hits: Sequence[str], many: float, one: float, method: str, template: 
     return out
 
 
+@dataclass(frozen=True)
+class _Derived:
+    """Indexes of the curated rows by canonical words and by features, and each code's features."""
+
+    canonical: dict[tuple[str, str], list[str]]
+    signature: dict[tuple[str, Features], list[str]]
+    code_features: dict[str, Features]
+
+
+@dataclass(frozen=True)
+class _Similarity:
+    """TF-IDF indexes of the documents (curated descriptions, then code names) and what each is."""
+
+    words: TfidfIndex
+    chars: TfidfIndex
+    codes: list[str]
+    groups: list[frozenset[str]]
+    kinds: list[str]
+
+    @functools.cached_property
+    def is_name(self) -> np.ndarray:
+        return np.array([kind == "name" for kind in self.kinds])
+
+
+def _canonical_words(text: str) -> list[str]:
+    return canonical_text(text).split()
+
+
+def _char_ngrams(text: str) -> list[str]:
+    return char_wb_ngrams(normalize_space_case(text), 3, 4)
+
+
 def _uninformative(description: str) -> bool:
     return not any(ch.isalpha() for ch in description.replace("NONE", "").replace("none", ""))
 
@@ -143,23 +177,15 @@ class Matcher:
         for decision in decisions:
             for key in self._keys(decision.modality, decision.description):
                 self._decisions[key] = decision
-        rows = table.rows
         # MIDRC's exact index: (alias group or "" for any modality, normalised description).
+        # Built now because it is cheap and answers most studies; the other indexes are built
+        # on the first pair it cannot answer (see _derived and _similarity_index).
         self._exact: dict[tuple[str, str], list[str]] = defaultdict(list)
-        self._canonical: dict[tuple[str, str], list[str]] = defaultdict(list)
-        self._signature: dict[tuple[str, Features], list[str]] = defaultdict(list)
-        for row in rows:
+        for row in table.rows:
             for key in self._keys(row.modality, row.description):
                 self._exact[key].append(row.code)
-            canonical = canonical_text(row.description) if row.description else ""
-            parsed = features(row.description, row.modality)
-            for group in sorted(modality_groups(row.modality)) or [""]:
-                if canonical:
-                    self._canonical[(group, canonical)].append(row.code)
-                if parsed.informative:
-                    self._signature[(group, parsed)].append(row.code)
-        self._code_features = {code: code_features(info.long_common_name) for code, info in self.codes.items()}
-        self._build_similarity(rows)
+        self._masks: dict[str, np.ndarray] = {}
+        self._scores: dict[str, np.ndarray] = {}
 
     # -- indexes ------------------------------------------------------------------------
 
@@ -168,39 +194,53 @@ class Matcher:
         groups, text = midrc_key(modality, description)
         return [(group, text) for group in sorted(groups)] or [("", text)]
 
-    def _build_similarity(self, rows: Sequence[MappingRow]) -> None:
+    @functools.cached_property
+    def _derived(self) -> _Derived:
+        """The normalised-words and rules indexes (built on the first pair exact cannot answer)."""
+        derived = _Derived(defaultdict(list), defaultdict(list), {})
+        for row in self.table.rows:
+            canonical = canonical_text(row.description) if row.description else ""
+            parsed = features(row.description, row.modality)
+            for group in sorted(modality_groups(row.modality)) or [""]:
+                if canonical:
+                    derived.canonical[(group, canonical)].append(row.code)
+                if parsed.informative:
+                    derived.signature[(group, parsed)].append(row.code)
+        derived.code_features.update(
+            (code, code_features(info.long_common_name)) for code, info in self.table.codes.items()
+        )
+        return derived
+
+    @property
+    def _code_features(self) -> dict[str, Features]:
+        return self._derived.code_features
+
+    @functools.cached_property
+    def _similarity_index(self) -> _Similarity:
+        """TF-IDF over curated descriptions and code names (built on first use)."""
         documents: list[str] = []
-        self._doc_codes: list[str] = []
-        self._doc_groups: list[frozenset[str]] = []
-        self._doc_kind: list[str] = []
-        for row in rows:
-            if not row.description:
-                continue
-            documents.append(row.description)
-            self._doc_codes.append(row.code)
-            self._doc_groups.append(modality_groups(row.modality))
-            self._doc_kind.append("row")
-        for code, info in self.codes.items():
+        codes: list[str] = []
+        groups: list[frozenset[str]] = []
+        kinds: list[str] = []
+        for row in self.table.rows:
+            if row.description:
+                documents.append(row.description)
+                codes.append(row.code)
+                groups.append(modality_groups(row.modality))
+                kinds.append("row")
+        for code, info in self.table.codes.items():
             if info.long_common_name:
                 documents.append(info.long_common_name)
-                self._doc_codes.append(code)
-                self._doc_groups.append(frozenset())
-                self._doc_kind.append("name")
-        # Imported here: scikit-learn takes seconds to import and most callers never rank.
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        self._words = TfidfVectorizer(
-            analyzer=lambda text: canonical_text(text).split(), sublinear_tf=True, norm="l2"
+                codes.append(code)
+                groups.append(frozenset())
+                kinds.append("name")
+        return _Similarity(
+            words=TfidfIndex(_canonical_words, documents),
+            chars=TfidfIndex(_char_ngrams, documents),
+            codes=codes,
+            groups=groups,
+            kinds=kinds,
         )
-        self._chars = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(3, 4), sublinear_tf=True, preprocessor=normalize_space_case
-        )
-        if documents:
-            self._word_matrix = self._words.fit_transform(documents)
-            self._char_matrix = self._chars.fit_transform(documents)
-        self._n_docs = len(documents)
-        self._masks: dict[str, np.ndarray] = {}
-        self._scores: dict[str, np.ndarray] = {}
 
     # -- matching -----------------------------------------------------------------------
 
@@ -293,13 +333,13 @@ class Matcher:
         return []
 
     def _normalized(self, groups: list[str], canonical: str) -> list[Evidence]:
-        hits = self._lookup(self._canonical, [(g, canonical) for g in groups])
+        hits = self._lookup(self._derived.canonical, [(g, canonical) for g in groups])
         # One curated row with the same words is good evidence; several agreeing ones better.
         return _votes(hits, 0.95, 0.8, "normalized", f"same words as {{votes}}/{{total}} curated row(s) [{canonical}]")
 
     def _rules(self, parsed: Features, groups: list[str]) -> list[Evidence]:
         out = []
-        hits = self._lookup(self._signature, [(g, parsed) for g in groups])
+        hits = self._lookup(self._derived.signature, [(g, parsed) for g in groups])
         out.extend(_votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)"))
         fits = []
         for code, code_parsed in self._code_features.items():
@@ -317,24 +357,27 @@ class Matcher:
         return out
 
     def _similarity(self, modality: str, description: str, parsed: Features) -> list[Evidence]:
-        if not self._n_docs or not description.strip():
+        index = self._similarity_index
+        if not index.codes or not description.strip():
             return []
         scores = self._scores.get(description)
         if scores is None:
             scores = self._similarities([description])[0]
         scores = np.where(self._mask(modality), scores, -1.0)
-        order = np.argsort(-scores)[:20]
+        # Equal scores (to rounding): a curated description before a code name, and the latest
+        # curated row first (as in _vote: the newest curation wins a tie).
+        order = np.lexsort((-np.arange(len(scores)), index.is_name, -np.round(scores, 9)))[:20]
         ranked = [
             int(i) for i in order
-            if scores[i] > 0 and not contradicts(parsed, self._code_features.get(self._doc_codes[i], parsed))
+            if scores[i] > 0 and not contradicts(parsed, self._code_features.get(index.codes[i], parsed))
         ]
         if not ranked:
             return []
         best = ranked[0]
-        code = self._doc_codes[best]
-        runner_up = next((float(scores[i]) for i in ranked[1:] if self._doc_codes[i] != code), 0.0)
+        code = index.codes[best]
+        runner_up = next((float(scores[i]) for i in ranked[1:] if index.codes[i] != code), 0.0)
         margin = float(scores[best]) - runner_up
-        kind = self._doc_kind[best]
+        kind = index.kinds[best]
         if kind == "row":
             weight = min(float(scores[best]) * 0.4 + min(margin, 0.2), 0.6)
         else:
@@ -346,16 +389,15 @@ class Matcher:
 
     def _similarities(self, descriptions: Sequence[str]) -> np.ndarray:
         """Cosine scores (descriptions x documents): 0.6 word TF-IDF + 0.4 character 3-4-grams."""
-        words = self._words.transform(descriptions)
-        chars = self._chars.transform(descriptions)
-        return 0.6 * (words @ self._word_matrix.T).toarray() + 0.4 * (chars @ self._char_matrix.T).toarray()
+        index = self._similarity_index
+        return np.array([0.6 * index.words.scores(d) + 0.4 * index.chars.scores(d) for d in descriptions])
 
     def _mask(self, modality: str) -> np.ndarray:
         """Documents whose modality fits (cached: a table has few distinct modalities)."""
         mask = self._masks.get(modality)
         if mask is None:
             groups = modality_groups(modality)
-            mask = np.array([_compatible(g, groups) for g in self._doc_groups], dtype=bool)
+            mask = np.array([_compatible(g, groups) for g in self._similarity_index.groups], dtype=bool)
             self._masks[modality] = mask
         return mask
 
@@ -363,7 +405,7 @@ class Matcher:
         """:meth:`match` for many (modality, description) pairs, ranking similarity in one batch."""
         listed = list(pairs)
         todo = sorted({d for _, d in listed if d.strip()} - set(self._scores))
-        if todo and self._n_docs:
+        if todo and self._similarity_index.codes:
             for description, row in zip(todo, self._similarities(todo), strict=True):
                 self._scores[description] = row
         try:

@@ -80,6 +80,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b2\s*-\s*3\b|\b2\s+OR\s+3\b|\b2\s*/\s*3\b", " 2OR3 "),
         (r"\b3\s+OR\s+4\b", " 3OR4 "),
         (r"\b(\d)\s*\+", r" \1PLUS "),
+        (r"\b(\d)\s+OR\s+MORE\b", r" \1PLUS "),
         (r"\b(?:GE|MIN|MINIMUM|AT LEAST)\s+(\d)\b", r" \1PLUS "),
         (r"\bONE\s+(?=VIEW|VW)", " 1 "),
         (r"\bTWO\s+(?=VIEW|VW)", " 2 "),
@@ -141,6 +142,10 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "ESOPHAGUS": ("ESOPHAGUS",), "ESOPHAGRAM": ("ESOPHAGUS",), "ESOPHAGEAL": ("ESOPHAGUS",),
     "FACE": ("FACE",), "FACIAL": ("FACE",), "SINUS": ("FACE",), "SINUSES": ("FACE",),
     "WHOLEBODY": ("WHOLEBODY",),
+    "MAXILLOFACIAL": ("FACE",), "MAXFACE": ("FACE",), "HEADNECK": ("HEAD", "NECK"),
+    # plural body parts name the same region ("XR KNEES BILATERAL")
+    "KNEES": ("KNEE",), "FEET": ("FOOT",), "HANDS": ("HAND",), "ANKLES": ("ANKLE",), "WRISTS": ("WRIST",),
+    "HIPS": ("HIP",), "SHOULDERS": ("SHOULDER",), "ELBOWS": ("ELBOW",),
     "PULMONARY": ("PULMONARY",), "PULM": ("PULMONARY",),
     "AORTA": ("AORTA",), "AORTIC": ("AORTA",),
     # purpose

@@ -27,11 +27,12 @@ class ReviewItem:
     suggestion: Match
 
 
-def review_queue(pairs: Iterable[StudyPair], matcher: Matcher) -> list[ReviewItem]:
+def review_queue(pairs: Iterable[StudyPair], matcher: Matcher, only_unanswered: bool = True) -> list[ReviewItem]:
     """Pairs below the matcher's threshold, most studies first (ties: modality, description).
 
     The same pair listed twice (after MIDRC's normalisation) is one item with the studies
-    added up.
+    added up. ``only_unanswered=False`` lists every pair (the index's pending pairs have no
+    code whatever the matcher answers now), each with the matcher's suggestion.
     """
     merged: dict[tuple[frozenset[str], str], list] = {}
     for pair in pairs:
@@ -44,7 +45,7 @@ def review_queue(pairs: Iterable[StudyPair], matcher: Matcher) -> list[ReviewIte
     items = list(merged.values())
     matches = matcher.match_all([(modality, description) for modality, description, _ in items])
     for (modality, description, studies), match in zip(items, matches, strict=True):
-        if not match.accepted:
+        if not (only_unanswered and match.accepted):
             waiting.append((modality, description, studies, match))
     waiting.sort(key=lambda item: (-item[2], item[0], item[1]))
     return [

@@ -8,6 +8,10 @@ commit (:mod:`radcommons.pipelines.submission`):
 * :class:`IndexWriter`: writes project, dataset, case, imaging_study, series and instance
   records (looked up by submitter_id within the project, so reruns add nothing twice),
   clinical records, quarantine entries and study versions, inside the caller's transaction;
+* :func:`index_transaction`: the transaction every index writer runs in; it takes the index's
+  write lock first (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction-level advisory lock),
+  so concurrent writers (STOW-RS requests, commits, ingests) queue instead of racing their
+  check-then-insert of the same project, dataset, case, study or series into a UNIQUE error;
 * :meth:`IndexWriter.finish`: the derived fields of every study it touched (instance counts,
   modalities, age at imaging, days from study to positive / negative COVID tests).
 """
@@ -16,20 +20,23 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from radcommons.deid import Finding, check_deidentified
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
-from radcommons.harmonize.study_codes import study_code_fields
+from radcommons.store.index.harmonization import StoredDecisions  # curator decisions win over the matcher
 from radcommons.store.index import node_tables
+from radcommons.store.index.facts import refresh_series_facts
 from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import QUARANTINE_HELD
 
@@ -39,6 +46,10 @@ MAX_REPORTED_AGE = 89
 CLINICAL_NODES = ("case", "imaging_study", "measurement", "visit", "condition", "medication", "procedure",
                   "observation")
 _DAYS_PER_YEAR = 365.25
+#: Key of the PostgreSQL advisory lock that index writers hold for their transaction ("RCIX").
+INDEX_WRITE_LOCK = 0x52434958
+#: Values per SQL ``IN (...)`` list (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+_IN_LIST = 500
 
 #: A gate takes a header and returns its findings (empty: it may be published).
 Gate = Callable[[pydicom.Dataset], list[Finding]]
@@ -97,6 +108,40 @@ def examine(source: str | IO[bytes], *, object_id: str, size: int, gate: Gate = 
     return Examined("ok", "", fields)
 
 
+@contextmanager
+def index_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that writes the index, holding the index's write lock from its start.
+
+    Writers look rows up before inserting them (a project, dataset, case, study, series or
+    instance is found by its submitter_id, or created), number study versions from the highest
+    one, and check that UIDs are in no other project; all of that holds only if no other writer
+    changes the index in between. SQLite has one writer at a time anyway: ``BEGIN IMMEDIATE``
+    takes its write lock now, waiting up to the connection's busy timeout, instead of at the
+    first INSERT after reads that another writer has since made stale (pysqlite would otherwise
+    begin lazily, before the first INSERT). PostgreSQL: a transaction-level advisory lock, so
+    each writer reads what the previous one committed (READ COMMITTED); readers never wait.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(INDEX_WRITE_LOCK)))
+        yield conn
+
+
+def _insert_new(conn: Connection, table: Any, row: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    """Insert ``row`` unless a row with the same ``keys`` exists (ON CONFLICT DO NOTHING): its id or None.
+
+    A writer outside :func:`index_transaction` that loses a race then finds the winner's row
+    instead of failing on the UNIQUE constraint.
+    """
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:  # pragma: no cover - the index is SQLite or PostgreSQL
+        return conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
+    statement = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
+    return conn.execute(statement.returning(table.c.id)).scalar()
+
+
 def findings_reason(findings: Iterable[Finding]) -> str:
     """One line for people: the distinct findings, in order."""
     return "; ".join(dict.fromkeys(str(f) for f in findings))
@@ -127,6 +172,10 @@ class IndexWriter:
     added: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     touched_studies: set[int] = field(default_factory=set)
     touched_cases: set[int] = field(default_factory=set)
+    #: series id -> the values this writer last gave it (the instances of a series repeat them)
+    series_written: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Harmonization: curators' stored decisions, re-read once per transaction by write_instance().
+    decisions: StoredDecisions = field(default_factory=StoredDecisions)
 
     # ------------------------------------------------------------------ generic records
 
@@ -148,8 +197,12 @@ class IndexWriter:
         if found is None:
             table = self.tables[node]
             row = {"project_id": self.project, "submitter_id": submitter_id, "created_by": self.created_by, **values}
-            found = conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
-            self.added[node] += 1
+            found = _insert_new(conn, table, row, ("project_id", "submitter_id"))
+            if found is None:  # another writer inserted it since the lookup
+                found = self.lookup(conn, node, submitter_id)
+                assert found is not None
+            else:
+                self.added[node] += 1
             self.ids[(node, submitter_id)] = found
         return found
 
@@ -170,16 +223,16 @@ class IndexWriter:
         programs = self.tables["program"]
         program_id = conn.execute(select(programs.c.id).where(programs.c.submitter_id == program)).scalar()
         if program_id is None:
-            program_id = conn.execute(
-                insert(programs).values(submitter_id=program, name=program, created_by=self.created_by)
-                .returning(programs.c.id)
-            ).scalar_one()
-            self.added["program"] += 1
-        conn.execute(insert(table).values(
-            project_id=self.project, submitter_id=self.project, name=self.project, availability=availability,
-            program_id=program_id, created_by=self.created_by,
-        ))
-        self.added["project"] += 1
+            program_id = _insert_new(conn, programs, {"submitter_id": program, "name": program,
+                                                      "created_by": self.created_by}, ("submitter_id",))
+            if program_id is None:  # another writer created it since
+                program_id = conn.execute(select(programs.c.id).where(programs.c.submitter_id == program)).scalar_one()
+            else:
+                self.added["program"] += 1
+        if _insert_new(conn, table, {"project_id": self.project, "submitter_id": self.project, "name": self.project,
+                                     "availability": availability, "program_id": program_id,
+                                     "created_by": self.created_by}, ("submitter_id",)) is not None:
+            self.added["project"] += 1
 
     def dataset_id(self, conn: Connection, site_id: str) -> int:
         return self.get_or_create(conn, "dataset", self.dataset, {"site_id": site_id})
@@ -206,8 +259,10 @@ class IndexWriter:
 
     def study_values(self, fields: InstanceFields) -> dict[str, Any]:
         values = dict(fields.study)
-        # Harmonized once, when the study is first recorded (PS3.3 Study Description -> LOINC).
-        values.update(study_code_fields(fields.series.get("modality", ""), values.get("study_description", "")))
+        # Harmonized once, when the study is first recorded (PS3.3 Study Description -> LOINC);
+        # a curator's stored decision for the pair wins over the matcher (store.index.harmonization).
+        values.update(self.decisions.study_code_fields(fields.series.get("modality", ""),
+                                                       values.get("study_description", "")))
         age = fields.patient_age_years
         if age is not None and age <= MAX_REPORTED_AGE:
             values["age_at_imaging"] = age  # Patient's Age is the age on the day of the study
@@ -236,6 +291,47 @@ class IndexWriter:
 
     def write_instance(self, conn: Connection, fields: InstanceFields, site_id: str) -> str:
         """Record one instance with its parents: ``indexed``, ``unchanged`` (same content) or ``updated``."""
+        return self.write_instances(conn, [fields], site_id)[0]
+
+    def write_instances(self, conn: Connection, batch: Sequence[InstanceFields], site_id: str) -> list[str]:
+        """:meth:`write_instance` for many instances: one query finds those already indexed, one
+        multi-row INSERT adds the new ones (an instance listed twice counts as indexed, then unchanged
+        or updated)."""
+        self.decisions.use(conn)  # harmonization: this transaction's curator decisions (see study_values)
+        table = self.tables["instance"]
+        uids = [fields.instance["sop_instance_uid"] for fields in batch]
+        existing: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(uids), _IN_LIST):
+            part = sorted(set(uids[start:start + _IN_LIST]))
+            existing.update((row.submitter_id, (row.id, row.object_id)) for row in conn.execute(
+                select(table.c.submitter_id, table.c.id, table.c.object_id)
+                .where(table.c.project_id == self.project, table.c.submitter_id.in_(part))))
+        statuses: list[str] = []
+        new: dict[str, dict[str, Any]] = {}
+        for fields, uid in zip(batch, uids):
+            series_id = self._parents(conn, fields, site_id)
+            if uid in new:  # listed twice in this batch: the last content wins
+                same = new[uid]["object_id"] == fields.instance["object_id"]
+                new[uid].update(series_id=series_id, **fields.instance)
+                statuses.append("unchanged" if same else "updated")
+            elif uid not in existing:
+                new[uid] = {"project_id": self.project, "submitter_id": uid, "series_id": series_id,
+                            "created_by": self.created_by, **fields.instance}
+                statuses.append("indexed")
+            elif existing[uid][1] == fields.instance["object_id"]:
+                statuses.append("unchanged")
+            else:
+                conn.execute(update(table).where(table.c.id == existing[uid][0])
+                             .values(series_id=series_id, updated_at=func.now(), **fields.instance))
+                statuses.append("updated")
+        if new:
+            columns = list(dict.fromkeys(key for row in new.values() for key in row))
+            conn.execute(insert(table), [{key: row.get(key) for key in columns} for row in new.values()])
+            self.added["instance"] += len(new)
+        return statuses
+
+    def _parents(self, conn: Connection, fields: InstanceFields, site_id: str) -> int:
+        """The series of an instance, with its case and study, found or created; returns the series id."""
         case_id = self.case_for(conn, fields, site_id)
         study_uid = fields.study["study_uid"]
         study_id = self.study_id(conn, study_uid)
@@ -244,25 +340,13 @@ class IndexWriter:
                                           {"case_id": case_id, **self.study_values(fields)})
             self.ids[("imaging_study", study_uid)] = study_id
         self.touched_studies.add(study_id)
-        series_id = self.upsert(conn, "series", fields.series["series_uid"],
-                                {"imaging_study_id": study_id, "case_id": self.case_of_study(conn, study_id),
-                                 **fields.series})
-        table = self.tables["instance"]
-        uid = fields.instance["sop_instance_uid"]
-        existing = conn.execute(
-            select(table.c.id, table.c.object_id).where(table.c.project_id == self.project,
-                                                        table.c.submitter_id == uid)
-        ).first()
-        if existing is None:
-            conn.execute(insert(table).values(project_id=self.project, submitter_id=uid, series_id=series_id,
-                                              created_by=self.created_by, **fields.instance))
-            self.added["instance"] += 1
-            return "indexed"
-        if existing.object_id == fields.instance["object_id"]:
-            return "unchanged"
-        conn.execute(update(table).where(table.c.id == existing.id)
-                     .values(series_id=series_id, updated_at=func.now(), **fields.instance))
-        return "updated"
+        series_values = {"imaging_study_id": study_id, "case_id": self.case_of_study(conn, study_id),
+                         **fields.series}
+        series_id = self.lookup(conn, "series", fields.series["series_uid"])
+        if series_id is None or self.series_written.get(series_id) != series_values:
+            series_id = self.upsert(conn, "series", fields.series["series_uid"], series_values)
+            self.series_written[series_id] = series_values
+        return series_id
 
     def study_instances(self, conn: Connection, study_id: int) -> dict[str, dict[str, Any]]:
         """SOP Instance UID -> {object_id, size, series_uid} of a study as indexed now."""
@@ -415,6 +499,9 @@ class IndexWriter:
                 values["days_from_study_to_neg_covid_test"] = negative
             if values:
                 conn.execute(update(study).where(study.c.id == study_id).values(**values))
+        # Facet table (radcommons.store.index.facts): rewrite the touched studies' series_facts rows
+        # in this same transaction, so facet counts are never stale.
+        refresh_series_facts(conn, study_ids)
 
     def days_to_study_from_dates(self, conn: Connection, study_dates: Mapping[str, tuple[str, str]]) -> None:
         """Images only (ingest): a case's index event is its first imaging study, day 0.

@@ -6,9 +6,12 @@ the commons checks it again), store the bytes in the object store under their sh
 record the instance with its series, study and case in the index
 (:class:`~radcommons.pipelines.indexing.IndexWriter`, shared with the submission commit).
 Files that fail the gate are stored too and held in the ``quarantine`` table for a curator.
-Files are read and stored in parallel (:mod:`radcommons.parallel`); the index is written by
-this process in batches, each batch one transaction, so an interrupted run leaves whole
-batches and a rerun adds only what is missing (instances are keyed by their SOP Instance UID).
+Files are read and staged in the object store in parallel (:mod:`radcommons.parallel`); this
+process then publishes each batch's objects (one sync for the batch,
+:meth:`~radcommons.store.objects.ObjectStore.publish`) and writes the batch's index records in one
+transaction, so an interrupted run leaves whole batches, no index record ever names an object
+that is not durably stored, and a rerun adds only what is missing (instances are keyed by their
+SOP Instance UID).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from sqlalchemy import Engine
 
 from radcommons.errors import UserError
 from radcommons.parallel import map_unordered
-from radcommons.pipelines.indexing import Examined, Gate, IndexWriter, deid_gate, examine
+from radcommons.pipelines.indexing import Examined, Gate, IndexWriter, deid_gate, examine, index_transaction
 from radcommons.store.index.accounts import record_audit
-from radcommons.store.objects import ObjectStore
+from radcommons.store.objects import ObjectStore, StagedObject
 
 #: Instances written per index transaction.
 BATCH_SIZE = 500
@@ -65,6 +68,7 @@ class _Read:
     path: str
     examined: Examined
     size: int = 0
+    staged: StagedObject | None = None
 
 
 def iter_files(root: Path) -> Iterator[Path]:
@@ -79,7 +83,7 @@ def iter_files(root: Path) -> Iterator[Path]:
 
 
 def _read_and_store(path: Path, *, store_url: str, store_options: dict[str, Any], gate: Gate) -> _Read:
-    """Worker job: header, gate, object store. Returns plain data; never raises for bad files."""
+    """Worker job: header, gate, staged in the object store. Returns plain data; never raises for bad files."""
     name = str(path)
     try:
         size = path.stat().st_size
@@ -89,10 +93,21 @@ def _read_and_store(path: Path, *, store_url: str, store_options: dict[str, Any]
     if examined.status == "rejected":
         return _Read(name, examined, size)
     # Quarantined files are kept too: a curator may release them.
-    stored = ObjectStore(store_url, **store_options).put_file(path)
+    staged = _store(store_url, store_options).stage_file(path)
     assert examined.fields is not None
-    examined.fields.instance["object_id"] = stored.digest
-    return _Read(name, examined, size)
+    examined.fields.instance["object_id"] = staged.digest
+    return _Read(name, examined, size, staged)
+
+
+def _store(url: str, options: dict[str, Any]) -> ObjectStore:
+    """The object store of a worker, opened once per process."""
+    key = (url, repr(sorted(options.items())))
+    if key not in _STORES:
+        _STORES[key] = ObjectStore(url, **options)
+    return _STORES[key]
+
+
+_STORES: dict[tuple[str, str], ObjectStore] = {}
 
 
 def ingest_tree(
@@ -119,29 +134,33 @@ def ingest_tree(
     writer = IndexWriter(project, dataset, created_by)
     report = IngestReport()
     study_dates: dict[str, tuple[str, str]] = {}
-    with engine.begin() as conn:
+    with index_transaction(engine) as conn:
         writer.ensure_project(conn, program, availability)
     batch: list[_Read] = []
 
     def flush() -> None:
         if not batch:
             return
-        with engine.begin() as conn:
+        store.publish([read.staged for read in batch if read.staged is not None])
+        with index_transaction(engine) as conn:
+            passing: list[_Read] = []
             for read in batch:
                 fields = read.examined.fields
                 assert fields is not None
-                object_id = fields.instance["object_id"]
-                uid = read.examined.sop_instance_uid
-                if read.examined.status == "quarantine":
-                    qid = writer.quarantine(
-                        conn, sha256=object_id, size=read.size, reason=read.examined.reason,
-                        findings=read.examined.findings, source="ingest", site_id=site_id,
-                        sop_instance_uid=uid, study_uid=read.examined.study_uid, path_in_package=read.path,
-                    )
-                    _record(report, FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid),
-                            on_file)
+                if read.examined.status != "quarantine":
+                    passing.append(read)
                     continue
-                status = writer.write_instance(conn, fields, site_id)
+                object_id, uid = fields.instance["object_id"], read.examined.sop_instance_uid
+                qid = writer.quarantine(
+                    conn, sha256=object_id, size=read.size, reason=read.examined.reason,
+                    findings=read.examined.findings, source="ingest", site_id=site_id,
+                    sop_instance_uid=uid, study_uid=read.examined.study_uid, path_in_package=read.path,
+                )
+                _record(report, FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid),
+                        on_file)
+            all_fields = [read.examined.fields for read in passing if read.examined.fields is not None]
+            for read, fields, status in zip(passing, all_fields, writer.write_instances(conn, all_fields, site_id)):
+                uid, object_id = read.examined.sop_instance_uid, fields.instance["object_id"]
                 if status == "indexed":
                     outcome = FileOutcome(read.path, "indexed", "", uid, object_id)
                 else:
@@ -161,7 +180,7 @@ def ingest_tree(
         if len(batch) >= BATCH_SIZE:
             flush()
     flush()
-    with engine.begin() as conn:
+    with index_transaction(engine) as conn:
         writer.days_to_study_from_dates(conn, study_dates)
         writer.finish(conn)
     report.added = dict(writer.added)

@@ -24,7 +24,14 @@ from sqlalchemy.engine import Connection
 
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
 from radcommons.errors import UserError
-from radcommons.pipelines.indexing import CLINICAL_NODES, Examined, IndexWriter, deid_gate, examine
+from radcommons.pipelines.indexing import (
+    CLINICAL_NODES,
+    Examined,
+    IndexWriter,
+    deid_gate,
+    examine,
+    index_transaction,
+)
 from radcommons.store.index.accounts import Principal, as_utc, record_audit, utcnow
 from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import (
@@ -384,7 +391,7 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
                         staged: Sequence[Any], client: str | None) -> dict[str, Any]:
     files_table, table = system_table("submission_file"), system_table("submission")
     submission_id = row.id
-    with engine.begin() as conn:
+    with index_transaction(engine) as conn:
         claimed = conn.execute(update(table).where(table.c.id == submission_id, table.c.status == SUBMISSION_OPEN)
                                .values(status=SUBMISSION_COMMITTED, committed_at=utcnow())).rowcount
         if not claimed:
@@ -594,7 +601,7 @@ def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine
     if examined.fields is None:
         raise SubmissionError(f"quarantined object {entry.sha256} cannot be indexed: {examined.reason}",
                               "delete it instead", code="conflict", kind="conflict")
-    with engine.begin() as conn:
+    with index_transaction(engine) as conn:
         entry = _held(conn, quarantine_id)
         writer = IndexWriter(entry.project_id, entry.dataset or "quarantine-release", principal.name)
         writer.ensure_project(conn)

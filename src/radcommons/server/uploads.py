@@ -3,9 +3,10 @@
 A spool file is ``<state>/uploads/<submission>/<sha256>.<length>.part``. Its length IS the
 upload offset: nothing else is recorded, so a crash (even ``kill -9``) loses nothing that was
 acknowledged, because every chunk is fsynced before the answer. When the last byte arrives the
-spool is hashed; content whose SHA-256 differs from its name is discarded (the client must
-start again), otherwise it is put into the content-addressed object store (an atomic write)
-and the spool removed.
+content is checked against its name (hashed as it arrived when one request carried it whole,
+else the spool is read again); content whose SHA-256 differs is discarded (the client must
+start again), otherwise the spool, already durable, is renamed into the content-addressed
+object store (copied when the store is elsewhere: another file system, S3).
 """
 
 from __future__ import annotations
@@ -94,18 +95,23 @@ class UploadSpool:
         handle.flush()
         os.fsync(handle.fileno())
 
-    def finish(self, path: Path, sha256: str) -> StoredObject | None:
-        """Hash the complete spool; store it and remove the spool, or discard it (None) on a mismatch."""
-        hasher = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(CHUNK_SIZE):
-                hasher.update(chunk)
-        if hasher.hexdigest() != sha256:
+    def finish(self, path: Path, sha256: str, received_digest: str | None = None) -> StoredObject | None:
+        """Check the complete spool; move it into the store, or discard it (None) on a mismatch.
+
+        ``received_digest``: the SHA-256 computed while the whole content arrived (then the
+        spool is not read again).
+        """
+        digest = received_digest
+        if digest is None:
+            hasher = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
+        if digest != sha256:
             path.unlink(missing_ok=True)
             return None
-        stored = self.store.put_file(path)
-        path.unlink(missing_ok=True)
-        return stored
+        return self.store.move_in(path, sha256)
 
     def discard(self, submission_id: int) -> None:
         """Remove every spool of a submission (after its commit)."""

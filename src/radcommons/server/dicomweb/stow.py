@@ -3,10 +3,11 @@
 Each part was spooled to a file as it arrived (:class:`~.multipart.PartSpool`). Every instance
 is then handled as a submission commit handles it, with the same code
 (:mod:`radcommons.pipelines.indexing`): its header is read and gated
-(:func:`~radcommons.pipelines.indexing.examine`), its bytes go to the object store, and in ONE
-transaction passing instances are indexed (:class:`~radcommons.pipelines.indexing.IndexWriter`),
-failing ones quarantined, derived fields recomputed, a study version recorded for every study
-that changed and an audit event written. Unlike a submission, a STOW request adds to a study:
+(:func:`~radcommons.pipelines.indexing.examine`), its bytes are staged in the object store and
+published with one sync for the request, and then in ONE transaction (holding the index's write
+lock, :func:`~radcommons.pipelines.indexing.index_transaction`) passing instances are indexed
+(:class:`~radcommons.pipelines.indexing.IndexWriter`), failing ones quarantined, derived fields
+recomputed, a study version recorded for every study that changed and an audit event written. Unlike a submission, a STOW request adds to a study:
 instances already there and not sent again stay.
 
 The answer is the Store Instances Response (PS3.18 10.5.3, Table 10.5.3-3): Referenced SOP
@@ -25,10 +26,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from radcommons.dicom.dicomweb_json import dataset_json
-from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine
+from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine, index_transaction
 from radcommons.server.dicomweb.multipart import SpooledPart
 from radcommons.store.index.accounts import Principal, record_audit
-from radcommons.store.objects import ObjectStore
+from radcommons.store.objects import ObjectStore, StagedObject
 
 #: Failure Reason codes (PS3.4 Annex GG; C.4.2.1.4).
 PROCESSING_FAILURE = 0x0110  # held in quarantine by the verification gate
@@ -56,6 +57,8 @@ class Outcome:
     reason: int = 0
     comment: str = ""
     sop_class_uid: str = ""
+    staged: StagedObject | None = None
+    store: ObjectStore | None = None
 
     def fail(self, reason: int, comment: str) -> None:
         self.stored, self.reason, self.comment = False, reason, comment
@@ -80,20 +83,37 @@ def receive(store: ObjectStore, part: SpooledPart, study_uid: str | None) -> Out
         outcome.fail(DOES_NOT_MATCH, f"Study Instance UID is not {study_uid}")
         return outcome
     try:
-        stored = store.put_file(part.path)
+        staged = store.stage_file(part.path)
     except OSError as error:
         outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
         return outcome
-    outcome.object_id = stored.digest
+    outcome.object_id, outcome.staged, outcome.store = staged.digest, staged, store
     assert examined.fields is not None
-    examined.fields.instance["object_id"] = stored.digest
+    examined.fields.instance["object_id"] = staged.digest
     return outcome
+
+
+def _publish(outcomes: list[Outcome]) -> None:
+    """Make the staged objects durable and visible (one sync per store) before they are indexed."""
+    by_store: dict[int, tuple[ObjectStore, list[Outcome]]] = {}
+    for outcome in outcomes:
+        if outcome.staged is not None and outcome.store is not None:
+            by_store.setdefault(id(outcome.store), (outcome.store, []))[1].append(outcome)
+    for store, staged in by_store.values():
+        try:
+            store.publish([o.staged for o in staged if o.staged is not None])
+        except OSError as error:
+            for outcome in staged:
+                outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
+        for outcome in staged:
+            outcome.staged = None
 
 
 def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, project: str, dataset: str,
           site_id: str, client: str | None) -> None:
     """Index or quarantine the received instances in one transaction (sets each outcome)."""
-    with engine.begin() as conn:
+    _publish(outcomes)
+    with index_transaction(engine) as conn:
         writer = IndexWriter(project, dataset, principal.name)
         writer.ensure_project(conn)
         study, series, instance = writer.tables["imaging_study"], writer.tables["series"], writer.tables["instance"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -86,6 +87,9 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
                            f"resume from offset {current} (HEAD tells the offset)",
                            {"Upload-Offset": str(current)}, expected_offset=current)
         received = 0
+        # Hashed as it arrives when this request starts the file: if it also ends it, the
+        # spool need not be read again.
+        hasher = hashlib.sha256() if offset == 0 else None
         try:
             async for chunk in request.stream():
                 received += len(chunk)
@@ -93,6 +97,8 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
                     raise ApiError(413, "too_large", f"the chunk goes beyond {min(MAX_CHUNK, length - offset)} bytes",
                                    f"send at most {MAX_CHUNK} bytes per request and no more than Upload-Length")
                 handle.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
         except ClientDisconnect:
             pass  # what arrived is kept: the next HEAD tells the client where to resume
         finally:
@@ -103,7 +109,8 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
     if size < length:
         state = UploadState(size, length, False)
         return JSONResponse(_body(sha256, state), headers=_headers(state))
-    stored = await run_in_threadpool(context.spool.finish, path, sha256)
+    whole = hasher.hexdigest() if hasher is not None and received == length else None
+    stored = await run_in_threadpool(context.spool.finish, path, sha256, whole)
     if stored is None:
         raise ApiError(400, "hash_mismatch", f"the {length} bytes received do not hash to {sha256}",
                        "the partial upload was discarded: check the file and upload it again from offset 0")

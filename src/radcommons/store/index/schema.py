@@ -114,6 +114,9 @@ def build_metadata(dictionary: Dictionary | None = None) -> MetaData:
     from radcommons.store.query.tables import add_cohort_tables  # saved queries, frozen cohorts
 
     add_cohort_tables(metadata)
+    from radcommons.store.index.facts import add_facts_table  # series with their parents' facet columns
+
+    add_facts_table(metadata, dictionary)
     return metadata
 
 

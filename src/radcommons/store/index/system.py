@@ -16,7 +16,12 @@ same :class:`~sqlalchemy.MetaData` by :func:`add_system_tables`, so that one Ale
   so a corrected resubmission never loses the previous content;
 * ``audit_event``: append-only log of who did what, when, from where, to how many records;
 * ``dua_acceptance``: which version of the data use agreement each user accepted, when and from
-  where (revision 0004); a researcher reads nothing before accepting the current one.
+  where (revision 0004); a researcher reads nothing before accepting the current one;
+* ``harmonization_decision``: a curator's decision for one (modality, normalised study
+  description): a LOINC code or "not mappable", who, when and why; it wins over the matcher
+  (revision 0007, :mod:`radcommons.store.index.harmonization`);
+* ``harmonization_code``: LOINC / RSNA Radiology Playbook codes an operator imported beyond the
+  built-in catalogue (revision 0007).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "
 SYSTEM_TABLES = (
     "user", "user_project", "token", "submission", "submission_file", "submission_record",
     "quarantine", "study_version", "audit_event", "dua_acceptance",
+    "harmonization_decision", "harmonization_code",
 )
 
 
@@ -175,4 +181,35 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("client", String(128), nullable=True),
         UniqueConstraint("user_id", "version"),
+    )
+    # Harmonization (revision 0007): curator decisions win over the matcher; imported codes.
+    Table(
+        "harmonization_decision", metadata, _id(),
+        # The key: the modality's alias group ("CR/DX") and the description upper-cased with its
+        # white space collapsed (MIDRC's normalisation), so "xr chest" and "XR  CHEST" are one pair.
+        Column("modality_key", String(32), nullable=False),
+        Column("description_key", String(256), nullable=False),
+        Column("modality", String(64), nullable=False),  # as the curator gave them
+        Column("description", String(256), nullable=False),
+        # NULL code: "not mappable" (no code applies); the attributes are copied from the catalogue.
+        Column("loinc_code", String(16), nullable=True),
+        Column("loinc_long_common_name", String(256), nullable=True),
+        Column("loinc_method", String(64), nullable=True),
+        Column("loinc_system", String(128), nullable=True),
+        Column("loinc_contrast", String(64), nullable=True),
+        Column("decided_by", String(128), nullable=False),
+        Column("decided_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("note", Text(), nullable=True),
+        UniqueConstraint("modality_key", "description_key"),
+    )
+    Table(
+        "harmonization_code", metadata,
+        Column("code", String(16), primary_key=True),
+        Column("long_common_name", String(256), nullable=False),
+        Column("method", String(64), nullable=True),
+        Column("system", String(128), nullable=True),
+        Column("timing", String(64), nullable=True),
+        Column("source", String(256), nullable=True),
+        Column("imported_by", String(128), nullable=True),
+        Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )

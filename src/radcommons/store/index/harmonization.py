@@ -1,0 +1,288 @@
+"""Curator decisions on study codes, and the codes an operator imported, in the index.
+
+A decision maps one (modality, normalised study description) pair to a LOINC / RSNA Playbook
+code, or records that no code applies ("not mappable"). It wins over the matcher:
+
+* at indexing, :class:`StoredDecisions` (held by the index writer) gives a decided pair the
+  decision's code fields before the matcher is asked;
+* when a decision is recorded, :func:`record_decision` re-harmonizes the studies already
+  indexed with that pair, in the same transaction, and audits both.
+
+Plain data in, plain data out; the caller opens the transaction (the CLI and the server use
+the index's write transaction, so a decision and a concurrent ingest never interleave).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from radcommons.errors import UserError
+from radcommons.harmonize.matcher import Decision, Matcher
+from radcommons.harmonize.normalize import modality_groups, normalize_space_case
+from radcommons.harmonize.study_codes import (
+    CODE_FIELDS,
+    DecisionKey,
+    decision_fields,
+    curated_matcher,
+    decision_key,
+    decision_row,
+    require_decision_key,
+    study_code_fields,
+)
+from radcommons.harmonize.tables import CodeInfo, StudyPair
+from radcommons.store.index.accounts import as_utc, record_audit, utcnow
+from radcommons.store.index.facts import refresh_series_facts
+from radcommons.store.index.schema import get_metadata, system_table
+
+#: Modalities that carry no image of their own: ignored when reading a study's modality.
+NON_IMAGE_MODALITIES = frozenset(
+    "SR KO PR SEG REG RTSTRUCT RTPLAN RTDOSE RTRECORD DOC PLAN RWV ECG".split()
+)
+#: At most this many study UIDs are named in one audit event (the count is always complete).
+AUDIT_UIDS = 1000
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision as stored: the pair as the curator gave it, its code (empty: not mappable)."""
+
+    modality: str
+    description: str
+    code: str
+    long_common_name: str
+    method: str
+    system: str
+    contrast: str
+    decided_by: str
+    decided_at: _dt.datetime
+    note: str
+
+    @property
+    def key(self) -> DecisionKey:
+        return require_decision_key(self.modality, self.description)
+
+    def fields(self) -> dict[str, str | None]:
+        """The study columns this decision sets (all None when not mappable)."""
+        if not self.code:
+            return dict.fromkeys(CODE_FIELDS)
+        return {"loinc_code": self.code, "loinc_long_common_name": self.long_common_name or None,
+                "loinc_method": self.method or None, "loinc_system": self.system or None,
+                "loinc_contrast": self.contrast or None}
+
+    def as_decision(self) -> Decision:
+        """The matcher's :class:`~radcommons.harmonize.matcher.Decision` for this row."""
+        return Decision(self.modality, self.description, self.code, self.long_common_name, self.decided_by, self.note)
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    """What recording a decision did: the decision, the code it replaced, the studies updated."""
+
+    decision: StoredDecision
+    previous_code: str | None  # None: the pair had no decision before; "": it was "not mappable"
+    studies: int
+    by_project: dict[str, int]
+
+
+def _stored(row: Any) -> StoredDecision:
+    return StoredDecision(
+        modality=row.modality, description=row.description, code=row.loinc_code or "",
+        long_common_name=row.loinc_long_common_name or "", method=row.loinc_method or "",
+        system=row.loinc_system or "", contrast=row.loinc_contrast or "", decided_by=row.decided_by,
+        decided_at=as_utc(row.decided_at), note=row.note or "",
+    )
+
+
+def list_decisions(conn: Connection) -> list[StoredDecision]:
+    """Every decision, newest first."""
+    table = system_table("harmonization_decision")
+    rows = conn.execute(select(table).order_by(table.c.decided_at.desc(), table.c.id.desc())).all()
+    return [_stored(row) for row in rows]
+
+
+def decision_map(conn: Connection) -> dict[DecisionKey, dict[str, str | None]]:
+    """Decision key -> the study columns it sets (what indexing looks a pair up in)."""
+    table = system_table("harmonization_decision")
+    rows = conn.execute(select(table)).all()
+    return {(row.modality_key, row.description_key): _stored(row).fields() for row in rows}
+
+
+@dataclass
+class StoredDecisions:
+    """The decisions an index writer applies, read once per transaction (the table is small).
+
+    :meth:`use` is called with each connection the writer writes with; the decisions are
+    re-read when the connection changes, so a writer that spans several transactions (an
+    ingest) sees a decision recorded between two of them.
+    """
+
+    _conn: Connection | None = None
+    _decisions: dict[DecisionKey, dict[str, str | None]] = field(default_factory=dict)
+    _matcher: Matcher | None = None
+
+    def use(self, conn: Connection) -> None:
+        if conn is not self._conn:
+            stored = list_decisions(conn)
+            self._decisions = {d.key: d.fields() for d in stored}
+            # Oldest first, so the matcher's votes (ties go to the latest row) favour the newest.
+            rows = (decision_row(d.as_decision()) for d in reversed(stored))
+            self._matcher = curated_matcher(tuple(row for row in rows if row is not None))
+            self._conn = conn
+
+    def study_code_fields(self, modality: str, description: str) -> Mapping[str, str | None]:
+        """The code fields of a study: a stored decision's when there is one, else the matcher's
+        (which also learns from the decisions as curated rows)."""
+        return study_code_fields(modality, description, self._decisions, self._matcher)
+
+
+def image_modality(modalities: Iterable[str] | None) -> str:
+    """The modality a study is harmonized under: its first image modality in sorted order."""
+    listed = sorted(m for m in (modalities or ()) if m)
+    images = [m for m in listed if m.upper() not in NON_IMAGE_MODALITIES]
+    return (images or listed or [""])[0]
+
+
+def _matching_studies(conn: Connection, key: DecisionKey) -> list[Any]:
+    """Studies whose description normalises to the key's and whose modalities include its group."""
+    study = get_metadata().tables["imaging_study"]
+    group, text = key
+    # Normalised in Python (white space collapsing is not portable SQL); distinct descriptions are few.
+    raw = [d for d in conn.execute(select(study.c.study_description).where(study.c.study_description.is_not(None))
+                                   .distinct()).scalars() if normalize_space_case(d) == text]
+    if not raw:
+        return []
+    rows = conn.execute(select(study.c.id, study.c.project_id, study.c.study_uid, study.c.study_modality,
+                               *(study.c[name] for name in CODE_FIELDS))
+                        .where(study.c.study_description.in_(raw))).all()
+    return [row for row in rows if group in modality_groups(image_modality(row.study_modality))]
+
+
+def record_decision(conn: Connection, *, modality: str, description: str, code: str, info: CodeInfo | None,
+                    by: str, note: str = "", client: str | None = None) -> DecisionOutcome:
+    """Store (or replace) the decision for a pair and re-harmonize the studies that carry it.
+
+    ``code`` empty means "not mappable": those studies lose any code the matcher gave them.
+    ``info`` is the code's catalogue entry (its name, method, region, contrast are copied).
+    Audited: one ``harmonization.decide`` event, and one ``harmonization.restudy`` event per
+    project whose studies changed.
+    """
+    key = require_decision_key(modality, description)
+    if len(key[1]) > 256 or len(modality.strip()) > 64:
+        raise UserError("the description is longer than 256 characters (or the modality than 64)",
+                        "give the description as the index stores it (at most 256 characters)")
+    table = system_table("harmonization_decision")
+    now = utcnow()
+    fields = decision_fields(Decision(modality, description, code, info.long_common_name if info else ""), info)
+    row = {
+        "modality_key": key[0], "description_key": key[1], "modality": modality.strip(),
+        "description": " ".join(description.split()), "loinc_code": fields["loinc_code"],
+        "loinc_long_common_name": fields["loinc_long_common_name"], "loinc_method": fields["loinc_method"],
+        "loinc_system": fields["loinc_system"], "loinc_contrast": fields["loinc_contrast"],
+        "decided_by": by, "decided_at": now, "note": note or None,
+    }
+    where = (table.c.modality_key == key[0], table.c.description_key == key[1])
+    previous = conn.execute(select(table.c.id, table.c.loinc_code).where(*where)).first()
+    if previous is None:
+        conn.execute(insert(table).values(row))
+    else:
+        conn.execute(update(table).where(table.c.id == previous.id).values(row))
+    studies = _matching_studies(conn, key)
+    changed = [s for s in studies if any(getattr(s, name) != fields[name] for name in CODE_FIELDS)]
+    by_project = _update_studies(conn, changed, fields)
+    decision = _stored(conn.execute(select(table).where(*where)).one())
+    record_audit(conn, actor=by, action="harmonization.decide", target=f"{key[0]} | {key[1]}", client=client,
+                 records=1, detail={"code": code or None, "name": fields["loinc_long_common_name"],
+                                    "previous_code": None if previous is None else previous.loinc_code,
+                                    "replaced": previous is not None, "note": note or None,
+                                    "studies": sum(by_project.values())})
+    for project, uids in _uids_by_project(changed).items():
+        record_audit(conn, actor=by, action="harmonization.restudy", target=f"{key[0]} | {key[1]}",
+                     project=project, client=client, records=len(uids),
+                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS]})
+    return DecisionOutcome(decision=decision,
+                           previous_code=None if previous is None else (previous.loinc_code or ""),
+                           studies=sum(by_project.values()), by_project=by_project)
+
+
+def _uids_by_project(studies: Sequence[Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for study in studies:
+        out[study.project_id].append(study.study_uid)
+    return {project: sorted(uids) for project, uids in sorted(out.items())}
+
+
+def _update_studies(conn: Connection, studies: Sequence[Any], fields: Mapping[str, str | None]) -> dict[str, int]:
+    """Set the code fields of ``studies`` and rewrite their facet rows; studies per project."""
+    if not studies:
+        return {}
+    study = get_metadata().tables["imaging_study"]
+    ids = sorted(s.id for s in studies)
+    for start in range(0, len(ids), 500):
+        conn.execute(update(study).where(study.c.id.in_(ids[start:start + 500]))
+                     .values(updated_at=func.now(), **fields))
+    refresh_series_facts(conn, ids)
+    return dict(Counter(s.project_id for s in studies))
+
+
+def pending_pairs(conn: Connection) -> list[StudyPair]:
+    """(modality, description) pairs of indexed studies without a code and without a decision.
+
+    One pair per decision key (modality alias group, normalised description), its modality and
+    description as most studies carry them, its frequency the number of studies.
+    """
+    study = get_metadata().tables["imaging_study"]
+    decided = set(decision_map(conn))
+    rows = conn.execute(
+        select(study.c.study_description, study.c.study_modality, func.count())
+        .where(study.c.loinc_code.is_(None), study.c.study_description.is_not(None))
+        .group_by(study.c.study_description, study.c.study_modality)
+    ).all()
+    counts: dict[DecisionKey, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for description, modalities, n in rows:
+        modality = image_modality(modalities)
+        key = decision_key(modality, description)
+        if key is None or key in decided:
+            continue
+        counts[key][(modality, description)] += n
+    pairs = []
+    for counter in counts.values():
+        (modality, description), _ = counter.most_common(1)[0]
+        pairs.append(StudyPair(modality, description, sum(counter.values())))
+    return pairs
+
+
+# --- imported codes ---------------------------------------------------------------------
+
+
+def imported_codes(conn: Connection) -> tuple[CodeInfo, ...]:
+    """The codes an operator imported (``harmonize catalogue import``), by code."""
+    table = system_table("harmonization_code")
+    rows = conn.execute(select(table).order_by(table.c.code)).all()
+    return tuple(CodeInfo(row.code, row.long_common_name, row.method or "", row.system or "", row.timing or "")
+                 for row in rows)
+
+
+def import_codes(engine: Engine, codes: Sequence[CodeInfo], *, source: str, by: str) -> tuple[int, int]:
+    """Add or replace imported codes in one transaction, audited; (added, replaced)."""
+    table = system_table("harmonization_code")
+    with engine.begin() as conn:
+        existing = set(conn.execute(select(table.c.code)).scalars())
+        replaced = [info.code for info in codes if info.code in existing]
+        for start in range(0, len(replaced), 500):
+            conn.execute(delete(table).where(table.c.code.in_(replaced[start:start + 500])))
+        now = utcnow()
+        rows = [{"code": info.code, "long_common_name": info.long_common_name[:256], "method": info.method or None,
+                 "system": info.system or None, "timing": info.timing or None, "source": source[-256:],
+                 "imported_by": by, "imported_at": now} for info in codes]
+        for start in range(0, len(rows), 1000):
+            conn.execute(insert(table), rows[start:start + 1000])
+        record_audit(conn, actor=by, action="harmonization.catalogue_import", target=source[-256:],
+                     records=len(rows), detail={"added": len(rows) - len(replaced), "replaced": len(replaced)})
+    return len(rows) - len(replaced), len(replaced)

@@ -1,0 +1,56 @@
+"""Batched durability: staged objects appear only when published; finished uploads are moved in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from conftest import StoreCase
+
+from radcommons.store.objects import ObjectStore
+
+
+def test_staged_objects_appear_only_when_published(case: StoreCase, tmp_path: Path) -> None:
+    contents = [f"instance {n}".encode() * 1000 for n in range(12)] + [b"instance 0" * 1000]  # one twice
+    paths = []
+    for n, data in enumerate(contents):
+        paths.append(tmp_path / f"{n}.dcm")
+        paths[-1].write_bytes(data)
+    before = case.store.put_bytes(contents[1])  # already stored: publishing does not rewrite it
+    staged = [case.store.stage_file(path) for path in paths]
+    assert [s.digest for s in staged] == [hashlib.sha256(d).hexdigest() for d in contents]
+    if case.kind == "local":  # nothing visible yet, only temporary files (never listed)
+        assert [o.digest for o in case.store.iter_objects()] == [before.digest]
+    stored = case.store.publish(staged)
+    assert [s.digest for s in stored] == [s.digest for s in staged]
+    assert stored[1].created is False
+    for data, item in zip(contents, stored):
+        assert case.store.get_bytes(item.digest) == data
+    assert sorted(o.digest for o in case.store.iter_objects()) == sorted({s.digest for s in staged})
+    if case.kind == "local":
+        assert not list(Path(case.prefix, "tmp").glob("*"))  # every temporary file renamed or removed
+
+
+def test_move_in_renames_a_checked_file_into_a_local_store(tmp_path: Path) -> None:
+    store = ObjectStore(str(tmp_path / "objects"))
+    spool = tmp_path / "objects-spool.part"
+    spool.write_bytes(b"whole upload")
+    digest = hashlib.sha256(b"whole upload").hexdigest()
+    inode = os.stat(spool).st_ino
+    stored = store.move_in(spool, digest)
+    assert stored.created and not spool.exists()
+    assert os.stat(tmp_path / "objects" / stored.key).st_ino == inode  # renamed, not copied
+    assert store.get_bytes(digest) == b"whole upload"
+    spool.write_bytes(b"whole upload")
+    again = store.move_in(spool, digest)
+    assert not again.created and not spool.exists()
+
+
+def test_move_in_copies_into_other_stores(tmp_path: Path) -> None:
+    store = ObjectStore(f"memory://move-in-{os.getpid()}-{id(tmp_path)}")
+    spool = tmp_path / "x.part"
+    spool.write_bytes(b"elsewhere")
+    stored = store.move_in(spool, hashlib.sha256(b"elsewhere").hexdigest())
+    assert stored.created and not spool.exists()
+    assert store.get_bytes(stored.digest) == b"elsewhere"
