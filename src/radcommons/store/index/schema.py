@@ -114,9 +114,10 @@ def build_metadata(dictionary: Dictionary | None = None) -> MetaData:
     from radcommons.store.query.tables import add_cohort_tables  # saved queries, frozen cohorts
 
     add_cohort_tables(metadata)
-    from radcommons.store.index.facts import add_facts_table  # series with their parents' facet columns
+    from radcommons.store.index.facts import add_counts_table, add_facts_table
 
-    add_facts_table(metadata, dictionary)
+    add_facts_table(metadata, dictionary)  # series with their parents' facet columns
+    add_counts_table(metadata, dictionary)  # and their counts over the low-cardinality ones
     return metadata
 
 
