@@ -8,12 +8,10 @@ fields and their facet rows), in one audited transaction.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
 from sqlalchemy import select
 
@@ -21,26 +19,8 @@ from radcommons.store.index import make_engine
 from radcommons.store.index.schema import get_metadata, system_table
 
 DATA = Path(__file__).parent / "data"
-TIBIA = "XR TIBIA AND FIBULA LEFT 2 VIEWS"
-# Original synthetic description -> what the test's site sends instead.
-REWRITE = {
-    "XR CHEST 1 VW PORTABLE": TIBIA,  # two CR studies
-    "XR CHEST MORNING ROUTINE PORTABLE": "xr  tibia and fibula left 2 views",  # DX: same pair for MIDRC
-    "XR CHEST 1 VW, FRONTAL": "XR CHEST PA ERECT",  # below the threshold: 24648-8 suggested
-}
 
-
-@pytest.fixture
-def site(deid_tree: Path, tmp_path: Path) -> Path:
-    tree = tmp_path / "site"
-    shutil.copytree(deid_tree, tree)
-    for path in tree.rglob("*.dcm"):
-        ds = pydicom.dcmread(path)
-        new = REWRITE.get(str(ds.get("StudyDescription", "")))
-        if new:
-            ds.StudyDescription = new
-            ds.save_as(path)
-    return tree
+from queue_site import TIBIA, site  # noqa: E402,F401  (the fixture)
 
 
 def studies(url: str) -> dict[str, list[dict[str, Any]]]:

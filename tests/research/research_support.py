@@ -64,6 +64,12 @@ class ResearchCommons:
     def headers(self, user: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.server.tokens[user]}"} if user else {}
 
+    def token_file(self, user: str, path: Path) -> Path:
+        """``user``'s token in a file readable only by its owner (as `--token-file` wants it)."""
+        path.write_text(self.server.tokens[user])
+        path.chmod(0o600)
+        return path
+
     def secrets_of(self, project: str) -> set[str]:
         """Strings that must never appear in an answer to someone who may not read ``project``."""
         found = {project}

@@ -16,29 +16,50 @@ def command(
     server: str = typer.Option(..., "--server", envvar="RADCOMMONS_SERVER", help="The commons URL, e.g. https://commons.example.org."),
     token_file: Path = typer.Option(..., "--token-file", help="File holding your token (chmod 600)."),
     workers: int = typer.Option(4, "--workers", min=1, max=64, help="Parallel transfers."),
+    format: str | None = typer.Option(None, "--format", help="An ML-ready export of --cohort made by the server: "
+                                      "dicom, nifti or png, with labels and a datasheet (docs/EXPORT.md)."),
+    split: str = typer.Option("", "--split", help="With --format: patient-level splits, e.g. train=0.8,test=0.2."),
+    stratify: str = typer.Option("", "--stratify", help="With --format: fields to stratify on, e.g. sex."),
+    seed: int = typer.Option(0, "--seed", help="With --format: seed of the split."),
+    bits: int = typer.Option(8, "--bits", help="With --format png: 8 or 16 bits."),
+    size: int = typer.Option(0, "--size", min=0, help="With --format png: longest side in pixels (0: as stored)."),
 ) -> None:
     """Download the files of a cohort or manifest; rerun the same command to resume and verify.
+
+    With --format, the server first makes an ML-ready export of the cohort for you (only what
+    you may read), then its files are downloaded the same way.
 
     Complete files (size and sha256 match) are skipped, partial ones resume with HTTP Range,
     every file is checked against its sha256 before it gets its final name.
 
     Example: radcommons download data/cohort --cohort rc-cohort-0123456789ab --server https://commons.example.org --token-file ~/.radcommons.token
     """
-    from radcommons.client.research import Client
+    from radcommons.client.research import Client, export_entries
     from radcommons.errors import UserError
 
     if (cohort is None) == (manifest is None):
         raise UserError("give exactly one of --cohort ID or --manifest FILE",
                         "e.g. radcommons download data --cohort rc-cohort-0123456789ab --server URL --token-file F")
+    if format is not None and cohort is None:
+        raise UserError("--format exports a cohort: give --cohort ID", "a manifest is downloaded as it is")
     console = Console(soft_wrap=True)
     with Client(server, token_file=token_file) as client:
-        entries = client.entries(cohort if cohort is not None else manifest)  # type: ignore[arg-type]
+        if format is not None:
+            with console.status(f"the server is exporting {cohort} as {format}"):
+                started = client.start_export(str(cohort), format, split=split, seed=seed, bits=bits, size=size or None,
+                                              stratify=[f.strip() for f in stratify.split(",") if f.strip()])
+                status = client.wait_export(started["id"])
+            console.print(f"export {status['id']}: {status['message']}")
+            entries = export_entries(status)
+        else:
+            entries = client.entries(cohort if cohort is not None else manifest)  # type: ignore[arg-type]
         total = sum(e.size for e in entries)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       TimeRemainingColumn(), console=console, transient=False) as progress:
             task = progress.add_task(f"{len(entries)} files", total=total)
-            report = client.download(entries, dest, workers=workers,
-                                     progress=lambda _entry, n: progress.advance(task, n))
+            advance = lambda _entry, n: progress.advance(task, n)  # noqa: E731
+            report = (client.download_export(status, dest, workers=workers, progress=advance) if format is not None
+                      else client.download(entries, dest, workers=workers, progress=advance))
     console.print(f"{report.downloaded} downloaded, {report.resumed} resumed, {report.skipped} already complete "
                   f"({report.bytes} bytes) in {dest}")
     for path, message in report.failed.items():

@@ -26,7 +26,7 @@ from radcommons.harmonize import (
     read_pairs,
     review_queue,
 )
-from radcommons.harmonize.catalogue import read_playbook, resolve_code, with_codes
+from radcommons.harmonize.catalogue import read_playbook
 
 app = typer.Typer(
     help="Harmonize study descriptions to LOINC / RSNA Radiology Playbook codes.\n\n"
@@ -147,14 +147,10 @@ def queue(
         items = review_queue(pairs, Matcher(load_table(mapping_table), threshold=threshold))
         title = "review queue"
     else:
-        from radcommons.store.index.harmonization import imported_codes, pending_pairs
+        from radcommons.store.index.harmonization import index_review_queue
 
         with opened_index(url) as engine, engine.connect() as conn:
-            pairs = tuple(pending_pairs(conn))
-            extra = imported_codes(conn)
-        matcher = Matcher(with_codes(load_table(mapping_table), extra), threshold=threshold)
-        # Every pending pair is listed: its studies have no code, whatever the matcher says now.
-        items = review_queue(pairs, matcher, only_unanswered=False)
+            items = index_review_queue(conn, mapping_table=mapping_table, threshold=threshold)
         title = "review queue of the index"
     _print_queue(items, limit, title)
 
@@ -196,7 +192,7 @@ def decide(
     Example: radcommons harmonize decide DX "XR CHEST 2 VIEWS" 36643-5 --note "2 views, not PA and lateral"
     """
     from radcommons.pipelines.indexing import index_transaction
-    from radcommons.store.index.harmonization import imported_codes, record_decision
+    from radcommons.store.index.harmonization import catalogue_code, record_decision
 
     if not_mappable and code:
         raise UserError("give a code or --not-mappable, not both")
@@ -208,7 +204,7 @@ def decide(
     with opened_index(url) as engine, index_transaction(engine) as conn:
         info = None
         if code:
-            info = resolve_code(code, with_codes(load_table(), imported_codes(conn)).codes, name)
+            info = catalogue_code(conn, code, name)
         outcome = record_decision(conn, modality=modality, description=description, code=info.code if info else "",
                                   info=info, by=by, note=note)
     decision = outcome.decision

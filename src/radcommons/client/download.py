@@ -33,7 +33,8 @@ from radcommons.errors import UserError
 
 #: ``progress(entry, new_bytes)``: called as bytes arrive (and with the size of skipped files).
 ProgressCallback = Callable[["FileEntry", int], None]
-#: Opens a byte stream of an object from ``offset``: returns (offset the stream starts at, chunks).
+#: Opens a byte stream of a file (``FileEntry.source``: its object id, or its path in an export)
+#: from ``offset``: returns (offset the stream starts at, chunks).
 Opener = Callable[[str, int], "tuple[int, Iterable[bytes]]"]
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -47,14 +48,24 @@ def _part(name: str) -> str:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of a manifest: its object id (sha256), size and place in the tree."""
+    """One file of a manifest: its object id (sha256), size and place in the tree.
+
+    A file of a server-made export (``Client.export_cohort``) has a ``relative`` path instead of
+    a place in the case/study/series tree: it lands at ``DEST/relative`` and is asked for by that path.
+    """
 
     object_id: str
     size: int
-    case: str
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
+    case: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_instance_uid: str = ""
+    relative: str = ""
+
+    @property
+    def source(self) -> str:
+        """What the opener is asked for: the relative path of an export file, else the object id."""
+        return self.relative or self.object_id
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> FileEntry:
@@ -71,6 +82,12 @@ class FileEntry:
                             "sop_instance_uid (POST /api/v1/manifest writes one)") from None
 
     def path(self, dest: Path) -> Path:
+        if self.relative:
+            parts = self.relative.split("/")
+            if self.relative.startswith("/") or any(p in ("", ".", "..") or "\\" in p for p in parts):
+                raise UserError(f"refusing the path {self.relative!r}: not a plain relative path",
+                                "the server sent a bad file list; report it to the commons operator")
+            return dest.joinpath(*parts)
         return dest / _part(self.case) / _part(self.study_uid) / _part(self.series_uid) / (
             _part(self.sop_instance_uid) + ".dcm")
 
@@ -179,7 +196,7 @@ def _transfer(entry: FileEntry, part: Path, opener: Opener, progress: ProgressCa
         have = 0
     if have == entry.size:
         return
-    start, chunks = opener(entry.object_id, have)
+    start, chunks = opener(entry.source, have)
     if start == 0 and have:  # the server sent the whole file: start over
         part.unlink()
         have = 0

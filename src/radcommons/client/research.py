@@ -20,9 +20,11 @@ message and hint; an expired token is an :class:`AuthenticationError` saying to 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from radcommons.client.commons import CommonsClient, _to_error, read_token_file
 from radcommons.client.download import (
@@ -33,7 +35,7 @@ from radcommons.client.download import (
     entries_of,
     read_manifest,
 )
-from radcommons.client.errors import AuthenticationError, PermissionDeniedError
+from radcommons.client.errors import AuthenticationError, CommonsError, PermissionDeniedError
 
 Filter = Mapping[str, Any] | None
 Sort = Sequence[tuple[str, str]] | Sequence[str]
@@ -179,8 +181,12 @@ class Client(CommonsClient):
     # ------------------------------------------------------------------ files
 
     def _open(self, sha256: str, offset: int) -> tuple[int, Iterable[bytes]]:
+        return self._open_url(f"/objects/{sha256}", sha256, offset)
+
+    def _open_url(self, path: str, sha256: str, offset: int) -> tuple[int, Iterable[bytes]]:
+        """Stream ``path`` from ``offset`` (a Range request, valid only while the content is ``sha256``)."""
         headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha256}"'} if offset else {}
-        request = self._http.build_request("GET", f"/objects/{sha256}", headers=headers)
+        request = self._http.build_request("GET", path, headers=headers)
         response = self._http.send(request, stream=True)
         if response.status_code == 416:  # the partial file is already whole
             response.close()
@@ -210,6 +216,71 @@ class Client(CommonsClient):
         return download_entries(entries, dest, self._open, workers=workers, progress=progress,
                                 is_fatal=_fatal)
 
+    # ------------------------------------------------------------------ ML-ready exports (docs/EXPORT.md)
+
+    def start_export(self, cohort: int | str, format: str, *, split: str | Mapping[str, float] = "",
+                     stratify: Sequence[str] = (), seed: int = 0, bits: int = 8,
+                     size: int | None = None) -> dict[str, Any]:
+        """Ask the server for an ML-ready export of a cohort; returns its status (``id``, ``state``)."""
+        if isinstance(split, Mapping):
+            split = ",".join(f"{name}={weight}" for name, weight in split.items())
+        body = {"cohort": str(cohort), "format": format, "split": split, "stratify": list(stratify),
+                "seed": seed, "bits": bits, "size": size}
+        return self._json("POST", "/exports", json=body)  # type: ignore[no-any-return]
+
+    def export_status(self, export_id: str) -> dict[str, Any]:
+        """``state`` (queued, running, done, failed), ``message`` and, when done, ``files``."""
+        return self._json("GET", f"/exports/{export_id}")  # type: ignore[no-any-return]
+
+    def wait_export(self, export_id: str, *, timeout: float = 3600.0, interval: float = 1.0) -> dict[str, Any]:
+        """Poll until the export is done; a failed one raises :class:`CommonsError` with the server's message."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.export_status(export_id)
+            if status["state"] == "done":
+                return status
+            if status["state"] == "failed":
+                raise CommonsError(f"export {export_id} failed: {status['message']}", status=0, code="export_failed",
+                                   hint="fix what the message says and start a new export")
+            if time.monotonic() > deadline:
+                raise CommonsError(f"export {export_id} is still {status['state']} after {timeout:g} s", status=0,
+                                   code="timeout", hint=f"download it later: Client.download_export({export_id!r}, DEST)")
+            time.sleep(interval)
+
+    def download_export(self, export: str | Mapping[str, Any], dest: str | os.PathLike[str], *, workers: int = 4,
+                        progress: ProgressCallback | None = None) -> DownloadReport:
+        """Download every file of a finished export into ``dest`` (resumable, each verified against its sha256)."""
+        status = self.export_status(export) if isinstance(export, str) else export
+        if status.get("state") != "done":
+            raise CommonsError(f"export {status.get('id')} is {status.get('state')}: nothing to download yet",
+                               status=0, code="not_ready", hint="wait for it: Client.wait_export(ID)")
+        entries = export_entries(status)
+        digests = {entry.relative: entry.object_id for entry in entries}
+        base = f"/exports/{status['id']}/files/"
+
+        def opener(relative: str, offset: int) -> tuple[int, Iterable[bytes]]:
+            return self._open_url(base + quote(relative), digests[relative], offset)
+
+        return download_entries(entries, dest, opener, workers=workers, progress=progress, is_fatal=_fatal)
+
+    def export_cohort(self, cohort: int | str, dest: str | os.PathLike[str], *, format: str = "dicom",
+                      split: str | Mapping[str, float] = "", stratify: Sequence[str] = (), seed: int = 0,
+                      bits: int = 8, size: int | None = None, wait: bool = True, timeout: float = 3600.0,
+                      workers: int = 4, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """An ML-ready export of ``cohort`` made by the server, downloaded to ``dest`` (docs/EXPORT.md).
+
+        The server exports only what this user may read (never a sequestered project). With
+        ``wait=False`` returns at once with the export's status (download it later with
+        :meth:`download_export`); otherwise waits, downloads and returns the final status with
+        ``download`` (what the download did). A rerun with the same ``dest`` skips complete files.
+        """
+        status = self.start_export(cohort, format, split=split, stratify=stratify, seed=seed, bits=bits, size=size)
+        if not wait:
+            return status
+        status = self.wait_export(status["id"], timeout=timeout)
+        report = self.download_export(status, dest, workers=workers, progress=progress)
+        return {**status, "download": report.as_dict()}
+
     def entries(self, source: str | int | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[FileEntry]:
         """The files of a cohort, a manifest file or manifest rows."""
         if isinstance(source, int) or (isinstance(source, str) and (source.startswith("rc-cohort-") or source.isdigit())):
@@ -217,6 +288,11 @@ class Client(CommonsClient):
         if isinstance(source, (str, os.PathLike)):
             return entries_of(read_manifest(source))
         return entries_of(source)
+
+
+def export_entries(status: Mapping[str, Any]) -> list[FileEntry]:
+    """The files of a finished export (its status' ``files``: path, size, sha256) as download entries."""
+    return [FileEntry(f["sha256"], int(f["size"]), relative=f["path"]) for f in status.get("files", ())]
 
 
 def _fatal(error: BaseException) -> bool:

@@ -356,6 +356,15 @@ def check_dest(dest: Path) -> None:
         raise UserError(f"{dest} exists and is not a folder", "give a new or existing folder as DEST")
 
 
+def check_stratify(stratify: Sequence[str]) -> None:
+    """Every name in ``stratify`` must be a label-table field (or ``age_bin``): :class:`UserError` otherwise."""
+    known_fields = {name for name, _ in label_table.CASE_FIELDS + label_table.STUDY_FIELDS
+                    + label_table.SERIES_FIELDS} | {"age_bin"}
+    for name in stratify:
+        if name not in known_fields:
+            raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(sorted(known_fields))}")
+
+
 def export_cohort(
     engine: Engine,
     store: ObjectStore,
@@ -388,11 +397,7 @@ def export_cohort(
     check_dest(dest)
     selection = cohort_selection(engine, source) if isinstance(source, str) else source
     allowed = set(scope.projects)
-    known_fields = {name for name, _ in label_table.CASE_FIELDS + label_table.STUDY_FIELDS
-                    + label_table.SERIES_FIELDS} | {"age_bin"}
-    for name in stratify:
-        if name not in known_fields:
-            raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(sorted(known_fields))}")
+    check_stratify(stratify)
 
     # Instances of the selection in readable projects, with their case, study and series fields.
     columns = [column for _, column in label_table.INDEX_FIELDS]

@@ -58,6 +58,10 @@ def create_app(settings: Settings | None = None, *, state_dir: Path | None = Non
     from radcommons.server.routes import audit, cohorts, dua, projects, research  # research API, docs/API.md
     for router in (dua.router, projects.router, research.router, cohorts.router, audit.router):
         app.include_router(router, prefix=API_PREFIX)
+    from radcommons.server.routes import harmonization  # the curators' queue: docs/HARMONIZATION.md
+    app.include_router(harmonization.router, prefix=API_PREFIX)
+    from radcommons.server.routes import exports  # ML-ready exports for researchers: docs/EXPORT.md
+    app.include_router(exports.router, prefix=API_PREFIX)
     from radcommons.server import web; web.install(app)  # explorer pages at /, viewer at /viewer/: docs/EXPLORER.md
 
     logging.getLogger("radcommons.server").setLevel(logging.INFO)

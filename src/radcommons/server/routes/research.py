@@ -287,16 +287,21 @@ def _object_project(context: ServerContext, principal: Principal, sha256: str) -
     return str(project)
 
 
+def read_range(handle: Any, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of an open binary file from ``start``, in chunks (fewer when the file ends first)."""
+    handle.seek(start)
+    left = length
+    while left > 0:
+        chunk = handle.read(min(1024 * 1024, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
 def _stream(context: ServerContext, sha256: str, start: int, length: int) -> Iterator[bytes]:
     with context.store.open_unverified(sha256) as handle:
-        handle.seek(start)
-        left = length
-        while left > 0:
-            chunk = handle.read(min(1024 * 1024, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
+        yield from read_range(handle, start, length)
 
 
 @router.get("/objects/{sha256}", summary="Download a file by its sha256 (Range requests resume downloads)",

@@ -18,13 +18,14 @@ import datetime as _dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from radcommons.errors import UserError
-from radcommons.harmonize.matcher import Decision, Matcher
+from radcommons.harmonize.matcher import DEFAULT_THRESHOLD, Decision, Matcher
 from radcommons.harmonize.normalize import modality_groups, normalize_space_case
 from radcommons.harmonize.study_codes import (
     CODE_FIELDS,
@@ -36,7 +37,9 @@ from radcommons.harmonize.study_codes import (
     require_decision_key,
     study_code_fields,
 )
-from radcommons.harmonize.tables import CodeInfo, StudyPair
+from radcommons.harmonize.catalogue import resolve_code, with_codes
+from radcommons.harmonize.review import ReviewItem, review_queue
+from radcommons.harmonize.tables import CodeInfo, StudyPair, load_table
 from radcommons.store.index.accounts import as_utc, record_audit, utcnow
 from radcommons.store.index.facts import refresh_series_facts
 from radcommons.store.index.schema import get_metadata, system_table
@@ -286,3 +289,20 @@ def import_codes(engine: Engine, codes: Sequence[CodeInfo], *, source: str, by: 
         record_audit(conn, actor=by, action="harmonization.catalogue_import", target=source[-256:],
                      records=len(rows), detail={"added": len(rows) - len(replaced), "replaced": len(replaced)})
     return len(rows) - len(replaced), len(replaced)
+
+
+def index_review_queue(conn: Connection, *, mapping_table: Path | str | None = None,
+                       threshold: float = DEFAULT_THRESHOLD) -> list[ReviewItem]:
+    """The review queue of the index: every pending pair (:func:`pending_pairs`), busiest first,
+    with the matcher's suggestion over the catalogue plus the imported codes.
+
+    Every pending pair is listed, whatever the matcher says now: its studies have no code.
+    """
+    matcher = Matcher(with_codes(load_table(mapping_table), imported_codes(conn)), threshold=threshold)
+    return review_queue(pending_pairs(conn), matcher, only_unanswered=False)
+
+
+def catalogue_code(conn: Connection, code: str, name: str | None = None) -> CodeInfo:
+    """``code`` as a curator may decide it: from the catalogue, the imported codes, or named by
+    ``name`` (:func:`radcommons.harmonize.catalogue.resolve_code`; :class:`UserError` otherwise)."""
+    return resolve_code(code, with_codes(load_table(), imported_codes(conn)).codes, name)
