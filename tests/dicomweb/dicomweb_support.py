@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from radcommons.store.objects import ObjectStore
+from serve_support import free_port
 
 OPEN, SEQUESTERED, STOW = "Open-A1", "Seq-A1", "Stow-A1"
 
@@ -30,11 +30,6 @@ PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc/plugin
                Path("/usr/local/share/orthanc/plugins"))
 PLUGIN_NAME = "libOrthancDicomWeb.so"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def orthanc_executable() -> str | None:

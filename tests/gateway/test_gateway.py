@@ -19,6 +19,7 @@ from radcommons.client import CommonsClient
 from radcommons.deid import DeidContext, patient_pseudonym
 from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
 from radcommons.synth.generate import generate
+from serve_support import free_port
 
 KEY = bytes(range(32))
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu, echoscu) not installed")
@@ -37,11 +38,6 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(KEY.hex() + "\n")
     return path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def radiographs(corpus: Path) -> list[Path]:

@@ -26,7 +26,7 @@ from radcommons.store.objects import (
 )
 
 if TYPE_CHECKING:  # the fixture's type, from this folder's conftest.py
-    from conftest import StoreCase
+    from objects_support import StoreCase
 
 DATA = b"DICM" + bytes(range(256)) * 40
 DIGEST = hashlib.sha256(DATA).hexdigest()

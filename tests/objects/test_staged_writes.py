@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from conftest import StoreCase
+from objects_support import StoreCase
 
 from radcommons.store.objects import ObjectStore
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 from radcommons.client import CommonsClient
 from radcommons.store.index import make_engine, upgrade
 from radcommons.store.index.accounts import add_user, create_token
+from serve_support import free_port
 
 PROJECT = "Open-A1"
 SITE = "SITE_A"
@@ -61,11 +61,6 @@ def instances_of(tree: Path) -> list[Instance]:
         found.append(Instance(path, str(ds.StudyInstanceUID), str(ds.PatientID), str(ds.SOPInstanceUID)))
     return found
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

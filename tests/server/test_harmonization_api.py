@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from commons_fixtures import PROJECT, SITE, free_port
-from serve_support import start_server
+from commons_fixtures import PROJECT, SITE
+from serve_support import free_port, start_server
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "harmonize"))
 # The site with study descriptions rewritten so the queue has work (shared with the CLI's test).

@@ -13,7 +13,6 @@ Built the way an operator would, with real commands (``radcommons synth``, ``adm
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from serve_support import start_server
 import pytest
+from serve_support import free_port
 
 OPEN_PROJECT, SEQUESTERED_PROJECT = "Open-A1", "Seq-B1"
 CHROMIUM = "/usr/bin/chromium"
@@ -34,17 +34,12 @@ USERS = {  # name: (role, extra admin arguments)
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @dataclass
 class WebCommons:
     root: Path
     env: dict[str, str]
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     tokens: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
