@@ -66,9 +66,40 @@ def user_grant(
     typer.echo(f"user {user.name} projects: {', '.join(user.projects) or '-'}")
 
 
+def _set_disabled(name: str, disabled: bool, url: str | None) -> None:
+    from radcommons.store.index.accounts import set_disabled
+
+    with opened_index(url) as engine:
+        user = set_disabled(engine, name, disabled)
+    since = f" since {_when(user.disabled_at)}" if user.disabled_at else ""
+    typer.echo(f"user {user.name} ({user.role}) is {user.state}{since}")
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(..., help="User name (see: admin user list)."),
+                 url: str | None = _URL) -> None:
+    """Disable a user at once: every request with their tokens gets 401 account_disabled (API, DICOMweb, explorer).
+
+    The account, its grants, tokens and cohorts are kept; enable it again with: admin user enable NAME.
+
+    Example: radcommons admin user disable alice
+    """
+    _set_disabled(name, True, url)
+
+
+@user_app.command("enable")
+def user_enable(name: str = typer.Argument(..., help="User name (see: admin user list)."),
+                url: str | None = _URL) -> None:
+    """Enable a disabled user again: their tokens that have not expired or been revoked work again.
+
+    Example: radcommons admin user enable alice
+    """
+    _set_disabled(name, False, url)
+
+
 @user_app.command("list")
 def user_list(url: str | None = _URL) -> None:
-    """List users, roles, sites and projects.
+    """List users, roles, sites, projects and whether each is enabled or disabled.
 
     Example: radcommons admin user list
     """
@@ -77,10 +108,10 @@ def user_list(url: str | None = _URL) -> None:
     with opened_index(url) as engine:
         users = list_users(engine)
     table = Table(title="users")
-    for column in ("name", "role", "site", "projects", "created"):
+    for column in ("name", "role", "state", "site", "projects", "created"):
         table.add_column(column)
     for user in users:
-        table.add_row(user.name, user.role, user.site_id or "-", ", ".join(user.projects) or "-",
+        table.add_row(user.name, user.role, user.state, user.site_id or "-", ", ".join(user.projects) or "-",
                       _when(user.created_at))
     Console(soft_wrap=True).print(table)
 

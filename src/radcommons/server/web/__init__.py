@@ -7,11 +7,24 @@ agreement. :func:`install` adds them to the application: ``web.install(app)`` in
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from radcommons.server.web import dashboard, routes, study, viewer
-from radcommons.server.web.templating import STATIC_DIR
+from radcommons.server.web.access import anonymous_view
+from radcommons.server.web.session import DisabledSession, clear_session
+from radcommons.server.web.templating import STATIC_DIR, page
+
+
+def _disabled_page(request: Request, error: Exception) -> HTMLResponse:
+    """401: the session's account is disabled (the page says so, and the cookie is dropped)."""
+    assert isinstance(error, DisabledSession)
+    failure = error.failure
+    response = page(request, "message.html", anonymous_view(), status=401, title="Account disabled",
+                    message=f"{failure.message[:1].upper()}{failure.message[1:]}: {failure.hint}.")
+    clear_session(response)
+    return response
 
 
 def install(app: FastAPI) -> None:
@@ -19,3 +32,4 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (routes.router, study.router, dashboard.router, viewer.router):
         app.include_router(router)
+    app.add_exception_handler(DisabledSession, _disabled_page)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from radcommons.roles import agreement_accepted
 from radcommons.server.access import readable_projects
-from radcommons.server.web.session import is_anonymous
+from radcommons.server.web.session import ANONYMOUS, is_anonymous
 from radcommons.store.index import dua
 from radcommons.store.index.accounts import Principal
 
@@ -51,3 +51,8 @@ def view_for(engine: Engine, principal: Principal) -> View:
         return View(principal, projects, ANONYMOUS_MIN_COUNT, records=False, needs_dua=False)
     accepted = agreement_accepted(principal.role, principal.dua_versions, dua.DUA_VERSION)
     return View(principal, projects, None, records=accepted, needs_dua=not accepted)
+
+
+def anonymous_view() -> View:
+    """The view of a visitor without a session, for pages shown without asking the index."""
+    return View(ANONYMOUS, (), ANONYMOUS_MIN_COUNT, records=False, needs_dua=False)

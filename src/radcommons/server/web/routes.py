@@ -91,8 +91,8 @@ def login(request: Request, token: str = Form(default=""), context: ServerContex
     try:
         principal = login_token(context.engine, token)
     except AuthenticationFailed as error:
-        # The message names the failure (expired, revoked, unknown), never the token.
-        return page(request, "login.html", view, status=401, title="Log in", error=error.message)
+        # The message names the failure (expired, revoked, unknown, disabled), never the token.
+        return page(request, "login.html", view, status=401, title="Log in", error=f"{error.message}; {error.hint}")
     response = RedirectResponse("/dua" if principal.role == "researcher" and
                                 dua.DUA_VERSION not in principal.dua_versions else "/", status_code=303)
     set_session(response, request, token)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from radcommons.server.auth import SESSION_COOKIE
 from radcommons.server.context import ServerContext, get_context
-from radcommons.store.index.accounts import AuthenticationFailed, Principal, authenticate
+from radcommons.store.index.accounts import DISABLED_CODE, AuthenticationFailed, Principal, authenticate
 
 #: A browser session lasts a working day at most (the token itself may live longer).
 SESSION_MAX_AGE = 8 * 3600
@@ -39,14 +39,28 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
 
+class DisabledSession(Exception):
+    """The session's account was disabled: the page is a 401 saying so (``server.web.install``)."""
+
+    def __init__(self, failure: AuthenticationFailed) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 async def web_principal(request: Request, context: ServerContext = Depends(get_context)) -> Principal:
-    """The session's user, or :data:`ANONYMOUS` (also when the token expired or was revoked)."""
+    """The session's user, or :data:`ANONYMOUS` (also when the token expired or was revoked).
+
+    A disabled account is not quietly anonymous: :class:`DisabledSession` (a 401 page telling the
+    person to contact an administrator), so nobody wonders where their data went.
+    """
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return ANONYMOUS
     try:
         return await run_in_threadpool(authenticate, context.engine, token)
-    except AuthenticationFailed:
+    except AuthenticationFailed as error:
+        if error.code == DISABLED_CODE:
+            raise DisabledSession(error) from None
         return ANONYMOUS
 
 

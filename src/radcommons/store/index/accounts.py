@@ -25,10 +25,15 @@ from radcommons.store.index.schema import system_table
 TOKEN_PREFIX = "rc_"
 #: ``last_used_at`` is refreshed at most this often, so reads do not all become writes.
 LAST_USED_RESOLUTION = _dt.timedelta(seconds=60)
+#: The code of :class:`AuthenticationFailed` for a token of a disabled account.
+DISABLED_CODE = "account_disabled"
 
 
 class AuthenticationFailed(UserError):
-    """A token that does not authenticate; ``code`` is invalid_token | token_expired | token_revoked."""
+    """A token that does not authenticate.
+
+    ``code`` is invalid_token | token_expired | token_revoked | account_disabled.
+    """
 
     def __init__(self, message: str, hint: str, code: str) -> None:
         super().__init__(message, hint)
@@ -45,6 +50,12 @@ class User:
     site_id: str | None
     projects: tuple[str, ...] = ()
     created_at: _dt.datetime | None = None
+    #: When an administrator disabled the account (None: enabled); its tokens then fail at once.
+    disabled_at: _dt.datetime | None = None
+
+    @property
+    def state(self) -> str:
+        return "disabled" if self.disabled_at is not None else "enabled"
 
 
 @dataclass(frozen=True)
@@ -172,17 +183,37 @@ def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke
     return get_user(engine, name)
 
 
+def _as_user(conn: Connection, row: Any) -> User:
+    return User(row.id, row.name, row.role, row.site_id, _projects(conn, row.id), as_utc(row.created_at),
+                as_utc(row.disabled_at))
+
+
 def get_user(engine: Engine, name: str) -> User:
     with engine.connect() as conn:
-        row = _user_row(conn, name)
-        return User(row.id, row.name, row.role, row.site_id, _projects(conn, row.id), as_utc(row.created_at))
+        return _as_user(conn, _user_row(conn, name))
 
 
 def list_users(engine: Engine) -> list[User]:
     users = system_table("user")
     with engine.connect() as conn:
         rows = conn.execute(select(users).order_by(users.c.name)).all()
-        return [User(r.id, r.name, r.role, r.site_id, _projects(conn, r.id), as_utc(r.created_at)) for r in rows]
+        return [_as_user(conn, r) for r in rows]
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool) -> User:
+    """Disable (or enable again) the account ``name``; its tokens fail or work again at once.
+
+    Disabling keeps the account, its grants, tokens and cohorts: enabling restores them as they were.
+    Doing it twice is harmless (the first ``disabled_at`` stays).
+    """
+    users = system_table("user")
+    with engine.begin() as conn:
+        row = _user_row(conn, name)
+        if (row.disabled_at is not None) != disabled:
+            conn.execute(update(users).where(users.c.id == row.id).values(disabled_at=utcnow() if disabled else None))
+            record_audit(conn, actor="admin-cli", action="user.disable" if disabled else "user.enable", target=name,
+                         records=1)
+    return get_user(engine, name)
 
 
 def create_token(engine: Engine, user: str, *, expires_days: float = DEFAULT_TOKEN_DAYS,
@@ -245,6 +276,11 @@ def authenticate(engine: Engine, token: str) -> Principal:
             raise AuthenticationFailed("the token is not known to this commons",
                                        "check the token file; ask an administrator for a token: "
                                        "radcommons admin token create NAME", "invalid_token")
+        if row.disabled_at is not None:
+            # First: whatever the token's state, the account is what the person must act on.
+            raise AuthenticationFailed(f"the account {row.name!r} is disabled",
+                                       "contact an administrator of this commons to have it enabled again",
+                                       DISABLED_CODE)
         now = utcnow()
         if row.revoked_at is not None:
             raise AuthenticationFailed(f"the token was revoked at {as_utc(row.revoked_at).isoformat()}",  # type: ignore[union-attr]
@@ -255,8 +291,6 @@ def authenticate(engine: Engine, token: str) -> Principal:
             raise AuthenticationFailed(f"the token expired at {expires.isoformat()}",
                                        "ask an administrator for a new token: radcommons admin token create NAME",
                                        "token_expired")
-        if row.disabled_at is not None:
-            raise AuthenticationFailed(f"the user {row.name!r} is disabled", "ask an administrator", "token_revoked")
         projects = frozenset(_projects(conn, row.user_id))
         accepted = frozenset(conn.execute(select(system_table("dua_acceptance").c.version).where(
             system_table("dua_acceptance").c.user_id == row.user_id)).scalars())
