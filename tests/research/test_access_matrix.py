@@ -68,6 +68,7 @@ WEB_ROUTES = [
     ("GET", "/cohorts/{identifier}"), ("GET", "/cohorts/{identifier}/{what}.csv"), ("GET", "/dictionary"),
     ("GET", "/studies/{uid}"), ("GET", "/studies/{uid}/series/{series_uid}/thumbnail.png"), ("GET", "/dashboard"),
     ("GET", "/quarantine/{entry}/preview.png"), ("POST", "/quarantine/{entry}/{action}"),
+    ("POST", "/cohorts/{identifier}/exports"), ("GET", "/exports/{export_id}"),  # tests/web/test_ml_export.py
 ]
 ROUTE_POLICY.update({route: "web" for route in WEB_ROUTES})
 #: Route prefixes owned by other parts of the server, with their policy (checked in their own tests).

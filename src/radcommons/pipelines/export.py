@@ -356,13 +356,18 @@ def check_dest(dest: Path) -> None:
         raise UserError(f"{dest} exists and is not a folder", "give a new or existing folder as DEST")
 
 
+def stratify_fields() -> list[str]:
+    """The fields a split may be stratified on: the label table's case, study and series fields, and ``age_bin``."""
+    return sorted({name for name, _ in label_table.CASE_FIELDS + label_table.STUDY_FIELDS
+                   + label_table.SERIES_FIELDS} | {"age_bin"})
+
+
 def check_stratify(stratify: Sequence[str]) -> None:
     """Every name in ``stratify`` must be a label-table field (or ``age_bin``): :class:`UserError` otherwise."""
-    known_fields = {name for name, _ in label_table.CASE_FIELDS + label_table.STUDY_FIELDS
-                    + label_table.SERIES_FIELDS} | {"age_bin"}
+    known_fields = stratify_fields()
     for name in stratify:
         if name not in known_fields:
-            raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(sorted(known_fields))}")
+            raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(known_fields)}")
 
 
 def export_cohort(

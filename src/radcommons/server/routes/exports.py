@@ -30,7 +30,7 @@ from radcommons.server.routes.research import audit, parse_range, read_range
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["exports"])
-_EXPORT_ID = r"^rc-export-[0-9a-f]{16}$"
+EXPORT_ID = r"^rc-export-[0-9a-f]{16}$"
 _JOBS_LOCK = threading.Lock()
 
 
@@ -59,9 +59,14 @@ def _invalid(field: str, error: UserError) -> ApiError:
                     fields=[{"field": f"body.{field}", "message": error.message}])
 
 
-@router.post("/exports", status_code=202, summary="Start an ML-ready export of a cohort (docs/EXPORT.md)")
-def start_export(body: ExportStart, request: Request, principal: Principal = Depends(current_principal),
-                 context: ServerContext = Depends(get_context), jobs: ExportJobs = Depends(jobs_of)) -> dict[str, Any]:
+def launch_export(context: ServerContext, request: Request, principal: Principal, jobs: ExportJobs,
+                  body: ExportStart) -> dict[str, Any]:
+    """Check ``body``, take the access decision and start the export; its first status.
+
+    The one way an export is started over HTTP (the API's ``POST /exports`` and the explorer's
+    export form): :class:`ApiError` naming the field for a bad split or stratify field, 403 when
+    the data use agreement is missing, 404 for a cohort the user may not see.
+    """
     require_data_use_agreement(principal)
     try:
         weights = parse_weights(body.split) if body.split else None
@@ -90,7 +95,14 @@ def start_export(body: ExportStart, request: Request, principal: Principal = Dep
     return status
 
 
-def _owned(jobs: ExportJobs, principal: Principal, export_id: str) -> dict[str, Any]:
+@router.post("/exports", status_code=202, summary="Start an ML-ready export of a cohort (docs/EXPORT.md)")
+def start_export(body: ExportStart, request: Request, principal: Principal = Depends(current_principal),
+                 context: ServerContext = Depends(get_context), jobs: ExportJobs = Depends(jobs_of)) -> dict[str, Any]:
+    return launch_export(context, request, principal, jobs, body)
+
+
+def owned_export(jobs: ExportJobs, principal: Principal, export_id: str) -> dict[str, Any]:
+    """The status of ``export_id`` when ``principal`` owns it or is an administrator (404 otherwise)."""
     require_data_use_agreement(principal)
     try:
         status = jobs.status(export_id)
@@ -102,13 +114,13 @@ def _owned(jobs: ExportJobs, principal: Principal, export_id: str) -> dict[str, 
     return status
 
 
-ExportId = Path(pattern=_EXPORT_ID, description="rc-export-... as POST /api/v1/exports answered")
+ExportId = Path(pattern=EXPORT_ID, description="rc-export-... as POST /api/v1/exports answered")
 
 
 @router.get("/exports/{export_id}", summary="An export's state (queued, running, done, failed) and, when done, its files")
 def get_export(export_id: str = ExportId, principal: Principal = Depends(current_principal),
                jobs: ExportJobs = Depends(jobs_of)) -> dict[str, Any]:
-    return _owned(jobs, principal, export_id)
+    return owned_export(jobs, principal, export_id)
 
 
 def _read(path: Any, start: int, length: int) -> Iterator[bytes]:
@@ -122,7 +134,7 @@ def _read(path: Any, start: int, length: int) -> Iterator[bytes]:
 def get_export_file(request: Request, path: str, export_id: str = ExportId,
                     principal: Principal = Depends(current_principal),
                     context: ServerContext = Depends(get_context), jobs: ExportJobs = Depends(jobs_of)) -> Response:
-    status = _owned(jobs, principal, export_id)
+    status = owned_export(jobs, principal, export_id)
     if status["state"] != "done":
         raise ApiError(409, "not_ready", f"export {export_id} is {status['state']}: its files are not ready",
                        f"wait until GET /api/v1/exports/{export_id} says done")

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from radcommons.server.web import dashboard, routes, study, viewer
+from radcommons.server.web import dashboard, ml_export, routes, study, viewer
 from radcommons.server.web.access import anonymous_view
 from radcommons.server.web.session import DisabledSession, clear_session
 from radcommons.server.web.templating import STATIC_DIR, page
@@ -30,6 +30,6 @@ def _disabled_page(request: Request, error: Exception) -> HTMLResponse:
 def install(app: FastAPI) -> None:
     """Mount the static assets and the explorer's routes on ``app``."""
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    for router in (routes.router, study.router, dashboard.router, viewer.router):
+    for router in (routes.router, ml_export.router, study.router, dashboard.router, viewer.router):
         app.include_router(router)
     app.add_exception_handler(DisabledSession, _disabled_page)

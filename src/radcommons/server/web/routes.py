@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from radcommons.dictionary.docs import render_html
 from radcommons.errors import UserError
+from radcommons.pipelines.export import stratify_fields
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.web import facets as fx
 from radcommons.server.web.access import View, view_for
@@ -269,8 +270,11 @@ def cohort_page(identifier: str, request: Request, view: View = Depends(current_
     cohort = _readable_cohort(context, view, identifier)
     if cohort is None:
         return _refuse(request, view, f"No frozen cohort {identifier} that you may read.", 404)
+    # The export form is the API's rule (launch_export): records access, which this page already
+    # required; the form is rendered only when it holds, never rendered and hidden.
     return page(request, "cohort.html", view, title=cohort.name, cohort=cohort,
-                filter_json=json.dumps(cohort.filter, indent=1))
+                filter_json=json.dumps(cohort.filter, indent=1), may_export=view.records,
+                stratify_fields=stratify_fields())
 
 
 @router.get("/cohorts/{identifier}/{what}.csv")

@@ -1,0 +1,130 @@
+"""The cohort page's "Export for ML" form: start an export, follow its status, list its files.
+
+The form posts to :func:`radcommons.server.routes.exports.launch_export`, the one way an export
+is started over HTTP (the API's ``POST /api/v1/exports`` calls it too), so the checks (split,
+stratify fields, the data use agreement, the cohort's visibility) and the access decision
+(:func:`radcommons.pipelines.export.export_scope`: never a sequestered project for a researcher)
+are the API's. The status fragment polls itself with htmx until the export is done or failed;
+the file links are the API's owner-only download route (the session cookie authenticates it,
+Range resumes it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from radcommons.server.context import ServerContext, get_context
+from radcommons.server.errors import ApiError
+from radcommons.server.exports import ExportJobs
+from radcommons.server.routes.exports import EXPORT_ID, ExportStart, jobs_of, launch_export, owned_export
+from radcommons.server.web.access import View
+from radcommons.server.web.routes import _readable_cohort, _records_or_refuse, _refuse, current_view
+from radcommons.server.web.session import same_origin
+from radcommons.server.web.templating import page
+
+router = APIRouter(include_in_schema=False)
+
+#: The form's labels, so a message names the field as the page shows it.
+FIELD_LABELS = {"format": "Format", "split": "Split", "stratify": "Stratify on", "seed": "Seed",
+                "bits": "PNG bits per sample", "size": "PNG longest side", "cohort": "Cohort"}
+#: Files listed first (the rest are the images), in this order.
+KEY_FILES = ("README.md", "labels.csv", "labels.parquet", "manifest.csv", "manifest.json")
+#: Image files listed on the page at most (the label table and manifest list them all).
+MAX_LISTED = 200
+_EXPORT_ID = re.compile(EXPORT_ID)
+
+
+class FormError(Exception):
+    """A message for the person who filled the form (it names the field)."""
+
+
+def _label(field: object) -> str:
+    name = str(field).removeprefix("body.")
+    return FIELD_LABELS.get(name, name)
+
+
+def parse_export_form(identifier: str, form: Mapping[str, Any]) -> ExportStart:
+    """The API's request body from the form's fields; :class:`FormError` naming the field when one is bad."""
+    def text(name: str) -> str:
+        return str(form.get(name) or "").strip()
+
+    values: dict[str, Any] = {"cohort": identifier, "format": text("format"), "split": text("split"),
+                              "stratify": [s.strip() for s in text("stratify").split(",") if s.strip()]}
+    for name in ("seed", "bits", "size"):
+        if text(name):  # empty means the default; digits are numbers, anything else is reported as given
+            values[name] = int(text(name)) if text(name).isdigit() else text(name)
+    try:
+        return ExportStart.model_validate(values)
+    except ValidationError as error:
+        raise FormError("; ".join(f"{_label(e['loc'][0])}: {e['msg']}" for e in error.errors())) from None
+
+
+def api_message(error: ApiError) -> str:
+    """An API error as one sentence for the page: the field's label, the message and the hint."""
+    fields = error.extra.get("fields") or []
+    message = error.message
+    if fields:
+        message = f"{_label(fields[0]['field'])}: {fields[0]['message']}"
+    return f"{message} ({error.hint})" if error.hint else message
+
+
+def file_groups(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The export's files for the page: the datasheet, label tables and manifest first, then images."""
+    files = list(status.get("files") or ())
+    key = sorted((f for f in files if f["path"] in KEY_FILES), key=lambda f: KEY_FILES.index(f["path"]))
+    images = [f for f in files if f["path"] not in KEY_FILES]
+    return {"key_files": key, "images": images[:MAX_LISTED], "more_images": max(len(images) - MAX_LISTED, 0),
+            "image_count": len(images), "total_bytes": sum(f["size"] for f in files)}
+
+
+def _status(request: Request, view: View, status: Mapping[str, Any] | None = None, error: str | None = None,
+            code: int = 200) -> HTMLResponse:
+    """The status fragment for htmx, or the whole export page for a browser without JavaScript."""
+    # "export", not "status": page() takes status= for the HTTP status code.
+    data: dict[str, Any] = {"export": status, "error": error, **(file_groups(status) if status else {})}
+    if request.headers.get("HX-Request") == "true":
+        # htmx swaps only 2xx answers: an error is still a fragment to show, so it is sent as 200.
+        return page(request, "export_status.html", view, **data)
+    return page(request, "export.html", view, status=code, title="Export for ML", **data)
+
+
+@router.post("/cohorts/{identifier}/exports", response_class=HTMLResponse)
+async def start_cohort_export(identifier: str, request: Request, view: View = Depends(current_view),
+                              context: ServerContext = Depends(get_context)) -> Response:
+    refused = _records_or_refuse(request, view)
+    if refused or not same_origin(request):
+        return refused or _refuse(request, view, "This form must be sent from this site.")
+    cohort = await run_in_threadpool(_readable_cohort, context, view, identifier)
+    if cohort is None:
+        return _refuse(request, view, f"No frozen cohort {identifier} that you may read.", 404)
+    try:
+        body = parse_export_form(cohort.identifier, await request.form())
+        jobs: ExportJobs = jobs_of(request, context)
+        status = await run_in_threadpool(launch_export, context, request, view.principal, jobs, body)
+    except FormError as error:
+        return _status(request, view, error=str(error), code=422)
+    except ApiError as error:
+        return _status(request, view, error=api_message(error), code=error.status)
+    return _status(request, view, status, code=202)
+
+
+@router.get("/exports/{export_id}", response_class=HTMLResponse)
+def export_status(export_id: str, request: Request, view: View = Depends(current_view),
+                  context: ServerContext = Depends(get_context)) -> Response:
+    refused = _records_or_refuse(request, view)
+    if refused:
+        return refused
+    try:
+        if not _EXPORT_ID.match(export_id):
+            raise ApiError(404, "not_found", f"no export {export_id!r} of yours")
+        status = owned_export(jobs_of(request, context), view.principal, export_id)
+    except ApiError as error:
+        return _refuse(request, view, error.message[:1].upper() + error.message[1:] + ".", error.status)
+    return _status(request, view, status)
