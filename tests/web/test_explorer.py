@@ -6,6 +6,7 @@ Screenshots land in ``test-artifacts/web/`` for a person to look at.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from web_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SEQUESTERED_PROJECT, WebCommons
+from web_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, OPEN_PROJECT, SEQUESTERED_PROJECT, WebCommons
 
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
@@ -118,6 +119,54 @@ def test_researcher_filters_freezes_and_downloads(browser: Browser, web_commons:
     page.goto(web_commons.url + "/dashboard")
     assert page.locator("#quarantine").count() == 0
     assert "Quarantine" not in page.content()
+    page.context.close()
+
+
+def accept_agreement_if_asked(page: Page) -> None:
+    """Accept the data use agreement when the login lands on it (another test may have accepted it)."""
+    if page.url.endswith("/dua"):
+        page.get_by_label("I have read and accept the agreement").check()
+        page.get_by_role("button", name="Accept").click()
+        page.wait_for_load_state()
+
+
+def test_researcher_exports_a_cohort_for_ml(browser: Browser, web_commons: WebCommons) -> None:
+    page = _page(browser)
+    login(page, web_commons, "reader")
+    accept_agreement_if_asked(page)
+    page.get_by_label("Cohort name").fill("ML export cohort")
+    page.get_by_role("button", name="Freeze cohort").click()
+    expect(page.locator("#cohort-id")).to_have_text(re.compile(r"rc-cohort-[0-9a-f]{12}"))
+    form = page.locator("#export-form")
+    expect(form).to_be_visible()
+    # A bad split is named in the page, and nothing starts.
+    form.get_by_label("PNG").check()
+    form.get_by_label(re.compile("^Split")).fill("train=most")
+    form.get_by_role("button", name="Start export").click()
+    expect(page.locator("#export-error")).to_contain_text("Split: bad split 'train=most'")
+    # PNG images with a patient-level split: the page follows the export until it is done.
+    form.get_by_label(re.compile("^Split")).fill("train=0.8,test=0.2")
+    form.get_by_label("Stratify on").fill("sex")
+    form.get_by_role("button", name="Start export").click()
+    expect(page.locator("#export-state")).to_have_text(re.compile("queued|running|done"))
+    expect(page.locator("#export-state")).to_have_text("done", timeout=120_000)
+    files = page.locator("#export-files")
+    for name in ("README.md", "labels.csv", "labels.parquet"):
+        expect(files.get_by_role("link", name=name, exact=True)).to_be_visible()
+    if page.locator("details.images[open]").count() == 0:  # a long image list opens on demand
+        page.locator("details.images summary").click()
+    images = page.locator(".image-files a").all_inner_texts()
+    assert images and all(p.endswith(".png") for p in images), images
+    assert SEQUESTERED_PROJECT not in page.content()
+    shot(page, "09-ml-export")
+    with page.expect_download() as download:
+        files.get_by_role("link", name="labels.csv", exact=True).click()
+    assert download.value.suggested_filename == "labels.csv"
+    with open(download.value.path(), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {r["split"] for r in rows} <= {"train", "test"} and all(r["split"] for r in rows)
+    assert {r["project_id"] for r in rows} == {OPEN_PROJECT}
+    assert len(rows) == len(images)  # one label row per image
     page.context.close()
 
 

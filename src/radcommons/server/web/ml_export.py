@@ -80,8 +80,12 @@ def file_groups(status: Mapping[str, Any]) -> dict[str, Any]:
     files = list(status.get("files") or ())
     key = sorted((f for f in files if f["path"] in KEY_FILES), key=lambda f: KEY_FILES.index(f["path"]))
     images = [f for f in files if f["path"] not in KEY_FILES]
-    return {"key_files": key, "images": images[:MAX_LISTED], "more_images": max(len(images) - MAX_LISTED, 0),
-            "image_count": len(images), "total_bytes": sum(f["size"] for f in files)}
+    folders: dict[str, list[dict[str, Any]]] = {}
+    for entry in images[:MAX_LISTED]:  # one heading per folder: the paths are long, their folders shared
+        folder, _, name = entry["path"].rpartition("/")
+        folders.setdefault(folder, []).append({**entry, "name": name})
+    return {"key_files": key, "image_folders": list(folders.items()), "more_images": max(len(images) - MAX_LISTED, 0),
+            "image_count": len(images), "image_bytes": sum(f["size"] for f in images)}
 
 
 def _status(request: Request, view: View, status: Mapping[str, Any] | None = None, error: str | None = None,
