@@ -125,6 +125,8 @@ def test_an_export_is_its_owners(web_commons: WebCommons, curator: httpx.Client,
     with httpx.Client(base_url=web_commons.url) as anonymous:
         assert anonymous.get(f"/exports/{export_id}").status_code == 401
     assert curator.get("/exports/rc-export-0000000000000000").status_code == 404
+    gone = curator.get("/exports/rc-export-0000000000000000", headers={"HX-Request": "true"})
+    assert 'id="export-error"' in gone.text and "every 1s" not in gone.text  # the polling stops
     assert curator.get("/exports/not-an-export").status_code == 404
     # Sent from another site (no same-origin form): refused, nothing started.
     foreign = curator.post(f"/cohorts/{everything}/exports", data={"format": "dicom"},

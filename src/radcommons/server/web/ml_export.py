@@ -130,5 +130,6 @@ def export_status(export_id: str, request: Request, view: View = Depends(current
             raise ApiError(404, "not_found", f"no export {export_id!r} of yours")
         status = owned_export(jobs_of(request, context), view.principal, export_id)
     except ApiError as error:
-        return _refuse(request, view, error.message[:1].upper() + error.message[1:] + ".", error.status)
+        # A fragment for htmx too (not a 4xx it would not swap), so a polling page stops asking.
+        return _status(request, view, error=error.message[:1].upper() + error.message[1:] + ".", code=error.status)
     return _status(request, view, status)
