@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import ImplicitVRLittleEndian
 
@@ -24,6 +27,8 @@ from radcommons.deid.text import collect_identifiers
 from radcommons.deid.tree import deidentify_tree
 
 from deid_support import KEY, make_ct, samples_dir, write
+
+RADCOMMONS = str(Path(sys.executable).parent / "radcommons")
 
 
 def _implicit_ct(path: Path) -> Path:
@@ -128,3 +133,57 @@ def test_recognizable_visual_features(tmp_path, context):
     out = pydicom.dcmread(tmp_path / "out" / outcome.output)
     assert out.RecognizableVisualFeatures == "NO"  # kept as received; 113102 not claimed
     assert "113102" not in {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _synth_phi(out: Path) -> Path:
+    run = subprocess.run(
+        [RADCOMMONS, "synth", str(out), "--sites", "1", "--patients", "3", "--seed", "11", "--small", "--phi"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+@pytest.mark.parametrize("profile", ["default", "basic"])
+def test_fast_paths_equal_reference_path_byte_for_byte(tmp_path, profile):
+    """The shortcuts (kept text judged undecoded, strings and sequences packed with struct)
+    write exactly what the plain pydicom path writes, over a --phi synth corpus (markers in
+    every identifier, nested and private) and the reference samples."""
+    src = tmp_path / "src"
+    _synth_phi(src / "synth")
+    for sample in sorted(samples_dir().glob("*.dcm")):
+        (src / "samples").mkdir(parents=True, exist_ok=True)
+        (src / "samples" / sample.name).write_bytes(sample.read_bytes())
+    trees = {}
+    for fast in (True, False):
+        context = DeidContext(key=KEY, site="SITE_A", profile=load_profile(profile), fast_paths=fast)
+        dst = tmp_path / f"out-{fast}"
+        report = deidentify_tree(src, dst, context, state_dir=tmp_path / f"state-{fast}", workers=1)
+        assert report.counts()["deidentified"] >= 10
+        trees[fast] = _tree_bytes(dst)
+    assert trees[True].keys() == trees[False].keys()
+    assert len(trees[True]) >= 10
+    for name, data in trees[False].items():
+        assert trees[True][name] == data, name
+
+
+def test_fast_path_leaves_clean_kept_text_raw(tmp_path, context):
+    """Kept text without identifiers is judged on its raw bytes and never decoded;
+    text carrying the patient's name is decoded and scrubbed (the test above shows the
+    bytes equal the reference path's either way)."""
+    ds = make_ct()
+    ds.SeriesDescription = "AXIAL 1.25mm"  # unlisted text: safety net only
+    ds.StudyDescription = f"CT CHEST for {ds.PatientName.family_name}"  # kept, cleaned
+    header = read_header(write(ds, tmp_path / "ct.dcm"))
+    assert deidentify_dataset(header.dataset, context, pixels_cleaned=False).ok
+    assert isinstance(header.dataset.get_item(0x0008103E), RawDataElement)
+    assert not isinstance(header.dataset.get_item(0x00081030), RawDataElement)
+    assert ds.PatientName.family_name not in str(header.dataset.StudyDescription)
+    reference = read_header(write(ds, tmp_path / "ct2.dcm"))
+    slow = DeidContext(key=KEY, site=context.site, profile=context.profile, fast_paths=False)
+    assert deidentify_dataset(reference.dataset, slow, pixels_cleaned=False).ok
+    assert not isinstance(reference.dataset.get_item(0x0008103E), RawDataElement)

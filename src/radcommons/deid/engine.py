@@ -38,6 +38,7 @@ from pydicom.tag import BaseTag, Tag
 
 from radcommons import __version__
 from radcommons.deid import dates, iod
+from radcommons.deid.fileio import ascii_compatible
 from radcommons.deid.profile import Decision, Profile, load_profile
 from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
 from radcommons.deid.safe_private import disposition_in_context, load_allow_list, sequence_signature
@@ -60,6 +61,7 @@ _TAG_PATIENT_BIRTH_DATE = 0x00100030
 _RECORD_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
+_MULTI_VALUED_TEXT_VRS = frozenset({"LO", "SH", "UC"})
 _STRING_VRS = _TEXT_VRS | frozenset({"PN", "CS", "AE", "DA", "DT", "TM", "AS", "IS", "DS", "UI", "UR"})
 _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 #: VRs of attributes Table E.1-1 does not list whose values the safety nets inspect
@@ -118,6 +120,10 @@ class DeidContext:
     profile: Profile = field(default_factory=load_profile)
     #: run the burned-in text cleaner where :mod:`radcommons.deid.pixels` asks for it
     review_pixels: bool = True
+    #: shortcuts that give the same bytes with less work (kept text checked undecoded,
+    #: strings packed by :mod:`radcommons.deid.fileio`); False: the plain pydicom
+    #: reference path, which tests compare the shortcuts against byte for byte
+    fast_paths: bool = True
 
     def __post_init__(self) -> None:
         if len(self.key) < 32:
@@ -359,6 +365,7 @@ class _Transformer:
         self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
         self.remove_groups: set[int] = set()
         self.decisions = _decisions(self.profile, table)
+        self.fast = context.fast_paths
         #: enclosing sequences of the items being visited (private elements are kept
         #: only in a context where TCIA reviewed them: :mod:`radcommons.deid.safe_private`)
         self._path: list[str] = []
@@ -411,6 +418,8 @@ class _Transformer:
         # (raw, written back byte for byte), which is most of an image header.
         vr = element_vr(ds, base_tag)
         if decision is None:
+            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self.cleaner.scrub_known):
+                return
             if vr in _UNLISTED_INSPECTED_VRS:
                 self._unlisted(ds, ds[base_tag])
             return  # unlisted, and no safety net looks at this VR
@@ -424,6 +433,11 @@ class _Transformer:
             return
         if action == "K" and not self._keep_inspects(tag, vr, decision):
             return
+        if action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE:
+            # K scrubs known identifiers, C cleans (:meth:`_apply`, :meth:`_clean`)
+            operation = self.cleaner.scrub_known if action == "K" else self.cleaner.clean
+            if self._raw_text_unchanged(ds, base_tag, vr, operation):
+                return
         if action == "C" and vr == "TM":
             return  # a whole-day shift leaves times of day as they were
         if action in ("Z", "D") and vr in _REPLACED_WITHOUT_READING:
@@ -434,6 +448,35 @@ class _Transformer:
         if element.VR != vr:  # pragma: no cover - element_vr mirrors pydicom
             action = iod.resolve(decision.action, type_, _is_sequence(element))
         self._apply(ds, element, action, decision)
+
+    def _raw_text_unchanged(self, ds: Dataset, tag: BaseTag, vr: str, operation: Callable[[str], str]) -> bool:
+        """True when ``operation`` leaves the text element ``tag`` as it is, decided on its
+        raw bytes: the element then stays raw and is written back as read.
+
+        Only where that gives the same bytes as decoding and re-encoding it (what the
+        reference path writes): plain ASCII in an ASCII-compatible character set, the VR
+        as read, and values already in pydicom's form (PS3.5 6.2: each value's trailing
+        spaces and NULs are not part of it; one space pads to even length). Otherwise
+        False, and the caller decodes as the reference path does.
+        """
+        if not self.fast:
+            return False
+        item = ds.get_item(tag)
+        if not isinstance(item, RawDataElement) or item.length == 0xFFFFFFFF:
+            return False
+        raw = item.value or b""
+        if (item.VR is not None and item.VR != vr) or not raw.isascii() or not ascii_compatible(ds._character_set):
+            return False
+        text = raw.decode("ascii")
+        # LO, SH, UC are multi-valued (PS3.5 6.2: backslash delimits); ST, LT, UT are not
+        values = text.split("\\") if vr in _MULTI_VALUED_TEXT_VRS else [text]
+        values = [value.rstrip("\0 ") for value in values]
+        encoded = "\\".join(values)
+        if len(encoded) % 2:
+            encoded += " "
+        if encoded != text:
+            return False
+        return all(operation(value) == value for value in values)
 
     def _patient_identity(self, element: DataElement, decision: Decision | None, top: bool) -> bool:
         """Patient ID and Patient's Name become the keyed pseudonym; True when done."""

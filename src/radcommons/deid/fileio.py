@@ -30,10 +30,11 @@ from typing import BinaryIO, Callable
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomFileLike
+from pydicom.filebase import DicomBytesIO, DicomFileLike
 from pydicom.filereader import read_dataset
-from pydicom.charset import default_encoding
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import default_encoding, python_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.multival import MultiValue
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -311,18 +312,168 @@ def _copy_range(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
 _LONG_VR_STRS = frozenset(vr.decode() for vr in _LONG_VRS)
 
 
-def write_header(out: BinaryIO, ds: Dataset, implicit_vr: bool, little_endian: bool) -> None:
+#: VRs whose value pydicom writes as the ``\\``-joined strings, padded to even length
+#: (PS3.5 6.2: UI with a NUL byte, the others with a space); for plain ASCII values the
+#: bytes do not depend on the character set (PS3.5 6.1.2.3: every character set the
+#: engine encodes this way has ASCII as its G0 set).
+_STRING_WRITE_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UR", "UI", "LO", "LT", "SH", "ST", "UC", "UT"})
+#: Specific Character Set values whose encoding of ASCII text is ASCII itself
+#: (PS3.3 C.12.1.1.2, single-byte without code extensions, and UTF-8).
+ASCII_COMPATIBLE_CHARSETS = frozenset({
+    "", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144",
+    "ISO_IR 127", "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 203", "ISO_IR 192",
+})
+#: the same, as pydicom's Python codec names (``Dataset._character_set``)
+_ASCII_COMPATIBLE_CODECS = frozenset(
+    {python_encoding[term] for term in ASCII_COMPATIBLE_CHARSETS if term in python_encoding} | {default_encoding}
+)
+
+
+def ascii_compatible(charset: object) -> bool:
+    """Is ``charset`` (a Specific Character Set value, or pydicom's encodings) one whose
+    ASCII text encodes and decodes as ASCII bytes? (Code extensions, ISO 2022, are not.)"""
+    if charset is None:
+        return True
+    values = [charset] if isinstance(charset, str) else list(charset)  # type: ignore[call-overload]
+    return all(
+        isinstance(v, str) and (v.strip() in ASCII_COMPATIBLE_CHARSETS or v in _ASCII_COMPATIBLE_CODECS) for v in values
+    )
+
+
+def _string_value_bytes(value: object, vr: str) -> bytes | None:
+    """pydicom's encoding of a string value (``write_string``/``write_text``), or ``None``
+    when the value is not plain ASCII ``str`` (then pydicom's own writer is used)."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        text = str(value)
+    elif isinstance(value, (list, MultiValue)) and all(isinstance(v, str) for v in value):
+        text = "\\".join(value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    if len(text) % 2:
+        text += "\0" if vr == "UI" else " "
+    return text.encode("ascii")
+
+
+class _Encoder:
+    """Encodes a data set the way ``pydicom.filewriter.write_dataset`` does (PS3.5 7.1,
+    7.5), with shortcuts that give the same bytes: raw elements are copied as read, and
+    ASCII string values and sequences are packed with :mod:`struct`. Anything else goes
+    through pydicom's element writer. ``fast=False`` uses pydicom for every decoded
+    element: the reference the shortcuts are tested against."""
+
+    def __init__(self, implicit_vr: bool, little_endian: bool, fast: bool = True) -> None:
+        self.implicit_vr = implicit_vr
+        self.little_endian = little_endian
+        self.fast = fast
+        endian = "<" if little_endian else ">"
+        self.short_head, self.long_head, self.implicit_head = f"{endian}HH2sH", f"{endian}HH2sHL", f"{endian}HHL"
+        self.tag_length = f"{endian}HHL"
+
+    def _pydicom_element(self, item: DataElement | RawDataElement, encodings: object) -> bytes:
+        buffer = DicomBytesIO()
+        buffer.is_little_endian = self.little_endian
+        buffer.is_implicit_VR = self.implicit_vr
+        write_data_element(buffer, item, encodings)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    def _head(self, tag: int, vr: str, length: int) -> bytes | None:
+        """Element header (PS3.5 7.1.2 explicit VR, 7.1.3 implicit), ``None`` when a short
+        VR's value is too long for its 2-byte length (pydicom then rewrites it as UN)."""
+        group, element = tag >> 16, tag & 0xFFFF
+        if self.implicit_vr:
+            return struct.pack(self.implicit_head, group, element, length)
+        if vr in _LONG_VR_STRS:
+            return struct.pack(self.long_head, group, element, vr.encode(), 0, length)
+        if length <= 0xFFFF and len(vr) == 2:
+            return struct.pack(self.short_head, group, element, vr.encode(), length)
+        return None
+
+    def dataset(self, ds: Dataset, parent_encoding: object = default_encoding) -> bytes:
+        """The encoded elements of ``ds`` in tag order (retired group lengths left out, PS3.5 7.2)."""
+        if ds.original_encoding != (self.implicit_vr, self.little_endian) or (
+            ds.original_character_set != ds._character_set
+        ):
+            # pydicom re-encodes such a data set (VR correction, new character set):
+            # an item built in memory (no raw elements) is safe to encode here
+            if any(isinstance(ds.get_item(t), RawDataElement) for t in ds.keys()) or any(
+                len(str(ds[t].VR)) != 2 for t in ds.keys()
+            ):
+                buffer = DicomBytesIO()
+                buffer.is_little_endian = self.little_endian
+                buffer.is_implicit_VR = self.implicit_vr
+                write_dataset(buffer, ds, parent_encoding)  # type: ignore[arg-type]
+                return buffer.getvalue()
+        encodings = ds.get("SpecificCharacterSet", parent_encoding)
+        ascii_ok = ascii_compatible(encodings)
+        parts: list[bytes] = []
+        for tag in sorted(ds.keys()):
+            if tag.element == 0 and tag.group > 6:
+                continue
+            item = ds.get_item(tag)
+            if isinstance(item, RawDataElement):
+                encoded = self._raw(int(tag), item)
+            elif self.fast:
+                encoded = self._decoded(int(tag), item, encodings, ascii_ok)
+            else:
+                encoded = None
+            parts.append(encoded if encoded is not None else self._pydicom_element(item, encodings))
+        return b"".join(parts)
+
+    def _raw(self, tag: int, item: RawDataElement) -> bytes | None:
+        """A raw element as read: header rebuilt, value copied (defined length only)."""
+        if item.length == 0xFFFFFFFF:
+            return None
+        value = item.value or b""
+        if not self.implicit_vr and (item.VR is None or (item.VR not in _LONG_VR_STRS and len(value) > 0xFFFF)):
+            return None  # pragma: no cover - not produced by reading an explicit VR file
+        head = self._head(tag, item.VR or "", len(value))
+        return None if head is None else head + value
+
+    def _decoded(self, tag: int, item: DataElement, encodings: object, ascii_ok: bool) -> bytes | None:
+        vr = str(item.VR)
+        if vr == "SQ":
+            return self._sequence(tag, item, encodings)
+        if vr not in _STRING_WRITE_VRS or not ascii_ok:
+            return None
+        value = _string_value_bytes(item.value, vr)
+        if value is None:
+            return None
+        head = self._head(tag, vr, len(value))
+        return None if head is None else head + value
+
+    def _sequence(self, tag: int, item: DataElement, encodings: object) -> bytes:
+        """An SQ element (PS3.5 7.5.1, 7.5.2): items of defined length unless read with
+        undefined length, the sequence itself as it was read (undefined: delimited)."""
+        items: list[bytes] = []
+        for child in item.value or []:
+            body = self.dataset(child, encodings)
+            if getattr(child, "is_undefined_length_sequence_item", False):
+                items.append(struct.pack(self.tag_length, 0xFFFE, 0xE000, 0xFFFFFFFF) + body)
+                items.append(struct.pack(self.tag_length, 0xFFFE, 0xE00D, 0))
+            else:
+                items.append(struct.pack(self.tag_length, 0xFFFE, 0xE000, len(body)) + body)
+        value = b"".join(items)
+        if item.is_undefined_length:
+            head = self._head(tag, "SQ", 0xFFFFFFFF)
+            return b"".join((head or b"", value, struct.pack(self.tag_length, 0xFFFE, 0xE0DD, 0)))
+        return (self._head(tag, "SQ", len(value)) or b"") + value
+
+
+def write_header(out: BinaryIO, ds: Dataset, implicit_vr: bool, little_endian: bool, *, fast: bool = True) -> None:
     """Write ``ds`` as a DICOM Part 10 file header: preamble, File Meta, data set.
 
-    The same bytes as ``pydicom.dcmwrite(out, ds, enforce_file_format=True)``, faster:
-    an element still raw (read and never decoded: the engine decided to keep it as
-    it is) is copied as read, its header rebuilt with :mod:`struct` (PS3.5 7.1.2:
-    explicit VR, tag + VR + 2-byte length, or tag + VR + 2 reserved bytes + 4-byte
-    length for OB, OD, OF, OL, OV, OW, SQ, SV, UC, UN, UR, UT, UV; PS3.5 7.1.3:
-    implicit VR, tag + 4-byte length). Decoded elements, and raw ones of undefined
-    length, go through pydicom's own element writer. When the output encoding or the
-    character set differs from the source's, pydicom re-encodes everything: this
-    function then simply calls ``dcmwrite``.
+    The same bytes as ``pydicom.dcmwrite(out, ds, enforce_file_format=True)``, faster
+    (:class:`_Encoder`): an element still raw (read and never decoded: the engine decided
+    to keep it as it is) is copied as read, its header rebuilt with :mod:`struct`
+    (PS3.5 7.1.2: explicit VR, tag + VR + 2-byte length, or tag + VR + 2 reserved bytes +
+    4-byte length for OB, OD, OF, OL, OV, OW, SQ, SV, UC, UN, UR, UT, UV; PS3.5 7.1.3:
+    implicit VR, tag + 4-byte length); ASCII strings and sequences are packed the way
+    pydicom packs them. When the output encoding or the character set differs from the
+    source's, pydicom re-encodes everything: this function then simply calls ``dcmwrite``.
     """
     if ds.original_encoding != (implicit_vr, little_endian) or ds.original_character_set != ds._character_set:
         dcmwrite(out, ds, enforce_file_format=True)
@@ -333,28 +484,7 @@ def write_header(out: BinaryIO, ds: Dataset, implicit_vr: bool, little_endian: b
     out.write(ds.preamble or b"\x00" * 128)
     out.write(b"DICM")
     write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
-    encodings = ds.get("SpecificCharacterSet", default_encoding)
-    endian = "<" if little_endian else ">"
-    short_head, long_head, implicit_head = f"{endian}HH2sH", f"{endian}HH2sHL", f"{endian}HHL"
-    for tag in sorted(ds.keys()):
-        if tag.element == 0 and tag.group > 6:
-            continue  # retired group lengths are not written (PS3.5 7.2)
-        item = ds.get_item(tag)
-        if isinstance(item, RawDataElement) and item.length != 0xFFFFFFFF:
-            value = item.value or b""
-            group, element = tag >> 16, tag & 0xFFFF
-            if implicit_vr:
-                out.write(struct.pack(implicit_head, group, element, len(value)))
-            elif item.VR in _LONG_VR_STRS:
-                out.write(struct.pack(long_head, group, element, item.VR.encode(), 0, len(value)))
-            elif item.VR is not None and len(item.VR) == 2 and len(value) <= 0xFFFF:
-                out.write(struct.pack(short_head, group, element, item.VR.encode(), len(value)))
-            else:  # pragma: no cover - not produced by reading an explicit VR file
-                write_data_element(fp, item, encodings)
-                continue
-            out.write(value)
-        else:
-            write_data_element(fp, item, encodings)
+    out.write(_Encoder(implicit_vr, little_endian, fast).dataset(ds))
 
 
 def _write_atomic(target: Path, pending: PendingWrites | None, write: Callable[[BinaryIO], None]) -> None:
@@ -378,9 +508,16 @@ def _write_atomic(target: Path, pending: PendingWrites | None, write: Callable[[
 
 
 def write_streamed(
-    target: Path, ds: Dataset, header: Header, source: Path, pending: PendingWrites | None = None
+    target: Path,
+    ds: Dataset,
+    header: Header,
+    source: Path,
+    pending: PendingWrites | None = None,
+    *,
+    fast: bool = True,
 ) -> None:
-    """Write the new header, then copy the source's raw pixel bytes, atomically."""
+    """Write the new header, then copy the source's raw pixel bytes, atomically
+    (``fast``: see :func:`write_header`)."""
     tail = Dataset()
     for tag in [t for t in ds.keys() if int(t) > 0x7FE00010]:
         tail.add(ds[tag])
@@ -389,7 +526,7 @@ def write_streamed(
     ds.preamble = b"\x00" * 128
 
     def write(out: BinaryIO) -> None:
-        write_header(out, ds, header.implicit_vr, header.little_endian)
+        write_header(out, ds, header.implicit_vr, header.little_endian, fast=fast)
         if header.pixel_span is not None:
             start, end = header.pixel_span
             out.flush()

@@ -141,7 +141,7 @@ def _deidentify_file(
         if target.exists():
             result.skipped_existing = True
         else:
-            write_streamed(target, ds, header, src, pending)
+            write_streamed(target, ds, header, src, pending, fast=context.fast_paths)
         return result
     except BadInput as error:
         return FileOutcome(name, REJECTED, str(error))
