@@ -8,7 +8,9 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 * no identifier patterns (e-mail, phone, SSN-like, names after titles, dates written
   in text, runs of 5+ digits) in any text element, nested or private;
 * no person names except the pseudonym in Patient's Name; Patient's Birth Date empty;
-* private attributes only from the safe-private allow list, and only when 113111 is
+* private attributes only from the safe-private allow list, only in a context (chain of
+  enclosing sequences) where TCIA reviewed them (the engine's rule,
+  :func:`~radcommons.deid.safe_private.disposition_in_context`), and only when 113111 is
   claimed;
 * every instance UID (incl. File Meta) in ``2.25.<integer>`` form;
 * Burned In Annotation not YES.
@@ -18,14 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
-from radcommons.deid.safe_private import disposition, load_allow_list
+from radcommons.deid.safe_private import (
+    AllowList,
+    disposition,
+    disposition_in_context,
+    load_allow_list,
+    sequence_signature,
+)
 from radcommons.deid.text import find_patterns
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
 
@@ -48,25 +56,11 @@ class Finding:
         return f"{self.code} at {self.path}: {self.message}"
 
 
-#: VRs whose values the checks read; elements of other VRs are checked by tag and VR alone.
-_READ_VRS = _TEXT_VRS | {"UI", "SQ"}
-
-
-def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, DataElement | RawDataElement]]:
-    """Every element, nested ones too, with the path prefix of its dataset (see :func:`_path`).
-
-    Only elements whose value a check reads are converted (pydicom decodes a value on first
-    access; the numbers of a header are most of that cost and no check reads them). An element
-    whose VR is not known from the file (implicit VR, UN) is converted too, to learn its VR.
-    """
-    for element in ds.elements():
-        if element.VR is None or element.VR == "UN" or element.VR in _READ_VRS:
-            element = ds[element.tag]
-        yield prefix, ds, element
-        if element.VR == "SQ":
-            path = _path(prefix, element.tag)
-            for index, item in enumerate(element.value or []):
-                yield from _walk(item, f"{path}[{index}].")
+#: Verdicts of element values already seen: ``(tag, VR, raw bytes, character set, pseudonym)`` ->
+#: ``((code, message), ...)``. The instances of a series repeat most of their text values byte for
+#: byte, so a repeated value is neither decoded nor searched again. Cleared when full.
+_VERDICTS: dict[tuple[int, str, bytes, str, str], tuple[tuple[str, str], ...]] = {}
+_VERDICTS_MAX = 16384
 
 
 def _path(prefix: str, tag: int) -> str:
@@ -80,12 +74,142 @@ def _pattern_hits(text: str, strong_only: bool) -> tuple[str, ...]:
     return tuple(find_patterns(text, strong_only=strong_only))
 
 
+@lru_cache(maxsize=4096)
+def _keyword(tag: int) -> str:
+    """The dictionary keyword of a tag (``""`` for private and unknown tags)."""
+    return keyword_for_tag(tag) or ""
+
+
 def _values(value) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (list, MultiValue)):
         return [str(v) for v in value if v is not None]
     return [str(value)]
+
+
+def _raw_uids(value: bytes | None) -> list[str]:
+    """The values of a UI element from its bytes, as pydicom decodes them (``convert_UI``:
+    ISO 8859-1, trailing NULs and spaces removed, split at backslashes); no DataElement is built."""
+    if not value:
+        return []
+    text = value.decode("iso8859").rstrip("\0 ")
+    return [part for part in text.split("\\") if part] if text else []
+
+
+def _uid_verdicts(keyword: str, uids: list[str]) -> tuple[tuple[str, str], ...]:
+    """UID findings: every UID that is not a registry UID must be in ``2.25.<integer>`` form."""
+    if keyword in CLASS_UID_KEYWORDS:
+        return ()
+    return tuple(("uid-form", f"{uid} is not a 2.25 UID") for uid in uids
+                 if uid and not is_well_known(uid) and not is_deidentified_uid(uid))
+
+
+def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudonym: str
+                    ) -> tuple[tuple[str, str], ...]:
+    """What is wrong with one element's value: ``(code, message)`` pairs, path left out."""
+    if vr == "UI":
+        return _uid_verdicts(keyword, _values(value))
+    if vr == "PN":
+        return tuple(("person-name", "a person name is present") for name in _values(value)
+                     if name and not (keyword == "PatientName" and name == pseudonym))
+    if vr in _TEXT_VRS and keyword not in _NOT_FREE_TEXT:
+        found = []
+        for text in _values(value):
+            hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
+            if hits:
+                found.append(("residual-pattern", f"identifier-like text ({len(hits)} match(es))"))
+        return tuple(found)
+    return ()
+
+
+class _Walk:
+    """One pass over every element of a dataset, nested ones too, collecting findings.
+
+    Only values a check reads are looked at (text, PN, UI, and sequences to descend): a text
+    value is decoded only the first time its bytes are seen (:data:`_VERDICTS`), a UID is read
+    from its bytes, and numbers, most of a header, are never decoded. An element whose VR the
+    file does not give (implicit VR, UN) is converted to learn it.
+    """
+
+    def __init__(self, allow: AllowList, pseudonym: str) -> None:
+        self.allow = allow
+        self.pseudonym = pseudonym
+        self.findings: list[Finding] = []
+
+    def dataset(self, ds: Dataset, prefix: str, context: tuple[str, ...]) -> None:
+        """Check every element of ``ds``; ``context`` is the chain of enclosing sequence signatures."""
+        charset = ""
+        creators: dict[tuple[int, int], str | None] = {}
+        for element in ds.elements():
+            tag = element.tag
+            vr = element.VR
+            if vr is None or vr == "UN" or vr == "SQ":
+                element = ds[tag]
+                vr = element.VR
+            private = tag.group & 1 == 1
+            creator: str | None = None
+            if private:
+                creator = self._private(ds, tag, prefix, context, creators)
+            if vr == "SQ":
+                self._sequence(element, prefix, context, creator if private else None, private)
+            elif vr == "UI" or vr in _TEXT_VRS:
+                if isinstance(element, RawDataElement):
+                    if not charset:
+                        charset = repr(ds._character_set)
+                    verdicts = self._raw_verdicts(ds, element, vr, private, charset)
+                else:
+                    verdicts = _value_verdicts(_keyword(tag), vr, private, element.value, self.pseudonym)
+                for code, message in verdicts:
+                    self.findings.append(Finding(code, _path(prefix, tag), message))
+
+    def _raw_verdicts(self, ds: Dataset, raw: RawDataElement, vr: str, private: bool, charset: str
+                      ) -> tuple[tuple[str, str], ...]:
+        """Findings of a value not yet decoded: UIDs from the bytes, text through the cache."""
+        tag = raw.tag
+        if vr == "UI":
+            return _uid_verdicts(_keyword(tag), _raw_uids(raw.value))
+        key = (int(tag), vr, bytes(raw.value or b""), charset, self.pseudonym)
+        verdicts = _VERDICTS.get(key)
+        if verdicts is None:
+            element = ds[tag]  # decoded as pydicom decodes it, character set included
+            verdicts = _value_verdicts(_keyword(tag), element.VR, private, element.value, self.pseudonym)
+            if len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.clear()
+            _VERDICTS[key] = verdicts
+        return verdicts
+
+    def _private(self, ds: Dataset, tag: BaseTag, prefix: str, context: tuple[str, ...],
+                 creators: dict[tuple[int, int], str | None]) -> str | None:
+        """Check a private element against the safe list in its context (the engine's rule,
+        :func:`~radcommons.deid.safe_private.disposition_in_context`); returns its creator."""
+        if tag.element < 0x0010:
+            self.findings.append(Finding("private", _path(prefix, tag), "illegal private element"))
+            return None
+        if tag.element <= 0x00FF:
+            return None  # a private creator: checked with the elements of its block
+        block = (tag.group, tag.element >> 8)
+        if block not in creators:
+            creator_tag = Tag(*block)
+            value = ds[creator_tag].value if creator_tag in ds else None
+            creators[block] = str(value) if value else None
+        creator = creators[block]
+        if disposition_in_context(self.allow, tag.group, creator, tag.element, "/".join(context)) is None:
+            where = f" inside {'/'.join(context)}" if context and disposition(
+                self.allow, tag.group, creator, tag.element) is not None else ""
+            self.findings.append(Finding("private", _path(prefix, tag),
+                                         f"private element of {creator!r} is not on the safe list{where}"))
+        return creator
+
+    def _sequence(self, element: DataElement, prefix: str, context: tuple[str, ...], creator: str | None,
+                  private: bool) -> None:
+        """Descend into the items of a sequence, its signature added to the context as the engine adds it."""
+        tag = element.tag
+        signature = sequence_signature(tag.group, tag.element, creator if private else None)
+        path = _path(prefix, tag)
+        inner = (*context, signature)
+        for index, item in enumerate(element.value or []):
+            self.dataset(item, f"{path}[{index}].", inner)
 
 
 def check_deidentified(ds: Dataset) -> list[Finding]:
@@ -119,33 +243,6 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
         if uid and not is_deidentified_uid(uid):
             findings.append(Finding("uid-form", "(0002,0003)", f"{uid} is not a 2.25 UID"))
 
-    for prefix, parent, element in _walk(ds):
-        tag = element.tag
-        private = tag.group & 1 == 1
-        if private:
-            if tag.element < 0x0010:
-                findings.append(Finding("private", _path(prefix, tag), "illegal private element"))
-            elif tag.element > 0x00FF:
-                creator_tag = Tag(tag.group, tag.element >> 8)
-                creator = parent[creator_tag].value if creator_tag in parent else None
-                if disposition(allow, tag.group, str(creator) if creator else None, tag.element) is None:
-                    findings.append(Finding("private", _path(prefix, tag),
-                                            f"private element of {creator!r} is not on the safe list"))
-        vr = element.VR
-        if vr == "UI":
-            if element.keyword in CLASS_UID_KEYWORDS:
-                continue
-            for uid in _values(element.value):
-                if uid and not is_well_known(uid) and not is_deidentified_uid(uid):
-                    findings.append(Finding("uid-form", _path(prefix, tag), f"{uid} is not a 2.25 UID"))
-        elif vr == "PN":
-            for name in _values(element.value):
-                if name and not (element.keyword == "PatientName" and name == pseudonym):
-                    findings.append(Finding("person-name", _path(prefix, tag), "a person name is present"))
-        elif vr in _TEXT_VRS and element.keyword not in _NOT_FREE_TEXT:
-            for text in _values(element.value):
-                hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
-                if hits:
-                    findings.append(Finding("residual-pattern", _path(prefix, tag),
-                                            f"identifier-like text ({len(hits)} match(es))"))
-    return findings
+    walk = _Walk(allow, pseudonym)
+    walk.dataset(ds, "", ())
+    return findings + walk.findings
