@@ -116,3 +116,16 @@ def test_cached_verdicts_depend_on_the_pseudonym(context) -> None:
     again.ImageComments = "call 555-123-4567"
     twice = [_codes(_as_read(again)), _codes(_as_read(again))]
     assert twice[0] == twice[1] == {"residual-pattern": {"(0020,4000)"}}
+
+
+def test_cached_sequence_findings_are_repeated_under_each_path(context) -> None:
+    """A sequence seen before is not decoded again; its findings still come back, at its path."""
+    ds = _deidentified(context)
+    ds.ReferencedImageSequence[0].ImageComments = "call 555-123-4567"
+    nested = "(0008,1140)[0].(0020,4000)"
+    assert [_codes(_as_read(ds)) for _ in range(2)] == [{"residual-pattern": {nested}}] * 2
+    wrapped = _as_read(ds)  # the same bytes one level down: the path includes the outer item
+    outer = Dataset()
+    outer.ReferencedImageSequence = wrapped.ReferencedImageSequence
+    ds.RequestAttributesSequence[0].ReferencedImageSequence = outer.ReferencedImageSequence
+    assert f"(0040,0275)[0].{nested}" in _codes(_as_read(ds))["residual-pattern"]

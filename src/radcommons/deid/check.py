@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -60,7 +60,62 @@ class Finding:
 #: ``((code, message), ...)``. The instances of a series repeat most of their text values byte for
 #: byte, so a repeated value is neither decoded nor searched again. Cleared when full.
 _VERDICTS: dict[tuple[int, str, bytes, str, str], tuple[tuple[str, str], ...]] = {}
-_VERDICTS_MAX = 16384
+#: Findings of whole sequences already seen, by their undecoded bytes and everything else a
+#: finding depends on (context, creator, pseudonym, whether 113111 is claimed): ``((code, path
+#: below the sequence's prefix, message), ...)``. Sequences repeat within a series (method codes,
+#: request attributes...) and decoding one builds a dataset per item.
+_SEQUENCES: dict[tuple, tuple[tuple[str, str, str], ...]] = {}
+#: De-identification method codes (0012,0064) by the sequence's undecoded bytes.
+_METHOD_CODES: dict[tuple[bytes, str], frozenset[str]] = {}
+_CACHE_MAX = 16384
+#: Sequences larger than this are not remembered (their bytes are the key).
+_SEQUENCE_KEY_MAX = 64 * 1024
+#: VRs of the single flags the gate reads whose plain-ASCII bytes decode to themselves.
+_PLAIN_VRS = frozenset({"CS", "LO", "SH", "DA"})
+_METHOD_CODE_SEQUENCE = 0x00120064
+
+
+def _remember(cache: dict, key: object, value: object) -> None:
+    """Store ``value`` under ``key``, emptying ``cache`` first when it is full."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def _plain(ds: Dataset, keyword: str) -> str:
+    """``str(ds.get(keyword) or "")``, read from the undecoded bytes when that is safe.
+
+    Bytes that are printable ASCII, do not start with a blank and hold no backslash decode to
+    themselves less trailing blanks and NULs in every character set pydicom knows; anything else
+    is decoded by pydicom. (An empty value reads as ``""``, which every caller judges as it
+    judges a missing one.)
+    """
+    item = ds.get_item(_tag(keyword))
+    if isinstance(item, RawDataElement) and item.VR in _PLAIN_VRS and item.value is not None:
+        raw = bytes(item.value).rstrip(b" \0")
+        if not raw:
+            return ""
+        if raw[0] != 0x20 and b"\\" not in raw and raw.isascii() and raw.decode("ascii").isprintable():
+            return raw.decode("ascii")
+    return str(ds.get(keyword, "") or "")
+
+
+def _method_codes(ds: Dataset) -> frozenset[str]:
+    """The DCM code values of (0012,0064) De-identification Method Code Sequence."""
+    item = ds.get_item(_METHOD_CODE_SEQUENCE)
+    key = None
+    if isinstance(item, RawDataElement) and item.VR == "SQ" and item.value:
+        key = (bytes(item.value), repr(ds._character_set))
+        if key in _METHOD_CODES:
+            return _METHOD_CODES[key]
+    codes = frozenset(
+        str(entry.get("CodeValue", ""))
+        for entry in (ds.get("DeidentificationMethodCodeSequence") or [])
+        if str(entry.get("CodingSchemeDesignator", "")) == "DCM"
+    )
+    if key is not None:
+        _remember(_METHOD_CODES, key, codes)
+    return codes
 
 
 def _path(prefix: str, tag: int) -> str:
@@ -78,6 +133,14 @@ def _pattern_hits(text: str, strong_only: bool) -> tuple[str, ...]:
 def _keyword(tag: int) -> str:
     """The dictionary keyword of a tag (``""`` for private and unknown tags)."""
     return keyword_for_tag(tag) or ""
+
+
+@lru_cache(maxsize=64)
+def _tag(keyword: str) -> int:
+    """The tag of a dictionary keyword."""
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
 
 
 def _values(value) -> list[str]:
@@ -144,7 +207,7 @@ class _Walk:
         for element in ds.elements():
             tag = element.tag
             vr = element.VR
-            if vr is None or vr == "UN" or vr == "SQ":
+            if vr is None or vr == "UN":
                 element = ds[tag]
                 vr = element.VR
             private = tag.group & 1 == 1
@@ -152,7 +215,13 @@ class _Walk:
             if private:
                 creator = self._private(ds, tag, prefix, context, creators)
             if vr == "SQ":
-                self._sequence(element, prefix, context, creator if private else None, private)
+                if isinstance(element, RawDataElement) and element.value \
+                        and len(element.value) <= _SEQUENCE_KEY_MAX:
+                    if not charset:
+                        charset = repr(ds._character_set)
+                    self._raw_sequence(ds, element, prefix, context, creator, private, charset)
+                else:
+                    self._sequence(ds[tag], prefix, context, creator, private)
             elif vr == "UI" or vr in _TEXT_VRS:
                 if isinstance(element, RawDataElement):
                     if not charset:
@@ -174,10 +243,20 @@ class _Walk:
         if verdicts is None:
             element = ds[tag]  # decoded as pydicom decodes it, character set included
             verdicts = _value_verdicts(_keyword(tag), element.VR, private, element.value, self.pseudonym)
-            if len(_VERDICTS) >= _VERDICTS_MAX:
-                _VERDICTS.clear()
-            _VERDICTS[key] = verdicts
+            _remember(_VERDICTS, key, verdicts)
         return verdicts
+
+    def _raw_sequence(self, ds: Dataset, raw: RawDataElement, prefix: str, context: tuple[str, ...],
+                      creator: str | None, private: bool, charset: str) -> None:
+        """A sequence not yet decoded: its findings from :data:`_SEQUENCES`, or from a walk of its items."""
+        key = (int(raw.tag), bytes(raw.value), charset, self.pseudonym, context, creator, bool(self.allow))
+        found = _SEQUENCES.get(key)
+        if found is None:
+            inner = _Walk(self.allow, self.pseudonym)
+            inner._sequence(ds[raw.tag], "", context, creator, private)
+            found = tuple((f.code, f.path, f.message) for f in inner.findings)
+            _remember(_SEQUENCES, key, found)
+        self.findings.extend(Finding(code, prefix + path, message) for code, path, message in found)
 
     def _private(self, ds: Dataset, tag: BaseTag, prefix: str, context: tuple[str, ...],
                  creators: dict[tuple[int, int], str | None]) -> str | None:
@@ -215,26 +294,22 @@ class _Walk:
 def check_deidentified(ds: Dataset) -> list[Finding]:
     """Everything in ``ds`` that says it is not (properly) de-identified; ``[]`` if clean."""
     findings: list[Finding] = []
-    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+    if _plain(ds, "PatientIdentityRemoved").upper() != "YES":
         findings.append(Finding("identity-not-removed", "(0012,0062)", "Patient Identity Removed is not YES"))
-    codes = {
-        str(item.get("CodeValue", ""))
-        for item in (ds.get("DeidentificationMethodCodeSequence") or [])
-        if str(item.get("CodingSchemeDesignator", "")) == "DCM"
-    }
+    codes = _method_codes(ds)
     if "113100" not in codes:
         findings.append(
             Finding("no-method-codes", "(0012,0064)", "CID 7050 code 113100 (Basic Profile) not listed")
         )
-    if "113107" in codes and str(ds.get("LongitudinalTemporalInformationModified", "")) != "MODIFIED":
+    if "113107" in codes and _plain(ds, "LongitudinalTemporalInformationModified") != "MODIFIED":
         findings.append(
             Finding("dates-flag", "(0028,0303)", "113107 claimed but Longitudinal Temporal Information Modified is not MODIFIED")
         )
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    if _plain(ds, "BurnedInAnnotation").upper() == "YES":
         findings.append(Finding("burned-in", "(0028,0301)", "Burned In Annotation is YES"))
-    if str(ds.get("PatientBirthDate", "") or ""):
+    if _plain(ds, "PatientBirthDate"):
         findings.append(Finding("birth-date", "(0010,0030)", "Patient's Birth Date is not empty"))
-    pseudonym = str(ds.get("PatientID", "") or "")
+    pseudonym = _plain(ds, "PatientID")
     allow = load_allow_list() if "113111" in codes else {}
 
     meta = getattr(ds, "file_meta", None)
