@@ -695,13 +695,13 @@ def run_memory(work: Path, scratch: Path, mib: int) -> dict[str, Any]:
 
 INGEST_HOTSPOTS = (
     ("start-up: imports (radcommons.cli and what it pulls in)", "radcommons/cli/__init__.py", "<module>"),
-    ("per file: _read_and_store (worker job: header, gate, stage)", "radcommons/pipelines/ingest.py",
-     "_read_and_store"),
+    ("per file: read_and_stage (worker job: header, gate, stage)", "radcommons/pipelines/examine.py",
+     "read_and_stage"),
     ("  store: ObjectStore.stage_file (copy + sha256 into tmp/, no sync)", "radcommons/store/objects.py",
      "stage_file"),
     ("    _copy_hashing (read, sha256, write)", "radcommons/store/objects.py", "_copy_hashing"),
-    ("  examine (header, gate, index fields)", "radcommons/pipelines/indexing.py", "examine"),
-    ("    read_header (pydicom.dcmread, stop_before_pixels)", "radcommons/pipelines/indexing.py", "read_header"),
+    ("  examine (header read once, gate, index fields)", "radcommons/pipelines/examine.py", "examine"),
+    ("    read_header (pydicom.dcmread, stop_before_pixels)", "radcommons/pipelines/examine.py", "read_header"),
     ("    check_deidentified (the gate)", "radcommons/deid/check.py", "check_deidentified"),
     ("    instance_fields", "radcommons/dicom/index_fields.py", "instance_fields"),
     ("per batch: ingest_tree.flush (publish + index, batches of 500)", "radcommons/pipelines/ingest.py", "flush"),
@@ -715,7 +715,7 @@ INGEST_HOTSPOTS = (
 
 SERVER_HOTSPOTS = (
     ("upload: _receive on the event loop (PATCH/PUT body into the spool)", "_receive (radcommons/server/routes/uploads.py"),
-    ("upload: UploadSpool.sync (fsync of the spool, each chunk)", "UploadSpool.sync (radcommons/server/uploads.py"),
+    ("upload: UploadSpool.sync (fsync of the spool, once per file)", "UploadSpool.sync (radcommons/server/uploads.py"),
     ("upload: UploadSpool.finish (digest check, then move_in)", "UploadSpool.finish ("),
     ("  ObjectStore.move_in (rename the spool into the store, fsync folder)", "ObjectStore.move_in ("),
     ("    _fsync_dir", "_fsync_dir ("),
@@ -916,7 +916,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["", f"Server profile: not run: {sprof['error'][:300]}"]
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
               "true (its defaults: fsync of every file; our object store syncs once per ingest batch or STOW "
-              "request, and the API fsyncs each received chunk), started per line with a "
+              "request, and the API fsyncs each uploaded file once, before it acknowledges it), started per line with a "
               "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
     return "\n".join(lines) + "\n"
 

@@ -8,7 +8,9 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 * no identifier patterns (e-mail, phone, SSN-like, names after titles, dates written
   in text, runs of 5+ digits) in any text element, nested or private;
 * no person names except the pseudonym in Patient's Name; Patient's Birth Date empty;
-* private attributes only from the safe-private allow list, and only when 113111 is
+* private attributes only from the safe-private allow list, only in a context (chain of
+  enclosing sequences) where TCIA reviewed them (the engine's rule,
+  :func:`~radcommons.deid.safe_private.disposition_in_context`), and only when 113111 is
   claimed;
 * every instance UID (incl. File Meta) in ``2.25.<integer>`` form;
 * Burned In Annotation not YES.
@@ -18,14 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
-from radcommons.deid.safe_private import disposition, load_allow_list
+from radcommons.deid.safe_private import (
+    AllowList,
+    disposition,
+    disposition_in_context,
+    load_allow_list,
+    sequence_signature,
+)
 from radcommons.deid.text import find_patterns
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
 
@@ -48,25 +56,66 @@ class Finding:
         return f"{self.code} at {self.path}: {self.message}"
 
 
-#: VRs whose values the checks read; elements of other VRs are checked by tag and VR alone.
-_READ_VRS = _TEXT_VRS | {"UI", "SQ"}
+#: Verdicts of element values already seen: ``(tag, VR, raw bytes, character set, pseudonym)`` ->
+#: ``((code, message), ...)``. The instances of a series repeat most of their text values byte for
+#: byte, so a repeated value is neither decoded nor searched again. Cleared when full.
+_VERDICTS: dict[tuple[int, str, bytes, str, str], tuple[tuple[str, str], ...]] = {}
+#: Findings of whole sequences already seen, by their undecoded bytes and everything else a
+#: finding depends on (context, creator, pseudonym, whether 113111 is claimed): ``((code, path
+#: below the sequence's prefix, message), ...)``. Sequences repeat within a series (method codes,
+#: request attributes...) and decoding one builds a dataset per item.
+_SEQUENCES: dict[tuple, tuple[tuple[str, str, str], ...]] = {}
+#: De-identification method codes (0012,0064) by the sequence's undecoded bytes.
+_METHOD_CODES: dict[tuple[bytes, str], frozenset[str]] = {}
+_CACHE_MAX = 16384
+#: Sequences larger than this are not remembered (their bytes are the key).
+_SEQUENCE_KEY_MAX = 64 * 1024
+#: VRs of the single flags the gate reads whose plain-ASCII bytes decode to themselves.
+_PLAIN_VRS = frozenset({"CS", "LO", "SH", "DA"})
+_METHOD_CODE_SEQUENCE = 0x00120064
 
 
-def _walk(ds: Dataset, prefix: str = "") -> Iterator[tuple[str, Dataset, DataElement | RawDataElement]]:
-    """Every element, nested ones too, with the path prefix of its dataset (see :func:`_path`).
+def _remember(cache: dict, key: object, value: object) -> None:
+    """Store ``value`` under ``key``, emptying ``cache`` first when it is full."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
-    Only elements whose value a check reads are converted (pydicom decodes a value on first
-    access; the numbers of a header are most of that cost and no check reads them). An element
-    whose VR is not known from the file (implicit VR, UN) is converted too, to learn its VR.
+
+def _plain(ds: Dataset, keyword: str) -> str:
+    """``str(ds.get(keyword) or "")``, read from the undecoded bytes when that is safe.
+
+    Bytes that are printable ASCII, do not start with a blank and hold no backslash decode to
+    themselves less trailing blanks and NULs in every character set pydicom knows; anything else
+    is decoded by pydicom. (An empty value reads as ``""``, which every caller judges as it
+    judges a missing one.)
     """
-    for element in ds.elements():
-        if element.VR is None or element.VR == "UN" or element.VR in _READ_VRS:
-            element = ds[element.tag]
-        yield prefix, ds, element
-        if element.VR == "SQ":
-            path = _path(prefix, element.tag)
-            for index, item in enumerate(element.value or []):
-                yield from _walk(item, f"{path}[{index}].")
+    item = ds.get_item(_tag(keyword))
+    if isinstance(item, RawDataElement) and item.VR in _PLAIN_VRS and item.value is not None:
+        raw = bytes(item.value).rstrip(b" \0")
+        if not raw:
+            return ""
+        if raw[0] != 0x20 and b"\\" not in raw and raw.isascii() and raw.decode("ascii").isprintable():
+            return raw.decode("ascii")
+    return str(ds.get(keyword, "") or "")
+
+
+def _method_codes(ds: Dataset) -> frozenset[str]:
+    """The DCM code values of (0012,0064) De-identification Method Code Sequence."""
+    item = ds.get_item(_METHOD_CODE_SEQUENCE)
+    key = None
+    if isinstance(item, RawDataElement) and item.VR == "SQ" and item.value:
+        key = (bytes(item.value), repr(ds._character_set))
+        if key in _METHOD_CODES:
+            return _METHOD_CODES[key]
+    codes = frozenset(
+        str(entry.get("CodeValue", ""))
+        for entry in (ds.get("DeidentificationMethodCodeSequence") or [])
+        if str(entry.get("CodingSchemeDesignator", "")) == "DCM"
+    )
+    if key is not None:
+        _remember(_METHOD_CODES, key, codes)
+    return codes
 
 
 def _path(prefix: str, tag: int) -> str:
@@ -80,6 +129,20 @@ def _pattern_hits(text: str, strong_only: bool) -> tuple[str, ...]:
     return tuple(find_patterns(text, strong_only=strong_only))
 
 
+@lru_cache(maxsize=4096)
+def _keyword(tag: int) -> str:
+    """The dictionary keyword of a tag (``""`` for private and unknown tags)."""
+    return keyword_for_tag(tag) or ""
+
+
+@lru_cache(maxsize=64)
+def _tag(keyword: str) -> int:
+    """The tag of a dictionary keyword."""
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
+
+
 def _values(value) -> list[str]:
     if value is None:
         return []
@@ -88,29 +151,165 @@ def _values(value) -> list[str]:
     return [str(value)]
 
 
+def _raw_uids(value: bytes | None) -> list[str]:
+    """The values of a UI element from its bytes, as pydicom decodes them (``convert_UI``:
+    ISO 8859-1, trailing NULs and spaces removed, split at backslashes); no DataElement is built."""
+    if not value:
+        return []
+    text = value.decode("iso8859").rstrip("\0 ")
+    return [part for part in text.split("\\") if part] if text else []
+
+
+def _uid_verdicts(keyword: str, uids: list[str]) -> tuple[tuple[str, str], ...]:
+    """UID findings: every UID that is not a registry UID must be in ``2.25.<integer>`` form."""
+    if keyword in CLASS_UID_KEYWORDS:
+        return ()
+    return tuple(("uid-form", f"{uid} is not a 2.25 UID") for uid in uids
+                 if uid and not is_well_known(uid) and not is_deidentified_uid(uid))
+
+
+def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudonym: str
+                    ) -> tuple[tuple[str, str], ...]:
+    """What is wrong with one element's value: ``(code, message)`` pairs, path left out."""
+    if vr == "UI":
+        return _uid_verdicts(keyword, _values(value))
+    if vr == "PN":
+        return tuple(("person-name", "a person name is present") for name in _values(value)
+                     if name and not (keyword == "PatientName" and name == pseudonym))
+    if vr in _TEXT_VRS and keyword not in _NOT_FREE_TEXT:
+        found = []
+        for text in _values(value):
+            hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
+            if hits:
+                found.append(("residual-pattern", f"identifier-like text ({len(hits)} match(es))"))
+        return tuple(found)
+    return ()
+
+
+class _Walk:
+    """One pass over every element of a dataset, nested ones too, collecting findings.
+
+    Only values a check reads are looked at (text, PN, UI, and sequences to descend): a text
+    value is decoded only the first time its bytes are seen (:data:`_VERDICTS`), a UID is read
+    from its bytes, and numbers, most of a header, are never decoded. An element whose VR the
+    file does not give (implicit VR, UN) is converted to learn it.
+    """
+
+    def __init__(self, allow: AllowList, pseudonym: str) -> None:
+        self.allow = allow
+        self.pseudonym = pseudonym
+        self.findings: list[Finding] = []
+
+    def dataset(self, ds: Dataset, prefix: str, context: tuple[str, ...]) -> None:
+        """Check every element of ``ds``; ``context`` is the chain of enclosing sequence signatures."""
+        charset = ""
+        creators: dict[tuple[int, int], str | None] = {}
+        for element in ds.elements():
+            tag = element.tag
+            vr = element.VR
+            if vr is None or vr == "UN":
+                element = ds[tag]
+                vr = element.VR
+            private = tag.group & 1 == 1
+            creator: str | None = None
+            if private:
+                creator = self._private(ds, tag, prefix, context, creators)
+            if vr == "SQ":
+                if isinstance(element, RawDataElement) and element.value \
+                        and len(element.value) <= _SEQUENCE_KEY_MAX:
+                    if not charset:
+                        charset = repr(ds._character_set)
+                    self._raw_sequence(ds, element, prefix, context, creator, private, charset)
+                else:
+                    self._sequence(ds[tag], prefix, context, creator, private)
+            elif vr == "UI" or vr in _TEXT_VRS:
+                if isinstance(element, RawDataElement):
+                    if not charset:
+                        charset = repr(ds._character_set)
+                    verdicts = self._raw_verdicts(ds, element, vr, private, charset)
+                else:
+                    verdicts = _value_verdicts(_keyword(tag), vr, private, element.value, self.pseudonym)
+                for code, message in verdicts:
+                    self.findings.append(Finding(code, _path(prefix, tag), message))
+
+    def _raw_verdicts(self, ds: Dataset, raw: RawDataElement, vr: str, private: bool, charset: str
+                      ) -> tuple[tuple[str, str], ...]:
+        """Findings of a value not yet decoded: UIDs from the bytes, text through the cache."""
+        tag = raw.tag
+        if vr == "UI":
+            return _uid_verdicts(_keyword(tag), _raw_uids(raw.value))
+        key = (int(tag), vr, bytes(raw.value or b""), charset, self.pseudonym)
+        verdicts = _VERDICTS.get(key)
+        if verdicts is None:
+            element = ds[tag]  # decoded as pydicom decodes it, character set included
+            verdicts = _value_verdicts(_keyword(tag), element.VR, private, element.value, self.pseudonym)
+            _remember(_VERDICTS, key, verdicts)
+        return verdicts
+
+    def _raw_sequence(self, ds: Dataset, raw: RawDataElement, prefix: str, context: tuple[str, ...],
+                      creator: str | None, private: bool, charset: str) -> None:
+        """A sequence not yet decoded: its findings from :data:`_SEQUENCES`, or from a walk of its items."""
+        key = (int(raw.tag), bytes(raw.value), charset, self.pseudonym, context, creator, bool(self.allow))
+        found = _SEQUENCES.get(key)
+        if found is None:
+            inner = _Walk(self.allow, self.pseudonym)
+            inner._sequence(ds[raw.tag], "", context, creator, private)
+            found = tuple((f.code, f.path, f.message) for f in inner.findings)
+            _remember(_SEQUENCES, key, found)
+        self.findings.extend(Finding(code, prefix + path, message) for code, path, message in found)
+
+    def _private(self, ds: Dataset, tag: BaseTag, prefix: str, context: tuple[str, ...],
+                 creators: dict[tuple[int, int], str | None]) -> str | None:
+        """Check a private element against the safe list in its context (the engine's rule,
+        :func:`~radcommons.deid.safe_private.disposition_in_context`); returns its creator."""
+        if tag.element < 0x0010:
+            self.findings.append(Finding("private", _path(prefix, tag), "illegal private element"))
+            return None
+        if tag.element <= 0x00FF:
+            return None  # a private creator: checked with the elements of its block
+        block = (tag.group, tag.element >> 8)
+        if block not in creators:
+            creator_tag = Tag(*block)
+            value = ds[creator_tag].value if creator_tag in ds else None
+            creators[block] = str(value) if value else None
+        creator = creators[block]
+        if disposition_in_context(self.allow, tag.group, creator, tag.element, "/".join(context)) is None:
+            where = f" inside {'/'.join(context)}" if context and disposition(
+                self.allow, tag.group, creator, tag.element) is not None else ""
+            self.findings.append(Finding("private", _path(prefix, tag),
+                                         f"private element of {creator!r} is not on the safe list{where}"))
+        return creator
+
+    def _sequence(self, element: DataElement, prefix: str, context: tuple[str, ...], creator: str | None,
+                  private: bool) -> None:
+        """Descend into the items of a sequence, its signature added to the context as the engine adds it."""
+        tag = element.tag
+        signature = sequence_signature(tag.group, tag.element, creator if private else None)
+        path = _path(prefix, tag)
+        inner = (*context, signature)
+        for index, item in enumerate(element.value or []):
+            self.dataset(item, f"{path}[{index}].", inner)
+
+
 def check_deidentified(ds: Dataset) -> list[Finding]:
     """Everything in ``ds`` that says it is not (properly) de-identified; ``[]`` if clean."""
     findings: list[Finding] = []
-    if str(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+    if _plain(ds, "PatientIdentityRemoved").upper() != "YES":
         findings.append(Finding("identity-not-removed", "(0012,0062)", "Patient Identity Removed is not YES"))
-    codes = {
-        str(item.get("CodeValue", ""))
-        for item in (ds.get("DeidentificationMethodCodeSequence") or [])
-        if str(item.get("CodingSchemeDesignator", "")) == "DCM"
-    }
+    codes = _method_codes(ds)
     if "113100" not in codes:
         findings.append(
             Finding("no-method-codes", "(0012,0064)", "CID 7050 code 113100 (Basic Profile) not listed")
         )
-    if "113107" in codes and str(ds.get("LongitudinalTemporalInformationModified", "")) != "MODIFIED":
+    if "113107" in codes and _plain(ds, "LongitudinalTemporalInformationModified") != "MODIFIED":
         findings.append(
             Finding("dates-flag", "(0028,0303)", "113107 claimed but Longitudinal Temporal Information Modified is not MODIFIED")
         )
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    if _plain(ds, "BurnedInAnnotation").upper() == "YES":
         findings.append(Finding("burned-in", "(0028,0301)", "Burned In Annotation is YES"))
-    if str(ds.get("PatientBirthDate", "") or ""):
+    if _plain(ds, "PatientBirthDate"):
         findings.append(Finding("birth-date", "(0010,0030)", "Patient's Birth Date is not empty"))
-    pseudonym = str(ds.get("PatientID", "") or "")
+    pseudonym = _plain(ds, "PatientID")
     allow = load_allow_list() if "113111" in codes else {}
 
     meta = getattr(ds, "file_meta", None)
@@ -119,33 +318,6 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
         if uid and not is_deidentified_uid(uid):
             findings.append(Finding("uid-form", "(0002,0003)", f"{uid} is not a 2.25 UID"))
 
-    for prefix, parent, element in _walk(ds):
-        tag = element.tag
-        private = tag.group & 1 == 1
-        if private:
-            if tag.element < 0x0010:
-                findings.append(Finding("private", _path(prefix, tag), "illegal private element"))
-            elif tag.element > 0x00FF:
-                creator_tag = Tag(tag.group, tag.element >> 8)
-                creator = parent[creator_tag].value if creator_tag in parent else None
-                if disposition(allow, tag.group, str(creator) if creator else None, tag.element) is None:
-                    findings.append(Finding("private", _path(prefix, tag),
-                                            f"private element of {creator!r} is not on the safe list"))
-        vr = element.VR
-        if vr == "UI":
-            if element.keyword in CLASS_UID_KEYWORDS:
-                continue
-            for uid in _values(element.value):
-                if uid and not is_well_known(uid) and not is_deidentified_uid(uid):
-                    findings.append(Finding("uid-form", _path(prefix, tag), f"{uid} is not a 2.25 UID"))
-        elif vr == "PN":
-            for name in _values(element.value):
-                if name and not (element.keyword == "PatientName" and name == pseudonym):
-                    findings.append(Finding("person-name", _path(prefix, tag), "a person name is present"))
-        elif vr in _TEXT_VRS and element.keyword not in _NOT_FREE_TEXT:
-            for text in _values(element.value):
-                hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
-                if hits:
-                    findings.append(Finding("residual-pattern", _path(prefix, tag),
-                                            f"identifier-like text ({len(hits)} match(es))"))
-    return findings
+    walk = _Walk(allow, pseudonym)
+    walk.dataset(ds, "", ())
+    return findings + walk.findings

@@ -9,9 +9,12 @@ converted to the dictionary's types (strings, ints, floats, lists), blanks left 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 
 #: DICOM Patient's Sex (0010,0040) code -> the dictionary's ``case.sex`` value.
@@ -82,9 +85,43 @@ def _convert(value: Any, kind: str) -> Any:
     return text or None
 
 
+#: Converted values already seen: ``(tag, VR, raw bytes, character set, kind)`` -> value. The
+#: instances of a series repeat most of these attributes byte for byte, and pydicom's decoding of
+#: a value costs more than everything else done with it; cleared when full.
+_SEEN: dict[tuple[int, str, bytes, Any, str], Any] = {}
+_SEEN_MAX = 16384
+_CHARSET = 0x00080005
+
+
+@lru_cache(maxsize=256)
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
+
+
+def _field(ds: Dataset, keyword: str, kind: str) -> Any:
+    """``_convert(ds.get(keyword), kind)``, remembered by the element's undecoded bytes."""
+    tag = _tag(keyword)
+    item = ds.get_item(tag)
+    if item is None:
+        return None
+    if not isinstance(item, RawDataElement) or item.VR in (None, "UN"):
+        return _convert(ds[tag].value, kind)
+    charset = ds.get_item(_CHARSET)
+    key = (tag, item.VR, item.value, None if charset is None else repr(charset.value), kind)
+    if key in _SEEN:
+        value = _SEEN[key]
+        return list(value) if isinstance(value, list) else value  # each instance gets its own list
+    value = _convert(ds[tag].value, kind)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[key] = list(value) if isinstance(value, list) else value
+    return value
+
+
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return str(value).strip() if value is not None else ""
+    return _field(ds, keyword, "str") or ""
 
 
 def age_in_years(age_string: str) -> int | None:
@@ -104,10 +141,10 @@ def instance_fields(ds: Dataset, *, object_id: str, size: int) -> InstanceFields
         "modality": _text(ds, "Modality") or "OT",
     }
     for keyword, name, kind in _SERIES_FIELDS:
-        converted = _convert(ds.get(keyword), kind)
+        converted = _field(ds, keyword, kind)
         if converted is not None:
             series[name] = converted
-    frames = _convert(ds.get("NumberOfFrames"), "int")
+    frames = _field(ds, "NumberOfFrames", "int")
     instance: dict[str, Any] = {
         "sop_instance_uid": _text(ds, "SOPInstanceUID"),
         "sop_class_uid": _text(ds, "SOPClassUID"),
@@ -117,7 +154,7 @@ def instance_fields(ds: Dataset, *, object_id: str, size: int) -> InstanceFields
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
         instance["transfer_syntax"] = str(meta.TransferSyntaxUID)
-    number = _convert(ds.get("InstanceNumber"), "int")
+    number = _field(ds, "InstanceNumber", "int")
     if number is not None:
         instance["instance_number"] = number
     if frames is not None:

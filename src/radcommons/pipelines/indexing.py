@@ -20,19 +20,25 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from radcommons.deid import Finding, check_deidentified
-from radcommons.dicom.index_fields import InstanceFields, instance_fields
+from radcommons.deid.check import Finding
+from radcommons.dicom.index_fields import InstanceFields
+from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers know them from here
+    Examined,
+    Gate,
+    deid_gate,
+    examine,
+    findings_reason,
+    read_header,
+)
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
 from radcommons.store.index.harmonization import StoredDecisions  # curator decisions win over the matcher
 from radcommons.store.index import node_tables
@@ -50,62 +56,6 @@ _DAYS_PER_YEAR = 365.25
 INDEX_WRITE_LOCK = 0x52434958
 #: Values per SQL ``IN (...)`` list (SQLite allows 32,766 parameters, PostgreSQL 65,535).
 _IN_LIST = 500
-
-#: A gate takes a header and returns its findings (empty: it may be published).
-Gate = Callable[[pydicom.Dataset], list[Finding]]
-
-
-def deid_gate(ds: pydicom.Dataset) -> list[Finding]:
-    """The verification gate of the commons: the de-identification checker, run on every instance."""
-    return check_deidentified(ds)
-
-
-@dataclass(frozen=True)
-class Examined:
-    """A header read and gated: ``status`` is ``ok``, ``quarantine`` (gate findings) or ``rejected``."""
-
-    status: str
-    reason: str = ""
-    fields: InstanceFields | None = None
-    findings: tuple[Finding, ...] = ()
-
-    @property
-    def sop_instance_uid(self) -> str:
-        return self.fields.instance["sop_instance_uid"] if self.fields else ""
-
-    @property
-    def study_uid(self) -> str:
-        return self.fields.study["study_uid"] if self.fields else ""
-
-
-def read_header(source: str | IO[bytes]) -> pydicom.Dataset | str:
-    """The header of a DICOM file (path or seekable binary file), or why it cannot be read."""
-    try:
-        ds = pydicom.dcmread(source, stop_before_pixels=True)
-    except InvalidDicomError:
-        return "not a DICOM Part 10 file (no DICM preamble)"
-    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
-        return f"unreadable or truncated DICOM: {error}"
-    if "DirectoryRecordSequence" in ds:
-        return "a DICOMDIR index, not an image"
-    for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
-        if not str(ds.get(keyword, "")).strip():
-            return f"{keyword} is missing or empty"
-    return ds
-
-
-def examine(source: str | IO[bytes], *, object_id: str, size: int, gate: Gate = deid_gate) -> Examined:
-    """Read and gate one instance whose content is stored under ``object_id``."""
-    if size == 0:
-        return Examined("rejected", "empty file (0 bytes)")
-    header = read_header(source)
-    if isinstance(header, str):
-        return Examined("rejected", header)
-    fields = instance_fields(header, object_id=object_id, size=size)
-    findings = tuple(gate(header))
-    if findings:
-        return Examined("quarantine", findings_reason(findings), fields, findings)
-    return Examined("ok", "", fields)
 
 
 @contextmanager
@@ -140,11 +90,6 @@ def _insert_new(conn: Connection, table: Any, row: dict[str, Any], keys: tuple[s
         return conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
     statement = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
     return conn.execute(statement.returning(table.c.id)).scalar()
-
-
-def findings_reason(findings: Iterable[Finding]) -> str:
-    """One line for people: the distinct findings, in order."""
-    return "; ".join(dict.fromkeys(str(f) for f in findings))
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

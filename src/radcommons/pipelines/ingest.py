@@ -22,15 +22,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
 from radcommons.errors import UserError
 from radcommons.parallel import map_unordered
-from radcommons.pipelines.indexing import Examined, Gate, IndexWriter, deid_gate, examine, index_transaction
+from radcommons.pipelines.examine import Gate, ReadFile, deid_gate, read_and_stage
+from radcommons.pipelines.indexing import IndexWriter, index_transaction
 from radcommons.store.index.accounts import record_audit
-from radcommons.store.objects import ObjectStore, StagedObject
+from radcommons.store.objects import ObjectStore
 
 #: Instances written per index transaction.
 BATCH_SIZE = 500
@@ -63,14 +63,6 @@ class IngestReport:
         return not any(o.status in ("rejected", "quarantined") for o in self.outcomes)
 
 
-@dataclass(frozen=True)
-class _Read:
-    path: str
-    examined: Examined
-    size: int = 0
-    staged: StagedObject | None = None
-
-
 def iter_files(root: Path) -> Iterator[Path]:
     """Every regular file under ``root`` (or ``root`` itself), in a stable order."""
     if root.is_file():
@@ -80,34 +72,6 @@ def iter_files(root: Path) -> Iterator[Path]:
         dirs.sort()
         for name in sorted(files):
             yield Path(folder) / name
-
-
-def _read_and_store(path: Path, *, store_url: str, store_options: dict[str, Any], gate: Gate) -> _Read:
-    """Worker job: header, gate, staged in the object store. Returns plain data; never raises for bad files."""
-    name = str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as error:
-        return _Read(name, Examined("rejected", f"unreadable: {error.strerror or error}"))
-    examined = examine(name, object_id="", size=size, gate=gate)
-    if examined.status == "rejected":
-        return _Read(name, examined, size)
-    # Quarantined files are kept too: a curator may release them.
-    staged = _store(store_url, store_options).stage_file(path)
-    assert examined.fields is not None
-    examined.fields.instance["object_id"] = staged.digest
-    return _Read(name, examined, size, staged)
-
-
-def _store(url: str, options: dict[str, Any]) -> ObjectStore:
-    """The object store of a worker, opened once per process."""
-    key = (url, repr(sorted(options.items())))
-    if key not in _STORES:
-        _STORES[key] = ObjectStore(url, **options)
-    return _STORES[key]
-
-
-_STORES: dict[tuple[str, str], ObjectStore] = {}
 
 
 def ingest_tree(
@@ -130,20 +94,20 @@ def ingest_tree(
     if not root.exists():
         raise UserError(f"{root}: no such file or folder", "give the folder of a de-identified export")
     dataset = dataset or f"{site_id}_{_dt.date.today():%Y%m%d}"
-    job = partial(_read_and_store, store_url=store.url, store_options=store.storage_options, gate=gate)
+    job = partial(read_and_stage, store_url=store.url, store_options=store.storage_options, gate=gate)
     writer = IndexWriter(project, dataset, created_by)
     report = IngestReport()
     study_dates: dict[str, tuple[str, str]] = {}
     with index_transaction(engine) as conn:
         writer.ensure_project(conn, program, availability)
-    batch: list[_Read] = []
+    batch: list[ReadFile] = []
 
     def flush() -> None:
         if not batch:
             return
         store.publish([read.staged for read in batch if read.staged is not None])
         with index_transaction(engine) as conn:
-            passing: list[_Read] = []
+            passing: list[ReadFile] = []
             for read in batch:
                 fields = read.examined.fields
                 assert fields is not None

@@ -1,8 +1,12 @@
 """Resumable uploads: chunks appended to a spool file, moved into the object store when complete.
 
 A spool file is ``<state>/uploads/<submission>/<sha256>.<length>.part``. Its length IS the
-upload offset: nothing else is recorded, so a crash (even ``kill -9``) loses nothing that was
-acknowledged, because every chunk is fsynced before the answer. When the last byte arrives the
+upload offset: nothing else is recorded. A chunk is written through to the page cache before
+the answer, so the server process dying (even ``kill -9``) loses nothing acknowledged; chunks
+are not fsynced one by one (that was an eighth of the server's time), so after a machine crash
+the spool may be shorter than acknowledged and HEAD tells the client where to resume. The
+spool of a complete file is fsynced once, before it is moved into the store and acknowledged
+as stored: a stored file is never lost. When the last byte arrives the
 content is checked against its name (hashed as it arrived when one request carried it whole,
 else the spool is read again); content whose SHA-256 differs is discarded (the client must
 start again), otherwise the spool, already durable, is renamed into the content-addressed

@@ -102,8 +102,13 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
         except ClientDisconnect:
             pass  # what arrived is kept: the next HEAD tells the client where to resume
         finally:
-            await run_in_threadpool(context.spool.sync, handle)
+            handle.flush()
         size = handle.tell()
+        if size >= length:
+            # One fsync per file, before it is moved into the store and acknowledged as stored.
+            # A chunk that does not end the file is not synced: the process dying loses nothing
+            # (the page cache keeps it), and after a machine crash HEAD reports what survived.
+            await run_in_threadpool(context.spool.sync, handle)
     finally:
         handle.close()
     if size < length:
