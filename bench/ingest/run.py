@@ -718,7 +718,7 @@ SERVER_HOTSPOTS = (
     ("upload: UploadSpool.sync (fsync of the spool, once per file)", "UploadSpool.sync (radcommons/server/uploads.py"),
     ("upload: UploadSpool.finish (digest check, then move_in)", "UploadSpool.finish ("),
     ("  ObjectStore.move_in (rename the spool into the store, fsync folder)", "ObjectStore.move_in ("),
-    ("    _fsync_dir", "_fsync_dir ("),
+    ("    fsync_dir", "fsync_dir ("),
     ("upload: note_upload (one audit transaction per file)", "note_upload ("),
     ("per request: open_submission (submission row lookup)", "open_submission ("),
     ("per request: current_principal / authenticate (token lookup)", "current_principal ("),

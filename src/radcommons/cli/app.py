@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from radcommons import __version__
@@ -27,6 +27,9 @@ from radcommons.cli import (
     synth_cmd,
 )
 from radcommons.errors import UserError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 app = typer.Typer(
     name="radcommons",
@@ -72,7 +75,7 @@ def _root(
     """RadCommons command line."""
 
 
-def _report_validation_error(error: ValidationError) -> None:
+def _report_validation_error(error: "ValidationError") -> None:
     """Print a pydantic error as one line per field, naming where the value came from."""
     is_settings = error.title == "Settings"
     what = "invalid configuration" if is_settings else f"invalid {error.title}"
@@ -114,9 +117,6 @@ def main() -> None:
         if error.hint:
             err_console.print(f"[yellow]hint:[/] {error.hint}", highlight=False)
         sys.exit(2)
-    except ValidationError as error:
-        _report_validation_error(error)
-        sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except typer.Abort:
@@ -126,6 +126,12 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as error:
+        # pydantic is imported only by the commands that read settings or models: a
+        # ValidationError can come only from them
+        validation_error = getattr(sys.modules.get("pydantic"), "ValidationError", None)
+        if validation_error is not None and isinstance(error, validation_error):
+            _report_validation_error(error)
+            sys.exit(2)
         # Usage errors (click.ClickException) arrive here in non-standalone mode.
         # Recent typer vendors its own copy of click, so match on behaviour, not class.
         show = getattr(error, "show", None)

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from radcommons.settings import config_file, load_settings
 
 app = typer.Typer(
     help="Show the effective configuration (environment, then radcommons.toml, then defaults).\n\n"
@@ -25,6 +24,8 @@ def show(
 
     Example: RADCOMMONS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/test radcommons config show
     """
+    from radcommons.settings import config_file, load_settings
+
     values = load_settings().masked()
     if as_json:
         typer.echo(json.dumps(values, indent=2))

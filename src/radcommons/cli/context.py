@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from radcommons.errors import UserError
-from radcommons.settings import load_settings, mask_url_password
 
 if TYPE_CHECKING:  # imported when used: every command pays for what the CLI imports at start
     from sqlalchemy import Engine
@@ -20,6 +19,7 @@ DATABASE_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DAT
 
 def open_store(url: str | None = None) -> ObjectStore:
     """The store named by ``url``, else the configured one (with its storage options)."""
+    from radcommons.settings import load_settings
     from radcommons.store.objects import ObjectStore
 
     settings = load_settings()
@@ -28,11 +28,14 @@ def open_store(url: str | None = None) -> ObjectStore:
 
 def database_url(url: str | None = None) -> str:
     """``url``, else the configured database URL."""
+    from radcommons.settings import load_settings
+
     return url or load_settings().database_url
 
 
 def open_index(url: str | None = None) -> Engine:
     """An engine on the index, which must be migrated to the newest schema."""
+    from radcommons.settings import mask_url_password
     from radcommons.store.index import current_revision, head_revision, make_engine
 
     target = database_url(url)

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from radcommons.settings import load_settings, mask_url_password
 
 
 def _index() -> ModuleType:
@@ -27,6 +26,8 @@ _URL_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABAS
 
 
 def _url(url: str | None) -> str:
+    from radcommons.settings import load_settings
+
     return url or load_settings().database_url
 
 
@@ -39,6 +40,8 @@ def upgrade(
 
     Example: radcommons db upgrade --url sqlite:///var/radcommons.db
     """
+    from radcommons.settings import mask_url_password
+
     target = _url(url)
     reached = _index().upgrade(target, revision)
     Console().print(f"{mask_url_password(target)} is at revision {reached}")
@@ -53,6 +56,8 @@ def downgrade(
 
     Example: radcommons db downgrade base --url sqlite:///var/test.db
     """
+    from radcommons.settings import mask_url_password
+
     target = _url(url)
     reached = _index().downgrade(target, revision)
     Console().print(f"{mask_url_password(target)} is at revision {reached or 'base'}")
@@ -77,6 +82,8 @@ def counts(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> Non
 
     Example: radcommons db counts --url sqlite:///var/radcommons.db
     """
+    from radcommons.settings import mask_url_password
+
     target = _url(url)
     engine = _index().make_engine(target)
     try:

@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from radcommons.dictionary import load_dictionary, validate_files
-from radcommons.dictionary.docs import allowed_values, type_label, write_docs
 from radcommons.errors import UserError
 
 app = typer.Typer(
@@ -34,6 +32,8 @@ def validate(
 
     Example: radcommons dictionary validate case.tsv measurement.csv
     """
+    from radcommons.dictionary import load_dictionary, validate_files
+
     problems = validate_files(files, node=node)
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in problems], indent=2))
@@ -60,6 +60,9 @@ def show(
 
     Example: radcommons dictionary show case
     """
+    from radcommons.dictionary.docs import allowed_values, type_label
+    from radcommons.dictionary import load_dictionary
+
     dictionary = load_dictionary()
     console = Console()
     if node is None:
@@ -98,5 +101,7 @@ def docs(
 
     Example: radcommons dictionary docs docs/data-dictionary.md
     """
+    from radcommons.dictionary.docs import write_docs
+
     path = write_docs(out)
     Console().print(f"wrote {path}")

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
 from radcommons.errors import UserError
-from radcommons.settings import load_settings
 
 
 def export(
@@ -48,6 +47,7 @@ def export(
 
     Example: radcommons export out/ct --query ct.json --as-admin --format nifti
     """
+    from radcommons.settings import load_settings
     from radcommons.export.splits import parse_weights
     from radcommons.pipelines.export import (
         FORMATS,

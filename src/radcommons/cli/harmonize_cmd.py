@@ -26,7 +26,6 @@ from radcommons.harmonize import (
     read_pairs,
     review_queue,
 )
-from radcommons.harmonize.catalogue import read_playbook
 
 app = typer.Typer(
     help="Harmonize study descriptions to LOINC / RSNA Radiology Playbook codes.\n\n"
@@ -251,6 +250,7 @@ def catalogue_import(
 
     Example: radcommons harmonize catalogue import Loinc_2.81/AccessoryFiles/LoincRsnaRadiologyPlaybook/LoincRsnaRadiologyPlaybook.csv
     """
+    from radcommons.harmonize.catalogue import read_playbook
     from radcommons.store.index.harmonization import import_codes
 
     codes = read_playbook(path)

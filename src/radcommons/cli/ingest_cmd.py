@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
-from radcommons.settings import load_settings
 
 
 def ingest(
@@ -31,6 +30,7 @@ def ingest(
 
     Example: radcommons ingest var/demo-deid/site_a --project Open-A1 --site SITE_A
     """
+    from radcommons.settings import load_settings
     from radcommons.pipelines.ingest import FileOutcome, ingest_tree, iter_files
 
     settings = load_settings()

@@ -8,8 +8,6 @@ import typer
 
 from radcommons.errors import UserError
 from radcommons.cli.context import STORE_HELP, open_store
-from radcommons.settings import mask_url_password
-from radcommons.store.objects import ObjectNotFoundError, validate_digest
 
 app = typer.Typer(
     help="Put, get, verify and list files in the content-addressed (SHA-256) object store.\n\n"
@@ -56,6 +54,8 @@ def get(
 
     Example: radcommons objects get 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 out/image.dcm
     """
+    from radcommons.store.objects import validate_digest
+
     validate_digest(digest)
     written = open_store(store).copy_to(digest, dest)
     typer.echo(str(written))
@@ -72,6 +72,9 @@ def verify(
 
     Example: radcommons objects verify --store s3://commons/objects
     """
+    from radcommons.store.objects import ObjectNotFoundError, validate_digest
+    from radcommons.settings import mask_url_password
+
     wanted = [validate_digest(digest) for digest in digests or []]
     object_store = open_store(store)
     to_check = wanted or list(object_store.iter_digests())
@@ -117,6 +120,8 @@ def rm(
 
     Example: radcommons objects rm 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
     """
+    from radcommons.store.objects import validate_digest
+
     wanted = [validate_digest(digest) for digest in digests]
     object_store = open_store(store)
     missing = 0

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from radcommons.cli.context import open_index
-from radcommons.settings import load_settings
 
 
 def command(
@@ -25,6 +24,7 @@ def command(
 
     Example: radcommons serve --host 127.0.0.1 --port 8000
     """
+    from radcommons.settings import load_settings
     import uvicorn
 
     from radcommons.server import create_app

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -59,6 +59,13 @@ _TAG_PATIENT_AGE = 0x00101010
 _TAG_PATIENT_BIRTH_DATE = 0x00100030
 #: attributes the engine writes itself at the end (any incoming value is replaced)
 _RECORD_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+
+#: What :meth:`_Transformer.plan` says of an element, before its value is looked at.
+KEEP = "keep"  #: written back as read (never decoded)
+DELETE = "delete"
+UID = "uid"  #: every value replaced by its keyed UID (:meth:`_Transformer._uid`)
+VALUE = "value"  #: the value decides (text cleaned, date shifted, items visited, ...)
+CREATOR = "creator"  #: a private creator: kept while an element of its block is kept
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _MULTI_VALUED_TEXT_VRS = frozenset({"LO", "SH", "UC"})
@@ -346,6 +353,16 @@ def _set_strings(element: DataElement, values: list[str]) -> None:
         element.value = values
 
 
+def orphan_creators(tags: list[int]) -> list[int]:
+    """The private creators among ``tags`` whose block holds no other element of ``tags``
+    (PS3.5 7.8.1: (gggg,00xx) reserves (gggg,xx00-xxFF)); a de-identifier drops them."""
+    blocks = {(tag >> 16, (tag & 0xFFFF) >> 8) for tag in tags if tag >> 16 & 1 and tag & 0xFFFF > 0x00FF}
+    return [
+        tag for tag in tags
+        if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF and (tag >> 16, tag & 0xFFFF) not in blocks
+    ]
+
+
 class _Transformer:
     """Applies one profile to one dataset (state: the patient's offset, UID cache...)."""
 
@@ -365,6 +382,7 @@ class _Transformer:
         self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
         self.remove_groups: set[int] = set()
         self.decisions = _decisions(self.profile, table)
+        self._plans: dict[tuple[int, str, bool], str] = {}
         self.fast = context.fast_paths
         #: enclosing sequences of the items being visited (private elements are kept
         #: only in a context where TCIA reviewed them: :mod:`radcommons.deid.safe_private`)
@@ -407,39 +425,76 @@ class _Transformer:
             decision = self.decisions[tag] = _decide(self.profile, self.table, tag)
             return decision
 
-    def _element(self, ds: Dataset, base_tag: BaseTag, top: bool) -> None:
-        tag = int(base_tag)
+    def plan(self, tag: int, vr: str, top: bool) -> str:
+        """What happens to the standard element ``tag`` of VR ``vr`` whatever its value:
+        :data:`KEEP` (written back as read), :data:`DELETE`, :data:`UID` (every value
+        remapped, :meth:`_uid`) or :data:`VALUE` (the value decides: :meth:`_element`).
+
+        A pure function of the profile, the SOP class (Type-dependent actions) and the
+        element's place; decided once per tag. Most of an image header is KEEP: those
+        elements are never decoded (:mod:`radcommons.deid.streamed` copies their bytes).
+        """
+        key = (tag, vr, top)
+        step = self._plans.get(key)
+        if step is None:
+            step = self._plans[key] = self._make_plan(tag, vr, top)
+        return step
+
+    def _make_plan(self, tag: int, vr: str, top: bool) -> str:
+        if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME):
+            return VALUE  # the pseudonym (:meth:`_patient_identity`)
         decision = self._decision(tag)
-        if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME) and self._patient_identity(
-            ds[base_tag], decision, top
-        ):
-            return
-        # Decide from tag and VR first: an element that is kept as it is stays undecoded
-        # (raw, written back byte for byte), which is most of an image header.
-        vr = element_vr(ds, base_tag)
         if decision is None:
-            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self.cleaner.scrub_known):
-                return
-            if vr in _UNLISTED_INSPECTED_VRS:
-                self._unlisted(ds, ds[base_tag])
-            return  # unlisted, and no safety net looks at this VR
+            if vr == "UI":
+                return KEEP if keyword_for_tag(tag) in CLASS_UID_KEYWORDS else UID
+            # the safety nets look at these VRs (:meth:`_unlisted`); no other unlisted element
+            return VALUE if vr in _UNLISTED_INSPECTED_VRS else KEEP
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
         action = iod.resolve(decision.action, type_, vr == "SQ")
         if action == "X":
+            return DELETE
+        if action == "K" and not self._keep_inspects(tag, vr, decision):
+            return KEEP
+        if action == "C" and vr == "TM":
+            return KEEP  # a whole-day shift leaves times of day as they were
+        if vr == "UI" and action in ("K", "C", "D", "U"):
+            return UID
+        return VALUE
+
+    def _element(self, ds: Dataset, base_tag: BaseTag, top: bool) -> None:
+        tag = int(base_tag)
+        # Decide from tag and VR first: an element that is kept as it is stays undecoded
+        # (raw, written back byte for byte), which is most of an image header.
+        vr = element_vr(ds, base_tag)
+        step = self.plan(tag, vr, top)
+        if step == KEEP:
+            return
+        if step == DELETE:
             group = tag >> 16
             if 0x6000 <= group <= 0x601E and tag & 0xFFFF == 0x3000:
                 self.remove_groups.add(group)
             del ds[base_tag]
             return
-        if action == "K" and not self._keep_inspects(tag, vr, decision):
+        if step == UID:
+            self._uid(ds[base_tag])
             return
+        decision = self._decision(tag)
+        if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME) and self._patient_identity(
+            ds[base_tag], decision, top
+        ):
+            return
+        if decision is None:
+            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self.cleaner.scrub_known):
+                return
+            self._unlisted(ds, ds[base_tag])
+            return
+        type_ = iod.attribute_type(self.sop_class, tag) if top else None
+        action = iod.resolve(decision.action, type_, vr == "SQ")
         if action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE:
             # K scrubs known identifiers, C cleans (:meth:`_apply`, :meth:`_clean`)
             operation = self.cleaner.scrub_known if action == "K" else self.cleaner.clean
             if self._raw_text_unchanged(ds, base_tag, vr, operation):
                 return
-        if action == "C" and vr == "TM":
-            return  # a whole-day shift leaves times of day as they were
         if action in ("Z", "D") and vr in _REPLACED_WITHOUT_READING:
             # the new value depends on the VR only: replace without decoding the old one
             ds[base_tag] = DataElement(base_tag, vr, _EMPTY_VALUE[vr] if action == "Z" else _dummy_value(vr))
@@ -570,37 +625,65 @@ class _Transformer:
 
     # ---- private attributes (PS3.15 E.3.10)
 
-    def _private(self, ds: Dataset, tag: BaseTag, seen: set[int]) -> None:
-        override = self.profile.override(int(tag))
+    def private_plan(self, tag: int, vr: str | None, creator: Callable[[], str | None]) -> str:
+        """:meth:`plan` for the private element ``tag`` in the sequences being visited.
+
+        ``creator`` gives the value of the Private Creator that reserves its block (PS3.5
+        7.8.1), asked only once the profile keeps safe private elements (decoding it
+        changes how it is written back); ``vr`` is the VR pydicom decodes the element with
+        (``None``: not known without decoding, so VALUE wherever TCIA lists it).
+        """
+        override = self.profile.override(tag)
         if override is not None and override.action == "K":
+            return KEEP
+        group, element = tag >> 16, tag & 0xFFFF
+        if not self.profile.keeps_safe_private or element < 0x0010:
+            return DELETE
+        if element <= 0x00FF:
+            return CREATOR
+        verdict = disposition_in_context(self.allow, group, creator(), element, "/".join(self._path))
+        if verdict is None:
+            return DELETE
+        if vr is None or vr == "SQ":
+            return VALUE
+        if verdict == "o" or vr in ("DA", "DT"):
+            return VALUE if vr in ("DA", "DT", "LO", "SH", "CS") else DELETE
+        if verdict == "h" or vr == "UI":
+            return VALUE if vr in ("UI", "LO", "SH") else DELETE
+        return VALUE if vr == "PN" or vr in _TEXT_VRS or vr == "UN" else KEEP
+
+    def _private(self, ds: Dataset, tag: BaseTag, seen: set[int]) -> None:
+        creator_tag = Tag(tag.group, tag.element >> 8)
+
+        def creator() -> str | None:
+            value = ds[creator_tag].value if creator_tag in ds else None
+            return str(value) if value is not None else None
+
+        step = self.private_plan(int(tag), None, creator)
+        if step == VALUE:  # TCIA lists it here: its VR decides
+            item = ds.get_item(tag)
+            known = isinstance(item, RawDataElement) and item.VR not in (None, "UN")
+            # an explicit VR is what pydicom decodes with; otherwise its private dictionary
+            # (by creator) decides, so decode
+            step = self.private_plan(int(tag), str(item.VR if known else ds[tag].VR), creator)
+        if step == KEEP:
             return
-        if not self.profile.keeps_safe_private or tag.element < 0x0010:
+        if step == DELETE:
             del ds[tag]
             return
-        if tag.element <= 0x00FF:
+        if step == CREATOR:
             seen.add(int(tag))
             return  # creators are dropped later if nothing of their block remains
-        creator_tag = Tag(tag.group, tag.element >> 8)
-        creator = ds[creator_tag].value if creator_tag in ds else None
-        creator_text = str(creator) if creator is not None else None
-        verdict = disposition_in_context(self.allow, tag.group, creator_text, tag.element, "/".join(self._path))
-        if verdict is None:
-            del ds[tag]
-            return
         element = ds[tag]
         vr = element.VR
+        creator_text = creator()
+        verdict = disposition_in_context(self.allow, tag.group, creator_text, tag.element, "/".join(self._path))
         if _is_sequence(element):
             self._items(element, sequence_signature(tag.group, tag.element, creator_text))
-        elif verdict == "o" or vr in ("DA", "DT"):
-            if vr in ("DA", "DT", "LO", "SH", "CS"):
-                self._date(ds, element, private=True)
-            else:
-                del ds[tag]
-        elif verdict == "h" or vr == "UI":
-            if vr in ("UI", "LO", "SH"):
-                self._uid(element)
-            else:
-                del ds[tag]
+        elif verdict == "o" or vr in ("DA", "DT"):  # a date, in a VR the plan accepts for one
+            self._date(ds, element, private=True)
+        elif verdict == "h" or vr == "UI":  # a UID, likewise
+            self._uid(element)
         elif vr == "PN":
             self._empty(element)
         elif vr in _TEXT_VRS:
@@ -611,10 +694,8 @@ class _Transformer:
                 del ds[tag]
 
     def _drop_orphan_creators(self, ds: Dataset) -> None:
-        blocks = {(t.group, t.element >> 8) for t in ds.keys() if t.is_private and t.element > 0x00FF}
-        for tag in [t for t in ds.keys() if t.is_private and 0x0010 <= t.element <= 0x00FF]:
-            if (tag.group, tag.element) not in blocks:
-                del ds[tag]
+        for tag in orphan_creators([int(t) for t in ds.keys()]):
+            del ds[tag]
 
     # ---- value operations
 
@@ -701,6 +782,21 @@ def _code_item(value: str, meaning: str) -> Dataset:
     return item
 
 
+def record_deidentification(ds: Dataset, profile: Profile, pixels_cleaned: bool) -> None:
+    """Set the attributes that say what was done (PS3.15 E.1.1, E.3; PS3.3 C.12.1):
+    (0012,0062) YES, (0012,0063) the software and profile, (0012,0064) the CID 7050 codes
+    applied, (0028,0303) MODIFIED or REMOVED, and (0028,0301) NO once pixels were cleaned."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = method_description(profile)
+    codes = profile.codes()
+    if pixels_cleaned:
+        codes.append(CLEAN_PIXEL_DATA_CODE)
+        ds.BurnedInAnnotation = "NO"
+    codes.sort(key=lambda code: code[0])
+    ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if profile.shifts_dates else "REMOVED"
+
+
 def deidentify_dataset(
     ds: Dataset,
     context: DeidContext,
@@ -747,15 +843,7 @@ def deidentify_dataset(
     transformer.run(ds)
 
     profile = context.profile
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method_description(profile)
-    codes = profile.codes()
-    if pixels_cleaned:
-        codes.append(CLEAN_PIXEL_DATA_CODE)
-        ds.BurnedInAnnotation = "NO"
-    codes.sort(key=lambda code: code[0])
-    ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
-    ds.LongitudinalTemporalInformationModified = "MODIFIED" if profile.shifts_dates else "REMOVED"
+    record_deidentification(ds, profile, pixels_cleaned)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:  # File Meta and preamble are rewritten too (PS3.15 E.1.1)
         from radcommons.deid.fileio import new_file_meta

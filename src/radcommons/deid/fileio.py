@@ -36,6 +36,7 @@ from pydicom.charset import default_encoding, python_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -43,6 +44,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from radcommons.durable import sync_paths
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -125,6 +127,26 @@ def _element_end(fp, start: int, size: int, implicit: bool, little: bool) -> tup
             raise BadInput("truncated: an encapsulated Pixel Data fragment runs past the end")
 
 
+def pixel_span(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> tuple[tuple[int, int] | None, int]:
+    """The byte range of the pixel elements that start at ``start`` (``None``: there are
+    none) and the position after them, where trailing elements may follow. Raises
+    :class:`BadInput` when the pixel data runs past the end of the file."""
+    span: tuple[int, int] | None = None
+    position = start
+    while position < size:
+        fp.seek(position)
+        peek = fp.read(4)
+        if len(peek) < 4:
+            break
+        g, e = struct.unpack(("<" if little else ">") + "HH", peek)
+        if ((g << 16) | e) not in _PIXEL_TAGS:
+            break
+        _, end = _element_end(fp, position, size, implicit, little)
+        span = (start, end)
+        position = end
+    return span, position
+
+
 def read_header(path: Path) -> Header:
     """Parse the header of ``path``; raise :class:`BadInput` with a reason if unusable."""
     path = Path(path)
@@ -159,19 +181,7 @@ def read_header(path: Path) -> Header:
             ts = _transfer_syntax(ds, bool(implicit), bool(little))
             if ts == DeflatedExplicitVRLittleEndian:
                 return Header(ds, ts, False, True, None, streamable=False)
-            span: tuple[int, int] | None = None
-            position = pixel_start
-            while position < size:
-                fp.seek(position)
-                peek = fp.read(4)
-                if len(peek) < 4:
-                    break
-                g, e = struct.unpack(("<" if little else ">") + "HH", peek)
-                if ((g << 16) | e) not in _PIXEL_TAGS:
-                    break
-                _, end = _element_end(fp, position, size, bool(implicit), bool(little))
-                span = (pixel_start, end)
-                position = end
+            span, position = pixel_span(fp, pixel_start, size, bool(implicit), bool(little))
             if position < size:
                 if size - position > MAX_TAIL:
                     raise BadInput("corrupt: more than 64 MB of data after Pixel Data")
@@ -210,7 +220,28 @@ def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
     return meta
 
 
-def _publish(temp: Path, target: Path) -> None:
+def _meta_element(element: int, vr: bytes, value: bytes, padding: bytes) -> bytes:
+    if len(value) % 2:
+        value += padding
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """The encoded File Meta Information of :func:`new_file_meta` (PS3.10 7.1: explicit VR
+    little endian, group length first), as ``pydicom.filewriter.write_file_meta_info``
+    writes it."""
+    body = b"".join((
+        struct.pack("<HH2sHL", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01",
+        _meta_element(0x0002, b"UI", sop_class.encode("ascii"), b"\0"),
+        _meta_element(0x0003, b"UI", sop_instance.encode("ascii"), b"\0"),
+        _meta_element(0x0010, b"UI", transfer_syntax.encode("ascii"), b"\0"),
+        _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii"), b"\0"),
+        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii"), b" "),
+    ))
+    return struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body)) + body
+
+
+def _publish(temp: str, target: str) -> None:
     """Move a finished temp file into place without ever replacing an existing output
     (two inputs with the same SOP Instance UID: the first one written wins)."""
     try:
@@ -221,28 +252,48 @@ def _publish(temp: Path, target: Path) -> None:
         os.replace(temp, target)
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 _TEMP_COUNTER = itertools.count()
 
 
-def _temp_name(target: Path) -> Path:
+def _temp_name(target: str) -> str:
     # unique per process and write: two inputs of one batch may share a target
-    return target.with_name(f".{target.name}.{os.getpid()}.{next(_TEMP_COUNTER)}.partial")
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{next(_TEMP_COUNTER)}.partial")
 
 
 class PendingWrites:
     """Finished temporary files of one batch, waiting to be synced and published.
 
-    :meth:`commit` fsyncs every temporary file, then moves each into place (a target
+    :meth:`commit` makes every temporary file durable (one ``syncfs`` for a batch:
+    :func:`radcommons.durable.sync_paths`), then moves each into place (a target
     that already exists is kept: the first write wins), then removes the temporaries.
     Until then no output of the batch exists under its final name; a run killed before
     the commit leaves only ``*.partial`` files, which the next run deletes and redoes.
     """
 
     def __init__(self) -> None:
-        self._files: list[tuple[Path, Path]] = []
+        self._files: list[tuple[str, str]] = []
 
-    def add(self, temp: Path, target: Path) -> None:
+    def add(self, temp: str, target: str) -> None:
         self._files.append((temp, target))
+
+    def paths(self) -> list[tuple[str, str]]:
+        """The ``(temporary, final)`` paths waiting (to hand them over)."""
+        return list(self._files)
+
+    @classmethod
+    def from_paths(cls, paths: list[tuple[str, str]]) -> "PendingWrites":
+        """The pending writes :meth:`paths` handed over (another process or thread commits)."""
+        pending = cls()
+        pending._files = [(str(temp), str(target)) for temp, target in paths]
+        return pending
 
     def __len__(self) -> int:
         return len(self._files)
@@ -250,29 +301,29 @@ class PendingWrites:
     def commit(self) -> dict[Path, str]:
         """Sync and publish every pending file; returns ``{target: error}`` for failures."""
         failed: dict[Path, str] = {}
-        synced: list[tuple[Path, Path]] = []
-        for temp, target in self._files:
-            try:
-                fd = os.open(temp, os.O_RDONLY)
+        synced: list[tuple[str, str]] = []
+        try:
+            sync_paths([temp for temp, _ in self._files], [])
+            synced = list(self._files)
+        except OSError:  # find out which file fails
+            for temp, target in self._files:
                 try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                synced.append((temp, target))
-            except OSError as error:
-                failed[target] = f"write failed: {error.strerror or error}"
+                    sync_paths([temp], [])
+                    synced.append((temp, target))
+                except OSError as error:
+                    failed[Path(target)] = f"write failed: {error.strerror or error}"
         for temp, target in synced:
             try:
                 _publish(temp, target)
             except OSError as error:
-                failed[target] = f"write failed: {error.strerror or error}"
+                failed[Path(target)] = f"write failed: {error.strerror or error}"
         self.discard()
         return failed
 
     def discard(self) -> None:
         """Remove the temporary files (after :meth:`commit`, or instead of it)."""
         for temp, _ in self._files:
-            temp.unlink(missing_ok=True)
+            _unlink(temp)
         self._files.clear()
 
 
@@ -409,19 +460,23 @@ class _Encoder:
                 return buffer.getvalue()
         encodings = ds.get("SpecificCharacterSet", parent_encoding)
         ascii_ok = ascii_compatible(encodings)
-        parts: list[bytes] = []
-        for tag in sorted(ds.keys()):
-            if tag.element == 0 and tag.group > 6:
-                continue
-            item = ds.get_item(tag)
-            if isinstance(item, RawDataElement):
-                encoded = self._raw(int(tag), item)
-            elif self.fast:
-                encoded = self._decoded(int(tag), item, encodings, ascii_ok)
-            else:
-                encoded = None
-            parts.append(encoded if encoded is not None else self._pydicom_element(item, encodings))
-        return b"".join(parts)
+        return b"".join(
+            self.element(ds, tag, encodings, ascii_ok)
+            for tag in sorted(ds.keys())
+            if not (tag.element == 0 and tag.group > 6)
+        )
+
+    def element(self, ds: Dataset, tag: BaseTag, encodings: object, ascii_ok: bool) -> bytes:
+        """The element ``tag`` of ``ds`` encoded (``encodings``: the data set's character
+        sets, ``ascii_ok``: whether they encode ASCII as ASCII)."""
+        item = ds.get_item(tag)
+        if isinstance(item, RawDataElement):
+            encoded = self._raw(int(tag), item)
+        elif self.fast:
+            encoded = self._decoded(int(tag), item, encodings, ascii_ok)
+        else:
+            encoded = None
+        return encoded if encoded is not None else self._pydicom_element(item, encodings)
 
     def _raw(self, tag: int, item: RawDataElement) -> bytes | None:
         """A raw element as read: header rebuilt, value copied (defined length only)."""
@@ -487,12 +542,30 @@ def write_header(out: BinaryIO, ds: Dataset, implicit_vr: bool, little_endian: b
     out.write(_Encoder(implicit_vr, little_endian, fast).dataset(ds))
 
 
-def _write_atomic(target: Path, pending: PendingWrites | None, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` on a temporary file next to ``target``; publish it now or via ``pending``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+#: folders this process made or found (a mkdir per output file costs more than the write)
+_FOLDERS: set[str] = set()
+
+
+def _write_atomic(
+    target: Path | str, pending: PendingWrites | None, write: Callable[[BinaryIO], None], *, buffered: bool = True
+) -> None:
+    """Run ``write`` on a temporary file next to ``target``; publish it now or via ``pending``.
+    ``buffered=False`` for a ``write`` that writes a few large pieces (fewer system calls)."""
+    target = os.fspath(target)
+    folder = os.path.dirname(target)
+    if folder not in _FOLDERS:
+        os.makedirs(folder, exist_ok=True)
+        if len(_FOLDERS) > 10_000:
+            _FOLDERS.clear()
+        _FOLDERS.add(folder)
     temp = _temp_name(target)
     try:
-        with open(temp, "wb") as out:
+        try:
+            out = open(temp, "wb", buffering=-1 if buffered else 0)
+        except FileNotFoundError:  # the folder went away since (another run cleaned up)
+            os.makedirs(folder, exist_ok=True)
+            out = open(temp, "wb", buffering=-1 if buffered else 0)
+        with out:
             write(out)
             out.flush()
             if pending is None:
@@ -502,9 +575,9 @@ def _write_atomic(target: Path, pending: PendingWrites | None, write: Callable[[
             return
         _publish(temp, target)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _unlink(temp)
         raise
-    temp.unlink(missing_ok=True)
+    _unlink(temp)
 
 
 def write_streamed(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from radcommons.deid.engine import (
@@ -21,49 +20,9 @@ from radcommons.deid.engine import (
     unsupported_reason,
 )
 from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_header, write_streamed, write_whole
+from radcommons.deid.outcome import FileOutcome, output_relpath
+from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input file (one entry of the report)."""
-
-    input: str
-    status: str  #: deidentified / withheld / rejected
-    reason: str = ""
-    output: str | None = None  #: relative to the destination root
-    patient: PatientRecord | None = None
-    study: StudyRecord | None = None
-    pixels_cleaned: bool = False
-    pixel_regions: tuple[tuple[int, int, int, int], ...] = ()
-    skipped_existing: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        data: dict = {"input": self.input, "outcome": self.status}
-        if self.reason:
-            data["reason"] = self.reason
-        if self.output:
-            data["output"] = self.output
-        if self.patient:
-            data["patient_id"] = self.patient.patient_id
-            data["pseudonym"] = self.patient.pseudonym
-        if self.study:
-            data["study_uid"] = self.study.study_uid
-            data["new_study_uid"] = self.study.new_study_uid
-        if self.pixels_cleaned:
-            data["pixels_cleaned"] = True
-            data["pixel_regions"] = [list(r) for r in self.pixel_regions]
-        if self.skipped_existing:
-            data["already_present"] = True
-        if self.notes:
-            data["notes"] = self.notes
-        return data
-
-
-def output_relpath(study: str, series: str, sop: str) -> str:
-    """``<study uid>/<series uid>/<sop uid>.dcm``: built only from new identifiers."""
-    return f"{study}/{series}/{sop}.dcm"
 
 
 def deidentify_file(
@@ -92,6 +51,13 @@ def deidentify_file(
 def _deidentify_file(
     src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
 ) -> FileOutcome:
+    if context.fast_paths:
+        try:
+            streamed = deidentify_streamed(src, dst_root, context, label=name, pending=pending)
+        except Exception:  # the pydicom path below decides and reports what is wrong
+            streamed = None
+        if streamed is not None:
+            return streamed
     try:
         header = read_header(src)
     except BadInput as error:

@@ -4,24 +4,28 @@ Every regular file under the source is an input and ends in the report with an
 outcome. Outputs go to ``DST/<study uid>/<series uid>/<sop uid>.dcm``, paths built only
 from new identifiers. Work is split into batches of files; batches run inline
 (``workers=1``) or on worker processes through :mod:`radcommons.parallel` (Dask). A
-batch's outputs are synced to disk together and only then renamed into place (one
-flush per batch, not per file: :func:`_deidentify_batch`). Workers return their
-mappings; the parent alone writes the pseudonym
-registry (after every group of batches, so a killed run loses at most one group of
-registry rows, and a rerun recomputes them: they are pure functions of key and input).
+batch's outputs are written to temporary names; the parent syncs them to disk together
+and only then renames them into place (one flush per batch, not per file), on a thread
+of its own while the next batches are de-identified (:class:`_Publisher`). Workers return
+their mappings; the parent alone writes the pseudonym registry (after every group of
+published batches, so a killed run loses at most one group of registry rows, and a rerun
+recomputes them: they are pure functions of key and input).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Callable, Collection
 
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites, remove_partials
-from radcommons.deid.files import FileOutcome, deidentify_file
+from radcommons.deid.files import deidentify_file
+from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
 from radcommons.deid.report import RunReport
@@ -86,27 +90,70 @@ def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, s
     return found
 
 
-def _deidentify_batch(batch: list[tuple[Path, str]], *, dst: str, context: DeidContext) -> list[FileOutcome]:
-    """De-identify one batch of files; their outputs appear together, once on disk.
+def _deidentify_batch(
+    batch: list[tuple[Path, str]], *, dst: str, context: DeidContext
+) -> tuple[list[FileOutcome], list[tuple[str, str]]]:
+    """De-identify one batch of files into finished temporary files, not yet published.
 
-    Each output is written to a temporary name; after the whole batch, the files are
-    synced and only then moved to their final names (:class:`PendingWrites`). The
-    outcomes go back to the parent (report, registry) only after that, so a file is
-    reported done only once its output is complete and durable; a run killed before
-    leaves ``*.partial`` files only, removed and redone by the next run.
+    Returns the outcomes and the ``(temporary, final)`` paths of the outputs: the parent
+    makes them durable and moves them into place (:class:`_Publisher`), then reports the
+    outcomes. A run killed before that leaves ``*.partial`` files only, removed and redone
+    by the next run.
     """
     pending = PendingWrites()
     try:
         outcomes = [deidentify_file(path, Path(dst), context, label=label, pending=pending) for path, label in batch]
-        failed = pending.commit()
-    finally:
+    except BaseException:
         pending.discard()
-    if failed:
-        for outcome in outcomes:
-            error = failed.get(Path(dst) / outcome.output) if outcome.output else None
-            if error is not None and outcome.status == DEIDENTIFIED and not outcome.skipped_existing:
-                outcome.status, outcome.reason, outcome.output = REJECTED, error, None
-    return outcomes
+        raise
+    return outcomes, pending.paths()
+
+
+class _Publisher:
+    """Makes batches durable and publishes them on a thread of its own, in order, while
+    the next batches are being de-identified: the wait for the disk overlaps the work
+    instead of adding to it. A file still appears under its final name only once its
+    bytes are on disk (:meth:`PendingWrites.commit`), and a batch's outcomes are handed
+    on only after that."""
+
+    MAX_WAITING = 4  #: batches written but not yet published (bounds temporary files)
+
+    def __init__(self, dst: Path) -> None:
+        self._dst = dst
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deid-publish")
+        self._waiting: deque[tuple[Future, list[FileOutcome]]] = deque()
+
+    def __enter__(self) -> "_Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True)  # a batch being published is finished, not cut
+
+    def submit(self, outcomes: list[FileOutcome], paths: list[tuple[str, str]]) -> list[FileOutcome]:
+        """Queue one batch; returns the outcomes of the batches published meanwhile."""
+        future = self._executor.submit(PendingWrites.from_paths(paths).commit)
+        self._waiting.append((future, outcomes))
+        return self._collect(block=len(self._waiting) > self.MAX_WAITING)
+
+    def drain(self) -> list[FileOutcome]:
+        """Wait for every queued batch; their outcomes."""
+        done: list[FileOutcome] = []
+        while self._waiting:
+            done.extend(self._collect(block=True))
+        return done
+
+    def _collect(self, block: bool) -> list[FileOutcome]:
+        done: list[FileOutcome] = []
+        while self._waiting and (block or self._waiting[0][0].done()):
+            future, outcomes = self._waiting.popleft()
+            failed = future.result()
+            block = False
+            for outcome in outcomes:
+                error = failed.get(self._dst / outcome.output) if outcome.output else None
+                if error is not None and outcome.status == DEIDENTIFIED and not outcome.skipped_existing:
+                    outcome.status, outcome.reason, outcome.output = REJECTED, error, None
+            done.extend(outcomes)
+        return done
 
 
 def _batches(items: list[tuple[Path, str]], size: int) -> list[list[tuple[Path, str]]]:
@@ -153,18 +200,19 @@ def deidentify_tree(
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
     job = partial(_deidentify_batch, dst=str(dst), context=context)
     owners: dict[str, str] = {}
-    with Registry(state_dir, fingerprint) as registry:
+    with Registry(state_dir, fingerprint) as registry, _Publisher(dst) as publisher:
         done = 0
         if progress:
             progress(0, len(inputs))
         group: list[FileOutcome] = []
-        for outcomes in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0, chunk_size=1):
-            group.extend(outcomes)
+        for outcomes, paths in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0, chunk_size=1):
+            group.extend(publisher.submit(outcomes, paths))
             if len(group) >= BATCH_SIZE * 4:
                 done += _absorb(group, report, registry, owners)
                 group = []
                 if progress:
                     progress(done, len(inputs))
+        group.extend(publisher.drain())
         done += _absorb(group, report, registry, owners)
         if progress:
             progress(done, len(inputs))

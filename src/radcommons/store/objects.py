@@ -44,7 +44,6 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import io
@@ -63,6 +62,7 @@ from typing import IO, Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from radcommons.durable import fsync_dir, sync_paths
 from radcommons.errors import UserError
 
 __all__ = [
@@ -245,62 +245,6 @@ def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
         target.write(chunk)
         size += len(chunk)
     return hasher.hexdigest(), size
-
-
-def _fsync_dir(path: str) -> None:
-    """Make a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _syncfs_function() -> Any:
-    """libc's ``syncfs`` (Linux), or None."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    return function
-
-
-#: Below this many files a batch is synced file by file; above it, one ``syncfs`` is cheaper.
-_SYNCFS_MIN_FILES = 8
-
-
-def _sync_paths(files: Sequence[str], folders: Sequence[str]) -> None:
-    """Make the contents of ``files`` and the entries of ``folders`` durable.
-
-    Many files: one ``syncfs`` of their file system (it flushes everything dirty there, which
-    costs one journal commit instead of one per file); few files or no ``syncfs``: fsync each.
-    """
-    if not files and not folders:
-        return
-    syncfs = _syncfs_function()
-    anchor = files[0] if files else folders[0]
-    if syncfs is not None and len(files) + len(folders) >= _SYNCFS_MIN_FILES:
-        fd = os.open(anchor, os.O_RDONLY)
-        try:
-            if syncfs(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-    for path in files:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for folder in folders:
-        _fsync_dir(folder)
 
 
 def _unlink_quietly(path: str | Path) -> None:
@@ -516,7 +460,7 @@ class ObjectStore:
         is not rewritten (its temporary copy is removed).
         """
         local = [item for item in staged if item.temp]
-        _sync_paths([item.temp for item in local], [])
+        sync_paths([item.temp for item in local], [])
         folders: dict[str, None] = {}
         done: dict[str, StoredObject] = {}
         for item in local:
@@ -532,7 +476,7 @@ class ObjectStore:
             else:
                 _unlink_quietly(item.temp)
             done[item.temp] = StoredObject(item.digest, item.size, key, self._fs.unstrip_protocol(final), created)
-        _sync_paths([], list(folders))
+        sync_paths([], list(folders))
         return [done[item.temp] if item.temp else item.stored for item in staged]  # type: ignore[misc]
 
     def move_in(self, path: str | os.PathLike[str], digest: str) -> StoredObject:
@@ -557,7 +501,7 @@ class ObjectStore:
             except OSError:  # another file system (EXDEV): copy below
                 pass
             else:
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 return StoredObject(digest, size, key, self._fs.unstrip_protocol(final), True)
         try:
             return self.put_file(source)
@@ -597,7 +541,7 @@ class ObjectStore:
             # A concurrent put of the same content may win the race; both
             # renames install identical bytes, so either outcome is correct.
             os.replace(temp, final)
-            _fsync_dir(os.path.dirname(final))
+            fsync_dir(os.path.dirname(final))
             return StoredObject(digest, size, key, self._fs.unstrip_protocol(final), True)
         finally:
             _unlink_quietly(temp)
@@ -715,7 +659,7 @@ class ObjectStore:
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(temp, target)
-                _fsync_dir(str(target.parent))
+                fsync_dir(str(target.parent))
             finally:
                 _unlink_quietly(temp)
         return target
