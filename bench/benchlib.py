@@ -21,6 +21,22 @@ def read_all(files: Iterable[Path]) -> float:
     return time.perf_counter() - t0
 
 
+def settle_page_cache(inputs: Iterable[Path]) -> bool:
+    """Put the page cache in the same state before every timed run: dirty pages written
+    (``sync``), clean ones dropped where this process may (root: ``/proc/sys/vm/drop_caches``),
+    then ``inputs`` read again. Without it a run pays for reclaiming what earlier runs left
+    cached, and the order of the tools decides the result. True when the caches were dropped."""
+    subprocess.run(["sync"], check=False)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fp:
+            fp.write("1")
+        dropped = True
+    except OSError:
+        dropped = False
+    read_all(inputs)
+    return dropped
+
+
 def files_under(folder: Path) -> list[Path]:
     """Every file under ``folder``."""
     return [Path(root) / name for root, _dirs, names in os.walk(folder) for name in names]

@@ -23,7 +23,7 @@ from pathlib import Path as _Path
 
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
 
-from benchlib import cpu_busy_s, files_under, read_all  # noqa: E402
+from benchlib import cpu_busy_s, files_under, read_all, settle_page_cache  # noqa: E402
 
 import argparse
 import datetime as _dt
@@ -253,6 +253,7 @@ def our_report_counts(scratch: Path) -> dict | None:
 def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, in_bytes: int, timeout: int,
              max_wait: float = 0) -> dict:
     result: dict = {"label": tool.label, "note": tool.note, "times_s": [], "ok": False}
+    input_files = files_under(src)
     for i in range(n_runs):
         dst = runs_dir / tool.name / "out"
         scratch = runs_dir / tool.name / "scratch"
@@ -260,7 +261,7 @@ def run_tool(tool: Tool, src: Path, runs_dir: Path, n_runs: int, in_files: int, 
         scratch.mkdir(parents=True)
         argv = tool.build(src, dst, scratch)
         result["command"] = shlex.join(argv)
-        sh(["sync"])
+        result["page_cache_dropped"] = settle_page_cache(input_files)
         busy_before = wait_quiet(max_wait) if max_wait else None
         c0, m0 = children_cpu_s(), cpu_busy_s()
         t0 = time.perf_counter()
@@ -451,7 +452,8 @@ def render_markdown(res: dict) -> str:
         f"(`{m['uname']}`), wall time of the whole run {res['wall_s'] / 60:.1f} min.",
         "",
         f"Command: `{res['command']}` ({'quick' if res['quick'] else 'full'} mode; best of {res['runs']} "
-        "run(s) per tool; page cache warmed by reading every input file once before each corpus; "
+        "run(s) per tool; before every run `sync`, the clean page cache dropped (`/proc/sys/vm/drop_caches`, "
+        "as root) and every input file read again, so each run starts from the same memory state; "
         "output to a fresh folder on the same disk each run; the timed command is the whole CLI, start-up included). "
         "\"tool CPU-s\" is the user+system CPU of the tool's processes, \"other CPU-s\" what the rest of the "
         "machine used during that run (non-zero: the machine was shared and the timing is pessimistic).",

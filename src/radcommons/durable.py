@@ -43,17 +43,19 @@ def _syncfs_function() -> Any:
 _SYNCFS_MIN_FILES = 8
 
 
-def sync_paths(files: Sequence[str], folders: Sequence[str]) -> None:
+def sync_paths(files: Sequence[str], folders: Sequence[str], *, each: bool = False) -> None:
     """Make the contents of ``files`` and the entries of ``folders`` durable.
 
     Many files: one ``syncfs`` of their file system (it flushes everything dirty there, which
     costs one journal commit instead of one per file); few files or no ``syncfs``: fsync each.
+    ``each``: fsync each file whatever their number, for a caller that syncs on a thread of
+    its own while others keep writing (a ``syncfs`` would wait for their writes too).
     """
     if not files and not folders:
         return
     syncfs = _syncfs_function()
     anchor = files[0] if files else folders[0]
-    if syncfs is not None and len(files) + len(folders) >= _SYNCFS_MIN_FILES:
+    if not each and syncfs is not None and len(files) + len(folders) >= _SYNCFS_MIN_FILES:
         fd = os.open(anchor, os.O_RDONLY)
         try:
             if syncfs(fd) == 0:

@@ -65,6 +65,9 @@ KEEP = "keep"  #: written back as read (never decoded)
 DELETE = "delete"
 UID = "uid"  #: every value replaced by its keyed UID (:meth:`_Transformer._uid`)
 VALUE = "value"  #: the value decides (text cleaned, date shifted, items visited, ...)
+FIXED = "fixed"  #: replaced by a value that depends on the VR only (actions Z, D)
+SCRUB = "scrub"  #: text kept once the known identifiers are scrubbed (VALUE, but as read if clean)
+CLEAN = "clean"  #: a descriptor cleaned (VALUE, but as read if clean)
 CREATOR = "creator"  #: a private creator: kept while an element of its block is kept
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
@@ -353,6 +356,28 @@ def _set_strings(element: DataElement, values: list[str]) -> None:
         element.value = values
 
 
+def raw_text_unchanged(raw: bytes, vr: str, operation: Callable[[str], str]) -> bool:
+    """Does ``operation`` leave the text value ``raw`` (of a text VR, in an ASCII-compatible
+    character set) as it is, and would decoding and re-encoding it give the same bytes?
+
+    Only then may the element be written back as read instead of as the reference path
+    writes it: plain ASCII, and values already in pydicom's form (PS3.5 6.2: each value's
+    trailing spaces and NULs are not part of it; one space pads to even length).
+    """
+    if not raw.isascii():
+        return False
+    text = raw.decode("ascii")
+    # LO, SH, UC are multi-valued (PS3.5 6.2: backslash delimits); ST, LT, UT are not
+    values = text.split("\\") if vr in _MULTI_VALUED_TEXT_VRS else [text]
+    values = [value.rstrip("\0 ") for value in values]
+    encoded = "\\".join(values)
+    if len(encoded) % 2:
+        encoded += " "
+    if encoded != text:
+        return False
+    return all(operation(value) == value for value in values)
+
+
 def orphan_creators(tags: list[int]) -> list[int]:
     """The private creators among ``tags`` whose block holds no other element of ``tags``
     (PS3.5 7.8.1: (gggg,00xx) reserves (gggg,xx00-xxFF)); a de-identifier drops them."""
@@ -447,6 +472,8 @@ class _Transformer:
         if decision is None:
             if vr == "UI":
                 return KEEP if keyword_for_tag(tag) in CLASS_UID_KEYWORDS else UID
+            if vr in _TEXT_VRS:
+                return SCRUB
             # the safety nets look at these VRs (:meth:`_unlisted`); no other unlisted element
             return VALUE if vr in _UNLISTED_INSPECTED_VRS else KEEP
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
@@ -459,6 +486,10 @@ class _Transformer:
             return KEEP  # a whole-day shift leaves times of day as they were
         if vr == "UI" and action in ("K", "C", "D", "U"):
             return UID
+        if action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE:
+            return SCRUB if action == "K" else CLEAN
+        if action in ("Z", "D") and vr in _REPLACED_WITHOUT_READING:
+            return FIXED
         return VALUE
 
     def _element(self, ds: Dataset, base_tag: BaseTag, top: bool) -> None:
@@ -478,6 +509,7 @@ class _Transformer:
         if step == UID:
             self._uid(ds[base_tag])
             return
+        # FIXED, SCRUB, CLEAN, VALUE: the value path below (the plan only names its outcome)
         decision = self._decision(tag)
         if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME) and self._patient_identity(
             ds[base_tag], decision, top
@@ -506,32 +538,16 @@ class _Transformer:
 
     def _raw_text_unchanged(self, ds: Dataset, tag: BaseTag, vr: str, operation: Callable[[str], str]) -> bool:
         """True when ``operation`` leaves the text element ``tag`` as it is, decided on its
-        raw bytes: the element then stays raw and is written back as read.
-
-        Only where that gives the same bytes as decoding and re-encoding it (what the
-        reference path writes): plain ASCII in an ASCII-compatible character set, the VR
-        as read, and values already in pydicom's form (PS3.5 6.2: each value's trailing
-        spaces and NULs are not part of it; one space pads to even length). Otherwise
-        False, and the caller decodes as the reference path does.
-        """
+        raw bytes (:func:`raw_text_unchanged`): the element then stays raw and is written
+        back as read."""
         if not self.fast:
             return False
         item = ds.get_item(tag)
         if not isinstance(item, RawDataElement) or item.length == 0xFFFFFFFF:
             return False
-        raw = item.value or b""
-        if (item.VR is not None and item.VR != vr) or not raw.isascii() or not ascii_compatible(ds._character_set):
+        if (item.VR is not None and item.VR != vr) or not ascii_compatible(ds._character_set):
             return False
-        text = raw.decode("ascii")
-        # LO, SH, UC are multi-valued (PS3.5 6.2: backslash delimits); ST, LT, UT are not
-        values = text.split("\\") if vr in _MULTI_VALUED_TEXT_VRS else [text]
-        values = [value.rstrip("\0 ") for value in values]
-        encoded = "\\".join(values)
-        if len(encoded) % 2:
-            encoded += " "
-        if encoded != text:
-            return False
-        return all(operation(value) == value for value in values)
+        return raw_text_unchanged(item.value or b"", vr, operation)
 
     def _patient_identity(self, element: DataElement, decision: Decision | None, top: bool) -> bool:
         """Patient ID and Patient's Name become the keyed pseudonym; True when done."""

@@ -271,8 +271,8 @@ def _temp_name(target: str) -> str:
 class PendingWrites:
     """Finished temporary files of one batch, waiting to be synced and published.
 
-    :meth:`commit` makes every temporary file durable (one ``syncfs`` for a batch:
-    :func:`radcommons.durable.sync_paths`), then moves each into place (a target
+    :meth:`commit` makes every temporary file durable (:func:`radcommons.durable.sync_paths`),
+    then moves each into place (a target
     that already exists is kept: the first write wins), then removes the temporaries.
     Until then no output of the batch exists under its final name; a run killed before
     the commit leaves only ``*.partial`` files, which the next run deletes and redoes.
@@ -303,7 +303,9 @@ class PendingWrites:
         failed: dict[Path, str] = {}
         synced: list[tuple[str, str]] = []
         try:
-            sync_paths([temp for temp, _ in self._files], [])
+            # fsync each: the caller commits on a thread while the next batch is written
+            # (radcommons.deid.tree._Publisher), and a syncfs would wait for that too
+            sync_paths([temp for temp, _ in self._files], [], each=True)
             synced = list(self._files)
         except OSError:  # find out which file fails
             for temp, target in self._files:

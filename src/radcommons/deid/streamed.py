@@ -12,10 +12,12 @@ a fraction of the work. It never builds a pydicom Dataset of the file:
   from them as for a whole dataset;
 * each element then gets the transformer's :meth:`~_Transformer.plan`: KEEP elements are
   copied as read (runs of them in one slice), DELETE ones left out, UID ones remapped
-  here (PS3.5 9.1: the values, ``\\``-separated, NUL-padded); an element whose value
-  decides (VALUE) is transformed by the engine itself, alone in a small data set with
-  its character set and private creator, and the result is remembered by the element's
-  bytes: the next slice of the series with the same bytes costs a dictionary lookup;
+  here (PS3.5 9.1: the values, ``\\``-separated, NUL-padded), SCRUB and CLEAN text copied
+  as read when the engine's cleaner leaves it as it is (:func:`raw_text_unchanged`);
+  every other element (VALUE, FIXED) is transformed by the engine itself, in a small data
+  set with its character set and private creator, and the result is remembered by the
+  element's bytes (FIXED: by its tag and VR): the next slice of the series with the same
+  bytes costs a dictionary lookup;
 * the attributes that record the de-identification, the File Meta Information and the
   preamble are added, and the pixel bytes are copied by the kernel, never decoded.
 
@@ -40,10 +42,13 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 
 from radcommons.deid.engine import (
+    CLEAN,
     CREATOR,
     DELETE,
     DEIDENTIFIED,
+    FIXED,
     KEEP,
+    SCRUB,
     UID,
     VALUE,
     DeidContext,
@@ -54,6 +59,7 @@ from radcommons.deid.engine import (
     _Transformer,
     _uid_mapper,
     pixel_review,
+    raw_text_unchanged,
     record_deidentification,
     unsupported_reason,
 )
@@ -188,14 +194,8 @@ def _series(head: Head, context_elements: list[Element], context: DeidContext) -
         return None  # rejected as truncated by the pydicom path
     mapper = _uid_mapper(context)
     transformer = _Transformer(ds, context, mapper, load_table())
-    record = Dataset()
-    if _CHARSET in ds:
-        record.add(ds[_CHARSET])
-    record_deidentification(record, context.profile, pixels_cleaned=False)
-    encoder = _Encoder(head.implicit_vr, True)
-    records = [(int(tag), encoder.element(record, tag, encodings, True)) for tag in sorted(record.keys())
-               if int(tag) != _CHARSET]
     charset = next((head.data[e[2] : e[4]] for e in context_elements if e[0] == _CHARSET), b"")
+    records = _records(ds, context, head.implicit_vr, charset)
     patient = PatientRecord(context.site, transformer.patient_key, transformer.pseudonym, transformer.offset)
     study = StudyRecord(
         site=context.site,
@@ -206,6 +206,29 @@ def _series(head: Head, context_elements: list[Element], context: DeidContext) -
         pseudonym=transformer.pseudonym,
     )
     return _Series(transformer, head.implicit_vr, charset, records, patient, study, sop_class, mapper(study_uid))
+
+
+_RECORDS: dict[tuple, list[tuple[int, bytes]]] = {}
+
+
+def _records(ds: Dataset, context: DeidContext, implicit: bool, charset: bytes) -> list[tuple[int, bytes]]:
+    """The encoded attributes that record the de-identification (the same for every file
+    of a profile and encoding), in tag order."""
+    key = (_context_key(context), implicit, charset)
+    found = _RECORDS.get(key)
+    if found is None:
+        record = Dataset()
+        if _CHARSET in ds:
+            record.add(ds[_CHARSET])
+        record_deidentification(record, context.profile, pixels_cleaned=False)
+        encoder = _Encoder(implicit, True)
+        encodings = record.get("SpecificCharacterSet", default_encoding)
+        found = [(int(tag), encoder.element(record, tag, encodings, True)) for tag in sorted(record.keys())
+                 if int(tag) != _CHARSET]
+        if len(_RECORDS) >= MAX_CONTEXTS:
+            _RECORDS.clear()
+        _RECORDS[key] = found
+    return found
 
 
 def _series_for(head: Head, context: DeidContext) -> _Series | None:
@@ -327,6 +350,7 @@ class _Writer:
         series = self.series
         steps = series.steps
         remembered = series.remembered
+        cleaner = self.transformer.cleaner
         creators: dict[int, str] = {}
         planned: list[tuple[Element, str, object]] = []
         misses: dict[tuple, tuple[Element, Element | None]] = {}
@@ -354,6 +378,21 @@ class _Writer:
             if found is None:
                 found = steps[step_key] = self._plan(element, creator_text)
             step, vr = found
+            if step == SCRUB or step == CLEAN:
+                # text the engine keeps as read when its operation leaves it as it is
+                operation = cleaner.scrub_known if step == SCRUB else cleaner.clean
+                if (vr_read is None or vr_read == vr) and self._verbatim(element) and raw_text_unchanged(
+                    data[value_start:end], vr or "", operation
+                ):
+                    step = KEEP
+                else:
+                    step = VALUE
+            elif step == FIXED:  # the output depends on tag and VR only
+                key = (step_key, FIXED)
+                if key not in remembered:
+                    misses[key] = (element, None)
+                planned.append((element, VALUE, key))
+                continue
             if step == KEEP and not self._verbatim(element):
                 step = VALUE  # the engine's encoder writes it
             if step == UID:
