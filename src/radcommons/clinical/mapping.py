@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from radcommons.errors import UserError
+from radcommons.yamltext import load_yaml
 
 #: Tables a site file can hold, with the dictionary node each becomes.
 TABLE_NODES: dict[str, str] = {
@@ -128,7 +129,7 @@ class SiteMapping:
 def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
     where = str(path) if path is not None else "the default mapping"
     try:
-        data = yaml.safe_load(text if text is not None else Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        data = load_yaml(text if text is not None else Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
     except FileNotFoundError as error:
         raise UserError(f"mapping file {path} not found", "give the path of the site's mapping YAML") from error
     except (OSError, UnicodeDecodeError) as error:
@@ -211,7 +212,7 @@ def _merge_values(target: dict[str, dict[str, str]], section: Any, where: str) -
 
 def _restricted_default() -> tuple[frozenset[str], str]:
     text = resources.files("radcommons.clinical").joinpath("data/restricted_zip3.yaml").read_text("utf-8")
-    data = yaml.safe_load(text)
+    data = load_yaml(text)
     return frozenset(str(z) for z in data["restricted_zip3"]), str(data["source"])
 
 

@@ -201,9 +201,9 @@ def read_overrides(path: Path) -> dict[int, str]:
         if path.suffix.lower() == ".json":
             raw = json.loads(text)
         else:
-            import yaml
+            from radcommons.yamltext import load_yaml
 
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)
     except Exception as error:  # yaml and json raise different types
         raise UserError(f"the overrides file {path} is not valid YAML/JSON: {error}") from error
     if isinstance(raw, dict) and isinstance(raw.get("overrides"), dict):

@@ -28,6 +28,7 @@ from radcommons.dictionary.model import (
     PropertyType,
 )
 from radcommons.errors import UserError
+from radcommons.yamltext import load_yaml
 
 #: The folder of the dictionary shipped with the package.
 SCHEMA_DIR = Path(__file__).parent / "schema"
@@ -99,7 +100,7 @@ def _load(schema_dir: Path) -> Dictionary:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: dictionary file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:

@@ -33,6 +33,7 @@ import yaml
 
 from radcommons.dictionary import NOT_REPORTED, PropertyType, load_dictionary
 from radcommons.errors import UserError
+from radcommons.yamltext import load_yaml
 
 #: The field name of DICOM Body Part Examined (imaging_study and series carry it).
 BODY_PART = "body_part_examined"
@@ -68,7 +69,7 @@ def _fold(text: str) -> str:
 
 def _data(name: str) -> Any:
     text = resources.files("radcommons.harmonize").joinpath("data", name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 @lru_cache(maxsize=1)
@@ -109,7 +110,7 @@ def load_site_mapping(path: Path | str) -> dict[str, dict[str, str]]:
     if not path.exists():
         raise UserError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:
