@@ -524,7 +524,8 @@ def render_markdown(res: dict) -> str:
         ]
     lines += ["### Goals (from the issue)", "", "| goal | measured | met? |", "|---|---|---|"]
     for g in res["goals"]:
-        met = {True: "yes", False: "**no**", None: "not measured", "reference": "— (durable-copy reference)"}[g["met"]]
+        met = {True: "yes", False: "**no**", None: "not measured", "reference": "— (durable-copy reference)",
+               "context": "—"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['measured']} | {met} |")
     lines += ["", "Raw numbers: `bench/work/deid/results.json` (not committed)." if res["out_is_default"]
               else f"Raw numbers: `{res['out']}/results.json`.", ""]
@@ -547,12 +548,19 @@ def goals(res: dict) -> list[dict]:
             return pa / pb if pa and pb else None
         return None
 
-    for tools, what in ((ct, "small CT files"), (dx, "large radiographs")):
+    # The files/s goal is about per-file work, which small files show; on large files the
+    # issue's goal is the copy throughput (4x dicognito there would be faster than cp).
+    for tools, what, is_goal in ((ct, "small CT files", True), (dx, "large radiographs", False)):
         r = ratio(tools, "ours-1", "dicognito", "files_per_s")
         rc = cpu_ratio(tools, "ours-1", "dicognito")
         measured = (f"{r:.2f}× (wall)" if r else "n/a") + (f"; {rc:.2f}× per CPU-second" if rc else "")
-        out.append({"goal": f"ours (1 worker) ≥ 4× dicognito's files/s ({what})",
-                    "measured": measured, "met": None if r is None else r >= 4})
+        if is_goal:
+            out.append({"goal": f"ours (1 worker) ≥ 4× dicognito's files/s ({what})",
+                        "measured": measured, "met": None if r is None else r >= 4})
+        else:
+            out.append({"goal": f"(context, not a goal) ours (1 worker) vs dicognito's files/s ({what}: "
+                                "their goal is the copy throughput below)",
+                        "measured": measured, "met": "context"})
     base = (res.get("memory") or {}).get("ours-1 on one CT slice (baseline: interpreter + imports)") or {}
     startup = base.get("seconds") if base.get("rc") == 0 else None
     nbytes = res["corpora"].get("Chest radiographs", {}).get("corpus", {}).get("bytes")

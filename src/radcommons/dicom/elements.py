@@ -40,6 +40,7 @@ _SHORT_VRS = frozenset({
 _VRS = {vr.encode(): vr for vr in LONG_VRS | _SHORT_VRS}
 _LONG = frozenset(vr.encode() for vr in LONG_VRS)
 UNDEFINED = 0xFFFFFFFF
+_UNDEFINED_BYTES = b"\xff\xff\xff\xff"
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHL")
@@ -76,9 +77,46 @@ class Head:
     elements: list[Element]  #: top-level elements before Pixel Data, in file order
     pixel_start: int | None  #: offset of the first pixel element, or None (no pixels)
     size: int  #: the file's size
+    _meta_end: int = 132  #: where the data set starts (after the File Meta Information)
 
     def value(self, element: Element) -> bytes:
         return self.data[element[3] : element[4]]
+
+    def header_dataset(self):  # -> pydicom.dataset.FileDataset
+        """The header as pydicom's ``dcmread(..., stop_before_pixels=True)`` gives it: the
+        same reader (``read_dataset``) on the bytes already read, with the File Meta
+        Information, preamble and original encoding, but no second pass over the file."""
+        from pydicom.dataelem import RawDataElement
+        from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filereader import read_dataset
+        from pydicom.tag import BaseTag
+        from pydicom.dataelem import empty_value_for_VR
+
+        data, implicit = self.data, self.implicit_vr
+        end = self.pixel_start if self.pixel_start is not None else (
+            self.elements[-1][4] if self.elements else self._meta_end
+        )
+        start = self._meta_end
+        meta = FileMetaDataset(read_dataset(DicomBytesIO(data[132:start]), False, True))
+        if any(data[e[3] - 4 : e[3]] == _UNDEFINED_BYTES for e in self.elements):
+            # pydicom reads undefined-length sequences at once: let its reader do it
+            body = read_dataset(DicomBytesIO(data[start:end]), implicit, True)
+        else:
+            # what pydicom's data_element_generator yields for defined lengths, built
+            # from the element positions already known
+            body = Dataset({
+                BaseTag(tag): RawDataElement(
+                    BaseTag(tag), vr, value_end - value_start,
+                    data[value_start:value_end] if value_end > value_start else empty_value_for_VR(vr, raw=True),
+                    value_start, implicit, True,
+                )
+                for tag, vr, _, value_start, value_end in self.elements
+            })
+        ds = FileDataset(None, body, preamble=self.data[:128], file_meta=meta,
+                         is_implicit_VR=self.implicit_vr, is_little_endian=True)
+        ds.set_original_encoding(self.implicit_vr, True, body._character_set)
+        return ds
 
     def native_pixels(self) -> tuple[int, int] | None:
         """The byte range of Pixel Data when it is one element of defined length that ends
@@ -178,6 +216,7 @@ def _parse(data: bytes, size: int) -> Head:
             break
         (tag, _, _, value_start, value_end), position = _element_after(data, position, implicit=False)
         meta[tag] = data[value_start:value_end]
+    meta_end = position
     syntax = meta.get(0x00020010, b"").decode("ascii", "replace").rstrip("\0 ")
     if not syntax or syntax in _NOT_PLAIN_SYNTAXES:
         raise NotPlain(f"transfer syntax {syntax or '(none)'}")
@@ -225,7 +264,7 @@ def _parse(data: bytes, size: int) -> Head:
             continue
         append((tag, vr, position, value_start, end))
         position = end
-    return Head(data, meta, syntax, implicit, elements, pixel_start, size)
+    return Head(data, meta, syntax, implicit, elements, pixel_start, size, meta_end)
 
 
 def _read_start(fp: BinaryIO, length: int) -> bytes:

@@ -23,6 +23,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from radcommons.deid.check import Finding, check_deidentified
+from radcommons.dicom.elements import read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.store.objects import ObjectStore, StagedObject
 
@@ -53,14 +54,36 @@ class Examined:
         return self.fields.study["study_uid"] if self.fields else ""
 
 
-def read_header(source: str | IO[bytes]) -> pydicom.Dataset | str:
-    """The header of a DICOM file (path or seekable binary file), or why it cannot be read."""
+def _read_plain(source: str | IO[bytes], size: int | None) -> pydicom.Dataset | None:
+    """The header of a plain Part 10 file read in one pass (:func:`~radcommons.dicom.elements.read_head`:
+    one read of its first bytes, then pydicom's reader on them), or ``None``: anything
+    unusual goes to ``dcmread``, which says what is wrong."""
     try:
-        ds = pydicom.dcmread(source, stop_before_pixels=True)
-    except InvalidDicomError:
-        return "not a DICOM Part 10 file (no DICM preamble)"
-    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
-        return f"unreadable or truncated DICOM: {error}"
+        if isinstance(source, str):
+            with open(source, "rb", buffering=0) as fp:
+                return read_head(fp, os.fstat(fp.fileno()).st_size).header_dataset()
+        if size is None:
+            return None
+        position = source.tell()
+        try:
+            return read_head(source, size).header_dataset()
+        finally:
+            source.seek(position)
+    except Exception:  # NotPlain, or bytes pydicom reads differently from a file: dcmread decides
+        return None
+
+
+def read_header(source: str | IO[bytes], size: int | None = None) -> pydicom.Dataset | str:
+    """The header of a DICOM file (path, or seekable binary file of ``size`` bytes), or why it
+    cannot be read."""
+    ds = _read_plain(source, size)
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(source, stop_before_pixels=True)
+        except InvalidDicomError:
+            return "not a DICOM Part 10 file (no DICM preamble)"
+        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
+            return f"unreadable or truncated DICOM: {error}"
     if "DirectoryRecordSequence" in ds:
         return "a DICOMDIR index, not an image"
     for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
@@ -78,7 +101,7 @@ def examine(source: str | IO[bytes], *, object_id: str, size: int, gate: Gate = 
     """Read and gate one instance whose content is stored under ``object_id``."""
     if size == 0:
         return Examined("rejected", "empty file (0 bytes)")
-    header = read_header(source)
+    header = read_header(source, size)
     if isinstance(header, str):
         return Examined("rejected", header)
     fields = instance_fields(header, object_id=object_id, size=size)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -100,12 +101,10 @@ def ingest_tree(
     study_dates: dict[str, tuple[str, str]] = {}
     with index_transaction(engine) as conn:
         writer.ensure_project(conn, program, availability)
-    batch: list[ReadFile] = []
-
-    def flush() -> None:
-        if not batch:
-            return
+    def flush(batch: list[ReadFile]) -> list[FileOutcome]:
+        """Publish one batch's objects (one sync), then index it in one transaction."""
         store.publish([read.staged for read in batch if read.staged is not None])
+        outcomes: list[FileOutcome] = []
         with index_transaction(engine) as conn:
             passing: list[ReadFile] = []
             for read in batch:
@@ -120,8 +119,7 @@ def ingest_tree(
                     findings=read.examined.findings, source="ingest", site_id=site_id,
                     sop_instance_uid=uid, study_uid=read.examined.study_uid, path_in_package=read.path,
                 )
-                _record(report, FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid),
-                        on_file)
+                outcomes.append(FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid))
             all_fields = [read.examined.fields for read in passing if read.examined.fields is not None]
             for read, fields, status in zip(passing, all_fields, writer.write_instances(conn, all_fields, site_id)):
                 uid, object_id = read.examined.sop_instance_uid, fields.instance["object_id"]
@@ -131,19 +129,38 @@ def ingest_tree(
                     outcome = FileOutcome(read.path, "duplicate", "already indexed (same SOP Instance UID)",
                                           uid, object_id)
                 study_dates[fields.study["study_uid"]] = (fields.patient_id, fields.study_date)
-                _record(report, outcome, on_file)
+                outcomes.append(outcome)
             record_audit(conn, actor=created_by, action="ingest.batch", target=str(root), project=project,
                          records=len(batch))
-        batch.clear()
+        return outcomes
 
-    for read in map_unordered(job, iter_files(root), workers=workers, scheduler=scheduler):
-        if read.examined.status == "rejected":
-            _record(report, FileOutcome(read.path, "rejected", read.examined.reason), on_file)
-            continue
-        batch.append(read)
-        if len(batch) >= BATCH_SIZE:
-            flush()
-    flush()
+    # Batches are published and indexed on a thread of their own, one at a time and in
+    # order, while the next batch is read and staged: the sync and the index transaction
+    # overlap the reading instead of stopping it.
+    batch: list[ReadFile] = []
+    flushing: Future[list[FileOutcome]] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-flush") as flusher:
+
+        def collect() -> None:
+            nonlocal flushing
+            if flushing is not None:
+                done, flushing = flushing, None
+                for outcome in done.result():
+                    _record(report, outcome, on_file)
+
+        for read in map_unordered(job, iter_files(root), workers=workers, scheduler=scheduler):
+            if read.examined.status == "rejected":
+                _record(report, FileOutcome(read.path, "rejected", read.examined.reason), on_file)
+                continue
+            batch.append(read)
+            if len(batch) >= BATCH_SIZE:
+                collect()
+                flushing = flusher.submit(flush, batch)
+                batch = []
+        collect()
+        if batch:
+            for outcome in flush(batch):
+                _record(report, outcome, on_file)
     with index_transaction(engine) as conn:
         writer.days_to_study_from_dates(conn, study_dates)
         writer.finish(conn)
