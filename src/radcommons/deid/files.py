@@ -41,11 +41,11 @@ def deidentify_file(
     finished temporary file for the caller to sync and publish with its batch
     (:meth:`PendingWrites.commit`); without, it is synced and published before returning.
     """
-    src = Path(src)
+    src = src if isinstance(src, Path) else Path(src)
     name = label if label is not None else str(src)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every odd value; the report speaks
-        return _deidentify_file(src, name, Path(dst_root), context, pending)
+        return _deidentify_file(src, name, dst_root if isinstance(dst_root, Path) else Path(dst_root), context, pending)
 
 
 def _deidentify_file(

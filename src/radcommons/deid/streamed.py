@@ -147,6 +147,7 @@ class _Series:
     new_study_uid: str
     remembered: dict[tuple, bytes] = field(default_factory=dict)  #: VALUE outputs by input bytes
     steps: dict[tuple, tuple[str, str | None]] = field(default_factory=dict)  #: plans by tag and VR
+    clean_text: dict[tuple, bool] = field(default_factory=dict)  #: SCRUB/CLEAN text left as it is
 
 
 _SERIES_CACHE: dict[tuple, _Series | None] = {}
@@ -351,6 +352,7 @@ class _Writer:
         steps = series.steps
         remembered = series.remembered
         cleaner = self.transformer.cleaner
+        clean_text = series.clean_text
         creators: dict[int, str] = {}
         planned: list[tuple[Element, str, object]] = []
         misses: dict[tuple, tuple[Element, Element | None]] = {}
@@ -380,21 +382,25 @@ class _Writer:
             step, vr = found
             if step == SCRUB or step == CLEAN:
                 # text the engine keeps as read when its operation leaves it as it is
-                operation = cleaner.scrub_known if step == SCRUB else cleaner.clean
-                if (vr_read is None or vr_read == vr) and self._verbatim(element) and raw_text_unchanged(
-                    data[value_start:end], vr or "", operation
-                ):
-                    step = KEEP
-                else:
-                    step = VALUE
+                # (judged once per series and value: the slices repeat their text)
+                unchanged = False
+                if (vr_read is None or vr_read == vr) and self._verbatim(element):
+                    key = (tag, vr, data[value_start:end])
+                    unchanged = clean_text.get(key)
+                    if unchanged is None:
+                        if len(clean_text) >= MAX_REMEMBERED:
+                            clean_text.clear()
+                        operation = cleaner.scrub_known if step == SCRUB else cleaner.clean
+                        unchanged = clean_text[key] = raw_text_unchanged(key[2], vr or "", operation)
+                step = KEEP if unchanged else VALUE
             elif step == FIXED:  # the output depends on tag and VR only
                 key = (step_key, FIXED)
                 if key not in remembered:
                     misses[key] = (element, None)
                 planned.append((element, VALUE, key))
                 continue
-            if step == KEEP and not self._verbatim(element):
-                step = VALUE  # the engine's encoder writes it
+            if step == KEEP and (vr_read is None or vr_read in LONG_VRS) and not self._verbatim(element):
+                step = VALUE  # the engine's encoder writes it (a short explicit VR always copies as is)
             if step == UID:
                 encoded = self._uid(element, vr or "UI")
                 if encoded is not None:

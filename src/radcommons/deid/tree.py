@@ -82,11 +82,14 @@ def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, s
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()
+        folder = Path(dirpath)
+        prefix = folder.relative_to(src).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
         for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if any(_inside(path, root) for root in excluded):
+            path = folder / name
+            if excluded and any(_inside(path, root) for root in excluded):
                 continue
-            found.append((path, path.relative_to(src).as_posix()))
+            found.append((path, prefix + name))
     return found
 
 
@@ -101,8 +104,9 @@ def _deidentify_batch(
     by the next run.
     """
     pending = PendingWrites()
+    root = Path(dst)
     try:
-        outcomes = [deidentify_file(path, Path(dst), context, label=label, pending=pending) for path, label in batch]
+        outcomes = [deidentify_file(path, root, context, label=label, pending=pending) for path, label in batch]
     except BaseException:
         pending.discard()
         raise
