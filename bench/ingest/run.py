@@ -30,7 +30,8 @@ from pathlib import Path as _Path
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
 
 from benchlib import (  # noqa: E402
-    DICOMWEB_PLUGIN, ORTHANC, cpu_busy_s, free_port, orthanc_server as _orthanc_server, read_all, stop_process, wait_http,
+    DICOMWEB_PLUGIN, ORTHANC, cpu_busy_s, free_port, orthanc_server as _orthanc_server, read_all, settle_page_cache,
+    stop_process, wait_http,
 )
 
 import argparse
@@ -701,10 +702,10 @@ INGEST_HOTSPOTS = (
      "stage_file"),
     ("    _copy_hashing (read, sha256, write)", "radcommons/store/objects.py", "_copy_hashing"),
     ("  examine (header read once, gate, index fields)", "radcommons/pipelines/examine.py", "examine"),
-    ("    read_header (pydicom.dcmread, stop_before_pixels)", "radcommons/pipelines/examine.py", "read_header"),
+    ("    read_header (one read of the first bytes; dcmread for odd files)", "radcommons/pipelines/examine.py", "read_header"),
     ("    check_deidentified (the gate)", "radcommons/deid/check.py", "check_deidentified"),
     ("    instance_fields", "radcommons/dicom/index_fields.py", "instance_fields"),
-    ("per batch: ingest_tree.flush (publish + index, batches of 500)", "radcommons/pipelines/ingest.py", "flush"),
+    ("per batch: ingest_tree.flush (publish + index, batches of 500; on the flusher thread, which cProfile does not see, but for the last batch)", "radcommons/pipelines/ingest.py", "flush"),
     ("  ObjectStore.publish (one syncfs, renames, one syncfs)", "radcommons/store/objects.py", "publish"),
     ("  IndexWriter.write_instances (one transaction per batch)", "radcommons/pipelines/indexing.py",
      "write_instances"),
@@ -835,8 +836,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"{c['params']['seed']}` (full size), `radcommons keygen`, `radcommons deid` per site: "
         f"**{c['instances']:,} instances, {c['bytes'] / 1e6:,.0f} MB** ({c['studies']} studies, {c['series']} series; "
         f"modalities {c['synth_modalities']}; {c['bytes'] / c['instances'] / 1e6:.2f} MB per instance on average).",
-        f"Each line stores the whole corpus into a fresh store and database (page cache warm, dirty pages "
-        f"synced before). MB = 10^6 bytes of DICOM files. Versions: Orthanc {res['versions'].get('orthanc')} "
+        f"Each line stores the whole corpus into a fresh store and database (before each run: dirty pages "
+        f"synced, the clean page cache dropped where permitted and the corpus read again, so every line "
+        f"starts from the same memory state: `benchlib.settle_page_cache`). MB = 10^6 bytes of DICOM files. Versions: Orthanc {res['versions'].get('orthanc')} "
         f"({res['versions'].get('orthanc-dicomweb')}), {res['versions'].get('postgresql')}, Python "
         f"{res['versions'].get('python')}, pydicom {res['versions'].get('pydicom')}, SQLAlchemy "
         f"{res['versions'].get('sqlalchemy')}.",
@@ -1076,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in wanted:
                     continue
                 busy = wait_quiet(args.wait_quiet)
-                warm_cache(files)
+                page_cache_dropped = settle_page_cache(files)
                 log(f"{name} run {attempt + 1}/{runs} (CPU busy before: {busy:.0%})")
                 try:
                     out = spec(name)[4](runs_dir / name)
@@ -1085,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
                     line["runs"].append({"error": str(error)[-3000:]})
                     continue
                 out["cpu_busy_before"] = busy
+                out["page_cache_dropped"] = page_cache_dropped
                 if out.get("machine_cpu_seconds") is not None:
                     # CPU the rest of the machine (other people's jobs) used during the timed section.
                     others = max(0.0, out["machine_cpu_seconds"] - out.get("our_cpu_seconds", 0.0))
