@@ -1,4 +1,4 @@
-"""Making written files durable: fsync, and one ``syncfs`` for many files.
+"""Writing files safely: atomic replacement, fsync, and one ``syncfs`` for many files.
 
 One way for every writer that must not lose what it acknowledged (the object store, the
 de-identifier's output batches): a file's bytes reach the disk before it gets its final
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,4 +73,30 @@ def sync_paths(files: Sequence[str], folders: Sequence[str], *, each: bool = Fal
         fsync_dir(folder)
 
 
-__all__ = ["fsync_dir", "sync_paths"]
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
+    reader (or a rerun after a kill) sees the old file or the new one, whole, never half of it.
+
+    ``private``: readable by the owner only (mode 0600: reports that name original identifiers).
+    The folder is created when missing; the temporary file is removed if the write fails.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
+    encoded = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encoded)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+__all__ = ["fsync_dir", "sync_paths", "write_atomic"]

@@ -44,7 +44,7 @@ from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
 from radcommons.deid.safe_private import disposition_in_context, load_allow_list, sequence_signature
 from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, Table, load_table
 from radcommons.deid.text import TextCleaner, collect_identifiers
-from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid, is_well_known
+from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid
 
 DEIDENTIFIED = "deidentified"
 WITHHELD = "withheld"

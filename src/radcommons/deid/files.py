@@ -11,8 +11,6 @@ from radcommons.deid.engine import (
     WITHHELD,
     DeidContext,
     DeidOutcome,
-    PatientRecord,
-    StudyRecord,
     clean_pixels,
     deidentify_dataset,
     pixel_review,

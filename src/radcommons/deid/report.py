@@ -8,7 +8,6 @@ short Rich summary for the person at the console.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD
 from radcommons.deid.files import FileOutcome
+from radcommons.durable import write_atomic
 
 STATUSES = (DEIDENTIFIED, WITHHELD, REJECTED)
 
@@ -61,13 +61,7 @@ class RunReport:
     def write(self, path: Path) -> Path:
         """Write atomically (temp file, then rename), readable by the owner only."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle, indent=1, sort_keys=False)
-            handle.write("\n")
-        os.replace(temp, path)
+        write_atomic(path, json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n", private=True)
         self.path = path
         return path
 

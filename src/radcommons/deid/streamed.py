@@ -74,7 +74,6 @@ from radcommons.deid.fileio import (
     pixel_span,
 )
 from radcommons.deid.outcome import FileOutcome, output_relpath
-from radcommons.deid.pseudonyms import patient_key
 from radcommons.deid.table import load_table
 from radcommons.deid.text import _SOURCE_TAGS
 from radcommons.deid.uids import clean_uid

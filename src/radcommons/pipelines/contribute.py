@@ -39,6 +39,7 @@ from radcommons.clinical import (
     read_tables,
 )
 from radcommons.deid import REJECTED, WITHHELD, DeidContext, RunReport, deidentify_tree, key_fingerprint
+from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.pipelines.contribute_package import StagedFile, imaging_studies, packages, stage
 from radcommons.pipelines.contribute_upload import (
@@ -192,12 +193,7 @@ def send(
 
 def _private_write(path: Path, text: str) -> Path:
     """Write atomically, readable by the owner only (reports name original identifiers)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temp, path)
+    write_atomic(path, text, private=True)
     return path
 
 

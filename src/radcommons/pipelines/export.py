@@ -29,12 +29,9 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
 from radcommons import __version__, roles
+from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.export import labels as label_table
 from radcommons.export.datasheet import ExportFacts, render_datasheet
@@ -232,17 +230,6 @@ class ExportReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.part"
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
 def _done_path(dest: Path, job: SeriesJob) -> Path:
     return dest / ".done" / f"{_safe(job.key)}.json"
 
@@ -287,7 +274,7 @@ def export_series(job: SeriesJob) -> SeriesResult:
         produced = _nifti(job, datasets, result) if job.format == "nifti" else _png(job, datasets, result)
         record = [{"sop": sop, "path": path, "size": (dest / path).stat().st_size, "extras": extras}
                   for sop, path, extras in produced]
-        _write_atomic(_done_path(dest, job), json.dumps(record).encode())
+        write_atomic(_done_path(dest, job), json.dumps(record).encode())
         result.files = produced
     except Exception as error:  # one bad series must not stop the export
         result.error = f"{job.key}: {type(error).__name__}: {error}"
@@ -307,8 +294,8 @@ def _nifti(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tu
     for volume in volumes:
         suffix = "" if volume.stack == 1 else f"_stack{volume.stack}"
         relative = f"{job.folder}{suffix}.nii.gz"
-        _write_atomic(dest / relative, nifti_gz_bytes(volume))
-        _write_atomic(dest / f"{job.folder}{suffix}.json",
+        write_atomic(dest / relative, nifti_gz_bytes(volume))
+        write_atomic(dest / f"{job.folder}{suffix}.json",
                       json.dumps(sidecar(volume, version=__version__), indent=2).encode())
         result.written += 1
         zooms = [round(float(v), 6) for v in (abs(volume.affine[:3, :3]) ** 2).sum(axis=0) ** 0.5]
@@ -340,7 +327,7 @@ def _png(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tupl
             rendered = render(ds, frame, bits=job.bits, size=job.size, pixels=pixels)
             name = _safe(sop) + (f"_f{frame:04d}" if frames > 1 else "")
             relative = f"{job.folder}/{name}.png"
-            _write_atomic(dest / relative, png_bytes(rendered.image))
+            write_atomic(dest / relative, png_bytes(rendered.image))
             result.written += 1
             produced.append((sop, relative, {
                 "frame": frame, "bits": job.bits if rendered.window_source != "colour" else 8,
@@ -480,7 +467,7 @@ def export_cohort(
         software_version=__version__, created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         rows=report.rows, excluded=excluded, failures=report.failures, skipped=report.skipped,
     )
-    _write_atomic(dest / "README.md", render_datasheet(facts).encode())
+    write_atomic(dest / "README.md", render_datasheet(facts).encode())
     return report
 
 
@@ -496,13 +483,13 @@ def _write_labels(dest: Path, rows: list[dict[str, Any]], columns: list[str]) ->
         pa.table({c: pa.array([], pa.string()) for c in present})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    _write_atomic(dest / "labels.parquet", sink.getvalue().to_pybytes())
+    write_atomic(dest / "labels.parquet", sink.getvalue().to_pybytes())
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=present, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: _cell(row.get(c)) for c in present})
-    _write_atomic(dest / "labels.csv", text.getvalue().encode())
+    write_atomic(dest / "labels.csv", text.getvalue().encode())
 
 
 MANIFEST_FIELDS = ("file", "object_id", "sha256", "size", "project_id", "case_submitter_id", "study_uid",
@@ -517,8 +504,8 @@ def _write_manifest(dest: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(text, fieldnames=list(MANIFEST_FIELDS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(entries)
-    _write_atomic(dest / "manifest.csv", text.getvalue().encode())
-    _write_atomic(dest / "manifest.json", json.dumps(entries, indent=1).encode())
+    write_atomic(dest / "manifest.csv", text.getvalue().encode())
+    write_atomic(dest / "manifest.json", json.dumps(entries, indent=1).encode())
 
 
 def iter_label_rows(report: ExportReport) -> Iterator[dict[str, Any]]:

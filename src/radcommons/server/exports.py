@@ -17,16 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import secrets
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from radcommons.client.download import sha256_of
+from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.pipelines.export import ExportScope, Selection, export_cohort
 from radcommons.server.errors import ApiError
@@ -41,14 +40,8 @@ def _now() -> str:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (readers see old or new, whole)."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    try:
-        temp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    """Write ``data`` to ``path`` as JSON, atomically (readers see the old or the new status, whole)."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 @dataclass(frozen=True)

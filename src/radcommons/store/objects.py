@@ -44,7 +44,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import math
