@@ -134,6 +134,29 @@ def test_counts_follow_a_reindexed_study(commons: Commons) -> None:
     assert facets(commons.engine, "series", None, ["modality"], projects=("open-b",))["modality"] == []
 
 
+def test_counts_change_by_the_batch_not_by_a_recount(commons: Commons, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reindexed study changes its projects' counts combination by combination: no project is
+    recounted (it would cost a scan of the whole project), and the counts still equal the node tables."""
+    from radcommons.store.index import facts as facts_module
+
+    def recount(*_args: Any) -> None:
+        raise AssertionError("a project was recounted")
+
+    monkeypatch.setattr(facts_module, "_recount", recount)
+    tables = node_tables()
+    series, ids = tables["series"], commons.ids
+    with commons.engine.begin() as connection:
+        # a new combination (MR, GE) and one series leaving its old one
+        connection.execute(update(series).where(series.c.submitter_id == "B1-st1-s2")
+                           .values(modality="MR", manufacturer="GE"))
+        refresh_series_facts(connection, [ids["imaging_study"]["B1-st1"], ids["imaging_study"]["A1-st1"]])
+    for filter in FILTERS:
+        for projects in SCOPES:
+            fast, reference = both(commons, filter, projects, bins={"case.age_at_index": AGE_BINS})
+            assert fast == reference, (filter, projects)
+    assert _counted(commons)[1] == 0
+
+
 def test_migration_fills_the_counts(commons: Commons) -> None:
     """Migration 0008 counts the series already in series_facts, as refresh_series_facts does."""
     from alembic import command
