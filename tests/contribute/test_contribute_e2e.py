@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_support import start_server
+from serve_support import free_port, start_server
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
@@ -37,9 +36,7 @@ def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     assert token.returncode == 0, token.stderr
     token_file = root / "token"
     token_file.write_text(token.stdout)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = start_server(root, port, env)
     url = f"http://127.0.0.1:{port}"
     try:
