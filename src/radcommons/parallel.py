@@ -2,7 +2,12 @@
 
 One worker runs inline (no pool, no pickling), which is also what tests and small runs
 want. More workers run on a local pool of spawned processes, or on a Dask cluster by
-scheduler address (``tcp://host:8786``) so the same code scales out. Jobs are sent in
+scheduler address (``tcp://host:8786``) so the same code scales out. Locally the caller's
+own process is one of the workers: it works through the input from the start, while the
+others start (each is a fresh interpreter that imports pydicom and the rest again, about
+half a second), so a small input is done before they are ready and they are stopped unused,
+and on a two-core machine ``workers=2`` means the caller and one helper, not three
+processes on two cores. Jobs are sent in
 chunks, because a task costs about a millisecond of overhead and a header-only job on one
 file costs about the same. Either way a bounded window of tasks stays in flight and results
 are yielded as each task completes, so the workers keep working while the caller consumes
@@ -11,9 +16,14 @@ results (for example writes them to the index).
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -22,11 +32,25 @@ R = TypeVar("R")
 CHUNK_SIZE = 32
 #: Tasks in flight per worker, so a huge input never sits whole in the scheduler.
 TASKS_PER_WORKER = 4
+#: Whether the caller's process is one of the local workers (tests turn it off to be sure
+#: that spawned workers do the work).
+CALLER_WORKS = True
 
 
 def worker_count(requested: int) -> int:
     """``requested`` workers, or one per core when it is 0."""
     return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+def _module_of(func: Callable[..., object]) -> str:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return getattr(func, "__module__", None) or __name__
+
+
+def _import(module: str) -> None:
+    """A worker's first task: import what the jobs need, so that the worker is ready for them."""
+    importlib.import_module(module)
 
 
 def _run_chunk(func: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
@@ -70,37 +94,73 @@ def map_unordered(
 
 
 def _map_on_processes(func: Callable[[T], R], chunks: Iterator[list[T]], count: int) -> Iterator[R]:
-    """A pool of ``count`` fresh (spawned) processes, ``count * TASKS_PER_WORKER`` tasks in flight.
+    """The caller's process and ``count - 1`` fresh (spawned) processes work through ``chunks``.
 
     Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
-    A new task is submitted as soon as one completes, before its results are handed to the
-    caller, so no worker waits for the slowest task of a group nor for the caller.
+    The helpers get chunks once the first of them has started, ``TASKS_PER_WORKER`` each in
+    flight, refilled as they complete; between refills the caller runs a chunk itself, and at
+    the end it takes back the chunks no helper has started, so nobody waits on a long queue.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-    limit = count * TASKS_PER_WORKER
-    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: set[Future[list[R]]] = set()
+    caller_works = CALLER_WORKS
+    helpers = count - 1 if caller_works else count
+    pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"))
+    pending: dict[Future[list[R]], list[T]] = {}  # the chunk, to take it back if never started
+    starting: list[Future[None]] = []
+    completed = False
+    try:
+        starting = [pool.submit(_import, _module_of(func)) for _ in range(helpers)]  # one process each
         exhausted = False
         while True:
-            while not exhausted and len(pending) < limit:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    exhausted = True
-                else:
-                    pending.add(pool.submit(_run_chunk, func, chunk))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            refill = [next(chunks, None) for _ in range(len(done))] if not exhausted else []
-            for chunk in refill:
-                if chunk is None:
-                    exhausted = True
-                else:
-                    pending.add(pool.submit(_run_chunk, func, chunk))
-            for future in done:
+            if any(future.done() for future in starting):
+                while not exhausted and len(pending) < helpers * TASKS_PER_WORKER:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pending[pool.submit(_run_chunk, func, chunk)] = chunk
+            for future in [future for future in pending if future.done()]:
+                del pending[future]
                 yield from future.result()
+            if caller_works:
+                chunk = None if exhausted else next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                    chunk = _take_back(pending)
+                if chunk is not None:
+                    yield from _run_chunk(func, chunk)
+                    continue
+            if exhausted and not pending:
+                completed = True
+                return
+            wait([*pending, *starting], return_when=FIRST_COMPLETED)
+    finally:
+        if completed and all(future.done() for future in starting):
+            pool.shutdown(wait=True)
+        else:  # failed, abandoned, or done before the helpers had even started
+            _stop(pool)
+
+
+def _take_back(pending: dict[Future[list[R]], list[T]]) -> list[T] | None:
+    """The newest submitted chunk that no helper has started, withdrawn from the pool."""
+    for future in reversed(list(pending)):
+        if future.cancel():
+            return pending.pop(future)
+    return None
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down without waiting for its workers to finish starting or working (the
+    input ended before they were needed, or the caller stopped early or failed)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+    else:  # the pool's own record of its processes (cleared by shutdown, so read first)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _map_on_cluster(func: Callable[[T], R], chunks: Iterator[list[T]], scheduler: str, count: int) -> Iterator[R]:

@@ -55,18 +55,17 @@ def test_tree_report_registry(tmp_path):
         Registry(tmp_path / "state", key_fingerprint(bytes(32)))
 
 
-def test_parallel_equals_inline_and_is_deterministic(tmp_path):
+def test_parallel_equals_inline_and_is_deterministic(tmp_path, monkeypatch):
     src = _corpus(tmp_path / "src")
     ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
     deidentify_tree(src, tmp_path / "one", ctx, state_dir=tmp_path / "s1", workers=1)
     import radcommons.deid.tree as tree
+    import radcommons.parallel as parallel
 
-    old = tree.BATCH_SIZE
-    tree.BATCH_SIZE = 2  # several batches, so the Dask pool is really used
-    try:
-        deidentify_tree(src, tmp_path / "two", ctx, state_dir=tmp_path / "s2", workers=2)
-    finally:
-        tree.BATCH_SIZE = old
+    # several batches, and the pool from the start, so worker processes really do the work
+    monkeypatch.setattr(tree, "BATCH_SIZE", 2)
+    monkeypatch.setattr(parallel, "CALLER_WORKS", False)
+    deidentify_tree(src, tmp_path / "two", ctx, state_dir=tmp_path / "s2", workers=2)
     assert _files(tmp_path / "one") == _files(tmp_path / "two")
 
 

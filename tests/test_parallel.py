@@ -1,0 +1,67 @@
+"""radcommons.parallel.map_unordered: every item once; the caller's process is one of the local
+workers, so a small input is done before the others have started; a larger one is shared."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+import radcommons.parallel as parallel
+from radcommons.parallel import map_unordered
+
+
+def where(item: int) -> tuple[int, int]:
+    return item, os.getpid()
+
+
+def slow_where(item: int) -> tuple[int, int]:
+    time.sleep(0.02)
+    return item, os.getpid()
+
+
+def workers() -> list[psutil.Process]:
+    """This process's pool workers (multiprocessing's resource tracker is not one)."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass  # gone between the listing and the look
+    return found
+
+
+def divide(item: int) -> float:
+    return 1 / item
+
+
+def test_a_small_input_is_done_before_the_workers_start_and_they_are_stopped():
+    started = time.monotonic()
+    results = list(map_unordered(where, range(100), workers=2))
+    assert sorted(item for item, _ in results) == list(range(100))
+    assert {pid for _, pid in results} == {os.getpid()}
+    assert time.monotonic() - started < 0.3  # a spawned worker alone takes longer to start
+    deadline = time.monotonic() + 10
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers()
+
+
+def test_a_larger_input_is_shared_with_the_helpers_once_they_are_ready():
+    results = list(map_unordered(slow_where, range(150), workers=3, chunk_size=3))
+    assert sorted(item for item, _ in results) == list(range(150))
+    pids = [pid for _, pid in results]
+    assert pids[:3] == [os.getpid()] * 3  # the first chunk ran here while the helpers started
+    helpers = set(pids) - {os.getpid()}
+    assert len(helpers) == 2  # workers=3: the caller and two spawned processes
+    assert all(pids.count(pid) >= 15 for pid in helpers) and pids.count(os.getpid()) >= 15
+
+
+@pytest.mark.parametrize("caller_works", [True, False])
+def test_an_error_in_a_job_stops_the_map(monkeypatch, caller_works):
+    monkeypatch.setattr(parallel, "CALLER_WORKS", caller_works)
+    with pytest.raises(ZeroDivisionError):
+        list(map_unordered(divide, [1, 0], workers=2))
