@@ -62,9 +62,9 @@ def ingest(
         if outcome.status in ("rejected", "quarantined"):
             Console().print(f"[yellow]{outcome.status}[/] {outcome.path}: {outcome.reason}", highlight=False)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(
-            json.dumps({"added": dict(result.added), "files": [vars(o) for o in result.outcomes]}, indent=2)
-        )
+        from radcommons.durable import write_atomic
+
+        write_atomic(report, json.dumps({"added": dict(result.added), "files": [vars(o) for o in result.outcomes]},
+                                        indent=2))
     if not result.ok:
         raise typer.Exit(1)

@@ -33,6 +33,7 @@ from typing import Any
 from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint
 from radcommons.deid.fileio import remove_partials, write_whole
+from radcommons.durable import write_atomic
 from radcommons.pipelines.contribute_upload import (
     Delivery,
     PackagedFile,
@@ -236,16 +237,16 @@ class Gateway:
         packages = [self.spool.package(study) for study in complete]
         self._event("complete", studies=[p.study_uid for p in packages], files=sum(len(p.files) for p in packages))
         delivery = self.sender(packages)
+        # the receipt is kept before the spool lets the studies go, so a crash in between
+        # leaves the studies to send again (the commons stores them once), never a lost receipt
+        write_atomic(
+            self.config.state_dir / "receipts" / f"gateway-{delivery.submission.dataset}-{delivery.submission.id}.json",
+            json.dumps({"upload": delivery.stats.to_json(), "receipt": delivery.receipt.data}, indent=1) + "\n",
+        )
         for package in packages:
             self.spool.finish(package)
         self._event("sent", submission=delivery.submission.id, dataset=delivery.submission.dataset,
                     studies=[p.study_uid for p in packages], counts=delivery.receipt.counts)
-        receipts = self.config.state_dir / "receipts"
-        receipts.mkdir(parents=True, exist_ok=True)
-        (receipts / f"gateway-{delivery.submission.dataset}-{delivery.submission.id}.json").write_text(
-            json.dumps({"upload": delivery.stats.to_json(), "receipt": delivery.receipt.data}, indent=1) + "\n",
-            encoding="utf-8",
-        )
         return delivery
 
 
