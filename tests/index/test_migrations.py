@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -78,3 +80,17 @@ def test_downgrade_to_base_and_upgrade_again(migrated_url: str) -> None:
 
 def test_upgrade_is_idempotent(migrated_url: str) -> None:
     assert upgrade(migrated_url) == head_revision()
+
+
+def test_head_revision_read_from_the_scripts_is_alembics() -> None:
+    from radcommons.store.index.migrate import alembic_head_revision
+
+    assert head_revision() == alembic_head_revision()
+
+
+def test_the_revision_check_does_not_import_alembic(migrated_url: str) -> None:
+    """Every command checks the index's revision; importing Alembic for it cost ~0.3 s a command."""
+    code = ("import sys; from radcommons.cli.context import open_index; open_index(sys.argv[1]);"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'alembic'], 'alembic imported'")
+    done = subprocess.run([sys.executable, "-c", code, migrated_url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
