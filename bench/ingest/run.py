@@ -729,8 +729,32 @@ SERVER_HOTSPOTS = (
      "_commit_transaction (radcommons/pipelines/submission.py"),
     ("    _commit_study", "_commit_study ("),
     ("    harmonize.study_codes.builtin_matcher (built on first use per process)", "builtin_matcher ("),
-    ("event loop thread (uvicorn, h11, starlette; not waiting in epoll)", "BaseEventLoop.run_forever ("),
+    ("event loop thread, Python frames (uvicorn's protocol callbacks, starlette)", "Runner.run (asyncio/runners.py"),
 )
+
+#: Stacks that are a thread waiting: a pool thread waiting for work, the asyncio loop in epoll,
+#: or uvloop's loop with no Python frame above Runner.run (idle in epoll, or in its own C code:
+#: py-spy cannot tell which, so neither counts as active).
+IDLE_STACKS = ("anyio/_backends/_asyncio.py:1113", "EpollSelector.select",
+               "Thread._bootstrap (threading.py:1002);Thread._bootstrap_inner (threading.py:1045);Thread.run")
+IDLE_STACK_ENDS = ("Runner.run (asyncio/runners.py:118)",)
+
+
+def server_hotspots(raw_file: Path) -> tuple[int, list[dict[str, Any]]]:
+    """(active samples, the named hotspots' shares of them) from py-spy's collapsed stacks."""
+    active = 0
+    counts = {label: 0 for label, _ in SERVER_HOTSPOTS}
+    for line in raw_file.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or any(d in stack for d in IDLE_STACKS) or stack.endswith(IDLE_STACK_ENDS):
+            continue
+        active += int(count)
+        for label, needle in SERVER_HOTSPOTS:
+            if needle in stack:
+                counts[label] += int(count)
+    return active, [{"what": label, "where": needle.split(" (")[0] if " (" in needle else needle,
+                     "pct": round(100 * counts[label] / active, 1) if active else None}
+                    for label, needle in SERVER_HOTSPOTS]
 
 
 def run_profile(deid: Path, scratch: Path, work: Path) -> dict[str, Any]:
@@ -785,20 +809,7 @@ def run_server_profile(deid: Path, scratch: Path, work: Path, threads: int) -> d
     raw_file = work / "profile" / "server-api-sqlite.txt"
     raw_file.parent.mkdir(parents=True, exist_ok=True)
     result = run_api(deid, scratch, "sqlite", "", threads, spy=(spy, raw_file))
-    drop = ("anyio/_backends/_asyncio.py:1113", "EpollSelector.select", "Thread._bootstrap (threading.py:1002);"
-            "Thread._bootstrap_inner (threading.py:1045);Thread.run")
-    active = 0
-    counts = {label: 0 for label, _ in SERVER_HOTSPOTS}
-    for line in raw_file.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or any(d in stack for d in drop):
-            continue
-        active += int(count)
-        for label, needle in SERVER_HOTSPOTS:
-            if needle in stack:
-                counts[label] += int(count)
-    hotspots = [{"what": label, "where": needle.split(" (")[0] if " (" in needle else needle,
-                 "pct": round(100 * counts[label] / active, 1) if active else None} for label, needle in SERVER_HOTSPOTS]
+    active, hotspots = server_hotspots(raw_file)
     return {"raw_file": str(raw_file), "active_samples": active, "rate_hz": 50, "hotspots": hotspots,
             "seconds": round(result["seconds"], 2), "upload_seconds": round(result["upload_seconds"], 2),
             "commit_seconds": round(result["commit_seconds"], 2)}
@@ -909,7 +920,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["", f"**Profile of the server during one api-sqlite line** (py-spy --idle at {sprof['rate_hz']} Hz on "
                   f"the `radcommons serve` process, {sprof['seconds']} s: upload {sprof['upload_seconds']} s, commit "
                   f"{sprof['commit_seconds']} s; % of the thread samples that were not idle (idle: thread-pool "
-                  "threads waiting for work, the event loop in epoll); several threads run at once, so a "
+                  "threads waiting for work, and the event loop thread when no Python frame is above the loop: uvloop "
+                  "waits in epoll and runs its own work in C, which py-spy does not see into); several threads run "
+                  "at once, so a "
                   "blocked fsync counts as it waits):", "",
                   "| what | function | % of active thread samples |", "|---|---|---|"]
         for r in sprof["hotspots"]:
