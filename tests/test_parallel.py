@@ -34,6 +34,11 @@ def workers() -> list[psutil.Process]:
     return found
 
 
+def sleepy(item: int) -> int:
+    time.sleep(0.4)
+    return item
+
+
 def divide(item: int) -> float:
     return 1 / item
 
@@ -65,3 +70,11 @@ def test_an_error_in_a_job_stops_the_map(monkeypatch, caller_works):
     monkeypatch.setattr(parallel, "CALLER_WORKS", caller_works)
     with pytest.raises(ZeroDivisionError):
         list(map_unordered(divide, [1, 0], workers=2))
+
+
+def test_the_caller_sleeps_while_it_waits_for_the_helpers(monkeypatch):
+    """Waiting on the last chunks costs the caller no CPU (no polling loop)."""
+    monkeypatch.setattr(parallel, "CALLER_WORKS", False)
+    started = time.process_time()
+    assert sorted(map_unordered(sleepy, range(6), workers=2, chunk_size=1)) == list(range(6))
+    assert time.process_time() - started < 0.5  # the helpers sleep 1.2 s each in all

@@ -80,7 +80,7 @@ def map_unordered(
     scheduler: str = "",
     chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[R]:
-    """Yield ``func(item)`` for every item, in completion order (input order when local).
+    """Yield ``func(item)`` for every item, in completion order (input order when ``workers`` is 1).
 
     ``func`` must be a module-level function (it is pickled to the workers) and should
     return small, plain results; errors it wants reported should be part of its result,
@@ -139,7 +139,9 @@ def _map_on_processes(func: Callable[[T], R], chunks: Iterator[list[T]], count: 
             if exhausted and not pending:
                 completed = True
                 return
-            wait([*pending, *starting], return_when=FIRST_COMPLETED)
+            # only what can still change: a started helper's future is done for good, and
+            # waiting on it would return at once and spin this loop while the helpers work
+            wait([*pending, *(future for future in starting if not future.done())], return_when=FIRST_COMPLETED)
     finally:
         if completed and all(future.done() for future in starting):
             pool.shutdown(wait=True)
