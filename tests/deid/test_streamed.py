@@ -24,6 +24,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from radcommons.deid import DeidContext, load_profile
 from radcommons.deid.fileio import file_meta_bytes, new_file_meta
+from radcommons.deid import streamed
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.text import Identifiers, TextCleaner, _PATTERNS, _compile, _tidy
 from radcommons.deid.tree import deidentify_tree
@@ -140,6 +141,22 @@ def test_remembered_values_never_cross_patients(tmp_path, context):
     assert "DOE" not in str(outputs[0, 0].get("ImageComments", ""))  # patient 0's own name goes
     for ds in outputs.values():
         assert "JOHN" not in str(ds.get("StudyDescription", "")) and "RICHARD" not in str(ds.PatientName)
+
+
+def test_a_full_cache_of_remembered_values_loses_nothing(tmp_path, context, monkeypatch):
+    """A long series fills the cache of remembered values; emptying it never drops a value a
+    file still needs (it once did, half way through a file: a KeyError)."""
+    paths = [write(_slice(0, 1, index), tmp_path / f"src/{index}.dcm") for index in range(6)]
+    expected = {}
+    for path in paths:
+        outcome = deidentify_streamed(path, tmp_path / "roomy", context, label=path.name)
+        expected[outcome.output] = (tmp_path / "roomy" / outcome.output).read_bytes()
+    streamed._SERIES_CACHE.clear()
+    monkeypatch.setattr(streamed, "MAX_REMEMBERED", 3)
+    for path in paths:
+        outcome = deidentify_streamed(path, tmp_path / "tight", context, label=path.name)
+        assert outcome is not None
+        assert (tmp_path / "tight" / outcome.output).read_bytes() == expected[outcome.output]
 
 
 def test_read_head_locates_elements_without_decoding(tmp_path):

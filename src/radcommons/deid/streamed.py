@@ -336,8 +336,6 @@ class _Writer:
         encoder = _Encoder(self.head.implicit_vr, True)
         encodings = ds.get("SpecificCharacterSet", default_encoding)
         remembered = self.series.remembered
-        if len(remembered) + len(misses) > MAX_REMEMBERED:
-            remembered.clear()
         for key, (element, _) in misses.items():
             tag = BaseTag(element[0])
             remembered[key] = encoder.element(ds, tag, encodings, True) if tag in ds else b""
@@ -350,6 +348,8 @@ class _Writer:
         series = self.series
         steps = series.steps
         remembered = series.remembered
+        if len(remembered) >= MAX_REMEMBERED:
+            remembered.clear()  # here, not while this file's hits are still to be assembled
         cleaner = self.transformer.cleaner
         clean_text = series.clean_text
         creators: dict[int, str] = {}
