@@ -73,6 +73,14 @@ def sync_paths(files: Sequence[str], folders: Sequence[str], *, each: bool = Fal
         fsync_dir(folder)
 
 
+def remove_if_present(path: str | os.PathLike[str]) -> None:
+    """Delete ``path``; a file already gone is no error (a temporary cleaned up twice)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
     reader (or a rerun after a kill) sees the old file or the new one, whole, never half of it.
@@ -92,11 +100,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bo
             handle.write(encoded)
         os.replace(temp, path)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(temp)
         raise
 
 
-__all__ = ["fsync_dir", "sync_paths", "write_atomic"]
+__all__ = ["fsync_dir", "remove_if_present", "sync_paths", "write_atomic"]

@@ -44,7 +44,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from radcommons.durable import sync_paths
+from radcommons.durable import remove_if_present, sync_paths
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -252,13 +252,6 @@ def _publish(temp: str, target: str) -> None:
         os.replace(temp, target)
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 _TEMP_COUNTER = itertools.count()
 
 
@@ -325,7 +318,7 @@ class PendingWrites:
     def discard(self) -> None:
         """Remove the temporary files (after :meth:`commit`, or instead of it)."""
         for temp, _ in self._files:
-            _unlink(temp)
+            remove_if_present(temp)
         self._files.clear()
 
 
@@ -577,9 +570,9 @@ def _write_atomic(
             return
         _publish(temp, target)
     except BaseException:
-        _unlink(temp)
+        remove_if_present(temp)
         raise
-    _unlink(temp)
+    remove_if_present(temp)
 
 
 def write_streamed(

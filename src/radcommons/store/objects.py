@@ -61,7 +61,7 @@ from typing import IO, Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from radcommons.durable import fsync_dir, sync_paths
+from radcommons.durable import fsync_dir, remove_if_present, sync_paths
 from radcommons.errors import UserError
 
 __all__ = [
@@ -244,13 +244,6 @@ def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
         target.write(chunk)
         size += len(chunk)
     return hasher.hexdigest(), size
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 # --------------------------------------------------------------------------- verified reads
@@ -448,7 +441,7 @@ class ObjectStore:
             with open(path, "rb") as source, open(temp, "xb") as out:
                 digest, size = _copy_hashing(source, out)
         except BaseException:
-            _unlink_quietly(temp)
+            remove_if_present(temp)
             raise
         return StagedObject(digest, size, temp)
 
@@ -473,7 +466,7 @@ class ObjectStore:
                 os.makedirs(folder, exist_ok=True)
                 os.replace(item.temp, final)
             else:
-                _unlink_quietly(item.temp)
+                remove_if_present(item.temp)
             done[item.temp] = StoredObject(item.digest, item.size, key, self._fs.unstrip_protocol(final), created)
         sync_paths([], list(folders))
         return [done[item.temp] if item.temp else item.stored for item in staged]  # type: ignore[misc]
@@ -490,7 +483,7 @@ class ObjectStore:
             key = object_key(digest)
             final = self._path(key)
             if os.path.isfile(final):
-                _unlink_quietly(source)
+                remove_if_present(source)
                 return StoredObject(digest, os.path.getsize(final), key, self._fs.unstrip_protocol(final), False)
             size = os.path.getsize(source)
             folder = os.path.dirname(final)
@@ -505,7 +498,7 @@ class ObjectStore:
         try:
             return self.put_file(source)
         finally:
-            _unlink_quietly(source)
+            remove_if_present(source)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         """Store ``data``; return where it is and whether it was new."""
@@ -543,7 +536,7 @@ class ObjectStore:
             fsync_dir(os.path.dirname(final))
             return StoredObject(digest, size, key, self._fs.unstrip_protocol(final), True)
         finally:
-            _unlink_quietly(temp)
+            remove_if_present(temp)
 
     def _put_remote(self, fileobj: IO[bytes]) -> StoredObject:
         # Spool locally first: the digest (and so the key) is only known at the
@@ -571,7 +564,7 @@ class ObjectStore:
                 )
             return StoredObject(digest, size, key, url, True)
         finally:
-            _unlink_quietly(spool.name)
+            remove_if_present(spool.name)
 
     def _upload_options(self, size: int) -> dict[str, Any]:
         protocols = self._fs.protocol
@@ -660,7 +653,7 @@ class ObjectStore:
                 os.replace(temp, target)
                 fsync_dir(str(target.parent))
             finally:
-                _unlink_quietly(temp)
+                remove_if_present(temp)
         return target
 
     def verify(self, digest: str) -> bool:
