@@ -307,12 +307,16 @@ def element_vr(ds: Dataset, tag: BaseTag) -> str:
     item = ds.get_item(tag)
     if not isinstance(item, RawDataElement):
         return str(item.VR)
-    vr = item.VR
-    if vr is None:
-        return _dictionary_vr(int(tag))
-    if vr == "UN" and (item.value is None or len(item.value) < 0xFFFF):
-        return _dictionary_vr(int(tag))
-    return str(vr)
+    return raw_element_vr(int(tag), item.VR, len(item.value or b""))
+
+
+def raw_element_vr(tag: int, vr_read: str | None, length: int) -> str:
+    """The VR pydicom gives a standard element read with ``vr_read`` (``None``: implicit VR)
+    and a value of ``length`` bytes: the dictionary's for implicit VR and for ``UN`` shorter
+    than 64 KiB, else the VR as read (see :func:`element_vr`)."""
+    if vr_read is None or (vr_read == "UN" and length < 0xFFFF):
+        return _dictionary_vr(tag)
+    return str(vr_read)
 
 
 #: Decisions per profile (tag -> Decision or None): Table E.1-1 lookup, options and

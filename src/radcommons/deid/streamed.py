@@ -54,16 +54,17 @@ from radcommons.deid.engine import (
     DeidContext,
     PatientRecord,
     StudyRecord,
-    _dictionary_vr,
     _RECORD_TAGS,
     _Transformer,
     _uid_mapper,
     pixel_review,
+    raw_element_vr,
     raw_text_unchanged,
     record_deidentification,
     unsupported_reason,
 )
 from radcommons.deid.fileio import (
+    DICOMDIR_SOP_CLASS,
     BadInput,
     PendingWrites,
     _copy_range,
@@ -77,7 +78,7 @@ from radcommons.deid.outcome import FileOutcome, output_relpath
 from radcommons.deid.table import load_table
 from radcommons.deid.text import _SOURCE_TAGS
 from radcommons.deid.uids import clean_uid
-from radcommons.dicom.elements import LONG_VRS, Element, Head, NotPlain, read_head
+from radcommons.dicom.elements import LONG_VRS, UNDEFINED_BYTES, Element, Head, NotPlain, read_head
 
 _CHARSET = 0x00080005
 _SOP_CLASS = 0x00080016
@@ -85,7 +86,6 @@ _SOP_INSTANCE = 0x00080018
 _STUDY = 0x0020000D
 _SERIES = 0x0020000E
 _MEDIA_CLASS = 0x00020002
-DICOMDIR_SOP_CLASS = b"1.2.840.10008.1.3.10"
 
 #: Every element the transformer, the checks before it and the records after it read
 #: besides the element being transformed: what makes a de-identification context.
@@ -180,7 +180,7 @@ def _series(head: Head, context_elements: list[Element], context: DeidContext) -
     encodings = ds.get("SpecificCharacterSet", default_encoding)
     if not ascii_compatible(encodings):
         return None  # ISO 2022 code extensions: pydicom re-encodes (fileio.write_header)
-    if "DirectoryRecordSequence" in ds or head.meta.get(_MEDIA_CLASS, b"").rstrip(b"\0 ") == DICOMDIR_SOP_CLASS:
+    if "DirectoryRecordSequence" in ds or head.meta.get(_MEDIA_CLASS, b"").rstrip(b"\0 ") == DICOMDIR_SOP_CLASS.encode():
         return None
     sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
     study_uid = clean_uid(ds.get("StudyInstanceUID", "") or "")
@@ -244,9 +244,6 @@ def _series_for(head: Head, context: DeidContext) -> _Series | None:
     return found
 
 
-_UNDEFINED_LENGTH = b"\xff\xff\xff\xff"
-
-
 class _Writer:
     """Transforms the elements of one file into the bytes of its new data set."""
 
@@ -276,7 +273,7 @@ class _Writer:
         as read? (A defined length; explicit VR: reserved bytes zero, PS3.5 7.1.2.)"""
         tag, vr, start, value_start, end = element
         data = self.head.data
-        if data[value_start - 4 : value_start] == _UNDEFINED_LENGTH:
+        if data[value_start - 4 : value_start] == UNDEFINED_BYTES:
             return False
         return vr not in LONG_VRS or data[start + 6 : start + 8] == b"\0\0"
 
@@ -295,10 +292,7 @@ class _Writer:
                 return (CREATOR if step in (KEEP, CREATOR) else step), None
             known_vr = None if vr_read in (None, "UN") else vr_read  # else pydicom's private dictionary
             return transformer.private_plan(tag, known_vr, lambda: creator), None
-        if vr_read is None or (vr_read == "UN" and end - value_start < 0xFFFF):
-            vr = _dictionary_vr(tag)  # what pydicom decodes it as (engine.element_vr)
-        else:
-            vr = vr_read
+        vr = raw_element_vr(tag, vr_read, end - value_start)  # what pydicom decodes it as
         return transformer.plan(tag, vr, True), vr
 
     # ---- transforming values

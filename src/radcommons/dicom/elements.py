@@ -40,7 +40,8 @@ _SHORT_VRS = frozenset({
 _VRS = {vr.encode(): vr for vr in LONG_VRS | _SHORT_VRS}
 _LONG = frozenset(vr.encode() for vr in LONG_VRS)
 UNDEFINED = 0xFFFFFFFF
-_UNDEFINED_BYTES = b"\xff\xff\xff\xff"
+#: an undefined length (PS3.5 7.1.1) as written
+UNDEFINED_BYTES = b"\xff\xff\xff\xff"
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHL")
@@ -86,12 +87,11 @@ class Head:
         """The header as pydicom's ``dcmread(..., stop_before_pixels=True)`` gives it: the
         same reader (``read_dataset``) on the bytes already read, with the File Meta
         Information, preamble and original encoding, but no second pass over the file."""
-        from pydicom.dataelem import RawDataElement
+        from pydicom.dataelem import RawDataElement, empty_value_for_VR
         from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
         from pydicom.filebase import DicomBytesIO
         from pydicom.filereader import read_dataset
         from pydicom.tag import BaseTag
-        from pydicom.dataelem import empty_value_for_VR
 
         data, implicit = self.data, self.implicit_vr
         end = self.pixel_start if self.pixel_start is not None else (
@@ -99,7 +99,7 @@ class Head:
         )
         start = self._meta_end
         meta = FileMetaDataset(read_dataset(DicomBytesIO(data[132:start]), False, True))
-        if any(data[e[3] - 4 : e[3]] == _UNDEFINED_BYTES for e in self.elements):
+        if any(data[e[3] - 4 : e[3]] == UNDEFINED_BYTES for e in self.elements):
             # pydicom reads undefined-length sequences at once: let its reader do it
             body = read_dataset(DicomBytesIO(data[start:end]), implicit, True)
         else:
@@ -291,4 +291,4 @@ def read_head(fp: BinaryIO, size: int) -> Head:
             want *= 4
 
 
-__all__ = ["Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "read_head"]
+__all__ = ["Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "UNDEFINED_BYTES", "read_head"]
