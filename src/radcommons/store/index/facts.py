@@ -23,9 +23,10 @@ values) with its number of series ``n``. A facet whose field and filter name onl
 columns is a ``SUM(n) ... GROUP BY`` over tens of thousands of rows instead of a million.
 :func:`refresh_series_facts` adds the change of the rows it rewrote to the counts, combination
 by combination, in the same transaction (the project row locked, so two indexers of one project
-take turns): a batch costs the same in a project of 300 series or 300,000. They are never stale
-either: it then checks that each touched project's counts add up to its rows, and recounts the
-project when they do not (a series removed by ``ON DELETE CASCADE`` before the refresh could see
+take turns): a batch updates the few combinations it changed instead of regrouping the whole
+project (bench/query/facts_refresh.py). They are never stale either: it then checks that each
+touched project's counts add up to its rows (one indexed count), and recounts the project when
+they do not (a series removed by ``ON DELETE CASCADE`` before the refresh could see
 it, which indexing does in the transaction that removed it).
 """
 
