@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 
-
 def _index() -> ModuleType:
     """The index package, imported when a db command runs (SQLAlchemy and Alembic are slow to import)."""
     import radcommons.store.index as index

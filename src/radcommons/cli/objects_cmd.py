@@ -16,7 +16,6 @@ app = typer.Typer(
 )
 
 
-
 @app.command("put")
 def put(
     files: list[Path] = typer.Argument(..., help="Files to store.", show_default=False),

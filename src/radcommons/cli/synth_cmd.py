@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 
-
 def synth(
     out: Path = typer.Argument(..., help="Output folder (new or empty; --force replaces an earlier synth output)."),
     sites: int = typer.Option(3, "--sites", help="Number of contributing sites (1-26)."),
