@@ -91,27 +91,40 @@ def test_revoked_token_stops_with_a_clear_error(research_commons: ResearchCommon
         engine.dispose()
 
 
-class _SlowProxy(http.server.ThreadingHTTPServer):
-    """A loopback HTTP proxy in front of the commons that sends response bodies slowly (1 KiB every 10 ms),
-    so a download can be killed while a file is half transferred."""
+class _StallingProxy(http.server.ThreadingHTTPServer):
+    """A loopback HTTP proxy in front of the commons that passes the first ``whole`` object transfers
+    through and sends every later one only up to its last byte, then holds the connection open until
+    ``release`` is set: a download through it is, deterministically, stuck with files half-written."""
 
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, whole: int) -> None:
         self.upstream = upstream
-        super().__init__(("127.0.0.1", 0), _SlowHandler)
+        self.whole = whole
+        self.objects_started = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        super().__init__(("127.0.0.1", 0), _StallingHandler)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def stalls(self, path: str) -> bool:
+        if "/objects/" not in path:
+            return False
+        with self.lock:
+            self.objects_started += 1
+            return self.objects_started > self.whole
 
-class _SlowHandler(http.server.BaseHTTPRequestHandler):
-    server: _SlowProxy
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    server: _StallingProxy
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        stall = self.server.stalls(self.path)
         with httpx.Client(base_url=self.server.upstream, timeout=30) as upstream, \
                 upstream.stream(self.command, self.path, headers=headers, content=body) as response:
             self.send_response(response.status_code)
@@ -119,11 +132,12 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
                 if key.lower() not in ("connection", "transfer-encoding", "keep-alive"):
                     self.send_header(key, value)
             self.end_headers()
+            data = response.read()
             try:
-                for chunk in response.iter_raw(1024):
-                    self.wfile.write(chunk)
-                    self.wfile.flush()
-                    time.sleep(0.01)
+                self.wfile.write(data[:-1] if stall else data)
+                self.wfile.flush()
+                if stall:
+                    self.server.release.wait(120)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client was killed
 
@@ -141,7 +155,7 @@ def test_download_killed_with_sigkill_resumes(research_commons: ResearchCommons,
     expected = {oid: size for project in (OPEN, RESTRICTED)
                 for oid, size in zip(research_commons.object_ids[project],
                                      (i.path.stat().st_size for i in research_commons.instances[project]))}
-    proxy = _SlowProxy(research_commons.url)
+    proxy = _StallingProxy(research_commons.url, whole=2)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     env = {**os.environ, "COLUMNS": "200"}
 
@@ -150,27 +164,20 @@ def test_download_killed_with_sigkill_resumes(research_commons: ResearchCommons,
                 "--server", server, "--token-file", str(token_file), "--workers", "2"]
 
     originals = {i.sop_uid: i.path for project in (OPEN, RESTRICTED) for i in research_commons.instances[project]}
-
-    def killed_mid_file() -> bool:
-        """One run through the slow proxy, SIGKILLed once a file is partly written (a non-empty .part)
-        and at least one is complete; False when that file finished between the look and the kill."""
-        process = subprocess.Popen(command(proxy.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 90
+    try:
+        # Two files pass whole, then both workers hang one byte short of the end of theirs: SIGKILL then.
+        process = subprocess.Popen(command(proxy.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            parts = [p for p in dest.rglob("*.part") if p.exists() and p.stat().st_size > 0] if dest.exists() else []
-            if parts and list(dest.rglob("*.dcm")):
+            parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0] if dest.exists() else []
+            if len(parts) == 2 and len(list(dest.rglob("*.dcm"))) == 2:
                 break
-            time.sleep(0.005)
-        assert process.poll() is None, "the download finished (or failed) before it could be killed"
+            time.sleep(0.02)
+        assert process.poll() is None, process.communicate()[1]
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
-        return any(p.stat().st_size > 0 for p in dest.rglob("*.part"))
-
-    try:
-        # The .part may be renamed between the look and the kill on a busy machine: then kill again
-        # (the next run resumes what the last one left, which is what is under test anyway).
-        assert any(killed_mid_file() for _ in range(5)), "no kill landed while a file was half-written"
     finally:
+        proxy.release.set()
         proxy.shutdown()
         proxy.server_close()
     finals, parts = sorted(dest.rglob("*.dcm")), sorted(dest.rglob("*.part"))

@@ -199,7 +199,9 @@ class Client(CommonsClient):
 
         def chunks() -> Iterator[bytes]:
             try:
-                yield from response.iter_bytes(256 * 1024)
+                # As the bytes arrive (no regrouping into large chunks): what was received before a
+                # kill is on disk in the .part file for the resume.
+                yield from response.iter_bytes()
             finally:
                 response.close()
 
