@@ -78,3 +78,27 @@ def test_the_caller_sleeps_while_it_waits_for_the_helpers(monkeypatch):
     started = time.process_time()
     assert sorted(map_unordered(sleepy, range(6), workers=2, chunk_size=1)) == list(range(6))
     assert time.process_time() - started < 0.5  # the helpers sleep 1.2 s each in all
+
+
+def test_helpers_started_early_are_the_ones_the_map_uses():
+    with parallel.helpers_started_early(3, __name__):
+        deadline = time.monotonic() + 20
+        while len(workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        early = {process.pid for process in workers()}
+        assert len(early) == 2
+        results = list(map_unordered(slow_where, range(150), workers=3, chunk_size=3))
+    assert sorted(item for item, _ in results) == list(range(150))
+    assert {pid for _, pid in results} - {os.getpid()} == early  # no other process was started
+    assert not parallel._early
+
+
+def test_helpers_started_early_and_never_used_are_stopped():
+    with parallel.helpers_started_early(2, __name__):
+        assert len(parallel._early) == 1
+    deadline = time.monotonic() + 10
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers() and not parallel._early
+    with parallel.helpers_started_early(1, __name__), parallel.helpers_started_early(4, __name__, scheduler="tcp://x:1"):
+        assert not parallel._early  # one worker runs inline; a cluster has its own workers

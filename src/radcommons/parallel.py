@@ -7,7 +7,8 @@ own process is one of the workers: it works through the input from the start, wh
 others start (each is a fresh interpreter that imports pydicom and the rest again, about
 half a second), so a small input is done before they are ready and they are stopped unused,
 and on a two-core machine ``workers=2`` means the caller and one helper, not three
-processes on two cores. Locally this is a plain process pool, not Dask's: Dask's local
+processes on two cores. A command can start its helpers before it imports its pipeline
+(:func:`helpers_started_early`), so that they start up while it does. Locally this is a plain process pool, not Dask's: Dask's local
 ``processes`` scheduler computes a group of tasks at a time (results could not stream to
 the index while the input is read) and a ``LocalCluster`` takes seconds to start, longer
 than a contribution of a few hundred files takes to de-identify; a cluster address runs
@@ -20,11 +21,12 @@ results (for example writes them to the index).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,6 +46,69 @@ CALLER_WORKS = True
 def worker_count(requested: int) -> int:
     """``requested`` workers, or one per core when it is 0."""
     return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+class _Helpers(NamedTuple):
+    """A local pool of spawned helper processes and each one's warm-up import (done once it has started)."""
+
+    pool: ProcessPoolExecutor
+    starting: list[Future[None]]
+
+    @property
+    def count(self) -> int:
+        return len(self.starting)
+
+
+#: Helpers started ahead of the map that will use them (:func:`helpers_started_early`).
+_early: list[_Helpers] = []
+
+
+def _helper_count(count: int) -> int:
+    return count - 1 if CALLER_WORKS else count
+
+
+def _start_helpers(helpers: int, module: str) -> _Helpers:
+    """``helpers`` spawned processes, each importing ``module`` as its first task.
+
+    Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"))
+    return _Helpers(pool, [pool.submit(_import, module) for _ in range(helpers)])  # one process each
+
+
+@contextlib.contextmanager
+def helpers_started_early(workers: int, module: str, *, scheduler: str = "") -> Iterator[None]:
+    """Start the local helper processes of a coming :func:`map_unordered` now, importing ``module``.
+
+    A command enters this before it imports its pipeline (pydicom, SQLAlchemy and the rest take
+    most of a second), so its helpers start up while it does instead of after: the map inside
+    the block takes them and they work from its first chunk. Helpers no map took are stopped
+    when the block ends. Nothing is started for one worker or a cluster.
+    """
+    count = worker_count(workers)
+    if scheduler or _helper_count(count) < 1:
+        yield
+        return
+    helpers = _start_helpers(_helper_count(count), module)
+    _early.append(helpers)
+    try:
+        yield
+    finally:
+        if helpers in _early:  # never taken by a map
+            _early.remove(helpers)
+            _stop(helpers.pool)
+
+
+def _take_early(helpers: int) -> _Helpers | None:
+    """Helpers started early for a map with ``helpers`` helpers, now owned by the caller."""
+    for early in _early:
+        if early.count == helpers:
+            _early.remove(early)
+            return early
+    return None
 
 
 def _module_of(func: Callable[..., object]) -> str:
@@ -100,22 +165,20 @@ def map_unordered(
 def _map_on_processes(func: Callable[[T], R], chunks: Iterator[list[T]], count: int) -> Iterator[R]:
     """The caller's process and ``count - 1`` fresh (spawned) processes work through ``chunks``.
 
-    Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
-    The helpers get chunks once the first of them has started, ``TASKS_PER_WORKER`` each in
-    flight, refilled as they complete; between refills the caller runs a chunk itself, and at
-    the end it takes back the chunks no helper has started, so nobody waits on a long queue.
+    The helpers are the ones started early for this map (:func:`helpers_started_early`), else
+    started now. They get chunks once the first of them has started, ``TASKS_PER_WORKER`` each
+    in flight, refilled as they complete; between refills the caller runs a chunk itself, and
+    at the end it takes back the chunks no helper has started, so nobody waits on a long queue.
     """
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     caller_works = CALLER_WORKS
-    helpers = count - 1 if caller_works else count
-    pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"))
+    helpers = _helper_count(count)
+    started = _take_early(helpers)
+    pool, starting = started if started is not None else _start_helpers(helpers, _module_of(func))
     pending: dict[Future[list[R]], list[T]] = {}  # the chunk, to take it back if never started
-    starting: list[Future[None]] = []
     completed = False
     try:
-        starting = [pool.submit(_import, _module_of(func)) for _ in range(helpers)]  # one process each
         exhausted = False
         while True:
             if any(future.done() for future in starting):

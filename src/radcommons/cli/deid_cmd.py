@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from radcommons.errors import UserError
+
+if TYPE_CHECKING:
+    from radcommons.deid.report import RunReport
 
 
 def keygen(
@@ -52,18 +56,30 @@ def deid(
 
     Example: radcommons deid exports/ deid-out/ --site SITE01 --key-file var/secrets/deid.key
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from radcommons.deid.engine import DeidContext
-    from radcommons.deid.keys import read_key_file
-    from radcommons.deid.profile import load_profile
-    from radcommons.deid.report import render_summary
-    from radcommons.deid.tree import deidentify_tree
+    from radcommons import parallel
 
     if not src.exists():
         raise UserError(f"the source {src} does not exist", "give the folder exported from the PACS")
     if not site.strip() or any(c in site for c in "/\\") or site.strip() in (".", ".."):
         raise UserError(f"invalid site identifier {site!r}", "use letters, digits, - or _")
+    workers = workers or os.cpu_count() or 1
+    # The helpers' start-up (an interpreter importing pydicom and the rest) overlaps ours.
+    with parallel.helpers_started_early(workers, "radcommons.deid.tree"):
+        result = _deid(src, dst, site, key_file, state_dir, profile, overrides, workers, report)
+    from radcommons.deid.report import render_summary
+
+    render_summary(result, Console())
+
+
+def _deid(src: Path, dst: Path, site: str, key_file: Path, state_dir: Path | None, profile: str,
+          overrides: Path | None, workers: int, report: Path | None) -> RunReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from radcommons.deid.engine import DeidContext
+    from radcommons.deid.keys import read_key_file
+    from radcommons.deid.profile import load_profile
+    from radcommons.deid.tree import deidentify_tree
+
     key = read_key_file(key_file)
     context = DeidContext(key=key, site=site.strip(), profile=load_profile(profile, overrides))
     console = Console(stderr=True)
@@ -76,8 +92,7 @@ def deid(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = deidentify_tree(
-            src, dst, context, state_dir=state_dir, workers=workers or os.cpu_count() or 1,
+        return deidentify_tree(
+            src, dst, context, state_dir=state_dir, workers=workers,
             report_path=report, progress=progress,
         )
-    render_summary(result, Console())

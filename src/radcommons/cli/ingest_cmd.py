@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
+
+if TYPE_CHECKING:
+    from radcommons.pipelines.ingest import IngestReport
 
 
 def ingest(
@@ -30,28 +34,14 @@ def ingest(
 
     Example: radcommons ingest var/demo-deid/site_a --project Open-A1 --site SITE_A
     """
+    from radcommons import parallel
     from radcommons.settings import load_settings
-    from radcommons.pipelines.ingest import FileOutcome, ingest_tree, iter_files
 
     settings = load_settings()
-    engine = open_index(url)
-    object_store = open_store(store)
-    total = sum(1 for _ in iter_files(path)) if path.exists() else 0
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as progress:
-        task = progress.add_task("files", total=total)
-
-        def advance(_: FileOutcome) -> None:
-            progress.advance(task)
-
-        result = ingest_tree(
-            path, engine=engine, store=object_store, project=project, site_id=site,
-            dataset=dataset or None, availability=availability,
-            workers=workers or settings.workers, scheduler=settings.dask_scheduler, on_file=advance,
-        )
+    workers = workers or settings.workers
+    # The helpers' start-up (an interpreter importing pydicom and the rest) overlaps ours.
+    with parallel.helpers_started_early(workers, "radcommons.pipelines.examine", scheduler=settings.dask_scheduler):
+        result = _ingest(path, project, site, dataset, availability, workers, settings.dask_scheduler, url, store)
     table = Table(title=f"ingest of {path} into {project}")
     table.add_column("outcome")
     table.add_column("files", justify="right")
@@ -68,3 +58,26 @@ def ingest(
                                         indent=2))
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _ingest(path: Path, project: str, site: str, dataset: str, availability: str, workers: int, scheduler: str,
+            url: str | None, store: str | None) -> IngestReport:
+    from radcommons.pipelines.ingest import FileOutcome, ingest_tree, iter_files
+
+    engine = open_index(url)
+    object_store = open_store(store)
+    total = sum(1 for _ in iter_files(path)) if path.exists() else 0
+    with Progress(
+        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as progress:
+        task = progress.add_task("files", total=total)
+
+        def advance(_: FileOutcome) -> None:
+            progress.advance(task)
+
+        return ingest_tree(
+            path, engine=engine, store=object_store, project=project, site_id=site,
+            dataset=dataset or None, availability=availability, workers=workers, scheduler=scheduler,
+            on_file=advance,
+        )
