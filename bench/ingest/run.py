@@ -415,14 +415,22 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
         subs = {site: client().create_submission(PROJECT, f"{site}_BENCH", site_id=site) for site in SITES}
         jobs = [(site, path) for site in SITES for path in site_files[site]]
 
-        def upload(job: tuple[str, Path]) -> tuple[str, Path, str, int]:
-            site, path = job
-            digest = file_sha256(path)
-            result = client().upload_file(subs[site].id, path, sha256=digest)
+        def hashed(job: tuple[str, Path]) -> tuple[str, Path, str]:
+            return (*job, file_sha256(job[1]))
+
+        def upload(job: tuple[str, Path, str]) -> tuple[str, Path, str, int]:
+            site, path, digest = job
+            result = client().upload_file(subs[site].id, path, sha256=digest,
+                                          state=held[site].get(digest, (0, False)))
             return site, path, digest, result.size
 
+        # As `radcommons contribute` does: hash every file, ask what the server holds of them
+        # (one request per site), then send what it lacks.
         with ThreadPoolExecutor(threads) as pool:
-            uploaded = list(pool.map(upload, jobs))
+            digests = list(pool.map(hashed, jobs))
+        held = {site: client().upload_states(subs[site].id, (d for s, _, d in digests if s == site)) for site in SITES}
+        with ThreadPoolExecutor(threads) as pool:
+            uploaded = list(pool.map(upload, digests))
         t_upload = time.perf_counter()
         studies: dict[tuple[str, str], list[ManifestEntry]] = {}
         for site, path, digest, size in uploaded:
@@ -460,7 +468,8 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
         "studies_declared": len(studies), "server_peak_rss_mb": round((server_hwm or 0) / 1e6, 1),
         "commands": [f"radcommons serve --host 127.0.0.1 --port <free> --state-dir <tmp> --log-level warning "
                      f"(RADCOMMONS_DATABASE_URL={'sqlite:///<tmp>/index.db' if kind == 'sqlite' else pg_url})",
-                     f"CommonsClient: create_submission per site; {threads} threads: file_sha256 + upload_file; "
+                     f"CommonsClient: create_submission per site; {threads} threads: file_sha256; upload_states per "
+                     f"site; {threads} threads: upload_file; "
                      f"{threads} threads: put_study_manifest per study; commit per site (in turn)"],
     }
 

@@ -64,6 +64,9 @@ class FakeCommons:
             self.requests[f"{method} {kind}"] += 1
             if self.submissions[sid]["status"] != "open" and method != "HEAD":
                 return self._error(409, "submission_closed", "committed")
+            if kind == "files" and name == "states" and method == "POST":
+                return self._json(200, {"files": [state for digest in json.loads(request.content)["sha256"]
+                                                  if (state := self._state(digest)) is not None]})
             if kind == "files":
                 return self._file(method, name, request)
             if kind == "studies":
@@ -95,15 +98,23 @@ class FakeCommons:
                                     "studies": studies, "clinical": clinical})
         return self._error(404, "not_found", path)
 
+    def _state(self, digest: str) -> dict[str, Any] | None:
+        if digest in self.objects:
+            size = len(self.objects[digest])
+            return {"sha256": digest, "offset": size, "length": size, "complete": True}
+        if digest in self.partial:
+            return {"sha256": digest, "offset": len(self.partial[digest]), "length": None, "complete": False}
+        return None
+
     def _file(self, method: str, digest: str, request: httpx.Request) -> httpx.Response:
         if method == "HEAD":
-            if digest in self.objects:
-                size = str(len(self.objects[digest]))
-                return httpx.Response(200, headers={"Upload-Offset": size, "Upload-Length": size,
-                                                    "Upload-Complete": "true"})
-            if digest in self.partial:
-                return httpx.Response(200, headers={"Upload-Offset": str(len(self.partial[digest]))})
-            return httpx.Response(404)
+            state = self._state(digest)
+            if state is None:
+                return httpx.Response(404)
+            headers = {"Upload-Offset": str(state["offset"])}
+            if state["complete"]:
+                headers |= {"Upload-Length": str(state["length"]), "Upload-Complete": "true"}
+            return httpx.Response(200, headers=headers)
         if method == "PATCH":
             self._patches += 1
             if self.fail_patch_every and self._patches % self.fail_patch_every == 0:

@@ -100,3 +100,31 @@ def test_large_upload_keeps_memory_bounded(sqlite_commons: Commons, tmp_path: Pa
     peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
     assert peak_kib < 500 * 1024, f"server peak RSS {peak_kib // 1024} MiB"
     assert ObjectStore(str(c.store_dir)).size(result.sha256) == 300 * CHUNK
+
+
+def test_states_of_many_files_in_one_request(sqlite_commons: Commons, tmp_path: Path) -> None:
+    """``files/states`` answers what HEAD answers, for many files at once; a client that
+    trusts an out-of-date state is told where to resume."""
+    c = sqlite_commons
+    client = c.client(chunk_size=CHUNK)
+    submission = client.create_submission(PROJECT, "S-1")
+    whole, partial, absent = (os.urandom(CHUNK + n) for n in (1, 2, 3))
+    digests = [hashlib.sha256(data).hexdigest() for data in (whole, partial, absent)]
+    with c.http() as http:
+        assert http.put(f"/submissions/{submission.id}/files/{digests[0]}", content=whole).status_code == 201
+        assert _patch(http, submission.id, digests[1], partial[:1000], 0, len(partial)).status_code == 200
+        states = client.upload_states(submission.id, [*digests, digests[0]])
+        assert states == {digests[0]: (len(whole), True), digests[1]: (1000, False)}
+        assert states == {d: client.upload_offset(submission.id, d) for d in digests[:2]}
+        for body in ({"sha256": ["NOTAHASH"]}, {"sha256": [digests[0]] * 10_001}, {"files": []}):
+            response = http.post(f"/submissions/{submission.id}/files/states", json=body)
+            assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+        assert http.post("/submissions/999/files/states", json={"sha256": []}).status_code == 404
+    source = tmp_path / "partial.bin"
+    source.write_bytes(partial)
+    result = client.upload_file(submission.id, source, state=(0, False))  # stale: the server holds 1000 bytes
+    assert result.sent == len(partial) - 1000 and not result.already_present
+    client.commit(submission.id)
+    with c.http() as http:
+        response = http.post(f"/submissions/{submission.id}/files/states", json={"sha256": digests})
+        assert response.status_code == 409 and response.json()["error"]["code"] == "submission_closed"

@@ -42,6 +42,8 @@ from radcommons.client.errors import (
 
 #: Bytes sent per PATCH request (the server accepts up to 64 MiB).
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+#: Files per ``files/states`` request (the server answers up to 10,000).
+STATES_PER_REQUEST = 5_000
 #: Attempts per request before giving up (connection errors, 5xx, 429).
 DEFAULT_RETRIES = 6
 _RETRY_STATUSES = frozenset({429, 502, 503, 504, 500})
@@ -278,17 +280,30 @@ class CommonsClient:
         offset = int(response.headers.get("Upload-Offset", "0"))
         return offset, response.headers.get("Upload-Complete", "").lower() == "true"
 
+    def upload_states(self, submission_id: int, digests: Iterable[str]) -> dict[str, tuple[int, bool]]:
+        """:meth:`upload_offset` of many files, a few thousand per request; only the files the
+        server holds anything of are in the answer."""
+        states: dict[str, tuple[int, bool]] = {}
+        wanted = list(dict.fromkeys(digests))
+        for start in range(0, len(wanted), STATES_PER_REQUEST):
+            body = self._request("POST", f"/submissions/{submission_id}/files/states",
+                                 json={"sha256": wanted[start:start + STATES_PER_REQUEST]}).json()
+            states.update((f["sha256"], (int(f["offset"]), bool(f["complete"]))) for f in body["files"])
+        return states
+
     def upload_file(self, submission_id: int, path: str | os.PathLike[str], sha256: str | None = None,
-                    progress: Progress | None = None) -> UploadResult:
+                    progress: Progress | None = None, state: tuple[int, bool] | None = None) -> UploadResult:
         """Upload one file in chunks, resuming from what the server already holds.
 
         ``sha256`` saves hashing the file again when the caller knows it. A file the commons
-        already stores is not sent at all (deduplication).
+        already stores is not sent at all (deduplication). ``state`` is what the server held
+        of it a moment ago (from :meth:`upload_states`), which saves asking again; were it
+        out of date, the server says where to resume.
         """
         source = Path(path)
         size = source.stat().st_size
         digest = sha256 or file_sha256(source)
-        offset, complete = self.upload_offset(submission_id, digest)
+        offset, complete = state if state is not None else self.upload_offset(submission_id, digest)
         if complete:
             if progress:
                 progress(size, size)

@@ -242,7 +242,8 @@ def upload_packages(
                 on_bytes(offset - done)
             done = max(done, offset)
 
-        result = client.upload_file(submission_id, item.path, sha256=item.sha256, progress=progress)
+        result = client.upload_file(submission_id, item.path, sha256=item.sha256, progress=progress,
+                                    state=held.get(item.sha256, (0, False)))
         journal.confirm(submission_id, item.sha256, item.size)
         with lock:
             stats.bytes_sent += result.sent
@@ -258,6 +259,7 @@ def upload_packages(
                 on_file(item, "confirmed_before")
         else:
             todo.append(item)
+    held = client.upload_states(submission_id, (item.sha256 for item in todo)) if todo else {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
         futures = [pool.submit(one, item) for item in todo]
         try:

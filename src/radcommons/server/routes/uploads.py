@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.requests import ClientDisconnect
 
 from radcommons.pipelines import submission as pipeline
@@ -19,7 +22,15 @@ from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["uploads"])
 
-Sha256 = Path(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256 of the whole file")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+Sha256 = Path(pattern=SHA256_PATTERN, description="lowercase hex SHA-256 of the whole file")
+#: Files one ``files/states`` request may ask about.
+MAX_STATES = 10_000
+
+
+class StatesQuery(BaseModel):
+    sha256: list[Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]] = Field(
+        max_length=MAX_STATES, description=f"the files asked about (at most {MAX_STATES})")
 
 
 def _headers(state: UploadState) -> dict[str, str]:
@@ -56,6 +67,21 @@ async def head(submission_id: int, sha256: str = Sha256, principal: Principal = 
     if state is None:
         return Response(status_code=404, headers={"Upload-Offset": "0", "Tus-Resumable": "1.0.0"})
     return Response(status_code=200, headers=_headers(state))
+
+
+@router.post("/submissions/{submission_id}/files/states", summary="How much of each of many files the server holds")
+async def states(submission_id: int, query: StatesQuery, principal: Principal = Depends(current_principal),
+                 context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    """``HEAD`` for many files in one request (a client asks before it uploads a study or a whole
+    contribution): the files the server holds anything of, each with its offset and whether it
+    is complete; a file not listed has nothing on the server yet."""
+    await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
+
+    def held() -> list[dict[str, Any]]:
+        found = ((sha256, context.spool.state(submission_id, sha256)) for sha256 in dict.fromkeys(query.sha256))
+        return [_body(sha256, state) for sha256, state in found if state is not None]
+
+    return {"files": await run_in_threadpool(held)}
 
 
 async def _receive(request: Request, context: ServerContext, principal: Principal, submission_id: int,
