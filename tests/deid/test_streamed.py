@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from rich.console import Console
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -27,6 +28,7 @@ from radcommons.deid.fileio import file_meta_bytes, new_file_meta
 from radcommons.deid import streamed
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.text import Identifiers, TextCleaner, _PATTERNS, _compile, _tidy
+from radcommons.deid.report import render_summary
 from radcommons.deid.tree import deidentify_tree
 from radcommons.dicom.elements import NotPlain, read_head
 
@@ -112,17 +114,41 @@ def test_streamed_path_equals_pydicom_path(tmp_path, profile):
     for path in plain:
         assert deidentify_streamed(path, tmp_path / "probe", context, label=path.name) is not None, path
     for path in handed:
-        assert deidentify_streamed(path, tmp_path / "probe", context, label=path.name) is None, path
+        with pytest.raises(NotPlain):
+            deidentify_streamed(path, tmp_path / "probe", context, label=path.name)
     trees = {}
     for fast in (True, False):
         ctx = DeidContext(key=KEY, site="SITE_A", profile=load_profile(profile), review_pixels=False, fast_paths=fast)
         report = deidentify_tree(tmp_path / "src", tmp_path / f"out-{fast}", ctx, state_dir=tmp_path / f"st-{fast}",
                                  workers=1)
-        assert report.counts()["deidentified"] == len(plain) + len(handed)
+        counts = report.counts()
+        assert counts["deidentified"] == len(plain) + len(handed) and not counts["stream_failures"]
+        routes = (len(plain), len(handed)) if fast else (0, len(plain) + len(handed))
+        assert (counts["streamed"], counts["pydicom_path"]) == routes
         trees[fast] = _tree(tmp_path / f"out-{fast}")
     assert trees[True].keys() == trees[False].keys()
     for name, data in trees[False].items():
         assert trees[True][name] == data, name
+
+
+def test_a_fault_of_the_streamed_path_is_reported_and_the_pydicom_path_decides(tmp_path, monkeypatch):
+    plain, handed = _corpus(tmp_path / "src")
+
+    def broken(self):
+        raise RuntimeError("a fault")
+
+    monkeypatch.setattr(streamed._Writer, "dataset", broken)
+    streamed._SERIES_CACHE.clear()
+    context = DeidContext(key=KEY, site="SITE_A", profile=load_profile("default"), review_pixels=False)
+    report = deidentify_tree(tmp_path / "src", tmp_path / "out", context, state_dir=tmp_path / "st", workers=1)
+    counts = report.counts()
+    assert counts["stream_failures"] >= len(plain) and counts["streamed"] == 0  # handed ones may fail too
+    assert counts["deidentified"] == counts["pydicom_path"] == counts["total"] == len(plain) + len(handed)
+    entry = next(f for f in report.to_json()["files"] if f["input"].endswith(plain[0].name))
+    assert entry["route"] == "pydicom" and entry["stream_failure"] == "the streamed path failed: RuntimeError: a fault"
+    console = Console(record=True, width=200)
+    render_summary(report, console)
+    assert f"{counts['stream_failures']} file(s) made the streamed path fail" in console.export_text()
 
 
 def test_remembered_values_never_cross_patients(tmp_path, context):

@@ -18,9 +18,10 @@ from radcommons.deid.engine import (
     unsupported_reason,
 )
 from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_header, write_streamed, write_whole
-from radcommons.deid.outcome import FileOutcome, output_relpath
+from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome, output_relpath
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
+from radcommons.dicom.elements import NotPlain
 
 
 def deidentify_file(
@@ -49,13 +50,24 @@ def deidentify_file(
 def _deidentify_file(
     src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
 ) -> FileOutcome:
+    why, failure = "", ""
     if context.fast_paths:
         try:
-            streamed = deidentify_streamed(src, dst_root, context, label=name, pending=pending)
-        except Exception:  # the pydicom path below decides and reports what is wrong
-            streamed = None
-        if streamed is not None:
-            return streamed
+            outcome = deidentify_streamed(src, dst_root, context, label=name, pending=pending)
+            outcome.route = STREAM
+            return outcome
+        except NotPlain as reason:
+            why = str(reason)
+        except Exception as error:  # noqa: BLE001 - a fault of the fast path: the pydicom path decides, the report tells
+            why = failure = f"the streamed path failed: {type(error).__name__}: {error}"
+    outcome = _pydicom_path(src, name, dst_root, context, pending)
+    outcome.route, outcome.why_pydicom, outcome.stream_failure = PYDICOM, why, failure
+    return outcome
+
+
+def _pydicom_path(
+    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
+) -> FileOutcome:
     try:
         header = read_header(src)
     except BadInput as error:

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from radcommons.deid.engine import PatientRecord, StudyRecord
 
 
+#: The routes a file takes through the engine (:attr:`FileOutcome.route`).
+STREAM, PYDICOM = "stream", "pydicom"
+
+
 @dataclass
 class FileOutcome:
     """What happened to one input file (one entry of the report)."""
@@ -21,6 +25,9 @@ class FileOutcome:
     pixel_regions: tuple[tuple[int, int, int, int], ...] = ()
     skipped_existing: bool = False
     notes: list[str] = field(default_factory=list)
+    route: str = ""  #: STREAM (the element stream, radcommons.deid.streamed) or PYDICOM
+    why_pydicom: str = ""  #: why the streamed path left the file to the pydicom path
+    stream_failure: str = ""  #: the streamed path failed on the file (a fault to report): how
 
     def to_json(self) -> dict:
         data: dict = {"input": self.input, "outcome": self.status}
@@ -41,6 +48,12 @@ class FileOutcome:
             data["already_present"] = True
         if self.notes:
             data["notes"] = self.notes
+        if self.route:
+            data["route"] = self.route
+        if self.why_pydicom:
+            data["why_pydicom"] = self.why_pydicom
+        if self.stream_failure:
+            data["stream_failure"] = self.stream_failure
         return data
 
 
@@ -49,4 +62,4 @@ def output_relpath(study: str, series: str, sop: str) -> str:
     return f"{study}/{series}/{sop}.dcm"
 
 
-__all__ = ["FileOutcome", "output_relpath"]
+__all__ = ["PYDICOM", "STREAM", "FileOutcome", "output_relpath"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD
-from radcommons.deid.files import FileOutcome
+from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome
 from radcommons.durable import write_atomic
 
 STATUSES = (DEIDENTIFIED, WITHHELD, REJECTED)
@@ -42,6 +42,9 @@ class RunReport:
         counts["pixels_cleaned"] = sum(
             1 for o in self.outcomes if o.pixels_cleaned and o.status == DEIDENTIFIED
         )
+        routes = Counter(o.route for o in self.outcomes)
+        counts["streamed"], counts["pydicom_path"] = routes[STREAM], routes[PYDICOM]
+        counts["stream_failures"] = sum(1 for o in self.outcomes if o.stream_failure)
         return counts
 
     def to_json(self) -> dict[str, Any]:
@@ -93,6 +96,11 @@ def render_summary(report: RunReport, console) -> None:
         console.print(f"{counts['already_present']} output(s) were already complete and were not rewritten")
     if counts["pixels_cleaned"]:
         console.print(f"{counts['pixels_cleaned']} image(s) had burned-in text cleaned")
+    if counts["stream_failures"]:
+        console.print(f"[yellow]{counts['stream_failures']} file(s) made the streamed path fail[/] and were "
+                      "de-identified by the pydicom path instead (slower, the same result); the report has each "
+                      "error under stream_failure: please report them to the RadCommons developers",
+                      highlight=False)
     for status, colour in ((WITHHELD, "yellow"), (REJECTED, "red")):
         for reason, count in reasons(report, status).most_common(5):
             console.print(f"  [{colour}]{status}[/] {count} x {reason}", highlight=False)

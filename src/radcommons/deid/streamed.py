@@ -23,7 +23,8 @@ a fraction of the work. It never builds a pydicom Dataset of the file:
 
 Anything else, a file that needs its pixels looked at, is withheld, rejected, big endian,
 deflated, carries overlays or elements after Pixel Data, or any file this module cannot
-read, gets ``None``: the caller then takes the pydicom path, which decides and reports.
+read, raises :class:`~radcommons.dicom.elements.NotPlain` with the reason: the caller then
+takes the pydicom path, which decides and reports (the report says which path each file took).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class _Series:
     clean_text: dict[tuple, bool] = field(default_factory=dict)  #: SCRUB/CLEAN text left as it is
 
 
-_SERIES_CACHE: dict[tuple, _Series | None] = {}
+_SERIES_CACHE: dict[tuple, _Series | str] = {}  #: or why the pydicom path handles the series
 
 
 def _context_key(context: DeidContext) -> tuple:
@@ -173,25 +174,25 @@ def _decode(head: Head, elements: list[Element]) -> Dataset:
     return ds
 
 
-def _series(head: Head, context_elements: list[Element], context: DeidContext) -> _Series | None:
-    """The shared part of a de-identification, or ``None`` when the pydicom path must decide
-    (the file is withheld or rejected, or its pixels need a look)."""
+def _series(head: Head, context_elements: list[Element], context: DeidContext) -> _Series | str:
+    """The shared part of a de-identification, or why the pydicom path must decide (the file
+    is withheld or rejected, or its pixels need a look)."""
     ds = _decode(head, context_elements)
     encodings = ds.get("SpecificCharacterSet", default_encoding)
     if not ascii_compatible(encodings):
-        return None  # ISO 2022 code extensions: pydicom re-encodes (fileio.write_header)
+        return "ISO 2022 code extensions in Specific Character Set (pydicom re-encodes the text)"
     if "DirectoryRecordSequence" in ds or head.meta.get(_MEDIA_CLASS, b"").rstrip(b"\0 ") == DICOMDIR_SOP_CLASS.encode():
-        return None
+        return "a DICOMDIR"
     sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
     study_uid = clean_uid(ds.get("StudyInstanceUID", "") or "")
     if not sop_class or not study_uid or unsupported_reason(ds):
-        return None
+        return "no SOP Class or Study Instance UID, or a kind of object that is withheld"
     if context.review_pixels and pixel_review(ds)[0]:
-        return None
+        return "the pixels need review for burned-in text"
     if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-        return None
+        return "Burned In Annotation is YES"
     if "Rows" in ds and head.pixel_start is None:
-        return None  # rejected as truncated by the pydicom path
+        return "an image without Pixel Data (truncated)"
     mapper = _uid_mapper(context)
     transformer = _Transformer(ds, context, mapper, load_table())
     charset = next((head.data[e[2] : e[4]] for e in context_elements if e[0] == _CHARSET), b"")
@@ -231,16 +232,18 @@ def _records(ds: Dataset, context: DeidContext, implicit: bool, charset: bytes) 
     return found
 
 
-def _series_for(head: Head, context: DeidContext) -> _Series | None:
+def _series_for(head: Head, context: DeidContext) -> _Series:
+    """The series of ``head`` (built once per series); raises :class:`NotPlain` with the reason
+    when the pydicom path handles its files."""
     context_elements = [e for e in head.elements if e[0] in CONTEXT_TAGS]
     key = (_context_key(context), head.implicit_vr, tuple((e[0], e[1], head.value(e)) for e in context_elements))
-    try:
-        return _SERIES_CACHE[key]
-    except KeyError:
-        pass
-    if len(_SERIES_CACHE) >= MAX_CONTEXTS:
-        _SERIES_CACHE.clear()
-    found = _SERIES_CACHE[key] = _series(head, context_elements, context)
+    found = _SERIES_CACHE.get(key)
+    if found is None:
+        if len(_SERIES_CACHE) >= MAX_CONTEXTS:
+            _SERIES_CACHE.clear()
+        found = _SERIES_CACHE[key] = _series(head, context_elements, context)
+    if isinstance(found, str):
+        raise NotPlain(found)
     return found
 
 
@@ -467,32 +470,28 @@ def deidentify_streamed(
     *,
     label: str,
     pending: PendingWrites | None = None,
-) -> FileOutcome | None:
-    """De-identify ``src`` into ``dst_root`` from its element stream, or return ``None``
-    (nothing written) when the pydicom path must handle it (see the module docstring)."""
+) -> FileOutcome:
+    """De-identify ``src`` into ``dst_root`` from its element stream; raises :class:`NotPlain`
+    with the reason (nothing written) when the pydicom path must handle it (see the module
+    docstring)."""
     with open(src, "rb", buffering=0) as fp:
         size = os.fstat(fp.fileno()).st_size
-        try:
-            head = read_head(fp, size)
-        except NotPlain:
-            return None
+        head = read_head(fp, size)
         series = _series_for(head, context)
-        if series is None:
-            return None
         sop_element = next((e for e in head.elements if e[0] == _SOP_INSTANCE), None)
         series_element = next((e for e in head.elements if e[0] == _SERIES), None)
         sop = _uid_text(head.value(sop_element)) if sop_element else None
         series_uid = _uid_text(head.value(series_element)) if series_element else None
         if not sop or not series_uid or not clean_uid(sop) or not clean_uid(series_uid):
-            return None
+            raise NotPlain("no SOP or Series Instance UID that is a valid UID")
         span = head.native_pixels()
         if span is None and head.pixel_start is not None:
             try:
                 span, after = pixel_span(fp, head.pixel_start, size, head.implicit_vr, True)
             except BadInput:
-                return None
+                raise NotPlain("the Pixel Data element does not parse") from None
             if after < size:
-                return None  # elements after Pixel Data: the pydicom path writes them
+                raise NotPlain("elements after Pixel Data")
         mapper = series.transformer.map_uid
         new_sop = mapper(sop)
         relpath = output_relpath(series.new_study_uid, mapper(series_uid), new_sop)
@@ -501,10 +500,7 @@ def deidentify_streamed(
         if os.path.exists(target):
             outcome.skipped_existing = True
             return outcome
-        try:
-            body = _Writer(head, series).dataset()
-        except NotPlain:
-            return None
+        body = _Writer(head, series).dataset()
         header = b"".join((
             b"\0" * 128,
             b"DICM",
