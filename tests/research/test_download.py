@@ -46,16 +46,17 @@ def _check_tree(dest: Path, commons: ResearchCommons) -> None:
 def test_download_interrupt_and_resume(research_commons: ResearchCommons, cohort: dict[str, Any],
                                        tmp_path: Path) -> None:
     dest = tmp_path / "data"
-    seen: list[int] = []
+    seen: list[str] = []
 
-    def stop_after_three(entry: FileEntry, nbytes: int) -> None:
-        seen.append(nbytes)
+    def stop_in_the_third(entry: FileEntry, nbytes: int) -> None:
+        if entry.object_id not in seen:
+            seen.append(entry.object_id)
         if len(seen) == 3:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-transfer
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the third file
 
     with radcommons.Client(research_commons.url, research_commons.server.tokens["granted"]) as c:
         with pytest.raises(KeyboardInterrupt):
-            c.download(cohort["identifier"], dest, workers=1, progress=stop_after_three)
+            c.download(cohort["identifier"], dest, workers=1, progress=stop_in_the_third)
         partial = list(dest.rglob("*.dcm"))
         interrupted = list(dest.rglob("*.part"))  # the transfer that was stopped mid-file
         assert 0 < len(partial) < cohort["instance_count"] and len(interrupted) == 1

@@ -120,6 +120,9 @@ def test_states_of_many_files_in_one_request(sqlite_commons: Commons, tmp_path: 
             response = http.post(f"/submissions/{submission.id}/files/states", json=body)
             assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
         assert http.post("/submissions/999/files/states", json={"sha256": []}).status_code == 404
+    for user, status in (("other-site", 403), ("reader", 403), (None, 401)):
+        with c.http(user) as http:
+            assert http.post(f"/submissions/{submission.id}/files/states", json={"sha256": digests}).status_code == status
     source = tmp_path / "partial.bin"
     source.write_bytes(partial)
     result = client.upload_file(submission.id, source, state=(0, False))  # stale: the server holds 1000 bytes

@@ -42,8 +42,9 @@ def command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Prepare and show what would leave the site; send nothing."),
     allow_partial: bool = typer.Option(False, "--allow-partial",
                                        help="With errors, send the valid parts (default: send nothing)."),
-    workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads) and de-identification processes.",
-                                min=1),
+    workers: int = typer.Option(
+        4, "--workers", min=1,
+        help="Parallel uploads (threads) and de-identification processes (at most one per core)."),
 ) -> None:
     """De-identify SRC, convert the clinical files, check everything and send it to the commons.
 

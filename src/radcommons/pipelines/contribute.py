@@ -127,9 +127,10 @@ def prepare(
         raise UserError(f"the source {request.src} does not exist", "give the folder exported from the PACS")
     tables: list[SourceTable] = read_tables(request.clinical)  # fail early on an unreadable file
     stamp = _stamp()
+    cores = os.cpu_count() or 1
     deid = deidentify_tree(
         request.src, request.staging, request.context, state_dir=request.state_dir,
-        workers=request.workers or os.cpu_count() or 1,
+        workers=min(request.workers or cores, cores),  # a process more than cores only costs its start-up
         report_path=request.state_dir / REPORTS / f"deid-{stamp}.json", progress=deid_progress,
         exclude=request.clinical,
     )
