@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -16,16 +17,10 @@ from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, opened_index
 from radcommons.errors import UserError
-from radcommons.harmonize import (
-    DEFAULT_THRESHOLD,
-    Matcher,
-    ReviewItem,
-    find_conflicts,
-    load_table,
-    read_mapping_rows,
-    read_pairs,
-    review_queue,
-)
+from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
+
+if TYPE_CHECKING:
+    from radcommons.harmonize import ReviewItem
 
 app = typer.Typer(
     help="Harmonize study descriptions to LOINC / RSNA Radiology Playbook codes.\n\n"
@@ -69,6 +64,8 @@ def map_pairs(
 
     Example: radcommons harmonize map --input pairs.tsv --output mapped.tsv
     """
+    from radcommons.harmonize import Matcher, load_table, read_pairs
+
     pairs = read_pairs(input)
     matcher = Matcher(load_table(mapping_table), threshold=threshold)
     columns = [c for c in pairs.columns if c not in OUTPUT_COLUMNS] + list(OUTPUT_COLUMNS)
@@ -109,6 +106,8 @@ def check(
 
     Example: radcommons harmonize check StudyDescription_mapping_table.tsv
     """
+    from radcommons.harmonize import find_conflicts, read_mapping_rows
+
     rows = read_mapping_rows(table)
     conflicts = find_conflicts(rows)
     console = Console(soft_wrap=True)
@@ -142,6 +141,8 @@ def queue(
     Example: radcommons harmonize queue --limit 20
     """
     if input is not None:
+        from radcommons.harmonize import Matcher, load_table, read_pairs, review_queue
+
         pairs = read_pairs(input).pairs
         items = review_queue(pairs, Matcher(load_table(mapping_table), threshold=threshold))
         title = "review queue"

@@ -23,55 +23,60 @@ Pure domain code: no storage, HTTP or CLI imports.
 
 from __future__ import annotations
 
-from radcommons.harmonize.enumerations import (
-    Normalized,
-    ValueNormalizer,
-    load_site_mapping,
-    normalize_body_part,
-    normalize_ethnicity,
-    normalize_race,
-    normalize_sex,
-    normalize_value,
-)
-from radcommons.harmonize.matcher import DEFAULT_THRESHOLD, Decision, ExactMatcher, Match, Matcher
-from radcommons.harmonize.review import ReviewItem, review_queue
-from radcommons.harmonize.tables import (
-    CodeInfo,
-    Conflict,
-    MappingRow,
-    MappingTable,
-    StudyPair,
-    builtin_table,
-    find_conflicts,
-    load_table,
-    read_mapping_rows,
-    read_pairs,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "CodeInfo",
-    "Conflict",
-    "Decision",
-    "ExactMatcher",
-    "MappingRow",
-    "MappingTable",
-    "Match",
-    "Matcher",
-    "Normalized",
-    "ReviewItem",
-    "StudyPair",
-    "ValueNormalizer",
-    "builtin_table",
-    "find_conflicts",
-    "load_site_mapping",
-    "load_table",
-    "normalize_body_part",
-    "normalize_ethnicity",
-    "normalize_race",
-    "normalize_sex",
-    "normalize_value",
-    "read_mapping_rows",
-    "read_pairs",
-    "review_queue",
-]
+if TYPE_CHECKING:
+    from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
+    from radcommons.harmonize.enumerations import (
+        Normalized,
+        ValueNormalizer,
+        load_site_mapping,
+        normalize_body_part,
+        normalize_ethnicity,
+        normalize_race,
+        normalize_sex,
+        normalize_value,
+    )
+    from radcommons.harmonize.matcher import Decision, ExactMatcher, Match, Matcher
+    from radcommons.harmonize.review import ReviewItem, review_queue
+    from radcommons.harmonize.tables import (
+        CodeInfo,
+        Conflict,
+        MappingRow,
+        MappingTable,
+        StudyPair,
+        builtin_table,
+        find_conflicts,
+        load_table,
+        read_mapping_rows,
+        read_pairs,
+    )
+
+#: Where each name of the package's API is defined. The modules are imported on first use
+#: (PEP 562), so that a command that only needs a constant does not import NumPy and YAML.
+_HOMES = {
+    "DEFAULT_THRESHOLD": "confidence",
+    **dict.fromkeys(("Normalized", "ValueNormalizer", "load_site_mapping", "normalize_body_part",
+                     "normalize_ethnicity", "normalize_race", "normalize_sex", "normalize_value"), "enumerations"),
+    **dict.fromkeys(("Decision", "ExactMatcher", "Match", "Matcher"), "matcher"),
+    **dict.fromkeys(("ReviewItem", "review_queue"), "review"),
+    **dict.fromkeys(("CodeInfo", "Conflict", "MappingRow", "MappingTable", "StudyPair", "builtin_table",
+                     "find_conflicts", "load_table", "read_mapping_rows", "read_pairs"), "tables"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
+
+__all__ = sorted(_HOMES)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
 from radcommons.harmonize.normalize import (
     canonical_text,
     midrc_key,
@@ -35,9 +36,6 @@ from radcommons.harmonize.normalize import (
 from radcommons.harmonize.rules import Features, agree, code_features, contradicts, features
 from radcommons.harmonize.similarity import TfidfIndex, char_wb_ngrams
 from radcommons.harmonize.tables import CodeInfo, MappingTable
-
-#: Answers below this confidence go to the review queue (chosen on the CV folds; see bench).
-DEFAULT_THRESHOLD = 0.9
 
 METHODS = ("decision", "exact", "normalized", "rules", "similarity", "none")
 
