@@ -11,6 +11,7 @@ Modules: :mod:`~radcommons.harmonize.tables` (reading and checking mapping table
 :mod:`~radcommons.harmonize.normalize` (MIDRC's and our description normalisation),
 :mod:`~radcommons.harmonize.rules` (method/region/views/contrast features),
 :mod:`~radcommons.harmonize.matcher` (the matcher and curator decisions),
+:mod:`~radcommons.harmonize.confidence` (the confidence an answer needs without a curator),
 :mod:`~radcommons.harmonize.review` (the review queue),
 :mod:`~radcommons.harmonize.similarity` (TF-IDF ranking, without scikit-learn),
 :mod:`~radcommons.harmonize.catalogue` (the LOINC/RSNA Radiology Playbook),
