@@ -111,7 +111,7 @@ def build_metadata(dictionary: Dictionary | None = None) -> MetaData:
     from radcommons.store.index.system import add_system_tables
 
     add_system_tables(metadata)
-    from radcommons.store.query.tables import add_cohort_tables  # saved queries, frozen cohorts
+    from radcommons.store.index.cohort_tables import add_cohort_tables  # saved queries, frozen cohorts
 
     add_cohort_tables(metadata)
     from radcommons.store.index.facts import add_counts_table, add_facts_table

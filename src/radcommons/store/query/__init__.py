@@ -15,7 +15,8 @@ Store layer, no HTTP (the research API routes sit on top of it)::
 Modules: ``ast`` (typed filter tree), ``parse`` (JSON -> tree, validated against the data
 dictionary), ``graph`` (fields and link paths), ``compile`` (tree -> SQLAlchemy Core, with
 project scoping), ``pages`` (query, count, cursors), ``facets``, ``export``, ``manifest``,
-``cohorts``, ``tables`` (cohort tables), ``index_parquet``. The language is documented in
+``cohorts``, ``index_parquet`` (the cohort tables themselves are part of the index schema:
+:mod:`radcommons.store.index.cohort_tables`). The language is documented in
 ``docs/QUERY.md``.
 
 Every function takes ``projects``: the project ids the caller may read (None: all). It is
@@ -42,7 +43,7 @@ from radcommons.store.query.index_parquet import export_index_parquet
 from radcommons.store.query.manifest import MANIFEST_COLUMNS, export_manifest, manifest_rows
 from radcommons.store.query.pages import DEFAULT_LIMIT, MAX_LIMIT, Page, count, iter_rows, query
 from radcommons.store.query.parse import parse_filter
-from radcommons.store.query.tables import COHORT_TABLES, add_cohort_tables
+from radcommons.store.index.cohort_tables import COHORT_TABLES, add_cohort_tables
 
 __all__ = [
     "AGE_BINS",
