@@ -8,13 +8,13 @@ others start (each is a fresh interpreter that imports pydicom and the rest agai
 half a second), so a small input is done before they are ready and they are stopped unused,
 and on a two-core machine ``workers=2`` means the caller and one helper, not three
 processes on two cores. A command can start its helpers before it imports its pipeline
-(:func:`helpers_started_early`), so that they start up while it does. Locally this is a plain process pool, not Dask's: Dask's local
-``processes`` scheduler computes a group of tasks at a time (results could not stream to
-the index while the input is read) and a ``LocalCluster`` takes seconds to start, longer
-than a contribution of a few hundred files takes to de-identify; a cluster address runs
-the same chunks on ``dask.distributed``. Jobs are sent in
-chunks, because a task costs about a millisecond of overhead and a header-only job on one
-file costs about the same. Either way a bounded window of tasks stays in flight and results
+(:func:`helpers_started_early`), so that they start up while it does. Locally this is a
+plain process pool, not Dask's: Dask's local ``processes`` scheduler computes a group of
+tasks at a time (results could not stream to the index while the input is read) and a
+``LocalCluster`` takes seconds to start, longer than a contribution of a few hundred files
+takes to de-identify; a cluster address runs the same chunks on ``dask.distributed``. Jobs
+are sent in chunks, because a task costs about a millisecond of overhead and a header-only
+job on one file costs about the same. Either way a bounded window of tasks stays in flight and results
 are yielded as each task completes, so the workers keep working while the caller consumes
 results (for example writes them to the index).
 """
