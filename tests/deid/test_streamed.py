@@ -17,18 +17,17 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from rich.console import Console
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ImplicitVRLittleEndian
+from rich.console import Console
 
-from radcommons.deid import DeidContext, load_profile
+from radcommons.deid import DEIDENTIFIED, DeidContext, load_profile, streamed
 from radcommons.deid.fileio import file_meta_bytes, new_file_meta
-from radcommons.deid import streamed
+from radcommons.deid.report import render_summary
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.text import Identifiers, TextCleaner, _PATTERNS, _compile, _tidy
-from radcommons.deid.report import render_summary
 from radcommons.deid.tree import deidentify_tree
 from radcommons.dicom.elements import NotPlain, read_head
 
@@ -112,7 +111,7 @@ def test_streamed_path_equals_pydicom_path(tmp_path, profile):
     plain, handed = _corpus(tmp_path / "src")
     context = DeidContext(key=KEY, site="SITE_A", profile=load_profile(profile), review_pixels=False)
     for path in plain:
-        assert deidentify_streamed(path, tmp_path / "probe", context, label=path.name) is not None, path
+        assert deidentify_streamed(path, tmp_path / "probe", context, label=path.name).status == DEIDENTIFIED, path
     for path in handed:
         with pytest.raises(NotPlain):
             deidentify_streamed(path, tmp_path / "probe", context, label=path.name)
@@ -159,7 +158,7 @@ def test_remembered_values_never_cross_patients(tmp_path, context):
         for index in range(2):
             path = write(_slice(patient, 1, index), tmp_path / f"{patient}-{index}.dcm")
             outcome = deidentify_streamed(path, tmp_path / "out", context, label=path.name)
-            assert outcome is not None
+            assert outcome.status == DEIDENTIFIED
             outputs[patient, index] = pydicom.dcmread(tmp_path / "out" / outcome.output)
     assert outputs[0, 0].PatientID != outputs[1, 0].PatientID
     assert outputs[0, 0].PatientID == outputs[0, 1].PatientID
@@ -181,7 +180,7 @@ def test_a_full_cache_of_remembered_values_loses_nothing(tmp_path, context, monk
     monkeypatch.setattr(streamed, "MAX_REMEMBERED", 3)
     for path in paths:
         outcome = deidentify_streamed(path, tmp_path / "tight", context, label=path.name)
-        assert outcome is not None
+        assert outcome.status == DEIDENTIFIED
         assert (tmp_path / "tight" / outcome.output).read_bytes() == expected[outcome.output]
 
 

@@ -259,6 +259,7 @@ def upload_packages(
                 on_file(item, "confirmed_before")
         else:
             todo.append(item)
+    # what the server already holds of them, asked once instead of once per file
     held = client.upload_states(submission_id, (item.sha256 for item in todo)) if todo else {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
         futures = [pool.submit(one, item) for item in todo]
