@@ -931,8 +931,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                   f"{sprof['commit_seconds']} s; % of the thread samples that were not idle (idle: thread-pool "
                   "threads waiting for work, and the event loop thread when no Python frame is above the loop: uvloop "
                   "waits in epoll and runs its own work in C, which py-spy does not see into); several threads run "
-                  "at once, so a "
-                  "blocked fsync counts as it waits):", "",
+                  "at once, so a blocked fsync counts as it waits):", "",
                   "| what | function | % of active thread samples |", "|---|---|---|"]
         for r in sprof["hotspots"]:
             lines.append(f"| {r['what']} | `{r['where']}` | {fmt(r['pct'])} |")
