@@ -21,7 +21,7 @@ from research_support import OPEN, RESTRICTED, ResearchCommons
 
 import radcommons
 from radcommons.client import AuthenticationError
-from radcommons.client.download import FileEntry
+from radcommons.client.download import FileEntry, download_entries
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import create_token, list_tokens, revoke_token
 
@@ -73,6 +73,32 @@ def test_download_interrupt_and_resume(research_commons: ResearchCommons, cohort
         _check_tree(dest, research_commons)
         again = c.download(cohort["identifier"], dest, workers=4)
         assert again.skipped == cohort["instance_count"] and again.downloaded == again.resumed == 0
+
+
+def test_a_stopped_transfer_closes_its_stream_at_once(tmp_path: Path) -> None:
+    """The response stream of an interrupted transfer is closed before the error leaves the
+    download, not later by the garbage collector (which once ran that close inside httpx's
+    connection pool, on a thread holding the pool's lock: a download hung for good)."""
+    data = b"x" * 4096
+    entry = FileEntry(hashlib.sha256(data).hexdigest(), len(data), "case", "study", "series", "sop", "")
+    closed: list[bool] = []
+
+    def opener(source: str, offset: int) -> tuple[int, Any]:
+        def chunks() -> Any:
+            try:
+                yield from (data[i:i + 1024] for i in range(offset, len(data), 1024))
+            finally:
+                closed.append(True)
+        return offset, chunks()
+
+    def interrupt(entry: FileEntry, nbytes: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_entries([entry], tmp_path, opener, workers=1, progress=interrupt)
+    assert closed == [True]
+    report = download_entries([entry], tmp_path, opener, workers=1)
+    assert report.ok and report.resumed == 1 and closed == [True, True]
 
 
 def test_revoked_token_stops_with_a_clear_error(research_commons: ResearchCommons, cohort: dict[str, Any],

@@ -200,15 +200,24 @@ def _transfer(entry: FileEntry, part: Path, opener: Opener, progress: ProgressCa
     if start == 0 and have:  # the server sent the whole file: start over
         part.unlink()
         have = 0
-    with open(part, "ab") as handle:
-        for chunk in chunks:
-            if stop is not None and stop.is_set():
-                raise _Stopped()
-            handle.write(chunk)
-            if progress:
-                progress(entry, len(chunk))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(part, "ab") as handle:
+            for chunk in chunks:
+                if stop is not None and stop.is_set():
+                    raise _Stopped()
+                handle.write(chunk)
+                if progress:
+                    progress(entry, len(chunk))
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        # Closed here, on this thread, when the transfer stops for any reason. Left to the
+        # garbage collector, an abandoned stream was closed wherever a collection happened to
+        # run: once inside httpx's connection pool, on a thread holding the pool's lock, which
+        # closing the stream takes again (a download that hung for good).
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
     if part.stat().st_size != entry.size:
         raise ConnectionError(f"transfer of {entry.object_id} ended early ({part.stat().st_size} of {entry.size} bytes)")
 
