@@ -387,22 +387,14 @@ def commons_server(env: dict[str, str], scratch: Path) -> Iterator[tuple[str, st
 
 def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
             spy: tuple[str, Path] | None = None) -> dict[str, Any]:
-    """Upload + manifests + commit through the submission API, timed end to end."""
-    from radcommons.client import CommonsClient, ManifestEntry, file_sha256
+    """Upload + manifests + commit through the submission API, timed end to end: the sending steps
+    of ``radcommons contribute`` (``contribute_upload.upload_packages``: small files in batches, the
+    others chunked), without its de-identification and packaging."""
+    from radcommons.client import CommonsClient, file_sha256
+    from radcommons.pipelines.contribute_upload import PackagedFile, StudyPackage, UploadJournal, upload_packages
 
     with fresh_index(kind, scratch, pg_url) as env, commons_server(env, scratch) as (url, token, proc):
-        local = threading.local()
-        clients: list[CommonsClient] = []
-        lock = threading.Lock()
-
-        def client() -> CommonsClient:
-            c = getattr(local, "client", None)
-            if c is None:
-                c = local.client = CommonsClient(url, token, timeout=600)
-                with lock:
-                    clients.append(c)
-            return c
-
+        client = CommonsClient(url, token, timeout=600)
         site_files = {site: dicom_files(deid / site.lower()) for site in SITES}
         spy_proc = None
         if spy is not None:
@@ -412,42 +404,29 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
         settle()
         cpu0, server_cpu0, machine0 = self_cpu_s(), proc_cpu_s(proc.pid), cpu_busy_s()
         t0 = time.perf_counter()
-        subs = {site: client().create_submission(PROJECT, f"{site}_BENCH", site_id=site) for site in SITES}
+        subs = {site: client.create_submission(PROJECT, f"{site}_BENCH", site_id=site) for site in SITES}
         jobs = [(site, path) for site in SITES for path in site_files[site]]
 
-        def hashed(job: tuple[str, Path]) -> tuple[str, Path, str]:
-            return (*job, file_sha256(job[1]))
+        def packaged(job: tuple[str, Path]) -> tuple[str, PackagedFile]:
+            site, path = job
+            rel = path.relative_to(deid / site.lower()).as_posix()
+            return site, PackagedFile(path, file_sha256(path), path.stat().st_size, rel)
 
-        def upload(job: tuple[str, Path, str]) -> tuple[str, Path, str, int]:
-            site, path, digest = job
-            result = client().upload_file(subs[site].id, path, sha256=digest,
-                                          state=held[site].get(digest, (0, False)))
-            return site, path, digest, result.size
-
-        # As `radcommons contribute` does: hash every file, ask what the server holds of them
-        # (one request per site), then send what it lacks.
+        # As `radcommons contribute` does: hash every file, then send each site's studies (the
+        # server is asked once per site what it holds of them; the journal is a fresh one).
         with ThreadPoolExecutor(threads) as pool:
-            digests = list(pool.map(hashed, jobs))
-        held = {site: client().upload_states(subs[site].id, (d for s, _, d in digests if s == site)) for site in SITES}
-        with ThreadPoolExecutor(threads) as pool:
-            uploaded = list(pool.map(upload, digests))
+            files = list(pool.map(packaged, jobs))
+        packages: dict[str, dict[str, list[PackagedFile]]] = {site: {} for site in SITES}
+        for site, item in files:
+            packages[site].setdefault(item.path_in_package.split("/")[0], []).append(item)
+        studies = sum(len(by_study) for by_study in packages.values())
+        with UploadJournal(scratch / f"journal-{time.monotonic_ns()}") as journal:
+            for site in SITES:
+                upload_packages(client, journal, subs[site].id,
+                                [StudyPackage(uid, tuple(items)) for uid, items in packages[site].items()],
+                                workers=threads)
         t_upload = time.perf_counter()
-        studies: dict[tuple[str, str], list[ManifestEntry]] = {}
-        for site, path, digest, size in uploaded:
-            rel = path.relative_to(deid / site.lower())
-            studies.setdefault((site, rel.parts[0]), []).append(ManifestEntry(digest, size, rel.as_posix()))
-
-        def manifest(item: tuple[tuple[str, str], list[ManifestEntry]]) -> int:
-            (site, study_uid), entries = item
-            answer = client().put_study_manifest(subs[site].id, study_uid, entries)
-            if answer.get("missing"):
-                raise RuntimeError(f"study {study_uid}: {len(answer['missing'])} files missing after upload")
-            return len(entries)
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(manifest, studies.items()))
-        t_manifest = time.perf_counter()
-        receipts = {site: client().commit(subs[site].id) for site in SITES}
+        receipts = {site: client.commit(subs[site].id) for site in SITES}
         t_end = time.perf_counter()
         client_cpu, server_cpu = self_cpu_s() - cpu0, proc_cpu_s(proc.pid) - server_cpu0
         machine = _delta(machine0)
@@ -455,22 +434,22 @@ def run_api(deid: Path, scratch: Path, kind: str, pg_url: str, threads: int,
             spy_proc.send_signal(signal.SIGINT)
             spy_proc.wait(60)
         server_hwm = proc_status(proc.pid, "VmHWM")
-        for c in clients:
-            c.close()
+        client.close()
         counts = index_counts(env, PROJECT)
     indexed = {site: r.counts.get("instances", {}) for site, r in receipts.items()}
     return {
-        "seconds": t_end - t0, "upload_seconds": t_upload - t0, "manifest_seconds": t_manifest - t_upload,
-        "commit_seconds": t_end - t_manifest, "threads": threads,
+        "seconds": t_end - t0, "upload_seconds": t_upload - t0, "commit_seconds": t_end - t_upload,
+        "threads": threads,
         "client_cpu_seconds": round(client_cpu, 2), "server_cpu_seconds": round(server_cpu, 2),
         "our_cpu_seconds": round(client_cpu + server_cpu, 2), "machine_cpu_seconds": machine,
         "receipt_instances": indexed, "stored": counts.get("instance"), "index_counts": counts,
-        "studies_declared": len(studies), "server_peak_rss_mb": round((server_hwm or 0) / 1e6, 1),
+        "studies_declared": studies, "server_peak_rss_mb": round((server_hwm or 0) / 1e6, 1),
         "commands": [f"radcommons serve --host 127.0.0.1 --port <free> --state-dir <tmp> --log-level warning "
                      f"(RADCOMMONS_DATABASE_URL={'sqlite:///<tmp>/index.db' if kind == 'sqlite' else pg_url})",
-                     f"CommonsClient: create_submission per site; {threads} threads: file_sha256; upload_states per "
-                     f"site; {threads} threads: upload_file; "
-                     f"{threads} threads: put_study_manifest per study; commit per site (in turn)"],
+                     f"CommonsClient: create_submission per site; {threads} threads: file_sha256; per site in turn: "
+                     f"contribute_upload.upload_packages(workers={threads}) (upload_states, then upload_batch for "
+                     f"small files, upload_file for the others, then put_study_manifest per study); commit per site "
+                     f"(in turn)"],
     }
 
 
@@ -725,11 +704,11 @@ INGEST_HOTSPOTS = (
 
 SERVER_HOTSPOTS = (
     ("upload: _receive on the event loop (PATCH/PUT body into the spool)", "_receive (radcommons/server/routes/uploads.py"),
-    ("upload: UploadSpool.sync (fsync of the spool, once per file)", "UploadSpool.sync (radcommons/server/uploads.py"),
-    ("upload: UploadSpool.finish (digest check, then move_in)", "UploadSpool.finish ("),
-    ("  ObjectStore.move_in (rename the spool into the store, fsync folder)", "ObjectStore.move_in ("),
-    ("    fsync_dir", "fsync_dir ("),
-    ("upload: note_upload (one audit transaction per file)", "note_upload ("),
+    ("upload: batch on the event loop (files/batch body into the spools)", "batch (radcommons/server/routes/uploads.py"),
+    ("upload: UploadSpool.finish_many (digest check, then move_in_many)", "UploadSpool.finish_many ("),
+    ("  ObjectStore.publish (sync the spools, rename them into the store, sync the folders)", "ObjectStore.publish ("),
+    ("    sync_paths (fsync each, or one syncfs for 8 or more)", "sync_paths ("),
+    ("upload: note_uploads (one audit transaction per request)", "note_uploads ("),
     ("per request: open_submission (submission row lookup)", "open_submission ("),
     ("per request: current_principal / authenticate (token lookup)", "current_principal ("),
     ("commit: pipelines.submission.commit", "commit (radcommons/pipelines/submission.py"),
@@ -888,12 +867,14 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"backends land here too).",
               "", f"Ratios are to the best Orthanc REST line ({ref}). "
               "Our submission-API lines time everything from `create_submission` to the last commit "
-              "receipt; split per phase (upload / manifests / commit, seconds):"]
+              "receipt, sending as `radcommons contribute` does (`upload_packages`: hashing, small files in "
+              "batches of up to 8 MiB, the others in chunks, each study's manifest); split per phase "
+              "(hash + upload + manifests / commit, seconds):"]
     for line in res["lines"]:
         if line.get("kind") == "api" and "error" not in line:
-            lines.append(f"- {line['label']} ({line['store']}): upload {fmt(line['upload_seconds'])} s "
-                         f"({fmt(c['instances'] / line['upload_seconds'])} instances/s), manifests "
-                         f"{fmt(line['manifest_seconds'])} s, commit {fmt(line['commit_seconds'])} s "
+            lines.append(f"- {line['label']} ({line['store']}): hash + upload + manifests {fmt(line['upload_seconds'])} s "
+                         f"({fmt(c['instances'] / line['upload_seconds'])} instances/s), commit "
+                         f"{fmt(line['commit_seconds'])} s "
                          f"({fmt(c['instances'] / line['commit_seconds'])} instances/s); client CPU "
                          f"{fmt(line.get('client_cpu_seconds'))} s; server peak RSS {fmt(line.get('server_peak_rss_mb'))} MB.")
     for line in res["lines"]:
@@ -939,7 +920,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["", f"Server profile: not run: {sprof['error'][:300]}"]
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
               "true (its defaults: fsync of every file; our object store syncs once per ingest batch or STOW "
-              "request, and the API fsyncs each uploaded file once, before it acknowledges it), started per line with a "
+              "request, the API syncs the complete files of each request before it acknowledges them: an fsync each, or one syncfs for 8 or more), started per line with a "
               "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
     return "\n".join(lines) + "\n"
 

@@ -24,9 +24,10 @@ class FakeCommons:
     objects: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[int, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     clinical: dict[int, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
-    bytes_received: Counter = field(default_factory=Counter)  #: sha256 -> bytes received in PATCH/PUT bodies
+    bytes_received: Counter = field(default_factory=Counter)  #: sha256 -> bytes received in PATCH and batch bodies
     requests: Counter = field(default_factory=Counter)  #: "METHOD kind" -> count
-    fail_patch_every: int = 0  #: answer 503 to every n-th PATCH (retries are the client's job)
+    batches: bool = True  #: False: a server from before files/batch (405, as FastAPI answers there)
+    fail_patch_every: int = 0  #: answer 503 to every n-th PATCH or batch (retries are the client's job)
     _patches: int = 0
 
     def transport(self) -> httpx.MockTransport:
@@ -64,6 +65,8 @@ class FakeCommons:
             self.requests[f"{method} {kind}"] += 1
             if self.submissions[sid]["status"] != "open" and method != "HEAD":
                 return self._error(409, "submission_closed", "committed")
+            if kind == "files" and name == "batch" and method == "POST":
+                return self._batch(request) if self.batches else self._error(405, "method_not_allowed", path)
             if kind == "files" and name == "states" and method == "POST":
                 return self._json(200, {"files": [state for digest in json.loads(request.content)["sha256"]
                                                   if (state := self._state(digest)) is not None]})
@@ -105,6 +108,23 @@ class FakeCommons:
         if digest in self.partial:
             return {"sha256": digest, "offset": len(self.partial[digest]), "length": None, "complete": False}
         return None
+
+    def _batch(self, request: httpx.Request) -> httpx.Response:
+        """``files/batch``: an index line, then each file's bytes (counted as received)."""
+        self._patches += 1
+        if self.fail_patch_every and self._patches % self.fail_patch_every == 0:
+            return self._error(503, "unavailable", "try again")
+        line, _, rest = request.content.partition(b"\n")
+        answers = []
+        for entry in json.loads(line)["files"]:
+            data, rest = rest[:entry["size"]], rest[entry["size"]:]
+            self.bytes_received[entry["sha256"]] += len(data)
+            self.partial.pop(entry["sha256"], None)
+            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
+                self.objects[entry["sha256"]] = data
+            answers.append(self._state(entry["sha256"]) or {"sha256": entry["sha256"], "offset": 0,
+                                                            "length": entry["size"], "complete": False})
+        return self._json(200, {"files": answers})
 
     def _file(self, method: str, digest: str, request: httpx.Request) -> httpx.Response:
         if method == "HEAD":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,8 @@ def test_contribute_killed_and_resumed_sends_nothing_twice(commons: tuple[str, P
     killed = subprocess.run([sys.executable, str(HERE / "kill_after.py"), "5", *args], capture_output=True,
                             text=True, env=env, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    stored, last = map(int, re.search(r"killed after (\d+) files, the last request carried (\d+)",  # type: ignore[union-attr]
+                                      killed.stderr).groups())
     assert not (state / "receipts").exists()
 
     resumed = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
@@ -66,10 +69,11 @@ def test_contribute_killed_and_resumed_sends_nothing_twice(commons: tuple[str, P
     receipt_file = next((state / "receipts").glob("receipt-SITE_A_E2E-*.json"))
     saved = json.loads(receipt_file.read_text())
     upload, receipt = saved["upload"], saved["receipt"]
-    # The kill came after the 5th file reached the server but before the journal recorded it:
-    # 4 are skipped from the journal, the 5th is found on the server by HEAD; neither is re-sent.
-    assert upload["confirmed_before"] == 4
-    assert upload["already_on_server"] >= 1
+    # The kill came after the last request's files reached the server but before the journal
+    # recorded them: the others are skipped from the journal, those are found on the server
+    # (files/states); none is re-sent.
+    assert upload["confirmed_before"] == stored - last and last >= 1
+    assert upload["already_on_server"] >= last
     assert upload["sent"] + upload["confirmed_before"] + upload["already_on_server"] == upload["files"]
     instances = receipt["counts"]["instances"]
     assert instances["indexed"] == upload["files"] and instances.get("rejected", 0) == 0

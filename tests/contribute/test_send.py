@@ -12,7 +12,7 @@ from fake_commons import FakeCommons
 from radcommons.client import CommonsClient
 from radcommons.errors import UserError
 from radcommons.pipelines.contribute import prepare, send
-from radcommons.pipelines.contribute_upload import UploadJournal, upload_packages
+from radcommons.pipelines.contribute_upload import PackagedFile, UploadJournal, upload_jobs, upload_packages
 
 
 def _client(fake: FakeCommons, chunk_size: int = 16 * 1024) -> CommonsClient:
@@ -92,6 +92,32 @@ def test_errors_send_nothing_unless_allow_partial(corpus: Path, tmp_path: Path) 
     delivery, _ = send(plan, _client(fake), server="http://commons.test", allow_partial=True)
     assert delivery.receipt.status == "committed"
     assert len(fake.objects) == sum(len(p.files) for p in plan.packages)
+
+
+def test_small_files_go_in_batches_and_a_server_without_them_gets_each_file(corpus: Path, tmp_path: Path) -> None:
+    plan = prepare(make_request(corpus, "site_a", tmp_path / "state"))
+    files = {f.sha256: f.size for p in plan.packages for f in p.files}
+    fake = FakeCommons()
+    send(plan, _client(fake, chunk_size=64 * 1024), server="http://commons.test", workers=2)
+    assert set(fake.objects) == set(files) and dict(fake.bytes_received) == files
+    small = sum(1 for size in files.values() if size <= 64 * 1024)
+    assert fake.requests["POST files"] < small and fake.requests["POST files"] + fake.requests["PATCH files"] < len(files)
+    old = FakeCommons(batches=False)
+    again = prepare(make_request(corpus, "site_a", tmp_path / "state-2"))
+    delivery, _ = send(again, _client(old, chunk_size=64 * 1024), server="http://commons.test", workers=2)
+    assert set(old.objects) == set(files) and dict(old.bytes_received) == files
+    assert old.requests["POST files"] <= 1 + 2  # files/states; a batch tried by each of the 2 threads at most
+    assert old.requests["PATCH files"] >= len(files) and delivery.stats.sent == len(files)
+
+
+def test_upload_jobs_group_small_new_files_in_order() -> None:
+    def item(name: str, size: int) -> PackagedFile:
+        return PackagedFile(Path(name), name * 64, size, name)
+
+    a, b, c, big, held, d = item("a", 40), item("b", 40), item("c", 40), item("e", 101), item("f", 10), item("d", 5)
+    jobs = upload_jobs([a, b, c, big, held, d], {held.sha256: (5, False)}, batch_bytes=100)
+    assert jobs == [[a, b], [big], [held], [c, d]]
+    assert upload_jobs([], {}, 100) == []
 
 
 def test_journal_survives_reopen(tmp_path: Path) -> None:

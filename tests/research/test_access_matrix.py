@@ -59,6 +59,7 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/studies/{study_uid}/versions"): "submission",
     ("HEAD", "/api/v1/submissions/{submission_id}/files/{sha256}"): "submission",
     ("POST", "/api/v1/submissions/{submission_id}/files/states"): "submission",
+    ("POST", "/api/v1/submissions/{submission_id}/files/batch"): "submission",
     ("PATCH", "/api/v1/submissions/{submission_id}/files/{sha256}"): "submission",
     ("PUT", "/api/v1/submissions/{submission_id}/files/{sha256}"): "submission",
 }

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import socket
 import time
 from pathlib import Path
 
 from commons_fixtures import PROJECT, Commons
 
 from radcommons.client import file_sha256
+from radcommons.server.routes.uploads import BATCH_MEDIA_TYPE
+from radcommons.server.uploads import MAX_CHUNK
+from radcommons.store.index import make_engine
+from radcommons.store.index.accounts import audit_events
 from radcommons.store.objects import ObjectStore
 
 CHUNK = 1024 * 1024
@@ -131,3 +137,110 @@ def test_states_of_many_files_in_one_request(sqlite_commons: Commons, tmp_path: 
     with c.http() as http:
         response = http.post(f"/submissions/{submission.id}/files/states", json={"sha256": digests})
         assert response.status_code == 409 and response.json()["error"]["code"] == "submission_closed"
+
+
+def _batch_body(files: list[tuple[str, bytes]]) -> bytes:
+    index = json.dumps({"files": [{"sha256": digest, "size": len(data)} for digest, data in files]}).encode()
+    return index + b"\n" + b"".join(data for _, data in files)
+
+
+def _post_batch(http, submission_id: int, body: bytes, content_type: str = BATCH_MEDIA_TYPE):
+    return http.post(f"/submissions/{submission_id}/files/batch", content=body,
+                     headers={"Content-Type": content_type})
+
+
+def test_a_batch_stores_many_files_in_one_request(sqlite_commons: Commons, tmp_path: Path) -> None:
+    """Each file of a batch is stored or refused on its own; a partial upload of one restarts from
+    its first byte; every stored file is audited."""
+    c = sqlite_commons
+    client = c.client(chunk_size=CHUNK)
+    submission = client.create_submission(PROJECT, "B-1")
+    data = [os.urandom(1000 + n) for n in range(4)]
+    digests = [hashlib.sha256(d).hexdigest() for d in data]
+    engine = make_engine(c.db_url)
+    try:
+        uploads_before = sum(e["action"] == "file.upload" for e in audit_events(engine, 1000))
+        with c.http() as http:
+            assert _patch(http, submission.id, digests[1], data[1][:300], 0, len(data[1])).status_code == 200
+            wrong = os.urandom(len(data[3]))  # the bytes of the fourth file changed after it was hashed
+            response = _post_batch(http, submission.id, _batch_body(
+                [(digests[0], data[0]), (digests[1], data[1]), (digests[2], data[2]), (digests[3], wrong)]))
+            assert response.status_code == 200, response.text
+            answers = response.json()["files"]
+        assert [a["sha256"] for a in answers] == digests
+        assert [a["complete"] for a in answers] == [True, True, True, False]
+        assert answers[3]["error"]["code"] == "hash_mismatch" and answers[3]["offset"] == 0
+        assert client.upload_states(submission.id, digests) == {d: (len(x), True) for d, x in zip(digests[:3], data)}
+        store = ObjectStore(str(c.store_dir))
+        assert all(store.get_bytes(d) == x for d, x in zip(digests[:3], data))
+        uploads = [e for e in audit_events(engine, 1000) if e["action"] == "file.upload"]
+        assert len(uploads) - uploads_before == 3
+        assert {e["detail"]["sha256"] for e in uploads[:3]} == set(digests[:3])
+    finally:
+        engine.dispose()
+    # the client: a batch of stored and new files; each file's result
+    source = tmp_path / "fourth.bin"
+    source.write_bytes(data[3])
+    fifth = tmp_path / "fifth.bin"
+    fifth.write_bytes(os.urandom(2000))
+    results = client.upload_batch(submission.id, [(source, digests[3]), (fifth, file_sha256(fifth))])
+    assert [(r.size, r.sent, r.already_present) for r in results] == [(len(data[3]), len(data[3]), False),
+                                                                      (2000, 2000, False)]
+    assert store.verify(digests[3]) and store.verify(file_sha256(fifth))
+
+
+def test_bad_batches_are_explained_and_store_nothing(sqlite_commons: Commons) -> None:
+    c = sqlite_commons
+    submission = c.client().create_submission(PROJECT, "B-2")
+    data = os.urandom(500)
+    digest = hashlib.sha256(data).hexdigest()
+    good = _batch_body([(digest, data)])
+    with c.http() as http:
+        response = _post_batch(http, submission.id, good, "application/octet-stream")
+        assert response.status_code == 415 and BATCH_MEDIA_TYPE in response.json()["error"]["message"]
+        response = _post_batch(http, submission.id, b'{"files": []}')  # no newline: no index
+        assert response.status_code == 400 and "line of JSON" in response.json()["error"]["message"]
+        response = _post_batch(http, submission.id, b"not json\n" + data)
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+        response = _post_batch(http, submission.id, b'{"files": [{"sha256": "NOTAHASH", "size": 1}]}\nx')
+        assert response.status_code == 422
+        assert response.json()["error"]["fields"][0]["field"] == "body.index.files.0.sha256"
+        response = _post_batch(http, submission.id, _batch_body([(digest, data), (digest, data)]))
+        assert response.status_code == 422 and "more than once" in response.json()["error"]["message"]
+        index = {"files": [{"sha256": hashlib.sha256(bytes([n])).hexdigest(), "size": MAX_CHUNK // 2 + 1}
+                           for n in range(2)]}
+        response = _post_batch(http, submission.id, json.dumps(index).encode() + b"\n")
+        assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+        response = _post_batch(http, submission.id, good + b"more")
+        assert response.status_code == 400 and "nothing was stored" in response.json()["error"]["message"]
+        assert http.post(f"/submissions/{submission.id}/files/states",
+                         json={"sha256": [digest]}).json() == {"files": []}
+    for user, status in (("other-site", 403), ("reader", 403), (None, 401)):
+        with c.http(user) as http:
+            assert _post_batch(http, submission.id, good).status_code == status
+    assert "Traceback" not in (c.root / "server.log").read_text()
+
+
+def test_a_batch_cut_short_keeps_what_arrived(sqlite_commons: Commons, tmp_path: Path) -> None:
+    """The client goes away in the middle of a batch: the files that arrived whole are stored,
+    the one cut short stays as a partial upload and resumes from its offset."""
+    c = sqlite_commons
+    client = c.client(chunk_size=CHUNK)
+    submission = client.create_submission(PROJECT, "B-3")
+    first, second = os.urandom(3000), os.urandom(200_000)
+    digests = [hashlib.sha256(d).hexdigest() for d in (first, second)]
+    body = _batch_body([(digests[0], first), (digests[1], second)])
+    cut = len(body) - len(second) + 50_000
+    with socket.create_connection(("127.0.0.1", c.port)) as conn:
+        conn.sendall((f"POST /api/v1/submissions/{submission.id}/files/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Authorization: Bearer {c.tokens['uploader']}\r\nContent-Type: {BATCH_MEDIA_TYPE}\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:cut])
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while client.upload_offset(submission.id, digests[1]) != (50_000, False) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.upload_states(submission.id, digests) == {digests[0]: (3000, True), digests[1]: (50_000, False)}
+    source = tmp_path / "second.bin"
+    source.write_bytes(second)
+    assert client.upload_file(submission.id, source).sent == 200_000 - 50_000
+    assert ObjectStore(str(c.store_dir)).verify(digests[1])

@@ -6,6 +6,7 @@ See :class:`CommonsClient` and docs/API.md.
 from __future__ import annotations
 
 from radcommons.client.commons import (
+    BATCH_FILES,
     DEFAULT_CHUNK_SIZE,
     ClinicalResult,
     CommonsClient,
@@ -29,6 +30,7 @@ from radcommons.client.errors import (
 )
 
 __all__ = [
+    "BATCH_FILES",
     "DEFAULT_CHUNK_SIZE",
     "AuthenticationError",
     "ClinicalResult",

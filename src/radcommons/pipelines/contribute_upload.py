@@ -5,11 +5,12 @@ One way to deliver, used by ``radcommons contribute`` and ``radcommons gateway``
 1. open (or find again) the submission of the dataset: the journal remembers which
    dataset this state directory was sending, so a restarted run continues the same
    submission (the server returns the open one for the same project and dataset);
-2. upload every file not yet confirmed, in parallel threads; the client sends chunks,
-   retries with backoff and resumes a partial file from the offset the server holds
-   (HEAD). A file is written to the journal as confirmed only when the server said its
-   content is complete, so after a kill nothing confirmed is sent again and anything
-   unconfirmed is first asked about (HEAD);
+2. upload every file not yet confirmed, in parallel threads: small files that the server
+   holds nothing of several to a request (a batch, mostly of one study), the others one by
+   one in chunks; the client retries with backoff and resumes a partial file from the
+   offset the server holds. A file is written to the journal as confirmed only when the
+   server said its content is complete, so after a kill nothing confirmed is sent again
+   and anything unconfirmed is first asked about (``files/states``);
 3. declare each study's manifest (sha256, size, path of every file), then post the
    clinical records per node type (skipped when the same content was already posted);
 4. commit, and fetch the receipt.
@@ -30,7 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radcommons.client import ClinicalResult, CommonsClient, ConflictError, ManifestEntry, Receipt, Submission
+from radcommons.client import (
+    BATCH_FILES,
+    ClinicalResult,
+    CommonsClient,
+    ConflictError,
+    ManifestEntry,
+    Receipt,
+    Submission,
+    UploadResult,
+)
 from radcommons.errors import UserError
 
 JOURNAL = "upload-journal.sqlite"
@@ -158,8 +168,19 @@ class UploadJournal:
         return {r[0] for r in rows}
 
     def confirm(self, submission_id: int, sha256: str, size: int) -> None:
+        self.confirm_many(submission_id, [(sha256, size)])
+
+    def confirm_many(self, submission_id: int, files: Sequence[tuple[str, int]]) -> None:
+        """Files (``(sha256, size)``) the server stored, in one transaction."""
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", (submission_id, sha256, size))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO files VALUES (?, ?, ?)",
+                                     [(submission_id, sha256, size) for sha256, size in files])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def was_sent(self, submission_id: int, kind: str, digest: str) -> bool:
         with self._lock:
@@ -233,7 +254,14 @@ def upload_packages(
     stats.files = len(unique)
     lock = threading.Lock()
 
-    def one(item: PackagedFile) -> tuple[PackagedFile, str]:
+    def confirm(items: Sequence[PackagedFile], results: Sequence[UploadResult]) -> list[tuple[PackagedFile, str]]:
+        journal.confirm_many(submission_id, [(item.sha256, item.size) for item in items])
+        with lock:
+            stats.bytes_sent += sum(result.sent for result in results)
+        return [(item, "already_on_server" if result.already_present else "sent")
+                for item, result in zip(items, results)]
+
+    def one(item: PackagedFile) -> list[tuple[PackagedFile, str]]:
         done = 0
 
         def progress(offset: int, total: int) -> None:
@@ -244,10 +272,13 @@ def upload_packages(
 
         result = client.upload_file(submission_id, item.path, sha256=item.sha256, progress=progress,
                                     state=held.get(item.sha256, (0, False)))
-        journal.confirm(submission_id, item.sha256, item.size)
-        with lock:
-            stats.bytes_sent += result.sent
-        return item, "already_on_server" if result.already_present else "sent"
+        return confirm([item], [result])
+
+    def batch(items: list[PackagedFile]) -> list[tuple[PackagedFile, str]]:
+        results = client.upload_batch(submission_id, [(item.path, item.sha256) for item in items])
+        if on_bytes:
+            on_bytes(sum(item.size for item in items))
+        return confirm(items, results)
 
     todo = []
     for digest, item in unique.items():
@@ -262,16 +293,17 @@ def upload_packages(
     # what the server already holds of them, asked once instead of once per file
     held = client.upload_states(submission_id, (item.sha256 for item in todo)) if todo else {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
-        futures = [pool.submit(one, item) for item in todo]
+        futures = [pool.submit(one, job[0]) if len(job) == 1 else pool.submit(batch, job)
+                   for job in upload_jobs(todo, held, client.chunk_size)]
         try:
             for future in as_completed(futures):
-                item, outcome = future.result()
-                if outcome == "sent":
-                    stats.sent += 1
-                else:
-                    stats.already_on_server += 1
-                if on_file:
-                    on_file(item, outcome)
+                for item, outcome in future.result():
+                    if outcome == "sent":
+                        stats.sent += 1
+                    else:
+                        stats.already_on_server += 1
+                    if on_file:
+                        on_file(item, outcome)
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -286,6 +318,28 @@ def upload_packages(
         journal.mark_sent(submission_id, kind, digest)
         stats.manifests_sent += 1
     return stats
+
+
+def upload_jobs(items: Sequence[PackagedFile], held: Mapping[str, tuple[int, bool]],
+                batch_bytes: int) -> list[list[PackagedFile]]:
+    """The requests that send ``items``: small files the server holds nothing of go together, in
+    their order (so mostly a study's files), up to ``batch_bytes`` and :data:`BATCH_FILES` files
+    per batch; every other file (large, or partly on the server already) alone."""
+    jobs: list[list[PackagedFile]] = []
+    batch: list[PackagedFile] = []
+    size = 0
+    for item in items:
+        if item.sha256 in held or item.size > batch_bytes:
+            jobs.append([item])
+            continue
+        if batch and (size + item.size > batch_bytes or len(batch) == BATCH_FILES):
+            jobs.append(batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        jobs.append(batch)
+    return jobs
 
 
 def post_clinical(

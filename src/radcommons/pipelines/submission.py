@@ -173,12 +173,13 @@ def list_submissions(engine: Engine, principal: Principal, project: str | None =
             r.project_id in principal.projects and (not principal.site_id or r.site_id == principal.site_id))]
 
 
-def note_upload(engine: Engine, principal: Principal, submission_id: int, sha256: str, size: int,
-                client: str | None, created: bool) -> None:
-    """Audit a completed upload."""
+def note_uploads(engine: Engine, principal: Principal, submission_id: int, uploads: Sequence[tuple[str, int, bool]],
+                 client: str | None) -> None:
+    """Audit completed uploads (``(sha256, size, new object)``), one event each, in one transaction."""
     with engine.begin() as conn:
-        record_audit(conn, actor=principal.name, action="file.upload", target=f"submission {submission_id}",
-                     client=client, records=1, detail={"sha256": sha256, "size": size, "new_object": created})
+        for sha256, size, created in uploads:
+            record_audit(conn, actor=principal.name, action="file.upload", target=f"submission {submission_id}",
+                         client=client, records=1, detail={"sha256": sha256, "size": size, "new_object": created})
 
 
 # ---------------------------------------------------------------------- manifests

@@ -4,20 +4,20 @@ A spool file is ``<state>/uploads/<submission>/<sha256>.<length>.part``. Its len
 upload offset: nothing else is recorded. A chunk is written through to the page cache before
 the answer, so the server process dying (even ``kill -9``) loses nothing acknowledged; chunks
 are not fsynced one by one (that was an eighth of the server's time), so after a machine crash
-the spool may be shorter than acknowledged and HEAD tells the client where to resume. The
-spool of a complete file is fsynced once, before it is moved into the store and acknowledged
-as stored: a stored file is never lost. When the last byte arrives the
-content is checked against its name (hashed as it arrived when one request carried it whole,
-else the spool is read again); content whose SHA-256 differs is discarded (the client must
-start again), otherwise the spool, already durable, is renamed into the content-addressed
-object store (copied when the store is elsewhere: another file system, S3).
+the spool may be shorter than acknowledged and HEAD tells the client where to resume. When
+the last byte arrives the content is checked against its name (hashed as it arrived when one
+request carried it whole, else the spool is read again); content whose SHA-256 differs is
+discarded (the client must start again), otherwise the spool is made durable and renamed into
+the content-addressed object store (copied when the store is elsewhere: another file system,
+S3) before the upload is acknowledged as stored: a stored file is never lost. The complete
+files of one batch request are synced together, with one ``syncfs``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -93,29 +93,27 @@ class UploadSpool:
             raise Busy from None
         return handle, path
 
-    @staticmethod
-    def sync(handle: BinaryIO) -> None:
-        """Make what was appended durable before it is acknowledged."""
-        handle.flush()
-        os.fsync(handle.fileno())
-
     def finish(self, path: Path, sha256: str, received_digest: str | None = None) -> StoredObject | None:
-        """Check the complete spool; move it into the store, or discard it (None) on a mismatch.
+        """Check a complete spool; move it into the store, or discard it (None) on a mismatch.
 
         ``received_digest``: the SHA-256 computed while the whole content arrived (then the
         spool is not read again).
         """
-        digest = received_digest
-        if digest is None:
-            hasher = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(CHUNK_SIZE):
-                    hasher.update(chunk)
-            digest = hasher.hexdigest()
-        if digest != sha256:
-            path.unlink(missing_ok=True)
-            return None
-        return self.store.move_in(path, sha256)
+        return self.finish_many([(path, sha256, received_digest)])[0]
+
+    def finish_many(self, files: Sequence[tuple[Path, str, str | None]]) -> list[StoredObject | None]:
+        """:meth:`finish` of many complete spools (``(path, sha256, received digest or None)``):
+        those whose content hashes to their name are made durable and moved into the store
+        together (one sync for all); the others are discarded (None)."""
+        matching = []
+        for path, sha256, received in files:
+            if (received or _file_digest(path)) == sha256:
+                matching.append((path, sha256))
+            else:
+                path.unlink(missing_ok=True)
+        stored = iter(self.store.move_in_many(matching))
+        kept = {path for path, _ in matching}
+        return [next(stored) if path in kept else None for path, _, _ in files]
 
     def discard(self, submission_id: int) -> None:
         """Remove every spool of a submission (after its commit)."""
@@ -127,3 +125,11 @@ class UploadSpool:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def _file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            hasher.update(chunk)
+    return hasher.hexdigest()

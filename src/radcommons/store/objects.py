@@ -24,8 +24,8 @@ Guarantees:
   makes the renames durable, with one file-system sync (Linux ``syncfs``) instead
   of two fsyncs per object. A crash before it leaves only temporary files; an
   object is never visible under its key before its content is on disk.
-  :meth:`ObjectStore.move_in` installs a finished local file (an upload spool
-  already fsynced, its digest checked) by renaming it instead of copying it.
+  :meth:`ObjectStore.move_in_many` installs finished local files (upload spools,
+  their digests checked) the same way, renamed instead of copied.
 * **Streaming.** Files are read and hashed in chunks of :data:`CHUNK_SIZE`;
   a 1 GB file is never held in memory.
 * **Verified reads.** :meth:`ObjectStore.open` returns a reader that hashes
@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import math
@@ -472,33 +473,30 @@ class ObjectStore:
         return [done[item.temp] if item.temp else item.stored for item in staged]  # type: ignore[misc]
 
     def move_in(self, path: str | os.PathLike[str], digest: str) -> StoredObject:
-        """Install a finished local file whose SHA-256 the caller has checked, moving it when possible.
+        """Install one finished local file whose SHA-256 the caller has checked: :meth:`move_in_many`."""
+        return self.move_in_many([(path, digest)])[0]
 
-        On a local store on the same file system the file is renamed into place (its content
-        must already be durable, e.g. fsynced as it was received) and the rename made durable;
-        otherwise it is copied as by :meth:`put_file`. The file is gone afterwards either way.
+    def move_in_many(self, files: Sequence[tuple[str | os.PathLike[str], str]]) -> list[StoredObject]:
+        """Install finished local files (``(path, sha256)``, digests checked by the caller), moving them when possible.
+
+        On a local store on the same file system the files are made durable, renamed into
+        place and the renames made durable, as :meth:`publish` does (one sync for many files);
+        otherwise each is copied as by :meth:`put_file`. The files are gone afterwards either way.
         """
-        source = str(path)
-        if self._local:
-            key = object_key(digest)
-            final = self._path(key)
-            if os.path.isfile(final):
-                remove_if_present(source)
-                return StoredObject(digest, os.path.getsize(final), key, self._fs.unstrip_protocol(final), False)
-            size = os.path.getsize(source)
-            folder = os.path.dirname(final)
-            os.makedirs(folder, exist_ok=True)
+        if self._local and files:
+            staged = [StagedObject(digest, os.path.getsize(path), str(path)) for path, digest in files]
             try:
-                os.replace(source, final)
-            except OSError:  # another file system (EXDEV): copy below
-                pass
-            else:
-                fsync_dir(folder)
-                return StoredObject(digest, size, key, self._fs.unstrip_protocol(final), True)
-        try:
-            return self.put_file(source)
-        finally:
-            remove_if_present(source)
+                return self.publish(staged)
+            except OSError as error:
+                if error.errno != errno.EXDEV:  # another file system: copied below
+                    raise
+        results = []
+        for path, _ in files:
+            try:
+                results.append(self.put_file(path))
+            finally:
+                remove_if_present(path)
+        return results
 
     def put_bytes(self, data: bytes) -> StoredObject:
         """Store ``data``; return where it is and whether it was new."""

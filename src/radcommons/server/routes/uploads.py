@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from starlette.requests import ClientDisconnect
 
 from radcommons.pipelines import submission as pipeline
@@ -24,11 +26,27 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 Sha256 = Path(pattern=SHA256_PATTERN, description="lowercase hex SHA-256 of the whole file")
 #: Files one ``files/states`` request may ask about.
 MAX_STATES = 10_000
+#: The media type of a ``files/batch`` body: a line of JSON naming the files, then their bytes.
+BATCH_MEDIA_TYPE = "application/x.radcommons-file-batch"
+#: Files one ``files/batch`` request may carry (their bytes together at most MAX_CHUNK).
+MAX_BATCH_FILES = 1_000
+#: The longest first line (the index) of a ``files/batch`` body.
+MAX_BATCH_INDEX = 1024 * 1024
 
 
 class StatesQuery(BaseModel):
     sha256: list[Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]] = Field(
         max_length=MAX_STATES, description=f"the files asked about (at most {MAX_STATES})")
+
+
+class BatchFile(BaseModel):
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]
+    size: int = Field(ge=0, le=MAX_CHUNK, description="bytes of the file that follow in the body")
+
+
+class BatchIndex(BaseModel):
+    files: list[BatchFile] = Field(min_length=1, max_length=MAX_BATCH_FILES,
+                                   description="the files of the body, in the order their bytes follow")
 
 
 def _headers(state: UploadState) -> dict[str, str]:
@@ -128,11 +146,6 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
         finally:
             handle.flush()
         size = handle.tell()
-        if size >= length:
-            # One fsync per file, before it is moved into the store and acknowledged as stored.
-            # A chunk that does not end the file is not synced: the process dying loses nothing
-            # (the page cache keeps it), and after a machine crash HEAD reports what survived.
-            await run_in_threadpool(context.spool.sync, handle)
     finally:
         handle.close()
     if size < length:
@@ -143,10 +156,145 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
     if stored is None:
         raise ApiError(400, "hash_mismatch", f"the {length} bytes received do not hash to {sha256}",
                        "the partial upload was discarded: check the file and upload it again from offset 0")
-    await run_in_threadpool(pipeline.note_upload, context.engine, principal, submission_id, sha256, length,
-                            client_address(request), stored.created)
+    await run_in_threadpool(pipeline.note_uploads, context.engine, principal, submission_id,
+                            [(sha256, length, stored.created)], client_address(request))
     state = UploadState(length, length, True)
     return JSONResponse(_body(sha256, state), headers=_headers(state))
+
+
+class _BodyReader:
+    """A request body read as it arrives: a first line, then runs of exact length. A client that
+    disconnects (or a body that stops) ends it early; the caller sees fewer bytes than it asked for."""
+
+    def __init__(self, request: Request) -> None:
+        self._chunks = request.stream().__aiter__()
+        self._buffer = b""
+        self._ended = False
+
+    async def _more(self) -> bool:
+        """Read on until some bytes arrive (the stream also yields empty chunks); False at the end."""
+        while not self._ended:
+            try:
+                chunk = await self._chunks.__anext__()
+            except (StopAsyncIteration, ClientDisconnect):
+                self._ended = True
+            else:
+                if chunk:
+                    self._buffer += chunk
+                    return True
+        return False
+
+    async def line(self, limit: int) -> bytes | None:
+        """The bytes before the first newline (consumed with it); None past ``limit`` bytes or at the end."""
+        while (end := self._buffer.find(b"\n", 0, limit + 1)) < 0:
+            if len(self._buffer) > limit or not await self._more():
+                return None
+        line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+        return line
+
+    async def pieces(self, size: int) -> AsyncIterator[bytes]:
+        """The next ``size`` bytes, piece by piece as they arrive (fewer if the body ends)."""
+        while size > 0:
+            if not self._buffer and not await self._more():
+                return
+            piece, self._buffer = self._buffer[:size], self._buffer[size:]
+            size -= len(piece)
+            yield piece
+
+    async def at_end(self) -> bool:
+        return not self._buffer and not await self._more()
+
+
+async def _read_index(request: Request) -> tuple[_BodyReader, BatchIndex]:
+    media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type != BATCH_MEDIA_TYPE:
+        raise ApiError(415, "unsupported_media_type", f"a file batch is sent as {BATCH_MEDIA_TYPE}, not {media_type!r}",
+                       "see docs/API.md, uploads: a line of JSON naming the files, then their bytes")
+    body = _BodyReader(request)
+    line = await body.line(MAX_BATCH_INDEX)
+    if line is None:
+        raise ApiError(400, "bad_request", "the body does not start with a line of JSON (the index) ended by a "
+                       f"newline, within {MAX_BATCH_INDEX} bytes",
+                       'start the body with {"files": [{"sha256": ..., "size": ...}, ...]} and a newline')
+    try:
+        index = BatchIndex.model_validate_json(line)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", "index", *e["loc"])} for e in error.errors()]) from None
+    digests = [f.sha256 for f in index.files]
+    if len(set(digests)) != len(digests):
+        raise ApiError(422, "validation_error", "the index names a file more than once",
+                       "list each file once (its sha256 names its content)")
+    total = sum(f.size for f in index.files)
+    if total > MAX_CHUNK:
+        raise ApiError(413, "too_large", f"the batch holds {total} bytes, over the limit of {MAX_CHUNK}",
+                       f"send at most {MAX_CHUNK} bytes per batch; large files one by one (PATCH)")
+    return body, index
+
+
+@router.post("/submissions/{submission_id}/files/batch", summary="Upload many small files whole, in one request")
+async def batch(request: Request, submission_id: int, principal: Principal = Depends(current_principal),
+                context: ServerContext = Depends(get_context)) -> JSONResponse:
+    """Each file named in the index is received whole (from its first byte, replacing any partial
+    upload of it), checked against its sha256 and stored; the answer gives each file's state, as
+    ``files/states`` does, with an ``error`` for a file that was not stored."""
+    await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
+    body, index = await _read_index(request)
+    held = await run_in_threadpool(lambda: [context.spool.state(submission_id, f.sha256) for f in index.files])
+    answers: dict[str, dict[str, Any]] = {}
+    arrived: list[tuple[BatchFile, Any, str]] = []  # whole in the spool: (file, spool path, digest of its bytes)
+    for member, state in zip(index.files, held):
+        if state is not None and state.complete:  # stored meanwhile: its bytes are read and dropped
+            received = sum([len(piece) async for piece in body.pieces(member.size)])
+            answers[member.sha256] = _body(member.sha256, state)
+            if received < member.size:
+                break
+            continue
+        try:
+            handle, path = context.spool.open_for_append(submission_id, member.sha256, member.size, 0)
+        except Busy:
+            received = sum([len(piece) async for piece in body.pieces(member.size)])
+            answers[member.sha256] = {**_body(member.sha256, state or UploadState(0, member.size, False)), "error": {
+                "code": "upload_in_progress", "message": f"another request is uploading {member.sha256} now",
+                "hint": "ask files/states, then send the rest of it with PATCH"}}
+            if received < member.size:
+                break
+            continue
+        hasher, received = hashlib.sha256(), 0
+        try:
+            handle.truncate(0)  # a batch sends a file whole: any earlier partial upload restarts
+            async for piece in body.pieces(member.size):
+                handle.write(piece)
+                hasher.update(piece)
+                received += len(piece)
+        finally:
+            handle.close()
+        if received < member.size:  # the body ended: what arrived stays, to resume with PATCH
+            answers[member.sha256] = _body(member.sha256, UploadState(received, member.size, False))
+            break
+        arrived.append((member, path, hasher.hexdigest()))
+    else:
+        if not await body.at_end():
+            for _, path, _ in arrived:
+                path.unlink(missing_ok=True)
+            raise ApiError(400, "bad_request", "the body goes on after the files its index names; nothing was stored",
+                           "send exactly the bytes of the files in the index, in its order")
+    stored = await run_in_threadpool(context.spool.finish_many,
+                                     [(path, member.sha256, digest) for member, path, digest in arrived])
+    uploads = []
+    for (member, _, _), result in zip(arrived, stored):
+        if result is None:
+            answers[member.sha256] = {**_body(member.sha256, UploadState(0, member.size, False)), "error": {
+                "code": "hash_mismatch", "message": f"the {member.size} bytes received do not hash to {member.sha256}",
+                "hint": "the file was discarded: check it and upload it again"}}
+        else:
+            answers[member.sha256] = _body(member.sha256, UploadState(member.size, member.size, True))
+            uploads.append((member.sha256, member.size, result.created))
+    if uploads:
+        await run_in_threadpool(pipeline.note_uploads, context.engine, principal, submission_id, uploads,
+                                client_address(request))
+    # the files after a body that ended early: as they were
+    return JSONResponse({"files": [answers.get(f.sha256) or _body(f.sha256, state or UploadState(0, f.size, False))
+                                   for f, state in zip(index.files, held)]})
 
 
 @router.patch("/submissions/{submission_id}/files/{sha256}", summary="Append a chunk (Upload-Offset, Upload-Length)")
