@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
+import pytest
 from objects_support import StoreCase
 
 from radcommons.store.objects import ObjectStore
@@ -54,3 +56,22 @@ def test_move_in_copies_into_other_stores(tmp_path: Path) -> None:
     stored = store.move_in(spool, hashlib.sha256(b"elsewhere").hexdigest())
     assert stored.created and not spool.exists()
     assert store.get_bytes(stored.digest) == b"elsewhere"
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second file system (tmpfs at /dev/shm)")
+def test_move_in_many_copies_across_file_systems(tmp_path: Path) -> None:
+    """Spools on another file system than a local store (EXDEV on rename) are copied in, then removed."""
+    store = ObjectStore(str(tmp_path / "objects"))
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm is on the same file system here")
+        contents = [b"first", b"second", b"first"]
+        spools = []
+        for n, data in enumerate(contents):
+            spools.append(Path(other, f"{n}.part"))
+            spools[-1].write_bytes(data)
+        stored = store.move_in_many([(p, hashlib.sha256(d).hexdigest()) for p, d in zip(spools, contents)])
+        assert [s.created for s in stored] == [True, True, False]
+        assert not any(p.exists() for p in spools)
+    assert [store.get_bytes(s.digest) for s in stored] == contents
+    assert not list((tmp_path / "objects" / "tmp").glob("*"))
