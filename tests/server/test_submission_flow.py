@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import pydicom
 import pytest
 from commons_fixtures import PROJECT, SITE, Commons, instances_of
 from sqlalchemy import select
@@ -122,3 +124,45 @@ def test_dedup_and_missing_files(sqlite_commons: Commons, deid_tree: Path) -> No
         client.commit(three.id)
     assert missing.value.code == "files_missing" and missing.value.detail["missing"] == ["ab" * 32]
     assert client.get_submission(three.id).status == "open"
+
+
+def test_a_uid_belongs_to_one_project(commons: Commons, deid_tree: Path, tmp_path: Path) -> None:
+    """Another project's submission of a study, or of an instance or series, that one project holds
+    is rejected with the reason; new UIDs are accepted."""
+    instances = instances_of(deid_tree)
+    study = [i for i in instances if i.study_uid == instances[0].study_uid]
+    client = commons.client()
+    first = client.create_submission(PROJECT, "U-1")
+    client.upload_batch(first.id, [(i.path, file_sha256(i.path)) for i in study])
+    client.put_study_manifest(first.id, study[0].study_uid, [
+        ManifestEntry(file_sha256(i.path), i.path.stat().st_size, i.path.name) for i in study])
+    assert client.commit(first.id).counts["instances"]["indexed"] == len(study)
+
+    def copy(source: Path, name: str, *, new_series: bool) -> Path:
+        ds = pydicom.dcmread(source)
+        ds.StudyInstanceUID = f"2.25.{uuid.uuid4().int}"
+        if new_series:
+            ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}"
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
+        ds.save_as(tmp_path / name, enforce_file_format=True)
+        return tmp_path / name
+
+    same_uids, new_uids = copy(study[0].path, "same.dcm", new_series=False), copy(study[0].path, "new.dcm", new_series=True)
+    other = commons.client("other-site")
+    second = other.create_submission("Open-B1", "U-2")
+    declared = {study[0].study_uid: study, **{pydicom.dcmread(p).StudyInstanceUID: [p] for p in (same_uids, new_uids)}}
+    for study_uid, files in declared.items():
+        paths = [f if isinstance(f, Path) else f.path for f in files]
+        other.upload_batch(second.id, [(p, file_sha256(p)) for p in paths])
+        other.put_study_manifest(second.id, study_uid, [ManifestEntry(file_sha256(p), p.stat().st_size, p.name)
+                                                        for p in paths])
+    receipt = other.commit(second.id)
+    outcome = {s["study_uid"]: s for s in receipt.studies}
+    taken = outcome[study[0].study_uid]
+    assert taken["status"] == "rejected" and taken["rejected"] == len(study)
+    assert all(f"already in project {PROJECT}" in f["reason"] for f in taken["files"])
+    moved = outcome[pydicom.dcmread(same_uids).StudyInstanceUID]
+    assert moved["status"] == "rejected"
+    assert moved["files"][0]["reason"] == f"its SOP Instance or Series UID is already in project {PROJECT}"
+    assert outcome[pydicom.dcmread(new_uids).StudyInstanceUID]["status"] == "accepted"
+    assert receipt.counts["instances"]["indexed"] == 1

@@ -275,6 +275,21 @@ class IndexWriter:
             self.added["instance"] += len(new)
         return statuses
 
+    def held_elsewhere(self, conn: Connection, batch: Sequence[InstanceFields]) -> dict[str, str]:
+        """The SOP Instance and Series UIDs of ``batch`` that another project holds, with that project
+        (one query per table and :data:`_IN_LIST` UIDs): a UID belongs to one project only."""
+        found: dict[str, str] = {}
+        for node, column, uids in (
+            ("instance", "sop_instance_uid", sorted({f.instance["sop_instance_uid"] for f in batch})),
+            ("series", "series_uid", sorted({f.series["series_uid"] for f in batch})),
+        ):
+            table = self.tables[node]
+            for start in range(0, len(uids), _IN_LIST):
+                found.update((row[0], row[1]) for row in conn.execute(
+                    select(table.c[column], table.c.project_id)
+                    .where(table.c[column].in_(uids[start:start + _IN_LIST]), table.c.project_id != self.project)))
+        return found
+
     def _parents(self, conn: Connection, fields: InstanceFields, site_id: str) -> int:
         """The series of an instance, with its case and study, found or created; returns the series id."""
         case_id = self.case_for(conn, fields, site_id)

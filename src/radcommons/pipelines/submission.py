@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
@@ -358,8 +358,7 @@ def _examine_stored(store: ObjectStore, entry: _File) -> Examined:
 def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_id: int,
            client: str | None = None) -> dict[str, Any]:
     """Gate, index or quarantine everything declared, in one transaction; return the receipt."""
-    files_table, records_table, table = (system_table("submission_file"), system_table("submission_record"),
-                                         system_table("submission"))
+    files_table, records_table = system_table("submission_file"), system_table("submission_record")
     with engine.connect() as conn:
         row = _load(conn, principal, submission_id)
         if row.status == SUBMISSION_COMMITTED:
@@ -422,9 +421,10 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
         for node in CLINICAL_NODES[1:]:
             write_records(node)
         writer.finish(conn)
-        for entry in entries:
-            conn.execute(update(files_table).where(files_table.c.id == entry.id)
-                         .values(status=entry.status, reason=entry.reason or None))
+        if entries:  # one statement for all the files (executemany)
+            conn.execute(update(files_table).where(files_table.c.id == bindparam("file_id"))
+                         .values(status=bindparam("new_status"), reason=bindparam("new_reason")),
+                         [{"file_id": e.id, "new_status": e.status, "new_reason": e.reason or None} for e in entries])
         uploaded_unreferenced: list[str] = []
         receipt = _receipt(row, studies, clinical, uploaded_unreferenced)
         conn.execute(update(table).where(table.c.id == submission_id).values(receipt=receipt))
@@ -438,9 +438,11 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
 def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_uid: str,
                   entries: list[_File]) -> dict[str, Any]:
     """Index, quarantine or reject the instances of one declared study; its receipt entry."""
-    instance, series, study = writer.tables["instance"], writer.tables["series"], writer.tables["imaging_study"]
+    study = writer.tables["imaging_study"]
     other = conn.execute(select(study.c.project_id).where(study.c.study_uid == study_uid,
                                                           study.c.project_id != writer.project)).scalar()
+    elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries
+                                             if e.examined and e.examined.status == "ok" and e.examined.fields])
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
@@ -450,10 +452,7 @@ def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_
         if examined.status == "ok":
             fields = examined.fields
             assert fields is not None
-            clash = conn.execute(select(instance.c.project_id).where(
-                instance.c.sop_instance_uid == fields.instance["sop_instance_uid"],
-                instance.c.project_id != writer.project)).scalar() or conn.execute(select(series.c.project_id).where(
-                    series.c.series_uid == fields.series["series_uid"], series.c.project_id != writer.project)).scalar()
+            clash = elsewhere.get(fields.instance["sop_instance_uid"]) or elsewhere.get(fields.series["series_uid"])
             if clash:
                 examined = Examined("rejected", f"its SOP Instance or Series UID is already in project {clash}")
         if examined.status == "rejected":
@@ -484,9 +483,9 @@ def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_
             status = "new_version"
         elif passing:
             status = "unchanged"
-    for entry in passing:
-        assert entry.examined is not None and entry.examined.fields is not None
-        result = writer.write_instance(conn, entry.examined.fields, submission.site_id)
+    results = writer.write_instances(conn, [e.examined.fields for e in passing  # type: ignore[misc]
+                                            if e.examined is not None], submission.site_id)
+    for entry, result in zip(passing, results):
         entry.status = "unchanged" if result == "unchanged" else "indexed"
     if passing:
         study_id = writer.study_id(conn, study_uid)
