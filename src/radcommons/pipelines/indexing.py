@@ -276,12 +276,13 @@ class IndexWriter:
         return statuses
 
     def held_elsewhere(self, conn: Connection, batch: Sequence[InstanceFields]) -> dict[str, str]:
-        """The SOP Instance and Series UIDs of ``batch`` that another project holds, with that project
-        (one query per table and :data:`_IN_LIST` UIDs): a UID belongs to one project only."""
+        """The Study, Series and SOP Instance UIDs of ``batch`` that another project holds, with that
+        project (one query per table and :data:`_IN_LIST` UIDs): a UID belongs to one project only."""
         found: dict[str, str] = {}
         for node, column, uids in (
-            ("instance", "sop_instance_uid", sorted({f.instance["sop_instance_uid"] for f in batch})),
+            ("imaging_study", "study_uid", sorted({f.study["study_uid"] for f in batch})),
             ("series", "series_uid", sorted({f.series["series_uid"] for f in batch})),
+            ("instance", "sop_instance_uid", sorted({f.instance["sop_instance_uid"] for f in batch})),
         ):
             table = self.tables[node]
             for start in range(0, len(uids), _IN_LIST):

@@ -3,11 +3,13 @@
 WADO-RS answers and STOW-RS requests carry one DICOM instance per part. Neither side ever
 holds a whole body in memory: :func:`write_parts` yields the bytes of an answer part by part,
 chunk by chunk; :class:`PartSpool` feeds a request body, as it arrives, to a streaming parser
-that writes every part to its own temporary file.
+that writes every part to its own temporary file and hashes it (SHA-256) on the way, so a part
+can be moved into the content-addressed object store without being read again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import shutil
 import tempfile
@@ -69,11 +71,13 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
 
 @dataclass
 class SpooledPart:
-    """A received part: its headers (lower-case names) and the file holding its content."""
+    """A received part: its headers (lower-case names), the file holding its content, its size and
+    SHA-256 (lowercase hex, set when the part is complete)."""
 
     headers: dict[str, str]
     path: Path
     size: int = 0
+    sha256: str = ""
 
     @property
     def media_type(self) -> str:
@@ -95,6 +99,7 @@ class PartSpool:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix="stow-", dir=self.folder))
         self._handle: IO[bytes] | None = None
+        self._hasher = hashlib.sha256()
         self._field = b""
         self._value = b""
         self._headers: dict[str, str] = {}
@@ -127,16 +132,20 @@ class PartSpool:
         path = self._dir / f"part-{len(self.parts):06d}"
         self.parts.append(SpooledPart(self._headers, path))
         self._handle = open(path, "wb")
+        self._hasher = hashlib.sha256()
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         assert self._handle is not None
-        self._handle.write(data[start:end])
+        piece = memoryview(data)[start:end]
+        self._handle.write(piece)
+        self._hasher.update(piece)
         self.parts[-1].size += end - start
 
     def _end(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            self.parts[-1].sha256 = self._hasher.hexdigest()
 
     # use --------------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """STOW-RS (PS3.18 10.5): received instances go through the verification gate into the index.
 
-Each part was spooled to a file as it arrived (:class:`~.multipart.PartSpool`). Every instance
-is then handled as a submission commit handles it, with the same code
+Each part was spooled to a file and hashed as it arrived (:class:`~.multipart.PartSpool`). Every
+instance is then handled as a submission commit handles it, with the same code
 (:mod:`radcommons.pipelines.indexing`): its header is read and gated
-(:func:`~radcommons.pipelines.indexing.examine`), its bytes are staged in the object store and
-published with one sync for the request, and then in ONE transaction (holding the index's write
-lock, :func:`~radcommons.pipelines.indexing.index_transaction`) passing instances are indexed
-(:class:`~radcommons.pipelines.indexing.IndexWriter`), failing ones quarantined, derived fields
-recomputed, a study version recorded for every study that changed and an audit event written. Unlike a submission, a STOW request adds to a study:
+(:func:`~radcommons.pipelines.indexing.examine`), the files of the readable ones are moved into
+the object store with one sync for the request (:func:`publish`), and then in ONE transaction
+(holding the index's write lock, :func:`~radcommons.pipelines.indexing.index_transaction`)
+passing instances are indexed (:class:`~radcommons.pipelines.indexing.IndexWriter`), failing
+ones quarantined, derived fields recomputed, a study version recorded for every study that
+changed and an audit event written. Unlike a submission, a STOW request adds to a study:
 instances already there and not sent again stay.
 
 The answer is the Store Instances Response (PS3.18 10.5.3, Table 10.5.3-3): Referenced SOP
@@ -23,13 +24,13 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from radcommons.dicom.dicomweb_json import dataset_json
 from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine, index_transaction
 from radcommons.server.dicomweb.multipart import SpooledPart
 from radcommons.store.index.accounts import Principal, record_audit
-from radcommons.store.objects import ObjectStore, StagedObject
+from radcommons.store.objects import ObjectStore
 
 #: Failure Reason codes (PS3.4 Annex GG; C.4.2.1.4).
 PROCESSING_FAILURE = 0x0110  # held in quarantine by the verification gate
@@ -57,8 +58,8 @@ class Outcome:
     reason: int = 0
     comment: str = ""
     sop_class_uid: str = ""
-    staged: StagedObject | None = None
-    store: ObjectStore | None = None
+    #: The spooled part, until :func:`publish` moves it into the object store.
+    part: SpooledPart | None = None
 
     def fail(self, reason: int, comment: str) -> None:
         self.stored, self.reason, self.comment = False, reason, comment
@@ -68,13 +69,13 @@ def _sop_class(examined: Examined) -> str:
     return examined.fields.instance.get("sop_class_uid", "") if examined.fields else ""
 
 
-def receive(store: ObjectStore, part: SpooledPart, study_uid: str | None) -> Outcome:
-    """Read, gate and store one part (outside any transaction: gating reads the file)."""
+def receive(part: SpooledPart, study_uid: str | None) -> Outcome:
+    """Read and gate one part (outside any transaction: gating reads the file)."""
     if part.media_type not in ("application/dicom", "application/octet-stream"):
         return Outcome(Examined("rejected"), reason=CANNOT_UNDERSTAND,
                        comment=f"part of type {part.media_type}, not application/dicom")
     with open(part.path, "rb") as handle:
-        examined = examine(handle, object_id="", size=part.size, gate=deid_gate)
+        examined = examine(handle, object_id=part.sha256, size=part.size, gate=deid_gate)
     outcome = Outcome(examined, size=part.size, sop_class_uid=_sop_class(examined))
     if examined.status == "rejected":
         outcome.fail(CANNOT_UNDERSTAND, examined.reason)
@@ -82,56 +83,42 @@ def receive(store: ObjectStore, part: SpooledPart, study_uid: str | None) -> Out
     if study_uid is not None and examined.study_uid != study_uid:
         outcome.fail(DOES_NOT_MATCH, f"Study Instance UID is not {study_uid}")
         return outcome
-    try:
-        staged = store.stage_file(part.path)
-    except OSError as error:
-        outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
-        return outcome
-    outcome.object_id, outcome.staged, outcome.store = staged.digest, staged, store
-    assert examined.fields is not None
-    examined.fields.instance["object_id"] = staged.digest
+    outcome.object_id, outcome.part = part.sha256, part
     return outcome
 
 
-def _publish(outcomes: list[Outcome]) -> None:
-    """Make the staged objects durable and visible (one sync per store) before they are indexed."""
-    by_store: dict[int, tuple[ObjectStore, list[Outcome]]] = {}
-    for outcome in outcomes:
-        if outcome.staged is not None and outcome.store is not None:
-            by_store.setdefault(id(outcome.store), (outcome.store, []))[1].append(outcome)
-    for store, staged in by_store.values():
-        try:
-            store.publish([o.staged for o in staged if o.staged is not None])
-        except OSError as error:
-            for outcome in staged:
-                outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
-        for outcome in staged:
-            outcome.staged = None
+def publish(store: ObjectStore, outcomes: list[Outcome]) -> None:
+    """Move the parts of the readable instances into the object store, durable and visible (one sync
+    for the request), before they are indexed; call it while the parts are still spooled."""
+    moving = [o for o in outcomes if o.part is not None]
+    try:
+        store.move_in_many([(o.part.path, o.object_id) for o in moving if o.part is not None])
+    except OSError as error:
+        for outcome in moving:
+            outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
+    for outcome in moving:
+        outcome.part = None
 
 
 def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, project: str, dataset: str,
           site_id: str, client: str | None) -> None:
     """Index or quarantine the received instances in one transaction (sets each outcome)."""
-    _publish(outcomes)
     with index_transaction(engine) as conn:
         writer = IndexWriter(project, dataset, principal.name)
         writer.ensure_project(conn)
-        study, series, instance = writer.tables["imaging_study"], writer.tables["series"], writer.tables["instance"]
         existed: dict[str, bool] = {}  # study uid -> was in the index before this request
         modified: set[str] = set()  # studies with an instance added or replaced
-        for outcome in outcomes:
+        candidates = [o for o in outcomes if not o.reason and o.examined.fields is not None]
+        # A study, series or instance UID belongs to one project (as at a submission commit).
+        elsewhere = writer.held_elsewhere(conn, [o.examined.fields for o in candidates if o.examined.fields])
+        passing: list[Outcome] = []
+        for outcome in candidates:
             examined = outcome.examined
-            if outcome.reason or examined.fields is None:
-                continue
             fields = examined.fields
+            assert fields is not None
             study_uid = examined.study_uid
-            # A study, series or instance UID belongs to one project (as at a submission commit).
-            other = conn.execute(select(study.c.project_id).where(
-                study.c.study_uid == study_uid, study.c.project_id != project)).scalar()
-            other = other or conn.execute(select(instance.c.project_id).where(
-                instance.c.sop_instance_uid == examined.sop_instance_uid, instance.c.project_id != project)).scalar()
-            other = other or conn.execute(select(series.c.project_id).where(
-                series.c.series_uid == fields.series["series_uid"], series.c.project_id != project)).scalar()
+            other = (elsewhere.get(study_uid) or elsewhere.get(examined.sop_instance_uid)
+                     or elsewhere.get(fields.series["series_uid"]))
             if other:
                 outcome.fail(NOT_AUTHORIZED, f"its study or UIDs are already in project {other}")
                 continue
@@ -143,14 +130,17 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
                 codes = ", ".join(dict.fromkeys(f.code for f in examined.findings))
                 outcome.fail(PROCESSING_FAILURE, f"quarantined ({entry}): {codes}")
                 continue
-            study_id = writer.study_id(conn, study_uid)
             if study_uid not in existed:
+                study_id = writer.study_id(conn, study_uid)
                 existed[study_uid] = study_id is not None
                 if study_id is not None and writer.latest_version(conn, study_uid) == 0:
                     # indexed before versions were kept (ingest): record what was there first
                     writer.record_version(conn, study_uid, study_id, change="created", submission_id=None)
-            if writer.write_instance(conn, fields, site_id) != "unchanged":
-                modified.add(study_uid)
+            passing.append(outcome)
+        written = writer.write_instances(conn, [o.examined.fields for o in passing if o.examined.fields], site_id)
+        for outcome, result in zip(passing, written):
+            if result != "unchanged":
+                modified.add(outcome.examined.study_uid)
             outcome.stored = True
         writer.finish(conn)
         for study_uid in sorted(modified):

@@ -37,6 +37,8 @@ from radcommons.store.index.accounts import Principal
 #: Where DICOMweb is served; OHIF's ``qidoRoot``/``wadoRoot``/``wadoUriRoot`` point here.
 DICOMWEB_PREFIX = "/dicomweb"
 DICOM_JSON = "application/dicom+json"
+#: Bytes of a STOW-RS body handed to the multipart parser at a time (on a worker thread).
+STOW_FEED_BYTES = 1024 * 1024
 
 router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["dicomweb"])
 
@@ -305,8 +307,13 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
                        "send DICOM Part 10 files; the JSON/XML metadata + bulk data forms are not supported")
     with PartSpool(params["boundary"], context.state_dir / "dicomweb") as spool:
         try:
+            pending = bytearray()  # fed to the parser a megabyte at a time: one thread hop each
             async for chunk in request.stream():
-                await run_in_threadpool(spool.feed, chunk)
+                pending += chunk
+                if len(pending) >= STOW_FEED_BYTES:
+                    await run_in_threadpool(spool.feed, bytes(pending))
+                    pending.clear()
+            await run_in_threadpool(spool.feed, bytes(pending))
             parts = await run_in_threadpool(spool.finish)
         except ValueError as error:
             raise ApiError(400, "bad_request", f"malformed multipart body: {error}",
@@ -315,7 +322,8 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
             raise ApiError(400, "bad_request", "the client went away during the upload", "send it again") from None
         if not parts:
             raise ApiError(400, "bad_request", "the request holds no instance", "send at least one part")
-        outcomes = [await run_in_threadpool(stow.receive, context.store, part, study) for part in parts]
+        outcomes = await run_in_threadpool(lambda: [stow.receive(part, study) for part in parts])
+        await run_in_threadpool(stow.publish, context.store, outcomes)
     dataset = dataset or stow.default_dataset(site, _dt.date.today())
     await run_in_threadpool(stow.index, context.engine, principal, outcomes, project=project, dataset=dataset,
                             site_id=site, client=client_address(request))
