@@ -868,7 +868,7 @@ def render_markdown(res: dict[str, Any]) -> str:
               "", f"Ratios are to the best Orthanc REST line ({ref}). "
               "Our submission-API lines time everything from `create_submission` to the last commit "
               "receipt, sending as `radcommons contribute` does (`upload_packages`: hashing, small files in "
-              "batches of up to 8 MiB, the others in chunks, each study's manifest); split per phase "
+              "batches of up to one chunk, 16 MiB, the others in chunks of 16 MiB, each study's manifest); split per phase "
               "(hash + upload + manifests / commit, seconds):"]
     for line in res["lines"]:
         if line.get("kind") == "api" and "error" not in line:
