@@ -244,3 +244,27 @@ def test_a_batch_cut_short_keeps_what_arrived(sqlite_commons: Commons, tmp_path:
     source.write_bytes(second)
     assert client.upload_file(submission.id, source).sent == 200_000 - 50_000
     assert ObjectStore(str(c.store_dir)).verify(digests[1])
+
+
+def test_a_batch_leaves_a_file_another_request_is_writing(sqlite_commons: Commons) -> None:
+    """A PATCH in progress holds its file: a batch that names it stores the others and says so."""
+    c = sqlite_commons
+    client = c.client(chunk_size=CHUNK)
+    submission = client.create_submission(PROJECT, "B-4")
+    busy, free = os.urandom(100_000), os.urandom(2000)
+    digests = [hashlib.sha256(d).hexdigest() for d in (busy, free)]
+    with socket.create_connection(("127.0.0.1", c.port)) as conn:
+        conn.sendall((f"PATCH /api/v1/submissions/{submission.id}/files/{digests[0]} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
+                      f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                      f"Upload-Length: {len(busy)}\r\nContent-Length: {len(busy)}\r\n\r\n").encode() + busy[:10_000])
+        deadline = time.monotonic() + 30
+        while client.upload_offset(submission.id, digests[0]) != (10_000, False) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with c.http() as http:
+            answers = _post_batch(http, submission.id, _batch_body([(digests[0], busy), (digests[1], free)])).json()
+        conn.sendall(busy[10_000:])  # the PATCH ends: its file is stored
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+    assert answers["files"][0]["error"]["code"] == "upload_in_progress" and not answers["files"][0]["complete"]
+    assert answers["files"][1]["complete"]
+    assert client.upload_states(submission.id, digests) == {digests[0]: (len(busy), True), digests[1]: (2000, True)}
