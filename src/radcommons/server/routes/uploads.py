@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pathlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -60,6 +61,11 @@ def _headers(state: UploadState) -> dict[str, str]:
 
 def _body(sha256: str, state: UploadState) -> dict[str, Any]:
     return {"sha256": sha256, "offset": state.offset, "length": state.length, "complete": state.complete}
+
+
+def _refused(sha256: str, state: UploadState, code: str, message: str, hint: str) -> dict[str, Any]:
+    """A file of a batch that was not stored: its state and why."""
+    return {**_body(sha256, state), "error": {"code": code, "message": message, "hint": hint}}
 
 
 def _int_header(request: Request, name: str, required: bool = True) -> int | None:
@@ -201,6 +207,12 @@ class _BodyReader:
             size -= len(piece)
             yield piece
 
+    async def skip(self, size: int) -> bool:
+        """Read the next ``size`` bytes and drop them; False when the body ended first."""
+        async for piece in self.pieces(size):
+            size -= len(piece)
+        return size == 0
+
     async def at_end(self) -> bool:
         return not self._buffer and not await self._more()
 
@@ -241,22 +253,20 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
     body, index = await _read_index(request)
     held = await run_in_threadpool(lambda: [context.spool.state(submission_id, f.sha256) for f in index.files])
     answers: dict[str, dict[str, Any]] = {}
-    arrived: list[tuple[BatchFile, Any, str]] = []  # whole in the spool: (file, spool path, digest of its bytes)
+    arrived: list[tuple[BatchFile, pathlib.Path, str]] = []  # whole in the spool: (file, spool, digest of its bytes)
     for member, state in zip(index.files, held):
         if state is not None and state.complete:  # stored meanwhile: its bytes are read and dropped
-            received = sum([len(piece) async for piece in body.pieces(member.size)])
             answers[member.sha256] = _body(member.sha256, state)
-            if received < member.size:
+            if not await body.skip(member.size):
                 break
             continue
         try:
             handle, path = context.spool.open_for_append(submission_id, member.sha256, member.size, 0)
         except Busy:
-            received = sum([len(piece) async for piece in body.pieces(member.size)])
-            answers[member.sha256] = {**_body(member.sha256, state or UploadState(0, member.size, False)), "error": {
-                "code": "upload_in_progress", "message": f"another request is uploading {member.sha256} now",
-                "hint": "ask files/states, then send the rest of it with PATCH"}}
-            if received < member.size:
+            answers[member.sha256] = _refused(member.sha256, state or UploadState(0, member.size, False),
+                                              "upload_in_progress", f"another request is uploading {member.sha256} now",
+                                              "ask files/states, then send the rest of it with PATCH")
+            if not await body.skip(member.size):
                 break
             continue
         hasher, received = hashlib.sha256(), 0
@@ -283,9 +293,9 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
     uploads = []
     for (member, _, _), result in zip(arrived, stored):
         if result is None:
-            answers[member.sha256] = {**_body(member.sha256, UploadState(0, member.size, False)), "error": {
-                "code": "hash_mismatch", "message": f"the {member.size} bytes received do not hash to {member.sha256}",
-                "hint": "the file was discarded: check it and upload it again"}}
+            answers[member.sha256] = _refused(member.sha256, UploadState(0, member.size, False), "hash_mismatch",
+                                              f"the {member.size} bytes received do not hash to {member.sha256}",
+                                              "the file was discarded: check it and upload it again")
         else:
             answers[member.sha256] = _body(member.sha256, UploadState(member.size, member.size, True))
             uploads.append((member.sha256, member.size, result.created))
