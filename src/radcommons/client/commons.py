@@ -376,11 +376,11 @@ class CommonsClient:
         every file, to a server without batch uploads.
         """
         items = [(Path(path), digest, Path(path).stat().st_size) for path, digest in files]
-        if len(items) > BATCH_FILES or sum(size for *_, size in items) > self.chunk_size:
-            raise ValueError(f"a batch holds at most {BATCH_FILES} files and {self.chunk_size} bytes")
         index = json.dumps({"files": [{"sha256": digest, "size": size} for _, digest, size in items]}).encode() + b"\n"
         stored: set[str] = set()
-        if self._batches and items:
+        # Over the limits (files grown since they were grouped, say), every file goes alone.
+        fits = len(items) <= BATCH_FILES and sum(size for *_, size in items) <= self.chunk_size
+        if self._batches and items and fits:
             headers = {"Content-Type": BATCH_MEDIA_TYPE,
                        "Content-Length": str(len(index) + sum(size for *_, size in items))}
             try:
