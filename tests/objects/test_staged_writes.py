@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 from objects_support import StoreCase
 
-from radcommons.store.objects import ObjectStore
+from radcommons.store.objects import ObjectStore, object_key
 
 
 def test_staged_objects_appear_only_when_published(case: StoreCase, tmp_path: Path) -> None:
@@ -75,3 +77,27 @@ def test_move_in_many_copies_across_file_systems(tmp_path: Path) -> None:
         assert not any(p.exists() for p in spools)
     assert [store.get_bytes(s.digest) for s in stored] == contents
     assert not list((tmp_path / "objects" / "tmp").glob("*"))
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_a_bulk_publish_leaves_nothing_in_the_page_cache(tmp_path: Path) -> None:
+    """publish(keep_cached=False), as ingest calls it: the objects are on disk and their pages
+    dropped from the page cache; by default they stay cached."""
+    store = ObjectStore(str(tmp_path / "objects"))
+
+    def resident(digest: str) -> int:
+        out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "--output", "RES",
+                              str(tmp_path / "objects" / object_key(digest))], capture_output=True, text=True)
+        return int(out.stdout.split()[0])
+
+    kept, dropped = [], []
+    for n, target in enumerate([kept, dropped] * 4):
+        source = tmp_path / f"in-{n}.bin"
+        source.write_bytes(os.urandom(1 << 20))
+        target.append(store.stage_file(source))
+    kept_objects = store.publish(kept)
+    if not all(resident(o.digest) for o in kept_objects):
+        pytest.skip("this file system keeps no page cache of its own (tmpfs?)")
+    dropped_objects = store.publish(dropped, keep_cached=False)
+    assert [resident(o.digest) for o in dropped_objects] == [0] * 4
+    assert all(store.verify(o.digest) for o in dropped_objects)

@@ -103,7 +103,8 @@ def ingest_tree(
         writer.ensure_project(conn, program, availability)
     def flush(batch: list[ReadFile]) -> list[FileOutcome]:
         """Publish one batch's objects (one sync), then index it in one transaction."""
-        store.publish([read.staged for read in batch if read.staged is not None])
+        # the headers were read before staging: nothing reads these objects back here
+        store.publish([read.staged for read in batch if read.staged is not None], keep_cached=False)
         outcomes: list[FileOutcome] = []
         with index_transaction(engine) as conn:
             passing: list[ReadFile] = []

@@ -62,7 +62,7 @@ from typing import IO, Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from radcommons.durable import fsync_dir, remove_if_present, sync_paths
+from radcommons.durable import drop_cached, fsync_dir, remove_if_present, sync_paths
 from radcommons.errors import UserError
 
 __all__ = [
@@ -446,11 +446,13 @@ class ObjectStore:
             raise
         return StagedObject(digest, size, temp)
 
-    def publish(self, staged: Sequence[StagedObject]) -> list[StoredObject]:
+    def publish(self, staged: Sequence[StagedObject], *, keep_cached: bool = True) -> list[StoredObject]:
         """Make staged contents durable and visible under their keys; one sync for the batch.
 
         Call it before committing anything that refers to the objects. Content already stored
-        is not rewritten (its temporary copy is removed).
+        is not rewritten (its temporary copy is removed). ``keep_cached=False``: a bulk writer that
+        will not read the objects back lets the kernel drop their pages once they are on disk
+        (:func:`~radcommons.durable.drop_cached`).
         """
         local = [item for item in staged if item.temp]
         sync_paths([item.temp for item in local], [])
@@ -470,6 +472,8 @@ class ObjectStore:
                 remove_if_present(item.temp)
             done[item.temp] = StoredObject(item.digest, item.size, key, self._fs.unstrip_protocol(final), created)
         sync_paths([], list(folders))
+        if not keep_cached:
+            drop_cached(self._path(stored.key) for stored in done.values() if stored.created)
         return [done[item.temp] if item.temp else item.stored for item in staged]  # type: ignore[misc]
 
     def move_in(self, path: str | os.PathLike[str], digest: str) -> StoredObject:
