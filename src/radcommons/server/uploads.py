@@ -111,7 +111,8 @@ class UploadSpool:
                 matching.append((path, sha256))
             else:
                 path.unlink(missing_ok=True)
-        stored = iter(self.store.move_in_many(matching))
+        # Dropped from the page cache once durable: the commit reads only the headers back.
+        stored = iter(self.store.move_in_many(matching, keep_cached=False))
         kept = {path for path, _ in matching}
         return [next(stored) if path in kept else None for path, _, _ in files]
 

@@ -480,17 +480,19 @@ class ObjectStore:
         """Install one finished local file whose SHA-256 the caller has checked: :meth:`move_in_many`."""
         return self.move_in_many([(path, digest)])[0]
 
-    def move_in_many(self, files: Sequence[tuple[str | os.PathLike[str], str]]) -> list[StoredObject]:
+    def move_in_many(self, files: Sequence[tuple[str | os.PathLike[str], str]], *,
+                     keep_cached: bool = True) -> list[StoredObject]:
         """Install finished local files (``(path, sha256)``, digests checked by the caller), moving them when possible.
 
         On a local store on the same file system the files are made durable, renamed into
-        place and the renames made durable, as :meth:`publish` does (one sync for many files);
-        otherwise each is copied as by :meth:`put_file`. The files are gone afterwards either way.
+        place and the renames made durable, as :meth:`publish` does (one sync for many files,
+        ``keep_cached`` as there); otherwise each is copied as by :meth:`put_file`. The files are
+        gone afterwards either way.
         """
         if self._local and files:
             staged = [StagedObject(digest, os.path.getsize(path), str(path)) for path, digest in files]
             try:
-                return self.publish(staged)
+                return self.publish(staged, keep_cached=keep_cached)
             except OSError as error:
                 if error.errno != errno.EXDEV:  # another file system: copied below
                     raise
