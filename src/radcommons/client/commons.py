@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -32,6 +31,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from radcommons import __version__
+from radcommons.digests import file_sha256
 from radcommons.client.errors import (
     CommonsError,
     ConflictError,
@@ -156,15 +156,6 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     if not token:
         raise TokenFileError(f"token file {file} is empty", "write the token the administrator gave you into it")
     return token
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1024 * 1024) -> str:
-    """Lowercase hex SHA-256 of a file, read in chunks."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 class CommonsClient:

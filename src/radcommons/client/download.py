@@ -17,7 +17,6 @@ message that says how to continue: get a new token and run the same command agai
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radcommons.digests import file_sha256
 from radcommons.errors import UserError
 
 #: ``progress(entry, new_bytes)``: called as bytes arrive (and with the size of skipped files).
@@ -142,16 +142,8 @@ def entries_of(rows: Iterable[Mapping[str, Any] | FileEntry]) -> list[FileEntry]
     return list({entry.object_id + entry.sop_instance_uid: entry for entry in entries}.values())
 
 
-def sha256_of(path: Path, chunk: int = 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _complete(path: Path, entry: FileEntry) -> bool:
-    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.object_id
+    return path.is_file() and path.stat().st_size == entry.size and file_sha256(path) == entry.object_id
 
 
 def fetch_one(entry: FileEntry, dest: Path, opener: Opener, *, retries: int = 5,
@@ -176,7 +168,7 @@ def fetch_one(entry: FileEntry, dest: Path, opener: Opener, *, retries: int = 5,
             if is_fatal(error) or isinstance(error, (KeyboardInterrupt, _Stopped)) or attempt + 1 == retries:
                 raise
             time.sleep(min(10.0, 0.2 * 2**attempt))
-    if sha256_of(part) != entry.object_id:
+    if file_sha256(part) != entry.object_id:
         part.unlink()
         raise UserError(f"{target.relative_to(dest)}: the downloaded bytes do not match sha256 {entry.object_id}",
                         "run the download again (the file is fetched anew)")

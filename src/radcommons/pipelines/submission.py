@@ -438,11 +438,9 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
 def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_uid: str,
                   entries: list[_File]) -> dict[str, Any]:
     """Index, quarantine or reject the instances of one declared study; its receipt entry."""
-    study = writer.tables["imaging_study"]
-    other = conn.execute(select(study.c.project_id).where(study.c.study_uid == study_uid,
-                                                          study.c.project_id != writer.project)).scalar()
-    elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries
-                                             if e.examined and e.examined.status == "ok" and e.examined.fields])
+    # A study, series or instance UID belongs to one project (as at STOW-RS).
+    elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries if e.examined and e.examined.fields])
+    other = elsewhere.get(study_uid)
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
@@ -495,6 +493,7 @@ def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_
                                                                if e.status == "quarantined" and e.examined})
             values = writer.study_values(passing[0].examined.fields)  # type: ignore[union-attr]
             values.pop("study_uid", None)
+            study = writer.tables["imaging_study"]
             conn.execute(update(study).where(study.c.id == study_id).values(updated_at=func.now(), **values))
         if status in ("accepted", "new_version"):
             version = writer.record_version(conn, study_uid, study_id,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from radcommons.client.download import sha256_of
+from radcommons.digests import file_sha256
 from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.pipelines.export import ExportScope, Selection, export_cohort
@@ -133,7 +133,7 @@ class ExportJobs:
             relative = path.relative_to(files).as_posix()
             if relative.startswith(_INTERNAL) or path.name.endswith(".part"):
                 continue
-            found.append({"path": relative, "size": path.stat().st_size, "sha256": sha256_of(path)})
+            found.append({"path": relative, "size": path.stat().st_size, "sha256": file_sha256(path)})
         return found
 
     def file(self, status: Mapping[str, Any], relative: str) -> tuple[Path, dict[str, Any]]:

@@ -16,13 +16,13 @@ files of one batch request are synced together, with one ``syncfs``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from radcommons.store.objects import CHUNK_SIZE, ObjectStore, StoredObject
+from radcommons.digests import file_sha256
+from radcommons.store.objects import ObjectStore, StoredObject
 
 #: The largest chunk accepted in one request.
 MAX_CHUNK = 64 * 1024 * 1024
@@ -107,7 +107,7 @@ class UploadSpool:
         together (one sync for all); the others are discarded (None)."""
         matching = []
         for path, sha256, received in files:
-            if (received or _file_digest(path)) == sha256:
+            if (received or file_sha256(path)) == sha256:
                 matching.append((path, sha256))
             else:
                 path.unlink(missing_ok=True)
@@ -127,10 +127,3 @@ class UploadSpool:
             except OSError:
                 pass
 
-
-def _file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            hasher.update(chunk)
-    return hasher.hexdigest()

@@ -486,8 +486,8 @@ class ObjectStore:
 
         On a local store on the same file system the files are made durable, renamed into
         place and the renames made durable, as :meth:`publish` does (one sync for many files,
-        ``keep_cached`` as there); otherwise each is copied as by :meth:`put_file`. The files are
-        gone afterwards either way.
+        ``keep_cached`` as there); otherwise each is copied as by :meth:`put_file`. A file is
+        gone once it is stored; one whose copy failed stays where it was.
         """
         if self._local and files:
             staged = [StagedObject(digest, os.path.getsize(path), str(path)) for path, digest in files]
@@ -498,10 +498,8 @@ class ObjectStore:
                     raise
         results = []
         for path, _ in files:
-            try:
-                results.append(self.put_file(path))
-            finally:
-                remove_if_present(path)
+            results.append(self.put_file(path))
+            remove_if_present(path)  # only once stored: a failed put leaves the file for a retry
         return results
 
     def put_bytes(self, data: bytes) -> StoredObject:
