@@ -349,3 +349,20 @@ def test_s3_sees_objects_written_by_another_client(s3_server) -> None:
     a.delete(DIGEST)
     assert not b.exists(DIGEST)
     assert b.put_bytes(DATA).created is True
+
+
+def test_a_failed_copy_into_s3_leaves_the_files_for_a_retry(s3_server, tmp_path: Path) -> None:
+    """move_in_many removes a finished upload only once it is stored: a copy the store refuses
+    (here a bucket that does not exist) keeps every file, and a later try stores and removes them."""
+    first, second = tmp_path / "first.part", tmp_path / "second.part"
+    first.write_bytes(DATA)
+    second.write_bytes(DATA + b"!")
+    files = [(first, DIGEST), (second, hashlib.sha256(DATA + b"!").hexdigest())]
+    refusing = ObjectStore("s3://radcommons-no-such-bucket/retry", **s3_server.storage_options())
+    with pytest.raises((UserError, OSError)):
+        refusing.move_in_many(files)
+    assert first.read_bytes() == DATA and second.read_bytes() == DATA + b"!"
+    working = ObjectStore(f"s3://{s3_server.bucket}/retry", **s3_server.storage_options())
+    assert [stored.digest for stored in working.move_in_many(files)] == [digest for _, digest in files]
+    assert not first.exists() and not second.exists()
+    assert working.get_bytes(DIGEST) == DATA

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import pathlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -81,6 +82,61 @@ def _int_header(request: Request, name: str, required: bool = True) -> int | Non
     return int(value)
 
 
+class _SpoolWriter:
+    """Writes a request body into a spool file, and hashes it, off the event loop.
+
+    The event loop only gathers the body's pieces (uvicorn hands them over 64 KiB at a time) into
+    runs of :attr:`RUN` bytes; each run is written and hashed on a worker thread (both release
+    the GIL) while the next one arrives, so one upload's disk writes and SHA-256 no longer hold
+    up every other request's reading. One run is in flight at a time: the bytes land in order.
+    """
+
+    RUN = 1024 * 1024
+
+    def __init__(self, handle: BinaryIO, hasher: Any | None) -> None:
+        self._handle = handle
+        self._hasher = hasher
+        self._pieces: list[bytes] = []
+        self._gathered = 0
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self._gathered += len(piece)
+        if self._gathered >= self.RUN:
+            await self._send_run()
+
+    async def drain(self) -> None:
+        """Write what was gathered and wait: then the file holds every piece given, in the page cache."""
+        if self._pieces:
+            await self._send_run()
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await in_flight
+
+    def close(self) -> None:
+        """Close the file now, or as soon as a run still being written ends (the request was
+        cancelled while it waited): never under a worker thread's feet."""
+        if self._in_flight is not None and not self._in_flight.done():
+            self._in_flight.add_done_callback(lambda _: self._handle.close())
+        else:
+            self._handle.close()
+
+    async def _send_run(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await in_flight  # raises what the last run raised (a full disk)
+        run, self._pieces, self._gathered = self._pieces, [], 0
+        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write_run, run)
+
+    def _write_run(self, run: list[bytes]) -> None:
+        for piece in run:
+            self._handle.write(piece)
+            if self._hasher is not None:
+                self._hasher.update(piece)
+        self._handle.flush()
+
+
 @router.head("/submissions/{submission_id}/files/{sha256}", summary="How much of a file the server holds")
 async def head(submission_id: int, sha256: str = Sha256, principal: Principal = Depends(current_principal),
                context: ServerContext = Depends(get_context)) -> Response:
@@ -128,6 +184,10 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
     except ValueError as error:
         raise ApiError(409, "length_mismatch", f"this upload started with Upload-Length {error.args[0]}, "
                        f"not {length}", "send the same Upload-Length, or restart at offset 0") from None
+    # Hashed as it arrives when this request starts the file: if it also ends it, the
+    # spool need not be read again.
+    hasher = hashlib.sha256() if offset == 0 else None
+    writer = _SpoolWriter(handle, hasher)
     try:
         current = handle.tell()
         if current != offset:
@@ -135,25 +195,20 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
                            f"resume from offset {current} (HEAD tells the offset)",
                            {"Upload-Offset": str(current)}, expected_offset=current)
         received = 0
-        # Hashed as it arrives when this request starts the file: if it also ends it, the
-        # spool need not be read again.
-        hasher = hashlib.sha256() if offset == 0 else None
         try:
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > MAX_CHUNK or offset + received > length:
                     raise ApiError(413, "too_large", f"the chunk goes beyond {min(MAX_CHUNK, length - offset)} bytes",
                                    f"send at most {MAX_CHUNK} bytes per request and no more than Upload-Length")
-                handle.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
+                await writer.write(chunk)
         except ClientDisconnect:
             pass  # what arrived is kept: the next HEAD tells the client where to resume
         finally:
-            handle.flush()
+            await writer.drain()
         size = handle.tell()
     finally:
-        handle.close()
+        writer.close()
     if size < length:
         state = UploadState(size, length, False)
         return JSONResponse(_body(sha256, state), headers=_headers(state))
@@ -270,14 +325,17 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
                 break
             continue
         hasher, received = hashlib.sha256(), 0
+        writer = _SpoolWriter(handle, hasher)
         try:
             handle.truncate(0)  # a batch sends a file whole: any earlier partial upload restarts
-            async for piece in body.pieces(member.size):
-                handle.write(piece)
-                hasher.update(piece)
-                received += len(piece)
+            try:
+                async for piece in body.pieces(member.size):
+                    await writer.write(piece)
+                    received += len(piece)
+            finally:
+                await writer.drain()
         finally:
-            handle.close()
+            writer.close()
         if received < member.size:  # the body ended: what arrived stays, to resume with PATCH
             answers[member.sha256] = _body(member.sha256, UploadState(received, member.size, False))
             break
