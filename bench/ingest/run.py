@@ -59,6 +59,8 @@ RADCOMMONS = str(VENV_BIN / "radcommons")
 PYTHON = str(VENV_BIN / "python")
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 SECTION = "## Ingest (bench/ingest)"
+#: Patients per site of the standard corpus (its table is SECTION; other sizes get a section each).
+DEFAULT_PATIENTS = 12
 PROJECT = "Bench-Ingest"
 SITES = ("SITE_A", "SITE_B")  # synth folders site_a, site_b
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/rc_bench_ingest"
@@ -726,6 +728,8 @@ INGEST_HOTSPOTS = (
 SERVER_HOTSPOTS = (
     ("upload: _receive on the event loop (PATCH/PUT body into the spool)", "_receive (radcommons/server/routes/uploads.py"),
     ("upload: batch on the event loop (files/batch body into the spools)", "batch (radcommons/server/routes/uploads.py"),
+    ("upload: _SpoolWriter._write_run (a body's bytes written and hashed on a worker thread)",
+     "_SpoolWriter._write_run ("),
     ("upload: UploadSpool.finish_many (digest check, then move_in_many)", "UploadSpool.finish_many ("),
     ("  ObjectStore.publish (sync the spools, rename them into the store, sync the folders)", "ObjectStore.publish ("),
     ("    sync_paths (fsync each, or one syncfs for 8 or more)", "sync_paths ("),
@@ -744,9 +748,10 @@ SERVER_HOTSPOTS = (
 #: Stacks that are a thread waiting: a pool thread waiting for work, the asyncio loop in epoll,
 #: or uvloop's loop with no Python frame above Runner.run (idle in epoll, or in its own C code:
 #: py-spy cannot tell which, so neither counts as active).
-IDLE_STACKS = ("anyio/_backends/_asyncio.py:1113", "EpollSelector.select",
-               "Thread._bootstrap (threading.py:1002);Thread._bootstrap_inner (threading.py:1045);Thread.run")
+IDLE_STACKS = ("anyio/_backends/_asyncio.py:1113", "EpollSelector.select")
+#: Innermost frames of a waiting thread: the event loop in C, a thread pool worker waiting for work.
 IDLE_STACK_ENDS = ("Runner.run (asyncio/runners.py:118)",)
+IDLE_INNERMOST = ("_worker (concurrent/futures/thread.py",)
 
 
 def server_hotspots(raw_file: Path) -> tuple[int, list[dict[str, Any]]]:
@@ -755,7 +760,8 @@ def server_hotspots(raw_file: Path) -> tuple[int, list[dict[str, Any]]]:
     counts = {label: 0 for label, _ in SERVER_HOTSPOTS}
     for line in raw_file.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or any(d in stack for d in IDLE_STACKS) or stack.endswith(IDLE_STACK_ENDS):
+        if (not count.isdigit() or any(d in stack for d in IDLE_STACKS) or stack.endswith(IDLE_STACK_ENDS)
+                or stack.rpartition(";")[2].startswith(IDLE_INNERMOST)):
             continue
         active += int(count)
         for label, needle in SERVER_HOTSPOTS:
@@ -786,13 +792,13 @@ def run_profile(deid: Path, scratch: Path, work: Path) -> dict[str, Any]:
     total = total or stats.total_tt  # type: ignore[attr-defined]
     hotspots = []
     for label, suffix, func in INGEST_HOTSPOTS:
-        cum = own = 0.0
+        cum = 0.0
         calls = 0
         where = ""
-        for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in raw.items():
+        for (filename, line, name), (_cc, ncalls, _tt, ct, _callers) in raw.items():
             if name == func and (filename == suffix or _short(filename) == suffix):
                 if func == "<module>" or ct > cum:
-                    cum, own, calls, where = max(cum, ct), tt, ncalls, f"{_short(filename)}:{line}"
+                    cum, calls, where = max(cum, ct), ncalls, f"{_short(filename)}:{line}"
         hotspots.append({"what": label, "where": where or suffix, "calls": calls, "seconds": round(cum, 2),
                          "pct": round(100 * cum / total, 1) if total else None})
     rows = []
@@ -843,10 +849,19 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def section_heading(res: dict[str, Any]) -> str:
+    """The RESULTS.md section of a run: the standard corpus's is SECTION, another size has its own
+    (so a run on a larger corpus keeps its table beside the standard one)."""
+    patients = res["corpus"]["params"]["patients"]
+    if patients == DEFAULT_PATIENTS:
+        return SECTION
+    return f"## Ingest, {patients} patients per site (bench/ingest --patients {patients})"
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     m, c = res["machine"], res["corpus"]
     lines = [
-        SECTION, "",
+        section_heading(res), "",
         f"Measured {res['date']} on {m['cpu_model']} ({m['cpu_count']} cores), {m['memory']} RAM "
         f"({m['uname']}); commit {res['versions'].get('git')}.",
         f"Command: `{res['command']}` ({'quick run' if res['quick'] else 'full run'}, "
@@ -949,14 +964,17 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += ["", "Orthanc: Debian package, default SQLite index, `StorageCompression` false, `SyncStorageArea` "
               "true (its defaults: fsync of every file; our object store syncs once per ingest batch or STOW "
               "request, the API syncs the complete files of each request before it acknowledges them: an fsync each, or one syncfs for 8 or more), started per line with a "
-              "temporary configuration on a loopback port. Raw numbers: `bench/work/ingest/results.json`."]
+              "temporary configuration on a loopback port. Raw numbers: "
+              f"`{res.get('results_file', 'bench/work/ingest/results.json')}`."]
     return "\n".join(lines) + "\n"
 
 
 def write_results_md(markdown: str) -> None:
-    """Replace only our section of bench/RESULTS.md (re-read right before writing: others edit it)."""
+    """Replace only our section (``markdown``'s first line) of bench/RESULTS.md (re-read right before
+    writing: others edit it)."""
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"^## Ingest \(bench/ingest\)\n.*?(?=^## |\Z)", re.S | re.M)
+    heading = markdown.split("\n", 1)[0]
+    pattern = re.compile("^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
     found = pattern.search(text)
     if found:
         # A hand-written "### Findings" part of the old section is kept (it explains the numbers).
@@ -992,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
 
     nproc = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small corpus (2 patients per site), 1 run per line")
+    parser.add_argument("--quick", action="store_true", help="small corpus (2 patients per site), 1 run per line; RESULTS.md is not written")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "work" / "ingest", help="scratch and results")
     parser.add_argument("--patients", type=int, default=None, help="patients per site (default 12; --quick 2)")
     parser.add_argument("--seed", type=int, default=7)
@@ -1013,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="add this invocation's runs (of --lines) to OUT/results.json's runs (same corpus, threads "
                              "and batch) instead of starting over; each line keeps its best run")
     args = parser.parse_args(argv)
-    patients = args.patients or (2 if args.quick else 12)
+    patients = args.patients or (2 if args.quick else DEFAULT_PATIENTS)
     runs = args.runs or (1 if args.quick else 2)
     wanted = [x.strip() for x in args.lines.split(",") if x.strip()]
     unknown = set(wanted) - set(ALL_LINES)
@@ -1189,10 +1207,12 @@ def main(argv: list[str] | None = None) -> int:
                                    "total_seconds": res["total_seconds"]})
         res["total_seconds"] += previous.get("total_seconds", 0.0)
         res["date"] = previous.get("date", "") + " and " + res["date"]
+    res["results_file"] = str((work / "results.json").relative_to(REPO)) if work.is_relative_to(REPO) else str(
+        work / "results.json")
     (work / "results.json").write_text(json.dumps(res, indent=1, default=str))
     markdown = render_markdown(res)
     print(markdown)
-    if not args.no_results_md:
+    if not args.no_results_md and not args.quick:  # a quick run is a smoke test, not a result
         write_results_md(markdown)
         log(f"wrote the section of {RESULTS_MD}")
     log(f"wrote {work / 'results.json'}")

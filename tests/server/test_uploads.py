@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
 from commons_fixtures import PROJECT, Commons
 
 from radcommons.client import file_sha256
-from radcommons.server.routes.uploads import BATCH_MEDIA_TYPE
+from radcommons.server.routes.uploads import BATCH_MEDIA_TYPE, _SpoolWriter
 from radcommons.server.uploads import MAX_CHUNK
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import audit_events
@@ -268,3 +270,51 @@ def test_a_batch_leaves_a_file_another_request_is_writing(sqlite_commons: Common
     assert answers["files"][0]["error"]["code"] == "upload_in_progress" and not answers["files"][0]["complete"]
     assert answers["files"][1]["complete"]
     assert client.upload_states(submission.id, digests) == {digests[0]: (len(busy), True), digests[1]: (2000, True)}
+
+
+def test_a_cancelled_upload_closes_its_spool_only_after_the_write_in_flight(tmp_path: Path) -> None:
+    """A request cancelled while a run of its body is being written (the client went, the server
+    stops) must not close the spool under the writing thread: the file closes when the run ends,
+    with every byte of the run written. The spool here is a FIFO, so the run blocks until read."""
+    fifo = tmp_path / "spool.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(reader, True)
+    run = os.urandom(4 * _SpoolWriter.RUN)  # far more than a pipe holds: the write blocks
+    handle = open(fifo, "wb")
+    hasher = hashlib.sha256()
+    writer = _SpoolWriter(handle, hasher)
+    release, received = threading.Event(), bytearray()
+
+    def read_the_run() -> None:
+        release.wait(5)  # a writer that closes at once waits for the run: it is read after 5 s
+        while len(received) < len(run) and (piece := os.read(reader, 1 << 20)):
+            received.extend(piece)
+
+    reading = threading.Thread(target=read_the_run)
+    reading.start()
+
+    async def cancelled_while_writing() -> None:
+        await writer.write(run)  # starts the run on a worker thread
+        waiting = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            pass
+
+    try:
+        asyncio.run(cancelled_while_writing())
+        writer.close()
+        closed_at_once = handle.closed
+    finally:
+        release.set()
+        reading.join(30)
+        os.close(reader)
+    assert not closed_at_once, "the spool was closed while its run was still being written"
+    assert bytes(received) == run and hasher.hexdigest() == hashlib.sha256(run).hexdigest()
+    deadline = time.monotonic() + 30
+    while not handle.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handle.closed

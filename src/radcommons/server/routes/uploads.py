@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import pathlib
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -82,13 +83,17 @@ def _int_header(request: Request, name: str, required: bool = True) -> int | Non
     return int(value)
 
 
+#: The threads that write and hash upload bodies (both release the GIL while they work).
+_SPOOL_WRITERS = ThreadPoolExecutor(thread_name_prefix="spool-writer")
+
+
 class _SpoolWriter:
     """Writes a request body into a spool file, and hashes it, off the event loop.
 
     The event loop only gathers the body's pieces (uvicorn hands them over 64 KiB at a time) into
-    runs of :attr:`RUN` bytes; each run is written and hashed on a worker thread (both release
-    the GIL) while the next one arrives, so one upload's disk writes and SHA-256 no longer hold
-    up every other request's reading. One run is in flight at a time: the bytes land in order.
+    runs of :attr:`RUN` bytes; each run is written and hashed on a worker thread while the next
+    one arrives, so one upload's disk writes and SHA-256 no longer hold up every other request's
+    reading. One run is in flight at a time: the bytes land in order.
     """
 
     RUN = 1024 * 1024
@@ -98,7 +103,9 @@ class _SpoolWriter:
         self._hasher = hasher
         self._pieces: list[bytes] = []
         self._gathered = 0
-        self._in_flight: asyncio.Future[None] | None = None
+        # The thread's own future, not an asyncio wrapper: a cancelled wait leaves it running,
+        # and close() must know that.
+        self._in_flight: Future[None] | None = None
 
     async def write(self, piece: bytes) -> None:
         self._pieces.append(piece)
@@ -110,24 +117,25 @@ class _SpoolWriter:
         """Write what was gathered and wait: then the file holds every piece given, in the page cache."""
         if self._pieces:
             await self._send_run()
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            await in_flight
+        await self._wait()
 
     def close(self) -> None:
-        """Close the file now, or as soon as a run still being written ends (the request was
-        cancelled while it waited): never under a worker thread's feet."""
+        """Close the file now, or once a run still being written ends (the request was cancelled
+        while it waited): never under a worker thread's feet."""
         if self._in_flight is not None and not self._in_flight.done():
             self._in_flight.add_done_callback(lambda _: self._handle.close())
         else:
             self._handle.close()
 
-    async def _send_run(self) -> None:
+    async def _wait(self) -> None:
         if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            await in_flight  # raises what the last run raised (a full disk)
+            await asyncio.wrap_future(self._in_flight)  # raises what the run raised (a full disk)
+            self._in_flight = None
+
+    async def _send_run(self) -> None:
+        await self._wait()
         run, self._pieces, self._gathered = self._pieces, [], 0
-        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self._write_run, run)
+        self._in_flight = _SPOOL_WRITERS.submit(self._write_run, run)
 
     def _write_run(self, run: list[bytes]) -> None:
         for piece in run:
