@@ -79,25 +79,47 @@ def test_move_in_many_copies_across_file_systems(tmp_path: Path) -> None:
     assert not list((tmp_path / "objects" / "tmp").glob("*"))
 
 
+def _resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache (util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
 @pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
-def test_a_bulk_publish_leaves_nothing_in_the_page_cache(tmp_path: Path) -> None:
-    """publish(keep_cached=False), as ingest calls it: the objects are on disk and their pages
-    dropped from the page cache; by default they stay cached."""
+def test_a_bulk_move_in_leaves_nothing_in_the_page_cache(tmp_path: Path) -> None:
+    """move_in_many(keep_cached=False), as the upload spool calls it: the objects are on disk and
+    their pages dropped from the page cache; by default they stay cached."""
     store = ObjectStore(str(tmp_path / "objects"))
-
-    def resident(digest: str) -> int:
-        out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "--output", "RES",
-                              str(tmp_path / "objects" / object_key(digest))], capture_output=True, text=True)
-        return int(out.stdout.split()[0])
-
     kept, dropped = [], []
     for n, target in enumerate([kept, dropped] * 4):
-        source = tmp_path / f"in-{n}.bin"
-        source.write_bytes(os.urandom(1 << 20))
-        target.append(store.stage_file(source))
-    kept_objects = store.publish(kept)
-    if not all(resident(o.digest) for o in kept_objects):
-        pytest.skip("this file system keeps no page cache of its own (tmpfs?)")
-    dropped_objects = store.publish(dropped, keep_cached=False)
-    assert [resident(o.digest) for o in dropped_objects] == [0] * 4
+        source = tmp_path / f"in-{n}.part"
+        data = os.urandom(1 << 20)
+        source.write_bytes(data)  # through the page cache, as a spool is written
+        target.append((source, hashlib.sha256(data).hexdigest()))
+    kept_objects = store.move_in_many(kept)
+    if not all(_resident_bytes(tmp_path / "objects" / object_key(o.digest)) for o in kept_objects):
+        pytest.skip("this file system keeps no page cache of its own")
+    dropped_objects = store.move_in_many(dropped, keep_cached=False)
+    assert [_resident_bytes(tmp_path / "objects" / object_key(o.digest)) for o in dropped_objects] == [0] * 4
     assert all(store.verify(o.digest) for o in dropped_objects)
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_staging_writes_around_the_page_cache_and_keeps_every_byte(tmp_path: Path) -> None:
+    """stage_file (ingest) writes its copy with direct I/O where the file system allows it: whole
+    blocks, the last one padded and the file cut to its length, so any size comes back exactly,
+    and none of the copy sits in the page cache."""
+    store = ObjectStore(str(tmp_path / "objects"))
+    sizes = [0, 1, 4095, 4096, 4097, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3 * (1 << 20) + 12345]
+    staged, contents = [], []
+    for size in sizes:
+        source = tmp_path / f"in-{size}.dcm"
+        contents.append(os.urandom(size))
+        source.write_bytes(contents[-1])
+        staged.append(store.stage_file(source))
+    assert [(s.digest, s.size) for s in staged] == [(hashlib.sha256(d).hexdigest(), len(d)) for d in contents]
+    assert [os.path.getsize(s.temp) for s in staged] == sizes
+    assert sum(_resident_bytes(Path(s.temp)) for s in staged) == 0
+    stored = store.publish(staged)
+    assert [store.get_bytes(o.digest) for o in stored] == contents

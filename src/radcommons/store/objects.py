@@ -62,7 +62,7 @@ from typing import IO, Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from radcommons.durable import drop_cached, fsync_dir, remove_if_present, sync_paths
+from radcommons.durable import copy_hashing_direct, drop_cached, fsync_dir, remove_if_present, sync_paths
 from radcommons.errors import UserError
 
 __all__ = [
@@ -439,12 +439,14 @@ class ObjectStore:
         os.makedirs(temp_dir, exist_ok=True)
         temp = os.path.join(temp_dir, f"stage-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
         try:
-            with open(path, "rb") as source, open(temp, "xb") as out:
-                digest, size = _copy_hashing(source, out)
+            copied = copy_hashing_direct(path, temp)  # a staged object is not read back: no page cache
+            if copied is None:
+                with open(path, "rb") as source, open(temp, "xb") as out:
+                    copied = _copy_hashing(source, out)
         except BaseException:
             remove_if_present(temp)
             raise
-        return StagedObject(digest, size, temp)
+        return StagedObject(copied[0], copied[1], temp)
 
     def publish(self, staged: Sequence[StagedObject], *, keep_cached: bool = True) -> list[StoredObject]:
         """Make staged contents durable and visible under their keys; one sync for the batch.
