@@ -132,7 +132,6 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bo
         raise
 
 
-__all__ = ["fsync_dir", "remove_if_present", "sync_paths", "write_atomic"]
 
 
 #: The unit of a direct write: file offsets and lengths are multiples of it (4 KiB covers the
@@ -201,3 +200,6 @@ def copy_hashing_direct(source: str | os.PathLike[str], target: str) -> tuple[st
         raise
     os.close(fd)
     return hasher.hexdigest(), size
+
+
+__all__ = ["copy_hashing_direct", "drop_cached", "fsync_dir", "remove_if_present", "sync_paths", "write_atomic"]
