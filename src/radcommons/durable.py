@@ -132,8 +132,6 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bo
         raise
 
 
-
-
 #: The unit of a direct write: file offsets and lengths are multiples of it (4 KiB covers the
 #: logical block size of every disk in use).
 _DIRECT_BLOCK = 4096
