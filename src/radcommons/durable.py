@@ -7,6 +7,7 @@ name, so a power cut leaves either the whole file or none.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -16,7 +17,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def fsync_dir(path: str) -> None:
@@ -148,10 +149,11 @@ def _direct_buffer() -> mmap.mmap:
     return buffer
 
 
-def copy_hashing_direct(source: str | os.PathLike[str], target: str) -> tuple[str, int] | None:
-    """Copy the file ``source`` to the new file ``target``, writing around the page cache
-    (``O_DIRECT``); return (SHA-256 hex of the bytes, their number), or None where the file
-    system refuses direct writes (the caller copies as usual; ``target`` is not left behind).
+def copy_hashing_direct(source: str | os.PathLike[str] | BinaryIO, target: str) -> tuple[str, int] | None:
+    """Copy the file ``source`` (a path, or a binary file read from its position to its end) to
+    the new file ``target``, writing around the page cache (``O_DIRECT``); return (SHA-256 hex of
+    the bytes, their number), or None where the file system refuses direct writes (the caller
+    copies as usual: ``target`` is not left behind and a file object is back at its position).
 
     A bulk writer that will not read its copies back gains twice: the kernel finds no page-cache
     pages for them (on the VMs measured that was most of a copy's cost) and the later sync has only
@@ -167,11 +169,13 @@ def copy_hashing_direct(source: str | os.PathLike[str], target: str) -> tuple[st
         if error.errno == errno.EINVAL:
             return None
         raise
+    given = not isinstance(source, (str, os.PathLike))
+    start = source.tell() if given else 0  # type: ignore[union-attr]
     try:
         buffer = _direct_buffer()
         view = memoryview(buffer)
         hasher, size = hashlib.sha256(), 0
-        with open(source, "rb", buffering=0) as src:
+        with contextlib.nullcontext(source) if given else open(source, "rb", buffering=0) as src:  # type: ignore
             while True:
                 filled = 0
                 while filled < _DIRECT_CHUNK and (count := src.readinto(view[filled:])):
@@ -194,6 +198,8 @@ def copy_hashing_direct(source: str | os.PathLike[str], target: str) -> tuple[st
         os.close(fd)
         remove_if_present(target)
         if isinstance(error, OSError) and error.errno == errno.EINVAL:
+            if given:
+                source.seek(start)  # type: ignore[union-attr]
             return None  # a file system that opens with O_DIRECT but wants other alignments
         raise
     os.close(fd)

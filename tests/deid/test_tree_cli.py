@@ -130,6 +130,25 @@ def test_cli_keygen_and_deid(tmp_path):
     assert os.listdir(tmp_path / "dst")
 
 
+def test_special_files_in_the_tree_are_reported_not_read(tmp_path):
+    """A FIFO would block a reader until some process writes to it: without the check the run hangs
+    (the subprocess timeout fails the test), with it the FIFO is rejected and the rest done."""
+    src = tmp_path / "src"
+    write(make_ct(), src / "ct1.dcm")
+    os.mkfifo(src / "pipe.dcm")
+    os.symlink(src / "ct1.dcm", src / "link.dcm")  # a link to a file is read as the file
+    assert _run(["keygen", "site.key"], tmp_path).returncode == 0
+    args = ["deid", "src", "dst", "--site", "S1", "--key-file", "site.key"]
+    for workers in ("1", "2"):
+        run = subprocess.run(RADCOMMONS + [*args, "--workers", workers, "--state-dir", f"state{workers}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        report = json.loads(next((tmp_path / f"state{workers}/reports").glob("*.json")).read_text())
+        outcomes = {f["input"]: (f["outcome"], f.get("reason", "")) for f in report["files"]}
+        assert outcomes["pipe.dcm"][0] == "rejected" and "FIFO" in outcomes["pipe.dcm"][1]
+        assert outcomes["ct1.dcm"][0] == "deidentified"
+
+
 @pytest.mark.slow
 def test_synth_defects_corpus_every_file_reported(tmp_path):
     help_text = subprocess.run(RADCOMMONS + ["synth", "--help"], capture_output=True, text=True).stdout

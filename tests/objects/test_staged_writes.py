@@ -36,6 +36,26 @@ def test_staged_objects_appear_only_when_published(case: StoreCase, tmp_path: Pa
         assert not list(Path(case.prefix, "tmp").glob("*"))  # every temporary file renamed or removed
 
 
+def test_staging_from_an_open_file_reads_from_its_position(case: StoreCase, tmp_path: Path) -> None:
+    """Ingest stages from the file it read the header from (one open file: a file deleted
+    meanwhile is still whole); what was read before the position is not part of the object."""
+    data = os.urandom(3 * 4096 + 123)
+    path = tmp_path / "open.dcm"
+    path.write_bytes(b"skipped" + data)
+    with open(path, "rb") as source:
+        source.seek(len(b"skipped"))
+        path.unlink()
+        staged = case.store.stage_file(source)
+    assert (staged.digest, staged.size) == (hashlib.sha256(data).hexdigest(), len(data))
+    (tmp_path / "other").write_bytes(b"other")
+    discarded = case.store.stage_file(tmp_path / "other")
+    case.store.discard(discarded)
+    assert case.store.get_bytes(case.store.publish([staged])[0].digest) == data
+    if case.kind == "local":
+        assert not list(Path(case.prefix, "tmp").glob("*"))
+        assert not case.store.exists(discarded.digest)
+
+
 def test_move_in_renames_a_checked_file_into_a_local_store(tmp_path: Path) -> None:
     store = ObjectStore(str(tmp_path / "objects"))
     spool = tmp_path / "objects-spool.part"

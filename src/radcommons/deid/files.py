@@ -22,6 +22,7 @@ from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome, output_relpath
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
 from radcommons.dicom.elements import NotPlain
+from radcommons.inputs import stat_input
 
 
 def deidentify_file(
@@ -50,6 +51,9 @@ def deidentify_file(
 def _deidentify_file(
     src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
 ) -> FileOutcome:
+    problem = stat_input(src)
+    if isinstance(problem, str):
+        return FileOutcome(name, REJECTED, problem)
     why, failure = "", ""
     if context.fast_paths:
         try:

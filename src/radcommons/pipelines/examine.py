@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 from radcommons.deid.check import Finding, check_deidentified
 from radcommons.dicom.elements import read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
+from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
 
 #: A gate takes a header and returns its findings (empty: it may be published).
@@ -125,20 +126,39 @@ class ReadFile:
 
 
 def read_and_stage(path: Path, *, store_url: str, store_options: dict[str, Any], gate: Gate) -> ReadFile:
-    """Worker job: header, gate, staged in the object store. Returns plain data; never raises for bad files."""
+    """Worker job: header, gate, staged in the object store. Returns plain data; never raises for bad files.
+
+    The file is opened once: its header and the staged bytes come from the same open file, so a
+    file deleted meanwhile is still stored whole. One written to meanwhile (its size or
+    modification time differ after the copy) is rejected, since its header and its stored bytes
+    might not agree.
+    """
     name = str(path)
+    status = stat_input(path)
+    if isinstance(status, str):
+        return ReadFile(name, Examined("rejected", status))
     try:
-        size = os.stat(path).st_size
+        source = open(path, "rb")
     except OSError as error:
         return ReadFile(name, Examined("rejected", f"unreadable: {error.strerror or error}"))
-    examined = examine(name, object_id="", size=size, gate=gate)
-    if examined.status == "rejected":
-        return ReadFile(name, examined, size)
-    # Quarantined files are kept too: a curator may release them.
-    staged = worker_store(store_url, store_options).stage_file(path)
+    with source:
+        before = os.fstat(source.fileno())
+        examined = examine(source, object_id="", size=before.st_size, gate=gate)
+        if examined.status == "rejected":
+            return ReadFile(name, examined, before.st_size)
+        # Quarantined files are kept too: a curator may release them.
+        store = worker_store(store_url, store_options)
+        source.seek(0)
+        staged = store.stage_file(source)
+        after = os.fstat(source.fileno())
+    if (staged.size, after.st_size, after.st_mtime_ns) != (before.st_size, before.st_size, before.st_mtime_ns):
+        store.discard(staged)
+        return ReadFile(name, Examined("rejected", "the file changed while it was read (its size or modification "
+                                       "time differ): nothing stored; ingest it again once nothing writes to it"),
+                        before.st_size)
     assert examined.fields is not None
     examined.fields.instance["object_id"] = staged.digest
-    return ReadFile(name, examined, size, staged)
+    return ReadFile(name, examined, before.st_size, staged)
 
 
 _STORES: dict[tuple[str, str], ObjectStore] = {}

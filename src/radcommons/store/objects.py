@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -197,12 +198,16 @@ class StagedObject:
         temp: the local temporary file holding it (not yet synced); empty when the store
             is not local and the content was already put whole (``stored``).
         stored: the finished put, for stores that are not local.
+        cached: whether ``temp`` may have pages in the page cache (False: written around it,
+            :func:`~radcommons.durable.copy_hashing_direct`; nothing for :meth:`ObjectStore.publish`
+            to drop).
     """
 
     digest: str
     size: int
     temp: str = ""
     stored: StoredObject | None = None
+    cached: bool = True
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -426,27 +431,40 @@ class ObjectStore:
         with handle:
             return self.put_stream(handle)
 
-    def stage_file(self, path: str | os.PathLike[str]) -> StagedObject:
-        """Write and hash a local file for a later :meth:`publish` (a local store defers the syncs).
+    def stage_file(self, source: str | os.PathLike[str] | BinaryIO) -> StagedObject:
+        """Write and hash a local file (a path, or a binary file read from its position) for a
+        later :meth:`publish` (a local store defers the syncs).
 
-        Until published, the content is in ``<root>/tmp/`` only (removed by :meth:`clean_temp`
-        if nobody publishes it). Other stores put it whole at once.
+        Until published, the content is in ``<root>/tmp/`` only (removed by :meth:`discard`, or
+        by :meth:`clean_temp` if nobody publishes it). Other stores put it whole at once.
         """
+        given = not isinstance(source, (str, os.PathLike))
         if not self._local:
-            stored = self.put_file(path)
+            stored = self.put_stream(source) if given else self.put_file(source)  # type: ignore[arg-type]
             return StagedObject(stored.digest, stored.size, "", stored)
         temp_dir = self._path(TEMP_DIR)
         os.makedirs(temp_dir, exist_ok=True)
         temp = os.path.join(temp_dir, f"stage-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
         try:
-            copied = copy_hashing_direct(path, temp)  # a staged object is not read back: no page cache
+            copied = copy_hashing_direct(source, temp)  # a staged object is not read back: no page cache
+            cached = copied is None
             if copied is None:
-                with open(path, "rb") as source, open(temp, "xb") as out:
-                    copied = _copy_hashing(source, out)
+                with (contextlib.nullcontext(source) if given else open(source, "rb")) as src, \
+                        open(temp, "xb") as out:  # type: ignore[arg-type]
+                    copied = _copy_hashing(src, out)
         except BaseException:
             remove_if_present(temp)
             raise
-        return StagedObject(copied[0], copied[1], temp)
+        return StagedObject(copied[0], copied[1], temp, cached=cached)
+
+    def discard(self, staged: StagedObject) -> None:
+        """Drop content staged by :meth:`stage_file` that will not be published.
+
+        A local store removes the temporary file. Other stores have already put it whole under
+        its digest; it stays, unreferenced, like any object no index row names.
+        """
+        if staged.temp:
+            remove_if_present(staged.temp)
 
     def publish(self, staged: Sequence[StagedObject], *, keep_cached: bool = True) -> list[StoredObject]:
         """Make staged contents durable and visible under their keys; one sync for the batch.
@@ -460,6 +478,7 @@ class ObjectStore:
         sync_paths([item.temp for item in local], [])
         folders: dict[str, None] = {}
         done: dict[str, StoredObject] = {}
+        cached: list[str] = []
         for item in local:
             key = object_key(item.digest)
             final = self._path(key)
@@ -470,12 +489,14 @@ class ObjectStore:
                     folders.setdefault(parent)
                 os.makedirs(folder, exist_ok=True)
                 os.replace(item.temp, final)
+                if item.cached:
+                    cached.append(final)
             else:
                 remove_if_present(item.temp)
             done[item.temp] = StoredObject(item.digest, item.size, key, self._fs.unstrip_protocol(final), created)
         sync_paths([], list(folders))
         if not keep_cached:
-            drop_cached(self._path(stored.key) for stored in done.values() if stored.created)
+            drop_cached(cached)
         return [done[item.temp] if item.temp else item.stored for item in staged]  # type: ignore[misc]
 
     def move_in(self, path: str | os.PathLike[str], digest: str) -> StoredObject:

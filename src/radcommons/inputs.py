@@ -1,0 +1,37 @@
+"""The files a user points a command at: regular files only.
+
+A folder a user gives may hold more than regular files. Reading a FIFO (named pipe) waits until
+some other process writes to it, so a de-identification or ingest run would hang for ever; a
+character device such as ``/dev/zero`` never ends; a socket cannot be opened at all. Every command
+that walks a user's tree asks :func:`stat_input` before it opens an entry, and reports one that is
+not a regular file with the reason, like any other bad file. Symbolic links are followed to
+what they name.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
+    """The status of the regular file ``path`` (links followed), or why it is not one to read."""
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        return f"unreadable: {error.strerror or error}"
+    if stat.S_ISREG(status.st_mode):
+        return status
+    kind = next((name for is_kind, name in _KINDS if is_kind(status.st_mode)), "a special file")
+    return f"{kind}, not a regular file: nothing was read from it; leave it out of the folder"
+
+
+__all__ = ["stat_input"]

@@ -1,0 +1,94 @@
+"""``radcommons ingest`` on trees that change or hold more than files: every entry gets an outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from radcommons.pipelines.examine import deid_gate
+from radcommons.pipelines.ingest import IngestReport, ingest_tree
+from radcommons.store.index import counts, make_engine, upgrade
+from radcommons.store.objects import ObjectStore
+
+
+def _tree(deid_tree: Path, tmp_path: Path) -> tuple[Path, Path]:
+    tree = tmp_path / "tree"
+    shutil.copytree(deid_tree, tree)
+    return tree, sorted(tree.rglob("*.dcm"))[0]
+
+
+def _ingest(tree: Path, tmp_path: Path, gate: Callable[[pydicom.Dataset], list]) -> tuple[IngestReport, ObjectStore, int]:
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    store = ObjectStore(str(tmp_path / "objects"))
+    try:
+        report = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_A", workers=1,
+                             gate=gate)
+        return report, store, counts(engine)["instance"]
+    finally:
+        engine.dispose()
+
+
+def _gate_touching(victim: Path, touch: Callable[[Path], None]) -> Callable[[pydicom.Dataset], list]:
+    """The real gate, which also does ``touch`` to ``victim`` once its header has been read."""
+    uid = pydicom.dcmread(victim, stop_before_pixels=True).SOPInstanceUID
+
+    def gate(ds: pydicom.Dataset) -> list:
+        if ds.SOPInstanceUID == uid:
+            touch(victim)
+        return deid_gate(ds)
+
+    return gate
+
+
+def test_a_file_deleted_after_its_header_was_read_is_stored_whole(deid_tree: Path, tmp_path: Path) -> None:
+    tree, victim = _tree(deid_tree, tmp_path)
+    content = victim.read_bytes()
+    report, store, indexed = _ingest(tree, tmp_path, _gate_touching(victim, Path.unlink))
+    assert not victim.exists()
+    outcome = next(o for o in report.outcomes if o.path == str(victim))
+    assert outcome.status == "indexed", outcome
+    assert outcome.object_id == hashlib.sha256(content).hexdigest() and store.get_bytes(outcome.object_id) == content
+    assert indexed == len(report.outcomes) and report.ok
+
+
+def test_a_file_written_to_while_it_is_read_is_rejected_and_not_stored(deid_tree: Path, tmp_path: Path) -> None:
+    tree, victim = _tree(deid_tree, tmp_path)
+
+    def append(path: Path) -> None:
+        with open(path, "ab") as out:
+            out.write(b"\0" * 4096)
+
+    report, store, indexed = _ingest(tree, tmp_path, _gate_touching(victim, append))
+    outcome = next(o for o in report.outcomes if o.path == str(victim))
+    assert outcome.status == "rejected" and "changed while it was read" in outcome.reason, outcome
+    assert indexed == len(report.outcomes) - 1
+    assert not store.exists(hashlib.sha256(victim.read_bytes()).hexdigest())
+    assert not os.listdir(tmp_path / "objects" / "tmp")  # the staged copy is gone
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_fifo_in_the_tree_is_rejected_not_read(deid_tree: Path, tmp_path: Path, run_cli, workers: str) -> None:
+    """Reading a FIFO blocks until a writer comes: without the check the command hangs (and
+    ``run_cli``'s timeout fails the test)."""
+    tree, victim = _tree(deid_tree, tmp_path)
+    fifo = victim.parent / "zz-pipe.dcm"
+    os.mkfifo(fifo)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert run_cli("db", "upgrade", "--url", url).returncode == 0
+    result = run_cli("ingest", str(tree), "--project", "Open-A1", "--site", "SITE_A", "--workers", workers,
+                     "--url", url, "--store", str(tmp_path / "cli-objects"), "--report", "report.json")
+    assert result.returncode == 1, result.stderr  # a rejected file: the command says so
+    assert "a FIFO (named pipe), not a regular file" in " ".join(result.stdout.split()), result.stdout
+    assert "Traceback" not in result.stderr
+    files = json.loads((tmp_path / "report.json").read_text())["files"]
+    assert {f["path"]: f["status"] for f in files if f["status"] != "indexed"} == {str(fifo): "rejected"}
+    assert len(files) == len(list(tree.rglob("*.dcm")))
