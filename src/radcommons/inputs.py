@@ -5,13 +5,16 @@ some other process writes to it, so a de-identification or ingest run would hang
 character device such as ``/dev/zero`` never ends; a socket cannot be opened at all. Every command
 that walks a user's tree asks :func:`stat_input` before it opens an entry, and reports one that is
 not a regular file with the reason, like any other bad file. Symbolic links are followed to
-what they name.
+what they name, links to folders too (:func:`walk_files`): an export whose folders are links
+is read whole, and a link that leads back up the tree is not followed round for ever.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from pathlib import Path
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -34,4 +37,27 @@ def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
     return f"{kind}, not a regular file: nothing was read from it; leave it out of the folder"
 
 
-__all__ = ["stat_input"]
+def walk_files(root: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every entry under the folder ``root`` that is not a folder, depth first in name order.
+
+    Links to folders are followed (``os.walk`` alone would skip them, and their files would be
+    missing from a report that must list every file); a folder reached again through a link
+    (the same device and inode) is not read twice, so a link cycle ends.
+    """
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            status = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (status.st_dev, status.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+
+
+__all__ = ["stat_input", "walk_files"]

@@ -137,6 +137,10 @@ def test_special_files_in_the_tree_are_reported_not_read(tmp_path):
     write(make_ct(), src / "ct1.dcm")
     os.mkfifo(src / "pipe.dcm")
     os.symlink(src / "ct1.dcm", src / "link.dcm")  # a link to a file is read as the file
+    write(make_ct(patient_id="LINKED-1", study_uid="1.2.3.87", series_uid="1.2.3.88", sop_uid="1.2.3.89"),
+          tmp_path / "elsewhere" / "ct9.dcm")
+    os.symlink(tmp_path / "elsewhere", src / "linked")  # a linked folder is read, not skipped
+    os.symlink(".", src / "linked" / "again")  # a link cycle ends
     assert _run(["keygen", "site.key"], tmp_path).returncode == 0
     args = ["deid", "src", "dst", "--site", "S1", "--key-file", "site.key"]
     for workers in ("1", "2"):
@@ -146,7 +150,8 @@ def test_special_files_in_the_tree_are_reported_not_read(tmp_path):
         report = json.loads(next((tmp_path / f"state{workers}/reports").glob("*.json")).read_text())
         outcomes = {f["input"]: (f["outcome"], f.get("reason", "")) for f in report["files"]}
         assert outcomes["pipe.dcm"][0] == "rejected" and "FIFO" in outcomes["pipe.dcm"][1]
-        assert outcomes["ct1.dcm"][0] == "deidentified"
+        assert outcomes["ct1.dcm"][0] == "deidentified" and outcomes["linked/ct9.dcm"][0] == "deidentified"
+        assert set(outcomes) == {"ct1.dcm", "link.dcm", "pipe.dcm", "linked/ct9.dcm"}
 
 
 @pytest.mark.slow

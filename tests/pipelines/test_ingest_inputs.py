@@ -92,3 +92,17 @@ def test_a_fifo_in_the_tree_is_rejected_not_read(deid_tree: Path, tmp_path: Path
     files = json.loads((tmp_path / "report.json").read_text())["files"]
     assert {f["path"]: f["status"] for f in files if f["status"] != "indexed"} == {str(fifo): "rejected"}
     assert len(files) == len(list(tree.rglob("*.dcm")))
+
+
+def test_a_linked_folder_is_ingested_and_a_link_cycle_ends(deid_tree: Path, tmp_path: Path) -> None:
+    """``os.walk`` alone skips links to folders: their files would be missing from the report."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    folders = sorted(p for p in deid_tree.iterdir() if p.is_dir())
+    shutil.copytree(folders[0], tree / folders[0].name)
+    os.symlink(folders[1], tree / "linked")
+    os.symlink(tree, tree / folders[0].name / "back-to-the-top")
+    report, _, indexed = _ingest(tree, tmp_path, deid_gate)
+    expected = sum(1 for folder in folders[:2] for p in folder.rglob("*") if p.is_file())
+    assert len(report.outcomes) == expected and indexed == expected, [o for o in report.outcomes if o.status != "indexed"]
+    assert any(o.path.startswith(str(tree / "linked")) for o in report.outcomes)

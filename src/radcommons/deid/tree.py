@@ -15,7 +15,6 @@ recomputes them: they are pure functions of key and input).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -30,6 +29,7 @@ from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
 from radcommons.deid.report import RunReport
 from radcommons.errors import UserError
+from radcommons.inputs import walk_files
 from radcommons.parallel import map_unordered
 
 BATCH_SIZE = 16
@@ -80,16 +80,10 @@ def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, s
         return [(src, src.name)]
     excluded = [path.resolve() for path in exclude]
     found: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        folder = Path(dirpath)
-        prefix = folder.relative_to(src).as_posix()
-        prefix = "" if prefix == "." else prefix + "/"
-        for name in sorted(filenames):
-            path = folder / name
-            if excluded and any(_inside(path, root) for root in excluded):
-                continue
-            found.append((path, prefix + name))
+    for path in walk_files(src):
+        if excluded and any(_inside(path, root) for root in excluded):
+            continue
+        found.append((path, path.relative_to(src).as_posix()))
     return found
 
 

@@ -17,7 +17,6 @@ SOP Instance UID).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from radcommons.errors import UserError
+from radcommons.inputs import walk_files
 from radcommons.parallel import map_unordered
 from radcommons.pipelines.examine import Gate, ReadFile, deid_gate, read_and_stage
 from radcommons.pipelines.indexing import IndexWriter, index_transaction
@@ -65,14 +65,12 @@ class IngestReport:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file under ``root`` (or ``root`` itself), in a stable order."""
+    """Every entry under ``root`` that is not a folder (or ``root`` itself), in a stable order
+    (:func:`radcommons.inputs.walk_files`: links to folders followed, each folder once)."""
     if root.is_file():
         yield root
         return
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(folder) / name
+    yield from walk_files(root)
 
 
 def ingest_tree(
