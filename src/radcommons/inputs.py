@@ -11,6 +11,7 @@ is read whole, and a link that leads back up the tree is not followed round for 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -25,6 +26,15 @@ _KINDS = (
 )
 
 
+class NotARegularFile(OSError):
+    """A path a user gave names a FIFO, socket, device or folder where a file was expected."""
+
+
+def _not_regular(mode: int) -> str:
+    kind = next((name for is_kind, name in _KINDS if is_kind(mode)), "a special file")
+    return f"{kind}, not a regular file: nothing was read from it"
+
+
 def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
     """The status of the regular file ``path`` (links followed), or why it is not one to read."""
     try:
@@ -33,8 +43,33 @@ def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
         return f"unreadable: {error.strerror or error}"
     if stat.S_ISREG(status.st_mode):
         return status
-    kind = next((name for is_kind, name in _KINDS if is_kind(status.st_mode)), "a special file")
-    return f"{kind}, not a regular file: nothing was read from it; leave it out of the folder"
+    return f"{_not_regular(status.st_mode)}; leave it out of the folder"
+
+
+def read_input_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file a user named (a key, a token, a clinical table, a mapping ...).
+
+    Like :meth:`pathlib.Path.read_bytes`, and its errors are the same ``OSError`` types, except
+    that a FIFO, socket, device or folder raises :class:`NotARegularFile` (its ``strerror`` says
+    what the path is) instead of waiting for a writer or reading without end. The file is opened
+    without blocking and checked before anything is read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(errno.EINVAL, _not_regular(mode), os.fspath(path))
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_input_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+    """:func:`read_input_bytes` decoded (``UnicodeDecodeError`` as from :meth:`pathlib.Path.read_text`)."""
+    return read_input_bytes(path).decode(encoding)
 
 
 def walk_files(root: str | os.PathLike[str]) -> Iterator[Path]:
@@ -60,4 +95,4 @@ def walk_files(root: str | os.PathLike[str]) -> Iterator[Path]:
             yield Path(folder) / name
 
 
-__all__ = ["stat_input", "walk_files"]
+__all__ = ["NotARegularFile", "read_input_bytes", "read_input_text", "stat_input", "walk_files"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from radcommons.errors import UserError
+from radcommons.inputs import stat_input
 from radcommons.cli.context import STORE_HELP, open_store
 
 app = typer.Typer(
@@ -34,8 +35,11 @@ def put(
                 f"{path} is a directory, not a file",
                 hint=f"give the files inside it, e.g. radcommons objects put {path}/*",
             )
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"file not found: {path}", hint="check the path")
+        problem = stat_input(path)
+        if isinstance(problem, str):
+            raise UserError(f"{path}: {problem}", hint="give regular files")
     object_store = open_store(store)
     for path in files:
         stored = object_store.put_file(path)

@@ -40,6 +40,7 @@ from radcommons.client.errors import (
     TokenFileError,
     error_for,
 )
+from radcommons.inputs import read_input_text
 
 #: Bytes sent per PATCH or batch request (the server accepts up to 64 MiB): a radiograph of
 #: about 10 MB goes in one request, so the server hashes it as it arrives.
@@ -145,7 +146,7 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     """The token in ``path`` (first non-blank line), or :class:`TokenFileError`."""
     file = Path(path).expanduser()
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_input_text(file)
     except FileNotFoundError:
         raise TokenFileError(f"token file {file} not found",
                              "ask the commons administrator for a token and save it there (chmod 600)") from None

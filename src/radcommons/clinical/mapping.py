@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_text
 from radcommons.yamltext import load_yaml
 
 #: Tables a site file can hold, with the dictionary node each becomes.
@@ -129,10 +130,12 @@ class SiteMapping:
 def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
     where = str(path) if path is not None else "the default mapping"
     try:
-        data = load_yaml(text if text is not None else Path(path).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        data = load_yaml(text if text is not None else read_input_text(path))  # type: ignore[arg-type]
     except FileNotFoundError as error:
         raise UserError(f"mapping file {path} not found", "give the path of the site's mapping YAML") from error
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        raise UserError(f"cannot read the mapping file {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
         raise UserError(f"cannot read the mapping file {path}: {error}") from error
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_bytes
 
 #: File types a site may send, and their cell separators (None: a workbook).
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
@@ -74,7 +75,7 @@ def read_file(path: str | Path) -> list[SourceTable]:
     if FORMATS[suffix] is None:
         return _read_workbook(path)
     try:
-        data = path.read_bytes()
+        data = read_input_bytes(path)
     except OSError as error:
         raise UserError(f"cannot read the clinical file {path}: {error.strerror or error}",
                         "check that the file exists and is readable") from error
@@ -112,7 +113,12 @@ def _read_workbook(path: Path) -> list[SourceTable]:
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        data = read_input_bytes(path)
+    except OSError as error:
+        raise UserError(f"cannot read the clinical file {path}: {error.strerror or error}",
+                        "check that the file exists and is readable") from error
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file
         raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
                         "open it in the spreadsheet program and save it again as .xlsx") from error

@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_text
 
 KEY_BYTES = 32
 
@@ -66,12 +67,14 @@ def read_key_file(path: Path) -> bytes:
     """Read and decode a key file, with a clear error when it is missing or unusable."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="ascii")
+        text = read_input_text(path, "ascii")
     except FileNotFoundError as error:
         raise UserError(
             f"key file {path} not found", "create one with: radcommons keygen KEYFILE"
         ) from error
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        raise UserError(f"cannot read the key file {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
         raise UserError(f"cannot read the key file {path}: {error}") from error
     return parse_key(text)
 

@@ -29,6 +29,7 @@ from pydicom.datadict import tag_for_keyword
 
 from radcommons.deid.table import OPTIONS, Row
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_text
 
 #: Options the engine implements. The others (Retain UIDs, Full Dates, Clean Structured
 #: Content, Clean Graphics) are refused rather than claimed without being done.
@@ -194,7 +195,7 @@ def read_overrides(path: Path) -> dict[int, str]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_text(path)
     except OSError as error:
         raise UserError(f"cannot read the overrides file {path}: {error.strerror}") from error
     try:

@@ -40,6 +40,7 @@ from radcommons.dictionary.model import (
 )
 from radcommons.dictionary.values import check_value, date_problem, is_blank
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_bytes
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
@@ -183,7 +184,7 @@ def _validate_path(
             f"unsupported file type {path.suffix or '(none)'!r}: save the data as .tsv, .csv or .json", "file_type"
         )
     try:
-        data = path.read_bytes()
+        data = read_input_bytes(path)
     except FileNotFoundError:
         return whole_file("file not found: check the path", "file_missing")
     except OSError as error:

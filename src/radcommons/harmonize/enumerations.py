@@ -33,6 +33,7 @@ import yaml
 
 from radcommons.dictionary import NOT_REPORTED, PropertyType, load_dictionary
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_text
 from radcommons.yamltext import load_yaml
 
 #: The field name of DICOM Body Part Examined (imaging_study and series carry it).
@@ -107,10 +108,12 @@ def _field_key(field: str) -> str:
 def load_site_mapping(path: Path | str) -> dict[str, dict[str, str]]:
     """Read and check a site mapping file: ``{field: {raw: dictionary value}}``."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_input_text(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:

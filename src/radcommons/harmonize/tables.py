@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_bytes
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -114,11 +115,12 @@ class Conflict:
 
 def _read_text(path: Path | str) -> str:
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a file")
-    data = path.read_bytes()
+    try:
+        data = read_input_bytes(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{path}: {error.strerror or error}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

@@ -1,0 +1,41 @@
+"""A FIFO where a command expects a file: a clear message, never a hang.
+
+Reading a FIFO waits until some process writes to it, so every case here hangs (and fails on
+``run_cli``'s timeout) where a command opens a user's file without checking what it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIFO = "a FIFO (named pipe), not a regular file"
+
+CASES = {
+    "key file": ("deid", "src", "out", "--site", "S", "--key-file", "pipe.key"),
+    "overrides": ("deid", "src", "out", "--site", "S", "--key-file", "site.key", "--overrides", "pipe.yaml"),
+    "clinical file": ("contribute", "src", "--clinical", "pipe.csv", "--site", "SITE_A", "--project", "Open-A1",
+                      "--key-file", "site.key", "--dry-run"),
+    "token file": ("contribute", "src", "--site", "SITE_A", "--project", "Open-A1", "--key-file", "site.key",
+                   "--server", "http://127.0.0.1:9", "--token-file", "pipe.token"),
+    "clinical file to validate": ("dictionary", "validate", "pipe.tsv"),
+    "pairs to map": ("harmonize", "map", "--input", "pipe.tsv", "--output", "out.tsv"),
+    "mapping table to check": ("harmonize", "check", "pipe.tsv"),
+    "file to store": ("objects", "put", "pipe.dcm", "--store", "objects"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(CASES))
+def test_a_fifo_given_as_a_file_is_refused_with_a_message(run_cli, tmp_path: Path, what: str) -> None:
+    args = CASES[what]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.txt").write_text("not an image")
+    assert run_cli("keygen", "site.key").returncode == 0
+    pipe = next(arg for arg in args if arg.startswith("pipe."))
+    os.mkfifo(tmp_path / pipe)
+    result = run_cli(*args)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode in (1, 2) and FIFO in said, said
+    assert "Traceback" not in said
