@@ -76,7 +76,7 @@ def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, s
     Files in or under an ``exclude`` path are left out (for example the clinical
     spreadsheets of an export, which are not images and go their own way).
     """
-    if src.is_file():
+    if not src.is_dir():  # a file, or something else that then gets its reason (a FIFO ...)
         return [(src, src.name)]
     excluded = [path.resolve() for path in exclude]
     found: list[tuple[Path, str]] = []

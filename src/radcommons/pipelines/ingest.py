@@ -67,7 +67,7 @@ class IngestReport:
 def iter_files(root: Path) -> Iterator[Path]:
     """Every entry under ``root`` that is not a folder (or ``root`` itself), in a stable order
     (:func:`radcommons.inputs.walk_files`: links to folders followed, each folder once)."""
-    if root.is_file():
+    if not root.is_dir():  # a file, or something else that then gets its reason (a FIFO ...)
         yield root
         return
     yield from walk_files(root)
