@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -416,53 +416,84 @@ class IndexWriter:
     # ------------------------------------------------------------------ derived fields
 
     def finish(self, conn: Connection) -> None:
-        """Derived fields of every touched study (and every study of a touched case)."""
+        """Derived fields of every touched study (and every study of a touched case).
+
+        Set-based: a few statements for all the studies, whatever their number (one per study
+        and series cost PostgreSQL a round trip each, at the end of every ingest and commit).
+        """
         study, series, instance = self.tables["imaging_study"], self.tables["series"], self.tables["instance"]
         case, measurement = self.tables["case"], self.tables["measurement"]
         study_ids = set(self.touched_studies)
         if self.touched_cases:
             study_ids |= set(conn.execute(
                 select(study.c.id).where(study.c.case_id.in_(sorted(self.touched_cases)))).scalars())
-        for study_id in sorted(study_ids):
-            series_rows = conn.execute(select(series.c.id, series.c.modality)
-                                       .where(series.c.imaging_study_id == study_id)).all()
-            modalities: set[str] = set()
-            for series_id, modality in series_rows:
-                count = conn.execute(select(func.count()).where(instance.c.series_id == series_id)).scalar_one()
-                if count == 0:
-                    conn.execute(delete(series).where(series.c.id == series_id))
-                    continue
-                conn.execute(update(series).where(series.c.id == series_id).values(number_of_instances=count))
-                if modality:
-                    modalities.add(modality)
-            row = conn.execute(select(study.c.case_id, study.c.days_to_study, study.c.age_at_imaging)
-                               .where(study.c.id == study_id)).first()
-            if row is None:
-                continue
+        ids = sorted(study_ids)
+        if ids:
+            self._derive_study_fields(conn, ids, study, series, instance, case, measurement)
+        # Facet table (radcommons.store.index.facts): rewrite the touched studies' series_facts rows
+        # in this same transaction, so facet counts are never stale.
+        refresh_series_facts(conn, study_ids)
+
+    @staticmethod
+    def _derive_study_fields(conn: Connection, ids: list[int], study: Any, series: Any, instance: Any, case: Any,
+                             measurement: Any) -> None:
+        """Series instance counts (empty series removed), study modalities, age at imaging and
+        days to COVID-19 tests, for the studies ``ids``."""
+        counted = conn.execute(
+            select(series.c.id, series.c.imaging_study_id, series.c.modality, series.c.number_of_instances,
+                   func.count(instance.c.id).label("count"))
+            .select_from(series.outerjoin(instance, instance.c.series_id == series.c.id))
+            .where(series.c.imaging_study_id.in_(ids))
+            .group_by(series.c.id, series.c.imaging_study_id, series.c.modality, series.c.number_of_instances)
+        ).all()
+        empty = sorted(row.id for row in counted if row.count == 0)
+        if empty:
+            conn.execute(delete(series).where(series.c.id.in_(empty)))
+        recount = [{"b_id": row.id, "b_count": row.count} for row in counted
+                   if row.count and row.number_of_instances != row.count]
+        if recount:
+            conn.execute(update(series).where(series.c.id == bindparam("b_id"))
+                         .values(number_of_instances=bindparam("b_count")), recount)
+        has_series: set[int] = set()
+        modalities: dict[int, set[str]] = defaultdict(set)
+        for row in counted:
+            has_series.add(row.imaging_study_id)
+            if row.count and row.modality:
+                modalities[row.imaging_study_id].add(row.modality)
+        studies = conn.execute(select(study.c.id, study.c.case_id, study.c.days_to_study, study.c.age_at_imaging)
+                               .where(study.c.id.in_(ids))).all()
+        case_ids = sorted({row.case_id for row in studies if row.case_id is not None})
+        cases = {row.id: row for row in conn.execute(
+            select(case.c.id, case.c.age_at_index, case.c.age_at_index_gt89).where(case.c.id.in_(case_ids)))}
+        tested = sorted({row.case_id for row in studies if row.case_id is not None and row.days_to_study is not None})
+        tests: dict[int, list[Any]] = defaultdict(list)
+        for row in conn.execute(select(measurement.c.case_id, measurement.c.test_result_text,
+                                       measurement.c.days_to_test).where(measurement.c.case_id.in_(tested))):
+            tests[row.case_id].append(row)
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in studies:
             values: dict[str, Any] = {}
-            if series_rows:
-                values["study_modality"] = sorted(modalities)
-            case_row = conn.execute(select(case.c.age_at_index, case.c.age_at_index_gt89)
-                                    .where(case.c.id == row.case_id)).first()
+            if row.id in has_series:
+                values["study_modality"] = sorted(modalities[row.id])
+            case_row = cases.get(row.case_id)
             if row.age_at_imaging is None and case_row is not None and row.days_to_study is not None \
                     and case_row.age_at_index is not None and case_row.age_at_index_gt89 != "Yes":
                 age = case_row.age_at_index + int(row.days_to_study // _DAYS_PER_YEAR)
                 if 0 <= age <= MAX_REPORTED_AGE:
                     values["age_at_imaging"] = age
             if row.days_to_study is not None:
-                tests = conn.execute(select(measurement.c.test_result_text, measurement.c.days_to_test)
-                                     .where(measurement.c.case_id == row.case_id)).all()
-                positive = sorted(t.days_to_test - row.days_to_study for t in tests
-                                  if t.test_result_text == "Positive" and t.days_to_test is not None)
-                negative = sorted(t.days_to_test - row.days_to_study for t in tests
-                                  if t.test_result_text == "Negative" and t.days_to_test is not None)
-                values["days_from_study_to_pos_covid_test"] = positive
-                values["days_from_study_to_neg_covid_test"] = negative
+                mine = tests.get(row.case_id, [])
+                values["days_from_study_to_pos_covid_test"] = sorted(
+                    t.days_to_test - row.days_to_study for t in mine
+                    if t.test_result_text == "Positive" and t.days_to_test is not None)
+                values["days_from_study_to_neg_covid_test"] = sorted(
+                    t.days_to_test - row.days_to_study for t in mine
+                    if t.test_result_text == "Negative" and t.days_to_test is not None)
             if values:
-                conn.execute(update(study).where(study.c.id == study_id).values(**values))
-        # Facet table (radcommons.store.index.facts): rewrite the touched studies' series_facts rows
-        # in this same transaction, so facet counts are never stale.
-        refresh_series_facts(conn, study_ids)
+                updates[tuple(sorted(values))].append({"b_id": row.id, **{f"b_{k}": v for k, v in values.items()}})
+        for keys, rows in updates.items():  # one executemany per set of columns
+            conn.execute(update(study).where(study.c.id == bindparam("b_id"))
+                         .values({key: bindparam(f"b_{key}") for key in keys}), rows)
 
     def days_to_study_from_dates(self, conn: Connection, study_dates: Mapping[str, tuple[str, str]]) -> None:
         """Images only (ingest): a case's index event is its first imaging study, day 0.
