@@ -1,6 +1,7 @@
 """De-identifying a whole folder tree, in parallel with Dask.
 
-Every regular file under the source is an input and ends in the report with an
+Every regular file under the source, and every member of a zip archive in it
+(:mod:`radcommons.deid.archives`), is an input and ends in the report with an
 outcome. Outputs go to ``DST/<study uid>/<series uid>/<sop uid>.dcm``, paths built only
 from new identifiers. Work is split into batches of files; batches run inline
 (``workers=1``) or on worker processes through :mod:`radcommons.parallel` (Dask). A
@@ -17,10 +18,12 @@ from __future__ import annotations
 import datetime as _dt
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Collection
 
+from radcommons.deid.archives import MemberRefused, archive_members, extracted_member, is_archive, run_scratch
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites, remove_partials
 from radcommons.deid.files import deidentify_file
@@ -29,7 +32,7 @@ from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
 from radcommons.deid.report import RunReport
 from radcommons.errors import UserError
-from radcommons.inputs import walk_files
+from radcommons.inputs import stat_input, walk_files
 from radcommons.parallel import map_unordered
 
 BATCH_SIZE = 16
@@ -70,41 +73,73 @@ def check_paths(src: Path, dst: Path, state_dir: Path, report_path: Path | None)
         )
 
 
-def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[tuple[Path, str]]:
-    """Every file under ``src`` (sorted), with its label relative to ``src``.
+@dataclass(frozen=True)
+class Input:
+    """One entry to de-identify: a file of the tree, or a member of a zip archive in it."""
+
+    path: Path
+    label: str  #: the name in the report: relative to the source, ``ARCHIVE.zip/MEMBER`` for a member
+    member: str | None = None  #: the member's name in the archive ``path``
+    problem: str = ""  #: why it cannot be read at all (a damaged archive): reported as rejected
+
+
+def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[Input]:
+    """Every file under ``src`` (sorted), with its label relative to ``src``; the members of
+    every zip archive in place of the archive (:mod:`radcommons.deid.archives`).
 
     Files in or under an ``exclude`` path are left out (for example the clinical
     spreadsheets of an export, which are not images and go their own way).
     """
     if not src.is_dir():  # a file, or something else that then gets its reason (a FIFO ...)
-        return [(src, src.name)]
-    excluded = [path.resolve() for path in exclude]
-    found: list[tuple[Path, str]] = []
-    for path in walk_files(src):
-        if excluded and any(_inside(path, root) for root in excluded):
+        found = [(src, src.name)]
+    else:
+        excluded = [path.resolve() for path in exclude]
+        found = [(path, path.relative_to(src).as_posix()) for path in walk_files(src)
+                 if not (excluded and any(_inside(path, root) for root in excluded))]
+    inputs: list[Input] = []
+    for path, label in found:
+        if not is_archive(path) or isinstance(stat_input(path), str):
+            inputs.append(Input(path, label))
             continue
-        found.append((path, path.relative_to(src).as_posix()))
-    return found
+        members = archive_members(path)
+        if isinstance(members, str):
+            inputs.append(Input(path, label, problem=members))
+            continue
+        inputs.extend(Input(path, f"{label}/{member}", member) for member in members)
+    return inputs
 
 
 def _deidentify_batch(
-    batch: list[tuple[Path, str]], *, dst: str, context: DeidContext
+    batch: list[Input], *, dst: str, context: DeidContext, scratch: str
 ) -> tuple[list[FileOutcome], list[tuple[str, str]]]:
     """De-identify one batch of files into finished temporary files, not yet published.
 
     Returns the outcomes and the ``(temporary, final)`` paths of the outputs: the parent
     makes them durable and moves them into place (:class:`_Publisher`), then reports the
     outcomes. A run killed before that leaves ``*.partial`` files only, removed and redone
-    by the next run.
+    by the next run. Members of archives are copied to ``scratch`` while they are read.
     """
     pending = PendingWrites()
     root = Path(dst)
     try:
-        outcomes = [deidentify_file(path, root, context, label=label, pending=pending) for path, label in batch]
+        outcomes = [_deidentify_input(item, root, context, pending, Path(scratch)) for item in batch]
     except BaseException:
         pending.discard()
         raise
     return outcomes, pending.paths()
+
+
+def _deidentify_input(item: Input, root: Path, context: DeidContext, pending: PendingWrites,
+                      scratch: Path) -> FileOutcome:
+    if item.problem:
+        return FileOutcome(item.label, REJECTED, item.problem)
+    if item.member is None:
+        return deidentify_file(item.path, root, context, label=item.label, pending=pending)
+    try:
+        with extracted_member(item.path, item.member, scratch) as copy:
+            return deidentify_file(copy, root, context, label=item.label, pending=pending)
+    except MemberRefused as refusal:
+        return FileOutcome(item.label, REJECTED, str(refusal))
 
 
 class _Publisher:
@@ -154,7 +189,7 @@ class _Publisher:
         return done
 
 
-def _batches(items: list[tuple[Path, str]], size: int) -> list[list[tuple[Path, str]]]:
+def _batches(items: list[Input], size: int) -> list[list[Input]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
@@ -196,9 +231,10 @@ def deidentify_tree(
         report_path = state_dir / "reports" / f"deid-{stamp}.json"
     fingerprint = key_fingerprint(context.key)
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
-    job = partial(_deidentify_batch, dst=str(dst), context=context)
     owners: dict[str, str] = {}
-    with Registry(state_dir, fingerprint) as registry, _Publisher(dst) as publisher:
+    with Registry(state_dir, fingerprint) as registry, _Publisher(dst) as publisher, \
+            run_scratch(state_dir / "tmp") as scratch:
+        job = partial(_deidentify_batch, dst=str(dst), context=context, scratch=str(scratch))
         done = 0
         if progress:
             progress(0, len(inputs))
