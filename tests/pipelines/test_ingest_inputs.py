@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,3 +107,13 @@ def test_a_linked_folder_is_ingested_and_a_link_cycle_ends(deid_tree: Path, tmp_
     expected = sum(1 for folder in folders[:2] for p in folder.rglob("*") if p.is_file())
     assert len(report.outcomes) == expected and indexed == expected, [o for o in report.outcomes if o.status != "indexed"]
     assert any(o.path.startswith(str(tree / "linked")) for o in report.outcomes)
+
+
+def test_a_zip_archive_in_the_tree_is_rejected_with_what_to_do(deid_tree: Path, tmp_path: Path) -> None:
+    tree, victim = _tree(deid_tree, tmp_path)
+    with zipfile.ZipFile(tree / "more.zip", "w") as archive:
+        archive.write(victim, victim.name)
+    report, _, indexed = _ingest(tree, tmp_path, deid_gate)
+    outcome = next(o for o in report.outcomes if o.path == str(tree / "more.zip"))
+    assert outcome.status == "rejected" and "unzip it first" in outcome.reason, outcome
+    assert indexed == len(report.outcomes) - 1

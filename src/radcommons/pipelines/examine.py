@@ -22,6 +22,7 @@ from typing import IO, Any, Iterable
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
 from radcommons.dicom.elements import read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
@@ -145,6 +146,9 @@ def read_and_stage(path: Path, *, store_url: str, store_options: dict[str, Any],
         before = os.fstat(source.fileno())
         examined = examine(source, object_id="", size=before.st_size, gate=gate)
         if examined.status == "rejected":
+            if is_archive(path):
+                examined = Examined("rejected", "a zip archive: ingest reads DICOM files, so unzip it first "
+                                    "(radcommons deid and contribute read the members of zip archives)")
             return ReadFile(name, examined, before.st_size)
         # Quarantined files are kept too: a curator may release them.
         store = worker_store(store_url, store_options)
