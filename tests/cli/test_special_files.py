@@ -24,6 +24,8 @@ CASES = {
     "pairs to map": ("harmonize", "map", "--input", "pipe.tsv", "--output", "out.tsv"),
     "mapping table to check": ("harmonize", "check", "pipe.tsv"),
     "file to store": ("objects", "put", "pipe.dcm", "--store", "objects"),
+    "query file to export": ("export", "out", "--query", "pipe.json", "--as-admin", "--url", "sqlite:///index.db",
+                             "--store", "objects"),
     # Given as the tree itself: one entry, rejected with its reason (it was 0 files, silently).
     "tree to de-identify": ("deid", "pipe.dcm", "out", "--site", "S", "--key-file", "site.key"),
     "tree to ingest": ("ingest", "pipe.dcm", "--project", "Open-A1", "--site", "S", "--url", "sqlite:///index.db",

@@ -45,6 +45,7 @@ from radcommons.errors import UserError
 from radcommons.export import labels as label_table
 from radcommons.export.datasheet import ExportFacts, render_datasheet
 from radcommons.export.splits import assign_splits
+from radcommons.inputs import read_input_text
 from radcommons.parallel import map_unordered
 from radcommons.store.index import dua, get_metadata
 from radcommons.store.index.accounts import get_user, record_audit
@@ -159,7 +160,7 @@ def query_selection(path: Path) -> Selection:
     hint = ('write {"node": "series", "filter": {"=": {"modality": "CT"}}} '
             "(node: case, imaging_study, series or instance; filter: docs/QUERY.md)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_text(path)
     except OSError as error:
         raise UserError(f"{path}: cannot read the query file ({error.strerror or error})",
                         "give the path of a JSON query file") from None
