@@ -104,3 +104,31 @@ def test_the_scratch_folder_is_private_and_removed(tmp_path: Path) -> None:
     with archives.run_scratch(tmp_path / "tmp") as scratch:
         assert os.stat(scratch).st_mode & 0o777 == 0o700 and os.stat(tmp_path / "tmp").st_mode & 0o777 == 0o700
     assert not scratch.exists()
+
+
+def test_an_archive_is_opened_once_for_all_its_members(tmp_path: Path, monkeypatch) -> None:
+    """Reading the central directory again for every member made an archive of n members cost n
+    squared (3,000 members: 37.7 s against 0.6 s, bench note in bench/RESULTS.md)."""
+    opened: list[str] = []
+
+    class CountingZipFile(zipfile.ZipFile):
+        def __init__(self, file, *args, **kwargs):
+            opened.append(str(file))
+            super().__init__(file, *args, **kwargs)
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for n in range(50):
+            archive.writestr(f"IM{n}.dcm", f"member {n}")
+    writer = zipfile.ZipFile
+    monkeypatch.setattr(archives.zipfile, "ZipFile", CountingZipFile)
+    with archives.run_scratch(tmp_path / "tmp") as scratch:
+        for n in range(50):
+            with archives.extracted_member(path, f"IM{n}.dcm", scratch) as copy:
+                assert copy.read_text() == f"member {n}"
+        assert len(opened) == 1
+        with writer(path, "a") as archive:  # changed on disk: opened again, the new member found
+            archive.writestr("IM50.dcm", "member 50")
+        with archives.extracted_member(path, "IM50.dcm", scratch) as copy:
+            assert copy.read_text() == "member 50"
+    assert len(opened) == 2 and not archives._OPEN  # closed at the end of the run

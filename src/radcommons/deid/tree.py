@@ -23,7 +23,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Collection
 
-from radcommons.deid.archives import MemberRefused, archive_members, extracted_member, is_archive, run_scratch
+from radcommons.deid.archives import (
+    MemberRefused,
+    archive_members,
+    extracted_member,
+    is_archive,
+    run_scratch,
+)
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites, remove_partials
 from radcommons.deid.files import deidentify_file
