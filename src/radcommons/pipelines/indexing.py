@@ -511,8 +511,9 @@ class IndexWriter:
                 continue
             parsed[study_uid] = (patient, day)
             first[patient] = min(first.get(patient, day), day)
-        for study_uid, (patient, day) in parsed.items():
-            study_id = self.study_id(conn, study_uid)
-            if study_id is not None:
-                conn.execute(update(study).where(study.c.id == study_id, study.c.days_to_study.is_(None))
-                             .values(days_to_study=(day - first[patient]).days))
+        rows = [{"b_id": study_id, "b_days": (day - first[patient]).days}
+                for study_uid, (patient, day) in parsed.items()
+                if (study_id := self.study_id(conn, study_uid)) is not None]
+        if rows:  # one executemany, not a round trip per study
+            conn.execute(update(study).where(study.c.id == bindparam("b_id"), study.c.days_to_study.is_(None))
+                         .values(days_to_study=bindparam("b_days")), rows)
