@@ -17,6 +17,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from radcommons.errors import UserError
+
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISSOCK, "a socket"),
@@ -67,6 +69,17 @@ def read_input_bytes(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
 
 
+def read_named_file(path: str | os.PathLike[str]) -> bytes:
+    """:func:`read_input_bytes`, with a :class:`~radcommons.errors.UserError` that names the path
+    and what is wrong (``PATH: no such file``, ``PATH: a FIFO ...``) in place of an ``OSError``."""
+    try:
+        return read_input_bytes(path)
+    except FileNotFoundError:
+        raise UserError(f"{os.fspath(path)}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{os.fspath(path)}: {error.strerror or error}") from None
+
+
 def read_input_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
     """:func:`read_input_bytes` decoded (``UnicodeDecodeError`` as from :meth:`pathlib.Path.read_text`)."""
     return read_input_bytes(path).decode(encoding)
@@ -95,4 +108,4 @@ def walk_files(root: str | os.PathLike[str]) -> Iterator[Path]:
             yield Path(folder) / name
 
 
-__all__ = ["NotARegularFile", "read_input_bytes", "read_input_text", "stat_input", "walk_files"]
+__all__ = ["NotARegularFile", "read_input_bytes", "read_input_text", "read_named_file", "stat_input", "walk_files"]

@@ -72,13 +72,13 @@ def read_file(path: str | Path) -> list[SourceTable]:
             f"clinical file {path}: unsupported file type {path.suffix or '(none)'!r}",
             "export the clinical data as .csv, .tsv or .xlsx",
         )
-    if FORMATS[suffix] is None:
-        return _read_workbook(path)
     try:
         data = read_input_bytes(path)
     except OSError as error:
         raise UserError(f"cannot read the clinical file {path}: {error.strerror or error}",
                         "check that the file exists and is readable") from error
+    if FORMATS[suffix] is None:
+        return _read_workbook(path, data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -109,14 +109,9 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
     return SourceTable(file, None, tuple(header), tuple(rows))
 
 
-def _read_workbook(path: Path) -> list[SourceTable]:
+def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
     from openpyxl import load_workbook
 
-    try:
-        data = read_input_bytes(path)
-    except OSError as error:
-        raise UserError(f"cannot read the clinical file {path}: {error.strerror or error}",
-                        "check that the file exists and is readable") from error
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file

@@ -33,7 +33,7 @@ import yaml
 
 from radcommons.dictionary import NOT_REPORTED, PropertyType, load_dictionary
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_text
+from radcommons.inputs import read_named_file
 from radcommons.yamltext import load_yaml
 
 #: The field name of DICOM Body Part Examined (imaging_study and series carry it).
@@ -109,11 +109,7 @@ def load_site_mapping(path: Path | str) -> dict[str, dict[str, str]]:
     """Read and check a site mapping file: ``{field: {raw: dictionary value}}``."""
     path = Path(path)
     try:
-        data = load_yaml(read_input_text(path))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{path}: {error.strerror or error}") from None
+        data = load_yaml(read_named_file(path).decode("utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as error:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_bytes
+from radcommons.inputs import read_named_file
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -115,12 +115,7 @@ class Conflict:
 
 def _read_text(path: Path | str) -> str:
     path = Path(path)
-    try:
-        data = read_input_bytes(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{path}: {error.strerror or error}") from None
+    data = read_named_file(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
