@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from radcommons.errors import UserError
@@ -85,14 +85,21 @@ def read_input_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> st
     return read_input_bytes(path).decode(encoding)
 
 
-def walk_files(root: str | os.PathLike[str]) -> Iterator[Path]:
+def walk_files(root: str | os.PathLike[str], skip: Collection[str | os.PathLike[str]] = ()) -> Iterator[Path]:
     """Every entry under the folder ``root`` that is not a folder, depth first in name order.
 
     Links to folders are followed (``os.walk`` alone would skip them, and their files would be
     missing from a report that must list every file); a folder reached again through a link
-    (the same device and inode) is not read twice, so a link cycle ends.
+    (the same device and inode) is not read twice, so a link cycle ends. The folders ``skip``
+    (a run's own output and state, which a link in the source can lead to) are never entered.
     """
     seen: set[tuple[int, int]] = set()
+    for folder in skip:
+        try:
+            status = os.stat(folder)
+        except OSError:  # not there (yet): nothing can lead into it
+            continue
+        seen.add((status.st_dev, status.st_ino))
     for folder, dirs, files in os.walk(root, followlinks=True):
         try:
             status = os.stat(folder)

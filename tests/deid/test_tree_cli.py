@@ -96,6 +96,24 @@ def test_dangerous_paths_refused(tmp_path):
         deidentify_tree(tmp_path / "nope", tmp_path / "dst", ctx, state_dir=tmp_path / "s")
 
 
+def test_links_to_the_destination_and_state_are_not_followed(tmp_path):
+    """A link in the source to the run's own destination or state directory (an export folder
+    that links to where its outputs went) is not entered: the outputs are not de-identified a
+    second time into new files, and the registry (original identifiers) is not read as input."""
+    src = _corpus(tmp_path / "src")
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    first = _files(tmp_path / "dst")
+    os.symlink(tmp_path / "dst", src / "outputs")
+    os.symlink(tmp_path / "state", src / "ROE" / "state")
+    os.symlink(tmp_path, src / "ROE" / "everything")  # reaches both from above
+    second = deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    inputs = {outcome.input for outcome in second.outcomes}
+    assert not [name for name in inputs if name.startswith(("outputs/", "ROE/state/", "ROE/everything/dst",
+                                                             "ROE/everything/state"))], sorted(inputs)
+    assert _files(tmp_path / "dst") == first
+
+
 def _run(args, cwd):
     return subprocess.run(RADCOMMONS + args, cwd=cwd, capture_output=True, text=True, timeout=600)
 

@@ -89,18 +89,20 @@ class Input:
     problem: str = ""  #: why it cannot be read at all (a damaged archive): reported as rejected
 
 
-def list_inputs(src: Path, exclude: Collection[Path] = ()) -> list[Input]:
+def list_inputs(src: Path, exclude: Collection[Path] = (), skip: Collection[Path] = ()) -> list[Input]:
     """Every file under ``src`` (sorted), with its label relative to ``src``; the members of
     every zip archive in place of the archive (:mod:`radcommons.deid.archives`).
 
     Files in or under an ``exclude`` path are left out (for example the clinical
-    spreadsheets of an export, which are not images and go their own way).
+    spreadsheets of an export, which are not images and go their own way). The folders
+    ``skip`` (the run's destination and state directory) are not entered even where a link
+    in the source leads to them: a run must not read its own outputs or its registry.
     """
     if not src.is_dir():  # a file, or something else that then gets its reason (a FIFO ...)
         found = [(src, src.name)]
     else:
         excluded = [path.resolve() for path in exclude]
-        found = [(path, path.relative_to(src).as_posix()) for path in walk_files(src)
+        found = [(path, path.relative_to(src).as_posix()) for path in walk_files(src, skip)
                  if not (excluded and any(_inside(path, root) for root in excluded))]
     inputs: list[Input] = []
     for path, label in found:
@@ -229,7 +231,7 @@ def deidentify_tree(
     src, dst = Path(src), Path(dst)
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
     check_paths(src, dst, state_dir, report_path)
-    inputs = list_inputs(src, exclude)
+    inputs = list_inputs(src, exclude, skip=(dst, state_dir))
     dst.mkdir(parents=True, exist_ok=True)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
     if report_path is None:
