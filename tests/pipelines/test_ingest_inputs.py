@@ -76,6 +76,32 @@ def test_a_file_written_to_while_it_is_read_is_rejected_and_not_stored(deid_tree
     assert not os.listdir(tmp_path / "objects" / "tmp")  # the staged copy is gone
 
 
+def test_a_file_whose_reads_fail_after_its_header_is_rejected_and_the_run_goes_on(deid_tree: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A read error while the bytes are copied (EIO from a failing disk, a share gone) used to end
+    the whole run with a traceback. Here the open file's descriptor is made to refer to a folder
+    once its header has been read, so every later read of it fails for real (EISDIR)."""
+    tree, victim = _tree(deid_tree, tmp_path)
+    folder = os.open(tmp_path, os.O_RDONLY)
+
+    def break_reads(path: Path) -> None:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                    os.dup2(folder, int(fd))
+            except OSError:
+                continue
+
+    try:
+        report, store, indexed = _ingest(tree, tmp_path, _gate_touching(victim, break_reads))
+    finally:
+        os.close(folder)
+    outcome = next(o for o in report.outcomes if o.path == str(victim))
+    assert outcome.status == "rejected" and "unreadable" in outcome.reason and "nothing stored" in outcome.reason, outcome
+    assert indexed == len(report.outcomes) - 1
+    assert not os.listdir(tmp_path / "objects" / "tmp")  # no staged copy left
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_fifo_in_the_tree_is_rejected_not_read(deid_tree: Path, tmp_path: Path, run_cli, workers: str) -> None:
     """Reading a FIFO blocks until a writer comes: without the check the command hangs (and

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, BinaryIO, Iterable
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -126,6 +126,37 @@ class ReadFile:
     staged: StagedObject | None = None
 
 
+class _InputUnreadable(Exception):
+    """A read of the input failed part-way (a failing disk, a network file system gone)."""
+
+
+class _GuardedInput:
+    """An open input file as the object store reads it, with its read errors told apart from the
+    store's write errors: a file that cannot be read is rejected, a store that cannot be written
+    (a full disk) stops the run. Only what the store uses of a binary file is here."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._raw.read(size)
+        except OSError as error:
+            raise _InputUnreadable(error.strerror or str(error)) from error
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        except OSError as error:
+            raise _InputUnreadable(error.strerror or str(error)) from error
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
 def read_and_stage(path: Path, *, store_url: str, store_options: dict[str, Any], gate: Gate) -> ReadFile:
     """Worker job: header, gate, staged in the object store. Returns plain data; never raises for bad files.
 
@@ -153,7 +184,12 @@ def read_and_stage(path: Path, *, store_url: str, store_options: dict[str, Any],
         # Quarantined files are kept too: a curator may release them.
         store = worker_store(store_url, store_options)
         source.seek(0)
-        staged = store.stage_file(source)
+        try:
+            staged = store.stage_file(_GuardedInput(source))  # type: ignore[arg-type]
+        except _InputUnreadable as error:
+            return ReadFile(name, Examined("rejected", f"unreadable: {error} while its bytes were copied: nothing "
+                                           "stored; check the disk or share it is on and ingest it again"),
+                            before.st_size)
         after = os.fstat(source.fileno())
     if (staged.size, after.st_size, after.st_mtime_ns) != (before.st_size, before.st_size, before.st_mtime_ns):
         store.discard(staged)
