@@ -14,7 +14,10 @@ grants from the index and ask these, so the rule is written once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
+
+from radcommons.errors import UserError
 
 ROLES = ("admin", "curator", "contributor", "researcher")
 
@@ -23,9 +26,36 @@ CURATOR_ROLES = ("admin", "curator")
 
 #: A project's ``availability``: open to every researcher, granted per user, or held back.
 OPEN, RESTRICTED, SEQUESTERED = "open", "restricted", "sequestered"
+AVAILABILITIES = (OPEN, RESTRICTED, SEQUESTERED)
+#: A project's name: its submitter_id in the index, in paths of exports and in URLs.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 #: Days an API token lives unless its creator says otherwise.
 DEFAULT_TOKEN_DAYS = 30
+
+
+def check_availability(availability: str) -> str:
+    """``availability`` as stored (lower case), or a :class:`UserError` naming the choices:
+    a value the access rule does not know must never reach the index."""
+    value = availability.strip().lower()
+    if value not in AVAILABILITIES:
+        raise UserError(f"unknown availability {availability!r}", f"choose one of: {', '.join(AVAILABILITIES)}")
+    return value
+
+
+def check_project_name(name: str) -> str:
+    """``name`` if it can name a project, else a :class:`UserError` saying what can."""
+    if not PROJECT_NAME.fullmatch(name):
+        raise UserError(f"{name!r} cannot name a project",
+                        "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                        "(e.g. Open-A1)")
+    return name
+
+
+def withheld(availability: str | None) -> bool:
+    """Whether a project of this availability is held back from everyone but curators:
+    sequestered, or anything else that is neither open nor restricted (fail closed)."""
+    return availability not in (OPEN, RESTRICTED)
 
 
 def readable_projects(role: str, grants: Collection[str], availability: Mapping[str, str | None]) -> set[str] | None:
@@ -41,7 +71,7 @@ def readable_projects(role: str, grants: Collection[str], availability: Mapping[
         return None
     readable = set()
     for name, state in availability.items():
-        if state == SEQUESTERED:
+        if withheld(state):
             continue
         if state == OPEN or (name in grants and role in ("researcher", "contributor")):
             readable.add(name)

@@ -143,3 +143,35 @@ def test_a_zip_archive_in_the_tree_is_rejected_with_what_to_do(deid_tree: Path, 
     outcome = next(o for o in report.outcomes if o.path == str(tree / "more.zip"))
     assert outcome.status == "rejected" and "unzip it first" in outcome.reason, outcome
     assert indexed == len(report.outcomes) - 1
+
+
+def test_availability_is_checked_before_anything_is_written(deid_tree: Path, tmp_path: Path, run_cli) -> None:
+    """``--availability Sequestered`` was stored as written, and the access rule compared it to
+    ``sequestered``: the project was readable by every researcher."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert run_cli("db", "upgrade", "--url", url).returncode == 0
+    base = ["ingest", str(deid_tree), "--site", "SITE_A", "--workers", "1", "--url", url,
+            "--store", str(tmp_path / "objects")]
+    refused = run_cli(*base, "--project", "Seq-1", "--availability", "weird")
+    assert refused.returncode != 0 and "unknown availability 'weird'" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert run_cli(*base, "--project", "Seq-1", "--availability", "Sequestered").returncode == 0
+    listed = run_cli("admin", "project", "list", "--url", url)
+    assert "Seq-1" in listed.stdout and "sequestered" in listed.stdout and "Sequestered" not in listed.stdout
+
+
+def test_a_tree_already_in_another_project_is_rejected_and_leaves_no_project(deid_tree: Path, tmp_path: Path,
+                                                                             run_cli) -> None:
+    """A UID belongs to one project: ingesting the same tree into a second project ended in an
+    IntegrityError traceback and left that project behind, empty."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert run_cli("db", "upgrade", "--url", url).returncode == 0
+    base = ["ingest", str(deid_tree), "--site", "SITE_A", "--workers", "1", "--url", url,
+            "--store", str(tmp_path / "objects")]
+    assert run_cli(*base, "--project", "First-1").returncode == 0
+    second = run_cli(*base, "--project", "Second-1", "--report", str(tmp_path / "second.json"))
+    assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+    files = json.loads((tmp_path / "second.json").read_text())["files"]
+    assert files and all(f["status"] == "rejected" and "already in project First-1" in f["reason"] for f in files)
+    listed = run_cli("admin", "project", "list", "--url", url).stdout
+    assert "First-1" in listed and "Second-1" not in listed

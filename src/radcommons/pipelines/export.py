@@ -112,10 +112,10 @@ def export_scope(engine: Engine, *, for_user: str | None = None, as_admin: bool 
                         "they accept it in the explorer or with radcommons.Client(...).accept_dua(), then rerun")
     readable = roles.readable_projects(role, grants, availability)
     if readable is None:
-        readable = {p for p, state in availability.items() if include_sequestered or state != roles.SEQUESTERED}
+        readable = {p for p, state in availability.items() if include_sequestered or not roles.withheld(state)}
         uncounted: frozenset[str] = frozenset()
     else:
-        uncounted = frozenset(p for p, state in availability.items() if state == roles.SEQUESTERED)
+        uncounted = frozenset(p for p, state in availability.items() if roles.withheld(state))
     return ExportScope(name, role, tuple(sorted(readable)), uncounted)
 
 

@@ -40,6 +40,7 @@ from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers 
     read_header,
 )
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
+from radcommons.roles import check_availability, check_project_name
 from radcommons.store.index.harmonization import StoredDecisions  # curator decisions win over the matcher
 from radcommons.store.index import node_tables
 from radcommons.store.index.facts import refresh_series_facts
@@ -165,6 +166,8 @@ class IndexWriter:
         table = self.tables["project"]
         if conn.execute(select(table.c.id).where(table.c.submitter_id == self.project)).scalar() is not None:
             return
+        availability = check_availability(availability)  # a value the access rule does not know never lands
+        check_project_name(self.project)
         programs = self.tables["program"]
         program_id = conn.execute(select(programs.c.id).where(programs.c.submitter_id == program)).scalar()
         if program_id is None:

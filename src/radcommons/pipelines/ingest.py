@@ -30,6 +30,7 @@ from radcommons.inputs import walk_files
 from radcommons.parallel import map_unordered
 from radcommons.pipelines.examine import Gate, ReadFile, deid_gate, read_and_stage
 from radcommons.pipelines.indexing import IndexWriter, index_transaction
+from radcommons.roles import check_availability, check_project_name
 from radcommons.store.index.accounts import record_audit
 from radcommons.store.objects import ObjectStore
 
@@ -97,16 +98,34 @@ def ingest_tree(
     writer = IndexWriter(project, dataset, created_by)
     report = IngestReport()
     study_dates: dict[str, tuple[str, str]] = {}
-    with index_transaction(engine) as conn:
-        writer.ensure_project(conn, program, availability)
+    # Checked before anything is read; the project itself is created with the first batch that
+    # holds something to index, so a run that indexes nothing leaves no empty project behind.
+    availability = check_availability(availability)
+    check_project_name(project)
+
     def flush(batch: list[ReadFile]) -> list[FileOutcome]:
         """Publish one batch's objects (one sync), then index it in one transaction."""
         # the headers were read before staging: nothing reads these objects back here
         store.publish([read.staged for read in batch if read.staged is not None], keep_cached=False)
         outcomes: list[FileOutcome] = []
         with index_transaction(engine) as conn:
+            # A study, series or instance UID belongs to one project (as at a submission commit).
+            elsewhere = writer.held_elsewhere(conn, [read.examined.fields for read in batch if read.examined.fields])
             passing: list[ReadFile] = []
+            indexable: list[ReadFile] = []
             for read in batch:
+                fields = read.examined.fields
+                assert fields is not None
+                other = (elsewhere.get(fields.study["study_uid"]) or elsewhere.get(fields.series["series_uid"])
+                         or elsewhere.get(read.examined.sop_instance_uid))
+                if other:
+                    outcomes.append(FileOutcome(read.path, "rejected", f"its study or UIDs are already in project "
+                                                f"{other}: a UID belongs to one project; nothing indexed"))
+                else:
+                    indexable.append(read)
+            if indexable:
+                writer.ensure_project(conn, program, availability)
+            for read in indexable:
                 fields = read.examined.fields
                 assert fields is not None
                 if read.examined.status != "quarantine":

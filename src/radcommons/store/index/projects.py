@@ -10,17 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
-from radcommons.errors import UserError
+from radcommons.roles import check_availability, check_project_name
 from radcommons.store.index.accounts import record_audit
 from radcommons.store.index.schema import node_tables
 
-AVAILABILITIES = ("open", "restricted", "sequestered")
-
-
-def _check(availability: str) -> str:
-    if availability not in AVAILABILITIES:
-        raise UserError(f"unknown availability {availability!r}", f"choose one of: {', '.join(AVAILABILITIES)}")
-    return availability
 
 
 def list_projects(engine: Engine) -> list[dict[str, Any]]:
@@ -39,10 +32,8 @@ def list_projects(engine: Engine) -> list[dict[str, Any]]:
 def add_project(engine: Engine, name: str, availability: str = "open", *, program: str = "RadCommons",
                 actor: str = "admin-cli") -> dict[str, Any]:
     """Create project ``name`` (or change the availability of an existing one)."""
-    _check(availability)
-    name = name.strip()
-    if not name:
-        raise UserError("a project needs a name", "e.g. radcommons admin project add Open-A1 --availability open")
+    availability = check_availability(availability)
+    name = check_project_name(name.strip())
     tables = node_tables()
     project, programs = tables["project"], tables["program"]
     with engine.begin() as conn:
