@@ -83,6 +83,38 @@ def test_resume_after_interruption(tmp_path):
     assert second.counts()["already_present"] == 3
 
 
+def test_a_rerun_with_other_settings_writes_every_output_again(tmp_path):
+    """An output already there was kept whatever wrote it: a run that kept the patient's name
+    (an override) followed by one with the default profile left the name in DST."""
+    src = _corpus(tmp_path / "src")
+    overrides = tmp_path / "keep-name.yaml"
+    overrides.write_text('"(0010,0010)": K\n')
+    keeping = DeidContext(KEY, "SITE_A", load_profile("default", overrides), review_pixels=False)
+    deidentify_tree(src, tmp_path / "dst", keeping, state_dir=tmp_path / "state", workers=1)
+    assert any(b"DOE^JOHN" in data for data in _files(tmp_path / "dst").values())
+    default = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    again = deidentify_tree(src, tmp_path / "dst", default, state_dir=tmp_path / "state", workers=1)
+    assert again.outputs_removed == 4 and again.counts()["already_present"] == 0
+    assert not any(b"DOE^JOHN" in data for data in _files(tmp_path / "dst").values())
+    deidentify_tree(src, tmp_path / "fresh", default, state_dir=tmp_path / "fresh-state", workers=1)
+    assert _files(tmp_path / "dst") == _files(tmp_path / "fresh")
+    resumed = deidentify_tree(src, tmp_path / "dst", default, state_dir=tmp_path / "state", workers=1)
+    assert resumed.outputs_removed == 0 and resumed.counts()["already_present"] == 4  # same settings: kept
+
+
+def test_a_zero_filled_file_is_rejected_without_parsing_it(tmp_path):
+    """pydicom (force=True) reads zeros as empty elements, 8 bytes at a time: a 30 MB zero-filled
+    file took 11 s and a large one looked like a hang. Now the zeros where a preamble and its DICM
+    prefix should be are enough to say no."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "zeros.dcm").write_bytes(bytes(4 * 1024 * 1024))
+    ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    report = deidentify_tree(src, tmp_path / "dst", ctx, state_dir=tmp_path / "state", workers=1)
+    [outcome] = report.outcomes
+    assert outcome.status == "rejected" and "starts with zero bytes" in outcome.reason, outcome
+
+
 def test_dangerous_paths_refused(tmp_path):
     src = _corpus(tmp_path / "src")
     ctx = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)

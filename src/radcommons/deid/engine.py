@@ -26,6 +26,8 @@ received) and never touches Pixel Data unless the pixel cleaner redacts burned-i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -143,6 +145,20 @@ class DeidContext:
 
     def __repr__(self) -> str:  # never print the key
         return f"DeidContext(site={self.site!r}, profile={self.profile.name!r})"
+
+    def settings_fingerprint(self) -> str:
+        """SHA-256 of everything besides the key and the input that decides an output's bytes:
+        the profile with its options and overrides, the pixel review, and this software's
+        version (a new version may remove more). Not secret."""
+        settings = {
+            "version": __version__,
+            "profile": self.profile.name,
+            "options": sorted(self.profile.options),
+            "overrides": sorted((f"{tag:08X}", action) for tag, action in self.profile.overrides.items()),
+            "site_overrides": sorted((f"{tag:08X}", action) for tag, action in self.profile.site_overrides.items()),
+            "review_pixels": self.review_pixels,
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,10 @@ def read_header(path: Path) -> Header:
             warnings.simplefilter("ignore")
             preamble = fp.read(132)
             has_magic = len(preamble) == 132 and preamble[128:132] == b"DICM"
+            if not has_magic and not preamble.strip(b"\0"):
+                # pydicom would read the zeros as empty (0000,0000) elements, 8 bytes at a time:
+                # minutes for a large zero-filled file (a disk image, a file never written)
+                raise BadInput("not DICOM (it starts with zero bytes and has no DICM prefix)")
             fp.seek(0)
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_magic)

@@ -75,7 +75,9 @@ def read_key_file(path: Path) -> bytes:
     except OSError as error:
         raise UserError(f"cannot read the key file {path}: {error.strerror or error}") from error
     except UnicodeDecodeError as error:
-        raise UserError(f"cannot read the key file {path}: {error}") from error
+        raise UserError(f"the key file {path} is not plain text: byte {error.start} is not ASCII (not UTF-8 text?)",
+                        "a key file holds the 64 hex digits radcommons keygen wrote, as ASCII: an editor may have "
+                        "saved it as UTF-16 or with a byte order mark; write it again as plain text") from error
     return parse_key(text)
 
 

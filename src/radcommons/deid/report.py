@@ -31,6 +31,8 @@ class RunReport:
     key_fingerprint: str
     outcomes: list[FileOutcome] = field(default_factory=list)
     path: Path | None = None
+    #: outputs of an earlier run with other settings, removed before this run wrote them again
+    outputs_removed: int = 0
 
     def counts(self) -> dict[str, int]:
         counter = Counter(o.status for o in self.outcomes)
@@ -58,6 +60,7 @@ class RunReport:
             "profile": self.profile,
             "key_fingerprint": self.key_fingerprint,
             "counts": self.counts(),
+            "outputs_removed": self.outputs_removed,
             "files": [o.to_json() for o in sorted(self.outcomes, key=lambda o: o.input)],
         }
 
@@ -92,6 +95,10 @@ def render_summary(report: RunReport, console) -> None:
     table.add_row("[red]rejected[/]", str(counts[REJECTED]))
     table.add_row("total", str(counts["total"]))
     console.print(table)
+    if report.outputs_removed:
+        console.print(f"{report.outputs_removed} output(s) of an earlier run with other settings (profile, "
+                      "overrides, pixel review or RadCommons version) were removed and written again with these",
+                      highlight=False)
     if counts["already_present"]:
         console.print(f"{counts['already_present']} output(s) were already complete and were not rewritten")
     if counts["pixels_cleaned"]:

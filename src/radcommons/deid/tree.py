@@ -16,6 +16,9 @@ recomputes them: they are pure functions of key and input).
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
+import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from radcommons.deid.archives import (
 )
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites, remove_partials
+from radcommons.durable import write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint
@@ -234,11 +238,16 @@ def deidentify_tree(
     inputs = list_inputs(src, exclude, skip=(dst, state_dir))
     dst.mkdir(parents=True, exist_ok=True)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
+    # An output already there is not written again (a rerun resumes), unless other settings
+    # wrote it: then it could hold what these remove, so every earlier output goes first.
+    settings = context.settings_fingerprint()
+    outputs_removed = 0 if _settings_of(state_dir, dst) == settings else remove_outputs(dst)
     if report_path is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         report_path = state_dir / "reports" / f"deid-{stamp}.json"
     fingerprint = key_fingerprint(context.key)
-    report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint)
+    report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint,
+                       outputs_removed=outputs_removed)
     owners: dict[str, str] = {}
     with Registry(state_dir, fingerprint) as registry, _Publisher(dst) as publisher, \
             run_scratch(state_dir / "tmp") as scratch:
@@ -258,8 +267,47 @@ def deidentify_tree(
         done += _absorb(group, report, registry, owners)
         if progress:
             progress(done, len(inputs))
+    _record_settings(state_dir, dst, settings)  # only now: a killed run's outputs are redone next time
     report.write(report_path)
     return report
+
+
+#: In the state directory: the settings fingerprint each destination's outputs were written with.
+SETTINGS_FILE = "destinations.json"
+_OUTPUT = re.compile(r"[0-9.]+/[0-9.]+/[0-9.]+\.dcm")
+
+
+def _settings_of(state_dir: Path, dst: Path) -> str | None:
+    try:
+        recorded = json.loads((state_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded.get(str(dst.resolve())) if isinstance(recorded, dict) else None
+
+
+def _record_settings(state_dir: Path, dst: Path, settings: str) -> None:
+    path = state_dir / SETTINGS_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    if not isinstance(recorded, dict):
+        recorded = {}
+    recorded[str(dst.resolve())] = settings
+    write_atomic(path, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
+
+
+def remove_outputs(dst: Path) -> int:
+    """Delete the outputs under ``dst`` (``<study uid>/<series uid>/<sop uid>.dcm``, nothing else);
+    returns how many."""
+    removed = 0
+    for folder, _, names in os.walk(dst):  # links to folders are not followed: only what is in dst goes
+        for name in names:
+            path = Path(folder) / name
+            if _OUTPUT.fullmatch(path.relative_to(dst).as_posix()):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _absorb(outcomes: list[FileOutcome], report: RunReport, registry: Registry, owners: dict[str, str]) -> int:
