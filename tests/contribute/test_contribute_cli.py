@@ -63,7 +63,8 @@ def test_unmapped_sheet_is_an_error_with_the_fix(corpus: Path, key_file: Path, t
     one_patient = next(p for p in sorted((corpus / "site_a").iterdir()) if "_MRN" in p.name)  # keep it fast
     result = run(str(one_patient), "--clinical", str(odd), "--site", "SITE_A", "--project", "P",
                  "--key-file", str(key_file), "--state-dir", str(tmp_path / "state"), "--dry-run", "--workers", "1")
-    assert result.returncode == 0
+    assert result.returncode == 1, result.stderr  # as a real run would: it sends nothing with an error
     text = " ".join(result.stdout.split())
+    assert "a real run would send nothing" in text and "(with --allow-partial)" in text
     assert "cannot tell what the file 'lab_notes' holds" in text
     assert "tables:" in text

@@ -95,6 +95,8 @@ def test_queue(tmp_path: Path, pairs: Path) -> None:
         (b"", "empty"),
         (b"Modality\tStudyDescription\nCT\tCAF\xe9\n", "not UTF-8"),
         (b"Modality\tDescription\nCT\tCT CHEST\n", "missing column(s) StudyDescription"),
+        # which Modality is meant? The output kept one and wrote it over the other.
+        (b"Modality\tModality\tStudyDescription\nCR\tCT\tCHEST PA\n", "column(s) Modality appear more than once"),
     ],
 )
 def test_bad_input_is_a_message(tmp_path: Path, content: bytes | None, message: str) -> None:

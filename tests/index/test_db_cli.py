@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from radcommons.cli import main
 from radcommons.store.index import head_revision
@@ -42,6 +43,23 @@ def test_unmigrated_and_unreachable_databases_are_explained(tmp_path: Path) -> N
     done = radcommons("db", "upgrade", "--url", "postgresql://u:secret@127.0.0.1:1/x", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "secret" not in done.stderr and "****" in done.stderr
+
+
+def test_revisions_this_version_does_not_know_are_explained(db_url: str, tmp_path: Path) -> None:
+    """An unknown target, and an index migrated by a newer version: "db current" called it
+    "behind" and sent the user to "db upgrade", which then crashed on Alembic's CommandError."""
+    assert radcommons("db", "upgrade", "--url", db_url, cwd=tmp_path).returncode == 0
+    done = radcommons("db", "upgrade", "--url", db_url, "--revision", "nosuch", cwd=tmp_path)
+    assert done.returncode == 2 and "Can't locate revision identified by 'nosuch'" in done.stderr, done.stderr
+    assert "internal error" not in done.stderr
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    current = radcommons("db", "current", "--url", db_url, cwd=tmp_path)
+    assert "unknown to this version" in current.stdout and "behind" not in current.stdout, current.stdout
+    done = radcommons("db", "upgrade", "--url", db_url, cwd=tmp_path)
+    assert done.returncode == 2 and "'9999'" in done.stderr and "internal error" not in done.stderr, done.stderr
 
 
 def test_current_and_downgrade_in_process(

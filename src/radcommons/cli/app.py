@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -107,6 +108,39 @@ def _report_validation_error(error: "ValidationError") -> None:
         )
 
 
+#: What to do about an OSError of a path, by errno.
+_PATH_HINTS = {
+    errno.EEXIST: "a file is where a folder is needed (or one already exists there): choose another path",
+    errno.ENOTDIR: "a file is where a folder is needed: choose another path",
+    errno.EISDIR: "a folder is where a file is needed: give the path of a file",
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check the permissions of the path",
+    errno.EPERM: "check the permissions of the path",
+    errno.ENOSPC: "the disk is full: free some space, then run the same command again",
+    errno.EROFS: "the file system is read-only: choose a path on a writable one",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def _environment_error(error: Exception) -> tuple[str, str] | None:
+    """(message, hint) for an error of the machine rather than of radcommons: a path that cannot
+    be used (a file where a folder is needed, a full disk), a service that cannot be reached, a
+    number too large; None for anything else (a bug, reported as one)."""
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error) or type(error).__name__
+        if error.filename is not None:
+            where = os.fsdecode(error.filename)
+            if error.filename2 is not None:
+                where += f" -> {os.fsdecode(error.filename2)}"
+            return f"{where}: {reason}", _PATH_HINTS.get(error.errno or 0, "check the path, then run again")
+        return f"{type(error).__name__}: {error}", "check the address and that the service or disk it names works"
+    if isinstance(error, OverflowError):
+        return f"a number is out of range ({error})", "give a smaller value"
+    if isinstance(error, UnicodeError):
+        return f"text that is not UTF-8 ({error})", "save the file as UTF-8 text (without a byte order mark)"
+    return None
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
     try:
@@ -141,6 +175,11 @@ def main() -> None:
             sys.exit(exit_code)
         if os.environ.get("RADCOMMONS_DEBUG"):
             raise
+        explained = _environment_error(error)
+        if explained is not None:
+            err_console.print(f"[bold red]error:[/] {explained[0]}", highlight=False)
+            err_console.print(f"[yellow]hint:[/] {explained[1]}", highlight=False)
+            sys.exit(2)
         # A bug of ours: one clear line, and the traceback only on request.
         err_console.print(
             f"[bold red]internal error:[/] {type(error).__name__}: {error}", highlight=False

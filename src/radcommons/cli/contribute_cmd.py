@@ -91,6 +91,11 @@ def command(
         if dry_run:
             _show_dry_run(console, plan)
             console.print("[bold]dry run[/]: nothing was sent", highlight=False)
+            if plan.errors:  # a real run would stop: the dry run says so, and its exit code too
+                console.print(f"[bold red]{len(plan.errors)} error(s)[/]: a real run would send nothing. Fix them "
+                              f"(see {plan.report_markdown}) or send the valid parts with --allow-partial (what is "
+                              "listed above).", highlight=False)
+                raise typer.Exit(1)
             return
         if plan.errors and not allow_partial:
             console.print(f"[bold red]{len(plan.errors)} error(s)[/]: nothing was sent. Fix them (see "
@@ -168,7 +173,8 @@ def _show_dry_run(console: Console, plan) -> None:
     from radcommons.pipelines.contribute import sample
 
     leaving = plan.leaving()
-    table = Table(title="what would leave the site", title_justify="left")
+    title = "what would leave the site" + (" (with --allow-partial)" if plan.errors else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("studies", str(leaving["studies"]))

@@ -71,7 +71,13 @@ def current(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> No
     target = _url(url)
     revision = _index().current_revision(target)
     head = _index().head_revision()
-    state = "up to date" if revision == head else f"behind: run radcommons db upgrade (newest {head})"
+    if revision == head:
+        state = "up to date"
+    elif revision is not None and revision not in _index().known_revisions():
+        state = (f"unknown to this version of radcommons (newest {head}): another version migrated it; "
+                 "use that version")
+    else:
+        state = f"behind: run radcommons db upgrade (newest {head})"
     typer.echo(f"{revision or 'none'} ({state})")
 
 

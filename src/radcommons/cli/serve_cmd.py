@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from radcommons.cli.context import open_index
+from radcommons.errors import UserError
+
+#: uvicorn's log levels.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def command(
@@ -15,7 +19,7 @@ def command(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="Server state (upload spools); default: the server_state_dir setting."
     ),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: debug, info, warning, error."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug or trace."),
 ) -> None:
     """Serve the submission API (OpenAPI docs at /docs) on the configured index and object store.
 
@@ -24,6 +28,8 @@ def command(
 
     Example: radcommons serve --host 127.0.0.1 --port 8000
     """
+    if log_level not in LOG_LEVELS:
+        raise UserError(f"unknown --log-level {log_level!r}", f"choose one of: {', '.join(LOG_LEVELS)}")
     from radcommons.settings import load_settings
     import uvicorn
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from radcommons.digests import file_sha256
 from radcommons.errors import UserError
+from radcommons.inputs import read_input_bytes
 
 #: ``progress(entry, new_bytes)``: called as bytes arrive (and with the size of skipped files).
 ProgressCallback = Callable[["FileEntry", int], None]
@@ -68,16 +69,26 @@ class FileEntry:
         return self.relative or self.object_id
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> FileEntry:
+    def from_row(cls, row: Mapping[str, Any], number: int | None = None) -> FileEntry:
+        """The file of one manifest row (``number``: its place in the manifest, for messages)."""
+        where = f"manifest row {number}" if number is not None else "a manifest row"
         try:
+            if not isinstance(row, Mapping):
+                raise TypeError(f"a row must be a mapping of columns, not {type(row).__name__}")
+            if "object_id" not in row or "size" not in row:
+                missing = [name for name in ("object_id", "size") if name not in row]
+                raise ValueError(f"no {' or '.join(missing)} column (columns: {', '.join(map(str, row)) or 'none'})")
             digest = str(row["object_id"]).lower()
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"object_id {digest!r} is not a sha256")
-            return cls(digest, int(row["size"]), str(row.get("case_submitter_id") or "unknown-case"),
+            size = int(row["size"])
+            if size < 0:
+                raise ValueError(f"size {size} is negative")
+            return cls(digest, size, str(row.get("case_submitter_id") or "unknown-case"),
                        str(row.get("study_uid") or "unknown-study"), str(row.get("series_uid") or "unknown-series"),
                        str(row.get("sop_instance_uid") or digest))
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"bad manifest row {dict(row)!r}: {error}",
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{where}: {error}",
                             "a manifest needs object_id, size, case_submitter_id, study_uid, series_uid, "
                             "sop_instance_uid (POST /api/v1/manifest writes one)") from None
 
@@ -122,24 +133,60 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     source = Path(path)
     if not source.is_file():
         raise UserError(f"no manifest file at {source}", "write one with Client.manifest(...) or the API")
+    rows = _manifest_rows(source)
+    if not rows:
+        raise UserError(f"{source}: the manifest lists no files",
+                        "write one with Client.manifest(...) or the API (a header alone lists nothing)")
+    return rows
+
+
+def _manifest_rows(source: Path) -> list[Any]:
+    hint = "give the manifest as the commons wrote it (JSON, JSON lines, CSV, TSV or Parquet)"
     if source.suffix == ".parquet":
+        import pyarrow
         import pyarrow.parquet as pq
 
-        return pq.read_table(source).to_pylist()
-    text = source.read_text(encoding="utf-8")
+        try:
+            return pq.read_table(source).to_pylist()
+        except (OSError, pyarrow.ArrowException) as error:
+            raise UserError(f"{source}: not a readable Parquet file ({error})", hint) from None
+    try:
+        text = read_input_bytes(source).decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{source}: not UTF-8 text (byte {error.start})", "save it as UTF-8") from None
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        return list(json.loads(text))
-    if stripped.startswith("{"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        if stripped.startswith("["):
+            return list(json.loads(text))
+        if stripped.startswith("{"):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise UserError(f"{source}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})",
+                        hint) from None
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested too deeply to be a manifest", hint) from None
     delimiter = "\t" if source.suffix == ".tsv" or "\t" in text.partition("\n")[0] else ","
-    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+    try:
+        return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as error:
+        raise UserError(f"{source}: cannot parse ({error})", hint) from None
 
 
 def entries_of(rows: Iterable[Mapping[str, Any] | FileEntry]) -> list[FileEntry]:
-    """The distinct files of manifest rows (a file listed twice is fetched once)."""
-    entries = (row if isinstance(row, FileEntry) else FileEntry.from_row(row) for row in rows)
-    return list({entry.object_id + entry.sop_instance_uid: entry for entry in entries}.values())
+    """The distinct files of manifest rows (a file listed twice is fetched once). Two different
+    files that would land on the same path are refused: one would overwrite the other."""
+    distinct: dict[str, FileEntry] = {}
+    places: dict[Path, tuple[int, FileEntry]] = {}
+    for number, row in enumerate(rows, start=1):
+        entry = row if isinstance(row, FileEntry) else FileEntry.from_row(row, number)
+        distinct.setdefault(entry.object_id + entry.sop_instance_uid, entry)
+        place = entry.path(Path("."))
+        first = places.setdefault(place, (number, entry))
+        if first[1].object_id != entry.object_id:
+            raise UserError(f"manifest rows {first[0]} and {number} are different files (object_id "
+                            f"{first[1].object_id[:12]}... and {entry.object_id[:12]}...) with one path, {place}",
+                            "one would overwrite the other: fix or remove one of the rows")
+    return list(distinct.values())
 
 
 def _complete(path: Path, entry: FileEntry) -> bool:

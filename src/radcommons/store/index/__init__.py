@@ -19,6 +19,7 @@ from radcommons.store.index.migrate import (
     current_revision,
     downgrade,
     head_revision,
+    known_revisions,
     upgrade,
 )
 from radcommons.store.index.queries import counts, schema_dictionary_version
@@ -43,6 +44,7 @@ __all__ = [
     "downgrade",
     "get_metadata",
     "head_revision",
+    "known_revisions",
     "make_engine",
     "node_tables",
     "normalize_url",

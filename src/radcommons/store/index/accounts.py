@@ -216,11 +216,16 @@ def set_disabled(engine: Engine, name: str, disabled: bool) -> User:
     return get_user(engine, name)
 
 
+#: The longest life a token may be given (ten years).
+MAX_TOKEN_DAYS = 3650
+
+
 def create_token(engine: Engine, user: str, *, expires_days: float = DEFAULT_TOKEN_DAYS,
                  label: str | None = None) -> tuple[str, TokenInfo]:
     """Make a token for ``user``; returns (the token, shown only now; its listing)."""
-    if expires_days <= 0:
-        raise UserError("--expires-days must be more than 0", "e.g. --expires-days 30")
+    if not 0 < expires_days <= MAX_TOKEN_DAYS:  # also NaN, which compares false to everything
+        raise UserError(f"--expires-days must be more than 0 and at most {MAX_TOKEN_DAYS} (got {expires_days})",
+                        "e.g. --expires-days 30: a token that never expires is one nobody remembers to revoke")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     tokens = system_table("token")
     now = utcnow()

@@ -23,8 +23,8 @@ def search_events(engine: Engine, *, user: str | None = None, since_days: float 
     """Audit events, newest first; ``action`` matches exactly or as a prefix ending in ``.`` (``research.``)."""
     if not 1 <= limit <= MAX_EVENTS:
         raise UserError(f"limit must be between 1 and {MAX_EVENTS}, not {limit}")
-    if since_days is not None and since_days < 0:
-        raise UserError("--since must be 0 days or more", "e.g. --since 7")
+    if since_days is not None and not 0 <= since_days <= 36500:  # also NaN
+        raise UserError(f"--since must be between 0 and 36500 days (got {since_days})", "e.g. --since 7")
     table = system_table("audit_event")
     statement = select(table).order_by(table.c.id.desc()).limit(limit)
     if user:

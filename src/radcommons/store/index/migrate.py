@@ -14,6 +14,8 @@ Alembic's own answer).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +81,27 @@ def alembic_head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """The revisions of the migrations shipped with the package."""
+    return {m["single"] or m["double"] for script in (MIGRATIONS_DIR / "versions").glob("[!_]*.py")
+            for m in _REVISION_LINE.finditer(script.read_text("utf-8")) if m["name"] == "revision"}
+
+
+@contextmanager
+def _migrating() -> Iterator[None]:
+    """Alembic's refusals (an unknown target revision, an index at a revision this version does not
+    ship) as a :class:`UserError` that says what to do."""
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as error:
+        raise UserError(f"cannot migrate the index: {error}",
+                        f"this version of radcommons knows the revisions {', '.join(sorted(known_revisions()))} "
+                        "(and base, head); an index at another revision was migrated by another version: use "
+                        "that version, or restore a backup") from None
+
+
 def upgrade(url: str | URL, revision: str = "head") -> str | None:
     """Migrate the database at ``url`` up to ``revision``; returns the revision it is then at.
 
@@ -89,7 +112,7 @@ def upgrade(url: str | URL, revision: str = "head") -> str | None:
 
     engine = make_engine(url)
     try:
-        with reachable(url):
+        with reachable(url), _migrating():
             command.upgrade(alembic_config(engine=engine), revision)
         return _current(engine)
     finally:
@@ -102,7 +125,7 @@ def downgrade(url: str | URL, revision: str = "base") -> str | None:
 
     engine = make_engine(url)
     try:
-        with reachable(url):
+        with reachable(url), _migrating():
             command.downgrade(alembic_config(engine=engine), revision)
         return _current(engine)
     finally:

@@ -1,0 +1,51 @@
+"""Errors of the machine, not of radcommons (a file where a folder is needed, a number out of
+range, text that is not UTF-8): a message naming the path or value and what to do, exit 2,
+never "internal error ... this is a bug"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["keygen", "afile/site.key"], "afile: File exists"),
+        (["objects", "put", "afile", "--store", "afile"], "afile/tmp: Not a directory"),
+        (["synth", "afile/out", "--sites", "1", "--patients", "1", "--small"], "Not a directory"),
+        (["deid", "afile", "out", "--site", "S", "--key-file", "site.key", "--workers", "9" * 25],
+         "a number is out of range"),
+        (["deid", "afile", "out", "--site", "S", "--key-file", "utf16.key"], "not UTF-8"),
+    ],
+)
+def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[str], expected: str) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert run_cli("keygen", "site.key").returncode == 0
+    (tmp_path / "utf16.key").write_bytes((tmp_path / "site.key").read_text().encode("utf-16"))
+    result = run_cli(*args)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert expected in " ".join(result.stderr.split()), result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["admin", "token", "create", "bob", "--expires-days", "inf"], "--expires-days must be more than 0"),
+        (["admin", "token", "create", "bob", "--expires-days", "nan"], "--expires-days must be more than 0"),
+        (["admin", "audit", "--since", "nan"], "--since must be between 0 and 36500 days"),
+        (["admin", "token", "revoke", "9" * 30], "a number is out of range"),
+        (["serve", "--log-level", "loud"], "unknown --log-level 'loud'"),
+    ],
+)
+def test_a_value_out_of_range_is_a_message(run_cli, tmp_path: Path, args: list[str], expected: str) -> None:
+    """inf, nan and huge numbers reached datetime and SQLite: OverflowError, "internal error"."""
+    env = {"RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}"}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    assert run_cli("admin", "user", "add", "bob", "--role", "admin", env=env).returncode == 0
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert expected in " ".join(result.stderr.split()), result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
