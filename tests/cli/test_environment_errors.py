@@ -38,11 +38,21 @@ def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[s
         (["admin", "audit", "--since", "nan"], "--since must be between 0 and 36500 days"),
         (["admin", "token", "revoke", "9" * 30], "a number is out of range"),
         (["serve", "--log-level", "loud"], "unknown --log-level 'loud'"),
+        (["synth", "out", "--seed", "-1", "--small"], "Invalid value for '--seed'"),
+        (["export", "out", "--query", "deep.json", "--as-admin"], "JSON nested too deeply"),
+        (["export", "out", "--query", "q.json", "--as-admin", "--split", "train=nan"], "bad split 'train=nan'"),
+        (["export", "out", "--query", "q.json", "--as-admin", "--format", "png", "--size", "999999999"],
+         "Input should be less than or equal to 16384"),
+        (["download", "d", "--cohort", "rc-cohort-0123456789ab", "--split", "train=1", "--server",
+          "http://127.0.0.1:9", "--token-file", "t"], "--split only apply to an export: add --format"),
     ],
 )
 def test_a_value_out_of_range_is_a_message(run_cli, tmp_path: Path, args: list[str], expected: str) -> None:
     """inf, nan and huge numbers reached datetime and SQLite: OverflowError, "internal error"."""
     env = {"RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}"}
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (tmp_path / "q.json").write_text('{"node": "series", "filter": {}}')
+    (tmp_path / "t").write_text("rc_token\n")
     assert run_cli("db", "upgrade", env=env).returncode == 0
     assert run_cli("admin", "user", "add", "bob", "--role", "admin", env=env).returncode == 0
     result = run_cli(*args, env=env)

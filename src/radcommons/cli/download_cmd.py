@@ -22,7 +22,7 @@ def command(
     stratify: str = typer.Option("", "--stratify", help="With --format: fields to stratify on, e.g. sex."),
     seed: int = typer.Option(0, "--seed", help="With --format: seed of the split."),
     bits: int = typer.Option(8, "--bits", help="With --format png: 8 or 16 bits."),
-    size: int = typer.Option(0, "--size", min=0, help="With --format png: longest side in pixels (0: as stored)."),
+    size: int = typer.Option(0, "--size", min=0, max=16384, help="With --format png: longest side in pixels (0: as stored)."),
 ) -> None:
     """Download the files of a cohort or manifest; rerun the same command to resume and verify.
 
@@ -42,6 +42,10 @@ def command(
                         "e.g. radcommons download data --cohort rc-cohort-0123456789ab --server URL --token-file F")
     if format is not None and cohort is None:
         raise UserError("--format exports a cohort: give --cohort ID", "a manifest is downloaded as it is")
+    export_options = [name for name, given in (("--split", split), ("--stratify", stratify), ("--size", size)) if given]
+    if format is None and export_options:  # they shape an export; without one they would be ignored
+        raise UserError(f"{', '.join(export_options)} only apply to an export: add --format dicom|nifti|png",
+                        "without --format the files are downloaded as they are stored")
     console = Console(soft_wrap=True)
     with Client(server, token_file=token_file) as client:
         if format is not None:

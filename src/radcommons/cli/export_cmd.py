@@ -32,7 +32,7 @@ def export(
     stratify: str = typer.Option("", "--stratify", help="Case fields to stratify on, e.g. covid19_positive,sex."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split (same seed, same split)."),
     bits: int = typer.Option(8, "--bits", help="PNG bit depth: 8 or 16."),
-    size: int = typer.Option(0, "--size", help="PNG longest side in pixels (0: original size)."),
+    size: int = typer.Option(0, "--size", min=0, max=16384, help="PNG longest side in pixels (0: original size)."),
     workers: int = typer.Option(0, "--workers", help="Parallel workers (0: the workers setting, else one per core)."),
     include_sequestered: bool = typer.Option(
         False, "--include-sequestered",

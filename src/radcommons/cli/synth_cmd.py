@@ -14,7 +14,7 @@ def synth(
     out: Path = typer.Argument(..., help="Output folder (new or empty; --force replaces an earlier synth output)."),
     sites: int = typer.Option(3, "--sites", help="Number of contributing sites (1-26)."),
     patients: int = typer.Option(10, "--patients", help="Patients per site."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives byte-identical files."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Random seed: the same seed gives byte-identical files."),
     small: bool = typer.Option(False, "--small", help="Small matrices (256 px radiographs, 64x64 CT, 8 slices) for fast tests."),
     defects: bool = typer.Option(False, "--defects", help="Also plant real-export defects; see defects_manifest.json."),
     phi: bool = typer.Option(False, "--phi", help="Mark every identifier with PHIMARK-nnnnnn; see phi_manifest.json."),

@@ -15,6 +15,7 @@ assignment.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -36,7 +37,7 @@ def parse_weights(text: str) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             weight = -1.0
-        if not sep or not name or weight < 0:
+        if not sep or not name or not 0 <= weight < math.inf:  # NaN fails every comparison
             raise UserError(f"bad split {part!r}", "write NAME=WEIGHT pairs, e.g. train=0.7,val=0.15,test=0.15")
         if name in weights:
             raise UserError(f"split {name!r} is given twice")

@@ -170,6 +170,8 @@ def query_selection(path: Path) -> Selection:
         document = json.loads(text)
     except ValueError as error:
         raise UserError(f"{path}: not JSON ({error})", hint) from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a query", hint) from None
     if not isinstance(document, dict):
         raise UserError(f"{path}: the query must be a JSON object, not {type(document).__name__}", hint)
     unknown = sorted(set(document) - {"node", "filter", "name"})
