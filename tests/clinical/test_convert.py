@@ -194,6 +194,16 @@ def test_invalid_values_name_the_site_column() -> None:
     assert next(i for i in result.errors if i.column == "Sex").allowed == ("Female", "Male", "Not Reported")
 
 
+def test_an_out_of_range_date_names_the_site_column() -> None:
+    """The issue named only the derived field (days_to_medication_start), which is in no site file."""
+    demo = _table("demographics", ["MRN", "Sex"], ["1", "Female"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-03-04", "Positive"])
+    meds = _table("medications", ["MRN", "Medication", "StartDate"], ["1", "remdesivir", "9999-12-31"])
+    result = convert_clinical([demo, tests, meds], key=KEY, site="S", project="P")
+    [issue] = [i for i in result.errors if i.file == "medications.csv"]
+    assert issue.column == "StartDate (-> days_to_medication_start)" and issue.row == 2, issue
+
+
 def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("tables: [unclosed\n")
@@ -204,6 +214,11 @@ def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
         load_mapping(bad)
     with pytest.raises(UserError, match="not found"):
         load_mapping(tmp_path / "missing.yaml")
+    bad.write_text("date_formats:\n  us: '%m/%d/%Y'\n")  # a mapping where a list belongs: a TypeError before
+    with pytest.raises(UserError, match="bad.yaml: 'date_formats' must be a list"):
+        load_mapping(bad)
+    bad.write_text("not_reported: Declined\n")  # one value is a list of one
+    assert "declined" in load_mapping(bad).not_reported
 
 
 def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:

@@ -582,6 +582,11 @@ _PROPERTY_FIELDS = {
     "visit_type": "visit_type", "days_to_visit": "admission_date", "length_of_stay": "discharge_date",
     "breathing_support_type": "breathing_support_type", "condition_name": "condition_name",
     "condition_code": "condition_code", "medication_name": "medication_name",
+    "days_to_hospital_admission": "admission_date", "days_to_hospital_discharge": "discharge_date",
+    "days_to_icu_admission": "icu_admission_date", "days_to_icu_discharge": "icu_discharge_date",
+    "days_to_procedure_start": "start_date", "days_to_procedure_end": "end_date",
+    "days_to_condition_start": "onset_date", "days_to_condition_end": "end_date",
+    "days_to_medication_start": "start_date", "days_to_medication_end": "end_date",
 }
 
 

@@ -226,6 +226,17 @@ def _zip3_list(value: Any, where: str) -> set[str]:
     return {str(z) for z in value}
 
 
+def _string_list(data: dict[str, Any], key: str, where: str) -> list[Any]:
+    """The list under ``key`` (a single value counts as a list of one), else a UserError."""
+    value = data.get(key, [])
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, list) or any(isinstance(item, (dict, list)) for item in value):
+        raise UserError(f"{where}: '{key}' must be a list of values",
+                        f"e.g. {key}:\n  - first\n  - second")
+    return value
+
+
 def load_mapping(path: str | Path | None = None) -> SiteMapping:
     """The default mapping, with the site's mapping file ``path`` (if any) merged over it.
 
@@ -248,9 +259,9 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         _merge_tables(tables, data.get("tables", {}), where)
         _merge_columns(columns, data.get("columns", {}), where)
         _merge_values(values, data.get("values", {}), where)
-        not_reported |= {str(v).strip().lower() for v in data.get("not_reported", [])}
+        not_reported |= {str(v).strip().lower() for v in _string_list(data, "not_reported", where)}
         # A site's date formats are tried before the default ones (its own spelling first).
-        date_formats = [str(f) for f in data.get("date_formats", [])] + date_formats
+        date_formats = [str(f) for f in _string_list(data, "date_formats", where)] + date_formats
         if "index_event" in data:
             chosen = data["index_event"]
             chosen = [chosen] if isinstance(chosen, str) else chosen

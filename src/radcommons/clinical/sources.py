@@ -8,6 +8,7 @@ Blank rows are skipped. An unreadable file raises :class:`UserError` naming it.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterable
@@ -79,12 +80,34 @@ def read_file(path: str | Path) -> list[SourceTable]:
                         "check that the file exists and is readable") from error
     if FORMATS[suffix] is None:
         return _read_workbook(path, data)
+    return [_read_delimited(str(path), _decoded(path, data), FORMATS[suffix] or ",")]
+
+
+def _decoded(path: Path, data: bytes) -> str:
+    """The text of a CSV or TSV file: UTF-8, UTF-16 with its byte order mark (Excel's "Unicode
+    Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise UserError(f"clinical file {path}: damaged UTF-16 text (byte {error.start})",
+                            "save it again as CSV UTF-8") from None
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        # Spreadsheet programs on Windows still write cp1252; it decodes any byte string.
-        text = data.decode("cp1252", errors="replace")
-    return [_read_delimited(str(path), text, FORMATS[suffix] or ",")]
+        pass
+    if data[:4096].count(0) > len(data[:4096]) // 4:  # every other byte zero: UTF-16 without its mark
+        raise UserError(f"clinical file {path}: looks like UTF-16 text without a byte order mark",
+                        "save it again as CSV UTF-8 (or as Unicode Text, which has the mark)")
+    return data.decode("cp1252", errors="replace")
+
+
+def _check_header(file: str, header: list[str]) -> None:
+    """A column named twice would have one of its values silently dropped."""
+    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if twice:
+        raise UserError(f"clinical file {file}: the column(s) {', '.join(twice)} appear more than once in the header",
+                        "name each column once (rename or delete the repeated one)")
 
 
 def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
@@ -106,6 +129,7 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
                         "check for unbalanced quotes, or save the file again as CSV/TSV") from error
     if not header:
         raise UserError(f"clinical file {file} is empty", "export it again with a header line")
+    _check_header(file, header)
     return SourceTable(file, None, tuple(header), tuple(rows))
 
 
@@ -127,6 +151,7 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             header = [str(c).strip() if c is not None else "" for c in header_cells]
             while header and not header[-1]:
                 header.pop()
+            _check_header(f"{path} (sheet {sheet.title})", header)
             rows: list[tuple[int, dict[str, Any]]] = []
             for number, cells in enumerate(iterator, start=2):
                 if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):

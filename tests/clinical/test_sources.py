@@ -1,0 +1,36 @@
+"""Reading a site's clinical files (radcommons.clinical.sources): encodings spreadsheet programs
+write, and headers that would lose values."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pytest
+
+from radcommons.clinical.sources import read_file
+from radcommons.errors import UserError
+
+TEXT = "MRN\tSex\tZip\n1959\tFemale\t60614\n2001\tMâle\t10001\n"
+
+
+def test_utf16_with_its_mark_reads_as_utf8(tmp_path: Path) -> None:
+    """Excel's "Unicode Text" is UTF-16 with a byte order mark: it was read as cp1252, and every
+    error then showed the values with a NUL between letters."""
+    (tmp_path / "a.tsv").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "b.tsv").write_bytes(codecs.BOM_UTF16_LE + TEXT.encode("utf-16-le"))
+    [utf8], [utf16] = read_file(tmp_path / "a.tsv"), read_file(tmp_path / "b.tsv")
+    assert (utf16.columns, utf16.rows) == (utf8.columns, utf8.rows)
+    assert utf16.rows[1][1]["Sex"] == "Mâle"
+
+
+def test_utf16_without_its_mark_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "c.tsv").write_bytes(TEXT.encode("utf-16-le"))
+    with pytest.raises(UserError, match="looks like UTF-16 text without a byte order mark"):
+        read_file(tmp_path / "c.tsv")
+
+
+def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("MRN,Sex,Sex\n1,F,M\n")
+    with pytest.raises(UserError, match=r"d.csv: the column\(s\) Sex appear more than once"):
+        read_file(tmp_path / "d.csv")
