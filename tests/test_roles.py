@@ -34,3 +34,10 @@ def test_availability_is_checked_and_stored_in_lower_case() -> None:
 def test_a_project_name_that_cannot_be_a_submitter_id_is_refused(name: str) -> None:
     with pytest.raises(UserError, match="cannot name a project"):
         roles.check_project_name(name)
+
+
+@pytest.mark.parametrize("site", ["", " ", ".", "..", "../x", "a/b", "a b", "-x", "x" * 65])
+def test_a_site_identifier_that_could_be_a_path_is_refused(site: str) -> None:
+    with pytest.raises(UserError, match="invalid site identifier"):
+        roles.check_site_id(site)
+    assert roles.check_site_id(" SITE_A ") == "SITE_A"

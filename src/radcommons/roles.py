@@ -29,6 +29,8 @@ OPEN, RESTRICTED, SEQUESTERED = "open", "restricted", "sequestered"
 AVAILABILITIES = (OPEN, RESTRICTED, SEQUESTERED)
 #: A project's name: its submitter_id in the index, in paths of exports and in URLs.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: A site identifier: in the state directory's path, pseudonyms' derivation and the index.
+SITE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 #: Days an API token lives unless its creator says otherwise.
 DEFAULT_TOKEN_DAYS = 30
@@ -50,6 +52,15 @@ def check_project_name(name: str) -> str:
                         "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
                         "(e.g. Open-A1)")
     return name
+
+
+def check_site_id(site: str) -> str:
+    """``site`` without surrounding spaces if it can identify a site, else a :class:`UserError`."""
+    value = site.strip()
+    if not SITE_ID.fullmatch(value):
+        raise UserError(f"invalid site identifier {site!r}",
+                        "use 1 to 64 letters, digits, - or _, starting with a letter or digit (e.g. SITE_A)")
+    return value
 
 
 def withheld(availability: str | None) -> bool:

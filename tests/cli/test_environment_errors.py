@@ -59,3 +59,19 @@ def test_a_value_out_of_range_is_a_message(run_cli, tmp_path: Path, args: list[s
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert expected in " ".join(result.stderr.split()), result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["admin", "user", "add", "carol", "--role", "contributor", "--project", "../x y"], "cannot name a project"),
+        (["admin", "user", "add", "dave", "--role", "contributor", "--project", "P1", "--site", "../x"],
+         "invalid site identifier"),
+        (["admin", "project", "add", "x" * 500], "cannot name a project"),
+    ],
+)
+def test_names_that_cannot_be_identifiers_are_refused(run_cli, tmp_path: Path, args: list[str], expected: str) -> None:
+    env = {"RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}"}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2 and expected in " ".join(result.stderr.split()), result.stderr

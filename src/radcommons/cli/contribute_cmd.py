@@ -9,13 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from radcommons.errors import UserError
-
-
-def _check_site(site: str) -> str:
-    site = site.strip()
-    if not site or any(c in site for c in "/\\") or site in (".", ".."):
-        raise UserError(f"invalid site identifier {site!r}", "use letters, digits, - or _")
-    return site
+from radcommons.roles import check_site_id
 
 
 def command(
@@ -61,7 +55,7 @@ def command(
     from radcommons.deid import DeidContext, default_state_dir, read_key_file
     from radcommons.pipelines.contribute import ContributeRequest, default_dataset, prepare
 
-    site = _check_site(site)
+    site = check_site_id(site)
     if not src.exists():
         raise UserError(f"the source {src} does not exist", "give the folder exported from the PACS")
     if not dry_run:

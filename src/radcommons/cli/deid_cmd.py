@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from radcommons.errors import UserError
+from radcommons.roles import check_site_id
 
 if TYPE_CHECKING:
     from radcommons.deid.report import RunReport
@@ -60,8 +61,7 @@ def deid(
 
     if not src.exists():
         raise UserError(f"the source {src} does not exist", "give the folder exported from the PACS")
-    if not site.strip() or any(c in site for c in "/\\") or site.strip() in (".", ".."):
-        raise UserError(f"invalid site identifier {site!r}", "use letters, digits, - or _")
+    site = check_site_id(site)
     workers = workers or os.cpu_count() or 1
     # The helpers' start-up (an interpreter importing pydicom and the rest) overlaps ours.
     with parallel.helpers_started_early(workers, "radcommons.deid.tree"):

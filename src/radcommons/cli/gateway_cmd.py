@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from radcommons.errors import UserError
+from radcommons.roles import check_site_id
 
 
 def command(
@@ -42,9 +43,7 @@ def command(
     from radcommons.deid import DeidContext, default_state_dir, read_key_file
     from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
 
-    site = site.strip()
-    if not site or any(c in site for c in "/\\") or site in (".", ".."):
-        raise UserError(f"invalid site identifier {site!r}", "use letters, digits, - or _")
+    site = check_site_id(site)
     if not ae_title.strip() or len(ae_title.strip()) > 16:
         raise UserError(f"invalid AE title {ae_title!r}", "use 1 to 16 characters")
     key = read_key_file(key_file)

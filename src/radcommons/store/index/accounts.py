@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from radcommons.errors import UserError
-from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES
+from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES, check_project_name, check_site_id
 from radcommons.store.index.schema import system_table
 
 TOKEN_PREFIX = "rc_"
@@ -145,6 +145,8 @@ def add_user(engine: Engine, name: str, role: str, *, site_id: str | None = None
     if role == "contributor" and not projects:
         raise UserError(f"contributor {name!r} needs at least one project to submit to",
                         "add --project PROJECT (repeat it for several)")
+    site_id = check_site_id(site_id) if site_id else None
+    projects = [check_project_name(project.strip()) for project in projects if project.strip()]
     users = system_table("user")
     try:
         with engine.begin() as conn:
@@ -171,6 +173,8 @@ def _grant(conn: Connection, user_id: int, projects: Iterable[str]) -> None:
 
 def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False) -> User:
     """Grant (or with ``revoke`` take away) projects from a user."""
+    if not revoke:
+        projects = [check_project_name(project.strip()) for project in projects if project.strip()]
     grants = system_table("user_project")
     with engine.begin() as conn:
         row = _user_row(conn, name)
