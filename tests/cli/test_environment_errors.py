@@ -4,6 +4,7 @@ never "internal error ... this is a bug"."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,18 @@ def test_names_that_cannot_be_identifiers_are_refused(run_cli, tmp_path: Path, a
     assert run_cli("db", "upgrade", env=env).returncode == 0
     result = run_cli(*args, env=env)
     assert result.returncode == 2 and expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_serve_on_a_port_in_use_or_a_foreign_host_says_what_to_do(run_cli, tmp_path: Path) -> None:
+    """uvicorn logged its own error line and exited 3, naming neither the port nor what to do."""
+    env = {"RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}"}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_cli("serve", "--port", port, env=env)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
+    assert "choose another --port" in busy.stderr
+    foreign = run_cli("serve", "--host", "999.1.1.1", "--port", port, env=env)
+    assert foreign.returncode == 2 and "is not an address or a name of this machine" in foreign.stderr

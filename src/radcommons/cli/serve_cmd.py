@@ -8,6 +8,7 @@ import typer
 
 from radcommons.cli.context import open_index
 from radcommons.errors import UserError
+from radcommons.listening import bound_socket
 
 #: uvicorn's log levels.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -41,4 +42,9 @@ def command(
     # Access logs show paths only; tokens travel in a header and are never logged.
     # httptools (C) parses HTTP instead of h11 (pure Python), which took 40% of the server's
     # active time while files were uploaded.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5, http="httptools")
+    # Bound here, before uvicorn, so that a port in use or a host that is not this machine's is
+    # a message with what to do (uvicorn logs it and exits 3).
+    sock = bound_socket(host, port)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+                            http="httptools")
+    uvicorn.Server(config).run(sockets=[sock])

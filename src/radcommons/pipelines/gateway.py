@@ -34,6 +34,7 @@ from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint
 from radcommons.deid.fileio import remove_partials, write_whole
 from radcommons.durable import write_atomic
+from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
     Delivery,
     PackagedFile,
@@ -195,10 +196,7 @@ class Gateway:
             self._server = ae.start_server((self.config.host, self.config.port), block=False,
                                            evt_handlers=handlers)
         except OSError as error:
-            from radcommons.errors import UserError
-
-            raise UserError(f"cannot listen on {self.config.host}:{self.config.port}: {error.strerror or error}",
-                            "choose another --port, or stop the program using it") from error
+            raise listen_error(self.config.host, self.config.port, error) from None
         self._thread = threading.Thread(target=self._loop, name="gateway-sender", daemon=True)
         self._thread.start()
         self._event("listening", ae_title=self.config.ae_title, port=self.config.port)
