@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 DATA = b"DICM-cli-test" * 100
 DIGEST = hashlib.sha256(DATA).hexdigest()
 
@@ -60,7 +62,9 @@ def test_verify_reports_corrupt_objects_and_exits_1(run_cli, tmp_path: Path) -> 
     assert run_cli("objects", "verify", "--store", "store").returncode == 0
 
 
-def test_verify_missing_named_object_exits_1(run_cli) -> None:
+def test_verify_missing_named_object_exits_1(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "a.dcm").write_bytes(DATA)
+    assert run_cli("objects", "put", "a.dcm").returncode == 0  # a store, without that object
     verify = run_cli("objects", "verify", "0" * 64)
     assert verify.returncode == 1
     assert verify.stdout.strip() == "MISSING  " + "0" * 64
@@ -121,8 +125,18 @@ def test_bad_digests(run_cli) -> None:
     _assert_user_error(run_cli("objects", "rm", "0" * 63), "not a valid SHA-256 digest")
 
 
-def test_missing_object(run_cli) -> None:
+def test_missing_object(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "a.dcm").write_bytes(DATA)
+    assert run_cli("objects", "put", "a.dcm").returncode == 0
     _assert_user_error(run_cli("objects", "get", "0" * 64, "out.dcm"), "0" * 64, "not found")
+
+
+@pytest.mark.parametrize("command", [["verify"], ["ls"], ["get", "0" * 64, "out.dcm"], ["rm", "0" * 64]])
+def test_a_store_folder_that_does_not_exist_is_an_error(run_cli, command: list[str]) -> None:
+    """verify said "checked 0 object(s): 0 bad" and ls printed nothing, exit 0: a mistyped path
+    looked like an empty store."""
+    _assert_user_error(run_cli("objects", *command, "--store", "no-such-store"), "no object store at",
+                       "the folder does not exist")
 
 
 def test_bad_store_url(run_cli, tmp_path: Path) -> None:

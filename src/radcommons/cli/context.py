@@ -17,13 +17,20 @@ STORE_HELP = "Object store URL (a folder, s3://bucket/prefix, memory://...); def
 DATABASE_HELP = "Database URL (default: the database_url setting, RADCOMMONS_DATABASE_URL)."
 
 
-def open_store(url: str | None = None) -> ObjectStore:
-    """The store named by ``url``, else the configured one (with its storage options)."""
+def open_store(url: str | None = None, *, existing: bool = False) -> ObjectStore:
+    """The store named by ``url``, else the configured one (with its storage options).
+
+    ``existing``: for a command that only reads or removes, a local store whose folder does not
+    exist is an error (a wrong path would otherwise look like an empty store)."""
     from radcommons.settings import load_settings
     from radcommons.store.objects import ObjectStore
 
     settings = load_settings()
-    return ObjectStore(url or settings.object_store_url, **settings.object_store_options)
+    store = ObjectStore(url or settings.object_store_url, **settings.object_store_options)
+    if existing and store.missing_folder():
+        raise UserError(f"no object store at {store.url}: the folder does not exist",
+                        "check --store (or the object_store_url setting); objects put creates a store")
+    return store
 
 
 def database_url(url: str | None = None) -> str:

@@ -28,7 +28,7 @@ def command(
     state_dir: Path | None = typer.Option(None, "--state-dir", help="Private state (registry, spool, receipts); "
                                           "default var/deid-state/SITE.", show_default=False),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="A study is complete after this many "
-                                        "seconds without a new instance.", min=0.0),
+                                        "seconds without a new instance.", min=0.0, max=86400.0),
     workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1),
 ) -> None:
     """Receive studies from a PACS (C-ECHO, C-STORE), de-identify each instance on arrival, spool it durably,

@@ -60,7 +60,7 @@ def get(
     from radcommons.store.objects import validate_digest
 
     validate_digest(digest)
-    written = open_store(store).copy_to(digest, dest)
+    written = open_store(store, existing=True).copy_to(digest, dest)
     typer.echo(str(written))
 
 
@@ -79,7 +79,7 @@ def verify(
     from radcommons.settings import mask_url_password
 
     wanted = [validate_digest(digest) for digest in digests or []]
-    object_store = open_store(store)
+    object_store = open_store(store, existing=True)
     to_check = wanted or list(object_store.iter_digests())
     bad = 0
     for digest in to_check:
@@ -110,7 +110,7 @@ def ls(
 
     Example: radcommons objects ls --store memory://demo
     """
-    for item in open_store(store).iter_objects():
+    for item in open_store(store, existing=True).iter_objects():
         typer.echo(f"{item.digest}  {item.size}")
 
 
@@ -126,7 +126,7 @@ def rm(
     from radcommons.store.objects import validate_digest
 
     wanted = [validate_digest(digest) for digest in digests]
-    object_store = open_store(store)
+    object_store = open_store(store, existing=True)
     missing = 0
     for digest in wanted:
         if object_store.delete(digest):

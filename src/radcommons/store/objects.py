@@ -392,6 +392,11 @@ class ObjectStore:
         """Whether the store is a folder on the local file system."""
         return self._local
 
+    def missing_folder(self) -> bool:
+        """Whether this is a local store whose folder does not exist (nothing was ever put in it:
+        likely a wrong path); a remote store's prefix exists once something is put there."""
+        return self._local and not os.path.isdir(self._root)
+
     def __repr__(self) -> str:
         return f"ObjectStore({self._url!r})"
 
