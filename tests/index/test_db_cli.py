@@ -45,6 +45,20 @@ def test_unmigrated_and_unreachable_databases_are_explained(tmp_path: Path) -> N
     assert "secret" not in done.stderr and "****" in done.stderr
 
 
+def test_a_sqlite_path_that_is_no_index_is_explained_and_none_is_created(tmp_path: Path) -> None:
+    """A mistyped path got an empty file created; a file that is no database, a damaged one and a
+    folder ended in "internal error: DatabaseError" or the hint to check that a server runs."""
+    missing = tmp_path / "typo.db"
+    done = radcommons("db", "counts", "--url", f"sqlite:///{missing}", cwd=tmp_path)
+    assert done.returncode == 2 and "radcommons db upgrade" in done.stderr and not missing.exists()
+    (tmp_path / "notes.db").write_text("not a database\n")
+    (tmp_path / "folder.db").mkdir()
+    for name in ("notes.db", "folder.db"):
+        done = radcommons("db", "counts", "--url", f"sqlite:///{tmp_path / name}", cwd=tmp_path)
+        assert done.returncode == 2 and "must be a SQLite index file" in done.stderr, done.stderr
+        assert "internal error" not in done.stderr and "server runs" not in done.stderr
+
+
 def test_revisions_this_version_does_not_know_are_explained(db_url: str, tmp_path: Path) -> None:
     """An unknown target, and an index migrated by a newer version: "db current" called it
     "behind" and sent the user to "db upgrade", which then crashed on Alembic's CommandError."""

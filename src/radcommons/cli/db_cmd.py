@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from radcommons.cli.context import open_index
+
 
 def _index() -> ModuleType:
     """The index package, imported when a db command runs (SQLAlchemy and Alembic are slow to import)."""
@@ -90,7 +92,7 @@ def counts(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> Non
     from radcommons.settings import mask_url_password
 
     target = _url(url)
-    engine = _index().make_engine(target)
+    engine = open_index(target)  # an index at the newest revision; a mistyped path is not created
     try:
         numbers = _index().counts(engine)
         version = _index().schema_dictionary_version(engine)

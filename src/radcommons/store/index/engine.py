@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from radcommons.errors import UserError
 from radcommons.settings import mask_url_password
@@ -90,10 +90,17 @@ def reachable(url: str | URL) -> Iterator[None]:
     """Turn "cannot connect / cannot open" errors into a :class:`UserError` naming the URL (password masked)."""
     try:
         yield
-    except OperationalError as error:
+    except DatabaseError as error:
+        # cannot connect or open (OperationalError), or a file that is no database or is damaged
+        # (SQLite's plain DatabaseError); an IntegrityError and the like are not about reaching it
+        if not isinstance(error, OperationalError) and type(error) is not DatabaseError:
+            raise
         shown = mask_url_password(normalize_url(url).render_as_string(hide_password=False))
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise UserError(
-            f"cannot use the database {shown}: {reason}",
-            "check that the server runs and the URL (RADCOMMONS_DATABASE_URL or --url) is right",
-        ) from None
+        path = sqlite_path(url)
+        if path is not None:
+            hint = (f"{path} must be a SQLite index file (radcommons db upgrade creates one) or not exist yet; "
+                    "a damaged one is restored from a backup")
+        else:
+            hint = "check that the server runs and the URL (the database_url setting, RADCOMMONS_DATABASE_URL) is right"
+        raise UserError(f"cannot use the database {shown}: {reason}", hint) from None

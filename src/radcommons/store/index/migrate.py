@@ -24,7 +24,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL
 
 from radcommons.errors import UserError
-from radcommons.store.index.engine import make_engine, normalize_url, reachable
+from radcommons.store.index.engine import make_engine, normalize_url, reachable, sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -134,6 +134,9 @@ def downgrade(url: str | URL, revision: str = "base") -> str | None:
 
 def current_revision(url: str | URL) -> str | None:
     """The migration the database at ``url`` is at, or None when it was never migrated."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None  # connecting would create an empty file where the user mistyped a path
     engine = make_engine(url)
     try:
         with reachable(url):
