@@ -65,6 +65,18 @@ def test_map_with_own_table_replaces_curated_pairs(tmp_path: Path, pairs: Path) 
     assert rows[2]["loinc_code"] == "25056-3" and rows[2]["method"] == "exact"
     # "XR CHEST 1 VIEW AP" is no longer a curated pair: it is not answered as exact.
     assert rows[0]["method"] != "exact"
+    assert "conflict" not in result.stderr
+
+
+def test_map_with_a_table_that_check_rejects_says_so(tmp_path: Path, pairs: Path) -> None:
+    """It was used without a word, one of the two codes picked."""
+    table = tmp_path / "table.tsv"
+    table.write_text(HEADER + "CR\tXR CHEST 2 VIEWS\t36643-5\tXR Chest 2 Views\n"
+                     "DX\txr chest 2 views\t42272-5\tXR Chest PA and Lateral\n", encoding="utf-8")
+    result = run("map", "--mapping-table", str(table), "--input", str(pairs), "--output", str(tmp_path / "o.tsv"),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "has 1 conflict(s)" in " ".join(result.stderr.split())
 
 
 def test_check_rejects_conflicts(tmp_path: Path) -> None:

@@ -64,10 +64,17 @@ def map_pairs(
 
     Example: radcommons harmonize map --input pairs.tsv --output mapped.tsv
     """
-    from radcommons.harmonize import Matcher, load_table, read_pairs
+    from radcommons.harmonize import Matcher, find_conflicts, load_table, read_mapping_rows, read_pairs
 
     pairs = read_pairs(input)
     matcher = Matcher(load_table(mapping_table), threshold=threshold)
+    if mapping_table is not None:
+        conflicts = find_conflicts(read_mapping_rows(mapping_table))
+        if conflicts:  # used anyway (MIDRC's own table has some), but never without a word
+            Console(stderr=True).print(
+                f"[yellow]warning:[/] {mapping_table} has {len(conflicts)} conflict(s) (a pair with two codes "
+                f"or a code with two names; radcommons harmonize check {mapping_table} lists them): where "
+                "its rows disagree, the code most rows give wins, the latest row on a tie", highlight=False)
     columns = [c for c in pairs.columns if c not in OUTPUT_COLUMNS] + list(OUTPUT_COLUMNS)
     answered = 0
     try:
