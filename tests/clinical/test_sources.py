@@ -34,3 +34,19 @@ def test_a_column_named_twice_is_refused(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("MRN,Sex,Sex\n1,F,M\n")
     with pytest.raises(UserError, match=r"d.csv: the column\(s\) Sex appear more than once"):
         read_file(tmp_path / "d.csv")
+
+
+def test_a_folder_with_a_clinical_name_is_an_error_and_lock_files_are_left_out(tmp_path: Path) -> None:
+    """A folder named demographics.csv was skipped without a word: then every imaging patient
+    was reported as having no demographics row."""
+    from radcommons.clinical.sources import read_tables
+
+    clinical = tmp_path / "clinical"
+    clinical.mkdir()
+    (clinical / "covid_tests.csv").write_text("MRN,TestDate,Result\n1,2021-03-04,Positive\n")
+    (clinical / "~$covid_tests.csv").write_bytes(b"\x00lock")  # a spreadsheet program's lock file
+    (clinical / "._covid_tests.csv").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
+    assert [table.file for table in read_tables([clinical])] == [str(clinical / "covid_tests.csv")]
+    (clinical / "demographics.csv").mkdir()
+    with pytest.raises(UserError, match="demographics.csv"):
+        read_tables([clinical])

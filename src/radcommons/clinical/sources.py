@@ -56,7 +56,11 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS))
+            # Anything with a clinical file's name is read, so that a folder or a pipe named
+            # demographics.csv is an error rather than a table silently missing; the lock files
+            # of an open workbook (~$book.xlsx) and macOS's ._ resource files are never data.
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS
+                                and not p.name.startswith(("~$", "._"))))
         else:
             found.append(path)
     return found
