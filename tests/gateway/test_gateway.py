@@ -136,3 +136,44 @@ def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tm
     assert len(list((state / "gateway" / "done").rglob("*.dcm"))) == len(files)
     assert list((state / "receipts").glob("gateway-*.json"))
     assert os.path.exists(state / "registry.sqlite")
+
+
+def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(
+        key_file: Path, tmp_path: Path) -> None:
+    """A wrong token was found only when the first study was sent, after the PACS had been told
+    that everything was stored. A commons that does not answer yet is no reason to refuse
+    studies: they spool until it does."""
+    from serve_support import start_server
+
+    env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}",
+           "RADCOMMONS_OBJECT_STORE_URL": str(tmp_path / "objects")}
+    assert subprocess.run([sys.executable, "-m", "radcommons", "db", "upgrade"], env=env, capture_output=True,
+                          timeout=120).returncode == 0
+    (tmp_path / "wrong.token").write_text("rc_not-a-token\n")
+    port = free_port()
+    server = start_server(tmp_path, port, env)
+    base = [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--site", "SITE_A", "--project", "P",
+            "--key-file", str(key_file), "--host", "127.0.0.1", "--token-file", str(tmp_path / "wrong.token")]
+    try:
+        refused = subprocess.run([*base, "--port", str(free_port()), "--state-dir", str(tmp_path / "s1"),
+                                  "--server", f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert refused.returncode == 2 and "refused or did not answer" in refused.stderr, refused.stderr
+    listening = free_port()
+    absent = subprocess.Popen([*base, "--port", str(listening), "--state-dir", str(tmp_path / "s2"),
+                               "--server", f"http://127.0.0.1:{free_port()}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and absent.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", listening)) == 0:
+                    break
+            time.sleep(0.2)
+        assert absent.poll() is None, absent.stdout.read() if absent.stdout else ""
+    finally:
+        absent.send_signal(signal.SIGINT)
+        output, _ = absent.communicate(timeout=60)
+    assert "did not answer" in output and "studies are spooled" in " ".join(output.split()), output

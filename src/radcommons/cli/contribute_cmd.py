@@ -79,7 +79,7 @@ def command(
     err = Console(stderr=True)
     try:
         if client is not None:
-            _check_server(server, token_file)
+            check_server(server, token_file)
         plan = _with_bar(err, "de-identifying", lambda progress: prepare(request, deid_progress=progress))
         _show_plan(console, plan)
         if dry_run:
@@ -102,14 +102,20 @@ def command(
             client.close()
 
 
-def _check_server(server: str, token_file) -> None:
-    """Fail fast (before de-identifying anything) when the commons is away or refuses the token."""
+def check_server(server: str, token_file, *, refused_only: bool = False) -> None:
+    """Fail fast (before de-identifying or listening) when the commons refuses the token, or
+    (unless ``refused_only``: a gateway spools while the commons is away) does not answer."""
     from radcommons.client import CommonsClient, CommonsError
 
     try:
         with CommonsClient.from_token_file(server, token_file, retries=2, backoff=0.2, timeout=15) as probe:
             probe.whoami()
     except CommonsError as error:
+        if refused_only and not 400 <= error.status < 500:
+            Console(stderr=True).print(f"[yellow]warning:[/] the commons at {server} did not answer "
+                                       f"({error.message}): studies are spooled and sent once it does",
+                                       highlight=False)
+            return
         raise UserError(f"the commons at {server} refused or did not answer: {error.message}",
                         error.hint or "check --server and the network, and that your token is valid") from error
 

@@ -54,8 +54,10 @@ def command(
     if server:
         if token_file is None:
             raise UserError("--token-file is required with --server", "give the file holding your upload token")
+        from radcommons.cli.contribute_cmd import check_server
         from radcommons.client import CommonsClient
 
+        check_server(server, token_file, refused_only=True)  # a wrong token: said now, not at the first study
         client = CommonsClient.from_token_file(server, token_file)
         sender = commons_sender(client, state, server=server, project=project, site=site, workers=workers)
     else:
