@@ -204,6 +204,15 @@ def test_an_out_of_range_date_names_the_site_column() -> None:
     assert issue.column == "StartDate (-> days_to_medication_start)" and issue.row == 2, issue
 
 
+def test_a_row_with_more_fields_than_the_header_is_an_error(tmp_path: Path) -> None:
+    """An unquoted comma in a value shifts the rest of the row under the wrong columns; the row
+    was converted from the shifted values without a word."""
+    (tmp_path / "demographics.csv").write_text("MRN,Sex,Zip\n1,Female,60614\n2,Doe, Jane,Male,10001\n")
+    result = convert_clinical(read_tables([tmp_path / "demographics.csv"]), key=KEY, site="S", project="P")
+    found = [(i.code, i.row) for i in result.errors if i.code == "extra_fields"]
+    assert found == [("extra_fields", 3)], [str(i) for i in result.errors]
+
+
 def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("tables: [unclosed\n")

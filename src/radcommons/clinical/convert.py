@@ -238,6 +238,12 @@ def _read_row(
     values: dict[str, Any] = {}
     ok = True
     mrn = ""
+    extra = [cell for column, cell in cells.items() if column not in table.columns and not is_blank(cell)]
+    if extra:  # the values after an unquoted delimiter sit under the wrong columns: none can be trusted
+        issues.append(Issue(ERROR, "extra_fields", f"the row has {len(extra)} more field(s) than the header",
+                            "quote the values that hold the delimiter (a comma in a name or a note), or remove "
+                            "the extra fields", table.label, number, None, _shown(extra[0]), TABLE_NODES[kind]))
+        ok = False
     for column, name in columns.items():
         cell = cells.get(column)
         if is_blank(cell):
