@@ -140,6 +140,10 @@ def _show_plan(console: Console, plan) -> None:
     table.add_row("[yellow]withheld[/]", str(counts[WITHHELD]))
     table.add_row("[red]rejected[/]", str(counts[REJECTED]))
     console.print(table)
+    if plan.deid.outputs_removed:
+        from radcommons.deid.report import outputs_removed_line
+
+        console.print(outputs_removed_line(plan.deid), highlight=False)
     not_sent = [o for o in plan.deid.outcomes if o.status in (WITHHELD, REJECTED)]
     if not_sent:
         detail = Table(title="files not sent", title_justify="left")

@@ -77,6 +77,12 @@ def reasons(report: RunReport, status: str) -> Counter[str]:
     return Counter(o.reason.split(":")[0] if o.reason else "" for o in report.outcomes if o.status == status)
 
 
+def outputs_removed_line(report: RunReport) -> str:
+    """What the run did with outputs of an earlier run with other settings (for the console)."""
+    return (f"{report.outputs_removed} output(s) of an earlier run with other settings (profile, overrides, "
+            "pixel review or RadCommons version) were removed and written again with these")
+
+
 def render_summary(report: RunReport, console) -> None:
     """Print a short Rich summary of the run."""
     from rich.table import Table
@@ -96,9 +102,7 @@ def render_summary(report: RunReport, console) -> None:
     table.add_row("total", str(counts["total"]))
     console.print(table)
     if report.outputs_removed:
-        console.print(f"{report.outputs_removed} output(s) of an earlier run with other settings (profile, "
-                      "overrides, pixel review or RadCommons version) were removed and written again with these",
-                      highlight=False)
+        console.print(outputs_removed_line(report), highlight=False)
     if counts["already_present"]:
         console.print(f"{counts['already_present']} output(s) were already complete and were not rewritten")
     if counts["pixels_cleaned"]:
