@@ -56,6 +56,22 @@ def test_small_cells_are_suppressed(commons: Commons) -> None:
     assert suppressed_count(7, 10) is None and suppressed_count(0, 10) == 0 and suppressed_count(12, 10) == 12
 
 
+def test_aggregate_only_counts_name_no_record_and_no_small_free_value(commons: Commons) -> None:
+    """Suppressed cells still listed their values: a facet on submitter_id listed every pseudonym,
+    and a filter on one pseudonym gave that patient's age and sex, each with count None."""
+    with pytest.raises(UserError, match="submitter_id identifies single records"):
+        facets(commons.engine, "case", None, ["submitter_id"], min_count=2)
+    with pytest.raises(UserError, match="study_uid identifies single records"):
+        facets(commons.engine, "series", {"exists": {"node": "imaging_study", "filter": {"=": {"study_uid": "1.2.3"}}}},
+               ["modality"], min_count=2)
+    with pytest.raises(UserError, match="identif"):
+        facets(commons.engine, "case", {"not": {"in": {"submitter_id": ["a"]}}}, ["sex"], min_count=2)
+    result = facets(commons.engine, "case", None, ["sex", "age_at_index"], min_count=2)
+    assert Bucket("Male", None) in result["sex"]  # an enumeration's values are public
+    assert all(b.count is not None or b.value is None for b in result["age_at_index"]), result["age_at_index"]
+    assert facets(commons.engine, "case", None, ["submitter_id"])  # full readers: as before
+
+
 def test_unknown_fields_are_user_errors(commons: Commons) -> None:
     with pytest.raises(UserError, match="did you mean 'modality'"):
         facets(commons.engine, "series", None, ["modalty"])

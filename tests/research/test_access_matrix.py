@@ -151,7 +151,10 @@ def requests_for(method: str, path: str, cohorts: dict[str, Any], commons: Resea
         "/api/v1/export/{node}": {},
     }
     if "{node}" in path:
-        return [{"url": path.replace("{node}", node), "json": node_body[path],
+        # Counts by record identifiers are for full readers; aggregate-only callers get 400 (and no values).
+        override = ({user: 400 for user in USERS if user is None or user in NO_DUA}
+                    if path == "/api/v1/facets/{node}" else {})
+        return [{"url": path.replace("{node}", node), "json": node_body[path], "override": override,
                  "params": {"format": "json"} if "export" in path else {}} for node in ("case", "instance")]
     if path == "/api/v1/objects/{sha256}":
         out = []
@@ -243,6 +246,12 @@ def test_anonymous_counts_are_open_and_suppressed(research_commons: ResearchComm
     assert values <= {OPEN}
     assert all(b["count"] is None or b["count"] == 0 or b["count"] >= 10
                for buckets in facets["facets"].values() for b in buckets)
+    with httpx.Client(base_url=research_commons.url + "/api/v1") as http:
+        pseudonyms = http.post("/facets/case", json={"fields": ["submitter_id"]})
+        one = http.post("/facets/case", json={"fields": ["age_at_index"],
+                                              "filter": {"=": {"submitter_id": "anyone"}}})
+    assert pseudonyms.status_code == 400 and "identifies single records" in pseudonyms.text, pseudonyms.text
+    assert one.status_code == 400, one.text
 
 
 def test_sequestered_grant_opens_nothing(research_commons: ResearchCommons) -> None:

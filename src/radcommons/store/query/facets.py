@@ -26,7 +26,7 @@ from radcommons.dictionary import PropertyType
 from radcommons.errors import UserError
 from radcommons.store.query import graph
 from radcommons.store.index.facts import FACTS_NODE, counts_table, cube_columns, fact_columns, facts_table
-from radcommons.store.query.ast import And, Compare, Contains, In, IsNull, Not, Or, Ref, TrueExpr
+from radcommons.store.query.ast import And, Compare, Contains, Exists, In, IsNull, Not, Or, Ref, TrueExpr
 from radcommons.store.query.compile import Compiler, ParentJoins, Projects, normalize_projects, scope_clause
 from radcommons.store.query.pages import Filter, _split, as_expr
 
@@ -70,6 +70,12 @@ def facets(
     if min_count is not None and min_count < 1:
         raise UserError("min_count must be at least 1")
     expr = as_expr(node, filter)
+    if min_count is not None:
+        named = sorted({name.rpartition(".")[2] for name in fields} & RECORD_IDENTIFIERS | _identifiers_in(expr))
+        if named:
+            raise UserError(f"{', '.join(named)} identif{'y' if len(named) > 1 else 'ies'} single records: counts by "
+                            "them, or of a filter on them, are for accounts that accepted the data use agreement",
+                            "log in (a token) and accept the agreement; anonymous counts are by attributes only")
     out: dict[str, list[Bucket]] = {}
     with engine.connect() as connection:
         compiler = Compiler(connection.dialect.name, normalize_projects(projects))
@@ -83,8 +89,34 @@ def facets(
                 buckets = _buckets(_counts(connection, plan), plan, top)
             if not missing:
                 buckets = [b for b in buckets if b.value is not None]
-            out[plan.name] = suppress(buckets, min_count) if min_count else buckets
+            if min_count:
+                # The values of an enumeration (or of bins) are public; another field's value in a
+                # small cell (an exact age, a description) would tell something of a few records.
+                public = bool(plan.info.enum) or plan.info.element is PropertyType.BOOLEAN or plan.edges is not None
+                buckets = [b for b in suppress(buckets, min_count) if public or b.count is not None or b.value is None]
+            out[plan.name] = buckets
     return out
+
+
+#: Fields that identify one record or file. A caller who may see aggregates only counts neither by
+#: them nor under a filter on them: a count of one pseudonym is that patient's record.
+RECORD_IDENTIFIERS = frozenset({"submitter_id", "study_uid", "series_uid", "sop_instance_uid", "object_id"})
+
+
+def _identifiers_in(expr: Any) -> set[str]:
+    """The record identifiers a filter compares or tests, at any depth."""
+    if isinstance(expr, (Compare, In, IsNull, Contains)):
+        found = {expr.field} & RECORD_IDENTIFIERS
+        if isinstance(expr, Compare) and isinstance(expr.value, Ref):
+            found |= {expr.value.field} & RECORD_IDENTIFIERS
+        return found
+    if isinstance(expr, (And, Or)):
+        return set().union(*(_identifiers_in(item) for item in expr.items))
+    if isinstance(expr, Not):
+        return _identifiers_in(expr.item)
+    if isinstance(expr, Exists) and expr.filter is not None:
+        return _identifiers_in(expr.filter)
+    return set()
 
 
 @dataclass
