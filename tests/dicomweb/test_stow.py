@@ -111,6 +111,9 @@ def test_refusals(dicomweb_commons: DicomwebCommons) -> None:
     wrong_type = httpx.post(f"{dicomweb_commons.url}/studies", content=b"{}", timeout=30,
                             headers={**headers, "Content-Type": "application/json"})
     assert wrong_type.status_code == 415
+    long_boundary = httpx.post(f"{dicomweb_commons.url}/studies", content=b"--x\r\n", timeout=30, headers={
+        **headers, "Content-Type": f'multipart/related; type="application/dicom"; boundary="{"x" * 100000}"'})
+    assert long_boundary.status_code == 400 and "1 to 70 characters" in long_boundary.text  # was a 500
     # The same instance already in another project is refused (UIDs belong to one project).
     curator = client(dicomweb_commons, "curator")
     taken = pydicom.dcmread(dicomweb_commons.open_instances[0].path)

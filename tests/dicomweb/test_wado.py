@@ -111,6 +111,9 @@ def test_rendered_png_and_jpeg(dicomweb_commons: DicomwebCommons) -> None:
     windowed = httpx.get(base + "/rendered", params={"window": "100,50"}, headers=headers, timeout=30)
     assert windowed.status_code == 200 and windowed.content != png
     assert httpx.get(base + "/rendered", headers={**headers, "Accept": "image/gif"}, timeout=30).status_code == 406
+    for window in ("nan,nan", "inf,1", ","):  # NaN rendered an image; "," was float('')'s own message
+        refused = httpx.get(base + "/rendered", params={"window": window}, headers=headers, timeout=30)
+        assert refused.status_code == 400 and "window" in refused.json()["error"]["message"], (window, refused.text)
 
 
 def test_frames(dicomweb_commons: DicomwebCommons, study) -> None:

@@ -89,6 +89,12 @@ def test_saved_queries_freeze_later(commons: Commons) -> None:
         save_query(commons.engine, "bad", "case", {"=": {"sexx": "Female"}}, owner="alice")
 
 
+def test_program_records_cannot_be_members(commons: Commons) -> None:
+    """Freezing one was an IntegrityError (a member needs a project): a 500 through the API."""
+    with pytest.raises(UserError, match="cannot hold program records"):
+        freeze(commons.engine, node="program", filter={}, name="p", owner="alice", projects=OPEN)
+
+
 def test_in_cohort_filters_and_non_imaging_cohorts(commons: Commons) -> None:
     cohort = freeze(commons.engine, node="measurement", filter={"=": {"test_result_text": "Positive"}}, name="pos",
                     owner="alice", projects=OPEN)

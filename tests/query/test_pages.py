@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from radcommons.errors import UserError
@@ -64,6 +67,14 @@ def test_bad_cursors_and_arguments_are_user_errors(commons: Commons) -> None:
         query(commons.engine, "case", {"=": {"sex": "Male"}}, limit=1, cursor=page.next_cursor)
     with pytest.raises(UserError, match="cursor is not valid"):
         query(commons.engine, "case", None, limit=1, cursor="not-a-cursor!")
+    # A cursor made by hand: its values reached SQL (a list or dict: ProgrammingError; 2**70: OverflowError).
+    sort = [("age_at_index", "desc")]
+    made = json.loads(base64.urlsafe_b64decode(query(commons.engine, "case", None, limit=1, sort=sort).next_cursor
+                                                 + "=="))
+    for key, value in (("k", [[1]]), ("k", [{"a": 1}]), ("k", [2**70]), ("id", 2**70), ("k", ["\ud800"])):
+        forged = base64.urlsafe_b64encode(json.dumps({**made, key: value}).encode()).decode().rstrip("=")
+        with pytest.raises(UserError, match="cursor is not valid"):
+            query(commons.engine, "case", None, limit=1, sort=sort, cursor=forged)
     with pytest.raises(UserError, match="limit"):
         query(commons.engine, "case", None, limit=0)
     with pytest.raises(UserError, match="many series"):

@@ -216,3 +216,20 @@ def test_admin_project_commands(commons: ResearchCommons) -> None:
     assert "Later-R1" in run("project", "grant", "researcher", "Later-R1")
     assert "Later-R1" in run("project", "list")
     assert "Later-R1" not in run("project", "grant", "researcher", "Later-R1", "--revoke")
+
+
+def test_values_the_index_cannot_take_are_400_not_500(commons: ResearchCommons) -> None:
+    """Each of these was a 500 with a traceback in the server's log (found by a sweep of the API)."""
+    huge = 2**70
+    with httpx.Client(base_url=commons.url + "/api/v1", headers=commons.headers("researcher"), timeout=60) as http:
+        answers = {
+            "a huge number in a filter": http.post("/query/case", json={"filter": {"=": {"age_at_index": huge}}}),
+            "a huge submission id": http.get(f"/submissions/{huge}"),
+            "a lone surrogate": http.post("/query/case", content=b'{"filter": {"=": {"submitter_id": "\\ud800"}}}',
+                                          headers={"Content-Type": "application/json"}),
+            "too many bins": http.post("/facets/case", json={"fields": ["age_at_index"],
+                                                             "bins": {"age_at_index": list(range(100000))}}),
+        }
+    for what, answer in answers.items():
+        assert answer.status_code == 400, (what, answer.status_code, answer.text[:300])
+        assert answer.json()["error"]["hint"], what

@@ -64,6 +64,10 @@ def test_anonymous_sees_suppressed_aggregates_only(browser: Browser, web_commons
     shot(page, "01-anonymous-explorer")
     page.goto(web_commons.url + "/dashboard")
     assert page.locator("#quarantine").count() == 0 and page.locator("#submissions").count() == 0
+    # A hand-edited age in the address was a 500 (int('abc')): it is ignored.
+    answer = page.goto(web_commons.url + "/?case.age_at_index=abc%2B&case.age_at_index=1-2-3")
+    assert answer is not None and answer.status == 200
+    expect(page.locator("#total-cases")).to_have_text("<10")
     page.context.close()
 
 
@@ -105,6 +109,11 @@ def test_researcher_filters_freezes_and_downloads(browser: Browser, web_commons:
     with page.expect_download() as download:
         page.locator("#download-table").click()
     assert len(Path(download.value.path()).read_text().splitlines()) == after + 1
+    # The explorer's file manifest link (it was a 404: /export/{tab}.csv took "manifest" as a table).
+    page.goto(web_commons.url + "/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="file manifest (CSV)").click()
+    assert "object_id" in Path(download.value.path()).read_text().splitlines()[0]
     # Open a study: thumbnails are rendered.
     page.goto(web_commons.url + "/?tab=studies")
     page.locator("table.records a.uid").first.click()

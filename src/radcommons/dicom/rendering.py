@@ -49,10 +49,20 @@ def frame_count(ds: Dataset) -> int:
         return 1
 
 
-def _frame(ds: Dataset, frame: int) -> NDArray[np.generic]:
+class NoSuchFrame(ValueError):
+    """A frame number outside 1 .. Number of Frames (PS3.3 C.7.6.6)."""
+
+
+def check_frame(ds: Dataset, frame: int) -> int:
+    """The number of frames of ``ds``; :class:`NoSuchFrame` when ``frame`` (1-based) is not one of them."""
     count = frame_count(ds)
     if not 1 <= frame <= count:
-        raise ValueError(f"frame {frame} does not exist; the image has {count} frame(s)")
+        raise NoSuchFrame(f"frame {frame} does not exist; the instance has {count} frame(s)")
+    return count
+
+
+def _frame(ds: Dataset, frame: int) -> NDArray[np.generic]:
+    count = check_frame(ds, frame)
     pixels = ds.pixel_array
     return pixels[frame - 1] if count > 1 else pixels
 

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from pydantic_core import PydanticSerializationError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from radcommons.errors import UserError
@@ -77,9 +78,37 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database(_: Request, error: OperationalError) -> JSONResponse:
-        log.error("database error: %s", str(error.orig or error).splitlines()[0])
+        reason = str(error.orig or error).splitlines()[0]
+        if "too many SQL variables" in reason:  # SQLite's limit: the request listed too many values
+            return error_response(400, "bad_request", "the request lists too many values at once",
+                                  "send fewer (bins, list items, UIDs) per request")
+        log.error("database error: %s", reason)
         return error_response(503, "unavailable", "the index database is not available",
                               "retry later; operators: check the database server", {"Retry-After": "5"})
+
+    # Values a client sent that the database or the JSON encoder cannot take; they are the
+    # request's fault, never a bug to report.
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, error: OverflowError) -> JSONResponse:
+        return error_response(400, "bad_request", f"a number in the request is out of range ({error})",
+                              "numbers must fit in 64 bits (between -9223372036854775808 and 9223372036854775807)")
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, error: DataError) -> JSONResponse:  # PostgreSQL: "integer out of range" and the like
+        reason = str(error.orig or error).splitlines()[0]
+        return error_response(400, "bad_request", f"a value in the request does not fit its field ({reason})",
+                              "numbers must fit in 64 bits (integers in 32 where the field is one)")
+
+    @app.exception_handler(UnicodeError)
+    async def _unicode(_: Request, error: UnicodeError) -> JSONResponse:
+        return error_response(400, "bad_request", "the request holds text that is not valid Unicode "
+                              "(a lone surrogate such as \\ud800)", "send text as UTF-8 without lone surrogates")
+
+    @app.exception_handler(PydanticSerializationError)
+    async def _serialization(request: Request, error: PydanticSerializationError) -> JSONResponse:
+        if "surrogates not allowed" in str(error):  # the answer would echo the request's bad text
+            return await _unicode(request, UnicodeError(str(error)))
+        return await _bug(request, error)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, error: Exception) -> JSONResponse:

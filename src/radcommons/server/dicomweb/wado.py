@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from radcommons.dicom.dicomweb_json import header_json
-from radcommons.dicom.rendering import Window, encode_image, frame_count, render_frame
+from radcommons.dicom.rendering import Window, check_frame, encode_image, frame_count, render_frame
 from radcommons.server.dicomweb.multipart import OutPart, file_chunks, parse_content_type
 from radcommons.store.index import node_tables
 from radcommons.store.objects import ObjectStore
@@ -182,7 +183,12 @@ def parse_window(value: str | None) -> Window | None:
     parts = [p.strip() for p in value.split(",")]
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() not in ("linear", "linear-exact")):
         raise ValueError("window must be center,width[,linear]")
-    center, width = float(parts[0]), float(parts[1])
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError("window must be center,width[,linear] with two numbers") from None
+    if not (math.isfinite(center) and math.isfinite(width)):
+        raise ValueError("the window's center and width must be finite numbers")
     if width <= 0:
         raise ValueError("the window width must be positive")
     return Window(center, width)
@@ -219,8 +225,7 @@ def frame_bytes(ds: Dataset, frames: Sequence[int], syntaxes: set[str]) -> list[
     """
     count = frame_count(ds)
     for number in frames:
-        if not 1 <= number <= count:
-            raise ValueError(f"frame {number} does not exist; the instance has {count} frame(s)")
+        check_frame(ds, number)
     syntax = ds.file_meta.TransferSyntaxUID
     if syntax.is_encapsulated:
         if ANY_SYNTAX in syntaxes or str(syntax) in syntaxes:

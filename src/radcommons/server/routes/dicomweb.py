@@ -17,6 +17,7 @@ from pydicom import Dataset
 from starlette.requests import ClientDisconnect
 
 from radcommons.dicom.qido import parse_query
+from radcommons.dicom.rendering import NoSuchFrame
 from radcommons.pipelines.submission import check_project
 from radcommons.server.access import readable_projects, require_data_use_agreement
 from radcommons.server.auth import current_principal
@@ -222,9 +223,11 @@ def _rendered(request: Request, context: ServerContext, principal: Principal, st
     ds = _read_one(context, principal, study, series, instance)
     try:
         image = wado.render(ds, frame, voi, media_type, quality)
-    except ValueError as error:
-        raise ApiError(404 if "frame" in str(error) else 400, "not_found" if "frame" in str(error)
-                       else "bad_request", str(error), "frames are numbered from 1") from None
+    except NoSuchFrame as error:
+        raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
+    except ValueError as error:  # pixel data pydicom cannot decode (short, damaged): the stored file's fault
+        raise ApiError(422, "unrenderable", f"the instance cannot be rendered: {error}",
+                       "its pixel data is damaged or incomplete: fetch the instance itself, or tell the curators") from None
     return Response(image, media_type=media_type)
 
 
@@ -261,8 +264,11 @@ def retrieve_frames(request: Request, study: str = StudyUID, series: str = Serie
     ds = _read_one(context, principal, study, series, instance)
     try:
         found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], syntaxes)
-    except ValueError as error:
+    except NoSuchFrame as error:
         raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
+    except ValueError as error:
+        raise ApiError(422, "unrenderable", f"the frames cannot be read: {error}",
+                       "its pixel data is damaged or incomplete: fetch the instance itself, or tell the curators") from None
     boundary = new_boundary()
     parts = (OutPart({"Content-Type": kind, "Content-Length": str(len(data))}, [data]) for kind, data in found)
     return StreamingResponse(write_parts(parts, boundary),
@@ -305,6 +311,9 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
         raise ApiError(415, "unsupported_media_type",
                        f"only application/dicom parts are supported, not {params['type']}",
                        "send DICOM Part 10 files; the JSON/XML metadata + bulk data forms are not supported")
+    if not 1 <= len(params["boundary"]) <= 70:  # RFC 2046 5.1.1: 1 to 70 characters
+        raise ApiError(400, "bad_request", f"a multipart boundary of {len(params['boundary'])} characters",
+                       "a boundary has 1 to 70 characters (RFC 2046)")
     with PartSpool(params["boundary"], context.state_dir / "dicomweb") as spool:
         try:
             pending = bytearray()  # fed to the parser a megabyte at a time: one thread hop each

@@ -10,6 +10,8 @@ a user can add a second value to a facet already filtered (the usual faceted-sea
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,13 +104,22 @@ Selection = dict[str, list[str]]
 
 
 def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet]) -> Selection:
-    """The facet values selected in a query string (unknown keys and empty values ignored)."""
-    keys = {f.key for f in known}
+    """The facet values selected in a query string (unknown keys, empty values and, for a binned
+    facet, anything but a bin label ignored: a link edited by hand is no reason to fail)."""
+    by_key = {f.key: f for f in known}
     selection: Selection = {}
     for key, value in params:
-        if key in keys and value and value not in selection.get(key, []):
-            selection.setdefault(key, []).append(value)
+        facet = by_key.get(key)
+        if facet is None or not value or value in selection.get(key, []):
+            continue
+        if facet.bins is not None and value != MISSING and not _BIN_LABEL.fullmatch(value):
+            continue
+        selection.setdefault(key, []).append(value)
     return selection
+
+
+#: A bin label as the facets write it: ``18-29``, ``90+``, ``<0`` (numbers of at most 9 digits).
+_BIN_LABEL = re.compile(r"\d{1,9}-\d{1,9}|\d{1,9}\+|<\d{1,9}")
 
 
 def query_string(selection: Mapping[str, Sequence[str]], **extra: str | None) -> str:

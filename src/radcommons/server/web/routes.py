@@ -194,19 +194,7 @@ def _download(chunks: Any, filename: str, media_type: str) -> StreamingResponse:
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/export/{tab}.csv")
-def export_table(tab: str, request: Request, view: View = Depends(current_view),
-                 context: ServerContext = Depends(get_context)) -> Response:
-    refused = _records_or_refuse(request, view)
-    if refused or tab not in fx.TAB_NODES:
-        return refused or _refuse(request, view, f"No table {tab!r}.", 404)
-    known = fx.all_facets()
-    node = fx.TAB_NODES[tab]
-    selection = fx.parse_selection(request.query_params.multi_items(), known)
-    chunks = export(context.engine, node, fx.to_filter(selection, node, known), format="csv", projects=view.projects)
-    return _download(chunks, f"radcommons-{tab}.csv", MEDIA_TYPES["csv"])
-
-
+# Before /export/{tab}.csv, which would otherwise take manifest.csv as a table named "manifest".
 @router.get("/export/manifest.csv")
 def export_files(request: Request, view: View = Depends(current_view),
                  context: ServerContext = Depends(get_context)) -> Response:
@@ -221,6 +209,19 @@ def export_files(request: Request, view: View = Depends(current_view),
 
 
 _NAME = re.compile(r"[^\w .,()+-]")
+
+
+@router.get("/export/{tab}.csv")
+def export_table(tab: str, request: Request, view: View = Depends(current_view),
+                 context: ServerContext = Depends(get_context)) -> Response:
+    refused = _records_or_refuse(request, view)
+    if refused or tab not in fx.TAB_NODES:
+        return refused or _refuse(request, view, f"No table {tab!r}.", 404)
+    known = fx.all_facets()
+    node = fx.TAB_NODES[tab]
+    selection = fx.parse_selection(request.query_params.multi_items(), known)
+    chunks = export(context.engine, node, fx.to_filter(selection, node, known), format="csv", projects=view.projects)
+    return _download(chunks, f"radcommons-{tab}.csv", MEDIA_TYPES["csv"])
 
 
 @router.post("/cohorts")

@@ -94,11 +94,18 @@ def _cohort(row: Row[Any]) -> Cohort:
     )
 
 
+def _check_member_node(node: str) -> None:
+    if node == "program":  # members are counted, scoped and shown per project; a program is in none
+        raise UserError("a cohort cannot hold program records: they belong to no project",
+                        "write the query for project, case, imaging_study, series or instance records")
+
+
 def save_query(engine: Engine, name: str, node: str, filter: Mapping[str, Any] | None, *, owner: str,
                description: str = "") -> Cohort:
     """Save ``filter`` on ``node`` under ``name`` for ``owner`` (validated now, run later)."""
     if not name.strip():
         raise UserError("a saved query needs a name")
+    _check_member_node(node)
     parse_filter(node, filter)
     cohort, _ = _tables()
     with engine.begin() as connection:
@@ -163,6 +170,7 @@ def freeze(
         source_id = None
     if node is None or name is None:
         raise UserError("freeze needs a saved query, or a node type, a filter and a name")
+    _check_member_node(node)
     expr = parse_filter(node, filter)
     if include_instances is None:
         include_instances = node in IMAGING_NODES

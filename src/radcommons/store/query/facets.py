@@ -14,6 +14,7 @@ the others from the total.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -239,9 +240,17 @@ def _check_edges(info: graph.FieldInfo, edges: Sequence[float]) -> list[float]:
     if not info.is_numeric:
         raise UserError(f"cannot bin {info.name!r}: it is not numeric")
     out = list(edges)
-    if not out or any(b <= a for a, b in zip(out, out[1:])):
-        raise UserError(f"bins of {info.name!r} must be ascending numbers, got {out}")
+    if len(out) > MAX_BIN_EDGES:
+        raise UserError(f"{len(out)} bin edges for {info.name!r}: at most {MAX_BIN_EDGES}",
+                        "give fewer, wider bins (e.g. [0, 18, 30, 40, 50, 65, 75, 85, 90])")
+    if not out or not all(math.isfinite(edge) for edge in out) or any(b <= a for a, b in zip(out, out[1:])):
+        raise UserError(f"bins of {info.name!r} must be ascending finite numbers, got {out[:20]}",
+                        "e.g. [0, 18, 30, 40, 50, 65, 75, 85, 90]")
     return out
+
+
+#: The most bin edges one field may have (each is a branch of the SQL CASE and a bucket).
+MAX_BIN_EDGES = 200
 
 
 def _bin_index(col: ColumnElement[Any], edges: Sequence[float]) -> ColumnElement[Any]:

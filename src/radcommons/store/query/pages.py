@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -230,6 +231,22 @@ def _decode(cursor: str, fingerprint: str, n_keys: int) -> tuple[list[Any], int]
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad from None
     if (not isinstance(data, dict) or data.get("q") != fingerprint or not isinstance(data.get("k"), list)
-            or len(data["k"]) != n_keys or not isinstance(data.get("id"), int)):
-        raise bad
+            or len(data["k"]) != n_keys or not _is_int64(data.get("id"))
+            or not all(_is_key_value(value) for value in data["k"])):
+        raise bad  # a cursor is made by the server, but a client can make one too: its values are bound in SQL
     return data["k"], data["id"]
+
+
+def _is_int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
+def _is_key_value(value: Any) -> bool:
+    """A sort key as the server writes one: null, a boolean, a 64-bit integer, a finite number or text."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return _is_int64(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
