@@ -10,7 +10,7 @@ import pytest
 from commons_fixtures import PROJECT, SITE, Commons, instances_of
 from sqlalchemy import select
 
-from radcommons.client import ConflictError, ManifestEntry, file_sha256
+from radcommons.client import ConflictError, InvalidRequestError, ManifestEntry, file_sha256
 from radcommons.store.index import counts, make_engine, node_tables
 from radcommons.store.objects import ObjectStore
 
@@ -124,6 +124,12 @@ def test_dedup_and_missing_files(sqlite_commons: Commons, deid_tree: Path) -> No
         client.commit(three.id)
     assert missing.value.code == "files_missing" and missing.value.detail["missing"] == ["ab" * 32]
     assert client.get_submission(three.id).status == "open"
+    # A path that leaves its package or carries a NUL, and a size beyond any file, were accepted.
+    for entry in (ManifestEntry("ab" * 32, 10, "../../x.dcm"), ManifestEntry("ab" * 32, 10, "/abs.dcm"),
+                  ManifestEntry("ab" * 32, 10, "a\x00.dcm"), ManifestEntry("ab" * 32, 2**70, "x.dcm")):
+        with pytest.raises(InvalidRequestError) as refused:
+            client.put_study_manifest(three.id, "1.2.3", [entry])
+        assert "files.0." in str(refused.value.detail) or "files.0." in refused.value.message, refused.value
 
 
 def test_a_uid_belongs_to_one_project(commons: Commons, deid_tree: Path, tmp_path: Path) -> None:

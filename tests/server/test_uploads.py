@@ -54,6 +54,8 @@ def test_bad_input_is_explained(sqlite_commons: Commons) -> None:
         assert response.json()["error"]["expected_offset"] == 500
         response = _patch(http, sid, digest, data[500:] + b"extra", 500, 1000)
         assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+        response = _patch(http, sid, hashlib.sha256(b"huge").hexdigest(), b"h", 0, 2**70)  # was recorded as is
+        assert response.status_code == 413 and "Upload-Length" in response.json()["error"]["message"]
         wrong = hashlib.sha256(b"other").hexdigest()
         response = http.put(f"/submissions/{sid}/files/{wrong}", content=data)
         assert response.status_code == 400 and response.json()["error"]["code"] == "hash_mismatch"

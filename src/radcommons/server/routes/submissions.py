@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from radcommons.pipelines import submission as pipeline
 from radcommons.server.auth import current_principal
+from radcommons.server.uploads import MAX_FILE
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.store.index.accounts import Principal
 
@@ -28,8 +29,19 @@ class SubmissionCreate(BaseModel):
 
 class ManifestEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256 of the file")
-    size: int = Field(ge=0)
-    path_in_package: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0, le=MAX_FILE)
+    path_in_package: str = Field(min_length=1, max_length=1024,
+                                 description="the file's relative path in the study package")
+
+    @field_validator("path_in_package")
+    @classmethod
+    def _plain_relative_path(cls, value: str) -> str:
+        """Shown to curators and in receipts, kept with quarantined files: never a path that leaves
+        its package or carries control characters."""
+        parts = value.split("/")
+        if value.startswith("/") or "\\" in value or ".." in parts or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be a relative path with '/' between names, without '..' or control characters")
+        return value
 
 
 class StudyManifest(BaseModel):
