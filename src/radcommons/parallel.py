@@ -229,7 +229,14 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     else:  # the pool's own record of its processes (cleared by shutdown, so read first)
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
+    manager = getattr(pool, "_executor_manager_thread", None)  # cleared by shutdown: read first
     pool.shutdown(wait=False, cancel_futures=True)
+    # Let the pool's manager thread end (at once: its processes are gone). It closes its wake-up pipe
+    # as it ends; a command that exits meanwhile (a bad argument found right after the helpers were
+    # started) has Python's exit hook write to that pipe, and before 3.12 that races: "Exception
+    # ignored ... Bad file descriptor" and a traceback on the user's terminal.
+    if manager is not None:
+        manager.join(timeout=10)
 
 
 def _map_on_cluster(func: Callable[[T], R], chunks: Iterator[list[T]], scheduler: str, count: int) -> Iterator[R]:
