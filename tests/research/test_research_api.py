@@ -230,6 +230,7 @@ def test_values_the_index_cannot_take_are_400_not_500(commons: ResearchCommons) 
             "too many bins": http.post("/facets/case", json={"fields": ["age_at_index"],
                                                              "bins": {"age_at_index": list(range(100000))}}),
         }
+        answers["an empty and"] = http.post("/query/case", json={"filter": {"and": []}})  # its hint was ""
     for what, answer in answers.items():
         assert answer.status_code == 400, (what, answer.status_code, answer.text[:300])
         assert answer.json()["error"]["hint"], what

@@ -60,7 +60,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def _user(_: Request, error: UserError) -> JSONResponse:
-        return error_response(400, "bad_request", error.message, error.hint)
+        # Most messages without a hint of their own come from the query engine (filters, fields, bins).
+        return error_response(400, "bad_request", error.message,
+                              error.hint or "see docs/QUERY.md for filters, fields and bins, and docs/API.md (or /docs)")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
