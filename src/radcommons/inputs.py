@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from radcommons.errors import UserError
@@ -80,6 +80,15 @@ def read_named_file(path: str | os.PathLike[str]) -> bytes:
         raise UserError(f"{os.fspath(path)}: {error.strerror or error}") from None
 
 
+def check_unique_columns(header: Sequence[str], where: str) -> None:
+    """A :class:`~radcommons.errors.UserError` (``where`` first) when a column of a table's header
+    is named twice: one of the two columns' values would be silently dropped or overwritten."""
+    twice = sorted({name for name in header if name and header.count(name) > 1})
+    if twice:
+        raise UserError(f"{where}: the column(s) {', '.join(twice)} appear more than once in the header",
+                        "name each column once (rename or delete the repeated one)")
+
+
 def read_input_text(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
     """:func:`read_input_bytes` decoded (``UnicodeDecodeError`` as from :meth:`pathlib.Path.read_text`)."""
     return read_input_bytes(path).decode(encoding)
@@ -115,4 +124,4 @@ def walk_files(root: str | os.PathLike[str], skip: Collection[str | os.PathLike[
             yield Path(folder) / name
 
 
-__all__ = ["NotARegularFile", "read_input_bytes", "read_input_text", "read_named_file", "stat_input", "walk_files"]
+__all__ = ["NotARegularFile", "check_unique_columns", "read_input_bytes", "read_input_text", "read_named_file", "stat_input", "walk_files"]

@@ -33,6 +33,26 @@ def open_store(url: str | None = None, *, existing: bool = False) -> ObjectStore
     return store
 
 
+def check_server(server: str, token_file, *, refused_only: bool = False) -> None:
+    """Fail fast (before de-identifying or listening) when the commons refuses the token, or
+    (unless ``refused_only``: a gateway spools while the commons is away) does not answer."""
+    from radcommons.client import CommonsClient, CommonsError
+
+    try:
+        with CommonsClient.from_token_file(server, token_file, retries=2, backoff=0.2, timeout=15) as probe:
+            probe.whoami()
+    except CommonsError as error:
+        if refused_only and not 400 <= error.status < 500:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[yellow]warning:[/] the commons at {server} did not answer "
+                                       f"({error.message}): studies are spooled and sent once it does",
+                                       highlight=False)
+            return
+        raise UserError(f"the commons at {server} refused or did not answer: {error.message}",
+                        error.hint or "check --server and the network, and that your token is valid") from error
+
+
 def database_url(url: str | None = None) -> str:
     """``url``, else the configured database URL."""
     from radcommons.settings import load_settings

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from radcommons.cli.context import check_server
 from radcommons.errors import UserError
 from radcommons.roles import check_site_id
 
@@ -100,24 +101,6 @@ def command(
     finally:
         if client is not None:
             client.close()
-
-
-def check_server(server: str, token_file, *, refused_only: bool = False) -> None:
-    """Fail fast (before de-identifying or listening) when the commons refuses the token, or
-    (unless ``refused_only``: a gateway spools while the commons is away) does not answer."""
-    from radcommons.client import CommonsClient, CommonsError
-
-    try:
-        with CommonsClient.from_token_file(server, token_file, retries=2, backoff=0.2, timeout=15) as probe:
-            probe.whoami()
-    except CommonsError as error:
-        if refused_only and not 400 <= error.status < 500:
-            Console(stderr=True).print(f"[yellow]warning:[/] the commons at {server} did not answer "
-                                       f"({error.message}): studies are spooled and sent once it does",
-                                       highlight=False)
-            return
-        raise UserError(f"the commons at {server} refused or did not answer: {error.message}",
-                        error.hint or "check --server and the network, and that your token is valid") from error
 
 
 def _with_bar(console: Console, label: str, work):

@@ -54,7 +54,7 @@ def command(
     if server:
         if token_file is None:
             raise UserError("--token-file is required with --server", "give the file holding your upload token")
-        from radcommons.cli.contribute_cmd import check_server
+        from radcommons.cli.context import check_server
         from radcommons.client import CommonsClient
 
         check_server(server, token_file, refused_only=True)  # a wrong token: said now, not at the first study

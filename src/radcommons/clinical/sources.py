@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_bytes
+from radcommons.inputs import check_unique_columns, read_input_bytes
 
 #: File types a site may send, and their cell separators (None: a workbook).
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
@@ -106,14 +106,6 @@ def _decoded(path: Path, data: bytes) -> str:
     return data.decode("cp1252", errors="replace")
 
 
-def _check_header(file: str, header: list[str]) -> None:
-    """A column named twice would have one of its values silently dropped."""
-    twice = sorted({name for name in header if name and header.count(name) > 1})
-    if twice:
-        raise UserError(f"clinical file {file}: the column(s) {', '.join(twice)} appear more than once in the header",
-                        "name each column once (rename or delete the repeated one)")
-
-
 def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
@@ -133,7 +125,7 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
                         "check for unbalanced quotes, or save the file again as CSV/TSV") from error
     if not header:
         raise UserError(f"clinical file {file} is empty", "export it again with a header line")
-    _check_header(file, header)
+    check_unique_columns(header, f"clinical file {file}")
     return SourceTable(file, None, tuple(header), tuple(rows))
 
 
@@ -155,7 +147,7 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             header = [str(c).strip() if c is not None else "" for c in header_cells]
             while header and not header[-1]:
                 header.pop()
-            _check_header(f"{path} (sheet {sheet.title})", header)
+            check_unique_columns(header, f"clinical file {path} (sheet {sheet.title})")
             rows: list[tuple[int, dict[str, Any]]] = []
             for number, cells in enumerate(iterator, start=2):
                 if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):

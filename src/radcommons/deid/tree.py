@@ -277,24 +277,23 @@ SETTINGS_FILE = "destinations.json"
 _OUTPUT = re.compile(r"[0-9.]+/[0-9.]+/[0-9.]+\.dcm")
 
 
-def _settings_of(state_dir: Path, dst: Path) -> str | None:
+def _recorded_settings(state_dir: Path) -> dict[str, str]:
+    """Destination (resolved) -> settings fingerprint; empty when none was recorded or the record
+    cannot be read (then every destination's outputs are written again: the safe side)."""
     try:
         recorded = json.loads((state_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return recorded.get(str(dst.resolve())) if isinstance(recorded, dict) else None
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _settings_of(state_dir: Path, dst: Path) -> str | None:
+    return _recorded_settings(state_dir).get(str(dst.resolve()))
 
 
 def _record_settings(state_dir: Path, dst: Path, settings: str) -> None:
-    path = state_dir / SETTINGS_FILE
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = {}
-    if not isinstance(recorded, dict):
-        recorded = {}
-    recorded[str(dst.resolve())] = settings
-    write_atomic(path, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
+    recorded = {**_recorded_settings(state_dir), str(dst.resolve()): settings}
+    write_atomic(state_dir / SETTINGS_FILE, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
 
 
 def remove_outputs(dst: Path) -> int:

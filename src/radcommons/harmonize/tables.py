@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import read_named_file
+from radcommons.inputs import check_unique_columns, read_named_file
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -142,10 +142,7 @@ def _read_rows(text: str, path: Path | str) -> tuple[list[str], list[tuple[int, 
                 rows.append((reader.line_num, cells))
     except csv.Error as error:
         raise UserError(f"{path}: row {reader.line_num}: cannot parse ({error})") from None
-    twice = sorted({name for name in header if name and header.count(name) > 1})
-    if twice:  # which one holds the data is anyone's guess; the output would repeat one of them
-        raise UserError(f"{path}: the column(s) {', '.join(twice)} appear more than once in the first row",
-                        "name each column once (rename or delete the repeated one)")
+    check_unique_columns(header, str(path))  # which one holds the data is anyone's guess
     return header, rows
 
 

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from radcommons.pipelines import submission as pipeline
+from radcommons.roles import PROJECT_NAME, SITE_ID
 from radcommons.server.auth import current_principal
-from radcommons.server.uploads import MAX_FILE
 from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.uploads import MAX_FILE
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["submissions"])
@@ -20,10 +21,11 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class SubmissionCreate(BaseModel):
-    project: str = Field(min_length=1, max_length=64, pattern=_ID, description="Project submitter_id, e.g. Open-A1")
+    project: str = Field(min_length=1, max_length=64, pattern=f"^{PROJECT_NAME.pattern}$",
+                         description="Project submitter_id, e.g. Open-A1")
     dataset: str = Field(min_length=1, max_length=128, pattern=_ID,
                          description="Batch submitter_id, e.g. SITE_A_20260301")
-    site_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_ID,
+    site_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=f"^{SITE_ID.pattern}$",
                                 description="The contributing site (default: the user's)")
 
 
