@@ -120,3 +120,34 @@ def test_refusals(dicomweb_commons: DicomwebCommons) -> None:
     with pytest.raises(requests.HTTPError) as clash:
         curator.store_instances([taken], additional_params={"project": STOW, "site": "SITE_A"})
     assert pydicom.Dataset.from_json(clash.value.response.json()).FailedSOPSequence[0].FailureReason == 0x0124
+
+
+def _post(commons: DicomwebCommons, parts: list[bytes], *, close: bool = True) -> httpx.Response:
+    boundary = "stow-test-boundary"
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
+                    for data in parts)
+    if close:
+        body += f"--{boundary}--\r\n".encode()
+    return httpx.post(f"{commons.url}/studies", content=body, timeout=60, headers={
+        "Authorization": f"Bearer {commons.token('stower')}",
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+
+
+def test_a_body_or_an_instance_cut_short_is_not_stored(dicomweb_commons: DicomwebCommons) -> None:
+    """Both were stored and indexed as successes: a body without its closing boundary (its last
+    part cut anywhere), and an instance whose pixel data ends early (its header reads well)."""
+    whole, cut = fresh_study(dicomweb_commons, 2)
+    data = encoded(cut)
+    cut_short = _post(dicomweb_commons, [encoded(whole), data[:-100]], close=False)
+    assert cut_short.status_code == 400 and "closing boundary" in cut_short.json()["error"]["message"], cut_short.text
+    assert "send it again" in cut_short.json()["error"]["hint"]
+    assert not dicomweb_commons.store.exists(hashlib.sha256(encoded(whole)).hexdigest())  # nothing of that request
+    answer = _post(dicomweb_commons, [encoded(whole), data[:-100]])
+    assert answer.status_code == 202, answer.text
+    stored = pydicom.Dataset.from_json(answer.json())
+    assert [i.ReferencedSOPInstanceUID for i in stored.ReferencedSOPSequence] == [whole.SOPInstanceUID]
+    [failed] = stored.FailedSOPSequence
+    assert failed.FailureReason == 0xC000 and "Pixel Data needs 100 more bytes" in failed[0x00000902].value
+    assert not dicomweb_commons.store.exists(hashlib.sha256(data[:-100]).hexdigest())
+    assert client(dicomweb_commons, "curator").search_for_instances(
+        search_filters={"SOPInstanceUID": cut.SOPInstanceUID}) == []

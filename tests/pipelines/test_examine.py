@@ -2,7 +2,8 @@
 and gets what ``pydicom.dcmread(..., stop_before_pixels=True)`` gets: the same elements and
 values, File Meta Information and encoding, so the gate and the index fields see the same.
 Files the one-pass reader does not take (undefined lengths are read by pydicom's reader;
-big endian, truncated, not DICOM) still give dcmread's answer and messages."""
+big endian, truncated, not DICOM) still give dcmread's answer and messages. A file whose
+pixel data was cut short (its header reads well) is refused, whichever reader read it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
 from radcommons.deid import check_deidentified, deidentify_dataset
+from radcommons.dicom.elements import read_head
 from radcommons.dicom.index_fields import instance_fields
 from radcommons.pipelines.examine import _read_plain, read_header
 
@@ -44,8 +46,10 @@ def _variants(tmp_path: Path, context) -> list[Path]:
 def test_one_pass_header_equals_dcmread(tmp_path, context):
     for path in _variants(tmp_path, context):
         reference = pydicom.dcmread(path, stop_before_pixels=True)
-        ours = _read_plain(str(path), None)
-        assert ours is not None, path.name
+        with open(path, "rb") as handle:
+            plain = _read_plain(handle, path.stat().st_size)
+        assert plain is not None and plain[1] == "", path.name
+        ours = plain[0]
         assert list(ours.keys()) == list(reference.keys()), path.name
         assert all(ours[tag] == reference[tag] for tag in reference.keys()), path.name
         assert ours.file_meta == reference.file_meta and ours.preamble == reference.preamble
@@ -70,7 +74,40 @@ def test_bad_files_keep_dcmread_messages(tmp_path, data, message):
     if data is None:
         data = write(make_ct(), tmp_path / "whole.dcm").read_bytes()[:700]  # truncated in the header
     path.write_bytes(data)
-    assert _read_plain(str(path), None) is None
+    with open(path, "rb") as handle:
+        assert _read_plain(handle, len(data)) is None
     found = read_header(str(path))
     assert isinstance(found, str) and message in found
     assert isinstance(read_header(io.BytesIO(data), len(data)), str)
+
+
+@pytest.mark.parametrize(
+    "variant, cut, message",
+    [
+        ("native", -10, "Pixel Data needs 10 more bytes"),
+        ("native", "pixel_start", "image attributes present but no Pixel Data"),
+        ("jpeg", -8, "no sequence delimiter"),  # the last fragment whole, the delimiter gone
+        ("jpeg", -20, "fragment runs past the end"),
+        ("big_endian", -10, "Pixel Data needs 10 more bytes"),  # read by dcmread, checked the same
+    ],
+)
+def test_pixel_data_cut_short_is_refused(tmp_path, variant, cut, message):
+    """A transfer cut short leaves a header that reads well: it was stored and indexed as a
+    success, and a viewer then failed on it."""
+    ds = make_ct(encapsulated=variant == "jpeg")
+    if variant == "big_endian":
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+        ds.save_as(tmp_path / "whole.dcm", implicit_vr=False, little_endian=False, enforce_file_format=True)
+        whole = tmp_path / "whole.dcm"
+    else:
+        whole = write(ds, tmp_path / "whole.dcm")
+    assert not isinstance(read_header(str(whole)), str)
+    data = whole.read_bytes()
+    data = data[:read_head(io.BytesIO(data), len(data)).pixel_start] if cut == "pixel_start" else data[:cut]
+    for found in (read_header(io.BytesIO(data), len(data)), read_header(_write(tmp_path / "cut.dcm", data))):
+        assert isinstance(found, str) and message in found and "send" in found, found
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)

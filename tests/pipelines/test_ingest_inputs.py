@@ -175,3 +175,15 @@ def test_a_tree_already_in_another_project_is_rejected_and_leaves_no_project(dei
     assert files and all(f["status"] == "rejected" and "already in project First-1" in f["reason"] for f in files)
     listed = run_cli("admin", "project", "list", "--url", url).stdout
     assert "First-1" in listed and "Second-1" not in listed
+
+
+def test_a_file_whose_pixel_data_was_cut_short_is_rejected_and_not_stored(deid_tree: Path, tmp_path: Path) -> None:
+    """An interrupted copy leaves a header that reads well: the file was indexed as a success."""
+    tree, victim = _tree(deid_tree, tmp_path)
+    cut = victim.read_bytes()[:-1000]
+    victim.write_bytes(cut)
+    report, store, indexed = _ingest(tree, tmp_path, deid_gate)
+    outcome = next(o for o in report.outcomes if o.path == str(victim))
+    assert outcome.status == "rejected" and "Pixel Data needs 1000 more bytes" in outcome.reason, outcome
+    assert "cut short" in outcome.reason and not store.exists(hashlib.sha256(cut).hexdigest())
+    assert indexed == len(report.outcomes) - 1

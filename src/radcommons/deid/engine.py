@@ -40,6 +40,7 @@ from pydicom.tag import BaseTag, Tag
 
 from radcommons import __version__
 from radcommons.deid import dates, iod
+from radcommons.dicom.elements import PIXEL_TAGS
 from radcommons.deid.fileio import ascii_compatible
 from radcommons.deid.profile import Decision, Profile, load_profile
 from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
@@ -54,7 +55,6 @@ REJECTED = "rejected"
 
 TABLE_EDITION = "PS3.15 E.1-1 2024b"
 
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _TAG_PATIENT_ID = 0x00100020
 _TAG_PATIENT_NAME = 0x00100010
 _TAG_PATIENT_AGE = 0x00101010
@@ -229,7 +229,7 @@ def _fallback_needs_review(ds: Dataset) -> tuple[bool, str]:
 
 def pixel_review(ds: Dataset) -> tuple[bool, str]:
     """Does this image need its pixels cleaned? (decided from the header only)."""
-    if not any(tag in ds for tag in _PIXEL_TAGS) and "Rows" not in ds:
+    if not any(tag in ds for tag in PIXEL_TAGS) and "Rows" not in ds:
         return False, "no pixel data"
     module = _pixels_module()
     if module is None:
@@ -449,7 +449,7 @@ class _Transformer:
             if tag.element == 0x0000 or tag.group == 0x0002:
                 del ds[tag]  # group lengths go stale; file meta is rebuilt separately
                 continue
-            if top and int(tag) in _PIXEL_TAGS:
+            if top and int(tag) in PIXEL_TAGS:
                 continue  # pixel data is never touched here
             if top and int(tag) in _RECORD_TAGS:
                 del ds[tag]
@@ -858,7 +858,7 @@ def deidentify_dataset(
         if context.review_pixels:
             needs, why = pixel_review(ds)
             if needs:
-                if not any(tag in ds for tag in _PIXEL_TAGS):
+                if not any(tag in ds for tag in PIXEL_TAGS):
                     return DeidOutcome(WITHHELD, f"pixels need review ({why}) but Pixel Data is absent")
                 cleaned, withheld, regions = clean_pixels(ds)
                 if withheld:

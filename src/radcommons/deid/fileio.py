@@ -44,13 +44,12 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from radcommons.dicom.elements import LONG_VRS, PixelDataError, pixel_span
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 CHUNK = 1 << 20
-_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 #: the trailing part (after Pixel Data) is parsed into memory; more than this is suspect
 MAX_TAIL = 64 << 20
 
@@ -79,72 +78,6 @@ def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
     if implicit:
         return ImplicitVRLittleEndian
     return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-
-
-def _element_end(fp, start: int, size: int, implicit: bool, little: bool) -> tuple[int, int]:
-    """Tag and end offset of the element that starts at ``start`` (no value is read)."""
-    endian = "<" if little else ">"
-    fp.seek(start)
-    head = fp.read(8)
-    if len(head) < 8:
-        raise BadInput("truncated: file ends inside the Pixel Data element header")
-    group, element = struct.unpack(endian + "HH", head[:4])
-    tag = (group << 16) | element
-    if implicit:
-        length = struct.unpack(endian + "L", head[4:8])[0]
-        value_start = start + 8
-    else:
-        vr = head[4:6]
-        if vr in _LONG_VRS:
-            extra = fp.read(4)
-            if len(extra) < 4:
-                raise BadInput("truncated: file ends inside the Pixel Data element header")
-            length = struct.unpack(endian + "L", extra)[0]
-            value_start = start + 12
-        else:
-            length = struct.unpack(endian + "H", head[6:8])[0]
-            value_start = start + 8
-    if length != 0xFFFFFFFF:
-        end = value_start + length
-        if end > size:
-            raise BadInput(f"truncated: Pixel Data needs {end - size} more bytes than the file has")
-        return tag, end
-    # encapsulated (undefined length): walk the items to the Sequence Delimitation Item
-    position = value_start
-    while True:
-        fp.seek(position)
-        item = fp.read(8)
-        if len(item) < 8:
-            raise BadInput("truncated: encapsulated Pixel Data has no sequence delimiter")
-        item_group, item_element, item_length = struct.unpack(endian + "HHL", item)
-        item_tag = (item_group << 16) | item_element
-        if item_tag == 0xFFFEE0DD:
-            return tag, position + 8
-        if item_tag != 0xFFFEE000 or item_length == 0xFFFFFFFF:
-            raise BadInput("corrupt: encapsulated Pixel Data has an invalid item")
-        position += 8 + item_length
-        if position > size:
-            raise BadInput("truncated: an encapsulated Pixel Data fragment runs past the end")
-
-
-def pixel_span(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> tuple[tuple[int, int] | None, int]:
-    """The byte range of the pixel elements that start at ``start`` (``None``: there are
-    none) and the position after them, where trailing elements may follow. Raises
-    :class:`BadInput` when the pixel data runs past the end of the file."""
-    span: tuple[int, int] | None = None
-    position = start
-    while position < size:
-        fp.seek(position)
-        peek = fp.read(4)
-        if len(peek) < 4:
-            break
-        g, e = struct.unpack(("<" if little else ">") + "HH", peek)
-        if ((g << 16) | e) not in _PIXEL_TAGS:
-            break
-        _, end = _element_end(fp, position, size, implicit, little)
-        span = (start, end)
-        position = end
-    return span, position
 
 
 def read_header(path: Path) -> Header:
@@ -185,7 +118,10 @@ def read_header(path: Path) -> Header:
             ts = _transfer_syntax(ds, bool(implicit), bool(little))
             if ts == DeflatedExplicitVRLittleEndian:
                 return Header(ds, ts, False, True, None, streamable=False)
-            span, position = pixel_span(fp, pixel_start, size, bool(implicit), bool(little))
+            try:
+                span, position = pixel_span(fp, pixel_start, size, bool(implicit), bool(little))
+            except PixelDataError as error:
+                raise BadInput(str(error)) from None
             if position < size:
                 if size - position > MAX_TAIL:
                     raise BadInput("corrupt: more than 64 MB of data after Pixel Data")
@@ -357,11 +293,6 @@ def _copy_range(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
         remaining -= len(chunk)
 
 
-#: VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 7.1.2,
-#: Table 7.1-1); every other VR has a 2-byte length (Table 7.1-2).
-_LONG_VR_STRS = frozenset(vr.decode() for vr in _LONG_VRS)
-
-
 #: VRs whose value pydicom writes as the ``\\``-joined strings, padded to even length
 #: (PS3.5 6.2: UI with a NUL byte, the others with a space); for plain ASCII values the
 #: bytes do not depend on the character set (PS3.5 6.1.2.3: every character set the
@@ -436,7 +367,7 @@ class _Encoder:
         group, element = tag >> 16, tag & 0xFFFF
         if self.implicit_vr:
             return struct.pack(self.implicit_head, group, element, length)
-        if vr in _LONG_VR_STRS:
+        if vr in LONG_VRS:
             return struct.pack(self.long_head, group, element, vr.encode(), 0, length)
         if length <= 0xFFFF and len(vr) == 2:
             return struct.pack(self.short_head, group, element, vr.encode(), length)
@@ -482,7 +413,7 @@ class _Encoder:
         if item.length == 0xFFFFFFFF:
             return None
         value = item.value or b""
-        if not self.implicit_vr and (item.VR is None or (item.VR not in _LONG_VR_STRS and len(value) > 0xFFFF)):
+        if not self.implicit_vr and (item.VR is None or (item.VR not in LONG_VRS and len(value) > 0xFFFF)):
             return None  # pragma: no cover - not produced by reading an explicit VR file
         head = self._head(tag, item.VR or "", len(value))
         return None if head is None else head + value

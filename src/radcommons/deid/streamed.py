@@ -66,20 +66,20 @@ from radcommons.deid.engine import (
 )
 from radcommons.deid.fileio import (
     DICOMDIR_SOP_CLASS,
-    BadInput,
     PendingWrites,
     _copy_range,
     _Encoder,
     _write_atomic,
     ascii_compatible,
     file_meta_bytes,
-    pixel_span,
 )
 from radcommons.deid.outcome import FileOutcome, output_relpath
 from radcommons.deid.table import load_table
 from radcommons.deid.text import _SOURCE_TAGS
 from radcommons.deid.uids import clean_uid
-from radcommons.dicom.elements import LONG_VRS, UNDEFINED_BYTES, Element, Head, NotPlain, read_head
+from radcommons.dicom.elements import (
+    LONG_VRS, UNDEFINED_BYTES, Element, Head, NotPlain, PixelDataError, pixel_span, read_head,
+)
 
 _CHARSET = 0x00080005
 _SOP_CLASS = 0x00080016
@@ -488,7 +488,7 @@ def deidentify_streamed(
         if span is None and head.pixel_start is not None:
             try:
                 span, after = pixel_span(fp, head.pixel_start, size, head.implicit_vr, True)
-            except BadInput:
+            except PixelDataError:
                 raise NotPlain("the Pixel Data element does not parse") from None
             if after < size:
                 raise NotPlain("elements after Pixel Data")

@@ -122,7 +122,7 @@ class Head:
         """The byte range of Pixel Data when it is one element of defined length that ends
         the file and whose header was read (the common case, known without another read);
         ``None`` otherwise (encapsulated, several pixel elements, data after it: ask
-        :func:`radcommons.deid.fileio.pixel_span`)."""
+        (:func:`pixel_span`)."""
         start = self.pixel_start
         if start is None or start + 12 > len(self.data):
             return None
@@ -291,4 +291,74 @@ def read_head(fp: BinaryIO, size: int) -> Head:
             want *= 4
 
 
-__all__ = ["Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "UNDEFINED_BYTES", "read_head"]
+class PixelDataError(ValueError):
+    """The pixel data elements of a file run past its end, or do not parse."""
+
+
+def _element_end(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool) -> int:
+    """End offset of the pixel element that starts at ``start`` in ``fp`` of ``size`` bytes.
+    Only item headers are read (PS3.5 A.4: the fragments of encapsulated pixel data)."""
+    endian = "<" if little else ">"
+    fp.seek(start)
+    head = fp.read(8)
+    if len(head) < 8:
+        raise PixelDataError("truncated: file ends inside the Pixel Data element header")
+    if implicit:
+        length = struct.unpack(endian + "L", head[4:8])[0]
+        value_start = start + 8
+    elif head[4:6] in _LONG:
+        extra = fp.read(4)
+        if len(extra) < 4:
+            raise PixelDataError("truncated: file ends inside the Pixel Data element header")
+        length = struct.unpack(endian + "L", extra)[0]
+        value_start = start + 12
+    else:
+        length = struct.unpack(endian + "H", head[6:8])[0]
+        value_start = start + 8
+    if length != UNDEFINED:
+        end = value_start + length
+        if end > size:
+            raise PixelDataError(f"truncated: Pixel Data needs {end - size} more bytes than the file has")
+        return end
+    position = value_start  # encapsulated: items up to the Sequence Delimitation Item
+    while True:
+        fp.seek(position)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise PixelDataError("truncated: encapsulated Pixel Data has no sequence delimiter")
+        item_group, item_element, item_length = struct.unpack(endian + "HHL", item)
+        item_tag = (item_group << 16) | item_element
+        if item_tag == _SEQUENCE_END:
+            return position + 8
+        if item_tag != _ITEM or item_length == UNDEFINED:
+            raise PixelDataError("corrupt: encapsulated Pixel Data has an invalid item")
+        position += 8 + item_length
+        if position > size:
+            raise PixelDataError("truncated: an encapsulated Pixel Data fragment runs past the end")
+
+
+def pixel_span(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool = True) -> tuple[tuple[int, int] | None, int]:
+    """The byte range of the pixel elements that start at ``start`` in ``fp`` of ``size``
+    bytes (``None``: there are none) and the position after them, where trailing elements
+    may follow. Raises :class:`PixelDataError` when the pixel data runs past the end of the
+    file: a transfer cut short, which a header alone does not show."""
+    span: tuple[int, int] | None = None
+    position = start
+    while position < size:
+        fp.seek(position)
+        peek = fp.read(4)
+        if len(peek) < 4:
+            break
+        group, element = struct.unpack(("<" if little else ">") + "HH", peek)
+        if ((group << 16) | element) not in PIXEL_TAGS:
+            break
+        end = _element_end(fp, position, size, implicit, little)
+        span = (start, end)
+        position = end
+    return span, position
+
+
+__all__ = [
+    "Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "PixelDataError", "UNDEFINED_BYTES", "pixel_span",
+    "read_head",
+]

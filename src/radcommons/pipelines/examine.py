@@ -21,10 +21,11 @@ from typing import IO, Any, BinaryIO, Iterable
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
-from radcommons.dicom.elements import read_head
+from radcommons.dicom.elements import PixelDataError, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
@@ -56,42 +57,72 @@ class Examined:
         return self.fields.study["study_uid"] if self.fields else ""
 
 
-def _read_plain(source: str | IO[bytes], size: int | None) -> pydicom.Dataset | None:
-    """The header of a plain Part 10 file read in one pass (:func:`~radcommons.dicom.elements.read_head`:
-    one read of its first bytes, then pydicom's reader on them), or ``None``: anything
-    unusual goes to ``dcmread``, which says what is wrong."""
+def _pixels_problem(fp: IO[bytes], start: int | None, size: int, implicit: bool, little: bool, *, image: bool) -> str:
+    """Why the pixel data that starts at ``start`` is cut short or missing from an ``image``
+    ("" when it is whole): a header reads well from a file whose transfer was interrupted, so
+    the pixel data's length is checked against the file's (only item headers are read;
+    nothing is decoded)."""
     try:
-        if isinstance(source, str):
-            with open(source, "rb", buffering=0) as fp:
-                return read_head(fp, os.fstat(fp.fileno()).st_size).header_dataset()
-        if size is None:
-            return None
-        position = source.tell()
-        try:
-            return read_head(source, size).header_dataset()
-        finally:
-            source.seek(position)
+        span = pixel_span(fp, start, size, implicit, little)[0] if start is not None else None
+    except PixelDataError as error:
+        return f"{error}: the file was cut short (an interrupted copy or transfer); send it again whole"
+    if span is None and image:
+        return "truncated: image attributes present but no Pixel Data; send the file again whole"
+    return ""
+
+
+def _read_plain(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | None:
+    """The header of a plain Part 10 file read in one pass (:func:`~radcommons.dicom.elements.read_head`:
+    one read of its first bytes, then pydicom's reader on them) and why its pixel data is
+    cut short, or ``None``: anything unusual goes to ``dcmread``, which says what is wrong."""
+    try:
+        head = read_head(fp, size)
+        ds = head.header_dataset()
     except Exception:  # NotPlain, or bytes pydicom reads differently from a file: dcmread decides
         return None
+    if head.native_pixels() is not None:  # the common case, known from the bytes already read
+        return ds, ""
+    return ds, _pixels_problem(fp, head.pixel_start, size, head.implicit_vr, True, image="Rows" in ds)
 
 
-def read_header(source: str | IO[bytes], size: int | None = None) -> pydicom.Dataset | str:
-    """The header of a DICOM file (path, or seekable binary file of ``size`` bytes), or why it
-    cannot be read."""
-    ds = _read_plain(source, size)
-    if ds is None:
+def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
+    plain = _read_plain(fp, size)
+    if plain is not None:
+        ds, problem = plain
+    else:
+        fp.seek(0)
         try:
-            ds = pydicom.dcmread(source, stop_before_pixels=True)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
         except InvalidDicomError:
             return "not a DICOM Part 10 file (no DICM preamble)"
         except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
             return f"unreadable or truncated DICOM: {error}"
+        implicit, little = ds.original_encoding
+        syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+        problem = "" if syntax == DeflatedExplicitVRLittleEndian or implicit is None else _pixels_problem(
+            fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
+    if problem:
+        return problem
     if "DirectoryRecordSequence" in ds:
         return "a DICOMDIR index, not an image"
     for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
         if not str(ds.get(keyword, "")).strip():
             return f"{keyword} is missing or empty"
     return ds
+
+
+def read_header(source: str | IO[bytes], size: int | None = None) -> pydicom.Dataset | str:
+    """The header of a DICOM file (path, or seekable binary file of ``size`` bytes, left where
+    it was), or why it cannot be used: not DICOM, a DICOMDIR, no identifying UIDs, or pixel
+    data cut short."""
+    if isinstance(source, str):
+        with open(source, "rb", buffering=0) as fp:
+            return _read_any(fp, os.fstat(fp.fileno()).st_size)
+    position = source.tell()
+    try:
+        return _read_any(source, size if size is not None else source.seek(0, os.SEEK_END))
+    finally:
+        source.seek(position)
 
 
 def findings_reason(findings: Iterable[Finding]) -> str:

@@ -19,7 +19,7 @@ from email.message import Message
 from pathlib import Path
 from typing import IO
 
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, MultipartState
 
 from radcommons.store.objects import CHUNK_SIZE
 
@@ -154,9 +154,13 @@ class PartSpool:
         self._parser.write(chunk)
 
     def finish(self) -> list[SpooledPart]:
-        """The parts received, once the whole body has been fed."""
+        """The parts received, once the whole body has been fed. A body that stops before its
+        close delimiter (``--boundary--``, RFC 2046 5.1.1) was cut short, and its last part
+        with it: ValueError, so nothing of it is taken for whole."""
         self._parser.finalize()
         self._end()
+        if self.parts and self._parser.state != MultipartState.END:
+            raise ValueError(f"the body ends before its closing boundary --{self.boundary}--: it was cut short")
         return self.parts
 
     def __enter__(self) -> PartSpool:

@@ -326,7 +326,8 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
             parts = await run_in_threadpool(spool.finish)
         except ValueError as error:
             raise ApiError(400, "bad_request", f"malformed multipart body: {error}",
-                           "check the boundary and the part headers") from None
+                           "check the boundary and the part headers, and that the body ends with --boundary--; "
+                           "nothing of this request was stored: send it again") from None
         except ClientDisconnect:
             raise ApiError(400, "bad_request", "the client went away during the upload", "send it again") from None
         if not parts:
