@@ -239,3 +239,33 @@ def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="cannot read the workbook"):
         read_tables([tmp_path / "broken.xlsx"])
+
+
+def test_a_formula_without_its_stored_result_is_refused_with_its_cell(tmp_path: Path) -> None:
+    """openpyxl reads such a cell as empty: an age computed by a formula became a blank age."""
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "cases"
+    sheet.append(["MRN", "Age"])
+    sheet.append(["MRN001", "=40+2"])
+    path = tmp_path / "computed.xlsx"
+    book.save(path)
+    with pytest.raises(UserError, match=r"sheet cases\), cell B2: the formula =40\+2 has no stored result") as refused:
+        read_tables([path])
+    assert "save it again" in refused.value.hint
+    # The same cell with the result a spreadsheet program stores next to the formula is read as that value.
+    stored = tmp_path / "stored.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(stored, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                assert b"<f>40+2</f><v></v>" in data or b"<f>40+2</f><v />" in data, data
+                data = data.replace(b"<f>40+2</f><v></v>", b"<f>40+2</f><v>42</v>").replace(
+                    b"<f>40+2</f><v />", b"<f>40+2</f><v>42</v>")
+            target.writestr(item, data)
+    [table] = read_tables([stored])
+    assert table.rows == ((2, {"MRN": "MRN001", "Age": 42}),)

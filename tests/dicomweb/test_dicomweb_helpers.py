@@ -32,6 +32,27 @@ def test_parse_query_kinds() -> None:
             parse_query(bad)
 
 
+@pytest.mark.parametrize("name, value", [
+    ("StudyDate", "abc-def"), ("StudyDate", "2020"), ("StudyDate", "20201331"), ("StudyDate", "2020.01.31"),
+    ("StudyDate", "20200101-2020123"), ("StudyDate", "2020*"), ("StudyDate", "\u0662\u0660\u0662\u0660\u0660\u0661\u0660\u0661"),
+    ("StudyTime", "25h"), ("AcquisitionDateTime", "2020-01-01T10:00"), ("StudyInstanceUID", "1..2"),
+    ("StudyInstanceUID", "1.2,abc"), ("SOPInstanceUID", "1." + "2" * 70),
+])
+def test_a_date_time_or_uid_without_its_form_is_refused(name: str, value: str) -> None:
+    """They matched nothing: a typo looked like an empty archive."""
+    with pytest.raises(UserError) as refused:
+        parse_query([(name, value)])
+    assert name in refused.value.message and repr(value) in refused.value.message
+
+
+@pytest.mark.parametrize("name, value", [
+    ("StudyDate", "20200229"), ("StudyDate", "-20201231"), ("StudyTime", "13"), ("StudyTime", "133000.5-"),
+    ("AcquisitionDateTime", "2020"), ("AcquisitionDateTime", "20200131235959.123456"), ("StudyInstanceUID", "2.25.1"),
+])
+def test_dates_times_and_uids_in_their_forms_are_taken(name: str, value: str) -> None:
+    assert parse_query([(name, value)]).matches
+
+
 @pytest.mark.parametrize("tag, query, values, expected", [
     ("PatientID", "AB*", ["ABC"], True),
     ("PatientID", "AB*", ["XABC"], False),

@@ -107,6 +107,10 @@ def test_refusals(dicomweb_commons: DicomwebCommons) -> None:
             client(dicomweb_commons, user).store_instances(
                 [one], additional_params={"project": project} if project else None)
         assert refused.value.response.status_code == status, (user, project)
+    with pytest.raises(requests.HTTPError) as typo:  # a curator's mistyped project was created, open, at once
+        client(dicomweb_commons, "curator").store_instances([one], additional_params={"project": "Stwo-A1",
+                                                                                      "site": "SITE_A"})
+    assert typo.value.response.status_code == 404 and "admin project add" in typo.value.response.text
     headers = {"Authorization": f"Bearer {dicomweb_commons.token('stower')}"}
     wrong_type = httpx.post(f"{dicomweb_commons.url}/studies", content=b"{}", timeout=30,
                             headers={**headers, "Content-Type": "application/json"})

@@ -75,6 +75,12 @@ def test_metadata_levels(dicomweb_commons: DicomwebCommons, study) -> None:
     instance = dw.retrieve_instance_metadata(one.StudyInstanceUID, one.SeriesInstanceUID, one.SOPInstanceUID)
     ds = pydicom.Dataset.from_json(instance)  # dicomweb-client unpacks the one-item array
     assert ds.PatientID == one.PatientID and ds.StudyDate == one.StudyDate and ds.Rows == one.Rows
+    auth = {"Authorization": f"Bearer {dicomweb_commons.token('reader')}"}
+    xml = httpx.get(f"{dicomweb_commons.url}/studies/{one.StudyInstanceUID}/metadata", timeout=30,
+                    headers={**auth, "Accept": "multipart/related; type=application/dicom+xml"})
+    assert xml.status_code == 406 and "application/dicom+json" in xml.json()["error"]["hint"]  # was JSON, 200
+    assert httpx.get(f"{dicomweb_commons.url}/studies/{one.StudyInstanceUID}/metadata", timeout=30,
+                     headers={**auth, "Accept": "application/*"}).status_code == 200
 
 
 def _expected_display(ds: pydicom.Dataset) -> np.ndarray:

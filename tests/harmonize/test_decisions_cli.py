@@ -91,6 +91,7 @@ def test_decisions_are_stored_audited_and_win(
         (("DX", TIBIA), "give the code, or --not-mappable"),
         (("DX", TIBIA, "36643-5", "--not-mappable"), "not both"),
         (("CT, MR", TIBIA, "36643-5"), "give exactly one modality"),
+        (("XRAY", TIBIA, "36643-5"), "'XRAY' is not a DICOM modality"),  # it was stored, and never matched
         (("DX", "  ", "36643-5"), "the study description is empty"),
     ):
         result = cli("harmonize", "decide", *args)

@@ -11,6 +11,7 @@ from radcommons.store.query import (
     count,
     export_manifest,
     freeze,
+    facets,
     get_cohort,
     list_cohorts,
     members,
@@ -102,6 +103,13 @@ def test_in_cohort_filters_and_non_imaging_cohorts(commons: Commons) -> None:
     rows = query(commons.engine, "measurement", {"in_cohort": cohort.identifier}, fields=["submitter_id"],
                  sort=[("submitter_id", "asc")]).rows
     assert [r["submitter_id"] for r in rows] == ["A1-m1", "A2-m1", "A3-m1", "B1-m2"]
+    # A name that is no frozen cohort (a typo) is refused: it selected nothing, an empty export.
+    typo = {"in_cohort": cohort.identifier[:-1] + "x"}
+    for run in (lambda: query(commons.engine, "measurement", typo), lambda: count(commons.engine, "measurement", typo),
+                lambda: facets(commons.engine, "measurement", typo, ["test_result_text"]),
+                lambda: freeze(commons.engine, node="measurement", filter=typo, name="t", owner="alice")):
+        with pytest.raises(UserError, match="no frozen cohort"):
+            run()
     # Members are read within the reader's projects.
     readable = [m.submitter_id for batch in members(commons.engine, cohort.identifier, projects=["open-b"])  # type: ignore[arg-type]
                 for m in batch]

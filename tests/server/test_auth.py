@@ -58,6 +58,9 @@ def test_tokens_and_roles(sqlite_commons: Commons) -> None:
         assert http.post("/submissions", json={"project": PROJECT, "dataset": "D1"}).status_code == 403
     with c.http("curator") as http:
         assert http.get(f"/submissions/{own['id']}").status_code == 200
+        # A curator may submit anywhere: a mistyped project made a new, open project at the commit.
+        typo = http.post("/submissions", json={"project": "Opne-A1", "dataset": "D1", "site_id": "SITE_A"})
+        assert typo.status_code == 404 and "admin project add Opne-A1" in _error(typo)["hint"], typo.text
     # tokens never reach the log
     log = (c.root / "server.log").read_text()
     assert all(token not in log for token in c.tokens.values())

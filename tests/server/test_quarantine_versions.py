@@ -11,6 +11,7 @@ from commons_fixtures import PROJECT, Commons, Instance, instances_of
 from sqlalchemy import select
 
 from radcommons.client import CommonsClient, ManifestEntry, PermissionDeniedError, file_sha256
+from radcommons.client.errors import InvalidRequestError
 from radcommons.store.index import make_engine, node_tables
 from radcommons.store.objects import ObjectStore
 
@@ -104,6 +105,8 @@ def test_resubmission_is_a_new_version(sqlite_commons: Commons, deid_tree: Path,
 
     history = client.study_versions(study[0].study_uid, PROJECT)
     assert [v["version"] for v in history] == [1, 2]
+    with pytest.raises(InvalidRequestError):  # not a UID: it was looked up, and was not found
+        client.study_versions(study[0].study_uid.replace(".", "..", 1), PROJECT)
     old = {i["sop_instance_uid"]: i["object_id"] for i in history[0]["instances"]}
     new = {i["sop_instance_uid"]: i["object_id"] for i in history[1]["instances"]}
     assert old[study[0].sop_uid] == old_digest and new[study[0].sop_uid] != old_digest

@@ -129,19 +129,30 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
     return SourceTable(file, None, tuple(header), tuple(rows))
 
 
+def _uncomputed_formula(value: Any, formula: Any) -> bool:
+    """A formula cell whose result the file does not hold: a spreadsheet program stores the
+    result next to the formula; a file written by a script may not, and openpyxl then reads
+    the cell as empty."""
+    if value is not None or formula is None:
+        return False
+    return (isinstance(formula, str) and formula.startswith("=")) or hasattr(formula, "text")  # ArrayFormula
+
+
 def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
     from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
 
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file
         raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
                         "open it in the spreadsheet program and save it again as .xlsx") from error
     tables: list[SourceTable] = []
     try:
-        for sheet in workbook.worksheets:
-            iterator = sheet.iter_rows(values_only=True)
-            header_cells = next(iterator, None)
+        for sheet, formula_sheet in zip(workbook.worksheets, formulas.worksheets):
+            iterator = zip(sheet.iter_rows(values_only=True), formula_sheet.iter_rows(values_only=True))
+            header_cells, _ = next(iterator, (None, None))
             if header_cells is None or all(c is None for c in header_cells):
                 continue  # an empty sheet holds nothing to convert
             header = [str(c).strip() if c is not None else "" for c in header_cells]
@@ -149,11 +160,20 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
                 header.pop()
             check_unique_columns(header, f"clinical file {path} (sheet {sheet.title})")
             rows: list[tuple[int, dict[str, Any]]] = []
-            for number, cells in enumerate(iterator, start=2):
+            for number, (cells, written) in enumerate(iterator, start=2):
+                for column, (value, formula) in enumerate(zip(cells, written), start=1):
+                    if _uncomputed_formula(value, formula):
+                        raise UserError(
+                            f"clinical file {path} (sheet {sheet.title}), cell {get_column_letter(column)}{number}: "
+                            f"the formula {str(getattr(formula, 'text', formula))[:60]} has no stored result, so "
+                            "its value is unknown",
+                            "open the workbook in a spreadsheet program (which computes formulas) and save it "
+                            "again, or replace the formula by its value")
                 if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
                     continue
                 rows.append((number, {header[i]: cells[i] for i in range(min(len(header), len(cells))) if header[i]}))
             tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows)))
     finally:
         workbook.close()
+        formulas.close()
     return tables

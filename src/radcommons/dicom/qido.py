@@ -17,10 +17,12 @@ hold); the database layer compiles the same :class:`Match` to SQL. Pure: no stor
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
 from radcommons.dicom.dicomweb_json import attribute_tag, keyword, vr_of
 from radcommons.errors import UserError
 
@@ -80,17 +82,51 @@ def _count(name: str, value: str) -> int:
     return int(value)
 
 
+#: The values a query may give (PS3.5 Table 6.2-1; a DT or TM may stop after any component,
+#: PS3.4 C.2.2.2.5); PS3.18 8.3.4.1 asks for these forms, without the ACR-NEMA ``.`` and ``:``.
+_FORMS = {
+    "DA": (re.compile(r"[0-9]{8}"), "YYYYMMDD, e.g. 20200131"),
+    "TM": (re.compile(r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"), "HHMMSS.FFFFFF or a prefix of it, e.g. 1330"),
+    "DT": (re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?)?)?)?"),
+           "YYYYMMDDHHMMSS.FFFFFF or a prefix of it, e.g. 20200131"),
+    "UI": (re.compile(f"(?=.{{1,{UID_MAX_LENGTH}}}$){UID_PATTERN.strip('^$')}"),
+           f"digits and dots, at most {UID_MAX_LENGTH} characters, e.g. 1.2.840.113619.2.55"),
+}
+
+
+def _checked(tag: int, vr: str, value: str, given: str) -> str:
+    """``value`` (part of the query value ``given``) when it has the form of its VR; a clear
+    refusal otherwise (it used to match nothing, so a typo looked like an empty archive)."""
+    form = _FORMS.get(vr)
+    where = "" if given == value else f" in {given!r}"
+    if form is not None and not form[0].fullmatch(value):
+        raise _bad(f"{keyword(tag)} ({vr}) must be {form[1]}; got {value!r}{where}",
+                   "dates are YYYYMMDD, ranges FROM-TO with either end open (20200101-, -20201231); "
+                   "see docs/DICOMWEB.md")
+    if vr == "DA":
+        try:
+            _dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            raise _bad(f"{keyword(tag)} {value!r}{where} is not a date in the calendar", "dates are YYYYMMDD") from None
+    return value
+
+
 def parse_match(tag: int, value: str) -> Match:
-    """The :class:`Match` of ``{attributeID}={value}`` by the attribute's VR."""
+    """The :class:`Match` of ``{attributeID}={value}`` by the attribute's VR; raises
+    :class:`UserError` for a date, time or UID that does not have its VR's form."""
     vr = vr_of(tag)
     value = value.strip()
     if value == "" or value == "*":
         return Match(tag, "universal")
     if vr == "UI" and ("," in value or "\\" in value):
-        return Match(tag, "uid_list", tuple(v.strip() for v in re.split(r"[,\\]", value) if v.strip()))
+        return Match(tag, "uid_list", tuple(_checked(tag, vr, v.strip(), value) for v in re.split(r"[,\\]", value)
+                                            if v.strip()))
     if vr in DATE_TIME_VRS and "-" in value:
-        low, _, high = value.partition("-")
-        return Match(tag, "range", low=low.strip(), high=high.strip())
+        low, _, high = (part.strip() for part in value.partition("-"))
+        return Match(tag, "range", low=low and _checked(tag, vr, low, value),
+                     high=high and _checked(tag, vr, high, value))
+    if vr in _FORMS:
+        _checked(tag, vr, value, value)
     if vr in WILDCARD_VRS and ("*" in value or "?" in value):
         return Match(tag, "wildcard", (value,))
     if vr in INTEGER_VRS:

@@ -27,6 +27,10 @@ IMPLEMENTATION_VERSION_NAME = "RADCOMMONS_1"
 DICOM_ROOT = "1.2.840.10008."
 
 _MAX_UID_LENGTH = 64
+#: The form of a UID that a client names (PS3.5 9.1: components of digits, dots between, at
+#: most 64 characters); leading zeros are tolerated, since other systems' UIDs have them.
+UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
+UID_MAX_LENGTH = _MAX_UID_LENGTH
 
 
 def uid_from_int(value: int) -> str:

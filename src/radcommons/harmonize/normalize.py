@@ -47,10 +47,14 @@ def normalize_space_case(text: str) -> str:
     return _SPACE.sub(" ", clean_cell(text)).upper()
 
 
+def modality_tokens(modality: str) -> list[str]:
+    """The modalities a modality cell names (``"CR, DX"`` -> ``["CR", "DX"]``)."""
+    return [t for t in _MODALITY_SPLIT.split(clean_cell(modality).upper()) if t]
+
+
 def modality_groups(modality: str) -> frozenset[str]:
     """The alias groups of a modality cell (``"CR, DX"`` -> ``{"CR/DX"}``); empty means any."""
-    tokens = [t for t in _MODALITY_SPLIT.split(clean_cell(modality).upper()) if t]
-    return frozenset(MODALITY_ALIASES.get(t, t) for t in tokens)
+    return frozenset(MODALITY_ALIASES.get(t, t) for t in modality_tokens(modality))
 
 
 def midrc_key(modality: str, description: str) -> tuple[frozenset[str], str]:

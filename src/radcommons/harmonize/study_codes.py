@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from radcommons.errors import UserError
 from radcommons.harmonize.matcher import Decision, Matcher
-from radcommons.harmonize.normalize import midrc_key
+from radcommons.harmonize.normalize import midrc_key, modality_tokens
 from radcommons.harmonize.tables import CodeInfo, MappingRow, builtin_table
 
 #: The imaging_study columns harmonization sets (all of them, so a decision can clear them).
@@ -66,7 +66,16 @@ def decision_key(modality: str, description: str) -> DecisionKey | None:
 
 
 def require_decision_key(modality: str, description: str) -> DecisionKey:
-    """:func:`decision_key`, or a :class:`UserError` saying what is wrong with the pair."""
+    """:func:`decision_key`, or a :class:`UserError` saying what is wrong with the pair: a
+    modality that is not a DICOM defined term (PS3.3 C.7.3.1.1.1, the data dictionary's
+    ``series.modality``) made a decision that no study would ever match."""
+    from radcommons.dictionary import load_dictionary
+
+    known = load_dictionary()["series"].get("modality").enum
+    unknown = [t for t in modality_tokens(modality) if t not in known]
+    if unknown:
+        raise UserError(f"modality {unknown[0]!r} is not a DICOM modality, so no study carries it",
+                        "give the studies' Modality as DICOM writes it: CR, DX, CT, MR, US, MG, PT, NM, RF, XA ...")
     key = decision_key(modality, description)
     if key is None:
         if not description.strip():

@@ -33,7 +33,7 @@ from radcommons.pipelines.indexing import (
     index_transaction,
 )
 from radcommons.store.index.accounts import Principal, as_utc, record_audit, utcnow
-from radcommons.store.index.schema import system_table
+from radcommons.store.index.schema import node_tables, system_table
 from radcommons.store.index.system import (
     QUARANTINE_DELETED,
     QUARANTINE_HELD,
@@ -79,6 +79,21 @@ def check_project(principal: Principal, project: str) -> None:
                               f"projects granted to it: {granted}; ask an administrator "
                               f"(radcommons admin user grant {principal.name} --project {project})",
                               code="forbidden", kind="forbidden")
+
+
+def check_curator_project(conn: Connection, principal: Principal, project: str) -> None:
+    """404 when a curator or an administrator names a project that does not exist. A contributor
+    submits to the projects an administrator granted it by name; a curator may submit anywhere,
+    so a mistyped name used to create a new project (open to every researcher) at the commit."""
+    if not principal.is_curator:
+        return
+    table = node_tables()["project"]
+    if conn.execute(select(table.c.id).where(table.c.submitter_id == project)).first() is None:
+        known = sorted(conn.execute(select(table.c.submitter_id)).scalars())
+        raise SubmissionError(f"no project {project!r}",
+                              f"projects: {', '.join(known[:20]) or 'none'}; to start a new one, create it first with "
+                              f"its availability: radcommons admin project add {project} --availability restricted",
+                              code="not_found", kind="not_found")
 
 
 def _load(conn: Connection, principal: Principal, submission_id: int) -> Any:
@@ -138,6 +153,7 @@ def create_submission(engine: Engine, principal: Principal, *, project: str, dat
                               f"use site_id {principal.site_id!r}", code="forbidden", kind="forbidden")
     table = system_table("submission")
     with engine.begin() as conn:
+        check_curator_project(conn, principal, project)
         row = conn.execute(select(table).where(table.c.project_id == project, table.c.dataset == dataset,
                                                table.c.status == SUBMISSION_OPEN).order_by(table.c.id)).first()
         if row is not None:

@@ -14,11 +14,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import Dataset
+from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect
 
 from radcommons.dicom.qido import parse_query
 from radcommons.dicom.rendering import NoSuchFrame
-from radcommons.pipelines.submission import check_project
+from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
+from radcommons.pipelines.submission import check_curator_project, check_project
 from radcommons.server.access import readable_projects, require_data_use_agreement
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
@@ -43,10 +45,9 @@ STOW_FEED_BYTES = 1024 * 1024
 
 router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["dicomweb"])
 
-_UID = r"^[0-9]+(\.[0-9]+)*$"
-StudyUID = Path(max_length=64, pattern=_UID, description="Study Instance UID")
-SeriesUID = Path(max_length=64, pattern=_UID, description="Series Instance UID")
-InstanceUID = Path(max_length=64, pattern=_UID, description="SOP Instance UID")
+StudyUID = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN, description="Study Instance UID")
+SeriesUID = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN, description="Series Instance UID")
+InstanceUID = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN, description="SOP Instance UID")
 
 
 def _headers(request: Request, context: ServerContext) -> HeaderCache:
@@ -75,12 +76,18 @@ def _not_found(what: str) -> ApiError:
 # ---------------------------------------------------------------------- QIDO-RS (PS3.18 10.6)
 
 
+def _json_only(request: Request, what: str) -> None:
+    """406 unless the Accept header takes JSON: results and metadata are DICOM JSON only (PS3.18
+    8.7.3: the XML form is not offered)."""
+    accept = request.headers.get("accept", "").lower()
+    if accept and "json" not in accept and "*/*" not in accept and "application/*" not in accept:
+        raise ApiError(406, "not_acceptable", f"{what} are {DICOM_JSON} only, not {accept}",
+                       f"send Accept: {DICOM_JSON}")
+
+
 def _search(request: Request, context: ServerContext, principal: Principal, level: str,
             scope: qido.Scope) -> Response:
-    accept = request.headers.get("accept", "")
-    if accept and "json" not in accept and "*/*" not in accept:
-        raise ApiError(406, "not_acceptable", f"search results are {DICOM_JSON} only, not {accept}",
-                       f"send Accept: {DICOM_JSON}")
+    _json_only(request, "search results")
     query = parse_query(request.query_params.multi_items())
     readable = _readable(context, principal)
     search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
@@ -180,6 +187,7 @@ def retrieve_instance(request: Request, study: str = StudyUID, series: str = Ser
 
 def _metadata(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
+    _json_only(request, "metadata")
     found = _instances(context, principal, study, series, instance)
     return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get), media_type=DICOM_JSON)
 
@@ -300,9 +308,15 @@ def _target(principal: Principal, project: str | None, site: str | None) -> tupl
     return project, site
 
 
+def _project_exists(engine: Engine, principal: Principal, project: str) -> None:
+    with engine.connect() as conn:
+        check_curator_project(conn, principal, project)
+
+
 async def _store(request: Request, context: ServerContext, principal: Principal, study: str | None,
                  project: str | None, site: str | None, dataset: str | None) -> Response:
     project, site = _target(principal, project, site)
+    await run_in_threadpool(_project_exists, context.engine, principal, project)
     media, params = parse_content_type(request.headers.get("content-type", ""))
     if media != "multipart/related" or "boundary" not in params:
         raise ApiError(415, "unsupported_media_type", f"STOW-RS takes multipart/related, not {media or 'nothing'}",

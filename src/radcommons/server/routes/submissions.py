@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
+from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
 from radcommons.pipelines import submission as pipeline
 from radcommons.roles import PROJECT_NAME, SITE_ID
 from radcommons.server.auth import current_principal
@@ -74,7 +75,7 @@ def get_submission(submission_id: int, principal: Principal = Depends(current_pr
 
 @router.put("/submissions/{submission_id}/studies/{study_uid}", summary="Declare a study's instances")
 def put_study(submission_id: int, body: StudyManifest, request: Request,
-              study_uid: str = Path(max_length=64, pattern=r"^[0-9.]+$"),
+              study_uid: str = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN),
               principal: Principal = Depends(current_principal),
               context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     files = [pipeline.ManifestFile(f.sha256, f.size, f.path_in_package) for f in body.files]
@@ -108,6 +109,6 @@ def receipt(submission_id: int, principal: Principal = Depends(current_principal
 
 
 @router.get("/studies/{study_uid}/versions", summary="A study's history, oldest first")
-def versions(study_uid: str, project: str = Query(), principal: Principal = Depends(current_principal),
+def versions(project: str = Query(), study_uid: str = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN), principal: Principal = Depends(current_principal),
              context: ServerContext = Depends(get_context)) -> list[dict[str, Any]]:
     return pipeline.study_versions(context.engine, principal, project, study_uid)

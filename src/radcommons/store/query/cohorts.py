@@ -179,7 +179,7 @@ def freeze(
     scope = normalize_projects(projects)
     cohort, member = _tables()
     with engine.begin() as connection:
-        compiler = Compiler(connection.dialect.name, scope)
+        compiler = Compiler(connection.dialect.name, scope, connection=connection)
         cohort_id = connection.execute(
             insert(cohort).values(
                 name=name, owner=owner, node=node, filter=dict(filter or {}), description=description,

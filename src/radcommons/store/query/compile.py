@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, FromClause, Table, and_, bindparam, false, func, not_, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement as _ColumnElement
+from sqlalchemy.engine import Connection
 
 from radcommons.dictionary import Dictionary, load_dictionary
 from radcommons.errors import UserError
@@ -72,6 +73,9 @@ class Compiler:
     dialect: str
     projects: tuple[str, ...] | None = None
     dictionary: Dictionary = field(default_factory=load_dictionary)
+    #: where ``in_cohort`` identifiers are looked up as the filter compiles (a name that is no
+    #: frozen cohort is refused, rather than selecting nothing)
+    connection: Connection | None = None
 
     def __post_init__(self) -> None:
         self.tables: dict[str, Table] = node_tables(get_metadata(), self.dictionary)
@@ -169,6 +173,10 @@ class Compiler:
     def in_cohort(self, identifier: str, node: str, table: FromClause) -> ColumnElement[bool]:
         metadata = get_metadata()
         cohort, member = metadata.tables["cohort"], metadata.tables["cohort_member"]
+        if self.connection is not None and self.connection.execute(
+                select(cohort.c.id).where(cohort.c.identifier == identifier)).first() is None:
+            raise UserError(f"in_cohort: no frozen cohort {identifier!r}",
+                            "frozen cohorts are named rc-cohort-...; list them with GET /api/v1/cohorts?frozen=true")
         members = (
             select(member.c.record_id)
             .join(cohort, cohort.c.id == member.c.cohort_id)

@@ -79,7 +79,7 @@ def facets(
                             "log in (a token) and accept the agreement; anonymous counts are by attributes only")
     out: dict[str, list[Bucket]] = {}
     with engine.connect() as connection:
-        compiler = Compiler(connection.dialect.name, normalize_projects(projects))
+        compiler = Compiler(connection.dialect.name, normalize_projects(projects), connection=connection)
         # One GROUP BY per field: each can use its own index (an index-only scan per field was measured
         # faster on PostgreSQL than one GROUPING SETS scan for several, which cannot run in parallel).
         plans = [_plan(compiler, node, expr, name, bins.get(name), use_facts) for name in fields]

@@ -65,7 +65,7 @@ def export_index_parquet(engine: Engine, path: str | Path, projects: Projects = 
     total = 0
     last_id = 0
     with engine.connect() as connection, pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
-        compiler = Compiler(connection.dialect.name, scope)
+        compiler = Compiler(connection.dialect.name, scope, connection=connection)
         series = compiler.alias("series")
         joins = ParentJoins(compiler, "series", series)
         columns = [joins.column(source).label(f"c{i}") for i, (_, source) in enumerate(pairs)]

@@ -62,10 +62,10 @@ def default_fields(node: str, dictionary: Dictionary | None = None) -> tuple[str
 def count(engine: Engine, node: str, filter: Filter = None, *, projects: Projects = None) -> int:
     """Number of ``node`` records matching ``filter`` in the caller's ``projects``."""
     expr = as_expr(node, filter)
-    compiler = Compiler(engine.dialect.name, normalize_projects(projects))
-    table = compiler.alias(node)
-    statement = select(func.count()).select_from(table).where(compiler.where(node, expr, table))
     with engine.connect() as connection:
+        compiler = Compiler(engine.dialect.name, normalize_projects(projects), connection=connection)
+        table = compiler.alias(node)
+        statement = select(func.count()).select_from(table).where(compiler.where(node, expr, table))
         return int(connection.execute(statement).scalar_one())
 
 
@@ -127,7 +127,7 @@ def iter_rows(
 
 def _page(connection: Connection, node: str, expr: Expr, fields: Sequence[str] | None,
           sort: Sequence[tuple[str, Direction]], limit: int, cursor: str | None, projects: Projects) -> Page:
-    compiler = Compiler(connection.dialect.name, normalize_projects(projects))
+    compiler = Compiler(connection.dialect.name, normalize_projects(projects), connection=connection)
     names = tuple(fields) if fields else default_fields(node, compiler.dictionary)
     if len(set(names)) != len(names):
         raise UserError("a field is named twice in fields")
