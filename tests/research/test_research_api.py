@@ -231,6 +231,10 @@ def test_values_the_index_cannot_take_are_400_not_500(commons: ResearchCommons) 
                                                              "bins": {"age_at_index": list(range(100000))}}),
         }
         answers["an empty and"] = http.post("/query/case", json={"filter": {"and": []}})  # its hint was ""
+        # "There was an error parsing the body", with no hint
+        answers["JSON nested too deeply"] = http.post("/query/case", content=b"[" * 100000 + b"]" * 100000,
+                                                      headers={"Content-Type": "application/json"})
     for what, answer in answers.items():
         assert answer.status_code == 400, (what, answer.status_code, answer.text[:300])
         assert answer.json()["error"]["hint"], what
+    assert "nested too deeply" in answers["JSON nested too deeply"].json()["error"]["message"]

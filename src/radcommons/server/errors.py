@@ -75,8 +75,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(error.status_code, f"http_{error.status_code}")
-        hint = "see /docs for the API" if error.status_code in (404, 405) else ""
-        return error_response(error.status_code, code, str(error.detail), hint, getattr(error, "headers", None))
+        message, hint = str(error.detail), "see /docs for the API" if error.status_code in (404, 405) else ""
+        if message == "There was an error parsing the body":  # FastAPI's words for JSON too deep to read
+            message = "the request body could not be read: JSON nested too deeply (or not JSON at all)"
+            hint = "send the JSON body that docs/API.md (or /docs) describes; filters nest a few levels, not thousands"
+        return error_response(error.status_code, code, message, hint, getattr(error, "headers", None))
 
     @app.exception_handler(OperationalError)
     async def _database(_: Request, error: OperationalError) -> JSONResponse:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from radcommons.dicom.dicomweb_json import dataset_json
+from radcommons.errors import UserError
 from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine, index_transaction
 from radcommons.server.dicomweb.multipart import SpooledPart
 from radcommons.store.index.accounts import Principal, record_audit
@@ -89,13 +90,23 @@ def receive(part: SpooledPart, study_uid: str | None) -> Outcome:
 
 def publish(store: ObjectStore, outcomes: list[Outcome]) -> None:
     """Move the parts of the readable instances into the object store, durable and visible (one sync
-    for the request), before they are indexed; call it while the parts are still spooled."""
+    for the request), before they are indexed; call it while the parts are still spooled.
+
+    When the store refuses one copy (a remote store copies file by file and stops at the first
+    failure), the instances are settled one by one: each fails only for its own copy."""
     moving = [o for o in outcomes if o.part is not None]
     try:
         store.move_in_many([(o.part.path, o.object_id) for o in moving if o.part is not None])
-    except OSError as error:
+    except (OSError, UserError):
         for outcome in moving:
-            outcome.fail(OUT_OF_RESOURCES, f"cannot store: {error.strerror or error}")
+            assert outcome.part is not None
+            try:
+                if outcome.part.path.exists():  # not moved yet
+                    store.move_in(outcome.part.path, outcome.object_id)
+                elif not store.exists(outcome.object_id):
+                    outcome.fail(OUT_OF_RESOURCES, "cannot store: the received file was lost; send it again")
+            except (OSError, UserError) as error:
+                outcome.fail(OUT_OF_RESOURCES, f"cannot store: {getattr(error, 'strerror', None) or error}")
     for outcome in moving:
         outcome.part = None
 
