@@ -383,8 +383,10 @@ def run_copy(deid: Path, scratch: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def commons_server(env: dict[str, str], scratch: Path) -> Iterator[tuple[str, str, subprocess.Popen]]:
-    """``radcommons serve`` on a free loopback port with an admin user; yields (url, token, process)."""
+    """``radcommons serve`` on a free loopback port with an admin user and the project it stores
+    into (an admin may store into a project that exists); yields (url, token, process)."""
     sh([RADCOMMONS, "admin", "user", "add", "bench", "--role", "admin"], env=env, cwd=scratch)
+    sh([RADCOMMONS, "admin", "project", "add", PROJECT, "--availability", "open"], env=env, cwd=scratch)
     token = sh([RADCOMMONS, "admin", "token", "create", "bench", "--expires-days", "1", "--label", "bench/ingest"],
                env=env, cwd=scratch).stdout.strip()
     token_file = scratch / "bench.token"
