@@ -331,3 +331,22 @@ def test_missing_tesseract_is_withheld_with_clear_reason(tmp_path: Path) -> None
     assert proc.stdout.strip() == (
         "False|OCR engine (tesseract) not installed: install Debian package tesseract-ocr"
     )
+
+
+def test_pixel_data_longer_than_its_attributes_say_is_withheld(tesseract: str) -> None:
+    """Rows halved: the bytes of the banner's half were read as a second frame, OCR of the
+    misread image found nothing, and the file was released, claimed clean, with its text."""
+    img = _draw_banner(_phantom(), "DOE^JOHN  MRN 83412295  DOB 02/11/1960")
+    for change in ({"Rows": img.shape[0] // 2}, {"Columns": img.shape[1] - 2}):
+        ds = _make_ds(img)
+        raw = ds.PixelData
+        for name, value in change.items():
+            setattr(ds, name, value)
+        res = clean_burned_in_text(ds)
+        assert not res.cleaned and "cannot be checked for burned-in text" in (res.withheld_reason or ""), res
+        assert "Pixel Data holds" in res.withheld_reason and ds.PixelData == raw
+    odd = img[:-1, :-1]  # 383 x 511 bytes: an odd length, padded to even (PS3.5 8.1.1), is still cleaned
+    padded = _make_ds(odd)
+    padded.PixelData = odd.tobytes() + b"\0"
+    res = clean_burned_in_text(padded)
+    assert res.cleaned and res.regions, res

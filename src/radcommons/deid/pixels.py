@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from radcommons.deid.ocr import (
     DEFAULT_TIMEOUT_S,
@@ -396,6 +396,24 @@ def _background_value(arr: np.ndarray, photometric: str) -> int | float:
     return arr.min().item()
 
 
+def _length_mismatch(ds: pydicom.Dataset, transfer_syntax: str, frames: int) -> str:
+    """Why native Pixel Data is not the size its attributes give (PS3.5 8.1.1: Rows x Columns x
+    Samples per Pixel x Bits Allocated / 8 per frame, padded to even), or "". Bytes beyond the
+    image are not shown by a viewer but may be by another reader, and OCR of a frame read
+    from the wrong place checks nothing: either way the text in them cannot be vouched for."""
+    if UID(transfer_syntax).is_compressed:
+        return ""
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 8) or 8)
+    expected = math.ceil(rows * columns * samples * frames * bits / 8)
+    actual = len(ds.PixelData)
+    if actual not in (expected, expected + 1):
+        return (f"Pixel Data holds {actual} bytes, not the {expected} of {frames} frame(s) of Rows x Columns x "
+                f"Samples per Pixel x Bits Allocated ({rows} x {columns} x {samples} x {bits} bits): "
+                "it cannot be checked for burned-in text")
+    return ""
+
+
 def clean_burned_in_text(
     ds: pydicom.Dataset,
     *,
@@ -438,11 +456,14 @@ def clean_burned_in_text(
     if int(ds.get("BitsAllocated", 8) or 8) not in (8, 16):
         return PixelCleanResult(False, f"Bits Allocated {ds.get('BitsAllocated')} is not supported", ())
 
+    meta_in = getattr(ds, "file_meta", None)
+    tsyntax = meta_in.get("TransferSyntaxUID", ExplicitVRLittleEndian) if meta_in else ExplicitVRLittleEndian
+    mismatch = _length_mismatch(ds, tsyntax, n_frames)
+    if mismatch:
+        return PixelCleanResult(False, mismatch, ())
     try:
         from pydicom.pixels import get_decoder
 
-        meta_in = getattr(ds, "file_meta", None)
-        tsyntax = meta_in.get("TransferSyntaxUID", ExplicitVRLittleEndian) if meta_in else ExplicitVRLittleEndian
         arr, meta = get_decoder(tsyntax).as_array(ds, as_rgb=True)
         photometric = str(meta.get("photometric_interpretation", ds.get("PhotometricInterpretation", "")))
     except Exception as exc:  # noqa: BLE001 - any decoder failure means we cannot inspect
@@ -453,6 +474,10 @@ def clean_burned_in_text(
             False, f"Photometric Interpretation {photometric} is not supported by burned-in text cleaning", ()
         )
     frames = arr if n_frames > 1 else arr[np.newaxis, ...]
+    expected = (n_frames, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
+    if frames.shape[:3] != expected:  # what OCR reads must be the image a viewer shows
+        return PixelCleanResult(False, f"pixel data decodes to shape {tuple(frames.shape)}, not frames x Rows x "
+                                f"Columns {expected}: it cannot be checked for burned-in text", ())
 
     all_boxes: list[Box] = []
     try:
