@@ -44,6 +44,8 @@ def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[s
         (["export", "out", "--query", "q.json", "--as-admin", "--split", "train=nan"], "bad split 'train=nan'"),
         (["export", "out", "--query", "q.json", "--as-admin", "--format", "png", "--size", "999999999"],
          "Input should be less than or equal to 16384"),
+        (["export", "out", "--query", "q.json", "--as-admin", "--size", "64"], "--bits and --size are PNG options"),
+        (["export", "", "--query", "q.json", "--as-admin"], "DEST is empty or the current folder"),
         (["download", "d", "--cohort", "rc-cohort-0123456789ab", "--split", "train=1", "--server",
           "http://127.0.0.1:9", "--token-file", "t"], "--split only apply to an export: add --format"),
     ],

@@ -90,6 +90,35 @@ def test_rerun_rewrites_nothing(dicom_export, commons: Commons) -> None:  # type
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*.dcm")} == before
 
 
+def test_a_folder_of_other_files_or_of_another_export_is_refused(dicom_export, commons: Commons,
+                                                                  tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An export wrote into any folder: it overwrote a README.md and labels.csv that were not its
+    own, and a second export with other options kept the first one's files beside its own (the
+    datasheet then described options the files did not have)."""
+    dest, _ = dicom_export
+    before = {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"holds an export made with other settings \(bits, format\)"):
+        _export(commons, dest, "png")
+    with pytest.raises(UserError, match=r"other settings \(seed\)"):
+        engine = make_engine(commons.db_url)
+        try:
+            export_cohort(engine, ObjectStore(commons.store_url), commons.cohort_id, dest, format="dicom",
+                          scope=export_scope(engine, as_admin=True), weights=SPLIT, stratify=("sex",), seed=2)
+        finally:
+            engine.dispose()
+    assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == before  # nothing written
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("my notes")
+    with pytest.raises(UserError, match="holds no RadCommons export") as refused:
+        _export(commons, notes, "dicom")
+    assert "new or empty folder" in refused.value.hint
+    assert [p.name for p in notes.iterdir()] == ["README.md"] and (notes / "README.md").read_text() == "my notes"
+    for empty in ("", "."):
+        with pytest.raises(UserError, match="empty or the current folder"):
+            _export(commons, Path(empty), "dicom")
+
+
 @pytest.mark.skipif(not DCM2NIIX.exists(), reason="dcm2niix binary not installed")
 def test_nifti_matches_dcm2niix_on_every_ct_series(commons: Commons, tmp_path: Path) -> None:
     dest = tmp_path / "nifti"

@@ -17,7 +17,7 @@ def export(
     places: list[str] = typer.Argument(
         ..., metavar="[COHORT] DEST",
         help="COHORT: a frozen cohort (rc-cohort-...) or a saved query's number; leave it out with --query. "
-             "DEST: the folder to write (created; a rerun resumes).",
+             "DEST: the folder to write: new or empty (created); the same command run again resumes in it.",
     ),
     query: Path | None = typer.Option(
         None, "--query", help='Export a query file instead of a cohort: {"node": "series", "filter": {...}} '
@@ -68,6 +68,9 @@ def export(
     if format not in FORMATS:
         raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
     check_dest(dest)
+    if format != "png" and (bits != 8 or size):
+        raise UserError(f"--bits and --size are PNG options; a {format} export keeps the stored pixels",
+                        "leave them out, or add --format png")
     weights = parse_weights(split) if split else None
     fields = tuple(f.strip() for f in stratify.split(",") if f.strip())
     if fields and not weights:

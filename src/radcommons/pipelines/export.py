@@ -340,10 +340,45 @@ def _png(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tupl
     return produced
 
 
+#: Written first into DEST: what the export is (selection, format, options, recipient), so the
+#: same command run again resumes it there and any other export or file is never mixed in.
+EXPORT_MARK = ".radcommons-export.json"
+_NEW_FOLDER = "give a new or empty folder as DEST (the same command run again resumes an export in its folder)"
+
+
 def check_dest(dest: Path) -> None:
-    """DEST must be a folder or not exist yet."""
+    """DEST must be a folder or not exist yet (whether it may be written is :func:`claim_dest`)."""
+    if not str(dest).strip() or str(dest) == ".":
+        raise UserError("DEST is empty or the current folder", _NEW_FOLDER)
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest} exists and is not a folder", "give a new or existing folder as DEST")
+
+
+def claim_dest(dest: Path, settings: Mapping[str, Any]) -> None:
+    """Make ``dest`` the folder of the export ``settings`` describes: a new or empty folder gets
+    its :data:`EXPORT_MARK`; a folder with the same mark is resumed (files already there are
+    kept); anything else is refused, before anything is written: files of another export
+    (other options, another query) would stay beside the new ones, and files that are no
+    export (a README.md, labels.csv) would be overwritten."""
+    check_dest(dest)
+    wanted = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    mark = dest / EXPORT_MARK
+    if dest.is_dir() and any(dest.iterdir()):
+        try:
+            earlier = json.loads(mark.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{dest} is not empty and holds no RadCommons export: its files would be overwritten "
+                            "or mixed with the export's", _NEW_FOLDER) from None
+        except (OSError, ValueError) as error:
+            raise UserError(f"{mark} cannot be read ({error})", _NEW_FOLDER) from None
+        if earlier != wanted:
+            differ = sorted(k for k in set(wanted) | set(earlier if isinstance(earlier, dict) else {})
+                            if not isinstance(earlier, dict) or earlier.get(k) != wanted.get(k))
+            raise UserError(f"{dest} holds an export made with other settings ({', '.join(differ)}): the two "
+                            "would be mixed", _NEW_FOLDER)
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    write_atomic(mark, json.dumps(wanted, sort_keys=True, indent=1).encode())
 
 
 def stratify_fields() -> list[str]:
@@ -413,6 +448,13 @@ def export_cohort(
         if project_id not in scope.uncounted:
             reason = f"project {project_id} is not readable by {scope.recipient} (sequestered or not granted)"
             excluded[reason] = excluded.get(reason, 0) + 1
+    claim_dest(dest, {
+        "selection": selection.label, "content_hash": selection.cohort.content_hash if selection.cohort else None,
+        "query": None if selection.cohort else {"node": selection.node, "filter": selection.filter},
+        "format": format, "recipient": scope.recipient, "projects": sorted(allowed),
+        "split": dict(weights or {}), "stratify": list(stratify), "seed": seed if weights else None,
+        "bits": bits if format == "png" else None, "size": size if format == "png" else None,
+    })
     with engine.begin() as connection:
         record_audit(connection, actor=scope.recipient, action="export", target=selection.label,
                      records=len(instances), detail={"format": format, "dest": str(dest),
@@ -429,7 +471,6 @@ def export_cohort(
     for row in sorted(instances, key=lambda r: (r["series_uid"] or "", r["instance_number"] or 0,
                                                 r["sop_instance_uid"] or "")):
         by_series.setdefault(f"{row['project_id']}/{row['series_uid']}", []).append(row)
-    dest.mkdir(parents=True, exist_ok=True)
     jobs = []
     for key, rows in by_series.items():
         first = rows[0]

@@ -27,12 +27,12 @@ from typing import Any
 from radcommons.digests import file_sha256
 from radcommons.durable import write_atomic
 from radcommons.errors import UserError
-from radcommons.pipelines.export import ExportScope, Selection, export_cohort
+from radcommons.pipelines.export import EXPORT_MARK, ExportScope, Selection, export_cohort
 from radcommons.server.errors import ApiError
 
 log = logging.getLogger("radcommons.server.exports")
 #: Files of ``files/`` that are bookkeeping, not part of what is handed out.
-_INTERNAL = (".done/",)
+_INTERNAL = (".done/", EXPORT_MARK)
 
 
 def _now() -> str:
