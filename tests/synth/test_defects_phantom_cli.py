@@ -82,6 +82,18 @@ def test_bad_arguments_raise_user_error(tmp_path: Path) -> None:
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(UserError):
         generate(tmp_path / "full", 1, 1, 1, small=True, force=True)
+    # --force deleted every file of OUT once it held a synth_manifest.json, the user's too.
+    (tmp_path / "full" / "synth_manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="not the manifest of a `radcommons synth` output"):
+        generate(tmp_path / "full", 1, 1, 1, small=True, force=True)
+    earlier = tmp_path / "earlier"
+    generate(earlier, 1, 1, 1, small=True)
+    (earlier / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="1 entry that synth did not write: thesis.tex"):
+        generate(earlier, 1, 1, 2, small=True, force=True)
+    assert (earlier / "thesis.tex").read_text() == "precious"
+    (earlier / "thesis.tex").unlink()
+    generate(earlier, 1, 1, 2, small=True, force=True)  # its own output alone is replaced
 
 
 def test_cli_end_to_end_and_rejections(tmp_path: Path) -> None:

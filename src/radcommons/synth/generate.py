@@ -128,8 +128,36 @@ class Manifest:
         }
 
 
-def check_arguments(out: Path, sites: int, patients: int, force: bool) -> None:
-    """Raise :class:`UserError` for arguments that cannot give a corpus."""
+_MANIFESTS = ("synth_manifest.json", "phi_manifest.json", "defects_manifest.json")
+
+
+def earlier_output(out: Path) -> list[Path]:
+    """The entries of ``out`` that an earlier ``radcommons synth`` wrote (its manifests and the
+    site folders its manifest names), or a :class:`UserError` when ``out`` holds anything else:
+    ``--force`` replaces a synth output, never files of the user's that were put beside it."""
+    manifest_path = out / "synth_manifest.json"
+    hint = "--force only replaces an earlier `radcommons synth` output; choose another folder"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{out} is not empty and holds no synth_manifest.json", hint) from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{manifest_path} cannot be read ({error})", hint) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SYNTH_MANIFEST_FORMAT:
+        raise UserError(f"{manifest_path} is not the manifest of a `radcommons synth` output", hint)
+    sites = {str(site.get("folder")) for site in manifest.get("sites", []) if isinstance(site, dict)}
+    known = set(_MANIFESTS) | {name for name in sites if name and "/" not in name and name not in (".", "..")}
+    others = sorted(child.name for child in out.iterdir() if child.name not in known)
+    if others:
+        raise UserError(f"{out} holds {len(others)} entr{'y' if len(others) == 1 else 'ies'} that synth did not "
+                        f"write: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}",
+                        "move them away first, or choose another folder")
+    return sorted(out / name for name in known if (out / name).exists() or (out / name).is_symlink())
+
+
+def check_arguments(out: Path, sites: int, patients: int, force: bool) -> list[Path]:
+    """Raise :class:`UserError` for arguments that cannot give a corpus; return what ``--force``
+    will remove (:func:`earlier_output`)."""
     if not 1 <= sites <= MAX_SITES:
         raise UserError(f"--sites must be between 1 and {MAX_SITES}, got {sites}")
     if not 1 <= patients <= MAX_PATIENTS:
@@ -142,15 +170,12 @@ def check_arguments(out: Path, sites: int, patients: int, force: bool) -> None:
                 f"{out} is not empty",
                 "give a new or empty folder, or --force to replace an earlier synth output there",
             )
-        if not (out / "synth_manifest.json").is_file():
-            raise UserError(
-                f"{out} is not empty and holds no synth_manifest.json",
-                "--force only replaces an earlier `radcommons synth` output; choose another folder",
-            )
+        return earlier_output(out)
+    return []
 
 
-def _clear(out: Path) -> None:
-    for child in out.iterdir():
+def _clear(entries: list[Path]) -> None:
+    for child in entries:
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
         else:
@@ -423,9 +448,7 @@ def generate(
     patients, ``out`` a file, or a non-empty folder without ``force``).
     """
     out = Path(out).absolute()
-    check_arguments(out, sites, patients, force)
-    if out.is_dir():
-        _clear(out)
+    _clear(check_arguments(out, sites, patients, force))
     out.mkdir(parents=True, exist_ok=True)
 
     population = build_population(seed, sites, patients)
