@@ -38,6 +38,9 @@ R = TypeVar("R")
 CHUNK_SIZE = 32
 #: Tasks in flight per worker, so a huge input never sits whole in the scheduler.
 TASKS_PER_WORKER = 4
+#: The most workers a command or the ``workers`` setting may ask for: each local worker is a
+#: process, and 100,000 of them never start on one machine (the command hung).
+MAX_WORKERS = 256
 #: Whether the caller's process is one of the local workers (tests turn it off to be sure
 #: that spawned workers do the work).
 CALLER_WORKS = True

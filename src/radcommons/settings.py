@@ -9,6 +9,7 @@ Environment variables win over the file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from radcommons.errors import UserError
+from radcommons.parallel import MAX_WORKERS
 
 MASK = "****"
 
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
         default=Path("var/server"),
         description="The server's own state (upload spools); must survive restarts.",
     )
-    workers: int = Field(default=0, ge=0, description="Parallel workers; 0 means one per core.")
+    workers: int = Field(default=0, ge=0, le=MAX_WORKERS, description="Parallel workers; 0 means one per core.")
     dask_scheduler: str = Field(
         default="", description="Address of a Dask scheduler (tcp://host:8786); empty for a local cluster."
     )
@@ -136,6 +139,7 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url_password(self.database_url)
         data["object_store_url"] = mask_url_password(self.object_store_url)
         data["object_store_options"] = mask_options(data["object_store_options"])
+        data["dask_scheduler"] = mask_url_password(self.dask_scheduler)
         return data
 
 
@@ -153,6 +157,8 @@ def mask_options(options: Any) -> Any:
         }
     if isinstance(options, list):
         return [mask_options(value) for value in options]
+    if isinstance(options, str):  # an endpoint URL with user:password@
+        return mask_url_password(options)
     return options
 
 
@@ -193,4 +199,11 @@ def load_settings() -> Settings:
     Raises :class:`pydantic.ValidationError` on bad values and
     :class:`~radcommons.errors.UserError` when the configuration file cannot be read.
     """
-    return Settings()
+    try:
+        return Settings()
+    except SettingsError as error:  # a complex setting (a JSON object) whose text is not JSON
+        found = re.search(r'field "(\w+)"', str(error))
+        name = found.group(1) if found else "a setting"
+        raise UserError(f"RADCOMMONS_{name.upper()} (or {name} in {config_file()}) is not JSON: {error.__cause__ or error}",
+                        f'{name} is a JSON object, e.g. RADCOMMONS_{name.upper()}=\'{{"endpoint_url": '
+                        '"http://127.0.0.1:9000"}\'') from None

@@ -109,6 +109,28 @@ def test_passwords_are_masked(run_cli, tmp_path: Path) -> None:
     }
 
 
+def test_passwords_in_the_scheduler_and_endpoint_addresses_are_masked(run_cli) -> None:
+    """'passwords and secrets masked', but a Dask address and an endpoint URL were shown whole."""
+    env = {"RADCOMMONS_DASK_SCHEDULER": "tcp://u:hunter2@host:8786",
+           "RADCOMMONS_OBJECT_STORE_OPTIONS": '{"client_kwargs": {"endpoint_url": "https://u:s3cr3t@x"}}'}
+    values = show(run_cli, env=env)
+    assert values["dask_scheduler"] == "tcp://u:****@host:8786"
+    assert values["object_store_options"] == {"client_kwargs": {"endpoint_url": "https://u:****@x"}}
+
+
+def test_store_options_that_are_not_json(run_cli) -> None:
+    """An internal error ('SettingsError ... this is a bug') in every command."""
+    assert_config_error(run_cli("config", "show", env={"RADCOMMONS_OBJECT_STORE_OPTIONS": "notjson"}),
+                        "RADCOMMONS_OBJECT_STORE_OPTIONS", "is not JSON", "a JSON object")
+
+
+def test_workers_above_the_limit(run_cli) -> None:
+    """100000 workers hung a command starting processes; 10**23 was 'a number is out of range'."""
+    for many in ("100000", "9" * 23):
+        assert_config_error(run_cli("config", "show", env={"RADCOMMONS_WORKERS": many}), "workers",
+                            "less than or equal to 256")
+
+
 def test_password_in_query_is_masked(run_cli) -> None:
     url = "postgresql+psycopg://radcommons@db/commons?password=hunter2&sslmode=require"
     values = show(run_cli, env={"RADCOMMONS_DATABASE_URL": url})

@@ -17,7 +17,7 @@ import pytest
         (["objects", "put", "afile", "--store", "afile"], "afile/tmp: Not a directory"),
         (["synth", "afile/out", "--sites", "1", "--patients", "1", "--small"], "Not a directory"),
         (["deid", "afile", "out", "--site", "S", "--key-file", "site.key", "--workers", "9" * 25],
-         "a number is out of range"),
+         "Invalid value for '--workers'"),
         (["deid", "afile", "out", "--site", "S", "--key-file", "utf16.key"], "not UTF-8"),
     ],
 )
@@ -46,6 +46,8 @@ def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[s
          "Input should be less than or equal to 16384"),
         (["export", "out", "--query", "q.json", "--as-admin", "--size", "64"], "--bits and --size are PNG options"),
         (["export", "", "--query", "q.json", "--as-admin"], "DEST is empty or the current folder"),
+        (["ingest", "x", "--project", "P", "--workers", "-5"], "Invalid value for '--workers'"),
+        (["deid", "a", "b", "--site", "S", "--key-file", "k", "--workers", "100000"], "Invalid value for '--workers'"),
         (["download", "d", "--cohort", "rc-cohort-0123456789ab", "--split", "train=1", "--server",
           "http://127.0.0.1:9", "--token-file", "t"], "--split only apply to an export: add --format"),
     ],

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from radcommons.cli.context import check_server
 from radcommons.errors import UserError
+from radcommons.parallel import MAX_WORKERS
 from radcommons.roles import check_site_id
 
 
@@ -38,7 +39,7 @@ def command(
     allow_partial: bool = typer.Option(False, "--allow-partial",
                                        help="With errors, send the valid parts (default: send nothing)."),
     workers: int = typer.Option(
-        4, "--workers", min=1,
+        4, "--workers", min=1, max=MAX_WORKERS,
         help="Parallel uploads (threads) and de-identification processes (at most one per core)."),
 ) -> None:
     """De-identify SRC, convert the clinical files, check everything and send it to the commons.

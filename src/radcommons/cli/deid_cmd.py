@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from radcommons.errors import UserError
+from radcommons.parallel import MAX_WORKERS
 from radcommons.roles import check_site_id
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def deid(
     overrides: Path | None = typer.Option(
         None, "--overrides", help="YAML/JSON file: attribute keyword or tag -> action (X Z D K C U).", show_default=False
     ),
-    workers: int = typer.Option(0, "--workers", help="Worker processes; 0 = one per core, 1 = inline.", min=0),
+    workers: int = typer.Option(0, "--workers", help="Worker processes; 0 = one per core, 1 = inline.", min=0,
+                                 max=MAX_WORKERS),
     report: Path | None = typer.Option(
         None, "--report", help="Report JSON path (default: in the state directory).", show_default=False
     ),

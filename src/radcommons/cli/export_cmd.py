@@ -11,6 +11,7 @@ from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
 from radcommons.errors import UserError
+from radcommons.parallel import MAX_WORKERS
 
 
 def export(
@@ -33,7 +34,8 @@ def export(
     seed: int = typer.Option(0, "--seed", help="Seed of the split (same seed, same split)."),
     bits: int = typer.Option(8, "--bits", help="PNG bit depth: 8 or 16."),
     size: int = typer.Option(0, "--size", min=0, max=16384, help="PNG longest side in pixels (0: original size)."),
-    workers: int = typer.Option(0, "--workers", help="Parallel workers (0: the workers setting, else one per core)."),
+    workers: int = typer.Option(0, "--workers", min=0, max=MAX_WORKERS,
+                                help="Parallel workers (0: the workers setting, else one per core)."),
     include_sequestered: bool = typer.Option(
         False, "--include-sequestered",
         help="Also export sequestered projects: only with --as-admin or --for an admin or curator; never the default.",

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from radcommons.errors import UserError
+from radcommons.parallel import MAX_WORKERS
 from radcommons.roles import check_site_id
 
 
@@ -29,7 +30,8 @@ def command(
                                           "default var/deid-state/SITE.", show_default=False),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="A study is complete after this many "
                                         "seconds without a new instance.", min=0.0, max=86400.0),
-    workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1),
+    workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1,
+                                 max=MAX_WORKERS),
 ) -> None:
     """Receive studies from a PACS (C-ECHO, C-STORE), de-identify each instance on arrival, spool it durably,
     and send each study to the commons once it is complete (no new instance for --quiet-seconds).

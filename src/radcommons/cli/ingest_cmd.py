@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_store
+from radcommons.parallel import MAX_WORKERS
 
 if TYPE_CHECKING:
     from radcommons.pipelines.ingest import IngestReport
@@ -25,7 +26,8 @@ def ingest(
     availability: str = typer.Option(
         "open", "--availability", help="For a new project: open, sequestered or restricted."
     ),
-    workers: int = typer.Option(0, "--workers", help="Parallel workers (0: the workers setting, else one per core)."),
+    workers: int = typer.Option(0, "--workers", min=0, max=MAX_WORKERS,
+                                help="Parallel workers (0: the workers setting, else one per core)."),
     report: Path | None = typer.Option(None, "--report", help="Write every file's outcome as JSON here."),
     url: str | None = typer.Option(None, "--url", help=DATABASE_HELP),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
