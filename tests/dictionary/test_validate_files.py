@@ -186,6 +186,15 @@ def test_five_digit_zip(write_file: WriteFile) -> None:
     assert validate_files([write_file("case.tsv", case_rows(zip="000"))]) == []
 
 
+def test_a_nul_byte_in_text_is_refused(write_file: WriteFile) -> None:
+    """'ok: 1 file(s) match', and PostgreSQL then refused the value at ingest."""
+    rows = case_rows()
+    rows[0]["submitter_id"] = "case\x00-1"
+    for name in ("case.tsv", "case.json"):
+        problem = only(validate_files([write_file(name, rows)]))
+        assert (problem.column, problem.code) == ("submitter_id", "type") and "NUL byte" in problem.message
+
+
 def test_blank_required_value(write_file: WriteFile) -> None:
     rows = example_records("case", 3)
     rows[2]["ethnicity"] = ""
@@ -289,6 +298,7 @@ def test_missing_file_and_folder_and_bad_suffix(tmp_path: Path) -> None:
         ("[1, 2]", "json_shape", 1),
         ("[]", "empty_file", None),
         ('[\n  {"type": "case",\n', "parse", 3),
+        ("[" * 100000 + "]" * 100000, "parse", None),  # a RecursionError: "internal error ... a bug"
     ],
 )
 def test_bad_json(tmp_path: Path, content: str, code: str, row: int | None) -> None:

@@ -47,6 +47,7 @@ def test_imported_codes_fill_in_only_what_the_catalogue_lacks() -> None:
          '"29252-4","CT Chest","","Rad.Timing","WO","A","","","",""\n', "row 3: code 29252-4 has two names"),
         (HEADER, "has a header but no rows"),
         ("", "the file is empty"),
+        (HEADER + '"24627-2","CT Chest","",\n', "row 2: 4 cells for 10 columns"),  # it emptied the code's method
     ],
 )
 def test_bad_playbook_files_are_refused_with_the_row(tmp_path: Path, text: str, message: str) -> None:

@@ -53,6 +53,11 @@ def test_map(tmp_path: Path, pairs: Path) -> None:
     assert (rows[0]["loinc_code"], rows[0]["method"], rows[0]["site"]) == ("36572-6", "exact", "A")
     assert (rows[1]["loinc_code"], rows[1]["method"]) == ("29252-4", "normalized")
     assert rows[2]["loinc_code"] == "" and rows[2]["loinc_long_common_name"] == ""
+    assert "warning" not in result.stderr
+    # An input column named like an output column is replaced, and said so (it vanished silently).
+    again = run("map", "--input", str(out), "--output", str(tmp_path / "again.tsv"), cwd=tmp_path)
+    assert again.returncode == 0 and read_tsv(tmp_path / "again.tsv") == rows, again.stderr
+    assert "already has column(s) loinc_code, loinc_long_common_name, confidence, method" in again.stderr
 
 
 def test_map_with_own_table_replaces_curated_pairs(tmp_path: Path, pairs: Path) -> None:

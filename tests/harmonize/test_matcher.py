@@ -147,6 +147,12 @@ def test_conflicts_found(tmp_path: Path) -> None:
         (b"Modality\tDescription\nCT\tCT CHEST\n", "missing column(s) StudyDescription"),
         (b"Modality\tStudyDescription\tfrequency\nCT\tCT CHEST\tmany\n", "row 2, column frequency"),
         (b"Modality\tStudyDescription\n", "no rows"),
+        (b"Modality\tStudyDescription\tfrequency\nCT\tCT CHEST\tnan\n", "row 2, column frequency: not a whole"),
+        (b"Modality\tStudyDescription\tfrequency\nCT\tCT CHEST\tinf\n", "row 2, column frequency: not a whole"),
+        # the rows after an unclosed quote became one description, with line breaks, in the output
+        (b'Modality\tStudyDescription\nCR\t"XR CHEST\nCR\tXR CHEST 2 VIEWS\nDX\tXR ABD\n',
+         "row 2: a quote opened here runs on to line 4"),
+        (b"Modality\tStudyDescription\nCR\tXR\x00CHEST\n", "row 2: a NUL byte"),
     ],
 )
 def test_bad_pairs_files(tmp_path: Path, content: bytes | None, message: str) -> None:
@@ -164,3 +170,12 @@ def test_pairs_keep_extra_columns(tmp_path: Path) -> None:
     pairs = read_pairs(path)
     assert pairs.pairs[0] == StudyPair("CR", "CHEST, 1 VIEW", 12, 2)
     assert pairs.records[0]["site"] == "A"
+
+
+def test_a_mapping_table_code_that_is_not_loinc_is_refused(tmp_path: Path) -> None:
+    """`harmonize check` said ok, and `map` answered 'not-a-code' at confidence 1.000."""
+    path = tmp_path / "table.tsv"
+    path.write_text("Modality\tStudyDescription\tLOINC code\tL-Long Common Name\n"
+                    "CR\tXR CHEST\tnot-a-code\tXR Chest Views\n", encoding="utf-8")
+    with pytest.raises(UserError, match="row 2, column LOINC code: 'not-a-code' is not a LOINC code"):
+        read_mapping_rows(path)

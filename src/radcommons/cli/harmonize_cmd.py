@@ -60,7 +60,7 @@ def map_pairs(
     """Add loinc_code, loinc_long_common_name, confidence and method to every pair.
 
     loinc_code is empty where no answer reaches the confidence threshold; every other
-    column of the input is kept.
+    column of the input is kept (input columns with these four names are replaced, with a warning).
 
     Example: radcommons harmonize map --input pairs.tsv --output mapped.tsv
     """
@@ -76,6 +76,11 @@ def map_pairs(
                 f"or a code with two names; radcommons harmonize check {mapping_table} lists them): where "
                 "its rows disagree, the code most rows give wins, the latest row on a tie", highlight=False)
     columns = [c for c in pairs.columns if c not in OUTPUT_COLUMNS] + list(OUTPUT_COLUMNS)
+    replaced = [c for c in pairs.columns if c in OUTPUT_COLUMNS]
+    if replaced:  # an earlier output mapped again, or a column of the user's own: say so either way
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] {input} already has column(s) {', '.join(replaced)}: the output holds the "
+            "matcher's values there; rename the input's column(s) to keep them", highlight=False)
     answered = 0
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

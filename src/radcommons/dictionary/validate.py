@@ -275,6 +275,10 @@ def _read_json(file: str, text: str) -> _Table:
             Problem(file, error.lineno, None, None, f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})", "parse")
         )
         return table
+    except RecursionError:  # thousands of nested brackets: no table of records
+        table.problems.append(Problem(file, None, None, None, "JSON nested too deeply to be a list of records",
+                                      "parse"))
+        return table
     if not isinstance(document, list):
         table.problems.append(
             Problem(

@@ -192,7 +192,9 @@ def _check_scalar(
 def _check_string(prop: Property, value: str, of: str) -> tuple[Any, list[ValueProblem]]:
     value = value.strip()
     problems: list[ValueProblem] = []
-    if prop.pattern and not re.search(prop.pattern, value):
+    if "\0" in value:  # no text: PostgreSQL cannot store it, and the pattern checks would not see it
+        problems.append(ValueProblem("type", f"{of} holds a NUL byte; remove it"))
+    elif prop.pattern and not re.search(prop.pattern, value):
         problems.append(ValueProblem("pattern", f"{of} does not match the pattern {prop.pattern}"))
     elif prop.max_length is not None and len(value) > prop.max_length:
         problems.append(

@@ -15,15 +15,13 @@ contrast timing (``Rad.Timing``) are read, written as MIDRC writes them (``Abdom
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.harmonize.tables import CodeInfo, MappingTable, _cell, _read_rows, _read_text, _require
+from radcommons.harmonize.tables import LOINC_CODE, CodeInfo, MappingTable, _cell, _read_rows, _read_text, _require
 
 PLAYBOOK_COLUMNS = ("LoincNumber", "LongCommonName", "PartTypeName", "PartName")
-_LOINC_CODE = re.compile(r"^\d{1,8}-\d$")
 
 # Part types (compared case-insensitively: releases write "Modality Type" and "Modality type").
 _METHOD = "rad.modality.modality type"
@@ -41,8 +39,11 @@ def read_playbook(path: Path | str) -> tuple[CodeInfo, ...]:
     names: dict[str, str] = {}
     parts: dict[str, dict[str, list[tuple[str, int, str]]]] = {}
     for line, cells in rows:
+        if len(cells) != len(header):  # a short row read as empty parts wiped a code's method
+            raise UserError(f"{path}: row {line}: {len(cells)} cells for {len(header)} columns",
+                            "give the LoincRsnaRadiologyPlaybook.csv of a LOINC release, unmodified")
         code = _cell(cells, index["LoincNumber"]).strip()
-        if not _LOINC_CODE.match(code):
+        if not LOINC_CODE.match(code):
             raise UserError(
                 f"{path}: row {line}, column LoincNumber: {code!r} is not a LOINC code (like 24627-2)",
                 "give the LoincRsnaRadiologyPlaybook.csv of a LOINC release, unmodified",
@@ -97,7 +98,7 @@ def resolve_code(code: str, catalogue: Mapping[str, CodeInfo], name: str | None 
     Bad input is a :class:`UserError` that says what to do.
     """
     code = code.strip()
-    if not _LOINC_CODE.match(code):
+    if not LOINC_CODE.match(code):
         raise UserError(f"{code!r} is not a LOINC code", "a LOINC code is digits, a dash and a check digit: 36643-5")
     info = catalogue.get(code)
     if info is not None:

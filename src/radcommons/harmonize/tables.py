@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,9 +139,20 @@ def _read_rows(text: str, path: Path | str) -> tuple[list[str], list[tuple[int, 
     try:
         header = [h.strip() for h in next(reader)]
         rows = []
+        end = reader.line_num
         for cells in reader:
+            start, end = end + 1, reader.line_num
+            # A quote left open swallows the rows after it: a cell then spans lines that hold
+            # delimiters (a quoted cell may hold a line break, as MIDRC's attribute table does).
+            if any(("\n" in c or "\r" in c) and delimiter in c for c in cells):
+                raise UserError(f"{path}: row {start}: a quote opened here runs on to line {end}, so "
+                                f"{end - start + 1} lines were read as one row",
+                                'close the quote, or remove it: a " at the start of a cell opens a quoted cell')
+            if any("\0" in c for c in cells):
+                raise UserError(f"{path}: row {start}: a NUL byte in a cell",
+                                "remove it: it is no text (a database cannot store it either)")
             if any(c.strip() for c in cells):
-                rows.append((reader.line_num, cells))
+                rows.append((start, cells))
     except csv.Error as error:
         raise UserError(f"{path}: row {reader.line_num}: cannot parse ({error})") from None
     check_unique_columns(header, str(path))  # which one holds the data is anyone's guess
@@ -180,11 +193,18 @@ def read_code_attributes(path: Path | str) -> tuple[CodeInfo, ...]:
         code = clean_code(_cell(cells, index[CODE]))
         if not code:
             raise UserError(f"{path}: row {line}, column {CODE}: empty code")
+        if not LOINC_CODE.match(code):  # it was answered at confidence 1.0
+            raise UserError(f"{path}: row {line}, column {CODE}: {code!r} is not a LOINC code",
+                            "a LOINC code is digits, a dash and a check digit: 36643-5")
         extra = {
             attr: " ".join(_cell(cells, index[col]).split()) for col, attr in optional.items() if col in index
         }
         out.append(CodeInfo(code=code, long_common_name=_clean_name(_cell(cells, index[NAME])), **extra))
     return tuple(out)
+
+
+#: A LOINC code: its number, a dash and the check digit (36643-5).
+LOINC_CODE = re.compile(r"^[0-9]{1,8}-[0-9]$")
 
 
 def read_mapping_rows(path: Path | str) -> tuple[MappingRow, ...]:
@@ -196,6 +216,9 @@ def read_mapping_rows(path: Path | str) -> tuple[MappingRow, ...]:
         code = clean_code(_cell(cells, index[CODE]))
         if not code:
             raise UserError(f"{path}: row {line}, column {CODE}: empty code")
+        if not LOINC_CODE.match(code):  # it was answered at confidence 1.0
+            raise UserError(f"{path}: row {line}, column {CODE}: {code!r} is not a LOINC code",
+                            "a LOINC code is digits, a dash and a check digit: 36643-5")
         out.append(
             MappingRow(
                 modality=clean_cell(_cell(cells, index[MODALITY])),
@@ -256,7 +279,7 @@ def _frequency(value: str, path: Path | str, line: int) -> int:
         number = float(text)
     except ValueError:
         raise UserError(f"{path}: row {line}, column {FREQUENCY}: not a number ({value!r})") from None
-    if number < 0 or number != int(number):
+    if not math.isfinite(number) or number < 0 or number != int(number):
         raise UserError(f"{path}: row {line}, column {FREQUENCY}: not a whole count ({value!r})")
     return int(number)
 
