@@ -80,6 +80,24 @@ def read_named_file(path: str | os.PathLike[str]) -> bytes:
         raise UserError(f"{os.fspath(path)}: {error.strerror or error}") from None
 
 
+#: The first bytes of files that people save under a text file's name (a workbook named .csv).
+_BINARY_KINDS = (
+    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive", "save it as .xlsx (it is read as one) or "
+                                                                           "export it as CSV UTF-8"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)", "save it as .xlsx or as CSV UTF-8"),
+    (b"%PDF", "a PDF document", "export the table as CSV UTF-8"),
+)
+
+
+def check_text_table(data: bytes, where: str) -> None:
+    """A :class:`~radcommons.errors.UserError` when ``data``, read from a file named as a CSV or
+    TSV table, is a known binary kind: decoded as text it gave a misleading message (not
+    UTF-8, or columns missing)."""
+    for magic, kind, hint in _BINARY_KINDS:
+        if data.startswith(magic):
+            raise UserError(f"{where}: this is {kind}, not a CSV or TSV text table", hint)
+
+
 def check_unique_columns(header: Sequence[str], where: str) -> None:
     """A :class:`~radcommons.errors.UserError` (``where`` first) when a column of a table's header
     is named twice: one of the two columns' values would be silently dropped or overwritten."""

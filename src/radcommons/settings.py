@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         default="", description="Address of a Dask scheduler (tcp://host:8786); empty for a local cluster."
     )
 
+    @field_validator("secrets_dir", "server_state_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder
+            raise ValueError("must name a folder, not be empty")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -131,6 +131,12 @@ def test_workers_above_the_limit(run_cli) -> None:
                             "less than or equal to 256")
 
 
+def test_an_empty_folder_setting_is_refused(run_cli) -> None:
+    """RADCOMMONS_SECRETS_DIR="" became the current folder: key files and tokens were written there."""
+    for name in ("RADCOMMONS_SECRETS_DIR", "RADCOMMONS_SERVER_STATE_DIR"):
+        assert_config_error(run_cli("config", "show", env={name: ""}), "must name a folder, not be empty")
+
+
 def test_password_in_query_is_masked(run_cli) -> None:
     url = "postgresql+psycopg://radcommons@db/commons?password=hunter2&sslmode=require"
     values = show(run_cli, env={"RADCOMMONS_DATABASE_URL": url})

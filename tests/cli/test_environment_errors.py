@@ -47,6 +47,7 @@ def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[s
         (["export", "out", "--query", "q.json", "--as-admin", "--size", "64"], "--bits and --size are PNG options"),
         (["export", "", "--query", "q.json", "--as-admin"], "DEST is empty or the current folder"),
         (["ingest", "x", "--project", "P", "--workers", "-5"], "Invalid value for '--workers'"),
+        (["dictionary", "docs", "/dev/full"], "/dev/full: No space left on device"),  # no path, a generic hint
         (["deid", "a", "b", "--site", "S", "--key-file", "k", "--workers", "100000"], "Invalid value for '--workers'"),
         (["download", "d", "--cohort", "rc-cohort-0123456789ab", "--split", "train=1", "--server",
           "http://127.0.0.1:9", "--token-file", "t"], "--split only apply to an export: add --format"),

@@ -239,6 +239,9 @@ def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="cannot read the workbook"):
         read_tables([tmp_path / "broken.xlsx"])
+    (tmp_path / "renamed.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00")  # read as cp1252: "missing columns"
+    with pytest.raises(UserError, match="this is an Excel workbook"):
+        read_tables([tmp_path / "renamed.csv"])
 
 
 def test_a_formula_without_its_stored_result_is_refused_with_its_cell(tmp_path: Path) -> None:

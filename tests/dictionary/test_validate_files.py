@@ -286,8 +286,12 @@ def test_header_without_rows(tmp_path: Path) -> None:
 
 def test_missing_file_and_folder_and_bad_suffix(tmp_path: Path) -> None:
     (tmp_path / "case.xlsx").write_bytes(b"PK")
-    problems = validate_files([tmp_path / "nope.tsv", tmp_path, tmp_path / "case.xlsx"])
-    assert [p.code for p in problems] == ["file_missing", "file_unreadable", "file_type"]
+    (tmp_path / "workbook.tsv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00")  # an .xlsx renamed: "not UTF-8"
+    (tmp_path / "loop.tsv").symlink_to(tmp_path / "loop.tsv")  # "file not found"
+    problems = validate_files([tmp_path / "nope.tsv", tmp_path, tmp_path / "case.xlsx", tmp_path / "workbook.tsv",
+                               tmp_path / "loop.tsv"])
+    assert [p.code for p in problems] == ["file_missing", "file_unreadable", "file_type", "file_type", "file_missing"]
+    assert "Excel workbook" in problems[3].message and "leads nowhere" in problems[4].message
     assert all(p.row is None for p in problems)
 
 

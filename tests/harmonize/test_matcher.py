@@ -153,6 +153,7 @@ def test_conflicts_found(tmp_path: Path) -> None:
         (b'Modality\tStudyDescription\nCR\t"XR CHEST\nCR\tXR CHEST 2 VIEWS\nDX\tXR ABD\n',
          "row 2: a quote opened here runs on to line 4"),
         (b"Modality\tStudyDescription\nCR\tXR\x00CHEST\n", "row 2: a NUL byte"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "an Excel workbook (.xlsx) or another zip archive, not a CSV"),  # "not UTF-8"
     ],
 )
 def test_bad_pairs_files(tmp_path: Path, content: bytes | None, message: str) -> None:

@@ -133,6 +133,9 @@ def _environment_error(error: Exception) -> tuple[str, str] | None:
             if error.filename2 is not None:
                 where += f" -> {os.fsdecode(error.filename2)}"
             return f"{where}: {reason}", _PATH_HINTS.get(error.errno or 0, "check the path, then run again")
+        if error.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):  # a write with no path in the error
+            return f"cannot write: {reason}", _PATH_HINTS.get(error.errno, "check the disk, then run the same "
+                                                                            "command again")
         return f"{type(error).__name__}: {error}", "check the address and that the service or disk it names works"
     if isinstance(error, OverflowError):
         return f"a number is out of range ({error})", "give a smaller value"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
-from radcommons.inputs import check_unique_columns, read_input_bytes
+from radcommons.inputs import check_text_table, check_unique_columns, read_input_bytes
 
 #: File types a site may send, and their cell separators (None: a workbook).
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
@@ -90,6 +90,7 @@ def read_file(path: str | Path) -> list[SourceTable]:
 def _decoded(path: Path, data: bytes) -> str:
     """The text of a CSV or TSV file: UTF-8, UTF-16 with its byte order mark (Excel's "Unicode
     Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes)."""
+    check_text_table(data, f"clinical file {path}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")

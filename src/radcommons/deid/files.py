@@ -62,6 +62,8 @@ def _deidentify_file(
             return outcome
         except NotPlain as reason:
             why = str(reason)
+        except RecursionError:  # thousands of nested sequences: the input's doing, not a fault to report
+            why = "sequences nested too deeply for the streamed path"
         except Exception as error:  # noqa: BLE001 - a fault of the fast path: the pydicom path decides, the report tells
             why = failure = f"the streamed path failed: {type(error).__name__}: {error}"
     outcome = _pydicom_path(src, name, dst_root, context, pending)

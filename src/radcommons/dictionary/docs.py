@@ -32,7 +32,10 @@ def write_docs(out: str | Path, dictionary: Dictionary | None = None) -> Path:
     path = Path(out)
     text = render_html(dictionary) if path.suffix.lower() in (".html", ".htm") else render_markdown(dictionary)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:  # a failed write (a full disk) does not name its file
+        raise OSError(error.errno, error.strerror, str(path)) from None
     return path
 
 

@@ -40,7 +40,7 @@ from radcommons.dictionary.model import (
 )
 from radcommons.dictionary.values import check_value, date_problem, is_blank
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_bytes
+from radcommons.inputs import check_text_table, read_input_bytes
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
@@ -177,6 +177,9 @@ def _validate_path(
     if path.is_dir():
         return whole_file("is a folder, not a file: name the .tsv, .csv or .json files in it", "file_unreadable")
     if not path.exists():
+        if path.is_symlink():
+            return whole_file("a link that leads nowhere (its target is gone, or it is a loop): name the file "
+                              "itself", "file_missing")
         return whole_file("file not found: check the path", "file_missing")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -189,6 +192,10 @@ def _validate_path(
         return whole_file("file not found: check the path", "file_missing")
     except OSError as error:
         return whole_file(f"cannot read the file ({error.strerror or error}): check its permissions", "file_unreadable")
+    try:
+        check_text_table(data, file)
+    except UserError as error:
+        return whole_file(f"{error.message.removeprefix(file + ': ')}: {error.hint}", "file_type")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

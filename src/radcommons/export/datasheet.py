@@ -65,18 +65,25 @@ def _value(row: Mapping[str, Any], name: str) -> str:
     return "Not Reported" if value in (None, "") else str(value)
 
 
+def _one_line(text: str) -> str:
+    """A user's text (a cohort or query name) as one line of Markdown: line breaks in it would
+    start headings or list items of their own in the datasheet."""
+    return " ".join(text.split())
+
+
 def render_datasheet(facts: ExportFacts) -> str:
     """The README.md text."""
     rows = facts.rows
     splits = sorted({str(r.get("split") or "all") for r in rows})
+    name = _one_line(facts.cohort_name)
     if facts.query is None:
-        what = (f"- cohort: `{facts.cohort_id}` ({facts.cohort_name}); content hash (sha256 of the member list): "
+        what = (f"- cohort: `{facts.cohort_id}` ({name}); content hash (sha256 of the member list): "
                 f"`{facts.content_hash}`")
     else:
-        what = (f"- {facts.cohort_id} ({facts.cohort_name}), run at export time (not a frozen cohort: rerunning it "
+        what = (f"- {_one_line(facts.cohort_id)} ({name}), run at export time (not a frozen cohort: rerunning it "
                 f"later may select other records; freeze it to cite it): `{json.dumps(facts.query, sort_keys=True)}`")
     lines = [
-        f"# RadCommons export of {facts.cohort_id}", "",
+        f"# RadCommons export of {_one_line(facts.cohort_id)}", "",
         what,
         *([f"- made for: {facts.recipient}; it holds only what they may read"] if facts.recipient else []),
         f"- format: {facts.format}; options: "

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import check_unique_columns, read_named_file
+from radcommons.inputs import check_text_table, check_unique_columns, read_named_file
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -118,6 +118,7 @@ class Conflict:
 def _read_text(path: Path | str) -> str:
     path = Path(path)
     data = read_named_file(path)
+    check_text_table(data, str(path))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
