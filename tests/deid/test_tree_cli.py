@@ -176,6 +176,10 @@ def test_cli_keygen_and_deid(tmp_path):
     assert bad.returncode == 2 and "inside the destination" in bad.stderr
     bad = _run(["deid", "nowhere", "dst", "--site", "S1", "--key-file", "site.key"], tmp_path)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("not DICOM")
+    nothing = _run(["deid", "junk", "dst2", "--site", "S1", "--key-file", "site.key", "--workers", "1"], tmp_path)
+    assert nothing.returncode == 1 and "none of the 1 file(s) under junk was de-identified" in nothing.stderr  # was 0
     assert not any("DOE" in p.name for p in (tmp_path / "dst").rglob("*"))
     assert os.listdir(tmp_path / "dst")
 

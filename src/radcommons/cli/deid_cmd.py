@@ -55,7 +55,8 @@ def deid(
 
     Outputs are DST/<study uid>/<series uid>/<sop uid>.dcm, named only by new UIDs. The
     report and the pseudonym registry hold original identifiers and stay in the private
-    state directory, never in DST. Rerunning after an interruption completes the job.
+    state directory, never in DST. Rerunning after an interruption completes the job. Exit
+    code 1 when no file could be de-identified (withheld or rejected files alone are listed).
 
     Example: radcommons deid exports/ deid-out/ --site SITE01 --key-file var/secrets/deid.key
     """
@@ -71,6 +72,13 @@ def deid(
     from radcommons.deid.report import render_summary
 
     render_summary(result, Console())
+    counts = result.counts()
+    if not counts["deidentified"]:  # nothing to contribute: a script must not carry on as if there were
+        Console(stderr=True).print(
+            "[bold red]error:[/] " + (f"no file under {src}" if not counts["total"] else
+                                      f"none of the {counts['total']} file(s) under {src} was de-identified "
+                                      "(see the reasons above and the report)"), highlight=False)
+        raise typer.Exit(1)
 
 
 def _deid(src: Path, dst: Path, site: str, key_file: Path, state_dir: Path | None, profile: str,
