@@ -187,3 +187,20 @@ def test_a_file_whose_pixel_data_was_cut_short_is_rejected_and_not_stored(deid_t
     assert outcome.status == "rejected" and "Pixel Data needs 1000 more bytes" in outcome.reason, outcome
     assert "cut short" in outcome.reason and not store.exists(hashlib.sha256(cut).hexdigest())
     assert indexed == len(report.outcomes) - 1
+
+
+def test_a_study_of_another_site_is_rejected(deid_tree: Path, tmp_path: Path) -> None:
+    """The same tree ingested for a second site moved every study to that site's patients."""
+    tree, _ = _tree(deid_tree, tmp_path)
+    url = f"sqlite:///{tmp_path / 'index.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    store = ObjectStore(str(tmp_path / "objects"))
+    try:
+        first = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_A", workers=1)
+        assert first.ok
+        second = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_B", workers=1)
+        assert {o.status for o in second.outcomes} == {"rejected"}, {o.status for o in second.outcomes}
+        assert all("belongs to site SITE_A" in o.reason for o in second.outcomes)
+    finally:
+        engine.dispose()

@@ -105,6 +105,19 @@ def test_resubmission_is_a_new_version(sqlite_commons: Commons, deid_tree: Path,
 
     history = client.study_versions(study[0].study_uid, PROJECT)
     assert [v["version"] for v in history] == [1, 2]
+    # Another site's copy of the study (the same export, the same key) replaced it as version 3 and
+    # moved it to that site's patient: now it is refused, and the study stays SITE_A's.
+    curator = commons.client("curator")
+    other = curator.create_submission(PROJECT, "V-B", site_id="SITE_B")
+    again = variant(study[0].path, tmp_path / "other-site.dcm", lambda ds: setattr(ds, "InstanceNumber", 98))
+    entries = []
+    for path in (again, *(i.path for i in study[1:])):
+        result = curator.upload_file(other.id, path)
+        entries.append(ManifestEntry(result.sha256, result.size, path.name))
+    curator.put_study_manifest(other.id, study[0].study_uid, entries)
+    refused = curator.commit(other.id).studies[0]
+    assert refused["status"] == "rejected" and "belongs to site SITE_A" in refused["files"][0]["reason"], refused
+    assert [v["version"] for v in client.study_versions(study[0].study_uid, PROJECT)] == [1, 2]
     with pytest.raises(InvalidRequestError):  # not a UID: it was looked up, and was not found
         client.study_versions(study[0].study_uid.replace(".", "..", 1), PROJECT)
     old = {i["sop_instance_uid"]: i["object_id"] for i in history[0]["instances"]}

@@ -294,6 +294,21 @@ class IndexWriter:
                     .where(table.c[column].in_(uids[start:start + _IN_LIST]), table.c.project_id != self.project)))
         return found
 
+    def held_by_other_site(self, conn: Connection, study_uids: Sequence[str], site_id: str) -> dict[str, str]:
+        """The studies of this project among ``study_uids`` whose case belongs to another site, with
+        that site: a study belongs to the site that sent it, and another site's copy (the same UIDs:
+        the same export de-identified with the same key) would otherwise replace it as a new version
+        and move it to that site's patient."""
+        study, case = self.tables["imaging_study"], self.tables["case"]
+        uids = sorted(set(study_uids))
+        found: dict[str, str] = {}
+        for start in range(0, len(uids), _IN_LIST):
+            found.update((row[0], row[1]) for row in conn.execute(
+                select(study.c.study_uid, case.c.site_id).join(case, case.c.id == study.c.case_id)
+                .where(study.c.study_uid.in_(uids[start:start + _IN_LIST]), study.c.project_id == self.project,
+                       case.c.site_id.is_not(None), case.c.site_id != site_id)))
+        return found
+
     def _parents(self, conn: Connection, fields: InstanceFields, site_id: str) -> int:
         """The series of an instance, with its case and study, found or created; returns the series id."""
         case_id = self.case_for(conn, fields, site_id)

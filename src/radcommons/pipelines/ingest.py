@@ -111,6 +111,7 @@ def ingest_tree(
         with index_transaction(engine) as conn:
             # A study, series or instance UID belongs to one project (as at a submission commit).
             elsewhere = writer.held_elsewhere(conn, [read.examined.fields for read in batch if read.examined.fields])
+            other_site = writer.held_by_other_site(conn, [read.examined.study_uid for read in batch], site_id)
             passing: list[ReadFile] = []
             indexable: list[ReadFile] = []
             for read in batch:
@@ -121,6 +122,9 @@ def ingest_tree(
                 if other:
                     outcomes.append(FileOutcome(read.path, "rejected", f"its study or UIDs are already in project "
                                                 f"{other}: a UID belongs to one project; nothing indexed"))
+                elif read.examined.study_uid in other_site:
+                    outcomes.append(FileOutcome(read.path, "rejected", f"its study belongs to site "
+                                                f"{other_site[read.examined.study_uid]}: nothing indexed"))
                 else:
                     indexable.append(read)
             if indexable:

@@ -457,12 +457,16 @@ def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_
     # A study, series or instance UID belongs to one project (as at STOW-RS).
     elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries if e.examined and e.examined.fields])
     other = elsewhere.get(study_uid)
+    other_site = writer.held_by_other_site(conn, [study_uid], submission.site_id).get(study_uid)
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
         assert examined is not None
         if other is not None and examined.status != "rejected":
             examined = Examined("rejected", f"study {study_uid} is already in project {other}")
+        elif other_site is not None and examined.status != "rejected":
+            examined = Examined("rejected", f"study {study_uid} belongs to site {other_site}: only that site may "
+                                "send a new version of it")
         if examined.status == "ok":
             fields = examined.fields
             assert fields is not None

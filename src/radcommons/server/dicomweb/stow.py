@@ -122,6 +122,7 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
         candidates = [o for o in outcomes if not o.reason and o.examined.fields is not None]
         # A study, series or instance UID belongs to one project (as at a submission commit).
         elsewhere = writer.held_elsewhere(conn, [o.examined.fields for o in candidates if o.examined.fields])
+        other_site = writer.held_by_other_site(conn, [o.examined.study_uid for o in candidates], site_id)
         passing: list[Outcome] = []
         for outcome in candidates:
             examined = outcome.examined
@@ -132,6 +133,9 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
                      or elsewhere.get(fields.series["series_uid"]))
             if other:
                 outcome.fail(NOT_AUTHORIZED, f"its study or UIDs are already in project {other}")
+                continue
+            if study_uid in other_site:
+                outcome.fail(NOT_AUTHORIZED, f"its study belongs to site {other_site[study_uid]}")
                 continue
             if examined.status == "quarantine":
                 entry = writer.quarantine(
