@@ -80,6 +80,10 @@ def read_named_file(path: str | os.PathLike[str]) -> bytes:
         raise UserError(f"{os.fspath(path)}: {error.strerror or error}") from None
 
 
+#: The largest file the commons takes (1 TiB): an upload's length, a manifest's size beyond it
+#: are refused (2**70 bytes were recorded; a download of such a size could never finish).
+MAX_FILE_SIZE = 1 << 40
+
 #: The first bytes of files that people save under a text file's name (a workbook named .csv).
 _BINARY_KINDS = (
     (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive", "save it as .xlsx (it is read as one) or "

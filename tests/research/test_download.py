@@ -8,6 +8,7 @@ import http.server
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from research_support import OPEN, RESTRICTED, ResearchCommons
 
 import radcommons
 from radcommons.client import AuthenticationError
+from radcommons.errors import UserError
 from radcommons.client.download import FileEntry, download_entries
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import create_token, list_tokens, revoke_token
@@ -116,6 +118,24 @@ def test_revoked_token_stops_with_a_clear_error(research_commons: ResearchCommon
     finally:
         assert any(t.id == info.id and t.state == "revoked" for t in list_tokens(engine, "granted"))
         engine.dispose()
+
+
+def test_a_commons_gone_away_stops_the_download_with_what_to_do(research_commons: ResearchCommons,
+                                                                 cohort: dict[str, Any], tmp_path: Path) -> None:
+    """Each remaining file retried its own connection, one after another: a server killed
+    mid-download left the command silent for many minutes."""
+    with radcommons.Client(research_commons.url, research_commons.server.tokens["granted"]) as c:
+        entries = c.entries(cohort["identifier"])
+    assert len(entries) > 3
+    with socket.socket() as probe:  # a port where nothing listens: the commons is gone
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    started = time.monotonic()
+    with radcommons.Client(gone, "token", retries=3, backoff=0.1) as c:
+        with pytest.raises(UserError, match="3 files in a row could not be fetched") as error:
+            c.download(entries, tmp_path / "data", workers=2)
+    assert time.monotonic() - started < 30, "it went through every file"
+    assert "run the same download again" in error.value.hint
 
 
 class _StallingProxy(http.server.ThreadingHTTPServer):

@@ -28,6 +28,8 @@ ROW = {"object_id": DIGEST_A, "size": 10, "case_submitter_id": "C1", "study_uid"
         ("m.csv", b"", "lists no files"),
         ("m.json", b"[1, 2]", "manifest row 1: a row must be a mapping"),
         ("m.csv", f"object_id,size\n{DIGEST_A},-5\n".encode(), "manifest row 1: size -5 is negative"),
+        ("m.csv", f"object_id,size\n{DIGEST_A},big\n".encode(), "size 'big' is not a whole number of bytes"),
+        ("m.csv", f"object_id,size\n{DIGEST_A},{10**15}\n".encode(), "over the commons' limit"),  # never finished
         ("m.csv", f"sha,size\n{DIGEST_A},5\n".encode(), "manifest row 1: no object_id column (columns: sha, size)"),
     ],
 )

@@ -30,7 +30,7 @@ from typing import Any
 
 from radcommons.digests import file_sha256
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_bytes
+from radcommons.inputs import MAX_FILE_SIZE, read_input_bytes
 
 #: ``progress(entry, new_bytes)``: called as bytes arrive (and with the size of skipped files).
 ProgressCallback = Callable[["FileEntry", int], None]
@@ -81,9 +81,12 @@ class FileEntry:
             digest = str(row["object_id"]).lower()
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ValueError(f"object_id {digest!r} is not a sha256")
-            size = int(row["size"])
-            if size < 0:
-                raise ValueError(f"size {size} is negative")
+            try:
+                size = int(row["size"])
+            except (TypeError, ValueError):
+                raise ValueError(f"size {row['size']!r} is not a whole number of bytes") from None
+            if not 0 <= size <= MAX_FILE_SIZE:
+                raise ValueError(f"size {size} is negative or over the commons' limit of {MAX_FILE_SIZE} bytes")
             return cls(digest, size, str(row.get("case_submitter_id") or "unknown-case"),
                        str(row.get("study_uid") or "unknown-study"), str(row.get("series_uid") or "unknown-series"),
                        str(row.get("sop_instance_uid") or digest))
@@ -223,6 +226,10 @@ def fetch_one(entry: FileEntry, dest: Path, opener: Opener, *, retries: int = 5,
     return outcome
 
 
+#: After this many files in a row fail (each after its retries) the download stops.
+FAILURES_IN_A_ROW = 3
+
+
 class _Stopped(Exception):
     """Another transfer failed fatally; stop this one (its .part file stays for a resume)."""
 
@@ -269,6 +276,8 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
     root.mkdir(parents=True, exist_ok=True)
     report = DownloadReport()
     stop = threading.Event()
+    failing = [0]  # files in a row that failed after their retries
+    lock = threading.Lock()
 
     def one(entry: FileEntry) -> None:
         if stop.is_set():
@@ -281,8 +290,20 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
             if is_fatal(error) or isinstance(error, KeyboardInterrupt):
                 stop.set()
                 raise
-            report.failed[str(entry.path(root).relative_to(root))] = str(getattr(error, "message", error))
-            return
+            reason = str(getattr(error, "message", error))
+            with lock:
+                report.failed[str(entry.path(root).relative_to(root))] = reason
+                failing[0] += 1
+                if failing[0] < FAILURES_IN_A_ROW or stop.is_set():
+                    return
+                stop.set()
+            # The commons (or the network, or the disk) is gone: every other file would wait
+            # through its own retries, one after another, for many silent minutes.
+            raise UserError(f"{FAILURES_IN_A_ROW} files in a row could not be fetched (the last: {reason})",
+                            "check that the commons is up, the network and the disk, then run the same download "
+                            "again: complete files are skipped and partial ones resume") from None
+        with lock:
+            failing[0] = 0
         report.add(outcome, entry.size)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rc-download") as pool:

@@ -26,8 +26,6 @@ from radcommons.store.objects import ObjectStore, StoredObject
 
 #: The largest chunk accepted in one request.
 MAX_CHUNK = 64 * 1024 * 1024
-#: The largest file accepted (the largest DICOM objects, whole-slide images, stay well below it).
-MAX_FILE = 1024 * 1024**3
 SPOOL_SUFFIX = ".part"
 
 

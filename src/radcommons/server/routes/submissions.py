@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
+from radcommons.inputs import MAX_FILE_SIZE
 from radcommons.pipelines import submission as pipeline
 from radcommons.roles import PROJECT_NAME, SITE_ID
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
-from radcommons.server.uploads import MAX_FILE
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["submissions"])
@@ -32,7 +32,7 @@ class SubmissionCreate(BaseModel):
 
 class ManifestEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256 of the file")
-    size: int = Field(ge=0, le=MAX_FILE)
+    size: int = Field(ge=0, le=MAX_FILE_SIZE)
     path_in_package: str = Field(min_length=1, max_length=1024,
                                  description="the file's relative path in the study package")
 

@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from starlette.requests import ClientDisconnect
 
+from radcommons.inputs import MAX_FILE_SIZE
 from radcommons.pipelines import submission as pipeline
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
-from radcommons.server.uploads import MAX_CHUNK, MAX_FILE, Busy, UploadState
+from radcommons.server.uploads import MAX_CHUNK, Busy, UploadState
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["uploads"])
@@ -81,9 +82,9 @@ def _int_header(request: Request, name: str, required: bool = True) -> int | Non
         raise ApiError(400, "bad_header", f"the {name} header must be a non-negative integer, got {value!r}",
                        "send the number of bytes")
     number = int(value)
-    if number > MAX_FILE:
-        raise ApiError(413, "too_large", f"the {name} header says {number} bytes: over the limit of {MAX_FILE}",
-                       f"files of at most {MAX_FILE} bytes are accepted")
+    if number > MAX_FILE_SIZE:
+        raise ApiError(413, "too_large", f"the {name} header says {number} bytes: over the limit of {MAX_FILE_SIZE}",
+                       f"files of at most {MAX_FILE_SIZE} bytes are accepted")
     return number
 
 
