@@ -112,6 +112,20 @@ def test_days_count_from_the_first_positive_test_then_first_study() -> None:
     assert next(s for s in rows["imaging_study"] if s["study_uid"] == "2.25.2")["days_to_study"] == 0
 
 
+def test_a_birth_date_after_the_index_event_is_an_error() -> None:
+    """DOB 12/15/59 read with %m/%d/%y is 2059: the case was sent with age 0 and no issue."""
+    demo = _table("demographics", ["MRN", "DOB", "Sex"], ["1", "12/15/59", "F"], ["2", "1959-12-15", "M"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-03-01", "Positive"],
+                   ["2", "2021-03-01", "Positive"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    [error] = result.errors
+    assert (error.code, error.file, error.row, error.column) == ("birth_after_index", "demographics.csv", 2,
+                                                                 "birth_date")
+    assert "four digits" in error.fix
+    cases = [r for r in result.records if r.node == "case"]
+    assert [c.patient_id for c in cases] == ["2"] and cases[0].values["age_at_index"] == 61
+
+
 def test_ages_over_89_and_restricted_zip3(tmp_path: Path) -> None:
     demo = _table("patients", ["mrn", "birth_date", "gender", "zip_code"],
                   ["old", "01/02/1920", "F", "03601"], ["young", "01/02/1990", "M", "94110"],

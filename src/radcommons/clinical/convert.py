@@ -438,7 +438,15 @@ def _patient_records(
         return []
     label, index = chosen
     info = demographics.fields
-    age, gt89 = age_fields(info.get("birth_date"), index)
+    birth = info.get("birth_date")
+    if birth is not None and index is not None and birth > index:  # it gave age 0, silently
+        issues.append(Issue(ERROR, "birth_after_index",
+                            f"MRN {mrn!r}: the birth date is after the index event ({label})",
+                            "check the birth date; a two-digit year (59) may have been read as 2059: write "
+                            "years with four digits", demographics.origin.file, demographics.origin.row,
+                            "birth_date", node="case"))
+        return []
+    age, gt89 = age_fields(birth, index)
     visits = rows.get("visit", [])
     procedures = rows.get("procedure", [])
     ventilated = any(p.fields.get("breathing_support_type") == "Mechanical Ventilation" for p in procedures)
