@@ -29,6 +29,9 @@ OPEN, RESTRICTED, SEQUESTERED = "open", "restricted", "sequestered"
 AVAILABILITIES = (OPEN, RESTRICTED, SEQUESTERED)
 #: A project's name: its submitter_id in the index, in paths of exports and in URLs.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: A user name: shown in listings, the audit log and the explorer, so no line breaks, markup or
+#: control characters (an e-mail address is fine).
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 #: A site identifier: in the state directory's path, pseudonyms' derivation and the index.
 SITE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -52,6 +55,16 @@ def check_project_name(name: str) -> str:
                         "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
                         "(e.g. Open-A1)")
     return name
+
+
+def check_user_name(name: str) -> str:
+    """``name`` without surrounding spaces if it can name a user, else a :class:`UserError`."""
+    value = name.strip()
+    if not USER_NAME.fullmatch(value):
+        raise UserError(f"{name!r} cannot name a user",
+                        "use 1 to 64 letters, digits, '.', '_', '-', '+' or '@', starting with a letter or digit "
+                        "(e.g. site-a-uploader, or an e-mail address)")
+    return value
 
 
 def check_site_id(site: str) -> str:

@@ -79,6 +79,10 @@ def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Pa
     try:
         echo = subprocess.run(["echoscu", "-aec", "RCGW", "127.0.0.1", str(port)], capture_output=True, text=True)
         assert echo.returncode == 0, echo.stderr
+        # Addressed to another AE title: rejected (any called AE title used to be taken).
+        stray = subprocess.run(["echoscu", "-aec", "NOTTHEGATEWAY", "127.0.0.1", str(port)], capture_output=True,
+                               text=True)
+        assert stray.returncode != 0 and "Called AE Title Not Recognized" in stray.stdout + stray.stderr, stray
         store = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), *map(str, files)],
                                capture_output=True, text=True, timeout=120)
         assert store.returncode == 0, store.stderr

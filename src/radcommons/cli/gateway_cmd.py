@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from pathlib import Path
@@ -12,6 +13,11 @@ from rich.console import Console
 from radcommons.errors import UserError
 from radcommons.parallel import MAX_WORKERS
 from radcommons.roles import check_site_id
+
+
+#: An Application Entity title (PS3.5 Table 6.2-1): 1 to 16 characters of the default repertoire,
+#: backslash and control characters excluded.
+AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")
 
 
 def command(
@@ -46,8 +52,9 @@ def command(
     from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
 
     site = check_site_id(site)
-    if not ae_title.strip() or len(ae_title.strip()) > 16:
-        raise UserError(f"invalid AE title {ae_title!r}", "use 1 to 16 characters")
+    if not AE_TITLE.fullmatch(ae_title.strip()):  # PS3.5 Table 6.2-1, AE: no backslash, no control characters
+        raise UserError(f"invalid AE title {ae_title!r}",
+                        "use 1 to 16 letters, digits, spaces or punctuation other than a backslash")
     key = read_key_file(key_file)
     state = state_dir if state_dir is not None else default_state_dir(site)
     console = Console(stderr=True)

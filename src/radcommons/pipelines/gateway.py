@@ -187,6 +187,9 @@ class Gateway:
         from pynetdicom.sop_class import Verification
 
         ae = AE(ae_title=self.config.ae_title)
+        # An association addressed to another AE title is rejected (PS3.8 Table 9-21, reason 7:
+        # called AE title not recognized): a misconfigured PACS must not deliver here by mistake.
+        ae.require_called_aet = True
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from radcommons.errors import UserError
-from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES, check_project_name, check_site_id
+from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES, check_project_name, check_site_id, check_user_name
 from radcommons.store.index.schema import system_table
 
 TOKEN_PREFIX = "rc_"
@@ -139,9 +139,7 @@ def add_user(engine: Engine, name: str, role: str, *, site_id: str | None = None
              projects: Sequence[str] = ()) -> User:
     """Create a user with ``role`` (and project grants); :class:`UserError` if the name is taken."""
     _check_role(role)
-    name = name.strip()
-    if not name:
-        raise UserError("a user needs a name", "e.g. radcommons admin user add site-a-uploader --role contributor")
+    name = check_user_name(name)
     if role == "contributor" and not projects:
         raise UserError(f"contributor {name!r} needs at least one project to submit to",
                         "add --project PROJECT (repeat it for several)")
@@ -249,7 +247,8 @@ def revoke_token(engine: Engine, token_id: int) -> TokenInfo:
     """Revoke a token by its id (as listed); revoking twice is harmless."""
     tokens = system_table("token")
     with engine.begin() as conn:
-        row = conn.execute(select(tokens.c.id, tokens.c.revoked_at).where(tokens.c.id == token_id)).first()
+        row = None if not 0 < token_id < 2**63 else conn.execute(  # PostgreSQL: "bigint out of range"
+            select(tokens.c.id, tokens.c.revoked_at).where(tokens.c.id == token_id)).first()
         if row is None:
             raise UserError(f"no token with id {token_id}", "list them with: radcommons admin token list")
         if row.revoked_at is None:
