@@ -216,6 +216,9 @@ def test_admin_project_commands(commons: ResearchCommons) -> None:
     assert "Later-R1" in run("project", "grant", "researcher", "Later-R1")
     assert "Later-R1" in run("project", "list")
     assert "Later-R1" not in run("project", "grant", "researcher", "Later-R1", "--revoke")
+    typo = CliRunner().invoke(cli, ["admin", "project", "grant", "researcher", "Latre-R1", "--url",
+                                    commons.server.db_url])  # it granted a project that does not exist
+    assert typo.exit_code != 0 and "no project Latre-R1" in str(typo.exception or typo.output)
 
 
 def test_values_the_index_cannot_take_are_400_not_500(commons: ResearchCommons) -> None:

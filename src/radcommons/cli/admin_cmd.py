@@ -206,7 +206,7 @@ def project_grant(
     from radcommons.store.index.accounts import grant_projects
 
     with opened_index(url) as engine:
-        found = grant_projects(engine, user, [project], revoke=revoke)
+        found = grant_projects(engine, user, [project], revoke=revoke, existing=True)
     typer.echo(f"user {found.name} projects: {', '.join(found.projects) or '-'}")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from radcommons.errors import UserError
 from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES, check_project_name, check_site_id, check_user_name
-from radcommons.store.index.schema import system_table
+from radcommons.store.index.schema import node_tables, system_table
 
 TOKEN_PREFIX = "rc_"
 #: ``last_used_at`` is refreshed at most this often, so reads do not all become writes.
@@ -169,13 +169,25 @@ def _grant(conn: Connection, user_id: int, projects: Iterable[str]) -> None:
             conn.execute(insert(grants).values(user_id=user_id, project_id=project, created_at=utcnow()))
 
 
-def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False) -> User:
-    """Grant (or with ``revoke`` take away) projects from a user."""
+def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False,
+                   existing: bool = False) -> User:
+    """Grant (or with ``revoke`` take away) projects from a user. With ``existing`` a grant names
+    projects that exist (a read grant on a mistyped name grants nothing, and would take effect
+    if a project of that name were created later); a contributor's grant may name a project its
+    first submission creates."""
     if not revoke:
         projects = [check_project_name(project.strip()) for project in projects if project.strip()]
     grants = system_table("user_project")
     with engine.begin() as conn:
         row = _user_row(conn, name)
+        if existing and not revoke:
+            table = node_tables()["project"]
+            known = set(conn.execute(select(table.c.submitter_id)).scalars())
+            missing = sorted(set(projects) - known)
+            if missing:
+                raise UserError(f"no project {', '.join(missing)}",
+                                f"projects: {', '.join(sorted(known)[:20]) or 'none'}; create one with: "
+                                f"radcommons admin project add {missing[0]} --availability restricted")
         if revoke:
             conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(list(projects))))
         else:
