@@ -18,3 +18,8 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class AdviceWarning(UserWarning):
+    """Something a person should know and may fix, that does not stop the work (a secret file
+    others can read); the command line prints it as ``warning: ...``."""

@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import warnings
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
-from radcommons.errors import UserError
+from radcommons.errors import AdviceWarning, UserError
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -100,6 +101,18 @@ def check_text_table(data: bytes, where: str) -> None:
     for magic, kind, hint in _BINARY_KINDS:
         if data.startswith(magic):
             raise UserError(f"{where}: this is {kind}, not a CSV or TSV text table", hint)
+
+
+def warn_if_others_can_read(path: str | os.PathLike[str], what: str) -> None:
+    """An :class:`~radcommons.errors.AdviceWarning` when a secret file (a key, a token) can be
+    read by other users of the machine, as ssh warns of a private key."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        warnings.warn(AdviceWarning(f"the {what} {os.fspath(path)} can be read by other users of this machine "
+                                    f"(mode {stat.S_IMODE(mode):04o}): chmod 600 {os.fspath(path)}"), stacklevel=2)
 
 
 def check_unique_columns(header: Sequence[str], where: str) -> None:

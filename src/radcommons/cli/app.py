@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 import typer
@@ -27,7 +28,7 @@ from radcommons.cli import (
     serve_cmd,
     synth_cmd,
 )
-from radcommons.errors import UserError
+from radcommons.errors import AdviceWarning, UserError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -144,8 +145,21 @@ def _environment_error(error: Exception) -> tuple[str, str] | None:
     return None
 
 
+def _show_advice(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:
+    """Warnings for people (:class:`AdviceWarning`) as one line, ``warning: ...``; others as Python shows them."""
+    if issubclass(category, AdviceWarning):
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
+    warnings.showwarning = _show_advice
     try:
         # Non-standalone mode returns typer.Exit's code instead of exiting.
         result = app(standalone_mode=False)

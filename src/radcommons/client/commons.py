@@ -40,7 +40,7 @@ from radcommons.client.errors import (
     TokenFileError,
     error_for,
 )
-from radcommons.inputs import read_input_text
+from radcommons.inputs import read_input_text, warn_if_others_can_read
 
 #: Bytes sent per PATCH or batch request (the server accepts up to 64 MiB): a radiograph of
 #: about 10 MB goes in one request, so the server hashes it as it arrives.
@@ -146,7 +146,10 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     """The token in ``path`` (first non-blank line), or :class:`TokenFileError`."""
     file = Path(path).expanduser()
     try:
-        text = read_input_text(file)
+        text = read_input_text(file, "utf-8-sig")  # an editor's byte order mark is no part of the token
+    except UnicodeDecodeError:
+        raise TokenFileError(f"token file {file} is not text",
+                             "write the token the administrator gave you into it, as plain text") from None
     except FileNotFoundError:
         raise TokenFileError(f"token file {file} not found",
                              "ask the commons administrator for a token and save it there (chmod 600)") from None
@@ -156,6 +159,10 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token:
         raise TokenFileError(f"token file {file} is empty", "write the token the administrator gave you into it")
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise TokenFileError(f"token file {file} holds characters no token has",
+                             "write the token the administrator gave you into it, alone on its line")
+    warn_if_others_can_read(file, "token file")
     return token
 
 

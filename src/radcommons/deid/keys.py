@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import read_input_text
+from radcommons.inputs import read_input_text, warn_if_others_can_read
 
 KEY_BYTES = 32
 
@@ -78,7 +78,12 @@ def read_key_file(path: Path) -> bytes:
         raise UserError(f"the key file {path} is not plain text: byte {error.start} is not ASCII (not UTF-8 text?)",
                         "a key file holds the 64 hex digits radcommons keygen wrote, as ASCII: an editor may have "
                         "saved it as UTF-16 or with a byte order mark; write it again as plain text") from error
-    return parse_key(text)
+    try:
+        key = parse_key(text)
+    except UserError as error:
+        raise UserError(f"key file {path}: {error.message}", error.hint) from None
+    warn_if_others_can_read(path, "key file")
+    return key
 
 
 def key_fingerprint(key: bytes) -> str:
