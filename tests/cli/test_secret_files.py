@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from radcommons.client.commons import read_token_file
+import radcommons
+from radcommons.client.commons import CommonsClient, read_token_file
 from radcommons.client.errors import TokenFileError
-from radcommons.errors import AdviceWarning
+from radcommons.errors import AdviceWarning, UserError
 
 
 def test_token_files(tmp_path: Path) -> None:
@@ -38,3 +39,12 @@ def test_key_files_on_the_command_line(run_cli, tmp_path: Path) -> None:
     (tmp_path / "short.key").write_text("abcd\n")
     short = run_cli("deid", "src", "out", "--site", "S", "--key-file", "short.key")
     assert short.returncode == 2 and "key file short.key:" in short.stderr, short.stderr  # the file was not named
+
+
+def test_a_commons_url_with_a_password_is_refused_without_showing_it() -> None:
+    """Basic auth replaced the bearer token, and connection errors echoed the password."""
+    for client, url in ((radcommons.Client, "http://alice:s3cret@127.0.0.1:9"),
+                        (CommonsClient, "https://alice:s3cret@commons.example.org")):
+        with pytest.raises(UserError, match="holds a user name or password") as refused:
+            client(url, "rc_token")
+        assert "s3cret" not in str(refused.value)

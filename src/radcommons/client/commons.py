@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -40,6 +41,7 @@ from radcommons.client.errors import (
     TokenFileError,
     error_for,
 )
+from radcommons.errors import UserError
 from radcommons.inputs import read_input_text, warn_if_others_can_read
 
 #: Bytes sent per PATCH or batch request (the server accepts up to 64 MiB): a radiograph of
@@ -182,6 +184,9 @@ class CommonsClient:
     def __init__(self, url: str, token: str, *, timeout: float = 120.0, retries: int = DEFAULT_RETRIES,
                  backoff: float = 0.5, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  transport: httpx.BaseTransport | None = None) -> None:
+        if "@" in urlsplit(url).netloc:  # basic auth would replace the bearer token, and errors echo the URL
+            raise UserError("the commons URL holds a user name or password (user:secret@host)",
+                            "give the URL without them: the token authenticates (the URL is not shown here)")
         self.url = url.rstrip("/")
         self.retries = max(1, retries)
         self.backoff = backoff
