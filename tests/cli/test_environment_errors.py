@@ -58,6 +58,8 @@ def test_an_environment_error_is_a_message(run_cli, tmp_path: Path, args: list[s
         (["deid", "a", "b", "--site", "S", "--key-file", "k", "--workers", "100000"], "Invalid value for '--workers'"),
         (["download", "d", "--cohort", "rc-cohort-0123456789ab", "--split", "train=1", "--server",
           "http://127.0.0.1:9", "--token-file", "t"], "--split only apply to an export: add --format"),
+        (["download", "d", "--cohort", "mycohort", "--server", "http://127.0.0.1:9", "--token-file", "t"],
+         "--cohort 'mycohort' is not a cohort identifier"),  # "no manifest file at mycohort"
     ],
 )
 def test_a_value_out_of_range_is_a_message(run_cli, tmp_path: Path, args: list[str], expected: str) -> None:

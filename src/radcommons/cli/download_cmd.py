@@ -40,6 +40,9 @@ def command(
     if (cohort is None) == (manifest is None):
         raise UserError("give exactly one of --cohort ID or --manifest FILE",
                         "e.g. radcommons download data --cohort rc-cohort-0123456789ab --server URL --token-file F")
+    if cohort is not None and not (cohort.startswith("rc-cohort-") or cohort.isdigit()):
+        raise UserError(f"--cohort {cohort!r} is not a cohort identifier",  # it was read as a manifest file
+                        "give a frozen cohort's rc-cohort-... identifier (or its number); files are --manifest FILE")
     if format is not None and cohort is None:
         raise UserError("--format exports a cohort: give --cohort ID", "a manifest is downloaded as it is")
     export_options = [name for name, given in (("--split", split), ("--stratify", stratify), ("--size", size)) if given]
