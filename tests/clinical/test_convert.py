@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -242,6 +243,18 @@ def test_mapping_file_errors_name_the_file(tmp_path: Path) -> None:
         load_mapping(bad)
     bad.write_text("not_reported: Declined\n")  # one value is a list of one
     assert "declined" in load_mapping(bad).not_reported
+    # Taken unchecked: a format that never matched, a country sent as "5" or "['a', 'b']".
+    for text, message in (("date_formats: ['%Q']\n", "'%Q' in 'date_formats' is not a date format"),
+                          ("date_formats: 5\n", "'5' in 'date_formats' is not a date format"),
+                          ("date_formats: ['%H:%M']\n", "reads day, month and year"),
+                          ("country: 5\n", "'country' must be a two-letter ISO 3166-1 code, not 5"),
+                          ("country: [a, b]\n", "'country' must be a two-letter")):
+        bad.write_text(text)
+        with pytest.raises(UserError, match=re.escape(message) if "[" not in message else message):
+            load_mapping(bad)
+    bad.write_text("country: us\ndate_formats: ['%d.%m.%Y']\n")
+    mapping = load_mapping(bad)
+    assert mapping.country == "US" and mapping.date_formats[0] == "%d.%m.%Y"
 
 
 def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:

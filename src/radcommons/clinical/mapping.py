@@ -21,6 +21,7 @@ Names are compared by :func:`name_key` (lower case, letters and digits only), so
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -237,6 +238,30 @@ def _string_list(data: dict[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
+def _date_format(value: Any, where: str) -> str:
+    """A strptime format that reads a whole date back (``%d.%m.%Y``), else a UserError: one that
+    cannot ('%Q', 5, '%H') was taken and never matched, or matched the wrong day."""
+    text = str(value)
+    sample = _dt.date(2001, 2, 3)
+    try:
+        read = _dt.datetime.strptime(sample.strftime(text), text).date()
+    except ValueError:
+        read = None
+    if read != sample:
+        raise UserError(f"{where}: {text!r} in 'date_formats' is not a date format that reads day, month and year",
+                        "use strptime directives, e.g. date_formats: [\"%d.%m.%Y\", \"%m/%d/%Y\"]")
+    return text
+
+
+def _country(value: Any, where: str) -> str:
+    """An ISO 3166-1 alpha-2 code (upper case), or "" for none: ``5`` or a list was sent as text."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value.strip()):
+        raise UserError(f"{where}: 'country' must be a two-letter ISO 3166-1 code, not {value!r}", "e.g. country: US")
+    return value.strip().upper()
+
+
 def load_mapping(path: str | Path | None = None) -> SiteMapping:
     """The default mapping, with the site's mapping file ``path`` (if any) merged over it.
 
@@ -261,7 +286,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         _merge_values(values, data.get("values", {}), where)
         not_reported |= {str(v).strip().lower() for v in _string_list(data, "not_reported", where)}
         # A site's date formats are tried before the default ones (its own spelling first).
-        date_formats = [str(f) for f in _string_list(data, "date_formats", where)] + date_formats
+        date_formats = [_date_format(f, where) for f in _string_list(data, "date_formats", where)] + date_formats
         if "index_event" in data:
             chosen = data["index_event"]
             chosen = [chosen] if isinstance(chosen, str) else chosen
@@ -270,7 +295,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
                                 "the first one a case has becomes its day 0")
             index_event = tuple(chosen)
         if "country" in data:
-            country = str(data["country"] or "")
+            country = _country(data["country"], where)
         if "restricted_zip3" in data:
             restricted |= _zip3_list(data["restricted_zip3"], where)
     return SiteMapping(
