@@ -64,10 +64,16 @@ def test_anonymous_sees_suppressed_aggregates_only(browser: Browser, web_commons
     shot(page, "01-anonymous-explorer")
     page.goto(web_commons.url + "/dashboard")
     assert page.locator("#quarantine").count() == 0 and page.locator("#submissions").count() == 0
-    # A hand-edited age in the address was a 500 (int('abc')): it is ignored.
-    answer = page.goto(web_commons.url + "/?case.age_at_index=abc%2B&case.age_at_index=1-2-3")
+    # A hand-edited age in the address was a 500 (int('abc')): it is left out, and the page says so
+    # (a filter dropped silently showed a larger cohort than the link promised).
+    answer = page.goto(web_commons.url + "/?case.age_at_index=abc%2B&case.age_at_index=1-2-3&case.nosuch=1")
     assert answer is not None and answer.status == 200
     expect(page.locator("#total-cases")).to_have_text("<10")
+    expect(page.locator("#left-out")).to_contain_text("case.age_at_index=abc+; case.age_at_index=1-2-3; case.nosuch=1")
+    # A value the facet does not have was a JSON 400 in the browser: the page, saying what was wrong.
+    answer = page.goto(web_commons.url + "/?case.sex=female")
+    assert answer is not None and answer.status == 200 and "text/html" in answer.headers["content-type"]
+    expect(page.locator("#left-out")).to_contain_text("female")
     page.context.close()
 
 

@@ -103,16 +103,26 @@ def _label(name: str) -> str:
 Selection = dict[str, list[str]]
 
 
-def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet]) -> Selection:
-    """The facet values selected in a query string (unknown keys, empty values and, for a binned
-    facet, anything but a bin label ignored: a link edited by hand is no reason to fail)."""
+#: Query parameters of the explorer that are not facets.
+CONTROL_PARAMETERS = frozenset({"tab", "cursor", "notice"})
+
+
+def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet],
+                    left_out: list[str] | None = None) -> Selection:
+    """The facet values selected in a query string. Unknown keys, empty values and, for a binned
+    facet, anything but a bin label are left out (a link edited by hand is no reason to fail),
+    and listed in ``left_out`` as ``key=value`` so the page can say so: a filter dropped
+    silently shows a larger cohort than the link promised."""
     by_key = {f.key: f for f in known}
     selection: Selection = {}
     for key, value in params:
         facet = by_key.get(key)
-        if facet is None or not value or value in selection.get(key, []):
+        if key in CONTROL_PARAMETERS or (facet is not None and value in selection.get(key, [])):
             continue
-        if facet.bins is not None and value != MISSING and not _BIN_LABEL.fullmatch(value):
+        if facet is None or not value or (facet.bins is not None and value != MISSING
+                                          and not _BIN_LABEL.fullmatch(value)):
+            if left_out is not None:
+                left_out.append(f"{key}={value}"[:80])
             continue
         selection.setdefault(key, []).append(value)
     return selection

@@ -137,12 +137,19 @@ def _tab(request: Request) -> str:
 def explorer_context(context: ServerContext, view: View, request: Request) -> dict[str, Any]:
     """Everything the explorer page shows for the request's selection and tab."""
     known = fx.all_facets()
-    selection = fx.parse_selection(request.query_params.multi_items(), known)
+    left_out: list[str] = []
+    selection = fx.parse_selection(request.query_params.multi_items(), known, left_out)
     tab = _tab(request)
     node = fx.TAB_NODES[tab]
     engine = context.engine
-    totals = {name: suppressed_count(count(engine, n, fx.to_filter(selection, n, known), projects=view.projects),
-                                     view.min_count) for name, n, _ in fx.TABS}
+    try:
+        totals = {name: suppressed_count(count(engine, n, fx.to_filter(selection, n, known), projects=view.projects),
+                                         view.min_count) for name, n, _ in fx.TABS}
+    except UserError as error:  # a value the facet does not have (sex=female): the page, not a JSON 400
+        left_out.append(error.message)
+        selection = {}
+        totals = {name: suppressed_count(count(engine, n, None, projects=view.projects), view.min_count)
+                  for name, n, _ in fx.TABS}
     views = fx.facet_views(engine, selection, known, projects=view.projects, min_count=view.min_count, tab=tab)
     rows: list[dict[str, Any]] = []
     next_cursor = None
@@ -167,6 +174,7 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
         "filter_json": json.dumps(fx.to_filter(selection, node, known), indent=1),
         "share_url": str(request.base_url).rstrip("/") + "/?" + fx.query_string(selection, tab=tab),
         "cohorts": list_cohorts(engine, owner=view.principal.name)[:10] if view.records else [],
+        "left_out": left_out,
     }
 
 
