@@ -127,6 +127,17 @@ def test_a_birth_date_after_the_index_event_is_an_error() -> None:
     assert [c.patient_id for c in cases] == ["2"] and cases[0].values["age_at_index"] == 61
 
 
+def test_an_exact_duplicate_row_is_sent_once_with_a_note() -> None:
+    demo = _table("demographics", ["MRN", "DOB", "Sex"], ["1", "1959-12-15", "F"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-03-01", "Positive"],
+                   ["1", "2021-03-01", "Positive"], ["1", "2021-03-04", "Negative"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    assert result.errors == ()
+    assert len([r for r in result.records if r.node == "measurement"]) == 2  # it was 3: the same test twice
+    [note] = [i for i in result.issues if i.code == "duplicate_row"]
+    assert (note.file, note.row) == ("covid_tests.csv", 3) and "repeats covid_tests.csv row 2" in note.message
+
+
 def test_ages_over_89_and_restricted_zip3(tmp_path: Path) -> None:
     demo = _table("patients", ["mrn", "birth_date", "gender", "zip_code"],
                   ["old", "01/02/1920", "F", "03601"], ["young", "01/02/1990", "M", "94110"],

@@ -372,6 +372,12 @@ def convert_clinical(
                 row = _Row(row.table, row.mrn, {**earlier.fields, **row.fields}, row.origin)
             demographics[row.mrn] = row
         else:
+            same = next((r for r in by_patient[row.mrn][row.table] if r.fields == row.fields), None)
+            if same is not None:  # it was sent twice, as two records of one event
+                issues.append(Issue(NOTE, "duplicate_row", f"this row repeats {same.origin.file} row "
+                                    f"{same.origin.row} exactly: it is sent once", "nothing to do if intended",
+                                    row.origin.file, row.origin.row, node=TABLE_NODES[row.table]))
+                continue
             by_patient[row.mrn][row.table].append(row)
 
     studies_by_patient: dict[str, list[ImagingStudy]] = defaultdict(list)
