@@ -64,6 +64,12 @@ def test_store_a_study_then_read_it_back(dicomweb_commons: DicomwebCommons) -> N
     assert client(dicomweb_commons, "reader").search_for_studies(search_filters={"StudyInstanceUID": study}) == []
     again = client(dicomweb_commons).store_instances(datasets[:1], study_instance_uid=study)
     assert len(again.ReferencedSOPSequence) == 1 and again.RetrieveURL.endswith(f"/studies/{study}")
+    # Another site's copy of the study (the same UIDs) is refused: it moved the study to that site's patient.
+    with pytest.raises(requests.HTTPError) as other_site:
+        client(dicomweb_commons, "curator").store_instances(datasets[:1], additional_params={"project": STOW,
+                                                                                             "site": "SITE_B"})
+    refused = pydicom.Dataset.from_json(other_site.value.response.json()).FailedSOPSequence[0]
+    assert refused.FailureReason == 0x0124 and "belongs to site" in refused[0x00000902].value
 
 
 def test_gate_failures_are_reported_and_quarantined(dicomweb_commons: DicomwebCommons) -> None:
