@@ -94,13 +94,17 @@ _BINARY_KINDS = (
 )
 
 
+def binary_kind(data: bytes) -> tuple[str, str] | None:
+    """What a file named as a CSV or TSV table really is, and what to do, when it is a known binary
+    kind (decoded as text it gave a misleading message: not UTF-8, or columns missing)."""
+    return next(((kind, hint) for magic, kind, hint in _BINARY_KINDS if data.startswith(magic)), None)
+
+
 def check_text_table(data: bytes, where: str) -> None:
-    """A :class:`~radcommons.errors.UserError` when ``data``, read from a file named as a CSV or
-    TSV table, is a known binary kind: decoded as text it gave a misleading message (not
-    UTF-8, or columns missing)."""
-    for magic, kind, hint in _BINARY_KINDS:
-        if data.startswith(magic):
-            raise UserError(f"{where}: this is {kind}, not a CSV or TSV text table", hint)
+    """A :class:`~radcommons.errors.UserError` when ``data`` is of a :func:`binary_kind`."""
+    found = binary_kind(data)
+    if found is not None:
+        raise UserError(f"{where}: this is {found[0]}, not a CSV or TSV text table", found[1])
 
 
 def warn_if_others_can_read(path: str | os.PathLike[str], what: str) -> None:

@@ -48,32 +48,29 @@ def check_availability(availability: str) -> str:
     return value
 
 
+def _named(pattern: re.Pattern[str], value: str, refusal: str, hint: str) -> str:
+    if not pattern.fullmatch(value):
+        raise UserError(refusal, hint)
+    return value
+
+
 def check_project_name(name: str) -> str:
     """``name`` if it can name a project, else a :class:`UserError` saying what can."""
-    if not PROJECT_NAME.fullmatch(name):
-        raise UserError(f"{name!r} cannot name a project",
-                        "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit "
-                        "(e.g. Open-A1)")
-    return name
+    return _named(PROJECT_NAME, name, f"{name!r} cannot name a project",
+                  "use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. Open-A1)")
 
 
 def check_user_name(name: str) -> str:
     """``name`` without surrounding spaces if it can name a user, else a :class:`UserError`."""
-    value = name.strip()
-    if not USER_NAME.fullmatch(value):
-        raise UserError(f"{name!r} cannot name a user",
-                        "use 1 to 64 letters, digits, '.', '_', '-', '+' or '@', starting with a letter or digit "
-                        "(e.g. site-a-uploader, or an e-mail address)")
-    return value
+    return _named(USER_NAME, name.strip(), f"{name!r} cannot name a user",
+                  "use 1 to 64 letters, digits, '.', '_', '-', '+' or '@', starting with a letter or digit "
+                  "(e.g. site-a-uploader, or an e-mail address)")
 
 
 def check_site_id(site: str) -> str:
     """``site`` without surrounding spaces if it can identify a site, else a :class:`UserError`."""
-    value = site.strip()
-    if not SITE_ID.fullmatch(value):
-        raise UserError(f"invalid site identifier {site!r}",
-                        "use 1 to 64 letters, digits, - or _, starting with a letter or digit (e.g. SITE_A)")
-    return value
+    return _named(SITE_ID, site.strip(), f"invalid site identifier {site!r}",
+                  "use 1 to 64 letters, digits, - or _, starting with a letter or digit (e.g. SITE_A)")
 
 
 def withheld(availability: str | None) -> bool:

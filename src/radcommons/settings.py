@@ -210,7 +210,8 @@ def load_settings() -> Settings:
         return Settings()
     except SettingsError as error:  # a complex setting (a JSON object) whose text is not JSON
         found = re.search(r'field "(\w+)"', str(error))
-        name = found.group(1) if found else "a setting"
-        raise UserError(f"RADCOMMONS_{name.upper()} (or {name} in {config_file()}) is not JSON: {error.__cause__ or error}",
+        name = found.group(1) if found else "object_store_options"  # the one setting that is a JSON object
+        raise UserError(f"RADCOMMONS_{name.upper()} (or {name} in {config_file()}) is not JSON: "
+                        f"{error.__cause__ or error}",
                         f'{name} is a JSON object, e.g. RADCOMMONS_{name.upper()}=\'{{"endpoint_url": '
                         '"http://127.0.0.1:9000"}\'') from None

@@ -25,13 +25,15 @@ def _tree(deid_tree: Path, tmp_path: Path) -> tuple[Path, Path]:
     return tree, sorted(tree.rglob("*.dcm"))[0]
 
 
-def _ingest(tree: Path, tmp_path: Path, gate: Callable[[pydicom.Dataset], list]) -> tuple[IngestReport, ObjectStore, int]:
+def _ingest(tree: Path, tmp_path: Path, gate: Callable[[pydicom.Dataset], list],
+            site_id: str = "SITE_A") -> tuple[IngestReport, ObjectStore, int]:
+    """``tree`` ingested into the index and store of ``tmp_path`` (created on first use)."""
     url = f"sqlite:///{tmp_path / 'index.db'}"
     upgrade(url)
     engine = make_engine(url)
     store = ObjectStore(str(tmp_path / "objects"))
     try:
-        report = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_A", workers=1,
+        report = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id=site_id, workers=1,
                              gate=gate)
         return report, store, counts(engine)["instance"]
     finally:
@@ -192,15 +194,9 @@ def test_a_file_whose_pixel_data_was_cut_short_is_rejected_and_not_stored(deid_t
 def test_a_study_of_another_site_is_rejected(deid_tree: Path, tmp_path: Path) -> None:
     """The same tree ingested for a second site moved every study to that site's patients."""
     tree, _ = _tree(deid_tree, tmp_path)
-    url = f"sqlite:///{tmp_path / 'index.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    store = ObjectStore(str(tmp_path / "objects"))
-    try:
-        first = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_A", workers=1)
-        assert first.ok
-        second = ingest_tree(tree, engine=engine, store=store, project="Open-A1", site_id="SITE_B", workers=1)
-        assert {o.status for o in second.outcomes} == {"rejected"}, {o.status for o in second.outcomes}
-        assert all("belongs to site SITE_A" in o.reason for o in second.outcomes)
-    finally:
-        engine.dispose()
+    first, _, _ = _ingest(tree, tmp_path, deid_gate)
+    assert first.ok
+    second, _, indexed = _ingest(tree, tmp_path, deid_gate, site_id="SITE_B")
+    assert {o.status for o in second.outcomes} == {"rejected"}, {o.status for o in second.outcomes}
+    assert all("belongs to site SITE_A" in o.reason for o in second.outcomes)
+    assert indexed == len(first.outcomes)

@@ -276,10 +276,11 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
     root.mkdir(parents=True, exist_ok=True)
     report = DownloadReport()
     stop = threading.Event()
-    failing = [0]  # files in a row that failed after their retries
+    failing = 0  # files in a row that failed after their retries
     lock = threading.Lock()
 
     def one(entry: FileEntry) -> None:
+        nonlocal failing
         if stop.is_set():
             return
         try:
@@ -293,8 +294,8 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
             reason = str(getattr(error, "message", error))
             with lock:
                 report.failed[str(entry.path(root).relative_to(root))] = reason
-                failing[0] += 1
-                if failing[0] < FAILURES_IN_A_ROW or stop.is_set():
+                failing += 1
+                if failing < FAILURES_IN_A_ROW or stop.is_set():
                     return
                 stop.set()
             # The commons (or the network, or the disk) is gone: every other file would wait
@@ -303,7 +304,7 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
                             "check that the commons is up, the network and the disk, then run the same download "
                             "again: complete files are skipped and partial ones resume") from None
         with lock:
-            failing[0] = 0
+            failing = 0
         report.add(outcome, entry.size)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rc-download") as pool:

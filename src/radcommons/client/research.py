@@ -35,7 +35,7 @@ from radcommons.client.download import (
     entries_of,
     read_manifest,
 )
-from radcommons.client.errors import AuthenticationError, CommonsError, ConnectionFailedError, PermissionDeniedError
+from radcommons.client.errors import AuthenticationError, CommonsError, PermissionDeniedError
 
 Filter = Mapping[str, Any] | None
 Sort = Sequence[tuple[str, str]] | Sequence[str]
@@ -302,12 +302,6 @@ def _fatal(error: BaseException) -> bool:
     if isinstance(error, AuthenticationError):
         error.hint = ("get a new token (radcommons admin token create NAME, or ask your commons), then run the same "
                       "download again: complete files are skipped and partial ones resume")
-        return True
-    if isinstance(error, ConnectionFailedError):
-        # The request already retried with backoff: every other file would wait as long, one after
-        # another (a server gone mid-download kept the command silent for many minutes).
-        error.hint = ("check that the commons is up and the network, then run the same download again: complete "
-                      "files are skipped and partial ones resume")
         return True
     status = getattr(error, "status", 0)
     return isinstance(error, PermissionDeniedError) or 400 <= status < 500 and status not in (408, 429)

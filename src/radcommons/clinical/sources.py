@@ -11,6 +11,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
+import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,20 +142,36 @@ def _uncomputed_formula(value: Any, formula: Any) -> bool:
     return (isinstance(formula, str) and formula.startswith("=")) or hasattr(formula, "text")  # ArrayFormula
 
 
+_FORMULA = re.compile(rb"<(\w+:)?f[\s>/]")
+
+
+def _has_formulas(data: bytes) -> bool:
+    """Whether a workbook's sheets hold formula cells (``<f>`` elements, ECMA-376 18.3.1.40):
+    only then is it parsed a second time for them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(_FORMULA.search(archive.read(name)) for name in archive.namelist()
+                       if name.startswith("xl/worksheets/") and name.endswith(".xml"))
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False  # openpyxl says what is wrong with it
+
+
 def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
     from openpyxl import load_workbook
     from openpyxl.utils import get_column_letter
 
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+        formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False) if _has_formulas(data) else None
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file
         raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
                         "open it in the spreadsheet program and save it again as .xlsx") from error
     tables: list[SourceTable] = []
     try:
-        for sheet, formula_sheet in zip(workbook.worksheets, formulas.worksheets):
-            iterator = zip(sheet.iter_rows(values_only=True), formula_sheet.iter_rows(values_only=True))
+        for index, sheet in enumerate(workbook.worksheets):
+            written_rows = (formulas.worksheets[index].iter_rows(values_only=True) if formulas is not None
+                            else itertools.repeat(()))
+            iterator = zip(sheet.iter_rows(values_only=True), written_rows)
             header_cells, _ = next(iterator, (None, None))
             if header_cells is None or all(c is None for c in header_cells):
                 continue  # an empty sheet holds nothing to convert
@@ -176,5 +195,6 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows)))
     finally:
         workbook.close()
-        formulas.close()
+        if formulas is not None:
+            formulas.close()
     return tables

@@ -122,7 +122,7 @@ class Head:
         """The byte range of Pixel Data when it is one element of defined length that ends
         the file and whose header was read (the common case, known without another read);
         ``None`` otherwise (encapsulated, several pixel elements, data after it: ask
-        (:func:`pixel_span`)."""
+        :func:`pixel_span`)."""
         start = self.pixel_start
         if start is None or start + 12 > len(self.data):
             return None

@@ -22,8 +22,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
 from radcommons.dicom.dicomweb_json import attribute_tag, keyword, vr_of
+from radcommons.dicom.uid import UID_MAX_LENGTH, UID_SYNTAX
 from radcommons.errors import UserError
 
 #: VRs on which ``*`` and ``?`` are wildcards (PS3.4 C.2.2.2.4).
@@ -89,7 +89,7 @@ _FORMS = {
     "TM": (re.compile(r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"), "HHMMSS.FFFFFF or a prefix of it, e.g. 1330"),
     "DT": (re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?)?)?)?"),
            "YYYYMMDDHHMMSS.FFFFFF or a prefix of it, e.g. 20200131"),
-    "UI": (re.compile(f"(?=.{{1,{UID_MAX_LENGTH}}}$){UID_PATTERN.strip('^$')}"),
+    "UI": (re.compile(f"(?=.{{1,{UID_MAX_LENGTH}}}$){UID_SYNTAX}"),
            f"digits and dots, at most {UID_MAX_LENGTH} characters, e.g. 1.2.840.113619.2.55"),
 }
 
@@ -100,9 +100,9 @@ def _checked(tag: int, vr: str, value: str, given: str) -> str:
     form = _FORMS.get(vr)
     where = "" if given == value else f" in {given!r}"
     if form is not None and not form[0].fullmatch(value):
-        raise _bad(f"{keyword(tag)} ({vr}) must be {form[1]}; got {value!r}{where}",
-                   "dates are YYYYMMDD, ranges FROM-TO with either end open (20200101-, -20201231); "
-                   "see docs/DICOMWEB.md")
+        hint = ("several UIDs: separate them with commas (1.2.3,1.2.4)" if vr == "UI" else
+                "a range is FROM-TO with either end open (20200101-, -20201231)")
+        raise _bad(f"{keyword(tag)} ({vr}) must be {form[1]}; got {value!r}{where}", f"{hint}; see docs/DICOMWEB.md")
     if vr == "DA":
         try:
             _dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))

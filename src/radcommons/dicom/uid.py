@@ -26,11 +26,13 @@ IMPLEMENTATION_VERSION_NAME = "RADCOMMONS_1"
 #: UIDs defined by the standard itself start with this root (PS3.6 Annex A).
 DICOM_ROOT = "1.2.840.10008."
 
-_MAX_UID_LENGTH = 64
-#: The form of a UID that a client names (PS3.5 9.1: components of digits, dots between, at
-#: most 64 characters); leading zeros are tolerated, since other systems' UIDs have them.
-UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
-UID_MAX_LENGTH = _MAX_UID_LENGTH
+#: At most 64 characters (PS3.5 9.1).
+UID_MAX_LENGTH = 64
+#: The form of a UID that a client names (PS3.5 9.1: components of digits, dots between);
+#: leading zeros are tolerated, since other systems' UIDs have them.
+UID_SYNTAX = r"[0-9]+(\.[0-9]+)*"
+#: :data:`UID_SYNTAX` anchored, as a path or query parameter's pattern.
+UID_PATTERN = f"^{UID_SYNTAX}$"
 
 
 def uid_from_int(value: int) -> str:
@@ -60,7 +62,7 @@ def keyed_uid(key: bytes, *parts: str) -> str:
 
 def is_valid_uid(uid: str) -> bool:
     """True where ``uid`` obeys PS3.5 §9.1: digits and dots, no empty or zero-led component, <= 64 chars."""
-    if not uid or len(uid) > _MAX_UID_LENGTH:
+    if not uid or len(uid) > UID_MAX_LENGTH:
         return False
     for component in uid.split("."):
         if not component.isdigit() or not component.isascii():

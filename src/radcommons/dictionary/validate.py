@@ -40,7 +40,7 @@ from radcommons.dictionary.model import (
 )
 from radcommons.dictionary.values import check_value, date_problem, is_blank
 from radcommons.errors import UserError
-from radcommons.inputs import check_text_table, read_input_bytes
+from radcommons.inputs import binary_kind, read_input_bytes
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
@@ -192,10 +192,9 @@ def _validate_path(
         return whole_file("file not found: check the path", "file_missing")
     except OSError as error:
         return whole_file(f"cannot read the file ({error.strerror or error}): check its permissions", "file_unreadable")
-    try:
-        check_text_table(data, file)
-    except UserError as error:
-        return whole_file(f"{error.message.removeprefix(file + ': ')}: {error.hint}", "file_type")
+    found = binary_kind(data)
+    if found is not None:
+        return whole_file(f"this is {found[0]}, not a CSV or TSV text table: {found[1]}", "file_type")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

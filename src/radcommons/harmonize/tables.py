@@ -180,6 +180,22 @@ def clean_code(value: str) -> str:
     return clean_cell(value).replace('"', "").strip()
 
 
+#: A LOINC code: its number, a dash and the check digit (36643-5).
+LOINC_CODE = re.compile(r"^[0-9]{1,8}-[0-9]$")
+
+
+def _code_cell(cells: Sequence[str], i: int, path: Path | str, line: int) -> str:
+    """The LOINC code in cell ``i`` of a table row, or a UserError naming the row (a code that is
+    no LOINC code was answered at confidence 1.0)."""
+    code = clean_code(_cell(cells, i))
+    if not code:
+        raise UserError(f"{path}: row {line}, column {CODE}: empty code")
+    if not LOINC_CODE.match(code):
+        raise UserError(f"{path}: row {line}, column {CODE}: {code!r} is not a LOINC code",
+                        "a LOINC code is digits, a dash and a check digit: 36643-5")
+    return code
+
+
 def _clean_name(value: str) -> str:
     return " ".join(clean_cell(value).split())
 
@@ -191,21 +207,12 @@ def read_code_attributes(path: Path | str) -> tuple[CodeInfo, ...]:
     optional = {"L-Method": "method", "L-System": "system", "Rad.Timing": "timing", "MIDRC-System": "midrc_system"}
     out = []
     for line, cells in rows:
-        code = clean_code(_cell(cells, index[CODE]))
-        if not code:
-            raise UserError(f"{path}: row {line}, column {CODE}: empty code")
-        if not LOINC_CODE.match(code):  # it was answered at confidence 1.0
-            raise UserError(f"{path}: row {line}, column {CODE}: {code!r} is not a LOINC code",
-                            "a LOINC code is digits, a dash and a check digit: 36643-5")
+        code = _code_cell(cells, index[CODE], path, line)
         extra = {
             attr: " ".join(_cell(cells, index[col]).split()) for col, attr in optional.items() if col in index
         }
         out.append(CodeInfo(code=code, long_common_name=_clean_name(_cell(cells, index[NAME])), **extra))
     return tuple(out)
-
-
-#: A LOINC code: its number, a dash and the check digit (36643-5).
-LOINC_CODE = re.compile(r"^[0-9]{1,8}-[0-9]$")
 
 
 def read_mapping_rows(path: Path | str) -> tuple[MappingRow, ...]:
@@ -214,12 +221,7 @@ def read_mapping_rows(path: Path | str) -> tuple[MappingRow, ...]:
     index = _require(header, [MODALITY, DESCRIPTION, CODE, NAME], path)
     out = []
     for line, cells in rows:
-        code = clean_code(_cell(cells, index[CODE]))
-        if not code:
-            raise UserError(f"{path}: row {line}, column {CODE}: empty code")
-        if not LOINC_CODE.match(code):  # it was answered at confidence 1.0
-            raise UserError(f"{path}: row {line}, column {CODE}: {code!r} is not a LOINC code",
-                            "a LOINC code is digits, a dash and a check digit: 36643-5")
+        code = _code_cell(cells, index[CODE], path, line)
         out.append(
             MappingRow(
                 modality=clean_cell(_cell(cells, index[MODALITY])),

@@ -372,8 +372,8 @@ def claim_dest(dest: Path, settings: Mapping[str, Any]) -> None:
         except (OSError, ValueError) as error:
             raise UserError(f"{mark} cannot be read ({error})", _NEW_FOLDER) from None
         if earlier != wanted:
-            differ = sorted(k for k in set(wanted) | set(earlier if isinstance(earlier, dict) else {})
-                            if not isinstance(earlier, dict) or earlier.get(k) != wanted.get(k))
+            earlier = earlier if isinstance(earlier, dict) else {}
+            differ = sorted(k for k in wanted.keys() | earlier.keys() if earlier.get(k) != wanted.get(k))
             raise UserError(f"{dest} holds an export made with other settings ({', '.join(differ)}): the two "
                             "would be mixed", _NEW_FOLDER)
         return

@@ -32,8 +32,8 @@ from radcommons.pipelines.indexing import (
     examine,
     index_transaction,
 )
-from radcommons.store.index.accounts import Principal, as_utc, record_audit, utcnow
-from radcommons.store.index.schema import node_tables, system_table
+from radcommons.store.index.accounts import Principal, as_utc, record_audit, require_projects, utcnow
+from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import (
     QUARANTINE_DELETED,
     QUARANTINE_HELD,
@@ -87,13 +87,10 @@ def check_curator_project(conn: Connection, principal: Principal, project: str) 
     so a mistyped name used to create a new project (open to every researcher) at the commit."""
     if not principal.is_curator:
         return
-    table = node_tables()["project"]
-    if conn.execute(select(table.c.id).where(table.c.submitter_id == project)).first() is None:
-        known = sorted(conn.execute(select(table.c.submitter_id)).scalars())
-        raise SubmissionError(f"no project {project!r}",
-                              f"projects: {', '.join(known[:20]) or 'none'}; to start a new one, create it first with "
-                              f"its availability: radcommons admin project add {project} --availability restricted",
-                              code="not_found", kind="not_found")
+    try:
+        require_projects(conn, [project])
+    except UserError as error:
+        raise SubmissionError(error.message, error.hint, code="not_found", kind="not_found") from None
 
 
 def _load(conn: Connection, principal: Principal, submission_id: int) -> Any:

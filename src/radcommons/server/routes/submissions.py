@@ -109,6 +109,7 @@ def receipt(submission_id: int, principal: Principal = Depends(current_principal
 
 
 @router.get("/studies/{study_uid}/versions", summary="A study's history, oldest first")
-def versions(project: str = Query(), study_uid: str = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN), principal: Principal = Depends(current_principal),
+def versions(project: str = Query(), study_uid: str = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN),
+             principal: Principal = Depends(current_principal),
              context: ServerContext = Depends(get_context)) -> list[dict[str, Any]]:
     return pipeline.study_versions(context.engine, principal, project, study_uid)

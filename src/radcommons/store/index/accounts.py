@@ -169,6 +169,19 @@ def _grant(conn: Connection, user_id: int, projects: Iterable[str]) -> None:
             conn.execute(insert(grants).values(user_id=user_id, project_id=project, created_at=utcnow()))
 
 
+def require_projects(conn: Connection, projects: Iterable[str]) -> None:
+    """A :class:`UserError` naming the ``projects`` that do not exist, with the ones that do and how
+    to create one: a name given where a project must already be (a typo must not grant, or
+    create, anything)."""
+    table = node_tables()["project"]
+    known = set(conn.execute(select(table.c.submitter_id)).scalars())
+    missing = sorted(set(projects) - known)
+    if missing:
+        raise UserError(f"no project {', '.join(missing)}",
+                        f"projects: {', '.join(sorted(known)[:20]) or 'none'}; create one with: "
+                        f"radcommons admin project add {missing[0]} --availability restricted")
+
+
 def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False,
                    existing: bool = False) -> User:
     """Grant (or with ``revoke`` take away) projects from a user. With ``existing`` a grant names
@@ -181,13 +194,7 @@ def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke
     with engine.begin() as conn:
         row = _user_row(conn, name)
         if existing and not revoke:
-            table = node_tables()["project"]
-            known = set(conn.execute(select(table.c.submitter_id)).scalars())
-            missing = sorted(set(projects) - known)
-            if missing:
-                raise UserError(f"no project {', '.join(missing)}",
-                                f"projects: {', '.join(sorted(known)[:20]) or 'none'}; create one with: "
-                                f"radcommons admin project add {missing[0]} --availability restricted")
+            require_projects(conn, projects)
         if revoke:
             conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(list(projects))))
         else:
