@@ -133,3 +133,63 @@ def test_resubmission_is_a_new_version(sqlite_commons: Commons, deid_tree: Path,
         assert current.object_id == new[study[0].sop_uid] and current.instance_number == 99
     finally:
         engine.dispose()
+
+
+def _at_once(*requests) -> list[int]:
+    """Status codes of ``requests`` (callables), started together on threads."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    barrier = Barrier(len(requests))
+
+    def run(request) -> int:
+        barrier.wait()
+        return request().status_code
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(run, requests))
+
+
+def test_a_release_and_a_delete_at_once_are_one_after_the_other(commons: Commons, deid_tree: Path,
+                                                                  tmp_path: Path) -> None:
+    """Both used to succeed: on PostgreSQL the released instance was indexed with its bytes deleted, on
+    SQLite an instance marked deleted was published; two deletes at once were both 200."""
+    from pydicom.uid import generate_uid
+
+    study = _study(instances_of(deid_tree))
+    study_uid, series_uid = generate_uid(prefix="2.25."), generate_uid(prefix="2.25.")
+
+    def held_copy(index: int, item: Instance) -> Path:
+        def change(ds: pydicom.Dataset) -> None:
+            del ds.PatientIdentityRemoved
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(prefix="2.25.")
+        return variant(item.path, tmp_path / f"{index}.dcm", change)
+
+    copies = [held_copy(index, study[index % len(study)]) for index in range(6)]
+    submit(commons.client(), "Q-RACE", copies, study_uid)
+    held = commons.client("curator").quarantine(project=PROJECT)
+    assert len(held) == len(copies)
+    store = ObjectStore(str(commons.store_dir))
+    engine = make_engine(commons.db_url)
+    instance = node_tables()["instance"]
+    try:
+        with commons.http("curator") as http:
+            for entry in held[:4]:
+                codes = _at_once(lambda: http.post(f"/quarantine/{entry['id']}/release"),
+                                 lambda: http.delete(f"/quarantine/{entry['id']}"))
+                assert sorted(codes) == [200, 409], codes
+                with engine.connect() as conn:
+                    indexed = conn.execute(select(instance.c.id).where(
+                        instance.c.object_id == entry["sha256"])).first() is not None
+                released = codes[0] == 200
+                assert indexed == released and store.exists(entry["sha256"]) == released
+            for entry in held[4:]:
+                codes = _at_once(lambda: http.delete(f"/quarantine/{entry['id']}"),
+                                 lambda: http.delete(f"/quarantine/{entry['id']}"))
+                assert sorted(codes) == [200, 409], codes
+        statuses = {h["id"]: h["status"] for h in commons.client("curator").quarantine(status="all")}
+        assert sum(statuses[h["id"]] == "released" for h in held) + sum(
+            statuses[h["id"]] == "deleted" for h in held) == len(held)
+    finally:
+        engine.dispose()

@@ -612,8 +612,14 @@ def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine
     table = system_table("quarantine")
     with engine.connect() as conn:
         entry = _held(conn, quarantine_id)
-    with store.open_unverified(entry.sha256) as handle:
-        examined = examine(handle, object_id=entry.sha256, size=store.size(entry.sha256), gate=lambda _: [])
+    try:
+        with store.open_unverified(entry.sha256) as handle:
+            examined = examine(handle, object_id=entry.sha256, size=store.size(entry.sha256), gate=lambda _: [])
+    except ObjectNotFoundError:
+        with engine.connect() as conn:
+            _held(conn, quarantine_id)  # a delete of the entry removed them meanwhile: not held any more
+        raise SubmissionError(f"the bytes of quarantined object {entry.sha256} are missing from the object store",
+                              "delete the entry", code="conflict", kind="conflict") from None
     if examined.fields is None:
         raise SubmissionError(f"quarantined object {entry.sha256} cannot be indexed: {examined.reason}",
                               "delete it instead", code="conflict", kind="conflict")
@@ -636,21 +642,25 @@ def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine
 
 def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal, quarantine_id: int,
                        client: str | None = None) -> dict[str, Any]:
-    """A curator's decision that a held instance must not be published: drop it and, if unused, its bytes."""
+    """A curator's decision that a held instance must not be published: drop it and, if unused, its bytes.
+
+    Under the index's write lock, like :func:`release`: a release and a delete of one entry at the
+    same time are one after the other (the second finds it no longer held), and the bytes are
+    removed only while no writer can index an instance that uses them.
+    """
     _require_curator(principal)
     table = system_table("quarantine")
     instance = IndexWriter("", "", "").tables["instance"]
-    with engine.begin() as conn:
+    with index_transaction(engine) as conn:
         entry = _held(conn, quarantine_id)
         conn.execute(update(table).where(table.c.id == quarantine_id).values(
             status=QUARANTINE_DELETED, resolved_at=utcnow(), resolved_by=principal.name))
         record_audit(conn, actor=principal.name, action="quarantine.delete", target=f"quarantine {quarantine_id}",
                      project=entry.project_id, client=client, records=1, detail={"sha256": entry.sha256})
         view = _quarantine_view(conn.execute(select(table).where(table.c.id == quarantine_id)).one())
-    with engine.connect() as conn:
         used = conn.execute(select(instance.c.id).where(instance.c.object_id == entry.sha256).limit(1)).first() \
             or conn.execute(select(table.c.id).where(table.c.sha256 == entry.sha256,
                                                      table.c.status == QUARANTINE_HELD).limit(1)).first()
-    if not used:
-        store.delete(entry.sha256)
+        if not used:
+            store.delete(entry.sha256)
     return view
