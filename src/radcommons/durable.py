@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import hashlib
 import mmap
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
+
+from radcommons.errors import UserError
 
 
 def fsync_dir(path: str) -> None:
@@ -100,6 +103,31 @@ def drop_cached(paths: Iterable[str]) -> None:
             pass
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_held(folder: str | os.PathLike[str], *, user: str, hint: str) -> Iterator[None]:
+    """Hold ``folder`` for the block, or refuse at once (:class:`UserError`) when another run holds it.
+
+    For a folder whose files one run at a time may write and remove (a de-identification
+    destination, a gateway's spool): a second run at the same time would take the first one's
+    unfinished files for a killed run's leftovers. The lock is an advisory ``flock`` on the folder
+    itself, so it leaves no file behind and ends with the process that held it, killed or not.
+    Where the file system has no ``flock`` the block runs unguarded. ``user`` says what holds the
+    folder (``another gateway``) and ``hint`` what to do, in the refusal's message.
+    """
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{os.fspath(folder)} is in use by {user} that has not finished", hint) from None
+        except OSError:  # no flock on this file system
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def remove_if_present(path: str | os.PathLike[str]) -> None:

@@ -89,6 +89,13 @@ def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Pa
         # Every acknowledged instance is already on disk, de-identified.
         spooled = spooled_files(state / "gateway")
         assert len(spooled) == len(files)
+        # A second gateway on the same spool is refused: the two moved and sent each other's files.
+        second = subprocess.run(
+            [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW2", "--port", str(free_port()),
+             "--site", "SITE_A", "--project", "P", "--key-file", str(key_file), "--state-dir", str(state),
+             "--host", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "in use by another gateway" in second.stderr and "Traceback" not in second.stderr, second.stderr
     finally:
         gateway.send_signal(signal.SIGKILL)  # a crash, not a clean stop
         gateway.wait(30)

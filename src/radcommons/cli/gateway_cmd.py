@@ -49,6 +49,7 @@ def command(
     Example: radcommons gateway --ae-title RCGW --port 11112 --server https://commons.example.org --token-file var/secrets/commons.token --site SITE_A --project Open-A1 --key-file var/secrets/deid.key
     """
     from radcommons.deid import DeidContext, default_state_dir, read_key_file
+    from radcommons.durable import folder_held
     from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
 
     site = check_site_id(site)
@@ -80,16 +81,19 @@ def command(
 
     config = GatewayConfig(ae_title=ae_title.strip(), port=port, host=host,
                            context=DeidContext(key=key, site=site), state_dir=state, quiet_seconds=quiet_seconds)
-    gateway = Gateway(config, sender, on_event=show)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    gateway.start()
-    console.print(f"listening as {config.ae_title} on {host}:{port}; spool {config.root / 'spool'}", highlight=False)
-    try:
-        stopped.wait()
-    finally:
-        gateway.stop()
-        if client is not None:
-            client.close()
-        console.print("stopped")
+    # two gateways on one spool sent each other's studies and failed on the files the other moved
+    with folder_held(config.root, user="another gateway",
+                     hint="stop it first, or give this gateway a --state-dir of its own"):
+        gateway = Gateway(config, sender, on_event=show)
+        stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopped.set())
+        gateway.start()
+        console.print(f"listening as {config.ae_title} on {host}:{port}; spool {config.root / 'spool'}", highlight=False)
+        try:
+            stopped.wait()
+        finally:
+            gateway.stop()
+            if client is not None:
+                client.close()
+            console.print("stopped")

@@ -33,7 +33,7 @@ from radcommons.deid.keys import generate_key_file, key_fingerprint, read_key_fi
 from radcommons.deid.profile import Profile, load_profile, profile_names
 from radcommons.deid.pseudonyms import patient_pseudonym
 from radcommons.deid.registry import Registry
-from radcommons.deid.report import RunReport
+from radcommons.deid.report import RunReport, report_stamp
 from radcommons.deid.tree import deidentify_tree, default_state_dir
 from radcommons.deid.uids import new_uid
 
@@ -63,4 +63,5 @@ __all__ = [
     "patient_pseudonym",
     "profile_names",
     "read_key_file",
+    "report_stamp",
 ]

@@ -7,6 +7,7 @@ short Rich summary for the person at the console.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,13 @@ from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome
 from radcommons.durable import write_atomic
 
 STATUSES = (DEIDENTIFIED, WITHHELD, REJECTED)
+
+
+def report_stamp() -> str:
+    """The time of a run for its report's name (UTC, to the millisecond: two runs in one second
+    got one name, and the second report replaced the first)."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
 
 
 @dataclass

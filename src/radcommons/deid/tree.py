@@ -15,7 +15,6 @@ recomputes them: they are pure functions of key and input).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
@@ -35,12 +34,12 @@ from radcommons.deid.archives import (
 )
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites, remove_partials
-from radcommons.durable import write_atomic
+from radcommons.durable import folder_held, write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint
 from radcommons.deid.registry import Registry
-from radcommons.deid.report import RunReport
+from radcommons.deid.report import RunReport, report_stamp
 from radcommons.errors import UserError
 from radcommons.inputs import stat_input, walk_files
 from radcommons.parallel import map_unordered
@@ -235,16 +234,24 @@ def deidentify_tree(
     src, dst = Path(src), Path(dst)
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
     check_paths(src, dst, state_dir, report_path)
+    # Two runs into one destination at once took each other's unfinished files for a killed run's
+    # leftovers and removed them (a contribution then sent incomplete studies).
+    with folder_held(dst, user="another run de-identifying into it (deid or contribute)",
+                     hint="wait for it to finish, or give this run another destination (contribute: --state-dir)"):
+        return _deidentify_tree(src, dst, context, state_dir, workers, report_path, progress, exclude)
+
+
+def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path, workers: int | None,
+                     report_path: Path | None, progress: Callable[[int, int], None] | None,
+                     exclude: Collection[Path]) -> RunReport:
     inputs = list_inputs(src, exclude, skip=(dst, state_dir))
-    dst.mkdir(parents=True, exist_ok=True)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
     # An output already there is not written again (a rerun resumes), unless other settings
     # wrote it: then it could hold what these remove, so every earlier output goes first.
     settings = context.settings_fingerprint()
     outputs_removed = 0 if _settings_of(state_dir, dst) == settings else remove_outputs(dst)
     if report_path is None:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        report_path = state_dir / "reports" / f"deid-{stamp}.json"
+        report_path = state_dir / "reports" / f"deid-{report_stamp()}.json"
     fingerprint = key_fingerprint(context.key)
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint,
                        outputs_removed=outputs_removed)

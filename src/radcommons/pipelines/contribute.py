@@ -38,7 +38,15 @@ from radcommons.clinical import (
     convert_clinical,
     read_tables,
 )
-from radcommons.deid import REJECTED, WITHHELD, DeidContext, RunReport, deidentify_tree, key_fingerprint
+from radcommons.deid import (
+    REJECTED,
+    WITHHELD,
+    DeidContext,
+    RunReport,
+    deidentify_tree,
+    key_fingerprint,
+    report_stamp,
+)
 from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.pipelines.contribute_package import StagedFile, imaging_studies, packages, stage
@@ -113,10 +121,6 @@ def default_dataset(site: str, today: _dt.date | None = None) -> str:
     return f"{site}_{(today or _dt.date.today()):%Y%m%d}"
 
 
-def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
 def prepare(
     request: ContributeRequest,
     *,
@@ -126,7 +130,7 @@ def prepare(
     if not request.src.exists():
         raise UserError(f"the source {request.src} does not exist", "give the folder exported from the PACS")
     tables: list[SourceTable] = read_tables(request.clinical)  # fail early on an unreadable file
-    stamp = _stamp()
+    stamp = report_stamp()
     cores = os.cpu_count() or 1
     deid = deidentify_tree(
         request.src, request.staging, request.context, state_dir=request.state_dir,
