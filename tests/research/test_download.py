@@ -221,6 +221,10 @@ def test_download_killed_with_sigkill_resumes(research_commons: ResearchCommons,
                 break
             time.sleep(0.02)
         assert process.poll() is None, process.communicate()[1]
+        # Meanwhile a second download into the same folder is refused: two at once wrote into each
+        # other's .part files, and files of twice their size were renamed into place.
+        second = subprocess.run(command(research_commons.url), capture_output=True, text=True, timeout=120, env=env)
+        assert second.returncode == 2 and "in use by another download" in second.stderr, second.stderr
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:

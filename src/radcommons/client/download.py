@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.digests import file_sha256
+from radcommons.durable import folder_held
 from radcommons.errors import UserError
 from radcommons.inputs import MAX_FILE_SIZE, read_input_bytes
 
@@ -273,7 +274,14 @@ def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str],
                      is_fatal: Callable[[BaseException], bool] = lambda e: False) -> DownloadReport:
     """Fetch ``entries`` into ``dest`` with ``workers`` threads; a fatal error stops all and is raised."""
     root = Path(dest)
-    root.mkdir(parents=True, exist_ok=True)
+    # Two downloads into one folder at once wrote into each other's .part files: files of twice
+    # their size were renamed into place.
+    with folder_held(root, user="another download", hint="wait for it to finish, or download into another folder"):
+        return _download_entries(entries, root, opener, workers, progress, is_fatal)
+
+
+def _download_entries(entries: Sequence[FileEntry], root: Path, opener: Opener, workers: int,
+                      progress: ProgressCallback | None, is_fatal: Callable[[BaseException], bool]) -> DownloadReport:
     report = DownloadReport()
     stop = threading.Event()
     failing = 0  # files in a row that failed after their retries
