@@ -323,3 +323,50 @@ def test_a_cancelled_upload_closes_its_spool_only_after_the_write_in_flight(tmp_
     # The run hashes a piece after writing it, so the reader can have every byte a moment before
     # the hash does; the file closes only when the run has ended.
     assert hasher.hexdigest() == hashlib.sha256(run).hexdigest()
+
+
+def test_a_put_waits_for_no_request_and_spoils_no_file(sqlite_commons: Commons) -> None:
+    """A whole-file PUT used to delete the spool of a PATCH still writing it (that PATCH then failed
+    with a 500), and requests of one file at once wrote into a spool while it moved into the store."""
+    c = sqlite_commons
+    client = c.client(chunk_size=CHUNK)
+    submission = client.create_submission(PROJECT, "B-5")
+    data = os.urandom(200_000)
+    digest = hashlib.sha256(data).hexdigest()
+    with socket.create_connection(("127.0.0.1", c.port)) as conn:
+        conn.sendall((f"PATCH /api/v1/submissions/{submission.id}/files/{digest} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
+                      f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                      f"Upload-Length: {len(data)}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:10_000])
+        deadline = time.monotonic() + 30
+        while client.upload_offset(submission.id, digest) != (10_000, False) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with c.http() as http:
+            refused = http.put(f"/submissions/{submission.id}/files/{digest}", content=data)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "upload_in_progress", refused.text
+        conn.sendall(data[10_000:])
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+    store = ObjectStore(str(c.store_dir))
+    assert store.verify(digest)
+
+    # the same files from several clients at once: each answer is stored or "in progress", never a 500
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [os.urandom(300_000) for _ in range(6)]
+    body = _batch_body([(hashlib.sha256(f).hexdigest(), f) for f in files])
+    big = os.urandom(8 * CHUNK)
+    big_digest = hashlib.sha256(big).hexdigest()
+    for attempt in range(3):
+        sid = client.create_submission(PROJECT, f"B-6-{attempt}").id
+        with c.http() as http, ThreadPoolExecutor(6) as pool:
+            puts = [pool.submit(http.put, f"/submissions/{sid}/files/{big_digest}", content=big) for _ in range(3)]
+            batches = [pool.submit(_post_batch, http, sid, body) for _ in range(3)]
+            for response in [f.result() for f in puts]:
+                assert response.status_code in (201, 409), response.text
+            for response in [f.result() for f in batches]:
+                assert response.status_code == 200, response.text
+                for answer in response.json()["files"]:
+                    assert answer["complete"] or answer["error"]["code"] == "upload_in_progress", answer
+        for name in [big_digest, *(hashlib.sha256(f).hexdigest() for f in files)]:
+            if store.exists(name):
+                assert store.verify(name)

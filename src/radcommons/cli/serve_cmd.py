@@ -45,6 +45,22 @@ def command(
     # Bound here, before uvicorn, so that a port in use or a host that is not this machine's is
     # a message with what to do (uvicorn logs it and exits 3).
     sock = bound_socket(host, port)
+    _allow_open_files()
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
                             http="httptools")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _allow_open_files() -> None:
+    """Raise this process's limit of open files to its hard limit (at most 65,536).
+
+    An upload keeps each file of its request open, and locked, until the file is in the store
+    (up to 1,000 files a batch), and several requests run at once: the usual soft limit of
+    1,024 would run out.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

@@ -16,6 +16,7 @@ files of one batch request are synced together, with one ``syncfs``.
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,22 @@ class UploadState:
 
 class Busy(Exception):
     """Another request is writing this spool file."""
+
+
+def _locked(path: Path) -> BinaryIO:
+    """``path`` opened for appending (created if need be) and locked; :class:`Busy` when another
+    request holds it, or finished it between the open and the lock (then the handle would be the
+    object it became in the store, and writing to it would change a stored object)."""
+    handle = open(path, "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        opened, named = os.fstat(handle.fileno()), os.stat(path)
+        if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino):
+            raise Busy
+    except (BlockingIOError, FileNotFoundError, Busy):
+        handle.close()
+        raise Busy from None
+    return handle
 
 
 class UploadSpool:
@@ -72,25 +89,28 @@ class UploadSpool:
         path, length = found
         return UploadState(path.stat().st_size, length, False)
 
-    def open_for_append(self, submission_id: int, sha256: str, length: int, offset: int) -> tuple[BinaryIO, Path]:
-        """Open (creating) the spool for appending, locked; raises :class:`ValueError` on length mismatch.
+    def open_for_append(self, submission_id: int, sha256: str, length: int, offset: int, *,
+                        restart: bool = False) -> tuple[BinaryIO, Path]:
+        """Open (creating) the spool for appending, locked; raises :class:`ValueError` on length mismatch
+        and :class:`Busy` when another request holds it.
 
-        A different declared length is accepted only at offset 0 (the client restarts).
+        A different declared length is accepted only at offset 0 (the client restarts);
+        ``restart``: the file is sent whole, so what an earlier request left is cut away. The
+        caller keeps the handle open, and so the lock, until the file is in the store or discarded.
         """
         found = self.find(submission_id, sha256)
         if found is not None and found[1] != length:
             if offset != 0:
                 raise ValueError(found[1])
-            found[0].unlink(missing_ok=True)
+            with _locked(found[0]):  # not under the feet of a request still writing it
+                found[0].unlink(missing_ok=True)
             found = None
         path = found[0] if found else self._folder(submission_id) / f"{sha256}.{length}{SPOOL_SUFFIX}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "ab")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise Busy from None
+        handle = _locked(path)
+        if restart:
+            handle.truncate(0)
+            handle.seek(0)
         return handle, path
 
     def finish(self, path: Path, sha256: str, received_digest: str | None = None) -> StoredObject | None:

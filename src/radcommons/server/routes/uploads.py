@@ -176,8 +176,9 @@ async def states(submission_id: int, query: StatesQuery, principal: Principal = 
 
 
 async def _receive(request: Request, context: ServerContext, principal: Principal, submission_id: int,
-                   sha256: str, offset: int, length: int) -> JSONResponse:
-    """Append the request body at ``offset`` of the spool; store the file when it is complete."""
+                   sha256: str, offset: int, length: int, *, restart: bool = False) -> JSONResponse:
+    """Append the request body at ``offset`` of the spool (``restart``: replace what it holds); store
+    the file when it is complete."""
     state = await run_in_threadpool(context.spool.state, submission_id, sha256)
     if state is not None and state.complete:
         return JSONResponse(_body(sha256, state), headers=_headers(state))
@@ -190,7 +191,7 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
             raise ApiError(413, "too_large", f"offset {offset} + chunk {declared} bytes is beyond Upload-Length "
                            f"{length}", "check Upload-Length and the chunk")
     try:
-        handle, path = context.spool.open_for_append(submission_id, sha256, length, offset)
+        handle, path = context.spool.open_for_append(submission_id, sha256, length, offset, restart=restart)
     except Busy:
         raise ApiError(409, "upload_in_progress", f"another request is uploading {sha256} now",
                        "wait for it, then ask HEAD for the offset") from None
@@ -220,13 +221,13 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
         finally:
             await writer.drain()
         size = handle.tell()
+        if size < length:
+            state = UploadState(size, length, False)
+            return JSONResponse(_body(sha256, state), headers=_headers(state))
+        whole = hasher.hexdigest() if hasher is not None and received == length else None
+        stored = await run_in_threadpool(context.spool.finish, path, sha256, whole)
     finally:
-        writer.close()
-    if size < length:
-        state = UploadState(size, length, False)
-        return JSONResponse(_body(sha256, state), headers=_headers(state))
-    whole = hasher.hexdigest() if hasher is not None and received == length else None
-    stored = await run_in_threadpool(context.spool.finish, path, sha256, whole)
+        writer.close()  # the lock goes only now: no other request writes the file while it moves to the store
     if stored is None:
         raise ApiError(400, "hash_mismatch", f"the {length} bytes received do not hash to {sha256}",
                        "the partial upload was discarded: check the file and upload it again from offset 0")
@@ -320,6 +321,19 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
     body, index = await _read_index(request)
     held = await run_in_threadpool(lambda: [context.spool.state(submission_id, f.sha256) for f in index.files])
+    # Each spool stays locked by its open writer until it is stored or discarded: no other request
+    # writes a file while it moves into the store.
+    writers: list[_SpoolWriter] = []
+    try:
+        return await _receive_batch(context, principal, request, submission_id, body, index, held, writers)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+async def _receive_batch(context: ServerContext, principal: Principal, request: Request, submission_id: int,
+                         body: _BodyReader, index: BatchIndex, held: list[UploadState | None],
+                         writers: list[_SpoolWriter]) -> JSONResponse:
     answers: dict[str, dict[str, Any]] = {}
     arrived: list[tuple[BatchFile, pathlib.Path, str]] = []  # whole in the spool: (file, spool, digest of its bytes)
     for member, state in zip(index.files, held):
@@ -328,8 +342,8 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
             if not await body.skip(member.size):
                 break
             continue
-        try:
-            handle, path = context.spool.open_for_append(submission_id, member.sha256, member.size, 0)
+        try:  # a batch sends a file whole: any earlier partial upload restarts
+            handle, path = context.spool.open_for_append(submission_id, member.sha256, member.size, 0, restart=True)
         except Busy:
             answers[member.sha256] = _refused(member.sha256, state or UploadState(0, member.size, False),
                                               "upload_in_progress", f"another request is uploading {member.sha256} now",
@@ -339,16 +353,13 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
             continue
         hasher, received = hashlib.sha256(), 0
         writer = _SpoolWriter(handle, hasher)
+        writers.append(writer)
         try:
-            handle.truncate(0)  # a batch sends a file whole: any earlier partial upload restarts
-            try:
-                async for piece in body.pieces(member.size):
-                    await writer.write(piece)
-                    received += len(piece)
-            finally:
-                await writer.drain()
+            async for piece in body.pieces(member.size):
+                await writer.write(piece)
+                received += len(piece)
         finally:
-            writer.close()
+            await writer.drain()
         if received < member.size:  # the body ended: what arrived stays, to resume with PATCH
             answers[member.sha256] = _body(member.sha256, UploadState(received, member.size, False))
             break
@@ -396,10 +407,8 @@ async def put(request: Request, submission_id: int, sha256: str = Sha256,
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
     length = _int_header(request, "Content-Length")
     assert length is not None
-    found = context.spool.find(submission_id, sha256)
-    if found is not None:  # a whole-file PUT restarts any earlier partial upload
-        found[0].unlink(missing_ok=True)
-    response = await _receive(request, context, principal, submission_id, sha256, 0, length)
+    # a whole-file PUT restarts any earlier partial upload (once no other request is writing it)
+    response = await _receive(request, context, principal, submission_id, sha256, 0, length, restart=True)
     if response.status_code == 200:
         response.status_code = 201
     return response
