@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from commons_fixtures import PROJECT, Commons
@@ -250,6 +252,23 @@ def test_a_batch_cut_short_keeps_what_arrived(sqlite_commons: Commons, tmp_path:
     assert ObjectStore(str(c.store_dir)).verify(digests[1])
 
 
+@contextlib.contextmanager
+def _patch_under_way(c: Commons, submission_id: int, data: bytes, sent: int) -> Iterator[socket.socket]:
+    """A PATCH of all of ``data`` whose first ``sent`` bytes are in the server's spool; the caller
+    sends the rest on the connection yielded."""
+    digest = hashlib.sha256(data).hexdigest()
+    with socket.create_connection(("127.0.0.1", c.port)) as conn:
+        conn.sendall((f"PATCH /api/v1/submissions/{submission_id}/files/{digest} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
+                      f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                      f"Upload-Length: {len(data)}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:sent])
+        client = c.client()
+        deadline = time.monotonic() + 30
+        while client.upload_offset(submission_id, digest) != (sent, False) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield conn
+
+
 def test_a_batch_leaves_a_file_another_request_is_writing(sqlite_commons: Commons) -> None:
     """A PATCH in progress holds its file: a batch that names it stores the others and says so."""
     c = sqlite_commons
@@ -257,14 +276,7 @@ def test_a_batch_leaves_a_file_another_request_is_writing(sqlite_commons: Common
     submission = client.create_submission(PROJECT, "B-4")
     busy, free = os.urandom(100_000), os.urandom(2000)
     digests = [hashlib.sha256(d).hexdigest() for d in (busy, free)]
-    with socket.create_connection(("127.0.0.1", c.port)) as conn:
-        conn.sendall((f"PATCH /api/v1/submissions/{submission.id}/files/{digests[0]} HTTP/1.1\r\n"
-                      f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
-                      f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-                      f"Upload-Length: {len(busy)}\r\nContent-Length: {len(busy)}\r\n\r\n").encode() + busy[:10_000])
-        deadline = time.monotonic() + 30
-        while client.upload_offset(submission.id, digests[0]) != (10_000, False) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _patch_under_way(c, submission.id, busy, 10_000) as conn:
         with c.http() as http:
             answers = _post_batch(http, submission.id, _batch_body([(digests[0], busy), (digests[1], free)])).json()
         conn.sendall(busy[10_000:])  # the PATCH ends: its file is stored
@@ -333,14 +345,7 @@ def test_a_put_waits_for_no_request_and_spoils_no_file(sqlite_commons: Commons) 
     submission = client.create_submission(PROJECT, "B-5")
     data = os.urandom(200_000)
     digest = hashlib.sha256(data).hexdigest()
-    with socket.create_connection(("127.0.0.1", c.port)) as conn:
-        conn.sendall((f"PATCH /api/v1/submissions/{submission.id}/files/{digest} HTTP/1.1\r\n"
-                      f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
-                      f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-                      f"Upload-Length: {len(data)}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:10_000])
-        deadline = time.monotonic() + 30
-        while client.upload_offset(submission.id, digest) != (10_000, False) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _patch_under_way(c, submission.id, data, 10_000) as conn:
         with c.http() as http:
             refused = http.put(f"/submissions/{submission.id}/files/{digest}", content=data)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "upload_in_progress", refused.text
