@@ -43,6 +43,9 @@ def test_tree_report_registry(tmp_path):
     assert {f["input"] for f in data["files"]} == set(_files(src))  # nothing silently dropped
     assert report.path.parent == tmp_path / "state" / "reports"
     assert stat.S_IMODE(report.path.stat().st_mode) == 0o600
+    # the registry maps pseudonyms back to MRNs: it was created readable by every user (0644)
+    assert stat.S_IMODE((tmp_path / "state" / "registry.sqlite").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
     for entry in data["files"]:
         if entry["outcome"] == "deidentified":
             assert (tmp_path / "dst" / entry["output"]).exists()
@@ -100,6 +103,51 @@ def test_a_rerun_with_other_settings_writes_every_output_again(tmp_path):
     assert _files(tmp_path / "dst") == _files(tmp_path / "fresh")
     resumed = deidentify_tree(src, tmp_path / "dst", default, state_dir=tmp_path / "state", workers=1)
     assert resumed.outputs_removed == 0 and resumed.counts()["already_present"] == 4  # same settings: kept
+
+
+def test_a_killed_run_with_other_settings_leaves_no_output_the_next_run_keeps(tmp_path, monkeypatch):
+    """The settings of a destination were recorded when a run ended: a run with an override that
+    kept the patient's name, killed, left its outputs under the earlier run's record, and the next
+    run with the default profile kept them as its own (names in DST)."""
+    import radcommons.deid.tree as tree
+    from radcommons.deid.fileio import PendingWrites
+
+    src = _corpus(tmp_path / "src")
+    default = DeidContext(KEY, "SITE_A", load_profile("default"), review_pixels=False)
+    deidentify_tree(src, tmp_path / "dst", default, state_dir=tmp_path / "state", workers=1)
+    overrides = tmp_path / "keep-name.yaml"
+    overrides.write_text('"(0010,0010)": K\n')
+    keeping = DeidContext(KEY, "SITE_A", load_profile("default", overrides), review_pixels=False)
+    commit = PendingWrites.commit
+    batches = []
+
+    def killed_after_one_batch(self):
+        if len(self):
+            batches.append(len(self))
+        if len(batches) > 1:
+            raise KeyboardInterrupt("killed")
+        return commit(self)
+
+    monkeypatch.setattr(tree, "BATCH_SIZE", 1)
+    monkeypatch.setattr(PendingWrites, "commit", killed_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        deidentify_tree(src, tmp_path / "dst", keeping, state_dir=tmp_path / "state", workers=1)
+    monkeypatch.undo()
+    assert any(b"DOE^JOHN" in data for name, data in _files(tmp_path / "dst").items()
+               if name.endswith(".dcm"))  # the killed run's output
+    again = deidentify_tree(src, tmp_path / "dst", default, state_dir=tmp_path / "state", workers=1)
+    assert again.outputs_removed >= 1
+    assert not any(b"DOE^JOHN" in data for data in _files(tmp_path / "dst").values())
+    # a first run that was killed is resumed, not redone: its outputs have the settings on record
+    monkeypatch.setattr(tree, "BATCH_SIZE", 1)
+    monkeypatch.setattr(PendingWrites, "commit", killed_after_one_batch)
+    batches.clear()
+    with pytest.raises(KeyboardInterrupt):
+        deidentify_tree(src, tmp_path / "first", default, state_dir=tmp_path / "state", workers=1)
+    monkeypatch.undo()
+    resumed = deidentify_tree(src, tmp_path / "first", default, state_dir=tmp_path / "state", workers=1)
+    assert resumed.outputs_removed == 0 and resumed.counts()["already_present"] >= 1
+    assert _files(tmp_path / "first") == _files(tmp_path / "dst")
 
 
 def test_a_zero_filled_file_is_rejected_without_parsing_it(tmp_path):

@@ -106,6 +106,9 @@ def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Pa
         assert ds.PatientIdentityRemoved == "YES" and ds.PatientID in pseudonyms
         assert path.relative_to(state / "gateway" / "spool").parts[0] == ds.StudyInstanceUID
     assert not list((state / "gateway" / "spool").rglob("*.partial"))
+    for private in (state / "gateway" / "events.jsonl", state / "registry.sqlite"):  # were 0644
+        assert private.stat().st_mode & 0o077 == 0, private
+    assert state.stat().st_mode & 0o077 == 0
     # Restarted, the gateway finds the spool as it was and declares the studies complete.
     gateway = start_gateway(port, key_file, state)
     try:

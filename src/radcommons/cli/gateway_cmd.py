@@ -48,7 +48,7 @@ def command(
 
     Example: radcommons gateway --ae-title RCGW --port 11112 --server https://commons.example.org --token-file var/secrets/commons.token --site SITE_A --project Open-A1 --key-file var/secrets/deid.key
     """
-    from radcommons.deid import DeidContext, default_state_dir, read_key_file
+    from radcommons.deid import DeidContext, default_state_dir, make_state_dir, read_key_file
     from radcommons.durable import folder_held
     from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
 
@@ -57,7 +57,7 @@ def command(
         raise UserError(f"invalid AE title {ae_title!r}",
                         "use 1 to 16 letters, digits, spaces or punctuation other than a backslash")
     key = read_key_file(key_file)
-    state = state_dir if state_dir is not None else default_state_dir(site)
+    state = make_state_dir(state_dir if state_dir is not None else default_state_dir(site))
     console = Console(stderr=True)
     sender = None
     client = None

@@ -34,7 +34,7 @@ from radcommons.deid.profile import Profile, load_profile, profile_names
 from radcommons.deid.pseudonyms import patient_pseudonym
 from radcommons.deid.registry import Registry
 from radcommons.deid.report import RunReport, report_stamp
-from radcommons.deid.tree import deidentify_tree, default_state_dir
+from radcommons.deid.tree import deidentify_tree, default_state_dir, make_state_dir
 from radcommons.deid.uids import new_uid
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "generate_key_file",
     "key_fingerprint",
     "load_profile",
+    "make_state_dir",
     "new_uid",
     "patient_pseudonym",
     "profile_names",

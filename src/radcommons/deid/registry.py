@@ -19,6 +19,7 @@ keys can never be mixed in one site's state.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -64,12 +65,21 @@ def _retry(operation, attempts: int = 20):
     return None  # pragma: no cover
 
 
+def _owner_only(path: Path) -> None:
+    """Create the registry file readable by its owner only, or make an existing one so: it maps
+    pseudonyms back to MRNs (SQLite gives its journal files the same mode)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 class Registry:
     """The pseudonym registry of one site's state directory."""
 
     def __init__(self, state_dir: Path, key_fingerprint: str) -> None:
         self.path = Path(state_dir) / FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.path)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=60000")

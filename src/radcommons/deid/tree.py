@@ -52,6 +52,13 @@ def default_state_dir(site: str) -> Path:
     return Path("var") / "deid-state" / site
 
 
+def make_state_dir(state_dir: Path) -> Path:
+    """Create a site's state directory readable by its owner only (the registry, reports and scratch
+    copies in it name patients); an existing one is left as it is."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return state_dir
+
+
 def _inside(path: Path, root: Path) -> bool:
     path, root = path.resolve(), root.resolve()
     return path == root or root in path.parents
@@ -245,11 +252,19 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
                      report_path: Path | None, progress: Callable[[int, int], None] | None,
                      exclude: Collection[Path]) -> RunReport:
     inputs = list_inputs(src, exclude, skip=(dst, state_dir))
+    make_state_dir(state_dir)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
     # An output already there is not written again (a rerun resumes), unless other settings
     # wrote it: then it could hold what these remove, so every earlier output goes first.
     settings = context.settings_fingerprint()
-    outputs_removed = 0 if _settings_of(state_dir, dst) == settings else remove_outputs(dst)
+    recorded = _settings_of(state_dir, dst)
+    outputs_removed = 0 if recorded == settings else remove_outputs(dst)
+    if recorded != settings:
+        # Recorded before the first output is written, so that the record always names the settings of
+        # every output in dst: it used to be written at the end, and a run with other settings that was
+        # killed left its outputs under the old record, which the next run took for its own and kept
+        # (an override that kept the patient's name, then the default profile: the names stayed).
+        _record_settings(state_dir, dst, settings)
     if report_path is None:
         report_path = state_dir / "reports" / f"deid-{report_stamp()}.json"
     fingerprint = key_fingerprint(context.key)
@@ -274,7 +289,6 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
         done += _absorb(group, report, registry, owners)
         if progress:
             progress(done, len(inputs))
-    _record_settings(state_dir, dst, settings)  # only now: a killed run's outputs are redone next time
     report.write(report_path)
     return report
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.client import CommonsClient, file_sha256
-from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint
+from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import remove_partials, write_whole
 from radcommons.durable import write_atomic
 from radcommons.listening import listen_error
@@ -70,6 +70,11 @@ class GatewayConfig:
         return self.state_dir / "gateway"
 
 
+def _owner_only(path: str, flags: int) -> int:
+    """Open (creating) a file readable by its owner only: the gateway's event log names original files."""
+    return os.open(path, flags, 0o600)
+
+
 class Spool:
     """The gateway's durable folders: ``spool/`` (arriving), ``done/`` (sent), ``events.jsonl``."""
 
@@ -88,7 +93,7 @@ class Spool:
     def log(self, event: str, **fields: Any) -> None:
         """Append one line to the private event log (it may name original files and reasons)."""
         line = json.dumps({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(), "event": event, **fields})
-        with self._lock, open(self.root / "events.jsonl", "a", encoding="utf-8") as handle:
+        with self._lock, open(self.root / "events.jsonl", "a", encoding="utf-8", opener=_owner_only) as handle:
             handle.write(line + "\n")
 
     def studies(self) -> list[Path]:
@@ -134,6 +139,7 @@ class Gateway:
         self.config = config
         self.sender = sender
         self.on_event = on_event
+        make_state_dir(config.state_dir)
         self.spool = Spool(config.root)
         self._registry_lock = threading.Lock()
         self._fingerprint = key_fingerprint(config.context.key)
