@@ -94,3 +94,45 @@ def test_the_revision_check_does_not_import_alembic(migrated_url: str) -> None:
             "assert not [m for m in sys.modules if m.split('.')[0] == 'alembic'], 'alembic imported'")
     done = subprocess.run([sys.executable, "-c", code, migrated_url], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+_KILLED_AT_SERIES_FACTS = """
+import os, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+@event.listens_for(Engine, "before_cursor_execute")
+def killed(conn, cursor, statement, *args):
+    if "CREATE TABLE series_facts" in statement:  # migration 0006, after five others
+        os._exit(9)
+
+from radcommons.store.index import upgrade
+upgrade(sys.argv[1])
+"""
+
+
+def test_an_upgrade_killed_half_way_leaves_the_index_as_it_was(db_url: str) -> None:
+    """On SQLite each DDL statement was committed on its own: an upgrade killed half way left
+    tables of a later revision under the old alembic_version, and every later upgrade failed on
+    'table ... already exists' (the commons stayed down)."""
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_SERIES_FACTS, db_url], capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == 9, killed.stderr
+    assert current_revision(db_url) is None
+    engine = make_engine(db_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    assert upgrade(db_url) == head_revision()
+
+
+def test_two_upgrades_at_once_both_succeed(db_url: str) -> None:
+    """The second used to fail: on PostgreSQL a unique violation creating alembic_version, on SQLite
+    'table ... already exists'."""
+    command = [sys.executable, "-m", "radcommons", "db", "upgrade", "--url", db_url]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, out + err
+    assert current_revision(db_url) == head_revision()

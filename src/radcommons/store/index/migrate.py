@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL
 
 from radcommons.errors import UserError
@@ -110,10 +110,10 @@ def upgrade(url: str | URL, revision: str = "head") -> str | None:
     """
     from alembic import command
 
-    engine = make_engine(url)
+    engine = _migration_engine(url)
     try:
-        with reachable(url), _migrating():
-            command.upgrade(alembic_config(engine=engine), revision)
+        with reachable(url), _migrating(), _one_migration_at_a_time(engine):
+            command.upgrade(_migration_config(engine), revision)
         return _current(engine)
     finally:
         engine.dispose()
@@ -123,13 +123,66 @@ def downgrade(url: str | URL, revision: str = "base") -> str | None:
     """Migrate the database at ``url`` down to ``revision`` (``base`` drops every table)."""
     from alembic import command
 
-    engine = make_engine(url)
+    engine = _migration_engine(url)
     try:
-        with reachable(url), _migrating():
-            command.downgrade(alembic_config(engine=engine), revision)
+        with reachable(url), _migrating(), _one_migration_at_a_time(engine):
+            command.downgrade(_migration_config(engine), revision)
         return _current(engine)
     finally:
         engine.dispose()
+
+
+#: Key of the PostgreSQL advisory lock a migration holds ("RCMG").
+MIGRATION_LOCK = 0x52434D47
+#: How long a migration waits for another one on SQLite (seconds).
+SQLITE_MIGRATION_WAIT = 600
+
+
+def _migration_engine(url: str | URL) -> Engine:
+    """An engine whose migrations are one transaction, all or nothing, on SQLite too.
+
+    Alembic runs every step of an upgrade in one transaction, but pysqlite commits before each
+    DDL statement: a migration killed half way left tables of the next revision under the old
+    ``alembic_version``, and every later upgrade failed on "table ... already exists". Here
+    SQLAlchemy's transaction is SQLite's, begun with ``BEGIN IMMEDIATE``: the write lock from the
+    start, so a second migration waits for the first and then finds nothing left to do.
+    """
+    if normalize_url(url).get_backend_name() != "sqlite":
+        return make_engine(url)
+    engine = make_engine(url, connect_args={"timeout": SQLITE_MIGRATION_WAIT})
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migration_config(engine: Engine) -> "Config":
+    config = alembic_config(engine=engine)
+    config.attributes["transactional_ddl"] = True  # the engine's transactions hold DDL too (SQLite)
+    return config
+
+
+@contextmanager
+def _one_migration_at_a_time(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, hold an advisory lock for the migration: two ``db upgrade`` at once both created
+    ``alembic_version`` and one failed on a unique violation. (SQLite: ``BEGIN IMMEDIATE`` does it.)"""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+        connection.commit()  # a session lock: it outlives this transaction, and the migration's
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
+            connection.commit()
 
 
 def current_revision(url: str | URL) -> str | None:

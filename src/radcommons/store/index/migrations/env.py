@@ -23,6 +23,9 @@ def _configure(connection: Connection) -> None:
         compare_type=True,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
+        # All steps in one transaction on SQLite too, where the engine makes that possible
+        # (radcommons.store.index.migrate._migration_engine); Alembic assumes it is not.
+        **({"transactional_ddl": True} if config.attributes.get("transactional_ddl") else {}),
     )
 
 
