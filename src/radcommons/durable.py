@@ -145,16 +145,25 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, private: bo
     ``private``: readable by the owner only (mode 0600: reports that name original identifiers).
     The folder is created when missing; the temporary file is removed if the write fails.
     """
+    with replaced_atomically(path, private=private) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike[str], mode: str = "wb", *, private: bool = False,
+                        **open_args: Any) -> Iterator[Any]:
+    """A file object that writes a temporary file beside ``path``, renamed to ``path`` when the block
+    ends well and removed when it fails: :func:`write_atomic` for output written a piece at a time
+    (``mode`` ``"w"`` and ``open_args`` such as ``encoding`` for text)."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     temp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
-    encoded = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded)
+        with os.fdopen(fd, mode, **open_args) as handle:
+            yield handle
         os.replace(temp, path)
     except BaseException:
         remove_if_present(temp)

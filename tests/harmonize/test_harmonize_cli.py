@@ -60,6 +60,34 @@ def test_map(tmp_path: Path, pairs: Path) -> None:
     assert "already has column(s) loinc_code, loinc_long_common_name, confidence, method" in again.stderr
 
 
+_KILLED_WHILE_MAPPING = """
+import os, sys
+from radcommons.harmonize.matcher import Matcher
+
+def killed(self, pairs):
+    yield from self.__class__.__wrapped_match_all__(self, pairs[:1])
+    os._exit(9)
+
+Matcher.__wrapped_match_all__ = Matcher.match_all
+Matcher.match_all = killed
+from radcommons.cli import main
+sys.argv = ["radcommons", "harmonize", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_killed_map_leaves_the_earlier_output_whole(tmp_path: Path, pairs: Path) -> None:
+    """The output was emptied as the command started and written in place: a kill lost the earlier
+    result, or left the first rows of the new one, each well formed, under the final name."""
+    out = tmp_path / "mapped.tsv"
+    assert run("map", "--input", str(pairs), "--output", str(out), cwd=tmp_path).returncode == 0
+    earlier = out.read_bytes()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_MAPPING, "map", "--input", str(pairs), "--output",
+                             str(out)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    assert out.read_bytes() == earlier
+
+
 def test_map_with_own_table_replaces_curated_pairs(tmp_path: Path, pairs: Path) -> None:
     table = tmp_path / "table.tsv"
     table.write_text(HEADER + "MR\tMRI SHOULDER WO, RT\t25056-3\tMR Unspecified body region\n", encoding="utf-8")

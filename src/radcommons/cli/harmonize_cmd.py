@@ -83,8 +83,10 @@ def map_pairs(
             "matcher's values there; rename the input's column(s) to keep them", highlight=False)
     answered = 0
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("w", encoding="utf-8", newline="") as handle:
+        from radcommons.durable import replaced_atomically
+
+        # written whole or not at all: an earlier output stays until this one is complete
+        with replaced_atomically(output, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, delimiter="\t", lineterminator="\n")
             writer.writeheader()
             matches = matcher.match_all([(p.modality, p.description) for p in pairs.pairs])
