@@ -287,8 +287,16 @@ def test_killed_process_leaves_only_an_ignored_temp_file(tmp_path: Path) -> None
     assert not (root / "sha256").exists() or not any(p.is_file() for p in (root / "sha256").rglob("*"))
     store = ObjectStore(str(root))
     assert list(store.iter_digests()) == []
-    assert store.clean_temp(older_than=3600) == 0  # too young: may belong to a running put
-    assert store.clean_temp(older_than=0) == 1
+    from radcommons.store.objects import _temp_name
+
+    running = root / "tmp" / _temp_name("put")  # of this process: a put still running
+    running.write_bytes(b"half")
+    elsewhere = root / "tmp" / "put-otherhost-1-0123abcd.partial"  # another machine's, on a shared store
+    elsewhere.write_bytes(b"half")
+    # the killed writer's file goes at once (it stayed for good: nothing called clean_temp after a kill)
+    assert store.clean_temp(older_than=3600) == 1
+    assert sorted((root / "tmp").glob("*.partial")) == sorted([running, elsewhere])
+    assert store.clean_temp(older_than=0) == 2
     assert list((root / "tmp").glob("*.partial")) == []
 
 

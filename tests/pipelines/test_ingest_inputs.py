@@ -200,3 +200,36 @@ def test_a_study_of_another_site_is_rejected(deid_tree: Path, tmp_path: Path) ->
     assert {o.status for o in second.outcomes} == {"rejected"}, {o.status for o in second.outcomes}
     assert all("belongs to site SITE_A" in o.reason for o in second.outcomes)
     assert indexed == len(first.outcomes)
+
+
+_KILLED_BEFORE_PUBLISHING = """
+import os, sys
+from radcommons.store.objects import ObjectStore
+
+def killed(self, staged, **kwargs):
+    os._exit(9)
+
+ObjectStore.publish = killed
+from radcommons.cli import main
+sys.argv = ["radcommons", *sys.argv[1:]]
+main()
+"""
+
+
+def test_what_a_killed_ingest_staged_is_removed_by_the_next(deid_tree: Path, tmp_path: Path, run_cli) -> None:
+    """Staged copies of a killed ingest stayed in the store's tmp/ for good (GBs of a large load):
+    nothing called clean_temp. Now the next ingest (or server start) removes them at once."""
+    import subprocess
+    import sys
+
+    url, store = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "k-objects"
+    assert run_cli("db", "upgrade", "--url", url).returncode == 0
+    args = ["ingest", str(deid_tree), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1", "--url", url,
+            "--store", str(store)]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_PUBLISHING, *args], capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == 9, killed.stderr
+    assert list((store / "tmp").glob("stage-*.partial"))
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert not list((store / "tmp").glob("*.partial"))

@@ -94,6 +94,7 @@ def ingest_tree(
     if not root.exists():
         raise UserError(f"{root}: no such file or folder", "give the folder of a de-identified export")
     dataset = dataset or f"{site_id}_{_dt.date.today():%Y%m%d}"
+    store.clean_temp()  # what killed ingests and uploads staged (never published, never listed)
     job = partial(read_and_stage, store_url=store.url, store_options=store.storage_options, gate=gate)
     writer = IndexWriter(project, dataset, created_by)
     report = IngestReport()

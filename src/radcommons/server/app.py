@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, state_dir: Path | None = Non
     state = Path(state_dir or DEFAULT_STATE_DIR).resolve()
     (state / "uploads").mkdir(parents=True, exist_ok=True)
     store = ObjectStore(settings.object_store_url, **settings.object_store_options)
+    store.clean_temp()  # what killed ingests, uploads and STOW-RS requests left in the store's tmp/
     engine = make_engine(settings.database_url)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -52,6 +52,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -90,6 +91,29 @@ OBJECTS_DIR = "sha256"
 #: Folder (under a local store root) for in-progress writes; never listed as objects.
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".partial"
+
+
+def _temp_name(kind: str) -> str:
+    """``<kind>-<host>-<pid>-<random>.partial``: who writes it, for :meth:`ObjectStore.clean_temp`."""
+    return f"{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}"
+
+
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether a temporary file named by :func:`_temp_name` was written by a process of this machine
+    that no longer runs (a killed ingest or upload)."""
+    parts = name.removesuffix(TEMP_SUFFIX).split("-")
+    if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # another user's process runs under that number
+    return False
 
 # S3 multipart part size: small parts keep memory bounded (s3fs holds
 # ``max_concurrency`` parts in memory at once), growing only when a file would
@@ -449,7 +473,7 @@ class ObjectStore:
             return StagedObject(stored.digest, stored.size, "", stored)
         temp_dir = self._path(TEMP_DIR)
         os.makedirs(temp_dir, exist_ok=True)
-        temp = os.path.join(temp_dir, f"stage-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        temp = os.path.join(temp_dir, _temp_name("stage"))
         try:
             copied = copy_hashing_direct(source, temp)  # a staged object is not read back: no page cache
             cached = copied is None
@@ -549,7 +573,7 @@ class ObjectStore:
         temp_dir = self._path(TEMP_DIR)
         os.makedirs(temp_dir, exist_ok=True)
         # Same file system as the final location, so os.replace is an atomic rename.
-        temp = os.path.join(temp_dir, f"put-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        temp = os.path.join(temp_dir, _temp_name("put"))
         try:
             with open(temp, "xb") as out:
                 digest, size = _copy_hashing(fileobj, out)
@@ -755,9 +779,10 @@ class ObjectStore:
     def clean_temp(self, older_than: float = 3600.0) -> int:
         """Remove temporary files left by interrupted writes; return how many.
 
-        Only local stores have them (``<root>/tmp/*.partial``). Files younger
-        than ``older_than`` seconds are kept, since they may belong to a put
-        still running in another process.
+        Only local stores have them (``<root>/tmp/*.partial``). A file of a process of this machine
+        that no longer runs (its name says which) goes at once; any other only once older than
+        ``older_than`` seconds, since it may belong to a put still running elsewhere (a Dask
+        worker on another machine, on a shared file system).
         """
         if not self._local:
             return 0
@@ -768,7 +793,7 @@ class ObjectStore:
         removed = 0
         for entry in temp_dir.glob(f"*{TEMP_SUFFIX}"):
             try:
-                if entry.stat().st_mtime <= cutoff:
+                if _writer_gone(entry.name) or entry.stat().st_mtime <= cutoff:
                     entry.unlink()
                     removed += 1
             except FileNotFoundError:
