@@ -130,6 +130,18 @@ def folder_held(folder: str | os.PathLike[str], *, user: str, hint: str) -> Iter
         os.close(fd)  # releases the lock
 
 
+def remove_partials(root: str | os.PathLike[str]) -> int:
+    """Delete the temporary files (``.NAME...partial``: :func:`write_atomic`, the de-identifier's and the
+    object store's copies) a killed run left anywhere under ``root``; returns how many."""
+    count = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(".partial") and name.startswith("."):
+                remove_if_present(os.path.join(dirpath, name))
+                count += 1
+    return count
+
+
 def remove_if_present(path: str | os.PathLike[str]) -> None:
     """Delete ``path``; a file already gone is no error (a temporary cleaned up twice)."""
     try:

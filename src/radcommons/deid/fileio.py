@@ -551,19 +551,6 @@ def write_whole(target: Path, ds: Dataset, transfer_syntax: str, pending: Pendin
     _write_atomic(target, pending, lambda out: dcmwrite(out, ds, enforce_file_format=True))
 
 
-def remove_partials(root: Path) -> int:
-    """Delete ``*.partial`` files a killed run left under ``root``; returns the count."""
-    count = 0
-    if not root.exists():
-        return 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            if name.endswith(".partial") and name.startswith("."):
-                Path(dirpath, name).unlink(missing_ok=True)
-                count += 1
-    return count
-
-
 __all__ = [
     "BadInput",
     "Header",
@@ -572,6 +559,5 @@ __all__ = [
     "read_full",
     "write_streamed",
     "write_whole",
-    "remove_partials",
     "new_file_meta",
 ]

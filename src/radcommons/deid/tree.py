@@ -33,8 +33,8 @@ from radcommons.deid.archives import (
     run_scratch,
 )
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
-from radcommons.deid.fileio import PendingWrites, remove_partials
-from radcommons.durable import folder_held, write_atomic
+from radcommons.deid.fileio import PendingWrites
+from radcommons.durable import folder_held, remove_partials, write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint

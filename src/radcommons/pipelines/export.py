@@ -27,20 +27,21 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
 from radcommons import __version__, roles
-from radcommons.durable import write_atomic
+from radcommons.durable import folder_held, remove_partials, write_atomic
 from radcommons.errors import UserError
 from radcommons.export import labels as label_table
 from radcommons.export.datasheet import ExportFacts, render_datasheet
@@ -376,6 +377,7 @@ def claim_dest(dest: Path, settings: Mapping[str, Any]) -> None:
             differ = sorted(k for k in wanted.keys() | earlier.keys() if earlier.get(k) != wanted.get(k))
             raise UserError(f"{dest} holds an export made with other settings ({', '.join(differ)}): the two "
                             "would be mixed", _NEW_FOLDER)
+        remove_partials(dest)  # the copies a killed run was writing (the export holds dest: none is running)
         return
     dest.mkdir(parents=True, exist_ok=True)
     write_atomic(mark, json.dumps(wanted, sort_keys=True, indent=1).encode())
@@ -395,6 +397,26 @@ def check_stratify(stratify: Sequence[str]) -> None:
             raise UserError(f"cannot stratify on {name!r}", f"choose from {', '.join(known_fields)}")
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_export_per_dest(export: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``export`` holding its DEST (the 4th argument) while it runs: a second export into the same
+    folder is refused, so a resumed export may remove what a killed one left half written."""
+
+    @functools.wraps(export)
+    def held(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        dest = Path(kwargs["dest"] if "dest" in kwargs else args[3])  # type: ignore[arg-type]
+        check_dest(dest)
+        with folder_held(dest, user="another export",
+                         hint="wait for it to finish, or export into another folder"):
+            return export(*args, **kwargs)
+
+    return held
+
+
+@_one_export_per_dest
 def export_cohort(
     engine: Engine,
     store: ObjectStore,

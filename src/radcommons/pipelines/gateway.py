@@ -32,8 +32,8 @@ from typing import Any
 
 from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
-from radcommons.deid.fileio import remove_partials, write_whole
-from radcommons.durable import write_atomic
+from radcommons.deid.fileio import write_whole
+from radcommons.durable import remove_partials, write_atomic
 from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
     Delivery,
