@@ -102,3 +102,53 @@ def test_helpers_started_early_and_never_used_are_stopped():
     assert not workers() and not parallel._early
     with parallel.helpers_started_early(1, __name__), parallel.helpers_started_early(4, __name__, scheduler="tcp://x:1"):
         assert not parallel._early  # one worker runs inline; a cluster has its own workers
+
+
+_STOPPED_WHILE_MAPPING = """
+import importlib, sys, time
+import typer
+sys.path.insert(0, sys.argv[1])
+cli = importlib.import_module("radcommons.cli.app")
+from radcommons.parallel import map_unordered
+from test_parallel import slow_where
+
+command = typer.Typer()
+
+
+@command.command()
+def work() -> None:
+    for item, _ in map_unordered(slow_where, range(100_000), workers=2, chunk_size=1):
+        if item == 0:
+            print("working", flush=True)
+            time.sleep(60)  # meanwhile the helper has started, done what it had, and waits for more
+
+
+cli.app = command  # the real entry point, running this command
+sys.argv = ["radcommons"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_a_kill_stops_the_helpers_without_a_word_from_them(signal_name: str, code: int) -> None:
+    """Ctrl-C reaches the whole process group: each helper printed a traceback of its own
+    KeyboardInterrupt; after SIGTERM (Python's default: gone at once) the helpers' resource
+    tracker warned of leaked semaphores."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    process = subprocess.Popen([sys.executable, "-c", _STOPPED_WHILE_MAPPING, str(Path(__file__).parent)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "working"
+        time.sleep(1.5)  # the helper is at work by now
+        os.killpg(process.pid, getattr(signal, signal_name))  # as a terminal (SIGINT) or a service manager does
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, err
+    assert "Traceback" not in err and "leaked" not in err, err
+    assert err.strip() == {130: "interrupted", 143: "terminated"}[code], err

@@ -78,8 +78,17 @@ def _start_helpers(helpers: int, module: str) -> _Helpers:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_leave_interrupts_to_the_caller)
     return _Helpers(pool, [pool.submit(_import, module) for _ in range(helpers)])  # one process each
+
+
+def _leave_interrupts_to_the_caller() -> None:
+    """A helper ignores Ctrl-C (the terminal sends it to the whole process group): the caller stops
+    the helpers itself. Each helper printed a traceback of its KeyboardInterrupt on the user's terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

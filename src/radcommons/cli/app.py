@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -157,9 +158,21 @@ def _show_advice(message: Warning | str, category: type[Warning], filename: str,
 _python_showwarning = warnings.showwarning
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a service stopped), raised in the main thread like Ctrl-C's
+    KeyboardInterrupt so that the command cleans up as it unwinds: helper processes stopped,
+    temporary files removed. Python's default ended the process at once, and the helpers' resource
+    tracker then warned of leaked semaphores on the terminal."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Entry point: run the app, turning expected errors into a message and exit code 2."""
     warnings.showwarning = _show_advice
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         # Non-standalone mode returns typer.Exit's code instead of exiting.
         result = app(standalone_mode=False)
@@ -176,6 +189,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Terminated:
+        err_console.print("terminated")
+        sys.exit(143)
     except Exception as error:
         # pydantic is imported only by the commands that read settings or models: a
         # ValidationError can come only from them
@@ -209,4 +225,6 @@ def main() -> None:
         sys.exit(3)
     # Commands return None; an int here is an exit code from typer.Exit / ctx.exit.
     if isinstance(result, int) and not isinstance(result, bool):
+        if result == 130:  # Typer's answer to Ctrl-C (KeyboardInterrupt), which it gives without a word
+            err_console.print("interrupted")
         sys.exit(result)
