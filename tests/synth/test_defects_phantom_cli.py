@@ -125,3 +125,35 @@ def test_relative_output_folder_with_defects(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert (tmp_path / "rel" / "defects_manifest.json").is_file()
+
+
+_KILLED_WHILE_WRITING_CLINICAL = """
+import os, sys
+from radcommons.synth import clinical
+
+def killed(*args, **kwargs):
+    os._exit(9)
+
+clinical.write_clinical = killed  # after the first site's images
+from radcommons.cli import main
+sys.argv = ["radcommons", "synth", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_killed_synth_is_replaced_by_force(tmp_path: Path) -> None:
+    """A killed run left images but no manifest (it was written last): the rerun was refused with
+    and without --force ('holds no synth_manifest.json'), and only deleting OUT by hand helped."""
+    out = tmp_path / "out"
+    args = [str(out), "--sites", "2", "--patients", "1", "--seed", "3", "--small"]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_WRITING_CLINICAL, *args], capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr
+    assert list(out.rglob("*.dcm"))
+    forced = subprocess.run([str(RADCOMMONS), "synth", *args, "--force"], capture_output=True, text=True)
+    assert forced.returncode == 0, forced.stderr
+    whole = subprocess.run([str(RADCOMMONS), "synth", str(tmp_path / "whole"), *args[1:]], capture_output=True,
+                           text=True)
+    assert whole.returncode == 0, whole.stderr
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())

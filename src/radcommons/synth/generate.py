@@ -29,6 +29,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from radcommons.dicom.uid import random_uid
+from radcommons.durable import write_atomic
 from radcommons.errors import UserError
 from radcommons.synth import clinical, cr, ct, layout, phantom, us
 from radcommons.synth.defects import write_defects
@@ -452,6 +453,12 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
 
     population = build_population(seed, sites, patients)
+    # Named before anything is written, so that a run killed half way leaves an output that
+    # `--force` may replace (it was refused as files synth did not write); the final manifest
+    # replaces this one.
+    write_atomic(out / "synth_manifest.json", json.dumps({
+        "format": SYNTH_MANIFEST_FORMAT, "complete": False, "sites": [{"folder": s.folder} for s in population.sites],
+    }, indent=1) + "\n")
     registry = MarkerRegistry(enabled=phi)
     phi_files: dict[str, Any] | None = {} if phi else None
     manifest = Manifest(out=str(out), seed=seed, small=small, phi=phi, defects=defects, sites=[])
@@ -501,5 +508,5 @@ def generate(
             json.dumps({"format": "radcommons.synth.defects/1", "seed": seed, "defects": defect_entries}, indent=1) + "\n",
             encoding="utf-8",
         )
-    (out / "synth_manifest.json").write_text(json.dumps(manifest.to_json(), indent=1) + "\n", encoding="utf-8")
+    write_atomic(out / "synth_manifest.json", json.dumps(manifest.to_json(), indent=1) + "\n")
     return manifest
