@@ -15,6 +15,7 @@ recomputes them: they are pure functions of key and input).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -313,8 +314,15 @@ def _settings_of(state_dir: Path, dst: Path) -> str | None:
 
 
 def _record_settings(state_dir: Path, dst: Path, settings: str) -> None:
-    recorded = {**_recorded_settings(state_dir), str(dst.resolve()): settings}
-    write_atomic(state_dir / SETTINGS_FILE, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
+    # Read, changed and written by one run at a time (a lock on the state directory, waited for):
+    # two runs into other destinations could each drop the other's entry.
+    folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        recorded = {**_recorded_settings(state_dir), str(dst.resolve()): settings}
+        write_atomic(state_dir / SETTINGS_FILE, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
+    finally:
+        os.close(folder)
 
 
 def remove_outputs(dst: Path) -> int:
