@@ -54,7 +54,7 @@ curl -fsS "$URL/api/v1/health" > /dev/null || { echo "the server did not start; 
 for export in "$DEMO"/exports/*/; do
   site=$(basename "$export")
   state="$DEMO/site-state/$site"
-  mkdir -p "$state"
+  mkdir -p -m 700 "$state"  # private: the key, the token, the registry and reports
   step "3. Site $site: a contributor account, a de-identification key, and the contribution"
   "$RC" admin user add "$site-uploader" --role contributor --project "$PROJECT" --site "$site"
   "$RC" admin token create "$site-uploader" --label demo > "$state/commons.token"
