@@ -91,7 +91,10 @@ def command(
         gateway.start()
         console.print(f"listening as {config.ae_title} on {host}:{port}; spool {config.root / 'spool'}", highlight=False)
         try:
-            stopped.wait()
+            # With a timeout: the signal may reach another thread (the listener's), and a wait
+            # without one never returns to run the handler: Ctrl-C and SIGTERM were lost.
+            while not stopped.wait(0.5):
+                pass
         finally:
             gateway.stop()
             if client is not None:
