@@ -9,6 +9,7 @@ server the PostgreSQL cases are skipped, except when ``CI`` is set: CI must have
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -102,3 +103,24 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def held_elsewhere() -> Callable[[Path], contextlib.AbstractContextManager[None]]:
+    """``with held_elsewhere(folder):`` another process holds ``folder`` (``durable.folder_held``), as a
+    run still writing there would; it is gone, and its lock with it, when the block ends."""
+
+    @contextlib.contextmanager
+    def hold(folder: Path) -> Iterator[None]:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time\nfrom radcommons.durable import folder_held\n"
+             "with folder_held(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)", str(folder)],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            yield
+        finally:
+            holder.kill()
+            holder.wait(30)
+
+    return hold

@@ -106,7 +106,8 @@ def drop_cached(paths: Iterable[str]) -> None:
 
 
 @contextlib.contextmanager
-def folder_held(folder: str | os.PathLike[str], *, user: str, hint: str) -> Iterator[None]:
+def folder_held(folder: str | os.PathLike[str], *, user: str = "another run", hint: str = "wait for it to finish",
+                wait: bool = False) -> Iterator[None]:
     """Hold ``folder`` for the block, or refuse at once (:class:`UserError`) when another run holds it.
 
     For a folder whose files one run at a time may write and remove (a de-identification
@@ -114,13 +115,14 @@ def folder_held(folder: str | os.PathLike[str], *, user: str, hint: str) -> Iter
     unfinished files for a killed run's leftovers. The lock is an advisory ``flock`` on the folder
     itself, so it leaves no file behind and ends with the process that held it, killed or not.
     Where the file system has no ``flock`` the block runs unguarded. ``user`` says what holds the
-    folder (``another gateway``) and ``hint`` what to do, in the refusal's message.
+    folder (``another gateway``) and ``hint`` what to do, in the refusal's message; ``wait``:
+    wait for the holder instead (for a short read-change-write of a file in the folder).
     """
     os.makedirs(folder, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UserError(f"{os.fspath(folder)} is in use by {user} that has not finished", hint) from None
         except OSError:  # no flock on this file system
@@ -128,6 +130,23 @@ def folder_held(folder: str | os.PathLike[str], *, user: str, hint: str) -> Iter
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def process_ended(pid: int) -> bool:
+    """Whether no process of this machine runs under ``pid`` (the writer of a leftover named for it
+    was killed); False when one runs, another user's included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def private_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """``open(..., opener=private_opener)``: a file created readable by its owner only (0600)."""
+    return os.open(path, flags, 0o600)
 
 
 def remove_partials(root: str | os.PathLike[str]) -> int:

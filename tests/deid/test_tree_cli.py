@@ -232,28 +232,20 @@ def test_cli_keygen_and_deid(tmp_path):
     assert os.listdir(tmp_path / "dst")
 
 
-def test_a_destination_in_use_by_another_run_is_refused_and_reports_keep_their_names(tmp_path):
+def test_a_destination_in_use_by_another_run_is_refused_and_reports_keep_their_names(tmp_path, held_elsewhere):
     """Two runs into one destination at once removed each other's unfinished files as a killed run's
     leftovers, and reported them 'rejected: write failed' (a contribution sent incomplete studies);
     two runs in one second wrote one report."""
-    src = _corpus(tmp_path / "src")
+    _corpus(tmp_path / "src")
     assert _run(["keygen", "site.key"], tmp_path).returncode == 0
     args = ["deid", "src", "dst", "--site", "S1", "--key-file", "site.key", "--workers", "1"]
     assert _run(args, tmp_path).returncode == 0
     outputs = _files(tmp_path / "dst")
-    holder = subprocess.Popen(  # another run, as far as the destination can tell
-        [sys.executable, "-c", "import sys, time\nfrom radcommons.durable import folder_held\n"
-         "with folder_held(sys.argv[1], user='x', hint=''):\n    print('held', flush=True)\n    time.sleep(120)",
-         str(tmp_path / "dst")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_elsewhere(tmp_path / "dst"):  # another run, as far as the destination can tell
         refused = _run(args, tmp_path)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "in use by another run de-identifying into it" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr and _files(tmp_path / "dst") == outputs
-    finally:
-        holder.kill()
-        holder.wait(30)
     again = _run(args, tmp_path)  # the holder is gone, and its lock with it
     assert again.returncode == 0, again.stderr
     assert len(list((tmp_path / "var/deid-state/S1/reports").glob("deid-*.json"))) == 2

@@ -90,30 +90,19 @@ def test_rerun_rewrites_nothing(dicom_export, commons: Commons) -> None:  # type
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*.dcm")} == before
 
 
-def test_a_killed_exports_half_copies_go_and_one_export_runs_at_a_time(dicom_export,
-                                                                       commons: Commons) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_exports_half_copies_go_and_one_export_runs_at_a_time(dicom_export, commons: Commons,
+                                                                       held_elsewhere) -> None:  # type: ignore[no-untyped-def]
     """A killed export left its half-written copies (.NAME.dcm.<hex>.partial) in DEST for good; two
     exports into one DEST at once are now one after the other (the second is refused)."""
-    import subprocess
-    import sys
-
     dest, _ = dicom_export
     victim = sorted(dest.rglob("*.dcm"))[0]
     half = victim.parent / f".{victim.name}.0123456789abcdef0123456789abcdef.partial"
     half.write_bytes(victim.read_bytes()[:1000])
     victim.unlink()
-    holder = subprocess.Popen(  # an export still running, as far as DEST can tell
-        [sys.executable, "-c", "import sys, time\nfrom radcommons.durable import folder_held\n"
-         "with folder_held(sys.argv[1], user='x', hint=''):\n    print('held', flush=True)\n    time.sleep(120)",
-         str(dest)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_elsewhere(dest):  # an export still running, as far as DEST can tell
         with pytest.raises(UserError, match="in use by another export"):
             _export(commons, dest, "dicom")
         assert half.exists()  # not removed under a running export's feet
-    finally:
-        holder.kill()
-        holder.wait(30)
     resumed = _export(commons, dest, "dicom")
     assert resumed.written == 1 and not list(dest.rglob("*.partial")) and victim.exists()
 

@@ -32,9 +32,9 @@ from radcommons.deid.files import FileOutcome, deidentify_file
 from radcommons.deid.keys import generate_key_file, key_fingerprint, read_key_file
 from radcommons.deid.profile import Profile, load_profile, profile_names
 from radcommons.deid.pseudonyms import patient_pseudonym
-from radcommons.deid.registry import Registry
+from radcommons.deid.registry import Registry, make_state_dir
 from radcommons.deid.report import RunReport, report_stamp
-from radcommons.deid.tree import deidentify_tree, default_state_dir, make_state_dir
+from radcommons.deid.tree import deidentify_tree, default_state_dir
 from radcommons.deid.uids import new_uid
 
 __all__ = [

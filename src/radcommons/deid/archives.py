@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from radcommons.durable import process_ended
+
 #: The largest member accepted, decompressed (the largest DICOM objects, multi-frame
 #: angiography or whole-slide images, stay well below it).
 MAX_MEMBER_BYTES = 16 * 1024**3
@@ -133,12 +135,9 @@ def run_scratch(root: Path) -> Iterator[Path]:
     """
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     for folder in root.glob("run-*"):
-        try:
-            os.kill(int(folder.name.split("-")[1]), 0)
-        except (ValueError, IndexError, ProcessLookupError):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or process_ended(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:
-            pass  # another user's process runs under that number
     scratch = root / f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(mode=0o700)
     try:

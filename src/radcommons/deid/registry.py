@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 from radcommons.deid.engine import PatientRecord, StudyRecord
+from radcommons.durable import private_opener
 from radcommons.errors import UserError
 
 SCHEMA_VERSION = "1"
@@ -65,10 +66,17 @@ def _retry(operation, attempts: int = 20):
     return None  # pragma: no cover
 
 
+def make_state_dir(state_dir: Path) -> Path:
+    """Create a site's state directory readable by its owner only (the registry, reports and scratch
+    copies in it name patients); an existing one is left as it is."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return state_dir
+
+
 def _owner_only(path: Path) -> None:
     """Create the registry file readable by its owner only, or make an existing one so: it maps
     pseudonyms back to MRNs (SQLite gives its journal files the same mode)."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
 
@@ -77,8 +85,7 @@ class Registry:
     """The pseudonym registry of one site's state directory."""
 
     def __init__(self, state_dir: Path, key_fingerprint: str) -> None:
-        self.path = Path(state_dir) / FILENAME
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = make_state_dir(Path(state_dir)) / FILENAME
         _owner_only(self.path)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

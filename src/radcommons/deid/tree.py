@@ -15,7 +15,6 @@ recomputes them: they are pure functions of key and input).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from radcommons.durable import folder_held, remove_partials, write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint
-from radcommons.deid.registry import Registry
+from radcommons.deid.registry import Registry, make_state_dir
 from radcommons.deid.report import RunReport, report_stamp
 from radcommons.errors import UserError
 from radcommons.inputs import stat_input, walk_files
@@ -51,13 +50,6 @@ BATCH_SIZE = 16
 def default_state_dir(site: str) -> Path:
     """``./var/deid-state/<site>``: the site's private state (registry, reports)."""
     return Path("var") / "deid-state" / site
-
-
-def make_state_dir(state_dir: Path) -> Path:
-    """Create a site's state directory readable by its owner only (the registry, reports and scratch
-    copies in it name patients); an existing one is left as it is."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return state_dir
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -316,13 +308,9 @@ def _settings_of(state_dir: Path, dst: Path) -> str | None:
 def _record_settings(state_dir: Path, dst: Path, settings: str) -> None:
     # Read, changed and written by one run at a time (a lock on the state directory, waited for):
     # two runs into other destinations could each drop the other's entry.
-    folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+    with folder_held(state_dir, wait=True):
         recorded = {**_recorded_settings(state_dir), str(dst.resolve()): settings}
         write_atomic(state_dir / SETTINGS_FILE, json.dumps(recorded, indent=1, sort_keys=True) + "\n", private=True)
-    finally:
-        os.close(folder)
 
 
 def remove_outputs(dst: Path) -> int:

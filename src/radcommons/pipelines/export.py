@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import inspect
 import io
 import json
 import re
@@ -402,12 +403,13 @@ _R = TypeVar("_R")
 
 
 def _one_export_per_dest(export: Callable[_P, _R]) -> Callable[_P, _R]:
-    """``export`` holding its DEST (the 4th argument) while it runs: a second export into the same
-    folder is refused, so a resumed export may remove what a killed one left half written."""
+    """``export`` holding its ``dest`` while it runs: a second export into the same folder is
+    refused, so a resumed export may remove what a killed one left half written."""
+    signature = inspect.signature(export)
 
     @functools.wraps(export)
     def held(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        dest = Path(kwargs["dest"] if "dest" in kwargs else args[3])  # type: ignore[arg-type]
+        dest = Path(signature.bind(*args, **kwargs).arguments["dest"])
         check_dest(dest)
         with folder_held(dest, user="another export",
                          hint="wait for it to finish, or export into another folder"):
@@ -446,7 +448,6 @@ def export_cohort(
         raise UserError(f"--bits must be 8 or 16, not {bits}")
     if size is not None and size < 1:
         raise UserError(f"--size must be a positive number of pixels, not {size}")
-    check_dest(dest)
     selection = cohort_selection(engine, source) if isinstance(source, str) else source
     allowed = set(scope.projects)
     check_stratify(stratify)

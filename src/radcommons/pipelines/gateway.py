@@ -33,7 +33,7 @@ from typing import Any
 from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import write_whole
-from radcommons.durable import remove_partials, write_atomic
+from radcommons.durable import private_opener, remove_partials, write_atomic
 from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
     Delivery,
@@ -70,11 +70,6 @@ class GatewayConfig:
         return self.state_dir / "gateway"
 
 
-def _owner_only(path: str, flags: int) -> int:
-    """Open (creating) a file readable by its owner only: the gateway's event log names original files."""
-    return os.open(path, flags, 0o600)
-
-
 class Spool:
     """The gateway's durable folders: ``spool/`` (arriving), ``done/`` (sent), ``events.jsonl``."""
 
@@ -93,7 +88,7 @@ class Spool:
     def log(self, event: str, **fields: Any) -> None:
         """Append one line to the private event log (it may name original files and reasons)."""
         line = json.dumps({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(), "event": event, **fields})
-        with self._lock, open(self.root / "events.jsonl", "a", encoding="utf-8", opener=_owner_only) as handle:
+        with self._lock, open(self.root / "events.jsonl", "a", encoding="utf-8", opener=private_opener) as handle:
             handle.write(line + "\n")
 
     def studies(self) -> list[Path]:

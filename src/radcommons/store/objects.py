@@ -64,7 +64,14 @@ from typing import IO, Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from radcommons.durable import copy_hashing_direct, drop_cached, fsync_dir, remove_if_present, sync_paths
+from radcommons.durable import (
+    copy_hashing_direct,
+    drop_cached,
+    fsync_dir,
+    process_ended,
+    remove_if_present,
+    sync_paths,
+)
 from radcommons.errors import UserError
 
 __all__ = [
@@ -93,27 +100,20 @@ TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".partial"
 
 
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
 def _temp_name(kind: str) -> str:
     """``<kind>-<host>-<pid>-<random>.partial``: who writes it, for :meth:`ObjectStore.clean_temp`."""
     return f"{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex}{TEMP_SUFFIX}"
-
-
-_HOST = socket.gethostname().replace("-", "_") or "host"
 
 
 def _writer_gone(name: str) -> bool:
     """Whether a temporary file named by :func:`_temp_name` was written by a process of this machine
     that no longer runs (a killed ingest or upload)."""
     parts = name.removesuffix(TEMP_SUFFIX).split("-")
-    if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
-        return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False  # another user's process runs under that number
-    return False
+    return len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit() and process_ended(int(parts[2]))
+
 
 # S3 multipart part size: small parts keep memory bounded (s3fs holds
 # ``max_concurrency`` parts in memory at once), growing only when a file would
