@@ -200,3 +200,27 @@ def test_download_command_with_format(research_commons: ResearchCommons, granted
     labels = pq.read_table(dest / "labels.parquet").to_pylist()
     assert labels and {row["project_id"] for row in labels} == {OPEN}
     assert all((dest / row["file"]).is_file() for row in labels) and (dest / "README.md").is_file()
+
+
+def test_a_server_start_fails_and_clears_the_exports_a_stopped_server_left(tmp_path: Path) -> None:
+    """A stopped server's half-written export loses its files (kept: the status, saying why), as
+    does a folder stopped before its status was written; a finished export is left alone."""
+    from radcommons.server.exports import ExportJobs, write_json_atomic
+
+    def left(export_id: str, state: str | None) -> Path:
+        folder = tmp_path / export_id
+        (folder / "files" / "images").mkdir(parents=True)
+        (folder / "files" / "images" / "a.png").write_bytes(b"x" * 100)
+        if state is not None:
+            write_json_atomic(folder / "status.json", {"id": export_id, "state": state, "files": []})
+        return folder
+
+    running, queued, done, bare = (left("rc-export-1", "running"), left("rc-export-2", "queued"),
+                                   left("rc-export-3", "done"), left("rc-export-4", None))
+    jobs = ExportJobs(tmp_path, engine=None, store=None)
+    for folder in (running, queued):
+        status = jobs.status(folder.name)
+        assert status["state"] == "failed" and "server stopped" in status["message"]
+        assert not (folder / "files").exists()
+    assert jobs.status(done.name)["state"] == "done" and (done / "files" / "images" / "a.png").is_file()
+    assert not bare.exists()

@@ -8,8 +8,10 @@ renamed). ``status.json`` is replaced atomically too, so a reader never sees hal
 
 The access decision is :func:`radcommons.pipelines.export.export_scope` for the requesting
 user, taken when the export is asked for: never a sequestered project for a researcher, the
-data use agreement required. One export runs at a time per user (a thread each); an export
-left ``queued`` or ``running`` by a stopped server is marked ``failed`` when the server starts.
+data use agreement required. One export runs at a time per user (a thread each). A failed
+export keeps its ``status.json`` (the message says why) and loses its ``files/``: half an export
+is nothing to hand out, and a cohort's images can fill the disk. An export left ``queued`` or
+``running`` by a stopped server is marked ``failed`` when the server starts, and its files go then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,12 +70,18 @@ class ExportJobs:
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}  # user -> export id
         root.mkdir(parents=True, exist_ok=True)
-        for status_file in root.glob("*/status.json"):  # left behind by a stopped server
+        for folder in root.glob("rc-export-*"):  # left behind by a stopped server
+            status_file = folder / "status.json"
+            if not status_file.is_file():  # stopped between creating the folder and its status
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
             status = json.loads(status_file.read_text())
             if status.get("state") in ("queued", "running"):
                 status.update(state="failed", finished_at=_now(),
                               message="the server stopped during the export; start it again")
                 write_json_atomic(status_file, status)
+            if status.get("state") == "failed":
+                shutil.rmtree(folder / "files", ignore_errors=True)
 
     def status(self, export_id: str) -> dict[str, Any]:
         path = self.root / export_id / "status.json"
@@ -123,6 +132,8 @@ class ExportJobs:
         finally:
             status["finished_at"] = _now()
             write_json_atomic(folder / "status.json", status)
+            if status["state"] == "failed":
+                shutil.rmtree(folder / "files", ignore_errors=True)
             with self._lock:
                 self._running.pop(owner, None)
 
