@@ -192,6 +192,9 @@ def test_bad_input_is_a_user_error(commons: Commons, tmp_path: Path) -> None:
             export_cohort(engine, store, commons.cohort_id, tmp_path / "file", format="dicom", scope=scope)
         with pytest.raises(UserError, match="unsupported format"):
             export_cohort(engine, store, commons.cohort_id, tmp_path / "y", format="jpeg", scope=scope)
+        with pytest.raises(UserError, match="--bits must be 8 or 16"):
+            export_cohort(engine, store, commons.cohort_id, tmp_path / "z", format="png", bits=12, scope=scope)
+        assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()  # refused before it was made
     finally:
         engine.dispose()
 

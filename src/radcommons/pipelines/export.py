@@ -402,6 +402,16 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+def check_options(format: str, bits: int, size: int | None) -> None:
+    """Refuse an export format, bit depth or image size the exporter does not make."""
+    if format not in FORMATS:
+        raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
+    if bits not in (8, 16):
+        raise UserError(f"--bits must be 8 or 16, not {bits}")
+    if size is not None and size < 1:
+        raise UserError(f"--size must be a positive number of pixels, not {size}")
+
+
 def _one_export_per_dest(export: Callable[_P, _R]) -> Callable[_P, _R]:
     """``export`` holding its ``dest`` while it runs: a second export into the same folder is
     refused, so a resumed export may remove what a killed one left half written."""
@@ -409,7 +419,11 @@ def _one_export_per_dest(export: Callable[_P, _R]) -> Callable[_P, _R]:
 
     @functools.wraps(export)
     def held(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        dest = Path(signature.bind(*args, **kwargs).arguments["dest"])
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        # bad options are refused before the folder is made (folder_held creates it)
+        check_options(bound.arguments["format"], bound.arguments["bits"], bound.arguments["size"])
+        dest = Path(bound.arguments["dest"])
         check_dest(dest)
         with folder_held(dest, user="another export",
                          hint="wait for it to finish, or export into another folder"):
@@ -442,12 +456,6 @@ def export_cohort(
     Only members in ``scope.projects`` are exported (see :func:`export_scope`); see the module
     docstring for the rest.
     """
-    if format not in FORMATS:
-        raise UserError(f"unsupported format {format!r}", f"choose one of {', '.join(FORMATS)}")
-    if bits not in (8, 16):
-        raise UserError(f"--bits must be 8 or 16, not {bits}")
-    if size is not None and size < 1:
-        raise UserError(f"--size must be a positive number of pixels, not {size}")
     selection = cohort_selection(engine, source) if isinstance(source, str) else source
     allowed = set(scope.projects)
     check_stratify(stratify)
