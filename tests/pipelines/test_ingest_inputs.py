@@ -233,3 +233,57 @@ def test_what_a_killed_ingest_staged_is_removed_by_the_next(deid_tree: Path, tmp
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert not list((store / "tmp").glob("*.partial"))
+
+
+_KILLED_BEFORE_DERIVING = """
+import os, sys
+from radcommons.pipelines.indexing import IndexWriter
+
+def killed(self, conn):
+    os._exit(9)
+
+IndexWriter.finish = killed
+from radcommons.cli import main
+sys.argv = ["radcommons", *sys.argv[1:]]
+main()
+"""
+
+
+def test_what_a_killed_ingest_indexed_is_derived_by_the_next(deid_tree: Path, tmp_path: Path, run_cli) -> None:
+    """A killed ingest's committed batches were indexed without their derived fields and facet
+    rows (written only at the run's end) until the same ingest ran again. Each batch now names its
+    studies in ingest_pending, and the next ingest of anything (or the server's start) derives them."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import func, select
+
+    from radcommons.store.index.schema import get_metadata, system_table
+
+    url, store = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "k-objects"
+    assert run_cli("db", "upgrade", "--url", url).returncode == 0
+    common = ["--site", "SITE_A", "--workers", "1", "--url", url, "--store", str(store)]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_DERIVING, "ingest", str(deid_tree),
+                             "--project", "Open-A1", *common], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr
+    tables = get_metadata().tables
+    study, facts, pending = tables["imaging_study"], tables["series_facts"], system_table("ingest_pending")
+    engine = make_engine(url)
+
+    def state() -> tuple[int, int, int, int]:
+        with engine.connect() as conn:
+            return (conn.execute(select(func.count()).select_from(study)).scalar_one(),
+                    conn.execute(select(func.count()).select_from(study).where(
+                        study.c.study_modality.is_not(None), study.c.days_to_study.is_not(None))).scalar_one(),
+                    conn.execute(select(func.count()).select_from(facts)).scalar_one(),
+                    conn.execute(select(func.count()).select_from(pending)).scalar_one())
+
+    studies, derived, fact_rows, named = state()
+    assert studies > 0 and derived == 0 and fact_rows == 0 and named == studies
+    empty = tmp_path / "nothing-new"
+    empty.mkdir()
+    again = run_cli("ingest", str(empty), "--project", "Open-A2", *common)
+    assert again.returncode == 0, again.stderr
+    studies, derived, fact_rows, named = state()
+    assert derived == studies and fact_rows > 0 and named == 0
+    engine.dispose()

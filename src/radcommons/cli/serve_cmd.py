@@ -34,10 +34,15 @@ def command(
     from radcommons.settings import load_settings
     import uvicorn
 
+    from radcommons.pipelines.indexing import finish_abandoned
     from radcommons.server import create_app
 
     settings = load_settings()
-    open_index(settings.database_url).dispose()  # refuses an unmigrated index, with the fix
+    engine = open_index(settings.database_url)  # refuses an unmigrated index, with the fix
+    try:
+        finish_abandoned(engine)  # what killed ingests indexed but never derived
+    finally:
+        engine.dispose()
     app = create_app(settings, state_dir=state_dir or settings.server_state_dir)
     # Access logs show paths only; tokens travel in a header and are never logged.
     # httptools (C) parses HTTP instead of h11 (pure Python), which took 40% of the server's

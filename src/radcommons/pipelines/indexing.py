@@ -13,12 +13,17 @@ commit (:mod:`radcommons.pipelines.submission`):
   so concurrent writers (STOW-RS requests, commits, ingests) queue instead of racing their
   check-then-insert of the same project, dataset, case, study or series into a UNIQUE error;
 * :meth:`IndexWriter.finish`: the derived fields of every study it touched (instance counts,
-  modalities, age at imaging, days from study to positive / negative COVID tests).
+  modalities, age at imaging, days from study to positive / negative COVID tests);
+* :meth:`IndexWriter.mark_pending` / :func:`finish_abandoned`: an ingest commits batch by batch
+  and derives at its end, so each batch also names its studies in ``ingest_pending``; what a
+  killed ingest left there is derived by the next ingest or server start.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from radcommons.deid.check import Finding
+from radcommons.durable import process_ended
 from radcommons.dicom.index_fields import InstanceFields
 from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers know them from here
     Examined,
@@ -519,19 +525,102 @@ class IndexWriter:
         ``study_dates`` maps Study Instance UID -> (patient id, shifted StudyDate YYYYMMDD). Studies
         that already have ``days_to_study`` (from a clinical record) are left alone.
         """
+        by_id = {study_id: dated for study_uid, dated in study_dates.items()
+                 if (study_id := self.study_id(conn, study_uid)) is not None}
+        self._days_to_study(conn, by_id)
+
+    def _days_to_study(self, conn: Connection, study_dates: Mapping[int, tuple[str | None, str | None]]) -> None:
+        """:meth:`days_to_study_from_dates` for studies given by id."""
         study = self.tables["imaging_study"]
         first: dict[str, _dt.date] = {}
-        parsed: dict[str, tuple[str, _dt.date]] = {}
-        for study_uid, (patient, date_text) in study_dates.items():
+        parsed: dict[int, tuple[str, _dt.date]] = {}
+        for study_id, (patient, date_text) in study_dates.items():
             try:
-                day = _dt.datetime.strptime(date_text, "%Y%m%d").date()
+                day = _dt.datetime.strptime(date_text or "", "%Y%m%d").date()
             except ValueError:
                 continue
-            parsed[study_uid] = (patient, day)
-            first[patient] = min(first.get(patient, day), day)
+            parsed[study_id] = (patient or "", day)
+            first[patient or ""] = min(first.get(patient or "", day), day)
         rows = [{"b_id": study_id, "b_days": (day - first[patient]).days}
-                for study_uid, (patient, day) in parsed.items()
-                if (study_id := self.study_id(conn, study_uid)) is not None]
+                for study_id, (patient, day) in parsed.items()]
         if rows:  # one executemany, not a round trip per study
             conn.execute(update(study).where(study.c.id == bindparam("b_id"), study.c.days_to_study.is_(None))
                          .values(days_to_study=bindparam("b_days")), rows)
+
+    # ------------------------------------------------------------------ ingests killed half way
+
+    def mark_pending(self, conn: Connection, run: str, study_dates: Mapping[str, tuple[str, str]]) -> None:
+        """Name the studies of a batch in ``ingest_pending`` for ``run``, in the batch's transaction.
+
+        ``study_dates`` as for :meth:`days_to_study_from_dates`. A study already named (by this
+        run's earlier batch, or by another run) keeps its row.
+        """
+        pending = system_table("ingest_pending")
+        ids = {study_id: dated for study_uid, dated in study_dates.items()
+               if (study_id := self.study_id(conn, study_uid)) is not None}
+        if not ids:
+            return
+        named = set(conn.execute(select(pending.c.study_id).where(pending.c.study_id.in_(sorted(ids)))).scalars())
+        rows = [{"study_id": study_id, "run": run, "patient_id": patient, "study_date": date[:8] or None}
+                for study_id, (patient, date) in ids.items() if study_id not in named]
+        if rows:
+            conn.execute(insert(pending), rows)
+
+    def finish_pending(self, conn: Connection, runs: Iterable[str]) -> int:
+        """Derive what ``runs`` left in ``ingest_pending`` (days to study, then :meth:`finish`) and
+        remove their rows; the number of studies."""
+        pending = system_table("ingest_pending")
+        names = sorted(set(runs))
+        if not names:
+            return 0
+        rows = conn.execute(select(pending.c.study_id, pending.c.patient_id, pending.c.study_date)
+                            .where(pending.c.run.in_(names))).all()
+        self._days_to_study(conn, {row.study_id: (row.patient_id, row.study_date) for row in rows})
+        self.touched_studies.update(row.study_id for row in rows)
+        self.finish(conn)
+        self.forget_pending(conn, names)
+        return len(rows)
+
+    @staticmethod
+    def forget_pending(conn: Connection, runs: Iterable[str]) -> None:
+        """Remove the ``ingest_pending`` rows of ``runs`` (their studies are derived)."""
+        pending = system_table("ingest_pending")
+        conn.execute(delete(pending).where(pending.c.run.in_(sorted(set(runs)))))
+
+
+#: How long another machine's pending ingest rows wait before they count as abandoned (an
+#: ingest on another machine cannot be asked whether it still runs).
+ABANDONED_ELSEWHERE_AFTER = _dt.timedelta(days=1)
+
+
+def ingest_run_name() -> str:
+    """This process's name in ``ingest_pending``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(run: str, created_at: _dt.datetime | None, now: _dt.datetime) -> bool:
+    host, _, pid = run.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return int(pid) != os.getpid() and process_ended(int(pid))
+    if created_at is None:
+        return False
+    if created_at.tzinfo is None:  # SQLite hands back naive UTC
+        created_at = created_at.replace(tzinfo=_dt.timezone.utc)
+    return now - created_at > ABANDONED_ELSEWHERE_AFTER
+
+
+def finish_abandoned(engine: Engine) -> int:
+    """Derive the studies that killed ingests indexed but never finished; the number of studies.
+
+    A run of this machine is abandoned when its process has ended; one of another machine after
+    :data:`ABANDONED_ELSEWHERE_AFTER`. Called when an ingest or the server starts.
+    """
+    pending = system_table("ingest_pending")
+    with engine.connect() as conn:  # a read first: most starts find nothing, and take no write lock
+        runs = conn.execute(select(pending.c.run, func.min(pending.c.created_at)).group_by(pending.c.run)).all()
+    now = _dt.datetime.now(_dt.timezone.utc)
+    abandoned = [run for run, created_at in runs if _abandoned(run, created_at, now)]
+    if not abandoned:
+        return 0
+    with index_transaction(engine) as conn:
+        return IndexWriter("", "", "ingest").finish_pending(conn, abandoned)

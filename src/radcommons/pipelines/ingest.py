@@ -11,7 +11,9 @@ process then publishes each batch's objects (one sync for the batch,
 :meth:`~radcommons.store.objects.ObjectStore.publish`) and writes the batch's index records in one
 transaction, so an interrupted run leaves whole batches, no index record ever names an object
 that is not durably stored, and a rerun adds only what is missing (instances are keyed by their
-SOP Instance UID).
+SOP Instance UID). Derived fields and facet rows are written once, at the end of the run, for
+the studies the batches named in ``ingest_pending``; what a killed run named is derived by the
+next ingest or server start (:func:`radcommons.pipelines.indexing.finish_abandoned`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from radcommons.errors import UserError
 from radcommons.inputs import walk_files
 from radcommons.parallel import map_unordered
 from radcommons.pipelines.examine import Gate, ReadFile, deid_gate, read_and_stage
-from radcommons.pipelines.indexing import IndexWriter, index_transaction
+from radcommons.pipelines.indexing import IndexWriter, finish_abandoned, index_transaction, ingest_run_name
 from radcommons.roles import check_availability, check_project_name
 from radcommons.store.index.accounts import record_audit
 from radcommons.store.objects import ObjectStore
@@ -95,6 +97,8 @@ def ingest_tree(
         raise UserError(f"{root}: no such file or folder", "give the folder of a de-identified export")
     dataset = dataset or f"{site_id}_{_dt.date.today():%Y%m%d}"
     store.clean_temp()  # what killed ingests and uploads staged (never published, never listed)
+    finish_abandoned(engine)  # what killed ingests indexed but never derived
+    run = ingest_run_name()
     job = partial(read_and_stage, store_url=store.url, store_options=store.storage_options, gate=gate)
     writer = IndexWriter(project, dataset, created_by)
     report = IngestReport()
@@ -144,6 +148,7 @@ def ingest_tree(
                 )
                 outcomes.append(FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid))
             all_fields = [read.examined.fields for read in passing if read.examined.fields is not None]
+            batch_dates: dict[str, tuple[str, str]] = {}
             for read, fields, status in zip(passing, all_fields, writer.write_instances(conn, all_fields, site_id)):
                 uid, object_id = read.examined.sop_instance_uid, fields.instance["object_id"]
                 if status == "indexed":
@@ -151,8 +156,11 @@ def ingest_tree(
                 else:
                     outcome = FileOutcome(read.path, "duplicate", "already indexed (same SOP Instance UID)",
                                           uid, object_id)
-                study_dates[fields.study["study_uid"]] = (fields.patient_id, fields.study_date)
+                study_dates[fields.study["study_uid"]] = batch_dates[fields.study["study_uid"]] = (
+                    fields.patient_id, fields.study_date)
                 outcomes.append(outcome)
+            # derived at the end of the run; named now, so that a kill before then loses nothing
+            writer.mark_pending(conn, run, batch_dates)
             record_audit(conn, actor=created_by, action="ingest.batch", target=str(root), project=project,
                          records=len(batch))
         return outcomes
@@ -187,6 +195,7 @@ def ingest_tree(
     with index_transaction(engine) as conn:
         writer.days_to_study_from_dates(conn, study_dates)
         writer.finish(conn)
+        writer.forget_pending(conn, [run])
     report.added = dict(writer.added)
     return report
 

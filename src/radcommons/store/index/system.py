@@ -21,7 +21,11 @@ same :class:`~sqlalchemy.MetaData` by :func:`add_system_tables`, so that one Ale
   description): a LOINC code or "not mappable", who, when and why; it wins over the matcher
   (revision 0007, :mod:`radcommons.store.index.harmonization`);
 * ``harmonization_code``: LOINC / RSNA Radiology Playbook codes an operator imported beyond the
-  built-in catalogue (revision 0007).
+  built-in catalogue (revision 0007);
+* ``ingest_pending``: the studies an ingest has indexed whose derived fields and facet rows it
+  has not yet written (revision 0010), named with the run (``host:pid``): written with each
+  batch, removed by the run's end; what a killed run left is finished by the next ingest or
+  server start (:func:`radcommons.pipelines.indexing.finish_abandoned`).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "
 SYSTEM_TABLES = (
     "user", "user_project", "token", "submission", "submission_file", "submission_record",
     "quarantine", "study_version", "audit_event", "dua_acceptance",
-    "harmonization_decision", "harmonization_code",
+    "harmonization_decision", "harmonization_code", "ingest_pending",
 )
 
 
@@ -212,4 +216,14 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("source", String(256), nullable=True),
         Column("imported_by", String(128), nullable=True),
         Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "ingest_pending", metadata,
+        Column("study_id", id_type(), ForeignKey("imaging_study.id", ondelete="CASCADE"), primary_key=True),
+        Column("run", String(128), nullable=False, index=True),  # host:pid of the ingest
+        # For days_to_study (a case's first study of the run is its day 0): the study's patient
+        # and shifted StudyDate, as the run read them from the header.
+        Column("patient_id", String(128), nullable=True),
+        Column("study_date", String(8), nullable=True),
+        _created(),
     )
