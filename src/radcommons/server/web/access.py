@@ -1,10 +1,12 @@
-"""What the explorer may show a principal: readable projects, record-level access, the DUA.
+"""What the explorer may show a principal: counted projects, small-cell suppression, records, the DUA.
 
-The project rule is :func:`radcommons.server.access.readable_projects` (the one access decision
-of every read path); this module only adds what is particular to pages: anonymous visitors see
-aggregates of open projects with small cells suppressed, and researchers see records only once
-they accepted the current data use agreement
-(:func:`radcommons.roles.agreement_accepted`, the same rule as the API's).
+Counts are the API's rule, asked of the same function: :func:`radcommons.server.access.aggregate_scope`
+(``/summary`` and ``/facets`` call it too). Anonymous visitors and users who have not accepted the
+current data use agreement count open projects only, with small cells suppressed; once the agreement
+is accepted (curators and admins need none) a user counts, unsuppressed, the projects it may read
+(:func:`radcommons.server.access.readable_projects`, the one access decision of every read path).
+Records (tables, study pages, downloads, cohorts) are shown only after the agreement
+(:func:`radcommons.server.access.has_accepted_agreement`, the API's check).
 """
 
 from __future__ import annotations
@@ -13,14 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from radcommons.roles import agreement_accepted
-from radcommons.server.access import readable_projects
+from radcommons.server.access import MIN_COUNT, aggregate_scope, has_accepted_agreement
 from radcommons.server.web.session import ANONYMOUS, is_anonymous
-from radcommons.store.index import dua
 from radcommons.store.index.accounts import Principal
-
-#: Counts from 1 to 9 are hidden from anonymous visitors (DOMAIN.md section 6: small cells).
-ANONYMOUS_MIN_COUNT = 10
 
 
 @dataclass(frozen=True)
@@ -28,9 +25,9 @@ class View:
     """What one request may see."""
 
     principal: Principal
-    #: Project ids readable (None: every project).
+    #: Project ids counted, and readable once ``records`` holds (None: every project).
     projects: tuple[str, ...] | None
-    #: Suppress counts below this (anonymous visitors), else None.
+    #: Suppress counts below this (anonymous visitors, users without the agreement), else None.
     min_count: int | None
     #: Row-level tables, study pages, downloads and cohorts.
     records: bool
@@ -44,15 +41,14 @@ class View:
 
 def view_for(engine: Engine, principal: Principal) -> View:
     """The :class:`View` of ``principal``."""
+    anonymous = is_anonymous(principal)
     with engine.connect() as conn:
-        readable = readable_projects(conn, principal)
-    projects = tuple(sorted(readable)) if readable is not None else None
-    if is_anonymous(principal):
-        return View(principal, projects, ANONYMOUS_MIN_COUNT, records=False, needs_dua=False)
-    accepted = agreement_accepted(principal.role, principal.dua_versions, dua.DUA_VERSION)
-    return View(principal, projects, None, records=accepted, needs_dua=not accepted)
+        projects, min_count = aggregate_scope(conn, None if anonymous else principal)
+    scope = tuple(projects) if projects is not None else None
+    accepted = not anonymous and has_accepted_agreement(principal)
+    return View(principal, scope, min_count, records=accepted, needs_dua=not anonymous and not accepted)
 
 
 def anonymous_view() -> View:
     """The view of a visitor without a session, for pages shown without asking the index."""
-    return View(ANONYMOUS, (), ANONYMOUS_MIN_COUNT, records=False, needs_dua=False)
+    return View(ANONYMOUS, (), MIN_COUNT, records=False, needs_dua=False)
