@@ -68,11 +68,17 @@ def test_a_frozen_cohort_never_changes_when_the_commons_grows(commons: Commons) 
 
 def test_same_members_same_identifier(commons: Commons) -> None:
     first = freeze(commons.engine, node="case", filter=FEMALE_CT, name="a", owner="alice", projects=OPEN)
-    # Another filter with the same answer names the same content.
+    # Another filter with the same answer names the same content: the owner's snapshot again.
     same = {"in": {"submitter_id": ["A1", "A3", "B1"]}}
+    again = freeze(commons.engine, node="case", filter=same, name="a2", owner="alice", projects=OPEN)
+    assert again == first
+    # Another owner gets a snapshot of its own (never alice's record), with the same content hash.
     second = freeze(commons.engine, node="case", filter=same, name="b", owner="bob", projects=OPEN)
-    assert second.id == first.id and second.content_hash == first.content_hash
-    assert len(list_cohorts(commons.engine, frozen=True)) == 1
+    assert second.id != first.id and second.content_hash == first.content_hash
+    assert (second.owner, second.name, second.filter) == ("bob", "b", same)
+    assert second.identifier != first.identifier and second.identifier.startswith("rc-cohort-")  # type: ignore[union-attr]
+    assert freeze(commons.engine, node="case", filter=same, name="b2", owner="bob", projects=OPEN) == second
+    assert len(list_cohorts(commons.engine, frozen=True)) == 2
 
 
 def test_saved_queries_freeze_later(commons: Commons) -> None:

@@ -6,7 +6,9 @@
   (the file's sha256). The snapshot never changes afterwards, whatever is added to the index.
   Its ``content_hash`` is the sha256 of its member list and its identifier is
   ``rc-cohort-<first 12 hex of the hash>``; freezing the same members again returns the
-  same snapshot, so the identifier names the content.
+  owner's own earlier snapshot. Another owner who freezes the same members gets a snapshot of
+  its own (its name, filter and description; the same ``content_hash``), named by the hash of
+  the content hash and the owner: one user's record is never handed to another.
 
 Member list hashed (one line per member, UTF-8, sorted by code point on each column in
 order; ``object_id`` empty for non-instances)::
@@ -207,12 +209,13 @@ def freeze(
         ).all())
         member_count, instance_count = int(tally.get(node, 0)), int(tally.get("instance", 0))
         digest = _hash(connection, cohort_id)
-        identifier = _identifier(connection, digest, cohort_id)
-        if identifier is None:  # the same members were frozen before: that snapshot is this one
+        existing = connection.execute(select(cohort.c.id).where(
+            cohort.c.content_hash == digest, cohort.c.owner == owner).order_by(cohort.c.id).limit(1)).scalar()
+        if existing is not None:  # the owner froze the same members before: that snapshot is this one
             connection.execute(delete(member).where(member.c.cohort_id == cohort_id))
             connection.execute(delete(cohort).where(cohort.c.id == cohort_id))
-            existing = connection.execute(select(cohort.c.id).where(cohort.c.content_hash == digest)).scalar_one()
             return _get(connection, existing)
+        identifier = _identifier(connection, digest, owner)
         connection.execute(
             update(cohort).where(cohort.c.id == cohort_id).values(
                 identifier=identifier, content_hash=digest, member_count=member_count,
@@ -221,16 +224,18 @@ def freeze(
         return _get(connection, cohort_id)
 
 
-def _identifier(connection: Connection, digest: str, cohort_id: int) -> str | None:
-    """``rc-cohort-<12 hex>``, longer on a prefix collision; None when ``digest`` is already frozen."""
+def _identifier(connection: Connection, digest: str, owner: str) -> str:
+    """``rc-cohort-<12 hex of digest>``, longer on a prefix collision; when another owner's snapshot
+    of the same members holds that name, the hex of the sha256 of ``digest``, a tab and ``owner``."""
     cohort, _ = _tables()
-    for length in (12, 16, 24, 32, 40, 54):
-        candidate = IDENTIFIER_PREFIX + digest[:length]
-        row = connection.execute(select(cohort.c.content_hash).where(cohort.c.identifier == candidate)).first()
-        if row is None:
-            return candidate
-        if row[0] == digest:
-            return None
+    for name in (digest, hashlib.sha256(f"{digest}\t{owner}".encode()).hexdigest()):
+        for length in (12, 16, 24, 32, 40, 54):
+            candidate = IDENTIFIER_PREFIX + name[:length]
+            row = connection.execute(select(cohort.c.content_hash).where(cohort.c.identifier == candidate)).first()
+            if row is None:
+                return candidate
+            if row[0] == digest:
+                break
     raise AssertionError("sha256 prefixes collide")  # pragma: no cover
 
 

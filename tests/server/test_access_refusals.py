@@ -1,0 +1,69 @@
+"""What one user learns of another's data through the submission, STOW-RS and cohort APIs: a
+study's history only for its own site, uploads that count only for the submission they went to,
+refusals that do not name a project or site the caller may not read, and a frozen cohort of
+one's own (found by an access sweep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from commons_fixtures import PROJECT, SITE, Commons, Instance, instances_of
+
+from radcommons.client import CommonsClient, ManifestEntry, file_sha256
+from radcommons.store.index import make_engine
+from radcommons.store.index.accounts import add_user, create_token
+
+
+def add_users(commons: Commons, *users: tuple[str, str, str | None, list[str]]) -> None:
+    """Users ``(name, role, site, projects)`` of a running commons, with their tokens."""
+    engine = make_engine(commons.db_url)
+    try:
+        for name, role, site, projects in users:
+            add_user(engine, name, role, site_id=site, projects=projects)
+            commons.tokens[name] = create_token(engine, name)[0]
+    finally:
+        engine.dispose()
+
+
+def one_study(tree: Path) -> list[Instance]:
+    instances = instances_of(tree)
+    return [i for i in instances if i.study_uid == instances[0].study_uid]
+
+
+def submit(client: CommonsClient, project: str, dataset: str, study: list[Instance]) -> dict:
+    """Upload, declare and commit one study; the receipt's data."""
+    submission = client.create_submission(project, dataset)
+    client.upload_batch(submission.id, [(i.path, file_sha256(i.path)) for i in study])
+    client.put_study_manifest(submission.id, study[0].study_uid, [
+        ManifestEntry(file_sha256(i.path), i.path.stat().st_size, i.path.name) for i in study])
+    return client.commit(submission.id).data
+
+
+def test_a_frozen_cohort_is_its_freezers_own(commons: Commons, deid_tree: Path) -> None:
+    """Two researchers freezing the same members each get their own snapshot: the second used to be
+    handed the first one's record (its owner, name, filter and description)."""
+    submit(commons.client(), PROJECT, "C-1", one_study(deid_tree))
+    add_users(commons, ("alice", "researcher", None, []), ("bob", "researcher", None, []))
+    frozen = {}
+    for user in ("alice", "bob", "alice"):
+        with commons.http(user) as http:
+            assert http.post("/dua/accept").status_code == 200
+            answer = http.post("/cohorts", json={
+                "name": f"{user}'s secret study", "node": "series", "description": f"notes of {user}",
+                "filter": {"=": {"project_id": PROJECT}}, "freeze": True})
+            assert answer.status_code == 201, answer.text
+            body = answer.json()
+            assert body["owner"] == user and body["name"] == f"{user}'s secret study", body
+            assert body["description"] == f"notes of {user}"
+            assert user == "alice" or "alice" not in str(body)
+            frozen.setdefault(user, body)
+            assert body["id"] == frozen[user]["id"]  # the same user again: its own snapshot, unchanged
+    alice, bob = frozen["alice"], frozen["bob"]
+    assert alice["content_hash"] == bob["content_hash"] and alice["member_count"] == bob["member_count"] > 0
+    assert alice["identifier"] != bob["identifier"] and bob["identifier"].startswith("rc-cohort-")
+    with commons.http("bob") as http:
+        read = http.get(f"/cohorts/{bob['identifier']}")
+        assert read.status_code == 200 and read.json()["owner"] == "bob" and read.json()["verified"] is True
+        assert [c["identifier"] for c in http.get("/cohorts", params={"frozen": True}).json()] == [bob["identifier"]]
+        manifest = http.get(f"/cohorts/{bob['identifier']}/manifest", params={"format": "json"})
+        assert manifest.status_code == 200 and manifest.json()
