@@ -67,3 +67,30 @@ def test_a_frozen_cohort_is_its_freezers_own(commons: Commons, deid_tree: Path) 
         assert [c["identifier"] for c in http.get("/cohorts", params={"frozen": True}).json()] == [bob["identifier"]]
         manifest = http.get(f"/cohorts/{bob['identifier']}/manifest", params={"format": "json"})
         assert manifest.status_code == 200 and manifest.json()
+
+
+def test_a_study_history_is_for_its_own_site(commons: Commons, deid_tree: Path) -> None:
+    """A contributor granted the project used to read another site's study history (its instances'
+    object ids and the whole imaging_study row); now only its own site's, and anyone else is told
+    there is no such study, as for one that does not exist."""
+    study = one_study(deid_tree)
+    submit(commons.client(), PROJECT, "V-1", study)
+    add_users(commons, ("site-b-granted", "contributor", "SITE_B", [PROJECT]),
+              ("site-a-colleague", "contributor", SITE, [PROJECT]))
+    path = f"/studies/{study[0].study_uid}/versions"
+    for user in ("uploader", "site-a-colleague", "curator", "admin"):
+        with commons.http(user) as http:
+            answer = http.get(path, params={"project": PROJECT})
+            assert answer.status_code == 200, (user, answer.text)
+            assert [v["version"] for v in answer.json()] == [1]
+    with commons.http("curator") as http:
+        unknown = http.get(f"/studies/{study[0].study_uid}.9/versions", params={"project": PROJECT})
+    assert unknown.status_code == 404
+    for user in ("site-b-granted", "other-site", "reader"):
+        with commons.http(user) as http:
+            answer = http.get(path, params={"project": PROJECT})
+        assert answer.status_code == 404, (user, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "not_found" and error["hint"], error
+        assert error == {**unknown.json()["error"], "message": error["message"]}
+        assert SITE not in answer.text and file_sha256(study[0].path) not in answer.text

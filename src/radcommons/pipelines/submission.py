@@ -32,6 +32,7 @@ from radcommons.pipelines.indexing import (
     examine,
     index_transaction,
 )
+from radcommons.store.index import node_tables
 from radcommons.store.index.accounts import Principal, as_utc, record_audit, require_projects, utcnow
 from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import (
@@ -550,16 +551,41 @@ def get_receipt(engine: Engine, principal: Principal, submission_id: int) -> dic
 
 
 def study_versions(engine: Engine, principal: Principal, project: str, study_uid: str) -> list[dict[str, Any]]:
-    check_project(principal, project)
+    """A study's history, oldest first: for a curator or an administrator; for a contributor granted
+    ``project``, only a study of its own site (the study's case, or a submission that sent a
+    version of it, is its site's; a contributor without a site: a submission it made). Anyone else
+    is told there is no such study (404, as for one that does not exist: existence is not revealed)."""
     table = system_table("study_version")
     with engine.connect() as conn:
         rows = conn.execute(select(table).where(table.c.project_id == project, table.c.study_uid == study_uid)
                             .order_by(table.c.version)).all()
-    if not rows:
-        raise SubmissionError(f"no study {study_uid} in project {project}", "check the UID and the project",
-                              code="not_found", kind="not_found")
+        readable = bool(rows) and (principal.is_curator or _own_study(conn, principal, project, study_uid, rows))
+    if not readable:
+        raise SubmissionError(f"no study {study_uid} in project {project} that you may read",
+                              "check the UID and the project: a contributor sees the history of its own "
+                              "site's studies in the projects granted to it", code="not_found", kind="not_found")
     return [{"version": r.version, "change": r.change, "submission_id": r.submission_id,
              "created_at": _iso(r.created_at), "instances": r.instances, "study": r.study} for r in rows]
+
+
+def _own_study(conn: Connection, principal: Principal, project: str, study_uid: str, versions: Sequence[Any]) -> bool:
+    """Whether a contributor granted ``project`` sent the study: its case is of the contributor's
+    site, or a submission of one of its ``versions`` is (or, without a site, was the contributor's)."""
+    if not principal.may_submit_to(project):
+        return False
+    submissions = system_table("submission")
+    sent = [v.submission_id for v in versions if v.submission_id is not None]
+    ours = submissions.c.site_id == principal.site_id if principal.site_id else \
+        submissions.c.user_id == principal.user_id
+    if sent and conn.execute(select(submissions.c.id).where(submissions.c.id.in_(sent), ours).limit(1)).first():
+        return True
+    if not principal.site_id:
+        return False
+    tables = node_tables()
+    study, case = tables["imaging_study"], tables["case"]
+    return conn.execute(select(case.c.id).join(study, study.c.case_id == case.c.id).where(
+        study.c.project_id == project, study.c.study_uid == study_uid,
+        case.c.site_id == principal.site_id).limit(1)).first() is not None
 
 
 # ---------------------------------------------------------------------- quarantine
