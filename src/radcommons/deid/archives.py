@@ -17,6 +17,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,22 +71,25 @@ def _refusal(info: zipfile.ZipInfo) -> str:
 #: The archive this process read last, kept open: reading its central directory again for every
 #: member would make an archive of n members cost n squared (24 ms per opening of a 5,000-member
 #: archive on the benchmark machine). Keyed by path, size and modification time.
-_OPEN: dict[tuple[str, int, int], zipfile.ZipFile] = {}
+_OPEN: dict[tuple[str, int, int], tuple[zipfile.ZipFile, dict[str, int]]] = {}
 
 
-def _opened(path: Path) -> zipfile.ZipFile:
+def _opened(path: Path) -> tuple[zipfile.ZipFile, dict[str, int]]:
+    """The archive, open, and the names that more than one of its members carry (with how many)."""
     status = os.stat(path)
     key = (os.fspath(path), status.st_size, status.st_mtime_ns)
-    archive = _OPEN.get(key)
-    if archive is None:
+    opened = _OPEN.get(key)
+    if opened is None:
         close_archives()
-        archive = _OPEN[key] = zipfile.ZipFile(path)
-    return archive
+        archive = zipfile.ZipFile(path)
+        counts = Counter(info.filename for info in archive.infolist())
+        opened = _OPEN[key] = (archive, {name: n for name, n in counts.items() if n > 1})
+    return opened
 
 
 def close_archives() -> None:
     """Close the archive this process keeps open (at the end of a run)."""
-    for archive in _OPEN.values():
+    for archive, _ in _OPEN.values():
         archive.close()
     _OPEN.clear()
 
@@ -100,7 +104,11 @@ def extracted_member(path: Path, member: str, scratch: Path) -> Iterator[Path]:
     temp = scratch / f"member-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         try:
-            archive = _opened(path)
+            archive, repeated = _opened(path)
+            if member in repeated:
+                # a name finds only the last of them: the others would be reported as done, unread
+                raise MemberRefused(f"{repeated[member]} members of the archive are named {member!r}: they "
+                                    "cannot be told apart, and none was de-identified; give them distinct names")
             info = archive.getinfo(member)
             refusal = _refusal(info)
             if refusal:

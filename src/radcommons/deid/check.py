@@ -34,6 +34,7 @@ from radcommons.deid.safe_private import (
     load_allow_list,
     sequence_signature,
 )
+from radcommons.deid.table import DUMMY_TEXT
 from radcommons.deid.text import find_patterns
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
 
@@ -175,7 +176,7 @@ def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudon
         return _uid_verdicts(keyword, _values(value))
     if vr == "PN":
         return tuple(("person-name", "a person name is present") for name in _values(value)
-                     if name and not (keyword == "PatientName" and name == pseudonym))
+                     if name and name != DUMMY_TEXT and not (keyword == "PatientName" and name == pseudonym))
     if vr in _TEXT_VRS and keyword not in _NOT_FREE_TEXT:
         found = []
         for text in _values(value):

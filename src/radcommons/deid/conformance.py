@@ -8,6 +8,8 @@ a test compares the checked-in file with :func:`render`. Regenerate with::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydicom.datadict import keyword_for_tag
 
 from radcommons import __version__
@@ -97,22 +99,33 @@ def render() -> str:
         "- Attributes not listed in Table E.1-1 are kept, except: every UID that is not a registry "
         "UID (and not a class/definition UID) is replaced with a keyed `2.25` UID wherever it occurs "
         "(File Meta included); every DA/DT is shifted by the patient's offset (`default`) or emptied "
-        "(`basic`); every person name (PN) is emptied; the dataset's own identifiers (names, IDs, "
-        "accession number, institution, dates in any format) are scrubbed from kept text.",
+        "(`basic`); every person name (PN) is emptied; free text (ST, LT, UT) is cleaned as a "
+        "descriptor is (identifier patterns and the dataset's own identifiers removed), other text "
+        "is scrubbed of the dataset's own identifiers (names, IDs, accession number, institution, "
+        "dates in any format). An attribute listed or not whose value arrives in a binary VR (OB, "
+        "OW, or UN that pydicom leaves as bytes: 64 KiB or more, or an unknown attribute) while the "
+        "data dictionary gives it another VR is removed, since nothing can look at what it holds; "
+        "a sequence in UN is decoded instead (implicit VR little endian, PS3.5 6.2.2) and "
+        "de-identified like any other.",
         "- Patient ID and Patient's Name become the keyed, site-namespaced pseudonym; Patient's Birth "
         "Date is emptied; (0012,0062) = YES, (0012,0063) names the software and profile, (0028,0303) = "
         "MODIFIED (`default`) or REMOVED (`basic`).",
         "- Pixel Data is copied byte for byte unless the burned-in text cleaner redacted it; Burned In "
         "Annotation is then set to NO and 113101 claimed. Structured reports, encapsulated documents "
         "and objects with text annotations are withheld (Clean Structured Content / Graphics not "
-        "implemented). Recognizable Visual Features (0028,0302) is kept as received when NO or absent "
+        "implemented), as is any object with a Content Sequence or Text Object Sequence nested at "
+        "any depth, and an image whose overlay lives in Pixel Data's high bits ((60xx,0102) set, no "
+        "(60xx,3000)): removing the overlay's group would leave the drawing in the pixels. Recognizable Visual Features (0028,0302) is kept as received when NO or absent "
         "(113102 not claimed, as PS3.15 E.3.2 asks when the option is not applied); an image that "
         "declares it YES is withheld, since only that option may release it.",
         "- Private attributes (Retain Safe Private, `default`): kept only when TCIA's Private Tag "
         "Knowledge Base keeps them (matched by odd group, private creator and element offset, PS3.5 "
         "7.8.1; any TCIA row that deletes the element drops it everywhere) *and* lists them in the "
         "context where they occur: the top level, or the same chain of enclosing sequences (a vendor "
-        "element reviewed at the top level is removed inside a standard sequence, and vice versa).",
+        "element reviewed at the top level is removed inside a standard sequence, and vice versa). "
+        "A kept element in a binary VR (TCIA lists many as seen in OB or UN) is removed when any "
+        "identifier of the dataset is among its bytes; kept free text is cleaned, other text "
+        "scrubbed, as for attributes the table does not list.",
         "- File Meta Information and the preamble are rebuilt (128 zero bytes, new Media Storage SOP "
         "Instance UID, RadCommons Implementation Class UID and Version Name).",
         "",
@@ -129,7 +142,10 @@ def render() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m radcommons.deid.conformance [docs/deid-conformance.md]
     import sys
 
-    sys.stdout.write(render())
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(render())
+    else:
+        sys.stdout.write(render())

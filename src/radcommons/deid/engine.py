@@ -45,7 +45,7 @@ from radcommons.deid.fileio import ascii_compatible
 from radcommons.deid.profile import Decision, Profile, load_profile
 from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
 from radcommons.deid.safe_private import disposition_in_context, load_allow_list, sequence_signature
-from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, Table, load_table
+from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, DUMMY_TEXT, Table, load_table
 from radcommons.deid.text import TextCleaner, collect_identifiers
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid
 
@@ -79,17 +79,25 @@ _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 #: VRs of attributes Table E.1-1 does not list whose values the safety nets inspect
 #: (:meth:`_Transformer._unlisted`); any other unlisted element is kept as read, raw.
 _UNLISTED_INSPECTED_VRS = _TEXT_VRS | frozenset({"SQ", "UI", "DA", "DT", "PN"})
+#: Free text (not a short string): where Table E.1-1 does not list it, or a safe private element
+#: holds it, it is cleaned as a descriptor is (identifier patterns too), not only scrubbed of the
+#: dataset's own identifiers.
+_FREE_TEXT_VRS = frozenset({"ST", "LT", "UT"})
+#: Content that makes an object withheld wherever it is nested (PS3.15 E.3.6, E.3.8: the Clean
+#: Structured Content and Clean Graphics Options are not implemented): Content Sequence, Text
+#: Object Sequence.
+_CONTENT_SEQUENCE, _TEXT_OBJECT_SEQUENCE = 0x0040A730, 0x00700008
 
 _DUMMY = {
-    "PN": "ANONYMIZED",
-    "LO": "ANONYMIZED",
-    "SH": "ANONYMIZED",
-    "ST": "ANONYMIZED",
-    "LT": "ANONYMIZED",
-    "UT": "ANONYMIZED",
-    "UC": "ANONYMIZED",
-    "CS": "ANONYMIZED",
-    "AE": "ANONYMIZED",
+    "PN": DUMMY_TEXT,
+    "LO": DUMMY_TEXT,
+    "SH": DUMMY_TEXT,
+    "ST": DUMMY_TEXT,
+    "LT": DUMMY_TEXT,
+    "UT": DUMMY_TEXT,
+    "UC": DUMMY_TEXT,
+    "CS": DUMMY_TEXT,
+    "AE": DUMMY_TEXT,
     "DA": "19000101",
     "DT": "19000101000000",
     "TM": "000000",
@@ -278,16 +286,30 @@ def unsupported_reason(ds: Dataset) -> str | None:
     for item in ds.get("GraphicAnnotationSequence") or []:
         if "TextObjectSequence" in item:
             return "unsupported object: graphic text annotations (Clean Graphics Option not implemented)"
+    for group in sorted({tag.group for tag in ds.keys() if 0x6000 <= tag.group <= 0x601E and not tag.group & 1}):
+        # An overlay without Overlay Data (60xx,3000) lives in the unused high bits of Pixel Data
+        # (retired, PS3.5 8.1.2); removing its group would leave the drawing in the pixels.
+        position = ds.get((group, 0x0102))
+        if (group, 0x3000) not in ds and position is not None and position.value:
+            return (f"an overlay embedded in the pixel data's high bits (({group:04X},0102) Overlay Bit "
+                    "Position): the pixels cannot be released without masking them, which is not implemented")
     return None
 
 
-def required_uids_missing(ds: Dataset) -> list[str]:
-    """Keywords of the UIDs an output path needs that the dataset lacks."""
-    return [
-        keyword
-        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-        if not clean_uid(ds.get(keyword, "") or "")
-    ]
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def required_uids_problem(ds: Dataset) -> str | None:
+    """Why the dataset cannot be de-identified for want of the UIDs an output path needs (each
+    present, with one value: VM 1, PS3.3), or ``None``."""
+    missing = [keyword for keyword in _REQUIRED_UIDS if not clean_uid(str(ds.get(keyword, "") or ""))]
+    if missing:
+        return f"missing required UID(s): {', '.join(missing)}"
+    multiple = [keyword for keyword in _REQUIRED_UIDS if isinstance(ds.get(keyword), MultiValue)]
+    if multiple:
+        return (f"more than one value in {', '.join(multiple)} (one is allowed): which study, series or "
+                "instance it is cannot be told")
+    return None
 
 
 # --------------------------------------------------------------------------- transform
@@ -408,6 +430,20 @@ def orphan_creators(tags: list[int]) -> list[int]:
     ]
 
 
+class WithheldContent(Exception):
+    """Found while transforming: content the engine does not clean; the object is withheld."""
+
+
+def _binary_in_dictionary(tag: int) -> bool:
+    """Does the data dictionary give ``tag`` a binary VR (one of them, for "OB or OW" and the like)?"""
+    return any(vr.strip() in _BINARY_VRS - {"UN"} for vr in _dictionary_vr(tag).split(" or "))
+
+
+def _as_text(value: Any) -> Any:
+    """A value read in a binary VR (UN, OB ...) as text (Latin-1: every byte is a character)."""
+    return bytes(value).decode("latin-1").rstrip("\0 ") if isinstance(value, (bytes, bytearray)) else value
+
+
 class _Transformer:
     """Applies one profile to one dataset (state: the patient's offset, UID cache...)."""
 
@@ -419,7 +455,7 @@ class _Transformer:
         self.table = table
         self.map_uid = uid_mapper
         self.sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
-        pid_key = patient_key(ds.get("PatientID"), ds.get("StudyInstanceUID"))
+        pid_key = patient_key(_as_text(ds.get("PatientID")), ds.get("StudyInstanceUID"))
         self.patient_key = pid_key
         self.pseudonym = patient_pseudonym(context.key, context.site, pid_key)
         self.offset = dates.date_offset_days(context.key, context.site, pid_key)
@@ -442,6 +478,14 @@ class _Transformer:
                 del ds[tag]
 
     def _dataset(self, ds: Dataset, top: bool) -> None:
+        if not top:
+            # at the top, unsupported_reason() withholds before anything is transformed
+            if _CONTENT_SEQUENCE in ds:
+                raise WithheldContent("unsupported object: a Content Sequence (structured free text) "
+                                      "nested in a sequence is not cleaned")
+            if _TEXT_OBJECT_SEQUENCE in ds:
+                raise WithheldContent("unsupported object: graphic text annotations nested in a sequence "
+                                      "(Clean Graphics Option not implemented)")
         private_seen: set[int] = set()
         for tag in list(ds.keys()):
             if tag not in ds:
@@ -488,12 +532,19 @@ class _Transformer:
     def _make_plan(self, tag: int, vr: str, top: bool) -> str:
         if tag in (_TAG_PATIENT_ID, _TAG_PATIENT_NAME):
             return VALUE  # the pseudonym (:meth:`_patient_identity`)
+        if vr in _BINARY_VRS and not _binary_in_dictionary(tag):
+            # Text, a sequence or an unknown attribute in a VR that is read as bytes (UN of 64 KiB
+            # or more, OB ...): nothing would look at what it holds. A sequence is decoded
+            # (PS3.5 6.2.2: its items are implicit VR little endian) and handled as one.
+            if vr == "UN" and _dictionary_vr(tag) == "SQ":
+                return DELETE if self._make_plan(tag, "SQ", top) == DELETE else VALUE
+            return DELETE
         decision = self._decision(tag)
         if decision is None:
             if vr == "UI":
                 return KEEP if keyword_for_tag(tag) in CLASS_UID_KEYWORDS else UID
             if vr in _TEXT_VRS:
-                return SCRUB
+                return CLEAN if vr in _FREE_TEXT_VRS else SCRUB
             # the safety nets look at these VRs (:meth:`_unlisted`); no other unlisted element
             return VALUE if vr in _UNLISTED_INSPECTED_VRS else KEEP
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
@@ -535,8 +586,12 @@ class _Transformer:
             ds[base_tag], decision, top
         ):
             return
+        if vr == "UN" and _dictionary_vr(tag) == "SQ":  # read as bytes (see _make_plan): decoded, then visited
+            if not self._decode_sequence(ds, base_tag):
+                return
+            vr = "SQ"
         if decision is None:
-            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self.cleaner.scrub_known):
+            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self._unlisted_text_operation(vr)):
                 return
             self._unlisted(ds, ds[base_tag])
             return
@@ -556,6 +611,29 @@ class _Transformer:
             action = iod.resolve(decision.action, type_, _is_sequence(element))
         self._apply(ds, element, action, decision)
 
+    @staticmethod
+    def _decode_sequence(ds: Dataset, tag: BaseTag) -> bool:
+        """Replace the UN element ``tag`` by the sequence its bytes hold (implicit VR little
+        endian, PS3.5 6.2.2); one that does not decode is removed. True when decoded."""
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filereader import read_sequence
+
+        raw = bytes(ds[tag].value or b"")
+        try:
+            items = read_sequence(DicomBytesIO(raw), True, True, len(raw), ds._character_set)
+            for item in items:  # read every element now: a bad one is found here, not when written
+                for element_tag in list(item.keys()):
+                    item[element_tag]
+        except Exception:  # noqa: BLE001 - any bytes can arrive: what does not decode goes
+            del ds[tag]
+            return False
+        ds[tag] = DataElement(tag, "SQ", items)
+        return True
+
+    def _unlisted_text_operation(self, vr: str) -> Callable[[str], str]:
+        """Text of an attribute Table E.1-1 does not list: free text cleaned, other text scrubbed."""
+        return self.cleaner.clean if vr in _FREE_TEXT_VRS else self.cleaner.scrub_known
+
     def _raw_text_unchanged(self, ds: Dataset, tag: BaseTag, vr: str, operation: Callable[[str], str]) -> bool:
         """True when ``operation`` leaves the text element ``tag`` as it is, decided on its
         raw bytes (:func:`raw_text_unchanged`): the element then stays raw and is written
@@ -572,6 +650,10 @@ class _Transformer:
     def _patient_identity(self, element: DataElement, decision: Decision | None, top: bool) -> bool:
         """Patient ID and Patient's Name become the keyed pseudonym; True when done."""
         tag = int(element.tag)
+        if element.VR in _BINARY_VRS:  # read as bytes (UN of 64 KiB or more): written as text
+            text = _as_text(element.value)
+            element.VR = _dictionary_vr(tag)
+            element.value = text
         if tag == _TAG_PATIENT_ID and (decision is None or decision.source != "site"):
             pseudonym = (
                 self.pseudonym
@@ -657,7 +739,7 @@ class _Transformer:
         elif vr == "PN":
             self._empty(element)
         elif vr in _TEXT_VRS:
-            self._strings(element, self.cleaner.scrub_known)
+            self._strings(element, self._unlisted_text_operation(vr))
 
     # ---- private attributes (PS3.15 E.3.10)
 
@@ -686,7 +768,8 @@ class _Transformer:
             return VALUE if vr in ("DA", "DT", "LO", "SH", "CS") else DELETE
         if verdict == "h" or vr == "UI":
             return VALUE if vr in ("UI", "LO", "SH") else DELETE
-        return VALUE if vr == "PN" or vr in _TEXT_VRS or vr == "UN" else KEEP
+        # binary VRs too: TCIA lists many elements as seen in OB or UN, which may hold anything
+        return VALUE if vr == "PN" or vr in _TEXT_VRS or vr in _BINARY_VRS else KEEP
 
     def _private(self, ds: Dataset, tag: BaseTag, seen: set[int]) -> None:
         creator_tag = Tag(tag.group, tag.element >> 8)
@@ -723,10 +806,11 @@ class _Transformer:
         elif vr == "PN":
             self._empty(element)
         elif vr in _TEXT_VRS:
-            self._strings(element, self.cleaner.scrub_known)
-        elif vr == "UN":
-            raw = bytes(element.value or b"")
-            if self.cleaner.scrub_known(raw.decode("latin-1")) != raw.decode("latin-1"):
+            self._strings(element, self._unlisted_text_operation(vr))
+        elif vr in _BINARY_VRS:
+            # bytes nobody decodes: kept only when no identifier of the dataset is in them
+            text = bytes(element.value or b"").decode("latin-1")
+            if self.cleaner.scrub_known(text) != text:
                 del ds[tag]
 
     def _drop_orphan_creators(self, ds: Dataset) -> None:
@@ -847,9 +931,9 @@ def deidentify_dataset(
     header and, if the image needs it and Pixel Data is present, runs the cleaner.
     On "withheld" or "rejected" the dataset must not be used (it may be half done).
     """
-    missing = required_uids_missing(ds)
-    if missing:
-        return DeidOutcome(REJECTED, f"missing required UID(s): {', '.join(missing)}")
+    problem = required_uids_problem(ds)
+    if problem:
+        return DeidOutcome(REJECTED, problem)
     reason = unsupported_reason(ds)
     if reason:
         return DeidOutcome(WITHHELD, reason)
@@ -876,7 +960,10 @@ def deidentify_dataset(
     table = load_table()
     mapper = _uid_mapper(context)
     transformer = _Transformer(ds, context, mapper, table)
-    transformer.run(ds)
+    try:
+        transformer.run(ds)
+    except WithheldContent as found:
+        return DeidOutcome(WITHHELD, str(found))
 
     profile = context.profile
     record_deidentification(ds, profile, pixels_cleaned)

@@ -14,7 +14,7 @@ from radcommons.deid.engine import (
     clean_pixels,
     deidentify_dataset,
     pixel_review,
-    required_uids_missing,
+    required_uids_problem,
     unsupported_reason,
 )
 from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_header, write_streamed, write_whole
@@ -80,9 +80,9 @@ def _pydicom_path(
         return FileOutcome(name, REJECTED, str(error))
     ds = header.dataset
     try:
-        missing = required_uids_missing(ds)
-        if missing:
-            return FileOutcome(name, REJECTED, f"missing required UID(s): {', '.join(missing)}")
+        problem = required_uids_problem(ds)
+        if problem:
+            return FileOutcome(name, REJECTED, problem)
         reason = unsupported_reason(ds)
         if reason:
             return FileOutcome(name, WITHHELD, reason)

@@ -53,6 +53,7 @@ from radcommons.deid.engine import (
     UID,
     VALUE,
     DeidContext,
+    WithheldContent,
     PatientRecord,
     StudyRecord,
     _RECORD_TAGS,
@@ -184,8 +185,8 @@ def _series(head: Head, context_elements: list[Element], context: DeidContext) -
     if "DirectoryRecordSequence" in ds or head.meta.get(_MEDIA_CLASS, b"").rstrip(b"\0 ") == DICOMDIR_SOP_CLASS.encode():
         return "a DICOMDIR"
     sop_class = clean_uid(ds.get("SOPClassUID", "") or "")
-    study_uid = clean_uid(ds.get("StudyInstanceUID", "") or "")
-    if not sop_class or not study_uid or unsupported_reason(ds):
+    study_uid = ds.get("StudyInstanceUID", "") or ""
+    if not sop_class or not isinstance(study_uid, str) or not clean_uid(study_uid) or unsupported_reason(ds):
         return "no SOP Class or Study Instance UID, or a kind of object that is withheld"
     if context.review_pixels and pixel_review(ds)[0]:
         return "the pixels need review for burned-in text"
@@ -329,7 +330,10 @@ class _Writer:
             if creator is not None:
                 wanted[creator[0]] = creator
         ds = _decode(self.head, sorted(wanted.values()))
-        self.transformer._dataset(ds, top=True)
+        try:
+            self.transformer._dataset(ds, top=True)
+        except WithheldContent as found:
+            raise NotPlain(str(found)) from None  # the pydicom path withholds it, with the reason
         encoder = _Encoder(self.head.implicit_vr, True)
         encodings = ds.get("SpecificCharacterSet", default_encoding)
         remembered = self.series.remembered

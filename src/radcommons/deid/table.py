@@ -41,6 +41,9 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
 
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 CLEAN_PIXEL_DATA_CODE = ("113101", "Clean Pixel Data Option")
+#: Action D's dummy value for text and person names (PS3.15 E.1.1: "a non-zero length value
+#: that may be a dummy value"); the verification gate knows it is no name.
+DUMMY_TEXT = "ANONYMIZED"
 
 CURVE_ID = "50xxxxxx"
 OVERLAY_DATA_ID = "60xx3000"
