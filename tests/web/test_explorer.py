@@ -62,6 +62,11 @@ def test_anonymous_sees_suppressed_aggregates_only(browser: Browser, web_commons
     assert page.locator("table.records").count() == 0
     assert SEQUESTERED_PROJECT not in page.content()
     shot(page, "01-anonymous-explorer")
+    # Facet clicks work without a session too; counts under a selection stay suppressed.
+    page.locator('a.fv[data-facet="series.modality"]').first.click()
+    expect(page.locator('a.fv.selected[data-facet="series.modality"]')).to_have_count(1)
+    assert "series.modality=" in page.url
+    expect(page.locator("#total-cases")).to_have_text(re.compile(r"^(<10|0)$"))
     page.goto(web_commons.url + "/dashboard")
     assert page.locator("#quarantine").count() == 0 and page.locator("#submissions").count() == 0
     # A hand-edited age in the address was a 500 (int('abc')): it is left out, and the page says so

@@ -182,7 +182,8 @@ def facet_node(node: Node, body: FacetBody, request: Request, principal: Princip
         projects, min_count = aggregate_scope(conn, principal)
     found = rq.facets(context.engine, node.value, body.filter, body.fields, bins=body.bins, projects=projects,
                       min_count=min_count, top=body.top)
-    audit(context, request, principal, "research.facets", node.value, None, detail={"fields": body.fields})
+    audit(context, request, principal, "research.facets", node.value, None,
+          detail={"fields": body.fields, "filter": body.filter})
     return {"node": node.value, "facets": _buckets(found), "min_count": min_count}
 
 

@@ -35,7 +35,6 @@ from radcommons.store.index import dua
 from radcommons.store.index.accounts import AuthenticationFailed, Principal
 from radcommons.store.query import (
     MEDIA_TYPES,
-    count,
     export,
     export_manifest,
     freeze,
@@ -43,8 +42,8 @@ from radcommons.store.query import (
     list_cohorts,
     query,
     save_query,
-    suppressed_count,
 )
+from radcommons.store.query.facets import suppressed_total
 
 router = APIRouter(include_in_schema=False)
 
@@ -143,12 +142,12 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
     node = fx.TAB_NODES[tab]
     engine = context.engine
     try:
-        totals = {name: suppressed_count(count(engine, n, fx.to_filter(selection, n, known), projects=view.projects),
-                                         view.min_count) for name, n, _ in fx.TABS}
+        totals = {name: suppressed_total(engine, n, fx.to_filter(selection, n, known), projects=view.projects,
+                                         min_count=view.min_count) for name, n, _ in fx.TABS}
     except UserError as error:  # a value the facet does not have (sex=female): the page, not a JSON 400
         left_out.append(error.message)
         selection = {}
-        totals = {name: suppressed_count(count(engine, n, None, projects=view.projects), view.min_count)
+        totals = {name: suppressed_total(engine, n, None, projects=view.projects, min_count=view.min_count)
                   for name, n, _ in fx.TABS}
     views = fx.facet_views(engine, selection, known, projects=view.projects, min_count=view.min_count, tab=tab)
     rows: list[dict[str, Any]] = []

@@ -9,7 +9,12 @@ be binned; records without a value are counted in a missing bucket (value ``None
 Small-cell suppression (``min_count``) is for callers who may see aggregates only: counts
 from 1 to ``min_count - 1`` are reported as ``None``; when a field has exactly one such cell,
 the next smallest is suppressed too, so the hidden one cannot be recovered by subtracting
-the others from the total.
+the others from the total. A filtered count is also suppressed when the records the filter
+leaves out of that cell (the unfiltered count minus the filtered one) number from 1 to
+``min_count - 1`` (complementary suppression): otherwise "CHEST 20" without a filter and
+"CHEST 19" under ``not modality = US`` would tell that one CHEST series is US, a cell the
+modality facet hides. :func:`suppressed_total` is the same rule for a total. It compares each
+answer with the unfiltered one only; docs/API.md ("Small cells") says what it does not prevent.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from radcommons.store.query import graph
 from radcommons.store.index.facts import FACTS_NODE, counts_table, cube_columns, fact_columns, facts_table
 from radcommons.store.query.ast import And, Compare, Contains, Exists, In, IsNull, Not, Or, Ref, TrueExpr
 from radcommons.store.query.compile import Compiler, ParentJoins, Projects, normalize_projects, scope_clause
-from radcommons.store.query.pages import Filter, _split, as_expr
+from radcommons.store.query.pages import Filter, _split, as_expr, count
 
 #: Common bins for ages at index (the Census / REACT / MIDRC sequestration boundaries).
 AGE_BINS = (0, 18, 30, 40, 50, 65, 75, 85, 90)
@@ -83,20 +88,33 @@ def facets(
         # One GROUP BY per field: each can use its own index (an index-only scan per field was measured
         # faster on PostgreSQL than one GROUPING SETS scan for several, which cannot run in parallel).
         plans = [_plan(compiler, node, expr, name, bins.get(name), use_facts) for name in fields]
+        filtered = not isinstance(expr, TrueExpr)
         for plan in plans:
-            if plan.info.is_array:
-                buckets = _array_facet(connection, compiler.dialect, plan.source, plan.col, plan.where, top)
-            else:
-                buckets = _buckets(_counts(connection, plan), plan, top)
+            buckets = _plan_buckets(connection, compiler.dialect, plan, top)
             if not missing:
                 buckets = [b for b in buckets if b.value is not None]
             if min_count:
+                # The same field without the filter: a cell the filter takes 1 to min_count - 1
+                # records from is hidden too (complementary suppression, see the module docstring).
+                reference = None
+                if filtered:
+                    unfiltered = _plan(compiler, node, TrueExpr(), plan.name, bins.get(plan.name), use_facts)
+                    reference = {b.value: b.count or 0
+                                 for b in _plan_buckets(connection, compiler.dialect, unfiltered, None)}
                 # The values of an enumeration (or of bins) are public; another field's value in a
                 # small cell (an exact age, a description) would tell something of a few records.
                 public = bool(plan.info.enum) or plan.info.element is PropertyType.BOOLEAN or plan.edges is not None
-                buckets = [b for b in suppress(buckets, min_count) if public or b.count is not None or b.value is None]
+                buckets = [b for b in suppress(buckets, min_count, reference)
+                           if public or b.count is not None or b.value is None]
             out[plan.name] = buckets
     return out
+
+
+def _plan_buckets(connection: Connection, dialect: str, plan: _Plan, top: int | None) -> list[Bucket]:
+    """The counts of one facet plan, as buckets."""
+    if plan.info.is_array:
+        return _array_facet(connection, dialect, plan.source, plan.col, plan.where, top)
+    return _buckets(_counts(connection, plan), plan, top)
 
 
 #: Fields that identify one record or file. A caller who may see aggregates only counts neither by
@@ -312,9 +330,15 @@ def _array_facet(connection: Connection, dialect: str, source: FromClause, col: 
     return buckets
 
 
-def suppress(buckets: list[Bucket], min_count: int) -> list[Bucket]:
-    """Counts from 1 to ``min_count - 1`` become ``None``, plus one more if only one was hidden."""
-    small = [i for i, b in enumerate(buckets) if b.count is not None and 0 < b.count < min_count]
+def suppress(buckets: list[Bucket], min_count: int, reference: Mapping[Any, int] | None = None) -> list[Bucket]:
+    """Counts from 1 to ``min_count - 1`` become ``None``, plus one more if only one was hidden.
+
+    ``reference``: the same field's counts without the filter (value -> count); a count that
+    differs from its reference by 1 to ``min_count - 1`` is hidden too.
+    """
+    small = [i for i, b in enumerate(buckets)
+             if b.count is not None and _hidden(b.count, min_count, None if reference is None else
+                                               reference.get(b.value, b.count))]
     if len(small) == 1:
         others = [i for i, b in enumerate(buckets) if b.count and i not in small]
         if others:
@@ -322,6 +346,24 @@ def suppress(buckets: list[Bucket], min_count: int) -> list[Bucket]:
     return [Bucket(b.value, None) if i in small else b for i, b in enumerate(buckets)]
 
 
-def suppressed_count(value: int, min_count: int | None) -> int | None:
-    """A total under the same rule: ``None`` for 1 to ``min_count - 1``."""
-    return None if min_count and 0 < value < min_count else value
+def _hidden(value: int, min_count: int, reference: int | None) -> bool:
+    """Whether ``value`` is suppressed: 1 to ``min_count - 1``, or that far below its unfiltered ``reference``."""
+    if value <= 0:
+        return False  # a zero is shown (nothing of a few records is told by "none")
+    return value < min_count or (reference is not None and 0 < reference - value < min_count)
+
+
+def suppressed_count(value: int, min_count: int | None, reference: int | None = None) -> int | None:
+    """A total under the same rule: ``None`` for 1 to ``min_count - 1``, or that far below ``reference``
+    (the same total without the filter)."""
+    return None if min_count and _hidden(value, min_count, reference) else value
+
+
+def suppressed_total(engine: Engine, node: str, filter: Filter = None, *, projects: Projects = None,
+                     min_count: int | None = None) -> int | None:
+    """The number of ``node`` records matching ``filter``, suppressed as :func:`facets` suppresses a cell
+    (compared with the unfiltered number when there is a filter and ``min_count``)."""
+    total = count(engine, node, filter, projects=projects)
+    if not min_count or isinstance(as_expr(node, filter), TrueExpr):
+        return suppressed_count(total, min_count)
+    return suppressed_count(total, min_count, count(engine, node, None, projects=projects))
