@@ -94,3 +94,42 @@ def test_a_study_history_is_for_its_own_site(commons: Commons, deid_tree: Path) 
         assert error["code"] == "not_found" and error["hint"], error
         assert error == {**unknown.json()["error"], "message": error["message"]}
         assert SITE not in answer.text and file_sha256(study[0].path) not in answer.text
+
+
+def test_a_submission_holds_only_what_was_uploaded_to_it(commons: Commons, deid_tree: Path) -> None:
+    """A file another site uploaded (to a submission not yet committed, or sequestered, or held in
+    quarantine) used to count as present in any submission: HEAD and files/states told its
+    existence and size, and a manifest naming its sha256 committed it into the caller's project.
+    Now only files uploaded to the submission count; sending the bytes again proves holding them
+    (the store keeps one copy), and a file sent twice to one submission is stored once."""
+    instance = one_study(deid_tree)[0]
+    digest, size = file_sha256(instance.path), instance.path.stat().st_size
+    site_a = commons.client()
+    theirs = site_a.create_submission(PROJECT, "H-A")
+    assert not site_a.upload_file(theirs.id, instance.path).already_present
+    other = commons.client("other-site")
+    mine = other.create_submission("Open-B1", "H-B")
+    with commons.http("other-site") as http:
+        head = http.head(f"/submissions/{mine.id}/files/{digest}")
+        assert head.status_code == 404 and "upload-complete" not in head.headers and "upload-length" not in head.headers
+        states = http.post(f"/submissions/{mine.id}/files/states", json={"sha256": [digest]})
+        assert states.status_code == 200 and states.json() == {"files": []}
+    declared = other.put_study_manifest(mine.id, instance.study_uid, [ManifestEntry(digest, size, "claimed.dcm")])
+    assert declared["missing"] == [digest]
+    with commons.http("other-site") as http:
+        refused = http.post(f"/submissions/{mine.id}/commit")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "files_missing" and error["missing"] == [digest] and error["hint"]
+    # Sending the bytes proves holding them: then they are this submission's, stored once.
+    sent = other.upload_file(mine.id, instance.path)
+    assert not sent.already_present and sent.sent == size
+    again = other.upload_file(mine.id, instance.path)  # the same file twice: nothing sent, stored once
+    assert again.already_present and again.sent == 0
+    assert other.upload_states(mine.id, [digest]) == {digest: (size, True)}
+    assert len(list(commons.store_dir.rglob(digest))) == 1
+    assert other.put_study_manifest(mine.id, instance.study_uid,
+                                    [ManifestEntry(digest, size, "mine.dcm")])["missing"] == []
+    receipt = other.commit(mine.id)
+    assert receipt.counts["instances"]["indexed"] == 1
+    assert other.commit(mine.id).data == receipt.data  # a retried commit duplicates nothing

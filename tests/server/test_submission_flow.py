@@ -113,10 +113,13 @@ def test_dedup_and_missing_files(sqlite_commons: Commons, deid_tree: Path) -> No
     client = c.client()
     one = client.create_submission(PROJECT, "D-1")
     first = client.upload_file(one.id, instance.path)
+    assert client.upload_file(one.id, instance.path).already_present  # the same submission: stored once
     two = client.create_submission(PROJECT, "D-2")
+    # Another submission sends the bytes (only what was uploaded to it counts); the store keeps one copy.
     second = client.upload_file(two.id, instance.path)
-    assert second.already_present and second.sent == 0 and second.sha256 == first.sha256
+    assert not second.already_present and second.sent == first.size and second.sha256 == first.sha256
     assert ObjectStore(str(c.store_dir)).exists(first.sha256)
+    assert len(list(c.store_dir.rglob(first.sha256))) == 1
     assert not list((c.root / "state" / "uploads").rglob("*.part"))  # stored once, no second spool
     three = client.create_submission(PROJECT, "D-3")
     client.put_study_manifest(three.id, "1.2.3", [ManifestEntry("ab" * 32, 10, "x.dcm")])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
@@ -187,11 +188,43 @@ def list_submissions(engine: Engine, principal: Principal, project: str | None =
             r.project_id in principal.projects and (not principal.site_id or r.site_id == principal.site_id))]
 
 
+#: ``submission_file.status`` of a file uploaded to the open submission (before the commit sets
+#: its outcome). Only such files count as present: an object in the store that another
+#: submission uploaded is not this one's to claim (uploading bytes that hash to it is how a
+#: site proves it holds them; the store keeps one copy), nor is its existence told.
+UPLOADED = "uploaded"
+#: Digests per ``IN (...)`` list.
+_IN_LIST = 500
+
+
+def uploaded_files(engine: Engine, submission_id: int, digests: Sequence[str]) -> set[str]:
+    """The files among ``digests`` uploaded to submission ``submission_id`` (its bytes received)."""
+    table = system_table("submission_file")
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), _IN_LIST):
+            found.update(conn.execute(select(table.c.sha256).where(
+                table.c.submission_id == submission_id, table.c.status == UPLOADED,
+                table.c.sha256.in_(wanted[start:start + _IN_LIST]))).scalars())
+    return found
+
+
 def note_uploads(engine: Engine, principal: Principal, submission_id: int, uploads: Sequence[tuple[str, int, bool]],
                  client: str | None) -> None:
-    """Audit completed uploads (``(sha256, size, new object)``), one event each, in one transaction."""
+    """Record completed uploads (``(sha256, size, new object)``) as the submission's and audit them,
+    one event each, in one transaction."""
+    table = system_table("submission_file")
     with engine.begin() as conn:
         for sha256, size, created in uploads:
+            # declared (no status yet) or not: the file is this submission's now
+            conn.execute(update(table).where(table.c.submission_id == submission_id, table.c.sha256 == sha256,
+                                             table.c.status.is_(None)).values(status=UPLOADED))
+            # not declared yet: a row of its own (kept when a concurrent request recorded it first)
+            dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
+            conn.execute(dialect.insert(table).values(submission_id=submission_id, sha256=sha256, size=size,
+                                                      status=UPLOADED)
+                         .on_conflict_do_nothing(index_elements=["submission_id", "sha256"]))
             record_audit(conn, actor=principal.name, action="file.upload", target=f"submission {submission_id}",
                          client=client, records=1, detail={"sha256": sha256, "size": size, "new_object": created})
 
@@ -233,15 +266,21 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
         if elsewhere is not None:
             raise SubmissionError(f"file {elsewhere.sha256} is already declared in study {elsewhere.study_uid}",
                                   "an instance belongs to one study", code="conflict", kind="conflict")
-        conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.study_uid == study_uid))
-        conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.sha256.in_(sorted(seen))))
-        if files:
-            conn.execute(insert(table), [
-                {"submission_id": submission_id, "sha256": f.sha256, "size": f.size, "study_uid": study_uid,
-                 "path_in_package": f.path_in_package} for f in files])
+        # What was uploaded to this submission stays so, declared in this study or not.
+        replaced = (table.c.study_uid == study_uid) | table.c.sha256.in_(sorted(seen))
+        uploaded = dict(conn.execute(select(table.c.sha256, table.c.size).where(
+            table.c.submission_id == submission_id, table.c.status == UPLOADED, replaced)).tuples().all())
+        conn.execute(delete(table).where(table.c.submission_id == submission_id, replaced))
+        rows = [{"submission_id": submission_id, "sha256": f.sha256, "size": f.size, "study_uid": study_uid,
+                 "path_in_package": f.path_in_package, "status": UPLOADED if f.sha256 in uploaded else None}
+                for f in files]
+        rows += [{"submission_id": submission_id, "sha256": digest, "size": size, "study_uid": None,
+                  "path_in_package": None, "status": UPLOADED} for digest, size in uploaded.items() if digest not in seen]
+        if rows:
+            conn.execute(insert(table), rows)
         record_audit(conn, actor=principal.name, action="study.manifest", target=f"submission {submission_id}",
                      project=row.project_id, client=client, records=len(files), detail={"study_uid": study_uid})
-    missing = [f.sha256 for f in files if not store.exists(f.sha256)]
+    missing = [f.sha256 for f in files if f.sha256 not in uploaded or not store.exists(f.sha256)]
     return {"study_uid": study_uid, "files": len(files), "missing": missing}
 
 
@@ -348,6 +387,7 @@ class _File:
     size: int | None
     study_uid: str
     path: str | None
+    uploaded: bool
     examined: Examined | None = None
     status: str = ""
     reason: str = ""
@@ -377,14 +417,18 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
         row = _load(conn, principal, submission_id)
         if row.status == SUBMISSION_COMMITTED:
             return dict(row.receipt)
-        entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package) for r in conn.execute(
-            select(files_table).where(files_table.c.submission_id == submission_id,
-                                      files_table.c.study_uid.is_not(None)).order_by(files_table.c.id))]
+        entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package, r.status == UPLOADED)
+                   for r in conn.execute(select(files_table).where(files_table.c.submission_id == submission_id,
+                                                                   files_table.c.study_uid.is_not(None))
+                                         .order_by(files_table.c.id))]
         staged = conn.execute(select(records_table).where(records_table.c.submission_id == submission_id)
                               .order_by(records_table.c.id)).all()
-    missing = [e.sha256 for e in entries if not store.exists(e.sha256)]
+    # Only what was uploaded to this submission: an object another submission stored is not this one's.
+    missing = [e.sha256 for e in entries if not e.uploaded or not store.exists(e.sha256)]
     if missing:
-        raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded", "upload them, then commit again",
+        raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded to this submission",
+                              "upload them (files the commons holds already too: uploading the bytes is how a "
+                              "site shows it holds them), then commit again",
                               code="files_missing", kind="conflict", missing=missing)
     # Reading and gating happen before the transaction: it holds locks only while writing.
     for entry in entries:

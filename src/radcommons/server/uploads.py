@@ -78,9 +78,16 @@ class UploadSpool:
                 return path, int(length)
         return None
 
-    def state(self, submission_id: int, sha256: str) -> UploadState | None:
-        """What the server holds of ``sha256``; None when nothing at all."""
-        if self.store.exists(sha256):
+    def state(self, submission_id: int, sha256: str, uploaded: bool) -> UploadState | None:
+        """What the server holds of ``sha256`` for this submission; None when nothing at all.
+
+        ``uploaded``: the index records the file as uploaded to this submission
+        (:func:`radcommons.pipelines.submission.uploaded_files`). Only then is the stored object
+        complete here: one that another submission uploaded is neither told of (its existence
+        and size are not another site's to learn) nor counted; the client uploads it, and the
+        store keeps one copy.
+        """
+        if uploaded and self.store.exists(sha256):
             size = self.store.size(sha256)
             return UploadState(size, size, True)
         found = self.find(submission_id, sha256)

@@ -150,11 +150,21 @@ class _SpoolWriter:
         self._handle.flush()
 
 
+async def _states(context: ServerContext, submission_id: int, digests: list[str]) -> list[UploadState | None]:
+    """What this submission holds of each file (an object uploaded to another one counts as nothing)."""
+
+    def held() -> list[UploadState | None]:
+        uploaded = pipeline.uploaded_files(context.engine, submission_id, digests)
+        return [context.spool.state(submission_id, sha256, sha256 in uploaded) for sha256 in digests]
+
+    return await run_in_threadpool(held)
+
+
 @router.head("/submissions/{submission_id}/files/{sha256}", summary="How much of a file the server holds")
 async def head(submission_id: int, sha256: str = Sha256, principal: Principal = Depends(current_principal),
                context: ServerContext = Depends(get_context)) -> Response:
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
-    state = await run_in_threadpool(context.spool.state, submission_id, sha256)
+    (state,) = await _states(context, submission_id, [sha256])
     if state is None:
         return Response(status_code=404, headers={"Upload-Offset": "0", "Tus-Resumable": "1.0.0"})
     return Response(status_code=200, headers=_headers(state))
@@ -167,19 +177,16 @@ async def states(submission_id: int, query: StatesQuery, principal: Principal = 
     contribution): the files the server holds anything of, each with its offset and whether it
     is complete; a file not listed has nothing on the server yet."""
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
-
-    def held() -> list[dict[str, Any]]:
-        found = ((sha256, context.spool.state(submission_id, sha256)) for sha256 in dict.fromkeys(query.sha256))
-        return [_body(sha256, state) for sha256, state in found if state is not None]
-
-    return {"files": await run_in_threadpool(held)}
+    digests = list(dict.fromkeys(query.sha256))
+    found = zip(digests, await _states(context, submission_id, digests))
+    return {"files": [_body(sha256, state) for sha256, state in found if state is not None]}
 
 
 async def _receive(request: Request, context: ServerContext, principal: Principal, submission_id: int,
                    sha256: str, offset: int, length: int, *, restart: bool = False) -> JSONResponse:
     """Append the request body at ``offset`` of the spool (``restart``: replace what it holds); store
     the file when it is complete."""
-    state = await run_in_threadpool(context.spool.state, submission_id, sha256)
+    (state,) = await _states(context, submission_id, [sha256])
     if state is not None and state.complete:
         return JSONResponse(_body(sha256, state), headers=_headers(state))
     declared = request.headers.get("Content-Length")
@@ -320,7 +327,7 @@ async def batch(request: Request, submission_id: int, principal: Principal = Dep
     ``files/states`` does, with an ``error`` for a file that was not stored."""
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
     body, index = await _read_index(request)
-    held = await run_in_threadpool(lambda: [context.spool.state(submission_id, f.sha256) for f in index.files])
+    held = await _states(context, submission_id, [f.sha256 for f in index.files])
     # Each spool stays locked by its open writer until it is stored or discarded: no other request
     # writes a file while it moves into the store.
     writers: list[_SpoolWriter] = []
