@@ -16,6 +16,7 @@ run takes them all, and every output is searched byte for byte:
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import subprocess
@@ -117,7 +118,32 @@ def _inputs() -> dict[str, Dataset]:
     ds.add_new(0x00100010, "UN", NAME.encode() + b" " * 70_001)
     cases["patient_name_as_long_un"] = ds
     cases["two_study_uids"] = _ct(11, StudyInstanceUID=[f"{ROOT}.1", f"{ROOT}.9"])
+    cases["jpeg_comment"] = _jpeg_ct(12)
+    ds = _jpeg_ct(13)  # an overlay group sends the file down the pydicom path
+    for element, vr, value in ((0x0010, "US", 8), (0x0011, "US", 8), (0x0100, "US", 1), (0x0102, "US", 0),
+                               (0x0040, "CS", "G"), (0x0050, "SS", [1, 1]), (0x3000, "OW", b"\0" * 8)):
+        ds.add_new(0x60000000 | element, vr, value)
+    cases["jpeg_comment_pydicom_path"] = ds
     return cases
+
+
+def _jpeg(comment: bytes) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(out, format="JPEG", comment=comment,
+                                                                     exif=b"Exif\0\0" + PAYLOAD)
+    return out.getvalue()
+
+
+def _jpeg_ct(number: int) -> Dataset:
+    from pydicom.encaps import encapsulate
+
+    ds = _ct(number, BitsAllocated=8, BitsStored=8, HighBit=7)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.PixelData = encapsulate([_jpeg(PAYLOAD)])
+    ds["PixelData"].VR = "OB"
+    return ds
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +180,8 @@ def _output(run: tuple[Path, dict], name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["unlisted_text_as_ob", "unknown_attribute_as_un", "text_as_long_un",
-                                  "sequence_as_long_un", "safe_private_as_ob", "patient_name_as_long_un"])
+                                  "sequence_as_long_un", "safe_private_as_ob", "patient_name_as_long_un",
+                                  "jpeg_comment", "jpeg_comment_pydicom_path"])
 def test_nothing_planted_survives_in_a_binary_vr(run: tuple[Path, dict], name: str) -> None:
     data = _output(run, name).read_bytes()
     assert [planted for planted in PLANTED if planted in data] == []
@@ -198,3 +225,26 @@ def test_two_members_of_one_name_in_a_zip_are_both_refused(run: tuple[Path, dict
     rows = run[1]["export.zip/a"]
     assert len(rows) == 2 and all(r["outcome"] == "rejected" and "cannot be told apart" in r["reason"]
                                   for r in rows), rows
+
+
+@pytest.mark.parametrize(("name", "route"), [("jpeg_comment", "stream"), ("jpeg_comment_pydicom_path", "pydicom")])
+def test_jpeg_comments_are_blanked_and_the_image_is_the_same(run: tuple[Path, dict], name: str, route: str) -> None:
+    assert run[1][name]["route"] == route
+    ds = pydicom.dcmread(_output(run, name))
+    original = _inputs()[name]
+    assert len(ds.PixelData) == len(original.PixelData)  # in place: no offset moves
+    assert np.array_equal(ds.pixel_array, original.pixel_array)
+
+
+def test_a_jpeg_2000_comment_is_blanked_in_memory() -> None:
+    from pydicom.encaps import encapsulate
+
+    from radcommons.deid.codestream import blank_in_memory
+
+    comment = b"\xff\x64" + struct.pack(">HH", 4 + len(PAYLOAD), 1) + PAYLOAD
+    siz = b"\xff\x51" + struct.pack(">H", 6) + b"\0" * 4
+    codestream = b"\xff\x4f" + siz + comment + b"\xff\x90" + struct.pack(">H", 10) + b"\0" * 8 + b"\xff\xd9"
+    value = encapsulate([codestream])
+    blanked = blank_in_memory(value)
+    assert len(blanked) == len(value) and PAYLOAD not in blanked
+    assert blanked.replace(b" " * len(PAYLOAD), PAYLOAD) == value  # only the comment changed

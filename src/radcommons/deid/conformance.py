@@ -111,7 +111,9 @@ def render() -> str:
         "Date is emptied; (0012,0062) = YES, (0012,0063) names the software and profile, (0028,0303) = "
         "MODIFIED (`default`) or REMOVED (`basic`).",
         "- Pixel Data is copied byte for byte unless the burned-in text cleaner redacted it; Burned In "
-        "Annotation is then set to NO and 113101 claimed. Structured reports, encapsulated documents "
+        "Annotation is then set to NO and 113101 claimed. Text that compressed frames carry outside "
+        "the image (JPEG and JPEG-LS COM and APPn segments other than APP0 and APP14, JPEG 2000 "
+        "comments) is blanked in place, at the same length, the image data untouched. Structured reports, encapsulated documents "
         "and objects with text annotations are withheld (Clean Structured Content / Graphics not "
         "implemented), as is any object with a Content Sequence or Text Object Sequence nested at "
         "any depth, and an image whose overlay lives in Pixel Data's high bits ((60xx,0102) set, no "

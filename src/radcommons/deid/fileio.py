@@ -38,12 +38,14 @@ from pydicom.multival import MultiValue
 from pydicom.filewriter import dcmwrite, write_data_element, write_dataset, write_file_meta_info
 from pydicom.tag import BaseTag
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
+from radcommons.deid.codestream import blank_in_memory, pixel_element_ranges
 from radcommons.dicom.elements import LONG_VRS, PixelDataError, pixel_span
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
@@ -293,6 +295,23 @@ def _copy_range(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
         remaining -= len(chunk)
 
 
+def copy_pixels(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
+    """:func:`_copy_range` for the pixel elements of ``src`` (``length`` bytes from ``start``),
+    then the text that compressed frames carry outside the image blanked in the copy, in place
+    (:mod:`radcommons.deid.codestream`); the image data stays byte for byte."""
+    out_start = out.seek(0, os.SEEK_END)
+    _copy_range(src, out, start, length)
+
+    def read(position: int, count: int) -> bytes:
+        src.seek(position)
+        return src.read(count)
+
+    for begin, end, fill in pixel_element_ranges(read, start, start + length):
+        out.seek(out_start + begin - start)
+        out.write(fill * (end - begin))
+    out.seek(0, os.SEEK_END)
+
+
 #: VRs whose value pydicom writes as the ``\\``-joined strings, padded to even length
 #: (PS3.5 6.2: UI with a NUL byte, the others with a space); for plain ASCII values the
 #: bytes do not depend on the character set (PS3.5 6.1.2.3: every character set the
@@ -534,7 +553,7 @@ def write_streamed(
             start, end = header.pixel_span
             out.flush()
             with open(source, "rb") as src:
-                _copy_range(src, out, start, end - start)
+                copy_pixels(src, out, start, end - start)
         if len(tail):
             writer = DicomFileLike(out)
             writer.is_little_endian = header.little_endian
@@ -546,6 +565,9 @@ def write_streamed(
 
 def write_whole(target: Path, ds: Dataset, transfer_syntax: str, pending: PendingWrites | None = None) -> None:
     """Write a fully in-memory dataset (pixels cleaned, or deflated input), atomically."""
+    pixels = ds.get("PixelData")
+    if isinstance(pixels, bytes) and UID(transfer_syntax).is_encapsulated:
+        ds.PixelData = blank_in_memory(pixels)  # what compressed frames carry outside the image
     ds.file_meta = new_file_meta(ds, transfer_syntax)
     ds.preamble = b"\x00" * 128
     _write_atomic(target, pending, lambda out: dcmwrite(out, ds, enforce_file_format=True))

@@ -68,7 +68,7 @@ from radcommons.deid.engine import (
 from radcommons.deid.fileio import (
     DICOMDIR_SOP_CLASS,
     PendingWrites,
-    _copy_range,
+    copy_pixels,
     _Encoder,
     _write_atomic,
     ascii_compatible,
@@ -515,7 +515,7 @@ def deidentify_streamed(
         def write(out: BinaryIO) -> None:
             out.write(header)
             if span is not None:
-                _copy_range(fp, out, span[0], span[1] - span[0])
+                copy_pixels(fp, out, span[0], span[1] - span[0])
 
         _write_atomic(target, pending, write, buffered=False)
         return outcome
