@@ -12,7 +12,7 @@ import enum
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -197,25 +197,42 @@ def _attachment(name: str) -> dict[str, str]:
 def export_node(node: Node, body: ExportBody, request: Request, format: ExportFormat = Query(default="csv"),
                 principal: Principal = Depends(current_principal),
                 context: ServerContext = Depends(get_context)) -> StreamingResponse:
-    projects = scope_of(context, principal)
-    # Started here, so a bad filter or field is a 400 before the first byte is sent.
-    chunks = rq.export(context.engine, node.value, body.filter, format=format, fields=body.fields,
-                       sort=_sort(body.sort), projects=projects)
-    total = rq.count(context.engine, node.value, body.filter, projects=projects)
-    audit(context, request, principal, "research.export", node.value, total, detail={"format": format,
-                                                                                      "filter": body.filter})
+    chunks = audited_export(context, request, principal, scope_of(context, principal), node.value, body.filter,
+                            format, fields=body.fields, sort=_sort(body.sort))
     return StreamingResponse(chunks, media_type=rq.MEDIA_TYPES[format],
                              headers=_attachment(f"{node.value}.{format}"))
+
+
+def audited_export(context: ServerContext, request: Request, principal: Principal, projects: Sequence[str] | None,
+                   node: str, filter: dict[str, Any] | None, format: str, *, fields: list[str] | None = None,
+                   sort: list[tuple[str, Any]] | None = None) -> Iterator[bytes]:
+    """The records of ``node`` matching ``filter`` in ``projects``, as ``format`` chunks; recorded as
+    ``research.export`` (this API's exports and the explorer's CSV downloads).
+
+    Started here, so a bad filter or field is a 400 before the first byte is sent.
+    """
+    chunks = rq.export(context.engine, node, filter, format=format, fields=fields,  # type: ignore[arg-type]
+                       sort=sort or [], projects=projects)
+    total = rq.count(context.engine, node, filter, projects=projects)
+    audit(context, request, principal, "research.export", node, total, detail={"format": format, "filter": filter})
+    return chunks
+
+
+def audited_manifest(context: ServerContext, request: Request, principal: Principal, projects: Sequence[str] | None,
+                     node: str, filter: dict[str, Any] | None, format: str, target: str) -> Iterator[bytes]:
+    """The file manifest of ``node`` records matching ``filter`` in ``projects``, as ``format`` chunks;
+    recorded as ``research.manifest`` of ``target`` (this API's manifests and the explorer's)."""
+    chunks = rq.export_manifest(context.engine, node, filter, format=format, projects=projects)  # type: ignore[arg-type]
+    files = rq.count(context.engine, "instance", filter if node == "instance" else
+                     {"exists": {"node": node, "filter": filter or {}}}, projects=projects)
+    audit(context, request, principal, "research.manifest", target, files, detail={"filter": filter})
+    return chunks
 
 
 def manifest_response(context: ServerContext, request: Request, principal: Principal, node: str,
                       filter: dict[str, Any] | None, format: str, target: str) -> StreamingResponse:
     """The file manifest of ``node`` records matching ``filter`` in the readable projects."""
-    projects = scope_of(context, principal)
-    chunks = rq.export_manifest(context.engine, node, filter, format=format, projects=projects)  # type: ignore[arg-type]
-    files = rq.count(context.engine, "instance", filter if node == "instance" else
-                     {"exists": {"node": node, "filter": filter or {}}}, projects=projects)
-    audit(context, request, principal, "research.manifest", target, files, detail={"filter": filter})
+    chunks = audited_manifest(context, request, principal, scope_of(context, principal), node, filter, format, target)
     return StreamingResponse(chunks, media_type=rq.MEDIA_TYPES[format], headers=_attachment(f"manifest.{format}"))
 
 

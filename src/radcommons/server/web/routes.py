@@ -21,6 +21,7 @@ from radcommons.dictionary.docs import render_html
 from radcommons.errors import UserError
 from radcommons.pipelines.export import stratify_fields
 from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.routes.research import audit, audited_export, audited_manifest
 from radcommons.server.web import facets as fx
 from radcommons.server.web.access import View, view_for
 from radcommons.server.web.session import (
@@ -35,8 +36,6 @@ from radcommons.store.index import dua
 from radcommons.store.index.accounts import AuthenticationFailed, Principal
 from radcommons.store.query import (
     MEDIA_TYPES,
-    export,
-    export_manifest,
     freeze,
     get_cohort,
     list_cohorts,
@@ -155,13 +154,16 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
     if view.records:
         cursor = request.query_params.get("cursor") or None
         fields = [name for name, _ in COLUMNS[node]]
+        flt = fx.to_filter(selection, node, known)
         try:
-            result = query(engine, node, fx.to_filter(selection, node, known), fields=fields, limit=PAGE_SIZE,
-                           cursor=cursor, projects=view.projects)
+            result = query(engine, node, flt, fields=fields, limit=PAGE_SIZE, cursor=cursor, projects=view.projects)
         except UserError:  # a stale cursor (another query): start again at the first page
-            result = query(engine, node, fx.to_filter(selection, node, known), fields=fields, limit=PAGE_SIZE,
-                           projects=view.projects)
+            cursor = None
+            result = query(engine, node, flt, fields=fields, limit=PAGE_SIZE, projects=view.projects)
         rows, next_cursor = result.rows, result.next_cursor
+        # The page of records is what POST /api/v1/query/{node} answers: the same audit event.
+        audit(context, request, view.principal, "research.query", node, len(rows),
+              detail={"filter": flt, "cursor": bool(cursor)})
     qs = fx.query_string(selection)
     return {
         "selection": selection, "qs": qs, "tab": tab, "node": node, "tabs": fx.TABS, "totals": totals,
@@ -210,8 +212,8 @@ def export_files(request: Request, view: View = Depends(current_view),
         return refused
     known = fx.all_facets()
     selection = fx.parse_selection(request.query_params.multi_items(), known)
-    chunks = export_manifest(context.engine, "case", fx.to_filter(selection, "case", known), format="csv",
-                             projects=view.projects)
+    chunks = audited_manifest(context, request, view.principal, view.projects, "case",
+                              fx.to_filter(selection, "case", known), "csv", "case")
     return _download(chunks, "radcommons-manifest.csv", MEDIA_TYPES["csv"])
 
 
@@ -227,7 +229,8 @@ def export_table(tab: str, request: Request, view: View = Depends(current_view),
     known = fx.all_facets()
     node = fx.TAB_NODES[tab]
     selection = fx.parse_selection(request.query_params.multi_items(), known)
-    chunks = export(context.engine, node, fx.to_filter(selection, node, known), format="csv", projects=view.projects)
+    chunks = audited_export(context, request, view.principal, view.projects, node,
+                            fx.to_filter(selection, node, known), "csv")
     return _download(chunks, f"radcommons-{tab}.csv", MEDIA_TYPES["csv"])
 
 
@@ -294,11 +297,13 @@ def cohort_download(identifier: str, what: str, request: Request, view: View = D
     cohort = _readable_cohort(context, view, identifier)
     if cohort is None or what not in ("table", "manifest"):
         return _refuse(request, view, "No such download.", 404)
+    # The same events as the API's export of the cohort's records and GET /cohorts/{key}/manifest.
     flt = {"in_cohort": cohort.identifier}
     if what == "table":
-        chunks = export(context.engine, cohort.node, flt, format="csv", projects=view.projects)
+        chunks = audited_export(context, request, view.principal, view.projects, cohort.node, flt, "csv")
     else:
-        chunks = export_manifest(context.engine, "instance", flt, format="csv", projects=view.projects)
+        chunks = audited_manifest(context, request, view.principal, view.projects, "instance", flt, "csv",
+                                  cohort.identifier)
     return _download(chunks, f"{cohort.identifier}-{what}.csv", MEDIA_TYPES["csv"])
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from radcommons.dicom.rendering import render_frame
 from radcommons.server.context import ServerContext, get_context
+from radcommons.server.routes.research import audit
 from radcommons.server.web.access import View
 from radcommons.server.web.routes import _records_or_refuse, _refuse, current_view
 from radcommons.server.web.templating import page
@@ -63,6 +64,8 @@ def study_page(uid: str, request: Request, view: View = Depends(current_view),
     series = query(context.engine, "series", {"=": {"imaging_study.study_uid": uid}}, fields=list(SERIES_FIELDS),
                    sort=[("series_number", "asc")], limit=200, projects=view.projects).rows
     case, project = study["case.submitter_id"], study["project_id"]
+    audit(context, request, view.principal, "research.query", "imaging_study", 1, project=project,
+          detail={"filter": {"=": {"study_uid": uid}}, "page": "study"})
     events = events_of(_case_rows(context, view, "measurement", case, project),
                        _case_rows(context, view, "visit", case, project),
                        _case_rows(context, view, "procedure", case, project),
@@ -93,12 +96,16 @@ def series_thumbnail(uid: str, series_uid: str, request: Request, view: View = D
         return Response(status_code=403)
     # The middle instance by number: for a CT that is a slice through the body, not the first edge.
     flt = {"and": [{"=": {"series.series_uid": series_uid}}, {"=": {"imaging_study.study_uid": uid}}]}
-    rows = query(context.engine, "instance", flt, fields=["object_id", "instance_number"],
+    rows = query(context.engine, "instance", flt, fields=["object_id", "instance_number", "project_id"],
                  sort=[("instance_number", "asc")], limit=1000, projects=view.projects).rows
     if not rows:
         return Response(status_code=404)
+    middle = rows[len(rows) // 2]
     try:
-        data = thumbnail_png(context.store, rows[len(rows) // 2]["object_id"])
+        data = thumbnail_png(context.store, middle["object_id"])
     except Exception:  # an image that cannot be decoded: the page shows its alt text instead
         return Response(status_code=422)
+    # A picture of a stored file: the event of GET /api/v1/objects/{sha256}.
+    audit(context, request, view.principal, "research.object", middle["object_id"], 1,
+          project=middle["project_id"], detail={"rendered": "thumbnail", "series_uid": series_uid})
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
