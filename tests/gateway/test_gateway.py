@@ -52,11 +52,11 @@ def radiographs(corpus: Path) -> list[Path]:
     return found
 
 
-def start_gateway(port: int, key_file: Path, state: Path, quiet: float = 1.0) -> subprocess.Popen[str]:
+def start_gateway(port: int, key_file: Path, state: Path, quiet: float = 1.0, *options: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--port", str(port), "--site", "SITE_A",
          "--project", "P", "--key-file", str(key_file), "--state-dir", str(state), "--quiet-seconds", str(quiet),
-         "--host", "127.0.0.1"],
+         "--host", "127.0.0.1", *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.time() + 60
@@ -121,6 +121,31 @@ def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Pa
     finally:
         gateway.send_signal(signal.SIGINT)
         assert gateway.wait(30) == 0
+
+
+def test_only_the_allowed_peers_may_store(corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    """Any peer that reached the port and called the AE title could store, and what it stored left
+    under the site's name. With --allow, others are refused (0124H) and nothing of theirs is kept."""
+    port, state = free_port(), tmp_path / "state"
+    files = radiographs(corpus)[:2]
+    gateway = start_gateway(port, key_file, state, 60.0, "--allow", "PACS1@127.0.0.0/8", "--allow", "10.9.9.9")
+    try:
+        stranger = subprocess.run(["storescu", "-aet", "STRANGER", "-aec", "RCGW", "127.0.0.1", str(port),
+                                   *map(str, files)], capture_output=True, text=True, timeout=120)
+        assert stranger.returncode != 0, stranger  # storescu fails on the refusal
+        assert spooled_files(state / "gateway") == []
+        assert '"refused"' in (state / "gateway" / "events.jsonl").read_text()
+        allowed = subprocess.run(["storescu", "-aet", "PACS1", "-aec", "RCGW", "127.0.0.1", str(port),
+                                  *map(str, files)], capture_output=True, text=True, timeout=120)
+        assert allowed.returncode == 0, allowed.stderr
+        assert len(spooled_files(state / "gateway")) == len(files)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.wait(30)
+    bad = subprocess.run([sys.executable, "-m", "radcommons", "gateway", "--site", "SITE_A", "--project", "P",
+                          "--key-file", str(key_file), "--state-dir", str(tmp_path / "s2"), "--allow", "PACS1@nowhere"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not an IP address" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
 def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path) -> None:

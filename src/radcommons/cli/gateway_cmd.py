@@ -38,6 +38,10 @@ def command(
                                         "seconds without a new instance.", min=0.0, max=86400.0),
     workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1,
                                  max=MAX_WORKERS),
+    allow: list[str] = typer.Option([], "--allow", help="A peer that may send (repeat for more): its calling "
+                                    "AE title (PACS1), IP address or network (10.1.0.0/16), or both "
+                                    "(PACS1@10.1.2.3); others are refused (status 0124H). Default: any peer.",
+                                    show_default=False),
 ) -> None:
     """Receive studies from a PACS (C-ECHO, C-STORE), de-identify each instance on arrival, spool it durably,
     and send each study to the commons once it is complete (no new instance for --quiet-seconds).
@@ -50,12 +54,19 @@ def command(
     """
     from radcommons.deid import DeidContext, default_state_dir, make_state_dir, read_key_file
     from radcommons.durable import folder_held
-    from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender
+    from radcommons.pipelines.gateway import Gateway, GatewayConfig, Peer, commons_sender
 
     site = check_site_id(site)
     if not AE_TITLE.fullmatch(ae_title.strip()):  # PS3.5 Table 6.2-1, AE: no backslash, no control characters
         raise UserError(f"invalid AE title {ae_title!r}",
                         "use 1 to 16 letters, digits, spaces or punctuation other than a backslash")
+    allowed = []
+    for text in allow:
+        try:
+            allowed.append(Peer.parse(text))
+        except ValueError as error:
+            raise UserError(f"--allow {text!r}: {error}",
+                            "give an AE title (PACS1), an IP address or network (10.1.0.0/16), or PACS1@10.1.2.3") from None
     key = read_key_file(key_file)
     state = make_state_dir(state_dir if state_dir is not None else default_state_dir(site))
     console = Console(stderr=True)
@@ -80,7 +91,11 @@ def command(
         console.print(f"{name}: {details}", highlight=False, soft_wrap=True)
 
     config = GatewayConfig(ae_title=ae_title.strip(), port=port, host=host,
-                           context=DeidContext(key=key, site=site), state_dir=state, quiet_seconds=quiet_seconds)
+                           context=DeidContext(key=key, site=site), state_dir=state, quiet_seconds=quiet_seconds,
+                           allowed=tuple(allowed))
+    if not allowed:
+        console.print("[yellow]no --allow: any peer that reaches this port and calls "
+                      f"{config.ae_title} may send studies (restrict it with --allow)[/]")
     # two gateways on one spool sent each other's studies and failed on the files the other moved
     with folder_held(config.root, user="another gateway",
                      hint="stop it first, or give this gateway a --state-dir of its own"):

@@ -1,7 +1,9 @@
 """The DIMSE gateway: a PACS sends studies (C-STORE), they leave de-identified, study by study.
 
 * C-ECHO and C-STORE SCP (pynetdicom) for the common storage SOP classes, in every
-  transfer syntax pynetdicom knows;
+  transfer syntax pynetdicom knows; an association must call the gateway's AE title, and
+  with an allow list (:class:`Peer`) only the listed peers may store: anything stored here
+  leaves under the site's name;
 * each instance is de-identified in memory on arrival
   (:func:`radcommons.deid.deidentify_dataset`, the site's key and registry) and written
   atomically (temporary file, fsync, rename) to ``spool/<study uid>/<series uid>/<sop
@@ -20,6 +22,7 @@ Everything lives under ``<state dir>/gateway``; the spool holds only de-identifi
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import json
 import os
 import threading
@@ -47,7 +50,56 @@ from radcommons.pipelines.contribute_upload import (
 #: DIMSE statuses.
 SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
+NOT_AUTHORIZED = 0x0124  #: PS3.7 C.4.1.1.x "Refused: Not Authorized"
 OUT_OF_RESOURCES = 0xA700
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A sender the gateway accepts: a calling AE title, a network, or both (both must match)."""
+
+    ae_title: str | None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """``PACS1``, ``10.0.0.0/8``, ``192.0.2.7`` or ``PACS1@192.0.2.0/24``; ValueError says what is wrong."""
+        title, at, address = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
+        if not at and _looks_like_address(title):
+            title, address = "", title
+        network = None
+        if address:
+            try:
+                network = ipaddress.ip_network(address.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{address.strip()!r} is not an IP address or network") from None
+        title = title.strip()
+        if title and (len(title) > 16 or "\\" in title or not title.isprintable()):
+            raise ValueError(f"{title!r} is not an AE title (1 to 16 characters, no backslash)")
+        if not title and network is None:
+            raise ValueError("an empty peer")
+        return cls(title or None, network)
+
+    def admits(self, ae_title: str, address: str) -> bool:
+        if self.ae_title is not None and ae_title.strip() != self.ae_title:
+            return False
+        if self.network is not None:
+            try:
+                return ipaddress.ip_address(address) in self.network
+            except ValueError:
+                return False
+        return True
+
+    def __str__(self) -> str:
+        return "@".join(part for part in (self.ae_title, str(self.network) if self.network else None) if part)
+
+
+def _looks_like_address(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
 
 #: ``send(packages) -> Delivery``: how complete studies leave (None: keep them in the spool).
 Sender = Callable[[Sequence[StudyPackage]], Delivery]
@@ -64,6 +116,8 @@ class GatewayConfig:
     host: str = "0.0.0.0"
     quiet_seconds: float = 30.0
     check_seconds: float = 2.0
+    #: who may echo and store (empty: every peer that calls the gateway's AE title)
+    allowed: tuple[Peer, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -151,11 +205,25 @@ class Gateway:
         if self.on_event:
             self.on_event(name, fields)
 
+    def _refused(self, event) -> bool:
+        """True (and logged) when the calling peer is not on the allow list."""
+        if not self.config.allowed:
+            return False
+        requestor = event.assoc.requestor
+        title, address = str(requestor.ae_title).strip(), str(requestor.address)
+        if any(peer.admits(title, address) for peer in self.config.allowed):
+            return False
+        self._event("refused", reason="the calling peer is not on the allow list (--allow)",
+                    calling_ae=title, address=address)
+        return True
+
     def handle_echo(self, event) -> int:
-        return SUCCESS
+        return NOT_AUTHORIZED if self._refused(event) else SUCCESS
 
     def handle_store(self, event) -> int:
         """De-identify the instance and write it to the spool; only then answer success."""
+        if self._refused(event):
+            return NOT_AUTHORIZED
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
