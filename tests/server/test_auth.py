@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import httpx
 from commons_fixtures import PROJECT, Commons
+from serve_support import free_port
 
-from radcommons.store.index import make_engine
-from radcommons.store.index.accounts import create_token, revoke_token
+from radcommons.store.index import make_engine, upgrade
+from radcommons.store.index.accounts import add_user, create_token, revoke_token
 
 
 def _error(response) -> dict:
@@ -92,3 +98,46 @@ def test_admin_cli(tmp_path) -> None:
     assert cli("admin", "token", "revoke", "1").exit_code == 0
     assert "revoked" in cli("admin", "token", "list").stdout
     assert "site-a" in cli("admin", "user", "list").stdout
+
+
+def test_a_token_in_a_query_string_is_not_in_the_access_log(tmp_path: Path) -> None:
+    """`radcommons serve` at its default log level wrote ``?token=rc_...`` verbatim into its access
+    log (the request is refused, 401, but the token was on disk): secret-named query values and
+    anything in the token format are redacted, the rest of the request line stays."""
+    db_url = f"sqlite:///{tmp_path / 'index.db'}"
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        add_user(engine, "leaky", "researcher")
+        token, _ = create_token(engine, "leaky")
+    finally:
+        engine.dispose()
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "RADCOMMONS_DATABASE_URL": db_url, "RADCOMMONS_OBJECT_STORE_URL": str(tmp_path / "objects")}
+    with log.open("wb") as out:  # the default --log-level (info), as an operator runs it
+        server = subprocess.Popen([sys.executable, "-m", "radcommons", "serve", "--port", str(port),
+                                   "--state-dir", str(tmp_path / "state")], cwd=tmp_path, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        secrets = [token, "plain-secret-1", "plain-secret-2", "plain-secret-3"]
+        paths = [f"/api/v1/whoami?token={token}", f"/api/v1/cases?access_token={token}&limit=5",
+                 "/api/v1/cases?api_key=plain-secret-1&fields=sex", "/api/v1/cases?Token=plain-secret-2",
+                 f"/?case.sex=Female&q={token}", "/api/v1/whoami?password=plain-secret-3"]
+        answers = [httpx.get(url + path, timeout=10).status_code for path in paths]
+        assert answers[:2] == [401, 401], answers
+    finally:
+        server.terminate()
+        server.wait(15)
+    text = log.read_text()
+    assert "/api/v1/whoami?token=REDACTED" in text and "limit=5" in text and "case.sex=Female" in text, text
+    assert not [s for s in secrets if s in text], text
+    assert "rc_" not in text.replace("rc_session", ""), text

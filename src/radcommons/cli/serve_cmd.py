@@ -36,6 +36,7 @@ def command(
 
     from radcommons.pipelines.indexing import finish_abandoned
     from radcommons.server import create_app
+    from radcommons.server.log_redaction import log_config
 
     settings = load_settings()
     engine = open_index(settings.database_url)  # refuses an unmigrated index, with the fix
@@ -44,7 +45,8 @@ def command(
     finally:
         engine.dispose()
     app = create_app(settings, state_dir=state_dir or settings.server_state_dir)
-    # Access logs show paths only; tokens travel in a header and are never logged.
+    # Tokens travel in a header or the session cookie, which are never logged; one sent in a
+    # query string (refused) is redacted from every log line (server.log_redaction).
     # httptools (C) parses HTTP instead of h11 (pure Python), which took 40% of the server's
     # active time while files were uploaded.
     # Bound here, before uvicorn, so that a port in use or a host that is not this machine's is
@@ -52,7 +54,7 @@ def command(
     sock = bound_socket(host, port)
     _allow_open_files()
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
-                            http="httptools")
+                            http="httptools", log_config=log_config())
     uvicorn.Server(config).run(sockets=[sock])
 
 
