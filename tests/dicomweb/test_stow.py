@@ -11,7 +11,7 @@ import pydicom
 import pytest
 import requests
 from dicomweb_client import DICOMwebClient
-from dicomweb_support import STOW, DicomwebCommons, value
+from dicomweb_support import SEQUESTERED, STOW, DicomwebCommons, value
 
 FAILED, REFERENCED, FAILURE_REASON, ERROR_COMMENT = "00081198", "00081199", "00081197", "00000902"
 
@@ -161,3 +161,38 @@ def test_a_body_or_an_instance_cut_short_is_not_stored(dicomweb_commons: Dicomwe
     assert not dicomweb_commons.store.exists(hashlib.sha256(data[:-100]).hexdigest())
     assert client(dicomweb_commons, "curator").search_for_instances(
         search_filters={"SOPInstanceUID": cut.SOPInstanceUID}) == []
+
+
+def test_a_refusal_names_only_what_the_caller_may_read(dicomweb_commons: DicomwebCommons) -> None:
+    """A refused instance's Error Comment used to name the sequestered project, or the other site,
+    that holds its UIDs, to any contributor; now only to one who may read it there (a curator, or
+    a contributor of that site granted that project), with the same Failure Reason."""
+    from radcommons.store.index import make_engine
+    from radcommons.store.index.accounts import add_user, create_token
+
+    server = dicomweb_commons.server
+    engine = make_engine(server.db_url)
+    try:
+        for name, site, projects in (("stow-b", "SITE_B", [STOW]), ("stow-a-seq", "SITE_A", [STOW, SEQUESTERED])):
+            add_user(engine, name, "contributor", site_id=site, projects=projects)
+            server.tokens[name] = create_token(engine, name)[0]
+    finally:
+        engine.dispose()
+
+    def refusal(user: str, datasets: list[pydicom.Dataset]) -> pydicom.Dataset:
+        with pytest.raises(requests.HTTPError) as refused:
+            client(dicomweb_commons, user).store_instances(datasets, additional_params={"project": STOW})
+        assert refused.value.response.status_code == 409
+        failed = pydicom.Dataset.from_json(refused.value.response.json()).FailedSOPSequence[0]
+        assert failed.FailureReason == 0x0124
+        return failed[0x00000902].value
+
+    sequestered = pydicom.dcmread(dicomweb_commons.sequestered_instances[0].path)
+    for user in ("stower", "stow-b"):
+        comment = refusal(user, [sequestered])
+        assert comment == "its study or UIDs belong to data you cannot write to", comment
+    assert refusal("stow-a-seq", [sequestered]) == f"its study or UIDs are already in project {SEQUESTERED}"
+    mine = fresh_study(dicomweb_commons, 1)
+    client(dicomweb_commons).store_instances(mine)  # SITE_A's study in Stow-A1
+    comment = refusal("stow-b", mine)
+    assert comment == "its study belongs to data you cannot write to" and "SITE_A" not in comment

@@ -30,9 +30,9 @@ def one_study(tree: Path) -> list[Instance]:
     return [i for i in instances if i.study_uid == instances[0].study_uid]
 
 
-def submit(client: CommonsClient, project: str, dataset: str, study: list[Instance]) -> dict:
-    """Upload, declare and commit one study; the receipt's data."""
-    submission = client.create_submission(project, dataset)
+def submit(client: CommonsClient, project: str, dataset: str, study: list[Instance], site_id: str | None = None) -> dict:
+    """Upload, declare and commit one study (for ``site_id``: a curator's); the receipt's data."""
+    submission = client.create_submission(project, dataset, site_id=site_id)
     client.upload_batch(submission.id, [(i.path, file_sha256(i.path)) for i in study])
     client.put_study_manifest(submission.id, study[0].study_uid, [
         ManifestEntry(file_sha256(i.path), i.path.stat().st_size, i.path.name) for i in study])
@@ -133,3 +133,20 @@ def test_a_submission_holds_only_what_was_uploaded_to_it(commons: Commons, deid_
     receipt = other.commit(mine.id)
     assert receipt.counts["instances"]["indexed"] == 1
     assert other.commit(mine.id).data == receipt.data  # a retried commit duplicates nothing
+
+
+def test_a_receipt_names_only_what_the_caller_may_read(commons: Commons, deid_tree: Path) -> None:
+    """A commit's receipt used to name the site holding a study (and its version number) to another
+    site's contributor; now it says the study belongs to data the caller cannot write to. A curator
+    is still told the site."""
+    study = one_study(deid_tree)
+    submit(commons.client(), PROJECT, "R-1", study)
+    add_users(commons, ("site-b-granted", "contributor", "SITE_B", [PROJECT]))
+    receipt = submit(commons.client("site-b-granted"), PROJECT, "R-B", study)
+    entry = receipt["studies"][0]
+    assert entry["status"] == "rejected" and entry["version"] is None, entry
+    assert {f["reason"] for f in entry["files"]} == {
+        f"study {study[0].study_uid} belongs to data you cannot write to: only that site may send a new version of it"}
+    assert SITE not in str(receipt["studies"])
+    told = submit(commons.client("curator"), PROJECT, "R-C", study, site_id="SITE_B")["studies"][0]
+    assert f"belongs to site {SITE}" in told["files"][0]["reason"] and told["version"] == 1, told

@@ -95,6 +95,44 @@ def check_curator_project(conn: Connection, principal: Principal, project: str) 
         raise SubmissionError(error.message, error.hint, code="not_found", kind="not_found") from None
 
 
+#: What a refusal says of the project or site holding a UID when the caller may not read it.
+NOT_YOURS = "data you cannot write to"
+
+
+def may_name_holder(conn: Connection, principal: Principal, project: str, *, site: str | None = None,
+                    uid: str | None = None) -> bool:
+    """Whether a refusal may name ``project`` (and its site) as holding a UID: only for a caller who
+    may read it there, a curator or an administrator, or a contributor granted ``project`` whose
+    site it is (``site``, or the site of the study, series or instance ``uid``). Anyone else is told
+    the UIDs belong to :data:`NOT_YOURS`: a sequestered or restricted project, or another site, is
+    not named to it."""
+    if principal.is_curator:
+        return True
+    if principal.role != "contributor" or project not in principal.projects or not principal.site_id:
+        return False
+    if site is None and uid is not None:
+        site = _site_of(conn, project, uid)
+    return site == principal.site_id
+
+
+def _site_of(conn: Connection, project: str, uid: str) -> str | None:
+    """The site of the case of the study, series or instance ``uid`` in ``project``."""
+    tables = node_tables()
+    study, series, instance, case = (tables[n] for n in ("imaging_study", "series", "instance", "case"))
+    by_series = select(case.c.site_id).join(series, series.c.case_id == case.c.id)
+    for query in (
+        select(case.c.site_id).join(study, study.c.case_id == case.c.id)
+        .where(study.c.project_id == project, study.c.study_uid == uid),
+        by_series.where(series.c.project_id == project, series.c.series_uid == uid),
+        by_series.join(instance, instance.c.series_id == series.c.id)
+        .where(instance.c.project_id == project, instance.c.sop_instance_uid == uid),
+    ):
+        found = conn.execute(query.limit(1)).first()
+        if found is not None:
+            return found[0]
+    return None
+
+
 def _load(conn: Connection, principal: Principal, submission_id: int) -> Any:
     table = system_table("submission")
     row = conn.execute(select(table).where(table.c.id == submission_id)).first()
@@ -474,7 +512,8 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
                 clinical.append(outcome)
 
         write_records("case")
-        studies = [_commit_study(conn, writer, row, study_uid, [e for e in entries if e.study_uid == study_uid])
+        studies = [_commit_study(conn, writer, principal, row, study_uid,
+                                 [e for e in entries if e.study_uid == study_uid])
                    for study_uid in dict.fromkeys(e.study_uid for e in entries)]
         for node in CLINICAL_NODES[1:]:
             write_records(node)
@@ -493,28 +532,38 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
     return receipt
 
 
-def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_uid: str,
+def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, submission: Any, study_uid: str,
                   entries: list[_File]) -> dict[str, Any]:
-    """Index, quarantine or reject the instances of one declared study; its receipt entry."""
+    """Index, quarantine or reject the instances of one declared study; its receipt entry.
+
+    A refusal names the project or site that holds a UID only to a caller who may read it
+    there (:func:`may_name_holder`); nor are another site's version numbers told."""
     # A study, series or instance UID belongs to one project (as at STOW-RS).
     elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries if e.examined and e.examined.fields])
     other = elsewhere.get(study_uid)
     other_site = writer.held_by_other_site(conn, [study_uid], submission.site_id).get(study_uid)
+    hidden = other_site is not None and not may_name_holder(conn, principal, submission.project_id, site=other_site)
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
         assert examined is not None
         if other is not None and examined.status != "rejected":
-            examined = Examined("rejected", f"study {study_uid} is already in project {other}")
+            examined = Examined("rejected", f"study {study_uid} is already in project {other}"
+                                if may_name_holder(conn, principal, other, uid=study_uid)
+                                else f"study {study_uid} belongs to {NOT_YOURS}")
         elif other_site is not None and examined.status != "rejected":
-            examined = Examined("rejected", f"study {study_uid} belongs to site {other_site}: only that site may "
-                                "send a new version of it")
+            examined = Examined("rejected", f"study {study_uid} belongs to "
+                                f"{NOT_YOURS if hidden else f'site {other_site}'}: only that site may send a new "
+                                "version of it")
         if examined.status == "ok":
             fields = examined.fields
             assert fields is not None
-            clash = elsewhere.get(fields.instance["sop_instance_uid"]) or elsewhere.get(fields.series["series_uid"])
-            if clash:
-                examined = Examined("rejected", f"its SOP Instance or Series UID is already in project {clash}")
+            uid = next((u for u in (fields.instance["sop_instance_uid"], fields.series["series_uid"])
+                        if u in elsewhere), None)
+            if uid is not None:
+                examined = Examined("rejected", f"its SOP Instance or Series UID is already in project {elsewhere[uid]}"
+                                    if may_name_holder(conn, principal, elsewhere[uid], uid=uid)
+                                    else f"its SOP Instance or Series UID belongs to {NOT_YOURS}")
         if examined.status == "rejected":
             entry.status, entry.reason = "rejected", examined.reason
         elif examined.status == "quarantine":
@@ -566,7 +615,7 @@ def _commit_study(conn: Connection, writer: IndexWriter, submission: Any, study_
         status = "quarantined" if counts["quarantined"] else "rejected"
     elif counts["quarantined"] or counts["rejected"]:
         status = "partial"
-    return {"study_uid": study_uid, "status": status, "version": version or None, **counts,
+    return {"study_uid": study_uid, "status": status, "version": None if hidden else version or None, **counts,
             "files": [{"sha256": e.sha256, "path_in_package": e.path, "status": e.status, "reason": e.reason,
                        **({"quarantine_id": e.quarantine_id} if e.quarantine_id else {})}
                       for e in entries if e.status in ("quarantined", "rejected")]}
@@ -623,13 +672,7 @@ def _own_study(conn: Connection, principal: Principal, project: str, study_uid: 
         submissions.c.user_id == principal.user_id
     if sent and conn.execute(select(submissions.c.id).where(submissions.c.id.in_(sent), ours).limit(1)).first():
         return True
-    if not principal.site_id:
-        return False
-    tables = node_tables()
-    study, case = tables["imaging_study"], tables["case"]
-    return conn.execute(select(case.c.id).join(study, study.c.case_id == case.c.id).where(
-        study.c.project_id == project, study.c.study_uid == study_uid,
-        case.c.site_id == principal.site_id).limit(1)).first() is not None
+    return bool(principal.site_id) and _site_of(conn, project, study_uid) == principal.site_id
 
 
 # ---------------------------------------------------------------------- quarantine

@@ -29,13 +29,14 @@ from sqlalchemy import Engine
 from radcommons.dicom.dicomweb_json import dataset_json
 from radcommons.errors import UserError
 from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine, index_transaction
+from radcommons.pipelines.submission import NOT_YOURS, may_name_holder
 from radcommons.server.dicomweb.multipart import SpooledPart
 from radcommons.store.index.accounts import Principal, record_audit
 from radcommons.store.objects import ObjectStore
 
 #: Failure Reason codes (PS3.4 Annex GG; C.4.2.1.4).
 PROCESSING_FAILURE = 0x0110  # held in quarantine by the verification gate
-NOT_AUTHORIZED = 0x0124  # the study or UIDs belong to another project
+NOT_AUTHORIZED = 0x0124  # the study or UIDs belong to another project or site
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH = 0xA900  # the Study Instance UID differs from the one in the URL
 CANNOT_UNDERSTAND = 0xC000  # not DICOM, unreadable, UIDs missing, not application/dicom
@@ -129,13 +130,20 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
             fields = examined.fields
             assert fields is not None
             study_uid = examined.study_uid
-            other = (elsewhere.get(study_uid) or elsewhere.get(examined.sop_instance_uid)
-                     or elsewhere.get(fields.series["series_uid"]))
-            if other:
-                outcome.fail(NOT_AUTHORIZED, f"its study or UIDs are already in project {other}")
+            # The project or site holding a UID is named only to a caller who may read it there.
+            uid = next((u for u in (study_uid, examined.sop_instance_uid, fields.series["series_uid"])
+                        if u in elsewhere), None)
+            if uid is not None:
+                other = elsewhere[uid]
+                outcome.fail(NOT_AUTHORIZED, f"its study or UIDs are already in project {other}"
+                             if may_name_holder(conn, principal, other, uid=uid)
+                             else f"its study or UIDs belong to {NOT_YOURS}")
                 continue
             if study_uid in other_site:
-                outcome.fail(NOT_AUTHORIZED, f"its study belongs to site {other_site[study_uid]}")
+                site = other_site[study_uid]
+                outcome.fail(NOT_AUTHORIZED, f"its study belongs to site {site}"
+                             if may_name_holder(conn, principal, project, site=site)
+                             else f"its study belongs to {NOT_YOURS}")
                 continue
             if examined.status == "quarantine":
                 entry = writer.quarantine(
