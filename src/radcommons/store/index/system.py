@@ -119,7 +119,8 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("size", BigInteger(), nullable=True),
         Column("study_uid", String(64), nullable=True, index=True),
         Column("path_in_package", Text(), nullable=True),
-        # After the commit: indexed | unchanged | quarantined | rejected, and why.
+        # Before the commit: uploaded (its bytes were received in this submission: only then does
+        # it count as present) or NULL; after: indexed | unchanged | quarantined | rejected, and why.
         Column("status", String(16), nullable=True),
         Column("reason", Text(), nullable=True),
         UniqueConstraint("submission_id", "sha256"),
