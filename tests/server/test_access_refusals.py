@@ -150,3 +150,23 @@ def test_a_receipt_names_only_what_the_caller_may_read(commons: Commons, deid_tr
     assert SITE not in str(receipt["studies"])
     told = submit(commons.client("curator"), PROJECT, "R-C", study, site_id="SITE_B")["studies"][0]
     assert f"belongs to site {SITE}" in told["files"][0]["reason"] and told["version"] == 1, told
+
+
+def test_a_site_sends_again_without_its_bytes_what_it_sent_before(commons: Commons, deid_tree: Path) -> None:
+    """Only a submission's own uploads count as present, except the site's own files already indexed in
+    that project: a corrected resubmission or a rerun after a commit sends no bytes again. Another
+    site granted the same project still has to send them."""
+    study = one_study(deid_tree)
+    submit(commons.client(), PROJECT, "S-1", study)
+    digests = [file_sha256(i.path) for i in study]
+    entries = [ManifestEntry(d, i.path.stat().st_size, i.path.name) for d, i in zip(digests, study)]
+    site_a = commons.client()
+    again = site_a.create_submission(PROJECT, "S-2")
+    assert set(site_a.upload_states(again.id, digests)) == set(digests)
+    assert site_a.put_study_manifest(again.id, study[0].study_uid, entries)["missing"] == []
+    assert site_a.commit(again.id).counts["instances"]["unchanged"] == len(study)
+    add_users(commons, ("site-b-claimer", "contributor", "SITE_B", [PROJECT]))
+    site_b = commons.client("site-b-claimer")
+    theirs = site_b.create_submission(PROJECT, "S-B")
+    assert site_b.upload_states(theirs.id, digests) == {}
+    assert sorted(site_b.put_study_manifest(theirs.id, study[0].study_uid, entries)["missing"]) == sorted(digests)

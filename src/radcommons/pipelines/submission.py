@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _replace
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -236,8 +236,9 @@ _IN_LIST = 500
 
 
 def uploaded_files(engine: Engine, submission_id: int, digests: Sequence[str]) -> set[str]:
-    """The files among ``digests`` uploaded to submission ``submission_id`` (its bytes received)."""
-    table = system_table("submission_file")
+    """The files among ``digests`` submission ``submission_id`` holds: uploaded to it (its bytes
+    received), or :func:`indexed_for_site`."""
+    table, submissions = system_table("submission_file"), system_table("submission")
     wanted = sorted(set(digests))
     found: set[str] = set()
     with engine.connect() as conn:
@@ -245,6 +246,31 @@ def uploaded_files(engine: Engine, submission_id: int, digests: Sequence[str]) -
             found.update(conn.execute(select(table.c.sha256).where(
                 table.c.submission_id == submission_id, table.c.status == UPLOADED,
                 table.c.sha256.in_(wanted[start:start + _IN_LIST]))).scalars())
+        row = conn.execute(select(submissions.c.project_id, submissions.c.site_id)
+                           .where(submissions.c.id == submission_id)).first()
+        if row is not None:
+            found |= indexed_for_site(conn, row.project_id, row.site_id, set(wanted) - found)
+    return found
+
+
+def indexed_for_site(conn: Connection, project: str, site: str | None, digests: set[str]) -> set[str]:
+    """The files among ``digests`` already indexed in ``project`` from ``site``'s own cases.
+
+    A site that sends its export again (a corrected study, a rerun after a commit) need not send
+    these bytes again: it sent them before, and they are its own data in this project. Objects of
+    another project or site still count as nothing until uploaded.
+    """
+    if not site or not digests:
+        return set()
+    tables = node_tables()
+    instance, series, case = tables["instance"], tables["series"], tables["case"]
+    wanted, found = sorted(digests), set()
+    for start in range(0, len(wanted), _IN_LIST):
+        found.update(conn.execute(
+            select(instance.c.object_id).join(series, instance.c.series_id == series.c.id)
+            .join(case, series.c.case_id == case.c.id)
+            .where(instance.c.project_id == project, case.c.site_id == site,
+                   instance.c.object_id.in_(wanted[start:start + _IN_LIST]))).scalars())
     return found
 
 
@@ -308,6 +334,9 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
         replaced = (table.c.study_uid == study_uid) | table.c.sha256.in_(sorted(seen))
         uploaded = dict(conn.execute(select(table.c.sha256, table.c.size).where(
             table.c.submission_id == submission_id, table.c.status == UPLOADED, replaced)).tuples().all())
+        sizes = {f.sha256: f.size for f in files}
+        uploaded |= {digest: sizes[digest]
+                     for digest in indexed_for_site(conn, row.project_id, row.site_id, seen - set(uploaded))}
         conn.execute(delete(table).where(table.c.submission_id == submission_id, replaced))
         rows = [{"submission_id": submission_id, "sha256": f.sha256, "size": f.size, "study_uid": study_uid,
                  "path_in_package": f.path_in_package, "status": UPLOADED if f.sha256 in uploaded else None}
@@ -461,7 +490,10 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
                                          .order_by(files_table.c.id))]
         staged = conn.execute(select(records_table).where(records_table.c.submission_id == submission_id)
                               .order_by(records_table.c.id)).all()
-    # Only what was uploaded to this submission: an object another submission stored is not this one's.
+        held = indexed_for_site(conn, row.project_id, row.site_id, {e.sha256 for e in entries if not e.uploaded})
+    entries = [e if e.uploaded or e.sha256 not in held else _replace(e, uploaded=True) for e in entries]
+    # Only what was uploaded to this submission (or is this site's already in this project): an
+    # object another submission stored is not this one's.
     missing = [e.sha256 for e in entries if not e.uploaded or not store.exists(e.sha256)]
     if missing:
         raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded to this submission",
