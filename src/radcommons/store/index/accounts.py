@@ -332,10 +332,20 @@ def record_audit(conn: Connection, *, actor: str | None, action: str, target: st
                  project: str | None = None, client: str | None = None, records: int | None = None,
                  success: bool = True, detail: dict[str, Any] | None = None) -> None:
     """Append one event to the audit log, in the caller's transaction (never a token in it)."""
-    conn.execute(insert(system_table("audit_event")).values(
-        at=utcnow(), actor=actor, action=action, target=target, project_id=project, client=client,
-        records=records, success=success, detail=detail,
-    ))
+    record_audits(conn, actor=actor, action=action, target=target, project=project, client=client,
+                  records=records, success=success, details=[detail])
+
+
+def record_audits(conn: Connection, *, actor: str | None, action: str, details: Sequence[dict[str, Any] | None],
+                  target: str | None = None, project: str | None = None, client: str | None = None,
+                  records: int | None = 1, success: bool = True) -> None:
+    """:func:`record_audit` for one event per item of ``details`` (one statement for all of them)."""
+    if not details:
+        return
+    at = utcnow()
+    conn.execute(insert(system_table("audit_event")), [
+        {"at": at, "actor": actor, "action": action, "target": target, "project_id": project, "client": client,
+         "records": records, "success": success, "detail": detail} for detail in details])
 
 
 def audit_events(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
