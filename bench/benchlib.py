@@ -140,3 +140,28 @@ def percentiles(samples_ms: Iterable[float]) -> tuple[float, float]:
     ordered = sorted(samples_ms)
     p95 = ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]
     return statistics.median(ordered), p95
+
+
+def replace_section(results: Path, markdown: str, keep_from: Iterable[str] = ()) -> None:
+    """Put ``markdown``, a ``## `` section of ``results`` (bench/RESULTS.md) named by its first line, in
+    place of the old one (or at the end), re-reading the file right before writing: others edit it.
+
+    The old section's tail from the first of ``keep_from`` found in it (a hand-written part that
+    explains the numbers, another script's subsection) is kept after the new text.
+    """
+    import re
+
+    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
+    heading = markdown.split("\n", 1)[0]
+    pattern = re.compile("^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    found = pattern.search(text)
+    if found is None:
+        results.write_text(text.rstrip() + "\n\n" + markdown.rstrip() + "\n")
+        return
+    old = found.group(0)
+    starts = [i for i in (old.find(marker) for marker in keep_from) if i >= 0]
+    new = markdown.rstrip() + "\n"
+    if starts:
+        new += "\n" + old[min(starts):].strip("\n") + "\n"
+    text = text[:found.start()] + new + "\n" + text[found.end():]
+    results.write_text(text.rstrip() + "\n")

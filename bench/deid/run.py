@@ -23,7 +23,7 @@ from pathlib import Path as _Path
 
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
 
-from benchlib import cpu_busy_s, files_under, read_all, settle_page_cache  # noqa: E402
+from benchlib import cpu_busy_s, files_under, read_all, replace_section, settle_page_cache  # noqa: E402
 
 import argparse
 import datetime as _dt
@@ -587,13 +587,8 @@ def goals(res: dict) -> list[dict]:
 
 
 def write_results_md(markdown: str) -> None:
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\nOne section per benchmark; see bench/README.md for how to run each.\n\n"
-    pattern = re.compile(r"^## De-identification \(bench/deid\)\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: markdown.rstrip() + "\n\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + markdown.rstrip() + "\n"
-    RESULTS_MD.write_text(text.rstrip() + "\n")
+    """Replace our section of bench/RESULTS.md; its hand-written "### Notes" part stays."""
+    replace_section(RESULTS_MD, markdown, keep_from=("\n### Notes",))
 
 
 # --------------------------------------------------------------------------- main

@@ -30,8 +30,8 @@ from pathlib import Path as _Path
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # bench/, for benchlib
 
 from benchlib import (  # noqa: E402
-    DICOMWEB_PLUGIN, ORTHANC, cpu_busy_s, free_port, orthanc_server as _orthanc_server, read_all, settle_page_cache,
-    stop_process, wait_http,
+    DICOMWEB_PLUGIN, ORTHANC, cpu_busy_s, free_port, orthanc_server as _orthanc_server, read_all, replace_section,
+    settle_page_cache, stop_process, wait_http,
 )
 
 import argparse
@@ -973,21 +973,8 @@ def render_markdown(res: dict[str, Any]) -> str:
 
 
 def write_results_md(markdown: str) -> None:
-    """Replace only our section (``markdown``'s first line) of bench/RESULTS.md (re-read right before
-    writing: others edit it)."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-    heading = markdown.split("\n", 1)[0]
-    pattern = re.compile("^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    found = pattern.search(text)
-    if found:
-        # A hand-written "### Findings" part of the old section is kept (it explains the numbers).
-        old = found.group(0)
-        keep = old[old.index("\n### Findings"):] if "\n### Findings" in old else ""
-        new = markdown.rstrip() + "\n" + keep.rstrip() + "\n\n" if keep else markdown.rstrip() + "\n\n"
-        text = pattern.sub(lambda _m: new, text)
-    else:
-        text = text.rstrip() + "\n\n" + markdown.rstrip() + "\n"
-    RESULTS_MD.write_text(text.rstrip() + "\n")
+    """Replace our section of bench/RESULTS.md; its hand-written "### Findings" part stays."""
+    replace_section(RESULTS_MD, markdown, keep_from=("\n### Findings",))
 
 
 # --------------------------------------------------------------------------- main

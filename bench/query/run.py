@@ -43,6 +43,9 @@ from radcommons.store.index import make_engine, node_tables, upgrade
 from radcommons.store.index.facts import refresh_series_facts
 from radcommons.store.query import count, facets, query
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for benchlib
+from benchlib import replace_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / "work" / "query"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -377,16 +380,8 @@ def write_results(report: dict[str, Any]) -> None:
         lines.append(f"- {b}: filling `series_facts` and `series_facet_counts` took {run.get('facts_s')} s of the load; load average "
                      f"(1/5/15 min) when the queries ended: " + "/".join(f"{x:.1f}" for x in run.get("loadavg", ())))
     lines.append("")
-    section = "\n".join(lines)
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    found = pattern.search(current)
-    qido = found.group(0).find(QIDO_SUBSECTION) if found else -1
-    if found and qido >= 0:  # bench/query/qido.py's part of the section stays
-        section += "\n" + found.group(0)[qido:].rstrip("\n") + "\n"  # and the blank line before the next section
-    updated = pattern.sub(lambda _: section + "\n", current) if pattern.search(current) else \
-        current.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(updated)
+    # bench/query/qido.py's part of the section stays
+    replace_section(RESULTS, "\n".join(lines), keep_from=(QIDO_SUBSECTION,))
 
 
 def main(argv: list[str] | None = None) -> int:
