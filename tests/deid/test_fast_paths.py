@@ -23,7 +23,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from radcommons.deid import DEIDENTIFIED, WITHHELD, DeidContext, deidentify_dataset, deidentify_file, load_profile
 from radcommons.deid.fileio import PendingWrites, new_file_meta, read_header, write_header
-from radcommons.deid.text import collect_identifiers
+from radcommons.deid.identifiers import collect_identifiers
 from radcommons.deid.tree import deidentify_tree
 
 from deid_support import KEY, make_ct, samples_dir, write

@@ -25,9 +25,11 @@ from rich.console import Console
 
 from radcommons.deid import DEIDENTIFIED, DeidContext, load_profile, streamed
 from radcommons.deid.fileio import file_meta_bytes, new_file_meta
+from radcommons.deid.identifiers import Identifiers
+from radcommons.deid.patterns import _PATTERNS
 from radcommons.deid.report import render_summary
 from radcommons.deid.streamed import deidentify_streamed
-from radcommons.deid.text import Identifiers, TextCleaner, _PATTERNS, _compile, _tidy
+from radcommons.deid.text import TextCleaner, _compile, _tidy
 from radcommons.deid.tree import deidentify_tree
 from radcommons.dicom.elements import NotPlain, read_head
 

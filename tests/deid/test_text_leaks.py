@@ -14,7 +14,8 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from radcommons.deid.text import Identifiers, TextCleaner, collect_identifiers
+from radcommons.deid.identifiers import Identifiers, collect_identifiers
+from radcommons.deid.text import TextCleaner
 
 from deid_support import STUDY_UID as CT_STUDY_UID, make_ct, write
 

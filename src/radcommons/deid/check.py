@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
+from radcommons.deid.patterns import find_patterns
 from radcommons.deid.safe_private import (
     AllowList,
     disposition,
@@ -35,7 +36,6 @@ from radcommons.deid.safe_private import (
     sequence_signature,
 )
 from radcommons.deid.table import DUMMY_TEXT
-from radcommons.deid.text import find_patterns
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})

@@ -42,11 +42,12 @@ from radcommons import __version__
 from radcommons.deid import dates, iod
 from radcommons.dicom.elements import PIXEL_TAGS
 from radcommons.deid.fileio import ascii_compatible
+from radcommons.deid.identifiers import collect_identifiers
 from radcommons.deid.profile import Decision, Profile, load_profile
 from radcommons.deid.pseudonyms import patient_key, patient_pseudonym
 from radcommons.deid.safe_private import disposition_in_context, load_allow_list, sequence_signature
 from radcommons.deid.table import CLEAN_PIXEL_DATA_CODE, DUMMY_TEXT, Table, load_table
-from radcommons.deid.text import TextCleaner, collect_identifiers
+from radcommons.deid.text import TextCleaner
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, UIDMapper, clean_uid
 
 DEIDENTIFIED = "deidentified"

@@ -74,9 +74,9 @@ from radcommons.deid.fileio import (
     ascii_compatible,
     file_meta_bytes,
 )
+from radcommons.deid.identifiers import SOURCE_TAGS
 from radcommons.deid.outcome import FileOutcome, output_relpath
 from radcommons.deid.table import load_table
-from radcommons.deid.text import _SOURCE_TAGS
 from radcommons.deid.uids import clean_uid
 from radcommons.dicom.elements import (
     LONG_VRS, UNDEFINED_BYTES, Element, Head, NotPlain, PixelDataError, pixel_span, read_head,
@@ -91,7 +91,7 @@ _MEDIA_CLASS = 0x00020002
 
 #: Every element the transformer, the checks before it and the records after it read
 #: besides the element being transformed: what makes a de-identification context.
-CONTEXT_TAGS = frozenset(_SOURCE_TAGS) | {
+CONTEXT_TAGS = frozenset(SOURCE_TAGS) | {
     tag_for_keyword(keyword)
     for keyword in (
         "SpecificCharacterSet",
