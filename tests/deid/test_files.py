@@ -151,6 +151,9 @@ def test_bad_inputs_are_rejected_with_a_reason(tmp_path, ct_file, context):
     data = ct_file.read_bytes()
     (bad / "truncated_pixels.dcm").write_bytes(data[:-100])
     (bad / "truncated_header.dcm").write_bytes(data[:400])
+    # cut inside Series Instance UID: pydicom reads "1.2." without a word, and the file was de-identified
+    series = data.index(b"\x20\x00\x0e\x00")
+    (bad / "cut_in_an_element.dcm").write_bytes(data[:series + 12])
     (bad / "garbage.dcm").write_bytes(b"\x00" * 128 + b"DICM" + bytes(range(256)) * 4)
     _dicomdir(bad / "DICOMDIR")
     no_uid = make_ct()
@@ -166,4 +169,6 @@ def test_bad_inputs_are_rejected_with_a_reason(tmp_path, ct_file, context):
         outcome = deidentify_file(path, tmp_path / "out", context)
         assert outcome.status == "rejected", (path.name, outcome)
         assert outcome.reason and not outcome.stream_failure, (path.name, outcome)
+        if path.name == "cut_in_an_element.dcm":
+            assert "truncated: the file ends inside element (0020,000E)" in outcome.reason, outcome
     assert not list((tmp_path / "out").rglob("*.dcm"))

@@ -179,6 +179,18 @@ def test_a_tree_already_in_another_project_is_rejected_and_leaves_no_project(dei
     assert "First-1" in listed and "Second-1" not in listed
 
 
+def test_a_file_cut_inside_its_header_is_rejected(deid_tree: Path, tmp_path: Path) -> None:
+    """pydicom reads a file that ends inside an element without a word (Series Instance UID "1.2."):
+    such a file was quarantined for a missing attribute instead of rejected as truncated."""
+    tree, victim = _tree(deid_tree, tmp_path)
+    data = victim.read_bytes()
+    victim.write_bytes(data[:data.index(b"\x20\x00\x0e\x00") + 12])
+    report, _, indexed = _ingest(tree, tmp_path, deid_gate)
+    outcome = next(o for o in report.outcomes if o.path == str(victim))
+    assert outcome.status == "rejected" and "the file ends inside element (0020,000E)" in outcome.reason, outcome
+    assert indexed == len(report.outcomes) - 1
+
+
 def test_a_file_whose_pixel_data_was_cut_short_is_rejected_and_not_stored(deid_tree: Path, tmp_path: Path) -> None:
     """An interrupted copy leaves a header that reads well: the file was indexed as a success."""
     tree, victim = _tree(deid_tree, tmp_path)

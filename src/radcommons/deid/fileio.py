@@ -46,7 +46,7 @@ from pydicom.uid import (
 )
 
 from radcommons.deid.codestream import blank_in_memory, pixel_element_ranges
-from radcommons.dicom.elements import LONG_VRS, PixelDataError, pixel_span
+from radcommons.dicom.elements import LONG_VRS, PixelDataError, cut_short_element, pixel_span
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
@@ -110,6 +110,10 @@ def read_header(path: Path) -> Header:
             pixel_start = fp.tell()
             if not has_magic and ("SOPClassUID" not in ds or len(ds) < 3):
                 raise BadInput("not DICOM (no DICM prefix and no SOP Class UID)")
+            cut = cut_short_element(ds)
+            if cut is not None:
+                raise BadInput(f"truncated: the file ends inside element {cut} of its header (a copy or "
+                               "transfer cut short); send the whole file again")
             meta = getattr(ds, "file_meta", None)
             media_class = clean_uid(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
             if media_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:

@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Pixel Data, Float Pixel Data and Double Float Pixel Data (PS3.3 C.7.6.3): where
 #: pydicom's ``stop_before_pixels`` stops.
@@ -358,7 +361,22 @@ def pixel_span(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool
     return span, position
 
 
+def cut_short_element(ds: Dataset) -> str | None:
+    """The first top-level element of ``ds`` whose value is shorter than its declared length, as
+    ``(gggg,eeee)``, or ``None``. pydicom reads a file that ends inside an element without a word:
+    the element just holds what was there (a Series Instance UID of ``1.2.``)."""
+    from pydicom.dataelem import RawDataElement
+
+    for tag in ds.keys():
+        item = ds.get_item(tag)
+        if isinstance(item, RawDataElement) and item.length != 0xFFFFFFFF and len(item.value or b"") < item.length:
+            return f"({tag.group:04X},{tag.element:04X})"
+    return None
+
+
+
 __all__ = [
-    "Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "PixelDataError", "UNDEFINED_BYTES", "pixel_span",
+    "Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "PixelDataError", "UNDEFINED_BYTES", "cut_short_element",
+    "pixel_span",
     "read_head",
 ]

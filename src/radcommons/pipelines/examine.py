@@ -25,7 +25,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
-from radcommons.dicom.elements import PixelDataError, pixel_span, read_head
+from radcommons.dicom.elements import PixelDataError, cut_short_element, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
@@ -103,6 +103,9 @@ def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
             fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
     if problem:
         return problem
+    cut = cut_short_element(ds)
+    if cut is not None:
+        return f"truncated: the file ends inside element {cut} of its header (a copy or transfer cut short); send it again whole"
     if "DirectoryRecordSequence" in ds:
         return "a DICOMDIR index, not an image"
     for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID"):
