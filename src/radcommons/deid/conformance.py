@@ -107,14 +107,18 @@ def render() -> str:
         "OW, or UN that pydicom leaves as bytes: 64 KiB or more, or an unknown attribute) while the "
         "data dictionary gives it another VR is removed, since nothing can look at what it holds; "
         "a sequence in UN is decoded instead (implicit VR little endian, PS3.5 6.2.2) and "
-        "de-identified like any other.",
+        "de-identified like any other. A text value that cleaning or scrubbing empties entirely (a "
+        "Structure Set Label equal to the Study ID) gets action D's dummy value instead: the "
+        "attribute may be Type 1 where the engine cannot tell.",
         "- Patient ID and Patient's Name become the keyed, site-namespaced pseudonym; Patient's Birth "
         "Date is emptied; (0012,0062) = YES, (0012,0063) names the software and profile, (0028,0303) = "
         "MODIFIED (`default`) or REMOVED (`basic`).",
         "- Pixel Data is copied byte for byte unless the burned-in text cleaner redacted it; Burned In "
         "Annotation is then set to NO and 113101 claimed. Text that compressed frames carry outside "
         "the image (JPEG and JPEG-LS COM and APPn segments other than APP0 and APP14, JPEG 2000 "
-        "comments) is blanked in place, at the same length, the image data untouched. Structured reports, encapsulated documents "
+        "comments) is blanked in place, at the same length, the image data untouched. Segmentations and Parametric Maps are not "
+        "reviewed for burned-in text: their pixels are labels or values a program computed. Structured "
+        "reports, encapsulated documents "
         "and objects with text annotations are withheld (Clean Structured Content / Graphics not "
         "implemented), as is any object with a Content Sequence or Text Object Sequence nested at "
         "any depth, and an image whose overlay lives in Pixel Data's high bits ((60xx,0102) set, no "

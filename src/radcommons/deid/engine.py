@@ -841,7 +841,10 @@ class _Transformer:
 
     def _strings(self, element: DataElement, operation: Callable[[str], str]) -> None:
         values = _string_values(element.value)
-        cleaned = [operation(v) for v in values]
+        # A value that was all identifier (a Structure Set Label equal to the Study ID, a Segment
+        # Label equal to the patient's name) gets action D's dummy rather than nothing: the
+        # attribute may be Type 1 where the engine cannot tell (inside sequences, other IODs).
+        cleaned = [operation(v) or (str(_dummy_value(element.VR) or "") if v.strip() else v) for v in values]
         if cleaned != values:
             _set_strings(element, cleaned)
 

@@ -21,7 +21,7 @@ from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_head
 from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome, output_relpath
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
-from radcommons.dicom.elements import NotPlain
+from radcommons.dicom.elements import PIXEL_TAGS, NotPlain
 from radcommons.inputs import stat_input
 
 
@@ -100,7 +100,7 @@ def _pydicom_path(
             full = read_full(src)
             cleaned, regions = False, ()
             if needs_pixels:
-                if "PixelData" not in full:
+                if not any(tag in full for tag in PIXEL_TAGS):  # Pixel Data, Float or Double Float Pixel Data
                     return FileOutcome(name, WITHHELD, f"pixels need review ({why}) but Pixel Data is absent")
                 cleaned, withheld, regions = clean_pixels(full)
                 if withheld:

@@ -122,6 +122,12 @@ _CLASSIC_PREFIXES = (
 )
 
 
+#: PET Image Storage: the PET Series module makes Series Date and Time Type 1 and the PET Image
+#: module Acquisition Date and Time Type 2 (PS3.3 C.8.9.1, C.8.9.4), where :data:`_CLASSIC` has 3.
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+_PET_BY_TAG = _by_tag({"SeriesDate": 1, "SeriesTime": 1, "AcquisitionDate": 2, "AcquisitionTime": 2})
+
+
 def attribute_type(sop_class_uid: str | None, tag: int) -> int | None:
     """The Type (1, 2 or 3) of a top-level attribute in the IOD, or ``None`` if unknown."""
     if not sop_class_uid:
@@ -129,6 +135,8 @@ def attribute_type(sop_class_uid: str | None, tag: int) -> int | None:
     uid = str(sop_class_uid).strip()
     if uid in _ENHANCED_SOP_CLASSES:
         return _ENHANCED_BY_TAG.get(tag)
+    if uid == PET_IMAGE and tag in _PET_BY_TAG:
+        return _PET_BY_TAG[tag]
     if any(uid == p or uid.startswith(p + ".") for p in _CLASSIC_PREFIXES):
         return _CLASSIC_BY_TAG.get(tag)
     return None

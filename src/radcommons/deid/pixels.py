@@ -77,6 +77,14 @@ def _upper_values(value: object) -> list[str]:
         return [str(value).strip().upper()]
 
 
+#: SOP classes whose pixels a program computed (PS3.3 A.51, A.75): segment labels or
+#: parametric values, with no place for burned-in text.
+COMPUTED_PIXEL_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "a Segmentation",
+    "1.2.840.10008.5.1.4.1.1.30": "a Parametric Map",
+}
+
+
 def needs_pixel_review(ds: pydicom.Dataset) -> PixelVerdict:
     """Decide from the header alone whether pixels may hold burned-in text.
 
@@ -101,6 +109,10 @@ def needs_pixel_review(ds: pydicom.Dataset) -> PixelVerdict:
 
     if burned == "YES":
         return PixelVerdict(True, "Burned In Annotation (0028,0301) is YES")
+    if sop_class in COMPUTED_PIXEL_CLASSES:
+        # DERIVED, often modality OT and without (0028,0301), yet its pixels are labels or computed
+        # values a program wrote: asked to OCR a 1-bit mask or float map, every one was withheld.
+        return PixelVerdict(False, f"{COMPUTED_PIXEL_CLASSES[sop_class]}: computed pixels, not a captured image")
 
     strong: list[str] = []  # signals that override an explicit NO
     if modality in HIGH_RISK_MODALITIES:
@@ -406,6 +418,8 @@ def _length_mismatch(ds: pydicom.Dataset, transfer_syntax: str, frames: int) -> 
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 8) or 8)
     expected = math.ceil(rows * columns * samples * frames * bits / 8)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        expected = expected * 2 // 3  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
     actual = len(ds.PixelData)
     if actual not in (expected, expected + 1):
         return (f"Pixel Data holds {actual} bytes, not the {expected} of {frames} frame(s) of Rows x Columns x "
