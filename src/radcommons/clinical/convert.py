@@ -44,6 +44,7 @@ from radcommons.clinical.mapping import (
     SiteMapping,
     load_mapping,
 )
+from radcommons.clinical.screen import FIX, KnownIdentifiers, screen_text
 from radcommons.clinical.sources import SourceTable
 from radcommons.clinical.values import (
     CellProblem,
@@ -171,7 +172,7 @@ def _mrn(value: Any) -> str:
 
 def _read_table(
     table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
-    issues: list[Issue],
+    issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]],
 ) -> list[_Row]:
     kind = mapping.table_for(table.name)
     if kind == IGNORE:
@@ -188,6 +189,7 @@ def _read_table(
         ))
         return []
     columns: dict[str, str] = {}
+    dropped: list[str] = []
     for column in table.columns:
         name = mapping.field_for(kind, column)
         if name is None or (name not in TABLE_FIELDS[kind] and name not in (MRN, IGNORE, DROP)):
@@ -199,6 +201,8 @@ def _read_table(
                 table.label, 1, column, node=TABLE_NODES[kind],
             ))
             continue
+        if name == DROP:
+            dropped.append(column)
         if name in (IGNORE, DROP):
             continue
         if name in columns.values():
@@ -217,7 +221,11 @@ def _read_table(
         ))
         return []
     rows: list[_Row] = []
+    mrn_column = next(c for c, f in columns.items() if f == MRN)
     for number, cells in table.rows:
+        # Every row's MRN and dropped identifiers (names, addresses), rejected rows' too: no text may hold them.
+        identifiers.append((_mrn(cells.get(mrn_column) or ""),
+                            tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
         row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues)
         if row is not None:
             rows.append(row)
@@ -265,6 +273,12 @@ def _read_row(
             result = zip3(cell, mapping.restricted_zip3)
         else:
             result = " ".join(str(cell).split())
+            screened = screen_text(name, result)
+            if screened is not None:  # named by its kind: the value is not repeated in the report
+                issues.append(Issue(ERROR, screened.code, f"{column}: {screened.message}", screened.fix, table.label,
+                                    number, column, None, TABLE_NODES[kind]))
+                ok = False
+                continue
             if looks_like_date(result):
                 result = CellProblem("calendar_date", f"{result!r} holds a calendar date",
                                      "remove the date from the text in the source system")
@@ -282,6 +296,30 @@ def _read_row(
     if not ok:
         return None
     return _Row(kind, mrn, values, Origin(table.label, number, {f: c for c, f in columns.items()}))
+
+
+def _screen_known(
+    rows: list[_Row], identifiers: list[tuple[str, tuple[str, ...]]], studies: Sequence[ImagingStudy],
+    issues: list[Issue],
+) -> list[_Row]:
+    """Rows whose text holds none of the site's own MRNs or dropped names; an error for each other."""
+    known = KnownIdentifiers([mrn for mrn, _ in identifiers] + [s.patient_id for s in studies],
+                             [(mrn, names) for mrn, names in identifiers if names])
+    kept: list[_Row] = []
+    for row in rows:
+        ok = True
+        for name, value in row.fields.items():
+            if name not in TEXT_FIELDS or not isinstance(value, str):
+                continue
+            found = known.find(row.mrn, value)
+            if found:
+                column = row.origin.columns.get(name, name)
+                issues.append(Issue(ERROR, "identifier_in_text", f"{column}: the text holds {' and '.join(found)}",
+                                    FIX, row.origin.file, row.origin.row, column, None, TABLE_NODES[row.table]))
+                ok = False
+        if ok:
+            kept.append(row)
+    return kept
 
 
 def _shown(cell: Any) -> str:
@@ -355,9 +393,11 @@ def convert_clinical(
     rows: list[_Row] = []
     tables = list(tables)
     normalizer = enum_normalizer(mapping)
+    identifiers: list[tuple[str, tuple[str, ...]]] = []
     for table in tables:
-        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues))
+        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers))
     studies = list(studies)
+    rows = _screen_known(rows, identifiers, studies, issues)
 
     demographics: dict[str, _Row] = {}
     by_patient: dict[str, dict[str, list[_Row]]] = defaultdict(lambda: defaultdict(list))
