@@ -68,3 +68,33 @@ def test_unmapped_sheet_is_an_error_with_the_fix(corpus: Path, key_file: Path, t
     assert "a real run would send nothing" in text and "(with --allow-partial)" in text
     assert "cannot tell what the file 'lab_notes' holds" in text
     assert "tables:" in text
+
+
+@pytest.mark.slow
+def test_a_blank_required_cell_or_a_short_row_is_a_row_error(corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    """A blank test result, test date, admission date... raised KeyError: 'internal error', rc 3."""
+    clinical = tmp_path / "clinical"
+    clinical.mkdir()
+    (clinical / "demographics.csv").write_text("MRN,DOB,Sex\nM1001,1950-01-01,F\nM1002,1960-01-01,M\n")
+    (clinical / "covid_tests.csv").write_text("MRN,TestDate,Result\nM1001,2021-03-01,\nM1001,,Positive\n"
+                                              "M1002,2021-03-02,Positive\nM1002,2021-03-03\n")
+    (clinical / "encounters.csv").write_text("MRN,AdmitDate,VisitType\nM1001,,Inpatient\n")
+    (clinical / "conditions.csv").write_text("MRN,Condition\nM1002,\n")
+    (clinical / "medications.csv").write_text("MRN,Medication\nM1002,  \n")
+    (clinical / "breathing_support.csv").write_text("MRN,StartDate,Type\nM1002,,Mechanical Ventilation\n")
+    state = tmp_path / "state"
+    one_patient = next(p for p in sorted((corpus / "site_a").iterdir()) if "_MRN" in p.name)  # keep it fast
+    result = run(str(one_patient), "--clinical", str(clinical), "--site", "SITE_A",
+                 "--project", "Open-A1", "--key-file", str(key_file), "--state-dir", str(state), "--dry-run",
+                 "--workers", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stdout + result.stderr
+    report = json.loads(next((state / "reports").glob("contribute-*.json")).read_text())
+    blank = {(Path(i["file"]).name, i["row"], i["column"]): i for i in report["clinical"]["issues"]
+             if i["code"] == "required"}
+    assert set(blank) == {("covid_tests.csv", 2, "Result"), ("covid_tests.csv", 3, "TestDate"),
+                          ("covid_tests.csv", 5, "Result"), ("encounters.csv", 2, "AdmitDate"),
+                          ("conditions.csv", 2, "Condition"), ("medications.csv", 2, "Medication"),
+                          ("breathing_support.csv", 2, "StartDate")}, sorted(blank)
+    issue = blank[("covid_tests.csv", 3, "TestDate")]
+    assert issue["message"] == "TestDate is blank" and issue["fix"] == "fill it in or remove the row"

@@ -288,6 +288,11 @@ def _read_row(
             ok = False
         else:
             values[name] = result
+    for column, name in columns.items():
+        if name in REQUIRED_FIELDS[kind] and is_blank(cells.get(column)):  # blank, or the row was cut short
+            issues.append(Issue(ERROR, "required", f"{column} is blank", "fill it in or remove the row",
+                                table.label, number, column, "", TABLE_NODES[kind]))
+            ok = False
     if not mrn:
         mrn_column = next(c for c, f in columns.items() if f == MRN)
         issues.append(Issue(ERROR, "required", "the MRN is blank", "fill in the patient's MRN",
