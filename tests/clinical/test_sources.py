@@ -50,3 +50,30 @@ def test_a_folder_with_a_clinical_name_is_an_error_and_lock_files_are_left_out(t
     (clinical / "demographics.csv").mkdir()
     with pytest.raises(UserError, match="demographics.csv"):
         read_tables([clinical])
+
+
+def test_files_of_a_folder_that_are_not_read_are_errors_and_subfolders_are_read(tmp_path: Path) -> None:
+    """.xls, .ods and files without an extension were skipped without a word (all COVID tests
+    could vanish), and so were files in subfolders."""
+    from radcommons.clinical import convert_clinical, read_tables
+
+    clinical = tmp_path / "clinical"
+    (clinical / "2021" / ".git").mkdir(parents=True)
+    (clinical / "demographics.csv").write_text("MRN,DOB,Sex\nM1001,1950-01-01,F\n")
+    (clinical / "2021" / "covid_tests.csv").write_text("MRN,TestDate,Result\nM1001,2021-03-04,Positive\n")
+    (clinical / "2021" / ".git" / "config").write_text("[core]\n")  # hidden: never data
+    (clinical / "2021" / "~$covid_tests.csv").write_bytes(b"\x00lock")
+    (clinical / "medications.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    (clinical / "conditions.ods").write_bytes(b"PK\x03\x04")
+    (clinical / "encounters").write_text("MRN,AdmitDate\nM1001,2021-03-04\n")
+    (clinical / "notes.docx").write_bytes(b"PK\x03\x04")
+    (clinical / ".DS_Store").write_bytes(b"\x00")
+    result = convert_clinical(read_tables([clinical]), key=bytes(32), site="S", project="P")
+    errors = {Path(i.file or "").relative_to(clinical).as_posix(): i for i in result.errors}
+    assert set(errors) == {"medications.xls", "conditions.ods", "encounters", "notes.docx"}, result.errors
+    assert all(i.code == "file_not_read" and i.row is None and "the file is not read, so its rows are not sent" in i.message
+               for i in errors.values())
+    assert "save it as .xlsx" in errors["medications.xls"].fix and "save it as .xlsx" in errors["conditions.ods"].fix
+    assert "name it .csv, .tsv or .xlsx" in errors["encounters"].fix
+    assert "export it as .csv, .tsv or .xlsx" in errors["notes.docx"].fix
+    assert result.counts()["measurement"] == 1  # the test in the subfolder is read

@@ -174,6 +174,11 @@ def _read_table(
     table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
     issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]],
 ) -> list[_Row]:
+    if table.unread:
+        why, _, fix = table.unread.partition("\n")
+        issues.append(Issue(ERROR, "file_not_read", f"the file is not read, so its rows are not sent: {why}", fix,
+                            table.label))
+        return []
     kind = mapping.table_for(table.name)
     if kind == IGNORE:
         issues.append(Issue(NOTE, "ignored_table", f"table {table.name!r} is ignored (mapping: ignore)",

@@ -34,6 +34,7 @@ class SourceTable:
     sheet: str | None
     columns: tuple[str, ...]
     rows: tuple[tuple[int, dict[str, Any]], ...]  #: (row number, {column: cell})
+    unread: str = ""  #: for a file in a folder that is not read: why, a new line, the fix (no rows)
 
     @property
     def name(self) -> str:
@@ -47,25 +48,57 @@ class SourceTable:
 
 
 def read_tables(paths: Iterable[str | Path]) -> list[SourceTable]:
-    """Every table in ``paths``, in order (a folder stands for the files directly in it)."""
+    """Every table in ``paths``, in order (a folder stands for the files in it and its subfolders).
+
+    A file in a folder that is not read (no extension, .xls, .ods, ...) gives an empty table
+    whose ``unread`` says why and what to do: it may hold rows that would otherwise vanish.
+    """
     tables: list[SourceTable] = []
-    for path in _expand(paths):
-        tables.extend(read_file(path))
+    for path, unread in _expand(paths):
+        tables.extend([SourceTable(str(path), None, (), (), unread)] if unread else read_file(path))
     return tables
 
 
-def _expand(paths: Iterable[str | Path]) -> list[Path]:
-    found: list[Path] = []
+#: Files of a folder that are never data: a spreadsheet program's lock files (~$book.xlsx),
+#: macOS's ._ resource files, hidden files and the folder files of Windows.
+_NOT_DATA = frozenset({"thumbs.db", "desktop.ini"})
+_SAVE_AS_XLSX = frozenset({".xls", ".xlsb", ".ods", ".numbers", ".xltx", ".xltm", ".fods"})
+
+
+def _expand(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """The files to read, each with "" or, for one that is not read, why and the fix."""
+    found: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            # Anything with a clinical file's name is read, so that a folder or a pipe named
-            # demographics.csv is an error rather than a table silently missing; the lock files
-            # of an open workbook (~$book.xlsx) and macOS's ._ resource files are never data.
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS
-                                and not p.name.startswith(("~$", "._"))))
+            found.extend(_folder(path))
         else:
-            found.append(path)
+            found.append((path, ""))
+    return found
+
+
+def _folder(folder: Path) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(("~$", "._", ".")) or path.name.lower() in _NOT_DATA:
+            continue
+        suffix = path.suffix.lower()
+        if suffix in FORMATS:
+            # Anything with a clinical file's name is read, so that a folder or a pipe named
+            # demographics.csv is an error rather than a table silently missing.
+            found.append((path, ""))
+        elif path.is_symlink() and path.is_dir():
+            found.append((path, "it is a link to a folder, which is not followed\ncopy the files into the clinical folder"))
+        elif path.is_dir():
+            found.extend(_folder(path))
+        elif suffix in _SAVE_AS_XLSX:
+            found.append((path, f"{suffix} is not a format that is read\nopen it in a spreadsheet program and save it as .xlsx"))
+        elif not suffix:
+            found.append((path, "it has no extension\nname it .csv, .tsv or .xlsx after what it holds (or move it "
+                                "out of the folder)"))
+        else:
+            found.append((path, f"{suffix} is not a format that is read\nexport it as .csv, .tsv or .xlsx, or move it "
+                                "out of the folder"))
     return found
 
 
