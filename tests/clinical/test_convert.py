@@ -355,3 +355,17 @@ def test_identifiers_in_free_text_codes_and_country_are_errors_naming_the_kind()
         assert leaked.lower() not in sent.lower(), leaked
     assert {c["condition_name"] for c in result.by_node()["condition"]} == {"Type 2 diabetes mellitus", "Graves disease"}
     assert [m["medication_name"] for m in result.by_node()["medication"]] == ["Remdesivir"]
+
+
+def test_a_zip_stored_as_a_number_gets_its_leading_zeros_back() -> None:
+    """Excel stores ZIPs as numbers: 941 (a three-digit ZIP) became '009', 2138 (02138) is '021'."""
+    zips = [941, 941.0, 2138, 2138.0, 501, 10, 94110, 5011234, 36]
+    demo = _table("demographics", ["MRN", "Sex", "Zip"], *[[f"M{i:04d}", "F", z] for i, z in enumerate(zips)])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"],
+                   *[[f"M{i:04d}", "2021-03-01", "Positive"] for i in range(len(zips))])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    assert result.errors == ()
+    by_case = {c["submitter_id"]: c["zip"] for c in result.by_node()["case"]}
+    got = [by_case[patient_pseudonym(KEY, "S", f"M{i:04d}")] for i in range(len(zips))]
+    # 36 is ZIP3 036, restricted (HIPAA: 20,000 people or fewer): "000"
+    assert got == ["941", "941", "021", "021", "501", "010", "941", "005", "000"]

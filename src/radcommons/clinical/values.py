@@ -115,9 +115,11 @@ def normalise_enum(
 def zip3(value: Any, restricted: frozenset[str]) -> str | CellProblem:
     """The first three digits of a US ZIP code, or ``"000"`` for a restricted area."""
     text = str(value).strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Excel turns 02138 into the number 2138: the leading zeros come back.
-        text = f"{int(value):05d}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and value >= 0:
+        # Excel stores a ZIP as a number and drops its leading zeros: 02138 is 2138, ZIP3 036 is 36,
+        # ZIP+4 00501-1234 is 5011234. Under 1000 it is a three-digit ZIP, up to 99999 a ZIP, above a ZIP+4.
+        number = int(value)
+        text = f"{number:03d}" if number < 1000 else f"{number:05d}" if number < 100000 else f"{number:09d}"
     match = re.fullmatch(r"(\d{5})(?:-?\d{4})?|(\d{3})", text)
     if not match:
         return CellProblem("bad_zip", f"{text!r} is not a US ZIP code",
