@@ -411,6 +411,7 @@ def convert_clinical(
 
     demographics: dict[str, _Row] = {}
     by_patient: dict[str, dict[str, list[_Row]]] = defaultdict(lambda: defaultdict(list))
+    seen: dict[tuple[Any, ...], _Row] = {}  #: (MRN, table, fields) -> the first row with them
     for row in rows:
         if row.table == "case":
             earlier = demographics.get(row.mrn)
@@ -422,8 +423,8 @@ def convert_clinical(
                 row = _Row(row.table, row.mrn, {**earlier.fields, **row.fields}, row.origin)
             demographics[row.mrn] = row
         else:
-            same = next((r for r in by_patient[row.mrn][row.table] if r.fields == row.fields), None)
-            if same is not None:  # it was sent twice, as two records of one event
+            same = seen.setdefault((row.mrn, row.table, *sorted(row.fields.items(), key=lambda item: item[0])), row)
+            if same is not row:  # it was sent twice, as two records of one event
                 issues.append(Issue(NOTE, "duplicate_row", f"this row repeats {same.origin.file} row "
                                     f"{same.origin.row} exactly: it is sent once", "nothing to do if intended",
                                     row.origin.file, row.origin.row, node=TABLE_NODES[row.table]))
