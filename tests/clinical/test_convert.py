@@ -392,3 +392,21 @@ def test_duplicate_rows_are_found_in_linear_time() -> None:
     notes = [(i.row, i.message) for i in result.issues if i.code == "duplicate_row"]
     assert notes == [(40_002, "this row repeats conditions.csv row 9 exactly: it is sent once"),
                      (40_003, "this row repeats conditions.csv row 40001 exactly: it is sent once")]
+
+
+def test_rows_of_a_patient_whose_demographics_row_was_rejected_point_at_it() -> None:
+    """Every other row of the patient said 'has no row in the demographics', which was not true."""
+    demo = _table("demographics", ["MRN", "DOB", "Sex"], ["M1001", "1950-02-30", "F"], ["M1002", "1960-01-01", "M"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["M1001", "2021-03-01", "Positive"],
+                   ["M1003", "2021-03-01", "Positive"])
+    studies = [ImagingStudy("M1001", "2.25.1", dt.date(2021, 3, 7)), ImagingStudy("M1002", "2.25.2", dt.date(2021, 3, 7))]
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
+    by_where = {(i.file, i.row): i for i in result.errors}
+    assert by_where[("demographics.csv", 2)].code == "bad_date"
+    test = by_where[("covid_tests.csv", 2)]
+    assert test.code == "case_rejected" and "demographics.csv row 2" in test.message
+    assert test.fix == "fix the errors of demographics.csv row 2"
+    images = by_where[("images", None)]
+    assert images.code == "case_rejected" and "demographics.csv row 2" in images.fix
+    assert by_where[("covid_tests.csv", 3)].code == "orphan_row"  # M1003 has no demographics row at all
+    assert "has no row in the demographics" in by_where[("covid_tests.csv", 3)].message

@@ -172,7 +172,7 @@ def _mrn(value: Any) -> str:
 
 def _read_table(
     table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
-    issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]],
+    issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]], demographics_rows: dict[str, Origin],
 ) -> list[_Row]:
     if table.unread:
         why, _, fix = table.unread.partition("\n")
@@ -229,8 +229,10 @@ def _read_table(
     mrn_column = next(c for c, f in columns.items() if f == MRN)
     for number, cells in table.rows:
         # Every row's MRN and dropped identifiers (names, addresses), rejected rows' too: no text may hold them.
-        identifiers.append((_mrn(cells.get(mrn_column) or ""),
-                            tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
+        mrn = _mrn(cells.get(mrn_column) or "")
+        identifiers.append((mrn, tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
+        if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
+            demographics_rows.setdefault(mrn, Origin(table.label, number))
         row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues)
         if row is not None:
             rows.append(row)
@@ -404,8 +406,9 @@ def convert_clinical(
     tables = list(tables)
     normalizer = enum_normalizer(mapping)
     identifiers: list[tuple[str, tuple[str, ...]]] = []
+    demographics_rows: dict[str, Origin] = {}
     for table in tables:
-        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers))
+        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers, demographics_rows))
     studies = list(studies)
     rows = _screen_known(rows, identifiers, studies, issues)
 
@@ -446,14 +449,30 @@ def convert_clinical(
 
     records: list[ClinicalRecord] = []
     for mrn in sorted(set(by_patient) - set(demographics)):
+        rejected = demographics_rows.get(mrn)
         for table_rows in by_patient[mrn].values():
             for row in table_rows:
+                if rejected is not None:  # not "no row": the row is there, with an error of its own
+                    issues.append(Issue(ERROR, "case_rejected", f"MRN {mrn!r}: the patient's demographics row "
+                                        f"({rejected.file} row {rejected.row}) has errors, so this row is not sent",
+                                        f"fix the errors of {rejected.file} row {rejected.row}",
+                                        row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
+                                        TABLE_NODES[row.table]))
+                    continue
                 issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics",
                                     "add the patient's demographics row, or remove this row",
                                     row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
                                     TABLE_NODES[row.table]))
     for mrn in sorted(set(studies_by_patient) - set(demographics)):
         shown = "(no Patient ID)" if mrn.startswith("study:") else mrn
+        rejected = demographics_rows.get(mrn)
+        if rejected is not None:
+            issues.append(Issue(ERROR, "case_rejected",
+                                f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) whose "
+                                f"demographics row ({rejected.file} row {rejected.row}) has errors: they are not sent",
+                                f"fix the errors of {rejected.file} row {rejected.row}", IMAGES, column="PatientID",
+                                value=shown, node="case"))
+            continue
         issues.append(Issue(ERROR, "missing_case",
                             f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) but no "
                             "demographics row", "add the patient to the clinical demographics file; "
