@@ -224,7 +224,7 @@ def test_an_out_of_range_date_names_the_site_column() -> None:
     """The issue named only the derived field (days_to_medication_start), which is in no site file."""
     demo = _table("demographics", ["MRN", "Sex"], ["1", "Female"])
     tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-03-04", "Positive"])
-    meds = _table("medications", ["MRN", "Medication", "StartDate"], ["1", "remdesivir", "9999-12-31"])
+    meds = _table("medications", ["MRN", "Medication", "StartDate"], ["1", "remdesivir", "1700-01-01"])
     result = convert_clinical([demo, tests, meds], key=KEY, site="S", project="P")
     [issue] = [i for i in result.errors if i.file == "medications.csv"]
     assert issue.column == "StartDate (-> days_to_medication_start)" and issue.row == 2, issue
@@ -407,3 +407,14 @@ def test_rows_of_a_patient_whose_demographics_row_was_rejected_point_at_it() -> 
     assert images.code == "case_rejected" and "demographics.csv row 2" in images.fix
     assert by_where[("covid_tests.csv", 3)].code == "orphan_row"  # M1003 has no demographics row at all
     assert "has no row in the demographics" in by_where[("covid_tests.csv", 3)].message
+
+
+def test_a_date_after_today_is_an_error() -> None:
+    """A test dated 2099 was sent as days_to_test 27796 (a mistyped year, or a two-digit year read in
+    the wrong century)."""
+    demo = _table("demographics", ["MRN", "Sex"], ["M1001", "F"])
+    tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["M1001", "2021-03-01", "Positive"],
+                   ["M1001", "2099-07-18", "Negative"])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    assert [(i.row, i.column, i.code) for i in result.errors] == [(3, "TestDate", "future_date")]
+    assert "after today" in result.errors[0].message and result.errors[0].fix

@@ -268,6 +268,11 @@ def _read_row(
             continue
         if name in DATE_FIELDS:
             result: Any = parse_date(cell, mapping.date_formats)
+            if name != "birth_date" and isinstance(result, _dt.date) and result > _dt.date.today():
+                # a mistyped year (2099) would become a day offset decades away, sent as if true; a
+                # birth date after the index event has its own message (two-digit years)
+                result = CellProblem("future_date", f"{result.isoformat()} is after today",
+                                     "correct the date in the source system (a mistyped year?) and export again")
         elif name in ENUM_FIELDS:
             result = normalise_enum(name, cell, mapping, dictionary, normalizer)
             spelled = " ".join(str(cell).split()).lower()
