@@ -24,7 +24,6 @@ from functools import lru_cache
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from radcommons.deid.patterns import find_patterns
@@ -37,6 +36,7 @@ from radcommons.deid.safe_private import (
 )
 from radcommons.deid.table import DUMMY_TEXT
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
+from radcommons.dicom.elements import string_values
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 #: attributes whose values are pseudonyms or codes, not free text
@@ -144,14 +144,6 @@ def _tag(keyword: str) -> int:
     return tag
 
 
-def _values(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, MultiValue)):
-        return [str(v) for v in value if v is not None]
-    return [str(value)]
-
-
 def _raw_uids(value: bytes | None) -> list[str]:
     """The values of a UI element from its bytes, as pydicom decodes them (``convert_UI``:
     ISO 8859-1, trailing NULs and spaces removed, split at backslashes); no DataElement is built."""
@@ -173,13 +165,13 @@ def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudon
                     ) -> tuple[tuple[str, str], ...]:
     """What is wrong with one element's value: ``(code, message)`` pairs, path left out."""
     if vr == "UI":
-        return _uid_verdicts(keyword, _values(value))
+        return _uid_verdicts(keyword, string_values(value))
     if vr == "PN":
-        return tuple(("person-name", "a person name is present") for name in _values(value)
+        return tuple(("person-name", "a person name is present") for name in string_values(value)
                      if name and name != DUMMY_TEXT and not (keyword == "PatientName" and name == pseudonym))
     if vr in _TEXT_VRS and keyword not in _NOT_FREE_TEXT:
         found = []
-        for text in _values(value):
+        for text in string_values(value):
             hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
             if hits:
                 found.append(("residual-pattern", f"identifier-like text ({len(hits)} match(es))"))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pydicom.datadict import DicomDictionary, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from radcommons.deid.patterns import date_variants
+from radcommons.dicom.elements import string_values
 
 #: Attributes whose values identify the patient, a person or a place (their values are
 #: collected before de-identification and hunted for in free text). Every other Person
@@ -162,14 +162,6 @@ class Identifiers:
         return not (self.phrases or self.words or self.digits or self.dates or self.uids)
 
 
-def _values(element_value) -> list[str]:
-    if element_value is None:
-        return []
-    if isinstance(element_value, (list, MultiValue)):
-        return [str(v) for v in element_value if v is not None]
-    return [str(element_value)]
-
-
 #: Sequences whose items carry identifiers of the same patient or study (PS3.3 C.4.10,
 #: C.7.1.1, C.30): every person name, ID-like value and date in their items (nested ones
 #: too) is collected. A sequence here is part of what identifies a series
@@ -241,7 +233,7 @@ def _raw_source_key(ds: Dataset) -> tuple | None:
         elif item.VR == "SQ":
             return None
         else:
-            key.append((tag, "decoded", tuple(_values(item.value))))
+            key.append((tag, "decoded", tuple(string_values(item.value))))
     return tuple(key)
 
 
@@ -401,7 +393,7 @@ def _collect_identifiers(ds: Dataset) -> Identifiers:
         if vr == "PN":
             kind = _kind(keyword, vr)
         elif vr == "DA":
-            for value in _values(element.value):
+            for value in string_values(element.value):
                 found.date(value)
             return
         elif in_insurance and keyword in _CODE_KEYWORDS:
@@ -410,7 +402,7 @@ def _collect_identifiers(ds: Dataset) -> Identifiers:
             kind = _kind(keyword, vr)
         else:
             return
-        for value in _values(element.value):
+        for value in string_values(element.value):
             found.add(value, kind)
 
     def visit_item(item: Dataset, in_insurance: bool, depth: int) -> None:
@@ -420,20 +412,20 @@ def _collect_identifiers(ds: Dataset) -> Identifiers:
 
     for tag, kind in _IDENTIFIER_TAGS:
         if tag in ds:
-            for value in _values(ds[tag].value):
+            for value in string_values(ds[tag].value):
                 found.add(value, kind)
     for tag in _DATE_TAGS:
         if tag in ds:
-            for value in _values(ds[tag].value):
+            for value in string_values(ds[tag].value):
                 found.date(value)
     for tag in _UID_TAGS:
         if tag in ds:
-            for value in _values(ds[tag].value):
+            for value in string_values(ds[tag].value):
                 found.uid(value)
     other_ids = ds.get("OtherPatientIDsSequence")
     if other_ids:
         for item in other_ids:
-            for value in _values(item.get("PatientID")):
+            for value in string_values(item.get("PatientID")):
                 found.add(value, "id")
     # Looked up by keyword: iterating the dataset would decode every element.
     for keyword in _IDENTIFIER_SEQUENCES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -362,21 +363,32 @@ def pixel_span(fp: BinaryIO, start: int, size: int, implicit: bool, little: bool
 
 
 def cut_short_element(ds: Dataset) -> str | None:
-    """The first top-level element of ``ds`` whose value is shorter than its declared length, as
-    ``(gggg,eeee)``, or ``None``. pydicom reads a file that ends inside an element without a word:
-    the element just holds what was there (a Series Instance UID of ``1.2.``)."""
+    """The element ``ds`` ends inside, as ``(gggg,eeee)``, or ``None``: its last top-level element
+    (a file ends once) when its value is shorter than its declared length. pydicom reads a file
+    that ends inside an element without a word: the element just holds what was there (a Series
+    Instance UID of ``1.2.``)."""
     from pydicom.dataelem import RawDataElement
 
-    for tag in ds.keys():
-        item = ds.get_item(tag)
-        if isinstance(item, RawDataElement) and item.length != 0xFFFFFFFF and len(item.value or b"") < item.length:
-            return f"({tag.group:04X},{tag.element:04X})"
+    tag = next(reversed(ds.keys()), None)
+    if tag is None:
+        return None
+    item = ds.get_item(tag)
+    if isinstance(item, RawDataElement) and item.length != 0xFFFFFFFF and len(item.value or b"") < item.length:
+        return f"({tag.group:04X},{tag.element:04X})"
     return None
 
+
+def string_values(value: object) -> list[str]:
+    """A decoded element value as its strings (none for an empty value, one per value of a
+    multi-valued one; ``None`` values left out)."""
+    if value is None:
+        return []
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):  # a list, a MultiValue
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
 
 
 __all__ = [
     "Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "PixelDataError", "UNDEFINED_BYTES", "cut_short_element",
-    "pixel_span",
-    "read_head",
+    "pixel_span", "read_head", "string_values",
 ]
