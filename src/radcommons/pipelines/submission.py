@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace as _replace
 from typing import Any
 
@@ -235,21 +235,27 @@ UPLOADED = "uploaded"
 _IN_LIST = 500
 
 
+def _in_lists(digests: Iterable[str]) -> Iterator[list[str]]:
+    """``digests`` sorted, in lists of at most :data:`_IN_LIST` (one ``IN (...)`` each)."""
+    wanted = sorted(set(digests))
+    for start in range(0, len(wanted), _IN_LIST):
+        yield wanted[start:start + _IN_LIST]
+
+
 def uploaded_files(engine: Engine, submission_id: int, digests: Sequence[str]) -> set[str]:
     """The files among ``digests`` submission ``submission_id`` holds: uploaded to it (its bytes
     received), or :func:`indexed_for_site`."""
     table, submissions = system_table("submission_file"), system_table("submission")
-    wanted = sorted(set(digests))
     found: set[str] = set()
     with engine.connect() as conn:
-        for start in range(0, len(wanted), _IN_LIST):
+        for some in _in_lists(digests):
             found.update(conn.execute(select(table.c.sha256).where(
                 table.c.submission_id == submission_id, table.c.status == UPLOADED,
-                table.c.sha256.in_(wanted[start:start + _IN_LIST]))).scalars())
+                table.c.sha256.in_(some))).scalars())
         row = conn.execute(select(submissions.c.project_id, submissions.c.site_id)
                            .where(submissions.c.id == submission_id)).first()
         if row is not None:
-            found |= indexed_for_site(conn, row.project_id, row.site_id, set(wanted) - found)
+            found |= indexed_for_site(conn, row.project_id, row.site_id, set(digests) - found)
     return found
 
 
@@ -264,13 +270,13 @@ def indexed_for_site(conn: Connection, project: str, site: str | None, digests: 
         return set()
     tables = node_tables()
     instance, series, case = tables["instance"], tables["series"], tables["case"]
-    wanted, found = sorted(digests), set()
-    for start in range(0, len(wanted), _IN_LIST):
+    found: set[str] = set()
+    for some in _in_lists(digests):
         found.update(conn.execute(
             select(instance.c.object_id).join(series, instance.c.series_id == series.c.id)
             .join(case, series.c.case_id == case.c.id)
             .where(instance.c.project_id == project, case.c.site_id == site,
-                   instance.c.object_id.in_(wanted[start:start + _IN_LIST]))).scalars())
+                   instance.c.object_id.in_(some))).scalars())
     return found
 
 
@@ -281,14 +287,13 @@ def note_uploads(engine: Engine, principal: Principal, submission_id: int, uploa
     if not uploads:
         return
     table = system_table("submission_file")
-    digests = sorted({sha256 for sha256, _, _ in uploads})
     # A few statements for the whole request (a batch holds up to 1,000 files): one each per file
     # cost PostgreSQL three round trips a file.
     with engine.begin() as conn:
-        for start in range(0, len(digests), _IN_LIST):
+        for some in _in_lists([sha256 for sha256, _, _ in uploads]):
             # declared (no status yet) or not: the files are this submission's now
             conn.execute(update(table).where(table.c.submission_id == submission_id,
-                                             table.c.sha256.in_(digests[start:start + _IN_LIST]),
+                                             table.c.sha256.in_(some),
                                              table.c.status.is_(None)).values(status=UPLOADED))
         # not declared yet: a row of its own (kept when a concurrent request recorded it first)
         dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
