@@ -242,10 +242,13 @@ def test_a_batch_cut_short_keeps_what_arrived(sqlite_commons: Commons, tmp_path:
                       f"Authorization: Bearer {c.tokens['uploader']}\r\nContent-Type: {BATCH_MEDIA_TYPE}\r\n"
                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:cut])
         time.sleep(0.5)
+    # the server stores the whole files once the body has ended, after the cut file's bytes are
+    # in its spool: wait for both states, not only the cut file's offset
+    expected = {digests[0]: (3000, True), digests[1]: (50_000, False)}
     deadline = time.monotonic() + 30
-    while client.upload_offset(submission.id, digests[1]) != (50_000, False) and time.monotonic() < deadline:
+    while client.upload_states(submission.id, digests) != expected and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert client.upload_states(submission.id, digests) == {digests[0]: (3000, True), digests[1]: (50_000, False)}
+    assert client.upload_states(submission.id, digests) == expected
     source = tmp_path / "second.bin"
     source.write_bytes(second)
     assert client.upload_file(submission.id, source).sent == 200_000 - 50_000
