@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -129,22 +130,24 @@ cli.main()
 """
 
 
-@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
-def test_ctrl_c_or_a_kill_stops_the_helpers_without_a_word_from_them(signal_name: str, code: int) -> None:
-    """Ctrl-C reaches the whole process group: each helper printed a traceback of its own
-    KeyboardInterrupt; after SIGTERM (Python's default: gone at once) the helpers' resource
-    tracker warned of leaked semaphores."""
+def _stop_while_mapping(signal_name: str, code: int, *, after: float, env: dict[str, str] | None = None) -> None:
+    """Run a command mapping on two workers, send ``signal_name`` to its process group ``after``
+    seconds into the map (as a terminal (SIGINT) or a service manager does), and expect it to
+    end with ``code`` and one line of its own on stderr."""
     import signal
     import subprocess
     import sys
-    from pathlib import Path
+
+    def interruptible() -> None:  # a test run started as a background job inherits SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     process = subprocess.Popen([sys.executable, "-c", _STOPPED_WHILE_MAPPING, str(Path(__file__).parent)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=env, preexec_fn=interruptible)
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "working"
-        time.sleep(1.5)  # the helper is at work by now
-        os.killpg(process.pid, getattr(signal, signal_name))  # as a terminal (SIGINT) or a service manager does
+        time.sleep(after)
+        os.killpg(process.pid, getattr(signal, signal_name))
         _, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -152,3 +155,22 @@ def test_ctrl_c_or_a_kill_stops_the_helpers_without_a_word_from_them(signal_name
     assert process.returncode == code, err
     assert "Traceback" not in err and "leaked" not in err, err
     assert err.strip() == {130: "interrupted", 143: "terminated"}[code], err
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_a_kill_stops_the_helpers_without_a_word_from_them(signal_name: str, code: int) -> None:
+    """Ctrl-C reaches the whole process group: each helper printed a traceback of its own
+    KeyboardInterrupt; after SIGTERM (Python's default: gone at once) the helpers' resource
+    tracker warned of leaked semaphores."""
+    _stop_while_mapping(signal_name, code, after=1.5)  # the helper is at work by now
+
+
+def test_ctrl_c_while_a_helper_starts_up_stops_it_without_a_word(tmp_path: pytest.TempPathFactory) -> None:
+    """Ctrl-C in the half second (seconds, on a loaded machine) before a spawned helper has made
+    itself deaf to it: the helper printed a KeyboardInterrupt traceback from the middle of its
+    interpreter's start-up. Here every helper's start-up takes 3 s (a ``sitecustomize`` that the
+    spawned interpreters run), so the signal always comes then."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(3)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    _stop_while_mapping("SIGINT", 130, after=0.2, env=env)

@@ -76,11 +76,20 @@ def _start_helpers(helpers: int, module: str) -> _Helpers:
     Spawned, not forked: a fork of a process holding SQLite or network connections is unsafe.
     """
     import multiprocessing
+    import signal
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=helpers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_leave_interrupts_to_the_caller)
-    return _Helpers(pool, [pool.submit(_import, module) for _ in range(helpers)])  # one process each
+    # Each helper is spawned as its submit needs it. Until its initializer runs (half a second of
+    # interpreter start-up, seconds on a loaded machine) Ctrl-C would interrupt it with a traceback
+    # and break the pool: a helper inherits this thread's signal mask, so it starts with SIGINT
+    # blocked and the initializer discards one that came meanwhile.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return _Helpers(pool, [pool.submit(_import, module) for _ in range(helpers)])  # one process each
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _leave_interrupts_to_the_caller() -> None:
@@ -88,7 +97,8 @@ def _leave_interrupts_to_the_caller() -> None:
     the helpers itself. Each helper printed a traceback of its KeyboardInterrupt on the user's terminal."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards one that came while it was blocked
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _start_helpers
 
 
 @contextlib.contextmanager
