@@ -274,7 +274,7 @@ def test_unreadable_files_raise_user_errors(tmp_path: Path) -> None:
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
     with pytest.raises(UserError, match="unsupported file type"):
         read_tables([tmp_path / "x.pdf"])
-    (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 a damaged zip")
     with pytest.raises(UserError, match="cannot read the workbook"):
         read_tables([tmp_path / "broken.xlsx"])
     (tmp_path / "renamed.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00")  # read as cp1252: "missing columns"

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
-from radcommons.inputs import check_text_table, check_unique_columns, read_input_bytes
+from radcommons.dictionary.values import looks_like_date
+from radcommons.inputs import binary_kind, check_text_table, check_unique_columns, read_input_bytes
 
 #: File types a site may send, and their cell separators (None: a workbook).
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
@@ -125,7 +126,11 @@ def read_file(path: str | Path) -> list[SourceTable]:
 
 def _decoded(path: Path, data: bytes) -> str:
     """The text of a CSV or TSV file: UTF-8, UTF-16 with its byte order mark (Excel's "Unicode
-    Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes)."""
+    Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes).
+
+    A file of UTF-8 text with some bytes that are not UTF-8 (rows pasted from another program)
+    is refused: read as cp1252 its UTF-8 letters would become mojibake ("Ã©" for "é") and be sent.
+    """
     check_text_table(data, f"clinical file {path}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
@@ -133,37 +138,126 @@ def _decoded(path: Path, data: bytes) -> str:
         except UnicodeDecodeError as error:
             raise UserError(f"clinical file {path}: damaged UTF-16 text (byte {error.start})",
                             "save it again as CSV UTF-8") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
+    # Before UTF-8: ASCII text in UTF-16 is valid UTF-8 too, with a NUL after every letter.
     if data[:4096].count(0) > len(data[:4096]) // 4:  # every other byte zero: UTF-16 without its mark
         raise UserError(f"clinical file {path}: looks like UTF-16 text without a byte order mark",
                         "save it again as CSV UTF-8 (or as Unicode Text, which has the mark)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if _UTF8_LETTER.search(data):
+            line = data.count(b"\n", 0, error.start) + 1
+            raise UserError(
+                f"clinical file {path}: line {line} is not UTF-8 (byte 0x{data[error.start]:02X}) while the "
+                "file holds UTF-8 text elsewhere: it mixes two encodings, and its letters would be misread",
+                f"retype the special characters of line {line} (quotes, accented letters pasted from another "
+                "program) and save the file as CSV UTF-8") from None
     return data.decode("cp1252", errors="replace")
 
 
+#: A UTF-8 encoded letter beyond ASCII (two to four bytes); cp1252 text rarely holds one.
+_UTF8_LETTER = re.compile(rb"[\xC2-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF4][\x80-\xBF]{3}")
+#: How many rows below the first are searched for the header when the first is not it.
+_HEADER_SEARCH = 10
+#: Separators a table may use instead of the one its extension announces, with their names.
+_SEPARATORS = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}
+
+
 def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    # Quotes are read for TSV as for CSV: Excel quotes a TSV value holding a tab, a quote or a
+    # line break ("say ""x""") and the quotes would otherwise stay in the value. Strict: a stray
+    # quote ("Big" Jim) is an error rather than a value silently changed.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    line = 0  # the last line of the last row read: the row being read starts after it
     try:
         header = [c.strip() for c in next(reader, [])]
+        unnamed = [i for i, name in enumerate(header) if not name]
+        filled: list[tuple[int, int]] = []  # (column, row) of a value under a blank header cell
+        first_rows: list[tuple[int, list[Any]]] = []  # where a header below a title would be
         rows: list[tuple[int, dict[str, Any]]] = []
         line = reader.line_num
         for cells in reader:
             start, line = line + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
+            filled.extend((i, start) for i in unnamed if i < len(cells) and cells[i].strip())
+            if len(first_rows) < _HEADER_SEARCH:
+                first_rows.append((start, cells))
             cells = (cells + [""] * len(header))[: max(len(header), len(cells))]
             rows.append((start, {header[i] if i < len(header) else f"column {i + 1}": cell
                                  for i, cell in enumerate(cells)}))
     except csv.Error as error:
-        raise UserError(f"clinical file {file}: cannot parse line {reader.line_num}: {error}",
-                        "check for unbalanced quotes, or save the file again as CSV/TSV") from error
+        raise _parse_error(file, line + 1, error) from None
     if not header:
         raise UserError(f"clinical file {file} is empty", "export it again with a header line")
+    _check_separator(file, header, delimiter)
     check_unique_columns(header, f"clinical file {file}")
-    return SourceTable(file, None, tuple(header), tuple(rows))
+    _check_header(f"clinical file {file}", header, filled, first_rows)
+    return SourceTable(file, None, tuple(h for h in header if h),
+                       tuple((number, {k: v for k, v in cells.items() if k}) for number, cells in rows))
+
+
+def _parse_error(file: str, line: int, error: csv.Error) -> UserError:
+    """What a :class:`csv.Error` means for the row starting at ``line``, and the fix."""
+    if "field larger than field limit" in str(error):
+        return UserError(
+            f"clinical file {file}: the row starting at line {line} has a cell longer than "
+            f"{csv.field_size_limit() // 1024} KiB, most likely a quote (\") that opens a cell and is never "
+            "closed, so that the rest of the file reads as one cell",
+            f"close or remove that quote in the row at line {line} (no clinical value is that long)")
+    return UserError(f"clinical file {file}: cannot read the row starting at line {line}: {error}",
+                     "a quote (\") that starts a cell must also end it: close it, or write it twice inside a "
+                     "quoted cell (\"a \"\"b\"\" c\"), as spreadsheet programs save it")
+
+
+def _check_separator(file: str, header: list[str], delimiter: str) -> None:
+    """A :class:`UserError` when the header is one cell holding another separator: every row
+    then lands in one column (a CSV saved by Excel in a European language uses ';')."""
+    if len(header) != 1:
+        return
+    found = next((sep for sep in _SEPARATORS if sep != delimiter and sep in header[0]), None)
+    if found is None:
+        return
+    raise UserError(
+        f"clinical file {file}: the header is one column, {header[0][:80]!r}: the separator looks like "
+        f"{_SEPARATORS[found]}, not {_SEPARATORS[delimiter]} as a {Path(file).suffix} file has",
+        "save the file as .xlsx (or export it again with commas as .csv, tabs as .tsv)")
+
+
+def _check_header(where: str, header: list[str], filled: list[tuple[int, int]],
+                  first_rows: list[tuple[int, list[Any]]]) -> None:
+    """A :class:`UserError` when values sit under a blank header cell (``filled``: (0-based column,
+    row number) of each), or the header is one cell over wider rows: the values would be sent
+    under no name, or dropped. When one of the ``first_rows`` looks like a header (text in every
+    cell, more of them than the header has), the header row is likely a title above it."""
+    named = [name for name in header if name]
+    if not filled and (len(named) != 1 or all(len([c for c in cells if not _blank(c)]) <= 1
+                                              for _, cells in first_rows)):
+        return
+    below = next(((number, cells) for number, cells in first_rows if _header_like(cells, len(named))), None)
+    if below is not None:
+        number, cells = below
+        names = ", ".join(str(c).strip() for c in cells if not _blank(c))
+        raise UserError(f"{where}: the header (the first row) is not the columns' names: row {number} looks like "
+                        f"the header ({names[:120]})",
+                        f"delete the rows above row {number} (a title, blank rows) so that the header is the first "
+                        "row; otherwise type a name in every blank header cell")
+    if filled:
+        from openpyxl.utils import get_column_letter
+
+        column, row = min(filled)
+        raise UserError(f"{where}: column {get_column_letter(column + 1)} has no name in the header but holds "
+                        f"values (first in row {row})",
+                        "type the column's name in its header cell, or delete the column")
+
+
+def _header_like(cells: list[Any], named: int) -> bool:
+    """Whether a row reads as column names: two or more, more than the header has, all words
+    (a data row holds numbers, dates or blanks between its values)."""
+    values = [c for c in cells if not _blank(c)]
+    last = max((i for i, c in enumerate(cells) if not _blank(c)), default=-1)
+    return (len(values) >= 2 and len(values) > named and len(values) == last + 1
+            and all(isinstance(c, str) and re.search(r"[^\W\d_]", c) and not looks_like_date(c) for c in values))
 
 
 def _uncomputed_formula(value: Any, formula: Any) -> bool:
@@ -189,10 +283,42 @@ def _has_formulas(data: bytes) -> bool:
         return False  # openpyxl says what is wrong with it
 
 
+def _blank(cell: Any) -> bool:
+    return cell is None or (isinstance(cell, str) and not cell.strip())
+
+
+#: The name of the stream an encrypted (password-protected) Office file keeps its workbook in,
+#: as its compound file directory spells it (UTF-16LE): [MS-OFFCRYPTO] 2.3.4.
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+
+
+def _not_a_workbook(path: Path, data: bytes) -> UserError | None:
+    """What a file named .xlsx really is, when it is not a zip archive (every .xlsx is one):
+    openpyxl says only 'File is not a zip file'."""
+    if data.startswith(b"PK"):
+        return None
+    if data.startswith(b"\xd0\xcf\x11\xe0") and _ENCRYPTED_PACKAGE in data:
+        return UserError(f"clinical file {path} is a password-protected (encrypted) workbook, which cannot be read",
+                         "open it in the spreadsheet program, remove the password (File > Info > Protect Workbook "
+                         "> Encrypt with Password, cleared) and save it as .xlsx")
+    found = binary_kind(data)
+    if found is not None:
+        return UserError(f"clinical file {path} is {found[0]}, named as an .xlsx workbook", found[1])
+    if b"\0" not in data[:4096]:
+        return UserError(f"clinical file {path} is a text file (CSV or TSV?) named as an .xlsx workbook",
+                         "rename it .csv or .tsv after what it holds, or open it in a spreadsheet program and "
+                         "save it as .xlsx")
+    return UserError(f"clinical file {path} is not an .xlsx workbook (an .xlsx file is a zip archive)",
+                     "open it in a spreadsheet program and save it as .xlsx")
+
+
 def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
     from openpyxl import load_workbook
     from openpyxl.utils import get_column_letter
 
+    wrong = _not_a_workbook(path, data)
+    if wrong is not None:
+        raise wrong
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False) if _has_formulas(data) else None
@@ -206,12 +332,13 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
                             else itertools.repeat(()))
             iterator = zip(sheet.iter_rows(values_only=True), written_rows)
             header_cells, _ = next(iterator, (None, None))
-            if header_cells is None or all(c is None for c in header_cells):
+            if header_cells is None:
                 continue  # an empty sheet holds nothing to convert
             header = [str(c).strip() if c is not None else "" for c in header_cells]
-            while header and not header[-1]:
-                header.pop()
-            check_unique_columns(header, f"clinical file {path} (sheet {sheet.title})")
+            where = f"clinical file {path} (sheet {sheet.title})"
+            check_unique_columns(header, where)
+            filled: list[tuple[int, int]] = []  # (column, row) of a value under a blank or missing header cell
+            first_rows: list[tuple[int, list[Any]]] = []  # where a header below a title would be
             rows: list[tuple[int, dict[str, Any]]] = []
             for number, (cells, written) in enumerate(iterator, start=2):
                 for column, (value, formula) in enumerate(zip(cells, written), start=1):
@@ -222,9 +349,16 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
                             "its value is unknown",
                             "open the workbook in a spreadsheet program (which computes formulas) and save it "
                             "again, or replace the formula by its value")
-                if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                if all(_blank(c) for c in cells):
                     continue
+                filled.extend((i, number) for i, c in enumerate(cells)
+                              if not _blank(c) and (i >= len(header) or not header[i]))
+                if len(first_rows) < _HEADER_SEARCH:
+                    first_rows.append((number, list(cells)))
                 rows.append((number, {header[i]: cells[i] for i in range(min(len(header), len(cells))) if header[i]}))
+            if not rows and not any(header):
+                continue  # an empty sheet (a blank first row over data is a header not found, below)
+            _check_header(where, header, filled, first_rows)
             tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows)))
     finally:
         workbook.close()
