@@ -418,3 +418,51 @@ def test_a_date_after_today_is_an_error() -> None:
     result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
     assert [(i.row, i.column, i.code) for i in result.errors] == [(3, "TestDate", "future_date")]
     assert "after today" in result.errors[0].message and result.errors[0].fix
+
+
+def test_mrns_that_lost_their_leading_zeros_say_so_and_cases_without_images_are_reported(tmp_path: Path) -> None:
+    """The images' Patient ID 0012345 and the clinical MRN 12345 (Excel dropped the zeros): the
+    images were 'without a demographics row' with no hint, and the case 12345 was sent as a
+    patient of its own; a case with no images at all was sent without a word."""
+    (tmp_path / "demographics.csv").write_text("MRN,Sex\n12345,F\n555,M\n0077,F\n")
+    (tmp_path / "covid_tests.csv").write_text("MRN,TestDate,Result\n12345,2021-01-01,Positive\n"
+                                              "555,2021-01-01,Positive\n77,2021-01-01,Negative\n")
+    studies = [ImagingStudy("0012345", "2.25.1", dt.date(2021, 1, 3)), ImagingStudy("0077", "2.25.2", dt.date(2021, 1, 3))]
+    result = convert_clinical(read_tables([tmp_path / "demographics.csv", tmp_path / "covid_tests.csv"]),
+                              key=KEY, site="S", project="P", studies=studies)
+    found = {(i.code, Path(i.file or "").name, i.row, i.value): i for i in result.issues if i.code != "case_rejected"}
+    assert set(found) == {("mrn_lost_zeros", "demographics.csv", 2, "12345"),
+                          ("missing_case", "images", None, "0012345"),
+                          ("orphan_row", "covid_tests.csv", 4, "77"),
+                          ("case_without_images", "demographics.csv", 3, "555")}, sorted(found)
+    for code in ("mrn_lost_zeros", "missing_case", "orphan_row"):
+        issue = next(i for i in found.values() if i.code == code)
+        assert issue.severity == ERROR and "leading zeros" in issue.message, issue
+        assert "format the MRN column as text" in issue.fix
+    assert "'0012345'" in found[("mrn_lost_zeros", "demographics.csv", 2, "12345")].message
+    assert "'0077'" in found[("orphan_row", "covid_tests.csv", 4, "77")].message
+    without = found[("case_without_images", "demographics.csv", 3, "555")]
+    assert without.severity == "warning" and without.column == "MRN" and "sent without images" in without.message
+    # 12345 is not sent as a patient of its own; 555 is sent (its images may come in another batch).
+    cases = {r.patient_id for r in result.records if r.node == "case"}
+    assert cases == {"555", "0077"}
+
+
+def test_an_excel_date_serial_number_in_a_date_column_says_so(tmp_path: Path) -> None:
+    """A date column formatted as a number holds 44927 for 2023-01-01: the message said only
+    'not a date in a known format', with the fix to add a date format."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "demographics"
+    book.active.append(["MRN", "DOB", "Sex"])
+    book.active.append(["1", 44927, "F"])
+    book.save(tmp_path / "patients.xlsx")
+    (tmp_path / "covid_tests.csv").write_text("MRN,TestDate,Result\n1,44927,Positive\n1,20230101,Negative\n")
+    result = convert_clinical(read_tables([tmp_path / "patients.xlsx", tmp_path / "covid_tests.csv"]),
+                              key=KEY, site="S", project="P")
+    found = {(Path(i.file or "").name, i.row, i.column): i for i in result.errors if i.code == "bad_date"}
+    assert set(found) == {("patients.xlsx [demographics]", 2, "DOB"), ("covid_tests.csv", 2, "TestDate")}
+    for issue in found.values():
+        assert "44927 looks like an Excel date serial number (2023-01-01?)" in issue.message, issue
+        assert "format the column as a date" in issue.fix

@@ -348,6 +348,24 @@ def _shown(cell: Any) -> str:
 # --------------------------------------------------------------------------- building records
 
 
+_ZEROS = "the same number but for leading zeros, which a spreadsheet program drops from an MRN column read as numbers"
+_ZEROS_FIX = ("format the MRN column as text in the spreadsheet and type the MRNs with their leading zeros (or "
+              "export from the source system again), so that they match the images' Patient IDs")
+
+
+def _by_digits(mrns: Iterable[str]) -> dict[str, list[str]]:
+    """MRNs by what is left without their leading zeros ("0012345" and "12345" meet)."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for mrn in mrns:
+        found[mrn.lstrip("0")].append(mrn)
+    return found
+
+
+def _lost_zeros(mrn: str, known: Mapping[str, list[str]]) -> str | None:
+    """The MRN of ``known`` (from :func:`_by_digits`) that ``mrn`` is but for leading zeros, if any."""
+    return next((other for other in known.get(mrn.lstrip("0"), ()) if other != mrn and mrn.isdigit()), None)
+
+
 def _days(when: _dt.date | None, index: _dt.date) -> int | None:
     return None if when is None else (when - index).days
 
@@ -452,6 +470,24 @@ def convert_clinical(
                             "check the study in the PACS: its images must belong to one patient; "
                             "it is not sent", IMAGES, column="StudyInstanceUID", value=uid, node="imaging_study"))
 
+    imaging_mrns = _by_digits(m for m in studies_by_patient if not m.startswith("study:"))
+    for mrn in sorted(set(demographics) - set(studies_by_patient)):
+        row = demographics[mrn]
+        images = _lost_zeros(mrn, imaging_mrns)
+        if images is None:  # sent, but said: a researcher finds no image of the patient
+            issues.append(Issue(WARNING, "case_without_images", f"MRN {mrn!r} has no imaging study in this "
+                                "contribution: the patient's clinical records are sent without images",
+                                "nothing to do if the patient's studies were sent before or come later; else "
+                                "export them with this batch (their Patient ID must be this MRN)", row.origin.file,
+                                row.origin.row, row.origin.columns.get(MRN), mrn, "case"))
+            continue
+        # The images' patient under another MRN: sent, it would be a second patient without images.
+        issues.append(Issue(ERROR, "mrn_lost_zeros", f"MRN {mrn!r} has no imaging study, but the images have "
+                            f"Patient ID {images!r}: {_ZEROS}", _ZEROS_FIX, row.origin.file, row.origin.row,
+                            row.origin.columns.get(MRN), mrn, "case"))
+        demographics_rows[mrn] = row.origin
+        del demographics[mrn]
+    clinical_mrns = _by_digits([*demographics, *demographics_rows])
     records: list[ClinicalRecord] = []
     for mrn in sorted(set(by_patient) - set(demographics)):
         rejected = demographics_rows.get(mrn)
@@ -464,8 +500,10 @@ def convert_clinical(
                                         row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
                                         TABLE_NODES[row.table]))
                     continue
-                issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics",
-                                    "add the patient's demographics row, or remove this row",
+                similar = _lost_zeros(mrn, clinical_mrns)
+                issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics" + (
+                                    f", which has MRN {similar!r}: {_ZEROS}" if similar else ""),
+                                    _ZEROS_FIX if similar else "add the patient's demographics row, or remove this row",
                                     row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
                                     TABLE_NODES[row.table]))
     for mrn in sorted(set(studies_by_patient) - set(demographics)):
@@ -478,9 +516,12 @@ def convert_clinical(
                                 f"fix the errors of {rejected.file} row {rejected.row}", IMAGES, column="PatientID",
                                 value=shown, node="case"))
             continue
+        similar = _lost_zeros(mrn, clinical_mrns)
         issues.append(Issue(ERROR, "missing_case",
                             f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) but no "
-                            "demographics row", "add the patient to the clinical demographics file; "
+                            "demographics row" + (f"; the clinical files have MRN {similar!r}: {_ZEROS}"
+                                                  if similar else ""),
+                            _ZEROS_FIX if similar else "add the patient to the clinical demographics file; "
                             "their studies are not sent until then", IMAGES, column="PatientID", value=shown,
                             node="case"))
 

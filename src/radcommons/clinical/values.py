@@ -46,6 +46,12 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
         return value.date()
     if isinstance(value, _dt.date):
         return value
+    serial = _excel_serial(value)
+    if serial is not None:
+        return CellProblem("bad_date", f"{_shown_number(value)} looks like an Excel date serial number "
+                           f"({serial.isoformat()}?): the date column is formatted as a number",
+                           "format the column as a date in the spreadsheet (or write dates as YYYY-MM-DD) and "
+                           "export again")
     text = str(value).strip()
     possible = False
     for fmt in formats:
@@ -62,6 +68,31 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
         f"{text!r} is not a date in a known format ({', '.join(formats)})",
         "write dates as YYYY-MM-DD, or add the site's format to date_formats in the mapping file",
     )
+
+
+#: Day 0 of Excel's serial dates (1900 date system, with its fictitious 29 February 1900).
+_EXCEL_EPOCH = _dt.date(1899, 12, 30)
+
+
+def _excel_serial(value: Any) -> _dt.date | None:
+    """The date an Excel serial number (44927 is 2023-01-01) stands for, when ``value`` is one: a
+    date cell formatted as a number, or exported as such to text. Four or five digits only (1000 to
+    99999: 1902 to 2173); eight digits are a YYYYMMDD date."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif re.fullmatch(r"\d{4,5}(?:\.0+)?", str(value).strip()):
+        number = float(str(value).strip())
+    else:
+        return None
+    if not number.is_integer() or not 1000 <= number <= 99999:
+        return None
+    return _EXCEL_EPOCH + _dt.timedelta(days=int(number))
+
+
+def _shown_number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
 def _looks_possible(text: str) -> bool:
