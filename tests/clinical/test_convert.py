@@ -466,3 +466,27 @@ def test_an_excel_date_serial_number_in_a_date_column_says_so(tmp_path: Path) ->
     for issue in found.values():
         assert "44927 looks like an Excel date serial number (2023-01-01?)" in issue.message, issue
         assert "format the column as a date" in issue.fix
+
+
+def test_demographics_rows_of_one_mrn_that_disagree_are_an_error_naming_both(tmp_path: Path) -> None:
+    """Two rows for one MRN with another sex or birth date were merged with a note, the later
+    row's values winning: a wrong sex or age could be sent with nothing but a note."""
+    (tmp_path / "demographics.csv").write_text("MRN,Sex,DOB,Zip\n1,F,1950-01-01,\n2,F,1960-01-01,60614\n"
+                                               "3,M,1970-01-01,\n")
+    (tmp_path / "patients_2.csv").write_text("MRN,Sex,DOB,Zip\n1,M,1950-01-01,\n2,Female,,60614\n3,M,1971-02-02,\n")
+    (tmp_path / "covid_tests.csv").write_text("MRN,TestDate,Result\n" + "".join(
+        f"{m},2021-01-01,Positive\n" for m in (1, 2, 3)))
+    result = convert_clinical(read_tables([tmp_path / n for n in ("demographics.csv", "patients_2.csv",
+                                                                 "covid_tests.csv")]),
+                              key=KEY, site="S", project="P")
+    conflicts = {(Path(i.file or "").name, i.row, i.column): i for i in result.errors if i.code == "conflicting_rows"}
+    assert set(conflicts) == {("patients_2.csv", 2, "Sex"), ("patients_2.csv", 4, "DOB")}
+    assert "demographics.csv row 2" in conflicts[("patients_2.csv", 2, "Sex")].message
+    assert "'Male' here, 'Female' there" in conflicts[("patients_2.csv", 2, "Sex")].message
+    assert "'1971-02-02' here, '1970-01-01' there" in conflicts[("patients_2.csv", 4, "DOB")].message
+    # Neither row of a patient whose rows disagree is sent; agreeing rows are one case, with a note.
+    assert {r.patient_id for r in result.records if r.node == "case"} == {"2"}
+    [note] = [i for i in result.issues if i.code == "repeated"]
+    assert (Path(note.file or "").name, note.row, note.severity) == ("patients_2.csv", 3, "note")
+    rejected = {(Path(i.file or "").name, i.row) for i in result.errors if i.code == "case_rejected"}
+    assert rejected == {("covid_tests.csv", 2), ("covid_tests.csv", 4)}

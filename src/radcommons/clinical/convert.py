@@ -436,18 +436,34 @@ def convert_clinical(
     rows = _screen_known(rows, identifiers, studies, issues)
 
     demographics: dict[str, _Row] = {}
+    conflicting: dict[str, _Row] = {}  #: MRN -> a demographics row another row of it disagrees with
     by_patient: dict[str, dict[str, list[_Row]]] = defaultdict(lambda: defaultdict(list))
     seen: dict[tuple[Any, ...], _Row] = {}  #: (MRN, table, fields) -> the first row with them
     for row in rows:
         if row.table == "case":
-            earlier = demographics.get(row.mrn)
-            if earlier is not None:
-                # A later row (e.g. a corrections file) replaces the earlier one: say so.
-                issues.append(Issue(NOTE, "replaced", f"this demographics row replaces {earlier.origin.file} "
-                                    f"row {earlier.origin.row} for the same MRN", "nothing to do if intended",
-                                    row.origin.file, row.origin.row, node="case"))
-                row = _Row(row.table, row.mrn, {**earlier.fields, **row.fields}, row.origin)
-            demographics[row.mrn] = row
+            earlier = demographics.get(row.mrn) or conflicting.get(row.mrn)
+            if earlier is None:
+                demographics[row.mrn] = row
+                continue
+            differ = sorted(f for f in set(earlier.fields) & set(row.fields) if earlier.fields[f] != row.fields[f])
+            if differ:  # which row is right is not known: neither is sent
+                shown = "; ".join(f"{row.origin.columns.get(f, f)} {_shown(row.fields[f])!r} here, "
+                                  f"{_shown(earlier.fields[f])!r} there" for f in differ)
+                issues.append(Issue(ERROR, "conflicting_rows", f"MRN {row.mrn!r} has another demographics row, "
+                                    f"{earlier.origin.file} row {earlier.origin.row}, that disagrees: {shown}",
+                                    f"keep one demographics row for the patient, with the right values (this row "
+                                    f"or {earlier.origin.file} row {earlier.origin.row})", row.origin.file,
+                                    row.origin.row, row.origin.columns.get(differ[0]), node="case"))
+                conflicting[row.mrn] = demographics.pop(row.mrn, earlier)
+                demographics_rows[row.mrn] = row.origin  # the patient's other rows point at the error
+                continue
+            # The same patient again, agreeing (a later row may add what the earlier left blank).
+            issues.append(Issue(NOTE, "repeated", f"this demographics row repeats {earlier.origin.file} row "
+                                f"{earlier.origin.row} for the same MRN, with no value that disagrees: they are "
+                                "sent as one", "nothing to do if intended", row.origin.file, row.origin.row,
+                                node="case"))
+            if row.mrn in demographics:
+                demographics[row.mrn] = _Row(row.table, row.mrn, {**earlier.fields, **row.fields}, row.origin)
         else:
             same = seen.setdefault((row.mrn, row.table, *sorted(row.fields.items(), key=lambda item: item[0])), row)
             if same is not row:  # it was sent twice, as two records of one event
