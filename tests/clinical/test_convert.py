@@ -490,3 +490,24 @@ def test_demographics_rows_of_one_mrn_that_disagree_are_an_error_naming_both(tmp
     assert (Path(note.file or "").name, note.row, note.severity) == ("patients_2.csv", 3, "note")
     rejected = {(Path(i.file or "").name, i.row) for i in result.errors if i.code == "case_rejected"}
     assert rejected == {("covid_tests.csv", 2), ("covid_tests.csv", 4)}
+
+
+def test_a_country_written_as_a_name_becomes_its_code_through_the_value_mapping(tmp_path: Path) -> None:
+    """'USA', 'United States' and 'U.S.' were sent as typed: one country, three facet values, none
+    the ISO 3166-1 code the dictionary describes."""
+    rows = ["USA", "United States", "U.S.", "us", "Germany", "Deutschland"]
+    (tmp_path / "demographics.csv").write_text("MRN,Sex,Country\n" + "".join(
+        f"{n},F,{country}\n" for n, country in enumerate(rows, start=1)))
+    (tmp_path / "covid_tests.csv").write_text("MRN,TestDate,Result\n" + "".join(
+        f"{n},2021-01-01,Positive\n" for n in range(1, len(rows) + 1)))
+    (tmp_path / "site.yaml").write_text("values:\n  country: {Deutschland: de}\n")
+    tables = read_tables([tmp_path / "demographics.csv", tmp_path / "covid_tests.csv"])
+    result = convert_clinical(tables, key=KEY, site="S", project="P", mapping=load_mapping(tmp_path / "site.yaml"))
+    sent = {r.patient_id: r.values["country_of_residence"] for r in result.records if r.node == "case"}
+    assert sent == {"1": "US", "2": "US", "3": "US", "4": "US", "6": "DE"}
+    [unknown] = [i for i in result.errors if i.code != "case_rejected"]
+    assert (unknown.code, unknown.row, unknown.column, unknown.value) == ("unknown_country", 6, "Country", "Germany")
+    assert "values: {country: {'Germany': <code>}}" in unknown.fix
+    (tmp_path / "bad.yaml").write_text("values:\n  country: {Deutschland: Germany}\n")
+    with pytest.raises(UserError, match=r"bad.yaml: values.country.Deutschland must be a two-letter ISO 3166-1 code, not 'Germany'"):
+        load_mapping(tmp_path / "bad.yaml")

@@ -34,6 +34,7 @@ from typing import Any
 
 from radcommons.clinical.issues import ERROR, NOTE, WARNING, Issue, from_problem
 from radcommons.clinical.mapping import (
+    COUNTRY,
     DATE_FIELDS,
     DROP,
     ENUM_FIELDS,
@@ -49,6 +50,7 @@ from radcommons.clinical.sources import SourceTable
 from radcommons.clinical.values import (
     CellProblem,
     age_fields,
+    country_code,
     enum_normalizer,
     is_blank,
     normalise_enum,
@@ -72,8 +74,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "medication": ("medication_name",),
 }
 #: Free-text fields: sent as text, so checked for dates that would slip through.
-TEXT_FIELDS = frozenset({"test_name", "condition_code", "condition_name", "medication_name", "medication_code",
-                         "country"})
+TEXT_FIELDS = frozenset({"test_name", "condition_code", "condition_name", "medication_name", "medication_code"})
 INDEX_EVENT_LABELS = {
     "positive_covid_test": "COVID-19 Test",
     "covid_test": "COVID-19 Test",
@@ -294,6 +295,8 @@ def _read_row(
             if looks_like_date(result):
                 result = CellProblem("calendar_date", f"{result!r} holds a calendar date",
                                      "remove the date from the text in the source system")
+            elif name == COUNTRY:
+                result = country_code(result, mapping)
         if isinstance(result, CellProblem):
             issues.append(Issue(ERROR, result.code, result.message, result.fix, table.label, number, column,
                                 _shown(cell), TABLE_NODES[kind], result.allowed))

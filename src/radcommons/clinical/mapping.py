@@ -77,6 +77,9 @@ ENUM_FIELDS: dict[str, tuple[str, str]] = {
     "discharge_disposition": ("visit", "discharge_disposition"),
     "breathing_support_type": ("procedure", "breathing_support_type"),
 }
+#: The free-text field whose site spellings map to a code through ``values`` ("USA" -> US), as
+#: enumerations do: the dictionary's country_of_residence is an ISO 3166-1 alpha-2 code.
+COUNTRY = "country"
 INDEX_EVENTS = ("positive_covid_test", "covid_test", "first_imaging_study")
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -204,14 +207,16 @@ def _merge_values(target: dict[str, dict[str, str]], section: Any, where: str) -
     if not isinstance(section, dict):
         raise UserError(f"{where}: 'values' must map fields to {{site value: dictionary value}}")
     for field_name, entries in section.items():
-        if field_name not in ENUM_FIELDS:
+        if field_name not in ENUM_FIELDS and field_name != COUNTRY:
             raise UserError(f"{where}: values for unknown field {field_name!r}",
-                            f"fields with values: {', '.join(ENUM_FIELDS)}")
+                            f"fields with values: {', '.join([*ENUM_FIELDS, COUNTRY])}")
         if not isinstance(entries, dict):
             raise UserError(f"{where}: values.{field_name} must map site values to dictionary values")
         scope = target.setdefault(str(field_name), {})
         for site_value, value in entries.items():
-            scope[str(site_value).strip().lower()] = str(value)
+            # A country is an ISO 3166-1 alpha-2 code (the dictionary's country_of_residence).
+            scope[str(site_value).strip().lower()] = (_country(value, where, f"values.{COUNTRY}.{site_value}")
+                                                      if field_name == COUNTRY else str(value))
 
 
 def _restricted_default() -> tuple[frozenset[str], str]:
@@ -253,12 +258,12 @@ def _date_format(value: Any, where: str) -> str:
     return text
 
 
-def _country(value: Any, where: str) -> str:
+def _country(value: Any, where: str, key: str = "'country'") -> str:
     """An ISO 3166-1 alpha-2 code (upper case), or "" for none: ``5`` or a list was sent as text."""
     if value in (None, ""):
         return ""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value.strip()):
-        raise UserError(f"{where}: 'country' must be a two-letter ISO 3166-1 code, not {value!r}", "e.g. country: US")
+        raise UserError(f"{where}: {key} must be a two-letter ISO 3166-1 code, not {value!r}", "e.g. country: US")
     return value.strip().upper()
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from radcommons.clinical.mapping import ENUM_FIELDS, SiteMapping
+from radcommons.clinical.mapping import COUNTRY, ENUM_FIELDS, SiteMapping
 from radcommons.dictionary import NOT_REPORTED, Dictionary
 from radcommons.harmonize.enumerations import ValueNormalizer
 
@@ -104,6 +104,8 @@ def enum_normalizer(mapping: SiteMapping) -> ValueNormalizer:
     """The commons' value normaliser (:mod:`radcommons.harmonize`) with the site's value maps first."""
     site: dict[str, dict[str, str]] = {}
     for field, values in mapping.values.items():
+        if field not in ENUM_FIELDS:
+            continue  # the country: its own function, country_code
         node, prop = ENUM_FIELDS[field]
         site[f"{node}.{prop}"] = dict(values)
     for field, (node, prop) in ENUM_FIELDS.items():
@@ -141,6 +143,20 @@ def normalise_enum(
             allowed,
         )
     return result.value
+
+
+def country_code(text: str, mapping: SiteMapping) -> str | CellProblem:
+    """The ISO 3166-1 alpha-2 code of a country as the site wrote it: its ``values: country``
+    entry ("USA", "United States" -> US), else a two-letter code itself, else a problem (the
+    dictionary has no list of countries; "USA" and "US" sent as typed were two countries)."""
+    found = mapping.values.get(COUNTRY, {}).get(" ".join(text.split()).lower())
+    if found:
+        return found
+    if re.fullmatch(r"[A-Za-z]{2}", text.strip()):
+        return text.strip().upper()
+    return CellProblem("unknown_country", f"{text!r} is not a two-letter ISO 3166-1 country code",
+                       f"write the country's code (e.g. US), or add it to the mapping file: values: "
+                       f"{{{COUNTRY}: {{{text!r}: <code>}}}}")
 
 
 def zip3(value: Any, restricted: frozenset[str]) -> str | CellProblem:
