@@ -14,7 +14,10 @@
   packaged and sent with the same code as ``radcommons contribute``
   (:func:`radcommons.pipelines.contribute_upload.deliver`: resumable, nothing sent twice)
   and moved to ``done/`` once the commons returned its receipt. A study whose upload
-  fails stays in the spool and is tried again later.
+  fails stays in the spool and is tried again later. Instances of a study that arrive after
+  it was sent make it complete again; it is then declared whole, with the instances in
+  ``done/`` (the commons holds their bytes already: they are not sent again), since the
+  commons takes a study's manifest as the whole study.
 
 Everything lives under ``<state dir>/gateway``; the spool holds only de-identified files.
 """
@@ -160,15 +163,19 @@ class Spool:
         return [s for s in self.studies() if now - self.last_arrival(s) >= quiet_seconds and any(s.rglob("*.dcm"))]
 
     def package(self, study: Path) -> StudyPackage:
-        files = tuple(
-            PackagedFile(p, file_sha256(p), p.stat().st_size, p.relative_to(self.spool).as_posix())
-            for p in sorted(study.rglob("*.dcm"))
-        )
+        """The whole study as this gateway knows it: the instances in the spool and those an earlier
+        round sent (``done/``). The commons takes a study's manifest as the whole study, so a round
+        that declared only the late instances made a version that dropped the earlier ones."""
+        found = {p.relative_to(self.done).as_posix(): p for p in (self.done / study.name).rglob("*.dcm")}
+        found.update((p.relative_to(self.spool).as_posix(), p) for p in study.rglob("*.dcm"))  # a resent one wins
+        files = tuple(PackagedFile(p, file_sha256(p), p.stat().st_size, name) for name, p in sorted(found.items()))
         return StudyPackage(study.name, files)
 
     def finish(self, package: StudyPackage) -> None:
         """Move the sent files to ``done/`` (instances that arrived meanwhile stay, for the next round)."""
         for item in package.files:
+            if not item.path.is_relative_to(self.spool):
+                continue  # sent by an earlier round: in done/ already
             target = self.done / item.path_in_package
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(item.path, target)
