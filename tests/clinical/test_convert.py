@@ -511,3 +511,19 @@ def test_a_country_written_as_a_name_becomes_its_code_through_the_value_mapping(
     (tmp_path / "bad.yaml").write_text("values:\n  country: {Deutschland: Germany}\n")
     with pytest.raises(UserError, match=r"bad.yaml: values.country.Deutschland must be a two-letter ISO 3166-1 code, not 'Germany'"):
         load_mapping(tmp_path / "bad.yaml")
+
+
+def test_a_study_of_two_patients_names_what_the_site_knows_it_by(tmp_path: Path) -> None:
+    """The private report named the study by its de-identified UID only, which no PACS knows."""
+    (tmp_path / "demographics.csv").write_text("MRN,Sex\n1,F\n7,M\n")
+    studies = [ImagingStudy("1", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
+                            files=("pacs/p1/a.dcm", "pacs/p1/b.dcm")),
+               ImagingStudy("7", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
+                            files=tuple(f"pacs/p7/{n}.dcm" for n in range(5)))]
+    result = convert_clinical(read_tables([tmp_path / "demographics.csv"]), key=KEY, site="S", project="P",
+                              studies=studies)
+    [issue] = [i for i in result.errors if i.code == "study_two_patients"]
+    assert issue.value == "2.25.3" and issue.message == (
+        "study 2.25.3 holds images of 2 different patients: patient 1 (files pacs/p1/a.dcm, pacs/p1/b.dcm); "
+        "patient 7 (files pacs/p7/0.dcm, pacs/p7/1.dcm, pacs/p7/2.dcm and 2 more) "
+        "(original Study Instance UID 1.2.840.99.1, accession ACC42)")

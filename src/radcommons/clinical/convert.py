@@ -98,6 +98,11 @@ class ImagingStudy:
     description: str = ""
     modalities: tuple[str, ...] = ()
     body_part: str = ""
+    #: What the site knows the study by, for its private report: the original Study Instance UID,
+    #: the accession number and the exported files of this patient's images.
+    original_uid: str = ""
+    accession: str = ""
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,17 @@ def _shown(cell: Any) -> str:
 # --------------------------------------------------------------------------- building records
 
 
+def _site_names(studies: Sequence[ImagingStudy]) -> str:
+    """How the site knows a study's images, patient by patient (for its private report)."""
+    parts = []
+    for study in studies:
+        files = ", ".join(study.files[:3]) + (f" and {len(study.files) - 3} more" if len(study.files) > 3 else "")
+        parts.append(f"patient {study.patient_id}" + (f" (files {files})" if files else ""))
+    known = [f"original Study Instance UID {u}" for u in sorted({s.original_uid for s in studies} - {""})]
+    known += [f"accession {a}" for a in sorted({s.accession for s in studies} - {""})]
+    return "; ".join(parts) + (f" ({', '.join(known)})" if known else "")
+
+
 _ZEROS = "the same number but for leading zeros, which a spreadsheet program drops from an MRN column read as numbers"
 _ZEROS_FIX = ("format the MRN column as text in the spreadsheet and type the MRNs with their leading zeros (or "
               "export from the source system again), so that they match the images' Patient IDs")
@@ -485,7 +501,8 @@ def convert_clinical(
     shared = {uid for uid, patients in owners.items() if len(patients) > 1}
     for uid in sorted(shared):
         issues.append(Issue(ERROR, "study_two_patients",
-                            f"study {uid} holds images of {len(owners[uid])} different patients",
+                            f"study {uid} holds images of {len(owners[uid])} different patients: "
+                            + _site_names([s for s in studies if s.study_uid == uid]),
                             "check the study in the PACS: its images must belong to one patient; "
                             "it is not sent", IMAGES, column="StudyInstanceUID", value=uid, node="imaging_study"))
 

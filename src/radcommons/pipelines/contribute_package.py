@@ -38,6 +38,9 @@ class StagedFile:
     description: str
     modality: str
     body_part: str
+    source: str = ""  #: the exported file it came from (private: for the site's report)
+    original_study_uid: str = ""  #: private, as source
+    accession: str = ""  #: private, as source
 
 
 def _staged(root: Path, outcome: FileOutcome) -> StagedFile:
@@ -58,6 +61,9 @@ def _staged(root: Path, outcome: FileOutcome) -> StagedFile:
         description=str(ds.get("StudyDescription", "") or ""),
         modality=str(ds.get("Modality", "") or ""),
         body_part=str(ds.get("BodyPartExamined", "") or ""),
+        source=outcome.input,
+        original_study_uid=outcome.study.study_uid if outcome.study else "",
+        accession=outcome.study.accession_number if outcome.study else "",
     )
 
 
@@ -100,5 +106,8 @@ def imaging_studies(staged: Iterable[StagedFile]) -> list[ImagingStudy]:
             description=next((i.description for i in items if i.description), ""),
             modalities=tuple(sorted({i.modality for i in items if i.modality})),
             body_part=next((i.body_part for i in items if i.body_part), ""),
+            original_uid=next((i.original_study_uid for i in items if i.original_study_uid), ""),
+            accession=next((i.accession for i in items if i.accession), ""),
+            files=tuple(sorted(i.source for i in items)),
         ))
     return studies
