@@ -111,7 +111,7 @@ def export(
     Console().print(table)
     for line in report.skipped:
         Console().print(f"[yellow]skipped[/] {line}", highlight=False)
-    for line in report.failures:
+    for line in report.details:  # the errors as raised: the operator may see the commons' paths
         Console().print(f"[red]failed[/] {line}", highlight=False)
     if report.failures:
         raise typer.Exit(1)

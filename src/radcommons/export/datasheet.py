@@ -49,6 +49,8 @@ class ExportFacts:
     query: Mapping[str, Any] | None = None  # {"node", "filter"} of a query run at export time (no snapshot)
     failures: Sequence[str] = ()
     skipped: Sequence[str] = ()
+    #: members of a frozen cohort whose instance changed in the index since the freeze
+    changed: Sequence[str] = ()
 
 
 def _patients(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
@@ -124,5 +126,11 @@ def render_datasheet(facts: ExportFacts) -> str:
         lines.append(f"- skipped: {item}")
     for item in facts.failures:
         lines.append(f"- failed: {item}")
+    if facts.changed:
+        lines += ["", "## Changed since the freeze", "",
+                  f"{len(facts.changed)} file(s) of the cohort were replaced in the commons (a corrected study "
+                  "version) or removed from its index after the cohort was frozen. This export holds the files "
+                  "as frozen, which the content hash names; the label columns are the index's values now.", ""]
+        lines += [f"- {item}" for item in facts.changed]
     lines += ["", "## Caveats", ""] + [f"- {c}" for c in CAVEATS] + [""]
     return "\n".join(lines)

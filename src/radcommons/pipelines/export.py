@@ -42,9 +42,10 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
 from radcommons import __version__, roles
-from radcommons.durable import folder_held, remove_partials, write_atomic
+from radcommons.durable import folder_held, write_atomic
 from radcommons.errors import UserError
 from radcommons.export import labels as label_table
+from radcommons.export.dest import check_dest, claim_dest
 from radcommons.export.datasheet import ExportFacts, render_datasheet
 from radcommons.export.splits import assign_splits
 from radcommons.inputs import read_input_text
@@ -52,8 +53,10 @@ from radcommons.parallel import map_unordered
 from radcommons.store.index import dua, get_metadata
 from radcommons.store.index.accounts import get_user, record_audit
 from radcommons.store.index.schema import system_table
-from radcommons.store.objects import ObjectStore
-from radcommons.store.query import Cohort, get_cohort, iter_rows, members, parse_filter
+from radcommons.store.objects import CorruptObjectError, ObjectNotFoundError, ObjectStore
+from radcommons.store.query import Cohort, get_cohort, iter_rows, members, parse_filter, pinned_files
+from radcommons.store.query.cohorts import REMOVED, SAME, PinnedFile
+from radcommons.store.query.compile import Projects
 
 FORMATS = ("dicom", "nifti", "png")
 #: Node types a query (saved or in a file) may select: they all have instances under them.
@@ -191,6 +194,68 @@ def query_selection(path: Path) -> Selection:
     return Selection(f"query {path.name}", str(name), node, document.get("filter"))
 
 
+@dataclass
+class FrozenFiles:
+    """The files a frozen cohort pinned, as :func:`frozen_files` found them."""
+
+    rows: list[dict[str, Any]]  # one per pinned file still in the object store, keyed like ``columns``
+    changed: list[str] = field(default_factory=list)  # members whose instance holds another file now, or is gone
+    gone: list[str] = field(default_factory=list)  # members whose pinned file is no longer in the object store
+
+
+#: DICOM attributes that stand in for the index fields of an instance no longer indexed.
+_HEADER_FIELDS = {"case.submitter_id": "PatientID", "imaging_study.study_uid": "StudyInstanceUID",
+                  "series.series_uid": "SeriesInstanceUID", "series.modality": "Modality",
+                  "instance_number": "InstanceNumber"}
+
+
+def _header_fields(store: ObjectStore, object_id: str) -> dict[str, Any]:
+    import pydicom
+
+    with store.open_unverified(object_id) as handle:
+        header = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+    return {name: (str(header.get(keyword)) if header.get(keyword) is not None else None)
+            for name, keyword in _HEADER_FIELDS.items()}
+
+
+def _pinned_row(store: ObjectStore, pinned: PinnedFile, columns: Mapping[str, str]) -> dict[str, Any]:
+    """``columns`` (name -> instance-rooted field) of a pinned file: the file and its size are the
+    member's, the other fields the instance's as indexed now (or, once it left the index, its
+    file's header); :class:`ObjectNotFoundError` when the file is no longer stored."""
+    values = dict(pinned.indexed or {})
+    if pinned.state != SAME:
+        values["size"] = store.size(pinned.object_id)
+    if pinned.state == REMOVED:
+        values = {**values, **_header_fields(store, pinned.object_id)}
+    values.update(project_id=pinned.member.project_id, sop_instance_uid=pinned.member.submitter_id,
+                  object_id=pinned.object_id)
+    return {name: values.get(source) for name, source in columns.items()}
+
+
+def frozen_files(engine: Engine, store: ObjectStore, key: str | int, columns: Mapping[str, str], *,
+                 projects: Projects = None) -> FrozenFiles:
+    """The files frozen cohort ``key`` pinned (its members in ``projects``), as rows of ``columns``.
+
+    A frozen cohort names its files: a study corrected since (a new version, with new files
+    under the same instance records) or instances removed from the index do not change what it
+    holds. Those members are listed in ``changed``; a pinned file that is no longer in the
+    object store is left out and listed in ``gone``, never replaced by the file indexed now.
+    """
+    found = FrozenFiles([])
+    for batch in pinned_files(engine, key, fields=sorted(set(columns.values())), projects=projects):
+        for pinned in batch:
+            label = f"{pinned.member.project_id}/{pinned.member.submitter_id}"
+            try:
+                found.rows.append(_pinned_row(store, pinned, columns))
+            except ObjectNotFoundError:
+                found.gone.append(f"{label}: its frozen file {pinned.object_id} is no longer in the commons")
+                continue
+            if pinned.state != SAME:
+                how = "removed from the index" if pinned.state == REMOVED else "replaced by a newer version"
+                found.changed.append(f"{label}: {how} since the freeze")
+    return found
+
+
 def _safe(part: Any) -> str:
     return _UNSAFE.sub("_", str(part or "unknown")).strip("._") or "unknown"
 
@@ -219,7 +284,8 @@ class SeriesResult:
     written: int = 0
     kept: int = 0
     skipped: list[str] = field(default_factory=list)
-    error: str = ""
+    error: str = ""  # for the recipient (the datasheet)
+    detail: str = ""  # for the operator: the error as raised
 
 
 @dataclass
@@ -233,6 +299,10 @@ class ExportReport:
     excluded: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: members of a frozen cohort whose instance changed in the index since the freeze (their frozen files are exported)
+    changed: list[str] = field(default_factory=list)
+    #: the failures as raised (paths of the commons included): for the operator's eyes, not the datasheet
+    details: list[str] = field(default_factory=list)
 
 
 def _done_path(dest: Path, job: SeriesJob) -> Path:
@@ -282,8 +352,21 @@ def export_series(job: SeriesJob) -> SeriesResult:
         write_atomic(_done_path(dest, job), json.dumps(record).encode())
         result.files = produced
     except Exception as error:  # one bad series must not stop the export
-        result.error = f"{job.key}: {type(error).__name__}: {error}"
+        result.error = f"{job.key}: {_reason(error)}"
+        result.detail = f"{job.key}: {type(error).__name__}: {error}"
     return result
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, for the datasheet a recipient reads: no path or internal detail of the
+    commons (the operator sees :attr:`SeriesResult.detail`)."""
+    if isinstance(error, ObjectNotFoundError):
+        return f"its stored file {error.digest} is missing from the commons' object store"
+    if isinstance(error, CorruptObjectError):
+        return f"its stored file {error.digest} is damaged (its content no longer matches its sha256)"
+    if isinstance(error, OSError):
+        return f"the file could not be written ({error.strerror or type(error).__name__})"
+    return f"{type(error).__name__}: {error}"
 
 
 def _nifti(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tuple[str, str, dict[str, Any]]]:
@@ -340,48 +423,6 @@ def _png(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tupl
                 "window_width": rendered.window_width, "inverted": rendered.inverted,
             }))
     return produced
-
-
-#: Written first into DEST: what the export is (selection, format, options, recipient), so the
-#: same command run again resumes it there and any other export or file is never mixed in.
-EXPORT_MARK = ".radcommons-export.json"
-_NEW_FOLDER = "give a new or empty folder as DEST (the same command run again resumes an export in its folder)"
-
-
-def check_dest(dest: Path) -> None:
-    """DEST must be a folder or not exist yet (whether it may be written is :func:`claim_dest`)."""
-    if not str(dest).strip() or str(dest) == ".":
-        raise UserError("DEST is empty or the current folder", _NEW_FOLDER)
-    if dest.exists() and not dest.is_dir():
-        raise UserError(f"{dest} exists and is not a folder", "give a new or existing folder as DEST")
-
-
-def claim_dest(dest: Path, settings: Mapping[str, Any]) -> None:
-    """Make ``dest`` the folder of the export ``settings`` describes: a new or empty folder gets
-    its :data:`EXPORT_MARK`; a folder with the same mark is resumed (files already there are
-    kept); anything else is refused, before anything is written: files of another export
-    (other options, another query) would stay beside the new ones, and files that are no
-    export (a README.md, labels.csv) would be overwritten."""
-    check_dest(dest)
-    wanted = json.loads(json.dumps(settings, sort_keys=True, default=str))
-    mark = dest / EXPORT_MARK
-    if dest.is_dir() and any(dest.iterdir()):
-        try:
-            earlier = json.loads(mark.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{dest} is not empty and holds no RadCommons export: its files would be overwritten "
-                            "or mixed with the export's", _NEW_FOLDER) from None
-        except (OSError, ValueError) as error:
-            raise UserError(f"{mark} cannot be read ({error})", _NEW_FOLDER) from None
-        if earlier != wanted:
-            earlier = earlier if isinstance(earlier, dict) else {}
-            differ = sorted(k for k in wanted.keys() | earlier.keys() if earlier.get(k) != wanted.get(k))
-            raise UserError(f"{dest} holds an export made with other settings ({', '.join(differ)}): the two "
-                            "would be mixed", _NEW_FOLDER)
-        remove_partials(dest)  # the copies a killed run was writing (the export holds dest: none is running)
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    write_atomic(mark, json.dumps(wanted, sort_keys=True, indent=1).encode())
 
 
 def stratify_fields() -> list[str]:
@@ -460,13 +501,20 @@ def export_cohort(
     allowed = set(scope.projects)
     check_stratify(stratify)
 
-    # Instances of the selection in readable projects, with their case, study and series fields.
+    # Instances of the selection in readable projects, with their case, study and series fields:
+    # a frozen cohort's pinned files, a query's files as indexed now.
     columns = [column for _, column in label_table.INDEX_FIELDS]
     names = [name for name, _ in label_table.INDEX_FIELDS]
     instances: list[dict[str, Any]] = []
-    for batch in iter_rows(engine, "instance", selection.instance_filter(), fields=columns,
-                           projects=sorted(allowed)):
-        instances.extend({name: row[column] for name, column in zip(names, columns)} for row in batch)
+    frozen = FrozenFiles([])
+    if selection.cohort is not None:
+        frozen = frozen_files(engine, store, selection.cohort.id, dict(label_table.INDEX_FIELDS),
+                              projects=sorted(allowed))
+        instances = frozen.rows
+    else:
+        for batch in iter_rows(engine, "instance", selection.instance_filter(), fields=columns,
+                               projects=sorted(allowed)):
+            instances.extend({name: row[column] for name, column in zip(names, columns)} for row in batch)
     left_out: list[str] = []
     if selection.cohort is not None:
         for batch in members(engine, selection.label, node="instance"):
@@ -512,7 +560,8 @@ def export_cohort(
                               dict(store.storage_options), bits, size))
     if on_start is not None:
         on_start(len(jobs))
-    report = ExportReport(dest=dest, rows=[], excluded=excluded)
+    report = ExportReport(dest=dest, rows=[], excluded=excluded, failures=list(frozen.gone), changed=frozen.changed,
+                          details=list(frozen.gone))
     instance_names = {name for name, _ in label_table.INSTANCE_FIELDS}
     for result in map_unordered(export_series, jobs, workers=workers, scheduler=scheduler, chunk_size=1):
         report.written += result.written
@@ -520,6 +569,7 @@ def export_cohort(
         report.skipped.extend(result.skipped)
         if result.error:
             report.failures.append(result.error)
+            report.details.append(result.detail)
         rows = by_series[result.key]
         by_sop = {r["sop_instance_uid"]: r for r in rows}
         for sop, path, extras in result.files:
@@ -541,6 +591,7 @@ def export_cohort(
                  "bits": bits if format == "png" else None, "size": size if format == "png" else None},
         software_version=__version__, created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         rows=report.rows, excluded=excluded, failures=report.failures, skipped=report.skipped,
+        changed=report.changed,
     )
     write_atomic(dest / "README.md", render_datasheet(facts).encode())
     return report

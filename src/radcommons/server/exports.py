@@ -30,7 +30,8 @@ from typing import Any
 from radcommons.digests import file_sha256
 from radcommons.durable import write_atomic
 from radcommons.errors import UserError
-from radcommons.pipelines.export import EXPORT_MARK, ExportScope, Selection, export_cohort
+from radcommons.export.dest import EXPORT_MARK
+from radcommons.pipelines.export import ExportScope, Selection, export_cohort
 from radcommons.server.errors import ApiError
 
 log = logging.getLogger("radcommons.server.exports")

@@ -7,6 +7,7 @@ members and manifest are always cut to the reader's projects.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -15,10 +16,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from radcommons.errors import UserError
+from radcommons.pipelines.export import frozen_files
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
-from radcommons.server.routes.research import ExportFormat, Node, audit, manifest_response, scope_of
+from radcommons.server.routes.research import ExportFormat, Node, audit, manifest_stream, scope_of
 from radcommons.store import query as rq
 from radcommons.store.index import get_metadata
 from radcommons.store.index.accounts import Principal
@@ -159,5 +161,25 @@ def cohort_manifest(request: Request, key: str = CohortKey, format: ExportFormat
     if not cohort.frozen or cohort.identifier is None:
         raise ApiError(409, "not_frozen", f"cohort {key!r} is a saved query: freeze it first",
                        f"POST /api/v1/cohorts/{cohort.id}/freeze")
-    return manifest_response(context, request, principal, "instance", {"in_cohort": cohort.identifier}, format,
-                             cohort.identifier)
+    chunks = audited_cohort_manifest(context, request, principal, scope_of(context, principal), cohort, format)
+    return manifest_stream(chunks, format)
+
+
+def audited_cohort_manifest(context: ServerContext, request: Request, principal: Principal,
+                            projects: list[str] | None, cohort: rq.Cohort, format: str) -> Iterator[bytes]:
+    """The files a frozen cohort pinned (within ``projects``), as ``format`` chunks; recorded as
+    ``research.manifest`` (this API's cohort manifests and the explorer's).
+
+    The files are the snapshot's (``cohort_member.object_id``), not those its instances hold
+    now: a corrected study does not change a frozen cohort. A pinned file that is no longer in
+    the commons is a 409 naming it, never replaced by another one.
+    """
+    found = frozen_files(context.engine, context.store, cohort.id, rq.MANIFEST_COLUMNS, projects=projects)
+    if found.gone:
+        raise ApiError(409, "files_gone", f"{len(found.gone)} file(s) of cohort {cohort.identifier} are no longer "
+                       f"in the commons, so it cannot be obtained as frozen: {'; '.join(found.gone[:5])}",
+                       "ask the commons operator (a file removed from the commons cannot be downloaded); "
+                       "freeze the cohort's query again for the files the commons holds now")
+    audit(context, request, principal, "research.manifest", cohort.identifier or str(cohort.id), len(found.rows),
+          detail={"filter": {"in_cohort": cohort.identifier}, "changed_since_freeze": len(found.changed)})
+    return rq.write_manifest([found.rows], format)  # type: ignore[arg-type]

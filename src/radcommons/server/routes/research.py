@@ -233,6 +233,11 @@ def manifest_response(context: ServerContext, request: Request, principal: Princ
                       filter: dict[str, Any] | None, format: str, target: str) -> StreamingResponse:
     """The file manifest of ``node`` records matching ``filter`` in the readable projects."""
     chunks = audited_manifest(context, request, principal, scope_of(context, principal), node, filter, format, target)
+    return manifest_stream(chunks, format)
+
+
+def manifest_stream(chunks: Iterator[bytes], format: str) -> StreamingResponse:
+    """A manifest's ``format`` chunks as a ``manifest.FORMAT`` attachment."""
     return StreamingResponse(chunks, media_type=rq.MEDIA_TYPES[format], headers=_attachment(f"manifest.{format}"))
 
 
@@ -290,7 +295,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _object_project(context: ServerContext, principal: Principal, sha256: str) -> str:
-    """The project of an indexed instance with this content that ``principal`` may read (404 otherwise)."""
+    """The project of an indexed instance with this content that ``principal`` may read, or of a
+    file a frozen cohort they may see pinned (replaced in the index since: a corrected study);
+    404 otherwise."""
     projects = scope_of(context, principal)
     instance = node_tables()["instance"]
     statement = select(instance.c.project_id).where(instance.c.object_id == sha256).limit(1)
@@ -298,6 +305,8 @@ def _object_project(context: ServerContext, principal: Principal, sha256: str) -
         statement = statement.where(instance.c.project_id.in_(projects))
     with context.engine.connect() as conn:
         project = conn.execute(statement).scalar()
+    if project is None:
+        project = rq.pinning_project(context.engine, sha256, reader=principal.name, projects=projects)
     if project is None:
         # 404 whether it is absent or unreadable: a digest's existence is not disclosed.
         raise ApiError(404, "not_found", f"no readable object {sha256}",

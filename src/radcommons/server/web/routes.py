@@ -21,6 +21,7 @@ from radcommons.dictionary.docs import render_html
 from radcommons.errors import UserError
 from radcommons.pipelines.export import stratify_fields
 from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.routes.cohorts import audited_cohort_manifest
 from radcommons.server.routes.research import audit, audited_export, audited_manifest
 from radcommons.server.web import facets as fx
 from radcommons.server.web.access import View, view_for
@@ -302,8 +303,7 @@ def cohort_download(identifier: str, what: str, request: Request, view: View = D
     if what == "table":
         chunks = audited_export(context, request, view.principal, view.projects, cohort.node, flt, "csv")
     else:
-        chunks = audited_manifest(context, request, view.principal, view.projects, "instance", flt, "csv",
-                                  cohort.identifier)
+        chunks = audited_cohort_manifest(context, request, view.principal, view.projects, cohort, "csv")
     return _download(chunks, f"{cohort.identifier}-{what}.csv", MEDIA_TYPES["csv"])
 
 

@@ -29,10 +29,13 @@ from radcommons.store.query.ast import Expr
 from radcommons.store.query.cohorts import (
     Cohort,
     Member,
+    PinnedFile,
     freeze,
     get_cohort,
     list_cohorts,
     members,
+    pinned_files,
+    pinning_project,
     save_query,
     verify,
 )
@@ -40,7 +43,7 @@ from radcommons.store.query.compile import Compiler
 from radcommons.store.query.export import FORMATS, MEDIA_TYPES, export
 from radcommons.store.query.facets import AGE_BINS, Bucket, facets, suppressed_count
 from radcommons.store.query.index_parquet import export_index_parquet
-from radcommons.store.query.manifest import MANIFEST_COLUMNS, export_manifest, manifest_rows
+from radcommons.store.query.manifest import MANIFEST_COLUMNS, export_manifest, manifest_rows, write_manifest
 from radcommons.store.query.pages import DEFAULT_LIMIT, MAX_LIMIT, Page, count, iter_rows, query
 from radcommons.store.query.parse import parse_filter
 from radcommons.store.index.cohort_tables import COHORT_TABLES, add_cohort_tables
@@ -59,6 +62,7 @@ __all__ = [
     "Expr",
     "Member",
     "Page",
+    "PinnedFile",
     "add_cohort_tables",
     "count",
     "export",
@@ -72,8 +76,11 @@ __all__ = [
     "manifest_rows",
     "members",
     "parse_filter",
+    "pinned_files",
+    "pinning_project",
     "query",
     "save_query",
     "suppressed_count",
     "verify",
+    "write_manifest",
 ]

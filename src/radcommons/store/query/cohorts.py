@@ -36,6 +36,7 @@ from radcommons.store.index import get_metadata
 from radcommons.store.query import graph
 from radcommons.store.query.ast import MATCH_ALL
 from radcommons.store.query.compile import Compiler, Projects, normalize_projects
+from radcommons.store.query.pages import iter_rows
 from radcommons.store.query.parse import parse_filter
 
 #: Prefix of frozen cohort identifiers.
@@ -285,3 +286,69 @@ def members(engine: Engine, key: str | int, *, node: str | None = None, projects
         result = connection.execute(statement.execution_options(yield_per=chunk_size))
         for rows in result.partitions(chunk_size):
             yield [Member(*row) for row in rows]
+
+
+#: :attr:`PinnedFile.state`: the instance is indexed with the pinned file; it is indexed with
+#: another file now (its study got a new version); it is no longer indexed (removed).
+SAME, CHANGED, REMOVED = "indexed", "changed", "removed"
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """One file a frozen cohort pinned: its member, and the instance as indexed now (if it still is)."""
+
+    member: Member
+    state: str  # SAME, CHANGED or REMOVED
+    indexed: dict[str, Any] | None  # ``fields`` of the instance as indexed now (None: removed)
+
+    @property
+    def object_id(self) -> str:
+        return str(self.member.object_id)
+
+
+def pinned_files(engine: Engine, key: str | int, *, fields: list[str], projects: Projects = None,
+                 chunk_size: int = 1_000) -> Iterator[list[PinnedFile]]:
+    """The files a frozen cohort pinned (its instance members in ``projects``), in batches.
+
+    Each comes with ``fields`` (instance-rooted, as :func:`iter_rows` takes them) of the
+    instance as indexed now, found by project and SOP Instance UID: a corrected study keeps
+    its instances' records with new files, so the pinned ``object_id`` is the member's, never
+    the record's. ``state`` says whether the index still holds the pinned file.
+    """
+    wanted = list(dict.fromkeys([*fields, "project_id", "sop_instance_uid", "object_id"]))
+    for batch in members(engine, key, node="instance", projects=projects, chunk_size=chunk_size):
+        indexed: dict[tuple[str, str], dict[str, Any]] = {}
+        for project in sorted({m.project_id for m in batch}):
+            uids = [m.submitter_id for m in batch if m.project_id == project]
+            for rows in iter_rows(engine, "instance", {"in": {"sop_instance_uid": uids}}, fields=wanted,
+                                  projects=[project], chunk_size=chunk_size):
+                indexed.update(((r["project_id"], r["sop_instance_uid"]), r) for r in rows)
+        found = []
+        for m in batch:
+            row = indexed.get((m.project_id, m.submitter_id))
+            state = REMOVED if row is None else SAME if row["object_id"] == m.object_id else CHANGED
+            found.append(PinnedFile(m, state, row))
+        yield found
+
+
+def pinning_project(engine: Engine, object_id: str, *, reader: str, projects: Projects = None) -> str | None:
+    """The project of a file (``object_id``) that a frozen cohort ``reader`` may see pinned, within
+    ``projects`` (None: every project); None when there is none.
+
+    A cohort is seen by its owner, and by anyone who may read every project it has members in
+    (the research API's rule): its files stay theirs to fetch after a corrected study replaced
+    them in the index.
+    """
+    scope = normalize_projects(projects)
+    cohort, member = _tables()
+    statement = (select(member.c.project_id).join(cohort, cohort.c.id == member.c.cohort_id)
+                 .where(member.c.node == "instance", member.c.object_id == object_id, cohort.c.frozen_at.is_not(None))
+                 .limit(1))
+    if scope is not None:
+        other = member.alias("other_member")
+        outside = select(other.c.record_id).where(other.c.cohort_id == cohort.c.id, other.c.project_id.not_in(scope))
+        statement = statement.where(member.c.project_id.in_(scope),
+                                    (cohort.c.owner == reader) | ~outside.exists())
+    with engine.connect() as connection:
+        found = connection.execute(statement).scalar()
+    return None if found is None else str(found)

@@ -8,7 +8,7 @@ tool can fetch objects by digest, verify them, and skip what it already has.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -60,5 +60,10 @@ def export_manifest(engine: Engine, node: str, filter: Filter = None, *, format:
                     projects: Projects = None, chunk_size: int = 5_000) -> Iterator[bytes]:
     """The manifest as CSV, TSV, JSON lines, JSON or Parquet bytes, streamed."""
     check_format(format)
-    batches = manifest_rows(engine, node, filter, projects=projects, chunk_size=chunk_size)
+    return write_manifest(manifest_rows(engine, node, filter, projects=projects, chunk_size=chunk_size), format)
+
+
+def write_manifest(batches: Iterable[list[dict[str, Any]]], format: Format = "csv") -> Iterator[bytes]:
+    """Batches of manifest rows (keyed by :data:`MANIFEST_COLUMNS`) as ``format`` bytes, streamed."""
+    check_format(format)
     return write(batches, list(MANIFEST_COLUMNS), format, MANIFEST_SCHEMA if format == "parquet" else None)
