@@ -34,7 +34,7 @@ def command(
 
     Example: radcommons download data/cohort --cohort rc-cohort-0123456789ab --server https://commons.example.org --token-file ~/.radcommons.token
     """
-    from radcommons.client.research import Client, export_entries
+    from radcommons.client.research import Client, check_download_dest, export_entries
     from radcommons.errors import UserError
 
     if (cohort is None) == (manifest is None):
@@ -49,6 +49,8 @@ def command(
     if format is None and export_options:  # they shape an export; without one they would be ignored
         raise UserError(f"{', '.join(export_options)} only apply to an export: add --format dicom|nifti|png",
                         "without --format the files are downloaded as they are stored")
+    if format is not None:
+        check_download_dest(dest)  # a folder of other files is refused before the server exports anything
     console = Console(soft_wrap=True)
     with Client(server, token_file=token_file) as client:
         if format is not None:

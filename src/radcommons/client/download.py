@@ -271,12 +271,17 @@ def _transfer(entry: FileEntry, part: Path, opener: Opener, progress: ProgressCa
 
 def download_entries(entries: Sequence[FileEntry], dest: str | os.PathLike[str], opener: Opener, *,
                      workers: int = 4, progress: ProgressCallback | None = None,
-                     is_fatal: Callable[[BaseException], bool] = lambda e: False) -> DownloadReport:
-    """Fetch ``entries`` into ``dest`` with ``workers`` threads; a fatal error stops all and is raised."""
+                     is_fatal: Callable[[BaseException], bool] = lambda e: False,
+                     claim: Callable[[Path], None] | None = None) -> DownloadReport:
+    """Fetch ``entries`` into ``dest`` with ``workers`` threads; a fatal error stops all and is raised.
+
+    ``claim(dest)`` runs first, while ``dest`` is held: it may refuse the folder (:class:`UserError`)."""
     root = Path(dest)
     # Two downloads into one folder at once wrote into each other's .part files: files of twice
     # their size were renamed into place.
     with folder_held(root, user="another download", hint="wait for it to finish, or download into another folder"):
+        if claim is not None:
+            claim(root)
         return _download_entries(entries, root, opener, workers, progress, is_fatal)
 
 

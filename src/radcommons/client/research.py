@@ -36,6 +36,7 @@ from radcommons.client.download import (
     read_manifest,
 )
 from radcommons.client.errors import AuthenticationError, CommonsError, PermissionDeniedError
+from radcommons.export.dest import DOWNLOAD_MARK, check_claim, claim_dest
 
 Filter = Mapping[str, Any] | None
 Sort = Sequence[tuple[str, str]] | Sequence[str]
@@ -263,7 +264,11 @@ class Client(CommonsClient):
         def opener(relative: str, offset: int) -> tuple[int, Iterable[bytes]]:
             return self._open_url(base + quote(relative), digests[relative], offset)
 
-        return download_entries(entries, dest, opener, workers=workers, progress=progress, is_fatal=_fatal)
+        def claim(root: Path) -> None:
+            claim_dest(root, export_settings(status, self.url), mark=DOWNLOAD_MARK)
+
+        return download_entries(entries, dest, opener, workers=workers, progress=progress, is_fatal=_fatal,
+                                claim=claim)
 
     def export_cohort(self, cohort: int | str, dest: str | os.PathLike[str], *, format: str = "dicom",
                       split: str | Mapping[str, float] = "", stratify: Sequence[str] = (), seed: int = 0,
@@ -276,6 +281,8 @@ class Client(CommonsClient):
         :meth:`download_export`); otherwise waits, downloads and returns the final status with
         ``download`` (what the download did). A rerun with the same ``dest`` skips complete files.
         """
+        if wait:
+            check_download_dest(dest)  # before the server works for nothing
         status = self.start_export(cohort, format, split=split, stratify=stratify, seed=seed, bits=bits, size=size)
         if not wait:
             return status
@@ -290,6 +297,23 @@ class Client(CommonsClient):
         if isinstance(source, (str, os.PathLike)):
             return entries_of(read_manifest(source))
         return entries_of(source)
+
+
+def export_settings(status: Mapping[str, Any], server: str) -> dict[str, Any]:
+    """What makes two downloads of server-made exports the same export (the download's mark in DEST):
+    the commons, the cohort, the format and the options; not the export's id, so the same command
+    run again (a new export) resumes in the folder."""
+    png, split = status.get("format") == "png", bool(status.get("split"))
+    return {"server": server, "cohort": status.get("cohort"), "format": status.get("format"),
+            "split": status.get("split") or "", "stratify": list(status.get("stratify") or ()),
+            "seed": status.get("seed") if split else None, "bits": status.get("bits") if png else None,
+            "size": status.get("size") if png else None}
+
+
+def check_download_dest(dest: str | os.PathLike[str]) -> None:
+    """Refuse, before an export is asked for, a DEST that holds files but no download of an export
+    (:class:`UserError`): they would be overwritten or mixed with the export's."""
+    check_claim(Path(dest), mark=DOWNLOAD_MARK)
 
 
 def export_entries(status: Mapping[str, Any]) -> list[FileEntry]:
