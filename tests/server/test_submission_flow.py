@@ -10,8 +10,9 @@ import pytest
 from commons_fixtures import PROJECT, SITE, Commons, instances_of
 from sqlalchemy import select
 
-from radcommons.client import ConflictError, InvalidRequestError, ManifestEntry, file_sha256
+from radcommons.client import CommonsClient, ConflictError, InvalidRequestError, ManifestEntry, file_sha256
 from radcommons.store.index import counts, make_engine, node_tables
+from radcommons.store.index.accounts import add_user, create_token
 from radcommons.store.objects import ObjectStore
 
 
@@ -178,3 +179,48 @@ def test_a_uid_belongs_to_one_project(commons: Commons, deid_tree: Path, tmp_pat
     assert PROJECT not in str(receipt.data["studies"])
     assert outcome[pydicom.dcmread(new_uids).StudyInstanceUID]["status"] == "accepted"
     assert receipt.counts["instances"]["indexed"] == 1
+
+
+def test_a_study_record_cannot_take_a_study_of_another_project_or_site(commons: Commons, deid_tree: Path) -> None:
+    """An imaging_study record naming a study that another project holds failed the whole commit
+    (500: the study UID is unique); one naming a study of another site in the same project moved
+    that site's study, with its series, to the sender's patient."""
+    instances = instances_of(deid_tree)
+    study = [i for i in instances if i.study_uid == instances[0].study_uid]
+    patient = study[0].patient_id
+    owner = commons.client()
+    first = owner.create_submission(PROJECT, "R-1")
+    owner.upload_batch(first.id, [(i.path, file_sha256(i.path)) for i in study])
+    owner.put_study_manifest(first.id, study[0].study_uid, [
+        ManifestEntry(file_sha256(i.path), i.path.stat().st_size, i.path.name) for i in study])
+    owner.post_clinical(first.id, "case", clinical_cases([patient]))
+    assert owner.commit(first.id).counts["instances"]["indexed"] == len(study)
+
+    engine = make_engine(commons.db_url)
+    try:
+        add_user(engine, "b-in-a", "contributor", site_id="SITE_B", projects=[PROJECT])
+        tokens = {"b-in-a": create_token(engine, "b-in-a")[0]}
+    finally:
+        engine.dispose()
+    record = {"submitter_id": study[0].study_uid, "study_uid": study[0].study_uid,
+              "case.submitter_id": "B-PATIENT", "days_to_study": 7}
+    for user, project in (("other-site", "Open-B1"), ("b-in-a", PROJECT)):
+        client = CommonsClient(commons.url, tokens.get(user) or commons.tokens[user])
+        submission = client.create_submission(project, f"R-{user}")
+        client.post_clinical(submission.id, "case", clinical_cases(["B-PATIENT"]))
+        assert client.post_clinical(submission.id, "imaging_study", [record]).accepted == 1
+        receipt = client.commit(submission.id)
+        [row] = [c for c in receipt.clinical if c["node"] == "imaging_study"]
+        assert row["status"] == "rejected", receipt.clinical
+        assert PROJECT not in str(row["problems"]) and SITE not in str(row["problems"]), row
+    engine = make_engine(commons.db_url)
+    try:
+        tables = node_tables()
+        taken, case = tables["imaging_study"], tables["case"]
+        with engine.connect() as conn:
+            holders = conn.execute(select(taken.c.project_id, case.c.submitter_id, taken.c.days_to_study)
+                                   .join(case, case.c.id == taken.c.case_id)
+                                   .where(taken.c.study_uid == study[0].study_uid)).all()
+    finally:
+        engine.dispose()
+    assert [tuple(h) for h in holders] == [(PROJECT, patient, None)]  # the owner sent no record: untouched

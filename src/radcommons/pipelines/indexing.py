@@ -416,7 +416,11 @@ class IndexWriter:
         case_name = record.get(f"case{LINK_COLUMN_SUFFIX}")
         case_id = self.lookup(conn, "case", str(case_name)) if case_name else None
         if node == "imaging_study":
-            study_id = self.study_id(conn, str(record["study_uid"]))
+            study_uid = str(record["study_uid"])
+            held = self._study_held_by_another(conn, study_uid, site_id)
+            if held:
+                return held
+            study_id = self.study_id(conn, study_uid)
             if study_id is not None:
                 table = self.tables["imaging_study"]
                 if case_id is not None:
@@ -435,6 +439,21 @@ class IndexWriter:
             self.ids[("imaging_study", str(record["study_uid"]))] = record_id
             self.touched_studies.add(record_id)
         self.touched_cases.add(case_id)
+        return ""
+
+    def _study_held_by_another(self, conn: Connection, study_uid: str, site_id: str) -> str:
+        """Why a record of ``study_uid`` sent by ``site_id`` cannot be written ("" when it can): the
+        study is in another project (a UID belongs to one project), or in this one for another site
+        (only that site may describe it; the record would move the study to the sender's patient).
+        The holder is not named: the sender may not be allowed to know it (the study's images get
+        the reason that names it to those who may)."""
+        study = self.tables["imaging_study"]
+        holder = conn.execute(select(study.c.project_id).where(study.c.study_uid == study_uid,
+                                                               study.c.project_id != self.project).limit(1)).first()
+        if holder is not None:
+            return f"study {study_uid} is held by another project: a study belongs to one project"
+        if self.held_by_other_site(conn, [study_uid], site_id):
+            return f"study {study_uid} belongs to another site: only that site may send its imaging_study record"
         return ""
 
     # ------------------------------------------------------------------ derived fields
