@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from radcommons.clinical import load_mapping
@@ -11,10 +12,28 @@ from radcommons.pipelines.contribute import ContributeRequest
 KEY = bytes(range(32))
 
 
-def make_request(corpus: Path, site: str, state: Path, *, corrections: bool = False) -> ContributeRequest:
+def make_request(corpus: Path, site: str, state: Path, *, corrections: bool = False,
+                 project: str = "Open-T1", key: bytes = KEY) -> ContributeRequest:
     clinical = sorted(p for p in (corpus / site / "clinical").iterdir() if corrections or "corrections" not in p.name)
     return ContributeRequest(
-        src=corpus / site, clinical=tuple(clinical), site=site.upper(), project="Open-T1",
-        context=DeidContext(key=KEY, site=site.upper(), review_pixels=False), state_dir=state,
+        src=corpus / site, clinical=tuple(clinical), site=site.upper(), project=project,
+        context=DeidContext(key=key, site=site.upper(), review_pixels=False), state_dir=state,
         mapping=load_mapping(), dataset=f"{site.upper()}_TEST", workers=1,
     )
+
+
+#: The projects every test contributor may submit to: one per test that needs a commons of its own.
+PROJECTS = ("Open-T1", *(f"Send-{n}" for n in range(1, 8)))
+
+
+@dataclass(frozen=True)
+class RealCommons:
+    """A running ``radcommons serve`` (SQLite index, local object store) and a contributor's token
+    file per site (SITE_A, SITE_B, SITE_C), each of them granted :data:`PROJECTS`."""
+
+    url: str
+    root: Path
+    token_files: dict[str, Path]
+
+    def token(self, site: str) -> str:
+        return self.token_files[site].read_text().strip()

@@ -8,48 +8,18 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_support import free_port, start_server
+from contribute_support import RealCommons
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-
-
-@pytest.fixture(scope="module")
-def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A real server on a fresh SQLite index and local object store; yields (url, token file)."""
-    root = tmp_path_factory.mktemp("commons")
-    env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{root / 'index.db'}",
-           "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects"), "COLUMNS": "200"}
-    for args in (["db", "upgrade"], ["admin", "user", "add", "site-a", "--role", "contributor", "--project",
-                                     "Open-T1", "--site", "SITE_A"]):
-        result = _cli(*args, env=env)
-        assert result.returncode == 0, result.stderr
-    token = _cli("admin", "token", "create", "site-a", env=env)
-    assert token.returncode == 0, token.stderr
-    token_file = root / "token"
-    token_file.write_text(token.stdout)
-    port = free_port()
-    server = start_server(root, port, env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url, token_file
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(30)
-
-
-def test_contribute_killed_and_resumed_sends_nothing_twice(commons: tuple[str, Path], corpus: Path,
+def test_contribute_killed_and_resumed_sends_nothing_twice(commons: RealCommons, corpus: Path,
                                                           key_file: Path, tmp_path: Path) -> None:
-    url, token_file = commons
+    url, token_file = commons.url, commons.token_files["SITE_A"]
     state = tmp_path / "state"
     clinical = [str(p) for p in sorted((corpus / "site_b" / "clinical").iterdir()) if "corrections" not in p.name]
     args = ["contribute", str(corpus / "site_b"), *sum((["--clinical", c] for c in clinical), []),

@@ -4,7 +4,10 @@ One way to deliver, used by ``radcommons contribute`` and ``radcommons gateway``
 
 1. open (or find again) the submission of the dataset: the journal remembers which
    dataset this state directory was sending, so a restarted run continues the same
-   submission (the server returns the open one for the same project and dataset);
+   submission (the server returns the open one for the same project and dataset). When the
+   journal's last submission is committed and already holds everything of this run (an earlier
+   run ended between its commit and recording it), that submission and its receipt are the
+   answer and nothing is sent or opened;
 2. upload every file not yet confirmed, in parallel threads: small files that the server
    holds nothing of several to a request (a batch, mostly of one study), the others one by
    one in chunks; the client retries with backoff and resumes a partial file from the
@@ -35,13 +38,12 @@ from radcommons.client import (
     BATCH_FILES,
     ClinicalResult,
     CommonsClient,
-    ConflictError,
     ManifestEntry,
+    NotFoundError,
     Receipt,
     Submission,
     UploadResult,
 )
-from radcommons.errors import UserError
 
 JOURNAL = "upload-journal.sqlite"
 
@@ -116,6 +118,9 @@ class Delivery:
     receipt: Receipt
     stats: UploadStats
     clinical: Mapping[str, ClinicalResult] = field(default_factory=dict)
+    #: An earlier run sent all of it and its commit went through, but the run ended (killed, or the
+    #: answer lost) before it recorded that: this is that submission and its receipt, nothing was sent.
+    committed_before: bool = False
 
 
 class UploadJournal:
@@ -139,6 +144,13 @@ class UploadJournal:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def last_submission(self, target: str) -> tuple[str, int | None, str] | None:
+        """The submission last opened for ``target``: (dataset, id once known, open or committed)."""
+        with self._lock:
+            row = self._db.execute("SELECT dataset, submission_id, status FROM submissions WHERE target = ?",
+                                   (target,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def dataset_for(self, target: str) -> tuple[str, int | None] | None:
         """The open dataset (and its submission id, once known) being sent to ``target``."""
@@ -208,24 +220,59 @@ def target_key(server: str, project: str, site: str, stream: str = "contribute")
 def open_submission(
     client: CommonsClient, journal: UploadJournal, *, target: str, project: str, site: str, dataset: str
 ) -> Submission:
-    """The open submission of this stream: the journal's dataset if one is open, else ``dataset``."""
+    """The open submission of this stream: the journal's dataset if one is open, else ``dataset``
+    (the server answers with the open submission of that name, or a new one)."""
     remembered = journal.dataset_for(target)
     name = remembered[0] if remembered else dataset
-    for attempt in range(2, 100):
-        try:
-            submission = client.create_submission(project, name, site_id=site)
-            if submission.status == "open":
-                break
-        except ConflictError as error:
-            if error.code != "submission_closed":
-                raise
-        # That dataset was committed (by a run killed just after its commit, or a resend
-        # on the same day): a new batch gets the next name.
-        name = f"{dataset}_{attempt}"
-    else:  # pragma: no cover - a hundred committed batches of one name
-        raise UserError(f"the datasets {dataset}_2 ... {dataset}_99 are all committed", "give --dataset NAME")
+    submission = client.create_submission(project, name, site_id=site)
     journal.start(target, name, submission.id)
     return submission
+
+
+def _manifest_mark(package: StudyPackage) -> tuple[str, str]:
+    """The journal's record (kind, digest) of ``package``'s manifest as declared."""
+    return f"manifest:{package.study_uid}", content_digest([m.to_json() for m in package.manifest()])
+
+
+def _clinical_mark(node: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The journal's record (kind, digest) of ``node``'s records as posted."""
+    return f"clinical:{node}", content_digest(list(rows))
+
+
+def _all_sent(journal: UploadJournal, submission_id: int, packages: Sequence[StudyPackage],
+              clinical: Mapping[str, Sequence[Mapping[str, Any]]]) -> bool:
+    """Whether the journal has every file, manifest and clinical post of this delivery as sent
+    to ``submission_id``, unchanged."""
+    confirmed = journal.confirmed(submission_id)
+    marks = [*map(_manifest_mark, packages), *(_clinical_mark(node, rows) for node, rows in clinical.items() if rows)]
+    return (all(item.sha256 in confirmed for item in iter_files(packages))
+            and all(journal.was_sent(submission_id, kind, digest) for kind, digest in marks))
+
+
+def _committed_before(client: CommonsClient, journal: UploadJournal, *, target: str, dataset: str,
+                      packages: Sequence[StudyPackage], clinical: Mapping[str, Sequence[Mapping[str, Any]]]
+                      ) -> Delivery | None:
+    """The delivery an earlier run of this stream made, when its submission was committed and it
+    held all of this one: that run ended between the commit and recording it (killed, or the
+    commit's answer lost), or this is the same dataset sent again. The server would otherwise open
+    a second submission of the dataset and receive nothing new, and the site kept no receipt of
+    the first."""
+    last = journal.last_submission(target)
+    if last is None or last[1] is None or (last[2] != "open" and last[0] != dataset):
+        return None
+    submission_id = last[1]
+    try:
+        submission = client.get_submission(submission_id)
+    except NotFoundError:  # not on this server (a fresh index): start again
+        return None
+    if submission.status == "open":
+        return None
+    journal.finish(target)
+    if not _all_sent(journal, submission_id, packages, clinical):
+        return None  # something new to send: a new submission
+    files = len({item.sha256 for item in iter_files(packages)})
+    stats = UploadStats(files=files, confirmed_before=files)
+    return Delivery(submission, client.receipt(submission_id), stats, committed_before=True)
 
 
 #: ``on_file(file, outcome)`` after each file: outcome is sent / confirmed_before / already_on_server.
@@ -309,12 +356,10 @@ def upload_packages(
                 future.cancel()
             raise
     for package in packages:
-        manifest = package.manifest()
-        digest = content_digest([m.to_json() for m in manifest])
-        kind = f"manifest:{package.study_uid}"
+        kind, digest = _manifest_mark(package)
         if journal.was_sent(submission_id, kind, digest):
             continue
-        client.put_study_manifest(submission_id, package.study_uid, manifest)
+        client.put_study_manifest(submission_id, package.study_uid, package.manifest())
         journal.mark_sent(submission_id, kind, digest)
         stats.manifests_sent += 1
     return stats
@@ -354,8 +399,7 @@ def post_clinical(
     for node, rows in records.items():
         if not rows:
             continue
-        digest = content_digest(list(rows))
-        kind = f"clinical:{node}"
+        kind, digest = _clinical_mark(node, rows)
         if journal.was_sent(submission_id, kind, digest):
             continue
         results[node] = client.post_clinical(submission_id, node, rows)
@@ -380,6 +424,10 @@ def deliver(
     on_bytes: BytesCallback | None = None,
 ) -> Delivery:
     """Open the submission, upload, declare, post, commit; return the receipt (see the module doc)."""
+    earlier = _committed_before(client, journal, target=target, dataset=dataset, packages=packages,
+                                clinical=clinical or {})
+    if earlier is not None:
+        return earlier
     submission = open_submission(client, journal, target=target, project=project, site=site, dataset=dataset)
     stats = upload_packages(client, journal, submission.id, packages, workers=workers, on_file=on_file,
                             on_bytes=on_bytes)
