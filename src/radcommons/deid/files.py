@@ -32,12 +32,15 @@ def deidentify_file(
     *,
     label: str | None = None,
     pending: PendingWrites | None = None,
+    keep_existing: bool = True,
 ) -> FileOutcome:
     """De-identify the file ``src`` into ``dst_root`` (never raises for bad input).
 
     The output path is computed from the header before anything is written; when that
     file is already there (a resumed run: outputs only ever appear complete, through
-    ``os.replace``) it is not written again. With ``pending`` the output is left as a
+    ``os.replace``) it is not written again, unless ``keep_existing`` is false (the source
+    changed since: :func:`radcommons.deid.tree.deidentify_tree` knows, and publishes the new
+    output in place of the old one). With ``pending`` the output is left as a
     finished temporary file for the caller to sync and publish with its batch
     (:meth:`PendingWrites.commit`); without, it is synced and published before returning.
     """
@@ -45,11 +48,12 @@ def deidentify_file(
     name = label if label is not None else str(src)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every odd value; the report speaks
-        return _deidentify_file(src, name, dst_root if isinstance(dst_root, Path) else Path(dst_root), context, pending)
+        return _deidentify_file(src, name, dst_root if isinstance(dst_root, Path) else Path(dst_root), context, pending,
+                                keep_existing)
 
 
 def _deidentify_file(
-    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
+    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None, keep_existing: bool
 ) -> FileOutcome:
     problem = stat_input(src)
     if isinstance(problem, str):
@@ -57,7 +61,8 @@ def _deidentify_file(
     why, failure = "", ""
     if context.fast_paths:
         try:
-            outcome = deidentify_streamed(src, dst_root, context, label=name, pending=pending)
+            outcome = deidentify_streamed(src, dst_root, context, label=name, pending=pending,
+                                          keep_existing=keep_existing)
             outcome.route = STREAM
             return outcome
         except NotPlain as reason:
@@ -66,13 +71,13 @@ def _deidentify_file(
             why = "sequences nested too deeply for the streamed path"
         except Exception as error:  # noqa: BLE001 - a fault of the fast path: the pydicom path decides, the report tells
             why = failure = f"the streamed path failed: {type(error).__name__}: {error}"
-    outcome = _pydicom_path(src, name, dst_root, context, pending)
+    outcome = _pydicom_path(src, name, dst_root, context, pending, keep_existing)
     outcome.route, outcome.why_pydicom, outcome.stream_failure = PYDICOM, why, failure
     return outcome
 
 
 def _pydicom_path(
-    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None
+    src: Path, name: str, dst_root: Path, context: DeidContext, pending: PendingWrites | None, keep_existing: bool
 ) -> FileOutcome:
     try:
         header = read_header(src)
@@ -108,7 +113,7 @@ def _pydicom_path(
             outcome = deidentify_dataset(full, context, pixels_cleaned=cleaned, pixel_regions=regions)
             if outcome.status != DEIDENTIFIED:
                 return _from_outcome(name, outcome, None)
-            if not target.exists():
+            if not (keep_existing and target.exists()):
                 meta = getattr(full, "file_meta", None)
                 ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
                 write_whole(target, full, ts or header.transfer_syntax, pending)
@@ -120,7 +125,7 @@ def _pydicom_path(
         if outcome.status != DEIDENTIFIED:
             return _from_outcome(name, outcome, None)
         result = _from_outcome(name, outcome, relpath)
-        if target.exists():
+        if keep_existing and target.exists():
             result.skipped_existing = True
         else:
             write_streamed(target, ds, header, src, pending, fast=context.fast_paths)

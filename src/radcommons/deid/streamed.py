@@ -474,10 +474,11 @@ def deidentify_streamed(
     *,
     label: str,
     pending: PendingWrites | None = None,
+    keep_existing: bool = True,
 ) -> FileOutcome:
     """De-identify ``src`` into ``dst_root`` from its element stream; raises :class:`NotPlain`
     with the reason (nothing written) when the pydicom path must handle it (see the module
-    docstring)."""
+    docstring). An output already there is kept unless ``keep_existing`` is false."""
     with open(src, "rb", buffering=0) as fp:
         size = os.fstat(fp.fileno()).st_size
         head = read_head(fp, size)
@@ -501,7 +502,7 @@ def deidentify_streamed(
         relpath = output_relpath(series.new_study_uid, mapper(series_uid), new_sop)
         outcome = FileOutcome(label, DEIDENTIFIED, output=relpath, patient=series.patient, study=series.study)
         target = os.path.join(dst_root, relpath)
-        if os.path.exists(target):
+        if keep_existing and os.path.exists(target):
             outcome.skipped_existing = True
             return outcome
         body = _Writer(head, series).dataset()

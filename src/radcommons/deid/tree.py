@@ -11,6 +11,12 @@ of its own while the next batches are de-identified (:class:`_Publisher`). Worke
 their mappings; the parent alone writes the pseudonym registry (after every group of
 published batches, so a killed run loses at most one group of registry rows, and a rerun
 recomputes them: they are pure functions of key and input).
+
+A rerun keeps an output only when its source is unchanged: the size, modification and change
+times of every source whose output was written are recorded per destination
+(:class:`_Sources`, ``deid-sources.sqlite`` in the state directory, private: it names the
+source files). A source that differs (a corrected file keeps its SOP Instance UID, so its
+output has the same name) is de-identified again and its new output replaces the old one.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Collection
@@ -34,7 +41,7 @@ from radcommons.deid.archives import (
 )
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
 from radcommons.deid.fileio import PendingWrites
-from radcommons.durable import folder_held, remove_partials, write_atomic
+from radcommons.durable import folder_held, private_opener, remove_partials, write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
 from radcommons.deid.keys import key_fingerprint
@@ -90,6 +97,8 @@ class Input:
     label: str  #: the name in the report: relative to the source, ``ARCHIVE.zip/MEMBER`` for a member
     member: str | None = None  #: the member's name in the archive ``path``
     problem: str = ""  #: why it cannot be read at all (a damaged archive): reported as rejected
+    #: its source is as it was when its output was written: an output already there is kept
+    keep_existing: bool = False
 
 
 def list_inputs(src: Path, exclude: Collection[Path] = (), skip: Collection[Path] = ()) -> list[Input]:
@@ -145,10 +154,12 @@ def _deidentify_input(item: Input, root: Path, context: DeidContext, pending: Pe
     if item.problem:
         return FileOutcome(item.label, REJECTED, item.problem)
     if item.member is None:
-        return deidentify_file(item.path, root, context, label=item.label, pending=pending)
+        return deidentify_file(item.path, root, context, label=item.label, pending=pending,
+                               keep_existing=item.keep_existing)
     try:
         with extracted_member(item.path, item.member, scratch) as copy:
-            return deidentify_file(copy, root, context, label=item.label, pending=pending)
+            return deidentify_file(copy, root, context, label=item.label, pending=pending,
+                                   keep_existing=item.keep_existing)
     except MemberRefused as refusal:
         return FileOutcome(item.label, REJECTED, str(refusal))
 
@@ -158,14 +169,21 @@ class _Publisher:
     the next batches are being de-identified: the wait for the disk overlaps the work
     instead of adding to it. A file still appears under its final name only once its
     bytes are on disk (:meth:`PendingWrites.commit`), and a batch's outcomes are handed
-    on only after that."""
+    on only after that.
+
+    An output that a batch writes where one is already (its source changed since an earlier
+    run) replaces it, unless this run claimed that output first (an input of the same SOP
+    Instance UID: the first one stays, as :func:`_mark_duplicates` reports)."""
 
     MAX_WAITING = 4  #: batches written but not yet published (bounds temporary files)
 
-    def __init__(self, dst: Path) -> None:
+    def __init__(self, dst: Path, sources: _Sources, identities: dict[str, tuple[str, str]]) -> None:
         self._dst = dst
+        self._sources = sources
+        self._identities = identities
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deid-publish")
         self._waiting: deque[tuple[Future, list[FileOutcome]]] = deque()
+        self._claimed: set[str] = set()  #: outputs this run wrote or kept
 
     def __enter__(self) -> "_Publisher":
         return self
@@ -175,9 +193,26 @@ class _Publisher:
 
     def submit(self, outcomes: list[FileOutcome], paths: list[tuple[str, str]]) -> list[FileOutcome]:
         """Queue one batch; returns the outcomes of the batches published meanwhile."""
-        future = self._executor.submit(PendingWrites.from_paths(paths).commit)
+        stale = {target for _, target in paths if target not in self._claimed}
+        self._claimed.update(target for _, target in paths)
+        self._claimed.update(str(self._dst / o.output) for o in outcomes if o.output and o.status == DEIDENTIFIED)
+        made = [self._identities[o.input] for o in outcomes if o.status == DEIDENTIFIED and o.output
+                and not o.skipped_existing and o.input in self._identities]
+        future = self._executor.submit(self._publish, stale, made, paths)
         self._waiting.append((future, outcomes))
         return self._collect(block=len(self._waiting) > self.MAX_WAITING)
+
+    def _publish(self, stale: set[str], made: list[tuple[str, str]], paths: list[tuple[str, str]]) -> dict[Path, str]:
+        """Remove the outputs of changed sources, record the sources of the new ones, then publish
+        these: a kill in between leaves no output (the next run writes it), never an old output
+        recorded as made from the new source."""
+        for target in stale:
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
+        self._sources.record(made)
+        return PendingWrites.from_paths(paths).commit()
 
     def drain(self) -> list[FileOutcome]:
         """Wait for every queued batch; their outcomes."""
@@ -264,24 +299,29 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint,
                        outputs_removed=outputs_removed)
     owners: dict[str, str] = {}
-    with Registry(state_dir, fingerprint) as registry, _Publisher(dst) as publisher, \
-            run_scratch(state_dir / "tmp") as scratch:
-        job = partial(_deidentify_batch, dst=str(dst), context=context, scratch=str(scratch))
-        done = 0
-        if progress:
-            progress(0, len(inputs))
-        group: list[FileOutcome] = []
-        for outcomes, paths in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0, chunk_size=1):
-            group.extend(publisher.submit(outcomes, paths))
-            if len(group) >= BATCH_SIZE * 4:
-                done += _absorb(group, report, registry, owners)
-                group = []
-                if progress:
-                    progress(done, len(inputs))
-        group.extend(publisher.drain())
-        done += _absorb(group, report, registry, owners)
-        if progress:
-            progress(done, len(inputs))
+    with _Sources(state_dir, dst) as sources:
+        if recorded != settings:
+            sources.forget()  # its outputs are gone
+        inputs, identities = _mark_unchanged(inputs, src, sources)
+        with Registry(state_dir, fingerprint) as registry, _Publisher(dst, sources, identities) as publisher, \
+                run_scratch(state_dir / "tmp") as scratch:
+            job = partial(_deidentify_batch, dst=str(dst), context=context, scratch=str(scratch))
+            done = 0
+            if progress:
+                progress(0, len(inputs))
+            group: list[FileOutcome] = []
+            for outcomes, paths in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0,
+                                                 chunk_size=1):
+                group.extend(publisher.submit(outcomes, paths))
+                if len(group) >= BATCH_SIZE * 4:
+                    done += _absorb(group, report, registry, owners)
+                    group = []
+                    if progress:
+                        progress(done, len(inputs))
+            group.extend(publisher.drain())
+            done += _absorb(group, report, registry, owners)
+            if progress:
+                progress(done, len(inputs))
     report.write(report_path)
     return report
 
@@ -334,3 +374,100 @@ def _absorb(outcomes: list[FileOutcome], report: RunReport, registry: Registry, 
     )
     report.outcomes.extend(outcomes)
     return len(outcomes)
+
+
+#: In the state directory: the identity of the source of every output, per destination.
+SOURCES_FILE = "deid-sources.sqlite"
+
+
+def _identity(path: Path) -> str | None:
+    """Size, modification and change time: any write to a file changes its change time (which no
+    copy that keeps times, ``cp -p`` or ``rsync -t``, can set back)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return f"{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
+
+
+def _mark_unchanged(inputs: list[Input], src: Path, sources: _Sources
+                    ) -> tuple[list[Input], dict[str, tuple[str, str]]]:
+    """The inputs, those whose source is as recorded marked ``keep_existing``; and per label the
+    ``(source, identity)`` to record once its output is written. A member of an archive is as
+    its archive is."""
+    root = os.path.abspath(src)
+    identities: dict[str, tuple[str, str]] = {}
+    seen: dict[Path, str | None] = {}
+    for item in inputs:
+        if item.problem:
+            continue
+        if item.path not in seen:
+            seen[item.path] = _identity(item.path)
+        identity = seen[item.path]
+        if identity is not None:
+            identities[item.label] = (os.path.join(root, item.label), identity)
+    known = sources.known([source for source, _ in identities.values()])
+    marked = [replace(item, keep_existing=True)
+              if item.label in identities and known.get(identities[item.label][0]) == identities[item.label][1]
+              else item for item in inputs]
+    return marked, identities
+
+
+class _Sources:
+    """What the outputs of one destination were made from: source path -> identity (:func:`_identity`).
+
+    A record, not a proof: when it is lost or unreadable every output is written again, which
+    gives the same bytes. Written by the run that holds the destination, just before it publishes
+    the outputs (:class:`_Publisher`)."""
+
+    def __init__(self, state_dir: Path, dst: Path) -> None:
+        path = state_dir / SOURCES_FILE
+        os.close(private_opener(path, os.O_RDWR | os.O_CREAT))  # it names the source files
+        self._dst = str(dst.resolve())
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError:  # damaged: start again (outputs are then all rewritten)
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+            os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        # used by the publishing thread once the run has read it
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a record lost in a crash only makes outputs be rewritten
+        db.execute("CREATE TABLE IF NOT EXISTS sources (dst TEXT NOT NULL, source TEXT NOT NULL, "
+                   "identity TEXT NOT NULL, PRIMARY KEY (dst, source)) WITHOUT ROWID")
+        return db
+
+    def __enter__(self) -> "_Sources":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+
+    def known(self, sources: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(sources), 500):
+            some = sources[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT source, identity FROM sources WHERE dst = ? AND source IN ({','.join('?' * len(some))})",
+                [self._dst, *some]).fetchall())
+        return found
+
+    def record(self, rows: list[tuple[str, str]]) -> None:
+        if not rows:
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?)",
+                                 [(self._dst, source, identity) for source, identity in rows])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def forget(self) -> None:
+        self._db.execute("DELETE FROM sources WHERE dst = ?", (self._dst,))
