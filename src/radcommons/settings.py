@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     dask_scheduler: str = Field(
         default="", description="Address of a Dask scheduler (tcp://host:8786); empty for a local cluster."
     )
+    export_retention_hours: float = Field(
+        default=168, ge=0, description="Hours the server keeps a finished export's files for its researcher "
+        "(0: until the export is deleted)."
+    )
 
     @field_validator("secrets_dir", "server_state_dir", mode="before")
     @classmethod

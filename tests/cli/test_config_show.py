@@ -32,6 +32,7 @@ def test_defaults(run_cli) -> None:
         "server_state_dir": "var/server",
         "workers": 0,
         "dask_scheduler": "",
+        "export_retention_hours": 168.0,
     }
 
 

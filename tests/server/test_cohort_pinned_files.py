@@ -17,7 +17,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +30,9 @@ from sqlalchemy import delete
 sys.path.insert(0, str(Path(__file__).parent.parent / "research"))
 
 from research_support import OPEN, ResearchCommons, build  # noqa: E402
+from test_export_api import _export  # noqa: E402
 
 import radcommons  # noqa: E402
-from radcommons.client import CommonsError  # noqa: E402
 from radcommons.store.index import make_engine, node_tables  # noqa: E402
 from radcommons.store.objects import ObjectStore  # noqa: E402
 
@@ -111,16 +110,7 @@ def test_exports_hold_the_frozen_file_and_say_what_changed(corrected: dict[str, 
            "RADCOMMONS_OBJECT_STORE_URL": str(commons.server.store_dir)}
     done = run_cli("export", cohort["identifier"], str(tmp_path / "operator"), "--for", "researcher", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    deadline = time.monotonic() + 120
-    with _client(commons) as client:
-        while True:
-            try:
-                client.export_cohort(cohort["identifier"], tmp_path / "server", format="dicom")
-                break
-            except CommonsError as error:
-                if error.code != "export_running" or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    _export(commons, "researcher", cohort["identifier"], tmp_path / "server", format="dicom")
     for dest in (tmp_path / "operator", tmp_path / "server"):
         manifest = json.loads((dest / "manifest.json").read_text())
         assert {row["sop_instance_uid"]: row["object_id"] for row in manifest} == corrected["before"], dest

@@ -45,7 +45,8 @@ def command(
                         "give a frozen cohort's rc-cohort-... identifier (or its number); files are --manifest FILE")
     if format is not None and cohort is None:
         raise UserError("--format exports a cohort: give --cohort ID", "a manifest is downloaded as it is")
-    export_options = [name for name, given in (("--split", split), ("--stratify", stratify), ("--size", size)) if given]
+    export_options = [name for name, given in (("--split", split), ("--stratify", stratify), ("--size", size),
+                                               ("--bits", bits != 8), ("--seed", seed != 0)) if given]
     if format is None and export_options:  # they shape an export; without one they would be ignored
         raise UserError(f"{', '.join(export_options)} only apply to an export: add --format dicom|nifti|png",
                         "without --format the files are downloaded as they are stored")
@@ -75,4 +76,11 @@ def command(
         console.print(f"[red]failed[/] {path}: {message}")
     if report.failed:
         console.print("[yellow]hint:[/] run the same command again: it resumes and skips what is complete")
+        raise typer.Exit(1)
+    failures = (status.get("failures") or []) if format is not None else []
+    for line in failures:  # the export itself is incomplete: what was downloaded is not all of it
+        console.print(f"[red]failed series[/] {line}", highlight=False)
+    if failures:
+        console.print(f"[yellow]the export is incomplete:[/] {len(failures)} series failed at the commons and are not "
+                      f"in {dest} (README.md lists them); tell the commons operator, then start the export again")
         raise typer.Exit(1)

@@ -72,6 +72,10 @@ def error_for(status: int, body: Any, url: str) -> CommonsError:
     hint = str(error.get("hint") or "")
     fields = error.get("fields")
     if isinstance(fields, list) and fields:
-        message += ": " + "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields if isinstance(f, dict))
+        # What the message already says is not repeated ("invalid request: body.format: body.format: ...").
+        parts = [str(f.get("message")) if str(f.get("field")) in message else f"{f.get('field')}: {f.get('message')}"
+                 for f in fields if isinstance(f, dict) and str(f.get("message")) not in message]
+        if parts:
+            message += ": " + "; ".join(parts)
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else CommonsError)
     return cls(message, hint, status=status, code=code, detail=error)

@@ -235,6 +235,10 @@ class Client(CommonsClient):
         """``state`` (queued, running, done, failed), ``message`` and, when done, ``files``."""
         return self._json("GET", f"/exports/{export_id}")  # type: ignore[no-any-return]
 
+    def delete_export(self, export_id: str) -> dict[str, Any]:
+        """Delete one of your exports (its files and status) from the commons."""
+        return self._json("DELETE", f"/exports/{export_id}")  # type: ignore[no-any-return]
+
     def wait_export(self, export_id: str, *, timeout: float = 3600.0, interval: float = 1.0) -> dict[str, Any]:
         """Poll until the export is done; a failed one raises :class:`CommonsError` with the server's message."""
         deadline = time.monotonic() + timeout

@@ -464,6 +464,7 @@ def _one_export_per_dest(export: Callable[_P, _R]) -> Callable[_P, _R]:
         bound.apply_defaults()
         # bad options are refused before the folder is made (folder_held creates it)
         check_options(bound.arguments["format"], bound.arguments["bits"], bound.arguments["size"])
+        check_stratify(bound.arguments["stratify"])
         dest = Path(bound.arguments["dest"])
         check_dest(dest)
         with folder_held(dest, user="another export",
@@ -499,7 +500,6 @@ def export_cohort(
     """
     selection = cohort_selection(engine, source) if isinstance(source, str) else source
     allowed = set(scope.projects)
-    check_stratify(stratify)
 
     # Instances of the selection in readable projects, with their case, study and series fields:
     # a frozen cohort's pinned files, a query's files as indexed now.

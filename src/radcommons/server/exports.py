@@ -61,15 +61,24 @@ class ExportRequest:
     size: int | None
 
 
-class ExportJobs:
-    """The exports of one server: start, read status, resolve a file for download."""
+#: States of an export that is over: its status no longer changes, except that its files go
+#: (``expired``, ``withdrawn``, or deleted with the export).
+FINISHED = ("done", "failed", "expired", "withdrawn")
 
-    def __init__(self, root: Path, engine: Any, store: Any) -> None:
+
+class ExportJobs:
+    """The exports of one server: start, read status, resolve a file for download, withdraw, delete."""
+
+    def __init__(self, root: Path, engine: Any, store: Any, *, retention_hours: float = 0) -> None:
         self.root = root
         self.engine = engine
         self.store = store
+        #: hours a finished export's files are kept (0: until the export is deleted)
+        self.retention_hours = retention_hours
         self._lock = threading.Lock()
         self._running: dict[str, str] = {}  # user -> export id
+        #: statuses the disk refused to take (a full disk): what the export's readers are told
+        self._unsaved: dict[str, dict[str, Any]] = {}
         root.mkdir(parents=True, exist_ok=True)
         for folder in root.glob("rc-export-*"):  # left behind by a stopped server
             status_file = folder / "status.json"
@@ -83,14 +92,22 @@ class ExportJobs:
                 write_json_atomic(status_file, status)
             if status.get("state") == "failed":
                 shutil.rmtree(folder / "files", ignore_errors=True)
+        self.expire()
 
     def status(self, export_id: str) -> dict[str, Any]:
+        if export_id in self._unsaved:
+            return dict(self._unsaved[export_id])
         path = self.root / export_id / "status.json"
         if not export_id.startswith("rc-export-") or not path.is_file():
             raise KeyError(export_id)
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        status: dict[str, Any] = json.loads(path.read_text())
+        if self._expired(status):
+            status = self.retire(status, "expired", f"its files were removed {self.retention_hours:g} hours after "
+                                 "it finished (the commons' export retention); start a new export")
+        return status
 
     def start(self, owner: str, scope: ExportScope, selection: Selection, request: ExportRequest) -> dict[str, Any]:
+        self.expire()  # the disk the expired exports hold is this one's
         with self._lock:
             running = self._running.get(owner)
             if running is not None:
@@ -99,14 +116,24 @@ class ExportJobs:
             export_id = f"rc-export-{secrets.token_hex(8)}"
             self._running[owner] = export_id
         folder = self.root / export_id
-        (folder / "files").mkdir(parents=True)
         status = {"id": export_id, "owner": owner, "cohort": selection.label, "cohort_name": selection.name,
                   "format": request.format, "split": request.split, "stratify": list(request.stratify),
                   "seed": request.seed, "bits": request.bits, "size": request.size, "projects": list(scope.projects),
                   "state": "queued", "message": "waiting to start", "created_at": _now(), "files": []}
-        write_json_atomic(folder / "status.json", status)
-        threading.Thread(target=self._run, args=(owner, scope, selection, request, status),
-                         name=f"rc-{export_id}", daemon=True).start()
+        try:
+            (folder / "files").mkdir(parents=True)
+            write_json_atomic(folder / "status.json", status)
+            threading.Thread(target=self._run, args=(owner, scope, selection, request, status),
+                             name=f"rc-{export_id}", daemon=True).start()
+        except BaseException as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            with self._lock:
+                self._running.pop(owner, None)
+            if isinstance(error, OSError):
+                log.error("export %s could not start: %s", export_id, error)
+                raise ApiError(503, "unavailable", f"the commons cannot start an export now ({error.strerror})",
+                               "try again later; tell the commons operator if it persists") from None
+            raise
         return status
 
     def _run(self, owner: str, scope: ExportScope, selection: Selection, request: ExportRequest,
@@ -121,22 +148,73 @@ class ExportJobs:
             files = self._listing(folder / "files")
             message = f"{len(report.rows)} labelled files"
             if report.failures:
-                message += f"; {len(report.failures)} series failed (see README.md)"
+                message = (f"incomplete: {len(report.failures)} series failed, so their files are not in the "
+                           f"export (see failures and README.md); {message}")
+                for detail in report.details:
+                    log.warning("export %s: %s", status["id"], detail)
             if report.skipped:
                 message += f"; {len(report.skipped)} images skipped (see README.md)"
-            status.update(state="done", message=message, files=files)
+            status.update(state="done", message=message, files=files, failures=list(report.failures),
+                          holds=sorted({str(row.get("project_id")) for row in report.rows}))
         except UserError as error:
             status.update(state="failed", message=error.message + (f" ({error.hint})" if error.hint else ""))
+        except OSError as error:  # a full disk: no path of the server's in what the user reads
+            log.exception("export %s failed", status["id"])
+            status.update(state="failed", message=f"the export failed: the commons could not write it "
+                          f"({error.strerror or type(error).__name__}); start it again later")
         except Exception as error:  # noqa: BLE001 - reported to the user, logged for the operator
             log.exception("export %s failed", status["id"])
             status.update(state="failed", message=f"the export failed: {type(error).__name__}: {error}")
         finally:
             status["finished_at"] = _now()
-            write_json_atomic(folder / "status.json", status)
-            if status["state"] == "failed":
-                shutil.rmtree(folder / "files", ignore_errors=True)
-            with self._lock:
-                self._running.pop(owner, None)
+            try:
+                if status["state"] == "failed":  # first: a full disk gets its space back for the status
+                    shutil.rmtree(folder / "files", ignore_errors=True)
+                self._save(status)
+            finally:
+                with self._lock:
+                    self._running.pop(owner, None)
+
+    def _save(self, status: dict[str, Any]) -> None:
+        """Write ``status``; when the disk refuses it, log that and keep it in memory, so readers
+        are told the truth rather than the last state written (``running`` for ever)."""
+        try:
+            write_json_atomic(self.root / status["id"] / "status.json", status)
+        except OSError as error:
+            log.error("export %s: cannot write its status (%s); keeping it in memory", status["id"], error)
+            self._unsaved[status["id"]] = dict(status)
+        else:
+            self._unsaved.pop(status["id"], None)
+
+    def retire(self, status: dict[str, Any], state: str, message: str) -> dict[str, Any]:
+        """Remove a finished export's files, keeping its status (``state``, ``message``: why)."""
+        shutil.rmtree(self.root / status["id"] / "files", ignore_errors=True)
+        status = {**status, "state": state, "message": message, "files": [], "retired_at": _now()}
+        self._save(status)
+        return status
+
+    def _expired(self, status: Mapping[str, Any]) -> bool:
+        if not self.retention_hours or status.get("state") != "done" or not status.get("finished_at"):
+            return False
+        finished = dt.datetime.fromisoformat(status["finished_at"])
+        return dt.datetime.now(dt.timezone.utc) - finished > dt.timedelta(hours=self.retention_hours)
+
+    def expire(self) -> None:
+        """Remove the files of every export finished longer ago than the retention."""
+        for folder in self.root.glob("rc-export-*"):
+            try:
+                self.status(folder.name)  # expires it when due
+            except (KeyError, OSError, ValueError):
+                continue
+
+    def delete(self, export_id: str) -> None:
+        """Delete an export, status and files (409 while it runs)."""
+        with self._lock:
+            if export_id in self._running.values():
+                raise ApiError(409, "export_running", f"export {export_id} is still running",
+                               f"wait until GET /api/v1/exports/{export_id} says done or failed, then delete it")
+            self._unsaved.pop(export_id, None)
+            shutil.rmtree(self.root / export_id, ignore_errors=True)
 
     @staticmethod
     def _listing(files: Path) -> list[dict[str, Any]]:

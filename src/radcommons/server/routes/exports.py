@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from radcommons.errors import UserError
 from radcommons.export.splits import parse_weights
 from radcommons.pipelines.export import check_stratify, cohort_selection, export_scope
-from radcommons.server.access import require_data_use_agreement
+from radcommons.server.access import require_data_use_agreement, research_projects
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
@@ -50,7 +50,8 @@ def jobs_of(request: Request, context: ServerContext = Depends(get_context)) -> 
     with _JOBS_LOCK:
         jobs = getattr(request.app.state, "exports", None)
         if jobs is None:
-            jobs = request.app.state.exports = ExportJobs(context.state_dir / "exports", context.engine, context.store)
+            jobs = request.app.state.exports = ExportJobs(context.state_dir / "exports", context.engine, context.store,
+                                                          retention_hours=context.settings.export_retention_hours)
     return jobs  # type: ignore[no-any-return]
 
 
@@ -111,6 +112,14 @@ def owned_export(jobs: ExportJobs, principal: Principal, export_id: str) -> dict
     if status is None or (status["owner"] != principal.name and principal.role != "admin"):
         raise ApiError(404, "not_found", f"no export {export_id!r} of yours",
                        "start one with POST /api/v1/exports")
+    if status["owner"] == principal.name and status["state"] == "done":
+        # Its files are data access like /objects: the owner's access now, not when it was made.
+        with jobs.engine.connect() as conn:
+            readable = research_projects(conn, principal)
+        lost = sorted(set(status.get("holds", status["projects"])) - set(readable)) if readable is not None else []
+        if lost:
+            status = jobs.retire(status, "withdrawn", f"you may no longer read {', '.join(lost)}, which this export "
+                                 "holds, so its files were removed; start a new export: it holds what you may read now")
     return status
 
 
@@ -135,6 +144,9 @@ def get_export_file(request: Request, path: str, export_id: str = ExportId,
                     principal: Principal = Depends(current_principal),
                     context: ServerContext = Depends(get_context), jobs: ExportJobs = Depends(jobs_of)) -> Response:
     status = owned_export(jobs, principal, export_id)
+    if status["state"] in ("expired", "withdrawn"):
+        raise ApiError(410, "gone", f"export {export_id} is {status['state']}: {status['message']}",
+                       "start a new export: POST /api/v1/exports")
     if status["state"] != "done":
         raise ApiError(409, "not_ready", f"export {export_id} is {status['state']}: its files are not ready",
                        f"wait until GET /api/v1/exports/{export_id} says done")
@@ -159,3 +171,13 @@ def get_export_file(request: Request, path: str, export_id: str = ExportId,
           detail={"range": [start, end] if wanted else None})
     return StreamingResponse(_read(file, start, length), status_code=206 if wanted else 200,
                              media_type="application/octet-stream", headers=headers)
+
+
+@router.delete("/exports/{export_id}", summary="Delete an export, its files and its status (owner or administrator)")
+def delete_export(request: Request, export_id: str = ExportId, principal: Principal = Depends(current_principal),
+                  context: ServerContext = Depends(get_context),
+                  jobs: ExportJobs = Depends(jobs_of)) -> dict[str, Any]:
+    owned_export(jobs, principal, export_id)
+    jobs.delete(export_id)
+    audit(context, request, principal, "research.export_delete", export_id, None)
+    return {"id": export_id, "deleted": True}
