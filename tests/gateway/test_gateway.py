@@ -3,7 +3,9 @@ completion after the quiet period, the contribute uploader, restart safety."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -219,3 +221,46 @@ def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commo
         absent.kill()
     output = "".join(lines) + output
     assert "did not answer" in output and "studies are spooled" in " ".join(output.split()), output
+
+
+def test_a_refused_instance_is_named_and_a_failed_send_says_when_it_is_tried_again(
+        corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    """A refused instance was logged with the reason and the calling AE title only: the data manager
+    could not tell which instance of the PACS it was. While the commons was away each retry said
+    'the run can be repeated' (a hint for contribute, not for a gateway that retries by itself),
+    counted attempts instead of saying when, and announced the same studies again before each."""
+    report = pydicom.dcmread(radiographs(corpus)[0])
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.4242"
+    report.AccessionNumber = "ACC-REFUSED-77"
+    refused = tmp_path / "sr.dcm"
+    report.save_as(refused)
+    port, state = free_port(), tmp_path / "state"
+    gateway = start_gateway(port, key_file, state, 1.0, "--server", f"http://127.0.0.1:{free_port()}",
+                            "--token-file", str(key_file))
+    try:
+        stored = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), str(radiographs(corpus)[1])],
+                                capture_output=True, text=True, timeout=120)
+        assert stored.returncode == 0, stored.stderr
+        store = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), str(refused)],
+                               capture_output=True, text=True, timeout=120)
+        deadline = time.time() + 60
+        while time.time() < deadline and (state / "gateway" / "events.jsonl").read_text().count("send_failed") < 2:
+            time.sleep(0.5)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        output, _ = gateway.communicate(timeout=30)
+    assert "0110" in store.stdout + store.stderr or store.returncode != 0, store
+    events = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()]
+    withheld = next(e for e in events if e["event"] == "withheld")
+    assert withheld["sop_instance_uid"] == "1.2.826.0.1.3680043.8.498.4242", withheld
+    assert withheld["study_instance_uid"] == str(report.StudyInstanceUID)
+    assert withheld["accession_number"] == "ACC-REFUSED-77"  # in the private event log only
+    console = [line for line in output.splitlines() if line.startswith("withheld:")]
+    assert console and "1.2.826.0.1.3680043.8.498.4242" in console[0] and "ACC-REFUSED" not in output, output
+    failed = [e for e in events if e["event"] == "send_failed"]
+    assert len(failed) >= 2, output
+    assert all(re.fullmatch(r"in \d+ s, at \d\d:\d\d:\d\d UTC, by itself", e["next_try"]) for e in failed), failed
+    assert failed[0]["waiting"] == "1 stud(ies) in the spool"
+    assert "can be repeated" not in output and "retry_in_attempts" not in output, output
+    assert sum(e["event"] == "complete" for e in events) == 1, events  # said once, not before every retry

@@ -161,3 +161,6 @@ def test_instances_that_arrive_after_their_study_was_sent_join_it(corpus: Path, 
     # the earlier instances were declared again, not sent again
     assert receipt["upload"]["files"] == held, receipt["upload"]
     assert receipt["upload"]["already_on_server"] == earlier["upload"]["files"], receipt["upload"]
+    # receipts are private, as contribute's (they were 0644 in a 0755 folder)
+    assert (state / "receipts").stat().st_mode & 0o077 == 0
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (state / "receipts").iterdir())

@@ -87,7 +87,8 @@ def command(
     def show(name: str, fields: dict) -> None:
         if name in ("stored",):
             return
-        details = ", ".join(f"{k}={v}" for k, v in fields.items())
+        # the accession number of a refused instance stays in the private event log (events.jsonl)
+        details = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "accession_number")
         console.print(f"{name}: {details}", highlight=False, soft_wrap=True)
 
     config = GatewayConfig(ae_title=ae_title.strip(), port=port, host=host,

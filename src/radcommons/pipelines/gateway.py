@@ -40,6 +40,7 @@ from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import write_whole
 from radcommons.durable import private_opener, remove_partials, write_atomic
+from radcommons.errors import UserError
 from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
     Delivery,
@@ -203,6 +204,7 @@ class Gateway:
         self._server = None
         self._thread: threading.Thread | None = None
         self._announced: dict[str, float] = {}
+        self._failed_round: list[str] = []  #: the studies of the round that failed (said once, not per retry)
         Registry(config.state_dir, self._fingerprint).close()  # refuse a mismatched key at start
 
     # ------------------------------------------------------------------ DIMSE
@@ -231,19 +233,24 @@ class Gateway:
         """De-identify the instance and write it to the spool; only then answer success."""
         if self._refused(event):
             return NOT_AUTHORIZED
+        received: dict[str, str] = {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = event.dataset
+                received = _received(ds)
                 ds.file_meta = event.file_meta
                 transfer_syntax = str(event.context.transfer_syntax)
                 outcome = deidentify_dataset(ds, self.config.context)
         except Exception as error:  # a malformed dataset must be refused, not crash the association
             self._event("rejected", reason=f"cannot read the dataset: {type(error).__name__}: {error}",
-                        calling_ae=str(event.assoc.requestor.ae_title))
+                        calling_ae=str(event.assoc.requestor.ae_title), **received)
             return PROCESSING_FAILURE
         if not outcome.ok or outcome.dataset is None:
-            self._event(outcome.status, reason=outcome.reason, calling_ae=str(event.assoc.requestor.ae_title))
+            # named as the PACS knows it (the original UIDs; the accession number only in the private
+            # event log), so that the data manager can find what was refused
+            self._event(outcome.status, reason=outcome.reason, calling_ae=str(event.assoc.requestor.ae_title),
+                        **received)
             return PROCESSING_FAILURE
         uids = outcome.new_uids
         target = self.spool.path_for(uids["study"], uids["series"], uids["sop"])
@@ -289,14 +296,26 @@ class Gateway:
 
     def _loop(self) -> None:
         failures = 0
-        while not self._stop.wait(self.config.check_seconds if not failures else
-                                  min(300.0, self.config.check_seconds * 2**failures)):
+        while not self._stop.wait(self.retry_delay(failures)):
             try:
                 self.flush()
                 failures = 0
             except Exception as error:  # the commons being away must not stop the listener
                 failures += 1
-                self._event("send_failed", reason=f"{type(error).__name__}: {error}", retry_in_attempts=failures)
+                self._send_failed(error, self.retry_delay(failures))
+
+    def retry_delay(self, failures: int) -> float:
+        """Seconds to the next send round: the check interval, doubled with each failure (5 min at most)."""
+        return self.config.check_seconds if not failures else min(300.0, self.config.check_seconds * 2**failures)
+
+    def _send_failed(self, error: Exception, delay: float) -> None:
+        """Say what failed, how much waits and when the gateway tries again by itself (the error's own
+        hint is for a command a person reruns: none is needed here)."""
+        reason = error.message if isinstance(error, UserError) else str(error)
+        at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay)
+        self._event("send_failed", reason=f"{type(error).__name__}: {reason}",
+                    waiting=f"{len(self.spool.studies())} stud(ies) in the spool",
+                    next_try=f"in {delay:.0f} s, at {at:%H:%M:%S} UTC, by itself")
 
     def flush(self, now: float | None = None) -> Delivery | None:
         """Send the complete studies (if a sender is set) and move them to ``done/``."""
@@ -312,19 +331,44 @@ class Gateway:
                 self._event("complete", studies=new, sent=False)
             return None
         packages = [self.spool.package(study) for study in complete]
-        self._event("complete", studies=[p.study_uid for p in packages], files=sum(len(p.files) for p in packages))
+        studies = [p.study_uid for p in packages]
+        if studies != self._failed_round:  # a retry of the same round is not news
+            self._event("complete", studies=studies, files=sum(len(p.files) for p in packages))
+        self._failed_round = studies
         delivery = self.sender(packages)
+        self._failed_round = []
         # the receipt is kept before the spool lets the studies go, so a crash in between
         # leaves the studies to send again (the commons stores them once), never a lost receipt
+        receipts = self.config.state_dir / "receipts"
+        receipts.mkdir(mode=0o700, exist_ok=True)  # private, as contribute's: file and row numbers of the site
         write_atomic(
-            self.config.state_dir / "receipts" / f"gateway-{delivery.submission.dataset}-{delivery.submission.id}.json",
+            receipts / f"gateway-{delivery.submission.dataset}-{delivery.submission.id}.json",
             json.dumps({"upload": delivery.stats.to_json(), "receipt": delivery.receipt.data}, indent=1) + "\n",
+            private=True,
         )
         for package in packages:
             self.spool.finish(package)
         self._event("sent", submission=delivery.submission.id, dataset=delivery.submission.dataset,
                     studies=[p.study_uid for p in packages], counts=delivery.receipt.counts)
         return delivery
+
+
+#: What names a refused instance in the event log, as the PACS knows it (keyword -> field).
+_RECEIVED = (("SOPInstanceUID", "sop_instance_uid"), ("StudyInstanceUID", "study_instance_uid"),
+             ("AccessionNumber", "accession_number"))
+
+
+def _received(ds: Any) -> dict[str, str]:
+    """The original identifiers of an arriving instance that say which one it is (empty ones left out)."""
+    found = {}
+    for keyword, field in _RECEIVED:
+        try:
+            value = str(ds.get(keyword, "") or "").strip()
+        except Exception:  # noqa: BLE001 - a value that does not decode names nothing
+            continue
+        if value:
+            found[field] = value
+    return found
 
 
 def spooled_files(root: Path) -> list[Path]:
