@@ -54,7 +54,7 @@ def command(
     Example: radcommons contribute exports/ --clinical clinical/ --site SITE_A --project Open-A1 --server https://commons.example.org --token-file var/secrets/commons.token --key-file var/secrets/deid.key
     """
     from radcommons.clinical import load_mapping
-    from radcommons.deid import DeidContext, default_state_dir, read_key_file
+    from radcommons.deid import DeidContext, default_state_dir, make_state_dir, read_key_file
     from radcommons.pipelines.contribute import ContributeRequest, default_dataset, prepare
 
     site = check_site_id(site)
@@ -72,6 +72,7 @@ def command(
         client = CommonsClient.from_token_file(server, token_file)  # a bad token file fails before any work
     key = read_key_file(key_file)
     state = state_dir if state_dir is not None else default_state_dir(site)
+    _private_folders(make_state_dir(state))
     request = ContributeRequest(
         src=src, clinical=tuple(clinical), site=site, project=project,
         context=DeidContext(key=key, site=site), state_dir=state, mapping=load_mapping(mapping),
@@ -82,6 +83,9 @@ def command(
     try:
         if client is not None:
             check_server(server, token_file)
+            _check_grants(client.whoami(), site, project)
+        elif server and token_file is not None:
+            _dry_run_grants(server, token_file, site, project, err)
         plan = _with_bar(err, "de-identifying", lambda progress: prepare(request, deid_progress=progress))
         _show_plan(console, plan)
         if dry_run:
@@ -92,16 +96,79 @@ def command(
                               f"(see {plan.report_markdown}) or send the valid parts with --allow-partial (what is "
                               "listed above).", highlight=False)
                 raise typer.Exit(1)
+            _check_something_leaves(console, plan, src)  # a real run would stop: the dry run says so too
             return
         if plan.errors and not allow_partial:
             console.print(f"[bold red]{len(plan.errors)} error(s)[/]: nothing was sent. Fix them (see "
                           f"{plan.report_markdown}) or send the valid parts with --allow-partial.", highlight=False)
             raise typer.Exit(1)
+        _check_something_leaves(console, plan, src)
         assert client is not None
         _send(console, err, plan, client, server, allow_partial, workers)
     finally:
         if client is not None:
             client.close()
+
+
+def _private_folders(state: Path) -> None:
+    """The state directory's folders that name patients, readable by their owner only (the
+    de-identification creates ``staging/`` so too): created here, before anything else makes
+    them with the umask's mode."""
+    for name in ("reports", "receipts"):
+        (state / name).mkdir(mode=0o700, exist_ok=True)
+
+
+def _check_grants(who: dict, site: str, project: str) -> None:
+    """Refuse, before de-identifying, what the commons would refuse at the end: a project the
+    token's user may not submit to, or another site than the user's (its pseudonyms would be
+    made for the wrong site, and staged under them)."""
+    name, role = who.get("name", "?"), who.get("role")
+    if role not in ("admin", "curator", "contributor"):
+        raise UserError(f"user {name!r} is a {role}, who may not submit data",
+                        "ask an administrator for a contributor account")
+    if role != "contributor":
+        return  # a curator or administrator may submit to any project, for any site
+    projects = list(who.get("projects") or [])
+    if project not in projects:
+        raise UserError(f"user {name!r} may not submit to project {project!r}",
+                        f"projects granted to it: {', '.join(projects) or 'none'}; check --project, or ask an "
+                        f"administrator (radcommons admin user grant {name} --project {project})")
+    own = who.get("site_id")
+    if own and own != site:
+        raise UserError(f"user {name!r} submits for site {own}, not {site}",
+                        f"give --site {own} (the pseudonyms are made for the site)")
+
+
+def _dry_run_grants(server: str, token_file: Path, site: str, project: str, err: Console) -> None:
+    """With --dry-run a commons is not needed: check the grants if it answers, else only say so."""
+    from radcommons.client import CommonsClient
+
+    try:
+        with CommonsClient.from_token_file(server, token_file, retries=1, backoff=0.2, timeout=15) as probe:
+            who = probe.whoami()
+    except UserError as error:  # a CommonsError too
+        err.print(f"[yellow]warning:[/] --project and --site not checked: the commons at {server} did not "
+                  f"answer ({error.message})", highlight=False)
+        return
+    _check_grants(who, site, project)
+
+
+def _check_something_leaves(console: Console, plan, src: Path) -> None:
+    """A source with no DICOM (a mistyped folder, an export not yet written) committed an empty
+    submission and exited 0: stop with what was found instead, unless clinical records go alone."""
+    from radcommons.deid import REJECTED, WITHHELD
+
+    leaving = plan.leaving()
+    if leaving["files"]:
+        return
+    if any(leaving["clinical"].values()):
+        console.print("[yellow]no image to send[/]: only the clinical records are sent", highlight=False)
+        return
+    counts = plan.deid.counts()
+    console.print(f"[bold red]no DICOM file to send[/] under {src} ({counts[REJECTED]} file(s) rejected, "
+                  f"{counts[WITHHELD]} withheld: see {plan.report_markdown}) and no clinical record: nothing "
+                  "was sent. Check the folder (is the export finished?)", highlight=False)
+    raise typer.Exit(1)
 
 
 def _with_bar(console: Console, label: str, work):

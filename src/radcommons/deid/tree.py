@@ -269,6 +269,11 @@ def deidentify_tree(
     src, dst = Path(src), Path(dst)
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
     check_paths(src, dst, state_dir, report_path)
+    # Made before the destination (folder_held creates it, and its parents, with the umask's mode: a
+    # contribution's state directory, which holds staging/, was left readable by every user).
+    make_state_dir(state_dir)
+    if _inside(dst, state_dir):
+        dst.mkdir(mode=0o700, exist_ok=True)
     # Two runs into one destination at once took each other's unfinished files for a killed run's
     # leftovers and removed them (a contribution then sent incomplete studies).
     with folder_held(dst, user="another run de-identifying into it (deid or contribute)",
@@ -294,6 +299,7 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
         # (an override that kept the patient's name, then the default profile: the names stayed).
         _record_settings(state_dir, dst, settings)
     if report_path is None:
+        (state_dir / "reports").mkdir(mode=0o700, exist_ok=True)  # the reports name patients
         report_path = state_dir / "reports" / f"deid-{report_stamp()}.json"
     fingerprint = key_fingerprint(context.key)
     report = RunReport(str(src), str(dst), context.site, context.profile.name, fingerprint,
