@@ -129,3 +129,79 @@ def test_cached_sequence_findings_are_repeated_under_each_path(context) -> None:
     outer.ReferencedImageSequence = wrapped.ReferencedImageSequence
     ds.RequestAttributesSequence[0].ReferencedImageSequence = outer.ReferencedImageSequence
     assert f"(0040,0275)[0].{nested}" in _codes(_as_read(ds))["residual-pattern"]
+
+
+def test_patient_id_is_judged_before_it_excuses_patients_name(context) -> None:
+    """Patient's Name equal to Patient ID passed as "the pseudonym" whatever Patient ID held."""
+    base = _deidentified(context)
+    for value, problem in [("CAMPBELL^JENNIFER", "person's name"), ("Campbell, Jennifer", "person's name"),
+                           ("JENNIFER CAMPBELL", "person's name"), ("20318452", "medical record number"),
+                           ("MRN-20318452", "medical record number"), ("jc@example.org", "identifier-like")]:
+        ds = _as_read(base)
+        ds.PatientID = ds.PatientName = value
+        found = check_deidentified(_as_read(ds))
+        assert {(f.code, f.path) for f in found} >= {("patient-id", "(0010,0020)"), ("person-name", "(0010,0010)")}, value
+        assert any(problem in f.message for f in found if f.code == "patient-id"), (value, found)
+    # other tools' pseudonyms that are neither name- nor MRN-shaped pass
+    for value in ["ANON0001", "ANON 0001", "3f9a6c0e4b2d81f7a5c3e9d0b1a2c4e6", "Subject-0042", "LIDC-IDRI-0001"]:
+        ds = _as_read(base)
+        ds.PatientID = ds.PatientName = value
+        assert check_deidentified(_as_read(ds)) == [], value
+
+
+def test_gate_flags_what_annex_e_removes(context) -> None:
+    """Ages over 89, real dates without 113107, institution and station: flagged with reasons."""
+    base = _deidentified(context)
+    assert str(base.PatientAge) <= "090Y" and "113107" in {c.CodeValue for c in base.DeidentificationMethodCodeSequence}
+
+    def codes_after(change) -> dict[str, set[str]]:
+        ds = _as_read(base)
+        change(ds)
+        return _codes(_as_read(ds))
+
+    assert codes_after(lambda ds: setattr(ds, "PatientAge", "095Y")) == {"age-over-89": {"(0010,1010)"}}
+    assert codes_after(lambda ds: setattr(ds, "PatientAge", "090Y")) == {}
+    assert codes_after(lambda ds: setattr(ds, "InstitutionName", "Springfield General")) == {
+        "not-removed": {"(0008,0080)"}}
+    assert codes_after(lambda ds: setattr(ds, "InstitutionAddress", "12 Main Street")) == {
+        "not-removed": {"(0008,0081)"}}
+    assert codes_after(lambda ds: setattr(ds, "StationName", "CT-ROOM-3")) == {"not-removed": {"(0008,1010)"}}
+    assert codes_after(lambda ds: setattr(ds, "InstitutionName", "ANONYMIZED")) == {}
+
+    def no_shift_claimed(ds: Dataset) -> None:
+        ds.DeidentificationMethodCodeSequence = Sequence(
+            [c for c in ds.DeidentificationMethodCodeSequence if c.CodeValue != "113107"])
+        del ds.LongitudinalTemporalInformationModified
+    found = codes_after(no_shift_claimed)
+    assert set(found) == {"dates-not-shifted"} and "(0008,0020)" in found["dates-not-shifted"]
+
+    def no_shift_no_dates(ds: Dataset) -> None:
+        no_shift_claimed(ds)
+        for element in list(ds.iterall()):
+            if element.VR in ("DA", "DT"):
+                element.value = ""
+    assert codes_after(no_shift_no_dates) == {}
+
+
+def test_cpt_codes_in_descriptions_are_not_identifiers(context) -> None:
+    """Real MIDRC descriptions carry CPT codes; an accession-like run of digits is still caught."""
+    base = _deidentified(context)
+    for text in ["CT CHEST (CPT=71250)", "OUT X-RAY CHEST 1 VIEW 71045", "LOW DOSE LUNG CA SCRN 71271-CS",
+                 "CT CHEST, ABDOMEN & PELVIS W/ 74177,71260,Q9967", "THORACENTESIS LT 32555 US-CS"]:
+        ds = _as_read(base)
+        ds.StudyDescription = ds.SeriesDescription = text
+        assert check_deidentified(_as_read(ds)) == [], text
+    ds = _as_read(base)
+    ds.StudyDescription = "CT CHEST ACC 20318452"
+    assert _codes(_as_read(ds)) == {"residual-pattern": {"(0008,1030)"}}
+    ds = _as_read(base)
+    ds.ImageComments = "71250"  # not a description: a run of digits is an identifier
+    assert _codes(_as_read(ds)) == {"residual-pattern": {"(0020,4000)"}}
+
+
+def test_engine_default_output_of_a_synthetic_site_passes(deid_tree: Path) -> None:
+    """``radcommons synth`` + ``radcommons deid`` (default profile): nothing is quarantined by the new checks."""
+    files = sorted(deid_tree.rglob("*.dcm"))
+    assert files
+    for path in files:
+        assert check_deidentified(pydicom.dcmread(path, stop_before_pixels=True)) == [], path

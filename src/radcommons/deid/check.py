@@ -6,8 +6,18 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 * (0012,0062) Patient Identity Removed is YES and (0012,0064) lists CID 7050 codes
   including 113100 (Basic Profile); (0028,0303) is MODIFIED when 113107 is claimed;
 * no identifier patterns (e-mail, phone, SSN-like, names after titles, dates written
-  in text, runs of 5+ digits) in any text element, nested or private;
+  in text, runs of 5+ digits) in any text element, nested or private; a CPT code
+  (five digits, 00100-99499) in a procedure description is not an identifier;
+* Patient ID (wherever it occurs) is a pseudonym: the engine's (``RC`` + 20 base32 characters)
+  passes; any other value (another tool's pseudonym) passes unless it is shaped like a person's
+  name (``^``, a comma, or words separated by blanks), like an MRN (a run of 5+ digits with at most
+  a 3-letter prefix) or holds an identifier pattern; Patient's Name may equal Patient ID only when
+  Patient ID passes;
 * no person names except the pseudonym in Patient's Name; Patient's Birth Date empty;
+* Patient's Age not over 90 years (ages over 89 are one category, written ``090Y``);
+* when no date shifting is claimed (113107 not listed), no date (DA, DT) holds a value;
+* Institution Name, Address and Department Name empty or a dummy unless 113112 (Retain
+  Institution Identity) is claimed, Station Name unless 113109 (Retain Device Identity) is;
 * private attributes only from the safe-private allow list, only in a context (chain of
   enclosing sequences) where TCIA reviewed them (the engine's rule,
   :func:`~radcommons.deid.safe_private.disposition_in_context`), and only when 113111 is
@@ -18,6 +28,7 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,7 +37,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-from radcommons.deid.patterns import find_patterns
+from radcommons.deid.patterns import find_patterns, is_cpt_code
+from radcommons.deid.pseudonyms import PREFIX as PSEUDONYM_PREFIX
 from radcommons.deid.safe_private import (
     AllowList,
     disposition,
@@ -43,6 +55,27 @@ _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 _NOT_FREE_TEXT = frozenset(
     {"PatientID", "PatientName", "DeidentificationMethod", "CodeValue", "CodingSchemeDesignator"}
 )
+#: procedure descriptions, where a 5-digit CPT code is a procedure code, not an identifier
+_DESCRIPTIONS = frozenset({
+    "StudyDescription", "SeriesDescription", "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription", "CodeMeaning",
+})
+#: the engine's pseudonym (:func:`radcommons.deid.pseudonyms.patient_pseudonym`)
+_ENGINE_PSEUDONYM = re.compile(rf"{PSEUDONYM_PREFIX}[A-Z2-7]{{20}}")
+#: an MRN: a run of 5+ digits, alone or after a prefix of at most 3 letters ("MRN", "ID"), separators ignored
+_MRN_LIKE = re.compile(r"[A-Za-z]{0,3}\d{5,}")
+#: a person's name: components joined by ^ or a comma, or two words separated by blanks
+_NAME_LIKE = re.compile(r"[^\W\d_][^\^,]*[\^,]|[^\W\d_]{2,}\s+[^\W\d_]{2,}")
+#: attributes Annex E removes or replaces with a dummy (X/Z/D), by the CID 7050 code of the option
+#: that keeps them
+_REMOVED_UNLESS = {
+    "InstitutionName": "113112", "InstitutionAddress": "113112", "InstitutionalDepartmentName": "113112",
+    "StationName": "113109",
+}
+#: dummy values de-identifiers write for action D (compared in upper case)
+_DUMMIES = frozenset({DUMMY_TEXT, "ANONYMOUS", "ANONYMISED", "REMOVED", "DEIDENTIFIED", "DE-IDENTIFIED"})
+#: Patient's Age (AS) above this many years is not the over-89 category
+_AGE_CAP_YEARS = 90
 
 
 @dataclass(frozen=True)
@@ -57,7 +90,8 @@ class Finding:
         return f"{self.code} at {self.path}: {self.message}"
 
 
-#: Verdicts of element values already seen: ``(tag, VR, raw bytes, character set, pseudonym)`` ->
+#: Verdicts of element values already seen: ``(tag, VR, raw bytes, character set, pseudonym, keywords
+#: that must be removed)`` ->
 #: ``((code, message), ...)``. The instances of a series repeat most of their text values byte for
 #: byte, so a repeated value is neither decoded nor searched again. Cleared when full.
 _VERDICTS: dict[tuple[int, str, bytes, str, str], tuple[tuple[str, str], ...]] = {}
@@ -74,6 +108,14 @@ _SEQUENCE_KEY_MAX = 64 * 1024
 #: VRs of the single flags the gate reads whose plain-ASCII bytes decode to themselves.
 _PLAIN_VRS = frozenset({"CS", "LO", "SH", "DA"})
 _METHOD_CODE_SEQUENCE = 0x00120064
+_DATE_VRS = frozenset({"DA", "DT"})
+
+
+def _has_value(element: DataElement | RawDataElement) -> bool:
+    """Whether a date element holds a value (its bytes less padding, or its decoded value)."""
+    if isinstance(element, RawDataElement):
+        return bool(bytes(element.value or b"").strip(b" \0\\"))
+    return any(str(v).strip() for v in string_values(element.value))
 
 
 def _remember(cache: dict, key: object, value: object) -> None:
@@ -161,18 +203,58 @@ def _uid_verdicts(keyword: str, uids: list[str]) -> tuple[tuple[str, str], ...]:
                  if uid and not is_well_known(uid) and not is_deidentified_uid(uid))
 
 
-def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudonym: str
-                    ) -> tuple[tuple[str, str], ...]:
-    """What is wrong with one element's value: ``(code, message)`` pairs, path left out."""
+def patient_id_problem(value: str) -> str | None:
+    """Why a Patient ID is no pseudonym (``None``: it passes; so does an empty one).
+
+    The engine's pseudonym passes; another tool's pseudonym (a hash, ``ANON0001``) passes unless it
+    is shaped like a person's name or an MRN, or holds an identifier pattern.
+    """
+    value = value.strip()
+    if not value or _ENGINE_PSEUDONYM.fullmatch(value):
+        return None
+    if _NAME_LIKE.search(value):
+        return "Patient ID is shaped like a person's name, not a pseudonym"
+    if _MRN_LIKE.fullmatch(re.sub(r"[\s._/-]", "", value)):
+        return "Patient ID is shaped like a medical record number, not a pseudonym"
+    if _pattern_hits(value, True):
+        return "Patient ID holds identifier-like text, not a pseudonym"
+    return None
+
+
+def _age_over_cap(value: str) -> bool:
+    """Whether an AS value (``095Y``) is an age above the over-89 category."""
+    match = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY])\s*", value.upper())
+    if not match:
+        return False
+    per_year = {"D": 365, "W": 52, "M": 12, "Y": 1}[match.group(2)]
+    return int(match.group(1)) / per_year > _AGE_CAP_YEARS
+
+
+def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudonym: str,
+                    removed: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
+    """What is wrong with one element's value: ``(code, message)`` pairs, path left out.
+
+    ``removed``: the keywords that must be empty or a dummy (no option keeps them).
+    """
     if vr == "UI":
         return _uid_verdicts(keyword, string_values(value))
+    if keyword == "PatientID":
+        problems = (patient_id_problem(text) for text in string_values(value))
+        return tuple(("patient-id", problem) for problem in problems if problem)
+    if keyword in removed:
+        return tuple(("not-removed", f"{keyword} holds a value; the Basic Profile removes it or writes a dummy")
+                     for text in string_values(value) if text.strip() and text.strip().upper() not in _DUMMIES)
+    if keyword == "PatientAge":
+        return tuple(("age-over-89", f"Patient's Age {text} is over 89 and not the {_AGE_CAP_YEARS:03d}Y category")
+                     for text in string_values(value) if _age_over_cap(text))
     if vr == "PN":
         return tuple(("person-name", "a person name is present") for name in string_values(value)
                      if name and name != DUMMY_TEXT and not (keyword == "PatientName" and name == pseudonym))
     if vr in _TEXT_VRS and keyword not in _NOT_FREE_TEXT:
         found = []
         for text in string_values(value):
-            hits = [h for h in _pattern_hits(text, private) if h != pseudonym]
+            hits = [h for h in _pattern_hits(text, private)
+                    if h != pseudonym and not (keyword in _DESCRIPTIONS and is_cpt_code(h))]
             if hits:
                 found.append(("residual-pattern", f"identifier-like text ({len(hits)} match(es))"))
         return tuple(found)
@@ -188,9 +270,13 @@ class _Walk:
     file does not give (implicit VR, UN) is converted to learn it.
     """
 
-    def __init__(self, allow: AllowList, pseudonym: str) -> None:
+    def __init__(self, allow: AllowList, pseudonym: str, removed: frozenset[str] = frozenset(),
+                 dates_kept: bool = True) -> None:
         self.allow = allow
         self.pseudonym = pseudonym
+        #: keywords that must be empty or a dummy; whether dates may hold values (113107 claimed)
+        self.removed = removed
+        self.dates_kept = dates_kept
         self.findings: list[Finding] = []
 
     def dataset(self, ds: Dataset, prefix: str, context: tuple[str, ...]) -> None:
@@ -215,13 +301,18 @@ class _Walk:
                     self._raw_sequence(ds, element, prefix, context, creator, private, charset)
                 else:
                     self._sequence(ds[tag], prefix, context, creator, private)
-            elif vr == "UI" or vr in _TEXT_VRS:
+            elif vr in _DATE_VRS:
+                if not self.dates_kept and _has_value(element):
+                    self.findings.append(Finding("dates-not-shifted", _path(prefix, tag),
+                                                 "a date is present but no date shifting (113107) is claimed"))
+            elif vr == "UI" or vr in _TEXT_VRS or vr == "AS":
                 if isinstance(element, RawDataElement):
                     if not charset:
                         charset = repr(ds._character_set)
                     verdicts = self._raw_verdicts(ds, element, vr, private, charset)
                 else:
-                    verdicts = _value_verdicts(_keyword(tag), vr, private, element.value, self.pseudonym)
+                    verdicts = _value_verdicts(_keyword(tag), vr, private, element.value, self.pseudonym,
+                                               self.removed)
                 for code, message in verdicts:
                     self.findings.append(Finding(code, _path(prefix, tag), message))
 
@@ -231,21 +322,23 @@ class _Walk:
         tag = raw.tag
         if vr == "UI":
             return _uid_verdicts(_keyword(tag), _raw_uids(raw.value))
-        key = (int(tag), vr, bytes(raw.value or b""), charset, self.pseudonym)
+        key = (int(tag), vr, bytes(raw.value or b""), charset, self.pseudonym, self.removed)
         verdicts = _VERDICTS.get(key)
         if verdicts is None:
             element = ds[tag]  # decoded as pydicom decodes it, character set included
-            verdicts = _value_verdicts(_keyword(tag), element.VR, private, element.value, self.pseudonym)
+            verdicts = _value_verdicts(_keyword(tag), element.VR, private, element.value, self.pseudonym,
+                                       self.removed)
             _remember(_VERDICTS, key, verdicts)
         return verdicts
 
     def _raw_sequence(self, ds: Dataset, raw: RawDataElement, prefix: str, context: tuple[str, ...],
                       creator: str | None, private: bool, charset: str) -> None:
         """A sequence not yet decoded: its findings from :data:`_SEQUENCES`, or from a walk of its items."""
-        key = (int(raw.tag), bytes(raw.value), charset, self.pseudonym, context, creator, bool(self.allow))
+        key = (int(raw.tag), bytes(raw.value), charset, self.pseudonym, context, creator, bool(self.allow),
+               self.removed, self.dates_kept)
         found = _SEQUENCES.get(key)
         if found is None:
-            inner = _Walk(self.allow, self.pseudonym)
+            inner = _Walk(self.allow, self.pseudonym, self.removed, self.dates_kept)
             inner._sequence(ds[raw.tag], "", context, creator, private)
             found = tuple((f.code, f.path, f.message) for f in inner.findings)
             _remember(_SEQUENCES, key, found)
@@ -303,7 +396,10 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
     if _plain(ds, "PatientBirthDate"):
         findings.append(Finding("birth-date", "(0010,0030)", "Patient's Birth Date is not empty"))
     pseudonym = _plain(ds, "PatientID")
+    if patient_id_problem(pseudonym):
+        pseudonym = ""  # not a pseudonym: Patient's Name equal to it is a name like any other
     allow = load_allow_list() if "113111" in codes else {}
+    removed = frozenset(keyword for keyword, kept_by in _REMOVED_UNLESS.items() if kept_by not in codes)
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
@@ -311,6 +407,6 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
         if uid and not is_deidentified_uid(uid):
             findings.append(Finding("uid-form", "(0002,0003)", f"{uid} is not a 2.25 UID"))
 
-    walk = _Walk(allow, pseudonym)
+    walk = _Walk(allow, pseudonym, removed, dates_kept="113107" in codes)
     walk.dataset(ds, "", ())
     return findings + walk.findings

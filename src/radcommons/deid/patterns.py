@@ -133,3 +133,13 @@ def find_patterns(text: str, strong_only: bool = False) -> list[str]:
             found.extend(m.group(0) for m in pattern.finditer(text))
     return found
 
+
+
+#: a CPT Category I code, 00100-99499: "CT CHEST (CPT=71250)", "XR CHEST 1 VIEW 71045", "THORACENTESIS 32555"
+_CPT = re.compile(r"\d{5}")
+
+
+def is_cpt_code(hit: str) -> bool:
+    """Whether a run of digits found by :func:`find_patterns` is exactly a CPT Category I code
+    (00100-99499, five digits): a procedure code in a procedure description, not an identifier."""
+    return _CPT.fullmatch(hit) is not None and 100 <= int(hit) <= 99499
