@@ -29,6 +29,7 @@ from sqlalchemy.sql import FromClause
 
 from radcommons.dicom.dicomweb_json import element_json, header_json, json_values, tag_key
 from radcommons.dicom.qido import INTEGER_VRS, Match, QidoQuery, matches
+from radcommons.errors import UserError
 from radcommons.store.index import node_tables
 
 LEVELS = ("study", "series", "instance")
@@ -223,10 +224,15 @@ class Search:
 
         header_matches: list[Match] = []
         ignored: list[str] = []
+        lower: list[tuple[str, str]] = []
         for match in self.query.matches:
             level = attribute_level(match.tag)
             if level is not None and _rank(level) > _rank(self.level):
-                ignored.append(match.keyword)  # a series attribute in a study search: not a key here
+                # A series attribute in a study search: a hierarchical search has no such key (PS3.4
+                # C.4.1.2.1); matching it is refused rather than ignored, which returned every study.
+                # Empty (a return key), it is left out like a lower level includefield (PS3.18 10.6.3.3).
+                if match.kind != "universal":
+                    lower.append((match.keyword, level))
             elif match.tag in INDEXED:
                 condition = sql_match(self._column(match.tag), match, self.dialect)
                 if condition is not None:
@@ -247,6 +253,8 @@ class Search:
                     year = _year_condition(study.c.study_year, match)
                     if year is not None:
                         conditions.append(year)
+        if lower:
+            raise _lower_level_keys(self.level, lower)
         if ignored:
             self.warnings.append(f"299 radcommons: matching on {', '.join(ignored)} is not supported at the "
                                  f"{self.level} level; those keys were ignored")
@@ -378,6 +386,17 @@ class Search:
                 break
             result.items.append(self._item(row, plan.returned, own, study))
         return result
+
+
+def _lower_level_keys(level: str, keys: list[tuple[str, str]]) -> UserError:
+    names = ", ".join(f"{name} ({of} level)" for name, of in keys)
+    if level == "study":
+        hint = ("find studies by modality with ModalitiesInStudy=CT, or search /series (or /instances) with "
+                "that key and read the StudyInstanceUID of the results")
+    else:
+        hint = "search /instances with that key and read the SeriesInstanceUID of the results"
+    return UserError(f"a {level} search matches {level} attributes and those above only, not {names}",
+                     f"{hint}; see docs/DICOMWEB.md")
 
 
 @functools.lru_cache(maxsize=None)
