@@ -83,7 +83,8 @@ def receive(part: SpooledPart, study_uid: str | None) -> Outcome:
         outcome.fail(CANNOT_UNDERSTAND, examined.reason)
         return outcome
     if study_uid is not None and examined.study_uid != study_uid:
-        outcome.fail(DOES_NOT_MATCH, f"Study Instance UID is not {study_uid}")
+        # The comment is an LO (64 characters): a UID (up to 64) would be cut, so it names none.
+        outcome.fail(DOES_NOT_MATCH, "its Study Instance UID is not the study in the URL")
         return outcome
     outcome.object_id, outcome.part = part.sha256, part
     return outcome

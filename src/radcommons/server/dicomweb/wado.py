@@ -85,18 +85,74 @@ def find_instances(conn: Connection, readable: set[str] | None, study_uid: str, 
 # ---------------------------------------------------------------------- content negotiation
 
 
+@dataclass(frozen=True)
+class MediaRange:
+    """One media range of an Accept header (RFC 9110 12.5.1): type, parameters (lower-case names, ``q``
+    left out) and its weight."""
+
+    media: str
+    params: dict[str, str]
+    q: float
+
+    def covers(self, media_type: str) -> bool:
+        """Whether this range names ``media_type``: exactly, as ``type/*`` or as ``*/*``."""
+        if self.media in ("*/*", media_type):
+            return True
+        return self.media.endswith("/*") and media_type.split("/")[0] == self.media[:-2]
+
+    @property
+    def specificity(self) -> int:
+        return 0 if self.media == "*/*" else 1 if self.media.endswith("/*") else 2
+
+
+def media_ranges(accept: str | None) -> list[MediaRange]:
+    """The media ranges of an Accept header, ``q=0`` ("not acceptable") included; empty for no header."""
+    found = []
+    for item in _split_accept(accept or ""):
+        media, params = parse_content_type(item)
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if not 0 <= q <= 1 or q != q:
+            q = 1.0
+        found.append(MediaRange(media, params, q))
+    return found
+
+
+def acceptable(accept: str | None, media_type: str) -> bool:
+    """Whether an Accept header takes ``media_type``: the most specific range naming it has q > 0
+    (RFC 9110 12.5.1); no header takes everything."""
+    ranges = media_ranges(accept)
+    if not ranges:
+        return True
+    naming = [r for r in ranges if r.covers(media_type)]
+    if not naming:
+        return False
+    best = max(r.specificity for r in naming)
+    return all(r.q > 0 for r in naming if r.specificity == best)
+
+
+def first_acceptable(accept: str | None, offered: Sequence[str]) -> str | None:
+    """The first of ``offered`` (the server's preference) the Accept header takes, or None."""
+    return next((m for m in offered if acceptable(accept, m)), None)
+
+
 def accepted_syntaxes(accept: str | None, part_type: str = "application/dicom") -> set[str]:
     """Transfer syntaxes an Accept header allows for parts of ``part_type`` (``*``: any); empty: none.
 
     ``multipart/related; type="application/dicom"; transfer-syntax=UID`` (PS3.18 8.7.3.5);
     no ``transfer-syntax`` means Explicit VR Little Endian; ``*/*``, a missing header and
     ``multipart/related`` without a type (or with ``type="*/*"``) accept what is stored.
+    A range with ``q=0`` accepts nothing.
     """
     if not accept or not accept.strip():
         return {ANY_SYNTAX}
     found: set[str] = set()
-    for item in _split_accept(accept):
-        media, params = parse_content_type(item)
+    for item in media_ranges(accept):
+        if item.q <= 0:
+            continue
+        media, params = item.media, item.params
         kind = params.get("type", "*/*").lower()
         if media in ("*/*", "multipart/*") or (media == "multipart/related" and kind in (
                 "*/*", part_type.split("/")[0] + "/*")):
@@ -195,15 +251,16 @@ def parse_window(value: str | None) -> Window | None:
 
 
 def rendered_media_type(accept: str | None) -> str | None:
-    """image/jpeg (the default, PS3.18 8.3.5.1) or image/png, by the Accept header; None if neither."""
+    """image/jpeg (the default, PS3.18 8.3.5.1) or image/png, by the Accept header (or the ``accept``
+    query parameter, 8.3.3.1); the client's order decides between the two; None if neither."""
     if not accept or not accept.strip():
         return "image/jpeg"
-    for item in _split_accept(accept):
-        media, _ = parse_content_type(item)
-        if media in ("image/jpeg", "image/png"):
-            return media
-        if media in ("*/*", "image/*"):
-            return "image/jpeg"
+    ranges = sorted((r for r in media_ranges(accept) if r.q > 0), key=lambda r: -r.q)  # stable: ties keep order
+    for item in ranges:
+        if item.media in ("image/jpeg", "image/png") and acceptable(accept, item.media):
+            return item.media
+        if item.media in ("*/*", "image/*"):
+            return first_acceptable(accept, ("image/jpeg", "image/png"))
     return None
 
 
@@ -217,20 +274,35 @@ def render(ds: Dataset, frame: int, window: Window | None, media_type: str, qual
     return encode_image(render_frame(ds, frame, window), media_type, quality)
 
 
-def frame_bytes(ds: Dataset, frames: Sequence[int], syntaxes: set[str]) -> list[tuple[str, bytes]]:
-    """(content type, bytes) of each requested frame (1-based); ValueError for a missing frame.
+def frame_delivery(stored_syntax: str, syntaxes: set[str]) -> str | None:
+    """How frames of an instance stored in ``stored_syntax`` go out to a client accepting ``syntaxes``:
+    ``as_stored`` (native pixels, or the compressed bit stream), ``decoded`` (to native little endian,
+    which is what Explicit VR Little Endian asks for) or None: not acceptable (406)."""
+    stored = UID(stored_syntax)
+    if ANY_SYNTAX in syntaxes or stored_syntax in syntaxes:
+        return "as_stored"
+    if EXPLICIT_VR_LE in syntaxes:
+        # Native little endian pixels are the same bytes in every little endian syntax.
+        native_le = not stored.is_encapsulated and stored_syntax != "1.2.840.10008.1.2.2"
+        return "as_stored" if native_le else "decoded"
+    return None
 
-    Native pixel data is sliced as stored (little endian); an encapsulated frame is sent as its
-    compressed bit stream when the client accepts that transfer syntax, decoded otherwise.
+
+def frame_bytes(ds: Dataset, frames: Sequence[int], how: str) -> list[tuple[str, bytes]]:
+    """(content type, bytes) of each requested frame (1-based); NoSuchFrame for a missing frame.
+
+    ``how`` is :func:`frame_delivery`'s answer: ``as_stored`` slices native pixel data as stored
+    (little endian) or sends an encapsulated frame as its compressed bit stream; ``decoded`` sends
+    the frame decoded to native little endian pixels.
     """
     count = frame_count(ds)
     for number in frames:
         check_frame(ds, number)
     syntax = ds.file_meta.TransferSyntaxUID
-    if syntax.is_encapsulated:
-        if ANY_SYNTAX in syntaxes or str(syntax) in syntaxes:
-            encoded = list(generate_frames(ds.PixelData, number_of_frames=count))
-            return [(f"application/octet-stream; transfer-syntax={syntax}", encoded[n - 1]) for n in frames]
+    if how == "as_stored" and syntax.is_encapsulated:
+        encoded = list(generate_frames(ds.PixelData, number_of_frames=count))
+        return [(f"application/octet-stream; transfer-syntax={syntax}", encoded[n - 1]) for n in frames]
+    if how == "decoded":
         pixels = ds.pixel_array
         planes = pixels if count > 1 else pixels[np.newaxis]
         return [("application/octet-stream", np.ascontiguousarray(planes[n - 1]).astype(

@@ -9,8 +9,12 @@ Every route needs a bearer token (401 without); reads are limited to the project
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import Dataset
@@ -43,7 +47,53 @@ DICOM_JSON = "application/dicom+json"
 #: Bytes of a STOW-RS body handed to the multipart parser at a time (on a worker thread).
 STOW_FEED_BYTES = 1024 * 1024
 
-router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["dicomweb"])
+#: What a malformed path or query parameter must be, said in the 400 answer (PS3.18 8.5: a malformed
+#: target resource or query parameter is 400 Bad Request; 422 is not a DICOMweb status).
+_UID_FORM = f"UIDs are digits and dots, at most {UID_MAX_LENGTH} characters, e.g. 1.2.840.113619.2.55"
+_PARAMETER_FORMS = {
+    "study": ("Study Instance UID", _UID_FORM),
+    "series": ("Series Instance UID", _UID_FORM),
+    "instance": ("SOP Instance UID", _UID_FORM),
+    "frames": ("frame list", "frame numbers from 1 separated by commas, e.g. 1 or 1,3,5"),
+    "frame": ("frame number", "a whole number from 1"),
+    "quality": ("quality", "a whole number from 1 to 100 (JPEG quality)"),
+    "project": ("project", "a name of letters, digits, '.', '_' and '-'"),
+    "site": ("site", "a name of letters, digits, '.', '_' and '-'"),
+    "dataset": ("dataset", "a name of letters, digits, '.', '_' and '-'"),
+}
+
+
+def _bad_parameters(error: RequestValidationError) -> ApiError:
+    """A 400 naming each malformed path or query parameter, what it was and what it must be."""
+    problems = []
+    for item in error.errors():
+        loc = [str(p) for p in item.get("loc", ())]
+        name = loc[-1] if loc else "request"
+        what, form = _PARAMETER_FORMS.get(name, (name, item.get("msg", "")))
+        given = item.get("input")
+        problems.append(f"{what} {given!r} is malformed ({form})" if isinstance(given, str)
+                        else f"{what}: {item.get('msg', 'malformed')} ({form})")
+    return ApiError(400, "bad_request", "; ".join(problems) or "malformed request",
+                    "see docs/DICOMWEB.md for the DICOMweb paths and parameters")
+
+
+class _DicomwebRoute(APIRoute):
+    """A route whose malformed path and query parameters answer 400 with what each must be, instead of
+    the API's generic 422 about a request body (these requests have none)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise _bad_parameters(error) from None
+
+        return route
+
+
+router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["dicomweb"], route_class=_DicomwebRoute)
 
 StudyUID = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN, description="Study Instance UID")
 SeriesUID = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN, description="Series Instance UID")
@@ -76,18 +126,22 @@ def _not_found(what: str) -> ApiError:
 # ---------------------------------------------------------------------- QIDO-RS (PS3.18 10.6)
 
 
-def _json_only(request: Request, what: str) -> None:
-    """406 unless the Accept header takes JSON: results and metadata are DICOM JSON only (PS3.18
-    8.7.3: the XML form is not offered)."""
-    accept = request.headers.get("accept", "").lower()
-    if accept and "json" not in accept and "*/*" not in accept and "application/*" not in accept:
-        raise ApiError(406, "not_acceptable", f"{what} are {DICOM_JSON} only, not {accept}",
-                       f"send Accept: {DICOM_JSON}")
+def _json_only(request: Request, what: str) -> str:
+    """The media type of a JSON answer (results, metadata, a STOW response) by the Accept header:
+    ``application/dicom+json``, else ``application/json`` when only that is acceptable (RFC 9110
+    12.5.1 ranges and q-values: ``application/jsonx`` is not JSON and ``q=0`` refuses); 406 otherwise,
+    since the XML form is not offered (PS3.18 8.7.3)."""
+    accept = request.headers.get("accept")
+    chosen = wado.first_acceptable(accept, (DICOM_JSON, "application/json"))
+    if chosen is None:
+        raise ApiError(406, "not_acceptable", f"{what} are {DICOM_JSON} only; the Accept header ({accept}) "
+                       "does not take it", f"send Accept: {DICOM_JSON} (XML is not offered)")
+    return chosen
 
 
 def _search(request: Request, context: ServerContext, principal: Principal, level: str,
             scope: qido.Scope) -> Response:
-    _json_only(request, "search results")
+    media_type = _json_only(request, "search results")
     query = parse_query(request.query_params.multi_items())
     readable = _readable(context, principal)
     search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
@@ -95,7 +149,7 @@ def _search(request: Request, context: ServerContext, principal: Principal, leve
         result = search.run(conn, _headers(request, context).get)
     headers = {"Warning": ", ".join(result.warnings)} if result.warnings else {}
     # An empty array with 200 (not 204) when nothing matches: CP-2473 and what dicomweb-client and OHIF expect.
-    return JSONResponse(result.items, media_type=DICOM_JSON, headers=headers)
+    return JSONResponse(result.items, media_type=media_type, headers=headers)
 
 
 @router.get("/studies", summary="QIDO-RS: search for studies")
@@ -152,14 +206,19 @@ def _instances(context: ServerContext, principal: Principal, study: str, series:
 def _retrieve(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
     found = _instances(context, principal, study, series, instance)
-    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"))
+    accept = request.headers.get("accept")
+    syntaxes = wado.accepted_syntaxes(accept)
     refused = sorted({i.transfer_syntax for i in found if wado.delivery(i, syntaxes) is None})
-    if not syntaxes or refused:
+    hint = ('accept multipart/related; type="application/dicom"; transfer-syntax=* (as stored), '
+            "or without transfer-syntax for Explicit VR Little Endian")
+    if not syntaxes:
+        raise ApiError(406, "not_acceptable", 'WADO-RS retrieve answers multipart/related; type="application/dicom" '
+                       f"only, which the Accept header ({accept}) does not take", hint)
+    if refused:
         raise ApiError(406, "not_acceptable",
-                       "the instances cannot be sent as the Accept header asks"
-                       + (f" (stored as {', '.join(refused)})" if refused else ""),
-                       'accept multipart/related; type="application/dicom"; transfer-syntax=* (as stored), '
-                       "or without transfer-syntax for Explicit VR Little Endian")
+                       f"the instances are stored as {', '.join(refused)} and can be sent as stored or as Explicit "
+                       f"VR Little Endian, not in the transfer syntax the Accept header asks ({', '.join(sorted(syntaxes))})",
+                       hint)
     boundary = new_boundary()
     body = write_parts(wado.instance_parts(context.store, found, syntaxes, _base_url(request)), boundary)
     return StreamingResponse(body, media_type=content_type("application/dicom", boundary))
@@ -187,9 +246,9 @@ def retrieve_instance(request: Request, study: str = StudyUID, series: str = Ser
 
 def _metadata(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
-    _json_only(request, "metadata")
+    media_type = _json_only(request, "metadata")
     found = _instances(context, principal, study, series, instance)
-    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get), media_type=DICOM_JSON)
+    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get), media_type=media_type)
 
 
 @router.get("/studies/{study}/metadata", summary="WADO-RS: metadata of a study (DICOM JSON, no bulk data)")
@@ -218,12 +277,36 @@ def _read_one(context: ServerContext, principal: Principal, study: str, series: 
     return wado.read_instance(context.store, _instances(context, principal, study, series, instance)[0])
 
 
+#: Query parameters of /rendered (PS3.18 8.3.5.1, and 8.3.3.1's ``accept``) and what is done with them.
+RENDERED_PARAMETERS = frozenset({"window", "quality", "accept"})
+_RENDERED_UNSUPPORTED = {"viewport": "viewport (scaling and cropping) is not supported: the image has the "
+                                     "instance's Rows and Columns",
+                         "annotation": "annotation (burning in patient or technique text) is not supported",
+                         "iccprofile": "iccprofile is not supported: images are sent without an ICC profile"}
+
+
+def _rendered_accept(request: Request) -> str | None:
+    """The Accept of a rendered request: the ``accept`` query parameter (PS3.18 8.3.3.1, for user agents
+    that cannot set headers, such as ``<img src>``) replaces the header; other parameters are refused
+    rather than ignored."""
+    for name in request.query_params:
+        if name in _RENDERED_UNSUPPORTED:
+            raise ApiError(400, "bad_request", _RENDERED_UNSUPPORTED[name],
+                           "leave it out; supported: " + ", ".join(sorted(RENDERED_PARAMETERS)))
+        if name not in RENDERED_PARAMETERS:
+            raise ApiError(400, "bad_request", f"unknown query parameter {name!r} for a rendered image",
+                           "supported: " + ", ".join(sorted(RENDERED_PARAMETERS)) + "; see docs/DICOMWEB.md")
+    given = request.query_params.getlist("accept")
+    return ", ".join(given) if given else request.headers.get("accept")
+
+
 def _rendered(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
               instance: str, frame: int, window: str | None, quality: int) -> Response:
-    media_type = wado.rendered_media_type(request.headers.get("accept"))
+    accept = _rendered_accept(request)
+    media_type = wado.rendered_media_type(accept)
     if media_type is None:
-        raise ApiError(406, "not_acceptable", "rendered images are image/jpeg or image/png",
-                       "send Accept: image/jpeg or image/png")
+        raise ApiError(406, "not_acceptable", f"rendered images are image/jpeg or image/png, not {accept}",
+                       "send Accept: image/jpeg or image/png (or ?accept=image/png)")
     try:
         voi = wado.parse_window(window)
     except ValueError as error:
@@ -265,13 +348,23 @@ def retrieve_frames(request: Request, study: str = StudyUID, series: str = Serie
                     instance: str = InstanceUID, frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$"),
                     principal: Principal = Depends(current_principal),
                     context: ServerContext = Depends(get_context)) -> Response:
-    syntaxes = wado.accepted_syntaxes(request.headers.get("accept"), "application/octet-stream")
+    accept = request.headers.get("accept")
+    syntaxes = wado.accepted_syntaxes(accept, "application/octet-stream")
+    hint = ('send Accept: multipart/related; type="application/octet-stream"; transfer-syntax=* (as stored), '
+            "or without transfer-syntax for native (uncompressed) pixels")
     if not syntaxes:
-        raise ApiError(406, "not_acceptable", "frames are sent as application/octet-stream parts",
-                       'send Accept: multipart/related; type="application/octet-stream"; transfer-syntax=*')
-    ds = _read_one(context, principal, study, series, instance)
+        raise ApiError(406, "not_acceptable", 'frames are sent as multipart/related; type="application/octet-stream",'
+                       f" which the Accept header ({accept}) does not take", hint)
+    stored = _instances(context, principal, study, series, instance)[0]
+    how = wado.frame_delivery(stored.transfer_syntax, syntaxes)
+    if how is None:
+        # Never native pixels under a 200 to a client that named only a compressed syntax (PS3.18 8.7.3.5).
+        raise ApiError(406, "not_acceptable",
+                       f"the frames are stored as {stored.transfer_syntax} and can be sent as stored or as native "
+                       f"pixels (Explicit VR Little Endian), not as {', '.join(sorted(syntaxes))}", hint)
+    ds = wado.read_instance(context.store, stored)
     try:
-        found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], syntaxes)
+        found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], how)
     except NoSuchFrame as error:
         raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
     except ValueError as error:
@@ -317,10 +410,15 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
                  project: str | None, site: str | None, dataset: str | None) -> Response:
     project, site = _target(principal, project, site)
     await run_in_threadpool(_project_exists, context.engine, principal, project)
+    answer_type = _json_only(request, "Store Instances Responses")
     media, params = parse_content_type(request.headers.get("content-type", ""))
-    if media != "multipart/related" or "boundary" not in params:
+    if media != "multipart/related":
         raise ApiError(415, "unsupported_media_type", f"STOW-RS takes multipart/related, not {media or 'nothing'}",
                        'send Content-Type: multipart/related; type="application/dicom"; boundary=...')
+    if not params.get("boundary"):
+        raise ApiError(400, "bad_request", "the multipart/related Content-Type has no boundary parameter: the parts "
+                       "cannot be told apart", 'send Content-Type: multipart/related; type="application/dicom"; '
+                       "boundary=... with the boundary the body uses (RFC 2046 5.1.1)")
     if params.get("type", "application/dicom").lower() != "application/dicom":
         raise ApiError(415, "unsupported_media_type",
                        f"only application/dicom parts are supported, not {params['type']}",
@@ -352,7 +450,7 @@ async def _store(request: Request, context: ServerContext, principal: Principal,
     await run_in_threadpool(stow.index, context.engine, principal, outcomes, project=project, dataset=dataset,
                             site_id=site, client=client_address(request))
     status, body = stow.response(outcomes, _base_url(request), study)
-    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+    return JSONResponse(body, status_code=status, media_type=answer_type)
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
