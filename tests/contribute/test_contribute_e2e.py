@@ -31,7 +31,7 @@ def test_contribute_killed_and_resumed_sends_nothing_twice(commons: RealCommons,
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     stored, last = map(int, re.search(r"killed after (\d+) files, the last request carried (\d+)",  # type: ignore[union-attr]
                                       killed.stderr).groups())
-    assert not (state / "receipts").exists()
+    assert not list((state / "receipts").glob("*"))
 
     resumed = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
                              timeout=300)
@@ -51,3 +51,10 @@ def test_contribute_killed_and_resumed_sends_nothing_twice(commons: RealCommons,
     assert receipt["counts"]["clinical"]["rejected"] == 0
     assert receipt["counts"]["clinical"]["accepted"] == sum(1 for r in saved["clinical_rows"])
     assert "receipt (private)" in resumed.stdout
+
+    # Run once more: nothing new, so no second submission of the dataset; its receipt again.
+    again = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"submission {receipt['submission_id']} (SITE_A_E2E) was committed before" in again.stdout, again.stdout
+    assert [p.name for p in (state / "receipts").glob("receipt-*.json")] == [receipt_file.name]

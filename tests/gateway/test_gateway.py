@@ -17,11 +17,13 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radcommons.client import CommonsClient
 from radcommons.deid import DeidContext, patient_pseudonym
 from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
 from radcommons.synth.generate import generate
 from serve_support import free_port
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
+from commons_fixtures import PROJECT, SITE, Commons, sqlite_commons  # noqa: E402,F401  (the fixture)
 
 KEY = bytes(range(32))
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu, echoscu) not installed")
@@ -150,16 +152,15 @@ def test_only_the_allowed_peers_may_store(corpus: Path, key_file: Path, tmp_path
     assert bad.returncode == 2 and "not an IP address" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "contribute"))
-    from fake_commons import FakeCommons
-
-    fake = FakeCommons()
-    client = CommonsClient("http://commons.test", "t", transport=fake.transport(), backoff=0.001)
+def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path,
+                                                                sqlite_commons: Commons) -> None:
     state = tmp_path / "state"
-    sender = commons_sender(client, state, server="http://commons.test", project="P", site="SITE_A")
-    config = GatewayConfig("RCGW", free_port(), DeidContext(key=KEY, site="SITE_A", review_pixels=False), state,
-                           host="127.0.0.1", quiet_seconds=60, check_seconds=3600)
+    client = sqlite_commons.client(backoff=0.001)
+    sender = commons_sender(client, state, server=sqlite_commons.url, project=PROJECT, site=SITE)
+    # a key of this test's own: the commons is shared, and a UID belongs to one project
+    context = DeidContext(key=bytes(reversed(KEY)), site=SITE, review_pixels=False)
+    config = GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", quiet_seconds=60,
+                           check_seconds=3600)
     gateway = Gateway(config, sender)
     gateway.start()
     try:
@@ -172,7 +173,7 @@ def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tm
     finally:
         gateway.stop()
     assert delivery is not None and delivery.receipt.status == "committed"
-    assert delivery.stats.sent == len(files) and len(fake.objects) == len(files)
+    assert delivery.stats.sent == len(files) and delivery.receipt.counts["instances"]["indexed"] == len(files)
     assert spooled_files(state / "gateway") == []
     assert len(list((state / "gateway" / "done").rglob("*.dcm"))) == len(files)
     assert list((state / "receipts").glob("gateway-*.json"))

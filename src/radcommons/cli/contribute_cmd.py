@@ -283,11 +283,16 @@ def _send(console: Console, err: Console, plan, client, server: str, allow_parti
             on_file=on_file, on_bytes=on_bytes,
         )
     stats = delivery.stats
-    console.print(
-        f"submission {delivery.submission.id} ({delivery.submission.dataset}): {stats.sent} file(s) sent, "
-        f"{stats.confirmed_before} already confirmed, {stats.already_on_server} already on the server",
-        highlight=False,
-    )
+    if delivery.committed_before:
+        console.print(
+            f"submission {delivery.submission.id} ({delivery.submission.dataset}) was committed before, with all of "
+            "this: nothing was sent, and its receipt is saved again", highlight=False)
+    else:
+        console.print(
+            f"submission {delivery.submission.id} ({delivery.submission.dataset}): {stats.sent} file(s) sent, "
+            f"{stats.confirmed_before} already confirmed, {stats.already_on_server} already on the server",
+            highlight=False,
+        )
     table = Table(title="receipt", title_justify="left")
     table.add_column("what")
     table.add_column("status")
