@@ -13,6 +13,7 @@ import uuid
 import httpx
 import pydicom
 import pytest
+from dicomweb_client import DICOMwebClient
 from dicomweb_support import DicomwebCommons, multipart_parts
 from PIL import Image
 
@@ -162,3 +163,27 @@ def test_accept_is_parsed_as_media_ranges(dicomweb_commons: DicomwebCommons, one
         refused = client.get(instance_path(one), headers={
             "Accept": 'multipart/related; type="application/dicom"; q=0'})
         assert refused.status_code == 406
+
+
+# ---------------------------------------------------------------------- F11: Pixel Data as bulk data
+
+
+def test_metadata_gives_pixel_data_as_a_working_bulkdata_uri(dicomweb_commons: DicomwebCommons,
+                                                             one: pydicom.Dataset) -> None:
+    """/metadata dropped Pixel Data, and /bulkdata answered the generic 404 'see /docs for the API'."""
+    dw = DICOMwebClient(url=dicomweb_commons.url,
+                        headers={"Authorization": f"Bearer {dicomweb_commons.token('reader')}"})
+    metadata = dw.retrieve_instance_metadata(one.StudyInstanceUID, one.SeriesInstanceUID, one.SOPInstanceUID)
+    pixels = metadata["7FE00010"]
+    assert pixels["vr"] == ("OW" if one.BitsAllocated > 8 else "OB") and "Value" not in pixels
+    # The URI is built from the request's Host, which dicomweb-client (requests) sends without the port
+    # (docs/DICOMWEB.md): ask the same path of the test's server.
+    path = pixels["BulkDataURI"].split("/dicomweb", 1)[1]
+    assert path == instance_path(one) + "/bulkdata/7FE00010"
+    assert dw.retrieve_bulkdata(dicomweb_commons.url + path) == [one.PixelData]
+    with http(dicomweb_commons) as client:
+        jpeg = client.get(path, headers={
+            "Accept": f'multipart/related; type="application/octet-stream"; transfer-syntax={JPEG_BASELINE}'})
+        assert jpeg.status_code == 406
+        other = client.get(instance_path(one) + "/bulkdata/00100010")
+        assert other.status_code == 404 and "BulkDataURI" in other.json()["error"]["hint"]

@@ -69,7 +69,8 @@ def test_metadata_levels(dicomweb_commons: DicomwebCommons, study) -> None:
     one = pydicom.dcmread(study[0].path, stop_before_pixels=True)
     metadata = dw.retrieve_study_metadata(one.StudyInstanceUID)
     assert sorted(m["00080018"]["Value"][0] for m in metadata) == sorted(i.sop_uid for i in study)
-    assert all("7FE00010" not in m for m in metadata)  # no bulk data
+    assert all(m["7FE00010"]["BulkDataURI"].endswith("/bulkdata/7FE00010") and "Value" not in m["7FE00010"]
+               for m in metadata)  # Pixel Data as bulk data (test_dicomweb_conformance reads it)
     series = dw.retrieve_series_metadata(one.StudyInstanceUID, one.SeriesInstanceUID)
     assert {m["0020000E"]["Value"][0] for m in series} == {one.SeriesInstanceUID}
     instance = dw.retrieve_instance_metadata(one.StudyInstanceUID, one.SeriesInstanceUID, one.SOPInstanceUID)

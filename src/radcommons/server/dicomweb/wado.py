@@ -211,7 +211,7 @@ def instance_parts(store: ObjectStore, instances: Sequence[StoredInstance], synt
                    base_url: str) -> Iterator[OutPart]:
     """The parts of a retrieve answer (``delivery`` must have been checked for every instance)."""
     for item in instances:
-        location = f"{base_url}/studies/{item.study_uid}/series/{item.series_uid}/instances/{item.sop_instance_uid}"
+        location = instance_url(base_url, item)
         if delivery(item, syntaxes) == "as_stored":
             yield OutPart({"Content-Type": f"application/dicom; transfer-syntax={item.transfer_syntax}",
                            "Content-Length": str(item.size), "Content-Location": location},
@@ -221,11 +221,37 @@ def instance_parts(store: ObjectStore, instances: Sequence[StoredInstance], synt
                            "Content-Location": location}, _transcoded_chunks(store, item.object_id))
 
 
-def metadata_chunks(instances: Sequence[StoredInstance], header: Callable[[str], Dataset]) -> Iterator[bytes]:
-    """A JSON array of the instances' headers, one instance at a time (PS3.18 F.2, 10.4.1.1.2)."""
+#: Pixel Data's tag and its key in DICOM JSON and in the bulk data URL.
+PIXEL_DATA = 0x7FE00010
+PIXEL_DATA_KEY = "7FE00010"
+
+
+def instance_url(base_url: str, item: StoredInstance) -> str:
+    return f"{base_url}/studies/{item.study_uid}/series/{item.series_uid}/instances/{item.sop_instance_uid}"
+
+
+def pixel_data_json(item: StoredInstance, header: Dataset, base_url: str) -> dict[str, str] | None:
+    """Pixel Data of an image as a BulkDataURI (PS3.18 F.2.6): OB when encapsulated or 8-bit, OW otherwise.
+    Headers are read without pixel data, so an image (it has Rows) is taken to have it; None otherwise."""
+    if "Rows" not in header:
+        return None
+    encapsulated = UID(item.transfer_syntax).is_encapsulated
+    vr = "OB" if encapsulated or int(header.get("BitsAllocated", 16) or 16) <= 8 else "OW"
+    return {"vr": vr, "BulkDataURI": f"{instance_url(base_url, item)}/bulkdata/{PIXEL_DATA_KEY}"}
+
+
+def metadata_chunks(instances: Sequence[StoredInstance], header: Callable[[str], Dataset],
+                    base_url: str) -> Iterator[bytes]:
+    """A JSON array of the instances' headers, one instance at a time (PS3.18 F.2, 10.4.1.1.2); Pixel Data
+    is a BulkDataURI (:func:`pixel_data_json`), other binary values are inline."""
     yield b"["
     for index, item in enumerate(instances):
-        yield (b"," if index else b"") + json.dumps(header_json(header(item.object_id))).encode("utf-8")
+        ds = header(item.object_id)
+        element = header_json(ds)
+        pixels = pixel_data_json(item, ds, base_url)
+        if pixels is not None:
+            element[PIXEL_DATA_KEY] = pixels  # the last tag: the keys stay in order
+        yield (b"," if index else b"") + json.dumps(element).encode("utf-8")
     yield b"]"
 
 
@@ -311,3 +337,16 @@ def frame_bytes(ds: Dataset, frames: Sequence[int], how: str) -> list[tuple[str,
     size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
     data = ds.PixelData
     return [("application/octet-stream", bytes(data[(n - 1) * size: n * size])) for n in frames]
+
+
+def pixel_data_parts(ds: Dataset, how: str) -> list[tuple[str, bytes]]:
+    """The Pixel Data bulk data (``/bulkdata/7FE00010``): one part holding the whole native value (as
+    stored, or decoded), or, sent as stored when encapsulated, one part per compressed frame."""
+    if "PixelData" not in ds:
+        return []
+    frames = frame_bytes(ds, list(range(1, frame_count(ds) + 1)), how)
+    if how == "as_stored" and ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        return frames
+    if how == "as_stored":
+        return [("application/octet-stream", bytes(ds.PixelData))]
+    return [("application/octet-stream", b"".join(data for _, data in frames))]

@@ -57,6 +57,7 @@ _PARAMETER_FORMS = {
     "frames": ("frame list", "frame numbers from 1 separated by commas, e.g. 1 or 1,3,5"),
     "frame": ("frame number", "a whole number from 1"),
     "quality": ("quality", "a whole number from 1 to 100 (JPEG quality)"),
+    "tag": ("bulk data tag", "eight hex digits, e.g. 7FE00010"),
     "project": ("project", "a name of letters, digits, '.', '_' and '-'"),
     "site": ("site", "a name of letters, digits, '.', '_' and '-'"),
     "dataset": ("dataset", "a name of letters, digits, '.', '_' and '-'"),
@@ -248,7 +249,8 @@ def _metadata(request: Request, context: ServerContext, principal: Principal, st
               series: str | None = None, instance: str | None = None) -> Response:
     media_type = _json_only(request, "metadata")
     found = _instances(context, principal, study, series, instance)
-    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get), media_type=media_type)
+    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get, _base_url(request)),
+                             media_type=media_type)
 
 
 @router.get("/studies/{study}/metadata", summary="WADO-RS: metadata of a study (DICOM JSON, no bulk data)")
@@ -342,38 +344,70 @@ def frame_rendered(request: Request, study: str = StudyUID, series: str = Series
     return _rendered(request, context, principal, study, series, instance, frame, window, quality)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-            summary="WADO-RS: frames as multipart/related application/octet-stream")
-def retrieve_frames(request: Request, study: str = StudyUID, series: str = SeriesUID,
-                    instance: str = InstanceUID, frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$"),
-                    principal: Principal = Depends(current_principal),
-                    context: ServerContext = Depends(get_context)) -> Response:
+def _octet_stream(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
+                  instance: str, what: str) -> tuple[Dataset, str]:
+    """The instance and how its pixels go out (:func:`wado.frame_delivery`) for a frames or bulk data
+    request; 406 when the Accept header takes nothing we can send."""
     accept = request.headers.get("accept")
     syntaxes = wado.accepted_syntaxes(accept, "application/octet-stream")
     hint = ('send Accept: multipart/related; type="application/octet-stream"; transfer-syntax=* (as stored), '
             "or without transfer-syntax for native (uncompressed) pixels")
     if not syntaxes:
-        raise ApiError(406, "not_acceptable", 'frames are sent as multipart/related; type="application/octet-stream",'
+        raise ApiError(406, "not_acceptable", f'{what} are sent as multipart/related; type="application/octet-stream",'
                        f" which the Accept header ({accept}) does not take", hint)
     stored = _instances(context, principal, study, series, instance)[0]
     how = wado.frame_delivery(stored.transfer_syntax, syntaxes)
     if how is None:
         # Never native pixels under a 200 to a client that named only a compressed syntax (PS3.18 8.7.3.5).
         raise ApiError(406, "not_acceptable",
-                       f"the frames are stored as {stored.transfer_syntax} and can be sent as stored or as native "
+                       f"the {what} are stored as {stored.transfer_syntax} and can be sent as stored or as native "
                        f"pixels (Explicit VR Little Endian), not as {', '.join(sorted(syntaxes))}", hint)
-    ds = wado.read_instance(context.store, stored)
+    return wado.read_instance(context.store, stored), how
+
+
+def _octet_parts(found: list[tuple[str, bytes]]) -> Response:
+    boundary = new_boundary()
+    parts = (OutPart({"Content-Type": kind, "Content-Length": str(len(data))}, [data]) for kind, data in found)
+    return StreamingResponse(write_parts(parts, boundary),
+                             media_type=content_type("application/octet-stream", boundary))
+
+
+_UNREADABLE_HINT = "its pixel data is damaged or incomplete: fetch the instance itself, or tell the curators"
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            summary="WADO-RS: frames as multipart/related application/octet-stream")
+def retrieve_frames(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                    instance: str = InstanceUID, frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$"),
+                    principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    ds, how = _octet_stream(request, context, principal, study, series, instance, "frames")
     try:
         found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], how)
     except NoSuchFrame as error:
         raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
     except ValueError as error:
-        raise ApiError(422, "unrenderable", f"the frames cannot be read: {error}",
-                       "its pixel data is damaged or incomplete: fetch the instance itself, or tell the curators") from None
-    boundary = new_boundary()
-    parts = (OutPart({"Content-Type": kind, "Content-Length": str(len(data))}, [data]) for kind, data in found)
-    return StreamingResponse(write_parts(parts, boundary),
-                             media_type=content_type("application/octet-stream", boundary))
+        raise ApiError(422, "unrenderable", f"the frames cannot be read: {error}", _UNREADABLE_HINT) from None
+    return _octet_parts(found)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+            summary="WADO-RS: bulk data (the BulkDataURI of Pixel Data in /metadata)")
+def retrieve_bulkdata(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                      instance: str = InstanceUID, tag: str = Path(pattern=r"^[0-9A-Fa-f]{8}$"),
+                      principal: Principal = Depends(current_principal),
+                      context: ServerContext = Depends(get_context)) -> Response:
+    if tag.upper() != wado.PIXEL_DATA_KEY:
+        raise ApiError(404, "not_found", f"no bulk data {tag} here: /metadata gives Pixel Data ({wado.PIXEL_DATA_KEY}) "
+                       "as bulk data, other binary values inline", "use the BulkDataURI that /metadata gives")
+    ds, how = _octet_stream(request, context, principal, study, series, instance, "bulk data")
+    try:
+        found = wado.pixel_data_parts(ds, how)
+    except ValueError as error:
+        raise ApiError(422, "unrenderable", f"the pixel data cannot be read: {error}", _UNREADABLE_HINT) from None
+    if not found:
+        raise ApiError(404, "not_found", "the instance has no Pixel Data", "its /metadata has no BulkDataURI")
+    return _octet_parts(found)
 
 
 # ---------------------------------------------------------------------- STOW-RS (PS3.18 10.5)
