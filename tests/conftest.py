@@ -13,25 +13,18 @@ import contextlib
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from database_support import pg_database, pg_server
 from sqlalchemy.engine import make_url
 
 from radcommons.store.index import upgrade
 
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-def _pg_server() -> str:
-    return os.environ.get("RADCOMMONS_TEST_PG", PG_DEFAULT).rstrip("/")
-
-
 def _admin_conninfo() -> str:
-    url = make_url(_pg_server() + "/test")
+    url = make_url(pg_server() + "/test")
     parts = {"host": url.host or "127.0.0.1", "port": url.port or 5432, "user": url.username or "postgres",
              "dbname": url.database or "test", "password": url.password}
     return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
@@ -43,7 +36,7 @@ def pg_admin() -> Iterator[psycopg.Connection]:
     try:
         connection = psycopg.connect(_admin_conninfo(), autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
-        reason = f"no PostgreSQL server at {_pg_server()} ({str(error).strip().splitlines()[0]})"
+        reason = f"no PostgreSQL server at {pg_server()} ({str(error).strip().splitlines()[0]})"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must provide one (set RADCOMMONS_TEST_PG)")
         pytest.skip(f"{reason}; set RADCOMMONS_TEST_PG to run the PostgreSQL tests")
@@ -57,13 +50,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'index' / 'radcommons.db'}"
         return
-    admin: psycopg.Connection = request.getfixturevalue("pg_admin")
-    name = f"rc_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{_pg_server()}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database(request.getfixturevalue("pg_admin")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ A real server (``radcommons serve``) over a commons of its own: the test changes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -29,6 +30,7 @@ from sqlalchemy import delete
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "research"))
 
+from database_support import pg_database  # noqa: E402
 from research_support import OPEN, ResearchCommons, build  # noqa: E402
 from test_export_api import _export  # noqa: E402
 
@@ -53,11 +55,20 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def corrected(deid_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A commons; the researcher's frozen cohort of the open cases; then one member corrected."""
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def corrected(request: pytest.FixtureRequest, deid_tree: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A commons (on each index backend); the researcher's frozen cohort of the open cases; then one
+    member corrected."""
     root = tmp_path_factory.mktemp("pinned-commons")
-    commons = build(root, f"sqlite:///{root / 'index.db'}", deid_tree)
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{root / 'index.db'}" if request.param == "sqlite"
+               else stack.enter_context(pg_database(request.getfixturevalue("pg_admin"))))
+        yield from _corrected(root, url, deid_tree)
+
+
+def _corrected(root: Path, url: str, deid_tree: Path) -> Iterator[dict[str, Any]]:
+    commons = build(root, url, deid_tree)
     try:
         with radcommons.Client(commons.url, commons.server.tokens["researcher"]) as client:
             cohort = client.save_cohort("open cases", "case", None, freeze=True)
