@@ -23,6 +23,7 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from radcommons.dicom.index_fields import InstanceFields
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
 from radcommons.errors import UserError
 from radcommons.pipelines.indexing import (
@@ -576,38 +577,65 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
     return receipt
 
 
+@dataclass(frozen=True)
+class _Holders:
+    """Who else holds the UIDs of a study about to be written (a commit's or a release's): a study,
+    series or instance UID belongs to one project (as at STOW-RS), and a study to the site that sent
+    it. A refusal names the project or site only to a caller who may read it there
+    (:func:`may_name_holder`)."""
+
+    elsewhere: dict[str, str]  #: UID -> the other project holding it
+    study_refusal: str | None  #: why no instance of the study may be written, if none may
+    hidden: bool  #: the study is another site's that the caller may not read
+
+    @classmethod
+    def of(cls, conn: Connection, writer: IndexWriter, principal: Principal, site_id: str | None, study_uid: str,
+           batch: Sequence[InstanceFields]) -> _Holders:
+        elsewhere = writer.held_elsewhere(conn, batch)
+        other = elsewhere.get(study_uid)
+        other_site = writer.held_by_other_site(conn, [study_uid], site_id or "").get(study_uid)
+        hidden = other_site is not None and not may_name_holder(conn, principal, writer.project, site=other_site)
+        refusal = None
+        if other is not None:
+            refusal = (f"study {study_uid} is already in project {other}"
+                       if may_name_holder(conn, principal, other, uid=study_uid)
+                       else f"study {study_uid} belongs to {NOT_YOURS}")
+        elif other_site is not None:
+            refusal = (f"study {study_uid} belongs to {NOT_YOURS if hidden else f'site {other_site}'}: "
+                       "only that site may send a new version of it")
+        return cls(elsewhere, refusal, hidden)
+
+    def uid_refusal(self, conn: Connection, principal: Principal, fields: InstanceFields) -> str | None:
+        """Why this instance may not be written: its SOP Instance or Series UID is another project's."""
+        uid = next((u for u in (fields.instance["sop_instance_uid"], fields.series["series_uid"])
+                    if u in self.elsewhere), None)
+        if uid is None:
+            return None
+        return (f"its SOP Instance or Series UID is already in project {self.elsewhere[uid]}"
+                if may_name_holder(conn, principal, self.elsewhere[uid], uid=uid)
+                else f"its SOP Instance or Series UID belongs to {NOT_YOURS}")
+
+
 def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, submission: Any, study_uid: str,
                   entries: list[_File]) -> dict[str, Any]:
     """Index, quarantine or reject the instances of one declared study; its receipt entry.
 
     A refusal names the project or site that holds a UID only to a caller who may read it
     there (:func:`may_name_holder`); nor are another site's version numbers told."""
-    # A study, series or instance UID belongs to one project (as at STOW-RS).
-    elsewhere = writer.held_elsewhere(conn, [e.examined.fields for e in entries if e.examined and e.examined.fields])
-    other = elsewhere.get(study_uid)
-    other_site = writer.held_by_other_site(conn, [study_uid], submission.site_id).get(study_uid)
-    hidden = other_site is not None and not may_name_holder(conn, principal, submission.project_id, site=other_site)
+    holders = _Holders.of(conn, writer, principal, submission.site_id, study_uid,
+                          [e.examined.fields for e in entries if e.examined and e.examined.fields])
+    hidden = holders.hidden
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
         assert examined is not None
-        if other is not None and examined.status != "rejected":
-            examined = Examined("rejected", f"study {study_uid} is already in project {other}"
-                                if may_name_holder(conn, principal, other, uid=study_uid)
-                                else f"study {study_uid} belongs to {NOT_YOURS}")
-        elif other_site is not None and examined.status != "rejected":
-            examined = Examined("rejected", f"study {study_uid} belongs to "
-                                f"{NOT_YOURS if hidden else f'site {other_site}'}: only that site may send a new "
-                                "version of it")
+        if holders.study_refusal is not None and examined.status != "rejected":
+            examined = Examined("rejected", holders.study_refusal)
         if examined.status == "ok":
-            fields = examined.fields
-            assert fields is not None
-            uid = next((u for u in (fields.instance["sop_instance_uid"], fields.series["series_uid"])
-                        if u in elsewhere), None)
-            if uid is not None:
-                examined = Examined("rejected", f"its SOP Instance or Series UID is already in project {elsewhere[uid]}"
-                                    if may_name_holder(conn, principal, elsewhere[uid], uid=uid)
-                                    else f"its SOP Instance or Series UID belongs to {NOT_YOURS}")
+            assert examined.fields is not None
+            refusal = holders.uid_refusal(conn, principal, examined.fields)
+            if refusal is not None:
+                examined = Examined("rejected", refusal)
         if examined.status == "rejected":
             entry.status, entry.reason = "rejected", examined.reason
         elif examined.status == "quarantine":
@@ -783,8 +811,24 @@ def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine
     with index_transaction(engine) as conn:
         entry = _held(conn, quarantine_id)
         writer = IndexWriter(entry.project_id, entry.dataset or "quarantine-release", principal.name)
+        site_id = entry.site_id or "unknown"
+        # The rules of a commit: a UID belongs to one project, a study to one site.
+        holders = _Holders.of(conn, writer, principal, site_id, examined.study_uid, [examined.fields])
+        refusal = holders.study_refusal or holders.uid_refusal(conn, principal, examined.fields)
+        if refusal is not None:
+            raise SubmissionError(f"quarantine entry {quarantine_id} cannot be released: {refusal}",
+                                  "delete the entry (DELETE /api/v1/quarantine/{id}); the study's holder may "
+                                  "send a corrected instance itself", code="held_elsewhere", kind="conflict")
+        newer = _newer_version(conn, writer, entry, examined.study_uid, examined.sop_instance_uid)
+        if newer is not None:
+            raise SubmissionError(
+                f"quarantine entry {quarantine_id} is out of date: version {newer} of study {examined.study_uid} "
+                f"holds newer content of instance {examined.sop_instance_uid}, indexed after this one was "
+                "quarantined; releasing it would replace that content with these older bytes",
+                "delete the entry (DELETE /api/v1/quarantine/{id}); the older bytes stay wherever a study "
+                "version or a frozen cohort still names them", code="superseded", kind="conflict", version=newer)
         writer.ensure_project(conn)
-        writer.write_instance(conn, examined.fields, entry.site_id or "unknown")
+        writer.write_instance(conn, examined.fields, site_id)
         writer.finish(conn)
         study_uid = examined.study_uid
         study_id = writer.study_id(conn, study_uid)
@@ -795,6 +839,39 @@ def release(engine: Engine, store: ObjectStore, principal: Principal, quarantine
         record_audit(conn, actor=principal.name, action="quarantine.release", target=f"quarantine {quarantine_id}",
                      project=entry.project_id, client=client, records=1, detail={"sha256": entry.sha256})
         return _quarantine_view(conn.execute(select(table).where(table.c.id == quarantine_id)).one())
+
+
+def _newer_version(conn: Connection, writer: IndexWriter, entry: Any, study_uid: str, sop_uid: str) -> int | None:
+    """The study version that indexed content of ``sop_uid`` newer than the quarantined entry, if any.
+
+    The content the instance had when the entry was quarantined is the one of the last version
+    recorded before it (or by the entry's own submission, which records its version after
+    quarantining). The content indexed now is newer when it differs from that one and from the
+    entry's, and a version recorded since, by anything else, exists."""
+    study_id = writer.study_id(conn, study_uid)
+    current = writer.study_instances(conn, study_id).get(sop_uid) if study_id is not None else None
+    if current is None or current["object_id"] == entry.sha256:
+        return None
+    versions = system_table("study_version")
+    rows = conn.execute(select(versions.c.version, versions.c.submission_id, versions.c.created_at,
+                               versions.c.instances)
+                        .where(versions.c.project_id == writer.project, versions.c.study_uid == study_uid)
+                        .order_by(versions.c.version)).all()
+    quarantined_at = as_utc(entry.created_at)
+
+    def at_quarantine(row: Any) -> bool:
+        same_submission = entry.submission_id is not None and row.submission_id == entry.submission_id
+        return same_submission or (as_utc(row.created_at) or quarantined_at) <= quarantined_at
+
+    before = [row for row in rows if at_quarantine(row)]
+    since = [row for row in rows if not at_quarantine(row)]
+    if not since:
+        return None
+    then = next((i["object_id"] for i in (before[-1].instances if before else []) or []
+                 if i.get("sop_instance_uid") == sop_uid), None)
+    if current["object_id"] == then:
+        return None
+    return int(since[-1].version)
 
 
 def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal, quarantine_id: int,
