@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace as _replace
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, Text, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -876,7 +876,8 @@ def _newer_version(conn: Connection, writer: IndexWriter, entry: Any, study_uid:
 
 def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal, quarantine_id: int,
                        client: str | None = None) -> dict[str, Any]:
-    """A curator's decision that a held instance must not be published: drop it and, if unused, its bytes.
+    """A curator's decision that a held instance must not be published: drop it and, if nothing else
+    names them (:func:`_object_in_use`), its bytes.
 
     Under the index's write lock, like :func:`release`: a release and a delete of one entry at the
     same time are one after the other (the second finds it no longer held), and the bytes are
@@ -884,7 +885,6 @@ def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal,
     """
     _require_curator(principal)
     table = system_table("quarantine")
-    instance = IndexWriter("", "", "").tables["instance"]
     with index_transaction(engine) as conn:
         entry = _held(conn, quarantine_id)
         conn.execute(update(table).where(table.c.id == quarantine_id).values(
@@ -892,9 +892,20 @@ def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal,
         record_audit(conn, actor=principal.name, action="quarantine.delete", target=f"quarantine {quarantine_id}",
                      project=entry.project_id, client=client, records=1, detail={"sha256": entry.sha256})
         view = _quarantine_view(conn.execute(select(table).where(table.c.id == quarantine_id)).one())
-        used = conn.execute(select(instance.c.id).where(instance.c.object_id == entry.sha256).limit(1)).first() \
-            or conn.execute(select(table.c.id).where(table.c.sha256 == entry.sha256,
-                                                     table.c.status == QUARANTINE_HELD).limit(1)).first()
-        if not used:
+        if not _object_in_use(conn, entry.sha256):
             store.delete(entry.sha256)
     return view
+
+
+def _object_in_use(conn: Connection, sha256: str) -> bool:
+    """Whether anything still names the object: an indexed instance, a held quarantine entry, a
+    study version (an older version's files stay obtainable) or a frozen cohort's pinned member."""
+    instance = node_tables()["instance"]
+    quarantine, versions, members = (system_table(n) for n in ("quarantine", "study_version", "cohort_member"))
+    return any(conn.execute(query.limit(1)).first() is not None for query in (
+        select(instance.c.id).where(instance.c.object_id == sha256),
+        select(quarantine.c.id).where(quarantine.c.sha256 == sha256, quarantine.c.status == QUARANTINE_HELD),
+        select(members.c.cohort_id).where(members.c.object_id == sha256),
+        # the object ids of a version are in its JSON list of instances (a digest is hex: no LIKE wildcard)
+        select(versions.c.id).where(cast(versions.c.instances, Text).like(f"%{validate_digest(sha256)}%")),
+    ))

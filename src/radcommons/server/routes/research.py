@@ -30,6 +30,7 @@ from radcommons.server.errors import ApiError
 from radcommons.store import query as rq
 from radcommons.store.index import node_tables
 from radcommons.store.index.accounts import Principal, record_audit
+from radcommons.store.objects import ObjectNotFoundError
 
 router = APIRouter(tags=["research"])
 
@@ -339,7 +340,13 @@ def get_object(request: Request, sha256: str = Path(pattern=r"^[0-9a-f]{64}$"),
                principal: Principal = Depends(current_principal),
                context: ServerContext = Depends(get_context)) -> Response:
     project = _object_project(context, principal, sha256)
-    size = context.store.size(sha256)
+    try:
+        size = context.store.size(sha256)
+    except ObjectNotFoundError:
+        # As the cohort manifest says of a pinned file that has gone; the store's location is the operator's.
+        raise ApiError(409, "files_gone", f"file {sha256} is no longer in the commons",
+                       "ask the commons operator (a file removed from the commons cannot be downloaded); "
+                       "freeze the cohort's query again for the files the commons holds now") from None
     wanted = parse_range(request.headers.get("Range"), size)
     if wanted is not None and request.headers.get("If-Range") not in (None, f'"{sha256}"'):
         wanted = None  # the client's partial copy is of another version: send everything

@@ -1,0 +1,62 @@
+"""Deleting a quarantine entry keeps the bytes that a study version or a frozen cohort still names;
+a pinned file that has gone all the same is 409 files_gone at GET /objects, as at the cohort manifest,
+without the server's store path. Through a real ``radcommons serve``, both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from commons_fixtures import PROJECT, Commons, instances_of
+from pydicom.uid import generate_uid
+from test_quarantine_release_rules import submit
+from test_quarantine_versions import variant
+
+from radcommons.client import file_sha256
+from radcommons.store.objects import ObjectStore
+
+
+def test_deleting_an_entry_keeps_bytes_a_version_and_a_cohort_name(commons: Commons, deid_tree: Path,
+                                                                    tmp_path: Path) -> None:
+    source = instances_of(deid_tree)[0].path
+    study, series, sop = (generate_uid(prefix="2.25.") for _ in range(3))
+
+    def make(name: str, **values: object) -> Path:
+        def change(ds: pydicom.Dataset) -> None:
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+            for keyword, value in values.items():
+                if value is None:
+                    delattr(ds, keyword)
+                else:
+                    setattr(ds, keyword, value)
+        return variant(source, tmp_path / f"{name}.dcm", change)
+
+    bad = make("bad", PatientIdentityRemoved=None)
+    sha = file_sha256(bad)
+    first = submit(commons.client(), "D-1", [bad], study).studies[0]
+    curator = commons.client("curator")
+    assert curator.release(first["files"][0]["quarantine_id"])["status"] == "released"
+    with commons.http("reader") as http:
+        assert http.post("/dua/accept").status_code == 200
+        cohort = http.post("/cohorts", json={"name": "pinned", "node": "imaging_study",
+                                             "filter": {"=": {"study_uid": study}}, "freeze": True}).json()
+    assert submit(commons.client(), "D-2", [make("fixed", InstanceNumber=5)], study).studies[0]["version"] == 2
+    again = submit(commons.client(), "D-3", [bad], study).studies[0]  # an old export sent again
+    assert again["quarantined"] == 1
+    assert curator.delete_quarantined(again["files"][0]["quarantine_id"])["status"] == "deleted"
+
+    store = ObjectStore(str(commons.store_dir))
+    assert store.exists(sha)  # version 1 and the frozen cohort name it
+    assert [i["object_id"] for i in curator.study_versions(study, PROJECT)[0]["instances"]] == [sha]
+    with commons.http("reader") as http:
+        manifest = http.get(f"/cohorts/{cohort['identifier']}/manifest", params={"format": "json"})
+        assert manifest.status_code == 200, manifest.text
+        assert http.get(f"/objects/{sha}").content == bad.read_bytes()
+
+        store.delete(sha)  # gone all the same (an operator's mistake, a lost disk)
+        gone = http.get(f"/objects/{sha}")
+        assert gone.status_code == 409 and gone.json()["error"]["code"] == "files_gone", gone.text
+        assert str(commons.store_dir) not in gone.text and "file://" not in gone.text, gone.text
+        manifest = http.get(f"/cohorts/{cohort['identifier']}/manifest", params={"format": "json"})
+        assert manifest.status_code == 409 and manifest.json()["error"]["code"] == "files_gone"
