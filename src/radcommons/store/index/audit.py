@@ -32,7 +32,7 @@ def search_events(engine: Engine, *, user: str | None = None, since_days: float 
     if since_days is not None:
         statement = statement.where(table.c.at >= utcnow() - _dt.timedelta(days=since_days))
     if action:
-        statement = statement.where(table.c.action.startswith(action) if action.endswith(".")
+        statement = statement.where(table.c.action.startswith(action, autoescape=True) if action.endswith(".")
                                     else table.c.action == action)
     with engine.connect() as conn:
         rows = conn.execute(statement).mappings().all()
