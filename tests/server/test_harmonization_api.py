@@ -105,6 +105,8 @@ def test_curator_works_the_queue_over_http(served: Any) -> None:
         ({**decision, "code": "tibia"}, "body.code", "is not a LOINC code"),
         ({**decision, "description": "   "}, "body.description", "description is empty"),
         ({**decision, "modality": "CT, MR"}, "body.modality", "give exactly one modality"),
+        ({**decision, "modality": "CR\\DX"}, "body.modality", "is not a DICOM modality"),
+        ({**decision, "modality": "FOO"}, "body.modality", "is not a DICOM modality"),
         ({**decision, "not_mappable": True}, "body", "not both"),
         ({"modality": "DX", "description": TIBIA}, "body", "give the code"),
     ):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from radcommons.errors import UserError
 from radcommons.harmonize import ReviewItem
-from radcommons.harmonize.study_codes import decision_key
+from radcommons.harmonize.study_codes import decision_key, require_decision_key
 from radcommons.pipelines.indexing import index_transaction
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
@@ -74,6 +74,10 @@ class DecisionBody(BaseModel):
     def _modality(cls, value: str) -> str:
         if decision_key(value, "X") is None:
             raise ValueError("give exactly one modality, e.g. DX (CR and DX count as one, as do CT and PT)")
+        try:  # one DICOM modality ('CR\\DX', a multi-valued Modality, is none): the store's check, as 422
+            require_decision_key(value, "X")
+        except UserError as error:
+            raise ValueError(error.message) from None
         return value
 
     @model_validator(mode="after")
