@@ -16,10 +16,9 @@ from radcommons.client import file_sha256
 from radcommons.store.objects import ObjectStore
 
 
-def test_deleting_an_entry_keeps_bytes_a_version_and_a_cohort_name(commons: Commons, deid_tree: Path,
-                                                                    tmp_path: Path) -> None:
-    source = instances_of(deid_tree)[0].path
-    study, series, sop = (generate_uid(prefix="2.25.") for _ in range(3))
+def _one_instance(source: Path, folder: Path, study: str):
+    """``make(name, **values)``: ``source`` as the one instance of ``study``, with ``values`` set (None: removed)."""
+    series, sop = generate_uid(prefix="2.25."), generate_uid(prefix="2.25.")
 
     def make(name: str, **values: object) -> Path:
         def change(ds: pydicom.Dataset) -> None:
@@ -30,7 +29,14 @@ def test_deleting_an_entry_keeps_bytes_a_version_and_a_cohort_name(commons: Comm
                     delattr(ds, keyword)
                 else:
                     setattr(ds, keyword, value)
-        return variant(source, tmp_path / f"{name}.dcm", change)
+        return variant(source, folder / f"{name}.dcm", change)
+    return make
+
+
+def test_deleting_an_entry_keeps_bytes_a_version_and_a_cohort_name(commons: Commons, deid_tree: Path,
+                                                                    tmp_path: Path) -> None:
+    study = generate_uid(prefix="2.25.")
+    make = _one_instance(instances_of(deid_tree)[0].path, tmp_path, study)
 
     bad = make("bad", PatientIdentityRemoved=None)
     sha = file_sha256(bad)
@@ -60,3 +66,28 @@ def test_deleting_an_entry_keeps_bytes_a_version_and_a_cohort_name(commons: Comm
         assert str(commons.store_dir) not in gone.text and "file://" not in gone.text, gone.text
         manifest = http.get(f"/cohorts/{cohort['identifier']}/manifest", params={"format": "json"})
         assert manifest.status_code == 409 and manifest.json()["error"]["code"] == "files_gone"
+
+
+def test_curators_download_old_versions_and_quarantined_files_researchers_never(commons: Commons, deid_tree: Path,
+                                                                                 tmp_path: Path) -> None:
+    study = generate_uid(prefix="2.25.")
+    make = _one_instance(instances_of(deid_tree)[0].path, tmp_path, study)
+
+    old, new, bad = make("old", InstanceNumber=1), make("new", InstanceNumber=2), make("bad", PatientIdentityRemoved=None)
+    assert submit(commons.client(), "H-1", [old], study).studies[0]["version"] == 1
+    assert submit(commons.client(), "H-2", [new], study).studies[0]["version"] == 2
+    assert submit(commons.client(), "H-3", [bad], study).studies[0]["quarantined"] == 1
+    with commons.http("reader") as http:
+        assert http.post("/dua/accept").status_code == 200
+        for path in (old, bad):
+            assert http.get(f"/objects/{file_sha256(path)}").status_code == 404  # researchers never
+    for user in ("curator", "admin"):
+        with commons.http(user) as http:
+            for path in (old, bad):
+                answer = http.get(f"/objects/{file_sha256(path)}")
+                assert answer.status_code == 200 and answer.content == path.read_bytes(), (user, answer.text)
+    with commons.http("admin") as http:
+        events = http.get("/admin/audit", params={"action": "research.object"}).json()
+        events = events["events"] if isinstance(events, dict) else events
+        assert {(e["actor"], e["target"]) for e in events} >= {(u, file_sha256(p)) for u in ("curator", "admin")
+                                                                for p in (old, bad)}

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from starlette.background import BackgroundTask
 
 from radcommons.dictionary import load_dictionary
@@ -30,6 +30,7 @@ from radcommons.server.errors import ApiError
 from radcommons.store import query as rq
 from radcommons.store.index import node_tables
 from radcommons.store.index.accounts import Principal, record_audit
+from radcommons.store.index.schema import system_table
 from radcommons.store.objects import ObjectNotFoundError
 
 router = APIRouter(tags=["research"])
@@ -308,11 +309,30 @@ def _object_project(context: ServerContext, principal: Principal, sha256: str) -
         project = conn.execute(statement).scalar()
     if project is None:
         project = rq.pinning_project(context.engine, sha256, reader=principal.name, projects=projects)
+    if project is None and principal.is_curator:
+        project = _curated_project(context, sha256)
     if project is None:
         # 404 whether it is absent or unreadable: a digest's existence is not disclosed.
         raise ApiError(404, "not_found", f"no readable object {sha256}",
                        "take object ids from a manifest of your query or cohort")
     return str(project)
+
+
+def _curated_project(context: ServerContext, sha256: str) -> str | None:
+    """For curators and administrators only: the project of a file an older study version names,
+    or of a quarantined file (held or decided), so the history and the quarantine can be inspected;
+    researchers never get these (the download is audited like any other)."""
+    versions, quarantine = system_table("study_version"), system_table("quarantine")
+    with context.engine.connect() as conn:
+        for statement in (
+            select(quarantine.c.project_id).where(quarantine.c.sha256 == sha256),
+            # the object ids of a version are in its JSON list of instances (a digest is hex: no LIKE wildcard)
+            select(versions.c.project_id).where(cast(versions.c.instances, Text).like(f"%{sha256}%")),
+        ):
+            project = conn.execute(statement.limit(1)).scalar()
+            if project is not None:
+                return str(project)
+    return None
 
 
 def read_range(handle: Any, start: int, length: int) -> Iterator[bytes]:
