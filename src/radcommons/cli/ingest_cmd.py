@@ -47,7 +47,7 @@ def ingest(
     table = Table(title=f"ingest of {path} into {project}")
     table.add_column("outcome")
     table.add_column("files", justify="right")
-    for status in ("indexed", "duplicate", "quarantined", "rejected"):
+    for status in ("indexed", "updated", "duplicate", "quarantined", "rejected"):
         table.add_row(status, str(result.count(status)))
     Console().print(table)
     for outcome in result.outcomes:

@@ -247,19 +247,29 @@ class IndexWriter:
         """Record one instance with its parents: ``indexed``, ``unchanged`` (same content) or ``updated``."""
         return self.write_instances(conn, [fields], site_id)[0]
 
-    def write_instances(self, conn: Connection, batch: Sequence[InstanceFields], site_id: str) -> list[str]:
-        """:meth:`write_instance` for many instances: one query finds those already indexed, one
+    def indexed_objects(self, conn: Connection, batch: Sequence[InstanceFields]) -> dict[str, tuple[int, str]]:
+        """SOP Instance UID -> (instance id, object id) of the instances of ``batch`` already indexed
+        in the project (one query per :data:`_IN_LIST` UIDs)."""
+        table = self.tables["instance"]
+        uids = sorted({fields.instance["sop_instance_uid"] for fields in batch})
+        existing: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(uids), _IN_LIST):
+            existing.update((row.submitter_id, (row.id, row.object_id)) for row in conn.execute(
+                select(table.c.submitter_id, table.c.id, table.c.object_id)
+                .where(table.c.project_id == self.project, table.c.submitter_id.in_(uids[start:start + _IN_LIST]))))
+        return existing
+
+    def write_instances(self, conn: Connection, batch: Sequence[InstanceFields], site_id: str,
+                        existing: Mapping[str, tuple[int, str]] | None = None) -> list[str]:
+        """:meth:`write_instance` for many instances: one query finds those already indexed (or
+        ``existing``, :meth:`indexed_objects` of the same batch, when the caller asked first), one
         multi-row INSERT adds the new ones (an instance listed twice counts as indexed, then unchanged
         or updated)."""
         self.decisions.use(conn)  # harmonization: this transaction's curator decisions (see study_values)
         table = self.tables["instance"]
         uids = [fields.instance["sop_instance_uid"] for fields in batch]
-        existing: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(uids), _IN_LIST):
-            part = sorted(set(uids[start:start + _IN_LIST]))
-            existing.update((row.submitter_id, (row.id, row.object_id)) for row in conn.execute(
-                select(table.c.submitter_id, table.c.id, table.c.object_id)
-                .where(table.c.project_id == self.project, table.c.submitter_id.in_(part))))
+        if existing is None:
+            existing = self.indexed_objects(conn, batch)
         statuses: list[str] = []
         new: dict[str, dict[str, Any]] = {}
         for fields, uid in zip(batch, uids):
@@ -375,9 +385,43 @@ class IndexWriter:
         return number
 
     def latest_version(self, conn: Connection, study_uid: str) -> int:
+        return self.latest_versions(conn, [study_uid]).get(study_uid, 0)
+
+    def latest_versions(self, conn: Connection, study_uids: Iterable[str]) -> dict[str, int]:
+        """Study UID -> its latest version number, for those of ``study_uids`` that have one
+        (one query per :data:`_IN_LIST` UIDs)."""
         versions = system_table("study_version")
-        return int(conn.execute(select(func.max(versions.c.version)).where(
-            versions.c.project_id == self.project, versions.c.study_uid == study_uid)).scalar() or 0)
+        uids = sorted(set(study_uids))
+        found: dict[str, int] = {}
+        for start in range(0, len(uids), _IN_LIST):
+            found.update((row[0], int(row[1])) for row in conn.execute(
+                select(versions.c.study_uid, func.max(versions.c.version))
+                .where(versions.c.project_id == self.project, versions.c.study_uid.in_(uids[start:start + _IN_LIST]))
+                .group_by(versions.c.study_uid)))
+        return found
+
+    def keep_baselines(self, conn: Connection, studies: Mapping[str, int]) -> dict[str, int]:
+        """Before indexed studies change: record a ``created`` version of each of ``studies``
+        (study UID -> id) that has none (indexed before versions were kept, or by an ingest), so
+        its history names the content about to be replaced. Returns each one's latest version."""
+        latest = self.latest_versions(conn, studies)
+        for study_uid, study_id in sorted(studies.items()):
+            if not latest.get(study_uid):
+                latest[study_uid] = self.record_version(conn, study_uid, study_id, change="created",
+                                                        submission_id=None)
+        return latest
+
+    def refresh_studies(self, conn: Connection, studies: Mapping[int, InstanceFields]) -> None:
+        """A new version of each study (id -> the fields of one of its instances as sent now):
+        its header values (description, body part, age at imaging...) are the new ones, harmonized
+        again (:meth:`study_values`), as at a study's first indexing."""
+        study = self.tables["imaging_study"]
+        self.decisions.use(conn)
+        for study_id, fields in sorted(studies.items()):
+            values = self.study_values(fields)
+            values.pop("study_uid", None)
+            conn.execute(update(study).where(study.c.id == study_id).values(updated_at=func.now(), **values))
+            self.touched_studies.add(study_id)
 
     # ------------------------------------------------------------------ quarantine
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from radcommons.dicom.index_fields import InstanceFields
 from radcommons.errors import UserError
 from radcommons.inputs import walk_files
 from radcommons.parallel import map_unordered
@@ -45,7 +46,7 @@ class FileOutcome:
     """What happened to one input file."""
 
     path: str
-    status: str  # indexed | duplicate | rejected | quarantined
+    status: str  # indexed | updated | duplicate | rejected | quarantined
     reason: str = ""
     sop_instance_uid: str = ""
     object_id: str = ""
@@ -149,10 +150,30 @@ def ingest_tree(
                 outcomes.append(FileOutcome(read.path, "quarantined", read.examined.reason, uid, object_id, qid))
             all_fields = [read.examined.fields for read in passing if read.examined.fields is not None]
             batch_dates: dict[str, tuple[str, str]] = {}
-            for read, fields, status in zip(passing, all_fields, writer.write_instances(conn, all_fields, site_id)):
+            # An indexed instance sent with other content (a corrected export) makes a new version of
+            # its study, as a resubmission or a STOW-RS resend does: the history keeps what it replaces.
+            existing = writer.indexed_objects(conn, all_fields)
+            corrected: dict[str, InstanceFields] = {}  # study uid -> an instance of it as sent now
+            for fields in all_fields:
+                before = existing.get(fields.instance["sop_instance_uid"])
+                if before is not None and before[1] != fields.instance["object_id"]:
+                    corrected[fields.study["study_uid"]] = fields
+            changed = {study_uid: study_id for study_uid in corrected
+                       if (study_id := writer.study_id(conn, study_uid)) is not None}
+            writer.keep_baselines(conn, changed)
+            statuses = writer.write_instances(conn, all_fields, site_id, existing)
+            writer.refresh_studies(conn, {study_id: corrected[study_uid] for study_uid, study_id in changed.items()})
+            versions = {study_uid: writer.record_version(conn, study_uid, study_id, change="ingest", submission_id=None)
+                        for study_uid, study_id in sorted(changed.items())}
+            for read, fields, status in zip(passing, all_fields, statuses):
                 uid, object_id = read.examined.sop_instance_uid, fields.instance["object_id"]
                 if status == "indexed":
                     outcome = FileOutcome(read.path, "indexed", "", uid, object_id)
+                elif status == "updated":
+                    version = versions.get(fields.study["study_uid"])
+                    outcome = FileOutcome(read.path, "updated", "replaced the indexed content of its SOP Instance UID"
+                                          + (f" (study version {version}; the previous one stays in its history)"
+                                             if version else ""), uid, object_id)
                 else:
                     outcome = FileOutcome(read.path, "duplicate", "already indexed (same SOP Instance UID)",
                                           uid, object_id)

@@ -659,8 +659,7 @@ def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, s
         dropped = set(before) - set(new) - quarantined_uids
         version = writer.latest_version(conn, study_uid)
         if passing and (changed or dropped):
-            if version == 0:  # indexed before versions were kept (ingest): record what was there
-                writer.record_version(conn, study_uid, study_id, change="created", submission_id=None)
+            writer.keep_baselines(conn, {study_uid: study_id})  # indexed before versions were kept
             status = "new_version"
         elif passing:
             status = "unchanged"
@@ -674,10 +673,7 @@ def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, s
         if status == "new_version":
             writer.remove_instances(conn, study_id, set(new) | {e.examined.sop_instance_uid for e in entries
                                                                if e.status == "quarantined" and e.examined})
-            values = writer.study_values(passing[0].examined.fields)  # type: ignore[union-attr]
-            values.pop("study_uid", None)
-            study = writer.tables["imaging_study"]
-            conn.execute(update(study).where(study.c.id == study_id).values(updated_at=func.now(), **values))
+            writer.refresh_studies(conn, {study_id: passing[0].examined.fields})  # type: ignore[dict-item]
         if status in ("accepted", "new_version"):
             version = writer.record_version(conn, study_uid, study_id,
                                             change="created" if status == "accepted" else "resubmitted",

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from radcommons.dicom.dicomweb_json import dataset_json
+from radcommons.dicom.index_fields import InstanceFields
 from radcommons.errors import UserError
 from radcommons.pipelines.indexing import Examined, IndexWriter, deid_gate, examine, index_transaction
 from radcommons.pipelines.submission import NOT_YOURS, may_name_holder
@@ -119,7 +120,7 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
     with index_transaction(engine) as conn:
         writer = IndexWriter(project, dataset, principal.name)
         writer.ensure_project(conn)
-        existed: dict[str, bool] = {}  # study uid -> was in the index before this request
+        existed: dict[str, int] = {}  # study uid -> its id, when in the index before this request
         modified: set[str] = set()  # studies with an instance added or replaced
         candidates = [o for o in outcomes if not o.reason and o.examined.fields is not None]
         # A study, series or instance UID belongs to one project (as at a submission commit).
@@ -154,24 +155,27 @@ def index(engine: Engine, principal: Principal, outcomes: list[Outcome], *, proj
                 codes = ", ".join(dict.fromkeys(f.code for f in examined.findings))
                 outcome.fail(PROCESSING_FAILURE, f"quarantined ({entry}): {codes}")
                 continue
-            if study_uid not in existed:
-                study_id = writer.study_id(conn, study_uid)
-                existed[study_uid] = study_id is not None
-                if study_id is not None and writer.latest_version(conn, study_uid) == 0:
-                    # indexed before versions were kept (ingest): record what was there first
-                    writer.record_version(conn, study_uid, study_id, change="created", submission_id=None)
+            study_id = writer.study_id(conn, study_uid)
+            if study_id is not None:
+                existed[study_uid] = study_id
             passing.append(outcome)
+        # indexed before versions were kept (ingest): record what was there first
+        writer.keep_baselines(conn, existed)
         written = writer.write_instances(conn, [o.examined.fields for o in passing if o.examined.fields], site_id)
+        sent: dict[int, InstanceFields] = {}  # an existing study changed -> an instance of it as sent now
         for outcome, result in zip(passing, written):
             if result != "unchanged":
                 modified.add(outcome.examined.study_uid)
+                if outcome.examined.study_uid in existed and outcome.examined.fields is not None:
+                    sent[existed[outcome.examined.study_uid]] = outcome.examined.fields
             outcome.stored = True
+        writer.refresh_studies(conn, sent)  # its description, code... are the corrected ones
         writer.finish(conn)
         for study_uid in sorted(modified):
             study_id = writer.study_id(conn, study_uid)
             if study_id is not None:
                 writer.record_version(conn, study_uid, study_id,
-                                      change="stow" if existed[study_uid] else "created", submission_id=None)
+                                      change="stow" if study_uid in existed else "created", submission_id=None)
         stored = sum(1 for o in outcomes if o.stored)
         record_audit(conn, actor=principal.name, action="dicomweb.stow", target=dataset, project=project,
                      client=client, records=stored,
