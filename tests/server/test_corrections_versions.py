@@ -1,6 +1,7 @@
 """A corrected study (same UIDs, other content) sent through ``radcommons ingest`` or STOW-RS is a new
 version, as through a submission: the files are reported as updated, the history keeps the old
-content, and the study's description and LOINC code are the corrected ones. Through the
+content, and the study's description and LOINC code are the corrected ones. Body Part Examined is
+indexed normalised (Chest, THORAX, chest -> CHEST), the value as sent kept next to it. Through the
 real CLI and a real ``radcommons serve``, on both index backends."""
 
 from __future__ import annotations
@@ -88,3 +89,21 @@ def test_stow_correction_updates_the_study_description_and_code(commons: Commons
     assert after["study_description"] == NEW, after
     assert after["loinc_code"] and after["loinc_code"] != before["loinc_code"], (before, after)
 
+
+def test_body_part_is_normalised_and_the_raw_value_kept(commons: Commons, deid_tree: Path, tmp_path: Path) -> None:
+    singles = [i for i in instances_of(deid_tree) if sum(j.study_uid == i.study_uid for j in instances_of(deid_tree)) == 1]
+    sent = ["Chest", "THORAX", "chest"]
+    paths = []
+    for n, (instance, body_part) in enumerate(zip(singles, sent)):
+        def change(ds: pydicom.Dataset, body_part: str = body_part) -> None:
+            ds.BodyPartExamined = body_part
+        paths.append(variant(instance.path, tmp_path / f"{n}.dcm", change))
+    assert _stow(commons, paths).status_code == 200
+    curator = commons.client("curator")
+    for instance, body_part in zip(singles, sent):
+        study = curator.study_versions(instance.study_uid, PROJECT)[0]["study"]
+        assert (study["body_part_examined"], study["body_part_examined_raw"]) == ("CHEST", body_part), study
+    with commons.http("admin") as http:
+        answer = http.post("/facets/series", json={"fields": ["body_part_examined"]})
+        assert answer.status_code == 200, answer.text
+        assert "THORAX" not in answer.text and "Chest" not in answer.text and "CHEST" in answer.text, answer.text

@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -46,6 +47,7 @@ from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers 
     read_header,
 )
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
+from radcommons.harmonize.enumerations import BODY_PART, normalize_body_part
 from radcommons.roles import check_availability, check_project_name
 from radcommons.store.index.harmonization import StoredDecisions  # curator decisions win over the matcher
 from radcommons.store.index import node_tables
@@ -105,6 +107,30 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, (_dt.datetime, _dt.date)):
             value = value.isoformat()
         out[key] = value
+    return out
+
+
+#: The column keeping DICOM Body Part Examined as sent, next to its normalised term.
+BODY_PART_RAW = f"{BODY_PART}_raw"
+_BODY_PART_LENGTH = 64
+
+
+@lru_cache(maxsize=4096)
+def _body_part_term(raw: str) -> str | None:
+    """The commons' term for a Body Part Examined as sent: the harmonize normaliser's (Chest,
+    THORAX -> CHEST), else the value as a DICOM Code String (upper case, spacing collapsed)."""
+    found = normalize_body_part(raw).value
+    return found or " ".join(raw.split()).upper()[:_BODY_PART_LENGTH] or None
+
+
+def with_body_part(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (a study's or series' header fields) with Body Part Examined normalised and the
+    raw value kept in ``body_part_examined_raw``: one facet value for CHEST, whatever a site wrote."""
+    out = dict(values)
+    raw = out.get(BODY_PART)
+    if isinstance(raw, str) and raw.strip():
+        out[BODY_PART] = _body_part_term(raw)
+        out[BODY_PART_RAW] = raw[:_BODY_PART_LENGTH]
     return out
 
 
@@ -212,7 +238,7 @@ class IndexWriter:
         return case_id
 
     def study_values(self, fields: InstanceFields) -> dict[str, Any]:
-        values = dict(fields.study)
+        values = with_body_part(fields.study)
         # Harmonized once, when the study is first recorded (PS3.3 Study Description -> LOINC);
         # a curator's stored decision for the pair wins over the matcher (store.index.harmonization).
         values.update(self.decisions.study_code_fields(fields.series.get("modality", ""),
@@ -336,7 +362,7 @@ class IndexWriter:
             self.ids[("imaging_study", study_uid)] = study_id
         self.touched_studies.add(study_id)
         series_values = {"imaging_study_id": study_id, "case_id": self.case_of_study(conn, study_id),
-                         **fields.series}
+                         **with_body_part(fields.series)}
         series_id = self.lookup(conn, "series", fields.series["series_uid"])
         if series_id is None or self.series_written.get(series_id) != series_values:
             series_id = self.upsert(conn, "series", fields.series["series_uid"], series_values)
@@ -449,8 +475,8 @@ class IndexWriter:
     def write_clinical(self, conn: Connection, node: str, record: Mapping[str, Any], site_id: str) -> str:
         """Write one validated clinical record; returns "" or why it cannot be linked."""
         node_type = load_dictionary()[node]
-        values = {k: v for k, v in record.items()
-                  if k in node_type.property_names and k not in ("submitter_id", "project_id")}
+        values = with_body_part({k: v for k, v in record.items()
+                                 if k in node_type.property_names and k not in ("submitter_id", "project_id")})
         submitter_id = str(record["submitter_id"])
         if node == "case":
             values["dataset_id"] = self.dataset_id(conn, site_id)
