@@ -161,7 +161,7 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("study_uid", String(64), nullable=False, index=True),
         Column("version", Integer(), nullable=False),
         _fk("submission_id", "submission", nullable=True),
-        Column("change", String(32), nullable=False),  # created | resubmitted | released
+        Column("change", String(32), nullable=False),  # created | resubmitted | released | stow | ingest
         Column("instances", json_type(), nullable=False),
         Column("study", json_type(), nullable=True),
         _created(),
