@@ -33,7 +33,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
+    """Downgrade schema.
+
+    A plain DROP COLUMN (SQLite >= 3.35 has it): batch mode would copy each table and drop the
+    original, which SQLite's foreign keys refuse while series and instances refer to its rows.
+    """
     for table in TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column('body_part_examined_raw')
+        op.drop_column(table, 'body_part_examined_raw')
