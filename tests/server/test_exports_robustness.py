@@ -28,6 +28,7 @@ from research_support import OPEN, ResearchCommons, build  # noqa: E402
 from test_export_api import _export  # noqa: E402
 
 import radcommons  # noqa: E402
+from radcommons.client.errors import CommonsError  # noqa: E402
 from radcommons.store.objects import ObjectStore  # noqa: E402
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -146,18 +147,23 @@ def test_an_export_is_deleted_by_its_owner_only(commons: ResearchCommons, cohort
 
 def test_finished_exports_expire(commons: ResearchCommons, cohort: str, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server with RADCOMMONS_EXPORT_RETENTION_HOURS removes an export's files once it is older."""
+    """A server with RADCOMMONS_EXPORT_RETENTION_HOURS removes an export's files once it is older;
+    waiting for an export that expired meanwhile stops with that (it polled for an hour)."""
     monkeypatch.setenv("RADCOMMONS_EXPORT_RETENTION_HOURS", "0.0005")  # 1.8 s
     other = Commons(tmp_path, commons.server.db_url, commons.server.store_dir, tokens=commons.server.tokens)
     other.start()
     try:
         with radcommons.Client(other.url, other.tokens["researcher"]) as client:
-            status = client.wait_export(client.start_export(cohort, "dicom")["id"])
-            assert status["state"] == "done"
-            time.sleep(2.5)
-            expired = client.export_status(status["id"])
+            export_id = client.start_export(cohort, "dicom")["id"]
+            deadline = time.monotonic() + 120  # done, then expired 1.8 s later: however slow the machine
+            while (expired := client.export_status(export_id))["state"] != "expired" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with pytest.raises(CommonsError, match="is expired") as waited:
+                client.wait_export(export_id, interval=0.1)
+        assert waited.value.code == "export_expired"
         assert expired["state"] == "expired" and expired["files"] == [] and "retention" in expired["message"]
-        assert not (tmp_path / "state" / "exports" / status["id"] / "files").exists()
+        assert expired["finished_at"]  # it was done first
+        assert not (tmp_path / "state" / "exports" / export_id / "files").exists()
     finally:
         other.stop()
 

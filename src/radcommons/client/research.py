@@ -249,6 +249,9 @@ class Client(CommonsClient):
             if status["state"] == "failed":
                 raise CommonsError(f"export {export_id} failed: {status['message']}", status=0, code="export_failed",
                                    hint="fix what the message says and start a new export")
+            if status["state"] not in ("queued", "running"):  # expired or withdrawn: it will not be done
+                raise CommonsError(f"export {export_id} is {status['state']}: {status.get('message', '')}", status=0,
+                                   code=f"export_{status['state']}", hint="start a new export")
             if time.monotonic() > deadline:
                 raise CommonsError(f"export {export_id} is still {status['state']} after {timeout:g} s", status=0,
                                    code="timeout", hint=f"download it later: Client.download_export({export_id!r}, DEST)")
