@@ -12,15 +12,12 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from commons_fixtures import deid_tree  # noqa: E402,F401
-from research_support import ResearchCommons, build  # noqa: E402
+from research_support import ResearchCommons, serving  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def research_commons(deid_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResearchCommons]:
     """The SQLite-backed commons shared by the research tests (read-mostly; each test makes its own cohorts)."""
     root = tmp_path_factory.mktemp("research-commons")
-    commons = build(root, f"sqlite:///{root / 'index.db'}", deid_tree)
-    try:
+    with serving(root, f"sqlite:///{root / 'index.db'}", deid_tree) as commons:
         yield commons
-    finally:
-        commons.server.stop()

@@ -21,6 +21,7 @@ granted            researcher   Restricted-X, Seq-X         yes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import sys
@@ -109,3 +110,13 @@ def build(root: Path, db_url: str, tree: Path) -> ResearchCommons:
     return commons
 
 
+
+
+@contextlib.contextmanager
+def serving(root: Path, db_url: str, tree: Path) -> Iterator[ResearchCommons]:
+    """:func:`build`, stopped when the block ends."""
+    commons = build(root, db_url, tree)
+    try:
+        yield commons
+    finally:
+        commons.server.stop()

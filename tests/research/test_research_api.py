@@ -4,8 +4,6 @@ manifests, cohorts (freeze immutability), whole-index Parquet with DuckDB, the a
 from __future__ import annotations
 
 import csv
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,8 @@ import httpx
 import pyarrow.parquet as pq
 import pydicom
 import pytest
-from research_support import OPEN, READS, RESTRICTED, SEQUESTERED, ResearchCommons, build
+from database_support import pg_database
+from research_support import OPEN, READS, RESTRICTED, SEQUESTERED, ResearchCommons, serving
 
 from typer.testing import CliRunner
 
@@ -26,9 +25,6 @@ from radcommons.store.index.facts import facts_table
 from radcommons.store.query import facets
 
 
-PG_SERVER = os.environ.get("RADCOMMONS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432").rstrip("/")
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def commons(request: pytest.FixtureRequest, research_commons: ResearchCommons, deid_tree: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResearchCommons]:
@@ -36,17 +32,9 @@ def commons(request: pytest.FixtureRequest, research_commons: ResearchCommons, d
     if request.param == "sqlite":
         yield research_commons
         return
-    admin = request.getfixturevalue("pg_admin")
-    name = f"rc_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    built = None
-    try:
-        built = build(tmp_path_factory.mktemp("research-pg"), f"{PG_SERVER}/{name}", deid_tree)
+    with pg_database(request.getfixturevalue("pg_admin")) as url, \
+            serving(tmp_path_factory.mktemp("research-pg"), url, deid_tree) as built:
         yield built
-    finally:
-        if built is not None:
-            built.server.stop()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def client(commons: ResearchCommons, user: str | None) -> radcommons.Client:

@@ -31,7 +31,7 @@ from sqlalchemy import delete
 sys.path.insert(0, str(Path(__file__).parent.parent / "research"))
 
 from database_support import pg_database  # noqa: E402
-from research_support import OPEN, ResearchCommons, build  # noqa: E402
+from research_support import OPEN, ResearchCommons, serving  # noqa: E402
 from test_export_api import _export  # noqa: E402
 
 import radcommons  # noqa: E402
@@ -68,8 +68,7 @@ def corrected(request: pytest.FixtureRequest, deid_tree: Path,
 
 
 def _corrected(root: Path, url: str, deid_tree: Path) -> Iterator[dict[str, Any]]:
-    commons = build(root, url, deid_tree)
-    try:
+    with serving(root, url, deid_tree) as commons:
         with radcommons.Client(commons.url, commons.server.tokens["researcher"]) as client:
             cohort = client.save_cohort("open cases", "case", None, freeze=True)
             before = {row["sop_instance_uid"]: row["object_id"] for row in client.cohort_manifest(cohort["identifier"])}
@@ -83,8 +82,6 @@ def _corrected(root: Path, url: str, deid_tree: Path) -> Iterator[dict[str, Any]
         stow(commons, root / "v2" / "corrected.dcm")
         yield {"commons": commons, "cohort": cohort, "sop": victim.sop_uid, "old": _sha(victim.path),
                "new": _sha(root / "v2" / "corrected.dcm"), "before": before}
-    finally:
-        commons.server.stop()
 
 
 def _client(commons: ResearchCommons, user: str = "researcher") -> radcommons.Client:

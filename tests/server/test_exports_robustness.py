@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "research"))
 
 from commons_fixtures import Commons  # noqa: E402
 from serve_support import free_port  # noqa: E402
-from research_support import OPEN, ResearchCommons, build  # noqa: E402
+from research_support import OPEN, ResearchCommons, serving  # noqa: E402
 from test_export_api import _export  # noqa: E402
 
 import radcommons  # noqa: E402
@@ -37,11 +37,8 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture(scope="module")
 def commons(deid_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResearchCommons]:
     root = tmp_path_factory.mktemp("export-robustness")
-    built = build(root, f"sqlite:///{root / 'index.db'}", deid_tree)
-    try:
+    with serving(root, f"sqlite:///{root / 'index.db'}", deid_tree) as built:
         yield built
-    finally:
-        built.server.stop()
 
 
 @pytest.fixture(scope="module")
