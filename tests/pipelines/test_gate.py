@@ -82,6 +82,7 @@ def test_gate_rejects_what_it_must(context) -> None:
         cases.append((code, path, change))
 
     case("identity-not-removed", "(0012,0062)", lambda ds: setattr(ds, "PatientIdentityRemoved", "NO"))
+    case("identity-not-removed", "(0012,0062)", lambda ds: setattr(ds, "PatientIdentityRemoved", "yes"))
     case("no-method-codes", "(0012,0064)", lambda ds: delattr(ds, "DeidentificationMethodCodeSequence"))
     case("residual-pattern", "(0008,1140)[0].(0020,4000)",
          lambda ds: setattr(ds.ReferencedImageSequence[0], "ImageComments", "call 555-123-4567"))

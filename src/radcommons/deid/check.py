@@ -380,8 +380,13 @@ class _Walk:
 def check_deidentified(ds: Dataset) -> list[Finding]:
     """Everything in ``ds`` that says it is not (properly) de-identified; ``[]`` if clean."""
     findings: list[Finding] = []
-    if _plain(ds, "PatientIdentityRemoved").upper() != "YES":
-        findings.append(Finding("identity-not-removed", "(0012,0062)", "Patient Identity Removed is not YES"))
+    # Exactly YES: CS values are upper case (PS3.5 6.2), and a writer that got this wrong
+    # cannot be trusted to have done the rest; a privacy officer would not accept "yes".
+    identity_removed = _plain(ds, "PatientIdentityRemoved")
+    if identity_removed != "YES":
+        shown = f"'{identity_removed}'" if identity_removed else "empty"
+        findings.append(Finding("identity-not-removed", "(0012,0062)",
+                                f"Patient Identity Removed is {shown}, not YES"))
     codes = _method_codes(ds)
     if "113100" not in codes:
         findings.append(
