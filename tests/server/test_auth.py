@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import insert
 from commons_fixtures import PROJECT, Commons
 from serve_support import free_port
 
 from radcommons.store.index import make_engine, upgrade
-from radcommons.store.index.accounts import add_user, create_token, revoke_token
+from radcommons.store.index.accounts import add_user, create_token, grant_projects, revoke_token, utcnow
+from radcommons.store.index.schema import system_table
 
 
 def _error(response) -> dict:
@@ -141,3 +143,38 @@ def test_a_token_in_a_query_string_is_not_in_the_access_log(tmp_path: Path) -> N
     assert "/api/v1/whoami?token=REDACTED" in text and "limit=5" in text and "case.sex=Female" in text, text
     assert not [s for s in secrets if s in text], text
     assert "rc_" not in text.replace("rc_session", ""), text
+
+
+def test_a_contributor_submits_only_for_its_own_site(sqlite_commons: Commons, run_cli) -> None:
+    """A contributor made without --site submitted for whichever site it named (and so counted that
+    site's indexed files as its own, and listed its submissions); now the CLI refuses to make one,
+    and an account made before that rule may not submit at all."""
+    made = run_cli("admin", "user", "add", "no-site", "--role", "contributor", "--project", PROJECT,
+                   "--url", sqlite_commons.db_url)
+    assert made.returncode == 2, (made.stdout, made.stderr)
+    assert "needs the site it submits for" in made.stderr and "--site" in made.stderr
+    assert "Traceback" not in made.stderr
+    engine = make_engine(sqlite_commons.db_url)
+    try:  # an account made before a site was required
+        with engine.begin() as conn:
+            conn.execute(insert(system_table("user")).values(name="old-no-site", role="contributor", site_id=None,
+                                                             created_at=utcnow()))
+        grant_projects(engine, "old-no-site", [PROJECT])
+        token = create_token(engine, "old-no-site")[0]
+    finally:
+        engine.dispose()
+    with sqlite_commons.http("uploader") as uploader:
+        theirs = uploader.post("/submissions", json={"project": PROJECT, "dataset": "SITE-A-OWN"})
+        assert theirs.status_code in (200, 201), theirs.text
+    with sqlite_commons.http(None) as http:
+        http.headers["Authorization"] = f"Bearer {token}"
+        for site in ("SITE_A", "SITE_B", None):
+            answer = http.post("/submissions", json={"project": PROJECT, "dataset": "NO-SITE-1", "site_id": site})
+            assert answer.status_code == 403, answer.text
+            assert "has no site" in _error(answer)["message"] and "--site" in _error(answer)["hint"]
+        listing = http.get("/submissions")
+        assert listing.status_code == 403 and "has no site" in _error(listing)["message"]
+        stow = http.post(f"{sqlite_commons.url}/dicomweb/studies", params={"project": PROJECT, "site": "SITE_B"},
+                         headers={"Content-Type": "multipart/related; type=\"application/dicom\"; boundary=x"},
+                         content=b"--x--\r\n")
+        assert stow.status_code == 403, stow.text

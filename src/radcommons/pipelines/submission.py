@@ -68,9 +68,16 @@ def _iso(value: _dt.datetime | None) -> str | None:
 
 
 def _require_contributor(principal: Principal) -> None:
+    """403 unless ``principal`` may submit: a curator or admin, or a contributor with its site (an
+    account made before a site was required would otherwise submit as any site it names)."""
     if principal.role not in ("admin", "curator", "contributor"):
         raise SubmissionError(f"a {principal.role} may not submit data",
                               "ask an administrator for a contributor account", code="forbidden", kind="forbidden")
+    if not principal.is_curator and not principal.site_id:
+        raise SubmissionError(f"contributor {principal.name!r} has no site, so it may not submit for any",
+                              "ask an administrator for a contributor account with its site (radcommons admin "
+                              "user add NAME --role contributor --project P --site SITE)",
+                              code="forbidden", kind="forbidden")
 
 
 def check_project(principal: Principal, project: str) -> None:
@@ -224,7 +231,7 @@ def list_submissions(engine: Engine, principal: Principal, project: str | None =
     with engine.connect() as conn:
         rows = conn.execute(query).all()
         return [_view(conn, r) for r in rows if principal.is_curator or (
-            r.project_id in principal.projects and (not principal.site_id or r.site_id == principal.site_id))]
+            r.project_id in principal.projects and r.site_id == principal.site_id)]
 
 
 #: ``submission_file.status`` of a file uploaded to the open submission (before the commit sets
