@@ -75,3 +75,18 @@ def test_explorer_totals_and_facets_under_a_selection(open_commons: Commons) -> 
     assert re.search(r'id="total-files">&lt;10<', chosen), chosen[:3000]
     assert re.search(r'id="total-series">&lt;10<', chosen)
     assert re.search(r'id="total-files">17<', ct)  # 13 left out: shown
+
+
+def test_top_cuts_the_list_after_suppression(open_commons: Commons) -> None:
+    """25 of the 30 instances are of a woman, 5 of a man: Male is hidden and Female with it, so that
+    Male is not 30 - Female. With ``top`` 1 the list was cut first, Male was not in it, and Female
+    25 was shown: with the 30 of /summary, Male = 5."""
+    with open_commons.http(None) as anonymous:
+        assert anonymous.get("/summary").json()["instances"] == 30
+        assert _facet(anonymous, "instance", "case.sex") == {"Female": None, "Male": None}
+        answer = anonymous.post("/facets/instance", json={"fields": ["case.sex"], "top": 1})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["facets"]["case.sex"] == [{"value": "Female", "count": None}]
+    with open_commons.http("admin") as admin:  # unsuppressed: top is the N largest
+        answer = admin.post("/facets/instance", json={"fields": ["case.sex"], "top": 1})
+        assert answer.json()["facets"]["case.sex"] == [{"value": "Female", "count": 25}]

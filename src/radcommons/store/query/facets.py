@@ -90,7 +90,9 @@ def facets(
         plans = [_plan(compiler, node, expr, name, bins.get(name), use_facts) for name in fields]
         filtered = not isinstance(expr, TrueExpr)
         for plan in plans:
-            buckets = _plan_buckets(connection, compiler.dialect, plan, top)
+            # Suppression decides on every cell; ``top`` cuts after it (a cut list once hid the
+            # other small cells, so the one hidden cell was the total minus the shown ones).
+            buckets = _plan_buckets(connection, compiler.dialect, plan, None if min_count else top)
             if not missing:
                 buckets = [b for b in buckets if b.value is not None]
             if min_count:
@@ -106,6 +108,8 @@ def facets(
                 public = bool(plan.info.enum) or plan.info.element is PropertyType.BOOLEAN or plan.edges is not None
                 buckets = [b for b in suppress(buckets, min_count, reference)
                            if public or b.count is not None or b.value is None]
+                if top is not None and plan.edges is None:
+                    buckets = _largest(buckets, top)
             out[plan.name] = buckets
     return out
 
@@ -189,16 +193,19 @@ def _counts(connection: Connection, plan: _Plan) -> dict[Any, int]:
     return {v: int(n) for v, n in connection.execute(statement).all() if n}
 
 
+def _largest(buckets: list[Bucket], top: int) -> list[Bucket]:
+    """The first ``top`` values of ``buckets`` (ordered largest first), and the missing bucket."""
+    return [b for b in buckets if b.value is not None][:top] + [b for b in buckets if b.value is None]
+
+
 def _buckets(counts: dict[Any, int], plan: _Plan, top: int | None) -> list[Bucket]:
     if plan.edges is not None:
         return _bin_buckets(counts, plan.edges, plan.info)
     values = sorted(((v, n) for v, n in counts.items() if v is not None), key=lambda vn: (-vn[1], str(vn[0])))
-    if top is not None:
-        values = values[:top]
     buckets = [Bucket(v, n) for v, n in values]
     if counts.get(None):
         buckets.append(Bucket(None, counts[None]))
-    return buckets
+    return buckets if top is None else _largest(buckets, top)
 
 
 def _cube_source(compiler: Compiler, node: str, expr: Any, name: str
@@ -320,14 +327,12 @@ def _array_facet(connection: Connection, dialect: str, source: FromClause, col: 
         .group_by(elements.c.value)
     )
     rows = sorted(((v, int(n)) for v, n in connection.execute(statement).all()), key=lambda vn: (-vn[1], str(vn[0])))
-    if top is not None:
-        rows = rows[:top]
     buckets = [Bucket(v, n) for v, n in rows]
     empty = select(func.count()).select_from(source).where(where, or_(col.is_(None), length == 0))
     missing = int(connection.execute(empty).scalar_one())
     if missing:
         buckets.append(Bucket(None, missing))
-    return buckets
+    return buckets if top is None else _largest(buckets, top)
 
 
 def suppress(buckets: list[Bucket], min_count: int, reference: Mapping[Any, int] | None = None) -> list[Bucket]:
