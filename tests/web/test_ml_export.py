@@ -94,6 +94,9 @@ def test_curator_exports_a_cohort_without_its_sequestered_members(curator: httpx
     ({"format": "tiff"}, "Format: Input should be &#39;dicom&#39;, &#39;nifti&#39; or &#39;png&#39;"),
     ({"format": "png", "size": "big"}, "PNG longest side: Input should be a valid integer"),
     ({"format": "png", "bits": "12"}, "PNG bits per sample: Input should be 8 or 16"),
+    # str.isdigit() holds for superscripts, which int() refuses: this was a 500.
+    ({"format": "png", "seed": "²"}, "Seed: Input should be a valid integer"),
+    ({"format": "png", "size": "¹⁰"}, "PNG longest side: Input should be a valid integer"),
 ])
 def test_bad_input_is_named(curator: httpx.Client, everything: str, fields: dict[str, str], message: str) -> None:
     fragment = _start(curator, everything, **fields)

@@ -59,7 +59,8 @@ def parse_export_form(identifier: str, form: Mapping[str, Any]) -> ExportStart:
                               "stratify": [s.strip() for s in text("stratify").split(",") if s.strip()]}
     for name in ("seed", "bits", "size"):
         if text(name):  # empty means the default; digits are numbers, anything else is reported as given
-            values[name] = int(text(name)) if text(name).isdigit() else text(name)
+            # ASCII only: str.isdigit() also holds for '²', which int() refuses.
+            values[name] = int(text(name)) if text(name).isascii() and text(name).isdigit() else text(name)
     try:
         return ExportStart.model_validate(values)
     except ValidationError as error:
