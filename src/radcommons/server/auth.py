@@ -14,12 +14,34 @@ from radcommons.store.index.accounts import AuthenticationFailed, Principal, aut
 #: /dicomweb) are authorised without putting the token in JavaScript or URLs.
 SESSION_COOKIE = "rc_session"
 
+#: Methods that change nothing: the session cookie may authorise them from any page of this site.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def same_origin(request: Request) -> bool:
+    """True unless the request says it came from another origin.
+
+    Browsers send ``Origin`` with every POST, PUT, PATCH and DELETE; its absence means a client
+    that is not a browser (which cannot carry another site's intent). SameSite=Strict alone is
+    not enough: another port of the same host, or a sibling subdomain, is the same *site*.
+    """
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
 
 async def current_principal(request: Request, context: ServerContext = Depends(get_context)) -> Principal:
     """The user of the request's ``Authorization: Bearer`` token (or session cookie); 401 otherwise."""
     header = request.headers.get("Authorization", "")
     if not header and request.cookies.get(SESSION_COOKIE):
-        # SameSite=Strict keeps the cookie off cross-site requests, so it cannot be ridden (CSRF).
+        # SameSite=Strict keeps the cookie off cross-site requests; a same-site page of another
+        # origin (another port, a sibling subdomain) still sends it, so a change must come from ours.
+        if request.method not in SAFE_METHODS and not same_origin(request):
+            raise ApiError(403, "cross_origin", f"this {request.method} came from another origin "
+                           f"({request.headers.get('origin')}) with the explorer's session cookie",
+                           "send it from this commons' own pages, or with Authorization: Bearer TOKEN")
         header = f"Bearer {request.cookies[SESSION_COOKIE]}"
     scheme, _, token = header.partition(" ")
     if not header:

@@ -17,11 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from radcommons.pipelines import submission as pipeline
+from radcommons.server.auth import same_origin
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.web.access import View
 from radcommons.server.web.charts import bar_chart
 from radcommons.server.web.routes import _refuse, current_view
-from radcommons.server.web.session import same_origin
 from radcommons.server.web.study import thumbnail_png
 from radcommons.server.web.templating import page
 from radcommons.store.index.schema import system_table

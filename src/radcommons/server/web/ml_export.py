@@ -20,13 +20,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from radcommons.server.auth import same_origin
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
 from radcommons.server.exports import ExportJobs
 from radcommons.server.routes.exports import EXPORT_ID, ExportStart, jobs_of, launch_export, owned_export
 from radcommons.server.web.access import View
 from radcommons.server.web.routes import _readable_cohort, _records_or_refuse, _refuse, current_view
-from radcommons.server.web.session import same_origin
 from radcommons.server.web.templating import page
 
 router = APIRouter(include_in_schema=False)

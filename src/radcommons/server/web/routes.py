@@ -20,18 +20,13 @@ from markupsafe import Markup
 from radcommons.dictionary.docs import render_html
 from radcommons.errors import UserError
 from radcommons.pipelines.export import stratify_fields
+from radcommons.server.auth import same_origin
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.routes.cohorts import audited_cohort_manifest
 from radcommons.server.routes.research import audit, audited_export, audited_manifest
 from radcommons.server.web import facets as fx
 from radcommons.server.web.access import View, view_for
-from radcommons.server.web.session import (
-    clear_session,
-    login_token,
-    same_origin,
-    set_session,
-    web_principal,
-)
+from radcommons.server.web.session import clear_session, login_token, set_session, web_principal
 from radcommons.server.web.templating import page
 from radcommons.store.index import dua
 from radcommons.store.index.accounts import AuthenticationFailed, Principal

@@ -66,12 +66,3 @@ async def web_principal(request: Request, context: ServerContext = Depends(get_c
 
 def is_anonymous(principal: Principal) -> bool:
     return principal.role == ANONYMOUS.role
-
-
-def same_origin(request: Request) -> bool:
-    """True unless the request says it came from another origin (defence in depth beside SameSite)."""
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
