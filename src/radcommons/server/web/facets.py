@@ -20,7 +20,9 @@ from urllib.parse import urlencode
 from sqlalchemy import Engine
 
 from radcommons.dictionary import Dictionary, PropertyType, load_dictionary
+from radcommons.errors import UserError
 from radcommons.store.query import AGE_BINS, Bucket, facets
+from radcommons.store.query.pages import as_expr
 
 #: The value in URLs that stands for "no value recorded".
 MISSING = "__missing__"
@@ -109,10 +111,11 @@ CONTROL_PARAMETERS = frozenset({"tab", "cursor", "notice"})
 
 def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet],
                     left_out: list[str] | None = None) -> Selection:
-    """The facet values selected in a query string. Unknown keys, empty values and, for a binned
-    facet, anything but a bin label are left out (a link edited by hand is no reason to fail),
-    and listed in ``left_out`` as ``key=value`` so the page can say so: a filter dropped
-    silently shows a larger cohort than the link promised."""
+    """The facet values selected in a query string. Unknown keys, empty values, for a binned
+    facet anything but a bin label, and a value the field cannot have (``series.modality=CTT``)
+    are left out, each alone (a link edited by hand is no reason to fail, nor to drop the rest),
+    and listed in ``left_out`` as ``key=value`` (and why) so the page can say so: a filter
+    dropped silently shows a larger cohort than the link promised."""
     by_key = {f.key: f for f in known}
     selection: Selection = {}
     for key, value in params:
@@ -124,8 +127,24 @@ def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet],
             if left_out is not None:
                 left_out.append(f"{key}={value}"[:80])
             continue
+        problem = _refused(facet, value)
+        if problem:
+            if left_out is not None:
+                left_out.append(f"{key}={value}"[:80] + f": {problem}")
+            continue
         selection.setdefault(key, []).append(value)
     return selection
+
+
+def _refused(facet: Facet, value: str) -> str | None:
+    """Why the query engine refuses ``value`` of ``facet`` (not one of its enumeration), else None.
+
+    The engine's own check (parsing the facet's condition), so the page and the API agree."""
+    try:
+        as_expr(facet.node, facet_condition(facet, [value], facet.node))
+    except UserError as error:
+        return error.message.partition(": ")[2] or error.message  # without the filter path
+    return None
 
 
 #: A bin label as the facets write it: ``18-29``, ``90+``, ``<0`` (numbers of at most 9 digits).

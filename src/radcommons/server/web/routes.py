@@ -136,14 +136,8 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
     tab = _tab(request)
     node = fx.TAB_NODES[tab]
     engine = context.engine
-    try:
-        totals = {name: suppressed_total(engine, n, fx.to_filter(selection, n, known), projects=view.projects,
-                                         min_count=view.min_count) for name, n, _ in fx.TABS}
-    except UserError as error:  # a value the facet does not have (sex=female): the page, not a JSON 400
-        left_out.append(error.message)
-        selection = {}
-        totals = {name: suppressed_total(engine, n, None, projects=view.projects, min_count=view.min_count)
-                  for name, n, _ in fx.TABS}
+    totals = {name: suppressed_total(engine, n, fx.to_filter(selection, n, known), projects=view.projects,
+                                     min_count=view.min_count) for name, n, _ in fx.TABS}
     views = fx.facet_views(engine, selection, known, projects=view.projects, min_count=view.min_count, tab=tab)
     rows: list[dict[str, Any]] = []
     next_cursor = None
