@@ -67,3 +67,26 @@ def test_a_value_a_facet_does_not_have_drops_only_itself(web_commons: WebCommons
         download = web.get("/export/cases.csv?case.sex=Female&series.modality=BOGUS")
         assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
 
+
+def test_save_says_saved_and_links_cannot_speak_for_the_site(web_commons: WebCommons) -> None:
+    """After "Save query" the page said "Not understood, so left out of the filters: saved=NAME";
+    and ``?saved=`` / ``?notice=`` printed any sentence a link carried in the site's status box."""
+    with _page(web_commons, "curator") as web:
+        saved = web.post("/cohorts", data={"name": "CT women", "action": "save", "tab": "cases",
+                                           "qs": "case.sex=Female"})
+        assert saved.status_code == 200 and "saved=" in str(saved.url)
+        assert 'id="left-out"' not in saved.text, saved.text[:3000]
+        assert "Saved query “CT women”" in saved.text
+        spoof = "Your account is locked, call 555-0100"
+        assert spoof not in web.get("/", params={"saved": spoof}).text
+        assert spoof not in web.get("/dashboard", params={"notice": spoof}).text
+
+
+def test_quarantine_decisions_answer_pages(web_commons: WebCommons) -> None:
+    """A decision the pipeline refuses, or an entry that is not a number, answered the API's JSON."""
+    with _page(web_commons, "curator") as web:
+        for path in ("/quarantine/999999/delete", "/quarantine/abc/release"):
+            answer = web.post(path)
+            assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html"), answer.text
+            assert "<html" in answer.text and "quarantine entry" in answer.text.lower()
+        assert web.get("/quarantine/abc/preview.png").status_code == 404

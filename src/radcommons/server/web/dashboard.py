@@ -17,8 +17,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from radcommons.pipelines import submission as pipeline
+from radcommons.pipelines.submission import SubmissionError
 from radcommons.server.auth import same_origin
 from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.errors import KIND_STATUS
 from radcommons.server.web.access import View
 from radcommons.server.web.charts import bar_chart
 from radcommons.server.web.routes import _refuse, current_view
@@ -79,15 +81,34 @@ def dashboard(request: Request, view: View = Depends(current_view),
     submissions = _submissions(context, view) if role in ("contributor", "curator", "admin") else None
     quarantine = pipeline.list_quarantine(context.engine, view.principal) if view.principal.is_curator else None
     return page(request, "dashboard.html", view, title="Dashboard", charts=charts, submissions=submissions,
-                quarantine=quarantine, notice=request.query_params.get("notice"))
+                quarantine=quarantine, notice=_decision_notice(request))
+
+
+#: A curator's quarantine decisions (the URL's action) and the word for the outcome.
+DECISIONS = {"release": "released", "delete": "deleted"}
+
+
+def _decision_notice(request: Request) -> str | None:
+    """The outcome of the curator's last decision, rebuilt from the redirect's entry number and
+    decision: never a sentence taken from the URL, which anyone could write into a link."""
+    entry, decision = _entry_number(request.query_params.get("quarantine", "")), request.query_params.get("decision")
+    if entry is None or decision not in DECISIONS.values():
+        return None
+    return f"Quarantine entry {entry}: {decision}."
+
+
+def _entry_number(text: str) -> int | None:
+    """A quarantine entry's number from a URL (ASCII digits), else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 @router.get("/quarantine/{entry}/preview.png")
-def quarantine_preview(entry: int, view: View = Depends(current_view),
+def quarantine_preview(entry: str, view: View = Depends(current_view),
                        context: ServerContext = Depends(get_context)) -> Response:
-    if not view.principal.is_curator:
+    number = _entry_number(entry)
+    if not view.principal.is_curator or number is None:
         return Response(status_code=404)
-    held = [q for q in pipeline.list_quarantine(context.engine, view.principal, status="all") if q["id"] == entry]
+    held = [q for q in pipeline.list_quarantine(context.engine, view.principal, status="all") if q["id"] == number]
     if not held:
         return Response(status_code=404)
     try:
@@ -98,13 +119,20 @@ def quarantine_preview(entry: int, view: View = Depends(current_view),
 
 
 @router.post("/quarantine/{entry}/{action}")
-def quarantine_decide(entry: int, action: str, request: Request, view: View = Depends(current_view),
+def quarantine_decide(entry: str, action: str, request: Request, view: View = Depends(current_view),
                       context: ServerContext = Depends(get_context)) -> Response:
-    if not view.principal.is_curator or not same_origin(request) or action not in ("release", "delete"):
+    if not view.principal.is_curator or not same_origin(request) or action not in DECISIONS:
         return _refuse(request, view, "Only curators decide on quarantined instances.", 403)
+    number = _entry_number(entry)
+    if number is None:
+        return _refuse(request, view, f"No quarantine entry {entry[:40]!r}.", 404)
     client = client_address(request)
-    if action == "release":
-        pipeline.release(context.engine, context.store, view.principal, entry, client=client)
-    else:
-        pipeline.delete_quarantined(context.engine, context.store, view.principal, entry, client=client)
-    return RedirectResponse(f"/dashboard?notice=Quarantine+entry+{entry}:+{action}d#quarantine", status_code=303)
+    decide = pipeline.release if action == "release" else pipeline.delete_quarantined
+    try:
+        decide(context.engine, context.store, view.principal, number, client=client)
+    except SubmissionError as error:  # not held any more, superseded, held elsewhere: the page says so
+        message = f"Quarantine entry {number} was not {DECISIONS[action]}: {error.message}"
+        return _refuse(request, view, message + (f" ({error.hint})" if error.hint else ""),
+                       KIND_STATUS.get(error.kind, 400))
+    return RedirectResponse(f"/dashboard?quarantine={number}&decision={DECISIONS[action]}#quarantine",
+                            status_code=303)

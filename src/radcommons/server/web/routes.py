@@ -155,6 +155,7 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
         audit(context, request, view.principal, "research.query", node, len(rows),
               detail={"filter": flt, "cursor": bool(cursor)})
     qs = fx.query_string(selection)
+    cohorts = list_cohorts(engine, owner=view.principal.name) if view.records else []
     return {
         "selection": selection, "qs": qs, "tab": tab, "node": node, "tabs": fx.TABS, "totals": totals,
         "featured": [v for v in views if v.facet.featured], "more": [v for v in views if not v.facet.featured],
@@ -164,7 +165,9 @@ def explorer_context(context: ServerContext, view: View, request: Request) -> di
         "first_href": "/?" + fx.query_string(selection, tab=tab) if request.query_params.get("cursor") else None,
         "filter_json": json.dumps(fx.to_filter(selection, node, known), indent=1),
         "share_url": str(request.base_url).rstrip("/") + "/?" + fx.query_string(selection, tab=tab),
-        "cohorts": list_cohorts(engine, owner=view.principal.name)[:10] if view.records else [],
+        "cohorts": cohorts[:10],
+        # Only the name of a query this user saved: a link's free text is never shown as ours.
+        "saved": next((c.name for c in cohorts if c.name == request.query_params.get("saved")), None),
         "left_out": left_out,
     }
 
