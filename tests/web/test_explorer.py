@@ -227,6 +227,31 @@ def test_logout_and_token_not_in_page(browser: Browser, web_commons: WebCommons)
     page.context.close()
 
 
+def test_records_do_not_stay_in_the_browser_after_logout(browser: Browser, web_commons: WebCommons) -> None:
+    """htmx kept every visited page (record tables, case pseudonyms) in sessionStorage and the pages
+    were cacheable: after logging out, Back showed the researcher's records again."""
+    page = _page(browser)
+    login(page, web_commons, "reader")
+    accept_agreement_if_asked(page)
+    answer = page.goto(web_commons.url + "/")
+    assert answer is not None and answer.headers.get("cache-control") == "no-store"
+    page.locator('a.fv[data-facet="case.sex"]').first.click()
+    expect(page).to_have_url(re.compile(r"case\.sex="))
+    page.locator('a.fv[data-facet="series.modality"]').first.click()
+    expect(page).to_have_url(re.compile(r"series\.modality="))
+    expect(page.locator("table.records tbody tr").first).to_be_visible()
+    stored = page.evaluate("() => Object.values(sessionStorage).concat(Object.values(localStorage)).join('')")
+    assert "<table" not in stored and "submitter" not in stored, stored[:300]
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("banner").get_by_role("link", name="Log in")).to_be_visible()
+    page.go_back()
+    page.wait_for_load_state()
+    expect(page.get_by_role("banner").get_by_role("link", name="Log in")).to_be_visible()
+    assert "reader" not in page.locator("header").inner_text()
+    assert page.locator("table.records").count() == 0
+    page.context.close()
+
+
 @pytest.mark.skipif(not (VIEWER_DIST / "index.html").is_file(),
                     reason="the OHIF viewer is not installed (scripts/install_viewer.sh)")
 def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None:

@@ -193,7 +193,8 @@ def _records_or_refuse(request: Request, view: View) -> HTMLResponse | None:
 
 def _download(chunks: Any, filename: str, media_type: str) -> StreamingResponse:
     return StreamingResponse(chunks, media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
 
 
 # Before /export/{tab}.csv, which would otherwise take manifest.csv as a table named "manifest".

@@ -22,7 +22,13 @@ templates.env.filters["count"] = count_text
 templates.env.globals["bar_percent"] = bar_percent
 
 
+#: Headers of every page. Pages show records and who is logged in: a browser keeps none of them
+#: (Back after logging out asks the server again), and no other site may frame them to steer clicks.
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
 def page(request: Request, template: str, view: View, status: int = 200, **context: Any) -> HTMLResponse:
     """Render ``template`` with the request, the viewer's :class:`View` and ``context``."""
     return templates.TemplateResponse(request, template, {"view": view, "user": view.principal, **context},
-                                      status_code=status)
+                                      status_code=status, headers=PAGE_HEADERS)
