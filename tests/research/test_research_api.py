@@ -72,6 +72,27 @@ def test_bad_input_is_a_clear_error(commons: ResearchCommons) -> None:
         assert cursor.status_code == 400
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/query/case", {"filters": {"=": {"sex": "Male"}}}),
+    ("/query/case", {"sort": [{"field": "sex", "dir": "desc"}]}),
+    ("/facets/case", {"fields": ["sex"], "filters": {"=": {"sex": "Male"}}}),
+    ("/export/case", {"filters": {"=": {"sex": "Male"}}}),
+    ("/manifest", {"filters": {"=": {"sex": "Male"}}}),
+    ("/cohorts", {"name": "men", "node": "case", "filters": {"=": {"sex": "Male"}}, "freeze": True}),
+    ("/exports", {"cohort": "rc-cohort-0123456789ab", "format": "png", "splits": "train=0.8,test=0.2"}),
+])
+def test_a_misspelt_field_of_a_body_is_refused(research_commons: ResearchCommons, path: str, body: dict) -> None:
+    """A field a body does not have ("filters" for "filter") was ignored: the answer, the export or the
+    frozen cohort held every readable record instead of the ones asked for. Now 422 naming it."""
+    wrong = next(name for name in ("filters", "dir", "splits") if name in str(body))
+    with httpx.Client(base_url=research_commons.url + "/api/v1", headers=research_commons.headers("researcher")) as http:
+        answer = http.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "validation_error" and wrong in error["message"], error
+    assert any(f["field"].endswith(wrong) and f["message"] == "Extra inputs are not permitted" for f in error["fields"])
+
+
 def test_facets_in_the_database(commons: ResearchCommons) -> None:
     with client(commons, "admin") as c:
         found = c.facets("series", ["modality", "case.age_at_index"], bins={"case.age_at_index": [0, 18, 65]})

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import func, select
 
 from radcommons.errors import UserError
@@ -20,7 +20,7 @@ from radcommons.pipelines.export import frozen_files
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
-from radcommons.server.routes.research import ExportFormat, Node, audit, manifest_stream, scope_of
+from radcommons.server.routes.research import ExportFormat, Node, StrictBody, audit, manifest_stream, scope_of
 from radcommons.store import query as rq
 from radcommons.store.index import get_metadata
 from radcommons.store.index.accounts import Principal
@@ -31,7 +31,7 @@ router = APIRouter(tags=["cohorts"])
 _KEY = r"^([0-9]{1,18}|rc-cohort-[0-9a-f]{12,64})$"
 
 
-class CohortCreate(BaseModel):
+class CohortCreate(StrictBody):
     name: str = Field(min_length=1, max_length=256, description="e.g. 'women 50-64, CT'")
     node: Node = Field(description="node type the filter is written for")
     filter: dict[str, Any] | None = Field(default=None, description="JSON filter (docs/QUERY.md)")
@@ -39,7 +39,7 @@ class CohortCreate(BaseModel):
     freeze: bool = Field(default=False, description="freeze at once (returns the snapshot)")
 
 
-class FreezeBody(BaseModel):
+class FreezeBody(StrictBody):
     name: str | None = Field(default=None, min_length=1, max_length=256, description="default: the saved query's")
     description: str = Field(default="", max_length=4000)
 

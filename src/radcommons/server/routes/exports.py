@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from radcommons.errors import UserError
 from radcommons.export.splits import parse_weights
@@ -26,7 +26,7 @@ from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
 from radcommons.server.exports import ExportJobs, ExportRequest
 from radcommons.server.routes.cohorts import visible_cohort
-from radcommons.server.routes.research import audit, parse_range, read_range
+from radcommons.server.routes.research import StrictBody, audit, parse_range, read_range
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["exports"])
@@ -34,7 +34,7 @@ EXPORT_ID = r"^rc-export-[0-9a-f]{16}$"
 _JOBS_LOCK = threading.Lock()
 
 
-class ExportStart(BaseModel):
+class ExportStart(StrictBody):
     cohort: str = Field(pattern=r"^([0-9]{1,18}|rc-cohort-[0-9a-f]{12,64})$",
                         description="a frozen cohort (rc-cohort-...) or a saved query (its number)")
     format: Literal["dicom", "nifti", "png"] = Field(description="dicom, nifti (volumes) or png (radiographs)")

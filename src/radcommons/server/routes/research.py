@@ -18,7 +18,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Text, cast, select
 from starlette.background import BackgroundTask
 
@@ -50,12 +50,19 @@ LISTINGS = {
 _FIELD = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
 
-class SortKey(BaseModel):
+class StrictBody(BaseModel):
+    """A request body that refuses fields it does not define (422 naming them): a misspelt
+    ``"filters"`` was ignored, and the answer (or a frozen cohort) held every readable record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SortKey(StrictBody):
     field: str = Field(min_length=1, max_length=128, pattern=_FIELD, description="A field, e.g. age_at_index")
     direction: Literal["asc", "desc"] = "asc"
 
 
-class QueryBody(BaseModel):
+class QueryBody(StrictBody):
     """A query of one node type (docs/QUERY.md)."""
 
     filter: dict[str, Any] | None = Field(default=None, description="JSON filter, e.g. {\"=\": {\"sex\": \"Female\"}}")
@@ -69,20 +76,20 @@ class QueryBody(BaseModel):
     bins: dict[str, list[float]] | None = Field(default=None, description="numeric facet edges, per field")
 
 
-class FacetBody(BaseModel):
+class FacetBody(StrictBody):
     filter: dict[str, Any] | None = None
     fields: list[str] = Field(min_length=1, max_length=50, description="Fields to count, e.g. sex, case.age_at_index")
     bins: dict[str, list[float]] | None = Field(default=None, description="e.g. {\"age_at_index\": [0, 18, 65]}")
     top: int | None = Field(default=None, ge=1, le=1000, description="keep the N largest values per field")
 
 
-class ExportBody(BaseModel):
+class ExportBody(StrictBody):
     filter: dict[str, Any] | None = None
     fields: list[str] | None = Field(default=None, max_length=200)
     sort: list[SortKey] = Field(default_factory=list, max_length=10)
 
 
-class ManifestBody(BaseModel):
+class ManifestBody(StrictBody):
     node: ManifestNode = Field(default="instance", description="the node type the filter is written for")
     filter: dict[str, Any] | None = None
 
