@@ -90,3 +90,12 @@ def test_quarantine_decisions_answer_pages(web_commons: WebCommons) -> None:
             assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html"), answer.text
             assert "<html" in answer.text and "quarantine entry" in answer.text.lower()
         assert web.get("/quarantine/abc/preview.png").status_code == 404
+
+
+def test_another_origin_cannot_log_the_user_out(web_commons: WebCommons) -> None:
+    """POST /logout was the one form without the Origin check: any same-site page ended the session."""
+    with _page(web_commons, "reader") as web:
+        refused = web.post("/logout", headers={"Origin": ELSEWHERE})
+        assert refused.status_code == 403 and SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+        logged_out = web.post("/logout", follow_redirects=False)
+        assert logged_out.status_code == 303 and f'{SESSION_COOKIE}=""' in logged_out.headers["set-cookie"]

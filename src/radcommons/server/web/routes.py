@@ -95,7 +95,9 @@ def login(request: Request, token: str = Form(default=""), context: ServerContex
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, view: View = Depends(current_view)) -> Response:
+    if not same_origin(request):  # another site's form must not end the session (like every form here)
+        return _refuse(request, view, "This form must be sent from this site.")
     response = RedirectResponse("/", status_code=303)
     clear_session(response)
     return response
