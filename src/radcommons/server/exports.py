@@ -162,9 +162,12 @@ class ExportJobs:
             log.exception("export %s failed", status["id"])
             status.update(state="failed", message=f"the export failed: the commons could not write it "
                           f"({error.strerror or type(error).__name__}); start it again later")
-        except Exception as error:  # noqa: BLE001 - reported to the user, logged for the operator
+        except Exception:  # noqa: BLE001 - logged for the operator, told to the user without its text
+            # An unexpected error's text can hold the server's paths or a record of another project:
+            # the researcher gets the export's id, which the log line carries with the traceback.
             log.exception("export %s failed", status["id"])
-            status.update(state="failed", message=f"the export failed: {type(error).__name__}: {error}")
+            status.update(state="failed", message=f"the export failed on an error of the commons; "
+                          f"tell its operators the export id ({status['id']}), which their log names")
         finally:
             status["finished_at"] = _now()
             try:
