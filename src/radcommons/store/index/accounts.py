@@ -143,12 +143,12 @@ def add_user(engine: Engine, name: str, role: str, *, site_id: str | None = None
     if role == "contributor" and not projects:
         raise UserError(f"contributor {name!r} needs at least one project to submit to",
                         "add --project PROJECT (repeat it for several)")
-    if role == "contributor" and not (site_id or "").strip():
+    site_id = check_site_id(site_id) if site_id else None
+    projects = [check_project_name(project.strip()) for project in projects if project.strip()]
+    if role == "contributor" and not site_id:
         # Without a site a contributor could submit as any site, and claim another site's indexed files.
         raise UserError(f"contributor {name!r} needs the site it submits for",
                         "add --site SITE (e.g. --site SITE_A): a contributor may submit only for its own site")
-    site_id = check_site_id(site_id) if site_id else None
-    projects = [check_project_name(project.strip()) for project in projects if project.strip()]
     users = system_table("user")
     try:
         with engine.begin() as conn:
