@@ -156,6 +156,7 @@ def add_user(engine: Engine, name: str, role: str, *, site_id: str | None = None
                 insert(users).values(name=name, role=role, site_id=site_id or None, created_at=utcnow())
                 .returning(users.c.id)
             ).scalar_one()
+            _require_grantable(conn, role, projects)
             _grant(conn, user_id, projects)
             record_audit(conn, actor="admin-cli", action="user.add", target=name, records=1,
                          detail={"role": role, "site_id": site_id, "projects": list(projects)})
@@ -186,19 +187,27 @@ def require_projects(conn: Connection, projects: Iterable[str]) -> None:
                         f"radcommons admin project add {missing[0]} --availability restricted")
 
 
+def _require_grantable(conn: Connection, role: str, projects: Iterable[str], existing: bool = False) -> None:
+    """A :class:`UserError` for a grant of a project that does not exist, unless it is a contributor's
+    (without ``existing``): a contributor's first submission may create the project it was granted,
+    a read grant on a mistyped name would take effect if a project of that name were made later."""
+    if existing or role != "contributor":
+        require_projects(conn, projects)
+
+
 def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False,
                    existing: bool = False) -> User:
-    """Grant (or with ``revoke`` take away) projects from a user. With ``existing`` a grant names
-    projects that exist (a read grant on a mistyped name grants nothing, and would take effect
-    if a project of that name were created later); a contributor's grant may name a project its
-    first submission creates."""
+    """Grant (or with ``revoke`` take away) projects from a user. A grant names projects that
+    exist (a read grant on a mistyped name grants nothing, and would take effect if a project of
+    that name were created later), except a contributor's without ``existing``: it may name a
+    project its first submission creates."""
     if not revoke:
         projects = [check_project_name(project.strip()) for project in projects if project.strip()]
     grants = system_table("user_project")
     with engine.begin() as conn:
         row = _user_row(conn, name)
-        if existing and not revoke:
-            require_projects(conn, projects)
+        if not revoke:
+            _require_grantable(conn, row.role, projects, existing)
         if revoke:
             conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(list(projects))))
         else:
