@@ -255,20 +255,29 @@ def test_a_batch_cut_short_keeps_what_arrived(sqlite_commons: Commons, tmp_path:
     assert ObjectStore(str(c.store_dir)).verify(digests[1])
 
 
+#: What a PATCH left under way has sent: one whole run, which the server writes to its spool
+#: (:class:`_SpoolWriter` keeps less in memory, so the spool would stay empty and the wait for
+#: its offset would only end at its deadline).
+UNDER_WAY = _SpoolWriter.RUN
+
+
 @contextlib.contextmanager
-def _patch_under_way(c: Commons, submission_id: int, data: bytes, sent: int) -> Iterator[socket.socket]:
-    """A PATCH of all of ``data`` whose first ``sent`` bytes are in the server's spool; the caller
-    sends the rest on the connection yielded."""
+def _patch_under_way(c: Commons, submission_id: int, data: bytes) -> Iterator[socket.socket]:
+    """A PATCH of all of ``data`` whose first :data:`UNDER_WAY` bytes are in the server's spool; the
+    caller sends the rest on the connection yielded."""
     digest = hashlib.sha256(data).hexdigest()
+    assert len(data) > UNDER_WAY
     with socket.create_connection(("127.0.0.1", c.port)) as conn:
         conn.sendall((f"PATCH /api/v1/submissions/{submission_id}/files/{digest} HTTP/1.1\r\n"
                       f"Host: 127.0.0.1\r\nAuthorization: Bearer {c.tokens['uploader']}\r\n"
                       f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-                      f"Upload-Length: {len(data)}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:sent])
+                      f"Upload-Length: {len(data)}\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+                     + data[:UNDER_WAY])
         client = c.client()
         deadline = time.monotonic() + 30
-        while client.upload_offset(submission_id, digest) != (sent, False) and time.monotonic() < deadline:
+        while client.upload_offset(submission_id, digest) != (UNDER_WAY, False) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert client.upload_offset(submission_id, digest) == (UNDER_WAY, False)
         yield conn
 
 
@@ -277,12 +286,12 @@ def test_a_batch_leaves_a_file_another_request_is_writing(sqlite_commons: Common
     c = sqlite_commons
     client = c.client(chunk_size=CHUNK)
     submission = client.create_submission(PROJECT, "B-4")
-    busy, free = os.urandom(100_000), os.urandom(2000)
+    busy, free = os.urandom(UNDER_WAY + 100_000), os.urandom(2000)
     digests = [hashlib.sha256(d).hexdigest() for d in (busy, free)]
-    with _patch_under_way(c, submission.id, busy, 10_000) as conn:
+    with _patch_under_way(c, submission.id, busy) as conn:
         with c.http() as http:
             answers = _post_batch(http, submission.id, _batch_body([(digests[0], busy), (digests[1], free)])).json()
-        conn.sendall(busy[10_000:])  # the PATCH ends: its file is stored
+        conn.sendall(busy[UNDER_WAY:])  # the PATCH ends: its file is stored
         assert conn.recv(65536).startswith(b"HTTP/1.1 200")
     assert answers["files"][0]["error"]["code"] == "upload_in_progress" and not answers["files"][0]["complete"]
     assert answers["files"][1]["complete"]
@@ -346,13 +355,13 @@ def test_a_put_waits_for_no_request_and_spoils_no_file(sqlite_commons: Commons) 
     c = sqlite_commons
     client = c.client(chunk_size=CHUNK)
     submission = client.create_submission(PROJECT, "B-5")
-    data = os.urandom(200_000)
+    data = os.urandom(UNDER_WAY + 200_000)
     digest = hashlib.sha256(data).hexdigest()
-    with _patch_under_way(c, submission.id, data, 10_000) as conn:
+    with _patch_under_way(c, submission.id, data) as conn:
         with c.http() as http:
             refused = http.put(f"/submissions/{submission.id}/files/{digest}", content=data)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "upload_in_progress", refused.text
-        conn.sendall(data[10_000:])
+        conn.sendall(data[UNDER_WAY:])
         assert conn.recv(65536).startswith(b"HTTP/1.1 200")
     store = ObjectStore(str(c.store_dir))
     assert store.verify(digest)
