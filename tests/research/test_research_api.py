@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import radcommons
 from radcommons.cli.app import app as cli
 from radcommons.client import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from radcommons.errors import UserError
 from radcommons.store.index import make_engine
 from radcommons.store.index.facts import facts_table
 from radcommons.store.query import facets
@@ -197,6 +198,20 @@ def test_agreement_flow_and_token_errors(commons: ResearchCommons) -> None:
         bad.query("case")
     with client(commons, "researcher") as c, pytest.raises(InvalidRequestError):
         c.query("case", {"bogus": 1})
+
+
+def test_a_token_string_is_checked_as_a_token_file_is(research_commons: ResearchCommons, tmp_path: Path) -> None:
+    """``Client(url, open(path).read())`` kept the file's newline: every request failed, after all
+    retries, as "cannot reach the commons"; ``Client(url, "rc_é")`` raised a bare UnicodeEncodeError."""
+    saved = tmp_path / "token"
+    saved.write_text(research_commons.server.tokens["researcher"] + "\n")
+    with radcommons.Client(research_commons.url, saved.read_text(), retries=1) as c:
+        assert c.count("case") == len({i.patient_id for i in research_commons.instances[OPEN]})
+    for token, wrong in (("rc_é", "holds characters no token has"), ("rc_a b", "holds characters no token has"),
+                         (" \n", "is empty")):
+        with pytest.raises(UserError, match=f"the token given to the client {wrong}") as refused:
+            radcommons.Client(research_commons.url, token)
+        assert "token_file=PATH" in refused.value.hint
 
 
 def test_audit_log(commons: ResearchCommons) -> None:

@@ -161,11 +161,35 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token:
         raise TokenFileError(f"token file {file} is empty", "write the token the administrator gave you into it")
-    if not (token.isascii() and token.isprintable()) or " " in token:
+    if not _is_token_text(token):
         raise TokenFileError(f"token file {file} holds characters no token has",
                              "write the token the administrator gave you into it, alone on its line")
     warn_if_others_can_read(file, "token file")
     return token
+
+
+def _is_token_text(token: str) -> bool:
+    """True when ``token`` can go in an ``Authorization`` header as one word: printable ASCII without a
+    space (httpx cannot encode anything else, and the server reads only up to a space)."""
+    return token.isascii() and token.isprintable() and " " not in token
+
+
+def checked_token(token: str) -> str:
+    """``token`` as given to a client, less the white space around it (a newline kept from
+    ``open(path).read()``), checked as :func:`read_token_file` checks a file's. Without this a
+    newline made every request fail as "cannot reach the commons" after all retries, and a
+    non-ASCII character raised a bare UnicodeEncodeError from httpx."""
+    stripped = token.strip()
+    if not stripped:
+        raise UserError("the token given to the client is empty",
+                        "pass the token the administrator gave you, or let the client read its file: "
+                        "radcommons.Client(url, token_file=PATH)")
+    if not _is_token_text(stripped):
+        raise UserError("the token given to the client holds characters no token has (white space inside it, "
+                        "or a character that is not printable ASCII)",
+                        "pass the token exactly as the administrator gave it, or let the client read its file: "
+                        "radcommons.Client(url, token_file=PATH)")
+    return stripped
 
 
 class CommonsClient:
@@ -173,7 +197,8 @@ class CommonsClient:
 
     Args:
         url: the server's base URL (``http://127.0.0.1:8000``); ``/api/v1`` is added.
-        token: the bearer token (never logged or shown in ``repr``).
+        token: the bearer token (never logged or shown in ``repr``); white space around it is dropped,
+            and one that no token can be is refused at once (:class:`~radcommons.errors.UserError`).
         timeout: seconds per request (connect, read, write).
         retries: attempts per request on connection errors, 5xx and 429.
         backoff: first wait between attempts in seconds; doubles each time (with jitter, max 30 s).
@@ -187,6 +212,7 @@ class CommonsClient:
         if "@" in urlsplit(url).netloc:  # basic auth would replace the bearer token, and errors echo the URL
             raise UserError("the commons URL holds a user name or password (user:secret@host)",
                             "give the URL without them: the token authenticates (the URL is not shown here)")
+        token = checked_token(token) if token else token  # "": the research client's anonymous caller
         self.url = url.rstrip("/")
         self.retries = max(1, retries)
         self.backoff = backoff
