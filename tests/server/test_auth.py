@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def test_tokens_and_roles(sqlite_commons: Commons) -> None:
     # tokens never reach the log
     log = (c.root / "server.log").read_text()
     assert all(token not in log for token in c.tokens.values())
+
+
+def test_two_authorization_headers_are_refused(sqlite_commons: Commons) -> None:
+    """The server used the first of two Authorization headers and ignored the other; now a 401 saying to send one."""
+    token = sqlite_commons.tokens["uploader"]
+    with sqlite_commons.http(None) as anonymous:
+        for (first, second), path in itertools.product(((token, "rc_not-a-token"), ("rc_not-a-token", token),
+                                                         (token, token)), ("/whoami", "/summary")):
+            response = anonymous.get(path, headers=[("Authorization", f"Bearer {first}"),
+                                                    ("Authorization", f"Bearer {second}")])
+            assert response.status_code == 401, response.text
+            error = _error(response)
+            assert error["code"] == "unauthorized" and "2 Authorization headers" in error["message"], error
+            assert "send one" in error["hint"] and response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_admin_cli(tmp_path) -> None:

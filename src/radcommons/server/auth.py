@@ -34,7 +34,11 @@ def same_origin(request: Request) -> bool:
 
 async def current_principal(request: Request, context: ServerContext = Depends(get_context)) -> Principal:
     """The user of the request's ``Authorization: Bearer`` token (or session cookie); 401 otherwise."""
-    header = request.headers.get("Authorization", "")
+    sent = request.headers.getlist("Authorization")
+    if len(sent) > 1:  # which one counts is up to each proxy and server on the way: none is chosen here
+        raise ApiError(401, "unauthorized", f"this request has {len(sent)} Authorization headers",
+                       "send one: Authorization: Bearer TOKEN", {"WWW-Authenticate": "Bearer"})
+    header = sent[0] if sent else ""
     if not header and request.cookies.get(SESSION_COOKIE):
         # SameSite=Strict keeps the cookie off cross-site requests; a same-site page of another
         # origin (another port, a sibling subdomain) still sends it, so a change must come from ours.
