@@ -195,21 +195,33 @@ def _require_grantable(conn: Connection, role: str, projects: Iterable[str], exi
         require_projects(conn, projects)
 
 
+def _require_held(conn: Connection, row: Any, projects: Iterable[str]) -> None:
+    """A :class:`UserError` naming the ``projects`` the user ``row`` holds no grant on: revoking one
+    succeeded and was audited as a revocation, so a mistyped name looked like access taken away."""
+    held = _projects(conn, row.id)
+    missing = [project for project in projects if project not in held]
+    if missing:
+        raise UserError(f"user {row.name!r} has no grant on {', '.join(missing)}",
+                        f"its projects: {', '.join(held) or 'none'} (see: radcommons admin user list)")
+
+
 def grant_projects(engine: Engine, name: str, projects: Sequence[str], *, revoke: bool = False,
                    existing: bool = False) -> User:
     """Grant (or with ``revoke`` take away) projects from a user. A grant names projects that
     exist (a read grant on a mistyped name grants nothing, and would take effect if a project of
     that name were created later), except a contributor's without ``existing``: it may name a
     project its first submission creates."""
+    projects = list(dict.fromkeys(project.strip() for project in projects if project.strip()))
     if not revoke:
-        projects = [check_project_name(project.strip()) for project in projects if project.strip()]
+        projects = [check_project_name(project) for project in projects]
     grants = system_table("user_project")
     with engine.begin() as conn:
         row = _user_row(conn, name)
         if not revoke:
             _require_grantable(conn, row.role, projects, existing)
         if revoke:
-            conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(list(projects))))
+            _require_held(conn, row, projects)
+            conn.execute(delete(grants).where(grants.c.user_id == row.id, grants.c.project_id.in_(projects)))
         else:
             _grant(conn, row.id, projects)
         record_audit(conn, actor="admin-cli", action="user.revoke" if revoke else "user.grant", target=name,
@@ -292,9 +304,11 @@ def revoke_token(engine: Engine, token_id: int) -> TokenInfo:
 def list_tokens(engine: Engine, user: str | None = None) -> list[TokenInfo]:
     tokens, users = system_table("token"), system_table("user")
     query = (select(tokens, users.c.name).join(users, users.c.id == tokens.c.user_id).order_by(tokens.c.id))
-    if user:
+    if user is not None:
         query = query.where(users.c.name == user)
     with engine.connect() as conn:
+        if user is not None:
+            _user_row(conn, user)  # an unknown (mistyped) name is an error, not an empty list
         return [
             TokenInfo(r.id, r.name, r.label, as_utc(r.created_at), as_utc(r.expires_at),  # type: ignore[arg-type]
                       as_utc(r.revoked_at), as_utc(r.last_used_at))
