@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from database_support import pg_database
 from sqlalchemy import delete, func, select, update
 
-from radcommons.store.index import node_tables
+from radcommons.store.index import make_engine, node_tables, upgrade
 from radcommons.store.index.facts import cube_columns, counts_table, fact_columns, facts_table, refresh_series_facts
 from radcommons.store.query import AGE_BINS, Bucket, facets
 
-from .conftest import OPEN, Commons
+from .conftest import OPEN, Commons, build_commons
 
 FIELDS = [fact.field for fact in fact_columns()]
 CUBE = [fact.field for fact in cube_columns()]
@@ -33,10 +36,23 @@ def both(commons: Commons, filter: Any, projects: Any, **options: Any) -> tuple[
             facets(*args, projects=projects, use_facts=False, **options))
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def unchanged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commons]:
+    """The commons of conftest.py, built once per database for the tests that only read it (the
+    per-test ``commons`` is for the tests that change it)."""
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path_factory.mktemp('series-facts') / 'index.db'}" if request.param == "sqlite"
+               else stack.enter_context(pg_database(request.getfixturevalue("pg_admin"))))
+        upgrade(url)
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        yield build_commons(engine)
+
+
 @pytest.mark.parametrize("filter", FILTERS)
-def test_facts_equal_the_node_tables(commons: Commons, filter: Any) -> None:
+def test_facts_equal_the_node_tables(unchanged: Commons, filter: Any) -> None:
     for projects in SCOPES:
-        fast, reference = both(commons, filter, projects, bins={"case.age_at_index": AGE_BINS}, min_count=2)
+        fast, reference = both(unchanged, filter, projects, bins={"case.age_at_index": AGE_BINS}, min_count=2)
         assert fast == reference, (filter, projects)
 
 
