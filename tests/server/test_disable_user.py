@@ -45,8 +45,8 @@ def test_disable_and_enable_a_user(commons: Commons, run_cli: Cli) -> None:
         assert _state_of(_admin(run_cli, commons, "list"), "reader") == "enabled"
 
         assert "user reader (researcher) is disabled since" in _admin(run_cli, commons, "disable", "reader")
-        assert _state_of(_admin(run_cli, commons, "list"), "reader") == "disabled"
-        assert _state_of(_admin(run_cli, commons, "list"), "curator") == "enabled"
+        listing = _admin(run_cli, commons, "list")
+        assert _state_of(listing, "reader") == "disabled" and _state_of(listing, "curator") == "enabled"
         _disabled_error(http.get("/api/v1/whoami", headers=bearer))
         _disabled_error(http.get("/dicomweb/studies", headers=bearer))
         # The explorer: a session cookie of the disabled account gets a 401 page saying so.
@@ -67,7 +67,8 @@ def test_disable_and_enable_a_user(commons: Commons, run_cli: Cli) -> None:
         assert browser.get("/").status_code == 200
 
 
-def test_disable_an_unknown_user(commons: Commons, run_cli: Cli) -> None:
-    done = run_cli("admin", "user", "disable", "nobody", "--url", commons.db_url)
+def test_disable_an_unknown_user(migrated_url: str, run_cli: Cli) -> None:
+    """Only the command line and the database: no server to start."""
+    done = run_cli("admin", "user", "disable", "nobody", "--url", migrated_url)
     assert done.returncode != 0
     assert "no user named 'nobody'" in done.stdout + done.stderr and "Traceback" not in done.stderr
