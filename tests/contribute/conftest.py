@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,8 @@ from contribute_support import KEY, PROJECTS, RealCommons, make_request
 from serve_support import free_port, start_server
 
 from radcommons.pipelines.contribute import ContributionPlan, prepare
+from radcommons.store.index import make_engine, upgrade
+from radcommons.store.index.accounts import add_user, create_token
 from radcommons.synth.generate import generate
 
 
@@ -39,28 +39,28 @@ def plans(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, C
             for site in ("site_a", "site_b", "site_c")}
 
 
-def _cli(*args: str, env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,
-                            timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
 @pytest.fixture(scope="session")
 def commons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCommons]:
     """A real server on a fresh SQLite index and local object store, shared by this folder's tests
-    (each test sends to a project of its own, so none sees another's files)."""
+    (each test sends to a project of its own, so none sees another's files). Its users and tokens
+    are made in this process, as ``commons_fixtures.make_commons`` makes them: seven ``radcommons``
+    processes took seconds, and ``admin user add`` and ``admin token create`` have tests of their own
+    (tests/server/test_auth.py)."""
     root = tmp_path_factory.mktemp("commons")
-    env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{root / 'index.db'}",
-           "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects"), "COLUMNS": "200"}
-    _cli("db", "upgrade", env=env)
+    database = f"sqlite:///{root / 'index.db'}"
+    env = {**os.environ, "RADCOMMONS_DATABASE_URL": database, "RADCOMMONS_OBJECT_STORE_URL": str(root / "objects"),
+           "COLUMNS": "200"}
+    upgrade(database)
+    engine = make_engine(database)
     token_files = {}
-    for site in ("SITE_A", "SITE_B", "SITE_C"):
-        user = site.lower().replace("_", "-")
-        _cli("admin", "user", "add", user, "--role", "contributor", "--site", site,
-             *[arg for project in PROJECTS for arg in ("--project", project)], env=env)
-        token_files[site] = root / f"{user}.token"
-        token_files[site].write_text(_cli("admin", "token", "create", user, env=env))
+    try:
+        for site in ("SITE_A", "SITE_B", "SITE_C"):
+            user = site.lower().replace("_", "-")
+            add_user(engine, user, "contributor", site_id=site, projects=PROJECTS)
+            token_files[site] = root / f"{user}.token"
+            token_files[site].write_text(create_token(engine, user)[0] + "\n")
+    finally:
+        engine.dispose()
     port = free_port()
     server = start_server(root, port, env)
     try:

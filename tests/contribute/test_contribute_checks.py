@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from contribute_support import radiograph_study
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
 
@@ -64,7 +65,8 @@ def test_a_dry_run_without_a_commons_only_warns(corpus: Path, key_file: Path, tm
     token = tmp_path / "t.token"
     token.write_text("rc_whatever\n")
     token.chmod(0o600)
-    done = contribute(corpus / "site_a", tmp_path / "state", key_file, "--site", SITE, "--project", PROJECT,
+    # one radiograph study: what is checked comes before the de-identification, which needs no more
+    done = contribute(radiograph_study(corpus), tmp_path / "state", key_file, "--site", SITE, "--project", PROJECT,
                       "--server", f"http://127.0.0.1:{free_port()}", "--token-file", str(token), "--dry-run",
                       "--clinical", str(corpus / "site_a" / "clinical"))
     assert "--project and --site not checked" in " ".join(done.stderr.split()), done.stderr
@@ -95,7 +97,9 @@ def test_the_state_folders_are_made_private(sqlite_commons: Commons, token_file:
     """The documented 0700 did not apply: the de-identification made STATE/staging, and with it
     STATE, with the umask's mode (0755) before the state directory was made private."""
     state = tmp_path / "state"
-    done = contribute(corpus / "site_a", state, key_file, "--site", SITE, "--project", PROJECT,
+    # one radiograph study: any de-identification makes staging/, and a study of images that need no
+    # OCR makes it in a second
+    done = contribute(radiograph_study(corpus), state, key_file, "--site", SITE, "--project", PROJECT,
                       "--clinical", str(corpus / "site_a" / "clinical"), "--dry-run")
     assert "dry run" in done.stdout, done.stdout + done.stderr
     for folder in (state, state / "staging", state / "reports", state / "receipts"):

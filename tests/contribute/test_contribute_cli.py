@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from contribute_support import radiograph_study
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -60,8 +61,8 @@ def test_bad_input_is_explained(corpus: Path, key_file: Path, tmp_path: Path, ar
 def test_unmapped_sheet_is_an_error_with_the_fix(corpus: Path, key_file: Path, tmp_path: Path) -> None:
     odd = tmp_path / "lab_notes.csv"
     odd.write_text("MRN,Note\n1,hello\n")
-    one_patient = next(p for p in sorted((corpus / "site_a").iterdir()) if "_MRN" in p.name)  # keep it fast
-    result = run(str(one_patient), "--clinical", str(odd), "--site", "SITE_A", "--project", "P",
+    source = radiograph_study(corpus)  # the images are not what is checked: a study without OCR
+    result = run(str(source), "--clinical", str(odd), "--site", "SITE_A", "--project", "P",
                  "--key-file", str(key_file), "--state-dir", str(tmp_path / "state"), "--dry-run", "--workers", "1")
     assert result.returncode == 1, result.stderr  # as a real run would: it sends nothing with an error
     text = " ".join(result.stdout.split())
@@ -83,8 +84,8 @@ def test_a_blank_required_cell_or_a_short_row_is_a_row_error(corpus: Path, key_f
     (clinical / "medications.csv").write_text("MRN,Medication\nM1002,  \n")
     (clinical / "breathing_support.csv").write_text("MRN,StartDate,Type\nM1002,,Mechanical Ventilation\n")
     state = tmp_path / "state"
-    one_patient = next(p for p in sorted((corpus / "site_a").iterdir()) if "_MRN" in p.name)  # keep it fast
-    result = run(str(one_patient), "--clinical", str(clinical), "--site", "SITE_A",
+    source = radiograph_study(corpus)  # the images are not what is checked: a study without OCR
+    result = run(str(source), "--clinical", str(clinical), "--site", "SITE_A",
                  "--project", "Open-A1", "--key-file", str(key_file), "--state-dir", str(state), "--dry-run",
                  "--workers", "1")
     assert result.returncode == 1, result.stdout + result.stderr
