@@ -1,15 +1,15 @@
 """The curators' harmonization queue over HTTP, against a real ``radcommons serve``, on SQLite and PostgreSQL.
 
-A de-identified synthetic site is ingested with some study descriptions rewritten so the queue
-has work (the ``site`` fixture of tests/harmonize/queue_site.py); users and tokens are made with the
-command line. A curator lists the queue, decides, sees the decision listed and the indexed
-studies' code fields change (read back through the research API); a researcher, a
+A de-identified synthetic site is ingested with the command line, with some study descriptions
+rewritten so the queue has work (the ``site`` fixture of tests/harmonize/queue_site.py), into the
+``commons`` of commons_fixtures.py (its users: curator, admin, the researcher ``reader``, the
+contributor ``uploader``). A curator lists the queue, decides, sees the decision listed and the
+indexed studies' code fields change (read back through the research API); a researcher, a
 contributor and a visitor are refused; bad input is a 422 naming the field.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,40 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-from commons_fixtures import PROJECT, SITE
-from serve_support import free_port, start_server
+from commons_fixtures import PROJECT, SITE, Commons
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "harmonize"))
 # The site with study descriptions rewritten so the queue has work (shared with the CLI's test).
 from queue_site import TIBIA, site  # noqa: E402,F401
 
-USERS = {"curator": ("curator",), "boss": ("admin",), "researcher": ("researcher",),
-         "uploader": ("contributor", "--project", PROJECT, "--site", SITE)}
-
 
 @pytest.fixture
-def served(db_url: str, site: Path, tmp_path: Path, run_cli: Callable[..., Any]) -> Any:
-    """(base URL, tokens by user): the site ingested, users made with the CLI, the server running."""
-
-    def ok(*args: str) -> str:
-        result = run_cli(*args, "--url", db_url)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return str(result.stdout)
-
-    ok("db", "upgrade")
-    ok("ingest", str(site), "--project", PROJECT, "--site", SITE, "--workers", "1", "--store", str(tmp_path / "objects"))
-    tokens = {}
-    for name, (role, *extra) in USERS.items():
-        ok("admin", "user", "add", name, "--role", role, *extra)
-        tokens[name] = ok("admin", "token", "create", name).strip().splitlines()[-1]
-    port = free_port()
-    env = {**os.environ, "RADCOMMONS_DATABASE_URL": db_url, "RADCOMMONS_OBJECT_STORE_URL": str(tmp_path / "objects")}
-    process = start_server(tmp_path, port, env)
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1", tokens
-    finally:
-        process.terminate()
-        process.wait(10)
+def served(commons: Commons, site: Path, run_cli: Callable[..., Any]) -> Any:
+    """(base URL, tokens by user): the running commons with the site ingested through the command line."""
+    result = run_cli("ingest", str(site), "--project", PROJECT, "--site", SITE, "--workers", "1",
+                     "--url", commons.db_url, "--store", str(commons.store_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return commons.url + "/api/v1", commons.tokens
 
 
 def client(url: str, token: str | None) -> httpx.Client:
@@ -89,7 +69,7 @@ def test_curator_works_the_queue_over_http(served: Any) -> None:
     # Everyone but curators and admins is refused, and nothing is recorded.
     decision = {"modality": "DX", "description": "XR CHEST 2 VIEWS", "code": "36643-5",
                 "note": "2 views, not PA and lateral"}
-    for user in ("researcher", "uploader", None):
+    for user in ("reader", "uploader", None):
         with client(url, tokens.get(user or "")) as http:
             for method, path, json in (("GET", "/harmonization/queue", None), ("GET", "/harmonization/decisions", None),
                                        ("POST", "/harmonization/decisions", decision)):
@@ -128,9 +108,9 @@ def test_curator_works_the_queue_over_http(served: Any) -> None:
         ("36643-5", "XR Chest 2 Views", "XR", "Chest")
 
     # Not mappable: the pair leaves the queue; an admin may decide too.
-    answer = client(url, tokens["boss"]).post("/harmonization/decisions",
-                                              json={"modality": "CR", "description": TIBIA.lower(),
-                                                    "not_mappable": True, "note": "no code in the catalogue"})
+    answer = client(url, tokens["admin"]).post("/harmonization/decisions",
+                                               json={"modality": "CR", "description": TIBIA.lower(),
+                                                     "not_mappable": True, "note": "no code in the catalogue"})
     assert answer.status_code == 200 and answer.json()["studies"] == 0, answer.text
     assert answer.json()["decision"]["not_mappable"] is True
     queue = curator.get("/harmonization/queue").json()
@@ -151,16 +131,16 @@ def test_curator_works_the_queue_over_http(served: Any) -> None:
     newest = listed["decisions"][0]
     assert (newest["description"], newest["code"], newest["note"], newest["decided_by"]) == \
         ("XR CHEST 2 VIEWS", "36643-5", "again", "curator")
-    assert {d["decided_by"] for d in listed["decisions"]} == {"curator", "boss"}
+    assert {d["decided_by"] for d in listed["decisions"]} == {"curator", "admin"}
     assert [d["not_mappable"] for d in listed["decisions"]].count(True) == 1
     assert curator.get("/harmonization/decisions", params={"limit": 1, "offset": 2}).json()["decisions"][0][
-        "decided_by"] == "boss"
+        "decided_by"] == "admin"
 
     # Audited as the CLI audits: who, the pair, the code; one restudy event per project changed.
-    events = client(url, tokens["boss"]).get("/admin/audit", params={"action": "harmonization."}).json()
+    events = client(url, tokens["admin"]).get("/admin/audit", params={"action": "harmonization."}).json()
     decide = [e for e in events if e["action"] == "harmonization.decide"]
     restudy = [e for e in events if e["action"] == "harmonization.restudy"]
     assert len(decide) == 4 and len(restudy) == 2, events
-    assert {e["actor"] for e in decide} == {"curator", "boss"}
+    assert {e["actor"] for e in decide} == {"curator", "admin"}
     assert {e["project_id"] for e in restudy} == {PROJECT}
     curator.close()
