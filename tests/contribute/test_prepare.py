@@ -91,3 +91,17 @@ def test_report_names_file_row_field_and_fix(corpus: Path, tmp_path: Path) -> No
     assert "## What leaves the site" in text
     assert data["deid"]["counts"]["rejected"] >= 3  # truncated, not DICOM, zero bytes
     assert oct(plan.report_json.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_report_keeps_each_value_as_read_and_as_sent(plans: dict[str, ContributionPlan]) -> None:
+    """The commons gets the dictionary's spelling; the site's own stays in its private report
+    (issue 4: enumerations normalised, the raw value kept)."""
+    plan = plans["site_b"]  # writes sex F/M, "Unknown/Declined" and "Emergency" visits
+    data = json.loads(plan.report_json.read_text())
+    read = {(v["field"], v["as_read"]): (v["sent_as"], v["rows"]) for v in data["clinical"]["values"]}
+    sexes = [c["sex"] for c in plan.clinical["case"]]
+    assert read[("sex", "F")] == ("Female", sexes.count("Female"))
+    assert read[("sex", "M")] == ("Male", sexes.count("Male"))
+    assert read[("race", "Unknown/Declined")][0] == "Not Reported"
+    assert read[("visit_type", "Emergency")][0] == "Emergency Department"
+    assert f"| sex | F | Female | {sexes.count('Female')} |" in plan.report_markdown.read_text()

@@ -27,7 +27,7 @@ No name, birth date or calendar date is in any record this returns.
 from __future__ import annotations
 
 import datetime as _dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +136,15 @@ class Conversion:
     issues: tuple[Issue, ...]
     rejected: tuple[ClinicalRecord, ...] = ()  #: records converted but left out (see issues)
     rows_read: int = 0
+    #: how the site's spellings of enumerated values were read: (field, as in the file, as sent) -> rows
+    values_read: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def value_maps(self) -> list[dict[str, Any]]:
+        """:attr:`values_read` as rows for the site's report, by field, most rows first: the raw
+        value stays with the site (which keeps its files), the commons gets the dictionary's."""
+        ordered = sorted(self.values_read.items(), key=lambda item: (item[0][0], -item[1], item[0][1]))
+        return [{"field": name, "as_read": raw, "sent_as": sent, "rows": rows}
+                for (name, raw, sent), rows in ordered]
 
     @property
     def errors(self) -> tuple[Issue, ...]:
@@ -179,6 +188,7 @@ def _mrn(value: Any) -> str:
 def _read_table(
     table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
     issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]], demographics_rows: dict[str, Origin],
+    values_read: Counter[tuple[str, str, str]],
 ) -> list[_Row]:
     if table.unread:
         why, _, fix = table.unread.partition("\n")
@@ -239,7 +249,7 @@ def _read_table(
         identifiers.append((mrn, tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
         if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
             demographics_rows.setdefault(mrn, Origin(table.label, number))
-        row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues)
+        row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues, values_read)
         if row is not None:
             rows.append(row)
     return rows
@@ -255,6 +265,7 @@ def _read_row(
     dictionary: Dictionary,
     normalizer: ValueNormalizer,
     issues: list[Issue],
+    values_read: Counter[tuple[str, str, str]],
 ) -> _Row | None:
     values: dict[str, Any] = {}
     ok = True
@@ -281,6 +292,8 @@ def _read_row(
                                      "correct the date in the source system (a mistyped year?) and export again")
         elif name in ENUM_FIELDS:
             result = normalise_enum(name, cell, mapping, dictionary, normalizer)
+            if isinstance(result, str):
+                values_read[(name, " ".join(str(cell).split()), result)] += 1
             spelled = " ".join(str(cell).split()).lower()
             if result == NOT_REPORTED and spelled not in mapping.not_reported | {NOT_REPORTED.lower()}:
                 # Not an "unknown" spelling, yet read as unknown (e.g. sex "X"): make it visible.
@@ -449,8 +462,10 @@ def convert_clinical(
     normalizer = enum_normalizer(mapping)
     identifiers: list[tuple[str, tuple[str, ...]]] = []
     demographics_rows: dict[str, Origin] = {}
+    values_read: Counter[tuple[str, str, str]] = Counter()
     for table in tables:
-        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers, demographics_rows))
+        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers, demographics_rows,
+                                values_read))
     studies = list(studies)
     rows = _screen_known(rows, identifiers, studies, issues)
 
@@ -568,7 +583,8 @@ def convert_clinical(
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
         ))
     kept, rejected = _validate(records, dictionary, issues)
-    return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables))
+    return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables),
+                      values_read=dict(values_read))
 
 
 def _patient_records(

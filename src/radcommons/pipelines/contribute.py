@@ -226,6 +226,7 @@ def report_data(plan: ContributionPlan) -> dict[str, Any]:
             "rejected_records": len(conversion.rejected),
             "errors": len(conversion.errors),
             "issues": [i.to_dict() for i in conversion.issues],
+            "values": conversion.value_maps(),
         },
         "studies": {
             "to_send": [{"study_uid": p.study_uid, "files": len(p.files), "bytes": p.size} for p in plan.packages],
@@ -268,6 +269,12 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Clinical data", "", f"{clinical['rows_read']} rows read; records converted and valid:", "",
               "| node | records |", "|---|---:|"]
     lines += [f"| {node} | {n} |" for node, n in clinical["records"].items()]
+    if clinical["values"]:
+        lines += ["", "### Values as read and as sent", "",
+                  "The commons gets the data dictionary's value; the value as your files hold it stays here.", "",
+                  "| field | in your files | sent as | rows |", "|---|---|---|---:|"]
+        lines += [f"| {v['field']} | {_cell(v['as_read'])} | {_cell(v['sent_as'])} | {v['rows']} |"
+                  for v in clinical["values"]]
     issues = clinical["issues"]
     errors = [i for i in issues if i["severity"] == ERROR]
     lines += ["", f"### Issues ({len(errors)} error(s), {len(issues) - len(errors)} other)", ""]
