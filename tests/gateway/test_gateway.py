@@ -3,6 +3,7 @@ completion after the quiet period, the contribute uploader, restart safety."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import re
@@ -181,27 +182,16 @@ def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tm
 
 
 def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(
-        key_file: Path, tmp_path: Path) -> None:
+        key_file: Path, tmp_path: Path, sqlite_commons: Commons) -> None:
     """A wrong token was found only when the first study was sent, after the PACS had been told
     that everything was stored. A commons that does not answer yet is no reason to refuse
-    studies: they spool until it does."""
-    from serve_support import start_server
-
-    env = {**os.environ, "RADCOMMONS_DATABASE_URL": f"sqlite:///{tmp_path / 'index.db'}",
-           "RADCOMMONS_OBJECT_STORE_URL": str(tmp_path / "objects")}
-    assert subprocess.run([sys.executable, "-m", "radcommons", "db", "upgrade"], env=env, capture_output=True,
-                          timeout=120).returncode == 0
+    studies: they spool until it does. (The shared commons: any commons refuses a token it does
+    not know.)"""
     (tmp_path / "wrong.token").write_text("rc_not-a-token\n")
-    port = free_port()
-    server = start_server(tmp_path, port, env)
     base = [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--site", "SITE_A", "--project", "P",
             "--key-file", str(key_file), "--host", "127.0.0.1", "--token-file", str(tmp_path / "wrong.token")]
-    try:
-        refused = subprocess.run([*base, "--port", str(free_port()), "--state-dir", str(tmp_path / "s1"),
-                                  "--server", f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
-    finally:
-        server.terminate()
-        server.wait(30)
+    refused = subprocess.run([*base, "--port", str(free_port()), "--state-dir", str(tmp_path / "s1"),
+                              "--server", sqlite_commons.url], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "refused or did not answer" in refused.stderr, refused.stderr
     absent = subprocess.Popen([*base, "--port", str(free_port()), "--state-dir", str(tmp_path / "s2"),
                                "--server", f"http://127.0.0.1:{free_port()}"],
@@ -263,5 +253,10 @@ def test_a_refused_instance_is_named_and_a_failed_send_says_when_it_is_tried_aga
     assert len(failed) >= 2, output
     assert all(re.fullmatch(r"in \d+ s, at \d\d:\d\d:\d\d UTC, by itself", e["next_try"]) for e in failed), failed
     assert failed[0]["waiting"] == "1 stud(ies) in the spool"
+    # The round gave up within seconds (SEND_BACKOFF), not after the client's default backoff (8 to
+    # 15 s): the gateway's own wait, the one send_failed announces, is what spaces the tries.
+    complete = next(e for e in events if e["event"] == "complete")
+    gave_up = _dt.datetime.fromisoformat(failed[0]["time"]) - _dt.datetime.fromisoformat(complete["time"])
+    assert gave_up.total_seconds() < 7, (complete, failed[0])
     assert "can be repeated" not in output and "retry_in_attempts" not in output, output
     assert sum(e["event"] == "complete" for e in events) == 1, events  # said once, not before every retry

@@ -54,7 +54,7 @@ def command(
     """
     from radcommons.deid import DeidContext, default_state_dir, make_state_dir, read_key_file
     from radcommons.durable import folder_held
-    from radcommons.pipelines.gateway import Gateway, GatewayConfig, Peer, commons_sender
+    from radcommons.pipelines.gateway import SEND_BACKOFF, Gateway, GatewayConfig, Peer, commons_sender
 
     site = check_site_id(site)
     if not AE_TITLE.fullmatch(ae_title.strip()):  # PS3.5 Table 6.2-1, AE: no backslash, no control characters
@@ -79,7 +79,7 @@ def command(
         from radcommons.client import CommonsClient
 
         check_server(server, token_file, refused_only=True)  # a wrong token: said now, not at the first study
-        client = CommonsClient.from_token_file(server, token_file)
+        client = CommonsClient.from_token_file(server, token_file, backoff=SEND_BACKOFF)
         sender = commons_sender(client, state, server=server, project=project, site=site, workers=workers)
     else:
         console.print("[yellow]no --server: studies are de-identified and spooled, not sent[/]")
