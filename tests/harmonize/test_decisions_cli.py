@@ -55,8 +55,11 @@ def audit(url: str) -> list[Any]:
 
 
 def test_decisions_are_stored_audited_and_win(
-    db_url: str, site: Path, tmp_path: Path, run_cli: Callable[..., Any]
+    migrated_url: str, site: Path, tmp_path: Path, run_cli: Callable[..., Any]
 ) -> None:
+    # Migrated in the process: 'db upgrade' through a process is tests/index/test_db_cli.py's, on both databases.
+    db_url = migrated_url
+
     def cli(*args: str) -> Any:
         return run_cli(*args, "--url", db_url)
 
@@ -65,7 +68,6 @@ def test_decisions_are_stored_audited_and_win(
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    ok("db", "upgrade")
     # Decided before any study carries it: indexing must use the decision, not the matcher (42272-5).
     out = ok("harmonize", "decide", "CR", "chest pa &  lateral (rad)-cs", "36643-5", "--by", "dr-curie")
     assert "recorded: CR | chest pa & lateral (rad)-cs -> 36643-5 XR Chest 2 Views; 0 indexed" in out
