@@ -1,5 +1,5 @@
-"""Fixtures shared by every test folder: the command line as a real subprocess, and a fresh, empty
-database per test, on SQLite and on PostgreSQL.
+"""Fixtures shared by every test folder: the command line as a real subprocess, a fresh, empty
+database per test, on SQLite and on PostgreSQL, and a de-identified synthetic site (``deid_tree``).
 
 PostgreSQL: a uniquely named database is created on the server at
 ``RADCOMMONS_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``,
@@ -59,6 +59,25 @@ def migrated_url(db_url: str) -> str:
     """A fresh database migrated to the newest revision."""
     upgrade(db_url)
     return db_url
+
+
+@pytest.fixture(scope="session")
+def deid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """De-identified DICOM of one synthetic site (``SITE_A``: 30 instances, 11 studies, 3 patients),
+    made with ``radcommons synth``, ``keygen`` and ``deid``, for the tests of every folder.
+
+    Defined here once: imported into several folders' conftest.py, it was a fixture per folder to
+    pytest, each with its own session cache, and the tree was made again for each folder.
+    """
+    root = tmp_path_factory.mktemp("deid-data")
+    # One site: site_a's files are the same with --sites 2, whose site_b no test read.
+    for args in (("synth", "synth", "--sites", "1", "--patients", "3", "--seed", "1", "--small"),
+                 ("keygen", "key"),
+                 ("deid", "synth/site_a", "deid", "--site", "SITE_A", "--key-file", "key", "--state-dir", "state")):
+        done = subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=root, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "COLUMNS": "200"})
+        assert done.returncode == 0, done.stderr
+    return root / "deid"
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

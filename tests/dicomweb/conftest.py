@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 
-from commons_fixtures import SITE, Instance, deid_tree, instances_of, make_commons  # noqa: E402,F401
+from commons_fixtures import SITE, Instance, instances_of, make_commons  # noqa: E402,F401
 from dicomweb_support import OPEN, SEQUESTERED, STOW, DicomwebCommons, Orthanc, start_orthanc  # noqa: E402
 
 from radcommons.pipelines.indexing import IndexWriter  # noqa: E402

@@ -11,7 +11,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from commons_fixtures import deid_tree  # noqa: E402,F401
 from research_support import ResearchCommons, serving  # noqa: E402
 
 

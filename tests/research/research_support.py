@@ -33,7 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 
-from commons_fixtures import SITE, Commons, Instance, deid_tree, instances_of, make_commons  # noqa: E402,F401
+from commons_fixtures import SITE, Commons, Instance, instances_of, make_commons  # noqa: E402,F401
 
 from radcommons.pipelines.ingest import ingest_tree  # noqa: E402
 from radcommons.store.index import make_engine  # noqa: E402

@@ -1,6 +1,6 @@
 """Fixtures and helpers of the server tests: a real commons server in a subprocess, on a free port.
 
-``deid_tree`` (once per session): ``radcommons synth`` + ``keygen`` + ``deid`` of one site.
+``deid_tree`` (the de-identified site the tests ingest) is in tests/conftest.py.
 ``commons``: migrates the database of ``db_url`` (SQLite, and PostgreSQL for the tests that ask
 for it), makes users and tokens, starts ``radcommons serve`` and stops it afterwards.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,23 +26,6 @@ from serve_support import free_port
 
 PROJECT = "Open-A1"
 SITE = "SITE_A"
-
-
-def _radcommons(*args: str, cwd: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "COLUMNS": "200"})
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture(scope="session")
-def deid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """De-identified DICOM of one synthetic site (30 instances, 11 studies, 3 patients)."""
-    root = tmp_path_factory.mktemp("deid-data")
-    _radcommons("synth", "synth", "--sites", "2", "--patients", "3", "--seed", "1", "--small", cwd=root)
-    _radcommons("keygen", "key", cwd=root)
-    _radcommons("deid", "synth/site_a", "deid", "--site", SITE, "--key-file", "key", "--state-dir", "state",
-                cwd=root)
-    return root / "deid"
 
 
 @dataclass(frozen=True)

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from commons_fixtures import commons, deid_tree, sqlite_commons  # noqa: F401
+from commons_fixtures import commons, sqlite_commons  # noqa: F401
