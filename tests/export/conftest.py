@@ -1,3 +1,4 @@
-"""The session commons of the export tests lives in export_support.py (a unique module name)."""
+"""The session commons of the export tests lives in export_support.py (a unique module name); it is
+built on ``deid_tree`` of tests/conftest.py."""
 
 from export_support import commons  # noqa: F401

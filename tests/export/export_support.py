@@ -1,8 +1,9 @@
 """A small commons for the export tests (once per session; the fixture is re-exported by conftest.py).
 
-``radcommons synth`` (1 site, 3 patients, small) -> ``keygen`` -> ``deid`` -> ``db upgrade`` ->
-ingest: two patients into the open project, the third into a sequestered one; then one
-frozen cohort of every series (frozen with admin scope, so it holds sequestered members).
+The de-identified synthetic site of tests/server (``deid_tree``: 3 patients, small; most workers
+have built it already for the server, research and DICOMweb tests) -> ``db upgrade`` -> ingest:
+two patients into the open project, one without CT into a sequestered one; then one frozen
+cohort of every series (frozen with admin scope, so it holds sequestered members).
 """
 
 from __future__ import annotations
@@ -40,13 +41,8 @@ def radcommons(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subp
 
 
 @pytest.fixture(scope="session")
-def commons(tmp_path_factory: pytest.TempPathFactory) -> Commons:
+def commons(deid_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Commons:
     root = tmp_path_factory.mktemp("export-commons")
-    for args in (("synth", "synth", "--sites", "1", "--patients", "3", "--seed", "3", "--small"),
-                 ("keygen", "key"),
-                 ("deid", "synth/site_a", "deid", "--site", "SITE_A", "--key-file", "key", "--state-dir", "state")):
-        done = radcommons(*args, cwd=root)
-        assert done.returncode == 0, done.stderr
     db_url = f"sqlite:///{root / 'index.db'}"
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -54,11 +50,11 @@ def commons(tmp_path_factory: pytest.TempPathFactory) -> Commons:
     # The de-identified tree is by study: regroup it by patient (symlinks) to ingest patients apart.
     by_patient = root / "by-patient"
     modalities: dict[str, set[str]] = {}
-    for path in sorted((root / "deid").rglob("*.dcm")):
+    for path in sorted(deid_tree.rglob("*.dcm")):
         header = pydicom.dcmread(path, stop_before_pixels=True)
         patient = str(header.PatientID)
         modalities.setdefault(patient, set()).add(str(header.Modality))
-        link = by_patient / patient / path.relative_to(root / "deid")
+        link = by_patient / patient / path.relative_to(deid_tree)
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(path)
     # Pseudonyms change with the key: sequester a patient without CT, so the CT stays exportable.
@@ -71,4 +67,4 @@ def commons(tmp_path_factory: pytest.TempPathFactory) -> Commons:
     cohort = freeze(engine, node="series", filter=None, name="all series", owner="admin")
     engine.dispose()
     assert cohort.identifier
-    return Commons(root, db_url, str(root / "objects"), cohort.identifier, root / "deid", patients[-1].name)
+    return Commons(root, db_url, str(root / "objects"), cohort.identifier, deid_tree, patients[-1].name)
