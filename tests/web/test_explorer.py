@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from web_fixtures import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, OPEN_PROJECT, SEQUE
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright  # noqa: E402
 
 VIEWER_DIST = Path(__file__).resolve().parents[2] / "viewer" / "node_modules" / "@ohif" / "app" / "dist"
 
@@ -252,6 +253,26 @@ def test_records_do_not_stay_in_the_browser_after_logout(browser: Browser, web_c
     page.context.close()
 
 
+def _open_requests(page: Page) -> set[Request]:
+    """The page's requests sent and not yet answered (or failed), kept up to date from now on."""
+    open_requests: set[Request] = set()
+    page.on("request", lambda request: open_requests.add(request))
+    page.on("requestfinished", lambda request: open_requests.discard(request))
+    page.on("requestfailed", lambda request: open_requests.discard(request))
+    return open_requests
+
+
+def _wait_until_answered(page: Page, open_requests: set[Request], quiet_s: float = 1.0) -> None:
+    """Until no request has been open for ``quiet_s``: the viewer fetches without navigating, so the
+    page's "networkidle" load state was reached long before and waits for nothing."""
+    deadline, quiet_since = time.monotonic() + 30, time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        assert time.monotonic() < deadline, f"still open after 30 s: {[r.url for r in open_requests]}"
+        page.wait_for_timeout(100)  # Playwright delivers the request events while it waits
+        if open_requests:
+            quiet_since = time.monotonic()
+
+
 @pytest.mark.skipif(not (VIEWER_DIST / "index.html").is_file(),
                     reason="the OHIF viewer is not installed (scripts/install_viewer.sh)")
 def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None:
@@ -261,10 +282,11 @@ def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None
     page.locator("table.records a.uid").first.click()
     failed: list[str] = []
     page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and "/viewer/" in r.url else None)
+    open_requests = _open_requests(page)
     page.locator("#open-viewer").click()
     # OHIF draws the image in a canvas once it fetched metadata and pixels from /dicomweb (cookie auth).
     expect(page.locator("canvas").first).to_be_visible(timeout=30_000)
-    page.wait_for_timeout(3000)
+    _wait_until_answered(page, open_requests)  # every request it made, so a failed one is in `failed`
     shot(page, "08-viewer")
     assert "/viewer/viewer" in page.url and not failed
     page.context.close()
