@@ -1,11 +1,15 @@
 """A commons with data for the browser tests: synthetic sites, an open and a sequestered project.
 
-Built the way an operator would, with real commands (``radcommons synth``, ``admin``, ``serve``,
-``contribute``, ``deid``, ``ingest``), once per session:
+Built the way an operator would, with real commands (``radcommons synth``, ``db upgrade``,
+``admin``, ``serve``, ``contribute``, ``deid``, ``ingest``), once per session:
 
+* the contributing site's account and token are made with ``radcommons admin`` (the token goes in
+  a file for ``contribute``); the admin, curator and researcher accounts in this process, as
+  commons_fixtures.make_commons makes them (six processes fewer);
 * SITE_A contributes to the open project ``Open-A1`` through the API, with its clinical files
   (so cases have tests, visits and breathing support for the timeline);
-* SITE_B's de-identified studies are ingested into the sequestered project ``Seq-B1``;
+* one SITE_B patient's de-identified studies are ingested into the sequestered project ``Seq-B1``
+  (the tests need it to hold some cases, not all four);
 * one raw (not de-identified) SITE_B image is ingested into ``Open-A1``: it fails the gate and
   is held in the quarantine.
 """
@@ -23,15 +27,16 @@ from serve_support import start_server
 import pytest
 from serve_support import free_port
 
+from radcommons.store.index import make_engine
+from radcommons.store.index.accounts import add_user, create_token
+
 OPEN_PROJECT, SEQUESTERED_PROJECT = "Open-A1", "Seq-B1"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-USERS = {  # name: (role, extra admin arguments)
-    "admin": ("admin", []), "curator": ("curator", []), "reader": ("researcher", []),
-    "uploader": ("contributor", ["--project", OPEN_PROJECT, "--site", "SITE_A"]),
-}
+#: Accounts made in this process: name -> role (the contributor ``uploader`` is made with the command line).
+USERS = {"admin": "admin", "curator": "curator", "reader": "researcher"}
 
 
 
@@ -73,9 +78,16 @@ def build_commons(root: Path) -> WebCommons:
     commons = WebCommons(root, env)
     commons.run("synth", "synth", "--sites", "2", "--patients", "4", "--seed", "7", "--small")
     commons.run("db", "upgrade")
-    for name, (role, extra) in USERS.items():
-        commons.run("admin", "user", "add", name, "--role", role, *extra)
-        commons.tokens[name] = commons.run("admin", "token", "create", name, "--label", "web-tests").strip()
+    commons.run("admin", "user", "add", "uploader", "--role", "contributor", "--project", OPEN_PROJECT,
+                "--site", "SITE_A")
+    commons.tokens["uploader"] = commons.run("admin", "token", "create", "uploader", "--label", "web-tests").strip()
+    engine = make_engine(env["RADCOMMONS_DATABASE_URL"])
+    try:
+        for name, role in USERS.items():
+            add_user(engine, name, role)
+            commons.tokens[name] = create_token(engine, name, label="web-tests")[0]
+    finally:
+        engine.dispose()
     (root / "uploader.token").write_text(commons.tokens["uploader"])
     os.chmod(root / "uploader.token", 0o600)
     commons.run("keygen", "key")
@@ -83,7 +95,9 @@ def build_commons(root: Path) -> WebCommons:
     commons.run("contribute", "synth/site_a", "--clinical", "synth/site_a/clinical", "--site", "SITE_A",
                 "--project", OPEN_PROJECT, "--server", commons.url, "--token-file", "uploader.token",
                 "--key-file", "key", "--state-dir", "state-a", "--dataset", "SITE_A_web", "--allow-partial")
-    commons.run("deid", "synth/site_b", "deid_b", "--site", "SITE_B", "--key-file", "key", "--state-dir", "state-b")
+    patient = min(p.name for p in (root / "synth" / "site_b").iterdir() if p.is_dir() and p.name != "clinical")
+    commons.run("deid", f"synth/site_b/{patient}", "deid_b", "--site", "SITE_B", "--key-file", "key",
+                "--state-dir", "state-b")
     commons.run("ingest", "deid_b", "--project", SEQUESTERED_PROJECT, "--site", "SITE_B",
                 "--availability", "sequestered")
     raw = next(p for p in sorted((root / "synth" / "site_b").rglob("*.dcm")))
