@@ -13,13 +13,10 @@ from subprocess import CompletedProcess
 
 import pyarrow.parquet as pq
 import pytest
-from export_support import OPEN, SEQUESTERED, Commons, radcommons
-
-from sqlalchemy import update
+from export_support import OPEN, SEQUESTERED, Commons
 
 from radcommons.store.index import make_engine
-from radcommons.store.index.accounts import get_user, utcnow
-from radcommons.store.index.schema import system_table
+from radcommons.store.index.accounts import add_user, get_user, set_disabled
 from radcommons.store.index.dua import accept
 from radcommons.store.query import save_query
 
@@ -33,12 +30,12 @@ def _env(commons: Commons) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def users(commons: Commons) -> Commons:
-    """A researcher who accepted the data use agreement, one who did not, and an admin."""
-    for name, role in ((RESEARCHER, "researcher"), (NO_DUA, "researcher"), (ADMIN, "admin")):
-        done = radcommons("admin", "user", "add", name, "--role", role, cwd=commons.root, env=_env(commons))
-        assert done.returncode == 0, done.stderr
+    """A researcher who accepted the data use agreement, one who did not, and an admin (made in the
+    process: 'admin user add' through a process is tests/cli/test_admin_grants.py's)."""
     engine = make_engine(commons.db_url)
     try:
+        for name, role in ((RESEARCHER, "researcher"), (NO_DUA, "researcher"), (ADMIN, "admin")):
+            add_user(engine, name, role)
         accept(engine, get_user(engine, RESEARCHER).id, RESEARCHER)
     finally:
         engine.dispose()
@@ -99,14 +96,10 @@ def test_the_export_must_name_whom_it_is_for(users: Commons, run_cli: Cli, tmp_p
 
 
 def test_no_export_for_a_disabled_user(users: Commons, run_cli: Cli, tmp_path: Path) -> None:
-    done = radcommons("admin", "user", "add", "exp-leaver", "--role", "researcher", cwd=users.root, env=_env(users))
-    assert done.returncode == 0, done.stderr
     engine = make_engine(users.db_url)
     try:
-        accept(engine, get_user(engine, "exp-leaver").id, "exp-leaver")
-        table = system_table("user")
-        with engine.begin() as connection:  # no command disables a user yet: the column the server checks
-            connection.execute(update(table).where(table.c.name == "exp-leaver").values(disabled_at=utcnow()))
+        accept(engine, add_user(engine, "exp-leaver", "researcher").id, "exp-leaver")
+        set_disabled(engine, "exp-leaver", True)  # as 'radcommons admin user disable' does
     finally:
         engine.dispose()
     _refused(_export(run_cli, users, users.cohort_id, str(tmp_path / "x"), "--for", "exp-leaver"),
