@@ -106,7 +106,7 @@ Selection = dict[str, list[str]]
 
 
 #: Query parameters of the explorer that are not facets.
-CONTROL_PARAMETERS = frozenset({"tab", "cursor", "notice", "saved"})
+CONTROL_PARAMETERS = frozenset({"tab", "cursor", "saved"})
 
 
 def parse_selection(params: Iterable[tuple[str, str]], known: Sequence[Facet],
