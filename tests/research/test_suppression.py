@@ -90,3 +90,15 @@ def test_top_cuts_the_list_after_suppression(open_commons: Commons) -> None:
     with open_commons.http("admin") as admin:  # unsuppressed: top is the N largest
         answer = admin.post("/facets/instance", json={"fields": ["case.sex"], "top": 1})
         assert answer.json()["facets"]["case.sex"] == [{"value": "Female", "count": 25}]
+
+
+def test_dashboard_months_hide_a_second_month_beside_a_lone_small_one() -> None:
+    """The dashboard's submissions-per-month bars follow the facets' rule: a single small month would
+    be told by the total of the others, so the next smallest month is hidden beside it."""
+    from datetime import datetime
+
+    from radcommons.server.web.dashboard import month_counts
+
+    times = ([datetime(2026, 10, 2)] * 25) + ([datetime(2026, 11, 3)] * 12) + ([datetime(2026, 12, 1)] * 3)
+    assert month_counts(times, 10) == [("2026-10", 25), ("2026-11", None), ("2026-12", None)]
+    assert month_counts(times, None) == [("2026-10", 25), ("2026-11", 12), ("2026-12", 3)]

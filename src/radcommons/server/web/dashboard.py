@@ -27,7 +27,8 @@ from radcommons.server.web.routes import _refuse, current_view
 from radcommons.server.web.study import thumbnail_png
 from radcommons.server.web.templating import page
 from radcommons.store.index.schema import system_table
-from radcommons.store.query import facets, suppressed_count
+from radcommons.store.query import Bucket, facets
+from radcommons.store.query.facets import suppress
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,11 +46,19 @@ def _months(context: ServerContext, view: View) -> Any:
     statement = select(table.c.committed_at, table.c.project_id).where(table.c.committed_at.is_not(None))
     with context.engine.connect() as conn:
         rows = conn.execute(statement).all()
-    months = Counter(at.strftime("%Y-%m") for at, project in rows
-                     if view.projects is None or project in view.projects)
-    items = [(month, suppressed_count(n, view.min_count)) for month, n in sorted(months.items())]
+    items = month_counts([at for at, project in rows if view.projects is None or project in view.projects],
+                         view.min_count)
     return {"title": "Submissions committed per month", "svg": bar_chart("Submissions per month", items,
                                                                           unit="submissions")}
+
+
+def month_counts(times: list[Any], min_count: int | None) -> list[tuple[str, int | None]]:
+    """(YYYY-MM, count) per month of ``times``, oldest first, small counts suppressed as facet cells are
+    (:func:`radcommons.store.query.facets.suppress`: a lone small month hides the next smallest too,
+    so it cannot be worked out from a total)."""
+    months = Counter(at.strftime("%Y-%m") for at in times)
+    buckets = [Bucket(month, n) for month, n in sorted(months.items())]
+    return [(b.value, b.count) for b in (suppress(buckets, min_count) if min_count else buckets)]
 
 
 def _submissions(context: ServerContext, view: View) -> list[dict[str, Any]]:
