@@ -1,7 +1,8 @@
 """Render a DICOM frame for display: modality LUT, VOI window, photometric inversion, 8 bits.
 
-Used by WADO-RS ``/rendered`` (PS3.18 8.3.5.1, 10.4.1.1.3) and meant for thumbnails and the
-ML export too, so that a chest X-ray looks the same everywhere. The steps are the grayscale
+Used by WADO-RS ``/rendered`` (PS3.18 8.3.5.1, 10.4.1.1.3) and ``/thumbnail`` (10.4.1.1.4,
+Supplement 203), the explorer's thumbnails and the ML export, so that a chest X-ray looks the
+same everywhere. The steps are the grayscale
 pipeline of PS3.3 C.11 (and PS3.4 N.2):
 
 1. the stored values go through the Modality LUT (Rescale Slope/Intercept or a Modality LUT
@@ -15,6 +16,7 @@ pipeline of PS3.3 C.11 (and PS3.4 N.2):
 4. the result is scaled to 0..255 (``uint8``).
 
 Colour images (RGB, YBR_*) are converted to RGB and passed through without windowing.
+:func:`fit_viewport` scales a rendered image into a viewport (8.3.5.1.3), aspect ratio kept.
 Pure: numpy and Pillow only.
 """
 
@@ -32,6 +34,9 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 #: Media types :func:`encode_image` writes (PS3.18 8.7.4: image/jpeg is the default rendered type).
 RENDERED_MEDIA_TYPES = ("image/jpeg", "image/png")
 
+#: Longest side of a thumbnail when the client names no viewport (PS3.18 10.4.1.1.4: the server chooses).
+THUMBNAIL_SIZE = 256
+
 
 @dataclass(frozen=True)
 class Window:
@@ -47,6 +52,18 @@ def frame_count(ds: Dataset) -> int:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         return 1
+
+
+def middle_frame(ds: Dataset) -> int:
+    """The frame (1-based) that represents an instance: the middle one, as the middle instance represents
+    a series (for a cine or a multi-frame CT, a frame from within the run, not its first edge)."""
+    return frame_count(ds) // 2 + 1
+
+
+def is_image(ds: Dataset) -> bool:
+    """Whether an instance, or its header read without the pixel data, is an image: it has Rows
+    (structured reports, key object selections and other documents have none)."""
+    return "Rows" in ds
 
 
 class NoSuchFrame(ValueError):
@@ -117,6 +134,28 @@ def render_frame(ds: Dataset, frame: int = 1, window: Window | None = None) -> N
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit
     return np.round(unit * 255.0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Viewport:
+    """The box an image is fitted into (PS3.18 8.3.5.1.3 ``vw,vh``), in pixels; None leaves that side free."""
+
+    width: int | None
+    height: int | None
+
+
+def fit_viewport(image: NDArray[np.uint8], viewport: Viewport) -> NDArray[np.uint8]:
+    """``image`` scaled down into ``viewport`` (Lanczos), its aspect ratio kept; never enlarged, so an
+    image already inside the viewport comes back as it is."""
+    rows, columns = image.shape[:2]
+    scale = min([1.0] + [side / extent for side, extent in ((viewport.width, columns), (viewport.height, rows))
+                         if side is not None])
+    if scale >= 1.0:
+        return image
+    from PIL import Image  # imported here: only rendering needs Pillow
+
+    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))  # Pillow's order: width, height
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
 def encode_image(image: NDArray[np.uint8], media_type: str = "image/jpeg", quality: int = 90) -> bytes:

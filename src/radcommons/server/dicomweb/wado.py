@@ -8,7 +8,11 @@
   one instance in memory at a time; any other request gets 406.
 * ``/metadata`` is a JSON array of the instances' headers (pixel data left out, 10.4.1.1.2),
   streamed one instance after another.
-* ``/rendered`` and ``/frames/{n}/rendered`` go through :func:`radcommons.dicom.rendering.render_frame`.
+* ``/rendered`` and ``/frames/{n}/rendered`` go through :func:`radcommons.dicom.rendering.render_frame`;
+  a study's or series' ``/rendered`` is ``multipart/related`` with one image part per instance,
+  each rendered when its part is reached (10.4.1.1.3): one instance in memory at a time.
+* ``/thumbnail`` (10.4.1.1.4, Supplement 203) renders the :func:`representative` image, fitted
+  into a viewport (8.3.5.1.3).
 * ``/frames/{list}`` sends frames as ``application/octet-stream`` parts (native pixels as
   stored, or the compressed frame when its transfer syntax is accepted).
 """
@@ -16,8 +20,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +36,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from radcommons.dicom.dicomweb_json import header_json
-from radcommons.dicom.rendering import Window, check_frame, encode_image, frame_count, render_frame
+from radcommons.dicom.rendering import (
+    THUMBNAIL_SIZE,
+    Viewport,
+    Window,
+    check_frame,
+    encode_image,
+    fit_viewport,
+    frame_count,
+    is_image,
+    render_frame,
+)
 from radcommons.server.dicomweb.multipart import OutPart, file_chunks, parse_content_type
 from radcommons.store.index import node_tables
 from radcommons.store.objects import ObjectStore
@@ -276,6 +292,22 @@ def parse_window(value: str | None) -> Window | None:
     return Window(center, width)
 
 
+def parse_viewport(value: str | None) -> Viewport:
+    """``viewport=vw,vh`` (PS3.18 8.3.5.1.3), either side may be left empty; without one, a
+    :data:`THUMBNAIL_SIZE` square. The cropping form (``vw,vh,sx,sy,sw,sh``) is not supported."""
+    if value is None:
+        return Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) == 6:
+        raise ValueError("cropping (vw,vh,sx,sy,sw,sh) is not supported: give vw,vh")
+    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]{0,5}", p) for p in parts):
+        raise ValueError("viewport must be vw,vh: the width and height in pixels")
+    width, height = (int(p) if p else None for p in parts)
+    if (width is None and height is None) or 0 in (width, height):
+        raise ValueError("give a width, a height or both, each at least 1 pixel")
+    return Viewport(width, height)
+
+
 def rendered_media_type(accept: str | None) -> str | None:
     """image/jpeg (the default, PS3.18 8.3.5.1) or image/png, by the Accept header (or the ``accept``
     query parameter, 8.3.3.1); the client's order decides between the two; None if neither."""
@@ -290,14 +322,59 @@ def rendered_media_type(accept: str | None) -> str | None:
     return None
 
 
+def rendered_part_type(accept: str | None) -> str | None:
+    """The part type of a study's or series' rendered answer, ``multipart/related`` (PS3.18 10.4.1.1.3):
+    :func:`rendered_media_type` of the Accept header, where ``multipart/related; type="image/png"`` names
+    its part type and a bare ``image/png`` (what dicomweb-client sends) is taken as the same."""
+    if not accept or not accept.strip():
+        return "image/jpeg"
+    ranges = [(r.params.get("type", "image/*").lower() if r.media in ("multipart/related", "multipart/*") else r.media,
+               r.q) for r in media_ranges(accept)]
+    return rendered_media_type(", ".join(f"{media};q={q}" for media, q in ranges))
+
+
+def representative(instances: Sequence[StoredInstance], header: Callable[[str], Dataset]) -> StoredInstance | None:
+    """The image that stands for a study, series or instance in a thumbnail (PS3.18 10.4.1.1.4: the server
+    chooses): the middle image of the first series that has one (``instances`` come in series and instance
+    order, :func:`find_instances`), so that a CT shows a slice through the body, not its first edge; the
+    explorer's series thumbnails take the same middle instance. None when no instance is an image."""
+    for _, group in itertools.groupby(instances, key=lambda item: item.series_uid):
+        items = list(group)
+        middle = len(items) // 2
+        for index in sorted(range(len(items)), key=lambda i: (abs(i - middle), i)):
+            if is_image(header(items[index].object_id)):
+                return items[index]
+    return None
+
+
+def rendered_parts(store: ObjectStore, instances: Sequence[StoredInstance], window: Window | None,
+                   media_type: str, quality: int, base_url: str) -> Iterator[OutPart]:
+    """The parts of a study's or series' ``/rendered``: each image instance rendered as its own ``/rendered``
+    (first frame), read and rendered only when its part is reached, so one instance is in memory at a time;
+    instances that are no image are left out."""
+    for item in instances:
+        data = _render_stored(store, item, window, media_type, quality)
+        if data is not None:
+            yield OutPart({"Content-Type": media_type, "Content-Length": str(len(data)),
+                           "Content-Location": f"{instance_url(base_url, item)}/rendered"}, [data])
+
+
+def _render_stored(store: ObjectStore, item: StoredInstance, window: Window | None, media_type: str,
+                   quality: int) -> bytes | None:
+    ds = read_instance(store, item)
+    return render(ds, 1, window, media_type, quality) if is_image(ds) else None
+
+
 def read_instance(store: ObjectStore, instance: StoredInstance) -> Dataset:
     """The whole instance (pixels included), read from the object store and checked against its digest."""
     return pydicom.dcmread(io.BytesIO(store.get_bytes(instance.object_id)))
 
 
-def render(ds: Dataset, frame: int, window: Window | None, media_type: str, quality: int) -> bytes:
-    """One frame as a PNG or JPEG image."""
-    return encode_image(render_frame(ds, frame, window), media_type, quality)
+def render(ds: Dataset, frame: int, window: Window | None, media_type: str, quality: int,
+           viewport: Viewport | None = None) -> bytes:
+    """One frame as a PNG or JPEG image, fitted into ``viewport`` when one is given."""
+    image = render_frame(ds, frame, window)
+    return encode_image(image if viewport is None else fit_viewport(image, viewport), media_type, quality)
 
 
 def frame_delivery(stored_syntax: str, syntaxes: set[str]) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect
 
 from radcommons.dicom.qido import parse_query
-from radcommons.dicom.rendering import NoSuchFrame
+from radcommons.dicom.rendering import NoSuchFrame, Viewport, Window, middle_frame
 from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
 from radcommons.pipelines.submission import check_curator_project, check_project
 from radcommons.server.access import readable_projects, require_data_use_agreement
@@ -279,49 +279,98 @@ def _read_one(context: ServerContext, principal: Principal, study: str, series: 
     return wado.read_instance(context.store, _instances(context, principal, study, series, instance)[0])
 
 
-#: Query parameters of /rendered (PS3.18 8.3.5.1, and 8.3.3.1's ``accept``) and what is done with them.
+#: Query parameters of /rendered (PS3.18 8.3.5.1, and 8.3.3.1's ``accept``) and of /thumbnail (10.4.1.1.4:
+#: ``viewport``, 8.3.5.1.3), and what is done with them.
 RENDERED_PARAMETERS = frozenset({"window", "quality", "accept"})
-_RENDERED_UNSUPPORTED = {"viewport": "viewport (scaling and cropping) is not supported: the image has the "
-                                     "instance's Rows and Columns",
+THUMBNAIL_PARAMETERS = frozenset({"viewport", "accept"})
+_RENDERED_UNSUPPORTED = {"viewport": "viewport (scaling and cropping) is not supported on /rendered: the image has "
+                                     "the instance's Rows and Columns (/thumbnail takes viewport=width,height)",
                          "annotation": "annotation (burning in patient or technique text) is not supported",
                          "iccprofile": "iccprofile is not supported: images are sent without an ICC profile"}
+_NOT_AN_IMAGE_TYPE = "(video, PDF and text renderings are not offered)"
 
 
-def _rendered_accept(request: Request) -> str | None:
-    """The Accept of a rendered request: the ``accept`` query parameter (PS3.18 8.3.3.1, for user agents
-    that cannot set headers, such as ``<img src>``) replaces the header; other parameters are refused
-    rather than ignored."""
+def _image_type(request: Request, supported: frozenset[str], what: str,
+                negotiate: Callable[[str | None], str | None] = wado.rendered_media_type) -> str:
+    """The media type of a rendered image or thumbnail by its Accept: the ``accept`` query parameter (PS3.18
+    8.3.3.1, for user agents that cannot set headers, such as ``<img src>``) replaces the header; 406 when it
+    takes neither image/jpeg nor image/png. Query parameters other than ``supported`` are refused rather
+    than ignored."""
     for name in request.query_params:
+        if name in supported:
+            continue
+        hint = "leave it out; supported: " + ", ".join(sorted(supported)) + "; see docs/DICOMWEB.md"
         if name in _RENDERED_UNSUPPORTED:
-            raise ApiError(400, "bad_request", _RENDERED_UNSUPPORTED[name],
-                           "leave it out; supported: " + ", ".join(sorted(RENDERED_PARAMETERS)))
-        if name not in RENDERED_PARAMETERS:
-            raise ApiError(400, "bad_request", f"unknown query parameter {name!r} for a rendered image",
-                           "supported: " + ", ".join(sorted(RENDERED_PARAMETERS)) + "; see docs/DICOMWEB.md")
+            raise ApiError(400, "bad_request", _RENDERED_UNSUPPORTED[name], hint)
+        raise ApiError(400, "bad_request", f"unknown query parameter {name!r} for {what}", hint)
     given = request.query_params.getlist("accept")
-    return ", ".join(given) if given else request.headers.get("accept")
+    accept = ", ".join(given) if given else request.headers.get("accept")
+    media_type = negotiate(accept)
+    if media_type is None:
+        raise ApiError(406, "not_acceptable", f"{what} are image/jpeg or image/png {_NOT_AN_IMAGE_TYPE}, not {accept}",
+                       "send Accept: image/jpeg or image/png (or ?accept=image/png)")
+    return media_type
+
+
+def _window(window: str | None) -> Window | None:
+    try:
+        return wado.parse_window(window)
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"window: {error}", "window=center,width (linear)") from None
+
+
+def _render(ds: Dataset, frame: int, window: Window | None, media_type: str, quality: int,
+            viewport: Viewport | None = None) -> Response:
+    try:
+        image = wado.render(ds, frame, window, media_type, quality, viewport)
+    except NoSuchFrame as error:
+        raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
+    except ValueError as error:  # pixel data pydicom cannot decode (short, damaged): the stored file's fault
+        raise ApiError(422, "unrenderable", f"the instance cannot be rendered: {error}", _UNREADABLE_HINT) from None
+    return Response(image, media_type=media_type)
 
 
 def _rendered(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
               instance: str, frame: int, window: str | None, quality: int) -> Response:
-    accept = _rendered_accept(request)
-    media_type = wado.rendered_media_type(accept)
-    if media_type is None:
-        raise ApiError(406, "not_acceptable", f"rendered images are image/jpeg or image/png, not {accept}",
-                       "send Accept: image/jpeg or image/png (or ?accept=image/png)")
-    try:
-        voi = wado.parse_window(window)
-    except ValueError as error:
-        raise ApiError(400, "bad_request", f"window: {error}", "window=center,width (linear)") from None
-    ds = _read_one(context, principal, study, series, instance)
-    try:
-        image = wado.render(ds, frame, voi, media_type, quality)
-    except NoSuchFrame as error:
-        raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
-    except ValueError as error:  # pixel data pydicom cannot decode (short, damaged): the stored file's fault
-        raise ApiError(422, "unrenderable", f"the instance cannot be rendered: {error}",
-                       "its pixel data is damaged or incomplete: fetch the instance itself, or tell the curators") from None
-    return Response(image, media_type=media_type)
+    media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images")
+    voi = _window(window)
+    return _render(_read_one(context, principal, study, series, instance), frame, voi, media_type, quality)
+
+
+def _no_image(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"the {what} holds no image to render",
+                    "its instances have no pixel data (reports, key object selections): retrieve them with WADO-RS")
+
+
+def _rendered_parts(request: Request, context: ServerContext, principal: Principal, study: str,
+                    series: str | None, window: str | None, quality: int) -> Response:
+    """A study or series rendered (PS3.18 10.4.1.1.3): ``multipart/related`` with one image part per image
+    instance, each rendered when its part is sent (the body is streamed, never held whole)."""
+    media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images", wado.rendered_part_type)
+    voi = _window(window)
+    found = _instances(context, principal, study, series)
+    if wado.representative(found, _headers(request, context).get) is None:
+        raise _no_image("series" if series else "study")
+    boundary = new_boundary()
+    parts = wado.rendered_parts(context.store, found, voi, media_type, quality, _base_url(request))
+    return StreamingResponse(write_parts(parts, boundary), media_type=content_type(media_type, boundary))
+
+
+@router.get("/studies/{study}/rendered",
+            summary="WADO-RS: the study rendered, one JPEG or PNG part per instance (multipart/related)")
+def study_rendered(request: Request, study: str = StudyUID, window: str | None = Query(default=None),
+                   quality: int = Query(default=90, ge=1, le=100), principal: Principal = Depends(current_principal),
+                   context: ServerContext = Depends(get_context)) -> Response:
+    return _rendered_parts(request, context, principal, study, None, window, quality)
+
+
+@router.get("/studies/{study}/series/{series}/rendered",
+            summary="WADO-RS: the series rendered, one JPEG or PNG part per instance (multipart/related)")
+def series_rendered(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                    window: str | None = Query(default=None), quality: int = Query(default=90, ge=1, le=100),
+                    principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    return _rendered_parts(request, context, principal, study, series, window, quality)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/rendered",
@@ -342,6 +391,60 @@ def frame_rendered(request: Request, study: str = StudyUID, series: str = Series
                    principal: Principal = Depends(current_principal),
                    context: ServerContext = Depends(get_context)) -> Response:
     return _rendered(request, context, principal, study, series, instance, frame, window, quality)
+
+
+#: JPEG quality of thumbnails (the client has no say: PS3.18 10.4.1.1.4 takes no quality parameter).
+THUMBNAIL_QUALITY = 90
+
+
+def _thumbnail(request: Request, context: ServerContext, principal: Principal, study: str,
+               series: str | None = None, instance: str | None = None, frame: int | None = None) -> Response:
+    """A thumbnail (PS3.18 10.4.1.1.4, Supplement 203): the representative image of the study, series or
+    instance (:func:`wado.representative`; its middle frame) or the frame, in its default window, fitted
+    into ``viewport`` (8.3.5.1.3) or a THUMBNAIL_SIZE square, never enlarged."""
+    media_type = _image_type(request, THUMBNAIL_PARAMETERS, "thumbnails")
+    given = request.query_params.getlist("viewport")
+    try:
+        if len(given) > 1:
+            raise ValueError("give it once")
+        viewport = wado.parse_viewport(given[0] if given else None)
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"viewport: {error}", "viewport=width,height in pixels, e.g. 128,128") from None
+    found = _instances(context, principal, study, series, instance)
+    chosen = wado.representative(found, _headers(request, context).get)
+    if chosen is None:
+        raise _no_image("instance" if instance else "series" if series else "study")
+    ds = wado.read_instance(context.store, chosen)
+    return _render(ds, frame or middle_frame(ds), None, media_type, THUMBNAIL_QUALITY, viewport)
+
+
+@router.get("/studies/{study}/thumbnail", summary="WADO-RS: a thumbnail of the study (JPEG or PNG)")
+def study_thumbnail(request: Request, study: str = StudyUID, principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    return _thumbnail(request, context, principal, study)
+
+
+@router.get("/studies/{study}/series/{series}/thumbnail", summary="WADO-RS: a thumbnail of the series")
+def series_thumbnail(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                     principal: Principal = Depends(current_principal),
+                     context: ServerContext = Depends(get_context)) -> Response:
+    return _thumbnail(request, context, principal, study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            summary="WADO-RS: a thumbnail of the instance (its middle frame)")
+def instance_thumbnail(request: Request, study: str = StudyUID, series: str = SeriesUID,
+                       instance: str = InstanceUID, principal: Principal = Depends(current_principal),
+                       context: ServerContext = Depends(get_context)) -> Response:
+    return _thumbnail(request, context, principal, study, series, instance)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/thumbnail",
+            summary="WADO-RS: a thumbnail of one frame")
+def frame_thumbnail(request: Request, study: str = StudyUID, series: str = SeriesUID, instance: str = InstanceUID,
+                    frame: int = Path(ge=1), principal: Principal = Depends(current_principal),
+                    context: ServerContext = Depends(get_context)) -> Response:
+    return _thumbnail(request, context, principal, study, series, instance, frame)
 
 
 def _octet_stream(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
