@@ -201,6 +201,7 @@ def test_study_rendered_as_png_parts(http: httpx.Client, study: list[Stored]) ->
     response = http.get(f"/studies/{study[0].study}/rendered", headers={"Accept": 'multipart/related; type="image/png"'})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith('multipart/related; type="image/png"')
+    assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not built whole first
     parts = multipart_parts(response.content, response.headers["content-type"])
     assert len(parts) == len(study) > 1
     for (headers, content), item in zip(parts, study):
