@@ -4,6 +4,7 @@ the quiet period and uploads into a real ``radcommons serve``; the instances end
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
+from radcommons.client import file_sha256
 from radcommons.deid import patient_pseudonym
+from radcommons.pipelines.gateway import spooled_files
 from radcommons.store.index import make_engine
 from radcommons.store.index.schema import node_tables
 
@@ -33,13 +36,14 @@ def _upload_token(commons, tmp_path: Path) -> Path:
     return token_file
 
 
-def _start_gateway(commons, key_file: Path, state: Path, token_file: Path) -> tuple[subprocess.Popen[str], int]:
-    """``radcommons gateway`` sending to ``commons`` (quiet period 1 s), once it answers C-ECHO."""
+def _start_gateway(commons, key_file: Path, state: Path, token_file: Path,
+                   quiet: float = 1.0) -> tuple[subprocess.Popen[str], int]:
+    """``radcommons gateway`` sending to ``commons`` (quiet period ``quiet`` s), once it answers C-ECHO."""
     port = free_port()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--port", str(port),
          "--host", "127.0.0.1", "--site", SITE, "--project", PROJECT, "--key-file", str(key_file),
-         "--state-dir", str(state), "--quiet-seconds", "1", "--server", commons.url,
+         "--state-dir", str(state), "--quiet-seconds", str(quiet), "--server", commons.url,
          "--token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -131,7 +135,7 @@ def test_instances_that_arrive_after_their_study_was_sent_join_it(corpus: Path, 
     """A study's instances that came after a round had sent the study (a PACS retrying what failed, a
     series sent later) were declared alone, and the commons, which takes a study's manifest as the
     whole study, kept only them: the instances the PACS had been told were stored left the commons.
-    The gateway now declares every instance of the study it sent or holds."""
+    The gateway now declares every instance of the study the commons holds with those it received."""
     (tmp_path / "commons").mkdir()
     commons = make_commons(tmp_path / "commons", f"sqlite:///{tmp_path / 'commons' / 'index.db'}")
     files = _one_study(corpus, 4)
@@ -158,9 +162,133 @@ def test_instances_that_arrive_after_their_study_was_sent_join_it(corpus: Path, 
     assert answer.status_code == 200, answer.text
     assert len(answer.json()) == held, (len(answer.json()), held, versions, log)
     assert study["status"] == "new_version", receipt
-    # the earlier instances were declared again, not sent again
-    assert receipt["upload"]["files"] == held, receipt["upload"]
-    assert receipt["upload"]["already_on_server"] == earlier["upload"]["files"], receipt["upload"]
+    # the earlier instances were declared again (the commons' latest version), not sent again
+    assert receipt["upload"]["files"] == receipt["upload"]["sent"] == held - earlier["upload"]["files"], receipt
     # receipts are private, as contribute's (they were 0644 in a 0755 folder)
     assert (state / "receipts").stat().st_mode & 0o077 == 0
     assert all(p.stat().st_mode & 0o077 == 0 for p in (state / "receipts").iterdir())
+
+
+def _contribute(commons, corpus: Path, files: list[Path], key_file: Path, state: Path, token_file: Path,
+                tmp_path: Path) -> dict:
+    """``radcommons contribute`` sends ``files`` (an export of part of a study) with the site's clinical
+    data, as a data manager would; its receipt."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for path in files:
+        shutil.copy(path, export / path.name)
+    clinical = [arg for path in sorted((corpus / "site_a" / "clinical").iterdir()) if "correction" not in path.name
+                for arg in ("--clinical", str(path))]
+    done = subprocess.run([sys.executable, "-m", "radcommons", "contribute", str(export), *clinical, "--site", SITE,
+                           "--project", PROJECT, "--key-file", str(key_file), "--state-dir", str(state),
+                           "--server", commons.url, "--token-file", str(token_file)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(next((state / "receipts").glob("receipt-*.json")).read_text())["receipt"]
+
+
+def _versions(commons, study_uid: str) -> list[dict]:
+    with commons.http("admin") as http:
+        answer = http.get(f"/studies/{study_uid}/versions", params={"project": PROJECT})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_the_gateway_completes_a_study_first_sent_by_contribute(corpus: Path, key_file: Path,
+                                                                tmp_path: Path) -> None:
+    """A study sent by ``radcommons contribute`` (same site, same key: the same de-identified UIDs)
+    whose PACS then pushes to the gateway an instance missing from the export, with one already
+    sent: the gateway knew only what it had received and declared those two as the whole study,
+    and the commons made a version of two instances, dropping every other one contribute had sent.
+    The gateway now declares the instances the commons holds of the study with the ones it received:
+    the new version holds them all, the missing one is added and the one already there is neither
+    sent nor stored again."""
+    (tmp_path / "commons").mkdir()
+    commons = make_commons(tmp_path / "commons", f"sqlite:///{tmp_path / 'commons' / 'index.db'}")
+    files = _one_study(corpus, 4)
+    exported, missing = files[:-1], files[-1]
+    state = tmp_path / "site-state"  # contribute and the gateway share the site's state directory
+    token_file = _upload_token(commons, tmp_path)
+    try:
+        contributed = _contribute(commons, corpus, exported, key_file, state, token_file, tmp_path)
+        study_uid = contributed["studies"][0]["study_uid"]
+        assert contributed["counts"]["instances"]["indexed"] == len(exported), contributed["counts"]
+        # quiet for 5 s: the two CT slices' pixels are read for burned-in text (about 1 s each)
+        gateway, port = _start_gateway(commons, key_file, state, token_file, quiet=5.0)
+        try:
+            _store(port, [exported[0], missing])
+            receipt = json.loads(_receipts(gateway, state, 1)[0].read_text())
+            time.sleep(3)  # a gateway stuck on the study would fail (send_failed) and try again meanwhile
+        finally:
+            log = _stop(gateway)
+        versions = _versions(commons, study_uid)
+        answer = httpx.get(f"{commons.url}/dicomweb/studies/{study_uid}/instances",
+                           headers={"Authorization": f"Bearer {commons.tokens['admin']}"}, timeout=60)
+    finally:
+        commons.stop()
+    assert "send_failed" not in log, log
+    study = receipt["receipt"]["studies"][0]
+    assert study["study_uid"] == study_uid and study["status"] == "new_version", receipt
+    assert (study["indexed"], study["unchanged"]) == (1, len(exported)), study
+    # the bytes of the instance contribute had sent were not sent again
+    assert (receipt["upload"]["sent"], receipt["upload"]["already_on_server"]) == (1, 1), receipt["upload"]
+    assert [(v["version"], v["change"], len(v["instances"])) for v in versions] == [
+        (1, "created", len(exported)), (2, "resubmitted", len(files))], versions
+    assert set(versions[0]["instances"][i]["object_id"] for i in range(len(exported))) <= {
+        i["object_id"] for i in versions[1]["instances"]}  # every instance of version 1 is there unchanged
+    assert answer.status_code == 200 and len(answer.json()) == len(files), answer.text
+
+
+
+def _corrected(source: Path, dest: Path, value: int) -> Path:
+    """A copy of ``source`` with other pixels and the same UIDs: what a PACS sends after a correction."""
+    ds = pydicom.dcmread(source)
+    pixels = bytearray(ds.PixelData)
+    pixels[:64] = bytes([value]) * 64
+    ds.PixelData = bytes(pixels)
+    ds.save_as(dest)
+    return dest
+
+
+def test_the_latest_copy_of_a_resent_instance_wins_in_the_spool_and_after_the_upload(
+        corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    """A PACS that sent an instance again (corrected, same UIDs) before its study left the spool saw
+    its correction acknowledged and dropped: the spool kept the first copy (the de-identifier's
+    first-write-wins rule, meant for two files of one export with one SOP Instance UID), and the
+    commons got the uncorrected one. The latest copy now replaces it (temporary file, rename), the
+    gateway says so, and a copy sent after the study was uploaded starts a new upload: a new version."""
+    (tmp_path / "commons").mkdir()
+    commons = make_commons(tmp_path / "commons", f"sqlite:///{tmp_path / 'commons' / 'index.db'}")
+    source = radiographs(corpus)[0]
+    copies = [_corrected(source, tmp_path / f"copy{n}.dcm", n) for n in (1, 2, 3)]
+    state = tmp_path / "site-state"
+    try:
+        gateway, port = _start_gateway(commons, key_file, state, _upload_token(commons, tmp_path), quiet=4.0)
+        try:
+            spooled = []
+            for copy in copies[:2]:
+                _store(port, [copy])
+                [path] = spooled_files(state / "gateway")
+                spooled.append(file_sha256(path))
+            assert not list((state / "gateway" / "spool").rglob("*.partial"))
+            first = json.loads(_receipts(gateway, state, 1)[0].read_text())["receipt"]
+            versions = _versions(commons, first["studies"][0]["study_uid"])
+            _store(port, [copies[2]])  # after the upload
+            second = json.loads(_receipts(gateway, state, 2)[-1].read_text())["receipt"]
+            resent = _versions(commons, first["studies"][0]["study_uid"])
+        finally:
+            log = _stop(gateway)
+    finally:
+        commons.stop()
+    assert spooled[0] != spooled[1], "the corrected copy was dropped"
+    assert [i["object_id"] for i in versions[-1]["instances"]] == [spooled[1]], versions
+    [done] = list((state / "gateway" / "done").rglob("*.dcm"))
+    assert second["studies"][0]["status"] == "new_version", second
+    assert [(v["version"], v["change"]) for v in resent] == [(1, "created"), (2, "resubmitted")], resent
+    assert [i["object_id"] for i in resent[-1]["instances"]] == [file_sha256(done)] != [spooled[1]], resent
+    # said on the console and in the event log: the copy in the spool, then the one sent, was replaced
+    replaced = [line for line in log.splitlines() if line.startswith("replaced:")]
+    assert len(replaced) == 2 and all("content=changed" in line for line in replaced), log
+    events = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()]
+    arrivals = [(e["event"], e.get("previous_copy")) for e in events if e["event"] in ("stored", "replaced")]
+    assert arrivals == [("stored", None), ("replaced", "spool"), ("replaced", "sent")], arrivals

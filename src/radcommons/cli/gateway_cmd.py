@@ -47,8 +47,10 @@ def command(
     and send each study to the commons once it is complete (no new instance for --quiet-seconds).
 
     The C-STORE success is returned only after the de-identified instance is safely on disk
-    (STATE/gateway/spool); a restart loses nothing acknowledged. Sent studies move to
-    STATE/gateway/done, receipts to STATE/receipts. Stop with Ctrl-C.
+    (STATE/gateway/spool); a restart loses nothing acknowledged. An instance sent again (same UIDs)
+    replaces the earlier copy, and the log says so: the latest copy is sent. Each study is declared
+    whole, with the instances the commons holds of it already (sent by contribute or an earlier round:
+    not sent again). Sent studies move to STATE/gateway/done, receipts to STATE/receipts. Stop with Ctrl-C.
 
     Example: radcommons gateway --ae-title RCGW --port 11112 --server https://commons.example.org --token-file var/secrets/commons.token --site SITE_A --project Open-A1 --key-file var/secrets/deid.key
     """

@@ -10,14 +10,19 @@
   uid>.dcm`` **before** the C-STORE success is returned, so an acknowledged instance
   survives a crash or restart; an instance that cannot be de-identified is refused
   (status 0x0110) and logged with the reason in the private event log;
+* an instance sent again (same UIDs, corrected or not) replaces the copy in the spool: the
+  latest received copy wins, as the PACS user who sent it again means, and the event log
+  says ``replaced`` (and whether the content changed). Sent again after its study was
+  uploaded, it starts a new upload of the study (a new version at the commons);
 * a study is complete when nothing arrived for it during the quiet period; it is then
   packaged and sent with the same code as ``radcommons contribute``
   (:func:`radcommons.pipelines.contribute_upload.deliver`: resumable, nothing sent twice)
   and moved to ``done/`` once the commons returned its receipt. A study whose upload
-  fails stays in the spool and is tried again later. Instances of a study that arrive after
-  it was sent make it complete again; it is then declared whole, with the instances in
-  ``done/`` (the commons holds their bytes already: they are not sent again), since the
-  commons takes a study's manifest as the whole study.
+  fails stays in the spool and is tried again later. The commons takes a study's manifest
+  as the whole study, so a round declares the instances it received with those the commons
+  holds of the study already (its latest version: sent by an earlier round, by ``radcommons
+  contribute``, or by anything else of the site) that none of them replaces; their bytes
+  are not sent again (:func:`whole_study`).
 
 Everything lives under ``<state dir>/gateway``; the spool holds only de-identified files.
 """
@@ -25,21 +30,23 @@ Everything lives under ``<state dir>/gateway``; the spool holds only de-identifi
 from __future__ import annotations
 
 import datetime as _dt
+import filecmp
 import ipaddress
 import json
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from radcommons.client import CommonsClient, file_sha256
+from radcommons.client import CommonsClient, ManifestEntry, NotFoundError, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import write_whole
-from radcommons.durable import private_opener, remove_partials, write_atomic
+from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, write_atomic
 from radcommons.errors import UserError
 from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
@@ -139,9 +146,37 @@ class Spool:
         self.done.mkdir(parents=True, exist_ok=True)
         remove_partials(self.spool)  # a crash mid-write leaves only *.partial files, never half outputs
         self._lock = threading.Lock()
+        #: held while a file takes its place in the spool or leaves it for done/
+        self._files_lock = threading.Lock()
+        #: spool file -> its identity (inode, mtime) when it was packaged: what a round sent
+        self._packaged: dict[Path, tuple[int, int]] = {}
 
     def path_for(self, study: str, series: str, sop: str) -> Path:
         return self.spool / study / series / f"{sop}.dcm"
+
+    def put(self, target: Path, dataset: Any, transfer_syntax: str) -> dict[str, str]:
+        """Write an arriving instance to ``target`` in the spool, durably, replacing a copy there:
+        the latest received copy wins. Returns what it replaced (empty: nothing), for the log:
+        ``previous_copy`` (``spool``, or ``sent`` when the study was uploaded with an earlier copy;
+        that one is replaced in done/ when this one is sent) and ``content`` (changed or identical).
+
+        The de-identifier's own writer keeps the first file of a name (two files of one export
+        with one SOP Instance UID); here it writes a temporary name, renamed over the target."""
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            write_whole(temp, dataset, transfer_syntax)  # written and fsynced under a name of its own
+            with self._files_lock:
+                sent = self.done / target.relative_to(self.spool)
+                previous = target if target.exists() else sent if sent.exists() else None
+                replaced = {} if previous is None else {
+                    "previous_copy": "spool" if previous == target else "sent",
+                    "content": "identical" if filecmp.cmp(previous, temp, shallow=False) else "changed"}
+                os.replace(temp, target)
+        except BaseException:
+            remove_if_present(temp)
+            raise
+        fsync_dir(str(target.parent))
+        return replaced
 
     def log(self, event: str, **fields: Any) -> None:
         """Append one line to the private event log (it may name original files and reasons)."""
@@ -164,28 +199,39 @@ class Spool:
         return [s for s in self.studies() if now - self.last_arrival(s) >= quiet_seconds and any(s.rglob("*.dcm"))]
 
     def package(self, study: Path) -> StudyPackage:
-        """The whole study as this gateway knows it: the instances in the spool and those an earlier
-        round sent (``done/``). The commons takes a study's manifest as the whole study, so a round
-        that declared only the late instances made a version that dropped the earlier ones."""
-        found = {p.relative_to(self.done).as_posix(): p for p in (self.done / study.name).rglob("*.dcm")}
-        found.update((p.relative_to(self.spool).as_posix(), p) for p in study.rglob("*.dcm"))  # a resent one wins
-        files = tuple(PackagedFile(p, file_sha256(p), p.stat().st_size, name) for name, p in sorted(found.items()))
-        return StudyPackage(study.name, files)
+        """The instances of the study in the spool (what the commons lacks of the study is completed
+        by the sender: :func:`whole_study`)."""
+        files = []
+        for path in sorted(study.rglob("*.dcm")):
+            # its identity before its bytes are read: a copy that replaces it meanwhile is not taken for sent
+            identity = _identity(path)
+            files.append(PackagedFile(path, file_sha256(path), identity[2], path.relative_to(self.spool).as_posix()))
+            self._packaged[path] = identity[:2]
+        return StudyPackage(study.name, tuple(files))
 
     def finish(self, package: StudyPackage) -> None:
-        """Move the sent files to ``done/`` (instances that arrived meanwhile stay, for the next round)."""
-        for item in package.files:
-            if not item.path.is_relative_to(self.spool):
-                continue  # sent by an earlier round: in done/ already
-            target = self.done / item.path_in_package
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(item.path, target)
-        study = self.spool / package.study_uid
-        for folder in sorted(study.rglob("*"), reverse=True):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        if study.is_dir() and not any(study.iterdir()):
-            study.rmdir()
+        """Move the sent files to ``done/``. Instances that arrived meanwhile stay for the next round,
+        and so does a copy that replaced a sent one during the upload (a PACS's correction)."""
+        with self._files_lock:
+            for item in package.files:
+                packaged = self._packaged.pop(item.path, None)
+                if not item.path.exists() or packaged != _identity(item.path)[:2]:
+                    continue  # sent again while the round sent the copy before it: the next round sends it
+                target = self.done / item.path_in_package
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item.path, target)
+            study = self.spool / package.study_uid
+            for folder in sorted(study.rglob("*"), reverse=True):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            if study.is_dir() and not any(study.iterdir()):
+                study.rmdir()
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """(inode, mtime in ns, size) of a spool file: a copy renamed over it has another inode."""
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 class Gateway:
@@ -255,13 +301,14 @@ class Gateway:
         uids = outcome.new_uids
         target = self.spool.path_for(uids["study"], uids["series"], uids["sop"])
         try:
-            write_whole(target, outcome.dataset, transfer_syntax)
+            replaced = self.spool.put(target, outcome.dataset, transfer_syntax)
             with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
                 registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
         except OSError as error:
             self._event("spool_failed", reason=str(error))
             return OUT_OF_RESOURCES
-        self._event("stored", study=uids["study"], sop=uids["sop"])
+        # a resend is said (the console shows it): the PACS's later copy is the one that leaves
+        self._event("replaced" if replaced else "stored", study=uids["study"], sop=uids["sop"], **replaced)
         return SUCCESS
 
     def start(self) -> None:
@@ -384,15 +431,52 @@ def spooled_files(root: Path) -> list[Path]:
 SEND_BACKOFF = 0.1
 
 
+@dataclass(frozen=True)
+class WholeStudy(StudyPackage):
+    """A study as the commons is to hold it after a round: the files the gateway received (sent
+    unless the commons holds their bytes) and, declared but not sent, the instances the commons
+    holds of the study already that none of them replaces."""
+
+    held: tuple[ManifestEntry, ...] = ()
+
+    def manifest(self) -> list[ManifestEntry]:
+        # the received ones first: the study's header values are taken from its first instance
+        return [*super().manifest(), *self.held]
+
+
+def whole_study(client: CommonsClient, project: str, package: StudyPackage) -> StudyPackage:
+    """``package`` with the instances of its study's latest version at the commons that it does not
+    replace (by SOP Instance UID, the name of a spooled file).
+
+    The commons takes a study's manifest as the whole study: a round that declared only what the
+    gateway received made a version without the rest, whether an earlier round or ``radcommons
+    contribute`` had sent it (the gateway had no copy of the latter). The commons holds their
+    bytes, as the site's own data, so they are declared and not sent again. A study the commons
+    has no version of (new to it, or none of it indexed) is sent as received."""
+    try:
+        versions = client.study_versions(package.study_uid, project)
+    except NotFoundError:
+        return package
+    if not versions:
+        return package
+    received = {PurePosixPath(item.path_in_package).stem for item in package.files}
+    held = tuple(ManifestEntry(i["object_id"], int(i["size"]),
+                               f"{package.study_uid}/{i['series_uid']}/{i['sop_instance_uid']}.dcm")
+                 for i in versions[-1]["instances"] or [] if i["sop_instance_uid"] not in received)
+    return WholeStudy(package.study_uid, package.files, held)
+
+
 def commons_sender(client: CommonsClient, state_dir: Path, *, server: str, project: str, site: str,
                    workers: int = 4) -> Sender:
-    """A :data:`Sender` that delivers to the commons, one submission per round of complete studies."""
+    """A :data:`Sender` that delivers to the commons, one submission per round of complete studies,
+    each declared whole (:func:`whole_study`)."""
 
     def send(packages: Sequence[StudyPackage]) -> Delivery:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        whole = [whole_study(client, project, package) for package in packages]
         with UploadJournal(state_dir) as journal:
             # A round interrupted by a restart is continued under its journaled dataset name.
             return deliver(client, journal, target=target_key(server, project, site, "gateway"), project=project,
-                           site=site, dataset=f"{site}_GW_{stamp}", packages=packages, workers=workers)
+                           site=site, dataset=f"{site}_GW_{stamp}", packages=whole, workers=workers)
 
     return send
