@@ -4,6 +4,7 @@ completion after the quiet period, the contribute uploader, restart safety."""
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from radcommons.client import file_sha256
 from radcommons.deid import DeidContext, patient_pseudonym
 from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
 from radcommons.synth.generate import generate
@@ -55,6 +57,23 @@ def radiographs(corpus: Path) -> list[Path]:
         if ds.Modality in ("CR", "DX"):
             found.append(path)
     return found
+
+
+def store(port: int, files: list[Path]) -> None:
+    """storescu sends ``files`` to the gateway on ``port`` (called RCGW); each must be acknowledged."""
+    done = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def corrected(source: Path, dest: Path, value: int) -> Path:
+    """A copy of ``source`` with other pixels and the same UIDs: what a PACS sends after a correction."""
+    ds = pydicom.dcmread(source)
+    pixels = bytearray(ds.PixelData)
+    pixels[:64] = bytes([value]) * 64
+    ds.PixelData = bytes(pixels)
+    ds.save_as(dest)
+    return dest
 
 
 def start_gateway(port: int, key_file: Path, state: Path, quiet: float = 1.0, *options: str) -> subprocess.Popen[str]:
@@ -179,6 +198,53 @@ def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tm
     assert len(list((state / "gateway" / "done").rglob("*.dcm"))) == len(files)
     assert list((state / "receipts").glob("gateway-*.json"))
     assert os.path.exists(state / "registry.sqlite")
+
+
+@pytest.mark.parametrize("moment", ["before the upload", "after the upload"])
+def test_a_copy_sent_again_while_its_study_is_uploading_is_sent_by_the_next_round(
+        corpus: Path, tmp_path: Path, sqlite_commons: Commons, moment: str) -> None:
+    """A corrected copy that replaced a spooled instance while its round was under way: packaged,
+    the earlier copy's bytes were read again for the upload, the commons refused them (they did
+    not hash to the digest) and the round failed; uploaded, the correction was moved to done/
+    with the files the round sent, as if it had been sent, and no round was left to send it. A
+    round now sends a snapshot of each file, and a correction stays in the spool for the next
+    round, which sends it (a new version of the study)."""
+    state = tmp_path / "state"
+    upload = commons_sender(sqlite_commons.client(backoff=0.001), state, server=sqlite_commons.url,
+                            project=PROJECT, site=SITE)
+    # a key of each case's own: the commons is shared, and a UID belongs to one project
+    context = DeidContext(key=hashlib.sha256(moment.encode()).digest(), site=SITE, review_pixels=False)
+    config = GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", quiet_seconds=60,
+                           check_seconds=3600)
+    first, correction = (corrected(radiographs(corpus)[0], tmp_path / f"copy{n}.dcm", n) for n in (1, 2))
+    pending = [correction]
+
+    def send(packages):  # the PACS sends its correction while the round sends the first copy
+        if pending and moment == "before the upload":
+            store(config.port, [pending.pop()])
+        delivery = upload(packages)
+        if pending:
+            store(config.port, [pending.pop()])
+        return delivery
+
+    gateway = Gateway(config, send)
+    gateway.start()
+    try:
+        store(config.port, [first])
+        sent = gateway.flush(now=time.time() + 61)
+        waiting = spooled_files(state / "gateway")
+        again = gateway.flush(now=time.time() + 61)
+    finally:
+        gateway.stop()
+    assert sent is not None and again is not None
+    [done] = list((state / "gateway" / "done").rglob("*.dcm"))
+    assert [p.relative_to(state / "gateway" / "spool") for p in waiting] == [done.relative_to(state / "gateway" / "done")]
+    assert spooled_files(state / "gateway") == []
+    [study] = again.receipt.data["studies"]
+    assert study["status"] == "new_version", study
+    versions = sqlite_commons.client().study_versions(study["study_uid"], PROJECT)
+    assert [[i["object_id"] for i in v["instances"]] for v in versions][-1] == [file_sha256(done)], versions
+    assert len({i["object_id"] for v in versions for i in v["instances"]}) == 2, versions
 
 
 def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from commons_fixtures import PROJECT, SITE, make_commons  # noqa: E402
-from test_gateway import KEY, corpus, free_port, key_file, radiographs  # noqa: E402,F401
+from test_gateway import KEY, corpus, corrected, free_port, key_file, radiographs, store  # noqa: E402,F401
 
 
 def _upload_token(commons, tmp_path: Path) -> Path:
@@ -56,12 +56,6 @@ def _start_gateway(commons, key_file: Path, state: Path, token_file: Path,
     raise AssertionError("the gateway did not answer C-ECHO within 60 s")
 
 
-def _store(port: int, files: list[Path]) -> None:
-    store = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), *map(str, files)],
-                           capture_output=True, text=True, timeout=120)
-    assert store.returncode == 0, store.stderr
-
-
 def _receipts(gateway: subprocess.Popen[str], state: Path, count: int) -> list[Path]:
     """Wait (120 s at most) until the gateway has saved ``count`` receipts; they, oldest first."""
     deadline = time.time() + 120
@@ -88,7 +82,7 @@ def test_gateway_uploads_into_a_running_commons(corpus: Path, key_file: Path, tm
     try:
         gateway, port = _start_gateway(commons, key_file, state, _upload_token(commons, tmp_path))
         try:
-            _store(port, files)
+            store(port, files)
             found = _receipts(gateway, state, 1)
         finally:
             _stop(gateway)
@@ -144,9 +138,9 @@ def test_instances_that_arrive_after_their_study_was_sent_join_it(corpus: Path, 
     try:
         gateway, port = _start_gateway(commons, key_file, state, _upload_token(commons, tmp_path))
         try:
-            _store(port, first)
+            store(port, first)
             earlier = json.loads(_receipts(gateway, state, 1)[0].read_text())
-            _store(port, late)
+            store(port, late)
             receipt = json.loads(_receipts(gateway, state, 2)[-1].read_text())
         finally:
             log = _stop(gateway)
@@ -216,7 +210,7 @@ def test_the_gateway_completes_a_study_first_sent_by_contribute(corpus: Path, ke
         # quiet for 5 s: the two CT slices' pixels are read for burned-in text (about 1 s each)
         gateway, port = _start_gateway(commons, key_file, state, token_file, quiet=5.0)
         try:
-            _store(port, [exported[0], missing])
+            store(port, [exported[0], missing])
             receipt = json.loads(_receipts(gateway, state, 1)[0].read_text())
             time.sleep(3)  # a gateway stuck on the study would fail (send_failed) and try again meanwhile
         finally:
@@ -240,16 +234,6 @@ def test_the_gateway_completes_a_study_first_sent_by_contribute(corpus: Path, ke
 
 
 
-def _corrected(source: Path, dest: Path, value: int) -> Path:
-    """A copy of ``source`` with other pixels and the same UIDs: what a PACS sends after a correction."""
-    ds = pydicom.dcmread(source)
-    pixels = bytearray(ds.PixelData)
-    pixels[:64] = bytes([value]) * 64
-    ds.PixelData = bytes(pixels)
-    ds.save_as(dest)
-    return dest
-
-
 def test_the_latest_copy_of_a_resent_instance_wins_in_the_spool_and_after_the_upload(
         corpus: Path, key_file: Path, tmp_path: Path) -> None:
     """A PACS that sent an instance again (corrected, same UIDs) before its study left the spool saw
@@ -260,20 +244,20 @@ def test_the_latest_copy_of_a_resent_instance_wins_in_the_spool_and_after_the_up
     (tmp_path / "commons").mkdir()
     commons = make_commons(tmp_path / "commons", f"sqlite:///{tmp_path / 'commons' / 'index.db'}")
     source = radiographs(corpus)[0]
-    copies = [_corrected(source, tmp_path / f"copy{n}.dcm", n) for n in (1, 2, 3)]
+    copies = [corrected(source, tmp_path / f"copy{n}.dcm", n) for n in (1, 2, 3)]
     state = tmp_path / "site-state"
     try:
         gateway, port = _start_gateway(commons, key_file, state, _upload_token(commons, tmp_path), quiet=4.0)
         try:
             spooled = []
             for copy in copies[:2]:
-                _store(port, [copy])
+                store(port, [copy])
                 [path] = spooled_files(state / "gateway")
                 spooled.append(file_sha256(path))
             assert not list((state / "gateway" / "spool").rglob("*.partial"))
             first = json.loads(_receipts(gateway, state, 1)[0].read_text())["receipt"]
             versions = _versions(commons, first["studies"][0]["study_uid"])
-            _store(port, [copies[2]])  # after the upload
+            store(port, [copies[2]])  # after the upload
             second = json.loads(_receipts(gateway, state, 2)[-1].read_text())["receipt"]
             resent = _versions(commons, first["studies"][0]["study_uid"])
         finally:

@@ -34,6 +34,7 @@ import filecmp
 import ipaddress
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -148,8 +149,6 @@ class Spool:
         self._lock = threading.Lock()
         #: held while a file takes its place in the spool or leaves it for done/
         self._files_lock = threading.Lock()
-        #: spool file -> its identity (inode, mtime) when it was packaged: what a round sent
-        self._packaged: dict[Path, tuple[int, int]] = {}
 
     def path_for(self, study: str, series: str, sop: str) -> Path:
         return self.spool / study / series / f"{sop}.dcm"
@@ -200,26 +199,39 @@ class Spool:
 
     def package(self, study: Path) -> StudyPackage:
         """The instances of the study in the spool (what the commons lacks of the study is completed
-        by the sender: :func:`whole_study`)."""
+        by the sender: :func:`whole_study`).
+
+        Each file is packaged as a snapshot: a second name of the file as it is now
+        (:func:`_sending`), so that a copy the PACS sends again meanwhile, renamed over the first
+        name, is neither read by the upload under the earlier copy's digest (the commons refused
+        those bytes, and the round failed) nor taken for sent by :meth:`finish`."""
         files = []
         for path in sorted(study.rglob("*.dcm")):
-            # its identity before its bytes are read: a copy that replaces it meanwhile is not taken for sent
-            identity = _identity(path)
-            files.append(PackagedFile(path, file_sha256(path), identity[2], path.relative_to(self.spool).as_posix()))
-            self._packaged[path] = identity[:2]
+            snapshot = _sending(path)
+            remove_if_present(snapshot)  # left by a round that failed: the file may have been replaced since
+            with self._files_lock:
+                try:
+                    os.link(path, snapshot)
+                except OSError:  # no hard links on this file system
+                    shutil.copyfile(path, snapshot)
+            name = path.relative_to(self.spool).as_posix()
+            files.append(PackagedFile(snapshot, file_sha256(snapshot), snapshot.stat().st_size, name))
         return StudyPackage(study.name, tuple(files))
 
     def finish(self, package: StudyPackage) -> None:
-        """Move the sent files to ``done/``. Instances that arrived meanwhile stay for the next round,
-        and so does a copy that replaced a sent one during the upload (a PACS's correction)."""
+        """Move the sent copies to ``done/``. Instances that arrived meanwhile stay for the next
+        round, and so does a copy that replaced a sent one during the upload (a PACS's correction)."""
         with self._files_lock:
             for item in package.files:
-                packaged = self._packaged.pop(item.path, None)
-                if not item.path.exists() or packaged != _identity(item.path)[:2]:
-                    continue  # sent again while the round sent the copy before it: the next round sends it
+                received = self.spool / item.path_in_package
+                # the copy received is the one sent (the same file, or the same bytes), or a later one
+                still = received.exists() and (os.path.samefile(received, item.path)
+                                               or filecmp.cmp(received, item.path, shallow=False))
                 target = self.done / item.path_in_package
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(item.path, target)
+                if still:
+                    received.unlink()
             study = self.spool / package.study_uid
             for folder in sorted(study.rglob("*"), reverse=True):
                 if folder.is_dir() and not any(folder.iterdir()):
@@ -228,10 +240,10 @@ class Spool:
                 study.rmdir()
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    """(inode, mtime in ns, size) of a spool file: a copy renamed over it has another inode."""
-    status = path.stat()
-    return status.st_ino, status.st_mtime_ns, status.st_size
+def _sending(path: Path) -> Path:
+    """The name of the snapshot of a spool file that a round sends (a temporary name: one left by a
+    crash is removed at the next start)."""
+    return path.with_name(f".{path.name}.sending.partial")
 
 
 class Gateway:
