@@ -16,7 +16,7 @@ from radcommons.clinical import (
     load_mapping,
     read_tables,
 )
-from radcommons.deid import patient_pseudonym
+from radcommons.deid import date_offset_days, patient_pseudonym
 from radcommons.dictionary import validate_records
 from radcommons.dictionary.values import looks_like_date
 from radcommons.errors import UserError
@@ -31,6 +31,11 @@ def _site_tables(corpus: Path, site: str, corrections: bool = False) -> list[Sou
     return read_tables(files)
 
 
+def _study(mrn: str, uid: str, day: dt.date, *args: object, site: str = "S", **kwargs: object) -> ImagingStudy:
+    """A study of a patient new to the registry: its images were shifted by the derived offset."""
+    return ImagingStudy(mrn, uid, day, *args, date_offset_days=date_offset_days(KEY, site, mrn), **kwargs)
+
+
 def _table(name: str, columns: list[str], *rows: list[object]) -> SourceTable:
     return SourceTable(f"{name}.csv", None, tuple(columns),
                        tuple((i, dict(zip(columns, row))) for i, row in enumerate(rows, start=2)))
@@ -41,7 +46,7 @@ def test_each_site_converts_to_valid_records(corpus: Path, site: str) -> None:
     tables = _site_tables(corpus, site)
     assert {Path(t.file).suffix for t in tables} == {SITES[site]}
     result = convert_clinical(tables, key=KEY, site=site, project="Open-T1",
-                              studies=[ImagingStudy(mrn, f"2.25.{i}", dt.date(2021, 1, 1))
+                              studies=[_study(mrn, f"2.25.{i}", dt.date(2021, 1, 1), site=site)
                                        for i, mrn in enumerate(_mrns(tables))])
     assert result.errors == ()
     by_node = result.by_node()
@@ -88,14 +93,31 @@ def test_case_ids_are_the_image_pseudonyms(corpus: Path) -> None:
         patient_pseudonym(KEY, "SITE_A", mrn) for mrn in mrns}
 
 
+def test_the_study_year_is_shifted_by_the_offset_of_the_images() -> None:
+    """A patient de-identified before offsets had a minimum keeps the small offset the registry
+    recorded, and the images carry it: the study year is the year of the images' StudyDate, never
+    the year a derivation from key and MRN would give (dated so that the two years differ)."""
+    derived = date_offset_days(KEY, "S", "1")
+    day, offset = (dt.date(2021, 12, 20), 5) if derived > 0 else (dt.date(2022, 1, 10), -5)
+    demo = _table("demographics", ["MRN", "Sex"], ["1", "F"])
+    result = convert_clinical([demo], key=KEY, site="S", project="P",
+                              studies=[ImagingStudy("1", "2.25.1", day, date_offset_days=offset)])
+    assert result.errors == ()
+    [study] = result.by_node()["imaging_study"]
+    assert study["study_year"] == (day + dt.timedelta(days=offset)).year != (day + dt.timedelta(days=derived)).year
+    with pytest.raises(ValueError, match="date offset"):
+        ImagingStudy("1", "2.25.1", day)  # a dated study without its images' offset
+    assert ImagingStudy("1", "2.25.1").date_offset_days is None  # undated: no year to shift
+
+
 def test_days_count_from_the_first_positive_test_then_first_study() -> None:
     demo = _table("demographics", ["MRN", "DOB", "Sex", "Race", "Ethnicity", "Zip"],
                   ["1", "1950-06-01", "F", "White", "Not Hispanic or Latino", "94110"],
                   ["2", "1960-01-01", "M", "Asian", "Hispanic", "19104"])
     tests = _table("covid_tests", ["MRN", "TestDate", "TestMethod", "Result"],
                    ["1", "2021-03-01", "RT-PCR", "Negative"], ["1", "2021-03-05", "PCR", "Positive"])
-    studies = [ImagingStudy("1", "2.25.1", dt.date(2021, 3, 7), "XR CHEST", ("CR",)),
-               ImagingStudy("2", "2.25.2", dt.date(2022, 2, 2), "CT CHEST", ("CT",))]
+    studies = [_study("1", "2.25.1", dt.date(2021, 3, 7), "XR CHEST", ("CR",)),
+               _study("2", "2.25.2", dt.date(2022, 2, 2), "CT CHEST", ("CT",))]
     result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
     assert result.errors == ()
     rows = result.by_node()
@@ -193,7 +215,7 @@ def test_unknown_table_and_column_name_the_place_and_the_fix(tmp_path: Path) -> 
     mapping_file = tmp_path / "site.yaml"
     mapping_file.write_text("tables:\n  notes: ignore\ncolumns:\n  case:\n    Favourite Colour: ignore\n")
     result = convert_clinical([demo, notes], key=KEY, site="S", project="P", mapping=load_mapping(mapping_file),
-                              studies=[ImagingStudy("1", "2.25.9", dt.date(2020, 1, 1))])
+                              studies=[_study("1", "2.25.9", dt.date(2020, 1, 1))])
     assert result.errors == ()
 
 
@@ -201,8 +223,8 @@ def test_cross_references() -> None:
     demo = _table("demographics", ["MRN", "Sex"], ["1", "F"])
     tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["1", "2021-01-01", "Positive"],
                    ["9", "2021-01-02", "Negative"])
-    studies = [ImagingStudy("1", "2.25.1", dt.date(2021, 1, 3)), ImagingStudy("7", "2.25.2", dt.date(2021, 1, 3)),
-               ImagingStudy("1", "2.25.3", dt.date(2021, 1, 3)), ImagingStudy("7", "2.25.3", dt.date(2021, 1, 3))]
+    studies = [_study("1", "2.25.1", dt.date(2021, 1, 3)), _study("7", "2.25.2", dt.date(2021, 1, 3)),
+               _study("1", "2.25.3", dt.date(2021, 1, 3)), _study("7", "2.25.3", dt.date(2021, 1, 3))]
     result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
     codes = sorted((i.code, i.file, i.row, i.value) for i in result.errors)
     assert codes == [("missing_case", "images", None, "7"), ("orphan_row", "covid_tests.csv", 3, "9"),
@@ -396,7 +418,7 @@ def test_rows_of_a_patient_whose_demographics_row_was_rejected_point_at_it() -> 
     demo = _table("demographics", ["MRN", "DOB", "Sex"], ["M1001", "1950-02-30", "F"], ["M1002", "1960-01-01", "M"])
     tests = _table("covid_tests", ["MRN", "TestDate", "Result"], ["M1001", "2021-03-01", "Positive"],
                    ["M1003", "2021-03-01", "Positive"])
-    studies = [ImagingStudy("M1001", "2.25.1", dt.date(2021, 3, 7)), ImagingStudy("M1002", "2.25.2", dt.date(2021, 3, 7))]
+    studies = [_study("M1001", "2.25.1", dt.date(2021, 3, 7)), _study("M1002", "2.25.2", dt.date(2021, 3, 7))]
     result = convert_clinical([demo, tests], key=KEY, site="S", project="P", studies=studies)
     by_where = {(i.file, i.row): i for i in result.errors}
     assert by_where[("demographics.csv", 2)].code == "bad_date"
@@ -427,7 +449,7 @@ def test_mrns_that_lost_their_leading_zeros_say_so_and_cases_without_images_are_
     (tmp_path / "demographics.csv").write_text("MRN,Sex\n12345,F\n555,M\n0077,F\n")
     (tmp_path / "covid_tests.csv").write_text("MRN,TestDate,Result\n12345,2021-01-01,Positive\n"
                                               "555,2021-01-01,Positive\n77,2021-01-01,Negative\n")
-    studies = [ImagingStudy("0012345", "2.25.1", dt.date(2021, 1, 3)), ImagingStudy("0077", "2.25.2", dt.date(2021, 1, 3))]
+    studies = [_study("0012345", "2.25.1", dt.date(2021, 1, 3)), _study("0077", "2.25.2", dt.date(2021, 1, 3))]
     result = convert_clinical(read_tables([tmp_path / "demographics.csv", tmp_path / "covid_tests.csv"]),
                               key=KEY, site="S", project="P", studies=studies)
     found = {(i.code, Path(i.file or "").name, i.row, i.value): i for i in result.issues if i.code != "case_rejected"}
@@ -516,9 +538,9 @@ def test_a_country_written_as_a_name_becomes_its_code_through_the_value_mapping(
 def test_a_study_of_two_patients_names_what_the_site_knows_it_by(tmp_path: Path) -> None:
     """The private report named the study by its de-identified UID only, which no PACS knows."""
     (tmp_path / "demographics.csv").write_text("MRN,Sex\n1,F\n7,M\n")
-    studies = [ImagingStudy("1", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
+    studies = [_study("1", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
                             files=("pacs/p1/a.dcm", "pacs/p1/b.dcm")),
-               ImagingStudy("7", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
+               _study("7", "2.25.3", dt.date(2021, 1, 3), original_uid="1.2.840.99.1", accession="ACC42",
                             files=tuple(f"pacs/p7/{n}.dcm" for n in range(5)))]
     result = convert_clinical(read_tables([tmp_path / "demographics.csv"]), key=KEY, site="S", project="P",
                               studies=studies)

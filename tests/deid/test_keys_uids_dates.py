@@ -52,10 +52,9 @@ def test_uids_same_key_same_uid():
     assert new_uid(KEY, "1.2.840.10008.1.2.4.50") == "1.2.840.10008.1.2.4.50"
 
 
-def test_date_offsets_never_zero_and_in_range():
+def test_date_offsets_never_small_and_in_range():
     offsets = {date_offset_days(KEY, "S", f"P{i}") for i in range(3000)}
-    assert 0 not in offsets
-    assert min(offsets) >= -365 and max(offsets) <= 365
+    assert all(30 <= abs(offset) <= 365 for offset in offsets)  # 1 or 2 days would hide nothing
     assert len(offsets) > 500  # spread, not one offset for everybody
     assert date_offset_days(KEY, "S", "P1") == date_offset_days(KEY, "S", "P1")
 

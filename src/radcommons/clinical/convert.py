@@ -13,8 +13,9 @@
    date becomes days from the case's index event (first positive COVID-19 test, else
    first test, else first imaging study: configurable). Offsets from an index event are
    shift-invariant, so they agree with the shifted dates of the images; the only
-   absolute value left, the study year, is shifted with the patient's own offset
-   (:func:`radcommons.deid.date_offset_days`), as the images' dates were;
+   absolute value left, the study year, is shifted by the offset the study's images were
+   shifted by (:attr:`ImagingStudy.date_offset_days`: the registry's for a patient already
+   recorded there, never recomputed here), so it is the year of the images' StudyDate;
 4. cross-references are checked (every imaging patient has a case, every study one
    patient, no clinical row without a case) and every record is validated against the
    data dictionary (:func:`radcommons.dictionary.validate_records`);
@@ -58,7 +59,7 @@ from radcommons.clinical.values import (
     zip3,
 )
 from radcommons.harmonize.enumerations import ValueNormalizer
-from radcommons.deid import date_offset_days, patient_pseudonym
+from radcommons.deid import patient_pseudonym
 from radcommons.dictionary import NOT_REPORTED, Dictionary, load_dictionary, validate_records
 from radcommons.dictionary.values import looks_like_date
 
@@ -89,7 +90,9 @@ class ImagingStudy:
 
     ``patient_id`` and ``study_date`` are the originals, known only at the site: the
     Patient ID the pseudonym came from, and the real study date (the de-identified
-    StudyDate minus the patient's offset).
+    StudyDate minus the patient's offset). ``date_offset_days`` is that offset, the one the
+    images were shifted by (the deid outcome's): required with a ``study_date``, whose
+    study year is shifted by it.
     """
 
     patient_id: str
@@ -103,6 +106,11 @@ class ImagingStudy:
     original_uid: str = ""
     accession: str = ""
     files: tuple[str, ...] = ()
+    date_offset_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.study_date is not None and self.date_offset_days is None:
+            raise ValueError(f"study {self.study_uid}: a study date needs the date offset its images were shifted by")
 
 
 @dataclass(frozen=True)
@@ -654,7 +662,6 @@ def _patient_records(
 
     pos = sorted(d for t in tests if t.fields.get("test_result") == "Positive" if (d := days(t.fields["test_date"])) is not None)
     neg = sorted(d for t in tests if t.fields.get("test_result") == "Negative" if (d := days(t.fields["test_date"])) is not None)
-    offset = date_offset_days(key, site, mrn)
     for study in sorted(studies, key=lambda s: s.study_uid):
         values: dict[str, Any] = {"submitter_id": study.study_uid, "project_id": project, **link,
                                   "study_uid": study.study_uid}
@@ -667,8 +674,8 @@ def _patient_records(
         if study.study_date is not None:
             day = days(study.study_date)
             values["days_to_study"] = day
-            # The year is the only absolute element kept: shifted like the images' dates.
-            values["study_year"] = (study.study_date + _dt.timedelta(days=offset)).year
+            # The year is the only absolute element kept: shifted by the images' own offset.
+            values["study_year"] = (study.study_date + _dt.timedelta(days=study.date_offset_days)).year
             values["study_year_shifted"] = True
             imaging_age, _ = age_fields(info.get("birth_date"), study.study_date)
             if imaging_age is not None:

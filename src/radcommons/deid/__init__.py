@@ -6,8 +6,9 @@ Public API:
 * :func:`deidentify_file` - one file into a destination tree;
 * :func:`deidentify_tree` - a whole folder, in parallel, with a report and registry;
 * :func:`check_deidentified` - the commons' server-side re-check of what arrives;
-* :func:`date_offset_days` / :func:`patient_pseudonym` - for the contribution pathway,
-  which must shift a patient's clinical dates and name the patient the same way;
+* :func:`patient_pseudonym` - for the contribution pathway, which must name the patient
+  the same way; :func:`date_offset_days` - the derived date offset of a patient not yet in
+  the registry (a recorded patient keeps the registry's: :mod:`radcommons.deid.dates`);
 * :func:`load_profile`, :class:`DeidContext`, :func:`read_key_file`,
   :func:`generate_key_file`, :class:`Registry`.
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydicom.datadict import keyword_for_tag
 
 from radcommons import __version__
+from radcommons.deid.dates import MAX_OFFSET_DAYS, MIN_OFFSET_DAYS
 from radcommons.deid.engine import TABLE_EDITION
 from radcommons.deid.profile import Profile, load_profile, profile_names
 from radcommons.deid.table import Row, load_table
@@ -110,6 +111,16 @@ def render() -> str:
         "de-identified like any other. A text value that cleaning or scrubbing empties entirely (a "
         "Structure Set Label equal to the Study ID) gets action D's dummy value instead: the "
         "attribute may be Type 1 where the engine cannot tell.",
+        f"- Dates (`default`, Modified Dates, PS3.15 E.3.6; not HIPAA Safe Harbor, which keeps only "
+        f"years): every DA and DT of a patient moves by the same whole number of days, {MIN_OFFSET_DAYS} "
+        f"to {MAX_OFFSET_DAYS} either way (never fewer: a shift of a day or two hides nothing from "
+        f"anyone who knows one real date of the patient), uniform over those "
+        f"{2 * (MAX_OFFSET_DAYS - MIN_OFFSET_DAYS + 1)} values and derived from HMAC-SHA-256 of the "
+        "key, the site and the Patient ID, so that two machines with the same key give a new patient "
+        "the same offset; times (TM) are kept. A patient already in the site's pseudonym registry keeps "
+        "the offset recorded there (one first de-identified when offsets could be 1 day may keep a "
+        "smaller one), in the images and in the clinical study year alike "
+        "(`radcommons.deid.dates`).",
         "- Patient ID and Patient's Name become the keyed, site-namespaced pseudonym; Patient's Birth "
         "Date is emptied; (0012,0062) = YES, (0012,0063) names the software and profile, (0028,0303) = "
         "MODIFIED (`default`) or REMOVED (`basic`).",

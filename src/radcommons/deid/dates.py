@@ -7,11 +7,35 @@ not (the TCIA/RSNA "incrementdate" practice; HIPAA Safe Harbor would keep only y
 so the shifted dates are documented as Modified Dates, not Safe Harbor).
 
 The offset is derived from HMAC-SHA-256(key, site, patient ID): reproducible for the
-site (the contribution pathway shifts the clinical dates of the same patient with
-:func:`date_offset_days`), different for every patient (unlike dicognito's one offset
-for everybody), and never zero. Range: -365..-1 and +1..+365 days. One year either way
-hides day, month and weekday while keeping season and era close enough for research
-(the study year moves by at most one, which the commons flags as "year shifted").
+site (two machines with the same key give a new patient the same offset, whatever their
+state directories), different for every patient (unlike dicognito's one offset for
+everybody), and never small. Range: -365..-30 and +30..+365 days, uniform over those 672
+values. At least :data:`MIN_OFFSET_DAYS` (30) either way, because a shift of a few days
+protects nothing: anyone who knows one real date of the patient (an admission, an
+accident in the news) finds the shifted study a day or two away from it, and so learns
+the offset and every other true date of the patient. With 30 days or more no true date is
+within a month of the date shown, the day of the month says nothing, and the true date is
+any of 672 days. At most :data:`MAX_OFFSET_DAYS` (one year) keeps season and era close
+enough for research (the study year moves by at most one, which the commons flags as
+"year shifted").
+
+Which offset a patient gets (the rule): a patient already in the site's pseudonym
+registry keeps the offset recorded there, forever; only a patient not yet recorded gets
+:func:`date_offset_days`. Before the minimum existed the range was -365..-1 and +1..+365,
+and a site that de-identified patients then has their offsets, small ones included, in
+its registry: a study sent again, or later studies and the clinical dates of such a
+patient, must move by the same days as the images sent before. The engine takes the
+recorded offsets from the registry (:meth:`radcommons.deid.registry.Registry.bind`) and
+the clinical conversion takes each study's offset from its de-identified images, so the
+registry is the one source for both.
+
+The derivation keeps every earlier offset it can: its first draw is the earlier one
+(the first 8 bytes of the HMAC modulo 730), kept when it is 30 days or more either way;
+a draw under 30 days (8% of patients) is replaced by a second, independent draw over the
+allowed values (the next 8 bytes modulo 672). Rejection sampling: the result is uniform
+over the allowed values, and a patient whose earlier offset was 30 days or more gets that
+same offset with or without the registry. So the registry only holds different offsets for
+the patients first recorded with an offset under 30 days.
 
 Times (TM) are not changed: a whole-day shift leaves the time of day intact.
 """
@@ -23,7 +47,11 @@ import hashlib
 import hmac
 import re
 
+#: The smallest shift either way (days); see the module's docstring for why 30.
+MIN_OFFSET_DAYS = 30
 MAX_OFFSET_DAYS = 365
+#: How many offsets are allowed: -365..-30 and 30..365.
+_ALLOWED = 2 * (MAX_OFFSET_DAYS - MIN_OFFSET_DAYS + 1)
 
 _DA = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _DA_OLD = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")  # ACR-NEMA 2.0 form, still seen
@@ -32,11 +60,20 @@ _AS = re.compile(r"^(\d{1,4})\s*([DWMY])$")
 
 
 def date_offset_days(key: bytes, site: str, patient_id: str) -> int:
-    """The never-zero day offset for ``patient_id`` at ``site`` (in -365..-1, 1..365)."""
+    """The day offset derived for ``patient_id`` at ``site``: in -365..-30 or 30..365.
+
+    For a patient not yet in the site's registry; one recorded there keeps the recorded
+    offset (:meth:`radcommons.deid.engine.DeidContext.offset_for`).
+    """
     message = b"radcommons/date-offset\x00" + site.encode("utf-8") + b"\x00" + patient_id.encode("utf-8")
-    number = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big")
-    step = number % (2 * MAX_OFFSET_DAYS)  # 0..729
-    return step - MAX_OFFSET_DAYS if step < MAX_OFFSET_DAYS else step - MAX_OFFSET_DAYS + 1
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    step = int.from_bytes(digest[:8], "big") % (2 * MAX_OFFSET_DAYS)  # the first draw: 0..729
+    first = step - MAX_OFFSET_DAYS if step < MAX_OFFSET_DAYS else step - MAX_OFFSET_DAYS + 1
+    if abs(first) >= MIN_OFFSET_DAYS:
+        return first
+    step = int.from_bytes(digest[8:16], "big") % _ALLOWED  # the second draw: 0..671
+    half = _ALLOWED // 2
+    return -(MIN_OFFSET_DAYS + step) if step < half else MIN_OFFSET_DAYS + step - half
 
 
 def _shift(year: int, month: int, day: int, days: int) -> _dt.date:

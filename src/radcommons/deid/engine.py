@@ -14,8 +14,9 @@ Table E.1-1 (:mod:`radcommons.deid.table`):
 * private attributes are removed unless the Retain Safe Private Option (E.3.10) is
   selected and TCIA's knowledge base lists them as safe where they occur (top level, or
   the same chain of enclosing sequences: :mod:`radcommons.deid.safe_private`);
-* the patient gets a keyed pseudonym and a never-zero date offset
-  (:mod:`radcommons.deid.pseudonyms`, :mod:`radcommons.deid.dates`);
+* the patient gets a keyed pseudonym (:mod:`radcommons.deid.pseudonyms`) and a date offset
+  of 30 to 365 days either way, or the one the site's registry recorded for a patient already
+  in it (:mod:`radcommons.deid.dates`, :meth:`DeidContext.offset_for`);
 * (0012,0062) Patient Identity Removed, (0012,0063) De-identification Method, (0012,0064)
   De-identification Method Code Sequence (CID 7050) and (0028,0303) Longitudinal
   Temporal Information Modified record what was done (PS3.15 E.1.1 and E.3).
@@ -29,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -145,6 +146,10 @@ class DeidContext:
     #: strings packed by :mod:`radcommons.deid.fileio`); False: the plain pydicom
     #: reference path, which tests compare the shortcuts against byte for byte
     fast_paths: bool = True
+    #: Patient (``patient_key``) -> the date offset the site's registry recorded, where the
+    #: derivation would give another (patients first de-identified before offsets had a
+    #: minimum): filled by :meth:`radcommons.deid.registry.Registry.bind`, kept by :meth:`offset_for`
+    recorded_offsets: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.key) < 32:
@@ -154,6 +159,12 @@ class DeidContext:
 
     def __repr__(self) -> str:  # never print the key
         return f"DeidContext(site={self.site!r}, profile={self.profile.name!r})"
+
+    def offset_for(self, patient_key: str) -> int:
+        """The patient's date offset: the registry's for a recorded patient, else the derived one
+        (:func:`radcommons.deid.dates.date_offset_days`; the rule is in that module)."""
+        recorded = self.recorded_offsets.get(patient_key)
+        return recorded if recorded is not None else dates.date_offset_days(self.key, self.site, patient_key)
 
     def settings_fingerprint(self) -> str:
         """SHA-256 of everything besides the key and the input that decides an output's bytes:
@@ -459,7 +470,7 @@ class _Transformer:
         pid_key = patient_key(_as_text(ds.get("PatientID")), ds.get("StudyInstanceUID"))
         self.patient_key = pid_key
         self.pseudonym = patient_pseudonym(context.key, context.site, pid_key)
-        self.offset = dates.date_offset_days(context.key, context.site, pid_key)
+        self.offset = context.offset_for(pid_key)
         self.cleaner = TextCleaner.for_identifiers(collect_identifiers(ds))
         self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
         self.remove_groups: set[int] = set()

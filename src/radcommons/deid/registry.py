@@ -1,8 +1,15 @@
 """The site's pseudonym registry: a private SQLite file in the site's state directory.
 
 It answers "which of my patients is this pseudonym" and "which study became which",
-and keeps each patient's date offset for the contribution pathway. It holds original
-identifiers, so it lives in the site's private state directory, never with the output.
+and keeps each patient's date offset. It holds original identifiers, so it lives in the
+site's private state directory, never with the output.
+
+A recorded offset is the patient's for good: a patient already in the registry keeps it
+(one recorded before offsets had a minimum may be under 30 days), and only a patient not
+yet recorded gets the derived one (:mod:`radcommons.deid.dates`). A run binds its
+context to the registry (:meth:`Registry.bind`) before it de-identifies anything, so the
+engine shifts the images by the recorded offset; the outcomes carry it on to the
+contribution pathway, which shifts the clinical study year with it.
 
 Schema (``registry.sqlite``)::
 
@@ -22,10 +29,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from radcommons.deid.engine import PatientRecord, StudyRecord
+from radcommons.deid.dates import date_offset_days
+from radcommons.deid.engine import DeidContext, PatientRecord, StudyRecord
 from radcommons.durable import private_opener
 from radcommons.errors import UserError
 
@@ -148,6 +157,23 @@ class Registry:
                 raise
 
         _retry(run)
+
+    def recorded_offsets(self, key: bytes, site: str) -> dict[str, int]:
+        """The patients of ``site`` whose recorded date offset is not the one the derivation
+        gives now (:func:`~radcommons.deid.dates.date_offset_days`), with that offset.
+
+        Only patients first recorded with an offset under 30 days differ (the derivation keeps
+        every earlier offset of 30 days or more), and no patient recorded since is added: the
+        mapping stays small and a run can carry it to every worker."""
+        rows = self._db.execute(
+            "SELECT patient_id, date_offset_days FROM patients WHERE site = ?", (site,)
+        ).fetchall()
+        return {patient: offset for patient, offset in rows if offset != date_offset_days(key, site, patient)}
+
+    def bind(self, context: DeidContext) -> DeidContext:
+        """``context`` keeping the offsets recorded for its site (:meth:`recorded_offsets`): the
+        engine shifts a recorded patient's dates by the recorded offset, a new one's by the derived."""
+        return replace(context, recorded_offsets=self.recorded_offsets(context.key, context.site))
 
     def patient_by_pseudonym(self, pseudonym: str) -> PatientRecord | None:
         """Which of the site's patients a pseudonym stands for."""

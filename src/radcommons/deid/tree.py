@@ -311,7 +311,8 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
         inputs, identities = _mark_unchanged(inputs, src, sources)
         with Registry(state_dir, fingerprint) as registry, _Publisher(dst, sources, identities) as publisher, \
                 run_scratch(state_dir / "tmp") as scratch:
-            job = partial(_deidentify_batch, dst=str(dst), context=context, scratch=str(scratch))
+            # a patient the registry already holds keeps its recorded date offset (radcommons.deid.dates)
+            job = partial(_deidentify_batch, dst=str(dst), context=registry.bind(context), scratch=str(scratch))
             done = 0
             if progress:
                 progress(0, len(inputs))

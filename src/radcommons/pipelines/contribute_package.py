@@ -4,7 +4,9 @@ The packages are built from the de-identification run's own outcomes (this run's
 outputs, nothing else left in the staging folder). Each study's real date, needed for
 ``days_to_study``, is recovered at the site from the de-identified StudyDate and the
 patient's date offset (shifted date minus offset): the original files are not read again,
-and the gateway, which keeps no originals, does the same.
+and the gateway, which keeps no originals, does the same. The offset is the deid outcome's,
+the one the images were shifted by (the registry's for a patient recorded there before),
+and goes on with the study to the clinical conversion, which shifts the study year by it.
 """
 
 from __future__ import annotations
@@ -109,5 +111,6 @@ def imaging_studies(staged: Iterable[StagedFile]) -> list[ImagingStudy]:
             original_uid=next((i.original_study_uid for i in items if i.original_study_uid), ""),
             accession=next((i.accession for i in items if i.accession), ""),
             files=tuple(sorted(i.source for i in items)),
+            date_offset_days=items[0].date_offset_days,  # one patient: one offset
         ))
     return studies
