@@ -74,3 +74,37 @@ def test_no_token_and_no_agreement(dicomweb_commons: DicomwebCommons) -> None:
         assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_token"
         late = http.get("/studies", headers={"Authorization": f"Bearer {dicomweb_commons.token('no-dua')}"})
         assert late.status_code == 403 and late.json()["error"]["code"] == "dua_required"
+
+
+def test_reads_are_audited(dicomweb_commons: DicomwebCommons) -> None:
+    """Every DICOMweb read is in the audit log, as the research API's are (docs/API.md, "Audit"): a
+    search with its query and result count, a retrieve with what it named, its project and how many
+    instances it covered; a refused read of a sequestered study leaves no event naming it."""
+    from radcommons.store.index import make_engine
+    from radcommons.store.index.audit import search_events
+
+    user = "seq-researcher"
+    engine = make_engine(dicomweb_commons.server.db_url)
+    before = {e["id"] for e in search_events(engine, user=user, action="dicomweb.")}
+    item, hidden = dicomweb_commons.open_instances[0], dicomweb_commons.sequestered_instances[0]
+    study = [i for i in dicomweb_commons.open_instances if i.study_uid == item.study_uid]
+    dw = client(dicomweb_commons, user)
+    found = dw.search_for_series(search_filters={"Modality": "CT"})
+    assert len(dw.retrieve_study(item.study_uid)) == len(study)
+    headers = {"Authorization": f"Bearer {dicomweb_commons.token(user)}"}
+    with httpx.Client(base_url=dicomweb_commons.url, headers=headers, timeout=30) as http:
+        assert http.get(f"{_paths(item)[4]}/thumbnail").status_code == 200
+        assert http.get(f"/studies/{hidden.study_uid}/metadata").status_code == 404
+    try:
+        events = [e for e in search_events(engine, user=user, action="dicomweb.") if e["id"] not in before]
+    finally:
+        engine.dispose()
+    searches = [e for e in events if e["action"] == "dicomweb.search"]
+    assert [(e["target"], e["records"], e["detail"]["query"]) for e in searches] == [("series", len(found),
+                                                                                      "Modality=CT")]
+    retrieves = {(e["target"], e["records"], e["project_id"], e["detail"]["path"])
+                 for e in events if e["action"] == "dicomweb.retrieve"}
+    assert retrieves == {(item.study_uid, len(study), "Open-A1", f"/studies/{item.study_uid}"),
+                         (item.sop_uid, 1, "Open-A1", f"{_paths(item)[4]}/thumbnail")}
+    assert all(e["client"].startswith("127.0.0.1:") for e in events)
+    assert not [e for e in events if hidden.study_uid in str(e)]

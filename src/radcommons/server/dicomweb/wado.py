@@ -66,6 +66,7 @@ class StoredInstance:
     object_id: str
     size: int
     transfer_syntax: str
+    project: str = ""
 
 
 def find_instances(conn: Connection, readable: set[str] | None, study_uid: str, series_uid: str | None = None,
@@ -79,7 +80,7 @@ def find_instances(conn: Connection, readable: set[str] | None, study_uid: str, 
     study, series, instance = tables["imaging_study"], tables["series"], tables["instance"]
     statement = (
         select(study.c.study_uid, series.c.series_uid, instance.c.sop_instance_uid, instance.c.sop_class_uid,
-               instance.c.object_id, instance.c.size, instance.c.transfer_syntax)
+               instance.c.object_id, instance.c.size, instance.c.transfer_syntax, study.c.project_id)
         .select_from(instance.join(series, series.c.id == instance.c.series_id)
                      .join(study, study.c.id == series.c.imaging_study_id))
         .where(study.c.study_uid == study_uid)
@@ -94,7 +95,7 @@ def find_instances(conn: Connection, readable: set[str] | None, study_uid: str, 
     if sop_instance_uid is not None:
         statement = statement.where(instance.c.sop_instance_uid == sop_instance_uid)
     return [StoredInstance(r.study_uid, r.series_uid, r.sop_instance_uid, r.sop_class_uid or "", r.object_id,
-                           int(r.size or 0), r.transfer_syntax or EXPLICIT_VR_LE)
+                           int(r.size or 0), r.transfer_syntax or EXPLICIT_VR_LE, r.project_id or "")
             for r in conn.execute(statement)]
 
 

@@ -39,6 +39,7 @@ from radcommons.server.dicomweb.multipart import (
     write_parts,
 )
 from radcommons.server.errors import ApiError
+from radcommons.server.routes.research import audit
 from radcommons.store.index.accounts import Principal
 
 #: Where DICOMweb is served; OHIF's ``qidoRoot``/``wadoRoot``/``wadoUriRoot`` point here.
@@ -148,6 +149,8 @@ def _search(request: Request, context: ServerContext, principal: Principal, leve
     search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
     with context.engine.connect() as conn:
         result = search.run(conn, _headers(request, context).get)
+    audit(context, request, principal, "dicomweb.search", level, len(result.items),
+          detail={"path": request.url.path.removeprefix(DICOMWEB_PREFIX), "query": request.url.query})
     headers = {"Warning": ", ".join(result.warnings)} if result.warnings else {}
     # An empty array with 200 (not 204) when nothing matches: CP-2473 and what dicomweb-client and OHIF expect.
     return JSONResponse(result.items, media_type=media_type, headers=headers)
@@ -194,19 +197,25 @@ def search_series_instances(request: Request, study: str = StudyUID, series: str
 # ---------------------------------------------------------------------- WADO-RS (PS3.18 10.4)
 
 
-def _instances(context: ServerContext, principal: Principal, study: str, series: str | None = None,
-               instance: str | None = None) -> list[wado.StoredInstance]:
+def _instances(request: Request, context: ServerContext, principal: Principal, study: str,
+               series: str | None = None, instance: str | None = None) -> list[wado.StoredInstance]:
+    """The readable instances a WADO-RS request names (404 when none), recorded in the audit log as one
+    ``dicomweb.retrieve`` event: every read of images is accounted for, as the research API's are."""
     readable = _readable(context, principal)
     with context.engine.connect() as conn:
         found = wado.find_instances(conn, readable, study, series, instance)
     if not found:
         raise _not_found("instance" if instance else "series" if series else "study")
+    projects = sorted({i.project for i in found})
+    audit(context, request, principal, "dicomweb.retrieve", instance or series or study, len(found),
+          project=projects[0] if len(projects) == 1 else None,
+          detail={"path": request.url.path.removeprefix(DICOMWEB_PREFIX), "projects": projects})
     return found
 
 
 def _retrieve(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
-    found = _instances(context, principal, study, series, instance)
+    found = _instances(request, context, principal, study, series, instance)
     accept = request.headers.get("accept")
     syntaxes = wado.accepted_syntaxes(accept)
     refused = sorted({i.transfer_syntax for i in found if wado.delivery(i, syntaxes) is None})
@@ -248,7 +257,7 @@ def retrieve_instance(request: Request, study: str = StudyUID, series: str = Ser
 def _metadata(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
     media_type = _json_only(request, "metadata")
-    found = _instances(context, principal, study, series, instance)
+    found = _instances(request, context, principal, study, series, instance)
     return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get, _base_url(request)),
                              media_type=media_type)
 
@@ -274,9 +283,9 @@ def instance_metadata(request: Request, study: str = StudyUID, series: str = Ser
     return _metadata(request, context, principal, study, series, instance)
 
 
-def _read_one(context: ServerContext, principal: Principal, study: str, series: str,
+def _read_one(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
               instance: str) -> Dataset:
-    return wado.read_instance(context.store, _instances(context, principal, study, series, instance)[0])
+    return wado.read_instance(context.store, _instances(request, context, principal, study, series, instance)[0])
 
 
 #: Query parameters of /rendered (PS3.18 8.3.5.1, and 8.3.3.1's ``accept``) and of /thumbnail (10.4.1.1.4:
@@ -334,7 +343,7 @@ def _rendered(request: Request, context: ServerContext, principal: Principal, st
               instance: str, frame: int, window: str | None, quality: int) -> Response:
     media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images")
     voi = _window(window)
-    return _render(_read_one(context, principal, study, series, instance), frame, voi, media_type, quality)
+    return _render(_read_one(request, context, principal, study, series, instance), frame, voi, media_type, quality)
 
 
 def _no_image(what: str) -> ApiError:
@@ -348,7 +357,7 @@ def _rendered_parts(request: Request, context: ServerContext, principal: Princip
     instance, each rendered when its part is sent (the body is streamed, never held whole)."""
     media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images", wado.rendered_part_type)
     voi = _window(window)
-    found = _instances(context, principal, study, series)
+    found = _instances(request, context, principal, study, series)
     if wado.representative(found, _headers(request, context).get) is None:
         raise _no_image("series" if series else "study")
     boundary = new_boundary()
@@ -410,7 +419,7 @@ def _thumbnail(request: Request, context: ServerContext, principal: Principal, s
         viewport = wado.parse_viewport(given[0] if given else None)
     except ValueError as error:
         raise ApiError(400, "bad_request", f"viewport: {error}", "viewport=width,height in pixels, e.g. 128,128") from None
-    found = _instances(context, principal, study, series, instance)
+    found = _instances(request, context, principal, study, series, instance)
     chosen = wado.representative(found, _headers(request, context).get)
     if chosen is None:
         raise _no_image("instance" if instance else "series" if series else "study")
@@ -458,7 +467,7 @@ def _octet_stream(request: Request, context: ServerContext, principal: Principal
     if not syntaxes:
         raise ApiError(406, "not_acceptable", f'{what} are sent as multipart/related; type="application/octet-stream",'
                        f" which the Accept header ({accept}) does not take", hint)
-    stored = _instances(context, principal, study, series, instance)[0]
+    stored = _instances(request, context, principal, study, series, instance)[0]
     how = wado.frame_delivery(stored.transfer_syntax, syntaxes)
     if how is None:
         # Never native pixels under a 200 to a client that named only a compressed syntax (PS3.18 8.7.3.5).
