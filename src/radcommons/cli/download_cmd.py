@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -30,12 +32,16 @@ def command(
     you may read), then its files are downloaded the same way.
 
     Complete files (size and sha256 match) are skipped, partial ones resume with HTTP Range,
-    every file is checked against its sha256 before it gets its final name.
+    every file is checked against its sha256 before it gets its final name. With --format, files
+    an earlier download left in DEST that this export does not hold (access to their project
+    ended, say) are named, and the command exits 1.
 
     Example: radcommons download data/cohort --cohort rc-cohort-0123456789ab --server https://commons.example.org --token-file ~/.radcommons.token
     """
+    from radcommons.client.download import strays
     from radcommons.client.research import Client, check_download_dest, export_entries
     from radcommons.errors import UserError
+    from radcommons.export.dest import DOWNLOAD_MARK
 
     if (cohort is None) == (manifest is None):
         raise UserError("give exactly one of --cohort ID or --manifest FILE",
@@ -53,7 +59,7 @@ def command(
     if format is not None:
         check_download_dest(dest)  # a folder of other files is refused before the server exports anything
     console = Console(soft_wrap=True)
-    with Client(server, token_file=token_file) as client:
+    with Client(server, token_file=token_file) as client, _export_ended():
         if format is not None:
             with console.status(f"the server is exporting {cohort} as {format}"):
                 started = client.start_export(str(cohort), format, split=split, seed=seed, bits=bits, size=size or None,
@@ -77,10 +83,39 @@ def command(
     if report.failed:
         console.print("[yellow]hint:[/] run the same command again: it resumes and skips what is complete")
         raise typer.Exit(1)
+    left = strays(dest, entries, keep=(DOWNLOAD_MARK,)) if format is not None else []
+    if left:  # an earlier export of the cohort held them; this one does not (access ended, files changed)
+        folders: dict[str, int] = {}
+        for path in left:  # by their top folder, the project: the paths themselves are long
+            top = path.split("/", 1)[0] + ("/" if "/" in path else "")
+            folders[top] = folders.get(top, 0) + 1
+        shown = ", ".join(f"{count} under {top}" if top.endswith("/") else top for top, count in folders.items())
+        console.print(f"[yellow]{len(left)} files in {dest} are not in this export[/] ({shown}): an earlier download "
+                      "of this cohort put them there, and the commons no longer exports them to you (access to their "
+                      "project may have ended, or the cohort's files changed; README.md says what this export holds). "
+                      "Delete them unless you may still use them: the export's labels and manifest no longer list "
+                      "them", highlight=False)
     failures = (status.get("failures") or []) if format is not None else []
     for line in failures:  # the export itself is incomplete: what was downloaded is not all of it
         console.print(f"[red]failed series[/] {line}", highlight=False)
     if failures:
         console.print(f"[yellow]the export is incomplete:[/] {len(failures)} series failed at the commons and are not "
                       f"in {dest} (README.md lists them); tell the commons operator, then start the export again")
+    if failures or left:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _export_ended() -> Iterator[None]:
+    """An export that expired or was withdrawn while it was waited for or downloaded: the server's
+    message, and what to do with this command (the server's hint names its API)."""
+    from radcommons.client.errors import CommonsError
+    from radcommons.errors import UserError
+
+    try:
+        yield
+    except CommonsError as error:
+        if error.code not in ("gone", "export_expired", "export_withdrawn"):
+            raise
+        raise UserError(error.message, "run the same command again: it starts a new export of what you may read "
+                        "now, and keeps the files already complete in DEST") from None

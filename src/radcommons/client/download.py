@@ -193,6 +193,18 @@ def entries_of(rows: Iterable[Mapping[str, Any] | FileEntry]) -> list[FileEntry]
     return list(distinct.values())
 
 
+def strays(dest: str | os.PathLike[str], entries: Iterable[FileEntry], keep: Iterable[str] = ()) -> list[str]:
+    """Files under ``dest`` (relative paths, sorted) that are none of ``entries``, nor their
+    partial ``.part`` files, nor the bookkeeping files ``keep``: what an earlier download put there
+    that this one does not hold (files of a project the user may no longer read, for one)."""
+    root = Path(dest)
+    wanted = {entry.path(root) for entry in entries}
+    wanted |= {path.with_name(path.name + ".part") for path in set(wanted)}
+    wanted |= {root / name for name in keep}
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*")
+                  if path.is_file() and path not in wanted) if root.is_dir() else []
+
+
 def _complete(path: Path, entry: FileEntry) -> bool:
     return path.is_file() and path.stat().st_size == entry.size and file_sha256(path) == entry.object_id
 

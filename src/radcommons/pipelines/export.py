@@ -194,6 +194,24 @@ def query_selection(path: Path) -> Selection:
     return Selection(f"query {path.name}", str(name), node, document.get("filter"))
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A series (or, with ``sop_instance_uid``, one file of it) left out of an export, and why.
+
+    ``reason`` is for the recipient (the datasheet, the export's status, the explorer): never a
+    path of the commons nor the text of an unexpected error (:func:`_reason`).
+    """
+
+    project_id: str
+    series_uid: str
+    reason: str
+    sop_instance_uid: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"project_id": self.project_id, "series_uid": self.series_uid,
+                "sop_instance_uid": self.sop_instance_uid, "reason": self.reason}
+
+
 @dataclass
 class FrozenFiles:
     """The files a frozen cohort pinned, as :func:`frozen_files` found them."""
@@ -201,6 +219,8 @@ class FrozenFiles:
     rows: list[dict[str, Any]]  # one per pinned file still in the object store, keyed like ``columns``
     changed: list[str] = field(default_factory=list)  # members whose instance holds another file now, or is gone
     gone: list[str] = field(default_factory=list)  # members whose pinned file is no longer in the object store
+    #: ``gone`` as :class:`Failure` records (project, series and instance UID, reason)
+    gone_files: list[Failure] = field(default_factory=list)
 
 
 #: DICOM attributes that stand in for the index fields of an instance no longer indexed.
@@ -248,7 +268,11 @@ def frozen_files(engine: Engine, store: ObjectStore, key: str | int, columns: Ma
             try:
                 found.rows.append(_pinned_row(store, pinned, columns))
             except ObjectNotFoundError:
-                found.gone.append(f"{label}: its frozen file {pinned.object_id} is no longer in the commons")
+                reason = f"its frozen file {pinned.object_id} is no longer in the commons"
+                found.gone.append(f"{label}: {reason}")
+                series_uid = str((pinned.indexed or {}).get("series.series_uid") or "")
+                found.gone_files.append(Failure(pinned.member.project_id, series_uid, reason,
+                                                pinned.member.submitter_id))
                 continue
             if pinned.state != SAME:
                 how = "removed from the index" if pinned.state == REMOVED else "replaced by a newer version"
@@ -284,7 +308,8 @@ class SeriesResult:
     written: int = 0
     kept: int = 0
     skipped: list[str] = field(default_factory=list)
-    error: str = ""  # for the recipient (the datasheet)
+    error: str = ""  # for the recipient (the datasheet): "<key>: <reason>"
+    reason: str = ""  # the error's reason alone (see :func:`_reason`)
     detail: str = ""  # for the operator: the error as raised
 
 
@@ -298,6 +323,8 @@ class ExportReport:
     kept: int = 0
     excluded: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    #: the failures as records: which series (or file) and the reason, for a list a person reads
+    failed: list[Failure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     #: members of a frozen cohort whose instance changed in the index since the freeze (their frozen files are exported)
     changed: list[str] = field(default_factory=list)
@@ -352,21 +379,44 @@ def export_series(job: SeriesJob) -> SeriesResult:
         write_atomic(_done_path(dest, job), json.dumps(record).encode())
         result.files = produced
     except Exception as error:  # one bad series must not stop the export
-        result.error = f"{job.key}: {_reason(error)}"
+        result.reason = _reason(error, job.format)
+        result.error = f"{job.key}: {result.reason}"
         result.detail = f"{job.key}: {type(error).__name__}: {error}"
     return result
 
 
-def _reason(error: Exception) -> str:
-    """What went wrong, for the datasheet a recipient reads: no path or internal detail of the
-    commons (the operator sees :attr:`SeriesResult.detail`)."""
+#: Modules whose ``ValueError`` messages describe the images, in words written for the recipient
+#: (e.g. "only single-frame, single-sample slices can be stacked"): the pure conversions.
+_CONVERSIONS = ("radcommons.export.", "radcommons.dicom.rendering")
+
+
+def _raised_in(error: BaseException) -> str:
+    """The module of the code that raised ``error`` (its traceback's last frame)."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return str(trace.tb_frame.f_globals.get("__name__", "")) if trace is not None else ""
+
+
+def _reason(error: Exception, format: str = "") -> str:
+    """What went wrong, for the datasheet, the export's status and the explorer: no path, and
+    not the text of an unexpected error (it can hold the commons' paths or another record;
+    the operator sees :attr:`SeriesResult.detail`, the server logs it)."""
     if isinstance(error, ObjectNotFoundError):
         return f"its stored file {error.digest} is missing from the commons' object store"
     if isinstance(error, CorruptObjectError):
         return f"its stored file {error.digest} is damaged (its content no longer matches its sha256)"
     if isinstance(error, OSError):
         return f"the file could not be written ({error.strerror or type(error).__name__})"
-    return f"{type(error).__name__}: {error}"
+    target = {"nifti": "a NIfTI volume", "png": "PNG images"}.get(format, "the export's format")
+    origin = _raised_in(error)
+    if isinstance(error, ValueError) and origin.startswith(_CONVERSIONS):
+        return f"it cannot be made into {target}: {error}"
+    if origin.startswith("pydicom"):
+        return (f"it cannot be made into {target}: its stored DICOM's header or pixel data cannot be decoded "
+                "(a DICOM format export holds the files as stored)")
+    return (f"it could not be made into {target}: an unexpected error of the commons (its operators' log "
+            "has the details)")
 
 
 def _nifti(job: SeriesJob, datasets: list[Any], result: SeriesResult) -> list[tuple[str, str, dict[str, Any]]]:
@@ -561,16 +611,18 @@ def export_cohort(
     if on_start is not None:
         on_start(len(jobs))
     report = ExportReport(dest=dest, rows=[], excluded=excluded, failures=list(frozen.gone), changed=frozen.changed,
-                          details=list(frozen.gone))
+                          details=list(frozen.gone), failed=list(frozen.gone_files))
     instance_names = {name for name, _ in label_table.INSTANCE_FIELDS}
     for result in map_unordered(export_series, jobs, workers=workers, scheduler=scheduler, chunk_size=1):
         report.written += result.written
         report.kept += result.kept
         report.skipped.extend(result.skipped)
+        rows = by_series[result.key]
         if result.error:
             report.failures.append(result.error)
             report.details.append(result.detail)
-        rows = by_series[result.key]
+            report.failed.append(Failure(str(rows[0]["project_id"]), str(rows[0]["series_uid"] or ""),
+                                         result.reason))
         by_sop = {r["sop_instance_uid"]: r for r in rows}
         for sop, path, extras in result.files:
             base = by_sop.get(sop) if sop else {k: v for k, v in rows[0].items() if k not in instance_names}

@@ -1,8 +1,8 @@
 """ML-ready exports made by the server for a researcher (``POST /api/v1/exports``, docs/EXPORT.md).
 
-Each export lives in ``STATE/exports/<id>/``: ``status.json`` (who asked, what, its state:
-``queued``, ``running``, ``done`` or ``failed`` with a message a person can read, and when done
-the file list with sizes and sha256) and ``files/``, written by
+Each export lives in ``STATE/exports/<id>/``: ``status.json`` (who asked, what, its state
+with a message a person can read (the states are below), and when done the file list with
+sizes and sha256) and ``files/``, written by
 :func:`radcommons.pipelines.export.export_cohort` (every file written to a temporary name and
 renamed). ``status.json`` is replaced atomically too, so a reader never sees half of it.
 
@@ -12,6 +12,13 @@ data use agreement required. One export runs at a time per user (a thread each).
 export keeps its ``status.json`` (the message says why) and loses its ``files/``: half an export
 is nothing to hand out, and a cohort's images can fill the disk. An export left ``queued`` or
 ``running`` by a stopped server is marked ``failed`` when the server starts, and its files go then.
+
+The states (:data:`STATES`): ``queued``, ``running``, ``done`` (``failed_series`` lists the series
+that could not be converted, each with a reason a researcher may read; ``expires_at`` when the
+commons keeps files for a time), ``failed`` (``message`` says why), ``expired`` (its files were
+removed after the retention, at ``expires_at``) and ``withdrawn`` (its owner may no longer read
+a project it holds, ``lost``; its files were removed at ``retired_at``). A deleted export has no
+status (404).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class ExportRequest:
     size: int | None
 
 
+#: Every state an export's status may be in (see the module docstring).
+STATES = ("queued", "running", "done", "failed", "expired", "withdrawn")
 #: States of an export that is over: its status no longer changes, except that its files go
 #: (``expired``, ``withdrawn``, or deleted with the export).
 FINISHED = ("done", "failed", "expired", "withdrawn")
@@ -102,8 +111,12 @@ class ExportJobs:
             raise KeyError(export_id)
         status: dict[str, Any] = json.loads(path.read_text())
         if self._expired(status):
-            status = self.retire(status, "expired", f"its files were removed {self.retention_hours:g} hours after "
-                                 "it finished (the commons' export retention); start a new export")
+            ends = self._expires_at(status)
+            status = self.retire(status, "expired", f"its files went on {ends[:10]}, {self.retention_hours:g} hours "
+                                 "after it finished (the commons' export retention); start a new export",
+                                 expires_at=ends)
+        elif status.get("state") == "done" and self.retention_hours and status.get("finished_at"):
+            status["expires_at"] = self._expires_at(status)  # the retention of now, which the operator may change
         return status
 
     def start(self, owner: str, scope: ExportScope, selection: Selection, request: ExportRequest) -> dict[str, Any]:
@@ -155,6 +168,7 @@ class ExportJobs:
             if report.skipped:
                 message += f"; {len(report.skipped)} images skipped (see README.md)"
             status.update(state="done", message=message, files=files, failures=list(report.failures),
+                          failed_series=[failure.as_dict() for failure in report.failed],
                           holds=sorted({str(row.get("project_id")) for row in report.rows}))
         except UserError as error:
             status.update(state="failed", message=error.message + (f" ({error.hint})" if error.hint else ""))
@@ -189,18 +203,23 @@ class ExportJobs:
         else:
             self._unsaved.pop(status["id"], None)
 
-    def retire(self, status: dict[str, Any], state: str, message: str) -> dict[str, Any]:
-        """Remove a finished export's files, keeping its status (``state``, ``message``: why)."""
+    def retire(self, status: dict[str, Any], state: str, message: str, **fields: Any) -> dict[str, Any]:
+        """Remove a finished export's files, keeping its status (``state``, ``message``: why; ``fields``
+        added to it, e.g. ``lost``)."""
         shutil.rmtree(self.root / status["id"] / "files", ignore_errors=True)
-        status = {**status, "state": state, "message": message, "files": [], "retired_at": _now()}
+        status = {**status, **fields, "state": state, "message": message, "files": [], "retired_at": _now()}
         self._save(status)
         return status
+
+    def _expires_at(self, status: Mapping[str, Any]) -> str:
+        """When a finished export's files go: ``finished_at`` plus the retention (ISO 8601, UTC)."""
+        finished = dt.datetime.fromisoformat(status["finished_at"])
+        return (finished + dt.timedelta(hours=self.retention_hours)).isoformat(timespec="seconds")
 
     def _expired(self, status: Mapping[str, Any]) -> bool:
         if not self.retention_hours or status.get("state") != "done" or not status.get("finished_at"):
             return False
-        finished = dt.datetime.fromisoformat(status["finished_at"])
-        return dt.datetime.now(dt.timezone.utc) - finished > dt.timedelta(hours=self.retention_hours)
+        return dt.datetime.now(dt.timezone.utc) > dt.datetime.fromisoformat(self._expires_at(status))
 
     def expire(self) -> None:
         """Remove the files of every export finished longer ago than the retention."""

@@ -4,7 +4,9 @@
 (:func:`radcommons.pipelines.export.export_scope` for the requesting user: never a sequestered
 project for a researcher, the data use agreement required) and runs
 :func:`radcommons.pipelines.export.export_cohort` in the background (:mod:`radcommons.server.exports`).
-An export is read only by its owner or an administrator; anyone else gets 404.
+An export is read only by its owner or an administrator; anyone else gets 404. A file link
+followed by the explorer's page (session cookie, HTML accepted) of an export that is no longer
+done, or not the user's, goes to the export's page (303), which says what happened and what to do.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import Field
 
 from radcommons.errors import UserError
@@ -119,17 +121,31 @@ def owned_export(jobs: ExportJobs, principal: Principal, export_id: str) -> dict
         lost = sorted(set(status.get("holds", status["projects"])) - set(readable)) if readable is not None else []
         if lost:
             status = jobs.retire(status, "withdrawn", f"you may no longer read {', '.join(lost)}, which this export "
-                                 "holds, so its files were removed; start a new export: it holds what you may read now")
+                                 "holds, so its files were removed; start a new export: it holds what you may read now",
+                                 lost=lost)
     return status
 
 
 ExportId = Path(pattern=EXPORT_ID, description="rc-export-... as POST /api/v1/exports answered")
 
 
-@router.get("/exports/{export_id}", summary="An export's state (queued, running, done, failed) and, when done, its files")
+@router.get("/exports/{export_id}", summary="An export's state (queued, running, done, failed, expired, "
+                                          "withdrawn) and, when done, its files and the series that failed")
 def get_export(export_id: str = ExportId, principal: Principal = Depends(current_principal),
                jobs: ExportJobs = Depends(jobs_of)) -> dict[str, Any]:
     return owned_export(jobs, principal, export_id)
+
+
+def _page_asked(request: Request) -> bool:
+    """Whether a person's browser asked (the explorer's session cookie, an HTML page accepted): a
+    link of the export's page, which the explorer's status page answers better than JSON."""
+    return "authorization" not in request.headers and "text/html" in request.headers.get("accept", "")
+
+
+def _filename(path: str) -> str:
+    """The file's own name for Content-Disposition (ASCII letters, digits and ``._-``)."""
+    name = path.rsplit("/", 1)[-1]
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name) or "file"
 
 
 def _read(path: Any, start: int, length: int) -> Iterator[bytes]:
@@ -143,7 +159,16 @@ def _read(path: Any, start: int, length: int) -> Iterator[bytes]:
 def get_export_file(request: Request, path: str, export_id: str = ExportId,
                     principal: Principal = Depends(current_principal),
                     context: ServerContext = Depends(get_context), jobs: ExportJobs = Depends(jobs_of)) -> Response:
-    status = owned_export(jobs, principal, export_id)
+    try:
+        status = owned_export(jobs, principal, export_id)
+    except ApiError as error:
+        if error.status == 404 and _page_asked(request):  # the explorer's page says it, with what to do
+            return RedirectResponse(f"/exports/{export_id}", status_code=303)
+        raise
+    if status["state"] != "done" and _page_asked(request):
+        # A link of a page opened before the export expired or was withdrawn: its page says what
+        # happened and what to do (JSON, or a failed download, would not).
+        return RedirectResponse(f"/exports/{export_id}", status_code=303)
     if status["state"] in ("expired", "withdrawn"):
         raise ApiError(410, "gone", f"export {export_id} is {status['state']}: {status['message']}",
                        "start a new export: POST /api/v1/exports")
@@ -164,7 +189,9 @@ def get_export_file(request: Request, path: str, export_id: str = ExportId,
         wanted = None
     start, end = wanted if wanted is not None else (0, size - 1)
     length = max(end - start + 1, 0)
-    headers = {"Accept-Ranges": "bytes", "ETag": etag, "Content-Length": str(length)}
+    headers = {"Accept-Ranges": "bytes", "ETag": etag, "Content-Length": str(length),
+               # a link of the explorer's page saves the file under its name
+               "Content-Disposition": f"attachment; filename=\"{_filename(path)}\""}
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     audit(context, request, principal, "research.export_file", f"{export_id}/{path}", 1,
