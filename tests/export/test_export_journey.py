@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "research"))
 from commons_fixtures import Commons  # noqa: E402
 from research_support import OPEN, RESTRICTED, ResearchCommons, serving  # noqa: E402
 
+from radcommons import Client  # noqa: E402
+from radcommons.client.errors import CommonsError  # noqa: E402
 from radcommons.pipelines.ingest import ingest_tree  # noqa: E402
 from radcommons.server.auth import SESSION_COOKIE  # noqa: E402
 from radcommons.server.exports import STATES  # noqa: E402
@@ -225,6 +227,8 @@ def test_withdrawn_export_page_and_the_download_after_it(served: ResearchCommons
             page = web.get(f"/exports/{earlier}")
             link = web.get(f"/api/v1/exports/{earlier}/files/README.md")
         again = download()
+        with pytest.raises(CommonsError) as withdrawn:  # before: "nothing to download yet ... wait for it"
+            Client(served.url, served.server.tokens["granted"]).download_export(earlier, tmp_path / "library")
     finally:
         restored = run_cli("admin", "user", "grant", "granted", "--project", RESTRICTED, env=env)
         assert restored.returncode == 0, restored.stderr
@@ -233,6 +237,7 @@ def test_withdrawn_export_page_and_the_download_after_it(served: ResearchCommons
         "removed." in text, text
     assert "A new export holds what you may read now." in text and f'href="/cohorts/{cohort}"' in page.text
     assert link.status_code == 303
+    assert withdrawn.value.code == "export_withdrawn" and "start a new export" in withdrawn.value.hint
     output = again.stdout + again.stderr
     assert again.returncode == 1, output
     assert "Traceback" not in output

@@ -232,7 +232,8 @@ class Client(CommonsClient):
         return self._json("POST", "/exports", json=body)  # type: ignore[no-any-return]
 
     def export_status(self, export_id: str) -> dict[str, Any]:
-        """``state`` (queued, running, done, failed), ``message`` and, when done, ``files``."""
+        """``state`` (queued, running, done, failed, expired, withdrawn), ``message`` and, when done,
+        ``files`` and ``failed_series`` (docs/API.md, "ML-ready exports")."""
         return self._json("GET", f"/exports/{export_id}")  # type: ignore[no-any-return]
 
     def delete_export(self, export_id: str) -> dict[str, Any]:
@@ -261,8 +262,12 @@ class Client(CommonsClient):
                         progress: ProgressCallback | None = None) -> DownloadReport:
         """Download every file of a finished export into ``dest`` (resumable, each verified against its sha256)."""
         status = self.export_status(export) if isinstance(export, str) else export
-        if status.get("state") != "done":
-            raise CommonsError(f"export {status.get('id')} is {status.get('state')}: nothing to download yet",
+        state = status.get("state")
+        if state in ("expired", "withdrawn", "failed"):  # it will never be done
+            raise CommonsError(f"export {status.get('id')} is {state}: {status.get('message', '')}", status=0,
+                               code=f"export_{state}", hint="start a new export: Client.export_cohort(COHORT, DEST)")
+        if state != "done":
+            raise CommonsError(f"export {status.get('id')} is {state}: nothing to download yet",
                                status=0, code="not_ready", hint="wait for it: Client.wait_export(ID)")
         entries = export_entries(status)
         digests = {entry.relative: entry.object_id for entry in entries}
