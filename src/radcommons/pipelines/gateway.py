@@ -263,7 +263,10 @@ class Gateway:
         self._thread: threading.Thread | None = None
         self._announced: dict[str, float] = {}
         self._failed_round: list[str] = []  #: the studies of the round that failed (said once, not per retry)
-        Registry(config.state_dir, self._fingerprint).close()  # refuse a mismatched key at start
+        # Refuses a mismatched key at start. A patient the registry holds keeps its recorded date offset
+        # (radcommons.deid.dates); none recorded later differs from the derived one, so binding once will do.
+        with Registry(config.state_dir, self._fingerprint) as registry:
+            self._context = registry.bind(config.context)
 
     # ------------------------------------------------------------------ DIMSE
 
@@ -299,7 +302,7 @@ class Gateway:
                 received = _received(ds)
                 ds.file_meta = event.file_meta
                 transfer_syntax = str(event.context.transfer_syntax)
-                outcome = deidentify_dataset(ds, self.config.context)
+                outcome = deidentify_dataset(ds, self._context)
         except Exception as error:  # a malformed dataset must be refused, not crash the association
             self._event("rejected", reason=f"cannot read the dataset: {type(error).__name__}: {error}",
                         calling_ae=str(event.assoc.requestor.ae_title), **received)
