@@ -20,7 +20,8 @@ app = typer.Typer(
 
 @app.command("validate")
 def validate(
-    files: list[Path] = typer.Argument(..., help="TSV, CSV or JSON files, one node type per file."),
+    files: list[Path] = typer.Argument(..., help="TSV, CSV or JSON files, one node type per file (UTF-8, or "
+                                       "UTF-16 with its byte order mark as Excel's Unicode Text)."),
     node: str | None = typer.Option(
         None, "--node", "-n", help="Node type of every file (default: the 'type' column or the file name)."
     ),

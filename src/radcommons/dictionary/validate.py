@@ -37,6 +37,8 @@ from radcommons.dictionary.model import (
     TYPE_COLUMN,
     Dictionary,
     NodeType,
+    Property,
+    PropertyType,
 )
 from radcommons.dictionary.values import check_value, date_problem, is_blank
 from radcommons.errors import UserError
@@ -44,6 +46,13 @@ from radcommons.inputs import binary_kind, read_input_bytes
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
+
+#: What a spreadsheet program writes in a cell whose formula failed (#N/A: a lookup found nothing).
+SPREADSHEET_ERRORS = frozenset({"#n/a", "#value!", "#ref!", "#div/0!", "#num!", "#name?", "#null!", "#spill!",
+                                "#calc!", "#getting_data", "#field!", "#blocked!", "#connect!", "#busy!",
+                                "#unknown!"})
+#: How programs write "no value" in a cell (lower case): pandas NaN, SQL NULL, R's NA, N/A, a dash.
+NO_VALUE_MARKERS = frozenset({"n/a", "na", "nan", "null", "none", "nil", "-", "--", "?", "."})
 
 # Column names that announce a calendar date or a direct identifier: refused by name.
 _DATE_COLUMN = re.compile(r"(^|_)(date|dob|birth_?date|datetime|timestamp)(_|$)", re.I)
@@ -196,7 +205,8 @@ def _validate_path(
     if found is not None:
         return whole_file(f"this is {found[0]}, not a CSV or TSV text table: {found[1]}", "file_type")
     try:
-        text = data.decode("utf-8-sig")
+        # UTF-16 with its byte order mark: what Excel's "Save As > Unicode Text" writes (a TSV).
+        text = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         bad = data[error.start : error.start + 1].hex()
@@ -236,6 +246,14 @@ def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
         table.problems.append(Problem(file, 1, None, None, f"cannot parse the header: {error}", "parse"))
         return table
     table.columns = [name.strip() for name in header]
+    other = _other_separator(table.columns, delimiter)
+    if other is not None:  # every row would be one value under one column named 'a;b;c'
+        table.problems.append(Problem(
+            file, 1, None, None,
+            f"the header is one column, {table.columns[0][:80]!r}: the values are separated by {other}, not by "
+            f"{_SEPARATOR_NAMES[delimiter]} as in a {Path(file).suffix} file (a CSV saved by Excel in a European "
+            "language uses ';'): save it again with commas as .csv or with tabs as .tsv", "separator"))
+        return table
     for index, name in enumerate(table.columns):
         if not name:
             table.problems.append(
@@ -270,6 +288,16 @@ def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
     if not table.rows:
         table.problems.append(Problem(file, None, None, None, "file has a header but no data rows", "empty_file"))
     return table
+
+
+_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
+
+
+def _other_separator(header: list[str], delimiter: str) -> str | None:
+    """The name of the separator a one-column header holds when it is not ``delimiter``'s."""
+    if len(header) != 1:
+        return None
+    return next((name for sep, name in _SEPARATOR_NAMES.items() if sep != delimiter and sep in header[0]), None)
 
 
 def _read_json(file: str, text: str) -> _Table:
@@ -434,9 +462,19 @@ def _validate_table(
                     add(row, prop.name, "", f"required value is blank{hint}", "required", allowed=prop.enum)
                     row_ok = False
                 continue
+            marker = _marker_message(prop, value)
+            if marker:
+                add(row, prop.name, value, marker, "no_value_marker")
+                row_ok = False
+                continue
             converted, value_problems = check_value(prop, value)
             for vp in value_problems:
                 message = vp.message + (f" ({prop.hint})" if prop.hint and vp.code != "calendar_date" else "")
+                if prop.name == "zip" and re.fullmatch(r"\d{4}(?:-?\d{4})?", str(value).strip()):
+                    # "keep the first three digits" of 2139 would send 213, another area than 021
+                    message = (f"{str(value).strip()!r} has four digits where a ZIP code has five: its leading zero "
+                               f"was dropped (a spreadsheet reads ZIP codes as numbers); the three digits of "
+                               f"0{str(value).strip()[:4]} are {'0' + str(value).strip()[:2]!r}")
                 add(row, prop.name, value, message, vp.code, allowed=vp.allowed, suggestion=vp.suggestion)
                 row_ok = False
             if not value_problems:
@@ -481,9 +519,27 @@ def _unknown_column_message(column: str, node: NodeType) -> tuple[str]:
                 return (f"unknown column {column!r}: links are written {link.column!r} (singular)",)
         links = ", ".join(repr(link.column) for link in node.links) or "none"
         return (f"unknown column {column!r}: {node.name} links only to {links}",)
-    close = difflib.get_close_matches(column, [c for c in node.columns if c != TYPE_COLUMN], n=1, cutoff=0.7)
+    known = [c for c in node.columns if c != TYPE_COLUMN]
+    # Names are compared as written: AGE_AT_INDEX or "Age At Index" is not age_at_index, but meant it.
+    same = [c for c in known if c.lower() == "_".join(column.lower().split())]
+    close = same or difflib.get_close_matches(column, known, n=1, cutoff=0.7)
     advice = f"; did you mean {close[0]!r}?" if close else f"; remove it or see `radcommons dictionary show {node.name}`"
     return (f"unknown column {column!r} for {node.name}{advice}",)
+
+
+def _marker_message(prop: Property, value: Any) -> str:
+    """What is wrong, with the fix, when a number or enumeration cell holds a spreadsheet error
+    or a marker of no value ("N/A", "NaN", "-"), else "": "must be a whole number" or "not one of
+    the allowed values" would not say to leave it empty (text may be "NA": Namibia's code)."""
+    if not isinstance(value, str) or (prop.type is PropertyType.STRING and not prop.enum):
+        return ""
+    text = value.strip()
+    if text.lower() in SPREADSHEET_ERRORS:
+        return f"{text!r} is a spreadsheet error (a formula that failed): correct the formula or type the value"
+    if text.lower() not in NO_VALUE_MARKERS:
+        return ""
+    unknown = f"write {NOT_REPORTED!r}" if NOT_REPORTED in prop.enum else "leave the cell empty"
+    return f"{text!r} stands for a missing value: when the value is not known, {unknown}"
 
 
 def _row_rules(node: NodeType, record: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
