@@ -143,7 +143,7 @@ def test_a_birth_date_after_the_index_event_is_an_error() -> None:
     result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
     [error] = result.errors
     assert (error.code, error.file, error.row, error.column) == ("birth_after_index", "demographics.csv", 2,
-                                                                 "birth_date")
+                                                                 "DOB")  # the site's column, as every issue
     assert "four digits" in error.fix
     cases = [r for r in result.records if r.node == "case"]
     assert [c.patient_id for c in cases] == ["2"] and cases[0].values["age_at_index"] == 61

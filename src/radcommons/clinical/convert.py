@@ -49,13 +49,17 @@ from radcommons.clinical.mapping import (
 from radcommons.clinical.screen import FIX, KnownIdentifiers, screen_text
 from radcommons.clinical.sources import SourceTable
 from radcommons.clinical.values import (
+    MAX_PLAUSIBLE_AGE,
     CellProblem,
     age_fields,
     country_code,
     enum_normalizer,
     is_blank,
+    marker_problem,
+    mrn_problem,
     normalise_enum,
     parse_date,
+    whole_years,
     zip3,
 )
 from radcommons.harmonize.enumerations import ValueNormalizer
@@ -253,7 +257,7 @@ def _read_table(
     mrn_column = next(c for c, f in columns.items() if f == MRN)
     for number, cells in table.rows:
         # Every row's MRN and dropped identifiers (names, addresses), rejected rows' too: no text may hold them.
-        mrn = _mrn(cells.get(mrn_column) or "")
+        mrn = _mrn(cells.get(mrn_column) or "") if mrn_problem(cells.get(mrn_column)) is None else ""
         identifiers.append((mrn, tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
         if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
             demographics_rows.setdefault(mrn, Origin(table.label, number))
@@ -290,9 +294,14 @@ def _read_row(
             continue
         if name == MRN:
             mrn = _mrn(cell)
+            result: Any = mrn_problem(cell)
+            if result is not None:
+                issues.append(Issue(ERROR, result.code, result.message, result.fix, table.label, number, column,
+                                    _shown(cell), TABLE_NODES[kind]))
+                ok = False
             continue
         if name in DATE_FIELDS:
-            result: Any = parse_date(cell, mapping.date_formats)
+            result = marker_problem(cell) or parse_date(cell, mapping.date_formats)
             if name != "birth_date" and isinstance(result, _dt.date) and result > _dt.date.today():
                 # a mistyped year (2099) would become a day offset decades away, sent as if true; a
                 # birth date after the index event has its own message (two-digit years)
@@ -300,6 +309,8 @@ def _read_row(
                                      "correct the date in the source system (a mistyped year?) and export again")
         elif name in ENUM_FIELDS:
             result = normalise_enum(name, cell, mapping, dictionary, normalizer)
+            if isinstance(result, CellProblem):  # "#N/A", "NaN": not a spelling to map
+                result = marker_problem(cell) or result
             if isinstance(result, str):
                 values_read[(name, " ".join(str(cell).split()), result)] += 1
             spelled = " ".join(str(cell).split()).lower()
@@ -309,7 +320,9 @@ def _read_row(
                                     f"if it means something else, map it under values: {name} in the mapping file",
                                     table.label, number, column, str(cell), TABLE_NODES[kind]))
         elif name == "zip":
-            result = zip3(cell, mapping.restricted_zip3)
+            result = marker_problem(cell) or zip3(cell, mapping.restricted_zip3)
+        elif name != COUNTRY and marker_problem(cell) is not None:  # "NA" is Namibia's code
+            result = marker_problem(cell)
         else:
             result = " ".join(str(cell).split())
             screened = screen_text(name, result)
@@ -626,7 +639,16 @@ def _patient_records(
                             f"MRN {mrn!r}: the birth date is after the index event ({label})",
                             "check the birth date; a two-digit year (59) may have been read as 2059: write "
                             "years with four digits", demographics.origin.file, demographics.origin.row,
-                            "birth_date", node="case"))
+                            demographics.origin.columns.get("birth_date"), node="case"))
+        return []
+    if birth is not None and index is not None and whole_years(birth, index) > MAX_PLAUSIBLE_AGE:
+        # a placeholder (1900-01-01) or a mistyped year: sent, it was an age over 89
+        issues.append(Issue(ERROR, "implausible_birth_date",
+                            f"MRN {mrn!r}: the birth date {birth.isoformat()} gives an age of "
+                            f"{whole_years(birth, index)} at the index event ({label})",
+                            "correct the birth date; when it is not known leave the cell empty (a placeholder "
+                            "such as 1900-01-01 is not a birth date)", demographics.origin.file,
+                            demographics.origin.row, demographics.origin.columns.get("birth_date"), node="case"))
         return []
     age, gt89 = age_fields(birth, index)
     visits = rows.get("visit", [])

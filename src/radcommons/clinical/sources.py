@@ -283,6 +283,34 @@ def _has_formulas(data: bytes) -> bool:
         return False  # openpyxl says what is wrong with it
 
 
+#: A number format that pads a whole number with zeros ("0000000", Excel's ZIP Code "00000" and
+#: ZIP+4 "00000-0000"): once the literal's escapes and quotes are removed, zeros, dashes and spaces.
+_PADDED = re.compile(r"0+(?:[- ]0+)*")
+
+
+def _shown_value(cell: Any) -> Any:
+    """A cell's value, or for a whole number under a zero-padding number format the text the
+    spreadsheet shows: an MRN typed 00123 into a number column formatted "00000" is stored as
+    123 and shown as 00123; read as 123 it would name another patient (ECMA-376 18.8.31)."""
+    value = cell.value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        return value
+    form = str(getattr(cell, "number_format", "") or "").split(";")[0].replace("\\", "").replace('"', "")
+    if not _PADDED.fullmatch(form):
+        return value
+    digits = str(int(value)).zfill(form.count("0"))
+    extra = len(digits) - form.count("0")  # more digits than zeros: the first group takes them
+    shown, used = [], 0
+    for char in form:
+        if char == "0":
+            take = 1 + extra if used == 0 else 1
+            shown.append(digits[used : used + take])
+            used += take
+        else:
+            shown.append(char)
+    return "".join(shown)
+
+
 def _blank(cell: Any) -> bool:
     return cell is None or (isinstance(cell, str) and not cell.strip())
 
@@ -330,7 +358,8 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
         for index, sheet in enumerate(workbook.worksheets):
             written_rows = (formulas.worksheets[index].iter_rows(values_only=True) if formulas is not None
                             else itertools.repeat(()))
-            iterator = zip(sheet.iter_rows(values_only=True), written_rows)
+            shown_rows = (tuple(_shown_value(cell) for cell in cells) for cells in sheet.iter_rows())
+            iterator = zip(shown_rows, written_rows)
             header_cells, _ = next(iterator, (None, None))
             if header_cells is None:
                 continue  # an empty sheet holds nothing to convert

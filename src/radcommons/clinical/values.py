@@ -17,12 +17,15 @@ from typing import Any
 
 from radcommons.clinical.mapping import COUNTRY, ENUM_FIELDS, SiteMapping
 from radcommons.dictionary import NOT_REPORTED, Dictionary
+from radcommons.dictionary.validate import NO_VALUE_MARKERS, SPREADSHEET_ERRORS
 from radcommons.harmonize.enumerations import ValueNormalizer
 
 #: Ages above this are blanked and flagged ``age_at_index_gt89 = Yes`` (HIPAA Safe Harbor).
 MAX_AGE = 89
 #: What a restricted three-digit ZIP area becomes.
 RESTRICTED_ZIP3 = "000"
+#: Older than this at the index event is not a person's age but a wrong or placeholder birth date.
+MAX_PLAUSIBLE_AGE = 120
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,58 @@ class CellProblem:
 def is_blank(value: Any) -> bool:
     """Empty cells: None, empty or white-space text."""
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+_NO_VALUE_FIX = ("leave the cell empty when the value is not known (export empty cells rather than N/A, NULL or "
+                 "NaN), or write the value")
+
+
+def marker_problem(value: Any) -> CellProblem | None:
+    """A problem when ``value`` is not a value but a spreadsheet error (``#N/A``, ``#REF!``) or a
+    marker of no value (``N/A``, ``NULL``, ``NaN``, ``-``): read as a date, a ZIP code, an MRN or
+    text it would be refused as malformed with the wrong fix, or sent as if it were the value."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    if text.lower() in SPREADSHEET_ERRORS:
+        return CellProblem("spreadsheet_error", f"{text!r} is a spreadsheet error: the formula that computed the "
+                           "cell failed" + (" (a lookup found nothing)" if text.lower() == "#n/a" else ""),
+                           "correct the formula in the spreadsheet (or type the value, or leave the cell empty "
+                           "when it is not known) and save again")
+    if text.lower() in NO_VALUE_MARKERS:
+        return CellProblem("no_value_marker", f"{text!r} stands for a missing value", _NO_VALUE_FIX)
+    return None
+
+
+#: Excel holds numbers to 15 significant digits: a longer MRN stored as a number has lost digits.
+_EXCEL_DIGITS = 15
+_MRN_FIX = ("format the MRN column as text in the spreadsheet and paste the MRNs again from the source system "
+            "(or export the file from the source system again), so that every MRN has its own digits")
+
+
+def mrn_problem(value: Any) -> CellProblem | None:
+    """A problem when an MRN cell cannot be the patient's MRN as the source system wrote it: a
+    spreadsheet error or a no-value marker (``#N/A``, ``N/A``: every such row would be one patient
+    named "#N/A"), a number longer than a spreadsheet keeps, a number in scientific notation
+    (``2.03185E+19``: how a spreadsheet shows, and saves to CSV, a long number) or a decimal
+    number (``123.0``: an MRN column read as numbers, its leading zeros likely lost too)."""
+    marker = marker_problem(value)
+    if marker is not None:
+        return CellProblem(marker.code, f"the MRN is missing: {marker.message}",
+                           "fill in the patient's MRN, or remove the row")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value).is_integer() and len(str(abs(int(value)))) > _EXCEL_DIGITS:
+            return CellProblem("mrn_digits_lost", f"the MRN is stored as a number of more than {_EXCEL_DIGITS} "
+                               "digits, more than a spreadsheet program keeps: its last digits are lost", _MRN_FIX)
+        return None
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+", text):
+        return CellProblem("mrn_digits_lost", f"the MRN {text!r} is a number in scientific notation, as a "
+                           "spreadsheet program shows a long number: its digits are lost", _MRN_FIX)
+    if re.fullmatch(r"\d+\.0+", text):
+        return CellProblem("mrn_digits_lost", f"the MRN {text!r} is written as a decimal number, as a program that "
+                           "read the MRN column as numbers writes it (leading zeros are lost that way too)", _MRN_FIX)
+    return None
 
 
 def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
@@ -168,6 +223,11 @@ def zip3(value: Any, restricted: frozenset[str]) -> str | CellProblem:
         number = int(value)
         text = f"{number:03d}" if number < 1000 else f"{number:05d}" if number < 100000 else f"{number:09d}"
     match = re.fullmatch(r"(\d{5})(?:-?\d{4})?|(\d{3})", text)
+    if not match and re.fullmatch(r"\d{4}(?:-?\d{4})?", text):  # 2139, 2139-1234, 21391234
+        return CellProblem("bad_zip", f"{text!r} has four digits where a ZIP code has five: most likely its leading "
+                           "zero was dropped (a spreadsheet program reads a ZIP column as numbers)",
+                           "write the ZIP code with its leading zero (02139); format the ZIP column as text (or as "
+                           "Special > Zip Code) in the spreadsheet before saving it as CSV")
     if not match:
         return CellProblem("bad_zip", f"{text!r} is not a US ZIP code",
                            "write the 5-digit ZIP code (or its first three digits)")

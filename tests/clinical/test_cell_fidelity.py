@@ -1,0 +1,116 @@
+"""What a hospital's spreadsheet does to its cells reaches the conversion as the data manager sees it,
+or as an error that says what to do: never as another patient, another ZIP code or a made-up age."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from radcommons.clinical import ERROR, convert_clinical, read_file, read_tables
+from radcommons.deid import patient_pseudonym
+
+KEY = bytes(range(32))
+TESTS = "MRN,TestDate,TestMethod,Result\n{mrn},2021-03-01,RT-PCR,Positive\n"
+
+
+def _convert(folder: Path):  # type: ignore[no-untyped-def]
+    return convert_clinical(read_tables([folder]), key=KEY, site="S", project="Open-T1")
+
+
+def _site(tmp_path: Path, demographics: str, tests_mrn: str = "1234567") -> Path:
+    folder = tmp_path / "clinical"
+    folder.mkdir()
+    (folder / "demographics.csv").write_text(demographics, encoding="utf-8")
+    (folder / "covid_tests.csv").write_text(TESTS.format(mrn=tests_mrn), encoding="utf-8")
+    return folder
+
+
+def test_a_number_under_a_zero_padding_format_is_read_as_the_spreadsheet_shows_it(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Demographics"
+    sheet.append(["MRN", "Sex", "Zip"])
+    sheet.append([123, "F", 21391234])  # typed 0000123 and 02139-1234 into number cells
+    sheet["A2"].number_format = "0000000"
+    sheet["C2"].number_format = "00000\\-0000"  # Excel's Special > Zip Code + 4
+    tests = book.create_sheet("Covid Tests")
+    tests.append(["MRN", "TestDate", "Result"])
+    tests.append(["0000123", "2021-03-01", "Positive"])
+    path = tmp_path / "clinical.xlsx"
+    book.save(path)
+
+    demographics = read_file(path)[0]
+    assert demographics.rows[0][1]["MRN"] == "0000123"
+    assert demographics.rows[0][1]["Zip"] == "02139-1234"
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1")
+    assert result.errors == ()
+    case = result.by_node()["case"][0]
+    assert case["submitter_id"] == patient_pseudonym(KEY, "S", "0000123")  # not the pseudonym of MRN 123
+    assert case["zip"] == "021"
+
+
+@pytest.mark.parametrize(("mrn", "code"), [
+    ("#N/A", "spreadsheet_error"),  # a lookup that found nothing: every such row would be patient "#N/A"
+    ("N/A", "no_value_marker"),
+    ("1.23457E+19", "mrn_digits_lost"),  # how a spreadsheet saves a long number to CSV
+    ("1234567.0", "mrn_digits_lost"),
+])
+def test_an_mrn_cell_that_is_not_an_mrn_is_an_error_naming_the_row(tmp_path: Path, mrn: str, code: str) -> None:
+    result = _convert(_site(tmp_path, f"MRN,Sex\n{mrn},F\n", tests_mrn=mrn))
+    found = {(Path(i.file or "").name, i.row, i.column) for i in result.errors if i.code == code}
+    assert found == {("demographics.csv", 2, "MRN"), ("covid_tests.csv", 2, "MRN")}
+    assert "case" not in result.by_node()
+
+
+def test_an_mrn_stored_as_a_number_longer_than_a_spreadsheet_keeps_is_an_error(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Demographics"
+    sheet.append(["MRN", "Sex"])
+    sheet.append([12345678901234567890, "F"])  # Excel keeps 15 digits: 12345678901234500000
+    path = tmp_path / "demographics.xlsx"
+    book.save(path)
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1")
+    assert [(i.code, i.row, i.column) for i in result.errors] == [("mrn_digits_lost", 2, "MRN")]
+    assert "more than 15" in result.errors[0].message and "as text" in result.errors[0].fix
+
+
+@pytest.mark.parametrize(("column", "value", "code"), [
+    ("DOB", "NULL", "no_value_marker"),  # a SQL export's empty cell
+    ("Zip", "#N/A", "spreadsheet_error"),
+    ("Sex", "NaN", "no_value_marker"),  # pandas' empty cell
+    ("DOB", "#VALUE!", "spreadsheet_error"),
+])
+def test_a_no_value_marker_or_a_spreadsheet_error_says_to_leave_the_cell_empty_or_fix_the_formula(
+        tmp_path: Path, column: str, value: str, code: str) -> None:
+    row = {"MRN": "1234567", "DOB": "1950-01-01", "Sex": "F", "Zip": "02139", column: value}
+    result = _convert(_site(tmp_path, ",".join(row) + "\n" + ",".join(row.values()) + "\n"))
+    issue = next(i for i in result.errors if i.row == 2 and i.column == column)
+    assert issue.code == code
+    assert ("leave the cell empty" in issue.fix) if code == "no_value_marker" else ("formula" in issue.fix)
+    assert "case" not in result.by_node()
+
+
+def test_a_four_digit_zip_says_its_leading_zero_was_dropped(tmp_path: Path) -> None:
+    result = _convert(_site(tmp_path, "MRN,Sex,Zip\n1234567,F,2139\n"))
+    issue = next(i for i in result.errors if i.code == "bad_zip")
+    assert "leading zero" in issue.message and "02139" in issue.fix
+
+
+@pytest.mark.parametrize("birth", ["1900-01-01", "1850-06-30"])
+def test_a_placeholder_or_impossible_birth_date_is_an_error_not_an_age_over_89(tmp_path: Path, birth: str) -> None:
+    result = _convert(_site(tmp_path, f"MRN,DOB,Sex\n1234567,{birth},F\n"))
+    assert [(i.code, i.row, i.column) for i in result.errors] == [("implausible_birth_date", 2, "DOB")]
+    assert result.errors[0].severity == ERROR and "leave the cell empty" in result.errors[0].fix
+    assert "case" not in result.by_node()
+
+
+
+def test_the_country_na_is_namibia_not_a_missing_value(tmp_path: Path) -> None:
+    case = _convert(_site(tmp_path, "MRN,Sex,Country\n1234567,F,NA\n")).by_node()["case"][0]
+    assert case["country_of_residence"] == "NA"
