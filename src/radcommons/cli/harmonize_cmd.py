@@ -20,7 +20,9 @@ from radcommons.errors import UserError
 from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
-    from radcommons.harmonize import ReviewItem
+    from collections.abc import Sequence
+
+    from radcommons.harmonize import Conflict, MappingRow, ReviewItem
 
 app = typer.Typer(
     help="Harmonize study descriptions to LOINC / RSNA Radiology Playbook codes.\n\n"
@@ -64,17 +66,20 @@ def map_pairs(
 
     Example: radcommons harmonize map --input pairs.tsv --output mapped.tsv
     """
-    from radcommons.harmonize import Matcher, find_conflicts, load_table, read_mapping_rows, read_pairs
+    from radcommons.harmonize import Matcher, load_table, read_mapping_rows, read_pairs
 
+    _check_output(output)
     pairs = read_pairs(input)
     matcher = Matcher(load_table(mapping_table), threshold=threshold)
     if mapping_table is not None:
-        conflicts = find_conflicts(read_mapping_rows(mapping_table))
+        conflicts = _conflicts(read_mapping_rows(mapping_table))
         if conflicts:  # used anyway (MIDRC's own table has some), but never without a word
             Console(stderr=True).print(
-                f"[yellow]warning:[/] {mapping_table} has {len(conflicts)} conflict(s) (a pair with two codes "
-                f"or a code with two names; radcommons harmonize check {mapping_table} lists them): where "
-                "its rows disagree, the code most rows give wins, the latest row on a tie", highlight=False)
+                f"[yellow]warning:[/] {mapping_table} has {len(conflicts)} conflict(s) (a pair with two codes, "
+                f"a code with two names or a code with none; radcommons harmonize check {mapping_table} lists "
+                "them): where its rows disagree, the code most rows give wins, the latest row on a tie; a code's "
+                "name is the code attributes' where they have it; a code with no name is answered without one",
+                highlight=False)
     columns = [c for c in pairs.columns if c not in OUTPUT_COLUMNS] + list(OUTPUT_COLUMNS)
     replaced = [c for c in pairs.columns if c in OUTPUT_COLUMNS]
     if replaced:  # an earlier output mapped again, or a column of the user's own: say so either way
@@ -102,11 +107,32 @@ def map_pairs(
                     }
                 )
     except OSError as error:
-        raise UserError(f"{output}: cannot write ({error.strerror})") from None
+        raise UserError(f"{output}: cannot write ({error.strerror})",
+                        "choose an output path in a folder you may write to, on a disk with room") from None
     Console(stderr=True).print(
         f"mapped {answered} of {len(pairs.pairs)} pair(s) at confidence >= {threshold}; wrote {output}",
         highlight=False,
     )
+
+
+def _check_output(output: Path) -> None:
+    """A clear refusal, before any work, of an output path that cannot be a file (it was
+    'cannot write (File exists)' for a file where the folder should be)."""
+    if output.is_dir():
+        raise UserError(f"--output {output}: a folder, not a file", f"give a file's path, e.g. {output / 'mapped.tsv'}")
+    for folder in output.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"--output {output}: {folder} is a file, not a folder",
+                                "give an output path in a folder (missing folders are made)")
+            return
+
+
+def _conflicts(rows: Sequence[MappingRow]) -> list[Conflict]:
+    """The conflicts of a mapping table's rows, its codes' names compared with the code attributes'."""
+    from radcommons.harmonize.tables import builtin_attributes, find_conflicts
+
+    return find_conflicts(rows, {info.code: info for info in builtin_attributes()})
 
 
 @app.command("check")
@@ -116,14 +142,15 @@ def check(
     """Reject a mapping table where one pair has two codes or one code two names.
 
     Pairs are compared after MIDRC's normalisation (case and spaces, CR/DX and PT/CT
-    aliased). Exits 0 when consistent, 1 listing each conflict with its rows.
+    aliased); a code's name also with the one of MIDRC's code attributes, and a code they
+    do not have needs a name. Exits 0 when consistent, 1 listing each conflict with its rows.
 
     Example: radcommons harmonize check StudyDescription_mapping_table.tsv
     """
-    from radcommons.harmonize import find_conflicts, read_mapping_rows
+    from radcommons.harmonize import read_mapping_rows
 
     rows = read_mapping_rows(table)
-    conflicts = find_conflicts(rows)
+    conflicts = _conflicts(rows)
     console = Console(soft_wrap=True)
     if not conflicts:
         console.print(f"[green]ok[/]: {len(rows)} row(s), no conflicts", highlight=False)

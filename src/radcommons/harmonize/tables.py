@@ -99,13 +99,16 @@ class PairsFile:
 class Conflict:
     """A mapping-table inconsistency: one pair with two codes, or one code with two names."""
 
-    kind: str  # "pair" or "code"
+    kind: str  # "pair", "code" or "unnamed" (a code with no name, in no row and not in the catalogue)
     key: str
     values: tuple[str, ...]
     lines: tuple[int, ...]
 
     def describe(self) -> str:
         """One line for a person."""
+        if self.kind == "unnamed":
+            return (f"{self.key}: code has no name in column {NAME} and is not in the code attributes "
+                    f"(rows {', '.join(str(n) for n in self.lines)}): give its LOINC long common name")
         what = "pair maps to codes" if self.kind == "pair" else "code has names"
         values = " | ".join(self.values)
         lines = ", ".join(str(n) for n in self.lines)
@@ -164,11 +167,26 @@ def _require(header: Sequence[str], needed: Sequence[str], path: Path | str) -> 
     index = {name: i for i, name in enumerate(header)}
     missing = [name for name in needed if name not in index]
     if missing:
+        hint = f"the first row must name the columns {', '.join(needed)}"
+        separators = [s for s in (",", ";") if len(header) == 1 and s in header[0]]
+        if separators:  # a CSV named .tsv is read with tabs: its header is one column
+            hint = (f"the columns are separated by {separators[0]!r}, but a .tsv file is read as tab-separated: "
+                    "separate them with tabs, or save the file as .csv (comma-separated)")
         raise UserError(
-            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})",
-            f"the first row must name the columns {', '.join(needed)}",
-        )
+            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})", hint)
     return index
+
+
+def _require_cells(cells: Sequence[str], index: Mapping[str, int], needed: Sequence[str], path: Path | str,
+                   line: int) -> None:
+    """A row too short to have a cell for a needed column was read as if that cell were empty
+    (a truncated row answered as a blank description): say so instead."""
+    absent = [name for name in needed if index[name] >= len(cells)]
+    if absent:
+        raise UserError(f"{path}: row {line}: no cell for column(s) {', '.join(absent)} "
+                        f"({len(cells)} cell(s) where the header names {len(index)})",
+                        "give every row a cell for each column, empty where there is no value "
+                        "(for a blank description, end the row with a tab)")
 
 
 def _cell(cells: Sequence[str], i: int) -> str:
@@ -221,6 +239,7 @@ def read_mapping_rows(path: Path | str) -> tuple[MappingRow, ...]:
     index = _require(header, [MODALITY, DESCRIPTION, CODE, NAME], path)
     out = []
     for line, cells in rows:
+        _require_cells(cells, index, [MODALITY, DESCRIPTION], path, line)
         code = _code_cell(cells, index[CODE], path, line)
         out.append(
             MappingRow(
@@ -296,6 +315,7 @@ def read_pairs(path: Path | str) -> PairsFile:
     records = []
     pairs = []
     for line, cells in rows:
+        _require_cells(cells, index, [MODALITY, DESCRIPTION], path, line)
         if len(cells) > len(header):
             raise UserError(
                 f"{path}: row {line}: {len(cells)} cells for {len(header)} columns",
@@ -318,12 +338,17 @@ def read_pairs(path: Path | str) -> PairsFile:
 # --- checking ---------------------------------------------------------------------------
 
 
-def find_conflicts(rows: Sequence[MappingRow]) -> list[Conflict]:
+def find_conflicts(rows: Sequence[MappingRow], catalogue: Mapping[str, CodeInfo] | None = None) -> list[Conflict]:
     """Pairs mapped to two codes and codes given two names, after MIDRC's normalisation.
 
     A row listing several modalities ("CR, DX") counts once per alias group; a row with a
     blank modality applies to any modality but is checked only against other blank ones,
     because a row naming its modality is more specific and wins when matching.
+
+    With ``catalogue`` (the code attributes, by code), a code's name in the rows is also
+    compared with the catalogue's (which is the one a match answers with, so the rows' name
+    was dropped unseen), and a code the catalogue lacks needs a name in some row (a match
+    answered it with no name at all).
     """
     by_pair: dict[tuple[str, str], list[MappingRow]] = defaultdict(list)
     for row in rows:
@@ -346,7 +371,15 @@ def find_conflicts(rows: Sequence[MappingRow]) -> list[Conflict]:
     for row in rows:
         by_code[row.code].append(row)
     for code, members in by_code.items():
-        names = {normalize_space_case(m.long_common_name): m.long_common_name for m in members}
+        names = {normalize_space_case(m.long_common_name): m.long_common_name for m in members
+                 if m.long_common_name}
+        known = (catalogue or {}).get(code)
+        if known is not None and known.long_common_name and names:
+            names.setdefault(normalize_space_case(known.long_common_name),
+                             f"{known.long_common_name} (code attributes)")
+        elif catalogue is not None and known is None and not names:
+            conflicts.append(Conflict(kind="unnamed", key=code, values=(),
+                                      lines=tuple(sorted({m.line for m in members}))))
         if len(names) > 1:
             conflicts.append(
                 Conflict(
