@@ -25,6 +25,7 @@ from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
 from radcommons.store.index.accounts import Principal
 from radcommons.store.index.harmonization import (
+    MAX_DESCRIPTION,
     StoredDecision,
     catalogue_code,
     index_review_queue,
@@ -62,11 +63,23 @@ class DecisionBody(BaseModel):
                              description="the code's LOINC long common name, for a code not in the catalogue")
     note: str = Field(default="", max_length=4000, description="why (kept with the decision and in the audit log)")
 
+    @field_validator("modality", "description", "code", "name", "note", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # No study carries one, and PostgreSQL cannot store it (a 500 there, stored on SQLite).
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError("the value holds a NUL character (\\u0000): remove it")
+        return value
+
     @field_validator("description")
     @classmethod
     def _description(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the study description is empty: give it as the studies carry it")
+        kept = len(" ".join(value.split()))
+        if kept > MAX_DESCRIPTION:
+            raise ValueError(f"the study description is {kept} characters long once white space is collapsed; "
+                             f"the index keeps at most {MAX_DESCRIPTION}: give it as the index stores it")
         return value
 
     @field_validator("modality")

@@ -50,6 +50,9 @@ NON_IMAGE_MODALITIES = frozenset(
 )
 #: At most this many study UIDs are named in one audit event (the count is always complete).
 AUDIT_UIDS = 1000
+#: The longest description a decision keeps (once white space is collapsed), as long as the
+#: index's study_description.
+MAX_DESCRIPTION = 256
 
 
 @dataclass(frozen=True)
@@ -177,9 +180,15 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
     project whose studies changed.
     """
     key = require_decision_key(modality, description)
-    if len(key[1]) > 256 or len(modality.strip()) > 64:
-        raise UserError("the description is longer than 256 characters (or the modality than 64)",
-                        "give the description as the index stores it (at most 256 characters)")
+    if len(key[1]) > MAX_DESCRIPTION:
+        raise UserError(f"the study description is {len(key[1])} characters long once white space is collapsed; "
+                        f"the index keeps at most {MAX_DESCRIPTION}",
+                        f"give the description as the index stores it (its first {MAX_DESCRIPTION} characters)")
+    for what, value, most in (("modality", modality.strip(), 64), ("decider's name", by, 128),
+                              ("code's name", info.long_common_name if info else "", 256)):
+        if len(value) > most:  # longer than its column: PostgreSQL refused it with a database error
+            raise UserError(f"the {what} is {len(value)} characters long; at most {most} are kept",
+                            f"give a shorter {what}")
     table = system_table("harmonization_decision")
     now = utcnow()
     fields = decision_fields(Decision(modality, description, code, info.long_common_name if info else ""), info)
@@ -200,18 +209,29 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
     changed = [s for s in studies if any(getattr(s, name) != fields[name] for name in CODE_FIELDS)]
     by_project = _update_studies(conn, changed, fields)
     decision = _stored(conn.execute(select(table).where(*where)).one())
-    record_audit(conn, actor=by, action="harmonization.decide", target=f"{key[0]} | {key[1]}", client=client,
+    target, pair = _audit_target(key)
+    record_audit(conn, actor=by, action="harmonization.decide", target=target, client=client,
                  records=1, detail={"code": code or None, "name": fields["loinc_long_common_name"],
                                     "previous_code": None if previous is None else previous.loinc_code,
                                     "replaced": previous is not None, "note": note or None,
-                                    "studies": sum(by_project.values())})
+                                    "studies": sum(by_project.values()), **pair})
     for project, uids in _uids_by_project(changed).items():
-        record_audit(conn, actor=by, action="harmonization.restudy", target=f"{key[0]} | {key[1]}",
+        record_audit(conn, actor=by, action="harmonization.restudy", target=target,
                      project=project, client=client, records=len(uids),
-                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS]})
+                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS], **pair})
     return DecisionOutcome(decision=decision,
                            previous_code=None if previous is None else (previous.loinc_code or ""),
                            studies=sum(by_project.values()), by_project=by_project)
+
+
+def _audit_target(key: DecisionKey) -> tuple[str, dict[str, str]]:
+    """The audit events' target for a pair, ``"CR/DX | XR CHEST"``, and the detail that holds the
+    whole pair when the target column (256 characters) cuts it short: a description of 249 or more
+    characters made the decision fail on PostgreSQL."""
+    target = f"{key[0]} | {key[1]}"
+    if len(target) <= 256:
+        return target, {}
+    return target[:255] + "…", {"pair": target}
 
 
 def _uids_by_project(studies: Sequence[Any]) -> dict[str, list[str]]:
