@@ -114,3 +114,30 @@ def test_a_placeholder_or_impossible_birth_date_is_an_error_not_an_age_over_89(t
 def test_the_country_na_is_namibia_not_a_missing_value(tmp_path: Path) -> None:
     case = _convert(_site(tmp_path, "MRN,Sex,Country\n1234567,F,NA\n")).by_node()["case"][0]
     assert case["country_of_residence"] == "NA"
+
+
+def test_a_date_column_written_day_first_is_an_error_not_dates_swapped_silently(tmp_path: Path) -> None:
+    folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
+    (folder / "covid_tests.csv").write_text("MRN,TestDate,Result\n1234567,08/01/2023,Negative\n"
+                                            "1234567,15/01/2023,Positive\n", encoding="utf-8")
+    result = _convert(folder)
+    [error] = [i for i in result.errors if i.code == "day_first_dates"]
+    assert (Path(error.file or "").name, error.row, error.column) == ("covid_tests.csv", 3, "TestDate")
+    assert 'date_formats: ["%d/%m/%Y"]' in error.fix
+    assert "measurement" not in result.by_node()  # 08/01/2023 was sent as 1 August, 15/01 refused alone
+
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text('date_formats: ["%d/%m/%Y"]\n', encoding="utf-8")
+    from radcommons.clinical import load_mapping
+
+    fixed = convert_clinical(read_tables([folder]), key=KEY, site="S", project="Open-T1",
+                             mapping=load_mapping(mapping))
+    assert fixed.errors == ()
+    assert sorted(m["days_to_test"] for m in fixed.by_node()["measurement"]) == [-7, 0]  # 8 and 15 January
+
+
+def test_a_table_with_a_header_and_no_rows_is_a_warning(tmp_path: Path) -> None:
+    folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
+    (folder / "encounters.csv").write_text("MRN,EncounterType,AdmitDate\n", encoding="utf-8")
+    [warning] = [i for i in _convert(folder).issues if i.code == "empty_table"]
+    assert warning.severity == "warning" and Path(warning.file or "").name == "encounters.csv"

@@ -53,6 +53,7 @@ from radcommons.clinical.values import (
     CellProblem,
     age_fields,
     country_code,
+    day_first_format,
     enum_normalizer,
     is_blank,
     marker_problem,
@@ -253,6 +254,13 @@ def _read_table(
             table.label, 1, node=TABLE_NODES[kind],
         ))
         return []
+    if not table.rows:
+        issues.append(Issue(WARNING, "empty_table", f"the {kind} table has a header but no rows: nothing of it is "
+                            "sent", "nothing to do if there is no such record; else export the table again",
+                            table.label, node=TABLE_NODES[kind]))
+    day_first = _day_first(table, kind, columns, mapping)
+    if day_first is not None:
+        issues.append(day_first)
     rows: list[_Row] = []
     mrn_column = next(c for c, f in columns.items() if f == MRN)
     for number, cells in table.rows:
@@ -261,10 +269,32 @@ def _read_table(
         identifiers.append((mrn, tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
         if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
             demographics_rows.setdefault(mrn, Origin(table.label, number))
+        if day_first is not None:
+            continue  # its dates cannot be trusted: 08/01/2023 is 8 January or 1 August
         row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues, values_read)
         if row is not None:
             rows.append(row)
     return rows
+
+
+def _day_first(table: SourceTable, kind: str, columns: Mapping[str, str], mapping: SiteMapping) -> Issue | None:
+    """An error for the first date column of ``table`` whose dates are written day first, which
+    the mapping's formats read month first where the day is 12 or less: a column of them would
+    be sent with some of its dates wrong and no error (the table's rows are then not read)."""
+    for column, name in columns.items():
+        if name not in DATE_FIELDS:
+            continue
+        for number, cells in table.rows:
+            swapped = day_first_format(cells.get(column), mapping.date_formats)
+            if swapped is not None:
+                return Issue(ERROR, "day_first_dates",
+                             f"{column} holds dates written day first ({str(cells[column]).strip()!r}): where the "
+                             "day is 12 or less they would be read month first, day and month swapped, without an "
+                             "error; none of the table's rows is read",
+                             f"add the format to the mapping file: date_formats: [\"{swapped}\"] (or write dates "
+                             "as YYYY-MM-DD) and run again", table.label, number, column, _shown(cells[column]),
+                             TABLE_NODES[kind])
+    return None
 
 
 def _read_row(

@@ -150,6 +150,24 @@ def _shown_number(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
+def day_first_format(value: Any, formats: tuple[str, ...]) -> str | None:
+    """The format, of ``formats`` with day and month swapped, that reads ``value`` when none of
+    ``formats`` does: a site that writes 15/11/2023 writes 08/01/2023 for 8 January, which
+    ``%m/%d/%Y`` reads, silently, as 1 August."""
+    if not isinstance(value, str) or not isinstance(parse_date(value, formats), CellProblem):
+        return None
+    for fmt in formats:
+        swapped = fmt.replace("%m", "\0").replace("%d", "%m").replace("\0", "%d")
+        if "%m" not in fmt or "%d" not in fmt or swapped in formats:
+            continue
+        try:
+            _dt.datetime.strptime(value.strip(), swapped)
+        except ValueError:
+            continue
+        return swapped
+    return None
+
+
 def _looks_possible(text: str) -> bool:
     """A date-shaped text that no format accepted: a date that does not exist (2021-02-30)."""
     return bool(re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}", text))
