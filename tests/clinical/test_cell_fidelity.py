@@ -141,3 +141,22 @@ def test_a_table_with_a_header_and_no_rows_is_a_warning(tmp_path: Path) -> None:
     (folder / "encounters.csv").write_text("MRN,EncounterType,AdmitDate\n", encoding="utf-8")
     [warning] = [i for i in _convert(folder).issues if i.code == "empty_table"]
     assert warning.severity == "warning" and Path(warning.file or "").name == "encounters.csv"
+
+
+def test_a_csv_cell_kept_as_text_for_excel_is_read_as_excel_shows_it(tmp_path: Path) -> None:
+    folder = _site(tmp_path, 'MRN,Sex\n="0001234",F\n', tests_mrn="0001234")
+    assert read_tables([folder / "demographics.csv"])[0].rows[0][1]["MRN"] == "0001234"
+    result = _convert(folder)
+    assert result.errors == ()
+    assert result.by_node()["case"][0]["submitter_id"] == patient_pseudonym(KEY, "S", "0001234")
+
+
+@pytest.mark.parametrize("when", ["2021-03-01 14:30:00", "2021-03-01T14:30", "03/01/2021 2:30 PM",
+                                  "2021-03-01 14:30:00.000"])
+def test_a_date_with_a_time_of_day_is_read_as_its_date(tmp_path: Path, when: str) -> None:
+    folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
+    (folder / "covid_tests.csv").write_text(f"MRN,TestDate,Result\n1234567,{when},Positive\n"
+                                            "1234567,2021-03-08,Negative\n", encoding="utf-8")
+    result = _convert(folder)
+    assert result.errors == ()
+    assert sorted(m["days_to_test"] for m in result.by_node()["measurement"]) == [0, 7]

@@ -184,7 +184,7 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
             if len(first_rows) < _HEADER_SEARCH:
                 first_rows.append((start, cells))
             cells = (cells + [""] * len(header))[: max(len(header), len(cells))]
-            rows.append((start, {header[i] if i < len(header) else f"column {i + 1}": cell
+            rows.append((start, {header[i] if i < len(header) else f"column {i + 1}": _excel_text(cell)
                                  for i, cell in enumerate(cells)}))
     except csv.Error as error:
         raise _parse_error(file, line + 1, error) from None
@@ -195,6 +195,17 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
     _check_header(f"clinical file {file}", header, filled, first_rows)
     return SourceTable(file, None, tuple(h for h in header if h),
                        tuple((number, {k: v for k, v in cells.items() if k}) for number, cells in rows))
+
+
+#: ="00123": how a CSV keeps a value as text for Excel, which shows it as 00123 (a formula of one string).
+_EXCEL_TEXT = re.compile(r'="((?:[^"]|"")*)"')
+
+
+def _excel_text(cell: str) -> str:
+    """The text a spreadsheet program shows for ``cell``: ``="00123"`` is 00123. Read as written,
+    an MRN kept so, to keep its leading zeros, was another patient's: '="00123"'."""
+    match = _EXCEL_TEXT.fullmatch(cell.strip())
+    return match.group(1).replace('""', '"') if match else cell
 
 
 def _parse_error(file: str, line: int, error: csv.Error) -> UserError:

@@ -107,7 +107,7 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
                            f"({serial.isoformat()}?): the date column is formatted as a number",
                            "format the column as a date in the spreadsheet (or write dates as YYYY-MM-DD) and "
                            "export again")
-    text = str(value).strip()
+    text = _without_time(str(value))
     possible = False
     for fmt in formats:
         try:
@@ -150,6 +150,17 @@ def _shown_number(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
+#: A time of day after a date (a date-time column of a database export): 14:30, 14:30:00.000, 8:15 AM.
+_TIME = re.compile(r"(?:[ T]|, ?)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp]\.?[Mm]\.?)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?")
+
+
+def _without_time(text: str) -> str:
+    """``text`` without a time of day after its date: only the date is used (for day offsets)."""
+    text = text.strip()
+    match = _TIME.search(text)
+    return text[: match.start()] if match and match.end() == len(text) and match.start() > 0 else text
+
+
 def day_first_format(value: Any, formats: tuple[str, ...]) -> str | None:
     """The format, of ``formats`` with day and month swapped, that reads ``value`` when none of
     ``formats`` does: a site that writes 15/11/2023 writes 08/01/2023 for 8 January, which
@@ -161,7 +172,7 @@ def day_first_format(value: Any, formats: tuple[str, ...]) -> str | None:
         if "%m" not in fmt or "%d" not in fmt or swapped in formats:
             continue
         try:
-            _dt.datetime.strptime(value.strip(), swapped)
+            _dt.datetime.strptime(_without_time(value), swapped)
         except ValueError:
             continue
         return swapped
