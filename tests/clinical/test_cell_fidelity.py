@@ -160,3 +160,21 @@ def test_a_date_with_a_time_of_day_is_read_as_its_date(tmp_path: Path, when: str
     result = _convert(folder)
     assert result.errors == ()
     assert sorted(m["days_to_test"] for m in result.by_node()["measurement"]) == [0, 7]
+
+
+def test_an_unknown_hidden_sheet_says_it_is_hidden(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "Demographics"
+    book.active.append(["MRN", "Sex"])
+    book.active.append(["1234567", "F"])
+    lookup = book.create_sheet("Lookup")  # a VLOOKUP's table, which the data manager never sees
+    lookup.append(["code", "label"])
+    lookup.append(["F", "Female"])
+    lookup.sheet_state = "hidden"
+    path = tmp_path / "clinical.xlsx"
+    book.save(path)
+    [error] = [i for i in convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1").errors
+               if i.code == "unknown_table"]
+    assert error.file == f"{path} [Lookup]" and "hidden sheet" in error.message and "Unhide" in error.message

@@ -216,7 +216,8 @@ def _read_table(
     if kind is None:
         issues.append(Issue(
             ERROR, "unknown_table",
-            f"cannot tell what the {'sheet' if table.sheet else 'file'} {table.name!r} holds",
+            f"cannot tell what the {'sheet' if table.sheet else 'file'} {table.name!r} holds" + (
+                ", a hidden sheet (right-click a sheet tab > Unhide shows it)" if table.hidden else ""),
             f"rename it, or add it to the mapping file: tables: {{{table.name!r}: <one of "
             f"{', '.join(TABLE_NODES)}, ignore>}}",
             table.label, value=table.name,

@@ -36,6 +36,7 @@ class SourceTable:
     columns: tuple[str, ...]
     rows: tuple[tuple[int, dict[str, Any]], ...]  #: (row number, {column: cell})
     unread: str = ""  #: for a file in a folder that is not read: why, a new line, the fix (no rows)
+    hidden: bool = False  #: a hidden sheet of a workbook: read, though the data manager does not see it
 
     @property
     def name(self) -> str:
@@ -399,7 +400,8 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             if not rows and not any(header):
                 continue  # an empty sheet (a blank first row over data is a header not found, below)
             _check_header(where, header, filled, first_rows)
-            tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows)))
+            tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows),
+                                      hidden=getattr(sheet, "sheet_state", "visible") != "visible"))
     finally:
         workbook.close()
         if formulas is not None:
