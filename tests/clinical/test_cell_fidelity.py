@@ -178,3 +178,23 @@ def test_an_unknown_hidden_sheet_says_it_is_hidden(tmp_path: Path) -> None:
     [error] = [i for i in convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1").errors
                if i.code == "unknown_table"]
     assert error.file == f"{path} [Lookup]" and "hidden sheet" in error.message and "Unhide" in error.message
+
+
+def test_cells_merged_over_data_rows_are_an_error_naming_them(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    from radcommons.errors import UserError
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Covid Tests"
+    sheet.append(["MRN", "TestDate", "TestMethod", "Result"])
+    sheet.append(["1234567", "2021-03-01", "RT-PCR", "Positive"])
+    sheet.append(["1234567", "2021-03-08", None, "Negative"])  # the method merged over both rows
+    sheet.merge_cells("C2:C3")
+    path = tmp_path / "clinical.xlsx"
+    book.save(path)
+    with pytest.raises(UserError) as error:  # C3 read as empty was sent as test_method Not Reported
+        read_file(path)
+    assert "(sheet Covid Tests): the cells C2:C3 are merged" in str(error.value)
+    assert "Unmerge" in (error.value.hint or "")

@@ -281,18 +281,34 @@ def _uncomputed_formula(value: Any, formula: Any) -> bool:
     return (isinstance(formula, str) and formula.startswith("=")) or hasattr(formula, "text")  # ArrayFormula
 
 
+#: Formula cells (``<f>``, ECMA-376 18.3.1.40) and merged cells (``<mergeCell>``, 18.3.1.55).
 _FORMULA = re.compile(rb"<(\w+:)?f[\s>/]")
+_MERGED = re.compile(rb"<(\w+:)?mergeCell[\s>/]")
 
 
-def _has_formulas(data: bytes) -> bool:
-    """Whether a workbook's sheets hold formula cells (``<f>`` elements, ECMA-376 18.3.1.40):
-    only then is it parsed a second time for them."""
+def _sheets_hold(data: bytes, element: re.Pattern[bytes]) -> bool:
+    """Whether a workbook's sheets hold an ``element``: only then is the workbook parsed a second
+    time for it (formulas, merged cells)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return any(_FORMULA.search(archive.read(name)) for name in archive.namelist()
+            return any(element.search(archive.read(name)) for name in archive.namelist()
                        if name.startswith("xl/worksheets/") and name.endswith(".xml"))
     except (zipfile.BadZipFile, OSError, KeyError):
         return False  # openpyxl says what is wrong with it
+
+
+def _merged_below_first_row(data: bytes) -> dict[str, str]:
+    """Per sheet, its first range of merged cells that reaches below the first row ("A2:A4"):
+    only the first cell of a range holds the value, the others read as empty (a read-only
+    workbook does not know its merged cells, hence a full load, when there are any)."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data), data_only=True)
+    try:
+        return {sheet.title: str(min(found, key=lambda r: (r.min_row, r.min_col)))
+                for sheet in book.worksheets if (found := [r for r in sheet.merged_cells.ranges if r.max_row > 1])}
+    finally:
+        book.close()
 
 
 #: A number format that pads a whole number with zeros ("0000000", Excel's ZIP Code "00000" and
@@ -361,7 +377,9 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
         raise wrong
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False) if _has_formulas(data) else None
+        formulas = (load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+                    if _sheets_hold(data, _FORMULA) else None)
+        merged = _merged_below_first_row(data) if _sheets_hold(data, _MERGED) else {}
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file
         raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
                         "open it in the spreadsheet program and save it again as .xlsx") from error
@@ -400,6 +418,12 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             if not rows and not any(header):
                 continue  # an empty sheet (a blank first row over data is a header not found, below)
             _check_header(where, header, filled, first_rows)
+            if sheet.title in merged:
+                cells = merged[sheet.title]
+                raise UserError(f"{where}: the cells {cells} are merged: their value is read in {cells.split(':')[0]} "
+                                "only, and the other cells as empty",
+                                f"unmerge {cells} (Home > Merge & Center > Unmerge Cells) and fill the value into every "
+                                "cell it stands for, then save again")
             tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows),
                                       hidden=getattr(sheet, "sheet_state", "visible") != "visible"))
     finally:
