@@ -198,3 +198,10 @@ def test_cells_merged_over_data_rows_are_an_error_naming_them(tmp_path: Path) ->
         read_file(path)
     assert "(sheet Covid Tests): the cells C2:C3 are merged" in str(error.value)
     assert "Unmerge" in (error.value.hint or "")
+
+
+def test_an_age_column_says_the_age_comes_from_the_birth_date(tmp_path: Path) -> None:
+    result = _convert(_site(tmp_path, "MRN,Age,Sex\n1234567,90+,F\n"))
+    [error] = [i for i in result.errors if i.code == "unknown_column"]
+    assert error.column == "Age" and "birth_date" in error.fix and "{case: {'Age': ignore}}" in error.fix
+    assert "<field>" not in error.fix  # no field would have taken it

@@ -45,6 +45,7 @@ from radcommons.clinical.mapping import (
     TABLE_NODES,
     SiteMapping,
     load_mapping,
+    name_key,
 )
 from radcommons.clinical.screen import FIX, KnownIdentifiers, screen_text
 from radcommons.clinical.sources import SourceTable
@@ -231,8 +232,9 @@ def _read_table(
             issues.append(Issue(
                 ERROR, "unknown_column",
                 f"unknown column {column!r} in a {kind} table: it is not sent, and the table cannot be checked",
-                f"add it to the mapping file: columns: {{{kind}: {{{column!r}: <field>}}}} "
-                f"(fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore)",
+                (_AGE_FIX.format(column=column) if kind == "case" and name_key(column).startswith("age") else
+                 f"add it to the mapping file: columns: {{{kind}: {{{column!r}: <field>}}}} "
+                 f"(fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore)"),
                 table.label, 1, column, node=TABLE_NODES[kind],
             ))
             continue
@@ -276,6 +278,12 @@ def _read_table(
         if row is not None:
             rows.append(row)
     return rows
+
+
+#: An age column ("Age", "Age at visit", "90+"): no field holds it, and no mapping can make it one.
+_AGE_FIX = ("the age at the index event is computed from the birth date, so that it is the age on day 0 and ages "
+            "over 89 are flagged (never sent): map the birth date column (birth_date), and this one to ignore: "
+            "columns: {{case: {{{column!r}: ignore}}}}")
 
 
 def _day_first(table: SourceTable, kind: str, columns: Mapping[str, str], mapping: SiteMapping) -> Issue | None:
