@@ -176,8 +176,8 @@ def queue(
     """Print the review queue: pairs waiting for a curator, most studies first, with suggestions.
 
     Without --input, the queue of the index: every (modality, description) pair of the indexed
-    studies that has no code and no curator decision. Record a decision with
-    `radcommons harmonize decide`.
+    studies that has no code and no curator decision (or a decision that missed some of its
+    studies: deciding again codes them). Record a decision with `radcommons harmonize decide`.
 
     Example: radcommons harmonize queue --limit 20
     """

@@ -184,11 +184,6 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
         raise UserError(f"the study description is {len(key[1])} characters long once white space is collapsed; "
                         f"the index keeps at most {MAX_DESCRIPTION}",
                         f"give the description as the index stores it (its first {MAX_DESCRIPTION} characters)")
-    for what, value, most in (("modality", modality.strip(), 64), ("decider's name", by, 128),
-                              ("code's name", info.long_common_name if info else "", 256)):
-        if len(value) > most:  # longer than its column: PostgreSQL refused it with a database error
-            raise UserError(f"the {what} is {len(value)} characters long; at most {most} are kept",
-                            f"give a shorter {what}")
     table = system_table("harmonization_decision")
     now = utcnow()
     fields = decision_fields(Decision(modality, description, code, info.long_common_name if info else ""), info)
@@ -199,6 +194,8 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
         "loinc_system": fields["loinc_system"], "loinc_contrast": fields["loinc_contrast"],
         "decided_by": by, "decided_at": now, "note": note or None,
     }
+    _require_fit(table, row, {"modality": "modality", "decided_by": "decider's name",
+                              "loinc_long_common_name": "code's name"})
     where = (table.c.modality_key == key[0], table.c.description_key == key[1])
     previous = conn.execute(select(table.c.id, table.c.loinc_code).where(*where)).first()
     if previous is None:
@@ -222,6 +219,17 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
     return DecisionOutcome(decision=decision,
                            previous_code=None if previous is None else (previous.loinc_code or ""),
                            studies=sum(by_project.values()), by_project=by_project)
+
+
+def _require_fit(table: Any, row: Mapping[str, Any], labels: Mapping[str, str], where: str = "",
+                 hint: str = "") -> None:
+    """A :class:`UserError` for a value of ``row`` longer than its column (``labels``: column ->
+    what a person calls it): PostgreSQL refused it with a database error, reported as a bug."""
+    for column, label in labels.items():
+        value, most = row.get(column), table.c[column].type.length
+        if isinstance(value, str) and most and len(value) > most:
+            raise UserError(f"{where}the {label} is {len(value)} characters long; at most {most} are kept",
+                            hint or f"give a shorter {label}")
 
 
 def _audit_target(key: DecisionKey) -> tuple[str, dict[str, str]]:
@@ -259,9 +267,14 @@ def pending_pairs(conn: Connection) -> list[StudyPair]:
 
     One pair per decision key (modality alias group, normalised description), its modality and
     description as most studies carry them, its frequency the number of studies.
+
+    A study without a code whose pair was decided *with* a code is listed too: the decision
+    missed it (indexing harmonizes a study under the modality of the first instance it sees, so
+    a CT study whose dose report (SR) came first was looked up as an SR pair), and hiding it
+    left it uncoded for good. Deciding the pair again re-codes it.
     """
     study = get_metadata().tables["imaging_study"]
-    decided = set(decision_map(conn))
+    decided = {key for key, fields in decision_map(conn).items() if not fields["loinc_code"]}  # not mappable
     rows = conn.execute(
         select(study.c.study_description, study.c.study_modality, func.count())
         .where(study.c.loinc_code.is_(None), study.c.study_description.is_not(None))
@@ -301,9 +314,14 @@ def import_codes(engine: Engine, codes: Sequence[CodeInfo], *, source: str, by: 
         for start in range(0, len(replaced), 500):
             conn.execute(delete(table).where(table.c.code.in_(replaced[start:start + 500])))
         now = utcnow()
-        rows = [{"code": info.code, "long_common_name": info.long_common_name[:256], "method": info.method or None,
+        rows = [{"code": info.code, "long_common_name": info.long_common_name, "method": info.method or None,
                  "system": info.system or None, "timing": info.timing or None, "source": source[-256:],
                  "imported_by": by, "imported_at": now} for info in codes]
+        for row in rows:  # the name was cut to 256 characters unsaid, and a long method failed on PostgreSQL
+            _require_fit(table, row, {"long_common_name": "long common name", "method": "method",
+                                      "system": "body region", "timing": "timing", "imported_by": "importer's name"},
+                         where=f"{source}: code {row['code']}: ",
+                         hint="nothing was imported: remove the code's rows from the file to import the others")
         for start in range(0, len(rows), 1000):
             conn.execute(insert(table), rows[start:start + 1000])
         record_audit(conn, actor=by, action="harmonization.catalogue_import", target=source[-256:],
