@@ -205,3 +205,18 @@ def test_an_age_column_says_the_age_comes_from_the_birth_date(tmp_path: Path) ->
     [error] = [i for i in result.errors if i.code == "unknown_column"]
     assert error.column == "Age" and "birth_date" in error.fix and "{case: {'Age': ignore}}" in error.fix
     assert "<field>" not in error.fix  # no field would have taken it
+
+
+@pytest.mark.parametrize("name", ["demographics.csv", "demographics.xlsx"])
+@pytest.mark.parametrize(("start", "found"), [
+    ("<html><body><table><tr><td>MRN</td></tr></table></body></html>", "an HTML page"),
+    ('<?xml version="1.0"?>\n<?mso-application progid="Excel.Sheet"?>\n<Workbook/>', "an Excel 2003 XML workbook"),
+])
+def test_a_report_saved_as_a_web_page_says_what_it_is(tmp_path: Path, name: str, start: str, found: str) -> None:
+    from radcommons.errors import UserError
+
+    path = tmp_path / name
+    path.write_text(start + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as error:  # it was one unknown column named '<html>...' or "rename it .csv"
+        read_file(path)
+    assert found in error.value.message and "save it as .xlsx" in error.value.hint

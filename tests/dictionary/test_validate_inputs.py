@@ -57,3 +57,10 @@ def test_a_four_digit_zip_gives_the_three_digits_of_its_lost_zero(tmp_path: Path
     path.write_text(_tsv(records), encoding="utf-8")
     [problem] = validate_files([path])
     assert "leading zero" in problem.message and "'021'" in problem.message and "'213'" not in problem.message
+
+
+def test_a_report_saved_as_a_web_page_says_what_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "case.csv"
+    path.write_text("<!DOCTYPE html>\n<html><table><tr><td>submitter_id</td></tr></table></html>\n", encoding="utf-8")
+    [problem] = validate_files([path])
+    assert problem.code == "file_type" and "an HTML page" in problem.message and "CSV UTF-8" in problem.message

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
+from radcommons.dictionary.validate import markup_kind
 from radcommons.dictionary.values import looks_like_date
 from radcommons.inputs import binary_kind, check_text_table, check_unique_columns, read_input_bytes
 
@@ -125,6 +126,10 @@ def read_file(path: str | Path) -> list[SourceTable]:
     return [_read_delimited(str(path), _decoded(path, data), FORMATS[suffix] or ",")]
 
 
+_SAVE_MARKUP = ("open it in a spreadsheet program and save it as .xlsx (or export the report from the source "
+                "system as CSV)")
+
+
 def _decoded(path: Path, data: bytes) -> str:
     """The text of a CSV or TSV file: UTF-8, UTF-16 with its byte order mark (Excel's "Unicode
     Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes).
@@ -133,6 +138,9 @@ def _decoded(path: Path, data: bytes) -> str:
     is refused: read as cp1252 its UTF-8 letters would become mojibake ("Ã©" for "é") and be sent.
     """
     check_text_table(data, f"clinical file {path}")
+    if markup_kind(data) is not None:
+        raise UserError(f"clinical file {path}: this is {markup_kind(data)}, not a CSV or TSV text table",
+                        _SAVE_MARKUP)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
@@ -360,6 +368,8 @@ def _not_a_workbook(path: Path, data: bytes) -> UserError | None:
     found = binary_kind(data)
     if found is not None:
         return UserError(f"clinical file {path} is {found[0]}, named as an .xlsx workbook", found[1])
+    if markup_kind(data) is not None:  # not "a text file (CSV or TSV?)": renamed .csv it is no table
+        return UserError(f"clinical file {path} is {markup_kind(data)}, named as an .xlsx workbook", _SAVE_MARKUP)
     if b"\0" not in data[:4096]:
         return UserError(f"clinical file {path} is a text file (CSV or TSV?) named as an .xlsx workbook",
                          "rename it .csv or .tsv after what it holds, or open it in a spreadsheet program and "

@@ -54,6 +54,20 @@ SPREADSHEET_ERRORS = frozenset({"#n/a", "#value!", "#ref!", "#div/0!", "#num!", 
 #: How programs write "no value" in a cell (lower case): pandas NaN, SQL NULL, R's NA, N/A, a dash.
 NO_VALUE_MARKERS = frozenset({"n/a", "na", "nan", "null", "none", "nil", "-", "--", "?", "."})
 
+#: The start of a file that is markup, not a table of text: a report saved as a web page (an
+#: "Excel" export of many hospital systems, whatever its name) or an Excel 2003 XML workbook.
+_MARKUP = re.compile(rb"\s*(?:<!doctype html|<html|<table|<\?xml[^>]*>\s*<\?mso-application progid=\"excel)",
+                     re.IGNORECASE)
+
+
+def markup_kind(data: bytes) -> str | None:
+    """What a file named as a table really is when it is markup (HTML, Excel 2003 XML), else None."""
+    head = data[:1024].removeprefix(b"\xef\xbb\xbf")
+    if not _MARKUP.match(head):
+        return None
+    return "an Excel 2003 XML workbook" if head.lstrip().startswith(b"<?xml") else "an HTML page (a report saved as a web page)"
+
+
 # Column names that announce a calendar date or a direct identifier: refused by name.
 _DATE_COLUMN = re.compile(r"(^|_)(date|dob|birth_?date|datetime|timestamp)(_|$)", re.I)
 
@@ -204,6 +218,9 @@ def _validate_path(
     found = binary_kind(data)
     if found is not None:
         return whole_file(f"this is {found[0]}, not a CSV or TSV text table: {found[1]}", "file_type")
+    if markup_kind(data) is not None:
+        return whole_file(f"this is {markup_kind(data)}, not a CSV or TSV text table: open it in a spreadsheet "
+                          "program and save it as CSV UTF-8", "file_type")
     try:
         # UTF-16 with its byte order mark: what Excel's "Save As > Unicode Text" writes (a TSV).
         text = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
@@ -588,6 +605,7 @@ def _date_problems_everywhere(file: str, table: _Table) -> list[Problem]:
 
 __all__ = [
     "FORMATS",
+    "markup_kind",
     "Problem",
     "ValidatedFile",
     "node_from_filename",
