@@ -39,7 +39,7 @@ from radcommons.harmonize.study_codes import (
 )
 from radcommons.harmonize.catalogue import resolve_code, with_codes
 from radcommons.harmonize.review import ReviewItem, review_queue
-from radcommons.harmonize.tables import CodeInfo, StudyPair, load_table
+from radcommons.harmonize.tables import CodeInfo, MappingRow, StudyPair, load_table
 from radcommons.store.index.accounts import as_utc, record_audit, utcnow
 from radcommons.store.index.facts import refresh_series_facts
 from radcommons.store.index.schema import get_metadata, system_table
@@ -137,15 +137,20 @@ class StoredDecisions:
         if conn is not self._conn:
             stored = list_decisions(conn)
             self._decisions = {d.key: d.fields() for d in stored}
-            # Oldest first, so the matcher's votes (ties go to the latest row) favour the newest.
-            rows = (decision_row(d.as_decision()) for d in reversed(stored))
-            self._matcher = curated_matcher(tuple(row for row in rows if row is not None))
+            self._matcher = curated_matcher(decided_rows(stored))
             self._conn = conn
 
     def study_code_fields(self, modality: str, description: str) -> Mapping[str, str | None]:
         """The code fields of a study: a stored decision's when there is one, else the matcher's
         (which also learns from the decisions as curated rows)."""
         return study_code_fields(modality, description, self._decisions, self._matcher)
+
+
+def decided_rows(stored: Sequence[StoredDecision]) -> tuple[MappingRow, ...]:
+    """The decisions with a code as curated rows for a matcher (:func:`list_decisions`' order in),
+    oldest first, so the matcher's votes (ties go to the latest row) favour the newest."""
+    rows = (decision_row(d.as_decision()) for d in reversed(stored))
+    return tuple(row for row in rows if row is not None)
 
 
 def image_modality(modalities: Iterable[str] | None) -> str:
@@ -334,9 +339,14 @@ def index_review_queue(conn: Connection, *, mapping_table: Path | str | None = N
     """The review queue of the index: every pending pair (:func:`pending_pairs`), busiest first,
     with the matcher's suggestion over the catalogue plus the imported codes.
 
-    Every pending pair is listed, whatever the matcher says now: its studies have no code.
+    Every pending pair is listed, whatever the matcher says now: its studies have no code. The
+    matcher knows the curators' decisions as curated rows, as indexing's does
+    (:class:`StoredDecisions`): a pair like one decided is suggested the decided code, the code
+    its studies would get if indexed now (the suggestion ignored the decisions before).
     """
-    matcher = Matcher(with_codes(load_table(mapping_table), imported_codes(conn)), threshold=threshold)
+    table = load_table(mapping_table)
+    table = table.with_rows(table.rows + decided_rows(list_decisions(conn)), source=table.source)
+    matcher = Matcher(with_codes(table, imported_codes(conn)), threshold=threshold)
     return review_queue(pending_pairs(conn), matcher, only_unanswered=False)
 
 
