@@ -78,3 +78,18 @@ def test_check_compares_names_with_the_code_attributes(tmp_path: Path) -> None:
     result = run("map", "--mapping-table", str(table), "--input", str(pairs), "--output", str(tmp_path / "o.tsv"),
                  cwd=tmp_path)
     assert result.returncode == 0 and "has 2 conflict(s)" in " ".join(result.stderr.split()), result.stderr
+
+
+def test_excel_unicode_text_is_read_and_a_semicolon_csv_is_told_its_separator(tmp_path: Path) -> None:
+    """Excel's 'Unicode Text' (UTF-16 with a byte order mark) was 'not UTF-8 ... iconv -f latin1'; a
+    ';'-separated .csv (Excel in many locales) was told that a .tsv file is read with tabs."""
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_bytes("Modality\tStudyDescription\r\nDX\tXR CHEST 1 VIEW AP\r\n".encode("utf-16"))
+    result = run("map", "--input", str(pairs), "--output", str(tmp_path / "out.tsv"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [(r["StudyDescription"], r["loinc_code"]) for r in read_tsv(tmp_path / "out.tsv")] == \
+        [("XR CHEST 1 VIEW AP", "36572-6")]
+    semicolons = write(tmp_path / "pairs.csv", "Modality;StudyDescription\nDX;XR CHEST 1 VIEW AP\n")
+    result = run("map", "--input", str(semicolons), "--output", str(tmp_path / "out.tsv"), cwd=tmp_path)
+    assert result.returncode == 2 and "separated by ';'" in result.stderr, result.stderr
+    assert "read as comma-separated" in result.stderr and ".tsv" not in result.stderr.replace("out.tsv", "")

@@ -8,6 +8,7 @@ clean exactly those things and nothing else.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
@@ -123,7 +124,10 @@ def _read_text(path: Path | str) -> str:
     data = read_named_file(path)
     check_text_table(data, str(path))
     try:
-        text = data.decode("utf-8-sig")
+        # Excel's "Unicode Text" is UTF-16 with a byte order mark: unambiguous, so read as it is
+        # (it was "not UTF-8 text ... iconv -f latin1", the wrong advice).
+        text = data.decode("utf-16") if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) \
+            else data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise UserError(
@@ -169,9 +173,12 @@ def _require(header: Sequence[str], needed: Sequence[str], path: Path | str) -> 
     if missing:
         hint = f"the first row must name the columns {', '.join(needed)}"
         separators = [s for s in (",", ";") if len(header) == 1 and s in header[0]]
-        if separators:  # a CSV named .tsv is read with tabs: its header is one column
-            hint = (f"the columns are separated by {separators[0]!r}, but a .tsv file is read as tab-separated: "
-                    "separate them with tabs, or save the file as .csv (comma-separated)")
+        if separators:  # a CSV named .tsv is read with tabs, a ';'-separated one with commas: one column
+            hint = (f"the columns are separated by {separators[0]!r}, but the file is read as "
+                    + ("tab-separated (it is named .tsv): separate them with tabs, or save the file as .csv "
+                       "(comma-separated)" if str(path).lower().endswith(".tsv") else
+                       "comma-separated (or tab-separated, when its first row has a tab): separate them with "
+                       "commas or tabs"))
         raise UserError(
             f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})", hint)
     return index
