@@ -1,10 +1,10 @@
 """A study a curator's decision missed stays in the review queue, on SQLite and PostgreSQL.
 
-Indexing harmonizes a study under the modality of the first instance it records. A CT study
-whose dose report (an SR instance) comes first is looked up as an SR pair: the decision for the
-CT pair is not applied and the study gets no code. The queue hid it, because its pair (as the
-queue reads it, from the study's image modality) was decided: the study stayed uncoded, in no
-list. Now it is listed, and deciding the pair again codes it.
+Indexing harmonized a study under the modality of the first instance it recorded. A CT study
+whose dose report (an SR instance) came first was looked up as an SR pair: the decision for the
+CT pair was not applied and the study got no code. Indexing now codes a study under its image
+modality (``IndexWriter.finish``), so such a study gets the decision; one indexed before that (an
+uncoded study of a decided pair) is listed by the queue, and deciding the pair again codes it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+from sqlalchemy import select, update
+
+from radcommons.harmonize.study_codes import CODE_FIELDS
+from radcommons.store.index import make_engine, node_tables
 
 CT_PAIR = ("CT", "CT CHEST ABDOMEN PELVIS W CONTRAST (ROUTINE)")
 
@@ -49,6 +53,17 @@ def test_a_study_the_decision_missed_is_listed(migrated_url: str, dose_report_fi
     result = run_cli("ingest", str(dose_report_first), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1",
                      "--url", migrated_url, "--store", str(tmp_path / "objects"))
     assert result.returncode == 0, result.stderr
+    study = node_tables()["imaging_study"]
+    engine = make_engine(migrated_url)
+    try:
+        with engine.begin() as conn:
+            coded = conn.execute(select(study.c.loinc_code).where(study.c.study_description == CT_PAIR[1])).scalars()
+            assert list(coded) == ["36813-4"]  # the decision reached it, though its report was indexed first
+            # As a study indexed before indexing read the image modality was left: no code.
+            conn.execute(update(study).where(study.c.study_description == CT_PAIR[1])
+                         .values({name: None for name in CODE_FIELDS}))
+    finally:
+        engine.dispose()
     queue = ok("harmonize", "queue")
     assert "CT CHEST ABDOMEN PELVIS W CONTRAST (ROUTINE)" in queue, queue  # was not listed: "0 pair(s)"
     assert "review queue of the index: 1 pair(s), 1 studies" in queue, queue

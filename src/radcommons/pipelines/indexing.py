@@ -49,7 +49,8 @@ from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers 
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
 from radcommons.harmonize.enumerations import BODY_PART, normalize_body_part
 from radcommons.roles import check_availability, check_project_name
-from radcommons.store.index.harmonization import StoredDecisions  # curator decisions win over the matcher
+from radcommons.harmonize.study_codes import CODE_FIELDS
+from radcommons.store.index.harmonization import StoredDecisions, image_modality  # decisions win over the matcher
 from radcommons.store.index import node_tables
 from radcommons.store.index.facts import refresh_series_facts
 from radcommons.store.index.schema import system_table
@@ -543,6 +544,7 @@ class IndexWriter:
         ids = sorted(study_ids)
         if ids:
             self._derive_study_fields(conn, ids, study, series, instance, case, measurement)
+            self._code_under_image_modality(conn, ids, study)
         # Facet table (radcommons.store.index.facts): rewrite the touched studies' series_facts rows
         # in this same transaction, so facet counts are never stale.
         refresh_series_facts(conn, study_ids)
@@ -607,6 +609,29 @@ class IndexWriter:
         for keys, rows in updates.items():  # one executemany per set of columns
             conn.execute(update(study).where(study.c.id == bindparam("b_id"))
                          .values({key: bindparam(f"b_{key}") for key in keys}), rows)
+
+    def _code_under_image_modality(self, conn: Connection, ids: list[int], study: Any) -> None:
+        """The LOINC fields of the studies ``ids`` from their image modality (:func:`image_modality`
+        of ``study_modality``, as the review queue and curator decisions read a study), not from the
+        instance :meth:`study_values` happened to see first: a CT study whose dose report (SR) came
+        first was looked up as an SR and left without a code that no decision could reach."""
+        self.decisions.use(conn)
+        rows = conn.execute(select(study.c.id, study.c.study_modality, study.c.study_description,
+                                   *(study.c[name] for name in CODE_FIELDS)).where(study.c.id.in_(ids))).all()
+        answers: dict[tuple[str, str], Mapping[str, str | None]] = {}
+        changed = []
+        for row in rows:
+            if not row.study_modality:  # no instance (a clinical record alone): nothing was coded from images
+                continue
+            pair = (image_modality(row.study_modality), row.study_description or "")
+            if pair not in answers:
+                answers[pair] = self.decisions.study_code_fields(*pair)
+            wanted = {name: answers[pair].get(name) for name in CODE_FIELDS}
+            if any(getattr(row, name) != value for name, value in wanted.items()):
+                changed.append({"b_id": row.id, **{f"b_{name}": value for name, value in wanted.items()}})
+        if changed:
+            conn.execute(update(study).where(study.c.id == bindparam("b_id"))
+                         .values({name: bindparam(f"b_{name}") for name in CODE_FIELDS}), changed)
 
     def days_to_study_from_dates(self, conn: Connection, study_dates: Mapping[str, tuple[str, str]]) -> None:
         """Images only (ingest): a case's index event is its first imaging study, day 0.

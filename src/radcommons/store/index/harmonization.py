@@ -274,9 +274,10 @@ def pending_pairs(conn: Connection) -> list[StudyPair]:
     description as most studies carry them, its frequency the number of studies.
 
     A study without a code whose pair was decided *with* a code is listed too: the decision
-    missed it (indexing harmonizes a study under the modality of the first instance it sees, so
-    a CT study whose dose report (SR) came first was looked up as an SR pair), and hiding it
-    left it uncoded for good. Deciding the pair again re-codes it.
+    missed it (indexing harmonized a study under the modality of the first instance it saw, so
+    a CT study whose dose report (SR) came first was looked up as an SR pair, until
+    ``IndexWriter.finish`` coded studies under their image modality), and hiding it left it
+    uncoded for good. Deciding the pair again re-codes it.
     """
     study = get_metadata().tables["imaging_study"]
     decided = {key for key, fields in decision_map(conn).items() if not fields["loinc_code"]}  # not mappable
