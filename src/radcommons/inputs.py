@@ -11,8 +11,10 @@ is read whole, and a link that leads back up the tree is not followed round for 
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
+import re
 import stat
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -98,6 +100,46 @@ def binary_kind(data: bytes) -> tuple[str, str] | None:
     """What a file named as a CSV or TSV table really is, and what to do, when it is a known binary
     kind (decoded as text it gave a misleading message: not UTF-8, or columns missing)."""
     return next(((kind, hint) for magic, kind, hint in _BINARY_KINDS if data.startswith(magic)), None)
+
+
+class UnreadableText(UserError):
+    """Bytes of a text table that cannot be decoded without misreading letters (``line``: where, if known)."""
+
+    def __init__(self, message: str, hint: str, line: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.line = line
+
+
+#: A UTF-8 encoded letter beyond ASCII (two to four bytes); cp1252 text rarely holds one.
+_UTF8_LETTER = re.compile(rb"[\xC2-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF4][\x80-\xBF]{3}")
+
+
+def decode_text_table(data: bytes) -> str:
+    """The text of a CSV or TSV table as spreadsheet programs write it: UTF-8 (with or without its
+    byte order mark), UTF-16 with its byte order mark (Excel's "Unicode Text"), else cp1252 (what
+    they still write on Windows; it decodes any bytes). :class:`UnreadableText` for UTF-16 without
+    its mark, damaged UTF-16, and UTF-8 text with some bytes that are not UTF-8 (rows pasted from
+    another program): read as cp1252 its UTF-8 letters would become mojibake ("Ã©" for "é")."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise UnreadableText(f"damaged UTF-16 text (byte {error.start})", "save it again as CSV UTF-8") from None
+    # Before UTF-8: ASCII text in UTF-16 is valid UTF-8 too, with a NUL after every letter.
+    if data[:4096].count(0) > len(data[:4096]) // 4:  # every other byte zero: UTF-16 without its mark
+        raise UnreadableText("looks like UTF-16 text without a byte order mark",
+                             "save it again as CSV UTF-8 (or as Unicode Text, which has the mark)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if _UTF8_LETTER.search(data):
+            line = data.count(b"\n", 0, error.start) + 1
+            raise UnreadableText(
+                f"line {line} is not UTF-8 (byte 0x{data[error.start]:02X}) while the file holds UTF-8 text "
+                "elsewhere: it mixes two encodings, and its letters would be misread",
+                f"retype the special characters of line {line} (quotes, accented letters pasted from another "
+                "program) and save the file as CSV UTF-8", line) from None
+    return data.decode("cp1252", errors="replace")
 
 
 def check_text_table(data: bytes, where: str) -> None:

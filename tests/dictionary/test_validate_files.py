@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from radcommons.clinical.sources import read_tables
 from radcommons.dictionary import (
     NOT_REPORTED,
     Problem,
@@ -262,12 +263,21 @@ def test_every_problem_is_reported(write_file: WriteFile) -> None:
     assert [(p.row, p.column) for p in problems] == [(2, "sex"), (3, "age_at_index"), (4, "race"), (4, "zip")]
 
 
-def test_non_utf8_file(tmp_path: Path) -> None:
+def test_cp1252_file_is_read_as_contribute_reads_it(tmp_path: Path) -> None:
+    """A Windows spreadsheet's CSV (cp1252) was refused as 'not UTF-8', though `radcommons
+    contribute` reads the same file (radcommons.inputs.decode_text_table, one reader for both)."""
     path = tmp_path / "case.tsv"
-    path.write_bytes("type\tsubmitter_id\ncase\tJos\u00e9\n".encode("latin-1"))
+    path.write_bytes("type\tsubmitter_id\ncase\tJos\u00e9\n".encode("cp1252"))
+    assert not [p for p in validate_files([path]) if p.code == "encoding"]
+    assert read_tables([path])[0].rows[0][1]["submitter_id"] == "Jos\u00e9"
+
+
+def test_utf8_mixed_with_another_encoding_is_refused_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "case.tsv"
+    path.write_bytes("type\tsubmitter_id\ncase\tC\u00f4te\n".encode() + "case\tJos\u00e9\n".encode("cp1252"))
     problem = only(validate_files([path]))
-    assert (problem.file, problem.row, problem.code) == (str(path), 2, "encoding")
-    assert "UTF-8" in problem.message and "0xe9" in problem.message
+    assert (problem.file, problem.row, problem.code) == (str(path), 3, "encoding")
+    assert "line 3 is not UTF-8 (byte 0xE9)" in problem.message and "save the file as CSV UTF-8" in problem.message
 
 
 @pytest.mark.parametrize("content", ["", "  \n\n"])

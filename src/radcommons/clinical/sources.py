@@ -8,7 +8,6 @@ Blank rows are skipped. An unreadable file raises :class:`UserError` naming it.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import itertools
@@ -22,7 +21,14 @@ from typing import Any
 from radcommons.errors import UserError
 from radcommons.dictionary.validate import markup_kind
 from radcommons.dictionary.values import looks_like_date
-from radcommons.inputs import binary_kind, check_text_table, check_unique_columns, read_input_bytes
+from radcommons.inputs import (
+    UnreadableText,
+    binary_kind,
+    check_text_table,
+    check_unique_columns,
+    decode_text_table,
+    read_input_bytes,
+)
 
 #: File types a site may send, and their cell separators (None: a workbook).
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None, ".xlsm": None}
@@ -131,41 +137,17 @@ _SAVE_MARKUP = ("open it in a spreadsheet program and save it as .xlsx (or expor
 
 
 def _decoded(path: Path, data: bytes) -> str:
-    """The text of a CSV or TSV file: UTF-8, UTF-16 with its byte order mark (Excel's "Unicode
-    Text"), else cp1252 (which spreadsheet programs on Windows still write; it decodes any bytes).
-
-    A file of UTF-8 text with some bytes that are not UTF-8 (rows pasted from another program)
-    is refused: read as cp1252 its UTF-8 letters would become mojibake ("Ã©" for "é") and be sent.
-    """
+    """The text of a CSV or TSV file (:func:`radcommons.inputs.decode_text_table`)."""
     check_text_table(data, f"clinical file {path}")
     if markup_kind(data) is not None:
         raise UserError(f"clinical file {path}: this is {markup_kind(data)}, not a CSV or TSV text table",
                         _SAVE_MARKUP)
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as error:
-            raise UserError(f"clinical file {path}: damaged UTF-16 text (byte {error.start})",
-                            "save it again as CSV UTF-8") from None
-    # Before UTF-8: ASCII text in UTF-16 is valid UTF-8 too, with a NUL after every letter.
-    if data[:4096].count(0) > len(data[:4096]) // 4:  # every other byte zero: UTF-16 without its mark
-        raise UserError(f"clinical file {path}: looks like UTF-16 text without a byte order mark",
-                        "save it again as CSV UTF-8 (or as Unicode Text, which has the mark)")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        if _UTF8_LETTER.search(data):
-            line = data.count(b"\n", 0, error.start) + 1
-            raise UserError(
-                f"clinical file {path}: line {line} is not UTF-8 (byte 0x{data[error.start]:02X}) while the "
-                "file holds UTF-8 text elsewhere: it mixes two encodings, and its letters would be misread",
-                f"retype the special characters of line {line} (quotes, accented letters pasted from another "
-                "program) and save the file as CSV UTF-8") from None
-    return data.decode("cp1252", errors="replace")
+        return decode_text_table(data)
+    except UnreadableText as error:
+        raise UserError(f"clinical file {path}: {error.message}", error.hint) from None
 
 
-#: A UTF-8 encoded letter beyond ASCII (two to four bytes); cp1252 text rarely holds one.
-_UTF8_LETTER = re.compile(rb"[\xC2-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF4][\x80-\xBF]{3}")
 #: How many rows below the first are searched for the header when the first is not it.
 _HEADER_SEARCH = 10
 #: Separators a table may use instead of the one its extension announces, with their names.

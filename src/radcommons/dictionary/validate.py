@@ -42,7 +42,7 @@ from radcommons.dictionary.model import (
 )
 from radcommons.dictionary.values import check_value, date_problem, is_blank
 from radcommons.errors import UserError
-from radcommons.inputs import binary_kind, read_input_bytes
+from radcommons.inputs import UnreadableText, binary_kind, decode_text_table, read_input_bytes
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
@@ -221,15 +221,10 @@ def _validate_path(
     if markup_kind(data) is not None:
         return whole_file(f"this is {markup_kind(data)}, not a CSV or TSV text table: open it in a spreadsheet "
                           "program and save it as CSV UTF-8", "file_type")
-    try:
-        # UTF-16 with its byte order mark: what Excel's "Save As > Unicode Text" writes (a TSV).
-        text = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        bad = data[error.start : error.start + 1].hex()
-        return whole_file(
-            f"not UTF-8 text (byte 0x{bad} on line {line}): save the file with UTF-8 encoding", "encoding", line
-        )
+    try:  # read as the contribution pathway reads a clinical file: the same bytes, the same text
+        text = decode_text_table(data)
+    except UnreadableText as error:
+        return whole_file(f"{error.message}: {error.hint}", "encoding", error.line)
     if not text.strip():
         return whole_file("file is empty: it needs a header line and at least one record", "empty_file")
 
