@@ -138,7 +138,7 @@ def test_queue(tmp_path: Path, pairs: Path) -> None:
     [
         (None, "no such file"),
         (b"", "empty"),
-        (b"Modality\tStudyDescription\nCT\tCAF\xe9\n", "not UTF-8"),
+        (b"Modality\tStudyDescription\nCT\tC\xc3\xb4TE\nCT\tCAF\xe9\n", "line 3 is not UTF-8"),  # cp1252 alone is read
         (b"Modality\tDescription\nCT\tCT CHEST\n", "missing column(s) StudyDescription"),
         # which Modality is meant? The output kept one and wrote it over the other.
         (b"Modality\tModality\tStudyDescription\nCR\tCT\tCHEST PA\n", "column(s) Modality appear more than once"),

@@ -143,7 +143,8 @@ def test_conflicts_found(tmp_path: Path) -> None:
     [
         (None, "no such file"),
         (b"", "empty"),
-        (b"Modality\tStudyDescription\nCT\tCAF\xe9\n", "not UTF-8"),
+        # cp1252 alone is read (as clinical files are); UTF-8 mixed with it would be misread
+        (b"Modality\tStudyDescription\nCT\tC\xc3\xb4TE\nCT\tCAF\xe9\n", "line 3 is not UTF-8 (byte 0xE9)"),
         (b"Modality\tDescription\nCT\tCT CHEST\n", "missing column(s) StudyDescription"),
         (b"Modality\tStudyDescription\tfrequency\nCT\tCT CHEST\tmany\n", "row 2, column frequency"),
         (b"Modality\tStudyDescription\n", "no rows"),
@@ -180,3 +181,13 @@ def test_a_mapping_table_code_that_is_not_loinc_is_refused(tmp_path: Path) -> No
                     "CR\tXR CHEST\tnot-a-code\tXR Chest Views\n", encoding="utf-8")
     with pytest.raises(UserError, match="row 2, column LOINC code: 'not-a-code' is not a LOINC code"):
         read_mapping_rows(path)
+
+
+def test_a_cp1252_pairs_file_is_read_as_clinical_files_are(tmp_path: Path) -> None:
+    """A pairs file saved by a Windows spreadsheet (cp1252) was refused as 'not UTF-8 ... iconv';
+    it is decoded as the clinical reader decodes it (radcommons.inputs.decode_text_table)."""
+    from radcommons.harmonize.tables import read_pairs
+
+    path = tmp_path / "pairs.tsv"
+    path.write_bytes("Modality\tStudyDescription\nCT\tTHORAX S/ CONTRASTE \u2013 PULM\u00c3O\n".encode("cp1252"))
+    assert [p.description for p in read_pairs(path).pairs] == ["THORAX S/ CONTRASTE \u2013 PULM\u00c3O"]

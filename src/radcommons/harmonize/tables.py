@@ -8,7 +8,6 @@ clean exactly those things and nothing else.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import math
@@ -20,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import check_text_table, check_unique_columns, read_named_file
+from radcommons.inputs import UnreadableText, check_text_table, check_unique_columns, decode_text_table, read_named_file
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -123,17 +122,10 @@ def _read_text(path: Path | str) -> str:
     path = Path(path)
     data = read_named_file(path)
     check_text_table(data, str(path))
-    try:
-        # Excel's "Unicode Text" is UTF-16 with a byte order mark: unambiguous, so read as it is
-        # (it was "not UTF-8 text ... iconv -f latin1", the wrong advice).
-        text = data.decode("utf-16") if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) \
-            else data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise UserError(
-            f"{path}: not UTF-8 text (byte {error.start}, row {line})",
-            "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-        ) from None
+    try:  # as clinical files are read: UTF-8, Excel's "Unicode Text" (UTF-16 with its mark) or cp1252
+        text = decode_text_table(data)
+    except UnreadableText as error:
+        raise UserError(f"{path}: {error.message}", error.hint) from None
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     return text
