@@ -281,12 +281,18 @@ def test_viewer_opens_a_study(browser: Browser, web_commons: WebCommons) -> None
     page.goto(web_commons.url + "/?tab=studies")
     page.locator("table.records a.uid").first.click()
     failed: list[str] = []
-    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and "/viewer/" in r.url else None)
+    thumbnails: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and ("/viewer/" in r.url
+                                                                               or "/dicomweb/" in r.url) else None)
+    page.on("response", lambda r: thumbnails.append(r.headers.get("content-type", ""))
+            if "/dicomweb/" in r.url and "/thumbnail" in r.url else None)
     open_requests = _open_requests(page)
     page.locator("#open-viewer").click()
     # OHIF draws the image in a canvas once it fetched metadata and pixels from /dicomweb (cookie auth).
     expect(page.locator("canvas").first).to_be_visible(timeout=30_000)
     _wait_until_answered(page, open_requests)  # every request it made, so a failed one is in `failed`
     shot(page, "08-viewer")
-    assert "/viewer/viewer" in page.url and not failed
+    assert "/viewer/viewer" in page.url and not failed, failed
+    # The series panel's thumbnails come from the server's JPEG thumbnails (thumbnailRendering).
+    assert thumbnails and all(t.startswith("image/jpeg") for t in thumbnails), thumbnails
     page.context.close()

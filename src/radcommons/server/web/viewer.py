@@ -60,7 +60,9 @@ def app_config(origin: str) -> str:
             "name": "radcommons",
             "qidoRoot": root, "wadoRoot": root, "wadoUriRoot": root,
             "qidoSupportsIncludeField": False, "supportsReject": False, "supportsStow": False,
-            "imageRendering": "wadors", "thumbnailRendering": "wadors",
+            # Thumbnails from the server's /thumbnail (PS3.18 10.4.1.1.4): a small JPEG per series, not
+            # each series' frame decoded in the browser.
+            "imageRendering": "wadors", "thumbnailRendering": "thumbnail",
             "enableStudyLazyLoad": True, "supportsFuzzyMatching": False, "supportsWildcard": True,
             "staticWado": False, "singlepart": "bulkdata,video", "omitQuotationForMultipartRequest": True,
             # Same-origin requests carry the HttpOnly session cookie; no token in JavaScript.
