@@ -257,7 +257,8 @@ def test_a_series_without_an_image_is_404(dicomweb_commons: DicomwebCommons) -> 
         instance = f"{series}/instances/{ds.SOPInstanceUID}"
         assert client.get(series + "/metadata").status_code == 200  # it is there, and readable
         for path in (f"/studies/{ds.StudyInstanceUID}/thumbnail", series + "/thumbnail", instance + "/thumbnail",
-                     series + "/rendered", f"/studies/{ds.StudyInstanceUID}/rendered"):
+                     series + "/rendered", f"/studies/{ds.StudyInstanceUID}/rendered", instance + "/rendered",
+                     instance + "/frames/1/rendered"):  # the instance's own /rendered: was 422
             missing = client.get(path)
             assert missing.status_code == 404, path
             assert missing.json()["error"]["code"] == "not_found" and "no image" in missing.json()["error"]["message"]

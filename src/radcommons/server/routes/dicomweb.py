@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from starlette.requests import ClientDisconnect
 
 from radcommons.dicom.qido import parse_query
-from radcommons.dicom.rendering import NoSuchFrame, Viewport, Window, middle_frame
+from radcommons.dicom.rendering import NoSuchFrame, Viewport, Window, is_image, middle_frame
 from radcommons.dicom.uid import UID_MAX_LENGTH, UID_PATTERN
 from radcommons.pipelines.submission import check_curator_project, check_project
 from radcommons.server.access import readable_projects, require_data_use_agreement
@@ -343,7 +343,10 @@ def _rendered(request: Request, context: ServerContext, principal: Principal, st
               instance: str, frame: int, window: str | None, quality: int) -> Response:
     media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images")
     voi = _window(window)
-    return _render(_read_one(request, context, principal, study, series, instance), frame, voi, media_type, quality)
+    ds = _read_one(request, context, principal, study, series, instance)
+    if not is_image(ds):  # a report or key object selection: 404, as for its study's or series' /rendered
+        raise _no_image("instance")
+    return _render(ds, frame, voi, media_type, quality)
 
 
 def _no_image(what: str) -> ApiError:
