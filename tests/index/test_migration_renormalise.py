@@ -3,13 +3,10 @@ tables, series_facts and series_facet_counts, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, MetaData, insert, text
 
-from radcommons.pipelines.indexing import with_body_part
 from radcommons.store.index import downgrade, head_revision, make_engine, upgrade
 from radcommons.store.query import facets
 
@@ -123,9 +120,3 @@ def test_rows_indexed_before_0011_get_the_normalised_body_part(db_url: str) -> N
     assert downgrade(db_url, "0011") == "0011"
     assert upgrade(db_url) == head_revision()
     assert counts(db_url) == expected
-
-
-@pytest.mark.parametrize("raw", ["Chest", "THORAX", "chest", "LUNG", "Abd", "Left  knee", "Unknown", "x" * 80])
-def test_the_migration_gives_the_term_indexing_gives(raw: str) -> None:
-    migration = importlib.import_module("radcommons.store.index.migrations.versions.0012_body_part_renormalise")
-    assert migration.body_part_term(raw) == with_body_part({"body_part_examined": raw})["body_part_examined"]

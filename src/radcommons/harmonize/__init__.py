@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from radcommons.harmonize.enumerations import (
         Normalized,
         ValueNormalizer,
+        body_part_term,
         load_site_mapping,
         normalize_body_part,
         normalize_ethnicity,
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 #: (PEP 562), so that a command that only needs a constant does not import NumPy and YAML.
 _HOMES = {
     "DEFAULT_THRESHOLD": "confidence",
-    **dict.fromkeys(("Normalized", "ValueNormalizer", "load_site_mapping", "normalize_body_part",
+    **dict.fromkeys(("Normalized", "ValueNormalizer", "body_part_term", "load_site_mapping", "normalize_body_part",
                      "normalize_ethnicity", "normalize_race", "normalize_sex", "normalize_value"), "enumerations"),
     **dict.fromkeys(("Decision", "ExactMatcher", "Match", "Matcher"), "matcher"),
     **dict.fromkeys(("ReviewItem", "review_queue"), "review"),

@@ -223,3 +223,15 @@ def normalize_ethnicity(raw: str | None) -> Normalized:
 def normalize_body_part(raw: str | None) -> Normalized:
     """To a DICOM PS3.16 Annex L Body Part Examined term ("Chest", "THORAX", "LUNG" -> CHEST)."""
     return normalize_value(BODY_PART, raw)
+
+
+#: The longest body part term the index keeps (its body_part_examined column).
+BODY_PART_TERM_LENGTH = 64
+
+
+@lru_cache(maxsize=4096)  # every instance of a series asks for the same few values
+def body_part_term(raw: str) -> str | None:
+    """The commons' term for a Body Part Examined as sent: :func:`normalize_body_part`'s (Chest,
+    THORAX -> CHEST), else the value as a DICOM Code String (upper case, spacing collapsed); None
+    for a blank value. Indexing and migration 0012 (which re-normalised older rows) both use it."""
+    return normalize_body_part(raw).value or " ".join(raw.split()).upper()[:BODY_PART_TERM_LENGTH] or None

@@ -28,7 +28,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -47,7 +46,7 @@ from radcommons.pipelines.examine import (  # noqa: F401 - re-exported: callers 
     read_header,
 )
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, load_dictionary
-from radcommons.harmonize.enumerations import BODY_PART, normalize_body_part
+from radcommons.harmonize.enumerations import BODY_PART, BODY_PART_TERM_LENGTH, body_part_term
 from radcommons.roles import check_availability, check_project_name
 from radcommons.harmonize.study_codes import CODE_FIELDS
 from radcommons.store.index.harmonization import StoredDecisions, image_modality  # decisions win over the matcher
@@ -113,15 +112,6 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
 
 #: The column keeping DICOM Body Part Examined as sent, next to its normalised term.
 BODY_PART_RAW = f"{BODY_PART}_raw"
-_BODY_PART_LENGTH = 64
-
-
-@lru_cache(maxsize=4096)
-def _body_part_term(raw: str) -> str | None:
-    """The commons' term for a Body Part Examined as sent: the harmonize normaliser's (Chest,
-    THORAX -> CHEST), else the value as a DICOM Code String (upper case, spacing collapsed)."""
-    found = normalize_body_part(raw).value
-    return found or " ".join(raw.split()).upper()[:_BODY_PART_LENGTH] or None
 
 
 def with_body_part(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,8 +120,8 @@ def with_body_part(values: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(values)
     raw = out.get(BODY_PART)
     if isinstance(raw, str) and raw.strip():
-        out[BODY_PART] = _body_part_term(raw)
-        out[BODY_PART_RAW] = raw[:_BODY_PART_LENGTH]
+        out[BODY_PART] = body_part_term(raw)
+        out[BODY_PART_RAW] = raw[:BODY_PART_TERM_LENGTH]
     return out
 
 

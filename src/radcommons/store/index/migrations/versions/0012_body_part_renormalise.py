@@ -3,8 +3,9 @@
 Revision 0011 kept the value as sent in body_part_examined_raw, but a study or series indexed
 before it kept that value (Chest, THORAX, chest) in body_part_examined too, so it stayed a
 facet value of its own beside the CHEST of every row indexed since. This revision gives each row
-with a raw value the term indexing gives it (radcommons.harmonize.normalize_body_part, else the
-value as a DICOM Code String: radcommons.pipelines.indexing.with_body_part), one UPDATE per range
+with a raw value the term indexing gives it (radcommons.harmonize.body_part_term, which
+indexing's with_body_part calls: the normaliser's term, else the value as a DICOM Code String),
+one UPDATE per range
 of 5,000 ids (a CASE over the distinct raw values), and the same value to series_facts
 (body_part_examined, imaging_study__body_part_examined); then, when a series changed, it recounts
 series_facet_counts. A row already holding its term is not written; a blank raw value is left as
@@ -22,14 +23,13 @@ Revises: 0011
 Create Date: 2026-12-07 11:00:00
 
 """
-import functools
 from collections.abc import Iterator
 from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
 
-from radcommons.harmonize import normalize_body_part
+from radcommons.harmonize import body_part_term  # the term indexing gives a raw value
 
 # revision identifiers, used by Alembic.
 revision: str = '0012'
@@ -41,8 +41,6 @@ depends_on: Union[str, Sequence[str], None] = None
 BATCH = 5000
 #: Raw values per UPDATE (two bound parameters each).
 VALUES = 500
-#: The length of body_part_examined.
-LENGTH = 64
 #: The node tables carrying a body part, and the series_facts column holding each one's.
 FACTS = {'imaging_study': 'imaging_study__body_part_examined', 'series': 'body_part_examined'}
 #: The counted columns of series_facet_counts at this revision (as in 0009).
@@ -50,13 +48,6 @@ COUNTED = [
     'modality', 'body_part_examined', 'manufacturer', 'manufacturer_model_name', 'imaging_study__study_year',
     'case__sex', 'case__age_at_index', 'case__race', 'case__ethnicity',
 ]
-
-
-@functools.lru_cache(maxsize=4096)
-def body_part_term(raw: str) -> str | None:
-    """The term indexing stores for a non-blank raw value (radcommons.pipelines.indexing._body_part_term,
-    which the store may not import; a test holds the two equal)."""
-    return normalize_body_part(raw).value or ' '.join(raw.split()).upper()[:LENGTH] or None
 
 
 def upgrade() -> None:
