@@ -15,7 +15,7 @@ import pydicom
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from radcommons.dicom.rendering import render_frame
+from radcommons.dicom.rendering import THUMBNAIL_SIZE, Viewport, encode_image, fit_viewport, render_frame
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.routes.research import audit
 from radcommons.server.web.access import View
@@ -28,8 +28,6 @@ from radcommons.store.query import query
 
 router = APIRouter(include_in_schema=False)
 
-#: Longest side of a thumbnail, in pixels.
-THUMBNAIL_SIZE = 256
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 
 SERIES_FIELDS = ("series_uid", "series_number", "modality", "series_description", "body_part_examined",
@@ -76,17 +74,12 @@ def study_page(uid: str, request: Request, view: View = Depends(current_view),
 
 
 def thumbnail_png(store: ObjectStore, object_id: str, size: int = THUMBNAIL_SIZE) -> bytes:
-    """A PNG thumbnail of the first frame of stored instance ``object_id`` (windowed, MONOCHROME1 inverted)."""
-    from PIL import Image
-
+    """A PNG thumbnail of the first frame of stored instance ``object_id`` (windowed, MONOCHROME1 inverted),
+    rendered and fitted as DICOMweb's ``/thumbnail`` is (:func:`radcommons.dicom.rendering.fit_viewport`)."""
     with store.open(object_id) as handle:
         # The verifying reader streams (no seek); pydicom needs a seekable file.
         ds = pydicom.dcmread(io.BytesIO(handle.read()))
-    picture = Image.fromarray(render_frame(ds))
-    picture.thumbnail((size, size))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_image(fit_viewport(render_frame(ds), Viewport(size, size)), "image/png")
 
 
 @router.get("/studies/{uid}/series/{series_uid}/thumbnail.png")
