@@ -136,6 +136,18 @@ def test_a_date_column_written_day_first_is_an_error_not_dates_swapped_silently(
     assert sorted(m["days_to_test"] for m in fixed.by_node()["measurement"]) == [-7, 0]  # 8 and 15 January
 
 
+@pytest.mark.parametrize("mistyped", ["2023-13-05", "20231305"])
+def test_a_mistyped_year_first_date_is_its_row_s_error_not_a_day_first_table(tmp_path: Path, mistyped: str) -> None:
+    """A year-first date with a month of 13 was taken for day first (%Y-%d-%m): the whole table was
+    left unread, with a date_formats fix that would misread every other date of the site."""
+    folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
+    (folder / "covid_tests.csv").write_text(f"MRN,TestDate,Result\n1234567,2023-01-08,Negative\n"
+                                            f"1234567,{mistyped},Positive\n", encoding="utf-8")
+    result = _convert(folder)
+    assert not [i for i in result.errors if i.code == "day_first_dates"]
+    assert [(i.row, i.column) for i in result.errors] == [(3, "TestDate")]
+
+
 def test_a_table_with_a_header_and_no_rows_is_a_warning(tmp_path: Path) -> None:
     folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
     (folder / "encounters.csv").write_text("MRN,EncounterType,AdmitDate\n", encoding="utf-8")

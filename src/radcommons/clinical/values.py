@@ -164,12 +164,13 @@ def _without_time(text: str) -> str:
 def day_first_format(value: Any, formats: tuple[str, ...]) -> str | None:
     """The format, of ``formats`` with day and month swapped, that reads ``value`` when none of
     ``formats`` does: a site that writes 15/11/2023 writes 08/01/2023 for 8 January, which
-    ``%m/%d/%Y`` reads, silently, as 1 August."""
+    ``%m/%d/%Y`` reads, silently, as 1 August. Only formats that begin with the month and the day
+    are swapped: a year-first date (2023-13-05) is a mistyped date, not a day-first one."""
     if not isinstance(value, str) or not isinstance(parse_date(value, formats), CellProblem):
         return None
     for fmt in formats:
         swapped = fmt.replace("%m", "\0").replace("%d", "%m").replace("\0", "%d")
-        if "%m" not in fmt or "%d" not in fmt or swapped in formats:
+        if not fmt.startswith("%m") or "%d" not in fmt or swapped in formats:
             continue
         try:
             _dt.datetime.strptime(_without_time(value), swapped)
