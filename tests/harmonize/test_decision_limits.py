@@ -41,7 +41,7 @@ def test_the_api_refuses_what_the_index_cannot_keep(commons: Commons) -> None:
         assert kept.status_code == 200 and len(kept.json()["decision"]["description"]) == 255, kept.text
     with commons.http("admin") as admin:  # the audit target is cut to its column, the whole pair kept in detail
         event, = [e for e in admin.get("/admin/audit", params={"action": "harmonization.decide"}).json()]
-    assert len(event["target"]) == 256 and event["detail"]["pair"] == "CR/DX | " + " ".join(["X"] * 128), event
+    assert len(event["target"]) == 256 and event["detail"]["target"] == "CR/DX | " + " ".join(["X"] * 128), event
 
 
 @pytest.mark.parametrize("args, words", [

@@ -193,3 +193,16 @@ def test_a_contributor_submits_only_for_its_own_site(sqlite_commons: Commons, ru
                          headers={"Content-Type": "multipart/related; type=\"application/dicom\"; boundary=x"},
                          content=b"--x--\r\n")
         assert stow.status_code == 403, stow.text
+
+
+def test_a_refused_token_on_a_long_path_is_401_and_audited_whole(commons: Commons) -> None:
+    """The refusal is audited with the request's path as target; a path longer than the column
+    (256) made PostgreSQL refuse the event, and the 401 became a 500. The target is cut to fit
+    and the whole path kept in the event's detail."""
+    path = "/exports/" + "x" * 400
+    with commons.http(None) as anonymous:
+        refused = anonymous.get(path, headers={"Authorization": "Bearer rc_not-a-token"})
+    assert refused.status_code == 401 and _error(refused)["code"] == "invalid_token", refused.text
+    with commons.http("admin") as admin:
+        event = admin.get("/admin/audit", params={"action": "auth.refused", "limit": 1}).json()[0]
+    assert len(event["target"]) == 256 and event["detail"]["target"] == "/api/v1" + path, event

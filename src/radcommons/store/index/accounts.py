@@ -366,11 +366,20 @@ def record_audit(conn: Connection, *, actor: str | None, action: str, target: st
 def record_audits(conn: Connection, *, actor: str | None, action: str, details: Sequence[dict[str, Any] | None],
                   target: str | None = None, project: str | None = None, client: str | None = None,
                   records: int | None = 1, success: bool = True) -> None:
-    """:func:`record_audit` for one event per item of ``details`` (one statement for all of them)."""
+    """:func:`record_audit` for one event per item of ``details`` (one statement for all of them).
+
+    A ``target`` longer than its column (a URL path, a file path, a harmonization pair) is cut to
+    fit and kept whole in each event's detail as ``target``: PostgreSQL refused the whole event
+    (and with it the decision, or the 401 of a refused token, which became a 500)."""
     if not details:
         return
+    table = system_table("audit_event")
+    room = table.c.target.type.length
+    if target is not None and len(target) > room:
+        details = [{**(detail or {}), "target": target} for detail in details]
+        target = target[:room - 1] + "…"
     at = utcnow()
-    conn.execute(insert(system_table("audit_event")), [
+    conn.execute(insert(table), [
         {"at": at, "actor": actor, "action": action, "target": target, "project_id": project, "client": client,
          "records": records, "success": success, "detail": detail} for detail in details])
 

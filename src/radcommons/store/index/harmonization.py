@@ -211,16 +211,16 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
     changed = [s for s in studies if any(getattr(s, name) != fields[name] for name in CODE_FIELDS)]
     by_project = _update_studies(conn, changed, fields)
     decision = _stored(conn.execute(select(table).where(*where)).one())
-    target, pair = _audit_target(key)
+    target = f"{key[0]} | {key[1]}"  # cut to its column by record_audit, whole in the detail
     record_audit(conn, actor=by, action="harmonization.decide", target=target, client=client,
                  records=1, detail={"code": code or None, "name": fields["loinc_long_common_name"],
                                     "previous_code": None if previous is None else previous.loinc_code,
                                     "replaced": previous is not None, "note": note or None,
-                                    "studies": sum(by_project.values()), **pair})
+                                    "studies": sum(by_project.values())})
     for project, uids in _uids_by_project(changed).items():
         record_audit(conn, actor=by, action="harmonization.restudy", target=target,
                      project=project, client=client, records=len(uids),
-                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS], **pair})
+                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS]})
     return DecisionOutcome(decision=decision,
                            previous_code=None if previous is None else (previous.loinc_code or ""),
                            studies=sum(by_project.values()), by_project=by_project)
@@ -235,16 +235,6 @@ def _require_fit(table: Any, row: Mapping[str, Any], labels: Mapping[str, str], 
         if isinstance(value, str) and most and len(value) > most:
             raise UserError(f"{where}the {label} is {len(value)} characters long; at most {most} are kept",
                             hint or f"give a shorter {label}")
-
-
-def _audit_target(key: DecisionKey) -> tuple[str, dict[str, str]]:
-    """The audit events' target for a pair, ``"CR/DX | XR CHEST"``, and the detail that holds the
-    whole pair when the target column (256 characters) cuts it short: a description of 249 or more
-    characters made the decision fail on PostgreSQL."""
-    target = f"{key[0]} | {key[1]}"
-    if len(target) <= 256:
-        return target, {}
-    return target[:255] + "…", {"pair": target}
 
 
 def _uids_by_project(studies: Sequence[Any]) -> dict[str, list[str]]:
@@ -330,7 +320,7 @@ def import_codes(engine: Engine, codes: Sequence[CodeInfo], *, source: str, by: 
                          hint="nothing was imported: remove the code's rows from the file to import the others")
         for start in range(0, len(rows), 1000):
             conn.execute(insert(table), rows[start:start + 1000])
-        record_audit(conn, actor=by, action="harmonization.catalogue_import", target=source[-256:],
+        record_audit(conn, actor=by, action="harmonization.catalogue_import", target=source,
                      records=len(rows), detail={"added": len(rows) - len(replaced), "replaced": len(replaced)})
     return len(rows) - len(replaced), len(replaced)
 
