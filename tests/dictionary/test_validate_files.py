@@ -267,9 +267,12 @@ def test_cp1252_file_is_read_as_contribute_reads_it(tmp_path: Path) -> None:
     """A Windows spreadsheet's CSV (cp1252) was refused as 'not UTF-8', though `radcommons
     contribute` reads the same file (radcommons.inputs.decode_text_table, one reader for both)."""
     path = tmp_path / "case.tsv"
-    path.write_bytes("type\tsubmitter_id\ncase\tJos\u00e9\n".encode("cp1252"))
-    assert not [p for p in validate_files([path]) if p.code == "encoding"]
-    assert read_tables([path])[0].rows[0][1]["submitter_id"] == "Jos\u00e9"
+    # '\u2013' (an en dash) is 0x96 in cp1252 only: read as latin-1 it would be a control character
+    path.write_bytes("type\tsubmitter_id\tsex\ncase\tJos\u00e9\tFem\u2013ale\n".encode("cp1252"))
+    problems = validate_files([path])
+    assert not [p for p in problems if p.code == "encoding"]
+    assert [p.value for p in problems if p.column == "sex"] == ["Fem\u2013ale"]  # the text validate read
+    assert read_tables([path])[0].rows[0][1]["sex"] == "Fem\u2013ale"  # the same text contribute reads
 
 
 def test_utf8_mixed_with_another_encoding_is_refused_naming_the_line(tmp_path: Path) -> None:

@@ -57,8 +57,10 @@ def test_a_study_the_decision_missed_is_listed(migrated_url: str, dose_report_fi
     engine = make_engine(migrated_url)
     try:
         with engine.begin() as conn:
-            coded = conn.execute(select(study.c.loinc_code).where(study.c.study_description == CT_PAIR[1])).scalars()
-            assert list(coded) == ["36813-4"]  # the decision reached it, though its report was indexed first
+            coded = conn.execute(select(study.c.loinc_code, study.c.study_modality)
+                                 .where(study.c.study_description == CT_PAIR[1])).all()
+            # the decision reached it, though its report (folder 0000: before every 2.25.<uid> one) came first
+            assert [(code, sorted(modalities)) for code, modalities in coded] == [("36813-4", ["CT", "SR"])]
             # As a study indexed before indexing read the image modality was left: no code.
             conn.execute(update(study).where(study.c.study_description == CT_PAIR[1])
                          .values({name: None for name in CODE_FIELDS}))

@@ -118,5 +118,12 @@ def test_rows_indexed_before_0011_get_the_normalised_body_part(db_url: str) -> N
 
     # The downgrade changes nothing, and upgrading again finds nothing to change.
     assert downgrade(db_url, "0011") == "0011"
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            kept = dict(connection.execute(text("SELECT submitter_id, body_part_examined FROM series")).all())
+    finally:
+        engine.dispose()
+    assert kept == NORMALISED and counts(db_url) == expected
     assert upgrade(db_url) == head_revision()
     assert counts(db_url) == expected
