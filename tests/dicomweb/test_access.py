@@ -6,12 +6,18 @@ out, WADO (instances, metadata, rendered, frames) answers 404. No token: 401.
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pydicom
 import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 from dicomweb_support import DicomwebCommons, uids
+
+
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
 
 def client(commons: DicomwebCommons, user: str) -> DICOMwebClient:
@@ -108,3 +114,62 @@ def test_reads_are_audited(dicomweb_commons: DicomwebCommons) -> None:
                          (item.sop_uid, 1, "Open-A1", f"{_paths(item)[4]}/thumbnail")}
     assert all(e["client"].startswith("127.0.0.1:") for e in events)
     assert not [e for e in events if hidden.study_uid in str(e)]
+
+
+def _store_report(commons: DicomwebCommons, user: str) -> str:
+    """A structured report (no pixel data) stored by STOW-RS into Stow-A1; its instance path."""
+    ds = pydicom.dcmread(commons.open_instances[0].path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.Modality = "SR"
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+                    "SamplesPerPixel", "PhotometricInterpretation", "RequestAttributesSequence"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    assert "FailedSOPSequence" not in client(commons, user).store_instances([ds])
+    return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
+def test_refused_reads_are_not_audited_as_retrieved(dicomweb_commons: DicomwebCommons) -> None:
+    """Only a read that returns content is a ``dicomweb.retrieve``: a report's /rendered or /thumbnail (404:
+    no image), a frame that does not exist (404) and an Accept header nothing can be sent in (406) found the
+    instance but returned nothing, and leave no event; the same instance read successfully leaves one."""
+    from radcommons.store.index import make_engine
+    from radcommons.store.index.audit import search_events
+
+    user = "stower"
+    report = _store_report(dicomweb_commons, user)
+    image = dicomweb_commons.open_instances[0]
+    image_path = _paths(image)[4]
+    engine = make_engine(dicomweb_commons.server.db_url)
+    try:
+        def retrieved(before: set[int]) -> list[str]:
+            return [e["detail"]["path"] for e in search_events(engine, user=user, action="dicomweb.retrieve")
+                    if e["id"] not in before]
+
+        before = {e["id"] for e in search_events(engine, user=user, action="dicomweb.")}
+        jpeg_only = f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_BASELINE}'
+        octet_jpeg = f'multipart/related; type="application/octet-stream"; transfer-syntax={JPEG_BASELINE}'
+        refused = [(report + "/rendered", {}, 404), (report + "/thumbnail", {}, 404),
+                   (report + "/frames/1/rendered", {}, 404), (image_path + "/frames/999", {}, 404),
+                   (image_path + "/frames/999/rendered", {}, 404), (image_path + "/frames/999/thumbnail", {}, 404),
+                   (f"/studies/{image.study_uid}", {"Accept": "application/pdf"}, 406),
+                   (image_path, {"Accept": jpeg_only}, 406), (image_path + "/frames/1", {"Accept": octet_jpeg}, 406),
+                   (image_path + "/bulkdata/7FE00010", {"Accept": octet_jpeg}, 406)]
+        headers = {"Authorization": f"Bearer {dicomweb_commons.token(user)}"}
+        with httpx.Client(base_url=dicomweb_commons.url, headers=headers, timeout=30) as http:
+            for path, extra, status in refused:
+                response = http.get(path, headers=extra)
+                assert response.status_code == status, (path, response.text)
+            assert retrieved(before) == []
+            for path in (report, report + "/metadata", image_path + "/rendered", image_path + "/thumbnail",
+                         image_path + "/frames/1"):
+                response = http.get(path)
+                assert response.status_code == 200, (path, response.text)
+                assert response.content
+        found = retrieved(before)
+        assert found == [image_path + "/frames/1", image_path + "/thumbnail", image_path + "/rendered",
+                         report + "/metadata", report]  # newest first
+    finally:
+        engine.dispose()

@@ -9,7 +9,7 @@ Every route needs a bearer token (401 without); reads are limited to the project
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -197,25 +197,35 @@ def search_series_instances(request: Request, study: str = StudyUID, series: str
 # ---------------------------------------------------------------------- WADO-RS (PS3.18 10.4)
 
 
-def _instances(request: Request, context: ServerContext, principal: Principal, study: str,
-               series: str | None = None, instance: str | None = None) -> list[wado.StoredInstance]:
-    """The readable instances a WADO-RS request names (404 when none), recorded in the audit log as one
-    ``dicomweb.retrieve`` event: every read of images is accounted for, as the research API's are."""
+def _instances(context: ServerContext, principal: Principal, study: str, series: str | None = None,
+               instance: str | None = None) -> list[wado.StoredInstance]:
+    """The readable instances a WADO-RS request names (404 when none). Not audited here: the route
+    records the read with :func:`_audit_retrieve` once nothing can refuse it any more."""
     readable = _readable(context, principal)
     with context.engine.connect() as conn:
         found = wado.find_instances(conn, readable, study, series, instance)
     if not found:
         raise _not_found("instance" if instance else "series" if series else "study")
+    return found
+
+
+def _audit_retrieve(request: Request, context: ServerContext, principal: Principal,
+                    found: Sequence[wado.StoredInstance], study: str, series: str | None = None,
+                    instance: str | None = None) -> None:
+    """Record a WADO-RS read as one ``dicomweb.retrieve`` event: every read of images is accounted for,
+    as the research API's are. Called after the last check that can answer 404, 406 or 422 (no image,
+    no such frame, an unacceptable Accept header, undecodable pixels), so the log never names a read
+    that returned nothing; and before a streamed body's first byte, so a long or broken stream is
+    recorded all the same."""
     projects = sorted({i.project for i in found})
     audit(context, request, principal, "dicomweb.retrieve", instance or series or study, len(found),
           project=projects[0] if len(projects) == 1 else None,
           detail={"path": request.url.path.removeprefix(DICOMWEB_PREFIX), "projects": projects})
-    return found
 
 
 def _retrieve(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
-    found = _instances(request, context, principal, study, series, instance)
+    found = _instances(context, principal, study, series, instance)
     accept = request.headers.get("accept")
     syntaxes = wado.accepted_syntaxes(accept)
     refused = sorted({i.transfer_syntax for i in found if wado.delivery(i, syntaxes) is None})
@@ -229,6 +239,7 @@ def _retrieve(request: Request, context: ServerContext, principal: Principal, st
                        f"the instances are stored as {', '.join(refused)} and can be sent as stored or as Explicit "
                        f"VR Little Endian, not in the transfer syntax the Accept header asks ({', '.join(sorted(syntaxes))})",
                        hint)
+    _audit_retrieve(request, context, principal, found, study, series, instance)
     boundary = new_boundary()
     body = write_parts(wado.instance_parts(context.store, found, syntaxes, _base_url(request)), boundary)
     return StreamingResponse(body, media_type=content_type("application/dicom", boundary))
@@ -257,7 +268,8 @@ def retrieve_instance(request: Request, study: str = StudyUID, series: str = Ser
 def _metadata(request: Request, context: ServerContext, principal: Principal, study: str,
               series: str | None = None, instance: str | None = None) -> Response:
     media_type = _json_only(request, "metadata")
-    found = _instances(request, context, principal, study, series, instance)
+    found = _instances(context, principal, study, series, instance)
+    _audit_retrieve(request, context, principal, found, study, series, instance)
     return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get, _base_url(request)),
                              media_type=media_type)
 
@@ -281,11 +293,6 @@ def instance_metadata(request: Request, study: str = StudyUID, series: str = Ser
                       instance: str = InstanceUID, principal: Principal = Depends(current_principal),
                       context: ServerContext = Depends(get_context)) -> Response:
     return _metadata(request, context, principal, study, series, instance)
-
-
-def _read_one(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
-              instance: str) -> Dataset:
-    return wado.read_instance(context.store, _instances(request, context, principal, study, series, instance)[0])
 
 
 #: Query parameters of /rendered (PS3.18 8.3.5.1, and 8.3.3.1's ``accept``) and of /thumbnail (10.4.1.1.4:
@@ -343,10 +350,13 @@ def _rendered(request: Request, context: ServerContext, principal: Principal, st
               instance: str, frame: int, window: str | None, quality: int) -> Response:
     media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images")
     voi = _window(window)
-    ds = _read_one(request, context, principal, study, series, instance)
+    found = _instances(context, principal, study, series, instance)
+    ds = wado.read_instance(context.store, found[0])
     if not is_image(ds):  # a report or key object selection: 404, as for its study's or series' /rendered
         raise _no_image("instance")
-    return _render(ds, frame, voi, media_type, quality)
+    response = _render(ds, frame, voi, media_type, quality)  # 404 for a missing frame, 422 for damaged pixels
+    _audit_retrieve(request, context, principal, found, study, series, instance)
+    return response
 
 
 def _no_image(what: str) -> ApiError:
@@ -360,9 +370,10 @@ def _rendered_parts(request: Request, context: ServerContext, principal: Princip
     instance, each rendered when its part is sent (the body is streamed, never held whole)."""
     media_type = _image_type(request, RENDERED_PARAMETERS, "rendered images", wado.rendered_part_type)
     voi = _window(window)
-    found = _instances(request, context, principal, study, series)
+    found = _instances(context, principal, study, series)
     if wado.representative(found, _headers(request, context).get) is None:
         raise _no_image("series" if series else "study")
+    _audit_retrieve(request, context, principal, found, study, series)
     boundary = new_boundary()
     parts = wado.rendered_parts(context.store, found, voi, media_type, quality, _base_url(request))
     return StreamingResponse(write_parts(parts, boundary), media_type=content_type(media_type, boundary))
@@ -422,12 +433,14 @@ def _thumbnail(request: Request, context: ServerContext, principal: Principal, s
         viewport = wado.parse_viewport(given[0] if given else None)
     except ValueError as error:
         raise ApiError(400, "bad_request", f"viewport: {error}", "viewport=width,height in pixels, e.g. 128,128") from None
-    found = _instances(request, context, principal, study, series, instance)
+    found = _instances(context, principal, study, series, instance)
     chosen = wado.representative(found, _headers(request, context).get)
     if chosen is None:
         raise _no_image("instance" if instance else "series" if series else "study")
     ds = wado.read_instance(context.store, chosen)
-    return _render(ds, frame or middle_frame(ds), None, media_type, THUMBNAIL_QUALITY, viewport)
+    response = _render(ds, frame or middle_frame(ds), None, media_type, THUMBNAIL_QUALITY, viewport)
+    _audit_retrieve(request, context, principal, found, study, series, instance)
+    return response
 
 
 @router.get("/studies/{study}/thumbnail", summary="WADO-RS: a thumbnail of the study (JPEG or PNG)")
@@ -460,9 +473,10 @@ def frame_thumbnail(request: Request, study: str = StudyUID, series: str = Serie
 
 
 def _octet_stream(request: Request, context: ServerContext, principal: Principal, study: str, series: str,
-                  instance: str, what: str) -> tuple[Dataset, str]:
-    """The instance and how its pixels go out (:func:`wado.frame_delivery`) for a frames or bulk data
-    request; 406 when the Accept header takes nothing we can send."""
+                  instance: str, what: str) -> tuple[wado.StoredInstance, Dataset, str]:
+    """The instance (as found and as read) and how its pixels go out (:func:`wado.frame_delivery`) for a
+    frames or bulk data request; 406 when the Accept header takes nothing we can send. Not yet audited:
+    the route does that once it has the pixels."""
     accept = request.headers.get("accept")
     syntaxes = wado.accepted_syntaxes(accept, "application/octet-stream")
     hint = ('send Accept: multipart/related; type="application/octet-stream"; transfer-syntax=* (as stored), '
@@ -470,14 +484,14 @@ def _octet_stream(request: Request, context: ServerContext, principal: Principal
     if not syntaxes:
         raise ApiError(406, "not_acceptable", f'{what} are sent as multipart/related; type="application/octet-stream",'
                        f" which the Accept header ({accept}) does not take", hint)
-    stored = _instances(request, context, principal, study, series, instance)[0]
+    stored = _instances(context, principal, study, series, instance)[0]
     how = wado.frame_delivery(stored.transfer_syntax, syntaxes)
     if how is None:
         # Never native pixels under a 200 to a client that named only a compressed syntax (PS3.18 8.7.3.5).
         raise ApiError(406, "not_acceptable",
                        f"the {what} are stored as {stored.transfer_syntax} and can be sent as stored or as native "
                        f"pixels (Explicit VR Little Endian), not as {', '.join(sorted(syntaxes))}", hint)
-    return wado.read_instance(context.store, stored), how
+    return stored, wado.read_instance(context.store, stored), how
 
 
 def _octet_parts(found: list[tuple[str, bytes]]) -> Response:
@@ -496,13 +510,14 @@ def retrieve_frames(request: Request, study: str = StudyUID, series: str = Serie
                     instance: str = InstanceUID, frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$"),
                     principal: Principal = Depends(current_principal),
                     context: ServerContext = Depends(get_context)) -> Response:
-    ds, how = _octet_stream(request, context, principal, study, series, instance, "frames")
+    stored, ds, how = _octet_stream(request, context, principal, study, series, instance, "frames")
     try:
         found = wado.frame_bytes(ds, [int(n) for n in frames.split(",")], how)
     except NoSuchFrame as error:
         raise ApiError(404, "not_found", str(error), "frames are numbered from 1") from None
     except ValueError as error:
         raise ApiError(422, "unrenderable", f"the frames cannot be read: {error}", _UNREADABLE_HINT) from None
+    _audit_retrieve(request, context, principal, [stored], study, series, instance)
     return _octet_parts(found)
 
 
@@ -515,13 +530,14 @@ def retrieve_bulkdata(request: Request, study: str = StudyUID, series: str = Ser
     if tag.upper() != wado.PIXEL_DATA_KEY:
         raise ApiError(404, "not_found", f"no bulk data {tag} here: /metadata gives Pixel Data ({wado.PIXEL_DATA_KEY}) "
                        "as bulk data, other binary values inline", "use the BulkDataURI that /metadata gives")
-    ds, how = _octet_stream(request, context, principal, study, series, instance, "bulk data")
+    stored, ds, how = _octet_stream(request, context, principal, study, series, instance, "bulk data")
     try:
         found = wado.pixel_data_parts(ds, how)
     except ValueError as error:
         raise ApiError(422, "unrenderable", f"the pixel data cannot be read: {error}", _UNREADABLE_HINT) from None
     if not found:
         raise ApiError(404, "not_found", "the instance has no Pixel Data", "its /metadata has no BulkDataURI")
+    _audit_retrieve(request, context, principal, [stored], study, series, instance)
     return _octet_parts(found)
 
 
