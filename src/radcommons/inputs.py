@@ -87,19 +87,39 @@ def read_named_file(path: str | os.PathLike[str]) -> bytes:
 #: are refused (2**70 bytes were recorded; a download of such a size could never finish).
 MAX_FILE_SIZE = 1 << 40
 
-#: The first bytes of files that people save under a text file's name (a workbook named .csv).
+#: The first bytes of files that people save under a text file's name (a workbook named .csv), and
+#: what to do ({save}: the formats the reading command takes).
 _BINARY_KINDS = (
-    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive", "save it as .xlsx (it is read as one) or "
-                                                                           "export it as CSV UTF-8"),
-    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)", "save it as .xlsx or as CSV UTF-8"),
-    (b"%PDF", "a PDF document", "export the table as CSV UTF-8"),
+    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive", "open it in a spreadsheet program and save "
+                                                                           "it {save}"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)", "open it in a spreadsheet program and save it {save}"),
+    (b"%PDF", "a PDF document", "export the table from the system that made the PDF {save}"),
 )
 
+#: The start of a file that is markup, not a table of text: a report saved as a web page (an
+#: "Excel" export of many hospital systems, whatever its name) or an Excel 2003 XML workbook.
+_MARKUP = re.compile(rb"\s*(?:<!doctype html|<html|<table|<\?xml[^>]*>\s*<\?mso-application progid=\"excel)",
+                     re.IGNORECASE)
 
-def binary_kind(data: bytes) -> tuple[str, str] | None:
-    """What a file named as a CSV or TSV table really is, and what to do, when it is a known binary
-    kind (decoded as text it gave a misleading message: not UTF-8, or columns missing)."""
-    return next(((kind, hint) for magic, kind, hint in _BINARY_KINDS if data.startswith(magic)), None)
+
+def markup_kind(data: bytes) -> str | None:
+    """What a file named as a table really is when it is markup (HTML, Excel 2003 XML), else None:
+    read as text, its tags would be taken for a one-column table."""
+    head = data[:1024].removeprefix(codecs.BOM_UTF8)
+    if not _MARKUP.match(head):
+        return None
+    return "an Excel 2003 XML workbook" if head.lstrip().startswith(b"<?xml") else "an HTML page (a report saved as a web page)"
+
+
+def not_text_kind(data: bytes, *, workbooks: bool = False) -> tuple[str, str] | None:
+    """What a file named as a table really is when it is a known binary kind or markup, with what
+    to do (``workbooks``: the reading command also takes .xlsx); None for anything else. Decoded as
+    text such a file gave a misleading message: not UTF-8, one column named ``<html>``, columns missing."""
+    save = "as .xlsx or as CSV UTF-8" if workbooks else "as CSV UTF-8"
+    found = next(((kind, hint) for magic, kind, hint in _BINARY_KINDS if data.startswith(magic)), None)
+    if found is None and (markup := markup_kind(data)) is not None:
+        found = (markup, "open it in a spreadsheet program and save it {save}")
+    return None if found is None else (found[0], found[1].format(save=save))
 
 
 class UnreadableText(UserError):
@@ -142,11 +162,23 @@ def decode_text_table(data: bytes) -> str:
     return data.decode("cp1252", errors="replace")
 
 
-def check_text_table(data: bytes, where: str) -> None:
-    """A :class:`~radcommons.errors.UserError` when ``data`` is of a :func:`binary_kind`."""
-    found = binary_kind(data)
+def check_text_table(data: bytes, where: str, *, workbooks: bool = False) -> None:
+    """A :class:`~radcommons.errors.UserError` (``where`` first) when ``data`` is of a :func:`not_text_kind`."""
+    found = not_text_kind(data, workbooks=workbooks)
     if found is not None:
         raise UserError(f"{where}: this is {found[0]}, not a CSV or TSV text table", found[1])
+
+
+#: Separators a table may hold instead of the one it is read with, as messages name them.
+SEPARATOR_NAMES = {",": "commas (,)", ";": "semicolons (;)", "\t": "tabs", "|": "bars (|)"}
+
+
+def other_separator(header: Sequence[str], delimiter: str) -> str | None:
+    """The separator a one-cell ``header`` holds when it is not ``delimiter``, else None: every
+    row of such a table lands in one column (a CSV saved by Excel in a European language uses ';')."""
+    if len(header) != 1:
+        return None
+    return next((sep for sep in SEPARATOR_NAMES if sep != delimiter and sep in header[0]), None)
 
 
 def warn_if_others_can_read(path: str | os.PathLike[str], what: str) -> None:
@@ -205,4 +237,8 @@ def walk_files(root: str | os.PathLike[str], skip: Collection[str | os.PathLike[
             yield Path(folder) / name
 
 
-__all__ = ["NotARegularFile", "check_unique_columns", "read_input_bytes", "read_input_text", "read_named_file", "stat_input", "walk_files"]
+__all__ = [
+    "SEPARATOR_NAMES", "NotARegularFile", "UnreadableText", "check_text_table", "check_unique_columns",
+    "decode_text_table", "markup_kind", "not_text_kind", "other_separator", "read_input_bytes", "read_input_text",
+    "read_named_file", "stat_input", "walk_files",
+]

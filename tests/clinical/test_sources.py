@@ -128,15 +128,15 @@ def test_a_stray_quote_or_a_huge_cell_names_the_row(tmp_path: Path, text: str, f
 
 
 @pytest.mark.parametrize(("name", "text", "separator"), [
-    ("demographics.csv", "MRN;Sex;DOB\n1;F;1950-01-01\n", "';', not ','"),
-    ("demographics.csv", "MRN\tSex\n1\tF\n", "a tab, not ','"),
-    ("demographics.tsv", "MRN,Sex\n1,F\n", "',', not a tab"),
+    ("demographics.csv", "MRN;Sex;DOB\n1;F;1950-01-01\n", r"semicolons \(;\), not by commas \(,\)"),
+    ("demographics.csv", "MRN\tSex\n1\tF\n", r"tabs, not by commas \(,\)"),
+    ("demographics.tsv", "MRN,Sex\n1,F\n", r"commas \(,\), not by tabs"),
 ])
 def test_a_table_with_another_separator_says_which(tmp_path: Path, name: str, text: str, separator: str) -> None:
     """A semicolon CSV (Excel in a European language) landed in one column: 'unknown column
     MRN;Sex;DOB' and 'no column for mrn'."""
     (tmp_path / name).write_text(text)
-    with pytest.raises(UserError, match=f"the header is one column, .*: the separator looks like {separator}"):
+    with pytest.raises(UserError, match=f"the header is one column, .*: the values are separated by {separator}"):
         read_file(tmp_path / name)
 
 

@@ -64,3 +64,16 @@ def test_a_report_saved_as_a_web_page_says_what_it_is(tmp_path: Path) -> None:
     path.write_text("<!DOCTYPE html>\n<html><table><tr><td>submitter_id</td></tr></table></html>\n", encoding="utf-8")
     [problem] = validate_files([path])
     assert problem.code == "file_type" and "an HTML page" in problem.message and "CSV UTF-8" in problem.message
+
+
+def test_a_workbook_named_csv_is_told_to_save_as_csv_not_xlsx(tmp_path: Path) -> None:
+    """validate reads no workbook: "save it as .xlsx (it is read as one)", the clinical reader's
+    advice, sent a user round to a second refusal."""
+    import zipfile
+
+    path = tmp_path / "case.csv"
+    with zipfile.ZipFile(path, "w") as workbook:
+        workbook.writestr("xl/workbook.xml", "<workbook/>")
+    [problem] = validate_files([path])
+    assert problem.code == "file_type" and "an Excel workbook (.xlsx)" in problem.message
+    assert "save it as CSV UTF-8" in problem.message and ".xlsx or" not in problem.message

@@ -24,7 +24,7 @@ def test_a_csv_named_tsv_is_told_to_use_tabs(tmp_path: Path) -> None:
     result = run("map", "--input", str(pairs), "--output", str(tmp_path / "out.tsv"), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "pairs.tsv: missing column(s) Modality, StudyDescription" in result.stderr
-    assert "separated by ','" in result.stderr and "save the file as .csv" in result.stderr
+    assert "separated by commas (,)" in result.stderr and "save the file as .csv" in result.stderr
     assert not (tmp_path / "out.tsv").exists()
 
 
@@ -91,5 +91,15 @@ def test_excel_unicode_text_is_read_and_a_semicolon_csv_is_told_its_separator(tm
         [("XR CHEST 1 VIEW AP", "36572-6")]
     semicolons = write(tmp_path / "pairs.csv", "Modality;StudyDescription\nDX;XR CHEST 1 VIEW AP\n")
     result = run("map", "--input", str(semicolons), "--output", str(tmp_path / "out.tsv"), cwd=tmp_path)
-    assert result.returncode == 2 and "separated by ';'" in result.stderr, result.stderr
+    assert result.returncode == 2 and "separated by semicolons (;)" in result.stderr, result.stderr
     assert "read as comma-separated" in result.stderr and ".tsv" not in result.stderr.replace("out.tsv", "")
+
+
+def test_a_report_saved_as_a_web_page_is_refused_for_what_it_is(tmp_path: Path) -> None:
+    """An HTML "Excel" export was read as a table of one column named '<html>...': 'missing column(s)'."""
+    pairs = write(tmp_path / "pairs.tsv", "<html><body><table><tr><td>Modality</td><td>StudyDescription</td></tr>"
+                                          "</table></body></html>\n")
+    result = run("map", "--input", str(pairs), "--output", str(tmp_path / "out.tsv"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "an HTML page" in result.stderr and "missing column" not in result.stderr
+    assert not (tmp_path / "out.tsv").exists()

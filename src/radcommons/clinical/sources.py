@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from radcommons.errors import UserError
-from radcommons.dictionary.validate import markup_kind
 from radcommons.dictionary.values import looks_like_date
 from radcommons.inputs import (
+    SEPARATOR_NAMES,
     UnreadableText,
-    binary_kind,
     check_text_table,
     check_unique_columns,
     decode_text_table,
+    not_text_kind,
+    other_separator,
     read_input_bytes,
 )
 
@@ -132,16 +133,9 @@ def read_file(path: str | Path) -> list[SourceTable]:
     return [_read_delimited(str(path), _decoded(path, data), FORMATS[suffix] or ",")]
 
 
-_SAVE_MARKUP = ("open it in a spreadsheet program and save it as .xlsx (or export the report from the source "
-                "system as CSV)")
-
-
 def _decoded(path: Path, data: bytes) -> str:
     """The text of a CSV or TSV file (:func:`radcommons.inputs.decode_text_table`)."""
-    check_text_table(data, f"clinical file {path}")
-    if markup_kind(data) is not None:
-        raise UserError(f"clinical file {path}: this is {markup_kind(data)}, not a CSV or TSV text table",
-                        _SAVE_MARKUP)
+    check_text_table(data, f"clinical file {path}", workbooks=True)
     try:
         return decode_text_table(data)
     except UnreadableText as error:
@@ -150,8 +144,6 @@ def _decoded(path: Path, data: bytes) -> str:
 
 #: How many rows below the first are searched for the header when the first is not it.
 _HEADER_SEARCH = 10
-#: Separators a table may use instead of the one its extension announces, with their names.
-_SEPARATORS = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}
 
 
 def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
@@ -181,7 +173,12 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
         raise _parse_error(file, line + 1, error) from None
     if not header:
         raise UserError(f"clinical file {file} is empty", "export it again with a header line")
-    _check_separator(file, header, delimiter)
+    if (other := other_separator(header, delimiter)) is not None:  # every row would land in one column
+        raise UserError(
+            f"clinical file {file}: the header is one column, {header[0][:80]!r}: the values are separated by "
+            f"{SEPARATOR_NAMES[other]}, not by {SEPARATOR_NAMES[delimiter]} as in a {Path(file).suffix} file (a CSV "
+            "saved by Excel in a European language uses ';')",
+            "save the file as .xlsx (or export it again with commas as .csv, tabs as .tsv)")
     check_unique_columns(header, f"clinical file {file}")
     _check_header(f"clinical file {file}", header, filled, first_rows)
     return SourceTable(file, None, tuple(h for h in header if h),
@@ -210,20 +207,6 @@ def _parse_error(file: str, line: int, error: csv.Error) -> UserError:
     return UserError(f"clinical file {file}: cannot read the row starting at line {line}: {error}",
                      "a quote (\") that starts a cell must also end it: close it, or write it twice inside a "
                      "quoted cell (\"a \"\"b\"\" c\"), as spreadsheet programs save it")
-
-
-def _check_separator(file: str, header: list[str], delimiter: str) -> None:
-    """A :class:`UserError` when the header is one cell holding another separator: every row
-    then lands in one column (a CSV saved by Excel in a European language uses ';')."""
-    if len(header) != 1:
-        return
-    found = next((sep for sep in _SEPARATORS if sep != delimiter and sep in header[0]), None)
-    if found is None:
-        return
-    raise UserError(
-        f"clinical file {file}: the header is one column, {header[0][:80]!r}: the separator looks like "
-        f"{_SEPARATORS[found]}, not {_SEPARATORS[delimiter]} as a {Path(file).suffix} file has",
-        "save the file as .xlsx (or export it again with commas as .csv, tabs as .tsv)")
 
 
 def _check_header(where: str, header: list[str], filled: list[tuple[int, int]],
@@ -347,11 +330,9 @@ def _not_a_workbook(path: Path, data: bytes) -> UserError | None:
         return UserError(f"clinical file {path} is a password-protected (encrypted) workbook, which cannot be read",
                          "open it in the spreadsheet program, remove the password (File > Info > Protect Workbook "
                          "> Encrypt with Password, cleared) and save it as .xlsx")
-    found = binary_kind(data)
+    found = not_text_kind(data, workbooks=True)  # markup is not "a text file (CSV or TSV?)": renamed .csv it is no table
     if found is not None:
         return UserError(f"clinical file {path} is {found[0]}, named as an .xlsx workbook", found[1])
-    if markup_kind(data) is not None:  # not "a text file (CSV or TSV?)": renamed .csv it is no table
-        return UserError(f"clinical file {path} is {markup_kind(data)}, named as an .xlsx workbook", _SAVE_MARKUP)
     if b"\0" not in data[:4096]:
         return UserError(f"clinical file {path} is a text file (CSV or TSV?) named as an .xlsx workbook",
                          "rename it .csv or .tsv after what it holds, or open it in a spreadsheet program and "

@@ -17,7 +17,7 @@ from typing import Any
 
 from radcommons.clinical.mapping import COUNTRY, ENUM_FIELDS, SiteMapping
 from radcommons.dictionary import NOT_REPORTED, Dictionary
-from radcommons.dictionary.validate import NO_VALUE_MARKERS, SPREADSHEET_ERRORS
+from radcommons.dictionary.values import missing_value_kind, zip_without_leading_zero
 from radcommons.harmonize.enumerations import ValueNormalizer
 
 #: Ages above this are blanked and flagged ``age_at_index_gt89 = Yes`` (HIPAA Safe Harbor).
@@ -54,13 +54,14 @@ def marker_problem(value: Any) -> CellProblem | None:
     if not isinstance(value, str):
         return None
     text = " ".join(value.split())
-    if text.lower() in SPREADSHEET_ERRORS:
-        return CellProblem("spreadsheet_error", f"{text!r} is a spreadsheet error: the formula that computed the "
+    kind = missing_value_kind(text)
+    if kind == "spreadsheet_error":
+        return CellProblem(kind, f"{text!r} is a spreadsheet error: the formula that computed the "
                            "cell failed" + (" (a lookup found nothing)" if text.lower() == "#n/a" else ""),
                            "correct the formula in the spreadsheet (or type the value, or leave the cell empty "
                            "when it is not known) and save again")
-    if text.lower() in NO_VALUE_MARKERS:
-        return CellProblem("no_value_marker", f"{text!r} stands for a missing value", _NO_VALUE_FIX)
+    if kind == "no_value_marker":
+        return CellProblem(kind, f"{text!r} stands for a missing value", _NO_VALUE_FIX)
     return None
 
 
@@ -253,9 +254,8 @@ def zip3(value: Any, restricted: frozenset[str]) -> str | CellProblem:
         number = int(value)
         text = f"{number:03d}" if number < 1000 else f"{number:05d}" if number < 100000 else f"{number:09d}"
     match = re.fullmatch(r"(\d{5})(?:-?\d{4})?|(\d{3})", text)
-    if not match and re.fullmatch(r"\d{4}(?:-?\d{4})?", text):  # 2139, 2139-1234, 21391234
-        return CellProblem("bad_zip", f"{text!r} has four digits where a ZIP code has five: most likely its leading "
-                           "zero was dropped (a spreadsheet program reads a ZIP column as numbers)",
+    if not match and (lost_zero := zip_without_leading_zero(text)):
+        return CellProblem("bad_zip", lost_zero,
                            "write the ZIP code with its leading zero (02139); format the ZIP column as text (or as "
                            "Special > Zip Code) in the spreadsheet before saving it as CSV")
     if not match:

@@ -40,33 +40,19 @@ from radcommons.dictionary.model import (
     Property,
     PropertyType,
 )
-from radcommons.dictionary.values import check_value, date_problem, is_blank
+from radcommons.dictionary.values import check_value, date_problem, is_blank, missing_value_kind, zip_without_leading_zero
 from radcommons.errors import UserError
-from radcommons.inputs import UnreadableText, binary_kind, decode_text_table, read_input_bytes
+from radcommons.inputs import (
+    SEPARATOR_NAMES,
+    UnreadableText,
+    decode_text_table,
+    not_text_kind,
+    other_separator,
+    read_input_bytes,
+)
 
 #: File name endings that can be validated, and how their cells are separated.
 FORMATS = {".tsv": "\t", ".csv": ",", ".json": None}
-
-#: What a spreadsheet program writes in a cell whose formula failed (#N/A: a lookup found nothing).
-SPREADSHEET_ERRORS = frozenset({"#n/a", "#value!", "#ref!", "#div/0!", "#num!", "#name?", "#null!", "#spill!",
-                                "#calc!", "#getting_data", "#field!", "#blocked!", "#connect!", "#busy!",
-                                "#unknown!"})
-#: How programs write "no value" in a cell (lower case): pandas NaN, SQL NULL, R's NA, N/A, a dash.
-NO_VALUE_MARKERS = frozenset({"n/a", "na", "nan", "null", "none", "nil", "-", "--", "?", "."})
-
-#: The start of a file that is markup, not a table of text: a report saved as a web page (an
-#: "Excel" export of many hospital systems, whatever its name) or an Excel 2003 XML workbook.
-_MARKUP = re.compile(rb"\s*(?:<!doctype html|<html|<table|<\?xml[^>]*>\s*<\?mso-application progid=\"excel)",
-                     re.IGNORECASE)
-
-
-def markup_kind(data: bytes) -> str | None:
-    """What a file named as a table really is when it is markup (HTML, Excel 2003 XML), else None."""
-    head = data[:1024].removeprefix(b"\xef\xbb\xbf")
-    if not _MARKUP.match(head):
-        return None
-    return "an Excel 2003 XML workbook" if head.lstrip().startswith(b"<?xml") else "an HTML page (a report saved as a web page)"
-
 
 # Column names that announce a calendar date or a direct identifier: refused by name.
 _DATE_COLUMN = re.compile(r"(^|_)(date|dob|birth_?date|datetime|timestamp)(_|$)", re.I)
@@ -215,12 +201,9 @@ def _validate_path(
         return whole_file("file not found: check the path", "file_missing")
     except OSError as error:
         return whole_file(f"cannot read the file ({error.strerror or error}): check its permissions", "file_unreadable")
-    found = binary_kind(data)
+    found = not_text_kind(data)
     if found is not None:
         return whole_file(f"this is {found[0]}, not a CSV or TSV text table: {found[1]}", "file_type")
-    if markup_kind(data) is not None:
-        return whole_file(f"this is {markup_kind(data)}, not a CSV or TSV text table: open it in a spreadsheet "
-                          "program and save it as CSV UTF-8", "file_type")
     try:  # read as the contribution pathway reads a clinical file: the same bytes, the same text
         text = decode_text_table(data)
     except UnreadableText as error:
@@ -258,13 +241,13 @@ def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
         table.problems.append(Problem(file, 1, None, None, f"cannot parse the header: {error}", "parse"))
         return table
     table.columns = [name.strip() for name in header]
-    other = _other_separator(table.columns, delimiter)
+    other = other_separator(table.columns, delimiter)
     if other is not None:  # every row would be one value under one column named 'a;b;c'
         table.problems.append(Problem(
             file, 1, None, None,
-            f"the header is one column, {table.columns[0][:80]!r}: the values are separated by {other}, not by "
-            f"{_SEPARATOR_NAMES[delimiter]} as in a {Path(file).suffix} file (a CSV saved by Excel in a European "
-            "language uses ';'): save it again with commas as .csv or with tabs as .tsv", "separator"))
+            f"the header is one column, {table.columns[0][:80]!r}: the values are separated by "
+            f"{SEPARATOR_NAMES[other]}, not by {SEPARATOR_NAMES[delimiter]} as in a {Path(file).suffix} file (a "
+            "CSV saved by Excel in a European language uses ';'): save it again with commas as .csv or with tabs as .tsv", "separator"))
         return table
     for index, name in enumerate(table.columns):
         if not name:
@@ -300,16 +283,6 @@ def _read_delimited(file: str, text: str, delimiter: str) -> _Table:
     if not table.rows:
         table.problems.append(Problem(file, None, None, None, "file has a header but no data rows", "empty_file"))
     return table
-
-
-_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
-
-
-def _other_separator(header: list[str], delimiter: str) -> str | None:
-    """The name of the separator a one-column header holds when it is not ``delimiter``'s."""
-    if len(header) != 1:
-        return None
-    return next((name for sep, name in _SEPARATOR_NAMES.items() if sep != delimiter and sep in header[0]), None)
 
 
 def _read_json(file: str, text: str) -> _Table:
@@ -482,11 +455,9 @@ def _validate_table(
             converted, value_problems = check_value(prop, value)
             for vp in value_problems:
                 message = vp.message + (f" ({prop.hint})" if prop.hint and vp.code != "calendar_date" else "")
-                if prop.name == "zip" and re.fullmatch(r"\d{4}(?:-?\d{4})?", str(value).strip()):
-                    # "keep the first three digits" of 2139 would send 213, another area than 021
-                    message = (f"{str(value).strip()!r} has four digits where a ZIP code has five: its leading zero "
-                               f"was dropped (a spreadsheet reads ZIP codes as numbers); the three digits of "
-                               f"0{str(value).strip()[:4]} are {'0' + str(value).strip()[:2]!r}")
+                lost_zero = zip_without_leading_zero(str(value)) if prop.name == "zip" else None
+                if lost_zero:  # "keep the first three digits" of 2139 would send 213, another area than 021
+                    message = f"{lost_zero}; the three digits of 0{str(value).strip()[:4]} are {'0' + str(value).strip()[:2]!r}"
                 add(row, prop.name, value, message, vp.code, allowed=vp.allowed, suggestion=vp.suggestion)
                 row_ok = False
             if not value_problems:
@@ -545,10 +516,11 @@ def _marker_message(prop: Property, value: Any) -> str:
     the allowed values" would not say to leave it empty (text may be "NA": Namibia's code)."""
     if not isinstance(value, str) or (prop.type is PropertyType.STRING and not prop.enum):
         return ""
-    text = value.strip()
-    if text.lower() in SPREADSHEET_ERRORS:
+    text = " ".join(value.split())
+    kind = missing_value_kind(text)
+    if kind == "spreadsheet_error":
         return f"{text!r} is a spreadsheet error (a formula that failed): correct the formula or type the value"
-    if text.lower() not in NO_VALUE_MARKERS:
+    if kind is None:
         return ""
     unknown = f"write {NOT_REPORTED!r}" if NOT_REPORTED in prop.enum else "leave the cell empty"
     return f"{text!r} stands for a missing value: when the value is not known, {unknown}"
@@ -600,7 +572,6 @@ def _date_problems_everywhere(file: str, table: _Table) -> list[Problem]:
 
 __all__ = [
     "FORMATS",
-    "markup_kind",
     "Problem",
     "ValidatedFile",
     "node_from_filename",

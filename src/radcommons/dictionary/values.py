@@ -39,6 +39,14 @@ _YES_NO = {"true": "Yes", "false": "No", "y": "Yes", "n": "No", "1": "Yes", "0":
 _TRUE = {"true"}
 _FALSE = {"false"}
 _INTEGER = re.compile(r"^[+-]?\d+(\.0*)?$")
+#: What a spreadsheet program writes in a cell whose formula failed (#N/A: a lookup found nothing).
+_SPREADSHEET_ERRORS = frozenset({"#n/a", "#value!", "#ref!", "#div/0!", "#num!", "#name?", "#null!", "#spill!",
+                                 "#calc!", "#getting_data", "#field!", "#blocked!", "#connect!", "#busy!",
+                                 "#unknown!"})
+#: How programs write "no value" in a cell (lower case): pandas NaN, SQL NULL, R's NA, N/A, a dash.
+_NO_VALUE_MARKERS = frozenset({"n/a", "na", "nan", "null", "none", "nil", "-", "--", "?", "."})
+#: A ZIP code (or ZIP+4) whose leading zero a spreadsheet dropped: 2139, 2139-1234, 21391234.
+_FOUR_DIGIT_ZIP = re.compile(r"\d{4}(?:-?\d{4})?")
 # Separators of list values in TSV/CSV cells (DICOM multi-values use a backslash).
 _LIST_SPLIT = re.compile(r"\s*[,\\]\s*")
 
@@ -77,6 +85,26 @@ def is_blank(value: Any) -> bool:
     if isinstance(value, list):
         return not value
     return False
+
+
+def missing_value_kind(text: str) -> str | None:
+    """``"spreadsheet_error"`` when ``text`` is what a spreadsheet writes for a failed formula
+    (``#N/A``, ``#REF!``), ``"no_value_marker"`` when it stands for no value (``N/A``, ``NULL``,
+    ``NaN``, ``-``), else None: such a cell is no value, whatever its column expects."""
+    folded = " ".join(text.split()).lower()
+    if folded in _SPREADSHEET_ERRORS:
+        return "spreadsheet_error"
+    return "no_value_marker" if folded in _NO_VALUE_MARKERS else None
+
+
+def zip_without_leading_zero(text: str) -> str | None:
+    """What is wrong with a ZIP code of four digits (ZIP+4 too), else None: a spreadsheet read the
+    column as numbers and dropped its leading zero, and its first three digits are another area's."""
+    text = text.strip()
+    if not _FOUR_DIGIT_ZIP.fullmatch(text):
+        return None
+    return (f"{text!r} has four digits where a ZIP code has five: its leading zero was dropped (a spreadsheet "
+            "program reads a ZIP column as numbers)")
 
 
 def date_problem(value: str) -> ValueProblem | None:

@@ -19,7 +19,15 @@ from importlib import resources
 from pathlib import Path
 
 from radcommons.errors import UserError
-from radcommons.inputs import UnreadableText, check_text_table, check_unique_columns, decode_text_table, read_named_file
+from radcommons.inputs import (
+    SEPARATOR_NAMES,
+    UnreadableText,
+    check_text_table,
+    check_unique_columns,
+    decode_text_table,
+    other_separator,
+    read_named_file,
+)
 from radcommons.harmonize.normalize import clean_cell, midrc_key, normalize_space_case
 
 MODALITY = "Modality"
@@ -164,11 +172,12 @@ def _require(header: Sequence[str], needed: Sequence[str], path: Path | str) -> 
     missing = [name for name in needed if name not in index]
     if missing:
         hint = f"the first row must name the columns {', '.join(needed)}"
-        separators = [s for s in (",", ";") if len(header) == 1 and s in header[0]]
-        if separators:  # a CSV named .tsv is read with tabs, a ';'-separated one with commas: one column
-            hint = (f"the columns are separated by {separators[0]!r}, but the file is read as "
+        delimiter = "\t" if str(path).lower().endswith(".tsv") else ","
+        other = other_separator(header, delimiter)
+        if other is not None:  # a CSV named .tsv is read with tabs, a ';'-separated one with commas: one column
+            hint = (f"the columns are separated by {SEPARATOR_NAMES[other]}, but the file is read as "
                     + ("tab-separated (it is named .tsv): separate them with tabs, or save the file as .csv "
-                       "(comma-separated)" if str(path).lower().endswith(".tsv") else
+                       "(comma-separated)" if delimiter == "\t" else
                        "comma-separated (or tab-separated, when its first row has a tab): separate them with "
                        "commas or tabs"))
         raise UserError(
