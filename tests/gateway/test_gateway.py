@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radcommons.client import file_sha256
+from radcommons.client import CommonsClient, file_sha256
 from radcommons.deid import DeidContext, patient_pseudonym
 from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
 from radcommons.synth.generate import generate
@@ -245,6 +245,83 @@ def test_a_copy_sent_again_while_its_study_is_uploading_is_sent_by_the_next_roun
     versions = sqlite_commons.client().study_versions(study["study_uid"], PROJECT)
     assert [[i["object_id"] for i in v["instances"]] for v in versions][-1] == [file_sha256(done)], versions
     assert len({i["object_id"] for v in versions for i in v["instances"]}) == 2, versions
+
+
+def test_a_study_versioned_by_another_sender_after_the_round_read_it_is_sent_again_by_the_next_round(
+        corpus: Path, tmp_path: Path, sqlite_commons: Commons) -> None:
+    """A round reads the study's latest version at the commons to declare the instances it does not
+    replace; another sender (here a second gateway with the site's key, as ``radcommons contribute``
+    would be) committed a new version of the study before the round's commit, and the round's
+    version, built on the one it had read, lacked the instance the other had added: the commons
+    dropped it. The round now declares the version it read; the commons leaves the study as it is
+    (``changed_since_read``, with the reason), the study stays in the spool, and the next round
+    reads the new version and makes one holding everything."""
+    folder = next(f for f in sorted({p.parent for p in (corpus / "site_a").rglob("*.dcm") if "CDROM" not in p.parts})
+                  if len(list(f.glob("*.dcm"))) >= 3)
+    first, ours, theirs = sorted(folder.glob("*.dcm"))[:3]
+    # a key of this test's own (the commons is shared), the same at both senders: the same UIDs
+    context = DeidContext(key=hashlib.sha256(b"changed since read").digest(), site=SITE, review_pixels=False)
+
+    def gateway_at(state: Path, client: CommonsClient) -> Gateway:
+        sender = commons_sender(client, state, server=sqlite_commons.url, project=PROJECT, site=SITE)
+        return Gateway(GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", quiet_seconds=60,
+                                     check_seconds=3600), sender)
+
+    other = gateway_at(tmp_path / "other", sqlite_commons.client(backoff=0.001))
+    race: list[str] = []
+
+    class Racing(CommonsClient):
+        def study_versions(self, study_uid: str, project: str) -> list[dict]:
+            versions = super().study_versions(study_uid, project)
+            if race:  # the other sender commits a version of the study right after this read
+                race.pop()
+                assert other.flush(now=time.time() + 61) is not None
+            return versions
+
+    gateway = gateway_at(tmp_path / "state", Racing(sqlite_commons.url, sqlite_commons.tokens["uploader"],
+                                                    backoff=0.001))
+    spool = tmp_path / "state" / "gateway"
+    gateway.start()
+    other.start()
+    try:
+        store(gateway.config.port, [first])
+        created = gateway.flush(now=time.time() + 61)
+        store(gateway.config.port, [ours])
+        store(other.config.port, [theirs])
+        race.append("armed")
+        raced = gateway.flush(now=time.time() + 61)
+        waiting = spooled_files(spool)
+        done_then = [p.name for p in (spool / "done").rglob("*.dcm")]
+        after_race = sqlite_commons.client().study_versions(raced.receipt.studies[0]["study_uid"], PROJECT)
+        again = gateway.flush(now=time.time() + 61)
+    finally:
+        gateway.stop()
+        other.stop()
+    assert created is not None and raced is not None and not race
+    # what the other sender added is in the study's latest version (the round's version lacked it)
+    [theirs_done] = (tmp_path / "other" / "gateway" / "done").rglob("*.dcm")
+    assert file_sha256(theirs_done) in {i["object_id"] for i in after_race[-1]["instances"]}, after_race
+    assert again is not None
+    [study] = created.receipt.studies
+    assert (study["status"], study["version"]) == ("accepted", 1), study
+    # refused for that study, with the reason; the instance the PACS was told was stored waits
+    [refused] = raced.receipt.studies
+    assert refused["status"] == "changed_since_read" and refused["version"] == 2, refused
+    assert "changed at the commons (version 2) after this sender read version 1" in refused["reason"], refused
+    theirs_sent = [p.name for p in (tmp_path / "other" / "gateway" / "done").rglob("*.dcm")]
+    assert len(waiting) == len(done_then) == len(theirs_sent) == 1, (waiting, done_then, theirs_sent)
+    assert waiting[0].name not in done_then + theirs_sent, (waiting, raced.receipt.data)
+    events = [json.loads(line) for line in (spool / "events.jsonl").read_text().splitlines()]
+    assert [e["reason"] for e in events if e["event"] == "changed_since_read"] == [refused["reason"]], events
+    # the next round read version 2 and made version 3, holding every instance
+    [resent] = again.receipt.studies
+    assert (resent["status"], resent["version"]) == ("new_version", 3), resent
+    assert spooled_files(spool) == [] and not list((spool / "spool").rglob("*.partial"))
+    versions = sqlite_commons.client().study_versions(study["study_uid"], PROJECT)
+    assert [(v["version"], len(v["instances"])) for v in versions] == [(1, 1), (2, 2), (3, 3)], versions
+    sent = {file_sha256(p) for p in (spool / "done").rglob("*.dcm")} | {
+        file_sha256(p) for p in (tmp_path / "other" / "gateway" / "done").rglob("*.dcm")}
+    assert {i["object_id"] for i in versions[-1]["instances"]} == sent
 
 
 def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(

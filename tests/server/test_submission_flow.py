@@ -224,3 +224,66 @@ def test_a_study_record_cannot_take_a_study_of_another_project_or_site(commons: 
     finally:
         engine.dispose()
     assert [tuple(h) for h in holders] == [(PROJECT, patient, None)]  # the owner sent no record: untouched
+
+
+def test_a_study_declared_on_a_version_that_is_no_longer_its_latest_is_left_as_it_is(
+        commons: Commons, deid_tree: Path) -> None:
+    """A sender that completes a study with what the commons holds (the gateway) read its latest
+    version, and another sender committed a new version before this one's commit: the version this
+    one made lacked what the other had added. A manifest now carries the version it was built on
+    (``base_version``); a study whose latest version is no longer that one is not versioned, its
+    receipt entry says why, and the other studies of the submission commit. Without a base version
+    (contribute, older clients) a study is versioned as before."""
+    by_study: dict[str, list] = {}
+    for instance in instances_of(deid_tree):
+        by_study.setdefault(instance.study_uid, []).append(instance)
+    (raced, raced_files), (other, other_files) = [(uid, found) for uid, found in by_study.items()
+                                                  if len(found) >= 2][:2]
+    client = commons.client()
+
+    def entries(submission_id: int, files: list) -> list[ManifestEntry]:
+        uploaded = [client.upload_file(submission_id, f.path) for f in files]
+        return [ManifestEntry(u.sha256, u.size, f.path.name) for u, f in zip(uploaded, files)]
+
+    def submit(dataset: str, studies: dict[str, tuple[list, int | None]]):
+        submission = client.create_submission(PROJECT, dataset)
+        for uid, (files, base) in studies.items():
+            client.put_study_manifest(submission.id, uid, entries(submission.id, files), base_version=base)
+        return client.commit(submission.id)
+
+    first = submit("RACE_1", {raced: (raced_files[:1], 0), other: (other_files, 0)})
+    assert [(s["status"], s["version"]) for s in first.studies] == [("accepted", 1), ("accepted", 1)], first.data
+    # another sender read version 1 and commits version 2 (one instance more)...
+    second = submit("RACE_2", {raced: (raced_files, 1)})
+    assert [(s["status"], s["version"]) for s in second.studies] == [("new_version", 2)], second.data
+    # ...after this one had read version 1 too: its study is left as it is, the other study commits
+    third = submit("RACE_3", {raced: (raced_files[:1], 1), other: (other_files[:-1], 1)})
+    refused, committed = third.studies
+    assert refused["status"] == "changed_since_read" and refused["version"] == 2, refused
+    assert refused["base_version"] == 1
+    assert "changed at the commons (version 2) after this sender read version 1" in refused["reason"], refused
+    assert (refused["indexed"], refused["rejected"]) == (0, 1), refused
+    assert [f["reason"] for f in refused["files"]] == [refused["reason"]]
+    assert (committed["status"], committed["version"]) == ("new_version", 2), committed
+    versions = client.study_versions(raced, PROJECT)
+    assert [v["version"] for v in versions] == [1, 2] and len(versions[-1]["instances"]) == len(raced_files)
+    engine = make_engine(commons.db_url)
+    try:
+        instance = node_tables()["instance"]
+        with engine.connect() as conn:
+            held = set(conn.execute(select(instance.c.sop_instance_uid)
+                                    .where(instance.c.sop_instance_uid.in_([f.sop_uid for f in raced_files])))
+                       .scalars())
+    finally:
+        engine.dispose()
+    assert held == {f.sop_uid for f in raced_files}  # version 2's instances are all still indexed
+    # built on the latest version, or declaring none (contribute, an older client): versioned
+    fourth = submit("RACE_4", {raced: (raced_files[:1], 2)})
+    assert [(s["status"], s["version"]) for s in fourth.studies] == [("new_version", 3)], fourth.data
+    fifth = submit("RACE_5", {raced: (raced_files, None)})
+    assert [(s["status"], s["version"]) for s in fifth.studies] == [("new_version", 4)], fifth.data
+    with commons.http() as http:
+        submission = client.create_submission(PROJECT, "RACE_6")
+        answer = http.put(f"/submissions/{submission.id}/studies/{raced}",
+                          json={"files": [], "base_version": -1})
+    assert answer.status_code == 422, answer.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from radcommons.client.commons import (
     BATCH_FILES,
+    CHANGED_SINCE_READ,
     DEFAULT_CHUNK_SIZE,
     ClinicalResult,
     CommonsClient,
@@ -31,6 +32,7 @@ from radcommons.client.errors import (
 
 __all__ = [
     "BATCH_FILES",
+    "CHANGED_SINCE_READ",
     "DEFAULT_CHUNK_SIZE",
     "AuthenticationError",
     "ClinicalResult",

@@ -124,6 +124,11 @@ class ClinicalResult:
         return [row for row in self.rows if row.get("status") == "rejected"]
 
 
+#: A receipt's study status: not versioned, because the commons' latest version of the study was no
+#: longer the one its manifest was built on (``base_version``); nothing of it was written.
+CHANGED_SINCE_READ = "changed_since_read"
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What a commit did, per study and per clinical row (the JSON of docs/API.md in ``data``)."""
@@ -427,11 +432,18 @@ class CommonsClient:
                 for path, digest, size in items]
 
     def put_study_manifest(self, submission_id: int, study_uid: str,
-                           files: Iterable[ManifestEntry | Mapping[str, Any]]) -> dict[str, Any]:
-        """Declare a study's instances (the whole study); returns ``{"files": n, "missing": [...]}``."""
+                           files: Iterable[ManifestEntry | Mapping[str, Any]],
+                           base_version: int | None = None) -> dict[str, Any]:
+        """Declare a study's instances (the whole study); returns ``{"files": n, "missing": [...]}``.
+
+        ``base_version``: the study version the manifest was built on (0: the commons had none);
+        the commit then versions the study only if that is still its latest version, else the
+        study's receipt entry says :data:`CHANGED_SINCE_READ`. None: no such check."""
         entries = [f.to_json() if isinstance(f, ManifestEntry) else dict(f) for f in files]
-        return self._request("PUT", f"/submissions/{submission_id}/studies/{study_uid}",
-                             json={"files": entries}).json()
+        body: dict[str, Any] = {"files": entries}
+        if base_version is not None:
+            body["base_version"] = base_version
+        return self._request("PUT", f"/submissions/{submission_id}/studies/{study_uid}", json=body).json()
 
     def post_clinical(self, submission_id: int, node: str, records: Sequence[Mapping[str, Any]],
                       first_row: int = 1) -> ClinicalResult:

@@ -85,6 +85,9 @@ class StudyPackage:
 
     study_uid: str
     files: tuple[PackagedFile, ...]
+    #: The study version at the commons the manifest was built on (0: none), declared with it so
+    #: that the commit refuses the study if another has been made since; None (contribute): no check.
+    base_version: int | None = None
 
     @property
     def size(self) -> int:
@@ -230,8 +233,11 @@ def open_submission(
 
 
 def _manifest_mark(package: StudyPackage) -> tuple[str, str]:
-    """The journal's record (kind, digest) of ``package``'s manifest as declared."""
-    return f"manifest:{package.study_uid}", content_digest([m.to_json() for m in package.manifest()])
+    """The journal's record (kind, digest) of ``package``'s manifest as declared (with its base version)."""
+    declared: Any = [m.to_json() for m in package.manifest()]
+    if package.base_version is not None:
+        declared = {"files": declared, "base_version": package.base_version}
+    return f"manifest:{package.study_uid}", content_digest(declared)
 
 
 def _clinical_mark(node: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -359,7 +365,8 @@ def upload_packages(
         kind, digest = _manifest_mark(package)
         if journal.was_sent(submission_id, kind, digest):
             continue
-        client.put_study_manifest(submission_id, package.study_uid, package.manifest())
+        client.put_study_manifest(submission_id, package.study_uid, package.manifest(),
+                                  base_version=package.base_version)
         journal.mark_sent(submission_id, kind, digest)
         stats.manifests_sent += 1
     return stats

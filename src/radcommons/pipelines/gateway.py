@@ -22,7 +22,11 @@
   as the whole study, so a round declares the instances it received with those the commons
   holds of the study already (its latest version: sent by an earlier round, by ``radcommons
   contribute``, or by anything else of the site) that none of them replaces; their bytes
-  are not sent again (:func:`whole_study`).
+  are not sent again (:func:`whole_study`). The round declares the version it read as the
+  study's base; should another sender (``radcommons contribute``, another gateway) make a new
+  version of the study before the round's commit, the commons leaves that study as it is
+  (``changed_since_read`` in the receipt) and the study stays in the spool: the next round reads
+  the new version and sends the study again with its instances.
 
 Everything lives under ``<state dir>/gateway``; the spool holds only de-identified files.
 """
@@ -40,11 +44,11 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from radcommons.client import CommonsClient, ManifestEntry, NotFoundError, file_sha256
+from radcommons.client import CHANGED_SINCE_READ, CommonsClient, ManifestEntry, NotFoundError, file_sha256
 from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import write_whole
 from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, write_atomic
@@ -217,6 +221,13 @@ class Spool:
             name = path.relative_to(self.spool).as_posix()
             files.append(PackagedFile(snapshot, file_sha256(snapshot), snapshot.stat().st_size, name))
         return StudyPackage(study.name, tuple(files))
+
+    def keep(self, package: StudyPackage) -> None:
+        """Leave the study in the spool for the next round (the commons did not version it): only
+        the round's snapshots go."""
+        with self._files_lock:
+            for item in package.files:
+                remove_if_present(item.path)
 
     def finish(self, package: StudyPackage) -> None:
         """Move the sent copies to ``done/``. Instances that arrived meanwhile stay for the next
@@ -408,10 +419,21 @@ class Gateway:
             json.dumps({"upload": delivery.stats.to_json(), "receipt": delivery.receipt.data}, indent=1) + "\n",
             private=True,
         )
+        # a study the commons left as it was, because it changed there after this round read it, is
+        # sent again by the next round, which reads the new version
+        outcome = {line.get("study_uid"): line for line in delivery.receipt.studies}
+        again = {uid for uid, line in outcome.items() if line.get("status") == CHANGED_SINCE_READ}
         for package in packages:
-            self.spool.finish(package)
+            if package.study_uid in again:
+                self.spool.keep(package)
+            else:
+                self.spool.finish(package)
         self._event("sent", submission=delivery.submission.id, dataset=delivery.submission.dataset,
-                    studies=[p.study_uid for p in packages], counts=delivery.receipt.counts)
+                    studies=[p.study_uid for p in packages if p.study_uid not in again],
+                    counts=delivery.receipt.counts)
+        for uid in sorted(again):
+            self._event(CHANGED_SINCE_READ, study=uid, reason=outcome[uid].get("reason"),
+                        submission=delivery.submission.id, next_try="the next round, with the new version")
         return delivery
 
 
@@ -467,18 +489,23 @@ def whole_study(client: CommonsClient, project: str, package: StudyPackage) -> S
     gateway received made a version without the rest, whether an earlier round or ``radcommons
     contribute`` had sent it (the gateway had no copy of the latter). The commons holds their
     bytes, as the site's own data, so they are declared and not sent again. A study the commons
-    has no version of (new to it, or none of it indexed) is sent as received."""
+    has no version of (new to it, or none of it indexed) is sent as received.
+
+    The version read is the study's ``base_version`` (0: none): the commons versions the study only
+    if it is still the latest at the commit, so that one made meanwhile (``radcommons contribute``
+    sending the study, another round) is not replaced by a version that lacks what it added."""
     try:
         versions = client.study_versions(package.study_uid, project)
     except NotFoundError:
-        return package
+        versions = []
     if not versions:
-        return package
+        return replace(package, base_version=0)
+    latest = versions[-1]
     received = {PurePosixPath(item.path_in_package).stem for item in package.files}
     held = tuple(ManifestEntry(i["object_id"], int(i["size"]),
                                f"{package.study_uid}/{i['series_uid']}/{i['sop_instance_uid']}.dcm")
-                 for i in versions[-1]["instances"] or [] if i["sop_instance_uid"] not in received)
-    return WholeStudy(package.study_uid, package.files, held)
+                 for i in latest["instances"] or [] if i["sop_instance_uid"] not in received)
+    return WholeStudy(package.study_uid, package.files, int(latest["version"]), held)
 
 
 def commons_sender(client: CommonsClient, state_dir: Path, *, server: str, project: str, site: str,

@@ -8,7 +8,10 @@ every rule lives here, as functions over an engine, an object store and the
 The commit (:func:`commit`) reads and gates every declared instance first, then writes the
 whole submission in ONE transaction (index records, quarantine entries, study versions,
 clinical records, derived fields, the receipt and the audit event): it is recorded whole or
-not at all, and a repeated commit returns the stored receipt.
+not at all, and a repeated commit returns the stored receipt. A study declared with the version
+its manifest was built on (``base_version``) is versioned only if that is still its latest
+version, checked in that transaction; otherwise it alone is left as it is, and its receipt entry
+says so (:data:`CHANGED_SINCE_READ`) while the other studies commit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy import Engine, Text, bindparam, cast, delete, func, insert, sele
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from radcommons.client import CHANGED_SINCE_READ
 from radcommons.dicom.index_fields import InstanceFields
 from radcommons.dictionary import LINK_COLUMN_SUFFIX, validate_records
 from radcommons.errors import UserError
@@ -324,11 +328,20 @@ class ManifestFile:
 
 
 def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submission_id: int, study_uid: str,
-                 files: Sequence[ManifestFile], client: str | None = None) -> dict[str, Any]:
-    """Declare (or replace) the instances of one study; returns counts and the files not yet uploaded."""
+                 files: Sequence[ManifestFile], client: str | None = None,
+                 base_version: int | None = None) -> dict[str, Any]:
+    """Declare (or replace) the instances of one study; returns counts and the files not yet uploaded.
+
+    ``base_version``: the study version the sender built the manifest on (0: the commons had none
+    of the study when it read), kept for the commit, which versions the study only if that is
+    still its latest version (:data:`CHANGED_SINCE_READ`); None: no such check."""
     study_uid = study_uid.strip()
     if not study_uid or len(study_uid) > 64:
         raise SubmissionError(f"not a Study Instance UID: {study_uid!r}", "give the study's UID (at most 64 characters)",
+                              code="validation_error", kind="invalid")
+    if base_version is not None and base_version < 0:
+        raise SubmissionError(f"not a study version: {base_version}",
+                              "give the version the manifest was built on (0: none)",
                               code="validation_error", kind="invalid")
     seen: set[str] = set()
     for entry in files:
@@ -359,16 +372,24 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
                      for digest in indexed_for_site(conn, row.project_id, row.site_id, seen - set(uploaded))}
         conn.execute(delete(table).where(table.c.submission_id == submission_id, replaced))
         rows = [{"submission_id": submission_id, "sha256": f.sha256, "size": f.size, "study_uid": study_uid,
-                 "path_in_package": f.path_in_package, "status": UPLOADED if f.sha256 in uploaded else None}
+                 "path_in_package": f.path_in_package, "status": UPLOADED if f.sha256 in uploaded else None,
+                 "base_version": base_version}
                 for f in files]
         rows += [{"submission_id": submission_id, "sha256": digest, "size": size, "study_uid": None,
-                  "path_in_package": None, "status": UPLOADED} for digest, size in uploaded.items() if digest not in seen]
+                  "path_in_package": None, "status": UPLOADED, "base_version": None}
+                 for digest, size in uploaded.items() if digest not in seen]
         if rows:
             conn.execute(insert(table), rows)
+        detail: dict[str, Any] = {"study_uid": study_uid}
+        if base_version is not None:
+            detail["base_version"] = base_version
         record_audit(conn, actor=principal.name, action="study.manifest", target=f"submission {submission_id}",
-                     project=row.project_id, client=client, records=len(files), detail={"study_uid": study_uid})
+                     project=row.project_id, client=client, records=len(files), detail=detail)
     missing = [f.sha256 for f in files if f.sha256 not in uploaded or not store.exists(f.sha256)]
-    return {"study_uid": study_uid, "files": len(files), "missing": missing}
+    answer: dict[str, Any] = {"study_uid": study_uid, "files": len(files), "missing": missing}
+    if base_version is not None:
+        answer["base_version"] = base_version
+    return answer
 
 
 # ---------------------------------------------------------------------- clinical records
@@ -475,6 +496,7 @@ class _File:
     study_uid: str
     path: str | None
     uploaded: bool
+    base_version: int | None = None  #: the study version the sender read (0: none), None: not said
     examined: Examined | None = None
     status: str = ""
     reason: str = ""
@@ -504,7 +526,8 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
         row = _load(conn, principal, submission_id)
         if row.status == SUBMISSION_COMMITTED:
             return dict(row.receipt)
-        entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package, r.status == UPLOADED)
+        entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package, r.status == UPLOADED,
+                         r.base_version)
                    for r in conn.execute(select(files_table).where(files_table.c.submission_id == submission_id,
                                                                    files_table.c.study_uid.is_not(None))
                                          .order_by(files_table.c.id))]
@@ -632,6 +655,13 @@ def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, s
     holders = _Holders.of(conn, writer, principal, submission.site_id, study_uid,
                           [e.examined.fields for e in entries if e.examined and e.examined.fields])
     hidden = holders.hidden
+    base = next((e.base_version for e in entries if e.base_version is not None), None)
+    if holders.study_refusal is None and base is not None:
+        # Read under the index's write lock, in the transaction that would make the new version:
+        # no other commit can version the study between this check and that version.
+        latest = writer.latest_version(conn, study_uid)
+        if latest != base:
+            return _changed_since_read(study_uid, entries, base, latest)
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
@@ -694,6 +724,30 @@ def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, s
             "files": [{"sha256": e.sha256, "path_in_package": e.path, "status": e.status, "reason": e.reason,
                        **({"quarantine_id": e.quarantine_id} if e.quarantine_id else {})}
                       for e in entries if e.status in ("quarantined", "rejected")]}
+
+
+def _changed_since_read(study_uid: str, entries: list[_File], base: int, latest: int) -> dict[str, Any]:
+    """The receipt entry of a study whose manifest was built on version ``base`` while its latest
+    version is ``latest``: none of its instances is written (nor quarantined), the study stays as
+    it is, and the sender sends it again built on the latest version. A manifest built on an
+    earlier version lacks what the versions since added, and would have dropped it."""
+    if base > latest:
+        reason = (f"the commons has no version {base} of the study (its latest is version {latest}): "
+                  f"none of its instances was written; send it again built on version {latest}")
+    else:
+        read = f"read version {base}" if base else "read it (the commons had no version of it then)"
+        reason = (f"the study changed at the commons (version {latest}) after this sender {read}: none of its "
+                  f"instances was written; send it again built on version {latest}, with its instances")
+    for entry in entries:
+        if entry.examined is not None and entry.examined.status == "rejected":
+            entry.status, entry.reason = "rejected", entry.examined.reason
+        else:
+            entry.status, entry.reason = "rejected", reason
+    return {"study_uid": study_uid, "status": CHANGED_SINCE_READ, "version": latest or None,
+            "base_version": base, "reason": reason, "indexed": 0, "unchanged": 0, "quarantined": 0,
+            "rejected": len(entries),
+            "files": [{"sha256": e.sha256, "path_in_package": e.path, "status": e.status, "reason": e.reason}
+                      for e in entries]}
 
 
 def _receipt(row: Any, studies: list[dict[str, Any]], clinical: list[dict[str, Any]],

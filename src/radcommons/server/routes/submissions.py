@@ -49,6 +49,11 @@ class ManifestEntry(BaseModel):
 
 class StudyManifest(BaseModel):
     files: list[ManifestEntry] = Field(description="Every instance of the study")
+    base_version: int | None = Field(
+        default=None, ge=0, le=2**31 - 1,
+        description="The study version the manifest was built on (0: the commons had none of the study): "
+                    "the commit versions the study only if it is still the latest (else the study's "
+                    "receipt status is changed_since_read). Left out: no such check")
 
 
 @router.post("/submissions", status_code=201, summary="Create a submission (or return the open one)")
@@ -80,7 +85,7 @@ def put_study(submission_id: int, body: StudyManifest, request: Request,
               context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     files = [pipeline.ManifestFile(f.sha256, f.size, f.path_in_package) for f in body.files]
     return pipeline.put_manifest(context.engine, context.store, principal, submission_id, study_uid, files,
-                                 client=client_address(request))
+                                 client=client_address(request), base_version=body.base_version)
 
 
 @router.post("/submissions/{submission_id}/clinical/{node}", summary="Send clinical records of one node type")

@@ -123,6 +123,10 @@ def add_system_tables(metadata: MetaData) -> None:
         # it count as present) or NULL; after: indexed | unchanged | quarantined | rejected, and why.
         Column("status", String(16), nullable=True),
         Column("reason", Text(), nullable=True),
+        # The study version the sender built the study's manifest on (revision 0013; 0: none, the
+        # commons had no version of it): the commit versions the study only if it is still the
+        # latest. NULL: the sender declared none, no check.
+        Column("base_version", Integer(), nullable=True),
         UniqueConstraint("submission_id", "sha256"),
     )
     Table(
