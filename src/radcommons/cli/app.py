@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -124,25 +125,65 @@ _PATH_HINTS = {
 }
 
 
-def _environment_error(error: Exception) -> tuple[str, str] | None:
+def environment_error(error: Exception) -> tuple[str, str] | None:
     """(message, hint) for an error of the machine rather than of radcommons: a path that cannot
     be used (a file where a folder is needed, a full disk), a service that cannot be reached, a
     number too large; None for anything else (a bug, reported as one)."""
     if isinstance(error, OSError):
-        reason = error.strerror or str(error) or type(error).__name__
-        if error.filename is not None:
-            where = os.fsdecode(error.filename)
-            if error.filename2 is not None:
-                where += f" -> {os.fsdecode(error.filename2)}"
-            return f"{where}: {reason}", _PATH_HINTS.get(error.errno or 0, "check the path, then run again")
-        if error.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):  # a write with no path in the error
-            return f"cannot write: {reason}", _PATH_HINTS.get(error.errno, "check the disk, then run the same "
-                                                                            "command again")
-        return f"{type(error).__name__}: {error}", "check the address and that the service or disk it names works"
+        return os_error(error)
     if isinstance(error, OverflowError):
         return f"a number is out of range ({error})", "give a smaller value"
     if isinstance(error, UnicodeError):
         return f"text that is not UTF-8 ({error})", "save the file as UTF-8 text (without a byte order mark)"
+    return None
+
+
+def os_error(error: OSError, *, written: str | os.PathLike[str] | None = None, option: str = "",
+             example: str = "NAME") -> tuple[str, str]:
+    """(message, hint) for an OSError: the one way the CLI puts one into words, for :func:`main`
+    (any command) and for a command that knows which of its files it was writing: that one passes
+    it as ``written`` (given as ``option``; ``example``, a file name for the hint when it is a
+    folder), so the message names the option and what is wrong with the path itself rather than
+    with a temporary file beside it."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if written is not None:
+        where = f"{option} {os.fspath(written)}".strip()
+        shape = _not_a_file(written, example)
+        if shape is not None:
+            return f"{where}: {shape[0]}", shape[1]
+        hint = _PATH_HINTS.get(error.errno or 0, "choose an output path in a folder you may write to, on a disk "
+                                                 "with room")
+        return f"{where}: cannot write: {reason}", hint
+    if error.filename is not None:
+        where = os.fsdecode(error.filename)
+        if error.filename2 is not None:
+            where += f" -> {os.fsdecode(error.filename2)}"
+        hint = _PATH_HINTS.get(error.errno or 0, "check the path, then run again")
+        if error.errno == errno.ENOTDIR:  # say which of its folders is a file
+            shape = _not_a_file(os.fsdecode(error.filename), example)
+            if shape is not None:
+                return f"{where}: {reason} ({shape[0]})", shape[1]
+        elif error.errno == errno.EISDIR:  # the target of a rename, else the path itself
+            folder = os.fsdecode(error.filename2 if error.filename2 is not None else error.filename)
+            return f"{where}: {reason} ({folder} is a folder, not a file)", hint
+        return f"{where}: {reason}", hint
+    if error.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO):  # a write with no path in the error
+        return f"cannot write: {reason}", _PATH_HINTS.get(error.errno, "check the disk, then run the same "
+                                                                        "command again")
+    return f"{type(error).__name__}: {error}", "check the address and that the service or disk it names works"
+
+
+def _not_a_file(path: str | os.PathLike[str], example: str) -> tuple[str, str] | None:
+    """(what is wrong, hint) when ``path`` cannot be a file: it is a folder, or one of the folders
+    it should be in is a file; None when neither (the error was something else)."""
+    target = Path(path)
+    if target.is_dir():
+        return "a folder, not a file", f"give a file's path, e.g. {target / example}"
+    for folder in target.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder", "give a path in a folder"
+            break
     return None
 
 
@@ -208,7 +249,7 @@ def main() -> None:
             sys.exit(exit_code)
         if os.environ.get("RADCOMMONS_DEBUG"):
             raise
-        explained = _environment_error(error)
+        explained = environment_error(error)
         if explained is not None:
             err_console.print(f"[bold red]error:[/] {explained[0]}", highlight=False)
             err_console.print(f"[yellow]hint:[/] {explained[1]}", highlight=False)

@@ -68,7 +68,6 @@ def map_pairs(
     """
     from radcommons.harmonize import Matcher, load_table, read_mapping_rows, read_pairs
 
-    _check_output(output)
     pairs = read_pairs(input)
     matcher = Matcher(load_table(mapping_table), threshold=threshold)
     if mapping_table is not None:
@@ -106,26 +105,14 @@ def map_pairs(
                         "method": match.method,
                     }
                 )
-    except OSError as error:
-        raise UserError(f"{output}: cannot write ({error.strerror})",
-                        "choose an output path in a folder you may write to, on a disk with room") from None
+    except OSError as error:  # in the words of every command's (a temporary file beside it named the output)
+        from radcommons.cli.app import os_error
+
+        raise UserError(*os_error(error, written=output, option="--output", example="mapped.tsv")) from None
     Console(stderr=True).print(
         f"mapped {answered} of {len(pairs.pairs)} pair(s) at confidence >= {threshold}; wrote {output}",
         highlight=False,
     )
-
-
-def _check_output(output: Path) -> None:
-    """A clear refusal, before any work, of an output path that cannot be a file (it was
-    'cannot write (File exists)' for a file where the folder should be)."""
-    if output.is_dir():
-        raise UserError(f"--output {output}: a folder, not a file", f"give a file's path, e.g. {output / 'mapped.tsv'}")
-    for folder in output.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise UserError(f"--output {output}: {folder} is a file, not a folder",
-                                "give an output path in a folder (missing folders are made)")
-            return
 
 
 def _conflicts(rows: Sequence[MappingRow]) -> list[Conflict]:
