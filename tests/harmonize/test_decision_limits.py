@@ -56,3 +56,41 @@ def test_the_cli_refuses_what_the_index_cannot_keep(migrated_url: str, run_cli: 
     assert result.returncode == 2 and words in result.stderr, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "0 decision(s)" in run_cli("harmonize", "decisions", "--url", migrated_url).stdout
+
+
+def test_the_api_and_the_store_keep_the_same_longest_description(commons: Commons) -> None:
+    """The route measured the description with its white space collapsed, the store its key (upper-cased,
+    MIDRC's quotes stripped): 129 'ß' (258 characters upper-cased, 'SS' each) passed the route and the store
+    refused them as a 400 naming no field; quotes around 256 characters passed the store (a description
+    column overflow on PostgreSQL, stored on SQLite, from the command line). One check now: exactly the limit is kept, one more is a 422
+    naming body.description with the store's message."""
+    with commons.http("curator") as curator:
+        for kept in ("X" * 256, "X " * 127 + "XX", "ß" * 128, '"' + "X" * 254 + '"'):
+            answer = curator.post("/harmonization/decisions", json={**DECISION, "description": kept})
+            assert answer.status_code == 200, (kept, answer.text)
+            assert answer.json()["decision"]["description"] == " ".join(kept.split()), answer.text
+        for refused, length, how in (
+            ("X" * 257, 257, "once white space is collapsed;"),
+            ("X  " * 128 + "X", 257, "once white space is collapsed;"),
+            ("ß" * 129, 258, "once white space is collapsed and it is upper-cased;"),
+            ('"' + "X" * 256 + '"', 258, "once white space is collapsed;"),
+        ):
+            answer = curator.post("/harmonization/decisions", json={**DECISION, "description": refused})
+            assert answer.status_code == 422 and answer.headers["content-type"] == "application/json", answer.text
+            error = answer.json()["error"]
+            assert [f["field"] for f in error["fields"]] == ["body.description"], error
+            assert f"the study description is {length} characters long {how} the index keeps at most 256" \
+                in error["fields"][0]["message"], error
+        assert curator.get("/harmonization/decisions").json()["total"] == 4
+
+
+@pytest.mark.parametrize("description, words", [
+    ("ß" * 129, "the study description is 258 characters long once white space is collapsed and it is upper-cased"),
+    ('"' + "X" * 256 + '"', "the study description is 258 characters long once white space is collapsed"),
+    ('""', "the study description is empty as MIDRC reads it"),
+])
+def test_the_cli_keeps_the_same_longest_description(migrated_url: str, run_cli: Callable[..., Any],
+                                                     description: str, words: str) -> None:
+    result = run_cli("harmonize", "decide", "DX", description, "36643-5", "--url", migrated_url)
+    assert result.returncode == 2 and words in " ".join(result.stderr.split()), result.stdout + result.stderr
+    assert "0 decision(s)" in run_cli("harmonize", "decisions", "--url", migrated_url).stdout

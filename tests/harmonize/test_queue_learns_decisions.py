@@ -1,9 +1,11 @@
-"""The review queue's suggestions know the curators' decisions, as indexing does (SQLite and PostgreSQL).
+"""The review queue knows the curators' decisions, as indexing does (SQLite and PostgreSQL).
 
 A decision teaches the matcher of indexing its sibling pairs: once "XR TIBIA AND FIBULA LEFT 2
 VWS" is decided, a study "XR TIBIA AND FIBULA LEFT 2 VIEWS" indexed now gets that code. The
 queue's matcher ignored the decisions, so the studies of that pair already indexed were listed
-with no suggestion at all: the curator saw nothing of what the commons now does for new ones.
+with no suggestion at all; then, with the suggestion, they stayed in the queue uncoded while
+studies indexed later got the code. Deciding now re-codes the sibling pairs' studies already
+indexed too, so the queue no longer lists them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def test_the_queue_suggests_what_a_decision_taught(migrated_url: str, site: Path
     assert result.returncode == 0, result.stderr
     tibia = next(line for line in ok("harmonize", "queue").splitlines() if TIBIA in line)
     assert "37012-9" not in tibia and "│ none " in tibia, tibia
-    ok("harmonize", "decide", "CR", "XR TIBIA AND FIBULA LEFT 2 VWS", "37012-9", "--name",
-       "XR Tibia and Fibula - left 2 Views")
-    tibia = next(line for line in ok("harmonize", "queue").splitlines() if TIBIA in line)
-    assert "37012-9 XR Tibia and Fibula - left 2 Views" in tibia and "normalized" in tibia, tibia
+    decided = ok("harmonize", "decide", "CR", "XR TIBIA AND FIBULA LEFT 2 VWS", "37012-9", "--name",
+                 "XR Tibia and Fibula - left 2 Views")
+    assert "3 indexed study(ies) updated" in " ".join(decided.split()), decided
+    assert TIBIA not in ok("harmonize", "queue")

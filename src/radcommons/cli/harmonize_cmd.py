@@ -215,7 +215,8 @@ def decide(
 
     The pair is compared as MIDRC compares it (case and spaces ignored, CR/DX and PT/CT one).
     The studies already indexed with the pair get the decision's code fields in the same
-    transaction, and studies indexed later get them too. Deciding again replaces the decision.
+    transaction, and studies indexed later get them too; so do the studies of a pair the matcher
+    now answers by the decision ("XR CHEST 2 VWS" for "XR CHEST 2 VIEWS"). Deciding again replaces the decision.
 
     Example: radcommons harmonize decide DX "XR CHEST 2 VIEWS" 36643-5 --note "2 views, not PA and lateral"
     """

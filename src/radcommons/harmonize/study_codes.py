@@ -18,15 +18,21 @@ import functools
 from collections.abc import Mapping
 
 from radcommons.errors import UserError
+from radcommons.harmonize.catalogue import with_codes
+from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
 from radcommons.harmonize.matcher import Decision, Matcher
-from radcommons.harmonize.normalize import midrc_key, modality_tokens
-from radcommons.harmonize.tables import CodeInfo, MappingRow, builtin_table
+from radcommons.harmonize.normalize import midrc_key, modality_tokens, normalize_space_case
+from radcommons.harmonize.tables import CodeInfo, MappingRow, MappingTable, builtin_table
 
 #: The imaging_study columns harmonization sets (all of them, so a decision can clear them).
 CODE_FIELDS = ("loinc_code", "loinc_long_common_name", "loinc_method", "loinc_system", "loinc_contrast")
 
 #: The key of a decision: (modality alias group such as ``CR/DX``, MIDRC-normalised description).
 DecisionKey = tuple[str, str]
+
+#: The longest study description a decision keeps, as given (white space collapsed) and as its
+#: key (upper-cased too): the index's ``harmonization_decision`` columns hold 256 characters.
+MAX_DESCRIPTION = 256
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,14 +41,34 @@ def builtin_matcher() -> Matcher:
     return Matcher(builtin_table())
 
 
+def curated_matcher(rows: tuple[MappingRow, ...] = (), codes: tuple[CodeInfo, ...] = (), *,
+                    table: MappingTable | None = None, threshold: float = DEFAULT_THRESHOLD) -> Matcher:
+    """The matcher with more curated rows (curators' decisions) and more codes (an operator's
+    imports): the decisions' sibling pairs ("XR CHEST 2 VWS" once "XR CHEST 2 VIEWS" is decided)
+    are answered by the same rules, and the imported codes may be answered and suggested.
+
+    ``table`` replaces the built-in table (``harmonize queue --mapping-table``). The one way the
+    index's matchers are built: indexing's (:class:`~radcommons.store.index.harmonization.StoredDecisions`)
+    and the review queue's. Over the built-in table, the matchers are kept (a few at a time):
+    building one per study or per request was the cost, not the lookups.
+    """
+    if table is None:
+        return _builtin_curated_matcher(rows, codes, threshold)
+    return _curated(table, rows, codes, threshold)
+
+
 @functools.lru_cache(maxsize=4)
-def curated_matcher(rows: tuple[MappingRow, ...] = ()) -> Matcher:
-    """The built-in matcher with more curated rows (curators' decisions): their sibling pairs
-    ("XR CHEST 2 VWS" once "XR CHEST 2 VIEWS" is decided) are answered by the same rules."""
-    if not rows:
+def _builtin_curated_matcher(rows: tuple[MappingRow, ...], codes: tuple[CodeInfo, ...], threshold: float) -> Matcher:
+    if not rows and not codes and threshold == DEFAULT_THRESHOLD:
         return builtin_matcher()
-    table = builtin_table()
-    return Matcher(table.with_rows(table.rows + rows, source="built-in table and curator decisions"))
+    return _curated(builtin_table(), rows, codes, threshold)
+
+
+def _curated(table: MappingTable, rows: tuple[MappingRow, ...], codes: tuple[CodeInfo, ...],
+             threshold: float) -> Matcher:
+    if rows:  # rows first: with_rows keeps only the codes that came with attributes, not the imported ones
+        table = table.with_rows(table.rows + rows, source=f"{table.source} and curator decisions")
+    return Matcher(with_codes(table, codes) if codes else table, threshold=threshold)
 
 
 def decision_row(decision: Decision) -> MappingRow | None:
@@ -68,7 +94,8 @@ def decision_key(modality: str, description: str) -> DecisionKey | None:
 def require_decision_key(modality: str, description: str) -> DecisionKey:
     """:func:`decision_key`, or a :class:`UserError` saying what is wrong with the pair: a
     modality that is not a DICOM defined term (PS3.3 C.7.3.1.1.1, the data dictionary's
-    ``series.modality``) made a decision that no study would ever match."""
+    ``series.modality``) made a decision that no study would ever match; a description that is
+    empty or longer than the index keeps (:func:`decision_description`)."""
     from radcommons.dictionary import load_dictionary
 
     known = load_dictionary()["series"].get("modality").enum
@@ -76,15 +103,33 @@ def require_decision_key(modality: str, description: str) -> DecisionKey:
     if unknown:
         raise UserError(f"modality {unknown[0]!r} is not a DICOM modality, so no study carries it",
                         "give the studies' Modality as DICOM writes it: CR, DX, CT, MR, US, MG, PT, NM, RF, XA ...")
+    decision_description(description)
     key = decision_key(modality, description)
     if key is None:
-        if not description.strip():
-            raise UserError("the study description is empty", "give the description as the studies carry it")
         raise UserError(
             f"modality {modality!r}: give exactly one modality (CR and DX count as one, as do CT and PT)",
             "e.g. radcommons harmonize decide DX 'XR CHEST 2 VIEWS' 36643-5",
         )
     return key
+
+
+def decision_description(description: str) -> str:
+    """The description a decision stores (white space collapsed), or a :class:`UserError` when it
+    is empty (also as MIDRC reads it: ``[blank]`` or only quotes) or either it or its key is longer
+    than :data:`MAX_DESCRIPTION`. The one check of both the server's request body and the store."""
+    kept = " ".join(description.split())
+    key = normalize_space_case(description)
+    if not key:
+        raise UserError("the study description is empty" + (f" as MIDRC reads it ({kept!r})" if kept else ""),
+                        "give the description as the studies carry it")
+    length = max(len(kept), len(key))
+    if length > MAX_DESCRIPTION:
+        how = "once white space is collapsed" if len(kept) >= len(key) else "once white space is collapsed " \
+            "and it is upper-cased"
+        raise UserError(f"the study description is {length} characters long {how}; "
+                        f"the index keeps at most {MAX_DESCRIPTION}",
+                        f"give the description as the index stores it (its first {MAX_DESCRIPTION} characters)")
+    return kept
 
 
 def decision_fields(decision: Decision, info: CodeInfo | None = None) -> dict[str, str | None]:

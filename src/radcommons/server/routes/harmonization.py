@@ -3,7 +3,8 @@
 The same store functions as ``radcommons harmonize queue / decide / decisions``
 (:mod:`radcommons.store.index.harmonization`): a decision is recorded with
 :func:`~radcommons.store.index.harmonization.record_decision` in the index's write transaction,
-re-harmonizes the studies already indexed with the pair and is audited
+re-harmonizes the studies already indexed with the pair (and with the pairs the matcher now
+answers by it) and is audited
 (``harmonization.decide``, ``harmonization.restudy``), the decider being the token's user.
 Curators and admins only.
 """
@@ -18,14 +19,13 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from radcommons.errors import UserError
 from radcommons.harmonize import ReviewItem
-from radcommons.harmonize.study_codes import decision_key, require_decision_key
+from radcommons.harmonize.study_codes import decision_description, decision_key, require_decision_key
 from radcommons.pipelines.indexing import index_transaction
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
 from radcommons.store.index.accounts import Principal
 from radcommons.store.index.harmonization import (
-    MAX_DESCRIPTION,
     StoredDecision,
     catalogue_code,
     index_review_queue,
@@ -74,12 +74,10 @@ class DecisionBody(BaseModel):
     @field_validator("description")
     @classmethod
     def _description(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the study description is empty: give it as the studies carry it")
-        kept = len(" ".join(value.split()))
-        if kept > MAX_DESCRIPTION:
-            raise ValueError(f"the study description is {kept} characters long once white space is collapsed; "
-                             f"the index keeps at most {MAX_DESCRIPTION}: give it as the index stores it")
+        try:  # the store's own check (empty, or longer than the index keeps), as 422 naming the field
+            decision_description(value)
+        except UserError as error:
+            raise ValueError(f"{error.message}: {error.hint}") from None
         return value
 
     @field_validator("modality")

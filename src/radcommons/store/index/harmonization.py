@@ -6,7 +6,8 @@ code, or records that no code applies ("not mappable"). It wins over the matcher
 * at indexing, :class:`StoredDecisions` (held by the index writer) gives a decided pair the
   decision's code fields before the matcher is asked;
 * when a decision is recorded, :func:`record_decision` re-harmonizes the studies already
-  indexed with that pair, in the same transaction, and audits both.
+  indexed with that pair, and those of every other pair the matcher now answers otherwise
+  (it learns decisions as curated rows), in the same transaction, and audits both.
 
 Plain data in, plain data out; the caller opens the transaction (the CLI and the server use
 the index's write transaction, so a decision and a concurrent ingest never interleave).
@@ -26,12 +27,12 @@ from sqlalchemy.engine import Connection
 
 from radcommons.errors import UserError
 from radcommons.harmonize.matcher import DEFAULT_THRESHOLD, Decision, Matcher
-from radcommons.harmonize.normalize import modality_groups, normalize_space_case
 from radcommons.harmonize.study_codes import (
     CODE_FIELDS,
     DecisionKey,
-    decision_fields,
     curated_matcher,
+    decision_description,
+    decision_fields,
     decision_key,
     decision_row,
     require_decision_key,
@@ -50,9 +51,6 @@ NON_IMAGE_MODALITIES = frozenset(
 )
 #: At most this many study UIDs are named in one audit event (the count is always complete).
 AUDIT_UIDS = 1000
-#: The longest description a decision keeps (once white space is collapsed), as long as the
-#: index's study_description.
-MAX_DESCRIPTION = 256
 
 
 @dataclass(frozen=True)
@@ -113,13 +111,6 @@ def list_decisions(conn: Connection) -> list[StoredDecision]:
     return [_stored(row) for row in rows]
 
 
-def decision_map(conn: Connection) -> dict[DecisionKey, dict[str, str | None]]:
-    """Decision key -> the study columns it sets (what indexing looks a pair up in)."""
-    table = system_table("harmonization_decision")
-    rows = conn.execute(select(table)).all()
-    return {(row.modality_key, row.description_key): _stored(row).fields() for row in rows}
-
-
 @dataclass
 class StoredDecisions:
     """The decisions an index writer applies, read once per transaction (the table is small).
@@ -160,41 +151,81 @@ def image_modality(modalities: Iterable[str] | None) -> str:
     return (images or listed or [""])[0]
 
 
-def _matching_studies(conn: Connection, key: DecisionKey) -> list[Any]:
-    """Studies whose description normalises to the key's and whose modalities include its group."""
+def _recoded_studies(conn: Connection, key: DecisionKey, before: StoredDecisions
+                     ) -> list[tuple[Any, Mapping[str, str | None]]]:
+    """The studies a decision just recorded changes, each with its code fields now: those of the
+    decided pair (its key: however their description is cased and spaced), and those of every
+    other pair the matcher now answers otherwise (it learns a decision as a curated row, so
+    "XR CHEST 2 VWS" is answered as "XR CHEST 2 VIEWS" once that is decided; a replaced decision
+    no longer answers them). What indexing the studies now would give them: only the decided
+    pair was re-coded before, so its siblings kept the old answer while studies indexed later,
+    and ``harmonize queue``, gave the decision's.
+
+    ``before``: the decisions as they were before this one. Each distinct (modality, description)
+    of the index is looked up (the matchers are built once); only studies that change are read.
+    """
     study = get_metadata().tables["imaging_study"]
-    group, text = key
-    # Normalised in Python (white space collapsing is not portable SQL); distinct descriptions are few.
-    raw = [d for d in conn.execute(select(study.c.study_description).where(study.c.study_description.is_not(None))
-                                   .distinct()).scalars() if normalize_space_case(d) == text]
-    if not raw:
-        return []
-    rows = conn.execute(select(study.c.id, study.c.project_id, study.c.study_uid, study.c.study_modality,
-                               *(study.c[name] for name in CODE_FIELDS))
-                        .where(study.c.study_description.in_(raw))).all()
-    return [row for row in rows if group in modality_groups(image_modality(row.study_modality))]
+    after = StoredDecisions()
+    after.use(conn)
+    current = conn.execute(select(study.c.study_description, study.c.study_modality,
+                                  *(study.c[name] for name in CODE_FIELDS))
+                           .where(study.c.study_description.is_not(None)).distinct()).all()
+    now: dict[tuple[str, str], dict[str, str | None]] = {}  # pair -> its fields after the decision
+    changes: dict[tuple[str, str], bool] = {}  # pair -> whether the decision changes its answer
+    descriptions = set()  # of the studies that change
+    for row in current:
+        if not row.study_modality:  # no instance (a clinical record alone): nothing was coded from images
+            continue
+        pair = (image_modality(row.study_modality), row.study_description)
+        if pair not in now:
+            now[pair] = _all_fields(after.study_code_fields(*pair))
+        if all(getattr(row, name) == now[pair][name] for name in CODE_FIELDS):
+            continue
+        if pair not in changes:  # the matcher as it was asked only for pairs whose studies differ
+            changes[pair] = (decision_key(*pair) == key
+                             or now[pair] != _all_fields(before.study_code_fields(*pair)))
+        if changes[pair]:
+            descriptions.add(row.study_description)
+    wanted = {pair: fields for pair, fields in now.items() if changes.get(pair)}
+    listed = sorted(descriptions)
+    changed = []
+    for start in range(0, len(listed), 500):
+        rows = conn.execute(select(study.c.id, study.c.project_id, study.c.study_uid, study.c.study_modality,
+                                   study.c.study_description, *(study.c[name] for name in CODE_FIELDS))
+                            .where(study.c.study_description.in_(listed[start:start + 500]))).all()
+        for row in rows:
+            if not row.study_modality:
+                continue
+            fields = wanted.get((image_modality(row.study_modality), row.study_description))
+            if fields and any(getattr(row, name) != fields[name] for name in CODE_FIELDS):
+                changed.append((row, fields))
+    return changed
+
+
+def _all_fields(fields: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Every code column of a study for :func:`study_code_fields`' answer (None where it has none)."""
+    return {name: fields.get(name) for name in CODE_FIELDS}
 
 
 def record_decision(conn: Connection, *, modality: str, description: str, code: str, info: CodeInfo | None,
                     by: str, note: str = "", client: str | None = None) -> DecisionOutcome:
-    """Store (or replace) the decision for a pair and re-harmonize the studies that carry it.
+    """Store (or replace) the decision for a pair and re-harmonize the studies that carry it, and
+    those of the pairs the matcher now answers otherwise (:func:`_recoded_studies`).
 
     ``code`` empty means "not mappable": those studies lose any code the matcher gave them.
     ``info`` is the code's catalogue entry (its name, method, region, contrast are copied).
     Audited: one ``harmonization.decide`` event, and one ``harmonization.restudy`` event per
     project whose studies changed.
     """
-    key = require_decision_key(modality, description)
-    if len(key[1]) > MAX_DESCRIPTION:
-        raise UserError(f"the study description is {len(key[1])} characters long once white space is collapsed; "
-                        f"the index keeps at most {MAX_DESCRIPTION}",
-                        f"give the description as the index stores it (its first {MAX_DESCRIPTION} characters)")
+    key = require_decision_key(modality, description)  # its description checked by decision_description
+    before = StoredDecisions()  # what the matcher answered until now, to find the studies this decision changes
+    before.use(conn)
     table = system_table("harmonization_decision")
     now = utcnow()
     fields = decision_fields(Decision(modality, description, code, info.long_common_name if info else ""), info)
     row = {
         "modality_key": key[0], "description_key": key[1], "modality": modality.strip(),
-        "description": " ".join(description.split()), "loinc_code": fields["loinc_code"],
+        "description": decision_description(description), "loinc_code": fields["loinc_code"],
         "loinc_long_common_name": fields["loinc_long_common_name"], "loinc_method": fields["loinc_method"],
         "loinc_system": fields["loinc_system"], "loinc_contrast": fields["loinc_contrast"],
         "decided_by": by, "decided_at": now, "note": note or None,
@@ -207,9 +238,12 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
         conn.execute(insert(table).values(row))
     else:
         conn.execute(update(table).where(table.c.id == previous.id).values(row))
-    studies = _matching_studies(conn, key)
-    changed = [s for s in studies if any(getattr(s, name) != fields[name] for name in CODE_FIELDS)]
-    by_project = _update_studies(conn, changed, fields)
+    recoded = _recoded_studies(conn, key, before)
+    by_project = _update_studies(conn, recoded)
+    changed = [study for study, _ in recoded]
+    # a study of another pair may get another code (a replaced decision no longer answers it)
+    other_codes = {study.study_uid: new["loinc_code"] for study, new in recoded
+                   if new["loinc_code"] != fields["loinc_code"]}
     decision = _stored(conn.execute(select(table).where(*where)).one())
     target = f"{key[0]} | {key[1]}"  # cut to its column by record_audit, whole in the detail
     record_audit(conn, actor=by, action="harmonization.decide", target=target, client=client,
@@ -220,7 +254,10 @@ def record_decision(conn: Connection, *, modality: str, description: str, code: 
     for project, uids in _uids_by_project(changed).items():
         record_audit(conn, actor=by, action="harmonization.restudy", target=target,
                      project=project, client=client, records=len(uids),
-                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS]})
+                     detail={"code": code or None, "study_uids": uids[:AUDIT_UIDS],
+                             **({"other_codes": {uid: other_codes[uid] for uid in uids[:AUDIT_UIDS]
+                                                 if uid in other_codes}}
+                                if any(uid in other_codes for uid in uids) else {})})
     return DecisionOutcome(decision=decision,
                            previous_code=None if previous is None else (previous.loinc_code or ""),
                            studies=sum(by_project.values()), by_project=by_project)
@@ -244,20 +281,25 @@ def _uids_by_project(studies: Sequence[Any]) -> dict[str, list[str]]:
     return {project: sorted(uids) for project, uids in sorted(out.items())}
 
 
-def _update_studies(conn: Connection, studies: Sequence[Any], fields: Mapping[str, str | None]) -> dict[str, int]:
-    """Set the code fields of ``studies`` and rewrite their facet rows; studies per project."""
-    if not studies:
+def _update_studies(conn: Connection, recoded: Sequence[tuple[Any, Mapping[str, str | None]]]) -> dict[str, int]:
+    """Set the code fields of each study (``recoded``: a study row, its fields) and rewrite their
+    facet rows; studies per project."""
+    if not recoded:
         return {}
     study = get_metadata().tables["imaging_study"]
-    ids = sorted(s.id for s in studies)
-    for start in range(0, len(ids), 500):
-        conn.execute(update(study).where(study.c.id.in_(ids[start:start + 500]))
-                     .values(updated_at=func.now(), **fields))
-    refresh_series_facts(conn, ids)
-    return dict(Counter(s.project_id for s in studies))
+    by_fields: dict[tuple[str | None, ...], list[int]] = defaultdict(list)
+    for row, fields in recoded:
+        by_fields[tuple(fields[name] for name in CODE_FIELDS)].append(row.id)
+    for values, ids in by_fields.items():
+        ids.sort()
+        for start in range(0, len(ids), 500):
+            conn.execute(update(study).where(study.c.id.in_(ids[start:start + 500]))
+                         .values(updated_at=func.now(), **dict(zip(CODE_FIELDS, values, strict=True))))
+    refresh_series_facts(conn, sorted(row.id for row, _ in recoded))
+    return dict(Counter(row.project_id for row, _ in recoded))
 
 
-def pending_pairs(conn: Connection) -> list[StudyPair]:
+def pending_pairs(conn: Connection, decisions: Sequence[StoredDecision] | None = None) -> list[StudyPair]:
     """(modality, description) pairs of indexed studies without a code and without a decision.
 
     One pair per decision key (modality alias group, normalised description), its modality and
@@ -268,9 +310,12 @@ def pending_pairs(conn: Connection) -> list[StudyPair]:
     a CT study whose dose report (SR) came first was looked up as an SR pair, until
     ``IndexWriter.finish`` coded studies under their image modality), and hiding it left it
     uncoded for good. Deciding the pair again re-codes it.
+
+    ``decisions``: :func:`list_decisions`, when the caller has read them already.
     """
     study = get_metadata().tables["imaging_study"]
-    decided = {key for key, fields in decision_map(conn).items() if not fields["loinc_code"]}  # not mappable
+    stored = list_decisions(conn) if decisions is None else decisions
+    decided = {d.key for d in stored if not d.code}  # not mappable
     rows = conn.execute(
         select(study.c.study_description, study.c.study_modality, func.count())
         .where(study.c.loinc_code.is_(None), study.c.study_description.is_not(None))
@@ -335,10 +380,10 @@ def index_review_queue(conn: Connection, *, mapping_table: Path | str | None = N
     (:class:`StoredDecisions`): a pair like one decided is suggested the decided code, the code
     its studies would get if indexed now (the suggestion ignored the decisions before).
     """
-    table = load_table(mapping_table)
-    table = table.with_rows(table.rows + decided_rows(list_decisions(conn)), source=table.source)
-    matcher = Matcher(with_codes(table, imported_codes(conn)), threshold=threshold)
-    return review_queue(pending_pairs(conn), matcher, only_unanswered=False)
+    decisions = list_decisions(conn)  # read once: the pending pairs and the matcher's curated rows
+    matcher = curated_matcher(decided_rows(decisions), imported_codes(conn),
+                              table=None if mapping_table is None else load_table(mapping_table), threshold=threshold)
+    return review_queue(pending_pairs(conn, decisions), matcher, only_unanswered=False)
 
 
 def catalogue_code(conn: Connection, code: str, name: str | None = None) -> CodeInfo:
