@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radcommons.clinical import ERROR, convert_clinical, read_file, read_tables
+from radcommons.clinical import ERROR, convert_clinical, load_mapping, read_file, read_tables
 from radcommons.deid import patient_pseudonym
 
 KEY = bytes(range(32))
@@ -192,24 +192,56 @@ def test_an_unknown_hidden_sheet_says_it_is_hidden(tmp_path: Path) -> None:
     assert error.file == f"{path} [Lookup]" and "hidden sheet" in error.message and "Unhide" in error.message
 
 
-def test_cells_merged_over_data_rows_are_an_error_naming_them(tmp_path: Path) -> None:
+def _merged_workbook(path: Path, merged_sheet: str) -> Path:
+    """Demographics and Covid Tests sheets, and a Notes sheet (a title over a paragraph, merged as people
+    lay notes out); the cells ``merged_sheet`` names are merged."""
     from openpyxl import Workbook
 
-    from radcommons.errors import UserError
-
     book = Workbook()
-    sheet = book.active
-    sheet.title = "Covid Tests"
-    sheet.append(["MRN", "TestDate", "TestMethod", "Result"])
-    sheet.append(["1234567", "2021-03-01", "RT-PCR", "Positive"])
-    sheet.append(["1234567", "2021-03-08", None, "Negative"])  # the method merged over both rows
-    sheet.merge_cells("C2:C3")
-    path = tmp_path / "clinical.xlsx"
+    demographics = book.active
+    demographics.title = "Demographics"
+    demographics.append(["MRN", "Sex"])
+    demographics.append(["1234567", "F"])
+    tests = book.create_sheet("Covid Tests")
+    tests.append(["MRN", "TestDate", "TestMethod", "Result"])
+    tests.append(["1234567", "2021-03-01", "RT-PCR", "Positive"])
+    tests.append(["1234567", "2021-03-08", None, "Negative"])  # the method merged over both rows
+    notes = book.create_sheet("Notes")
+    notes.append(["Export notes"])
+    notes.append(["Exported from the EHR on 2024-01-05; tests before March 2020 are not included."])
+    if merged_sheet == "Covid Tests":
+        tests.merge_cells("C2:C3")
+    notes.merge_cells("A1:F1")
+    notes.merge_cells("A2:F6")
     book.save(path)
-    with pytest.raises(UserError) as error:  # C3 read as empty was sent as test_method Not Reported
-        read_file(path)
-    assert "(sheet Covid Tests): the cells C2:C3 are merged" in str(error.value)
-    assert "Unmerge" in (error.value.hint or "")
+    return path
+
+
+def test_cells_merged_over_data_rows_are_an_error_naming_them(tmp_path: Path) -> None:
+    path = _merged_workbook(tmp_path / "clinical.xlsx", "Covid Tests")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    # C3 read as empty was sent as test_method Not Reported
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1", mapping=load_mapping(mapping))
+    [error] = [i for i in result.errors if i.code == "sheet_not_read"]
+    assert error.file == f"{path} [Covid Tests]"
+    assert error.message.startswith("the cells C2:C3 are merged") and "none of the sheet's rows is read" in error.message
+    assert "Unmerge" in error.fix
+    assert "measurement" not in result.by_node()
+
+
+def test_merged_cells_of_an_ignored_sheet_do_not_stop_the_workbook(tmp_path: Path) -> None:
+    """A notes sheet laid out with merged cells stopped the whole workbook, though it is never read."""
+    path = _merged_workbook(tmp_path / "clinical.xlsx", "Notes")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1", mapping=load_mapping(mapping))
+    assert [i.code for i in result.errors] == []
+    assert [i.file for i in result.issues if i.code == "ignored_table"] == [f"{path} [Notes]"]
+    assert len(result.by_node()["measurement"]) == 2
+    # Not ignored, the notes sheet is an unknown table (an error naming it), its merged cells unmentioned.
+    unmapped = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1")
+    assert [(i.code, i.file) for i in unmapped.errors] == [("unknown_table", f"{path} [Notes]")]
 
 
 def test_an_age_column_says_the_age_comes_from_the_birth_date(tmp_path: Path) -> None:
@@ -217,6 +249,47 @@ def test_an_age_column_says_the_age_comes_from_the_birth_date(tmp_path: Path) ->
     [error] = [i for i in result.errors if i.code == "unknown_column"]
     assert error.column == "Age" and "birth_date" in error.fix and "{case: {'Age': ignore}}" in error.fix
     assert "<field>" not in error.fix  # no field would have taken it
+
+
+@pytest.mark.parametrize("column", ["Patient Age", "AgeAtIndex", "age_at_study", "Age (years)"])
+def test_a_site_with_ages_and_no_birth_dates_is_told_what_is_sent(tmp_path: Path, column: str) -> None:
+    """'Patient Age' was told to map itself to a field (none holds an age), a site without birth dates
+    was told only to map its birth dates: the fix now says what an ignored age column sends."""
+    folder = _site(tmp_path, f"MRN,{column},Sex\n1234567,93,F\n")
+    [error] = [i for i in _convert(folder).errors if i.code == "unknown_column"]
+    assert error.column == column and "<field>" not in error.fix
+    assert f"{{case: {{{column!r}: ignore}}}}" in error.fix and "Without birth dates" in error.fix
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(f"columns: {{case: {{'{column}': ignore}}}}\n", encoding="utf-8")
+    result = convert_clinical(read_tables([folder]), key=KEY, site="S", project="Open-T1",
+                              mapping=load_mapping(mapping))
+    assert result.errors == ()
+    [case] = result.by_node()["case"]
+    assert "age_at_index" not in case and case["age_at_index_gt89"] == "Not Reported"  # 93 is never sent
+
+
+@pytest.mark.parametrize("name", ["Stage", "Language", "Image Count"])
+def test_a_column_with_age_inside_a_word_is_not_an_age(tmp_path: Path, name: str) -> None:
+    [error] = [i for i in _convert(_site(tmp_path, f"MRN,{name},Sex\n1234567,x,F\n")).errors
+               if i.code == "unknown_column"]
+    assert "<field>" in error.fix
+
+
+def test_hundreds_of_unknown_columns_are_one_error_listing_them(tmp_path: Path) -> None:
+    """An EHR dump of 300 unknown columns gave 300 errors saying the same thing."""
+    extra = [f"Flowsheet {n:03d}" for n in range(300)]
+    folder = _site(tmp_path, ",".join(["MRN", "Sex", *extra]) + "\n" + ",".join(["1234567", "F", *"x" * 300]) + "\n")
+    errors = _convert(folder).errors
+    [error] = [i for i in errors if i.code == "unknown_column"]
+    assert (error.file, error.row, error.column) == (str(folder / "demographics.csv"), 1, None)
+    assert error.message.startswith("300 unknown columns in a case table: they are not sent")
+    assert all(repr(name) in error.message for name in extra)
+    assert "export only the columns" in error.fix and "'Flowsheet 000': <field>" in error.fix and "ignore" in error.fix
+    assert len(errors) < 5
+    # A few are still one error each, naming its column.
+    (tmp_path / "few").mkdir()
+    few = _convert(_site(tmp_path / "few", "MRN,Sex,Colour,Shoe Size\n1234567,F,blue,7\n")).errors
+    assert [i.column for i in few if i.code == "unknown_column"] == ["Colour", "Shoe Size"]
 
 
 @pytest.mark.parametrize("name", ["demographics.csv", "demographics.xlsx"])

@@ -28,6 +28,7 @@ No name, birth date or calendar date is in any record this returns.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,19 +53,17 @@ from radcommons.clinical.sources import SourceTable
 from radcommons.clinical.values import (
     MAX_PLAUSIBLE_AGE,
     CellProblem,
+    EnumReader,
     age_fields,
     country_code,
     day_first_format,
-    enum_normalizer,
     is_blank,
     marker_problem,
     mrn_problem,
-    normalise_enum,
     parse_date,
     whole_years,
     zip3,
 )
-from radcommons.harmonize.enumerations import ValueNormalizer
 from radcommons.deid import patient_pseudonym
 from radcommons.dictionary import NOT_REPORTED, Dictionary, load_dictionary, validate_records
 from radcommons.dictionary.values import looks_like_date
@@ -200,7 +199,7 @@ def _mrn(value: Any) -> str:
 
 
 def _read_table(
-    table: SourceTable, mapping: SiteMapping, dictionary: Dictionary, normalizer: ValueNormalizer,
+    table: SourceTable, mapping: SiteMapping, enums: EnumReader,
     issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]], demographics_rows: dict[str, Origin],
     values_read: Counter[tuple[str, str, str]],
 ) -> list[_Row]:
@@ -226,17 +225,16 @@ def _read_table(
         return []
     columns: dict[str, str] = {}
     dropped: list[str] = []
+    unknown: list[str] = []
     for column in table.columns:
         name = mapping.field_for(kind, column)
         if name is None or (name not in TABLE_FIELDS[kind] and name not in (MRN, IGNORE, DROP)):
-            issues.append(Issue(
-                ERROR, "unknown_column",
-                f"unknown column {column!r} in a {kind} table: it is not sent, and the table cannot be checked",
-                (_AGE_FIX.format(column=column) if kind == "case" and name_key(column).startswith("age") else
-                 f"add it to the mapping file: columns: {{{kind}: {{{column!r}: <field>}}}} "
-                 f"(fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore)"),
-                table.label, 1, column, node=TABLE_NODES[kind],
-            ))
+            if _is_age(column):
+                issues.append(Issue(ERROR, "unknown_column", f"unknown column {column!r} in a {kind} table: it is "
+                                    "not sent, and the table cannot be checked", _AGE_FIX.format(kind=kind, column=column),
+                                    table.label, 1, column, node=TABLE_NODES[kind]))
+            else:
+                unknown.append(column)
             continue
         if name == DROP:
             dropped.append(column)
@@ -248,6 +246,7 @@ def _read_table(
                                 "map one of them to ignore in the mapping file", table.label, 1, column))
             continue
         columns[column] = name
+    issues.extend(_unknown_columns(table, kind, unknown))
     missing = [f for f in (MRN, *REQUIRED_FIELDS[kind]) if f not in columns.values()]
     if missing:
         issues.append(Issue(
@@ -261,29 +260,71 @@ def _read_table(
         issues.append(Issue(WARNING, "empty_table", f"the {kind} table has a header but no rows: nothing of it is "
                             "sent", "nothing to do if there is no such record; else export the table again",
                             table.label, node=TABLE_NODES[kind]))
-    day_first = _day_first(table, kind, columns, mapping)
-    if day_first is not None:
-        issues.append(day_first)
+    blocked = _refused(table, kind) or _day_first(table, kind, columns, mapping)
+    if blocked is not None:
+        issues.append(blocked)
     rows: list[_Row] = []
     mrn_column = next(c for c, f in columns.items() if f == MRN)
     for number, cells in table.rows:
         # Every row's MRN and dropped identifiers (names, addresses), rejected rows' too: no text may hold them.
-        mrn = _mrn(cells.get(mrn_column) or "") if mrn_problem(cells.get(mrn_column)) is None else ""
+        problem = mrn_problem(cells.get(mrn_column))
+        mrn = _mrn(cells.get(mrn_column) or "") if problem is None else ""
         identifiers.append((mrn, tuple(_shown(cells[c]) for c in dropped if not is_blank(cells.get(c)))))
         if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
             demographics_rows.setdefault(mrn, Origin(table.label, number))
-        if day_first is not None:
-            continue  # its dates cannot be trusted: 08/01/2023 is 8 January or 1 August
-        row = _read_row(table, kind, number, cells, columns, mapping, dictionary, normalizer, issues, values_read)
+        if blocked is not None:
+            continue  # its cells cannot be trusted: merged, or 08/01/2023 is 8 January or 1 August
+        row = _read_row(table, kind, number, cells, columns, mapping, enums, issues, values_read, problem)
         if row is not None:
             rows.append(row)
     return rows
 
 
-#: An age column ("Age", "Age at visit", "90+"): no field holds it, and no mapping can make it one.
+#: An age column ("Age", "Age at visit", "Patient Age"): no field holds it, and no mapping can make it one.
 _AGE_FIX = ("the age at the index event is computed from the birth date, so that it is the age on day 0 and ages "
-            "over 89 are flagged (never sent): map the birth date column (birth_date), and this one to ignore: "
-            "columns: {{case: {{{column!r}: ignore}}}}")
+            "over 89 are flagged (never sent): map the birth date column (birth_date) of the demographics, and this "
+            "one to ignore: columns: {{{kind}: {{{column!r}: ignore}}}}. Without birth dates, map it to ignore all "
+            "the same: the cases are sent with no age and age_at_index_gt89 'Not Reported' (an age counted to "
+            "another day than the index event would be sent as wrong)")
+
+
+def _is_age(column: str) -> bool:
+    """Whether a column's name says it holds an age: a word "age" (Patient Age, AgeAtIndex, age_at_study)."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column).lower())
+    return "age" in words or name_key(column).startswith("age")
+
+
+#: Unknown columns of one table named one issue each, up to this many; more (an EHR dump of hundreds of
+#: columns) are one issue listing them, rather than a report of hundreds of lines saying the same.
+_UNKNOWN_COLUMNS_EACH = 5
+
+
+def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[Issue]:
+    """The errors for the ``unknown`` columns of ``table`` (a ``kind`` table): never sent, and the table
+    cannot be checked, since an unmapped column could hold anything, identifiers included."""
+    fields = f"fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore"
+    if len(unknown) <= _UNKNOWN_COLUMNS_EACH:
+        return [Issue(ERROR, "unknown_column",
+                      f"unknown column {column!r} in a {kind} table: it is not sent, and the table cannot be checked",
+                      f"add it to the mapping file: columns: {{{kind}: {{{column!r}: <field>}}}} ({fields})",
+                      table.label, 1, column, node=TABLE_NODES[kind]) for column in unknown]
+    return [Issue(ERROR, "unknown_column",
+                  f"{len(unknown)} unknown columns in a {kind} table: they are not sent, and the table cannot be "
+                  f"checked: {', '.join(repr(c) for c in unknown)}",
+                  f"export only the columns the {kind} table needs ({fields.split(';')[0]}; and the MRN), or add "
+                  f"each column to the mapping file: columns: {{{kind}: {{{unknown[0]!r}: <field>, ...}}}} "
+                  f"({fields}: a column that is not to be sent is mapped to ignore)",
+                  table.label, 1, node=TABLE_NODES[kind])]
+
+
+def _refused(table: SourceTable, kind: str) -> Issue | None:
+    """An error for a sheet whose cells would be misread (:attr:`SourceTable.refused`), now that it is
+    known to be converted: an ignored sheet's merged cells do not matter."""
+    if not table.refused:
+        return None
+    why, _, fix = table.refused.partition("\n")
+    return Issue(ERROR, "sheet_not_read", f"{why}; none of the sheet's rows is read", fix, table.label,
+                 node=TABLE_NODES[kind])
 
 
 def _day_first(table: SourceTable, kind: str, columns: Mapping[str, str], mapping: SiteMapping) -> Issue | None:
@@ -313,15 +354,16 @@ def _read_row(
     cells: Mapping[str, Any],
     columns: Mapping[str, str],
     mapping: SiteMapping,
-    dictionary: Dictionary,
-    normalizer: ValueNormalizer,
+    enums: EnumReader,
     issues: list[Issue],
     values_read: Counter[tuple[str, str, str]],
+    mrn_checked: CellProblem | None,
 ) -> _Row | None:
+    """The row's record fields, or None after adding its issues (``mrn_checked``: its MRN's :func:`mrn_problem`)."""
     values: dict[str, Any] = {}
     ok = True
     mrn = ""
-    extra = [cell for column, cell in cells.items() if column not in table.columns and not is_blank(cell)]
+    extra = [cell for column, cell in cells.items() if column not in table.known and not is_blank(cell)]
     if extra:  # the values after an unquoted delimiter sit under the wrong columns: none can be trusted
         issues.append(Issue(ERROR, "extra_fields", f"the row has {len(extra)} more field(s) than the header",
                             "quote the values that hold the delimiter (a comma in a name or a note), or remove "
@@ -333,7 +375,7 @@ def _read_row(
             continue
         if name == MRN:
             mrn = _mrn(cell)
-            result: Any = mrn_problem(cell)
+            result: Any = mrn_checked
             if result is not None:
                 issues.append(Issue(ERROR, result.code, result.message, result.fix, table.label, number, column,
                                     _shown(cell), TABLE_NODES[kind]))
@@ -347,7 +389,7 @@ def _read_row(
                 result = CellProblem("future_date", f"{result.isoformat()} is after today",
                                      "correct the date in the source system (a mistyped year?) and export again")
         elif name in ENUM_FIELDS:
-            result = normalise_enum(name, cell, mapping, dictionary, normalizer)
+            result = enums(name, cell)
             if isinstance(result, CellProblem):  # "#N/A", "NaN": not a spelling to map
                 result = marker_problem(cell) or result
             if isinstance(result, str):
@@ -519,13 +561,12 @@ def convert_clinical(
     issues: list[Issue] = []
     rows: list[_Row] = []
     tables = list(tables)
-    normalizer = enum_normalizer(mapping)
+    enums = EnumReader(mapping, dictionary)
     identifiers: list[tuple[str, tuple[str, ...]]] = []
     demographics_rows: dict[str, Origin] = {}
     values_read: Counter[tuple[str, str, str]] = Counter()
     for table in tables:
-        rows.extend(_read_table(table, mapping, dictionary, normalizer, issues, identifiers, demographics_rows,
-                                values_read))
+        rows.extend(_read_table(table, mapping, enums, issues, identifiers, demographics_rows, values_read))
     studies = list(studies)
     rows = _screen_known(rows, identifiers, studies, issues)
 

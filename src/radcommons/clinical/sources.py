@@ -9,6 +9,7 @@ Blank rows are skipped. An unreadable file raises :class:`UserError` naming it.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import re
@@ -45,6 +46,14 @@ class SourceTable:
     rows: tuple[tuple[int, dict[str, Any]], ...]  #: (row number, {column: cell})
     unread: str = ""  #: for a file in a folder that is not read: why, a new line, the fix (no rows)
     hidden: bool = False  #: a hidden sheet of a workbook: read, though the data manager does not see it
+    #: a sheet whose cells would be misread (merged cells): why, a new line, the fix. An error only
+    #: when the sheet is converted: an ignored sheet (notes, a summary) may hold anything.
+    refused: str = ""
+
+    @functools.cached_property
+    def known(self) -> frozenset[str]:
+        """The columns, to tell a row's extra fields from them (a file may have hundreds)."""
+        return frozenset(self.columns)
 
     @property
     def name(self) -> str:
@@ -254,34 +263,30 @@ def _uncomputed_formula(value: Any, formula: Any) -> bool:
     return (isinstance(formula, str) and formula.startswith("=")) or hasattr(formula, "text")  # ArrayFormula
 
 
-#: Formula cells (``<f>``, ECMA-376 18.3.1.40) and merged cells (``<mergeCell>``, 18.3.1.55).
+#: Formula cells (``<f>``, ECMA-376 18.3.1.40) and ranges of merged cells (``<mergeCell ref="A2:A4"/>``,
+#: 18.3.1.55).
 _FORMULA = re.compile(rb"<(\w+:)?f[\s>/]")
-_MERGED = re.compile(rb"<(\w+:)?mergeCell[\s>/]")
+_MERGED = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref\s*=\s*([\"'])([^\"']*)\1")
 
 
-def _sheets_hold(data: bytes, element: re.Pattern[bytes]) -> bool:
-    """Whether a workbook's sheets hold an ``element``: only then is the workbook parsed a second
-    time for it (formulas, merged cells)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return any(element.search(archive.read(name)) for name in archive.namelist()
-                       if name.startswith("xl/worksheets/") and name.endswith(".xml"))
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return False  # openpyxl says what is wrong with it
+def _scan_sheets(data: bytes, paths: Iterable[str]) -> tuple[bool, dict[str, str]]:
+    """One read of each sheet's XML (``paths`` in the archive): whether any holds a formula (only then
+    is the workbook parsed a second time, for them) and, per sheet path, its first range of merged
+    cells that reaches below the first row ("A2:A4"): only the first cell of a range holds the
+    value, the others read as empty (a read-only workbook does not know its merged cells)."""
+    from openpyxl.worksheet.cell_range import CellRange
 
-
-def _merged_below_first_row(data: bytes) -> dict[str, str]:
-    """Per sheet, its first range of merged cells that reaches below the first row ("A2:A4"):
-    only the first cell of a range holds the value, the others read as empty (a read-only
-    workbook does not know its merged cells, hence a full load, when there are any)."""
-    from openpyxl import load_workbook
-
-    book = load_workbook(io.BytesIO(data), data_only=True)
-    try:
-        return {sheet.title: str(min(found, key=lambda r: (r.min_row, r.min_col)))
-                for sheet in book.worksheets if (found := [r for r in sheet.merged_cells.ranges if r.max_row > 1])}
-    finally:
-        book.close()
+    formulas = False
+    merged: dict[str, str] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for path in paths:
+            xml = archive.read(path)
+            formulas = formulas or _FORMULA.search(xml) is not None
+            ranges = [CellRange(match.group(2).decode("ascii")) for match in _MERGED.finditer(xml)]
+            below = [r for r in ranges if r.max_row > 1]
+            if below:
+                merged[path] = str(min(below, key=lambda r: (r.min_row, r.min_col)))
+    return formulas, merged
 
 
 #: A number format that pads a whole number with zeros ("0000000", Excel's ZIP Code "00000" and
@@ -350,9 +355,9 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
         raise wrong
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        formulas = (load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-                    if _sheets_hold(data, _FORMULA) else None)
-        merged = _merged_below_first_row(data) if _sheets_hold(data, _MERGED) else {}
+        paths = {sheet.title: sheet._worksheet_path.lstrip("/") for sheet in workbook.worksheets}
+        with_formulas, merged = _scan_sheets(data, paths.values())
+        formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False) if with_formulas else None
     except Exception as error:  # openpyxl raises many types for a damaged or foreign file
         raise UserError(f"cannot read the workbook {path}: {type(error).__name__}: {error}",
                         "open it in the spreadsheet program and save it again as .xlsx") from error
@@ -391,14 +396,12 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
             if not rows and not any(header):
                 continue  # an empty sheet (a blank first row over data is a header not found, below)
             _check_header(where, header, filled, first_rows)
-            if sheet.title in merged:
-                cells = merged[sheet.title]
-                raise UserError(f"{where}: the cells {cells} are merged: their value is read in {cells.split(':')[0]} "
-                                "only, and the other cells as empty",
-                                f"unmerge {cells} (Home > Merge & Center > Unmerge Cells) and fill the value into every "
-                                "cell it stands for, then save again")
+            span = merged.get(paths[sheet.title], "")
+            refused = (f"the cells {span} are merged: their value is read in {span.split(':')[0]} only, and the "
+                       f"other cells as empty\nunmerge {span} (Home > Merge & Center > Unmerge Cells) and fill the "
+                       "value into every cell it stands for, then save again") if span else ""
             tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows),
-                                      hidden=getattr(sheet, "sheet_state", "visible") != "visible"))
+                                      hidden=getattr(sheet, "sheet_state", "visible") != "visible", refused=refused))
     finally:
         workbook.close()
         if formulas is not None:

@@ -11,6 +11,7 @@ one normaliser), with the site's value maps consulted first.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,12 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
         return value.date()
     if isinstance(value, _dt.date):
         return value
+    if isinstance(value, str):
+        return _parse_text_date(value, formats)
+    return _parse_date(value, formats)
+
+
+def _parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
     serial = _excel_serial(value)
     if serial is not None:
         return CellProblem("bad_date", f"{_shown_number(value)} looks like an Excel date serial number "
@@ -125,6 +132,10 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
         "write dates as YYYY-MM-DD, or add the site's format to date_formats in the mapping file",
     )
 
+
+#: A date written as text, parsed once: a column repeats its dates (a day's tests, a birthday), and the
+#: day-first check reads each date before the row does. strptime is most of a conversion's time.
+_parse_text_date = functools.lru_cache(maxsize=1 << 16)(_parse_date)
 
 #: Day 0 of Excel's serial dates (1900 date system, with its fictitious 29 February 1900).
 _EXCEL_EPOCH = _dt.date(1899, 12, 30)
@@ -229,6 +240,24 @@ def normalise_enum(
             allowed,
         )
     return result.value
+
+
+class EnumReader:
+    """:func:`normalise_enum` for one conversion: each field's spelling is worked out once (a column
+    of 100,000 rows holds a handful of spellings)."""
+
+    def __init__(self, mapping: SiteMapping, dictionary: Dictionary) -> None:
+        self._mapping = mapping
+        self._dictionary = dictionary
+        self._normalizer = enum_normalizer(mapping)
+        self._read: dict[tuple[str, str], str | CellProblem] = {}
+
+    def __call__(self, field: str, value: Any) -> str | CellProblem:
+        key = (field, " ".join(str(value).split()))  # all normalise_enum sees of the value
+        found = self._read.get(key)
+        if found is None:
+            found = self._read[key] = normalise_enum(field, value, self._mapping, self._dictionary, self._normalizer)
+        return found
 
 
 def country_code(text: str, mapping: SiteMapping) -> str | CellProblem:
