@@ -311,9 +311,9 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
     return [Issue(ERROR, "unknown_column",
                   f"{len(unknown)} unknown columns in a {kind} table: they are not sent, and the table cannot be "
                   f"checked: {', '.join(repr(c) for c in unknown)}",
-                  f"export only the columns the {kind} table needs ({fields.split(';')[0]}; and the MRN), or add "
-                  f"each column to the mapping file: columns: {{{kind}: {{{unknown[0]!r}: <field>, ...}}}} "
-                  f"({fields}: a column that is not to be sent is mapped to ignore)",
+                  f"export only the columns the {kind} table needs (the MRN; {fields.split(';')[0]}), or map "
+                  f"each column in the mapping file: columns: {{{kind}: {{{unknown[0]!r}: <field or ignore>, ...}}}} "
+                  "(ignore: a column that is not to be sent)",
                   table.label, 1, node=TABLE_NODES[kind])]
 
 
