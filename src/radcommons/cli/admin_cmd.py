@@ -109,7 +109,7 @@ def user_list(url: str | None = _URL) -> None:
         users = list_users(engine)
     table = Table(title="users")
     for column in ("name", "role", "state", "site", "projects", "created"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
     for user in users:
         table.add_row(user.name, user.role, user.state, user.site_id or "-", ", ".join(user.projects) or "-",
                       _when(user.created_at))
@@ -163,7 +163,7 @@ def token_list(user: str | None = typer.Option(None, "--user", help="Only this u
         tokens = list_tokens(engine, user)
     table = Table(title="tokens")
     for column in ("id", "user", "state", "label", "created", "expires", "last used"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
     for info in tokens:
         table.add_row(str(info.id), info.user, info.state, info.label or "-", _when(info.created_at),
                       _when(info.expires_at), _when(info.last_used_at))
@@ -222,7 +222,7 @@ def project_list(url: str | None = _URL) -> None:
         projects = list_projects(engine)
     table = Table(title="projects")
     for column in ("project", "availability", "cases"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
     for p in projects:
         table.add_row(p["submitter_id"], p["availability"] or "-", str(p["cases"]))
     Console(soft_wrap=True).print(table)
@@ -253,7 +253,7 @@ def audit(
         return
     table = Table(title="audit events (newest first)")
     for column in ("at", "actor", "action", "target", "records", "client", "ok"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
     for e in events:
         table.add_row(e["at"][:19], e["actor"] or "-", e["action"], e["target"] or "-",
                       "-" if e["records"] is None else str(e["records"]), e["client"] or "-",
