@@ -66,7 +66,16 @@ def open_index(url: str | None = None) -> Engine:
     from radcommons.store.index import current_revision, head_revision, make_engine
 
     target = database_url(url)
-    if current_revision(target) != head_revision():
+    revision = current_revision(target)
+    if revision is None:
+        # Most often the setting is not the commons' index (a new shell without the export, a
+        # mistyped path): 'db upgrade' alone would make an empty index there.
+        raise UserError(
+            f"no index at {mask_url_password(target)}: the database is missing or was never migrated",
+            "check that RADCOMMONS_DATABASE_URL names the commons' index (radcommons config show); "
+            "to create a new index there: radcommons db upgrade",
+        )
+    if revision != head_revision():
         raise UserError(
             f"the index at {mask_url_password(target)} is not at the newest schema",
             "run: radcommons db upgrade",
