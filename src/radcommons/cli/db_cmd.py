@@ -98,9 +98,12 @@ def counts(url: str | None = typer.Option(None, "--url", help=_URL_HELP)) -> Non
         version = _index().schema_dictionary_version(engine)
     finally:
         engine.dispose()
-    table = Table(title=f"records in {mask_url_password(target)} (dictionary {version})")
+    # The heading is a line of its own: as the table's title it was wrapped to the narrow table's width.
+    console = Console(soft_wrap=True)
+    console.print(f"records in {mask_url_password(target)} (dictionary {version})", highlight=False)
+    table = Table()
     table.add_column("node")
     table.add_column("records", justify="right")
     for node, number in numbers.items():
         table.add_row(node, f"{number:,}")
-    Console().print(table)
+    console.print(table)
