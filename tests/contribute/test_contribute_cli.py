@@ -99,3 +99,58 @@ def test_a_blank_required_cell_or_a_short_row_is_a_row_error(corpus: Path, key_f
                           ("breathing_support.csv", 2, "StartDate")}, sorted(blank)
     issue = blank[("covid_tests.csv", 3, "TestDate")]
     assert issue["message"] == "TestDate is blank" and issue["fix"] == "fill it in or remove the row"
+
+
+@pytest.mark.slow
+def test_a_sheet_that_would_be_misread_is_shown_as_its_error_and_an_ignored_one_is_not(
+        corpus: Path, key_file: Path, tmp_path: Path) -> None:
+    """A notes sheet ("Notes", then "Exported by | Data team") stopped the whole workbook with
+    'row 2 looks like the header'; a tests sheet under a title does, as an error of that sheet."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    demographics = book.active
+    demographics.title = "Demographics"
+    demographics.append(["MRN", "DOB", "Sex"])
+    demographics.append(["M1001", "1950-01-01", "F"])
+    tests = book.create_sheet("Covid Tests")
+    for row in (["Covid tests, March 2021"], [], ["MRN", "TestDate", "Result"], ["M1001", "2021-03-01", "Positive"]):
+        tests.append(row)
+    notes = book.create_sheet("Notes")
+    notes.append(["Notes"])
+    notes.append(["Exported by", "Data team"])
+    book.save(tmp_path / "clinical.xlsx")
+    (tmp_path / "mapping.yaml").write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    state = tmp_path / "state"
+    result = run(str(radiograph_study(corpus)), "--clinical", str(tmp_path / "clinical.xlsx"), "--mapping",
+                 str(tmp_path / "mapping.yaml"), "--site", "SITE_A", "--project", "Open-A1", "--key-file",
+                 str(key_file), "--state-dir", str(state), "--dry-run", "--workers", "1")
+    assert result.returncode == 1, result.stdout + result.stderr  # an error: a real run would send nothing
+    assert "Traceback" not in result.stderr and "looks like the header" not in result.stderr
+    shown = {(row[0], row[1]): row[5:] for row in _table_rows(result.stdout, "clinical data issues")}
+    problem, fix = shown[("error", str(tmp_path / "clinical.xlsx [Covid Tests]"))]
+    assert problem == ("the header (the first row) is not the columns' names: row 3 looks like the header (MRN, "
+                       "TestDate, Result); none of the sheet's rows is read")
+    assert fix.startswith("delete the rows above row 3 (a title, blank rows)")
+    assert shown[("note", str(tmp_path / "clinical.xlsx [Notes]"))][0] == "table 'Notes' is ignored (mapping: ignore)"
+    report = json.loads(next((state / "reports").glob("contribute-*.json")).read_text())
+    assert [(i["code"], i["file"]) for i in report["clinical"]["issues"] if "xlsx" in (i["file"] or "")][:2] == [
+        ("sheet_not_read", str(tmp_path / "clinical.xlsx [Covid Tests]")),
+        ("ignored_table", str(tmp_path / "clinical.xlsx [Notes]"))]
+
+
+def _table_rows(stdout: str, title: str) -> list[list[str]]:
+    """The rows of the table ``title`` as the terminal shows it, each cell's wrapped lines joined: a
+    path folded inside a word, text between words."""
+    lines = stdout[stdout.index(title):].splitlines()
+    rows: list[list[list[str]]] = []
+    for line in lines[4:]:
+        if not line.startswith("│"):
+            break
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells[0]:
+            rows.append([[] for _ in cells])
+        for parts, cell in zip(rows[-1], cells):
+            if cell:
+                parts.append(cell)
+    return [["".join(parts) if index == 1 else " ".join(parts) for index, parts in enumerate(row)] for row in rows]

@@ -223,6 +223,10 @@ def _read_table(
             table.label, value=table.name,
         ))
         return []
+    # A refused sheet (a title above its header, merged cells...) is one error, sheet_not_read: its columns'
+    # errors would be about a title or a wrong header. Its MRNs and dropped identifiers are still collected.
+    refused = _refused(table, kind)
+    found: list[Issue] = []  # the table's errors about its columns
     columns: dict[str, str] = {}
     dropped: list[str] = []
     unknown: list[str] = []
@@ -230,9 +234,9 @@ def _read_table(
         name = mapping.field_for(kind, column)
         if name is None or (name not in TABLE_FIELDS[kind] and name not in (MRN, IGNORE, DROP)):
             if _is_age(column):
-                issues.append(Issue(ERROR, "unknown_column", f"unknown column {column!r} in a {kind} table: it is "
-                                    "not sent, and the table cannot be checked", _AGE_FIX.format(kind=kind, column=column),
-                                    table.label, 1, column, node=TABLE_NODES[kind]))
+                found.append(Issue(ERROR, "unknown_column", f"unknown column {column!r} in a {kind} table: it is "
+                                   "not sent, and the table cannot be checked", _AGE_FIX.format(kind=kind, column=column),
+                                   table.label, 1, column, node=TABLE_NODES[kind]))
             else:
                 unknown.append(column)
             continue
@@ -242,26 +246,28 @@ def _read_table(
             continue
         if name in columns.values():
             first = next(c for c, f in columns.items() if f == name)
-            issues.append(Issue(ERROR, "duplicate_column", f"columns {first!r} and {column!r} both hold {name}",
-                                "map one of them to ignore in the mapping file", table.label, 1, column))
+            found.append(Issue(ERROR, "duplicate_column", f"columns {first!r} and {column!r} both hold {name}",
+                               "map one of them to ignore in the mapping file", table.label, 1, column))
             continue
         columns[column] = name
-    issues.extend(_unknown_columns(table, kind, unknown))
+    found.extend(_unknown_columns(table, kind, unknown))
     missing = [f for f in (MRN, *REQUIRED_FIELDS[kind]) if f not in columns.values()]
     if missing:
-        issues.append(Issue(
+        found.append(Issue(
             ERROR, "missing_column",
             f"the {kind} table has no column for {', '.join(missing)}",
             "add the column to the export, or map its name in the mapping file (columns:)",
             table.label, 1, node=TABLE_NODES[kind],
         ))
-        return []
     if not table.rows:
-        issues.append(Issue(WARNING, "empty_table", f"the {kind} table has a header but no rows: nothing of it is "
-                            "sent", "nothing to do if there is no such record; else export the table again",
-                            table.label, node=TABLE_NODES[kind]))
-    blocked = _refused(table, kind) or _day_first(table, kind, columns, mapping)
-    if blocked is not None:
+        found.append(Issue(WARNING, "empty_table", f"the {kind} table has a header but no rows: nothing of it is "
+                           "sent", "nothing to do if there is no such record; else export the table again",
+                           table.label, node=TABLE_NODES[kind]))
+    issues.extend([refused] if refused is not None else found)
+    if MRN not in columns.values() or (missing and refused is None):
+        return []
+    blocked = refused or _day_first(table, kind, columns, mapping)
+    if blocked is not None and refused is None:
         issues.append(blocked)
     rows: list[_Row] = []
     mrn_column = next(c for c, f in columns.items() if f == MRN)
@@ -273,7 +279,7 @@ def _read_table(
         if kind == "case" and mrn:  # rejected or not: the patient's other rows can point at it
             demographics_rows.setdefault(mrn, Origin(table.label, number))
         if blocked is not None:
-            continue  # its cells cannot be trusted: merged, or 08/01/2023 is 8 January or 1 August
+            continue  # its cells cannot be trusted: refused (merged...), or 08/01/2023 is 8 January or 1 August
         row = _read_row(table, kind, number, cells, columns, mapping, enums, issues, values_read, problem)
         if row is not None:
             rows.append(row)
@@ -318,8 +324,8 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
 
 
 def _refused(table: SourceTable, kind: str) -> Issue | None:
-    """An error for a sheet whose cells would be misread (:attr:`SourceTable.refused`), now that it is
-    known to be converted: an ignored sheet's merged cells do not matter."""
+    """An error for a sheet that would be misread (:attr:`SourceTable.refused`: a title above its header,
+    merged cells...), now that it is known to be converted: an ignored sheet's problems do not matter."""
     if not table.refused:
         return None
     why, _, fix = table.refused.partition("\n")

@@ -46,8 +46,10 @@ class SourceTable:
     rows: tuple[tuple[int, dict[str, Any]], ...]  #: (row number, {column: cell})
     unread: str = ""  #: for a file in a folder that is not read: why, a new line, the fix (no rows)
     hidden: bool = False  #: a hidden sheet of a workbook: read, though the data manager does not see it
-    #: a sheet whose cells would be misread (merged cells): why, a new line, the fix. An error only
-    #: when the sheet is converted: an ignored sheet (notes, a summary) may hold anything.
+    #: a sheet that would be misread (a title above its header, a column named twice or with no name,
+    #: a formula without its result, merged cells): why, a new line, the fix. An error only when the
+    #: sheet is converted: an ignored sheet (notes, a summary) may hold anything. A CSV or TSV file
+    #: with such a problem is not read (:class:`UserError`): it is one table, no other is stopped.
     refused: str = ""
 
     @functools.cached_property
@@ -189,7 +191,9 @@ def _read_delimited(file: str, text: str, delimiter: str) -> SourceTable:
             "saved by Excel in a European language uses ';')",
             "save the file as .xlsx (or export it again with commas as .csv, tabs as .tsv)")
     check_unique_columns(header, f"clinical file {file}")
-    _check_header(f"clinical file {file}", header, filled, first_rows)
+    problem = _header_problem(f"clinical file {file}", header, filled, first_rows)
+    if problem is not None:
+        raise problem
     return SourceTable(file, None, tuple(h for h in header if h),
                        tuple((number, {k: v for k, v in cells.items() if k}) for number, cells in rows))
 
@@ -218,21 +222,21 @@ def _parse_error(file: str, line: int, error: csv.Error) -> UserError:
                      "quoted cell (\"a \"\"b\"\" c\"), as spreadsheet programs save it")
 
 
-def _check_header(where: str, header: list[str], filled: list[tuple[int, int]],
-                  first_rows: list[tuple[int, list[Any]]]) -> None:
-    """A :class:`UserError` when values sit under a blank header cell (``filled``: (0-based column,
+def _header_problem(where: str, header: list[str], filled: list[tuple[int, int]],
+                    first_rows: list[tuple[int, list[Any]]]) -> UserError | None:
+    """A :class:`UserError` (``where`` first) when values sit under a blank header cell (``filled``: (0-based column,
     row number) of each), or the header is one cell over wider rows: the values would be sent
     under no name, or dropped. When one of the ``first_rows`` looks like a header (text in every
     cell, more of them than the header has), the header row is likely a title above it."""
     named = [name for name in header if name]
     if not filled and (len(named) != 1 or all(len([c for c in cells if not _blank(c)]) <= 1
                                               for _, cells in first_rows)):
-        return
+        return None
     below = next(((number, cells) for number, cells in first_rows if _header_like(cells, len(named))), None)
     if below is not None:
         number, cells = below
         names = ", ".join(str(c).strip() for c in cells if not _blank(c))
-        raise UserError(f"{where}: the header (the first row) is not the columns' names: row {number} looks like "
+        return UserError(f"{where}: the header (the first row) is not the columns' names: row {number} looks like "
                         f"the header ({names[:120]})",
                         f"delete the rows above row {number} (a title, blank rows) so that the header is the first "
                         "row; otherwise type a name in every blank header cell")
@@ -240,9 +244,10 @@ def _check_header(where: str, header: list[str], filled: list[tuple[int, int]],
         from openpyxl.utils import get_column_letter
 
         column, row = min(filled)
-        raise UserError(f"{where}: column {get_column_letter(column + 1)} has no name in the header but holds "
+        return UserError(f"{where}: column {get_column_letter(column + 1)} has no name in the header but holds "
                         f"values (first in row {row})",
                         "type the column's name in its header cell, or delete the column")
+    return None
 
 
 def _header_like(cells: list[Any], named: int) -> bool:
@@ -252,6 +257,27 @@ def _header_like(cells: list[Any], named: int) -> bool:
     last = max((i for i, c in enumerate(cells) if not _blank(c)), default=-1)
     return (len(values) >= 2 and len(values) > named and len(values) == last + 1
             and all(isinstance(c, str) and re.search(r"[^\W\d_]", c) and not looks_like_date(c) for c in values))
+
+
+def _merged_problem(where: str, span: str) -> UserError:
+    """The error for the merged cells ``span`` ("A2:A4") of a sheet: only the first holds the value."""
+    return UserError(f"{where}: the cells {span} are merged: their value is read in {span.split(':')[0]} only, and "
+                     "the other cells as empty", f"unmerge {span} (Home > Merge & Center > Unmerge Cells) and fill "
+                     "the value into every cell it stands for, then save again")
+
+
+def _uncomputed_cell(where: str, number: int, cells: tuple[Any, ...], written: tuple[Any, ...]) -> UserError | None:
+    """The error for row ``number``'s first formula cell whose result the workbook does not hold
+    (``written``: the row's formulas), naming the cell."""
+    from openpyxl.utils import get_column_letter
+
+    for column, (value, formula) in enumerate(zip(cells, written), start=1):
+        if _uncomputed_formula(value, formula):
+            return UserError(f"{where}: cell {get_column_letter(column)}{number}: the formula "
+                             f"{str(getattr(formula, 'text', formula))[:60]} has no stored result, so its value is "
+                             "unknown", "open the workbook in a spreadsheet program (which computes formulas) and "
+                             "save it again, or replace the formula by its value")
+    return None
 
 
 def _uncomputed_formula(value: Any, formula: Any) -> bool:
@@ -348,7 +374,6 @@ def _not_a_workbook(path: Path, data: bytes) -> UserError | None:
 
 def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
     from openpyxl import load_workbook
-    from openpyxl.utils import get_column_letter
 
     wrong = _not_a_workbook(path, data)
     if wrong is not None:
@@ -373,19 +398,19 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
                 continue  # an empty sheet holds nothing to convert
             header = [str(c).strip() if c is not None else "" for c in header_cells]
             where = f"clinical file {path} (sheet {sheet.title})"
-            check_unique_columns(header, where)
+            # The sheet's problems, as a CSV file's would be raised: kept on its table, an error only if it is converted.
+            problems: list[UserError] = []
+            try:
+                check_unique_columns(header, where)
+            except UserError as error:
+                problems.append(error)
             filled: list[tuple[int, int]] = []  # (column, row) of a value under a blank or missing header cell
             first_rows: list[tuple[int, list[Any]]] = []  # where a header below a title would be
             rows: list[tuple[int, dict[str, Any]]] = []
+            uncomputed: UserError | None = None  # the first formula cell without its result
             for number, (cells, written) in enumerate(iterator, start=2):
-                for column, (value, formula) in enumerate(zip(cells, written), start=1):
-                    if _uncomputed_formula(value, formula):
-                        raise UserError(
-                            f"clinical file {path} (sheet {sheet.title}), cell {get_column_letter(column)}{number}: "
-                            f"the formula {str(getattr(formula, 'text', formula))[:60]} has no stored result, so "
-                            "its value is unknown",
-                            "open the workbook in a spreadsheet program (which computes formulas) and save it "
-                            "again, or replace the formula by its value")
+                if uncomputed is None and written:  # written: the row's formulas, when the workbook has any
+                    uncomputed = _uncomputed_cell(where, number, cells, written)
                 if all(_blank(c) for c in cells):
                     continue
                 filled.extend((i, number) for i, c in enumerate(cells)
@@ -395,13 +420,13 @@ def _read_workbook(path: Path, data: bytes) -> list[SourceTable]:
                 rows.append((number, {header[i]: cells[i] for i in range(min(len(header), len(cells))) if header[i]}))
             if not rows and not any(header):
                 continue  # an empty sheet (a blank first row over data is a header not found, below)
-            _check_header(where, header, filled, first_rows)
-            span = merged.get(paths[sheet.title], "")
-            refused = (f"the cells {span} are merged: their value is read in {span.split(':')[0]} only, and the "
-                       f"other cells as empty\nunmerge {span} (Home > Merge & Center > Unmerge Cells) and fill the "
-                       "value into every cell it stands for, then save again") if span else ""
-            tables.append(SourceTable(str(path), sheet.title, tuple(h for h in header if h), tuple(rows),
-                                      hidden=getattr(sheet, "sheet_state", "visible") != "visible", refused=refused))
+            span = merged.get(paths[sheet.title])
+            problems.extend(p for p in (uncomputed, _header_problem(where, header, filled, first_rows),
+                                        _merged_problem(where, span) if span else None) if p is not None)
+            refused = f"{problems[0].message.removeprefix(where + ': ')}\n{problems[0].hint}" if problems else ""
+            tables.append(SourceTable(str(path), sheet.title, tuple(dict.fromkeys(h for h in header if h)),
+                                      tuple(rows), hidden=getattr(sheet, "sheet_state", "visible") != "visible",
+                                      refused=refused))
     finally:
         workbook.close()
         if formulas is not None:

@@ -1,0 +1,104 @@
+"""A workbook sheet that would be misread (a title above its header, a column named twice or with
+no name, a formula without its result, merged cells) is an error for that sheet, and only when it
+is converted: a notes sheet mapped ``ignore`` may hold anything, and no sheet stops the others.
+A CSV or TSV file with such a problem is still not read (tests/clinical/test_sources.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from radcommons.clinical import ImagingStudy, convert_clinical, load_mapping, read_file
+from radcommons.deid import date_offset_days
+
+KEY = bytes(range(32))
+HEADER = ["MRN", "TestDate", "TestMethod", "Result"]
+TESTS = [["1234567", "2021-03-01", "RT-PCR", "Positive"], ["1234567", "2021-03-08", "RT-PCR", "Negative"]]
+
+#: How a notes sheet is laid out by people (each stopped the whole workbook, though never converted).
+NOTES = {
+    "title": [["Notes"], ["Exported by", "Data team"]],
+    "twice": [["Note", "Note"], ["exported 2024-01-05", "by the data team"]],
+    "formula": [["Rows"], ["=COUNTA('Covid Tests'!A:A)"]],
+    "unnamed": [["Notes"], [None, "tests before March 2020 are not included"]],
+    "merged": [["Export notes"], ["Exported from the EHR on 2024-01-05."]],
+}
+
+#: The same problem on the converted Covid Tests sheet: its rows, and what the error and its fix say.
+TESTS_SHEET = {
+    "title": ([["Covid tests, March 2021"], [], HEADER, *TESTS],
+              "the header (the first row) is not the columns' names: row 3 looks like the header (MRN, TestDate, "
+              "TestMethod, Result)", "delete the rows above row 3"),
+    "twice": ([[*HEADER, "Result"], *[[*row, row[3]] for row in TESTS]],
+              "the column(s) Result appear more than once in the header", "name each column once"),
+    "formula": ([HEADER, [*TESTS[0][:2], '="RT-PCR"', TESTS[0][3]], TESTS[1]],
+                'cell C2: the formula ="RT-PCR" has no stored result, so its value is unknown', "save it again"),
+    "unnamed": ([HEADER, [*TESTS[0], "retested"], TESTS[1]],
+                "column E has no name in the header but holds values (first in row 2)",
+                "type the column's name in its header cell"),
+    "merged": ([HEADER, *TESTS], "the cells C2:C3 are merged: their value is read in C2 only", "Unmerge Cells"),
+}
+
+
+def _workbook(path: Path, notes: list[list[object]], tests: list[list[object]], problem: str,
+              broken: str) -> Path:
+    """Demographics, Covid Tests and Notes sheets; ``broken`` (a sheet) has the ``problem`` if it is merged cells."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    demographics = book.active
+    demographics.title = "Demographics"
+    demographics.append(["MRN", "Sex"])
+    demographics.append(["1234567", "F"])
+    for title, rows in (("Covid Tests", tests), ("Notes", notes)):
+        sheet = book.create_sheet(title)
+        for number, row in enumerate(rows, start=1):
+            for column, value in enumerate(row, start=1):
+                if value is not None:
+                    sheet.cell(number, column, value)
+        if problem == "merged" and title == broken:
+            sheet.merge_cells("C2:C3" if title == "Covid Tests" else "A2:F6")
+    book.save(path)
+    return path
+
+
+def _convert(path: Path, mapping: Path | None = None):  # type: ignore[no-untyped-def]
+    """The workbook's records, with a study of the patient: day 0 when the tests sheet is not read."""
+    study = ImagingStudy("1234567", "2.25.1", dt.date(2021, 3, 2), date_offset_days=date_offset_days(KEY, "S", "1234567"))
+    return convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1", studies=[study],
+                            mapping=load_mapping(mapping) if mapping else None)
+
+
+@pytest.mark.parametrize("problem", sorted(NOTES))
+def test_an_ignored_sheet_may_hold_what_a_converted_one_may_not(tmp_path: Path, problem: str) -> None:
+    """A "Notes" sheet holding "Notes" then "Exported by | Data team" stopped the whole workbook
+    ("row 2 looks like the header"), and so did a note's column named twice or a formula."""
+    path = _workbook(tmp_path / "clinical.xlsx", NOTES[problem], [HEADER, *TESTS], problem, "Notes")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    result = _convert(path, mapping)
+    assert result.errors == ()
+    assert [i.file for i in result.issues if i.code == "ignored_table"] == [f"{path} [Notes]"]
+    assert len(result.by_node()["measurement"]) == 2 and len(result.by_node()["case"]) == 1
+    # Not ignored, the notes sheet is an unknown table (the error naming it), its problem unmentioned.
+    assert [(i.code, i.file) for i in _convert(path).errors] == [("unknown_table", f"{path} [Notes]")]
+
+
+@pytest.mark.parametrize("problem", sorted(TESTS_SHEET))
+def test_a_converted_sheet_that_would_be_misread_is_one_error_and_the_others_convert(
+        tmp_path: Path, problem: str) -> None:
+    rows, message, fix = TESTS_SHEET[problem]
+    path = _workbook(tmp_path / "clinical.xlsx", [["Notes"]], rows, problem, "Covid Tests")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    result = _convert(path, mapping)
+    # One error, naming the sheet, the row or cells and the fix: not the columns of a title, nor the values.
+    [error] = result.errors
+    assert (error.code, error.file) == ("sheet_not_read", f"{path} [Covid Tests]")
+    assert error.message.startswith(message) and error.message.endswith("; none of the sheet's rows is read")
+    assert fix in error.fix
+    assert "measurement" not in result.by_node()  # none of the sheet's rows is sent
+    assert len(result.by_node()["case"]) == 1  # the demographics sheet is converted
+    # A sheet's problem reads the same through the command line: tests/contribute/test_contribute_cli.py.
