@@ -131,7 +131,7 @@ def token_create(
 
     with opened_index(url) as engine:
         token, info = create_token(engine, name, expires_days=expires_days, label=label)
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"token {info.id} for {info.user}, expires {_when(info.expires_at)}; it is shown only now", highlight=False)
     typer.echo(token)
 
