@@ -221,7 +221,7 @@ def _show_plan(console: Console, plan) -> None:
             console.print(f"... and {len(issues) - 40} more (see the report)")
     for uid, why in sorted(plan.held_back.items()):
         console.print(f"[yellow]held back[/] study {uid}: {why}", highlight=False)
-    console.print(f"report (private): {plan.report_markdown}", highlight=False)
+    console.print(f"report (private): {plan.report_markdown}", highlight=False, soft_wrap=True)
 
 
 def _show_dry_run(console: Console, plan) -> None:
@@ -311,4 +311,4 @@ def _send(console: Console, err: Console, plan, client, server: str, allow_parti
         if row.get("status") == "rejected":
             console.print(f"[red]rejected[/] {row.get('node')} {row.get('submitter_id')}: "
                           f"{'; '.join(map(str, row.get('problems', [])))}", highlight=False)
-    console.print(f"receipt (private): {receipt_path}", highlight=False)
+    console.print(f"receipt (private): {receipt_path}", highlight=False, soft_wrap=True)
