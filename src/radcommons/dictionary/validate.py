@@ -107,7 +107,7 @@ class _Table:
     """Raw cells of a file: columns in order and (line number, {column: value}) rows."""
 
     columns: list[str] = field(default_factory=list)
-    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    rows: list[tuple[int, Mapping[str, Any]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     #: Line of the header (None for JSON and in-memory records, which have none).
     header_row: int | None = 1
@@ -158,10 +158,10 @@ def validate_records(
     """Validate records already in memory (e.g. from an API); rows are numbered from ``first_row``."""
     dictionary = dictionary or load_dictionary()
     _check_node_argument(node, dictionary)
-    columns: list[str] = []
-    for record in records:
-        columns.extend(key for key in record if key not in columns)
-    table = _Table(columns=columns, rows=[(first_row + i, dict(r)) for i, r in enumerate(records)])
+    # The columns in the order they first appear (a list searched per key was quadratic in the columns);
+    # the records are read, never changed: not copied.
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    table = _Table(columns=columns, rows=[(first_row + i, r) for i, r in enumerate(records)])
     table.header_row = None
     return _validate_table(file, table, dictionary[node], {}, check_missing_columns=False)
 
@@ -424,6 +424,8 @@ def _validate_table(
                 add(header, column, None, f"required column {column!r} is missing: add it to the header", "missing_column")
 
     records: list[dict[str, Any]] = []
+    outcomes: dict[tuple[str, type, Any], tuple[Any, tuple[tuple[str, str, dict[str, Any]], ...]]] = {}
+    unique = [(p.name, None) for p in node.properties if p.unique]  # unique across the commons
     for row, cells in table.rows:
         record: dict[str, Any] = {"_row": row}
         row_ok = True
@@ -447,20 +449,20 @@ def _validate_table(
                     add(row, prop.name, "", f"required value is blank{hint}", "required", allowed=prop.enum)
                     row_ok = False
                 continue
-            marker = _marker_message(prop, value)
-            if marker:
-                add(row, prop.name, value, marker, "no_value_marker")
+            # A column repeats its values (enumerations, days, units): each (property, text or whole number)
+            # is checked once. Not a list, nor what converts to one (an array): a record's value is its own.
+            if (type(value) is str or type(value) is int) and prop.type is not PropertyType.ARRAY:
+                key = (prop.name, type(value), value)
+                outcome = outcomes.get(key)
+                if outcome is None:
+                    outcome = outcomes[key] = _value_outcome(prop, value)
+            else:
+                outcome = _value_outcome(prop, value)
+            converted, found = outcome
+            for message, code, extra in found:
+                add(row, prop.name, value, message, code, **extra)
                 row_ok = False
-                continue
-            converted, value_problems = check_value(prop, value)
-            for vp in value_problems:
-                message = vp.message + (f" ({prop.hint})" if prop.hint and vp.code != "calendar_date" else "")
-                lost_zero = zip_without_leading_zero(str(value)) if prop.name == "zip" else None
-                if lost_zero:  # "keep the first three digits" of 2139 would send 213, another area than 021
-                    message = f"{lost_zero}; the three digits of 0{str(value).strip()[:4]} are {'0' + str(value).strip()[:2]!r}"
-                add(row, prop.name, value, message, vp.code, allowed=vp.allowed, suggestion=vp.suggestion)
-                row_ok = False
-            if not value_problems:
+            if not found:
                 record[prop.name] = converted
         for link in node.links:
             value = cells.get(link.column)
@@ -483,10 +485,27 @@ def _validate_table(
         for message, column, value in _row_rules(node, record):
             add(row, column, value, message, "consistency")
             row_ok = False
-        _check_duplicates(file, row, node, record, seen, add)
+        _check_duplicates(file, row, node, record, unique, seen, add)
         if row_ok:
             records.append(record)
     return ValidatedFile(file, node.name, tuple(records), tuple(problems))
+
+
+def _value_outcome(prop: Property, value: Any) -> tuple[Any, tuple[tuple[str, str, dict[str, Any]], ...]]:
+    """A non-blank ``value`` of ``prop`` converted, or its problems: (message, code, the :class:`Problem`'s
+    allowed and suggestion), each."""
+    marker = _marker_message(prop, value)
+    if marker:
+        return None, ((marker, "no_value_marker", {}),)
+    converted, value_problems = check_value(prop, value)
+    found = []
+    for vp in value_problems:
+        message = vp.message + (f" ({prop.hint})" if prop.hint and vp.code != "calendar_date" else "")
+        lost_zero = zip_without_leading_zero(str(value)) if prop.name == "zip" else None
+        if lost_zero:  # "keep the first three digits" of 2139 would send 213, another area than 021
+            message = f"{lost_zero}; the three digits of 0{str(value).strip()[:4]} are {'0' + str(value).strip()[:2]!r}"
+        found.append((message, vp.code, {"allowed": vp.allowed, "suggestion": vp.suggestion}))
+    return converted, tuple(found)
 
 
 def _unknown_column_message(column: str, node: NodeType) -> tuple[str]:
@@ -541,12 +560,11 @@ def _row_rules(node: NodeType, record: Mapping[str, Any]) -> list[tuple[str, str
 
 
 def _check_duplicates(
-    file: str, row: int, node: NodeType, record: Mapping[str, Any],
+    file: str, row: int, node: NodeType, record: Mapping[str, Any], unique: list[tuple[str, None]],
     seen: dict[tuple[str, str, Any, Any], tuple[str, int]], add: Any,
 ) -> None:
-    project = record.get("project_id")
-    keys: list[tuple[str, Any]] = [("submitter_id", project)]
-    keys += [(p.name, None) for p in node.properties if p.unique]  # unique across the commons
+    """``unique``: (name, None) of the node's properties unique across the commons."""
+    keys: list[tuple[str, Any]] = [("submitter_id", record.get("project_id")), *unique]
     for name, scope in keys:
         value = record.get(name)
         if value is None:
