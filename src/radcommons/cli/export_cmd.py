@@ -108,6 +108,7 @@ def export(
     table.add_row("already there (kept)", str(report.kept))
     table.add_row("excluded (sequestered / not readable)", str(sum(report.excluded.values())))
     table.add_row("failed series", str(len(report.failures)))
+    table.add_row("skipped (listed below)", str(len(report.skipped)))
     Console().print(table)
     for line in report.skipped:
         Console().print(f"[yellow]skipped[/] {line}", highlight=False)
