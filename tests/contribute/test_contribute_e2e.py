@@ -51,6 +51,10 @@ def test_contribute_killed_and_resumed_sends_nothing_twice(commons: RealCommons,
     assert receipt["counts"]["clinical"]["rejected"] == 0
     assert receipt["counts"]["clinical"]["accepted"] == sum(1 for r in saved["clinical_rows"])
     assert "receipt (private)" in resumed.stdout
+    # the submission as committed, not as the run opened it (open, no files): it stood beside the receipt
+    assert saved["submission"]["status"] == "committed" and saved["submission"]["committed_at"]
+    assert saved["submission"]["files"] == upload["files"]
+    assert saved["submission"]["studies"] == receipt["counts"]["studies"] == len(receipt["studies"])
 
     # Run once more: nothing new, so no second submission of the dataset; its receipt again.
     again = subprocess.run([sys.executable, "-m", "radcommons", *args], capture_output=True, text=True, env=env,

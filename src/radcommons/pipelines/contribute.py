@@ -321,11 +321,19 @@ def receipt_rows(plan: ContributionPlan, delivery: Delivery) -> list[dict[str, A
 
 def write_receipt(plan: ContributionPlan, delivery: Delivery, folder: Path) -> Path:
     """The server's receipt, with this run's upload statistics and site rows, in ``folder``."""
+    receipt = delivery.receipt.data
+    counts = receipt.get("counts") or {}
+    # The submission as this run opened it (open, no files yet) contradicted the receipt beside it:
+    # its state and counts are now the receipt's, as the commons committed it.
+    submission = {name: value for name, value in delivery.submission.__dict__.items() if name != "created"}
+    submission.update(status=receipt.get("status", submission["status"]), committed_at=receipt.get("committed_at"),
+                      files=sum((counts.get("instances") or {}).values()), studies=counts.get("studies", 0),
+                      clinical_records=sum((counts.get("clinical") or {}).values()))
     data = {
         "format": "radcommons.contribute.receipt/1",
-        "submission": delivery.submission.__dict__,
+        "submission": submission,
         "upload": delivery.stats.to_json(),
-        "receipt": delivery.receipt.data,
+        "receipt": receipt,
         "clinical_rows": receipt_rows(plan, delivery),
         "report": str(plan.report_markdown) if plan.report_markdown else None,
     }
