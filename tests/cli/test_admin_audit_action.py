@@ -23,3 +23,18 @@ def test_action_prefix_is_literal(migrated_url: str, run_cli) -> None:
 
     assert events("user.") and events("user.add")
     assert events("u_er.") == [] and events("%.") == [] and events("us%") == []
+
+
+def test_a_search_that_finds_nothing_says_so_with_its_filters(migrated_url: str, run_cli) -> None:
+    """An empty table (exit 0) read as 'nobody did anything'; a mistyped --user looked the same."""
+    engine = make_engine(migrated_url)
+    try:
+        add_user(engine, "ann", "curator")
+    finally:
+        engine.dispose()
+    found = run_cli("admin", "audit", "--url", migrated_url)
+    assert found.returncode == 0 and "user.add" in found.stdout, found.stdout + found.stderr
+    nothing = run_cli("admin", "audit", "--user", "nobody", "--action", "research.", "--url", migrated_url)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "no audit events match --user nobody, --action research." in nothing.stdout
+    assert "admin user list" in nothing.stdout and "actor" not in nothing.stdout.splitlines()[0]

@@ -251,6 +251,14 @@ def audit(
         for event in events:
             typer.echo(json.dumps(event, default=str))
         return
+    if not events:  # an empty table read as "nobody did anything", whatever the filters asked
+        filters = [f"{name} {value}" for name, value in (("--user", user), ("--since", since), ("--action", action))
+                   if value is not None]
+        typer.echo(f"no audit events match {', '.join(filters)}" if filters else "the audit log is empty")
+        if user is not None:
+            typer.echo("hint: --user is an event's actor as recorded (a user name, or admin-cli, ingest ...); "
+                       "radcommons admin user list shows the users")
+        return
     table = Table(title="audit events (newest first)")
     for column in ("at", "actor", "action", "target", "records", "client", "ok"):
         table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
