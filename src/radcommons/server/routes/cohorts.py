@@ -73,7 +73,8 @@ def visible_cohort(context: ServerContext, principal: Principal, key: str) -> tu
     if cohort is not None and (principal.is_curator or cohort.owner == principal.name
                                or (cohort.frozen and not _outside(context, cohort, projects))):
         return cohort, projects
-    raise ApiError(404, "not_found", f"no cohort {key!r} that you may read", "list yours with GET /api/v1/cohorts")
+    raise ApiError(404, "not_found", f"no cohort {key!r} that you may read",
+                   "list yours with GET /api/v1/cohorts (in Python: Client.cohorts())")
 
 
 CohortKey = Path(pattern=_KEY, description="number or rc-cohort-... identifier")

@@ -176,7 +176,8 @@ class Compiler:
         if self.connection is not None and self.connection.execute(
                 select(cohort.c.id).where(cohort.c.identifier == identifier)).first() is None:
             raise UserError(f"in_cohort: no frozen cohort {identifier!r}",
-                            "frozen cohorts are named rc-cohort-...; list them with GET /api/v1/cohorts?frozen=true")
+                            "frozen cohorts are named rc-cohort-...; list them with GET /api/v1/cohorts?frozen=true "
+                            "(in Python: Client.cohorts(frozen=True))")
         members = (
             select(member.c.record_id)
             .join(cohort, cohort.c.id == member.c.cohort_id)
