@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radcommons.client import CommonsClient, file_sha256
+from radcommons.client import CommonsClient, ConnectionFailedError, file_sha256
 from radcommons.deid import DeidContext, patient_pseudonym
 from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
 from radcommons.synth.generate import generate
@@ -403,3 +403,59 @@ def test_a_refused_instance_is_named_and_a_failed_send_says_when_it_is_tried_aga
     assert gave_up.total_seconds() < 7, (complete, failed[0])
     assert "can be repeated" not in output and "retry_in_attempts" not in output, output
     assert sum(e["event"] == "complete" for e in events) == 1, events  # said once, not before every retry
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["new study", "study the commons holds"])
+def test_a_round_whose_commit_answer_was_lost_is_not_sent_again_as_a_second_submission(
+        corpus: Path, tmp_path: Path, sqlite_commons: Commons, held: bool) -> None:
+    """The commit of a round went through at the commons but its answer was lost (a dropped
+    connection). The next round reads the study's versions again, now holding the version that
+    commit made, so it declared another base version than the lost round had: its manifest
+    differed from the journal's, the lost round was not recognised as committed, and a second
+    submission sent the study again (an 'unchanged' receipt) while the first receipt was never
+    kept. The next round now finds the lost round's submission and keeps its receipt."""
+    folder = next(f for f in sorted({p.parent for p in (corpus / "site_a").rglob("*.dcm") if "CDROM" not in p.parts})
+                  if len(list(f.glob("*.dcm"))) >= 2)
+    first, second = sorted(folder.glob("*.dcm"))[:2]
+    context = DeidContext(key=hashlib.sha256(f"lost commit answer {held}".encode()).digest(), site=SITE,
+                          review_pixels=False)
+    lose: list[str] = []
+
+    class LosingCommit(CommonsClient):
+        def commit(self, submission_id: int):
+            receipt = super().commit(submission_id)
+            if lose:
+                lose.pop()
+                raise ConnectionFailedError("the connection dropped before the answer", "try again")
+            return receipt
+
+    state = tmp_path / "state"
+    client = LosingCommit(sqlite_commons.url, sqlite_commons.tokens["uploader"], backoff=0.001)
+    sender = commons_sender(client, state, server=sqlite_commons.url, project=PROJECT, site=SITE)
+    gateway = Gateway(GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", quiet_seconds=60,
+                                    check_seconds=3600), sender)
+    gateway.start()
+    try:
+        if held:
+            store(gateway.config.port, [first])
+            assert gateway.flush(now=time.time() + 61) is not None
+        store(gateway.config.port, [second])
+        lose.append("armed")
+        with pytest.raises(ConnectionFailedError):
+            gateway.flush(now=time.time() + 61)
+        time.sleep(1.1)  # the next round's dataset is named by another second
+        retried = gateway.flush(now=time.time() + 61)
+    finally:
+        gateway.stop()
+    assert retried is not None and not lose
+    [study] = retried.receipt.studies
+    versions = sqlite_commons.client().study_versions(study["study_uid"], PROJECT)
+    # no submission after the one that made the study's latest version (the shared commons runs one test at a time)
+    later = [s for s in sqlite_commons.client().list_submissions(PROJECT) if s.id > versions[-1]["submission_id"]]
+    assert retried.committed_before, (retried.submission, retried.receipt.data)
+    assert (study["status"], study["version"]) == ("new_version" if held else "accepted", len(versions)), study
+    assert versions[-1]["submission_id"] == retried.submission.id
+    assert later == [], [(s.id, s.dataset, s.status) for s in later]
+    spool = state / "gateway"
+    assert spooled_files(spool) == []
+    assert (state / "receipts" / f"gateway-{retried.submission.dataset}-{retried.submission.id}.json").exists()

@@ -233,11 +233,20 @@ def open_submission(
 
 
 def _manifest_mark(package: StudyPackage) -> tuple[str, str]:
-    """The journal's record (kind, digest) of ``package``'s manifest as declared (with its base version)."""
-    declared: Any = [m.to_json() for m in package.manifest()]
+    """The journal's record (kind, digest) of ``package``'s manifest as declared: its files.
+
+    The base version is a record of its own (:func:`_manifest_marks`): a run that follows one whose
+    commit went through unrecorded reads the version that commit made, so its base differs while
+    its files are the same, and it is that committed delivery (:func:`_all_sent`), not a new one."""
+    return f"manifest:{package.study_uid}", content_digest([m.to_json() for m in package.manifest()])
+
+
+def _manifest_marks(package: StudyPackage) -> list[tuple[str, str]]:
+    """The journal's records of ``package``'s manifest as declared: its files and its base version."""
+    marks = [_manifest_mark(package)]
     if package.base_version is not None:
-        declared = {"files": declared, "base_version": package.base_version}
-    return f"manifest:{package.study_uid}", content_digest(declared)
+        marks.append((f"base:{package.study_uid}", str(package.base_version)))
+    return marks
 
 
 def _clinical_mark(node: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -248,7 +257,8 @@ def _clinical_mark(node: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, s
 def _all_sent(journal: UploadJournal, submission_id: int, packages: Sequence[StudyPackage],
               clinical: Mapping[str, Sequence[Mapping[str, Any]]]) -> bool:
     """Whether the journal has every file, manifest and clinical post of this delivery as sent
-    to ``submission_id``, unchanged."""
+    to ``submission_id``, unchanged; a manifest by its files, not by its base version, which a
+    sender reading the study after that submission's commit finds moved by that very commit."""
     confirmed = journal.confirmed(submission_id)
     marks = [*map(_manifest_mark, packages), *(_clinical_mark(node, rows) for node, rows in clinical.items() if rows)]
     return (all(item.sha256 in confirmed for item in iter_files(packages))
@@ -362,12 +372,13 @@ def upload_packages(
                 future.cancel()
             raise
     for package in packages:
-        kind, digest = _manifest_mark(package)
-        if journal.was_sent(submission_id, kind, digest):
+        marks = _manifest_marks(package)  # declared again when its files or its base version changed
+        if all(journal.was_sent(submission_id, kind, digest) for kind, digest in marks):
             continue
         client.put_study_manifest(submission_id, package.study_uid, package.manifest(),
                                   base_version=package.base_version)
-        journal.mark_sent(submission_id, kind, digest)
+        for kind, digest in marks:
+            journal.mark_sent(submission_id, kind, digest)
         stats.manifests_sent += 1
     return stats
 
