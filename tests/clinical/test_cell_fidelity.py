@@ -268,11 +268,28 @@ def test_a_site_with_ages_and_no_birth_dates_is_told_what_is_sent(tmp_path: Path
     assert "age_at_index" not in case and case["age_at_index_gt89"] == "Not Reported"  # 93 is never sent
 
 
-@pytest.mark.parametrize("name", ["Stage", "Language", "Image Count"])
+@pytest.mark.parametrize("name", ["Stage", "Language", "Image Count", "Agent", "Agency"])
 def test_a_column_with_age_inside_a_word_is_not_an_age(tmp_path: Path, name: str) -> None:
     [error] = [i for i in _convert(_site(tmp_path, f"MRN,{name},Sex\n1234567,x,F\n")).errors
                if i.code == "unknown_column"]
-    assert "<field>" in error.fix
+    assert "<field>" in error.fix and "birth date" not in error.fix
+
+
+def test_a_medication_agent_column_is_not_told_about_ages(tmp_path: Path) -> None:
+    """Any table's column whose name began with the letters a-g-e was an age: a medication table's
+    'Agent' was told to map the birth date of the demographics, and that the cases are sent with no age."""
+    folder = _site(tmp_path, "MRN,Sex\n1234567,F\n")
+    (folder / "medications.csv").write_text("MRN,Medication,StartDate,Agent\n1234567,Remdesivir,2021-03-02,antiviral\n",
+                                            encoding="utf-8")
+    [error] = [i for i in _convert(folder).errors if i.code == "unknown_column"]
+    assert (error.file, error.column) == (str(folder / "medications.csv"), "Agent")
+    assert "columns: {medication: {'Agent': <field>}}" in error.fix and "medication_name" in error.fix
+    assert "birth" not in error.fix and "age" not in error.fix.replace("usage", "")
+    # A name run together that starts with an age still is one.
+    (folder / "medications.csv").unlink()
+    (folder / "demographics.csv").write_text("MRN,Sex,AGEATINDEX\n1234567,F,70\n", encoding="utf-8")
+    [error] = [i for i in _convert(folder).errors if i.code == "unknown_column"]
+    assert error.column == "AGEATINDEX" and "Without birth dates" in error.fix
 
 
 def test_hundreds_of_unknown_columns_are_one_error_listing_them(tmp_path: Path) -> None:

@@ -294,10 +294,15 @@ _AGE_FIX = ("the age at the index event is computed from the birth date, so that
             "another day than the index event would be sent as wrong)")
 
 
+#: A name run together that starts with an age (AGEATINDEX, ageyears, age90), not a word that starts with
+#: the letters (Agent, Agency, Agenda: a medication's agent is no age, and told to map a birth date).
+_AGE_RUN_TOGETHER = re.compile(r"age(?:at|in|on|of|when|yrs?|years?|group|\d|$)")
+
+
 def _is_age(column: str) -> bool:
     """Whether a column's name says it holds an age: a word "age" (Patient Age, AgeAtIndex, age_at_study)."""
     words = re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column).lower())
-    return "age" in words or name_key(column).startswith("age")
+    return "age" in words or _AGE_RUN_TOGETHER.match(name_key(column)) is not None
 
 
 #: Unknown columns of one table named one issue each, up to this many; more (an EHR dump of hundreds of
