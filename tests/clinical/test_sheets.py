@@ -102,3 +102,45 @@ def test_a_converted_sheet_that_would_be_misread_is_one_error_and_the_others_con
     assert "measurement" not in result.by_node()  # none of the sheet's rows is sent
     assert len(result.by_node()["case"]) == 1  # the demographics sheet is converted
     # A sheet's problem reads the same through the command line: tests/contribute/test_contribute_cli.py.
+
+
+def test_the_rows_of_a_patient_whose_sheet_is_not_read_are_not_told_to_be_removed(tmp_path: Path) -> None:
+    """A demographics sheet under a title is not read: each of its patients' test rows said 'MRN has no
+    row in the demographics: add the patient's demographics row, or remove this row', and the studies
+    'add the patient to the clinical demographics file', though the row is there, on the refused sheet."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    demographics = book.active
+    demographics.title = "Demographics"
+    for row in (["Patient list"], [], ["MRN", "Sex"], ["1234567", "F"]):
+        demographics.append(row)
+    tests = book.create_sheet("Covid Tests")
+    for row in (HEADER, *TESTS):
+        tests.append(row)
+    path = tmp_path / "clinical.xlsx"
+    book.save(path)
+    result = _convert(path)
+    sheet = f"{path} [Demographics]"
+    assert [i.file for i in result.errors if i.code == "sheet_not_read"] == [sheet]
+    orphans = [i for i in result.errors if i.code == "orphan_row"]
+    assert [(i.file, i.row) for i in orphans] == [(f"{path} [Covid Tests]", 2), (f"{path} [Covid Tests]", 3)]
+    [missing] = [i for i in result.errors if i.code == "missing_case"]
+    for issue in (*orphans, missing):
+        assert f"{sheet} is not read (see its error)" in issue.message, issue
+        assert issue.fix.startswith(f"fix the error of {sheet}") and "remove" not in issue.fix, issue
+        assert "add the patient" not in issue.fix, issue
+
+
+def test_a_patient_whose_tests_sheet_is_not_read_is_not_told_to_add_tests(tmp_path: Path) -> None:
+    """A tests sheet under a title is not read: its patients' cases said 'none of the index events:
+    add the patient's COVID-19 tests or imaging', though the tests are there, on the refused sheet."""
+    path = _workbook(tmp_path / "clinical.xlsx", [["Notes"]], TESTS_SHEET["title"][0], "title", "Covid Tests")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1", mapping=load_mapping(mapping))
+    sheet = f"{path} [Covid Tests]"
+    assert [i.file for i in result.errors if i.code == "sheet_not_read"] == [sheet]
+    [no_day_0] = [i for i in result.errors if i.code == "no_index_event"]
+    assert no_day_0.file == f"{path} [Demographics]" and f"{sheet} is not read (see its error)" in no_day_0.message
+    assert no_day_0.fix.startswith(f"fix the error of {sheet}") and "add the patient" not in no_day_0.fix

@@ -328,6 +328,25 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
                   table.label, 1, node=TABLE_NODES[kind])]
 
 
+#: Said of the tables :func:`_not_read` names, whose rows may hold what a patient lacks.
+_NOT_READ = "is not read (see its error), and may hold the patient's rows"
+
+
+def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping) -> dict[str, str]:
+    """Per kind of table, the labels of its tables whose rows are not read: a refused sheet (a title above
+    its header, merged cells...) or a file that is not read, each with its own error."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for table in tables:
+        kind = mapping.table_for(table.name)
+        if (table.refused or table.unread) and kind in TABLE_NODES:
+            found[kind].append(table.label)
+    return {kind: " and ".join(labels) for kind, labels in found.items()}
+
+
+def _not_read_fix(labels: str) -> str:
+    return f"fix the error of {labels} (its rows are not read) and run again"
+
+
 def _refused(table: SourceTable, kind: str) -> Issue | None:
     """An error for a sheet that would be misread (:attr:`SourceTable.refused`: a title above its header,
     merged cells...), now that it is known to be converted: an ignored sheet's problems do not matter."""
@@ -580,6 +599,10 @@ def convert_clinical(
         rows.extend(_read_table(table, mapping, enums, issues, identifiers, demographics_rows, values_read))
     studies = list(studies)
     rows = _screen_known(rows, identifiers, studies, issues)
+    # Tables whose rows are not read (a refused sheet, a file not read): a patient missing from the rows that
+    # were read may be in them, and the fix is theirs, not "add the patient's row" (or "remove this row").
+    not_read = _not_read(tables, mapping)
+    unread_cases = not_read.get("case", "")
 
     demographics: dict[str, _Row] = {}
     conflicting: dict[str, _Row] = {}  #: MRN -> a demographics row another row of it disagrees with
@@ -665,8 +688,10 @@ def convert_clinical(
                     continue
                 similar = _lost_zeros(mrn, clinical_mrns)
                 issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics" + (
-                                    f", which has MRN {similar!r}: {_ZEROS}" if similar else ""),
-                                    _ZEROS_FIX if similar else "add the patient's demographics row, or remove this row",
+                                    f", which has MRN {similar!r}: {_ZEROS}" if similar else
+                                    f" that were read: {unread_cases} {_NOT_READ}" if unread_cases else ""),
+                                    _ZEROS_FIX if similar else _not_read_fix(unread_cases) if unread_cases else
+                                    "add the patient's demographics row, or remove this row",
                                     row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
                                     TABLE_NODES[row.table]))
     for mrn in sorted(set(studies_by_patient) - set(demographics)):
@@ -683,8 +708,10 @@ def convert_clinical(
         issues.append(Issue(ERROR, "missing_case",
                             f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) but no "
                             "demographics row" + (f"; the clinical files have MRN {similar!r}: {_ZEROS}"
-                                                  if similar else ""),
-                            _ZEROS_FIX if similar else "add the patient to the clinical demographics file; "
+                                                  if similar else f" among the rows read: {unread_cases} "
+                                                  f"{_NOT_READ}" if unread_cases else ""),
+                            _ZEROS_FIX if similar else _not_read_fix(unread_cases) if unread_cases else
+                            "add the patient to the clinical demographics file; "
                             "their studies are not sent until then", IMAGES, column="PatientID", value=shown,
                             node="case"))
 
@@ -693,6 +720,7 @@ def convert_clinical(
             mrn, demographics[mrn], by_patient.get(mrn, {}),
             [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
+            unread_tests=not_read.get("measurement", ""),
         ))
     kept, rejected = _validate(records, dictionary, issues)
     return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables),
@@ -711,15 +739,19 @@ def _patient_records(
     dataset: str | None,
     mapping: SiteMapping,
     issues: list[Issue],
+    unread_tests: str = "",
 ) -> list[ClinicalRecord]:
+    """``unread_tests``: the tables of COVID-19 tests whose rows are not read (see :func:`_not_read`)."""
     case_id = patient_pseudonym(key, site, mrn)
     tests = rows.get("measurement", [])
     chosen = _index_event(mapping.index_event, tests, studies)
     if chosen is None:
+        unread = unread_tests if {"positive_covid_test", "covid_test"} & set(mapping.index_event) else ""
         issues.append(Issue(ERROR, "no_index_event",
                             f"MRN {mrn!r} has none of the index events {', '.join(mapping.index_event)}: "
-                            "no day 0 to count from", "add the patient's COVID-19 tests or imaging, or change "
-                            "index_event in the mapping file", demographics.origin.file, demographics.origin.row,
+                            "no day 0 to count from" + (f"; {unread} {_NOT_READ}" if unread else ""),
+                            _not_read_fix(unread) if unread else "add the patient's COVID-19 tests or imaging, or "
+                            "change index_event in the mapping file", demographics.origin.file, demographics.origin.row,
                             node="case"))
         return []
     label, index = chosen
