@@ -173,3 +173,43 @@ def test_refused_reads_are_not_audited_as_retrieved(dicomweb_commons: DicomwebCo
                          report + "/metadata", report]  # newest first
     finally:
         engine.dispose()
+
+
+def test_a_retrieve_whose_first_object_cannot_be_read_is_not_audited(dicomweb_commons: DicomwebCommons) -> None:
+    """A retrieve is streamed, and was recorded as a ``dicomweb.retrieve`` before its first byte: when the
+    first instance's object could not be read (missing from the object store), the answer was a 200 whose
+    body broke before any content, and the log named a read that returned nothing. The first part is now
+    read before the answer starts: such a read is an error answer and leaves no event."""
+    from sqlalchemy import select
+
+    from radcommons.store.index import make_engine, node_tables
+    from radcommons.store.index.audit import search_events
+
+    user = "stower"
+    ds = pydicom.dcmread(dicomweb_commons.open_instances[0].path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
+    assert "FailedSOPSequence" not in client(dicomweb_commons, user).store_instances([ds])
+    engine = make_engine(dicomweb_commons.server.db_url)
+    try:
+        instance = node_tables()["instance"]
+        with engine.connect() as conn:
+            object_id = conn.execute(select(instance.c.object_id)
+                                     .where(instance.c.sop_instance_uid == ds.SOPInstanceUID)).scalar_one()
+        store = dicomweb_commons.store
+        store.fs.rm(store._path(store.key(object_id)))  # lost from the store (this test's own instance)
+        before = {e["id"] for e in search_events(engine, user=user, action="dicomweb.")}
+        headers = {"Authorization": f"Bearer {dicomweb_commons.token(user)}"}
+        series = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        with httpx.Client(base_url=dicomweb_commons.url, headers=headers, timeout=30) as http:
+            for path in (f"/studies/{ds.StudyInstanceUID}", series, f"{series}/instances/{ds.SOPInstanceUID}"):
+                try:
+                    response = http.get(path)
+                    status, body = response.status_code, response.content
+                except httpx.HTTPError as error:  # the body broke off
+                    status, body = 200, str(error).encode()
+                assert status != 200, (path, body[:200])
+        events = [e for e in search_events(engine, user=user, action="dicomweb.retrieve") if e["id"] not in before]
+        assert events == [], events
+    finally:
+        engine.dispose()

@@ -9,7 +9,8 @@ Every route needs a bearer token (401 without); reads are limited to the project
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Coroutine, Sequence
+import itertools
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -215,12 +216,22 @@ def _audit_retrieve(request: Request, context: ServerContext, principal: Princip
     """Record a WADO-RS read as one ``dicomweb.retrieve`` event: every read of images is accounted for,
     as the research API's are. Called after the last check that can answer 404, 406 or 422 (no image,
     no such frame, an unacceptable Accept header, undecodable pixels), so the log never names a read
-    that returned nothing; and before a streamed body's first byte, so a long or broken stream is
-    recorded all the same."""
+    that returned nothing; for a streamed body, once its first part's content is read
+    (:func:`_started`: a stream that fails before any content is an error answer) and before the
+    answer starts, so a long stream, or one broken later, is recorded all the same."""
     projects = sorted({i.project for i in found})
     audit(context, request, principal, "dicomweb.retrieve", instance or series or study, len(found),
           project=projects[0] if len(projects) == 1 else None,
           detail={"path": request.url.path.removeprefix(DICOMWEB_PREFIX), "projects": projects})
+
+
+def _started(body: Iterable[bytes], items: int = 2) -> Iterator[bytes]:
+    """``body`` with its first ``items`` read now, before the answer starts: a multipart body's first
+    part header and the first content of that part (a JSON array's opening and first element), so a
+    stream that would fail before any content (its first object missing from the store, or unreadable)
+    is an error answer, and is not audited as a read (:func:`_audit_retrieve` is called after this)."""
+    rest = iter(body)
+    return itertools.chain(list(itertools.islice(rest, items)), rest)
 
 
 def _retrieve(request: Request, context: ServerContext, principal: Principal, study: str,
@@ -239,9 +250,9 @@ def _retrieve(request: Request, context: ServerContext, principal: Principal, st
                        f"the instances are stored as {', '.join(refused)} and can be sent as stored or as Explicit "
                        f"VR Little Endian, not in the transfer syntax the Accept header asks ({', '.join(sorted(syntaxes))})",
                        hint)
-    _audit_retrieve(request, context, principal, found, study, series, instance)
     boundary = new_boundary()
-    body = write_parts(wado.instance_parts(context.store, found, syntaxes, _base_url(request)), boundary)
+    body = _started(write_parts(wado.instance_parts(context.store, found, syntaxes, _base_url(request)), boundary))
+    _audit_retrieve(request, context, principal, found, study, series, instance)
     return StreamingResponse(body, media_type=content_type("application/dicom", boundary))
 
 
@@ -269,9 +280,9 @@ def _metadata(request: Request, context: ServerContext, principal: Principal, st
               series: str | None = None, instance: str | None = None) -> Response:
     media_type = _json_only(request, "metadata")
     found = _instances(context, principal, study, series, instance)
+    body = _started(wado.metadata_chunks(found, _headers(request, context).get, _base_url(request)))
     _audit_retrieve(request, context, principal, found, study, series, instance)
-    return StreamingResponse(wado.metadata_chunks(found, _headers(request, context).get, _base_url(request)),
-                             media_type=media_type)
+    return StreamingResponse(body, media_type=media_type)
 
 
 @router.get("/studies/{study}/metadata", summary="WADO-RS: metadata of a study (DICOM JSON, no bulk data)")
@@ -373,10 +384,11 @@ def _rendered_parts(request: Request, context: ServerContext, principal: Princip
     found = _instances(context, principal, study, series)
     if wado.representative(found, _headers(request, context).get) is None:
         raise _no_image("series" if series else "study")
-    _audit_retrieve(request, context, principal, found, study, series)
     boundary = new_boundary()
     parts = wado.rendered_parts(context.store, found, voi, media_type, quality, _base_url(request))
-    return StreamingResponse(write_parts(parts, boundary), media_type=content_type(media_type, boundary))
+    body = _started(write_parts(parts, boundary))
+    _audit_retrieve(request, context, principal, found, study, series)
+    return StreamingResponse(body, media_type=content_type(media_type, boundary))
 
 
 @router.get("/studies/{study}/rendered",
