@@ -144,3 +144,38 @@ def test_a_patient_whose_tests_sheet_is_not_read_is_not_told_to_add_tests(tmp_pa
     [no_day_0] = [i for i in result.errors if i.code == "no_index_event"]
     assert no_day_0.file == f"{path} [Demographics]" and f"{sheet} is not read (see its error)" in no_day_0.message
     assert no_day_0.fix.startswith(f"fix the error of {sheet}") and "add the patient" not in no_day_0.fix
+
+
+def test_a_sheet_not_read_is_named_only_for_the_patients_it_may_hold(tmp_path: Path) -> None:
+    """When the MRN column of a sheet that is not read is known, so are its patients: another patient's
+    missing row or tests get the usual fix."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    demographics = book.active
+    demographics.title = "Demographics"
+    for row in (["MRN", "Sex", "Race"], ["1234567", "F", "White"], ["1234567", "F", None]):
+        demographics.append(row)
+    demographics.merge_cells("C2:C3")
+    tests = book.create_sheet("Covid Tests")
+    for row in (["MRN", "TestDate", "TestMethod", "Result", "Note"], ["1234567", "2021-03-01", "RT-PCR", "Positive", "a"],
+                ["7654321", "2021-03-02", "RT-PCR", "Negative", "b"], ["7654321", "2021-03-03", "RT-PCR", "Negative", None]):
+        tests.append(row)
+    tests.merge_cells("E3:E4")
+    path = tmp_path / "clinical.xlsx"
+    book.save(path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("columns: {measurement: {Note: ignore}}\n", encoding="utf-8")
+    result = convert_clinical(read_file(path), key=KEY, site="S", project="Open-T1", mapping=load_mapping(mapping))
+    assert sorted(i.file for i in result.errors if i.code == "sheet_not_read") == [
+        f"{path} [Covid Tests]", f"{path} [Demographics]"]
+    assert not [i for i in result.errors if i.code in ("orphan_row", "missing_case", "no_index_event")]
+    # Another patient's rows are not on the sheets not read: the usual fix.
+    (tmp_path / "more").mkdir()
+    other = tmp_path / "more" / "covid_tests.csv"
+    other.write_text("MRN,TestDate,TestMethod,Result\n5555555,2021-03-01,RT-PCR,Positive\n", encoding="utf-8")
+    result = convert_clinical([*read_file(path), *read_file(other)], key=KEY, site="S", project="Open-T1",
+                              mapping=load_mapping(mapping))
+    [orphan] = [i for i in result.errors if i.code == "orphan_row"]
+    assert orphan.file == str(other) and orphan.message == "MRN '5555555' has no row in the demographics"
+    assert orphan.fix == "add the patient's demographics row, or remove this row"

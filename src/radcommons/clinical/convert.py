@@ -332,15 +332,28 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
 _NOT_READ = "is not read (see its error), and may hold the patient's rows"
 
 
-def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping) -> dict[str, str]:
-    """Per kind of table, the labels of its tables whose rows are not read: a refused sheet (a title above
-    its header, merged cells...) or a file that is not read, each with its own error."""
-    found: dict[str, list[str]] = defaultdict(list)
+#: Per kind of table, its tables whose rows are not read: (label, the MRNs of its rows, None when not known).
+_NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None]]]
+
+
+def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping) -> _NotRead:
+    """The tables whose rows are not read, each with its own error: a refused sheet (a title above its
+    header, merged cells...) or a file that is not read."""
+    found: dict[str, list[tuple[str, frozenset[str] | None]]] = defaultdict(list)
     for table in tables:
         kind = mapping.table_for(table.name)
-        if (table.refused or table.unread) and kind in TABLE_NODES:
-            found[kind].append(table.label)
-    return {kind: " and ".join(labels) for kind, labels in found.items()}
+        if not (table.refused or table.unread) or kind not in TABLE_NODES:
+            continue
+        column = next((c for c in table.columns if mapping.field_for(kind, c) == MRN), None)
+        mrns = None if column is None else frozenset(
+            _mrn(cells[column]) for _, cells in table.rows if not is_blank(cells.get(column)))
+        found[kind].append((table.label, mrns))
+    return found
+
+
+def _unread_for(not_read: _NotRead, kind: str, mrn: str) -> str:
+    """The tables of ``kind`` not read that may hold rows of ``mrn`` (all, when their MRNs are not known)."""
+    return " and ".join(label for label, mrns in not_read.get(kind, ()) if mrns is None or mrn in mrns)
 
 
 def _not_read_fix(labels: str) -> str:
@@ -602,7 +615,6 @@ def convert_clinical(
     # Tables whose rows are not read (a refused sheet, a file not read): a patient missing from the rows that
     # were read may be in them, and the fix is theirs, not "add the patient's row" (or "remove this row").
     not_read = _not_read(tables, mapping)
-    unread_cases = not_read.get("case", "")
 
     demographics: dict[str, _Row] = {}
     conflicting: dict[str, _Row] = {}  #: MRN -> a demographics row another row of it disagrees with
@@ -687,6 +699,7 @@ def convert_clinical(
                                         TABLE_NODES[row.table]))
                     continue
                 similar = _lost_zeros(mrn, clinical_mrns)
+                unread_cases = _unread_for(not_read, "case", mrn)
                 issues.append(Issue(ERROR, "orphan_row", f"MRN {mrn!r} has no row in the demographics" + (
                                     f", which has MRN {similar!r}: {_ZEROS}" if similar else
                                     f" that were read: {unread_cases} {_NOT_READ}" if unread_cases else ""),
@@ -705,6 +718,7 @@ def convert_clinical(
                                 value=shown, node="case"))
             continue
         similar = _lost_zeros(mrn, clinical_mrns)
+        unread_cases = _unread_for(not_read, "case", mrn)
         issues.append(Issue(ERROR, "missing_case",
                             f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) but no "
                             "demographics row" + (f"; the clinical files have MRN {similar!r}: {_ZEROS}"
@@ -720,7 +734,7 @@ def convert_clinical(
             mrn, demographics[mrn], by_patient.get(mrn, {}),
             [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
-            unread_tests=not_read.get("measurement", ""),
+            unread_tests=_unread_for(not_read, "measurement", mrn),
         ))
     kept, rejected = _validate(records, dictionary, issues)
     return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables),
