@@ -551,3 +551,13 @@ def test_a_study_of_two_patients_names_what_the_site_knows_it_by(tmp_path: Path)
         "study 2.25.3 holds images of 2 different patients: patient 1 (files pacs/p1/a.dcm, pacs/p1/b.dcm); "
         "patient 7 (files pacs/p7/0.dcm, pacs/p7/1.dcm, pacs/p7/2.dcm and 2 more) "
         "(original Study Instance UID 1.2.840.99.1, accession ACC42)")
+
+
+def test_parse_date_takes_its_formats_as_a_list_too() -> None:
+    """parse_date keeps the dates it read (a cache keyed by the text and the formats): given a list of
+    formats, as a mapping's YAML lists them, it raised TypeError: unhashable type: 'list'."""
+    from radcommons.clinical import parse_date
+
+    assert parse_date("03/01/2021", ["%m/%d/%Y"]) == dt.date(2021, 3, 1)
+    assert parse_date("03/01/2021", ["%d/%m/%Y"]) == dt.date(2021, 1, 3)  # not the first answer, kept
+    assert parse_date(" 2021-03-01 ", ("%Y-%m-%d",)) == dt.date(2021, 3, 1)

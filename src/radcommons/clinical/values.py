@@ -103,8 +103,8 @@ def parse_date(value: Any, formats: tuple[str, ...]) -> _dt.date | CellProblem:
         return value.date()
     if isinstance(value, _dt.date):
         return value
-    if isinstance(value, str):
-        return _parse_text_date(value, formats)
+    if isinstance(value, str):  # the cache's key: formats given as a list (the mapping's YAML) are a tuple
+        return _parse_text_date(value, tuple(formats))
     return _parse_date(value, formats)
 
 
