@@ -301,7 +301,8 @@ def test_hundreds_of_unknown_columns_are_one_error_listing_them(tmp_path: Path) 
     assert (error.file, error.row, error.column) == (str(folder / "demographics.csv"), 1, None)
     assert error.message.startswith("300 unknown columns in a case table: they are not sent")
     assert all(repr(name) in error.message for name in extra)
-    assert "export only the columns" in error.fix and "'Flowsheet 000': <field or ignore>" in error.fix
+    assert "export only the columns" in error.fix and "'Flowsheet 000': <field, ignore or drop>" in error.fix
+    assert "drop: an identifier" in error.fix
     assert len(errors) < 5
     # A few are still one error each, naming its column.
     (tmp_path / "few").mkdir()

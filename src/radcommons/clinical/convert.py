@@ -313,7 +313,7 @@ _UNKNOWN_COLUMNS_EACH = 5
 def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[Issue]:
     """The errors for the ``unknown`` columns of ``table`` (a ``kind`` table): never sent, and the table
     cannot be checked, since an unmapped column could hold anything, identifiers included."""
-    fields = f"fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore"
+    fields = f"fields: {', '.join(sorted(TABLE_FIELDS[kind]))}; or ignore, or drop for an identifier"
     if len(unknown) <= _UNKNOWN_COLUMNS_EACH:
         return [Issue(ERROR, "unknown_column",
                       f"unknown column {column!r} in a {kind} table: it is not sent, and the table cannot be checked",
@@ -323,8 +323,9 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
                   f"{len(unknown)} unknown columns in a {kind} table: they are not sent, and the table cannot be "
                   f"checked: {', '.join(repr(c) for c in unknown)}",
                   f"export only the columns the {kind} table needs (the MRN; {fields.split(';')[0]}), or map "
-                  f"each column in the mapping file: columns: {{{kind}: {{{unknown[0]!r}: <field or ignore>, ...}}}} "
-                  "(ignore: a column that is not to be sent)",
+                  f"each column in the mapping file: columns: {{{kind}: {{{unknown[0]!r}: <field, ignore or drop>, ...}}}} "
+                  "(ignore: a column that is not to be sent; drop: an identifier such as a name, address or phone "
+                  "number, never sent and searched for in the values that are)",
                   table.label, 1, node=TABLE_NODES[kind])]
 
 
