@@ -266,7 +266,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += ["", "Files not sent:", "", "| file | outcome | reason |", "|---|---|---|"]
         lines += [f"| {_cell(o['input'])} | {o['outcome']} | {_cell(o.get('reason'))} |" for o in not_sent]
     clinical = data["clinical"]
-    lines += ["", "## Clinical data", "", f"{clinical['rows_read']} rows read; records converted and valid:", "",
+    lines += ["", "## Clinical data", "", f"{clinical['rows_read']} rows in the clinical files (those of tables not "
+              "read or ignored included); records converted and valid:", "",
               "| node | records |", "|---|---:|"]
     lines += [f"| {node} | {n} |" for node, n in clinical["records"].items()]
     if clinical["values"]:
