@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from radcommons.errors import UserError
 from radcommons.pipelines.submission import SubmissionError
 from radcommons.store.index.accounts import AuthenticationFailed
+from radcommons.store.objects import CorruptObjectError, ObjectNotFoundError
 
 log = logging.getLogger("radcommons.server")
 
@@ -57,6 +58,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationFailed)
     async def _auth(_: Request, error: AuthenticationFailed) -> JSONResponse:
         return error_response(401, error.code, error.message, error.hint, {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ObjectNotFoundError)
+    @app.exception_handler(CorruptObjectError)
+    async def _stored(request: Request, error: ObjectNotFoundError | CorruptObjectError) -> JSONResponse:
+        # The index lists a file the store no longer holds whole: the commons' fault, not the request's. As a
+        # UserError it was a 400 whose message named the store's location (a path or bucket) to any caller.
+        log.error("%s %s: %s", request.method, request.url.path, error.message)
+        what = "is not in" if isinstance(error, ObjectNotFoundError) else "is damaged in"
+        return error_response(500, "stored_file_unavailable", f"a file this request needs {what} the commons' "
+                              f"object store (sha256 {error.digest})",
+                              "tell the commons operators, with the time of the request (radcommons objects verify "
+                              "finds such files)")
 
     @app.exception_handler(UserError)
     async def _user(_: Request, error: UserError) -> JSONResponse:
