@@ -191,13 +191,15 @@ def test_a_retrieve_whose_first_object_cannot_be_read_is_not_audited(dicomweb_co
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
     assert "FailedSOPSequence" not in client(dicomweb_commons, user).store_instances([ds])
     engine = make_engine(dicomweb_commons.server.db_url)
+    store, kept = dicomweb_commons.store, None
     try:
         instance = node_tables()["instance"]
         with engine.connect() as conn:
             object_id = conn.execute(select(instance.c.object_id)
                                      .where(instance.c.sop_instance_uid == ds.SOPInstanceUID)).scalar_one()
-        store = dicomweb_commons.store
-        store.fs.rm(store._path(store.key(object_id)))  # lost from the store (this test's own instance)
+        stored_path = store._path(store.key(object_id))
+        kept = store.fs.cat_file(stored_path)
+        store.fs.rm(stored_path)  # lost from the store (this test's own instance; put back at the end)
         before = {e["id"] for e in search_events(engine, user=user, action="dicomweb.")}
         headers = {"Authorization": f"Bearer {dicomweb_commons.token(user)}"}
         series = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
@@ -213,7 +215,15 @@ def test_a_retrieve_whose_first_object_cannot_be_read_is_not_audited(dicomweb_co
                 assert status == 500 and response.json()["error"]["code"] == "stored_file_unavailable", body[:300]
                 assert object_id in response.json()["error"]["message"], body[:300]
                 assert str(dicomweb_commons.server.store_dir) not in response.text, body[:300]
+            # a search still answers, from the index: one lost file made every QIDO-RS search a 500
+            found = http.get("/studies", params={"StudyInstanceUID": ds.StudyInstanceUID},
+                             headers={"Accept": "application/dicom+json"})
+            assert found.status_code == 200, found.text[:300]
+            assert [s["0020000D"]["Value"] for s in found.json()] == [[ds.StudyInstanceUID]]
+            assert "1 stored file(s) could not be read" in found.headers.get("Warning", ""), found.headers
         events = [e for e in search_events(engine, user=user, action="dicomweb.retrieve") if e["id"] not in before]
         assert events == [], events
     finally:
+        if kept is not None:  # the commons is shared with the module's other tests
+            store.fs.pipe_file(stored_path, kept)
         engine.dispose()

@@ -9,7 +9,9 @@ Every route needs a bearer token (401 without); reads are limited to the project
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
+import logging
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -42,6 +44,9 @@ from radcommons.server.dicomweb.multipart import (
 from radcommons.server.errors import ApiError
 from radcommons.server.routes.research import audit
 from radcommons.store.index.accounts import Principal
+from radcommons.store.objects import CorruptObjectError, ObjectNotFoundError
+
+log = logging.getLogger("radcommons.server")
 
 #: Where DICOMweb is served; OHIF's ``qidoRoot``/``wadoRoot``/``wadoUriRoot`` point here.
 DICOMWEB_PREFIX = "/dicomweb"
@@ -148,13 +153,28 @@ def _search(request: Request, context: ServerContext, principal: Principal, leve
     query = parse_query(request.query_params.multi_items())
     readable = _readable(context, principal)
     search = qido.Search(level, scope, query, readable, _base_url(request), context.engine.dialect.name)
+    lost: set[str] = set()
     with context.engine.connect() as conn:
-        result = search.run(conn, _headers(request, context).get)
+        result = search.run(conn, functools.partial(_header_or_empty, _headers(request, context), lost))
     audit(context, request, principal, "dicomweb.search", level, len(result.items),
           detail={"path": request.url.path.removeprefix(DICOMWEB_PREFIX), "query": request.url.query})
+    if lost:  # one lost file failed every search (OHIF's study list empty): answered from the index instead
+        log.error("QIDO-RS %s: stored file(s) missing or damaged: %s", request.url.path, ", ".join(sorted(lost)))
+        result.warnings.append(f"299 radcommons: {len(lost)} stored file(s) could not be read: the attributes "
+                               "taken from them are empty and not matched; tell the commons operators")
     headers = {"Warning": ", ".join(result.warnings)} if result.warnings else {}
     # An empty array with 200 (not 204) when nothing matches: CP-2473 and what dicomweb-client and OHIF expect.
     return JSONResponse(result.items, media_type=media_type, headers=headers)
+
+
+def _header_or_empty(cache: HeaderCache, lost: set[str], object_id: str) -> Dataset:
+    """The stored header of ``object_id``, or an empty one when the store no longer holds the file
+    whole (its digest added to ``lost``): a search answers from the index what it can."""
+    try:
+        return cache.get(object_id)
+    except (ObjectNotFoundError, CorruptObjectError):
+        lost.add(object_id)
+        return Dataset()
 
 
 @router.get("/studies", summary="QIDO-RS: search for studies")
