@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 
 from radcommons.store.objects import ObjectStore
@@ -159,3 +161,29 @@ def multipart_parts(body: bytes, content_type: str) -> list[tuple[dict[str, str]
         headers = dict(line.split(": ", 1) for line in head.decode().strip().split("\r\n") if ": " in line)
         parts.append(({k.lower(): v for k, v in headers.items()}, content[:-2]))  # drop the CRLF before the next
     return parts
+
+
+#: Basic Text SR: a document, no pixel data.
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
+def fresh_copy(commons: DicomwebCommons) -> pydicom.Dataset:
+    """The first open instance under new study, series and SOP Instance UIDs (for a test's own STOW-RS)."""
+    ds = pydicom.dcmread(commons.open_instances[0].path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
+    if "RequestAttributesSequence" in ds:
+        del ds.RequestAttributesSequence
+    return ds
+
+
+def structured_report(commons: DicomwebCommons) -> pydicom.Dataset:
+    """A :func:`fresh_copy` made a structured report: no pixel data, nothing to render."""
+    ds = fresh_copy(commons)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.Modality = "SR"
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+                    "SamplesPerPixel", "PhotometricInterpretation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    return ds

@@ -6,17 +6,15 @@ out, WADO (instances, metadata, rendered, frames) answers 404. No token: 401.
 
 from __future__ import annotations
 
-import uuid
 
 import httpx
 import pydicom
 import pytest
 import requests
 from dicomweb_client import DICOMwebClient
-from dicomweb_support import DicomwebCommons, uids
+from dicomweb_support import DicomwebCommons, fresh_copy, structured_report, uids
 
 
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 
 
@@ -118,15 +116,7 @@ def test_reads_are_audited(dicomweb_commons: DicomwebCommons) -> None:
 
 def _store_report(commons: DicomwebCommons, user: str) -> str:
     """A structured report (no pixel data) stored by STOW-RS into Stow-A1; its instance path."""
-    ds = pydicom.dcmread(commons.open_instances[0].path)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
-    ds.Modality = "SR"
-    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-                    "SamplesPerPixel", "PhotometricInterpretation", "RequestAttributesSequence"):
-        if keyword in ds:
-            delattr(ds, keyword)
+    ds = structured_report(commons)
     assert "FailedSOPSequence" not in client(commons, user).store_instances([ds])
     return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
 
@@ -186,9 +176,7 @@ def test_a_retrieve_whose_first_object_cannot_be_read_is_not_audited(dicomweb_co
     from radcommons.store.index.audit import search_events
 
     user = "stower"
-    ds = pydicom.dcmread(dicomweb_commons.open_instances[0].path)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
+    ds = fresh_copy(dicomweb_commons)
     assert "FailedSOPSequence" not in client(dicomweb_commons, user).store_instances([ds])
     engine = make_engine(dicomweb_commons.server.db_url)
     store, kept = dicomweb_commons.store, None

@@ -14,7 +14,7 @@ import httpx
 import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
-from dicomweb_support import DicomwebCommons, multipart_parts
+from dicomweb_support import DicomwebCommons, fresh_copy, multipart_parts
 from PIL import Image
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -99,17 +99,8 @@ def _stow_body(ds: pydicom.Dataset, boundary: str = "b0undary") -> bytes:
             + f"\r\n--{boundary}--\r\n".encode())
 
 
-def _fresh(commons: DicomwebCommons) -> pydicom.Dataset:
-    ds = pydicom.dcmread(commons.open_instances[0].path)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
-    if "RequestAttributesSequence" in ds:
-        del ds.RequestAttributesSequence
-    return ds
-
-
 def test_stow_messages_and_accept(dicomweb_commons: DicomwebCommons) -> None:
-    ds = _fresh(dicomweb_commons)
+    ds = fresh_copy(dicomweb_commons)
     dicom = 'multipart/related; type="application/dicom"'
     with http(dicomweb_commons, "stower") as client:
         no_boundary = client.post("/studies", content=_stow_body(ds), headers={"Content-Type": dicom})

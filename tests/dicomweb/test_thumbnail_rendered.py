@@ -8,7 +8,6 @@ only); the sequestered study must answer as the other WADO routes answer for it.
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,10 +16,9 @@ import numpy as np
 import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
-from dicomweb_support import DicomwebCommons, multipart_parts
+from dicomweb_support import DicomwebCommons, multipart_parts, structured_report
 from PIL import Image
 
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 @dataclass(frozen=True)
@@ -266,15 +264,7 @@ def test_access_is_that_of_the_other_wado_routes(dicomweb_commons: DicomwebCommo
 def test_a_series_without_an_image_is_404(dicomweb_commons: DicomwebCommons) -> None:
     """A series of documents (here a structured report stored by STOW-RS into Stow-A1) has no thumbnail and
     nothing to render: 404 saying so, in the API's error body."""
-    ds = pydicom.dcmread(dicomweb_commons.open_instances[0].path)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"2.25.{uuid.uuid4().int}"
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
-    ds.Modality = "SR"
-    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-                    "SamplesPerPixel", "PhotometricInterpretation", "RequestAttributesSequence"):
-        if keyword in ds:
-            delattr(ds, keyword)
+    ds = structured_report(dicomweb_commons)
     stower = DICOMwebClient(url=dicomweb_commons.url,
                             headers={"Authorization": f"Bearer {dicomweb_commons.token('stower')}"})
     stored = stower.store_instances([ds])
