@@ -92,7 +92,9 @@ def test_a_converted_sheet_that_would_be_misread_is_one_error_and_the_others_con
     rows, message, fix = TESTS_SHEET[problem]
     path = _workbook(tmp_path / "clinical.xlsx", [["Notes"]], rows, problem, "Covid Tests")
     mapping = tmp_path / "mapping.yaml"
-    mapping.write_text("tables: {Notes: ignore}\n", encoding="utf-8")
+    # Counted from the first study, the case does not depend on the tests sheet (with a test first, its day 0
+    # would: tests/clinical/test_unread_tables.py).
+    mapping.write_text("tables: {Notes: ignore}\nindex_event: [first_imaging_study]\n", encoding="utf-8")
     result = _convert(path, mapping)
     # One error, naming the sheet, the row or cells and the fix: not the columns of a title, nor the values.
     [error] = result.errors

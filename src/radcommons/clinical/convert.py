@@ -335,20 +335,31 @@ _NOT_READ = "is not read (see its error), and may hold the patient's rows"
 
 #: Per kind of table, its tables whose rows are not read: (label, the MRNs of its rows, None when not known).
 _NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None]]]
+#: The errors of a table none of whose rows is read: a file not read, a refused sheet (a title above its header,
+#: merged cells...), a table not recognised, one without its MRN or another column it needs, dates day first.
+_NOT_READ_CODES = frozenset({"file_not_read", "sheet_not_read", "unknown_table", "missing_column", "day_first_dates"})
 
 
-def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping) -> _NotRead:
-    """The tables whose rows are not read, each with its own error: a refused sheet (a title above its
-    header, merged cells...) or a file that is not read."""
+def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Sequence[Issue]) -> _NotRead:
+    """The tables whose rows are not read, each with its own error (:data:`_NOT_READ_CODES`), per kind of table
+    they may be. A table not recognised counts only when a column is an MRN (a notes or README sheet holds no
+    patient), as the kinds its other columns announce (all, when none does); a table mapped ignore never does."""
+    blocked = {issue.file for issue in issues if issue.code in _NOT_READ_CODES}
     found: dict[str, list[tuple[str, frozenset[str] | None]]] = defaultdict(list)
     for table in tables:
         kind = mapping.table_for(table.name)
-        if not (table.refused or table.unread) or kind not in TABLE_NODES:
+        if table.label not in blocked or kind == IGNORE:
             continue
-        column = next((c for c in table.columns if mapping.field_for(kind, c) == MRN), None)
+        kinds = [kind] if kind in TABLE_NODES else [
+            k for k in TABLE_NODES if any(mapping.field_for(k, c) in TABLE_FIELDS[k] for c in table.columns)
+        ] or list(TABLE_NODES)
+        column = next((c for c in table.columns if mapping.field_for(kinds[0], c) == MRN), None)
+        if column is None and kind not in TABLE_NODES:
+            continue
         mrns = None if column is None else frozenset(
             _mrn(cells[column]) for _, cells in table.rows if not is_blank(cells.get(column)))
-        found[kind].append((table.label, mrns))
+        for each in kinds:
+            found[each].append((table.label, mrns))
     return found
 
 
@@ -548,9 +559,14 @@ def _days(when: _dt.date | None, index: _dt.date) -> int | None:
     return None if when is None else (when - index).days
 
 
+#: The index events counted from a COVID-19 test: a table of tests not read may hold the patient's day 0.
+_TEST_EVENTS = frozenset({"positive_covid_test", "covid_test"})
+
+
 def _index_event(
     choices: Sequence[str], tests: Sequence[_Row], studies: Sequence[ImagingStudy]
 ) -> tuple[str, _dt.date] | None:
+    """The first of ``choices`` the patient has (one of :data:`INDEX_EVENT_LABELS`), and its day."""
     for choice in choices:
         if choice == "positive_covid_test":
             days = [t.fields["test_date"] for t in tests if t.fields.get("test_result") == "Positive"]
@@ -559,7 +575,7 @@ def _index_event(
         else:
             days = [s.study_date for s in studies if s.study_date is not None]
         if days:
-            return INDEX_EVENT_LABELS[choice], min(days)
+            return choice, min(days)
     return None
 
 
@@ -613,9 +629,10 @@ def convert_clinical(
         rows.extend(_read_table(table, mapping, enums, issues, identifiers, demographics_rows, values_read))
     studies = list(studies)
     rows = _screen_known(rows, identifiers, studies, issues)
-    # Tables whose rows are not read (a refused sheet, a file not read): a patient missing from the rows that
-    # were read may be in them, and the fix is theirs, not "add the patient's row" (or "remove this row").
-    not_read = _not_read(tables, mapping)
+    # Tables whose rows are not read (a refused sheet, a file not read, an unknown table, dates day first...): a
+    # patient missing from the rows that were read may be in them, and the fix is theirs, not "add the patient's
+    # row" (or "remove this row"); nor may a case be counted from another day 0 than its tests there would give.
+    not_read = _not_read(tables, mapping, issues)
 
     demographics: dict[str, _Row] = {}
     conflicting: dict[str, _Row] = {}  #: MRN -> a demographics row another row of it disagrees with
@@ -760,8 +777,9 @@ def _patient_records(
     case_id = patient_pseudonym(key, site, mrn)
     tests = rows.get("measurement", [])
     chosen = _index_event(mapping.index_event, tests, studies)
+    first_test = next((i for i, c in enumerate(mapping.index_event) if c in _TEST_EVENTS), None)
     if chosen is None:
-        unread = unread_tests if {"positive_covid_test", "covid_test"} & set(mapping.index_event) else ""
+        unread = unread_tests if first_test is not None else ""
         issues.append(Issue(ERROR, "no_index_event",
                             f"MRN {mrn!r} has none of the index events {', '.join(mapping.index_event)}: "
                             "no day 0 to count from" + (f"; {unread} {_NOT_READ}" if unread else ""),
@@ -769,7 +787,17 @@ def _patient_records(
                             "change index_event in the mapping file", demographics.origin.file, demographics.origin.row,
                             node="case"))
         return []
-    label, index = chosen
+    choice, index = chosen
+    label = INDEX_EVENT_LABELS[choice]
+    if unread_tests and first_test is not None and mapping.index_event.index(choice) >= first_test:
+        # Counted from the tests read, or from the first study, every offset would change once the table is read.
+        issues.append(Issue(ERROR, "index_event_not_read",
+                            f"MRN {mrn!r}: day 0 is not known: {unread_tests} is not read (see its error) and may "
+                            + ("hold an earlier COVID-19 test of the patient" if choice in _TEST_EVENTS else
+                               f"hold the patient's COVID-19 tests, which index_event puts before the {label.lower()}")
+                            + "; nothing of the patient is sent, its studies included", _not_read_fix(unread_tests),
+                            demographics.origin.file, demographics.origin.row, node="case"))
+        return []
     info = demographics.fields
     birth = info.get("birth_date")
     if birth is not None and index is not None and birth > index:  # it gave age 0, silently
