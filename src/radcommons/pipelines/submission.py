@@ -344,7 +344,8 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
                               "give the version the manifest was built on (0: none)",
                               code="validation_error", kind="invalid")
     seen: set[str] = set()
-    for entry in files:
+    paths: dict[str, int] = {}
+    for number, entry in enumerate(files):
         try:
             validate_digest(entry.sha256)
         except UserError as error:
@@ -353,6 +354,12 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
             raise SubmissionError(f"file {entry.sha256} is listed twice in study {study_uid}",
                                   "list each instance once", code="validation_error", kind="invalid")
         seen.add(entry.sha256)
+        # Two files at one path: the receipt and the curators' lists could not tell them apart.
+        first = paths.setdefault(entry.path_in_package, number)
+        if first != number:
+            raise SubmissionError(f"files.{first} and files.{number} of study {study_uid} have the same "
+                                  f"path_in_package {entry.path_in_package!r}",
+                                  "give each file of the study its own path", code="validation_error", kind="invalid")
     table = system_table("submission_file")
     with engine.begin() as conn:
         row = _load(conn, principal, submission_id)

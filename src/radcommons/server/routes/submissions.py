@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -19,6 +20,9 @@ from radcommons.store.index.accounts import Principal
 router = APIRouter(tags=["submissions"])
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+#: Unicode categories a path in a package may not hold: controls (C0, DEL and C1), format
+#: characters (bidirectional overrides, zero-width ones) and line and paragraph separators.
+_UNSEEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class SubmissionCreate(BaseModel):
@@ -42,8 +46,15 @@ class ManifestEntry(BaseModel):
         """Shown to curators and in receipts, kept with quarantined files: never a path that leaves
         its package or carries control characters."""
         parts = value.split("/")
-        if value.startswith("/") or "\\" in value or ".." in parts or any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError("must be a relative path with '/' between names, without '..' or control characters")
+        if value.startswith("/") or "\\" in value or any(part in ("", ".", "..") for part in parts):
+            raise ValueError("must be a relative path with '/' between names, without '..', '.' or empty names "
+                             "(no '/' at its start or end, nor two in a row)")
+        unseen = sorted({c for c in value if unicodedata.category(c) in _UNSEEN})
+        if unseen:
+            # C1 controls (U+009B starts a terminal escape) and bidirectional overrides (U+202E
+            # shows a name backwards) passed where C0 controls were refused.
+            raise ValueError("must not carry control, format or line-separator characters: "
+                             + ", ".join(f"U+{ord(c):04X}" for c in unseen))
         return value
 
 
