@@ -67,3 +67,17 @@ def test_bad_option_is_a_usage_error(run_cli) -> None:
     assert result.returncode == 2
     assert "No such option" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_help_reads_as_prose(run_cli) -> None:
+    """A help paragraph is one paragraph however its docstring is wrapped, arguments are named as
+    the text names them, and a flag shows no value type (Typer 0.29 printed ``--dry-run <bool>``)."""
+    result = run_cli("deid", "--help", env={"COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    assert "named only by new UIDs. The report and the pseudonym registry" in result.stdout
+    assert "{SRC} {DST}" in result.stdout
+    flags = run_cli("contribute", "--help", env={"COLUMNS": "300"})
+    assert "--dry-run" in flags.stdout and "--help" in flags.stdout
+    assert "<bool>" not in flags.stdout
+    missing = run_cli("deid")
+    assert "Missing argument 'SRC'" in missing.stderr

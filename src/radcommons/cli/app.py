@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -79,6 +80,36 @@ def _root(
     """RadCommons command line."""
 
 
+def command_for_people() -> Any:
+    """The click command of :data:`app`, its help made for a terminal of any width.
+
+    Typer 0.29 in rich mode keeps every line break of a help paragraph, so the docstrings, wrapped
+    for the source, came out broken mid-sentence on an 80-column terminal; it shows a required
+    argument by its parameter name (``{src}``) where the help text says ``SRC``; and it gives a
+    flag a type, ``--dry-run <bool>``, as if it took a value. Paragraphs are joined into one line
+    each (a paragraph that starts with click's ``\\b`` keeps its lines), arguments are shown
+    upper-case as the help texts name them, and flags show no type.
+    """
+    command = typer.main.get_command(app)
+    _tidy(command)
+    return command
+
+
+def _tidy(command: Any) -> None:
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+    # the help option is made (and kept) on first use; made now, it is tidied as the others
+    help_option = command.get_help_option(command.context_class(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "param_type_name", "") == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+        elif getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _tidy(sub)
+
+
 def _report_validation_error(error: "ValidationError") -> None:
     """Print a pydantic error as one line per field, naming where the value came from."""
     is_settings = error.title == "Settings"
@@ -125,7 +156,7 @@ _PATH_HINTS = {
 }
 
 
-def environment_error(error: Exception) -> tuple[str, str] | None:
+def _environment_error(error: Exception) -> tuple[str, str] | None:
     """(message, hint) for an error of the machine rather than of radcommons: a path that cannot
     be used (a file where a folder is needed, a full disk), a service that cannot be reached, a
     number too large; None for anything else (a bug, reported as one)."""
@@ -216,7 +247,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         # Non-standalone mode returns typer.Exit's code instead of exiting.
-        result = app(standalone_mode=False)
+        result = command_for_people()(standalone_mode=False)
     except UserError as error:
         err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
         if error.hint:
@@ -249,7 +280,7 @@ def main() -> None:
             sys.exit(exit_code)
         if os.environ.get("RADCOMMONS_DEBUG"):
             raise
-        explained = environment_error(error)
+        explained = _environment_error(error)
         if explained is not None:
             err_console.print(f"[bold red]error:[/] {explained[0]}", highlight=False)
             err_console.print(f"[yellow]hint:[/] {explained[1]}", highlight=False)
