@@ -145,7 +145,9 @@ def test_a_mistyped_year_first_date_is_its_row_s_error_not_a_day_first_table(tmp
                                             f"1234567,{mistyped},Positive\n", encoding="utf-8")
     result = _convert(folder)
     assert not [i for i in result.errors if i.code == "day_first_dates"]
-    assert [(i.row, i.column) for i in result.errors] == [(3, "TestDate")]
+    # The row's error, and the case's: its positive test, day 0, is that row (tests/clinical/test_unread_tables.py).
+    assert [(i.row, i.column, i.code) for i in result.errors] == [(3, "TestDate", "bad_date"),
+                                                                   (2, None, "index_event_not_read")]
 
 
 def test_a_table_with_a_header_and_no_rows_is_a_warning(tmp_path: Path) -> None:

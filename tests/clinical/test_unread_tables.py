@@ -109,7 +109,7 @@ def test_a_patient_whose_demographics_are_not_read_is_told_to_fix_that_table(
     for issue in (missing, orphan):
         assert f"{unread} is not read (see its error)" in issue["message"], issue
         assert "README" not in issue["message"] and "Extra" not in issue["message"], issue
-        assert issue["fix"] == f"fix the error of {unread} (its rows are not read) and run again", issue
+        assert issue["fix"] == f"fix the error of {unread} and run again", issue
     assert report["leaving"]["studies"] == 0
 
 
@@ -131,7 +131,7 @@ def test_a_case_whose_tests_are_not_read_is_not_counted_from_its_first_study(
     assert error["message"] == (f"MRN {mrn!r}: day 0 is not known: {sheet} is not read (see its error) and may hold "
                                 "the patient's COVID-19 tests, which index_event puts before the first imaging "
                                 "study; nothing of the patient is sent, its studies included")
-    assert error["fix"] == f"fix the error of {sheet} (its rows are not read) and run again"
+    assert error["fix"] == f"fix the error of {sheet} and run again"
     assert report["leaving"] == {"studies": 0, "files": 0, "bytes": 0, "clinical": {}}
     # Counted from the first study by the site's choice, the case does not depend on its tests: it is sent.
     mapping = tmp_path / "mapping.yaml"
@@ -141,18 +141,22 @@ def test_a_case_whose_tests_are_not_read_is_not_counted_from_its_first_study(
     assert report["leaving"]["studies"] == 1 and report["leaving"]["clinical"] == {"case": 1, "imaging_study": 1}
 
 
-def test_tests_written_day_first_do_not_leave_a_case_counted_from_its_first_study(
-        radiograph: Radiograph, tmp_path: Path) -> None:
-    """A tests table of dates written day first is not read (day_first_dates): its patients were sent,
-    with --allow-partial, counted from their first study."""
+@pytest.mark.parametrize("how", ["dates day first", "a row's error"])
+def test_tests_not_read_do_not_leave_a_case_counted_from_its_first_study(
+        radiograph: Radiograph, tmp_path: Path, how: str) -> None:
+    """A tests table of dates written day first is not read (day_first_dates), nor is a positive test with
+    an impossible date: their patients were sent, with --allow-partial, counted from their first study."""
     mrn = radiograph.mrn
     demographics = _csv(tmp_path / "demographics.csv", [["MRN", "DOB", "Sex"], [mrn, "1950-01-01", "F"]])
-    tests = _csv(tmp_path / "covid_tests.csv", [TESTS_HEADER, [mrn, "25/01/2020", "RT-PCR", "Positive"]])
+    day = "25/01/2020" if how == "dates day first" else "2020-02-30"
+    tests = _csv(tmp_path / "covid_tests.csv", [TESTS_HEADER, [mrn, day, "RT-PCR", "Positive"]])
     report = _contribute(radiograph, tmp_path / "state", demographics, tests, partial=True)
-    assert [i["file"] for i in _issues(report, "day_first_dates")] == [str(tests)]
+    unread = str(tests) if how == "dates day first" else f"{tests} row 2"
+    assert [i["file"] for i in _issues(report, "day_first_dates" if how == "dates day first" else "bad_date")] == [
+        str(tests)]
     [error] = _issues(report, "index_event_not_read")
-    assert error["file"] == str(demographics) and f"{tests} is not read (see its error)" in error["message"]
-    assert error["fix"] == f"fix the error of {tests} (its rows are not read) and run again"
+    assert error["file"] == str(demographics) and f"{unread} is not read (see its error)" in error["message"]
+    assert error["fix"] == f"fix the error of {unread} and run again"
     assert report["leaving"]["studies"] == 0 and report["leaving"]["clinical"] == {}
 
 
@@ -191,6 +195,59 @@ def test_only_the_patients_a_table_not_read_may_hold_are_affected() -> None:
     said = {i.value: (i.message, i.fix) for i in result.errors if i.code == "orphan_row"}
     assert said["4444444"] == ("MRN '4444444' has no row in the demographics that were read: clinical.xlsx [Sheet1] "
                                "is not read (see its error), and may hold the patient's rows",
-                               "fix the error of clinical.xlsx [Sheet1] (its rows are not read) and run again")
+                               "fix the error of clinical.xlsx [Sheet1] and run again")
     assert said["5555555"] == ("MRN '5555555' has no row in the demographics",
                                "add the patient's demographics row, or remove this row")
+
+
+def test_a_no_is_not_sent_for_what_a_table_or_row_not_read_may_say_yes_to(tmp_path: Path) -> None:
+    """Counted from the first study (so sent), a case said covid19_positive 'No' from the negative test read
+    while a positive one was on a sheet not read, ventilator_indicator 'No' while its breathing support table
+    was not read, icu_indicator 'No' while a visit row with an error was not: each is now 'Not Reported'.
+    A 'Yes' read stays, and so does a 'No' that nothing unread may contradict."""
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text("index_event: [first_imaging_study, positive_covid_test]\n", encoding="utf-8")
+    mrns = ("1111111", "2222222")
+    demographics = _table("demographics", ["MRN", "Sex"], *[[m, "F"] for m in mrns])
+    tests = _table("covid_tests", TESTS_HEADER, ["1111111", "2021-03-01", "RT-PCR", "Negative"],
+                   ["2222222", "2021-03-01", "RT-PCR", "Negative"])
+    refused = SourceTable("more.xlsx", "Covid Tests", ("Covid tests, 2021",), (), refused="a title\ndelete it")
+    visits = _table("encounters", ["MRN", "EncounterType", "AdmitDate", "ICUAdmitDate"],
+                    ["1111111", "Inpatient", "2021-03-02", ""], ["1111111", "Inpatient", "2021-03-40", "2021-03-05"],
+                    ["2222222", "Inpatient", "2021-03-02", ""])
+    support = _table("breathing_support", ["Note"], ["1111111"])  # no MRN column: its rows are not read
+    studies = [ImagingStudy(mrn, f"2.25.{n}", dt.date(2021, 3, 5), date_offset_days=date_offset_days(KEY, "S", mrn))
+               for n, mrn in enumerate(mrns, start=1)]
+    mapping = load_mapping(mapping_path)
+    result = convert_clinical([demographics, tests, refused, visits, support], key=KEY, site="S", project="Open-T1",
+                              studies=studies, mapping=mapping)
+    assert not [i for i in result.errors if i.code == "index_event_not_read"]
+    cases = {r.patient_id: r.values for r in result.records if r.node == "case"}
+    shown = {mrn: (c["covid19_positive"], c["icu_indicator"], c["ventilator_indicator"]) for mrn, c in cases.items()}
+    # 2222222's visit is read and has no ICU day: a No that nothing unread can contradict (no row of it has an error).
+    assert shown == {"1111111": ("Not Reported", "Not Reported", "Not Reported"),
+                     "2222222": ("Not Reported", "No", "Not Reported")}
+    # Read without the refused sheet and the breathing support file, 2222222's tests say No.
+    result = convert_clinical([demographics, tests, visits], key=KEY, site="S", project="Open-T1", studies=studies,
+                              mapping=mapping)
+    assert {r.patient_id: r.values["covid19_positive"] for r in result.records if r.node == "case"} == {
+        "1111111": "No", "2222222": "No"}
+
+
+def test_a_demographics_row_in_a_table_not_read_is_not_said_to_have_errors() -> None:
+    """Demographics with birth dates day first: each patient's test rows and studies said 'the patient's
+    demographics row (demographics.csv row 2) has errors: fix the errors of demographics.csv row 2', a row
+    without an error of its own (the table's is on row 3)."""
+    demographics = _table("demographics", ["MRN", "DOB"], ["1111111", "01/02/1950"], ["2222222", "25/12/1950"])
+    tests = _table("covid_tests", TESTS_HEADER, ["1111111", "2021-03-01", "RT-PCR", "Positive"])
+    studies = [ImagingStudy("1111111", "2.25.1", dt.date(2021, 3, 5),
+                            date_offset_days=date_offset_days(KEY, "S", "1111111"))]
+    result = convert_clinical([demographics, tests], key=KEY, site="S", project="Open-T1", studies=studies,
+                              mapping=load_mapping())
+    [day_first] = [i for i in result.errors if i.code == "day_first_dates"]
+    assert (day_first.file, day_first.row) == ("demographics.csv", 3)
+    rejected = [i for i in result.errors if i.code == "case_rejected"]
+    assert [i.file for i in rejected] == ["covid_tests.csv", "images"]
+    for issue in rejected:
+        assert "(demographics.csv row 2) is not read (see the error of demographics.csv)" in issue.message, issue
+        assert issue.fix == "fix the error of demographics.csv and run again", issue

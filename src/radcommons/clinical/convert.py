@@ -201,8 +201,10 @@ def _mrn(value: Any) -> str:
 def _read_table(
     table: SourceTable, mapping: SiteMapping, enums: EnumReader,
     issues: list[Issue], identifiers: list[tuple[str, tuple[str, ...]]], demographics_rows: dict[str, Origin],
-    values_read: Counter[tuple[str, str, str]],
+    values_read: Counter[tuple[str, str, str]], rows_not_read: list[_RowNotRead],
 ) -> list[_Row]:
+    """The rows of ``table`` that were read; ``rows_not_read`` gets each row of a patient that has an error
+    of its own (a demographics row: ``demographics_rows``)."""
     if table.unread:
         why, _, fix = table.unread.partition("\n")
         issues.append(Issue(ERROR, "file_not_read", f"the file is not read, so its rows are not sent: {why}", fix,
@@ -283,6 +285,11 @@ def _read_table(
         row = _read_row(table, kind, number, cells, columns, mapping, enums, issues, values_read, problem)
         if row is not None:
             rows.append(row)
+        elif mrn and kind != "case":
+            result = next((enums(f, cells[c]) for c, f in columns.items() if f == "test_result"
+                           and not is_blank(cells.get(c))), None)
+            rows_not_read.append(_RowNotRead(kind, mrn, Origin(table.label, number),
+                                             result not in ("Negative", "Indeterminate", NOT_REPORTED)))
     return rows
 
 
@@ -333,19 +340,34 @@ def _unknown_columns(table: SourceTable, kind: str, unknown: list[str]) -> list[
 _NOT_READ = "is not read (see its error), and may hold the patient's rows"
 
 
-#: Per kind of table, its tables whose rows are not read: (label, the MRNs of its rows, None when not known).
-_NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None]]]
+@dataclass(frozen=True)
+class _RowNotRead:
+    """A row of a patient that is not read, for an error of its own."""
+
+    table: str
+    mrn: str
+    origin: Origin
+    positive: bool  #: whether it may be a positive test (its result is not read as another)
+
+
+#: Per kind of table, its tables and rows that are not read: (label, the MRNs of its rows, None when not known,
+#: whether it may hold a positive test).
+_NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None, bool]]]
 #: The errors of a table none of whose rows is read: a file not read, a refused sheet (a title above its header,
 #: merged cells...), a table not recognised, one without its MRN or another column it needs, dates day first.
 _NOT_READ_CODES = frozenset({"file_not_read", "sheet_not_read", "unknown_table", "missing_column", "day_first_dates"})
 
 
-def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Sequence[Issue]) -> _NotRead:
+def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Sequence[Issue],
+              rows: Iterable[_RowNotRead]) -> _NotRead:
     """The tables whose rows are not read, each with its own error (:data:`_NOT_READ_CODES`), per kind of table
     they may be. A table not recognised counts only when a column is an MRN (a notes or README sheet holds no
-    patient), as the kinds its other columns announce (all, when none does); a table mapped ignore never does."""
-    blocked = {issue.file for issue in issues if issue.code in _NOT_READ_CODES}
-    found: dict[str, list[tuple[str, frozenset[str] | None]]] = defaultdict(list)
+    patient), as the kinds its other columns announce (all, when none does); a table mapped ignore never does.
+    And the ``rows`` not read, each as a table of one patient."""
+    blocked = _blocked(issues)
+    found: dict[str, list[tuple[str, frozenset[str] | None, bool]]] = defaultdict(list)
+    for row in rows:
+        found[row.table].append((f"{row.origin.file} row {row.origin.row}", frozenset({row.mrn}), row.positive))
     for table in tables:
         kind = mapping.table_for(table.name)
         if table.label not in blocked or kind == IGNORE:
@@ -359,17 +381,36 @@ def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Seque
         mrns = None if column is None else frozenset(
             _mrn(cells[column]) for _, cells in table.rows if not is_blank(cells.get(column)))
         for each in kinds:
-            found[each].append((table.label, mrns))
+            found[each].append((table.label, mrns, True))
     return found
 
 
-def _unread_for(not_read: _NotRead, kind: str, mrn: str) -> str:
-    """The tables of ``kind`` not read that may hold rows of ``mrn`` (all, when their MRNs are not known)."""
-    return " and ".join(label for label, mrns in not_read.get(kind, ()) if mrns is None or mrn in mrns)
+def _blocked(issues: Iterable[Issue]) -> set[str | None]:
+    """The labels of the tables none of whose rows is read."""
+    return {issue.file for issue in issues if issue.code in _NOT_READ_CODES}
+
+
+def _unread_for(not_read: _NotRead, kind: str, mrn: str, positive: bool = False) -> str:
+    """The tables (and rows) of ``kind`` not read that may hold rows of ``mrn`` (all, when their MRNs are not
+    known), only those that may hold a positive test if ``positive``: three named at most."""
+    labels = [label for label, mrns, may in not_read.get(kind, ())
+              if (mrns is None or mrn in mrns) and (may or not positive)]
+    if len(labels) > 3:
+        return f"{', '.join(labels[:2])} and {len(labels) - 2} more"
+    return " and ".join(labels)
 
 
 def _not_read_fix(labels: str) -> str:
-    return f"fix the error of {labels} (its rows are not read) and run again"
+    return f"fix the error of {labels} and run again"
+
+
+def _row_not_sent(origin: Origin, blocked: set[str | None]) -> tuple[str, str]:
+    """Why a patient's demographics row at ``origin`` is not sent, and the fix: its own errors, or those of
+    its table when none of the table's rows is read (``blocked``: :func:`_blocked`)."""
+    if origin.file in blocked:
+        return (f"({origin.file} row {origin.row}) is not read (see the error of {origin.file})",
+                _not_read_fix(origin.file))
+    return f"({origin.file} row {origin.row}) has errors", f"fix the errors of {origin.file} row {origin.row}"
 
 
 def _refused(table: SourceTable, kind: str) -> Issue | None:
@@ -559,7 +600,7 @@ def _days(when: _dt.date | None, index: _dt.date) -> int | None:
     return None if when is None else (when - index).days
 
 
-#: The index events counted from a COVID-19 test: a table of tests not read may hold the patient's day 0.
+#: The index events counted from a COVID-19 test.
 _TEST_EVENTS = frozenset({"positive_covid_test", "covid_test"})
 
 
@@ -579,11 +620,22 @@ def _index_event(
     return None
 
 
-def _covid_status(tests: Sequence[_Row]) -> str:
+def _day0_not_read(choices: Sequence[str], choice: str | None, unread: Mapping[str, str]) -> str:
+    """The tables and rows not read (``unread``, as :func:`_patient_records` has them) that may hold the test
+    of the patient's day 0: one that ``choices`` ranks before ``choice``, or an earlier one of ``choice``."""
+    ranked = choices if choice is None else choices[: list(choices).index(choice) + 1]
+    if "covid_test" in ranked:
+        return unread.get("measurement", "")
+    return unread.get("positive", "") if "positive_covid_test" in ranked else ""
+
+
+def _covid_status(tests: Sequence[_Row], unread: bool = False) -> str:
+    """Yes for a positive test; else No or Indeterminate, unless a positive test of the patient may be
+    ``unread``."""
     results = {t.fields.get("test_result") for t in tests}
     for status, answer in (("Positive", "Yes"), ("Negative", "No"), ("Indeterminate", "Indeterminate")):
         if status in results:
-            return answer
+            return answer if answer == "Yes" or not unread else NOT_REPORTED
     return NOT_REPORTED
 
 
@@ -625,14 +677,20 @@ def convert_clinical(
     identifiers: list[tuple[str, tuple[str, ...]]] = []
     demographics_rows: dict[str, Origin] = {}
     values_read: Counter[tuple[str, str, str]] = Counter()
+    rows_not_read: list[_RowNotRead] = []  # the rows with an error of their own
     for table in tables:
-        rows.extend(_read_table(table, mapping, enums, issues, identifiers, demographics_rows, values_read))
+        rows.extend(_read_table(table, mapping, enums, issues, identifiers, demographics_rows, values_read,
+                                rows_not_read))
     studies = list(studies)
-    rows = _screen_known(rows, identifiers, studies, issues)
+    screened = _screen_known(rows, identifiers, studies, issues)
+    kept = {id(row) for row in screened}
+    rows_not_read.extend(_RowNotRead(row.table, row.mrn, row.origin, row.fields.get("test_result") == "Positive")
+                         for row in rows if id(row) not in kept)
+    rows = screened
     # Tables whose rows are not read (a refused sheet, a file not read, an unknown table, dates day first...): a
     # patient missing from the rows that were read may be in them, and the fix is theirs, not "add the patient's
     # row" (or "remove this row"); nor may a case be counted from another day 0 than its tests there would give.
-    not_read = _not_read(tables, mapping, issues)
+    not_read = _not_read(tables, mapping, issues, rows_not_read)
 
     demographics: dict[str, _Row] = {}
     conflicting: dict[str, _Row] = {}  #: MRN -> a demographics row another row of it disagrees with
@@ -704,15 +762,16 @@ def convert_clinical(
         demographics_rows[mrn] = row.origin
         del demographics[mrn]
     clinical_mrns = _by_digits([*demographics, *demographics_rows])
+    blocked = _blocked(issues)
     records: list[ClinicalRecord] = []
     for mrn in sorted(set(by_patient) - set(demographics)):
         rejected = demographics_rows.get(mrn)
         for table_rows in by_patient[mrn].values():
             for row in table_rows:
                 if rejected is not None:  # not "no row": the row is there, with an error of its own
+                    why, fix = _row_not_sent(rejected, blocked)
                     issues.append(Issue(ERROR, "case_rejected", f"MRN {mrn!r}: the patient's demographics row "
-                                        f"({rejected.file} row {rejected.row}) has errors, so this row is not sent",
-                                        f"fix the errors of {rejected.file} row {rejected.row}",
+                                        f"{why}, so this row is not sent", fix,
                                         row.origin.file, row.origin.row, row.origin.columns.get(MRN), mrn,
                                         TABLE_NODES[row.table]))
                     continue
@@ -729,10 +788,10 @@ def convert_clinical(
         shown = "(no Patient ID)" if mrn.startswith("study:") else mrn
         rejected = demographics_rows.get(mrn)
         if rejected is not None:
+            why, fix = _row_not_sent(rejected, blocked)
             issues.append(Issue(ERROR, "case_rejected",
                                 f"patient {shown} has {len(studies_by_patient[mrn])} imaging stud(ies) whose "
-                                f"demographics row ({rejected.file} row {rejected.row}) has errors: they are not sent",
-                                f"fix the errors of {rejected.file} row {rejected.row}", IMAGES, column="PatientID",
+                                f"demographics row {why}: they are not sent", fix, IMAGES, column="PatientID",
                                 value=shown, node="case"))
             continue
         similar = _lost_zeros(mrn, clinical_mrns)
@@ -752,7 +811,8 @@ def convert_clinical(
             mrn, demographics[mrn], by_patient.get(mrn, {}),
             [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
-            unread_tests=_unread_for(not_read, "measurement", mrn),
+            unread={**{kind: _unread_for(not_read, kind, mrn) for kind in ("measurement", "visit", "procedure")},
+                    "positive": _unread_for(not_read, "measurement", mrn, positive=True)},
         ))
     kept, rejected = _validate(records, dictionary, issues)
     return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables),
@@ -771,31 +831,32 @@ def _patient_records(
     dataset: str | None,
     mapping: SiteMapping,
     issues: list[Issue],
-    unread_tests: str = "",
+    unread: Mapping[str, str],
 ) -> list[ClinicalRecord]:
-    """``unread_tests``: the tables of COVID-19 tests whose rows are not read (see :func:`_not_read`)."""
+    """``unread``: per kind of table, the tables and rows not read that may hold the patient's, and under
+    "positive" those that may hold a positive test (see :func:`_not_read`)."""
     case_id = patient_pseudonym(key, site, mrn)
     tests = rows.get("measurement", [])
     chosen = _index_event(mapping.index_event, tests, studies)
-    first_test = next((i for i, c in enumerate(mapping.index_event) if c in _TEST_EVENTS), None)
     if chosen is None:
-        unread = unread_tests if first_test is not None else ""
+        unread_day0 = _day0_not_read(mapping.index_event, None, unread)
         issues.append(Issue(ERROR, "no_index_event",
                             f"MRN {mrn!r} has none of the index events {', '.join(mapping.index_event)}: "
-                            "no day 0 to count from" + (f"; {unread} {_NOT_READ}" if unread else ""),
-                            _not_read_fix(unread) if unread else "add the patient's COVID-19 tests or imaging, or "
-                            "change index_event in the mapping file", demographics.origin.file, demographics.origin.row,
-                            node="case"))
+                            "no day 0 to count from" + (f"; {unread_day0} {_NOT_READ}" if unread_day0 else ""),
+                            _not_read_fix(unread_day0) if unread_day0 else "add the patient's COVID-19 tests or "
+                            "imaging, or change index_event in the mapping file", demographics.origin.file,
+                            demographics.origin.row, node="case"))
         return []
     choice, index = chosen
     label = INDEX_EVENT_LABELS[choice]
-    if unread_tests and first_test is not None and mapping.index_event.index(choice) >= first_test:
-        # Counted from the tests read, or from the first study, every offset would change once the table is read.
+    unread_day0 = _day0_not_read(mapping.index_event, choice, unread)
+    if unread_day0:
+        # Counted from the tests read, or from the first study, every offset would change once they are read.
         issues.append(Issue(ERROR, "index_event_not_read",
-                            f"MRN {mrn!r}: day 0 is not known: {unread_tests} is not read (see its error) and may "
+                            f"MRN {mrn!r}: day 0 is not known: {unread_day0} is not read (see its error) and may "
                             + ("hold an earlier COVID-19 test of the patient" if choice in _TEST_EVENTS else
                                f"hold the patient's COVID-19 tests, which index_event puts before the {label.lower()}")
-                            + "; nothing of the patient is sent, its studies included", _not_read_fix(unread_tests),
+                            + "; nothing of the patient is sent, its studies included", _not_read_fix(unread_day0),
                             demographics.origin.file, demographics.origin.row, node="case"))
         return []
     info = demographics.fields
@@ -828,9 +889,11 @@ def _patient_records(
         "sex": info.get("sex", NOT_REPORTED),
         "race": info.get("race", NOT_REPORTED),
         "ethnicity": info.get("ethnicity", NOT_REPORTED),
-        "covid19_positive": _covid_status(tests),
-        "icu_indicator": _yes_no(any(v.fields.get("icu_admission_date") for v in visits), bool(visits)),
-        "ventilator_indicator": _yes_no(ventilated, bool(visits or procedures)),
+        # A "No" (or "Indeterminate") only when no table or row that may say "Yes" is left unread.
+        "covid19_positive": _covid_status(tests, bool(unread.get("positive"))),
+        "icu_indicator": _yes_no(any(v.fields.get("icu_admission_date") for v in visits),
+                                 bool(visits) and not unread.get("visit")),
+        "ventilator_indicator": _yes_no(ventilated, bool(visits or procedures) and not unread.get("procedure")),
         "site_id": site,
     }
     if age is not None:
