@@ -17,23 +17,21 @@ run takes them all, and every output is searched byte for byte:
 from __future__ import annotations
 
 import io
-import json
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from radcommons.deid import check_deidentified
 
-RADCOMMONS = str(Path(sys.executable).parent / "radcommons")
+from deid_support import planted_ct, run_deid_cli
+
 NAME, MRN, ACCESSION = "Zyxwort^Quennel", "QX48213977", "A7731592"
 ROOT = "1.2.826.0.1.3680043.8.498"
 PAYLOAD = f"{NAME} {MRN} {ACCESSION} {ROOT}.3.1".encode()
@@ -42,26 +40,7 @@ PLANTED = (b"Zyxwort", b"Quennel", MRN.encode(), ACCESSION.encode(), f"{ROOT}.1"
 
 
 def _ct(number: int, **values: object) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = f"{ROOT}.3.{number}"
-    ds.StudyInstanceUID = f"{ROOT}.1"
-    ds.SeriesInstanceUID = f"{ROOT}.2"
-    ds.Modality = "CT"
-    ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.BurnedInAnnotation = "NO"
-    ds.PatientName, ds.PatientID, ds.AccessionNumber = NAME, MRN, ACCESSION
-    ds.StudyDate = "20190312"
-    ds.Rows = ds.Columns = 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = b"\x01\x00" * 64
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    return ds
+    return planted_ct(number, ROOT, (NAME, MRN, ACCESSION), **values)
 
 
 def _implicit_item_bytes(item: Dataset) -> bytes:
@@ -160,15 +139,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]
             fp = DicomBytesIO()
             ds.save_as(fp, enforce_file_format=True)
             archive.writestr("a.dcm", fp.getvalue())
-    key, out, report = root / "site.key", root / "out", root / "report.json"
-    subprocess.run([RADCOMMONS, "keygen", str(key)], check=True, capture_output=True)
-    done = subprocess.run([RADCOMMONS, "deid", str(src), str(out), "--site", "SITE_A", "--key-file", str(key),
-                           "--state-dir", str(root / "state"), "--report", str(report), "--workers", "1"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
+    out, files = run_deid_cli(src, root)
     rows: dict[str, list[dict]] = {}
-    for row in json.loads(report.read_text())["files"]:
+    for row in files:
         rows.setdefault(row["input"].removesuffix(".dcm"), []).append(row)
     return out, {name: found[0] if len(found) == 1 else found for name, found in rows.items()}
 

@@ -104,7 +104,12 @@ def render() -> str:
         "descriptor is (identifier patterns and the dataset's own identifiers removed), other text "
         "is scrubbed of the dataset's own identifiers (every person name in it, IDs and their "
         "digits, accession number, phone numbers, institution, the study's UIDs, dates in any "
-        "format; matched regardless of case and diacritics). An attribute listed or not whose value arrives in a binary VR (OB, "
+        "format; matched regardless of case and diacritics, and as they read when written in another "
+        "character set than the file declares: UTF-8 read as Latin-1, Latin-1 read as UTF-8); so are "
+        "codes and AE titles (CS, AE: an MRN typed into Scan Options). URLs (UR) are removed (Retrieve "
+        "URL / URI, Pixel Data Provider URL ...: the site's archive by its host name, often with the "
+        "original UIDs and Patient ID), but for a code's URL (Coding Scheme URL, URN Code Value), "
+        "which is scrubbed. An attribute listed or not whose value arrives in a binary VR (OB, "
         "OW, or UN that pydicom leaves as bytes: 64 KiB or more, or an unknown attribute) while the "
         "data dictionary gives it another VR is removed, since nothing can look at what it holds; "
         "a sequence in UN is decoded instead (implicit VR little endian, PS3.5 6.2.2) and "
@@ -117,7 +122,8 @@ def render() -> str:
         f"anyone who knows one real date of the patient), uniform over those "
         f"{2 * (MAX_OFFSET_DAYS - MIN_OFFSET_DAYS + 1)} values and derived from HMAC-SHA-256 of the "
         "key, the site and the Patient ID, so that two machines with the same key give a new patient "
-        "the same offset; times (TM) are kept. A patient already in the site's pseudonym registry keeps "
+        "the same offset; times (TM) are kept, but a date written in a TM (a date-time: its time is "
+        "kept; a date or other text: D's dummy) does not survive. A patient already in the site's pseudonym registry keeps "
         "the offset recorded there (one first de-identified when offsets could be 1 day may keep a "
         "smaller one), in the images and in the clinical study year alike "
         "(`radcommons.deid.dates`).",
@@ -142,8 +148,11 @@ def render() -> str:
         "context where they occur: the top level, or the same chain of enclosing sequences (a vendor "
         "element reviewed at the top level is removed inside a standard sequence, and vice versa). "
         "A kept element in a binary VR (TCIA lists many as seen in OB or UN) is removed when any "
-        "identifier of the dataset is among its bytes; kept free text is cleaned, other text "
-        "scrubbed, as for attributes the table does not list.",
+        "identifier of the dataset is among its bytes, as is one read without an explicit VR (implicit "
+        "VR, UN) that pydicom's private dictionary gives a binary number VR; a kept code, AE title, "
+        "age, time or URL is removed when it holds one, and a kept number string (IS, DS) when it is "
+        "not a number; kept free text is cleaned, other text scrubbed, as for attributes the table "
+        "does not list.",
         "- File Meta Information and the preamble are rebuilt (128 zero bytes, new Media Storage SOP "
         "Instance UID, RadCommons Implementation Class UID and Version Name).",
         "",

@@ -37,7 +37,9 @@ over the allowed values, and a patient whose earlier offset was 30 days or more 
 same offset with or without the registry. So the registry only holds different offsets for
 the patients first recorded with an offset under 30 days.
 
-Times (TM) are not changed: a whole-day shift leaves the time of day intact.
+Times (TM) are not changed: a whole-day shift leaves the time of day intact. A TM value
+that is not a time of day (a writer that put a date or a date-time there: "20190312101502")
+is removed (:func:`time_of_day`), since it would carry the real date.
 """
 
 from __future__ import annotations
@@ -134,6 +136,27 @@ def shift_date_range(value: str, days: int, shift) -> str | None:
                 return None
             return "-".join(shifted)  # type: ignore[arg-type]
     return shift(value, days)
+
+
+_TIME = re.compile(r"(?:[01]\d|2[0-3])(?::?[0-5]\d(?::?(?:[0-5]\d|60)(?:\.\d{1,6})?)?)?")
+
+
+_DATE_TIME = re.compile(r"(?:1[89]|20)\d{6}(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?(?:[+-]\d{4})?")
+
+
+def time_of_day(value: str) -> str:
+    """``value`` when it is a TM value (PS3.5 6.2: HH, HHMM, HHMMSS[.F...], the ACR-NEMA
+    HH:MM:SS too, or a range of them); the time of a date-time written there instead
+    ("20190312101502": "101502"); else ``""``: anything else (a date, text) could hold the real
+    date, which shifting dates is there to hide."""
+    text = value.strip()
+    date_time = _DATE_TIME.fullmatch(text)
+    if date_time:
+        return date_time.group(1) or ""
+    parts = text.split("-") if "-" in text else [text]
+    if len(parts) > 2 or not all(not part or _TIME.fullmatch(part) for part in parts):
+        return ""
+    return value
 
 
 def normalise_age(value: str) -> str | None:

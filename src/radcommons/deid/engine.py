@@ -9,8 +9,9 @@ Table E.1-1 (:mod:`radcommons.deid.table`):
   (:mod:`radcommons.deid.iod`);
 * attributes Table E.1-1 does not list are kept, with three safety nets: every UID is
   replaced (action U) unless it is a registry UID, every date is shifted (or emptied
-  under the plain Basic Profile), every person name is emptied, and the dataset's own
-  identifiers are scrubbed from any text that is kept;
+  under the plain Basic Profile), every person name is emptied, the dataset's own
+  identifiers are scrubbed from any text, code or AE title that is kept, and URLs other
+  than a code's are removed (they name the site's archive);
 * private attributes are removed unless the Retain Safe Private Option (E.3.10) is
   selected and TCIA's knowledge base lists them as safe where they occur (top level, or
   the same chain of enclosing sequences: :mod:`radcommons.deid.safe_private`);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -76,6 +78,10 @@ CREATOR = "creator"  #: a private creator: kept while an element of its block is
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _MULTI_VALUED_TEXT_VRS = frozenset({"LO", "SH", "UC"})
+#: Codes and AE titles Table E.1-1 does not list (Scan Options, Body Part Examined, Retrieve AE
+#: Title ...): kept once scrubbed of the dataset's own identifiers, as text is (an MRN typed
+#: into a Code String is still the MRN).
+_SCRUBBED_CODE_VRS = frozenset({"CS", "AE"})
 _STRING_VRS = _TEXT_VRS | frozenset({"PN", "CS", "AE", "DA", "DT", "TM", "AS", "IS", "DS", "UI", "UR"})
 _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 #: VRs of attributes Table E.1-1 does not list whose values the safety nets inspect
@@ -89,6 +95,16 @@ _FREE_TEXT_VRS = frozenset({"ST", "LT", "UT"})
 #: Structured Content and Clean Graphics Options are not implemented): Content Sequence, Text
 #: Object Sequence.
 _CONTENT_SEQUENCE, _TEXT_OBJECT_SEQUENCE = 0x0040A730, 0x00700008
+#: URLs Table E.1-1 does not list that define a code (Coding Scheme URL, URN Code Value): kept once
+#: scrubbed of the dataset's identifiers. Every other unlisted UR (Retrieve URL / URI, Pixel Data
+#: Provider URL, Storage URL, Contact URI ...) points at the site's archive, by its host name and
+#: often with the original UIDs and Patient ID in the query: removed.
+_CODE_URLS = frozenset({0x0008010E, 0x00080120})
+#: String VRs of a safe private element whose value is looked at before it is kept (a text value
+#: in a Code String or a Decimal String is not what TCIA reviewed): removed when it holds a known
+#: identifier, and IS / DS when they are not numbers (:meth:`_Transformer._private`).
+_CHECKED_PRIVATE_VRS = frozenset({"CS", "AE", "AS", "IS", "DS", "TM", "UR"})
+_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
 
 _DUMMY = {
     "PN": DUMMY_TEXT,
@@ -422,7 +438,8 @@ def raw_text_unchanged(raw: bytes, vr: str, operation: Callable[[str], str]) -> 
         return False
     text = raw.decode("ascii")
     # LO, SH, UC are multi-valued (PS3.5 6.2: backslash delimits); ST, LT, UT are not
-    values = text.split("\\") if vr in _MULTI_VALUED_TEXT_VRS else [text]
+    multi_valued = vr in _MULTI_VALUED_TEXT_VRS or vr in _SCRUBBED_CODE_VRS or vr == "TM"
+    values = text.split("\\") if multi_valued else [text]
     values = [value.rstrip("\0 ") for value in values]
     encoded = "\\".join(values)
     if len(encoded) % 2:
@@ -557,6 +574,10 @@ class _Transformer:
                 return KEEP if keyword_for_tag(tag) in CLASS_UID_KEYWORDS else UID
             if vr in _TEXT_VRS:
                 return CLEAN if vr in _FREE_TEXT_VRS else SCRUB
+            if vr == "UR":
+                return VALUE if tag in _CODE_URLS else DELETE
+            if vr in _SCRUBBED_CODE_VRS or vr == "TM":
+                return SCRUB
             # the safety nets look at these VRs (:meth:`_unlisted`); no other unlisted element
             return VALUE if vr in _UNLISTED_INSPECTED_VRS else KEEP
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
@@ -566,7 +587,7 @@ class _Transformer:
         if action == "K" and not self._keep_inspects(tag, vr, decision):
             return KEEP
         if action == "C" and vr == "TM":
-            return KEEP  # a whole-day shift leaves times of day as they were
+            return SCRUB  # a whole-day shift leaves times of day as they were: only a date goes
         if vr == "UI" and action in ("K", "C", "D", "U"):
             return UID
         if action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE:
@@ -603,16 +624,16 @@ class _Transformer:
                 return
             vr = "SQ"
         if decision is None:
-            if vr in _TEXT_VRS and self._raw_text_unchanged(ds, base_tag, vr, self._unlisted_text_operation(vr)):
+            scrubbed = vr in _TEXT_VRS or vr in _SCRUBBED_CODE_VRS or vr == "TM"
+            if scrubbed and self._raw_text_unchanged(ds, base_tag, vr, self.text_operation(SCRUB, vr)):
                 return
             self._unlisted(ds, ds[base_tag])
             return
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
         action = iod.resolve(decision.action, type_, vr == "SQ")
-        if action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE:
+        if (action in ("K", "C") and vr in _TEXT_VRS and tag != _TAG_PATIENT_AGE) or (action == "C" and vr == "TM"):
             # K scrubs known identifiers, C cleans (:meth:`_apply`, :meth:`_clean`)
-            operation = self.cleaner.scrub_known if action == "K" else self.cleaner.clean
-            if self._raw_text_unchanged(ds, base_tag, vr, operation):
+            if self._raw_text_unchanged(ds, base_tag, vr, self.text_operation(SCRUB if action == "K" else CLEAN, vr)):
                 return
         if action in ("Z", "D") and vr in _REPLACED_WITHOUT_READING:
             # the new value depends on the VR only: replace without decoding the old one
@@ -644,7 +665,15 @@ class _Transformer:
 
     def _unlisted_text_operation(self, vr: str) -> Callable[[str], str]:
         """Text of an attribute Table E.1-1 does not list: free text cleaned, other text scrubbed."""
-        return self.cleaner.clean if vr in _FREE_TEXT_VRS else self.cleaner.scrub_known
+        return self.text_operation(CLEAN if vr in _FREE_TEXT_VRS else SCRUB, vr)
+
+    def text_operation(self, step: str, vr: str) -> Callable[[str], str]:
+        """What a :data:`SCRUB` or :data:`CLEAN` step does to each value of VR ``vr``: a time
+        stays a time (:func:`radcommons.deid.dates.time_of_day`), other text is cleaned (CLEAN)
+        or scrubbed of the dataset's identifiers (SCRUB)."""
+        if vr == "TM":
+            return dates.time_of_day
+        return self.cleaner.clean if step == CLEAN else self.cleaner.scrub_known
 
     def _raw_text_unchanged(self, ds: Dataset, tag: BaseTag, vr: str, operation: Callable[[str], str]) -> bool:
         """True when ``operation`` leaves the text element ``tag`` as it is, decided on its
@@ -721,8 +750,8 @@ class _Transformer:
             self._items(element)
         elif vr in ("DA", "DT"):
             self._date(ds, element)
-        elif vr == "TM":
-            return  # a whole-day shift leaves times of day as they were
+        elif vr == "TM":  # a whole-day shift leaves times of day as they were: only a date goes
+            self._strings(element, dates.time_of_day)
         elif vr == "UI":
             self._uid(element)
         elif vr == "PN":
@@ -752,6 +781,8 @@ class _Transformer:
             self._empty(element)
         elif vr in _TEXT_VRS:
             self._strings(element, self._unlisted_text_operation(vr))
+        elif vr == "UR" or vr in _SCRUBBED_CODE_VRS or vr == "TM":  # a code's URL (:data:`_CODE_URLS`), a code
+            self._strings(element, self.text_operation(SCRUB, vr))
 
     # ---- private attributes (PS3.15 E.3.10)
 
@@ -781,7 +812,8 @@ class _Transformer:
         if verdict == "h" or vr == "UI":
             return VALUE if vr in ("UI", "LO", "SH") else DELETE
         # binary VRs too: TCIA lists many elements as seen in OB or UN, which may hold anything
-        return VALUE if vr == "PN" or vr in _TEXT_VRS or vr in _BINARY_VRS else KEEP
+        checked = vr == "PN" or vr in _TEXT_VRS or vr in _BINARY_VRS or vr in _CHECKED_PRIVATE_VRS
+        return VALUE if checked else KEEP
 
     def _private(self, ds: Dataset, tag: BaseTag, seen: set[int]) -> None:
         creator_tag = Tag(tag.group, tag.element >> 8)
@@ -797,6 +829,13 @@ class _Transformer:
             # an explicit VR is what pydicom decodes with; otherwise its private dictionary
             # (by creator) decides, so decode
             step = self.private_plan(int(tag), str(item.VR if known else ds[tag].VR), creator)
+            if step == KEEP and not known and isinstance(item, RawDataElement):
+                # a VR from pydicom's dictionary, not from the file: the bytes may be anything
+                # (text where the dictionary says FD); kept only without a known identifier
+                text = bytes(item.value or b"").decode("latin-1")
+                if self.cleaner.scrub_known(text) != text:
+                    del ds[tag]
+                return
         if step == KEEP:
             return
         if step == DELETE:
@@ -823,6 +862,11 @@ class _Transformer:
             # bytes nobody decodes: kept only when no identifier of the dataset is in them
             text = bytes(element.value or b"").decode("latin-1")
             if self.cleaner.scrub_known(text) != text:
+                del ds[tag]
+        elif vr in _CHECKED_PRIVATE_VRS:
+            values = _string_values(element.value)
+            numbers = vr not in ("IS", "DS") or all(not v.strip() or _NUMBER.fullmatch(v) for v in values)
+            if not numbers or any(self.cleaner.scrub_known(v) != v for v in values):
                 del ds[tag]
 
     def _drop_orphan_creators(self, ds: Dataset) -> None:

@@ -64,11 +64,32 @@ def folded_with_map(text: str) -> tuple[str, list[int], list[int]]:
     return "".join(pieces), starts, ends
 
 
+def misread(value: str) -> set[str]:
+    """``value`` as it reads when its bytes were decoded with the wrong character set (a file
+    whose Specific Character Set does not say how one element was written: a description
+    typed in UTF-8 in a file declared ISO_IR 100, a Latin-1 name in a file declared ISO_IR
+    192): UTF-8 read as Latin-1 ("MÃ¼ller"), Latin-1 read as UTF-8 (pydicom puts U+FFFD for
+    each byte that is not UTF-8: "M\ufffdller"), and back from the first ("MÃ¼ller": "Müller").
+    Empty for ASCII, which reads alike in every character set the engine accepts."""
+    if value.isascii():
+        return set()
+    found = {value.encode("utf-8").decode("latin-1")}
+    if all(ord(c) < 0x100 for c in value):
+        found.add("".join(c if c.isascii() else "\ufffd" for c in value))
+        try:
+            found.add(value.encode("latin-1").decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    found.discard(value)
+    return found
+
+
 def spellings(value: str, name: bool) -> set[str]:
-    """The folded forms a value is matched in: itself, and for a name its transliterations
-    (Müller: muller, mueller; Mueller: mueller, muller; Пётр: петр, petr)."""
+    """The folded forms a value is matched in: itself and as it reads in a wrong character set
+    (:func:`misread`), and for a name its transliterations (Müller: muller, mueller; Mueller:
+    mueller, muller; Пётр: петр, petr)."""
     lowered = value.casefold()
-    found = {fold(value)}
+    found = {fold(value)} | {fold(other) for other in misread(value)}
     if not name:
         return found
     found.add(fold("".join(_TRANSLITERATIONS.get(c, c) for c in lowered)))

@@ -351,7 +351,6 @@ class _Writer:
         remembered = series.remembered
         if len(remembered) >= MAX_REMEMBERED:
             remembered.clear()  # here, not while this file's hits are still to be assembled
-        cleaner = self.transformer.cleaner
         clean_text = series.clean_text
         creators: dict[int, str] = {}
         planned: list[tuple[Element, str, object]] = []
@@ -390,7 +389,7 @@ class _Writer:
                     if unchanged is None:
                         if len(clean_text) >= MAX_REMEMBERED:
                             clean_text.clear()
-                        operation = cleaner.scrub_known if step == SCRUB else cleaner.clean
+                        operation = self.transformer.text_operation(step, vr or "")
                         unchanged = clean_text[key] = raw_text_unchanged(key[2], vr or "", operation)
                 step = KEEP if unchanged else VALUE
             elif step == FIXED:  # the output depends on tag and VR only
