@@ -5,7 +5,8 @@ place are gathered from it (PS3.15 E.3.5 Clean Descriptors Option; the attribute
 Table E.1-1 that carry them, every Person Name attribute, and the items of the sequences
 that carry persons and IDs): every person name (the patient's name parts of two letters
 and its CJK / kana / hangul parts of any length included, glued family and given names,
-hyphenated and apostrophe parts apart and together), patient IDs, accession number,
+a family or given name of several words glued, hyphenated and apostrophe parts apart and
+together), patient IDs, accession number,
 study ID and other IDs (and their digit cores), phone numbers, institution, station,
 serial numbers, the original Study / Series / Frame of Reference UIDs and the dataset's
 dates. :class:`radcommons.deid.text.TextCleaner` hunts for them in free text.
@@ -327,6 +328,9 @@ class _Collector:
                 if index < 3:  # family, given, middle; prefix and suffix are titles ("Dr", "Jr")
                     for piece in pieces:
                         self._name_part(piece, patient)
+                    glued = "".join(pieces)
+                    if len(pieces) > 1 and len(glued) >= 4:  # De La Cruz: DELACRUZ; Mary Ann: MARYANN
+                        self.phrases.add(glued)
             joined = " ".join(parts)
             if len(joined) >= _MIN_TOKEN or (joined and _CJK.search(joined)):
                 self.phrases.add(joined)
