@@ -324,6 +324,93 @@ def test_a_study_versioned_by_another_sender_after_the_round_read_it_is_sent_aga
     assert {i["object_id"] for i in versions[-1]["instances"]} == sent
 
 
+def test_a_study_the_commons_keeps_refusing_waits_longer_each_time_and_the_others_still_go(
+        corpus: Path, tmp_path: Path, sqlite_commons: Commons) -> None:
+    """A study the commons answered ``changed_since_read`` stayed in the spool and was sent again,
+    whole, by the very next round, every check interval, for as long as something else kept
+    making new versions of it, with nothing said but one event per round. The study now waits
+    longer after each consecutive refusal (none after the first, then twice the check interval,
+    doubled each time, 5 minutes at most), the spool's other studies go meanwhile, and from the
+    fourth refusal on the gateway says what to check. Here a second gateway with the site's key
+    makes a new version of the study (a corrected copy of its own instance) right after every
+    read of this gateway's rounds."""
+    folder = next(f for f in sorted({p.parent for p in (corpus / "site_a").rglob("*.dcm") if "CDROM" not in p.parts})
+                  if len(list(f.glob("*.dcm"))) >= 3)
+    first, ours, theirs = sorted(folder.glob("*.dcm"))[:3]
+    elsewhere = next(p for p in radiographs(corpus)
+                     if pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID
+                     != pydicom.dcmread(ours, stop_before_pixels=True).StudyInstanceUID)
+    context = DeidContext(key=hashlib.sha256(b"keeps changing").digest(), site=SITE, review_pixels=False)
+    check = 20.0  # the loop's own rounds find nothing complete: the quiet period is an hour
+
+    def gateway_at(state: Path, client: CommonsClient) -> Gateway:
+        sender = commons_sender(client, state, server=sqlite_commons.url, project=PROJECT, site=SITE)
+        return Gateway(GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", quiet_seconds=3600,
+                                     check_seconds=check), sender)
+
+    other = gateway_at(tmp_path / "other", sqlite_commons.client(backoff=0.001))
+    changing: list[str] = []  # the study the other sender versions after each read of it
+    made: list[Path] = []
+
+    class Racing(CommonsClient):
+        def study_versions(self, study_uid: str, project: str) -> list[dict]:
+            versions = super().study_versions(study_uid, project)
+            if study_uid in changing:  # an instance more (a replaced one would not be the site's any more,
+                added = pydicom.dcmread(theirs)  # and the commons refuses the round: see the report)
+                added.SOPInstanceUID = added.file_meta.MediaStorageSOPInstanceUID = f"{added.SOPInstanceUID}.{len(made)}"
+                made.append(tmp_path / f"added{len(made)}.dcm")
+                added.save_as(made[-1])
+                store(other.config.port, [made[-1]])
+                assert other.flush(now=time.time() + 3601) is not None
+            return versions
+
+    gateway = gateway_at(tmp_path / "state", Racing(sqlite_commons.url, sqlite_commons.tokens["uploader"],
+                                                    backoff=0.001))
+    spool = tmp_path / "state" / "gateway"
+    rounds = []
+    gateway.start()
+    other.start()
+    try:
+        store(gateway.config.port, [first])
+        [study_uid] = [p.name for p in (spool / "spool").iterdir()]
+        assert gateway.flush(now=time.time() + 3601) is not None  # version 1: the commons holds the study
+        store(gateway.config.port, [ours])
+        changing.append(study_uid)
+        clock = time.time() + 3601
+        rounds.append(gateway.flush(now=clock))  # refused: the next round tries again
+        rounds.append(gateway.flush(now=clock))  # refused again: it waits 2 x 20 s
+        store(gateway.config.port, [elsewhere])
+        clock = time.time() + 3601
+        rounds.append(gateway.flush(now=clock))  # within the wait: only the other study goes
+        for wait in (41, 81, 161, 301):  # each refused again, after its wait
+            clock += wait + 5
+            assert gateway.flush(now=clock - 10) is None  # not yet: still waiting
+            rounds.append(gateway.flush(now=clock))
+        changing.clear()  # the other sender is stopped
+        clock += 301 + 5
+        rounds.append(gateway.flush(now=clock))
+    finally:
+        gateway.stop()
+        other.stop()
+    assert None not in rounds, (rounds, (spool / "events.jsonl").read_text())
+    statuses = [[(s["study_uid"] == study_uid, s["status"]) for s in r.receipt.studies] for r in rounds]
+    assert statuses == [[(True, "changed_since_read")]] * 2 + [[(False, "accepted")]] + [
+        [(True, "changed_since_read")]] * 4 + [[(True, "new_version")]], statuses
+    events = [json.loads(line) for line in (spool / "events.jsonl").read_text().splitlines()]
+    refused = [(e["refusals"], e["next_try"].split(",")[0]) for e in events if e["event"] == "changed_since_read"]
+    assert refused == [(1, "the next round"), (2, "in 40 s"), (3, "in 80 s"), (4, "in 160 s"), (5, "in 300 s"),
+                       (6, "in 300 s")], refused
+    warned = [e for e in events if e["event"] == "study_keeps_changing"]
+    assert [e["refusals"] for e in warned] == [4, 5, 6] and all(e["study"] == study_uid for e in warned), warned
+    assert "another sender" in warned[0]["check"] and "4 times in a row" in warned[0]["reason"], warned[0]
+    assert spooled_files(spool) == []
+    versions = sqlite_commons.client().study_versions(study_uid, PROJECT)
+    # what the gateway received and what the other sender added, all in the study's last version
+    assert [(v["version"], len(v["instances"])) for v in versions][-1] == (len(made) + 2, len(made) + 2), versions
+    assert {file_sha256(p) for p in (spool / "done" / study_uid).rglob("*.dcm")} < {
+        i["object_id"] for i in versions[-1]["instances"]}
+
+
 def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(
         key_file: Path, tmp_path: Path, sqlite_commons: Commons) -> None:
     """A wrong token was found only when the first study was sent, after the PACS had been told

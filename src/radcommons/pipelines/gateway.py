@@ -26,7 +26,12 @@
   study's base; should another sender (``radcommons contribute``, another gateway) make a new
   version of the study before the round's commit, the commons leaves that study as it is
   (``changed_since_read`` in the receipt) and the study stays in the spool: the next round reads
-  the new version and sends the study again with its instances.
+  the new version and sends the study again with its instances. Refused again, the study waits
+  longer before each new try (:meth:`Gateway.changed_delay`: twice the check interval, doubled
+  with each consecutive refusal, 5 minutes at most) while the spool's other studies go as they
+  complete, and from the :data:`REFUSALS_TO_WARN`-th consecutive refusal on the gateway says what
+  to check (``study_keeps_changing``). The count and wait are kept in memory: a restart forgets
+  them, and costs at most a few quick tries before the study waits again.
 
 Everything lives under ``<state dir>/gateway``; the spool holds only de-identified files.
 """
@@ -68,6 +73,11 @@ SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 NOT_AUTHORIZED = 0x0124  #: PS3.7 C.4.1.1.x "Refused: Not Authorized"
 OUT_OF_RESOURCES = 0xA700
+
+#: The longest wait between two tries: of a round that failed, and of a study the commons refused.
+MAX_WAIT = 300.0
+#: Consecutive ``changed_since_read`` refusals of one study from which the gateway says what to check.
+REFUSALS_TO_WARN = 4
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,12 @@ class Spool:
                 study.rmdir()
 
 
+def _next_try(delay: float) -> str:
+    """When the gateway tries again by itself, for the event log and the console."""
+    at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay)
+    return f"in {delay:.0f} s, at {at:%H:%M:%S} UTC, by itself"
+
+
 def _sending(path: Path) -> Path:
     """The name of the snapshot of a spool file that a round sends (a temporary name: one left by a
     crash is removed at the next start)."""
@@ -274,6 +290,8 @@ class Gateway:
         self._thread: threading.Thread | None = None
         self._announced: dict[str, float] = {}
         self._failed_round: list[str] = []  #: the studies of the round that failed (said once, not per retry)
+        #: study UID -> (consecutive changed_since_read refusals, time before which it is not sent again)
+        self._changing: dict[str, tuple[int, float]] = {}
         # Refuses a mismatched key at start. A patient the registry holds keeps its recorded date offset
         # (radcommons.deid.dates); none recorded later differs from the derived one, so binding once will do.
         with Registry(config.state_dir, self._fingerprint) as registry:
@@ -379,20 +397,28 @@ class Gateway:
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to the next send round: the check interval, doubled with each failure (5 min at most)."""
-        return self.config.check_seconds if not failures else min(300.0, self.config.check_seconds * 2**failures)
+        return self.config.check_seconds if not failures else min(MAX_WAIT, self.config.check_seconds * 2**failures)
+
+    def changed_delay(self, refusals: int) -> float:
+        """Seconds a study waits after its ``refusals``-th consecutive ``changed_since_read``: none after
+        the first (the next round reads the new version: a sender that raced this one once), then twice
+        the check interval, doubled with each refusal (5 min at most), as a failed round waits."""
+        return 0.0 if refusals <= 1 else self.retry_delay(refusals - 1)
 
     def _send_failed(self, error: Exception, delay: float) -> None:
         """Say what failed, how much waits and when the gateway tries again by itself (the error's own
         hint is for a command a person reruns: none is needed here)."""
         reason = error.message if isinstance(error, UserError) else str(error)
-        at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay)
         self._event("send_failed", reason=f"{type(error).__name__}: {reason}",
-                    waiting=f"{len(self.spool.studies())} stud(ies) in the spool",
-                    next_try=f"in {delay:.0f} s, at {at:%H:%M:%S} UTC, by itself")
+                    waiting=f"{len(self.spool.studies())} stud(ies) in the spool", next_try=_next_try(delay))
 
     def flush(self, now: float | None = None) -> Delivery | None:
         """Send the complete studies (if a sender is set) and move them to ``done/``."""
-        complete = self.spool.complete(self.config.quiet_seconds, now)
+        clock = time.time() if now is None else now
+        started = time.monotonic()
+        # a study the commons keeps refusing waits its turn; the others go as they complete
+        complete = [study for study in self.spool.complete(self.config.quiet_seconds, clock)
+                    if self._changing.get(study.name, (0, clock))[1] <= clock]
         if not complete:
             return None
         if self.sender is None:
@@ -428,12 +454,28 @@ class Gateway:
                 self.spool.keep(package)
             else:
                 self.spool.finish(package)
+                self._changing.pop(package.study_uid, None)
         self._event("sent", submission=delivery.submission.id, dataset=delivery.submission.dataset,
                     studies=[p.study_uid for p in packages if p.study_uid not in again],
                     counts=delivery.receipt.counts)
+        elapsed = time.monotonic() - started  # the wait counts from the end of the round
         for uid in sorted(again):
+            refusals = self._changing.get(uid, (0, 0.0))[0] + 1
+            delay = self.changed_delay(refusals)
+            self._changing[uid] = (refusals, clock + elapsed + delay if delay else clock)
+            next_try = "the next round, with the new version" if not delay else _next_try(delay)
             self._event(CHANGED_SINCE_READ, study=uid, reason=outcome[uid].get("reason"),
-                        submission=delivery.submission.id, next_try="the next round, with the new version")
+                        submission=delivery.submission.id, refusals=refusals, next_try=next_try)
+            if refusals >= REFUSALS_TO_WARN:
+                self._event(
+                    "study_keeps_changing", study=uid, refusals=refusals, next_try=next_try,
+                    reason=f"the commons refused this study {refusals} times in a row because it changed there "
+                           "after each round read it, so it stays in the spool",
+                    check="another sender of the site making new versions of the same study: a second gateway "
+                          "with its own --state-dir, or radcommons contribute run again and again on an export "
+                          "holding it; stop the other sender or let it finish (the study's versions and the "
+                          "submissions that made them are listed by GET /studies/UID/versions). The gateway "
+                          f"keeps trying, every {MAX_WAIT / 60:.0f} minutes at most")
         return delivery
 
 
