@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -409,6 +410,68 @@ def test_a_study_the_commons_keeps_refusing_waits_longer_each_time_and_the_other
     assert [(v["version"], len(v["instances"])) for v in versions][-1] == (len(made) + 2, len(made) + 2), versions
     assert {file_sha256(p) for p in (spool / "done" / study_uid).rglob("*.dcm")} < {
         i["object_id"] for i in versions[-1]["instances"]}
+
+
+def _in_own_mount_namespace() -> bool:
+    """Whether this machine lets a process mount a small file system of its own (unshare, nsenter)."""
+    return (shutil.which("nsenter") is not None and shutil.which("unshare") is not None
+            and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0)
+
+
+@pytest.mark.skipif(not _in_own_mount_namespace(), reason="needs unshare -m and nsenter (root) for a small tmpfs")
+def test_a_full_disk_is_said_in_one_line_and_does_not_end_the_sending(corpus: Path, key_file: Path,
+                                                                      tmp_path: Path) -> None:
+    """The gateway's state on a disk that fills up (a 2 MB tmpfs, filled, the event log too). An
+    instance that could not be spooled was answered A700, but the event said pydicom's traceback;
+    and the event log, once it could not grow, made each store fail with a traceback instead of
+    the answer, and ended the thread that sends studies: no study left the spool any more, until a
+    restart, with nothing said. Each now says in one line what failed and what to check, on the
+    console when the log cannot take it, and the gateway goes on trying to send."""
+    state, port = tmp_path / "state", free_port()
+    state.mkdir()
+    files = radiographs(corpus)
+    gateway = subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@"', str(state),
+         sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--port", str(port), "--host",
+         "127.0.0.1", "--site", "SITE_A", "--project", "P", "--key-file", str(key_file), "--state-dir", str(state),
+         "--quiet-seconds", "5", "--server", f"http://127.0.0.1:{free_port()}", "--token-file", str(key_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(gateway.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def until(text: str, count: int = 1) -> None:
+        deadline = time.time() + 60
+        while sum(text in line for line in list(lines)) < count:
+            assert time.time() < deadline and gateway.poll() is None, f"no {count} {text!r} within 60 s: {lines}"
+            time.sleep(0.2)
+
+    def inside(script: str) -> None:  # in the gateway's mount namespace, where the tmpfs is
+        subprocess.run(["nsenter", "-t", str(gateway.pid), "-m", sys.executable, "-c", script, str(state)],
+                       check=True, timeout=60)
+
+    try:
+        until("listening as")
+        store(port, files[:1])
+        # the disk fills up (something else of the machine), and the event log cannot grow either
+        inside("import sys, pathlib\nroot = pathlib.Path(sys.argv[1])\n"
+               "try:\n    open(root / 'filler', 'wb').write(bytes(4 << 20))\nexcept OSError:\n    pass\n"
+               "try:\n    with open(root / 'gateway' / 'events.jsonl', 'a') as log:\n        while True:\n"
+               "            log.write('{\"event\": \"padding\"}\\n'); log.flush()\nexcept OSError:\n    pass\n")
+        refused = subprocess.run(["storescu", "-v", "-aec", "RCGW", "127.0.0.1", str(port), str(files[1])],
+                                 capture_output=True, text=True, timeout=120)
+        until("spool_failed")
+        until("send_failed", 2)  # the sending thread goes on: rounds, each said (the commons is away too)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.wait(30)
+        reader.join(30)
+    output = "".join(lines)
+    assert refused.returncode != 0 and "Refused: OutOfResources" in refused.stdout + refused.stderr, refused
+    [failed] = [line for line in output.splitlines() if line.startswith("spool_failed:")]
+    assert "reason=No space left on device" in failed and "check=free space on the disk of" in failed, output
+    assert "not_logged=the event log could not be written: No space left on device" in failed, output
+    assert "Traceback" not in output, output
 
 
 def test_a_refused_token_stops_the_gateway_before_it_listens_and_an_absent_commons_does_not(

@@ -44,6 +44,7 @@ import ipaddress
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -261,6 +262,16 @@ class Spool:
                 study.rmdir()
 
 
+def _os_reason(error: BaseException) -> str:
+    """What failed on the disk, in one line: the operating system's reason and file (pydicom's writer
+    wraps the error in one whose message holds a traceback)."""
+    while isinstance(error.__cause__, OSError):
+        error = error.__cause__
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
 def _next_try(delay: float) -> str:
     """When the gateway tries again by itself, for the event log and the console."""
     at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay)
@@ -300,7 +311,12 @@ class Gateway:
     # ------------------------------------------------------------------ DIMSE
 
     def _event(self, name: str, **fields: Any) -> None:
-        self.spool.log(name, **fields)
+        try:
+            self.spool.log(name, **fields)
+        except OSError as error:
+            # a full or unwritable disk: said on the console, and neither the answer to the PACS nor
+            # the sending thread (which ended there, and no study left the spool any more) is lost
+            fields = {**fields, "not_logged": f"the event log could not be written: {_os_reason(error)}"}
         if self.on_event:
             self.on_event(name, fields)
 
@@ -348,8 +364,11 @@ class Gateway:
             replaced = self.spool.put(target, outcome.dataset, transfer_syntax)
             with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
                 registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
-        except OSError as error:
-            self._event("spool_failed", reason=str(error))
+        except (OSError, sqlite3.Error) as error:
+            # the reason alone (pydicom's writer puts a traceback in its message); the PACS sends again
+            self._event("spool_failed", reason=_os_reason(error), sop_instance_uid=received.get("sop_instance_uid", ""),
+                        answered="out of resources (A700): the PACS may send it again",
+                        check=f"free space on the disk of {self.spool.root} and that the gateway may write there")
             return OUT_OF_RESOURCES
         # a resend is said (the console shows it): the PACS's later copy is the one that leaves
         self._event("replaced" if replaced else "stored", study=uids["study"], sop=uids["sop"], **replaced)
@@ -393,7 +412,12 @@ class Gateway:
                 failures = 0
             except Exception as error:  # the commons being away must not stop the listener
                 failures += 1
-                self._send_failed(error, self.retry_delay(failures))
+                try:
+                    self._send_failed(error, self.retry_delay(failures))
+                except Exception as unsaid:  # noqa: BLE001 - nor one that cannot be said end the sending
+                    if self.on_event:
+                        self.on_event("send_failed", {"reason": f"{type(error).__name__}: {error}",
+                                                      "unsaid": f"{type(unsaid).__name__}: {unsaid}"})
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to the next send round: the check interval, doubled with each failure (5 min at most)."""
