@@ -173,6 +173,33 @@ def test_only_the_allowed_peers_may_store(corpus: Path, key_file: Path, tmp_path
     assert bad.returncode == 2 and "not an IP address" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
+def test_an_instance_of_a_sop_class_the_gateway_does_not_store_is_named_in_its_log(corpus: Path, key_file: Path,
+                                                                                tmp_path: Path) -> None:
+    """A PACS sending an instance of a SOP class the gateway does not store failed on its own side
+    ('No Acceptable Presentation Contexts') while the gateway's console and event log said nothing: the
+    administrator looking at the gateway saw no trace of it. The gateway now names the SOP classes
+    it did not accept, with the calling peer."""
+    odd = pydicom.dcmread(radiographs(corpus)[0])
+    # Ultrasound Image Storage (retired in 1996): dcmtk still sends it, pynetdicom does not list it
+    odd.SOPClassUID = odd.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6"
+    odd.save_as(tmp_path / "odd.dcm")
+    port, state = free_port(), tmp_path / "state"
+    gateway = start_gateway(port, key_file, state, 60.0)
+    try:
+        sent = subprocess.run(["storescu", "-R", "-aet", "PACS1", "-aec", "RCGW", "127.0.0.1", str(port),
+                               str(tmp_path / "odd.dcm")], capture_output=True, text=True, timeout=120)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        output, _ = gateway.communicate(timeout=30)
+    assert sent.returncode != 0 and "No Acceptable Presentation Contexts" in sent.stdout + sent.stderr, sent
+    events = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()]
+    [refused] = [e for e in events if e["event"] == "not_accepted"]
+    assert refused["calling_ae"] == "PACS1" and refused["offered"] == [
+        "1.2.840.10008.5.1.4.1.1.6 (Ultrasound Image Storage)"], refused
+    assert "not_accepted:" in output and "does not store" in output, output
+    assert spooled_files(state / "gateway") == []
+
+
 def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path,
                                                                 sqlite_commons: Commons) -> None:
     state = tmp_path / "state"

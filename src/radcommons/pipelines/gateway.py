@@ -74,6 +74,8 @@ SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 NOT_AUTHORIZED = 0x0124  #: PS3.7 C.4.1.1.x "Refused: Not Authorized"
 OUT_OF_RESOURCES = 0xA700
+#: A-ASSOCIATE-AC presentation context result (PS3.8 Table 9-18): abstract syntax not supported.
+_ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 
 #: The longest wait between two tries: of a round that failed, and of a study the commons refused.
 MAX_WAIT = 300.0
@@ -332,6 +334,19 @@ class Gateway:
                     calling_ae=title, address=address)
         return True
 
+    def handle_accepted(self, event) -> None:
+        """Say which SOP classes (or transfer syntaxes) a peer offered that the gateway does not take:
+        the PACS's instances of them fail on its side (no acceptable presentation context), and the gateway's
+        log said nothing of them."""
+        refused = sorted({f"{cx.abstract_syntax} ({cx.abstract_syntax.name})"
+                          + ("" if cx.result == _ABSTRACT_SYNTAX_NOT_SUPPORTED else ": none of its transfer syntaxes")
+                          for cx in event.assoc.rejected_contexts if cx.abstract_syntax})
+        if refused:
+            requestor = event.assoc.requestor
+            self._event("not_accepted", calling_ae=str(requestor.ae_title).strip(), address=str(requestor.address),
+                        offered=refused, reason="the gateway does not store these: the peer cannot send "
+                        "instances of them here (its side finds no acceptable presentation context)")
+
     def handle_echo(self, event) -> int:
         return NOT_AUTHORIZED if self._refused(event) else SUCCESS
 
@@ -387,7 +402,8 @@ class Gateway:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.maximum_pdu_size = 0  # no limit: faster for large images
-        handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store)]
+        handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
+                    (evt.EVT_ACCEPTED, self.handle_accepted)]
         try:
             self._server = ae.start_server((self.config.host, self.config.port), block=False,
                                            evt_handlers=handlers)
