@@ -83,14 +83,18 @@ def test_gateway_uploads_into_a_running_commons(corpus: Path, key_file: Path, tm
         gateway, port = _start_gateway(commons, key_file, state, _upload_token(commons, tmp_path))
         try:
             store(port, files)
-            found = _receipts(gateway, state, 1)
+            # a loaded machine may take more than the quiet period between two instances of a study:
+            # its later ones then go with the next round
+            receipts: list[dict] = []
+            while sum(r["counts"]["instances"]["indexed"] for r in receipts) < len(files):
+                receipts = [json.loads(path.read_text())["receipt"]
+                            for path in _receipts(gateway, state, len(receipts) + 1)]
         finally:
             _stop(gateway)
     finally:
         commons.stop()
-    receipt = json.loads(found[0].read_text())["receipt"]
-    assert receipt["status"] == "committed", receipt
-    assert receipt["counts"]["instances"]["indexed"] == len(files), receipt["counts"]
+    assert all(receipt["status"] == "committed" for receipt in receipts), receipts
+    assert sum(r["counts"]["instances"]["indexed"] for r in receipts) == len(files), receipts
 
     # The commons indexed every instance, under the site's pseudonyms, not the PACS's identifiers.
     mrns = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientID) for p in files}
