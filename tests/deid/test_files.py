@@ -35,7 +35,9 @@ def test_samples_header_only_valid_and_clean(tmp_path, name, context):
     new_errors = dciodvfy_errors(output) - dciodvfy_errors(source)
     assert not new_errors, new_errors
     ds = pydicom.dcmread(output)
-    assert check_deidentified(ds) == []
+    # Secondary Captures: ``context`` skips the pixel cleaner (review_pixels=False), so 113101 is not
+    # claimed and the commons' gate holds them for burned-in text; nothing else is found.
+    assert [f.code for f in check_deidentified(ds)] == ["pixels-not-cleaned"]
     raw = output.read_bytes()
     for phi in (b"SIMPSON", b"00007041776", b"999887722", b"SPRINGFIELD", b"HIBBARD", b"SGHCT01A",
                 b"11223", b"M1212121", b"Evergreen", b"20200704", b"RIVERIA"):

@@ -22,8 +22,24 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
   enclosing sequences) where TCIA reviewed them (the engine's rule,
   :func:`~radcommons.deid.safe_private.disposition_in_context`), and only when 113111 is
   claimed;
-* every instance UID (incl. File Meta) in ``2.25.<integer>`` form;
-* Burned In Annotation not YES.
+* every instance UID (incl. File Meta) in ``2.25.<integer>`` form, and File Meta's Media Storage
+  SOP Instance UID equal to the SOP Instance UID (a File Meta left as it was keeps the original);
+  no File Meta Private Information (0002,0102);
+* every attribute Table E.1-1 removes (Basic Profile action X: Other Patient IDs, Issuer of Patient
+  ID, Patient's Address, Birth Time, Icon Image Sequence, Digital Signatures, overlay and curve
+  data...) holds no value, wherever it occurs, unless a claimed option keeps or cleans it;
+* content the gate cannot read holds nothing: an Encapsulated Document (PDF, CDA), a Content
+  Sequence unless 113104 (Clean Structured Content) is claimed, graphic text objects unless 113103
+  (Clean Graphics) is, an overlay in the pixel data's high bits; Recognizable Visual Features not YES;
+* an element whose VR in the file is not the dictionary's (Patient's Name written as LO or OB) is
+  judged as the dictionary's VR, and quarantined when it cannot be read so;
+* Burned In Annotation not YES, and an image with a burned-in text risk (the engine's header
+  triage, :func:`~radcommons.deid.engine.pixel_review`: modality US/SC/OT..., screen captures,
+  derived images) claims 113101 (Clean Pixel Data).
+
+Findings name the element (its path) and what is wrong, not its value: the reason reaches the
+sender's receipt, the curator's listing and operators' consoles; the quarantined file holds the
+value for a curator who needs it. (A non-2.25 UID is shown by its first components only.)
 """
 
 from __future__ import annotations
@@ -32,8 +48,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
@@ -46,9 +62,10 @@ from radcommons.deid.safe_private import (
     load_allow_list,
     sequence_signature,
 )
-from radcommons.deid.table import DUMMY_TEXT
+from radcommons.deid.engine import pixel_review
+from radcommons.deid.table import DUMMY_TEXT, OPTIONS, load_table
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
-from radcommons.dicom.elements import string_values
+from radcommons.dicom.elements import PIXEL_TAGS, string_values
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 #: attributes whose values are pseudonyms or codes, not free text
@@ -76,6 +93,18 @@ _REMOVED_UNLESS = {
 _DUMMIES = frozenset({DUMMY_TEXT, "ANONYMOUS", "ANONYMISED", "REMOVED", "DEIDENTIFIED", "DE-IDENTIFIED"})
 #: Patient's Age (AS) above this many years is not the over-89 category
 _AGE_CAP_YEARS = 90
+#: CID 7050 code -> option column name of Table E.1-1
+_OPTION_OF_CODE = {code: name for name, (_, code, _) in OPTIONS.items()}
+#: content the gate cannot read (free text in a document, structured content, graphics), by tag: the
+#: CID 7050 code of the option that cleans it ("" none: always quarantined), and what it is
+_UNREADABLE = {
+    0x00420011: ("", "an encapsulated document (PDF, CDA) whose text the gate cannot check"),
+    0x0040A730: ("113104", "a Content Sequence (structured free text) without Clean Structured Content (113104)"),
+    0x00700008: ("113103", "graphic text objects without Clean Graphics (113103)"),
+}
+#: VRs the walk judges; an element written with another VR where the dictionary has one of these
+#: is read as the dictionary's VR
+_JUDGED_VRS = frozenset({"SQ", "UI", "AS", *_TEXT_VRS, *("DA", "DT")})
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,8 @@ _SEQUENCE_KEY_MAX = 64 * 1024
 _PLAIN_VRS = frozenset({"CS", "LO", "SH", "DA"})
 _METHOD_CODE_SEQUENCE = 0x00120064
 _DATE_VRS = frozenset({"DA", "DT"})
+#: an Item tag (FFFE,E000), little endian: how a sequence's bytes start
+_ITEM_LE = b"\xfe\xff\x00\xe0"
 
 
 def _has_value(element: DataElement | RawDataElement) -> bool:
@@ -161,6 +192,72 @@ def _method_codes(ds: Dataset) -> frozenset[str]:
     return codes
 
 
+@lru_cache(maxsize=64)
+def _removed(codes: frozenset[str]) -> tuple[frozenset[str], frozenset[int]]:
+    """What must hold no value given the claimed ``codes``: keywords whose text values are judged by
+    :func:`_value_verdicts` (a dummy passes) and tags judged by presence of a value (any VR).
+
+    Table E.1-1 rows whose Basic Profile action is X, unless a claimed option's cell keeps or cleans
+    them (K, C...); Institution Name, Address, Department and Station Name unless their retain
+    option is claimed; the content the gate cannot read (:data:`_UNREADABLE`) unless its option is.
+    """
+    options = {_OPTION_OF_CODE[code] for code in codes if code in _OPTION_OF_CODE}
+    keywords = {keyword for keyword, kept_by in _REMOVED_UNLESS.items() if kept_by not in codes}
+    tags = {tag for tag, (kept_by, _) in _UNREADABLE.items() if not kept_by or kept_by not in codes}
+    for row in load_table().rows:
+        if row.basic != "X" or row.tag_int is None:
+            continue
+        if any(row.options.get(option, "X") not in ("", "X") for option in options):
+            continue
+        keywords.add(_keyword(row.tag_int))
+        tags.add(row.tag_int)
+    return frozenset(keywords), frozenset(tags)
+
+
+def _repeating_removed(tag: int, codes_graphics: bool) -> bool:
+    """Curve data (50xx,eeee) and overlay data and comments (60xx,3000/4000): removed (X) unless
+    Clean Graphics (113103) is claimed."""
+    group = tag >> 16
+    if codes_graphics or group & 1:
+        return False
+    return 0x5000 <= group <= 0x501E or (0x6000 <= group <= 0x601E and tag & 0xFFFF in (0x3000, 0x4000))
+
+
+def _holds_value(ds: Dataset, element: DataElement | RawDataElement) -> bool:
+    """Whether an element holds anything (bytes less padding, items, a non-blank value)."""
+    value = element.value
+    if element.VR == "SQ":
+        return bool(ds[element.tag].value) if isinstance(element, RawDataElement) and value else bool(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bool(bytes(value).strip(b" \0"))
+    return any(str(v).strip() for v in string_values(value))
+
+
+#: :func:`_dictionary_vr` by tag (a plain dict: looked up for every element of every header)
+_DICTIONARY_VRS: dict[int, str] = {}
+
+
+def _dictionary_vr(tag: int) -> str:
+    """The VR the dictionary gives a public tag when the walk judges that VR (``""`` otherwise:
+    unknown, one of several, or a VR no check reads)."""
+    vr = _DICTIONARY_VRS.get(tag)
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = ""
+        vr = vr if vr in _JUDGED_VRS else ""
+        _remember(_DICTIONARY_VRS, tag, vr)
+    return vr
+
+
+def _uid_shown(uid: str) -> str:
+    """A UID as a finding shows it: its first four components (the organisation's root tells the
+    curator which device or tool wrote it; the rest may encode dates, serials or record numbers)."""
+    parts = uid.split(".")
+    return uid if len(parts) <= 4 else ".".join(parts[:4]) + ".…"
+
+
 def _path(prefix: str, tag: int) -> str:
     """``(gggg,eeee)`` after its sequence prefix; only built for findings and sequences."""
     return f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
@@ -199,7 +296,7 @@ def _uid_verdicts(keyword: str, uids: list[str]) -> tuple[tuple[str, str], ...]:
     """UID findings: every UID that is not a registry UID must be in ``2.25.<integer>`` form."""
     if keyword in CLASS_UID_KEYWORDS:
         return ()
-    return tuple(("uid-form", f"{uid} is not a 2.25 UID") for uid in uids
+    return tuple(("uid-form", f"{_uid_shown(uid)} is not a 2.25 UID") for uid in uids
                  if uid and not is_well_known(uid) and not is_deidentified_uid(uid))
 
 
@@ -242,7 +339,8 @@ def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudon
         problems = (patient_id_problem(text) for text in string_values(value))
         return tuple(("patient-id", problem) for problem in problems if problem)
     if keyword in removed:
-        return tuple(("not-removed", f"{keyword} holds a value; the Basic Profile removes it or writes a dummy")
+        how = "removes it or writes a dummy" if keyword in _REMOVED_UNLESS else "removes it"
+        return tuple(("not-removed", f"{keyword} holds a value; the Basic Profile {how}")
                      for text in string_values(value) if text.strip() and text.strip().upper() not in _DUMMIES)
     if keyword == "PatientAge":
         return tuple(("age-over-89", f"Patient's Age {text} is over 89 and not the {_AGE_CAP_YEARS:03d}Y category")
@@ -267,16 +365,19 @@ class _Walk:
     Only values a check reads are looked at (text, PN, UI, and sequences to descend): a text
     value is decoded only the first time its bytes are seen (:data:`_VERDICTS`), a UID is read
     from its bytes, and numbers, most of a header, are never decoded. An element whose VR the
-    file does not give (implicit VR, UN) is converted to learn it.
+    file does not give (implicit VR, UN) is converted to learn it, and one whose VR is not the
+    dictionary's is read as the dictionary's VR.
     """
 
-    def __init__(self, allow: AllowList, pseudonym: str, removed: frozenset[str] = frozenset(),
-                 dates_kept: bool = True) -> None:
+    def __init__(self, allow: AllowList, pseudonym: str, codes: frozenset[str]) -> None:
         self.allow = allow
         self.pseudonym = pseudonym
-        #: keywords that must be empty or a dummy; whether dates may hold values (113107 claimed)
-        self.removed = removed
-        self.dates_kept = dates_kept
+        self.codes = codes
+        #: keywords that must be empty or a dummy, tags that must hold no value (:func:`_removed`)
+        self.removed, self.removed_tags = _removed(codes)
+        #: whether dates may hold values (113107 claimed); curves and overlays may (113103)
+        self.dates_kept = "113107" in codes
+        self.graphics_cleaned = "113103" in codes
         self.findings: list[Finding] = []
 
     def dataset(self, ds: Dataset, prefix: str, context: tuple[str, ...]) -> None:
@@ -285,22 +386,44 @@ class _Walk:
         creators: dict[tuple[int, int], str | None] = {}
         for element in ds.elements():
             tag = element.tag
+            number = int(tag)  # plain int keys: a BaseTag compares in Python in every cache lookup
+            group = number >> 16
             vr = element.VR
+            private = group & 1 == 1
             if vr is None or vr == "UN":
                 element = ds[tag]
                 vr = element.VR
-            private = tag.group & 1 == 1
+            elif not private:
+                expected = _dictionary_vr(number)
+                if expected and expected != vr:
+                    element = self._as_dictionary_vr(ds, element, prefix)
+                    if element is None:
+                        continue
+                    vr = element.VR
             creator: str | None = None
             if private:
                 creator = self._private(ds, tag, prefix, context, creators)
+            elif (number in self.removed_tags or (0x5000 <= group <= 0x601E and _repeating_removed(
+                    number, self.graphics_cleaned))) and (vr not in _TEXT_VRS or _keyword(number) not in self.removed) \
+                    and _holds_value(ds, element):
+                self.findings.append(Finding("not-removed", _path(prefix, tag), self._removed_message(number)))
+                if vr != "SQ":
+                    continue
+            elif 0x6000 <= group <= 0x601E and number & 0xFFFF == 0x0102 and not prefix \
+                    and (number & 0xFFFF0000 | 0x3000) not in ds and _holds_value(ds, element) and ds[tag].value:
+                self.findings.append(Finding(
+                    "overlay-in-pixels", _path(prefix, tag), "an overlay in the pixel data's high bits (Overlay "
+                    "Bit Position not 0, no Overlay Data): whatever it draws is in the pixels, which the gate "
+                    "cannot check"))
             if vr == "SQ":
                 if isinstance(element, RawDataElement) and element.value \
                         and len(element.value) <= _SEQUENCE_KEY_MAX:
                     if not charset:
                         charset = repr(ds._character_set)
                     self._raw_sequence(ds, element, prefix, context, creator, private, charset)
-                else:
-                    self._sequence(ds[tag], prefix, context, creator, private)
+                else:  # decoded, or read as the dictionary's VR (ds[tag] has the file's)
+                    self._sequence(element if isinstance(element, DataElement) else ds[tag], prefix, context,
+                                   creator, private)
             elif vr in _DATE_VRS:
                 if not self.dates_kept and _has_value(element):
                     self.findings.append(Finding("dates-not-shifted", _path(prefix, tag),
@@ -311,8 +434,10 @@ class _Walk:
                         charset = repr(ds._character_set)
                     verdicts = self._raw_verdicts(ds, element, vr, private, charset)
                 else:
-                    verdicts = _value_verdicts(_keyword(tag), vr, private, element.value, self.pseudonym,
-                                               self.removed)
+                    value = element.value
+                    if isinstance(value, (bytes, bytearray)):  # built in memory with another VR
+                        value = bytes(value).decode("latin-1").rstrip("\0 ")
+                    verdicts = _value_verdicts(_keyword(tag), vr, private, value, self.pseudonym, self.removed)
                 for code, message in verdicts:
                     self.findings.append(Finding(code, _path(prefix, tag), message))
 
@@ -331,14 +456,42 @@ class _Walk:
             _remember(_VERDICTS, key, verdicts)
         return verdicts
 
+    def _removed_message(self, tag: int) -> str:
+        """Why an element that must hold no value is a finding."""
+        if tag in _UNREADABLE:
+            return f"{_UNREADABLE[tag][1]}: the gate cannot verify it holds no identifiers"
+        name = _keyword(tag) or ("curve data" if tag >> 16 < 0x6000 else "overlay data")
+        return f"{name} holds a value; the Basic Profile removes it"
+
+    def _as_dictionary_vr(self, ds: Dataset, element: DataElement | RawDataElement, prefix: str
+                          ) -> DataElement | RawDataElement | None:
+        """``element`` read as the VR the dictionary gives its tag (a name written as LO or OB is
+        still a name), or ``None`` with a finding when its value cannot be read so."""
+        expected = _dictionary_vr(element.tag)
+        try:
+            if isinstance(element, RawDataElement):
+                read = convert_raw_data_element(element._replace(VR=expected), encoding=ds._character_set, ds=ds)
+            else:
+                read = DataElement(element.tag, expected, element.value)
+            if expected == "SQ" and (
+                    not all(isinstance(item, Dataset) for item in read.value or [])
+                    or isinstance(element.value, bytes) and element.value and element.value[:4] != _ITEM_LE):
+                raise ValueError("not a sequence of items")  # pydicom reads any bytes as some items
+            return read
+        except Exception:  # bytes that are no value of that VR: nobody can say what they hold
+            self.findings.append(Finding(
+                "wrong-vr", _path(prefix, element.tag),
+                f"written with VR {element.VR} where the standard has {expected}, and unreadable as {expected}"))
+            return None
+
     def _raw_sequence(self, ds: Dataset, raw: RawDataElement, prefix: str, context: tuple[str, ...],
                       creator: str | None, private: bool, charset: str) -> None:
         """A sequence not yet decoded: its findings from :data:`_SEQUENCES`, or from a walk of its items."""
         key = (int(raw.tag), bytes(raw.value), charset, self.pseudonym, context, creator, bool(self.allow),
-               self.removed, self.dates_kept)
+               self.codes)
         found = _SEQUENCES.get(key)
         if found is None:
-            inner = _Walk(self.allow, self.pseudonym, self.removed, self.dates_kept)
+            inner = _Walk(self.allow, self.pseudonym, self.codes)
             inner._sequence(ds[raw.tag], "", context, creator, private)
             found = tuple((f.code, f.path, f.message) for f in inner.findings)
             _remember(_SEQUENCES, key, found)
@@ -377,6 +530,54 @@ class _Walk:
             self.dataset(item, f"{path}[{index}].", inner)
 
 
+#: :func:`~radcommons.deid.engine.pixel_review` verdicts by the undecoded values it reads
+_TRIAGE: dict[tuple, tuple[bool, str]] = {}
+_TRIAGE_KEYWORDS = ("Modality", "SOPClassUID", "ImageType", "BurnedInAnnotation")
+_IMAGE_TAGS = (0x00280010, *PIXEL_TAGS)
+
+
+def _pixel_triage(ds: Dataset) -> tuple[bool, str]:
+    """Whether the image is likely to carry burned-in text, and why: the engine's header triage
+    (:func:`~radcommons.deid.engine.pixel_review`), which decodes four attributes, remembered by
+    their bytes (a series repeats them)."""
+    if not any(tag in ds for tag in _IMAGE_TAGS):
+        return False, "no pixel data"
+    items = [ds.get_item(_tag(keyword)) for keyword in _TRIAGE_KEYWORDS]
+    if not all(item is None or isinstance(item, RawDataElement) for item in items):
+        return pixel_review(ds)
+    key = (repr(ds._character_set), *((item.VR, bytes(item.value or b"")) if item is not None else None
+                                      for item in items))
+    verdict = _TRIAGE.get(key)
+    if verdict is None:
+        verdict = pixel_review(ds)
+        _remember(_TRIAGE, key, verdict)
+    return verdict
+
+
+def _meta_findings(ds: Dataset, meta: Dataset) -> list[Finding]:
+    """File Meta Information rewritten: its instance UID in 2.25 form and the dataset's own, no
+    private information (the de-identifier rewrites the File Meta, PS3.15 E.1.1)."""
+    found = []
+    uid = _plain_uid(meta, "MediaStorageSOPInstanceUID")
+    if uid and not is_deidentified_uid(uid):
+        found.append(Finding("uid-form", "(0002,0003)", f"{_uid_shown(uid)} is not a 2.25 UID"))
+    elif uid and uid != _plain_uid(ds, "SOPInstanceUID"):
+        found.append(Finding("meta-uid", "(0002,0003)", "Media Storage SOP Instance UID is not the SOP Instance UID "
+                             "(0008,0018): the File Meta Information was not rewritten with the dataset"))
+    if any(_holds_value(meta, meta.get_item(tag)) for tag in (0x00020100, 0x00020102) if tag in meta):
+        found.append(Finding("private", "(0002,0102)", "File Meta Private Information is present"))
+    return found
+
+
+def _plain_uid(ds: Dataset, keyword: str) -> str:
+    """One UID value as pydicom reads it (from the bytes when undecoded)."""
+    item = ds.get_item(_tag(keyword))
+    if isinstance(item, RawDataElement):
+        values = _raw_uids(item.value)
+        return values[0] if len(values) == 1 else "\\".join(values)
+    return "\\".join(string_values(item.value)) if item is not None else ""
+
+
 def check_deidentified(ds: Dataset) -> list[Finding]:
     """Everything in ``ds`` that says it is not (properly) de-identified; ``[]`` if clean."""
     findings: list[Finding] = []
@@ -398,20 +599,25 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
         )
     if _plain(ds, "BurnedInAnnotation").upper() == "YES":
         findings.append(Finding("burned-in", "(0028,0301)", "Burned In Annotation is YES"))
+    elif "113101" not in codes:
+        needs_cleaning, why = _pixel_triage(ds)
+        if needs_cleaning:
+            findings.append(Finding("pixels-not-cleaned", "(7FE0,0010)",
+                                    f"burned-in text is likely ({why}) but Clean Pixel Data (113101) is not claimed"))
+    if _plain(ds, "RecognizableVisualFeatures").upper() == "YES" and "113102" not in codes:
+        findings.append(Finding("visual-features", "(0028,0302)", "Recognizable Visual Features is YES and Clean "
+                                "Recognizable Visual Features (113102) is not claimed"))
     if _plain(ds, "PatientBirthDate"):
         findings.append(Finding("birth-date", "(0010,0030)", "Patient's Birth Date is not empty"))
     pseudonym = _plain(ds, "PatientID")
     if patient_id_problem(pseudonym):
         pseudonym = ""  # not a pseudonym: Patient's Name equal to it is a name like any other
     allow = load_allow_list() if "113111" in codes else {}
-    removed = frozenset(keyword for keyword, kept_by in _REMOVED_UNLESS.items() if kept_by not in codes)
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
-        if uid and not is_deidentified_uid(uid):
-            findings.append(Finding("uid-form", "(0002,0003)", f"{uid} is not a 2.25 UID"))
+        findings.extend(_meta_findings(ds, meta))
 
-    walk = _Walk(allow, pseudonym, removed, dates_kept="113107" in codes)
+    walk = _Walk(allow, pseudonym, codes)
     walk.dataset(ds, "", ())
     return findings + walk.findings

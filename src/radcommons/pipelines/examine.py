@@ -21,6 +21,8 @@ from typing import IO, Any, BinaryIO, Iterable
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.archives import is_archive
@@ -35,8 +37,17 @@ Gate = Callable[[pydicom.Dataset], list[Finding]]
 
 
 def deid_gate(ds: pydicom.Dataset) -> list[Finding]:
-    """The verification gate of the commons: the de-identification checker, run on every instance."""
-    return check_deidentified(ds)
+    """The verification gate of the commons: the de-identification checker, run on every instance.
+
+    A header the checker cannot read through (a value pydicom refuses to decode) is quarantined,
+    kept for a curator, rather than failing the whole run; the reason names the error's kind, not
+    the value.
+    """
+    try:
+        return check_deidentified(ds)
+    except Exception as error:  # a defect of the checker or a header nobody foresaw: hold, never publish
+        return [Finding("gate-error", "(dataset)", f"the verification gate could not read this header "
+                        f"({type(error).__name__}); a curator must inspect it (report it to the RadCommons developers)")]
 
 
 @dataclass(frozen=True)
@@ -57,17 +68,43 @@ class Examined:
         return self.fields.study["study_uid"] if self.fields else ""
 
 
-def _pixels_problem(fp: IO[bytes], start: int | None, size: int, implicit: bool, little: bool, *, image: bool) -> str:
+#: Elements after the pixel data (digital signatures, private groups 7FE1-FFFF, padding) are read
+#: for the gate up to this many bytes; a file with more is rejected.
+TRAILING_MAX = 8 * 1024 * 1024
+
+
+def _pixels_problem(fp: IO[bytes], start: int | None, size: int, implicit: bool, little: bool, *, image: bool
+                    ) -> tuple[str, int]:
     """Why the pixel data that starts at ``start`` is cut short or missing from an ``image``
-    ("" when it is whole): a header reads well from a file whose transfer was interrupted, so
-    the pixel data's length is checked against the file's (only item headers are read;
-    nothing is decoded)."""
+    ("" when it is whole), and where the elements after it start (``size``: none): a header
+    reads well from a file whose transfer was interrupted, so the pixel data's length is checked
+    against the file's (only item headers are read; nothing is decoded)."""
     try:
-        span = pixel_span(fp, start, size, implicit, little)[0] if start is not None else None
+        span, after = pixel_span(fp, start, size, implicit, little) if start is not None else (None, size)
     except PixelDataError as error:
-        return f"{error}: the file was cut short (an interrupted copy or transfer); send it again whole"
+        return f"{error}: the file was cut short (an interrupted copy or transfer); send it again whole", size
     if span is None and image:
-        return "truncated: image attributes present but no Pixel Data; send the file again whole"
+        return "truncated: image attributes present but no Pixel Data; send the file again whole", size
+    return "", after
+
+
+def _add_trailing(ds: pydicom.Dataset, fp: IO[bytes], after: int, size: int, implicit: bool, little: bool) -> str:
+    """Add the top-level elements that follow the pixel data (from ``after`` to the end of the
+    file) to the header, so that the gate sees them too: a header read up to Pixel Data misses
+    digital signatures and private groups above 7FE0. Returns why they cannot be read ("": read)."""
+    if after >= size:
+        return ""
+    if size - after > TRAILING_MAX:
+        return (f"{size - after} bytes of elements after the Pixel Data (more than {TRAILING_MAX}): the "
+                "verification gate cannot check them; remove them and send the file again")
+    fp.seek(after)
+    try:
+        trailing = read_dataset(DicomBytesIO(fp.read(size - after)), implicit, little)
+    except Exception as error:  # pydicom's reader raises many kinds on damaged bytes
+        return (f"unreadable elements after the Pixel Data ({type(error).__name__}: {error}); "
+                "the verification gate cannot check them: send the file again whole")
+    for element in trailing.elements():
+        ds[element.tag] = element
     return ""
 
 
@@ -82,7 +119,8 @@ def _read_plain(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | None:
         return None
     if head.native_pixels() is not None:  # the common case, known from the bytes already read
         return ds, ""
-    return ds, _pixels_problem(fp, head.pixel_start, size, head.implicit_vr, True, image="Rows" in ds)
+    problem, after = _pixels_problem(fp, head.pixel_start, size, head.implicit_vr, True, image="Rows" in ds)
+    return ds, problem or _add_trailing(ds, fp, after, size, head.implicit_vr, True)
 
 
 def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
@@ -99,8 +137,10 @@ def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
             return f"unreadable or truncated DICOM: {error}"
         implicit, little = ds.original_encoding
         syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
-        problem = "" if syntax == DeflatedExplicitVRLittleEndian or implicit is None else _pixels_problem(
-            fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
+        problem = ""
+        if syntax != DeflatedExplicitVRLittleEndian and implicit is not None:
+            problem, after = _pixels_problem(fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
+            problem = problem or _add_trailing(ds, fp, after, size, bool(implicit), bool(little))
     if problem:
         return problem
     cut = cut_short_element(ds)
