@@ -37,6 +37,7 @@ from radcommons.client.errors import (
     CommonsError,
     ConflictError,
     ConnectionFailedError,
+    InvalidRequestError,
     ServerError,
     TokenFileError,
     error_for,
@@ -56,6 +57,8 @@ BATCH_MEDIA_TYPE = "application/x.radcommons-file-batch"
 #: The most files :meth:`CommonsClient.upload_batch` sends in one request (the server takes 1,000).
 BATCH_FILES = 500
 _RETRY_STATUSES = frozenset({429, 502, 503, 504, 500})
+#: The smallest request body the client shrinks its chunks to when a proxy on the way answers 413.
+MIN_CHUNK_SIZE = 64 * 1024
 _MAX_BACKOFF = 30.0
 
 #: ``progress(bytes_done, total_bytes)`` during an upload.
@@ -377,6 +380,10 @@ class CommonsClient:
                         offset, complete = self.upload_offset(submission_id, digest)
                         continue
                     raise
+                except InvalidRequestError as error:
+                    if not self._shrink_after(error, length):
+                        raise
+                    continue  # the proxy let nothing through: the same offset, a smaller chunk
                 except (ServerError, ConnectionFailedError):
                     failures += 1
                     if failures >= self.retries:
@@ -425,11 +432,35 @@ class CommonsClient:
             except CommonsError as error:
                 if error.status in (404, 405) and error.code in ("not_found", "method_not_allowed"):
                     self._batches = False
+                elif isinstance(error, InvalidRequestError):
+                    # each file alone then, in chunks that pass (or a clear error if none does)
+                    if not self._shrink_after(error, int(headers["Content-Length"])):
+                        raise
                 elif not isinstance(error, (ServerError, ConnectionFailedError)):
                     raise
         return [UploadResult(digest, size, size, False) if digest in stored
                 else self.upload_file(submission_id, path, sha256=digest)
                 for path, digest, size in items]
+
+    def _shrink_after(self, error: InvalidRequestError, sent: int) -> bool:
+        """After a 413 that a proxy on the way answered (not the commons: its refusals carry a
+        JSON error of their own), send smaller requests from now on; True when they may pass.
+
+        A site behind a proxy with a small body limit (nginx allows 1 MB unless told otherwise)
+        had every request of a file of more than that refused, and the run failed on the first
+        one; it now goes on in smaller chunks, and only a proxy that refuses even
+        :data:`MIN_CHUNK_SIZE` bytes ends the run, with what to ask of the operators."""
+        if error.status != 413 or error.code != "http_413":
+            return False
+        if sent <= MIN_CHUNK_SIZE:
+            raise InvalidRequestError(
+                f"a proxy between this site and the commons at {self.url} refuses requests of {sent} bytes "
+                "(HTTP 413, request entity too large)",
+                f"ask the commons' operators to let requests of {DEFAULT_CHUNK_SIZE // (1024 * 1024)} MiB through "
+                "(nginx: client_max_body_size 64m); then run the same command again: it resumes where it stopped",
+                status=413, code=error.code, detail=error.detail) from error
+        self.chunk_size = max(MIN_CHUNK_SIZE, min(self.chunk_size, sent // 2))
+        return True
 
     def put_study_manifest(self, submission_id: int, study_uid: str,
                            files: Iterable[ManifestEntry | Mapping[str, Any]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from radcommons.errors import UserError
@@ -62,14 +63,28 @@ _BY_STATUS: dict[int, type[CommonsError]] = {
 }
 
 
+#: Hints for a refusal without the commons' own JSON error (from a proxy on the way, say).
+_HINTS = {
+    413: "the request was too large for the commons or a proxy on the way: tell the commons' operators",
+    507: "the commons has no space left to store the upload: tell its operators",
+}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return f" ({HTTPStatus(status).phrase})"
+    except ValueError:
+        return ""
+
+
 def error_for(status: int, body: Any, url: str) -> CommonsError:
     """The exception for an error response ``status`` with JSON ``body`` (any shape) from ``url``."""
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         error = {}
     code = str(error.get("code") or f"http_{status}")
-    message = str(error.get("message") or f"the commons answered HTTP {status} for {url}")
-    hint = str(error.get("hint") or "")
+    message = str(error.get("message") or f"the commons answered HTTP {status}{_phrase(status)} for {url}")
+    hint = str(error.get("hint") or _HINTS.get(status, ""))
     fields = error.get("fields")
     if isinstance(fields, list) and fields:
         # What the message already says is not repeated ("invalid request: body.format: body.format: ...").

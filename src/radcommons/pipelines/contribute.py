@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radcommons.client import CommonsClient
+from radcommons.client import AuthenticationError, CommonsClient, ServerError
 from radcommons.clinical import (
     ERROR,
     Conversion,
@@ -184,11 +184,19 @@ def send(
         )
     request = plan.request
     with UploadJournal(request.state_dir) as journal:
-        delivery = deliver(
-            client, journal, target=target_key(server, request.project, request.site),
-            project=request.project, site=request.site, dataset=request.dataset,
-            packages=plan.packages, clinical=plan.clinical, workers=workers, on_file=on_file, on_bytes=on_bytes,
-        )
+        try:
+            delivery = deliver(
+                client, journal, target=target_key(server, request.project, request.site),
+                project=request.project, site=request.site, dataset=request.dataset,
+                packages=plan.packages, clinical=plan.clinical, workers=workers, on_file=on_file, on_bytes=on_bytes,
+            )
+        except (AuthenticationError, ServerError) as error:
+            # A token expired or revoked during a long upload, a commons whose disk filled: once it is
+            # seen to, the same command goes on. Said, so that nobody starts the upload over.
+            again = "run the same command again: it resumes where it stopped (nothing the commons confirmed is sent again)"
+            hint = error.hint.rstrip(". ")
+            raise type(error)(error.message, f"{hint}; then {again}" if hint else f"once it is seen to, {again}",
+                              status=error.status, code=error.code, detail=error.detail) from error
     path = write_receipt(plan, delivery, request.state_dir / RECEIPTS)
     return delivery, path
 
