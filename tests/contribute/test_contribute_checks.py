@@ -104,3 +104,23 @@ def test_the_state_folders_are_made_private(sqlite_commons: Commons, token_file:
     assert "dry run" in done.stdout, done.stdout + done.stderr
     for folder in (state, state / "staging", state / "reports", state / "receipts"):
         assert oct(folder.stat().st_mode & 0o777) == oct(0o700), folder
+
+
+def test_a_dry_run_given_a_commons_writes_nothing_there(sqlite_commons: Commons, token_file: Path, corpus: Path,
+                                                        key_file: Path, tmp_path: Path) -> None:
+    """It asks who the token is (to check --project and --site) and nothing else: no submission,
+    no upload, no audit event."""
+    from radcommons.store.index import make_engine
+    from radcommons.store.index.accounts import audit_events
+
+    engine = make_engine(sqlite_commons.db_url)
+    try:
+        before, submissions = audit_events(engine, limit=100_000), _submissions(sqlite_commons)
+        done = contribute(radiograph_study(corpus), tmp_path / "state", key_file, "--site", SITE, "--project",
+                          PROJECT, "--server", sqlite_commons.url, "--token-file", str(token_file), "--dry-run",
+                          "--clinical", str(corpus / "site_a" / "clinical"))
+        assert "nothing was sent" in done.stdout and "Traceback" not in done.stderr, done.stdout + done.stderr
+        assert audit_events(engine, limit=100_000) == before
+    finally:
+        engine.dispose()
+    assert _submissions(sqlite_commons) == submissions
