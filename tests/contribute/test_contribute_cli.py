@@ -43,13 +43,21 @@ def test_dry_run_shows_what_would_leave(corpus: Path, key_file: Path, tmp_path: 
         (["SRC", "--token-file", "/nonexistent/token", "--server", "http://127.0.0.1:9"], "token file"),
         (["SRC", "--server", "http://127.0.0.1:9"], "--token-file is required"),
         (["SRC", "--token-file", "TOKEN", "--server", "http://127.0.0.1:9"], "did not answer"),
+        (["SRC", "--token-file", "FOLDER", "--server", "http://127.0.0.1:9"],
+         "a folder, not a regular file: nothing was read from it hint: give the path of the file that holds the "
+         "token, not of a folder"),
+        (["SRC", "--token-file", "BEARER", "--server", "http://127.0.0.1:9"],
+         "starts with 'Bearer ' hint: write the token alone into it, without 'Bearer '"),
         (["SRC", "--dry-run", "--mapping", "/nonexistent/m.yaml"], "mapping file /nonexistent/m.yaml not found"),
     ],
 )
 def test_bad_input_is_explained(corpus: Path, key_file: Path, tmp_path: Path, args: list[str], message: str) -> None:
     token = tmp_path / "token"
     token.write_text("rc_test\n")
-    args = [str(corpus / "site_a") if a == "SRC" else str(token) if a == "TOKEN" else a for a in args]
+    bearer = tmp_path / "bearer.token"
+    bearer.write_text("Bearer rc_test\n")  # copied with the header's scheme
+    named = {"SRC": corpus / "site_a", "TOKEN": token, "FOLDER": tmp_path, "BEARER": bearer}
+    args = [str(named.get(a, a)) for a in args]
     result = run(*args, "--site", "SITE_A", "--project", "P", "--key-file", str(key_file),
                  "--state-dir", str(tmp_path / "state"), "--workers", "1")
     assert result.returncode == 2, result.stdout + result.stderr

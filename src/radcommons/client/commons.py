@@ -164,11 +164,15 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
         raise TokenFileError(f"token file {file} not found",
                              "ask the commons administrator for a token and save it there (chmod 600)") from None
     except OSError as error:
-        raise TokenFileError(f"cannot read token file {file}: {error.strerror or error}",
-                             "check its permissions") from None
+        hint = ("give the path of the file that holds the token, not of a folder" if file.is_dir()
+                else "check its permissions")
+        raise TokenFileError(f"cannot read token file {file}: {error.strerror or error}", hint) from None
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token:
         raise TokenFileError(f"token file {file} is empty", "write the token the administrator gave you into it")
+    if token.lower().startswith("bearer "):  # copied with the header's scheme
+        raise TokenFileError(f"token file {file} starts with 'Bearer '",
+                             "write the token alone into it, without 'Bearer ' (the client adds it)")
     if not _is_token_text(token):
         raise TokenFileError(f"token file {file} holds characters no token has",
                              "write the token the administrator gave you into it, alone on its line")
