@@ -6,6 +6,7 @@ value. The files start from ``radcommons deid`` output (which passes), each chan
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +58,15 @@ def _ultrasound_not_cleaned(ds: Dataset) -> None:
         del ds.BurnedInAnnotation
 
 
+def _deep(ds: Dataset) -> None:
+    """Sequences nested 1500 deep: deeper than the gate's walk can recurse. It held the whole ingest
+    run up with a RecursionError traceback; such a header is now quarantined (gate-error)."""
+    inner = _item(ImageComments="deep")
+    for _ in range(1500):
+        inner = _item(ReferencedImageSequence=Sequence([inner]))
+    ds.ReferencedImageSequence = inner.ReferencedImageSequence
+
+
 def _pdf(ds: Dataset) -> None:
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocument = f"%PDF-1.4 {SECRET} report".encode()
@@ -84,6 +94,7 @@ CASES: dict[str, tuple[Callable[[Dataset], None], str, str]] = {
     "unreadable-vr": (_unreadable_sequence, "wrong-vr", "(0008,1140)"),
     "private-after-pixels": (_private_after_pixels, "private", "(7FE1,1001)"),
     "signature-after-pixels": (_signature_after_pixels, "not-removed", "(FFFA,FFFA)"),
+    "deep-nesting": (_deep, "gate-error", "(dataset)"),
 }
 
 
@@ -94,7 +105,12 @@ def _variant(source: Path, target: Path, change: Callable[[Dataset], None] | Non
     if change is not None:
         change(ds)
     target.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(target, enforce_file_format=False)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # pydicom writes nested sequences recursively
+    try:
+        ds.save_as(target, enforce_file_format=False)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_ingest_quarantines_what_other_tools_leave_in(deid_tree: Path, tmp_path: Path, run_cli) -> None:
