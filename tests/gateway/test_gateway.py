@@ -200,6 +200,34 @@ def test_an_instance_of_a_sop_class_the_gateway_does_not_store_is_named_in_its_l
     assert spooled_files(state / "gateway") == []
 
 
+def test_a_stop_does_not_wait_for_an_association_the_pacs_keeps_open(key_file: Path, tmp_path: Path) -> None:
+    """A PACS that keeps its association open between studies (many do) held a stopping gateway
+    for pynetdicom's network timeout: 'stopped' was said, the process went on for 60 s more
+    (a service manager's stop timeout, a restart, both waited). Such an association is now aborted
+    after a grace period, and said in the event log."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    port, state = free_port(), tmp_path / "state"
+    gateway = start_gateway(port, key_file, state, 60.0)
+    peer = AE(ae_title="PACS1")
+    peer.add_requested_context(Verification)
+    assoc = peer.associate("127.0.0.1", port, ae_title="RCGW")
+    try:
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        began = time.monotonic()
+        gateway.send_signal(signal.SIGTERM)
+        output, _ = gateway.communicate(timeout=45)
+        took = time.monotonic() - began
+    finally:
+        gateway.kill()
+        assoc.abort()
+    assert gateway.returncode == 0 and "stopped" in output, output
+    assert took < 20, (took, output)  # the grace period (10 s), not pynetdicom's 60 s
+    assert "aborted: calling_ae=PACS1" in output, output
+    assert '"event": "aborted"' in (state / "gateway" / "events.jsonl").read_text()
+
+
 def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path,
                                                                 sqlite_commons: Commons) -> None:
     state = tmp_path / "state"

@@ -74,6 +74,8 @@ SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 NOT_AUTHORIZED = 0x0124  #: PS3.7 C.4.1.1.x "Refused: Not Authorized"
 OUT_OF_RESOURCES = 0xA700
+#: Seconds a stopping gateway lets open associations end by themselves before it aborts them.
+STOP_GRACE = 10.0
 #: A-ASSOCIATE-AC presentation context result (PS3.8 Table 9-18): abstract syntax not supported.
 _ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 
@@ -413,10 +415,24 @@ class Gateway:
         self._thread.start()
         self._event("listening", ae_title=self.config.ae_title, port=self.config.port)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop listening and sending. An association still open after ``grace`` seconds (a PACS
+        that keeps one open between studies, a long transfer) is aborted: the process waited for
+        it until pynetdicom's network timeout (60 s) after saying it had stopped. What it had not
+        been answered for is the PACS's to send again; nothing half-written stays in the spool."""
         self._stop.set()
         if self._server is not None:
+            open_ = list(self._server.active_associations)
             self._server.shutdown()
+            deadline = time.monotonic() + grace
+            for assoc in open_:
+                assoc.join(max(0.0, deadline - time.monotonic()))
+                if assoc.is_alive():
+                    assoc.abort()
+                    self._event("aborted", calling_ae=str(assoc.requestor.ae_title).strip(),
+                                address=str(assoc.requestor.address),
+                                reason=f"the gateway is stopping and the association was still open after {grace:.0f} s; "
+                                       "the PACS sends again what was not acknowledged")
         if self._thread is not None:
             self._thread.join(timeout=30)
 
