@@ -44,8 +44,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("secrets") / "deid.key"
     path.write_text(KEY.hex() + "\n")
+    path.chmod(0o600)  # as keygen makes it: a readable key file is warned about on every start
     return path
-
 
 
 def radiographs(corpus: Path) -> list[Path]:
