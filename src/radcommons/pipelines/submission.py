@@ -11,7 +11,11 @@ clinical records, derived fields, the receipt and the audit event): it is record
 not at all, and a repeated commit returns the stored receipt. A study declared with the version
 its manifest was built on (``base_version``) is versioned only if that is still its latest
 version, checked in that transaction; otherwise it alone is left as it is, and its receipt entry
-says so (:data:`CHANGED_SINCE_READ`) while the other studies commit.
+says so (:data:`CHANGED_SINCE_READ`) while the other studies commit, whatever files it lacks: a
+file declared as held may be the copy of an instance that a newer version replaced. Only an
+instance this site holds now in the project counts as held; an older version's objects do not
+(a study answered changed_since_read needs nothing more, and one not stale is versioned from
+files the submission holds, not from copies that a correction replaced).
 """
 
 from __future__ import annotations
@@ -504,6 +508,7 @@ class _File:
     path: str | None
     uploaded: bool
     base_version: int | None = None  #: the study version the sender read (0: none), None: not said
+    missing: bool = False  #: declared but neither uploaded to the submission nor held (not examined)
     examined: Examined | None = None
     status: str = ""
     reason: str = ""
@@ -541,24 +546,42 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
         staged = conn.execute(select(records_table).where(records_table.c.submission_id == submission_id)
                               .order_by(records_table.c.id)).all()
         held = indexed_for_site(conn, row.project_id, row.site_id, {e.sha256 for e in entries if not e.uploaded})
-    entries = [e if e.uploaded or e.sha256 not in held else _replace(e, uploaded=True) for e in entries]
-    # Only what was uploaded to this submission (or is this site's already in this project): an
-    # object another submission stored is not this one's.
-    missing = [e.sha256 for e in entries if not e.uploaded or not store.exists(e.sha256)]
-    if missing:
-        raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded to this submission",
-                              "upload them (files the commons holds already too: uploading the bytes is how a "
-                              "site shows it holds them), then commit again",
-                              code="files_missing", kind="conflict", missing=missing)
-    # Reading and gating happen before the transaction: it holds locks only while writing.
+        entries = [e if e.uploaded or e.sha256 not in held else _replace(e, uploaded=True) for e in entries]
+        # Only what was uploaded to this submission (or is this site's already in this project): an
+        # object another submission stored is not this one's.
+        for entry in entries:
+            entry.missing = not entry.uploaded or not store.exists(entry.sha256)
+        # A study declared on a version that is no longer its latest is answered changed_since_read
+        # whatever it lacks: a file it declared as held may be one a newer version replaced (a
+        # corrected copy of an instance), and it alone must wait, not the whole submission.
+        stale = _stale_studies(conn, row.project_id, [e for e in entries if e.missing])
+    _refuse_missing([e for e in entries if e.missing and e.study_uid not in stale])
+    # Reading and gating happen before the transaction: it holds locks only while writing. A
+    # missing file is never read (it is not this submission's to examine).
     for entry in entries:
-        entry.examined = _examine_stored(store, entry)
+        if not entry.missing:
+            entry.examined = _examine_stored(store, entry)
 
     try:
         return _commit_transaction(engine, principal, row, entries, staged, client)
     except _AlreadyCommitted:  # a concurrent commit won: its receipt is the answer
         with engine.connect() as conn:
             return dict(_load(conn, principal, submission_id).receipt)
+
+
+def _stale_studies(conn: Connection, project: str, entries: Sequence[_File]) -> set[str]:
+    """The studies of ``entries`` declared with a base version that is not their latest version now."""
+    bases = {e.study_uid: e.base_version for e in entries if e.base_version is not None}
+    latest = IndexWriter(project, "", "").latest_versions(conn, bases)
+    return {uid for uid, base in bases.items() if latest.get(uid, 0) != base}
+
+
+def _refuse_missing(missing: Sequence[_File]) -> None:
+    if missing:
+        raise SubmissionError(f"{len(missing)} declared file(s) were never uploaded to this submission",
+                              "upload them (files the commons holds already too: uploading the bytes is how a "
+                              "site shows it holds them), then commit again",
+                              code="files_missing", kind="conflict", missing=[e.sha256 for e in missing])
 
 
 class _AlreadyCommitted(Exception):
@@ -669,6 +692,9 @@ def _commit_study(conn: Connection, writer: IndexWriter, principal: Principal, s
         latest = writer.latest_version(conn, study_uid)
         if latest != base:
             return _changed_since_read(study_uid, entries, base, latest)
+    # Its files were missing when its base version looked stale; that version is its latest now
+    # (a base beyond the latest that a commit since reached): they are missing after all.
+    _refuse_missing([e for e in entries if e.missing])
     passing: list[_File] = []
     for entry in entries:
         examined = entry.examined
