@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -39,6 +40,9 @@ def error_response(status: int, code: str, message: str, hint: str = "", headers
     body = {"error": {"code": code, "message": message, "hint": hint, **extra}}
     return JSONResponse(body, status_code=status, headers=headers)
 
+
+#: What a write on a full disk, or over its quota, fails with.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}
@@ -127,6 +131,20 @@ def install_error_handlers(app: FastAPI) -> None:
         if "surrogates not allowed" in str(error):  # the answer would echo the request's bad text
             return await _unicode(request, UnicodeError(str(error)))
         return await _bug(request, error)
+
+    @app.exception_handler(OSError)
+    async def _disk(request: Request, error: OSError) -> JSONResponse:
+        if error.errno not in _NO_ROOM:
+            return await _bug(request, error)
+        # The commons' disk (the upload spool or the object store), not the contributor's: they
+        # cannot free it, and what was received before it filled stays, to resume from.
+        where = error.filename or "(a file of the spool or the object store)"
+        log.error("%s %s: no room to write %s: %s; free space on its disk (or raise the quota): the contributor's "
+                  "rerun resumes", request.method, request.url.path, where, error.strerror)
+        return error_response(507, "insufficient_storage", "the commons has no room left to store this upload "
+                              f"({error.strerror or 'no space left on its disk'})",
+                              "tell the commons operators (their disk or quota is full); once they have made room, "
+                              "run the same command again: it resumes from what the commons received")
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, error: Exception) -> JSONResponse:

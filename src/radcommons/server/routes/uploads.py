@@ -111,6 +111,7 @@ class _SpoolWriter:
         # The thread's own future, not an asyncio wrapper: a cancelled wait leaves it running,
         # and close() must know that.
         self._in_flight: Future[None] | None = None
+        self._failed = False
 
     async def write(self, piece: bytes) -> None:
         self._pieces.append(piece)
@@ -128,9 +129,18 @@ class _SpoolWriter:
         """Close the file now, or once a run still being written ends (the request was cancelled
         while it waited): never under a worker thread's feet."""
         if self._in_flight is not None and not self._in_flight.done():
-            self._in_flight.add_done_callback(lambda _: self._handle.close())
+            self._in_flight.add_done_callback(lambda _: self._close_handle())
         else:
+            self._close_handle()
+
+    def _close_handle(self) -> None:
+        try:
             self._handle.close()
+        except OSError:
+            if not self._failed:
+                raise
+            # a write failed (a full disk): its bytes, still buffered, are dropped; the file is
+            # closed anyway and keeps what was written, to resume from
 
     async def _wait(self) -> None:
         if self._in_flight is not None:
@@ -143,11 +153,16 @@ class _SpoolWriter:
         self._in_flight = _SPOOL_WRITERS.submit(self._write_run, run)
 
     def _write_run(self, run: list[bytes]) -> None:
-        for piece in run:
-            self._handle.write(piece)
-            if self._hasher is not None:
-                self._hasher.update(piece)
-        self._handle.flush()
+        try:
+            for piece in run:
+                self._handle.write(piece)
+                if self._hasher is not None:
+                    self._hasher.update(piece)
+            self._handle.flush()
+        except OSError as error:  # a full disk: the operator's log names the spool file
+            self._failed = True
+            error.filename = error.filename or getattr(self._handle, "name", None)
+            raise
 
 
 async def _states(context: ServerContext, submission_id: int, digests: list[str]) -> list[UploadState | None]:
