@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+import pytest
 from commons_fixtures import PROJECT, Commons, instances_of
+from sqlalchemy import select
 
 from radcommons.client import ManifestEntry, file_sha256
+from radcommons.pipelines import submission as pipeline
+from radcommons.store.index import make_engine
+from radcommons.store.index.accounts import authenticate
+from radcommons.store.index.schema import system_table
 
 
 def _by_study(tree: Path) -> list[tuple[str, list]]:
@@ -64,3 +70,34 @@ def test_a_study_whose_instance_was_replaced_after_the_sender_read_it_is_changed
     assert (committed["study_uid"], committed["status"]) == (other, "accepted"), committed
     versions = sender.study_versions(raced, PROJECT)
     assert [v["version"] for v in versions] == [1, 2]  # the study stays as the corrected copy left it
+
+
+def test_an_upload_that_ends_after_the_commit_is_refused_and_not_recorded_under_it(
+        commons: Commons, deid_tree: Path) -> None:
+    """An upload (PATCH, PUT, batch) checks that the submission is open when it starts, and
+    records its file when the last byte is stored. A commit in between left the file recorded
+    under the committed submission (and audited as uploaded to it). Recording now checks, in its
+    own transaction, that the submission is still open: 409 submission_closed, nothing recorded.
+    The request's last step is run here as the server runs it, after a real commit."""
+    (study, files), = _by_study(deid_tree)[:1]
+    client = commons.client()
+    submission = client.create_submission(PROJECT, "LATE_UPLOAD")
+    sent = client.upload_file(submission.id, files[0].path)
+    client.put_study_manifest(submission.id, study, [ManifestEntry(sent.sha256, sent.size, files[0].path.name)])
+    client.commit(submission.id)
+    late = file_sha256(files[1].path)
+    engine = make_engine(commons.db_url)
+    try:
+        principal = authenticate(engine, commons.tokens["uploader"])
+        with pytest.raises(pipeline.SubmissionError) as refused:
+            pipeline.note_uploads(engine, principal, submission.id, [(late, files[1].path.stat().st_size, True)],
+                                  client="test")
+        table = system_table("submission_file")
+        with engine.connect() as conn:
+            recorded = conn.execute(select(table.c.sha256).where(table.c.submission_id == submission.id)).scalars()
+            recorded = set(recorded)
+    finally:
+        engine.dispose()
+    assert (refused.value.code, refused.value.kind) == ("submission_closed", "conflict")
+    assert f"submission {submission.id} is already committed" in refused.value.message
+    assert recorded == {sent.sha256}

@@ -296,6 +296,19 @@ def indexed_for_site(conn: Connection, project: str, site: str | None, digests: 
     return found
 
 
+def _claim_open(conn: Connection, principal: Principal, submission_id: int) -> None:
+    """Refuse (409 submission_closed) unless the submission is still open, and keep it so until
+    ``conn``'s transaction ends: its first statement writes the submission's row, so SQLite takes its
+    write lock now (reading what any commit before it wrote) and PostgreSQL locks the row (a commit
+    that set it committed meanwhile is waited for, then seen). A request that found the submission
+    open before a commit cannot record anything under it after that commit."""
+    table = system_table("submission")
+    still_open = conn.execute(update(table).where(table.c.id == submission_id, table.c.status == SUBMISSION_OPEN)
+                              .values(status=SUBMISSION_OPEN)).rowcount
+    if not still_open:
+        _require_open(_load(conn, principal, submission_id))
+
+
 def note_uploads(engine: Engine, principal: Principal, submission_id: int, uploads: Sequence[tuple[str, int, bool]],
                  client: str | None) -> None:
     """Record completed uploads (``(sha256, size, new object)``) as the submission's and audit them,
@@ -306,6 +319,7 @@ def note_uploads(engine: Engine, principal: Principal, submission_id: int, uploa
     # A few statements for the whole request (a batch holds up to 1,000 files): one each per file
     # cost PostgreSQL three round trips a file.
     with engine.begin() as conn:
+        _claim_open(conn, principal, submission_id)
         for some in _in_lists([sha256 for sha256, _, _ in uploads]):
             # declared (no status yet) or not: the files are this submission's now
             conn.execute(update(table).where(table.c.submission_id == submission_id,
