@@ -25,6 +25,7 @@ from __future__ import annotations
 from radcommons.clinical.convert import (
     NODE_ORDER,
     ClinicalRecord,
+    Day0,
     Conversion,
     ImagingStudy,
     Origin,
@@ -41,6 +42,7 @@ __all__ = [
     "NOTE",
     "WARNING",
     "ClinicalRecord",
+    "Day0",
     "Conversion",
     "ImagingStudy",
     "Issue",

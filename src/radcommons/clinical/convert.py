@@ -87,6 +87,9 @@ INDEX_EVENT_LABELS = {
     "first_imaging_study": "First Imaging Study",
 }
 IMAGES = "images"
+#: The index events in a sentence.
+_EVENT_WORDS = {"positive_covid_test": "first positive COVID-19 test", "covid_test": "first COVID-19 test",
+                "first_imaging_study": "first imaging study"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,27 @@ class ImagingStudy:
     def __post_init__(self) -> None:
         if self.study_date is not None and self.date_offset_days is None:
             raise ValueError(f"study {self.study_uid}: a study date needs the date offset its images were shifted by")
+
+
+@dataclass(frozen=True)
+class Day0:
+    """A case's day 0: which index event (a key of :data:`INDEX_EVENT_LABELS`) and its real date.
+
+    Private to the site (a calendar date). ``recorded`` names the contribution that made it the
+    case's for good (the dataset whose commit carried the case), "" for one chosen by this conversion.
+    """
+
+    event: str
+    date: _dt.date
+    recorded: str = ""
+
+    @property
+    def label(self) -> str:
+        return INDEX_EVENT_LABELS.get(self.event, self.event)
+
+    def shown(self) -> str:
+        """``the first imaging study of 2022-05-23``."""
+        return f"the {_EVENT_WORDS.get(self.event, self.label)} of {self.date.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +175,8 @@ class Conversion:
     rows_read: int = 0
     #: how the site's spellings of enumerated values were read: (field, as in the file, as sent) -> rows
     values_read: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: each sent case's day 0, by MRN: the recorded one (``day0`` of :func:`convert_clinical`) or the one chosen
+    day0: Mapping[str, Day0] = field(default_factory=dict)
 
     def value_maps(self) -> list[dict[str, Any]]:
         """:attr:`values_read` as rows for the site's report, by field, most rows first: the raw
@@ -661,12 +687,16 @@ def convert_clinical(
     mapping: SiteMapping | None = None,
     dataset: str | None = None,
     dictionary: Dictionary | None = None,
+    day0: Mapping[str, Day0] | None = None,
 ) -> Conversion:
     """Convert a site's clinical tables and its de-identified studies into dictionary records.
 
     ``key`` and ``site`` must be the ones the images were de-identified with, so that each
     MRN gets the pseudonym its images got. ``dataset`` (the submission batch's
-    submitter_id), when given, is linked from every case.
+    submitter_id), when given, is linked from every case. ``day0``: by MRN, the day 0 of each
+    case the commons already holds (recorded by the site when an earlier contribution was
+    committed): the case is counted from it whatever this contribution's data would choose,
+    so that all of its data at the commons is counted from one day (a note says when they differ).
     """
     mapping = mapping or load_mapping()
     dictionary = dictionary or load_dictionary()
@@ -806,17 +836,32 @@ def convert_clinical(
                             "their studies are not sent until then", IMAGES, column="PatientID", value=shown,
                             node="case"))
 
+    chosen: dict[str, Day0] = {}
     for mrn in sorted(demographics):
         records.extend(_patient_records(
             mrn, demographics[mrn], by_patient.get(mrn, {}),
             [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
+            recorded=(day0 or {}).get(mrn), chosen=chosen,
             unread={**{kind: _unread_for(not_read, kind, mrn) for kind in ("measurement", "visit", "procedure")},
                     "positive": _unread_for(not_read, "measurement", mrn, positive=True)},
         ))
     kept, rejected = _validate(records, dictionary, issues)
+    sent = {r.patient_id for r in kept if r.node == "case"}
     return Conversion(tuple(kept), tuple(issues), tuple(rejected), rows_read=sum(len(t.rows) for t in tables),
-                      values_read=dict(values_read))
+                      values_read=dict(values_read), day0={m: d for m, d in chosen.items() if m in sent})
+
+
+def _day0_kept(mrn: str, recorded: Day0, now: Day0, origin: Origin) -> Issue:
+    """The note on a case whose data, alone, would now give another day 0 than the one recorded."""
+    return Issue(NOTE, "day0_recorded",
+                 f"MRN {mrn!r}: day 0 stays at {recorded.shown()}, the case's day 0 since "
+                 f"{recorded.recorded or 'an earlier contribution'} was committed (this contribution alone would "
+                 f"count from {now.shown()}), so that all of the case's data at the commons, sent before or now, is "
+                 "counted from one day; anything before it gets negative days",
+                 "nothing to do. To count the case from another day 0, everything of it at the commons must be "
+                 "sent again counted from that day: contact the commons curators", origin.file, origin.row,
+                 node="case")
 
 
 def _patient_records(
@@ -832,13 +877,20 @@ def _patient_records(
     mapping: SiteMapping,
     issues: list[Issue],
     unread: Mapping[str, str],
+    recorded: Day0 | None,
+    chosen: dict[str, Day0],
 ) -> list[ClinicalRecord]:
     """``unread``: per kind of table, the tables and rows not read that may hold the patient's, and under
-    "positive" those that may hold a positive test (see :func:`_not_read`)."""
+    "positive" those that may hold a positive test (see :func:`_not_read`). ``recorded``: the case's day 0
+    the commons already counts from (its records are counted from it); ``chosen`` gets the day 0 used."""
     case_id = patient_pseudonym(key, site, mrn)
     tests = rows.get("measurement", [])
-    chosen = _index_event(mapping.index_event, tests, studies)
-    if chosen is None:
+    event = _index_event(mapping.index_event, tests, studies)
+    if recorded is not None:
+        if event is not None and event != (recorded.event, recorded.date):
+            issues.append(_day0_kept(mrn, recorded, Day0(*event), demographics.origin))
+        day0 = recorded  # known: a table not read can no longer move it (no index_event_not_read)
+    elif event is None:
         unread_day0 = _day0_not_read(mapping.index_event, None, unread)
         issues.append(Issue(ERROR, "no_index_event",
                             f"MRN {mrn!r} has none of the index events {', '.join(mapping.index_event)}: "
@@ -847,18 +899,21 @@ def _patient_records(
                             "imaging, or change index_event in the mapping file", demographics.origin.file,
                             demographics.origin.row, node="case"))
         return []
-    choice, index = chosen
-    label = INDEX_EVENT_LABELS[choice]
-    unread_day0 = _day0_not_read(mapping.index_event, choice, unread)
-    if unread_day0:
-        # Counted from the tests read, or from the first study, every offset would change once they are read.
-        issues.append(Issue(ERROR, "index_event_not_read",
-                            f"MRN {mrn!r}: day 0 is not known: {unread_day0} is not read (see its error) and may "
-                            + ("hold an earlier COVID-19 test of the patient" if choice in _TEST_EVENTS else
-                               f"hold the patient's COVID-19 tests, which index_event puts before the {label.lower()}")
-                            + "; nothing of the patient is sent, its studies included", _not_read_fix(unread_day0),
-                            demographics.origin.file, demographics.origin.row, node="case"))
-        return []
+    else:
+        day0 = Day0(*event)
+        unread_day0 = _day0_not_read(mapping.index_event, day0.event, unread)
+        if unread_day0:
+            # Counted from the tests read, or from the first study, every offset would change once they are read.
+            issues.append(Issue(ERROR, "index_event_not_read",
+                                f"MRN {mrn!r}: day 0 is not known: {unread_day0} is not read (see its error) and may "
+                                + ("hold an earlier COVID-19 test of the patient" if day0.event in _TEST_EVENTS else
+                                   f"hold the patient's COVID-19 tests, which index_event puts before the "
+                                   f"{day0.label.lower()}")
+                                + "; nothing of the patient is sent, its studies included", _not_read_fix(unread_day0),
+                                demographics.origin.file, demographics.origin.row, node="case"))
+            return []
+    chosen[mrn] = day0
+    label, index = day0.label, day0.date
     info = demographics.fields
     birth = info.get("birth_date")
     if birth is not None and index is not None and birth > index:  # it gave age 0, silently

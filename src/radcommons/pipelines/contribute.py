@@ -7,13 +7,15 @@
    with their reasons);
 2. convert the site's clinical files into data dictionary records
    (:func:`radcommons.clinical.convert_clinical`), naming each patient with the pseudonym
-   the images got and counting days from each case's index event;
+   the images got and counting days from each case's index event (for a case the commons
+   already holds, the day 0 recorded when it was committed: :mod:`.case_days`);
 3. validate everything and check cross-references; write the readable report (Markdown
    and JSON) into ``<state dir>/reports``.
 
 :func:`send` does the rest (steps 4-5) through
 :func:`radcommons.pipelines.contribute_upload.deliver` and writes the receipt into
-``<state dir>/receipts``. Reports and receipts name original files and identifiers: they
+``<state dir>/receipts``, and records the day 0 of each case the commons committed.
+Reports and receipts name original files and identifiers: they
 stay in the state directory, which nothing uploaded is taken from except the staging
 folder's de-identified files.
 """
@@ -33,6 +35,7 @@ from radcommons.client import AuthenticationError, CommonsClient, ServerError
 from radcommons.clinical import (
     ERROR,
     Conversion,
+    Day0,
     SiteMapping,
     SourceTable,
     convert_clinical,
@@ -49,6 +52,7 @@ from radcommons.deid import (
 )
 from radcommons.durable import write_atomic
 from radcommons.errors import UserError
+from radcommons.pipelines import case_days
 from radcommons.pipelines.contribute_package import StagedFile, imaging_studies, packages, stage
 from radcommons.pipelines.contribute_upload import (
     BytesCallback,
@@ -142,6 +146,7 @@ def prepare(
     conversion = convert_clinical(
         tables, key=request.context.key, site=request.site, project=request.project,
         studies=imaging_studies(staged), mapping=request.mapping, dataset=request.dataset,
+        day0=case_days.known(request.state_dir, request.site, request.project),
     )
     sendable = {r.submitter_id for r in conversion.records if r.node == "imaging_study"}
     held_back: dict[str, str] = {}
@@ -198,7 +203,26 @@ def send(
             raise type(error)(error.message, f"{hint}; then {again}" if hint else f"once it is seen to, {again}",
                               status=error.status, code=error.code, detail=error.detail) from error
     path = write_receipt(plan, delivery, request.state_dir / RECEIPTS)
+    if delivery.receipt.status == "committed":
+        case_days.record(request.state_dir, request.site, request.project, committed_day0(plan, delivery),
+                         dataset=delivery.submission.dataset, submission_id=delivery.submission.id)
     return delivery, path
+
+
+def committed_day0(plan: ContributionPlan, delivery: Delivery) -> dict[str, tuple[str, Day0]]:
+    """MRN -> (case submitter_id, day 0) of each case whose record the commons accepted in ``delivery``."""
+    accepted = {r.get("submitter_id") for r in delivery.receipt.clinical
+                if r.get("node") == "case" and r.get("status") == "accepted"}
+    cases = {r.patient_id: r.submitter_id for r in plan.conversion.records if r.node == "case"}
+    return {mrn: (cases[mrn], day0) for mrn, day0 in plan.conversion.day0.items()
+            if mrn in cases and cases[mrn] in accepted}
+
+
+def day0_rows(conversion: Conversion) -> list[dict[str, Any]]:
+    """Each sent case's day 0 for the site's report (private: MRNs and real dates)."""
+    cases = {r.patient_id: r.submitter_id for r in conversion.records if r.node == "case"}
+    return [{"patient_id": mrn, "case": cases.get(mrn), "index_event": day0.label, "date": day0.date.isoformat(),
+             "recorded_by": day0.recorded or None} for mrn, day0 in sorted(conversion.day0.items())]
 
 
 # --------------------------------------------------------------------------- reports
@@ -235,6 +259,7 @@ def report_data(plan: ContributionPlan) -> dict[str, Any]:
             "errors": len(conversion.errors),
             "issues": [i.to_dict() for i in conversion.issues],
             "values": conversion.value_maps(),
+            "day0": day0_rows(conversion),
         },
         "studies": {
             "to_send": [{"study_uid": p.study_uid, "files": len(p.files), "bytes": p.size} for p in plan.packages],
@@ -284,6 +309,11 @@ def render_markdown(data: dict[str, Any]) -> str:
                   "| field | in your files | sent as | rows |", "|---|---|---|---:|"]
         lines += [f"| {v['field']} | {_cell(v['as_read'])} | {_cell(v['sent_as'])} | {v['rows']} |"
                   for v in clinical["values"]]
+    recorded = sum(1 for d in clinical.get("day0", []) if d["recorded_by"])
+    if recorded:
+        lines += ["", f"{recorded} case(s) the commons holds already: counted from the day 0 recorded when they were "
+                  "first committed (an earlier study gets negative days), so that all of a case's data is counted "
+                  "from one day."]
     issues = clinical["issues"]
     errors = [i for i in issues if i["severity"] == ERROR]
     lines += ["", f"### Issues ({len(errors)} error(s), {len(issues) - len(errors)} other)", ""]
@@ -344,6 +374,7 @@ def write_receipt(plan: ContributionPlan, delivery: Delivery, folder: Path) -> P
         "upload": delivery.stats.to_json(),
         "receipt": receipt,
         "clinical_rows": receipt_rows(plan, delivery),
+        "day0": day0_rows(plan.conversion),
         "report": str(plan.report_markdown) if plan.report_markdown else None,
     }
     name = f"receipt-{delivery.submission.dataset}-{delivery.submission.id}.json"
