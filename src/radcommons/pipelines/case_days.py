@@ -68,6 +68,8 @@ def known(state_dir: Path, site: str, project: str) -> dict[str, Day0]:
         return {}
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'case_days'").fetchone():
+                return {}  # created by a run stopped before it wrote anything
             rows = db.execute("SELECT patient_id, event, day0, dataset FROM case_days WHERE site = ? AND project = ?",
                               (site, project)).fetchall()
         return {mrn: Day0(event, _dt.date.fromisoformat(day), dataset) for mrn, event, day, dataset in rows}
