@@ -132,6 +132,12 @@ def test_a_dry_run_or_a_contribution_killed_before_its_commit_records_no_day0(
     assert killed.returncode == -9 and "killed after 1 files" in killed.stderr, killed.stdout + killed.stderr
     assert not (state / DAY0_FILE).exists() and not list((state / "receipts").glob("*"))
 
+    # Another dataset would resume the killed run's submission, whose dataset its case rows would not name
+    # (the commons refused the cases, took the studies, and the run ended 0): refused before any work.
+    other = _contribute(commons, src_early, clinical, key, state, project, "SITE_B_DAY0_OTHER")
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert "dataset SITE_B_DAY0_K" in other.stderr and "--dataset SITE_B_DAY0_K" in other.stderr, other.stderr
+
     # The same command again commits it: now, and only now, its day 0 is recorded; the dry run of the later
     # study recorded nothing (else the earlier study were counted from it, negative).
     resumed = _contribute(commons, src_early, clinical, key, state, project, "SITE_B_DAY0_K")

@@ -55,7 +55,7 @@ def command(
     """
     from radcommons.clinical import load_mapping
     from radcommons.deid import DeidContext, default_state_dir, make_state_dir, read_key_file
-    from radcommons.pipelines.contribute import ContributeRequest, default_dataset, prepare
+    from radcommons.pipelines.contribute import ContributeRequest, dataset_to_send, default_dataset, prepare
 
     site = check_site_id(site)
     if not src.exists():
@@ -76,7 +76,8 @@ def command(
     request = ContributeRequest(
         src=src, clinical=tuple(clinical), site=site, project=project,
         context=DeidContext(key=key, site=site), state_dir=state, mapping=load_mapping(mapping),
-        dataset=dataset or default_dataset(site), workers=workers,
+        dataset=dataset_to_send(state, server, project, site, dataset) if server else dataset or default_dataset(site),
+        workers=workers,
     )
     console = Console()
     err = Console(stderr=True)

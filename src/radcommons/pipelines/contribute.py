@@ -125,6 +125,28 @@ def default_dataset(site: str, today: _dt.date | None = None) -> str:
     return f"{site}_{(today or _dt.date.today()):%Y%m%d}"
 
 
+def dataset_to_send(state_dir: Path, server: str, project: str, site: str, requested: str | None) -> str:
+    """The dataset this run sends: the one of a submission an earlier run left open (killed before its commit),
+    which the upload resumes, else ``requested``, else :func:`default_dataset`.
+
+    The clinical records name the dataset their submission carries; taken from the date when a run killed
+    yesterday was resumed today, or from a ``--dataset`` other than the open submission's, they named
+    another than the one the upload resumed, and the commons refused every case while it took the studies.
+    """
+    with UploadJournal(state_dir) as journal:
+        remembered = journal.dataset_for(target_key(server, project, site))
+    if remembered is None:
+        return requested or default_dataset(site)
+    if requested and requested != remembered[0]:
+        raise UserError(
+            f"an earlier run left the submission of dataset {remembered[0]} to {server} open (stopped before its "
+            f"commit); this run, with --dataset {requested}, would resume it",
+            f"finish it first: run the same command with --dataset {remembered[0]} (or without --dataset); "
+            f"then send {requested}",
+        )
+    return remembered[0]
+
+
 def prepare(
     request: ContributeRequest,
     *,
