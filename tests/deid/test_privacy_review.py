@@ -27,7 +27,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from deid_support import KEY, planted_ct, run_deid_cli
+from deid_support import assert_paths_agree, deid_run, deidentified_output, planted_ct
 
 NAME, MRN, ACCESSION = "Müller^Jürgen", "QX48213977", "A7731592"
 ROOT = "1.2.826.0.1.3680043.8.498.61"
@@ -97,19 +97,10 @@ def _write_inputs(src: Path) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
-    root = tmp_path_factory.mktemp("privacy_review")
-    src = root / "src"
-    src.mkdir()
-    _write_inputs(src)
-    out, files = run_deid_cli(src, root)
-    rows = {row["input"].removesuffix(".dcm"): row for row in files}
-    return out, rows
+    return deid_run(tmp_path_factory.mktemp("privacy_review"), _write_inputs)
 
 
-def _output(run: tuple[Path, dict], name: str) -> Path:
-    out, rows = run
-    assert rows[name]["outcome"] == "deidentified", rows[name]
-    return out / rows[name]["output"]
+_output = deidentified_output
 
 
 NAMES = ["utf8_text_in_latin1_file", "latin1_text_in_utf8_file", "urls", "code_strings", "implicit_private",
@@ -149,24 +140,10 @@ def test_a_safe_private_number_holding_text_goes_and_a_number_stays(run: tuple[P
 
 
 def test_the_streamed_path_writes_what_the_pydicom_path_writes(tmp_path: Path) -> None:
-    from radcommons.deid import DeidContext, load_profile
-    from radcommons.deid.tree import deidentify_tree
-
     src = tmp_path / "src"
     src.mkdir()
     _write_inputs(src)
-    trees = {}
-    for fast in (True, False):
-        context = DeidContext(key=KEY, site="SITE_A", profile=load_profile("default"),
-                              review_pixels=False, fast_paths=fast)
-        report = deidentify_tree(src, tmp_path / f"out-{fast}", context, state_dir=tmp_path / f"state-{fast}",
-                                 workers=1)
-        counts = report.counts()
-        assert counts["deidentified"] == len(NAMES) + 1 and not counts["stream_failures"]
-        assert counts["streamed"] == (len(NAMES) + 1 if fast else 0)
-        out = tmp_path / f"out-{fast}"
-        trees[fast] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.dcm"))}
-    assert trees[True] == trees[False]
+    assert_paths_agree(src, tmp_path, len(NAMES) + 1)
 
 
 def test_a_time_holding_a_date_keeps_only_the_time(run: tuple[Path, dict]) -> None:

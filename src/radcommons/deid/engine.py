@@ -10,8 +10,9 @@ Table E.1-1 (:mod:`radcommons.deid.table`):
 * attributes Table E.1-1 does not list are kept, with three safety nets: every UID is
   replaced (action U) unless it is a registry UID, every date is shifted (or emptied
   under the plain Basic Profile), every person name is emptied, the dataset's own
-  identifiers are scrubbed from any text, code or AE title that is kept, and URLs other
-  than a code's are removed (they name the site's archive);
+  identifiers are scrubbed from any text, code or AE title that is kept, URLs other
+  than a code's are removed (they name the site's archive), and a number string (IS, DS)
+  that is not a number or spells an ID or a date of the dataset goes by its Type;
 * private attributes are removed unless the Retain Safe Private Option (E.3.10) is
   selected and TCIA's knowledge base lists them as safe where they occur (top level, or
   the same chain of enclosing sequences: :mod:`radcommons.deid.safe_private`);
@@ -75,6 +76,9 @@ FIXED = "fixed"  #: replaced by a value that depends on the VR only (actions Z, 
 SCRUB = "scrub"  #: text kept once the known identifiers are scrubbed (VALUE, but as read if clean)
 CLEAN = "clean"  #: a descriptor cleaned (VALUE, but as read if clean)
 CREATOR = "creator"  #: a private creator: kept while an element of its block is kept
+#: an IS / DS: kept as read when every value is a number (PS3.5 6.2) that is not one of the
+#: dataset's identifiers or dates, else replaced as its Type allows (:meth:`_Transformer._number`)
+NUMBER = "number"
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _MULTI_VALUED_TEXT_VRS = frozenset({"LO", "SH", "UC"})
@@ -105,6 +109,18 @@ _CODE_URLS = frozenset({0x0008010E, 0x00080120})
 #: identifier, and IS / DS when they are not numbers (:meth:`_Transformer._private`).
 _CHECKED_PRIVATE_VRS = frozenset({"CS", "AE", "AS", "IS", "DS", "TM", "UR"})
 _NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+_NUMBER_VRS = frozenset({"IS", "DS"})
+#: one value of an Integer String / a Decimal String as PS3.5 6.2 allows it (leading and trailing
+#: spaces, an optional sign; DS: a fixed or floating point number), and its length limit: 12 bytes
+#: for IS, and for DS 32 rather than PS3.5's 16, since writers that print a double in full
+#: ("-125.12345678901234": 19) are common and a number that long hides no text (its digits are
+#: still checked); zeroing Image Position (Patient) for that would cost the research its geometry
+_PLAIN_NUMBER = {
+    "IS": (re.compile(rb" *[-+]?[0-9]+ *"), 12),
+    "DS": (re.compile(rb" *[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)? *"), 32),
+}
+#: a number with fewer digits than this is never taken for an identifier (Instance Number 7)
+_MIN_IDENTIFIER_DIGITS = 6
 
 _DUMMY = {
     "PN": DUMMY_TEXT,
@@ -459,6 +475,39 @@ def orphan_creators(tags: list[int]) -> list[int]:
     ]
 
 
+def number_digits(value: bytes) -> bytes:
+    """The digits of one IS / DS value as an identifier would show in it: sign, exponent, leading
+    zeros and a fraction of zeros left out (``+048213977.0`` and ``4821.3977`` give ``48213977``)."""
+    mantissa = value.strip(b" \0").lstrip(b"+-").split(b"e")[0].split(b"E")[0]
+    whole, _, fraction = mantissa.partition(b".")
+    return (whole + fraction if fraction.strip(b"0") else whole).lstrip(b"0")
+
+
+def plain_number(raw: bytes, vr: str, identifiers: frozenset[bytes]) -> bool:
+    """Is every value of the IS / DS element ``raw`` (its bytes as read) a number as PS3.5 6.2
+    writes one (IS: an optional sign and digits, at most 12 bytes, within 32 bits; DS: a fixed or
+    floating point number, at most 32 bytes: see :data:`_PLAIN_NUMBER`; spaces around it), none of whose digits
+    (:func:`number_digits`) are among ``identifiers`` (the dataset's IDs and dates)? Empty values
+    are numbers; so is a value padded with NULs, as some writers do."""
+    pattern, limit = _PLAIN_NUMBER[vr]
+    for value in raw.split(b"\\"):
+        value = value.rstrip(b"\0 ")
+        if not value.strip(b" "):
+            continue
+        if len(value) > limit or not pattern.fullmatch(value):
+            return False
+        if vr == "IS" and len(value) > 9 and not -(2**31) <= int(value) < 2**31:
+            return False
+        if len(value) >= _MIN_IDENTIFIER_DIGITS and identifiers and number_digits(value) in identifiers:
+            return False
+    return True
+
+
+def _dummy_numbers(count: int) -> str | list[str]:
+    """Action D for an IS / DS of ``count`` values: one zero each (the Value Multiplicity kept)."""
+    return "0" if count <= 1 else ["0"] * count
+
+
 class WithheldContent(Exception):
     """Found while transforming: content the engine does not clean; the object is withheld."""
 
@@ -488,7 +537,14 @@ class _Transformer:
         self.patient_key = pid_key
         self.pseudonym = patient_pseudonym(context.key, context.site, pid_key)
         self.offset = context.offset_for(pid_key)
-        self.cleaner = TextCleaner.for_identifiers(collect_identifiers(ds))
+        identifiers = collect_identifiers(ds)
+        self.cleaner = TextCleaner.for_identifiers(identifiers)
+        #: what a number must not spell (:func:`plain_number`): the digits of the dataset's IDs
+        #: (6 or more) and its real dates (YYYYMMDD, before any shift)
+        self.number_identifiers = frozenset(
+            [core.encode() for core in identifiers.digits if len(core) >= _MIN_IDENTIFIER_DIGITS]
+            + [da.encode() for da in identifiers.dates if da.isdigit() and da.isascii()]
+        )
         self.allow = load_allow_list() if self.profile.keeps_safe_private else {}
         self.remove_groups: set[int] = set()
         self.decisions = _decisions(self.profile, table)
@@ -578,12 +634,16 @@ class _Transformer:
                 return VALUE if tag in _CODE_URLS else DELETE
             if vr in _SCRUBBED_CODE_VRS or vr == "TM":
                 return SCRUB
+            if vr in _NUMBER_VRS:
+                return NUMBER
             # the safety nets look at these VRs (:meth:`_unlisted`); no other unlisted element
             return VALUE if vr in _UNLISTED_INSPECTED_VRS else KEEP
         type_ = iod.attribute_type(self.sop_class, tag) if top else None
         action = iod.resolve(decision.action, type_, vr == "SQ")
         if action == "X":
             return DELETE
+        if action == "K" and vr in _NUMBER_VRS and decision.source not in ("site", "profile"):
+            return NUMBER  # Patient's Size and Weight (Retain Patient Characteristics)
         if action == "K" and not self._keep_inspects(tag, vr, decision):
             return KEEP
         if action == "C" and vr == "TM":
@@ -612,6 +672,9 @@ class _Transformer:
             return
         if step == UID:
             self._uid(ds[base_tag])
+            return
+        if step == NUMBER:
+            self._number(ds, base_tag, vr, top)
             return
         # FIXED, SCRUB, CLEAN, VALUE: the value path below (the plan only names its outcome)
         decision = self._decision(tag)
@@ -662,6 +725,29 @@ class _Transformer:
             return False
         ds[tag] = DataElement(tag, "SQ", items)
         return True
+
+    def plain_number(self, raw: bytes, vr: str) -> bool:
+        """Is the IS / DS ``raw`` kept as read? (:func:`plain_number` with this dataset's identifiers)"""
+        return plain_number(raw, vr, self.number_identifiers)
+
+    def _number(self, ds: Dataset, tag: BaseTag, vr: str, top: bool) -> None:
+        """A :data:`NUMBER` element: kept as read (never decoded) when its values are plain numbers
+        (:meth:`plain_number`); otherwise it is not a number, or it spells an ID or a date of the
+        dataset, and is treated as its attribute treats a value that cannot stay: removed where
+        the IOD makes it Type 3, emptied where Type 2, and where Type 1 or not known (inside
+        sequences, other IODs: :func:`radcommons.deid.iod.resolve`) a zero for each value."""
+        item = ds.get_item(tag)
+        if isinstance(item, RawDataElement):
+            raw = bytes(item.value or b"")
+        else:
+            raw = "\\".join(_string_values(item.value)).encode("latin-1", "replace")
+        if self.plain_number(raw, vr):
+            return
+        action = iod.resolve("X/Z/D", iod.attribute_type(self.sop_class, int(tag)) if top else None)
+        if action == "X":
+            del ds[tag]
+        else:
+            ds[tag] = DataElement(tag, vr, "" if action == "Z" else _dummy_numbers(raw.count(b"\\") + 1))
 
     def _unlisted_text_operation(self, vr: str) -> Callable[[str], str]:
         """Text of an attribute Table E.1-1 does not list: free text cleaned, other text scrubbed."""
@@ -865,7 +951,7 @@ class _Transformer:
                 del ds[tag]
         elif vr in _CHECKED_PRIVATE_VRS:
             values = _string_values(element.value)
-            numbers = vr not in ("IS", "DS") or all(not v.strip() or _NUMBER.fullmatch(v) for v in values)
+            numbers = vr not in _NUMBER_VRS or all(not v.strip() or _NUMBER.fullmatch(v) for v in values)
             if not numbers or any(self.cleaner.scrub_known(v) != v for v in values):
                 del ds[tag]
 

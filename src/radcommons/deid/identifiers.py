@@ -88,6 +88,7 @@ _PATIENT_NAME_KEYWORDS = frozenset({"PatientName", "OtherPatientNames", "Patient
 _PN_KEYWORDS = tuple(sorted({entry[4] for entry in DicomDictionary.values() if entry[0] == "PN" and entry[4]}))
 _DATE_KEYWORDS = (
     "PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AdmittingDate",
+    "InstanceCreationDate", "PerformedProcedureStepStartDate", "DateOfSecondaryCapture",
 )
 #: the dataset's own UIDs that are the same for every file of a series (a SOP Instance UID
 #: is not: the identifiers are collected once per series; UIDs under the root of these go too)

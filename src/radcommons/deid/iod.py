@@ -6,7 +6,8 @@ X/Z/D = X unless Z (Type 2) or D (Type 1), Z/D = Z unless D (Type 1),
 X/Z/U* = X unless Z or U is needed for conformance.
 
 pydicom ships no IOD Type tables, so this module holds the Types of the attributes
-that carry a compound action, for the IODs RadCommons receives and produces: the
+that carry a compound action (and of the common number strings, IS and DS, which go by
+their Type when their value cannot stay), for the IODs RadCommons receives and produces: the
 classic image IODs (CR, DX, CT, MR, US, SC, MG, PT, NM, XA ...) built from the General
 Study / Series / Equipment / Image modules, and the "enhanced" multi-frame IODs whose
 Enhanced General Equipment and Image modules raise some of them to Type 1. Types are
@@ -60,6 +61,44 @@ _CLASSIC: dict[str, int] = {
     "TimeOfLastDetectorCalibration": 3,
     "DetectorID": 3,
     "ObservationDateTime": 3,
+    # Number strings (IS, DS) Table E.1-1 does not list or keeps: an IS / DS value that is not a
+    # number, or spells an ID or a date of the dataset, is removed, emptied or zeroed by its Type
+    # (radcommons.deid.engine, NUMBER). C.7.1.3 Patient Study, C.7.3.1 General Series, C.7.6.1
+    # General Image, C.7.6.2 Image Plane, C.7.6.3 Image Pixel, C.7.6.6 Multi-frame, C.11.2 VOI
+    # LUT (1C: 1), C.8.2.1 CT Image, C.8.3.1 MR Image (2C: 2), C.8.11.7 DX Detector.
+    "PatientSize": 3,
+    "PatientWeight": 3,
+    "SeriesNumber": 2,
+    "InstanceNumber": 2,
+    "AcquisitionNumber": 3,
+    "SliceThickness": 2,
+    "SliceLocation": 3,
+    "ImagePositionPatient": 1,
+    "ImageOrientationPatient": 1,
+    "PixelSpacing": 1,
+    "ImagerPixelSpacing": 1,
+    "NumberOfFrames": 1,
+    "WindowCenter": 1,
+    "WindowWidth": 1,
+    "RescaleIntercept": 1,
+    "RescaleSlope": 1,
+    "KVP": 2,
+    "DataCollectionDiameter": 3,
+    "ReconstructionDiameter": 3,
+    "DistanceSourceToDetector": 3,
+    "DistanceSourceToPatient": 3,
+    "GantryDetectorTilt": 3,
+    "TableHeight": 3,
+    "ExposureTime": 3,
+    "XRayTubeCurrent": 3,
+    "Exposure": 3,
+    "RepetitionTime": 2,
+    "EchoTime": 2,
+    "InversionTime": 2,
+    "EchoTrainLength": 2,
+    "EchoNumbers": 3,
+    "MagneticFieldStrength": 3,
+    "FlipAngle": 3,
 }
 
 #: Enhanced multi-frame IODs (PS3.3 C.7.5.2 Enhanced General Equipment: Manufacturer,
@@ -68,6 +107,7 @@ _CLASSIC: dict[str, int] = {
 _ENHANCED: dict[str, int] = {
     **_CLASSIC,
     "DeviceSerialNumber": 1,
+    "InstanceNumber": 1,  # C.7.6.16 Multi-frame Functional Groups
     "AcquisitionDateTime": 1,
     "ContentDate": 1,
     "ContentTime": 1,

@@ -13,7 +13,8 @@ a fraction of the work. It never builds a pydicom Dataset of the file:
 * each element then gets the transformer's :meth:`~_Transformer.plan`: KEEP elements are
   copied as read (runs of them in one slice), DELETE ones left out, UID ones remapped
   here (PS3.5 9.1: the values, ``\\``-separated, NUL-padded), SCRUB and CLEAN text copied
-  as read when the engine's cleaner leaves it as it is (:func:`raw_text_unchanged`);
+  as read when the engine's cleaner leaves it as it is (:func:`raw_text_unchanged`), NUMBER
+  ones (IS, DS) when their bytes are plain numbers that spell no identifier (:func:`plain_number`);
   every other element (VALUE, FIXED) is transformed by the engine itself, in a small data
   set with its character set and private creator, and the result is remembered by the
   element's bytes (FIXED: by its tag and VR): the next slice of the series with the same
@@ -49,6 +50,7 @@ from radcommons.deid.engine import (
     DEIDENTIFIED,
     FIXED,
     KEEP,
+    NUMBER,
     SCRUB,
     UID,
     VALUE,
@@ -392,6 +394,8 @@ class _Writer:
                         operation = self.transformer.text_operation(step, vr or "")
                         unchanged = clean_text[key] = raw_text_unchanged(key[2], vr or "", operation)
                 step = KEEP if unchanged else VALUE
+            elif step == NUMBER:  # kept as read when a plain number (a bytes test: no cache needed)
+                step = KEEP if self.transformer.plain_number(data[value_start:end], vr or "") else VALUE
             elif step == FIXED:  # the output depends on tag and VR only
                 key = (step_key, FIXED)
                 if key not in remembered:

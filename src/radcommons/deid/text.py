@@ -7,7 +7,8 @@ not dropped: clinical words stay, while
   patient's name parts of two letters and its CJK / kana / hangul parts of any length
   included, also joined without a separator, with a plural or possessive ending, glued to
   digits, with or without diacritics or a transliteration, hyphenated and apostrophe parts
-  apart and together), patient IDs, accession number, study ID and other IDs (also their
+  apart and together, a name of 4 letters or more typed with a hyphen, an apostrophe or a
+  space inside: :func:`_name_regex`), patient IDs, accession number, study ID and other IDs (also their
   digit core without letters or leading zeros, written with separators), phone numbers,
   institution, station, serial numbers, the original Study / Series / Frame of Reference
   UIDs (and UIDs under their root), and its dates written in any common format; and
@@ -53,6 +54,14 @@ _LETTER_AFTER = r"(?![^\W\d_])"
 _WORD_BEFORE = r"(?<![^\W_])"  # not after a letter or digit
 _WORD_AFTER = r"(?![^\W_])"
 _SEPARATOR = r"[\s./_-]?"
+#: what may be typed inside a name of 4 or more letters ("Zyx-wort", "O'Brien", "Smith - Jones"
+#: for ZYXWORT, OBRIEN, SMITHJONES): a hyphen or an apostrophe anywhere, a plain space only
+#: between two parts of 3 letters or more ("Smith Jones", not "Chest er" for CHESTER)
+_NAME_BREAK = r"(?:\s*['\u2019`\-\u2010]\s*)?"
+_NAME_BREAK_OR_SPACE = r"(?:\s*['\u2019`\-\u2010]\s*|\s+)?"
+_BREAKS = re.compile(r"[\s'\u2019`\-\u2010]+")
+_MIN_BROKEN_NAME = 4
+_MIN_SPACED_PART = 3
 _MONTH_SPELLINGS = tuple(
     (name.lower(), name[:3].lower()) for name in MONTH_NAMES
 )
@@ -91,6 +100,19 @@ def _digits_regex(core: str) -> str:
     return r"(?<!\d)(?:0" + _SEPARATOR + ")*" + _SEPARATOR.join(core) + r"(?!\d)"
 
 
+def _name_regex(spelling: str) -> str:
+    """A name's folded spelling, with what may be typed inside it (:data:`_NAME_BREAK`) where it
+    has 4 letters or more."""
+    if len(spelling) < _MIN_BROKEN_NAME or not spelling.isalpha():
+        return re.escape(spelling)
+    parts = [re.escape(spelling[0])]
+    for index in range(1, len(spelling)):
+        spaced = min(index, len(spelling) - index) >= _MIN_SPACED_PART
+        parts.append(_NAME_BREAK_OR_SPACE if spaced else _NAME_BREAK)
+        parts.append(re.escape(spelling[index]))
+    return "".join(parts)
+
+
 def _uid_root(uid: str) -> str | None:
     """The root a UID shares with its siblings (its components but the last two), when
     that still names an organisation (at least 4 components, 8 characters)."""
@@ -104,17 +126,20 @@ class _Alternative:
     regex: str
     ascii: bool  #: can match ASCII text (what the lowered fast path compiles)
     needles: tuple[str, ...]  #: a match contains one of these literals (none: see the digit cores)
+    #: a name the match may spell with breaks inside (:func:`_name_regex`): the needle is then
+    #: in the text once the breaks are left out
+    broken: str = ""
 
 
 def _alternatives(identifiers: Identifiers) -> list[_Alternative]:
     alternatives: list[_Alternative] = []
     seen: set[str] = set()
 
-    def add(regex: str, literal: str | None, *needles: str) -> None:
+    def add(regex: str, literal: str | None, *needles: str, broken: str = "") -> None:
         if regex in seen:
             return
         seen.add(regex)
-        alternatives.append(_Alternative(regex, literal is None or literal.isascii(), needles))
+        alternatives.append(_Alternative(regex, literal is None or literal.isascii(), needles, broken))
 
     for root in sorted({r for r in map(_uid_root, identifiers.uids) if r}, key=len, reverse=True):
         add(r"(?<![\d.])" + re.escape(root) + r"(?:\.\d+)+(?!\.?\d)", root, root)
@@ -135,11 +160,11 @@ def _alternatives(identifiers: Identifiers) -> list[_Alternative]:
             spelled.append((spelling, word in names))
     spelled.sort(key=lambda item: (-len(item[0]), item))
     for spelling, name in spelled:
-        if name:  # Zyxworts, Zyxwort's, zyxwort2019
-            regex = _LETTER_BEFORE + re.escape(spelling) + r"(?:['\u2019]?s|es)?" + _LETTER_AFTER
+        if name:  # Zyxworts, Zyxwort's, zyxwort2019, Zyx-wort
+            regex = _LETTER_BEFORE + _name_regex(spelling) + r"(?:['\u2019]?s|es)?" + _LETTER_AFTER
+            add(regex, spelling, spelling, broken=spelling if len(spelling) >= _MIN_BROKEN_NAME else "")
         else:
-            regex = _WORD_BEFORE + re.escape(spelling) + _WORD_AFTER
-        add(regex, spelling, spelling)
+            add(_WORD_BEFORE + re.escape(spelling) + _WORD_AFTER, spelling, spelling)
     return alternatives
 
 
@@ -218,6 +243,7 @@ class TextCleaner:
         alternatives = _alternatives(identifiers)
         self._alternatives = alternatives
         self._needles = tuple(dict.fromkeys(n for a in alternatives if a.ascii for n in a.needles))
+        self._broken = tuple(dict.fromkeys(a.broken for a in alternatives if a.ascii and a.broken))
         self._cores = tuple(identifiers.digits)
         self._compiled: list[_Known | None] = []
 
@@ -244,6 +270,10 @@ class TextCleaner:
         once everything else is left out.)"""
         if any(needle in lowered for needle in self._needles):
             return True
+        if self._broken and _BREAKS.search(lowered):  # a name typed with a hyphen inside
+            squeezed = _BREAKS.sub("", lowered)
+            if any(name in squeezed for name in self._broken):
+                return True
         if self._cores and _DIGIT.search(lowered):
             digits = _NOT_DIGITS.sub("", lowered)
             return any(core in digits for core in self._cores)
