@@ -634,9 +634,12 @@ class IndexWriter:
         self._days_to_study(conn, by_id)
 
     def _days_to_study(self, conn: Connection, study_dates: Mapping[int, tuple[str | None, str | None]]) -> None:
-        """:meth:`days_to_study_from_dates` for studies given by id."""
+        """:meth:`days_to_study_from_dates` for studies given by id.
+
+        A case's day 0 is the one recorded in ``case_day0`` by an earlier run, else this run's first study
+        of the case, then recorded: a case ingested in several runs is counted from one day (a study of a
+        later run that is earlier than day 0 gets a negative ``days_to_study``)."""
         study = self.tables["imaging_study"]
-        first: dict[str, _dt.date] = {}
         parsed: dict[int, tuple[str, _dt.date]] = {}
         for study_id, (patient, date_text) in study_dates.items():
             try:
@@ -644,12 +647,44 @@ class IndexWriter:
             except ValueError:
                 continue
             parsed[study_id] = (patient or "", day)
-            first[patient or ""] = min(first.get(patient or "", day), day)
-        rows = [{"b_id": study_id, "b_days": (day - first[patient]).days}
-                for study_id, (patient, day) in parsed.items()]
+        if not parsed:
+            return
+        case_of = dict(conn.execute(select(study.c.id, study.c.case_id).where(study.c.id.in_(sorted(parsed)))).all())
+        # a study with no case (none in the index) is counted by its Patient ID, within this run only
+        owner: dict[int, int | str] = {study_id: case_of.get(study_id) or patient
+                                       for study_id, (patient, _) in parsed.items()}
+        first: dict[int | str, _dt.date] = {}
+        for study_id, (_, day) in parsed.items():
+            first[owner[study_id]] = min(first.get(owner[study_id], day), day)
+        day0 = self._case_day0(conn, {case: day for case, day in first.items() if isinstance(case, int)})
+        rows = [{"b_id": study_id, "b_days": (day - day0.get(owner[study_id], first[owner[study_id]])).days}
+                for study_id, (_, day) in parsed.items()]
         if rows:  # one executemany, not a round trip per study
             conn.execute(update(study).where(study.c.id == bindparam("b_id"), study.c.days_to_study.is_(None))
                          .values(days_to_study=bindparam("b_days")), rows)
+
+    @staticmethod
+    def _case_day0(conn: Connection, first: Mapping[int, _dt.date]) -> dict[int, _dt.date]:
+        """Each case's recorded day 0, ``first`` recorded for the cases that have none (a concurrent run's
+        record wins: ON CONFLICT DO NOTHING, then read back)."""
+        if not first:
+            return {}
+        table = system_table("case_day0")
+
+        def recorded() -> dict[int, _dt.date]:
+            rows = conn.execute(select(table.c.case_id, table.c.study_date).where(table.c.case_id.in_(sorted(first))))
+            return {case: _dt.datetime.strptime(date, "%Y%m%d").date() for case, date in rows}
+
+        known = recorded()
+        new = [{"case_id": case, "study_date": f"{day:%Y%m%d}"} for case, day in first.items() if case not in known]
+        if not new:
+            return known
+        dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+        if dialect is None:  # pragma: no cover - the index is SQLite or PostgreSQL
+            conn.execute(insert(table), new)
+        else:
+            conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=["case_id"]), new)
+        return recorded()
 
     # ------------------------------------------------------------------ ingests killed half way
 

@@ -25,7 +25,10 @@ same :class:`~sqlalchemy.MetaData` by :func:`add_system_tables`, so that one Ale
 * ``ingest_pending``: the studies an ingest has indexed whose derived fields and facet rows it
   has not yet written (revision 0010), named with the run (``host:pid``): written with each
   batch, removed by the run's end; what a killed run left is finished by the next ingest or
-  server start (:func:`radcommons.pipelines.indexing.finish_abandoned`).
+  server start (:func:`radcommons.pipelines.indexing.finish_abandoned`);
+* ``case_day0``: the (shifted) StudyDate that is day 0 of a case whose ``days_to_study`` an ingest
+  derived from its images alone (revision 0014): recorded by the first run that derives one, kept
+  by every later run, so that a study ingested later, earlier or not, counts from the same day.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "
 SYSTEM_TABLES = (
     "user", "user_project", "token", "submission", "submission_file", "submission_record",
     "quarantine", "study_version", "audit_event", "dua_acceptance",
-    "harmonization_decision", "harmonization_code", "ingest_pending",
+    "harmonization_decision", "harmonization_code", "ingest_pending", "case_day0",
 )
 
 
@@ -230,5 +233,11 @@ def add_system_tables(metadata: MetaData) -> None:
         # and shifted StudyDate, as the run read them from the header.
         Column("patient_id", String(128), nullable=True),
         Column("study_date", String(8), nullable=True),
+        _created(),
+    )
+    Table(
+        "case_day0", metadata,
+        Column("case_id", id_type(), ForeignKey("case.id", ondelete="CASCADE"), primary_key=True),
+        Column("study_date", String(8), nullable=False),  # YYYYMMDD, shifted as the headers hold it
         _created(),
     )
