@@ -14,6 +14,7 @@ from radcommons.pipelines import submission as pipeline
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import authenticate
 from radcommons.store.index.schema import system_table
+from radcommons.store.objects import ObjectStore
 
 
 def _by_study(tree: Path) -> list[tuple[str, list]]:
@@ -101,3 +102,41 @@ def test_an_upload_that_ends_after_the_commit_is_refused_and_not_recorded_under_
     assert (refused.value.code, refused.value.kind) == ("submission_closed", "conflict")
     assert f"submission {submission.id} is already committed" in refused.value.message
     assert recorded == {sent.sha256}
+
+
+def test_a_manifest_or_clinical_post_that_comes_while_the_commit_gates_is_not_left_out(
+        commons: Commons, deid_tree: Path) -> None:
+    """A commit reads the declared files and clinical records, gates them (the longest part), and
+    only then takes the submission. A manifest or a clinical post from another client in that
+    window got its 200 but was left out of the commit (a replaced manifest: the commit wrote rows
+    that no longer existed). Once it holds the submission, the commit now checks that it holds
+    what was read: else it commits nothing and answers 409 submission_changed (commit again).
+    The commit's two steps are run here as it runs them, with the other client's request between."""
+    (first, first_files), (late, late_files) = _by_study(deid_tree)[:2]
+    committer, other = commons.client(), commons.client()
+    submission = committer.create_submission(PROJECT, "RACED_COMMIT")
+
+    def declare(client, uid: str, files: list) -> None:
+        sent = [client.upload_file(submission.id, f.path) for f in files]
+        client.put_study_manifest(submission.id, uid, [ManifestEntry(u.sha256, u.size, f.path.name)
+                                                       for u, f in zip(sent, files)])
+
+    declare(committer, first, first_files)
+    engine, store = make_engine(commons.db_url), ObjectStore(str(commons.store_dir))
+    try:
+        principal = authenticate(engine, commons.tokens["uploader"])
+        for arrives in (lambda: declare(other, late, late_files),  # a new study
+                        lambda: declare(other, first, first_files[:1]),  # a replaced manifest
+                        lambda: other.post_clinical(submission.id, "case", [{"submitter_id": "P-LATE"}])):
+            read = pipeline._read_and_gate(engine, store, principal, submission.id)
+            arrives()
+            with pytest.raises(pipeline.SubmissionError) as refused:
+                pipeline._commit_transaction(engine, principal, *read, client="test")
+            assert (refused.value.code, refused.value.kind) == ("submission_changed", "conflict")
+            assert "commit again" in refused.value.hint
+            assert other.get_submission(submission.id).status == "open"  # nothing was committed
+    finally:
+        engine.dispose()
+    receipt = committer.commit(submission.id)  # committed again: with what arrived
+    assert {s["study_uid"]: s["indexed"] for s in receipt.studies} == {first: 1, late: len(late_files)}, receipt.data
+    assert [(c["submitter_id"], c["status"]) for c in receipt.clinical] == [("P-LATE", "rejected")], receipt.data

@@ -8,9 +8,10 @@ every rule lives here, as functions over an engine, an object store and the
 The commit (:func:`commit`) reads and gates every declared instance first, then writes the
 whole submission in ONE transaction (index records, quarantine entries, study versions,
 clinical records, derived fields, the receipt and the audit event): it is recorded whole or
-not at all, and a repeated commit returns the stored receipt. A study declared with the version
-its manifest was built on (``base_version``) is versioned only if that is still its latest
-version, checked in that transaction; otherwise it alone is left as it is, and its receipt entry
+not at all, and a repeated commit returns the stored receipt. A manifest or clinical post that
+came while the commit gated makes it commit nothing (``submission_changed``: commit again). A
+study declared with the version its manifest was built on (``base_version``) is versioned only
+if that is still its latest version, checked in that transaction; otherwise it alone is left as it is, and its receipt entry
 says so (:data:`CHANGED_SINCE_READ`) while the other studies commit, whatever files it lacks: a
 file declared as held may be the copy of an instance that a newer version replaced. Only an
 instance this site holds now in the project counts as held; an older version's objects do not
@@ -380,8 +381,8 @@ def put_manifest(engine: Engine, store: ObjectStore, principal: Principal, submi
                                   "give each file of the study its own path", code="validation_error", kind="invalid")
     table = system_table("submission_file")
     with engine.begin() as conn:
+        _claim_open(conn, principal, submission_id)  # first: a commit comes wholly before or after
         row = _load(conn, principal, submission_id)
-        _require_open(row)
         elsewhere = conn.execute(select(table.c.sha256, table.c.study_uid).where(
             table.c.submission_id == submission_id, table.c.sha256.in_(sorted(seen)),
             table.c.study_uid.is_not(None), table.c.study_uid != study_uid)).first()
@@ -492,8 +493,8 @@ def post_clinical(engine: Engine, principal: Principal, submission_id: int, node
                        "problems": row_problems or None, "created_at": utcnow()})
     table = system_table("submission_record")
     with engine.begin() as conn:
+        _claim_open(conn, principal, submission_id)  # first: a commit comes wholly before or after
         row = _load(conn, principal, submission_id)
-        _require_open(row)
         names = sorted({s["submitter_id"] for s in staged if s["submitter_id"]})
         for start in range(0, len(names), 500):
             conn.execute(delete(table).where(table.c.submission_id == submission_id, table.c.node == node,
@@ -547,11 +548,26 @@ def _examine_stored(store: ObjectStore, entry: _File) -> Examined:
 def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_id: int,
            client: str | None = None) -> dict[str, Any]:
     """Gate, index or quarantine everything declared, in one transaction; return the receipt."""
+    row, entries, staged = _read_and_gate(engine, store, principal, submission_id)
+    if row.status == SUBMISSION_COMMITTED:
+        return dict(row.receipt)
+    try:
+        return _commit_transaction(engine, principal, row, entries, staged, client)
+    except _AlreadyCommitted:  # a concurrent commit won: its receipt is the answer
+        with engine.connect() as conn:
+            return dict(_load(conn, principal, submission_id).receipt)
+
+
+def _read_and_gate(engine: Engine, store: ObjectStore, principal: Principal,
+                   submission_id: int) -> tuple[Any, list[_File], Sequence[Any]]:
+    """What the commit writes: the submission, its declared files (read and gated) and its staged
+    clinical records. Nothing is locked yet: the commit's transaction checks that the submission
+    still holds exactly these (:func:`_require_unchanged`). A committed submission: no files."""
     files_table, records_table = system_table("submission_file"), system_table("submission_record")
     with engine.connect() as conn:
         row = _load(conn, principal, submission_id)
         if row.status == SUBMISSION_COMMITTED:
-            return dict(row.receipt)
+            return row, [], []
         entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package, r.status == UPLOADED,
                          r.base_version)
                    for r in conn.execute(select(files_table).where(files_table.c.submission_id == submission_id,
@@ -575,12 +591,7 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
     for entry in entries:
         if not entry.missing:
             entry.examined = _examine_stored(store, entry)
-
-    try:
-        return _commit_transaction(engine, principal, row, entries, staged, client)
-    except _AlreadyCommitted:  # a concurrent commit won: its receipt is the answer
-        with engine.connect() as conn:
-            return dict(_load(conn, principal, submission_id).receipt)
+    return row, entries, staged
 
 
 def _stale_studies(conn: Connection, project: str, entries: Sequence[_File]) -> set[str]:
@@ -598,6 +609,24 @@ def _refuse_missing(missing: Sequence[_File]) -> None:
                               code="files_missing", kind="conflict", missing=[e.sha256 for e in missing])
 
 
+def _require_unchanged(conn: Connection, submission_id: int, entries: Sequence[_File], staged: Sequence[Any]) -> None:
+    """409 submission_changed unless the submission holds exactly the declared files and clinical
+    records the commit read. Called once the commit holds the submission (a manifest or clinical
+    post waits for it, then finds it committed): one that came between the commit's reading and
+    that moment would be left out, or its replaced rows would be written. A manifest or a post
+    replaces rows, so their ids tell."""
+    files, records = system_table("submission_file"), system_table("submission_record")
+    declared = conn.execute(select(files.c.id).where(files.c.submission_id == submission_id,
+                                                     files.c.study_uid.is_not(None)).order_by(files.c.id)).scalars()
+    posted = conn.execute(select(records.c.id).where(records.c.submission_id == submission_id)
+                          .order_by(records.c.id)).scalars()
+    if list(declared) != [e.id for e in entries] or list(posted) != [r.id for r in staged]:
+        raise SubmissionError(f"submission {submission_id} changed while it was being committed: a study manifest "
+                              "or clinical records arrived after the commit had read them; nothing was committed",
+                              "commit again: the commit then includes what arrived",
+                              code="submission_changed", kind="conflict")
+
+
 class _AlreadyCommitted(Exception):
     """Raised inside the commit transaction to roll it back when another commit came first."""
 
@@ -611,6 +640,7 @@ def _commit_transaction(engine: Engine, principal: Principal, row: Any, entries:
                                .values(status=SUBMISSION_COMMITTED, committed_at=utcnow())).rowcount
         if not claimed:
             raise _AlreadyCommitted
+        _require_unchanged(conn, submission_id, entries, staged)
         writer = IndexWriter(row.project_id, row.dataset, principal.name)
         writer.ensure_project(conn)
         clinical: list[dict[str, Any]] = []
