@@ -130,6 +130,8 @@ class ClinicalResult:
 #: A receipt's study status: not versioned, because the commons' latest version of the study was no
 #: longer the one its manifest was built on (``base_version``); nothing of it was written.
 CHANGED_SINCE_READ = "changed_since_read"
+#: Commits a :meth:`CommonsClient.commit` tries while other clients change the submission meanwhile.
+COMMIT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -488,8 +490,18 @@ class CommonsClient:
         return ClinicalResult(body["node"], int(body["accepted"]), int(body["rejected"]), list(body["rows"]))
 
     def commit(self, submission_id: int) -> Receipt:
-        """Verify, index or quarantine everything and return the receipt (safe to repeat)."""
-        return Receipt.from_json(self._request("POST", f"/submissions/{submission_id}/commit").json())
+        """Verify, index or quarantine everything and return the receipt (safe to repeat).
+
+        Another client that declared files or posted records while the commit read the submission
+        makes the server roll the commit back (409 ``submission_changed``): committed again, it takes
+        them in; :data:`COMMIT_TRIES` in all."""
+        for tries_left in range(COMMIT_TRIES - 1, -1, -1):
+            try:
+                return Receipt.from_json(self._request("POST", f"/submissions/{submission_id}/commit").json())
+            except ConflictError as error:
+                if error.code != "submission_changed" or not tries_left:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def receipt(self, submission_id: int) -> Receipt:
         """The receipt of a committed submission (:class:`NotFoundError` before the commit)."""
