@@ -261,6 +261,10 @@ def test_values_the_index_cannot_take_are_400_not_500(commons: ResearchCommons) 
         # "There was an error parsing the body", with no hint
         answers["JSON nested too deeply"] = http.post("/query/case", content=b"[" * 100000 + b"]" * 100000,
                                                       headers={"Content-Type": "application/json"})
+    # a path parameter out of range is a validation error naming it (64481ab), as every other bad parameter
+    too_big = answers.pop("a huge submission id")
+    assert too_big.status_code == 422, too_big.text[:300]
+    assert [f["field"] for f in too_big.json()["error"]["fields"]] == ["path.submission_id"]
     for what, answer in answers.items():
         assert answer.status_code == 400, (what, answer.status_code, answer.text[:300])
         assert answer.json()["error"]["hint"], what
