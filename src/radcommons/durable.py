@@ -149,6 +149,14 @@ def private_opener(path: str | os.PathLike[str], flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
+def owner_only_file(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` readable by its owner only, or make an existing file so (a site's private
+    state: SQLite gives its journal files the same mode)."""
+    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 def remove_partials(root: str | os.PathLike[str]) -> int:
     """Delete the temporary files (``.NAME...partial``: :func:`write_atomic`, the de-identifier's and the
     object store's copies) a killed run left anywhere under ``root``; returns how many."""

@@ -26,7 +26,6 @@ keys can never be mixed in one site's state.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from dataclasses import replace
@@ -35,7 +34,7 @@ from typing import Iterable
 
 from radcommons.deid.dates import date_offset_days
 from radcommons.deid.engine import DeidContext, PatientRecord, StudyRecord
-from radcommons.durable import private_opener
+from radcommons.durable import owner_only_file
 from radcommons.errors import UserError
 
 SCHEMA_VERSION = "1"
@@ -82,20 +81,12 @@ def make_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def _owner_only(path: Path) -> None:
-    """Create the registry file readable by its owner only, or make an existing one so: it maps
-    pseudonyms back to MRNs (SQLite gives its journal files the same mode)."""
-    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
-
-
 class Registry:
     """The pseudonym registry of one site's state directory."""
 
     def __init__(self, state_dir: Path, key_fingerprint: str) -> None:
         self.path = make_state_dir(Path(state_dir)) / FILENAME
-        _owner_only(self.path)
+        owner_only_file(self.path)  # it maps pseudonyms back to MRNs
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=60000")

@@ -22,7 +22,6 @@ Reading never creates the file: a dry run writes nothing.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from radcommons.clinical import Day0
 from radcommons.deid import make_state_dir
-from radcommons.durable import private_opener
+from radcommons.durable import owner_only_file
 from radcommons.errors import UserError
 
 FILENAME = "case-days.sqlite"
@@ -84,9 +83,7 @@ def record(state_dir: Path, site: str, project: str, cases: Mapping[str, tuple[s
     if not cases:
         return 0
     path = make_state_dir(Path(state_dir)) / FILENAME
-    os.close(private_opener(path, os.O_RDWR | os.O_CREAT))  # created readable by its owner only (0600)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
+    owner_only_file(path)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     rows = [(site, project, mrn, day0.event, day0.date.isoformat(), case_id, dataset, submission_id, now)
             for mrn, (case_id, day0) in sorted(cases.items())]
