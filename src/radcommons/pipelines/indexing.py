@@ -88,17 +88,21 @@ def index_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def _insert_skipping_existing(conn: Connection, table: Any, keys: tuple[str, ...]) -> Any:
+    """An INSERT into ``table`` that skips a row whose ``keys`` exist (ON CONFLICT DO NOTHING)."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:  # pragma: no cover - the index is SQLite or PostgreSQL
+        return insert(table)
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
 def _insert_new(conn: Connection, table: Any, row: dict[str, Any], keys: tuple[str, ...]) -> int | None:
-    """Insert ``row`` unless a row with the same ``keys`` exists (ON CONFLICT DO NOTHING): its id or None.
+    """Insert ``row`` unless a row with the same ``keys`` exists: its id or None.
 
     A writer outside :func:`index_transaction` that loses a race then finds the winner's row
     instead of failing on the UNIQUE constraint.
     """
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
-    if dialect is None:  # pragma: no cover - the index is SQLite or PostgreSQL
-        return conn.execute(insert(table).values(row).returning(table.c.id)).scalar_one()
-    statement = dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(keys))
-    return conn.execute(statement.returning(table.c.id)).scalar()
+    return conn.execute(_insert_skipping_existing(conn, table, keys).values(row).returning(table.c.id)).scalar()
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -679,11 +683,7 @@ class IndexWriter:
         new = [{"case_id": case, "study_date": f"{day:%Y%m%d}"} for case, day in first.items() if case not in known]
         if not new:
             return known
-        dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
-        if dialect is None:  # pragma: no cover - the index is SQLite or PostgreSQL
-            conn.execute(insert(table), new)
-        else:
-            conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=["case_id"]), new)
+        conn.execute(_insert_skipping_existing(conn, table, ("case_id",)), new)
         return recorded()
 
     # ------------------------------------------------------------------ ingests killed half way
