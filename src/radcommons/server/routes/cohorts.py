@@ -20,15 +20,13 @@ from radcommons.pipelines.export import frozen_files
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
+from radcommons.server.routes.params import COHORT_KEY
 from radcommons.server.routes.research import ExportFormat, Node, StrictBody, audit, manifest_stream, scope_of
 from radcommons.store import query as rq
 from radcommons.store.index import get_metadata
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["cohorts"])
-
-#: A cohort key: its number (saved queries and snapshots) or its identifier (snapshots).
-_KEY = r"^([0-9]{1,18}|rc-cohort-[0-9a-f]{12,64})$"
 
 
 class CohortCreate(StrictBody):
@@ -77,7 +75,7 @@ def visible_cohort(context: ServerContext, principal: Principal, key: str) -> tu
                    "list yours with GET /api/v1/cohorts (in Python: Client.cohorts())")
 
 
-CohortKey = Path(pattern=_KEY, description="number or rc-cohort-... identifier")
+CohortKey = Path(pattern=COHORT_KEY, description="number or rc-cohort-... identifier")
 
 
 @router.post("/cohorts", status_code=201, summary="Save a named query (or freeze it at once with freeze=true)")

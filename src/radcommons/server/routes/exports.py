@@ -28,6 +28,7 @@ from radcommons.server.context import ServerContext, get_context
 from radcommons.server.errors import ApiError
 from radcommons.server.exports import ExportJobs, ExportRequest
 from radcommons.server.routes.cohorts import visible_cohort
+from radcommons.server.routes.params import COHORT_KEY
 from radcommons.server.routes.research import StrictBody, audit, parse_range, read_range
 from radcommons.store.index.accounts import Principal
 
@@ -37,7 +38,7 @@ _JOBS_LOCK = threading.Lock()
 
 
 class ExportStart(StrictBody):
-    cohort: str = Field(pattern=r"^([0-9]{1,18}|rc-cohort-[0-9a-f]{12,64})$",
+    cohort: str = Field(pattern=COHORT_KEY,
                         description="a frozen cohort (rc-cohort-...) or a saved query (its number)")
     format: Literal["dicom", "nifti", "png"] = Field(description="dicom, nifti (volumes) or png (radiographs)")
     split: str = Field(default="", max_length=1000, description="patient-level splits, e.g. train=0.8,test=0.2")

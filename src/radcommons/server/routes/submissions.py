@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -15,13 +15,11 @@ from radcommons.pipelines import submission as pipeline
 from radcommons.roles import PROJECT_NAME, SITE_ID
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
+from radcommons.server.routes.params import RowId
 from radcommons.store.index.accounts import Principal
 
 router = APIRouter(tags=["submissions"])
 
-#: A submission's id in a URL: a number the index can hold (64 bits). A larger one was a 400
-#: naming SQLite's words ("Python int too large to convert to SQLite INTEGER").
-SubmissionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the submission's id")]
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 #: Unicode categories a path in a package may not hold: controls (C0, DEL and C1), format
@@ -88,13 +86,13 @@ def list_submissions(project: str | None = Query(default=None), principal: Princ
 
 
 @router.get("/submissions/{submission_id}", summary="One submission")
-def get_submission(submission_id: SubmissionId, principal: Principal = Depends(current_principal),
+def get_submission(submission_id: RowId, principal: Principal = Depends(current_principal),
                    context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     return pipeline.get_submission(context.engine, principal, submission_id)
 
 
 @router.put("/submissions/{submission_id}/studies/{study_uid}", summary="Declare a study's instances")
-def put_study(submission_id: SubmissionId, body: StudyManifest, request: Request,
+def put_study(submission_id: RowId, body: StudyManifest, request: Request,
               study_uid: str = Path(max_length=UID_MAX_LENGTH, pattern=UID_PATTERN),
               principal: Principal = Depends(current_principal),
               context: ServerContext = Depends(get_context)) -> dict[str, Any]:
@@ -104,7 +102,7 @@ def put_study(submission_id: SubmissionId, body: StudyManifest, request: Request
 
 
 @router.post("/submissions/{submission_id}/clinical/{node}", summary="Send clinical records of one node type")
-def post_clinical(submission_id: SubmissionId, node: str, request: Request,
+def post_clinical(submission_id: RowId, node: str, request: Request,
                   records: list[Any] = Body(description="records in the data dictionary's form"),
                   first_row: int = Query(default=1, ge=0, description="number of the first row (for messages)"),
                   principal: Principal = Depends(current_principal),
@@ -114,7 +112,7 @@ def post_clinical(submission_id: SubmissionId, node: str, request: Request,
 
 
 @router.post("/submissions/{submission_id}/commit", summary="Verify, index or quarantine, and get the receipt")
-def commit(submission_id: SubmissionId, request: Request, principal: Principal = Depends(current_principal),
+def commit(submission_id: RowId, request: Request, principal: Principal = Depends(current_principal),
            context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     receipt = pipeline.commit(context.engine, context.store, principal, submission_id,
                               client=client_address(request))
@@ -123,7 +121,7 @@ def commit(submission_id: SubmissionId, request: Request, principal: Principal =
 
 
 @router.get("/submissions/{submission_id}/receipt", summary="The receipt of a committed submission")
-def receipt(submission_id: SubmissionId, principal: Principal = Depends(current_principal),
+def receipt(submission_id: RowId, principal: Principal = Depends(current_principal),
             context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     return pipeline.get_receipt(context.engine, principal, submission_id)
 

@@ -21,7 +21,7 @@ from radcommons.pipelines import submission as pipeline
 from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
-from radcommons.server.routes.submissions import SubmissionId
+from radcommons.server.routes.params import RowId
 from radcommons.server.uploads import MAX_CHUNK, Busy, UploadState
 from radcommons.store.index.accounts import Principal
 
@@ -177,7 +177,7 @@ async def _states(context: ServerContext, submission_id: int, digests: list[str]
 
 
 @router.head("/submissions/{submission_id}/files/{sha256}", summary="How much of a file the server holds")
-async def head(submission_id: SubmissionId, sha256: str = Sha256, principal: Principal = Depends(current_principal),
+async def head(submission_id: RowId, sha256: str = Sha256, principal: Principal = Depends(current_principal),
                context: ServerContext = Depends(get_context)) -> Response:
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
     (state,) = await _states(context, submission_id, [sha256])
@@ -187,7 +187,7 @@ async def head(submission_id: SubmissionId, sha256: str = Sha256, principal: Pri
 
 
 @router.post("/submissions/{submission_id}/files/states", summary="How much of each of many files the server holds")
-async def states(submission_id: SubmissionId, query: StatesQuery, principal: Principal = Depends(current_principal),
+async def states(submission_id: RowId, query: StatesQuery, principal: Principal = Depends(current_principal),
                  context: ServerContext = Depends(get_context)) -> dict[str, Any]:
     """``HEAD`` for many files in one request (a client asks before it uploads a study or a whole
     contribution): the files the server holds anything of, each with its offset and whether it
@@ -336,7 +336,7 @@ async def _read_index(request: Request) -> tuple[_BodyReader, BatchIndex]:
 
 
 @router.post("/submissions/{submission_id}/files/batch", summary="Upload many small files whole, in one request")
-async def batch(request: Request, submission_id: SubmissionId, principal: Principal = Depends(current_principal),
+async def batch(request: Request, submission_id: RowId, principal: Principal = Depends(current_principal),
                 context: ServerContext = Depends(get_context)) -> JSONResponse:
     """Each file named in the index is received whole (from its first byte, replacing any partial
     upload of it), checked against its sha256 and stored; the answer gives each file's state, as
@@ -413,7 +413,7 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
 
 
 @router.patch("/submissions/{submission_id}/files/{sha256}", summary="Append a chunk (Upload-Offset, Upload-Length)")
-async def patch(request: Request, submission_id: SubmissionId, sha256: str = Sha256,
+async def patch(request: Request, submission_id: RowId, sha256: str = Sha256,
                 principal: Principal = Depends(current_principal),
                 context: ServerContext = Depends(get_context)) -> JSONResponse:
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
@@ -424,7 +424,7 @@ async def patch(request: Request, submission_id: SubmissionId, sha256: str = Sha
 
 
 @router.put("/submissions/{submission_id}/files/{sha256}", status_code=201, summary="Upload a small file whole")
-async def put(request: Request, submission_id: SubmissionId, sha256: str = Sha256,
+async def put(request: Request, submission_id: RowId, sha256: str = Sha256,
               principal: Principal = Depends(current_principal),
               context: ServerContext = Depends(get_context)) -> JSONResponse:
     await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
