@@ -8,57 +8,22 @@ contribute --dry-run``; sheets refused for their layout: tests/clinical/test_she
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
+from clinical_support import KEY, Radiograph, dry_run, write_csv
 
 from radcommons.clinical import ImagingStudy, SourceTable, convert_clinical, load_mapping
 from radcommons.deid import date_offset_days
 
-KEY = bytes(range(32))
 TESTS_HEADER = ["MRN", "TestDate", "TestMethod", "Result"]
-
-
-@dataclass(frozen=True)
-class Radiograph:
-    """One CR/DX study of the synthetic corpus: its folder and Patient ID."""
-
-    folder: Path
-    mrn: str
-
-
-@pytest.fixture(scope="module")
-def radiograph(corpus: Path) -> Radiograph:
-    for study in sorted({p.parent for p in (corpus / "site_a").rglob("*.dcm") if "CDROM" not in p.parts}):
-        headers = [pydicom.dcmread(p, stop_before_pixels=True, force=True) for p in sorted(study.glob("*.dcm"))]
-        one_patient = len({ds.PatientID for ds in headers}) == 1
-        if {str(ds.get("Modality", "")) for ds in headers} <= {"CR", "DX"} and one_patient:
-            return Radiograph(study, str(headers[0].PatientID))
-    raise AssertionError("no radiograph study in the corpus")
 
 
 def _contribute(study: Radiograph, state: Path, *clinical: Path, mapping: Path | None = None,
                 partial: bool = False) -> dict[str, Any]:
-    """The report of a dry run (with --allow-partial: what it would send), after checking it ran cleanly."""
-    key_file = state.parent / f"{state.name}.key"
-    key_file.write_text(KEY.hex() + "\n")
-    key_file.chmod(0o600)
-    args = [arg for path in clinical for arg in ("--clinical", str(path))]
-    args += ["--mapping", str(mapping)] if mapping else []
-    done = subprocess.run([sys.executable, "-m", "radcommons", "contribute", str(study.folder), *args, "--site", "S",
-                           "--project", "Open-T1", "--key-file", str(key_file), "--state-dir", str(state),
-                           "--dry-run", "--workers", "1", *(["--allow-partial"] if partial else [])],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
-    assert done.returncode == 1, done.stdout + done.stderr  # the table not read is an error
-    assert "Traceback" not in done.stderr, done.stderr
-    return json.loads(next((state / "reports").glob("contribute-*.json")).read_text())
+    """The report of a dry run (with --allow-partial: what it would send); the table not read is an error."""
+    return dry_run(study, state, *clinical, mapping=mapping, partial=partial).report
 
 
 def _issues(report: dict[str, Any], code: str) -> list[dict[str, Any]]:
@@ -78,9 +43,7 @@ def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
     return path
 
 
-def _csv(path: Path, rows: list[list[object]]) -> Path:
-    path.write_text("".join(",".join(str(c) for c in row) + "\n" for row in rows), encoding="utf-8")
-    return path
+_csv = write_csv
 
 
 @pytest.mark.parametrize("how", ["unrecognised sheet", "no MRN column"])

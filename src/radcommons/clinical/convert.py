@@ -48,7 +48,7 @@ from radcommons.clinical.mapping import (
     load_mapping,
     name_key,
 )
-from radcommons.clinical.screen import FIX, KnownIdentifiers, screen_text
+from radcommons.clinical.screen import FIX, KnownIdentifiers, code_system, screen_text
 from radcommons.clinical.sources import SourceTable
 from radcommons.clinical.values import (
     MAX_PLAUSIBLE_AGE,
@@ -657,8 +657,10 @@ def _day0_not_read(choices: Sequence[str], choice: str | None, unread: Mapping[s
 
 def _covid_status(tests: Sequence[_Row], unread: bool = False) -> str:
     """Yes for a positive test; else No or Indeterminate, unless a positive test of the patient may be
-    ``unread``."""
+    ``unread``, or a test's result is not known ("Unknown", "Pending": it may have been positive)."""
     results = {t.fields.get("test_result") for t in tests}
+    if "Positive" not in results and NOT_REPORTED in results:
+        return NOT_REPORTED
     for status, answer in (("Positive", "Yes"), ("Negative", "No"), ("Indeterminate", "Indeterminate")):
         if status in results:
             return answer if answer == "Yes" or not unread else NOT_REPORTED
@@ -667,6 +669,39 @@ def _covid_status(tests: Sequence[_Row], unread: bool = False) -> str:
 
 def _yes_no(found: bool, known: bool) -> str:
     return "Yes" if found else ("No" if known else NOT_REPORTED)
+
+
+#: The visit fields that record an ICU stay: a visit table with neither cannot say that one happened.
+_ICU_FIELDS = ("icu_admission_date", "icu_discharge_date")
+
+
+def _icu_indicator(visits: Sequence[_Row], unread: bool) -> str:
+    """Yes for an ICU stay (an ICU date, or a visit of type Intensive Care Unit); No only when every visit of
+    the patient comes from a table with an ICU column and none may be ``unread``: a visit file without one
+    says nothing about intensive care, and its inpatient stay may have been one."""
+    found = any(v.fields.get("visit_type") == "Intensive Care Unit" or any(v.fields.get(f) for f in _ICU_FIELDS)
+                for v in visits)
+    recorded = all(any(f in v.origin.columns for f in _ICU_FIELDS) for v in visits)
+    return _yes_no(found, bool(visits) and recorded and not unread)
+
+
+def _ventilator_indicator(visits: Sequence[_Row], procedures: Sequence[_Row], support_read: bool,
+                          unread: bool) -> str:
+    """Yes for mechanical ventilation; No only when a breathing support table with the kind of support
+    (``support_read``: :func:`_support_read`) was read, none may be ``unread``, and it says which kind each
+    of the patient's supports was: a visit, a procedure of no stated kind (its column missing or blank)
+    may have been a ventilation."""
+    kinds = [p.fields.get("breathing_support_type", NOT_REPORTED) for p in procedures]
+    known = bool(visits or procedures) and support_read and not unread and NOT_REPORTED not in kinds
+    return _yes_no("Mechanical Ventilation" in kinds, known)
+
+
+def _support_read(tables: Iterable[SourceTable], mapping: SiteMapping, blocked: set[str | None]) -> bool:
+    """Whether a procedure table with a breathing support type column was read (``blocked``: :func:`_blocked`):
+    only then can a patient with no ventilation in it be said not to have been ventilated."""
+    return any(mapping.table_for(t.name) == "procedure" and t.label not in blocked
+               and any(mapping.field_for("procedure", c) == "breathing_support_type" for c in t.columns)
+               for t in tables)
 
 
 def _numbered(node: str, case_id: str, records: list[tuple[dict[str, Any], _Row]]) -> list[tuple[dict[str, Any], _Row]]:
@@ -837,12 +872,13 @@ def convert_clinical(
                             node="case"))
 
     chosen: dict[str, Day0] = {}
+    support_read = _support_read(tables, mapping, blocked)
     for mrn in sorted(demographics):
         records.extend(_patient_records(
             mrn, demographics[mrn], by_patient.get(mrn, {}),
             [s for s in studies_by_patient.get(mrn, []) if s.study_uid not in shared],
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
-            recorded=(day0 or {}).get(mrn), chosen=chosen,
+            recorded=(day0 or {}).get(mrn), chosen=chosen, support_read=support_read,
             unread={**{kind: _unread_for(not_read, kind, mrn) for kind in ("measurement", "visit", "procedure")},
                     "positive": _unread_for(not_read, "measurement", mrn, positive=True)},
         ))
@@ -879,10 +915,12 @@ def _patient_records(
     unread: Mapping[str, str],
     recorded: Day0 | None,
     chosen: dict[str, Day0],
+    support_read: bool,
 ) -> list[ClinicalRecord]:
     """``unread``: per kind of table, the tables and rows not read that may hold the patient's, and under
     "positive" those that may hold a positive test (see :func:`_not_read`). ``recorded``: the case's day 0
-    the commons already counts from (its records are counted from it); ``chosen`` gets the day 0 used."""
+    the commons already counts from (its records are counted from it); ``chosen`` gets the day 0 used.
+    ``support_read``: whether a table that records breathing support was read (:func:`_support_read`)."""
     case_id = patient_pseudonym(key, site, mrn)
     tests = rows.get("measurement", [])
     event = _index_event(mapping.index_event, tests, studies)
@@ -935,7 +973,6 @@ def _patient_records(
     age, gt89 = age_fields(birth, index)
     visits = rows.get("visit", [])
     procedures = rows.get("procedure", [])
-    ventilated = any(p.fields.get("breathing_support_type") == "Mechanical Ventilation" for p in procedures)
     case: dict[str, Any] = {
         "submitter_id": case_id,
         "project_id": project,
@@ -944,11 +981,11 @@ def _patient_records(
         "sex": info.get("sex", NOT_REPORTED),
         "race": info.get("race", NOT_REPORTED),
         "ethnicity": info.get("ethnicity", NOT_REPORTED),
-        # A "No" (or "Indeterminate") only when no table or row that may say "Yes" is left unread.
+        # A "No" (or "Indeterminate") only when no table or row that may say "Yes" is left unread, and the
+        # tables read had the column that would have said it.
         "covid19_positive": _covid_status(tests, bool(unread.get("positive"))),
-        "icu_indicator": _yes_no(any(v.fields.get("icu_admission_date") for v in visits),
-                                 bool(visits) and not unread.get("visit")),
-        "ventilator_indicator": _yes_no(ventilated, bool(visits or procedures) and not unread.get("procedure")),
+        "icu_indicator": _icu_indicator(visits, bool(unread.get("visit"))),
+        "ventilator_indicator": _ventilator_indicator(visits, procedures, support_read, bool(unread.get("procedure"))),
         "site_id": site,
     }
     if age is not None:
@@ -1013,8 +1050,11 @@ def _patient_records(
         children["visit"].append((values, row))
     for row in procedures:
         f = row.fields
-        values = {"procedure_type": "Breathing Support",
-                  "breathing_support_type": f.get("breathing_support_type", NOT_REPORTED),
+        support = f.get("breathing_support_type", NOT_REPORTED)
+        # A procedure table holds breathing support, but one named "procedures" may hold any procedure: the row
+        # is breathing support when it says which kind.
+        values = {"procedure_type": "Breathing Support" if support != NOT_REPORTED else NOT_REPORTED,
+                  "breathing_support_type": support,
                   "days_to_procedure_start": days(f["start_date"]), "days_to_procedure_end": days(f.get("end_date"))}
         children["procedure"].append((values, row))
     for row in rows.get("condition", []):
@@ -1023,7 +1063,7 @@ def _patient_records(
                   "days_to_condition_end": days(f.get("end_date"))}
         if f.get("condition_code"):
             values["condition_code"] = f["condition_code"]
-            values["condition_code_system"] = "ICD-10-CM"
+            values["condition_code_system"] = code_system(f["condition_code"])
         children["condition"].append((values, row))
     for row in rows.get("medication", []):
         f = row.fields

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 from radcommons.clinical.values import CellProblem
 from radcommons.deid.patterns import NAMED_PATTERNS
+from radcommons.dictionary import NOT_REPORTED
 
 #: What each pattern of the de-identifier is, in words (patterns left out are not used here:
 #: "ssn-spaced" and "phone-local" match doses and counts).
@@ -43,12 +44,14 @@ _KINDS = {
 _CODE_KINDS = {k: v for k, v in _KINDS.items() if k != "digits"}
 _PATTERNS = tuple((name, pattern) for name, _, _, pattern in NAMED_PATTERNS if name in _KINDS)
 
-#: A plausible code: ICD-10-CM (U07.1, J12.82, Z99.11), ICD-9-CM (486, V58.61, E849.7),
-#: SNOMED CT / RxNorm concept ids (digits), ATC (J05AB16) and NDC (0002-7597-01).
+#: The shapes of ICD-10-CM (U07.1, J12.82, Z99.11) and ICD-9-CM (486, V58.61, E849.7) codes.
+_ICD10CM = r"[A-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?"
+_ICD9CM = r"(?:\d{3}|V\d{2}|E\d{3})(?:\.\d{1,2})?"
+#: A plausible code: ICD-10-CM, ICD-9-CM, SNOMED CT / RxNorm concept ids (digits), ATC (J05AB16)
+#: and NDC (0002-7597-01).
 _CODE_SHAPES = {
     "condition_code": re.compile(
-        r"[A-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?"  # ICD-10-CM
-        r"|(?:\d{3}|V\d{2}|E\d{3})(?:\.\d{1,2})?"  # ICD-9-CM
+        rf"{_ICD10CM}|{_ICD9CM}"
         r"|\d{6,18}",  # SNOMED CT
         re.IGNORECASE,
     ),
@@ -94,6 +97,17 @@ def screen_text(field: str, text: str) -> CellProblem | None:
         return CellProblem("bad_country", "the text is not a country (a name or an ISO 3166-1 code holds no digits)",
                            "write the country's ISO 3166-1 code (e.g. US); " + FIX)
     return None
+
+
+def code_system(code: str) -> str:
+    """The condition_code_system of a condition ``code``: ICD-10-CM when only an ICD-10-CM code has its
+    shape, else Not Reported. The site's column says no system ("code", "dx_code"), and one that accepts
+    ICD-9-CM and SNOMED CT codes too (486, 840539006) must not have them sent as ICD-10-CM; a code of
+    either shape (V58.61, E119) is not told apart."""
+    text = code.strip()
+    if re.fullmatch(_ICD10CM, text, re.IGNORECASE) and not re.fullmatch(_ICD9CM, text, re.IGNORECASE):
+        return "ICD-10-CM"
+    return NOT_REPORTED
 
 
 def _found(text: str, kinds: dict[str, str]) -> list[str]:
