@@ -87,3 +87,21 @@ def test_unknown_test_results_and_codes_of_another_system_are_not_stated(radiogr
     assert {m: c["covid19_positive"] for m, c in sent["case"].items()} == {mrn: "Not Reported", OTHER: "No"}
     assert {m: c.get("condition_code_system") for m, c in sent["condition"].items()} == {
         mrn: "Not Reported", OTHER: "ICD-10-CM"}
+
+
+def test_a_test_row_not_read_of_unknown_result_gives_no_covid_no(radiograph: Radiograph, tmp_path: Path) -> None:
+    """Counted from its study, a case with a negative test and a row not read (its date impossible) of
+    unknown result was sent covid19_positive 'No': read, that row makes it 'Not Reported' (above), and so it
+    does not read."""
+    mrn = radiograph.mrn
+    folder = tmp_path / "clinical"
+    folder.mkdir()
+    files = [write_csv(folder / "demographics.csv", [DEMOGRAPHICS, [mrn, "F"]]),
+             write_csv(folder / "covid_tests.csv", [["MRN", "TestDate", "Result"], [mrn, "2023-01-08", "Negative"],
+                                                    [mrn, "2023-02-30", "Unknown"]])]
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("index_event: [first_imaging_study]\n", encoding="utf-8")
+    run = dry_run(radiograph, tmp_path / "state", *files, mapping=mapping, partial=True)
+    assert [i["row"] for i in run.report["clinical"]["issues"] if i["severity"] == "error"] == [3]
+    [case] = run.sampled("case")
+    assert case["covid19_positive"] == "Not Reported"

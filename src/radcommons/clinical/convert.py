@@ -314,8 +314,7 @@ def _read_table(
         elif mrn and kind != "case":
             result = next((enums(f, cells[c]) for c, f in columns.items() if f == "test_result"
                            and not is_blank(cells.get(c))), None)
-            rows_not_read.append(_RowNotRead(kind, mrn, Origin(table.label, number),
-                                             result not in ("Negative", "Indeterminate", NOT_REPORTED)))
+            rows_not_read.append(_RowNotRead(kind, mrn, Origin(table.label, number), _results(result)))
     return rows
 
 
@@ -373,12 +372,21 @@ class _RowNotRead:
     table: str
     mrn: str
     origin: Origin
-    positive: bool  #: whether it may be a positive test (its result is not read as another)
+    results: frozenset[str]  #: the test results it may hold: its result as read, or any (:func:`_results`)
+
+
+#: The test results a table or row not read may hold, when its result is not read.
+_ANY_RESULT = frozenset({"Positive", "Negative", "Indeterminate", NOT_REPORTED})
+
+
+def _results(result: Any) -> frozenset[str]:
+    """The test results a row not read may hold: its ``result`` as read, else any."""
+    return frozenset({result}) if isinstance(result, str) else _ANY_RESULT
 
 
 #: Per kind of table, its tables and rows that are not read: (label, the MRNs of its rows, None when not known,
-#: whether it may hold a positive test).
-_NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None, bool]]]
+#: the test results it may hold).
+_NotRead = Mapping[str, Sequence[tuple[str, frozenset[str] | None, frozenset[str]]]]
 #: The errors of a table none of whose rows is read: a file not read, a refused sheet (a title above its header,
 #: merged cells...), a table not recognised, one without its MRN or another column it needs, dates day first.
 _NOT_READ_CODES = frozenset({"file_not_read", "sheet_not_read", "unknown_table", "missing_column", "day_first_dates"})
@@ -391,9 +399,9 @@ def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Seque
     patient), as the kinds its other columns announce (all, when none does); a table mapped ignore never does.
     And the ``rows`` not read, each as a table of one patient."""
     blocked = _blocked(issues)
-    found: dict[str, list[tuple[str, frozenset[str] | None, bool]]] = defaultdict(list)
+    found: dict[str, list[tuple[str, frozenset[str] | None, frozenset[str]]]] = defaultdict(list)
     for row in rows:
-        found[row.table].append((f"{row.origin.file} row {row.origin.row}", frozenset({row.mrn}), row.positive))
+        found[row.table].append((f"{row.origin.file} row {row.origin.row}", frozenset({row.mrn}), row.results))
     for table in tables:
         kind = mapping.table_for(table.name)
         if table.label not in blocked or kind == IGNORE:
@@ -407,7 +415,7 @@ def _not_read(tables: Sequence[SourceTable], mapping: SiteMapping, issues: Seque
         mrns = None if column is None else frozenset(
             _mrn(cells[column]) for _, cells in table.rows if not is_blank(cells.get(column)))
         for each in kinds:
-            found[each].append((table.label, mrns, True))
+            found[each].append((table.label, mrns, _ANY_RESULT))
     return found
 
 
@@ -416,11 +424,11 @@ def _blocked(issues: Iterable[Issue]) -> set[str | None]:
     return {issue.file for issue in issues if issue.code in _NOT_READ_CODES}
 
 
-def _unread_for(not_read: _NotRead, kind: str, mrn: str, positive: bool = False) -> str:
+def _unread_for(not_read: _NotRead, kind: str, mrn: str, results: frozenset[str] | None = None) -> str:
     """The tables (and rows) of ``kind`` not read that may hold rows of ``mrn`` (all, when their MRNs are not
-    known), only those that may hold a positive test if ``positive``: three named at most."""
+    known), only those that may hold a test of one of the ``results`` if given: three named at most."""
     labels = [label for label, mrns, may in not_read.get(kind, ())
-              if (mrns is None or mrn in mrns) and (may or not positive)]
+              if (mrns is None or mrn in mrns) and (results is None or may & results)]
     if len(labels) > 3:
         return f"{', '.join(labels[:2])} and {len(labels) - 2} more"
     return " and ".join(labels)
@@ -655,9 +663,13 @@ def _day0_not_read(choices: Sequence[str], choice: str | None, unread: Mapping[s
     return unread.get("positive", "") if "positive_covid_test" in ranked else ""
 
 
+#: The results of a test that may have been positive: Positive, and a result not known ("Unknown", "Pending").
+_MAY_BE_POSITIVE = frozenset({"Positive", NOT_REPORTED})
+
+
 def _covid_status(tests: Sequence[_Row], unread: bool = False) -> str:
-    """Yes for a positive test; else No or Indeterminate, unless a positive test of the patient may be
-    ``unread``, or a test's result is not known ("Unknown", "Pending": it may have been positive)."""
+    """Yes for a positive test; else No or Indeterminate, unless a test of the patient may have been positive:
+    one of a result not known, or one ``unread`` (:data:`_MAY_BE_POSITIVE`)."""
     results = {t.fields.get("test_result") for t in tests}
     if "Positive" not in results and NOT_REPORTED in results:
         return NOT_REPORTED
@@ -749,7 +761,7 @@ def convert_clinical(
     studies = list(studies)
     screened = _screen_known(rows, identifiers, studies, issues)
     kept = {id(row) for row in screened}
-    rows_not_read.extend(_RowNotRead(row.table, row.mrn, row.origin, row.fields.get("test_result") == "Positive")
+    rows_not_read.extend(_RowNotRead(row.table, row.mrn, row.origin, _results(row.fields.get("test_result")))
                          for row in rows if id(row) not in kept)
     rows = screened
     # Tables whose rows are not read (a refused sheet, a file not read, an unknown table, dates day first...): a
@@ -880,7 +892,8 @@ def convert_clinical(
             key=key, site=site, project=project, dataset=dataset, mapping=mapping, issues=issues,
             recorded=(day0 or {}).get(mrn), chosen=chosen, support_read=support_read,
             unread={**{kind: _unread_for(not_read, kind, mrn) for kind in ("measurement", "visit", "procedure")},
-                    "positive": _unread_for(not_read, "measurement", mrn, positive=True)},
+                    "positive": _unread_for(not_read, "measurement", mrn, frozenset({"Positive"})),
+                    "status": _unread_for(not_read, "measurement", mrn, _MAY_BE_POSITIVE)},
         ))
     kept, rejected = _validate(records, dictionary, issues)
     sent = {r.patient_id for r in kept if r.node == "case"}
@@ -917,8 +930,9 @@ def _patient_records(
     chosen: dict[str, Day0],
     support_read: bool,
 ) -> list[ClinicalRecord]:
-    """``unread``: per kind of table, the tables and rows not read that may hold the patient's, and under
-    "positive" those that may hold a positive test (see :func:`_not_read`). ``recorded``: the case's day 0
+    """``unread``: per kind of table, the tables and rows not read that may hold the patient's, under
+    "positive" those that may hold a positive test, under "status" those that may hold a test that may have
+    been positive (:data:`_MAY_BE_POSITIVE`; see :func:`_not_read`). ``recorded``: the case's day 0
     the commons already counts from (its records are counted from it); ``chosen`` gets the day 0 used.
     ``support_read``: whether a table that records breathing support was read (:func:`_support_read`)."""
     case_id = patient_pseudonym(key, site, mrn)
@@ -983,7 +997,7 @@ def _patient_records(
         "ethnicity": info.get("ethnicity", NOT_REPORTED),
         # A "No" (or "Indeterminate") only when no table or row that may say "Yes" is left unread, and the
         # tables read had the column that would have said it.
-        "covid19_positive": _covid_status(tests, bool(unread.get("positive"))),
+        "covid19_positive": _covid_status(tests, bool(unread.get("status"))),
         "icu_indicator": _icu_indicator(visits, bool(unread.get("visit"))),
         "ventilator_indicator": _ventilator_indicator(visits, procedures, support_read, bool(unread.get("procedure"))),
         "site_id": site,
