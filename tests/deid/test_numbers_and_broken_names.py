@@ -10,6 +10,12 @@
 * A family name written in the header as one word (ZYXWORT, SMITHJONES) stayed in a
   description where it was typed with a hyphen, an apostrophe or a space inside ("Zyx-wort",
   "Smith Jones"); words that only look like a name cut in two stay ("CHEST ER" for CHESTER).
+* A number that holds an ID inside a longer run of digits before its decimal point (the MRN's
+  digits with a digit before them as Acquisition Number, the study date with one before it as
+  Patient's Weight) survived: only whole values were compared. Digits after the point are still
+  compared whole only (a measured value printed in full has many 6-digit runs in its fraction).
+* A Decimal String written with a decimal comma ("1,5", a common writer's error) was emptied or
+  zeroed as if it were text; it is a number, and is kept as read.
 """
 
 from __future__ import annotations
@@ -62,6 +68,14 @@ def _write_inputs(src: Path) -> None:
     ds.ProtocolName = "CHEST ER follow up"
     ds.save_as(src / "double_barrelled_name.dcm", enforce_file_format=True)
 
+    ds = planted_ct(4, f"{ROOT}.4", identity, AcquisitionNumber="948213977", PatientWeight="120190312",
+                    SliceThickness="1.5", PixelSpacing=["0.5", "0.5"], SliceLocation="-12.34821397700011",
+                    SeriesNumber="4", InstanceNumber="1")
+    path = src / "numbers_inside.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    _replace(path, b"1.5", b"1,5")  # pydicom writes no decimal comma
+    _replace(path, b"0.5\\0.5", b"0,5\\0,5")
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict]]:
@@ -91,6 +105,18 @@ def test_ordinary_numbers_stay_as_read(run: tuple[Path, dict]) -> None:
     assert (ds.SeriesNumber, ds.InstanceNumber, str(ds.SliceThickness)) == (3, 12, "1.0")
 
 
+def test_an_identifier_inside_the_digits_before_the_point_goes(run: tuple[Path, dict]) -> None:
+    path = _output(run, "numbers_inside")
+    assert [m for m in (b"948213977", b"120190312") if m in path.read_bytes()] == []
+    assert {"AcquisitionNumber", "PatientWeight"} & set(pydicom.dcmread(path).dir()) == set()  # Type 3
+
+
+def test_a_decimal_comma_and_a_long_fraction_stay_as_read(run: tuple[Path, dict]) -> None:
+    data = _output(run, "numbers_inside").read_bytes()
+    assert b"1,5" in data and b"0,5\\0,5" in data
+    assert b"-12.34821397700011" in data  # the MRN's digits in the fraction: chance, not an identifier
+
+
 def test_a_name_typed_with_a_hyphen_apostrophe_or_space_inside_is_cut(run: tuple[Path, dict]) -> None:
     ds = pydicom.dcmread(_output(run, "hyphenated_name"))
     assert (ds.StudyDescription, ds.SeriesDescription, ds.ProtocolName) == ("CT chest", "lung", "ROUTINE")
@@ -107,4 +133,4 @@ def test_the_streamed_path_writes_what_the_pydicom_path_writes(tmp_path: Path) -
     src = tmp_path / "src"
     src.mkdir()
     _write_inputs(src)
-    assert_paths_agree(src, tmp_path, 3)
+    assert_paths_agree(src, tmp_path, 4)

@@ -178,10 +178,15 @@ def fresh_copy(commons: DicomwebCommons) -> pydicom.Dataset:
 
 
 def structured_report(commons: DicomwebCommons) -> pydicom.Dataset:
-    """A :func:`fresh_copy` made a structured report: no pixel data, nothing to render."""
+    """A :func:`fresh_copy` made a structured report: no pixel data, nothing to render. It claims Clean
+    Structured Content (113104): the verification gate publishes an SR only then (it reads its content
+    items only then)."""
     ds = fresh_copy(commons)
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
     ds.Modality = "SR"
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "113104", "DCM", "Clean Structured Content"
+    ds.DeidentificationMethodCodeSequence.append(code)
     for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
                     "SamplesPerPixel", "PhotometricInterpretation"):
         if keyword in ds:

@@ -31,6 +31,15 @@ what contradicts PS3.15 Annex E as RadCommons applies it:
 * content the gate cannot read holds nothing: an Encapsulated Document (PDF, CDA), a Content
   Sequence unless 113104 (Clean Structured Content) is claimed, graphic text objects unless 113103
   (Clean Graphics) is, an overlay in the pixel data's high bits; Recognizable Visual Features not YES;
+* by SOP Class, whatever the instance holds: an encapsulated document (PDF, CDA, STL, OBJ, MTL;
+  1.2.840.10008.5.1.4.1.1.104.x) is never published, and a structured report (...88.x) only when
+  113104 is claimed (its content items are then read like any other element); an empty one too,
+  since the gate cannot tell a document left out from one written where it does not look;
+* every Integer and Decimal String (IS, DS) value is a number (the engine's rule,
+  :func:`~radcommons.deid.engine.plain_number`, a decimal comma read as a point), and its digits
+  are not a date (YYYYMMDD, 1900-2099) nor, in a public attribute that numbers things (Series,
+  Instance, Acquisition Number...), a run of 8 or more digits (a record or accession number a
+  vendor wrote there); measured values (a dose in Bq, counts) are not judged by length;
 * an element whose VR in the file is not the dictionary's (Patient's Name written as LO or OB) is
   judged as the dictionary's VR, and quarantined when it cannot be read so;
 * Burned In Annotation not YES, and an image with a burned-in text risk (the engine's header
@@ -46,12 +55,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
 
 from radcommons.deid.patterns import find_patterns, is_cpt_code
 from radcommons.deid.pseudonyms import PREFIX as PSEUDONYM_PREFIX
@@ -62,7 +73,13 @@ from radcommons.deid.safe_private import (
     load_allow_list,
     sequence_signature,
 )
-from radcommons.deid.engine import pixel_review
+from radcommons.deid.engine import (
+    ENCAPSULATED_DOCUMENT_PREFIX,
+    STRUCTURED_REPORT_PREFIX,
+    number_digits,
+    pixel_review,
+    plain_number,
+)
 from radcommons.deid.table import DUMMY_TEXT, OPTIONS, load_table
 from radcommons.deid.uids import CLASS_UID_KEYWORDS, is_deidentified_uid, is_well_known
 from radcommons.dicom.elements import PIXEL_TAGS, string_values
@@ -104,7 +121,12 @@ _UNREADABLE = {
 }
 #: VRs the walk judges; an element written with another VR where the dictionary has one of these
 #: is read as the dictionary's VR
-_JUDGED_VRS = frozenset({"SQ", "UI", "AS", *_TEXT_VRS, *("DA", "DT")})
+_NUMBER_VRS = frozenset({"IS", "DS"})
+_JUDGED_VRS = frozenset({"SQ", "UI", "AS", *_TEXT_VRS, *("DA", "DT"), *_NUMBER_VRS})
+#: digits of a number in an attribute that numbers things (its keyword ends so) that make it look like
+#: a record or accession number: instance, series and acquisition numbers stay far below 10 million
+_NUMBERING_KEYWORD = re.compile(r"\w*(?:Number|Identifier)")
+_NUMBERING_IDENTIFIER_DIGITS = 8
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,8 @@ _VERDICTS: dict[tuple[int, str, bytes, str, str], tuple[tuple[str, str], ...]] =
 _SEQUENCES: dict[tuple, tuple[tuple[str, str, str], ...]] = {}
 #: De-identification method codes (0012,0064) by the sequence's undecoded bytes.
 _METHOD_CODES: dict[tuple[bytes, str], frozenset[str]] = {}
+#: IS / DS verdicts (:func:`_number_verdicts`) by ``(tag, VR, bytes)``: a series repeats its numbers.
+_NUMBERS: dict[tuple[int, str, bytes], tuple[tuple[str, str], ...]] = {}
 _CACHE_MAX = 16384
 #: Sequences larger than this are not remembered (their bytes are the key).
 _SEQUENCE_KEY_MAX = 64 * 1024
@@ -359,12 +383,78 @@ def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudon
     return ()
 
 
+def _is_date(digits: bytes) -> bool:
+    """Whether the digits of a number are a calendar date written YYYYMMDD (years 1900-2099, as
+    :mod:`radcommons.deid.patterns` reads dates in text)."""
+    if len(digits) != 8 or digits[:2] not in (b"19", b"20"):
+        return False
+    try:
+        date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def _date_like(value: bytes) -> bool:
+    """:func:`_is_date` of a number's digits (:func:`~radcommons.deid.engine.number_digits`)."""
+    return _is_date(number_digits(value))
+
+
+def _numbering_like(value: bytes) -> bool:
+    """A date, or digits enough for a record or accession number (attributes that number things)."""
+    digits = number_digits(value)
+    return len(digits) >= _NUMBERING_IDENTIFIER_DIGITS or _is_date(digits)
+
+
+def _number_verdicts(tag: int, vr: str, raw: bytes) -> tuple[tuple[str, str], ...]:
+    """What is wrong with an IS / DS value (its bytes): not a number, or digits an identifier would
+    have. The gate knows no original ID, so it judges by form (:func:`_is_date`; in a numbering
+    attribute, :data:`_NUMBERING_IDENTIFIER_DIGITS` digits): what the engine's rule would keep with
+    no identifier known passes, and a measured value is never judged by its length (a dose of
+    370000000 Bq, counts in the millions)."""
+    key = (tag, vr, raw)
+    verdicts = _NUMBERS.get(key)
+    if verdicts is None:
+        keyword = _keyword(tag)
+        looks = _numbering_like if _NUMBERING_KEYWORD.fullmatch(keyword) else _date_like
+        verdicts = ()
+        if not plain_number(raw, vr, frozenset()):
+            verdicts = (("not-a-number", f"a {vr} value is not a number (PS3.5 6.2): it may hold text"),)
+        elif not plain_number(raw, vr, frozenset(), looks):
+            what = "a date (YYYYMMDD)" if looks is _date_like else \
+                f"a date (YYYYMMDD) or a record number ({_NUMBERING_IDENTIFIER_DIGITS}+ digits)"
+            verdicts = (("number-identifier", f"a {vr} value whose digits look like {what}"),)
+        _remember(_NUMBERS, key, verdicts)
+    return verdicts
+
+
+def _number_bytes(element: DataElement | RawDataElement) -> bytes:
+    """An IS / DS element's values as bytes (undecoded, or as pydicom read them: the original text)."""
+    value = element.value
+    if isinstance(element, RawDataElement) or isinstance(value, (bytes, bytearray)):
+        return bytes(value or b"")
+    return "\\".join(str(v) for v in string_values(value)).encode("latin-1", "replace")
+
+
+def _sop_class_findings(sop_class: str, codes: frozenset[str]) -> list[Finding]:
+    """Instances whose SOP Class holds content the gate cannot read (see the module's docstring)."""
+    name = f"{UID(sop_class).name} ({sop_class})" if sop_class else ""
+    if sop_class.startswith(ENCAPSULATED_DOCUMENT_PREFIX):
+        return [Finding("sop-class", "(0008,0016)", f"{name} is an encapsulated document, which the gate cannot "
+                        "read: a curator must review it")]
+    if sop_class.startswith(STRUCTURED_REPORT_PREFIX) and "113104" not in codes:
+        return [Finding("sop-class", "(0008,0016)", f"{name} is a structured report, whose content items the gate "
+                        "reads only when Clean Structured Content (113104) is claimed")]
+    return []
+
+
 class _Walk:
     """One pass over every element of a dataset, nested ones too, collecting findings.
 
-    Only values a check reads are looked at (text, PN, UI, and sequences to descend): a text
-    value is decoded only the first time its bytes are seen (:data:`_VERDICTS`), a UID is read
-    from its bytes, and numbers, most of a header, are never decoded. An element whose VR the
+    Only values a check reads are looked at (text, PN, UI, IS / DS, and sequences to descend): a text
+    value is decoded only the first time its bytes are seen (:data:`_VERDICTS`), a UID and an IS /
+    DS value are read from their bytes (:data:`_NUMBERS`), and binary numbers, most of a header,
+    are never looked at. An element whose VR the
     file does not give (implicit VR, UN) is converted to learn it, and one whose VR is not the
     dictionary's is read as the dictionary's VR.
     """
@@ -428,6 +518,9 @@ class _Walk:
                 if not self.dates_kept and _has_value(element):
                     self.findings.append(Finding("dates-not-shifted", _path(prefix, tag),
                                                  "a date is present but no date shifting (113107) is claimed"))
+            elif vr in _NUMBER_VRS:
+                for code, message in _number_verdicts(number, vr, _number_bytes(element)):
+                    self.findings.append(Finding(code, _path(prefix, tag), message))
             elif vr == "UI" or vr in _TEXT_VRS or vr == "AS":
                 if isinstance(element, RawDataElement):
                     if not charset:
@@ -613,6 +706,8 @@ def check_deidentified(ds: Dataset) -> list[Finding]:
     if patient_id_problem(pseudonym):
         pseudonym = ""  # not a pseudonym: Patient's Name equal to it is a name like any other
     allow = load_allow_list() if "113111" in codes else {}
+
+    findings.extend(_sop_class_findings(_plain_uid(ds, "SOPClassUID"), codes))
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None:

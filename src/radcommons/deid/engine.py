@@ -159,9 +159,13 @@ def _dummy_value(vr: str) -> Any:
     return 0 if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV") else None
 
 
+#: SOP Class UID prefixes (PS3.4 B.5): the SR storage classes, whose text is in content items, and
+#: the encapsulated documents (PDF, CDA, STL, OBJ, MTL), whose content is a file of its own kind
+STRUCTURED_REPORT_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+ENCAPSULATED_DOCUMENT_PREFIX = "1.2.840.10008.5.1.4.1.1.104."
 _UNSUPPORTED_SOP_PREFIXES = (
-    ("1.2.840.10008.5.1.4.1.1.88.", "structured report"),
-    ("1.2.840.10008.5.1.4.1.1.104.", "encapsulated document"),
+    (STRUCTURED_REPORT_PREFIX, "structured report"),
+    (ENCAPSULATED_DOCUMENT_PREFIX, "encapsulated document"),
 )
 
 
@@ -478,29 +482,70 @@ def orphan_creators(tags: list[int]) -> list[int]:
 def number_digits(value: bytes) -> bytes:
     """The digits of one IS / DS value as an identifier would show in it: sign, exponent, leading
     zeros and a fraction of zeros left out (``+048213977.0`` and ``4821.3977`` give ``48213977``)."""
-    mantissa = value.strip(b" \0").lstrip(b"+-").split(b"e")[0].split(b"E")[0]
-    whole, _, fraction = mantissa.partition(b".")
+    whole, fraction = _number_parts(value)
     return (whole + fraction if fraction.strip(b"0") else whole).lstrip(b"0")
 
 
-def plain_number(raw: bytes, vr: str, identifiers: frozenset[bytes]) -> bool:
+def _number_parts(value: bytes) -> tuple[bytes, bytes]:
+    """The digits before and after the decimal point of one IS / DS value (sign and exponent left out)."""
+    mantissa = value.strip(b" \0").lstrip(b"+-").split(b"e")[0].split(b"E")[0]
+    whole, _, fraction = mantissa.partition(b".")
+    return whole, fraction
+
+
+def _decimal_comma(value: bytes) -> bytes:
+    """A DS value written with a decimal comma (``1,5``) read with a point (``1.5``); other values as they are.
+
+    PS3.5 6.2 writes a Decimal String with a period, but a comma is a common writer's error in
+    locales that use one; it is a number, not text, so it is judged as the number it means (and
+    kept as read). A value with both a comma and a point, or two commas, is no such number."""
+    if value.count(b",") == 1 and b"." not in value:
+        return value.replace(b",", b".")
+    return value
+
+
+def plain_number(raw: bytes, vr: str, identifiers: frozenset[bytes],
+                 identifier_like: Callable[[bytes], bool] | None = None) -> bool:
     """Is every value of the IS / DS element ``raw`` (its bytes as read) a number as PS3.5 6.2
     writes one (IS: an optional sign and digits, at most 12 bytes, within 32 bits; DS: a fixed or
-    floating point number, at most 32 bytes: see :data:`_PLAIN_NUMBER`; spaces around it), none of whose digits
-    (:func:`number_digits`) are among ``identifiers`` (the dataset's IDs and dates)? Empty values
-    are numbers; so is a value padded with NULs, as some writers do."""
+    floating point number, at most 32 bytes: see :data:`_PLAIN_NUMBER`; spaces around it; a decimal
+    comma read as a point, :func:`_decimal_comma`) that spells none of ``identifiers`` (the dataset's
+    IDs and dates, 6 digits or more)? Empty values are numbers; so is a value padded with NULs, as
+    some writers do.
+
+    A value spells an identifier when its digits (:func:`number_digits`) are one, or when the digits
+    before its decimal point hold one inside a longer run (``900123456`` for the ID 123456: a
+    prefix or suffix does not hide it). The digits after the point are only compared whole: a
+    measured value printed in full (``0.70312500000000011``) has a dozen 6-digit runs inside its
+    fraction, which would match some ID of a dataset by chance and cost the research its geometry.
+
+    ``identifier_like`` (the verification gate, which knows no original IDs): a test of each value
+    (bytes, decimal comma read as a point) that says whether its digits look like an identifier."""
     pattern, limit = _PLAIN_NUMBER[vr]
     for value in raw.split(b"\\"):
         value = value.rstrip(b"\0 ")
         if not value.strip(b" "):
             continue
+        if vr == "DS":
+            value = _decimal_comma(value)
         if len(value) > limit or not pattern.fullmatch(value):
             return False
         if vr == "IS" and len(value) > 9 and not -(2**31) <= int(value) < 2**31:
             return False
-        if len(value) >= _MIN_IDENTIFIER_DIGITS and identifiers and number_digits(value) in identifiers:
+        if len(value) >= _MIN_IDENTIFIER_DIGITS and identifiers and _spells(value, identifiers):
+            return False
+        if identifier_like is not None and identifier_like(value):
             return False
     return True
+
+
+def _spells(value: bytes, identifiers: frozenset[bytes]) -> bool:
+    """Whether one number spells an identifier (:func:`plain_number`): its digits are one, or the
+    digits before its decimal point hold one."""
+    if number_digits(value) in identifiers:
+        return True
+    whole = _number_parts(value)[0].lstrip(b"0")
+    return len(whole) >= _MIN_IDENTIFIER_DIGITS and any(identifier in whole for identifier in identifiers)
 
 
 def _dummy_numbers(count: int) -> str | list[str]:

@@ -14,6 +14,7 @@ the harmonization lookup then works from those fields.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,12 @@ from typing import IO, Any, BinaryIO, Iterable
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
+from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
-from radcommons.dicom.elements import PixelDataError, cut_short_element, pixel_span, read_head
+from radcommons.dicom.elements import PIXEL_TAGS, PixelDataError, cut_short_element, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
@@ -108,6 +109,30 @@ def _add_trailing(ds: pydicom.Dataset, fp: IO[bytes], after: int, size: int, imp
     return ""
 
 
+def _deflated_tail(ds: pydicom.Dataset, fp: IO[bytes], size: int) -> str:
+    """Check the pixel data and add the trailing elements (:func:`_add_trailing`) of a Deflated
+    Explicit VR Little Endian file (PS3.5 A.5: the data set after the File Meta Information is one
+    deflate stream), which pydicom's header read inflates but stops reading at Pixel Data. The
+    stream is inflated again and read past the pixel data, as a plain file is; why it cannot be
+    ("": the elements after the pixel data, if any, are in ``ds``)."""
+    fp.seek(0)
+    try:
+        read_preamble(fp, False)  # type: ignore[arg-type]
+        read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)  # the File Meta
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        inflated = inflater.decompress(fp.read(size - fp.tell())) + inflater.flush()
+        if not inflater.eof:
+            return "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
+        buffer = DicomBytesIO(inflated)
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False
+        read_dataset(buffer, False, True, stop_when=lambda tag, vr, length: int(tag) in PIXEL_TAGS)
+    except Exception as error:  # zlib.error, pydicom's reader errors on damaged bytes
+        return (f"unreadable deflated data set ({type(error).__name__}): the verification gate cannot check "
+                "the elements after the Pixel Data; send the file again whole")
+    problem, after = _pixels_problem(buffer, buffer.tell(), len(inflated), False, True, image="Rows" in ds)
+    return problem or _add_trailing(ds, buffer, after, len(inflated), False, True)
+
+
 def _read_plain(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | None:
     """The header of a plain Part 10 file read in one pass (:func:`~radcommons.dicom.elements.read_head`:
     one read of its first bytes, then pydicom's reader on them) and why its pixel data is
@@ -133,12 +158,14 @@ def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
         except InvalidDicomError:
             return "not a DICOM Part 10 file (no DICM preamble)"
-        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
-            return f"unreadable or truncated DICOM: {error}"
+        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, zlib.error) as error:
+            return f"unreadable or truncated DICOM: {error}"  # zlib.error: a deflated data set cut short
         implicit, little = ds.original_encoding
         syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
         problem = ""
-        if syntax != DeflatedExplicitVRLittleEndian and implicit is not None:
+        if syntax == DeflatedExplicitVRLittleEndian:
+            problem = _deflated_tail(ds, fp, size)
+        elif implicit is not None:
             problem, after = _pixels_problem(fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
             problem = problem or _add_trailing(ds, fp, after, size, bool(implicit), bool(little))
     if problem:
