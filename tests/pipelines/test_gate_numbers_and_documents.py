@@ -81,6 +81,7 @@ def _ordinary_numbers(ds: Dataset) -> None:
     _raw(ds, 0x00180050, "DS", b"1,5")  # Slice Thickness with a decimal comma: a vendor's error, a number
     _raw(ds, 0x00181074, "DS", b"370000000")  # Radionuclide Total Dose in Bq: long, but a measured value
     _raw(ds, 0x00200013, "IS", b"123456")  # Instance Number: 6 digits, a long series
+    _raw(ds, 0x00181170, "DS", b"12.5")  # Generator Power, an IS, written as DS: a number either way
 
 
 #: name -> (change, finding code, element path the reason must name); code None: must be indexed

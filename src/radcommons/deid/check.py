@@ -419,13 +419,18 @@ def _number_verdicts(tag: int, vr: str, raw: bytes) -> tuple[tuple[str, str], ..
         looks = _numbering_like if _NUMBERING_KEYWORD.fullmatch(keyword) else _date_like
         verdicts = ()
         if not plain_number(raw, vr, frozenset()):
-            verdicts = (("not-a-number", f"a {vr} value is not a number (PS3.5 6.2): it may hold text"),)
+            verdicts = (("not-a-number", f"{_an(vr)} value is not a number (PS3.5 6.2): it may hold text"),)
         elif not plain_number(raw, vr, frozenset(), looks):
             what = "a date (YYYYMMDD)" if looks is _date_like else \
                 f"a date (YYYYMMDD) or a record number ({_NUMBERING_IDENTIFIER_DIGITS}+ digits)"
-            verdicts = (("number-identifier", f"a {vr} value whose digits look like {what}"),)
+            verdicts = (("number-identifier", f"{_an(vr)} value whose digits look like {what}"),)
         _remember(_NUMBERS, key, verdicts)
     return verdicts
+
+
+def _an(vr: str) -> str:
+    """``an IS``, ``a DS``: a VR with its article, as a finding reads."""
+    return f"an {vr}" if vr == "IS" else f"a {vr}"
 
 
 def _number_bytes(element: DataElement | RawDataElement) -> bytes:
@@ -485,7 +490,9 @@ class _Walk:
                 vr = element.VR
             elif not private:
                 expected = _dictionary_vr(number)
-                if expected and expected != vr:
+                # an IS written as DS or the reverse is a number either way (a Generator Power of
+                # "12.5"): judged in the VR it was written in
+                if expected and expected != vr and not (expected in _NUMBER_VRS and vr in _NUMBER_VRS):
                     element = self._as_dictionary_vr(ds, element, prefix)
                     if element is None:
                         continue
