@@ -1031,6 +1031,27 @@ def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal,
     return view
 
 
+def discard_unrecorded_objects(engine: Engine, store: ObjectStore, digests: Sequence[str]) -> list[str]:
+    """Remove objects an upload put in the store but could not record (:func:`note_uploads`
+    refused: its submission was committed meanwhile), unless something names them: what
+    :func:`_object_in_use` counts, or any submission's file (declared or uploaded by another
+    sender of the same content). Returns the digests removed.
+
+    Under the index's write lock, like :func:`delete_quarantined`. The caller passes only objects
+    its own request created; another request that found the object already stored and has not
+    recorded it yet is not seen (it would then record a file the store lacks, which the commit
+    reports as missing and the sender uploads again).
+    """
+    files = system_table("submission_file")
+    removed = []
+    with index_transaction(engine) as conn:
+        for sha256 in digests:
+            named = conn.execute(select(files.c.sha256).where(files.c.sha256 == sha256).limit(1)).first()
+            if named is None and not _object_in_use(conn, sha256) and store.delete(sha256):
+                removed.append(sha256)
+    return removed
+
+
 def _object_in_use(conn: Connection, sha256: str) -> bool:
     """Whether anything still names the object: an indexed instance, a held quarantine entry, a
     study version (an older version's files stay obtainable) or a frozen cohort's pinned member."""

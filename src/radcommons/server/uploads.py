@@ -144,13 +144,29 @@ class UploadSpool:
         return [next(stored) if path in kept else None for path, _, _ in files]
 
     def discard(self, submission_id: int) -> None:
-        """Remove every spool of a submission (after its commit)."""
+        """Remove every spool of a submission (after its commit).
+
+        A request still writing one keeps its handle to a file no folder names
+        (:func:`discarded`): it finds the submission committed and stores nothing.
+        """
         folder = self._folder(submission_id)
         if folder.is_dir():
-            for path in folder.glob(f"*{SPOOL_SUFFIX}"):
-                path.unlink(missing_ok=True)
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+            self.remove(submission_id, list(folder.glob(f"*{SPOOL_SUFFIX}")))
+
+    def remove(self, submission_id: int, paths: Sequence[Path]) -> None:
+        """Remove spools one request wrote and may not keep (its submission was committed while
+        they arrived), and the submission's folder once empty: a committed submission's folder
+        is never read again."""
+        for path in paths:
+            path.unlink(missing_ok=True)
+        try:
+            self._folder(submission_id).rmdir()
+        except OSError:  # another upload's spool is in it, or it is gone already
+            pass
+
+
+def discarded(handle: BinaryIO) -> bool:
+    """Whether the spool open as ``handle`` was removed while it was written (its submission was
+    committed: :meth:`UploadSpool.discard`): its bytes then have no name to be stored from."""
+    return os.fstat(handle.fileno()).st_nlink == 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, BinaryIO
 
@@ -22,8 +22,9 @@ from radcommons.server.auth import current_principal
 from radcommons.server.context import ServerContext, client_address, get_context
 from radcommons.server.errors import ApiError
 from radcommons.server.routes.params import RowId
-from radcommons.server.uploads import MAX_CHUNK, Busy, UploadState
+from radcommons.server.uploads import MAX_CHUNK, Busy, UploadState, discarded
 from radcommons.store.index.accounts import Principal
+from radcommons.store.objects import StoredObject
 
 router = APIRouter(tags=["uploads"])
 
@@ -114,6 +115,11 @@ class _SpoolWriter:
         self._in_flight: Future[None] | None = None
         self._failed = False
 
+    @property
+    def discarded(self) -> bool:
+        """Whether the spool was removed while this request wrote it (:func:`discarded`)."""
+        return discarded(self._handle)
+
     async def write(self, piece: bytes) -> None:
         self._pieces.append(piece)
         self._gathered += len(piece)
@@ -174,6 +180,38 @@ async def _states(context: ServerContext, submission_id: int, digests: list[str]
         return [context.spool.state(submission_id, sha256, sha256 in uploaded) for sha256 in digests]
 
     return await run_in_threadpool(held)
+
+
+async def _still_open(context: ServerContext, principal: Principal, submission_id: int,
+                     spools: Sequence[pathlib.Path], interrupted: bool) -> None:
+    """Check, once a body has arrived, that its submission is still open: a commit meanwhile (the
+    request checked before its body) refuses it (409 submission_closed), and the spools it wrote
+    are removed, since nothing will resume or store them. ``interrupted``: a spool was removed
+    under the request (:func:`discarded`) while the submission stayed open."""
+    try:
+        await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
+    except pipeline.SubmissionError:
+        await run_in_threadpool(context.spool.remove, submission_id, spools)
+        raise
+    if interrupted:
+        raise ApiError(409, "upload_interrupted", "the commons' spool of this upload was removed while it arrived",
+                       "ask HEAD (or files/states) for the offset and upload the file again")
+
+
+async def _record(context: ServerContext, principal: Principal, request: Request, submission_id: int,
+                  uploads: Sequence[tuple[str, int, StoredObject]]) -> None:
+    """Record stored files as the submission's. Refused (the submission was committed after the
+    last check), the objects this request created go unless something else names them (they are
+    content-addressed and shared): a refused upload leaves no bytes behind."""
+    try:
+        await run_in_threadpool(pipeline.note_uploads, context.engine, principal, submission_id,
+                                [(sha256, size, stored.created) for sha256, size, stored in uploads],
+                                client_address(request))
+    except pipeline.SubmissionError:
+        created = [stored.digest for _, _, stored in uploads if stored.created]
+        await run_in_threadpool(pipeline.discard_unrecorded_objects, context.engine, context.store, created)
+        await run_in_threadpool(context.spool.remove, submission_id, [])
+        raise
 
 
 @router.head("/submissions/{submission_id}/files/{sha256}", summary="How much of a file the server holds")
@@ -243,8 +281,9 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
             pass  # what arrived is kept: the next HEAD tells the client where to resume
         finally:
             await writer.drain()
-        size = handle.tell()
-        if size < length:
+        size, gone = handle.tell(), writer.discarded
+        if size < length or gone:  # kept to resume from, or gone: only while the submission is open
+            await _still_open(context, principal, submission_id, [path], gone)
             state = UploadState(size, length, False)
             return JSONResponse(_body(sha256, state), headers=_headers(state))
         whole = hasher.hexdigest() if hasher is not None and received == length else None
@@ -254,8 +293,7 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
     if stored is None:
         raise ApiError(400, "hash_mismatch", f"the {length} bytes received do not hash to {sha256}",
                        "the partial upload was discarded: check the file and upload it again from offset 0")
-    await run_in_threadpool(pipeline.note_uploads, context.engine, principal, submission_id,
-                            [(sha256, length, stored.created)], client_address(request))
+    await _record(context, principal, request, submission_id, [(sha256, length, stored)])
     state = UploadState(length, length, True)
     return JSONResponse(_body(sha256, state), headers=_headers(state))
 
@@ -359,6 +397,7 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
                          writers: list[_SpoolWriter]) -> JSONResponse:
     answers: dict[str, dict[str, Any]] = {}
     arrived: list[tuple[BatchFile, pathlib.Path, str]] = []  # whole in the spool: (file, spool, digest of its bytes)
+    short: pathlib.Path | None = None  # the spool of a file the body broke off
     for member, state in zip(index.files, held):
         if state is not None and state.complete:  # stored meanwhile: its bytes are read and dropped
             answers[member.sha256] = _body(member.sha256, state)
@@ -385,6 +424,7 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
             await writer.drain()
         if received < member.size:  # the body ended: what arrived stays, to resume with PATCH
             answers[member.sha256] = _body(member.sha256, UploadState(received, member.size, False))
+            short = path
             break
         arrived.append((member, path, hasher.hexdigest()))
     else:
@@ -393,9 +433,13 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
                 path.unlink(missing_ok=True)
             raise ApiError(400, "bad_request", "the body goes on after the files its index names; nothing was stored",
                            "send exactly the bytes of the files in the index, in its order")
+    gone = any(writer.discarded for writer in writers)
+    if short is not None or gone:  # kept to resume from, or gone: only while the submission is open
+        written = [path for _, path, _ in arrived] + ([short] if short is not None else [])
+        await _still_open(context, principal, submission_id, written, gone)
     stored = await run_in_threadpool(context.spool.finish_many,
                                      [(path, member.sha256, digest) for member, path, digest in arrived])
-    uploads = []
+    uploads: list[tuple[str, int, StoredObject]] = []
     for (member, _, _), result in zip(arrived, stored):
         if result is None:
             answers[member.sha256] = _refused(member.sha256, UploadState(0, member.size, False), "hash_mismatch",
@@ -403,10 +447,9 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
                                               "the file was discarded: check it and upload it again")
         else:
             answers[member.sha256] = _body(member.sha256, UploadState(member.size, member.size, True))
-            uploads.append((member.sha256, member.size, result.created))
+            uploads.append((member.sha256, member.size, result))
     if uploads:
-        await run_in_threadpool(pipeline.note_uploads, context.engine, principal, submission_id, uploads,
-                                client_address(request))
+        await _record(context, principal, request, submission_id, uploads)
     # the files after a body that ended early: as they were
     return JSONResponse({"files": [answers.get(f.sha256) or _body(f.sha256, state or UploadState(0, f.size, False))
                                    for f, state in zip(index.files, held)]})
