@@ -299,6 +299,7 @@ def _read_table(
         issues.append(blocked)
     rows: list[_Row] = []
     mrn_column = next(c for c, f in columns.items() if f == MRN)
+    tests = _TestNames(table, columns, mapping) if kind == "measurement" else None
     for number, cells in table.rows:
         # Every row's MRN and dropped identifiers (names, addresses), rejected rows' too: no text may hold them.
         problem = mrn_problem(cells.get(mrn_column))
@@ -308,6 +309,8 @@ def _read_table(
             demographics_rows.setdefault(mrn, Origin(table.label, number))
         if blocked is not None:
             continue  # its cells cannot be trusted: refused (merged...), or 08/01/2023 is 8 January or 1 August
+        if tests is not None and not tests.is_covid19(number, cells):
+            continue  # another test (Influenza A, CBC): not sent, its cells not read
         row = _read_row(table, kind, number, cells, columns, mapping, enums, issues, values_read, problem)
         if row is not None:
             rows.append(row)
@@ -315,7 +318,73 @@ def _read_table(
             result = next((enums(f, cells[c]) for c, f in columns.items() if f == "test_result"
                            and not is_blank(cells.get(c))), None)
             rows_not_read.append(_RowNotRead(kind, mrn, Origin(table.label, number), _results(result)))
+    if tests is not None:
+        issues.extend(tests.issues())
     return rows
+
+
+#: The measurement fields that name the test a row is of.
+_TEST_NAMING = ("test_name", "test_code")
+
+
+class _TestNames:
+    """Which rows of a test table are COVID-19 tests, and the warnings that say which are not or are assumed.
+
+    A table named "labs" or "tests" may hold any laboratory test; only a COVID-19 test may count toward a case's
+    covid19_positive and its day 0 (the first positive test), or be sent as one: an influenza-positive patient
+    is not COVID-19 positive. A row is a COVID-19 test when its test name or LOINC code says so
+    (:meth:`SiteMapping.is_covid19_test`); a row of another named test is skipped (one warning per name). A row
+    that names no test (no such column, or its cell blank) is read as a COVID-19 test, as it always was: said
+    once, unless the table's own name says it holds COVID-19 tests ("covid_tests")."""
+
+    def __init__(self, table: SourceTable, columns: Mapping[str, str], mapping: SiteMapping) -> None:
+        self.table = table
+        self.mapping = mapping
+        self.columns = [c for c, f in columns.items() if f in _TEST_NAMING]
+        self.other: dict[str, list[int]] = {}  #: the name of a test that is not a COVID-19 test -> its rows
+        self.assumed: list[int] = []  #: rows that name no test
+
+    def is_covid19(self, number: int, cells: Mapping[str, Any]) -> bool:
+        """Whether row ``number`` is read as a COVID-19 test. A row whose name cannot be trusted (a spreadsheet
+        error in it, more fields than the header) is read, as one naming no test, for its own error."""
+        if any(column not in self.table.known and not is_blank(cell) for column, cell in cells.items()):
+            return True  # its cells sit under the wrong columns: its own error (extra_fields) says so
+        names = [" ".join(str(cells[c]).split()) for c in self.columns
+                 if not is_blank(cells.get(c)) and marker_problem(cells[c]) is None]
+        if not names:
+            self.assumed.append(number)
+            return True
+        if any(self.mapping.is_covid19_test(name) for name in names):
+            return True
+        self.other.setdefault(" / ".join(names), []).append(number)
+        return False
+
+    def issues(self) -> list[Issue]:
+        table, found = self.table, []
+        column = self.columns[0] if self.columns else None
+        for name, numbers in self.other.items():
+            found.append(Issue(
+                WARNING, "not_a_covid19_test",
+                f"{_rows_of(numbers)} of test {name!r} {'is' if len(numbers) == 1 else 'are'} not read: not a "
+                "COVID-19 test (its name names no SARS-CoV-2 test), so not sent, nor counted toward the patient's "
+                "covid19_positive or day 0", "nothing to do if it is another test; if it is a COVID-19 test, add "
+                f"its name to the mapping file: covid19_tests: [{name!r}]", table.label, numbers[0], column, name,
+                "measurement"))
+        if self.assumed and not self.mapping.is_covid19_test(table.name):
+            what = (f"{_rows_of(self.assumed)} name no test (their {column} is blank)" if column else
+                    f"the file has no test name column (Test Name or LOINC): its {len(self.assumed)} row(s)")
+            found.append(Issue(
+                WARNING, "assumed_covid19_test",
+                f"{what}, and are read as COVID-19 tests: each counts toward the patient's covid19_positive and day "
+                "0, and is sent as a SARS-CoV-2 test", "nothing to do if they are all COVID-19 tests; if the file "
+                "holds other tests too, export it with the test name (or LOINC code) of each row, or leave the "
+                "others out", table.label, self.assumed[0] if column else None, column, node="measurement"))
+        return found
+
+
+def _rows_of(numbers: Sequence[int]) -> str:
+    """``row 3``, or ``4 rows (first: row 3)``."""
+    return f"row {numbers[0]}" if len(numbers) == 1 else f"{len(numbers)} rows (first: row {numbers[0]})"
 
 
 #: An age column ("Age", "Age at visit", "Patient Age"): no field holds it, and no mapping can make it one.
@@ -501,7 +570,7 @@ def _read_row(
         ok = False
     for column, name in columns.items():
         cell = cells.get(column)
-        if is_blank(cell):
+        if is_blank(cell) or name == "test_code":  # a LOINC code only tells a COVID-19 test (_TestNames): not sent
             continue
         if name == MRN:
             mrn = _mrn(cell)

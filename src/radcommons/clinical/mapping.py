@@ -10,6 +10,7 @@ its own in a YAML file of the same format, merged over the default::
     values:            # per field: site value -> dictionary value
       sex: {X: Not Reported}
     not_reported: [declined to answer]
+    covid19_tests: [Resp Panel 2]       # test names (or LOINC codes) that are COVID-19 tests
     date_formats: ["%d.%m.%Y"]
     index_event: [positive_covid_test, first_imaging_study]
     country: US
@@ -51,7 +52,8 @@ MRN = "mrn"
 #: Fields each table understands (besides mrn, ignore and drop).
 TABLE_FIELDS: dict[str, frozenset[str]] = {
     "case": frozenset({"birth_date", "sex", "race", "ethnicity", "zip", "country"}),
-    "measurement": frozenset({"test_date", "test_method", "test_result", "test_name"}),
+    # test_code (a LOINC code) is read only to tell a COVID-19 test from another: the dictionary has no field for it.
+    "measurement": frozenset({"test_date", "test_method", "test_result", "test_name", "test_code"}),
     "visit": frozenset(
         {"visit_type", "admission_date", "icu_admission_date", "icu_discharge_date", "discharge_date",
          "discharge_disposition"}
@@ -108,6 +110,8 @@ class SiteMapping:
     country: str
     restricted_zip3: frozenset[str]
     restricted_zip3_source: str = ""
+    #: name_key of the names and codes that make a test a COVID-19 test (``covid19_tests``)
+    covid19_tests: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())  #: the files it was read from
 
     def table_for(self, name: str) -> str | None:
@@ -130,6 +134,14 @@ class SiteMapping:
                 return found
         return None
 
+    def is_covid19_test(self, name: str) -> bool:
+        """Whether a test's name (or LOINC code) says it is a COVID-19 test: it contains one of ``covid19_tests``,
+        compared by :func:`name_key`; a code (digits only) must not run into other digits ("94500-6" is not
+        in "194500-67")."""
+        key = name_key(name)
+        return any(re.search(rf"(?<!\d){known}(?!\d)" if known.isdigit() else re.escape(known), key)
+                   for known in self.covid19_tests)
+
 
 def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
     where = str(path) if path is not None else "the default mapping"
@@ -150,13 +162,13 @@ def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"the mapping file {where} must be a YAML mapping (key: value), not a list or text")
-    unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "date_formats",
+    unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "covid19_tests", "date_formats",
                            "index_event", "country", "restricted_zip3"}
     if unknown:
         raise UserError(
             f"the mapping file {where} has unknown section(s): {', '.join(sorted(unknown))}",
-            "known sections: tables, columns, values, not_reported, date_formats, index_event, country, "
-            "restricted_zip3",
+            "known sections: tables, columns, values, not_reported, covid19_tests, date_formats, index_event, "
+            "country, restricted_zip3",
         )
     return data
 
@@ -243,6 +255,19 @@ def _string_list(data: dict[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
+def _covid19_tests(data: dict[str, Any], where: str) -> list[str]:
+    """The ``covid19_tests`` of one mapping document as :func:`name_key` keys, else a UserError: a name without a
+    letter or digit ("-") would be contained in every name, and make every test a COVID-19 test."""
+    keys = []
+    for value in _string_list(data, "covid19_tests", where):
+        key = name_key(str(value))
+        if not key:
+            raise UserError(f"{where}: {str(value)!r} in 'covid19_tests' has no letter or digit",
+                            "list test names or LOINC codes, e.g. covid19_tests: [\"Resp Panel 2\", 94500-6]")
+        keys.append(key)
+    return keys
+
+
 def _date_format(value: Any, where: str) -> str:
     """A strptime format that reads a whole date back (``%d.%m.%Y``), else a UserError: one that
     cannot ('%Q', 5, '%H') was taken and never matched, or matched the wrong day."""
@@ -280,6 +305,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
     columns: dict[str, dict[str, str]] = {}
     values: dict[str, dict[str, str]] = {}
     not_reported: set[str] = set()
+    covid19_tests: list[str] = []
     date_formats: list[str] = []
     index_event: tuple[str, ...] = INDEX_EVENTS
     country = ""
@@ -290,6 +316,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         _merge_columns(columns, data.get("columns", {}), where)
         _merge_values(values, data.get("values", {}), where)
         not_reported |= {str(v).strip().lower() for v in _string_list(data, "not_reported", where)}
+        covid19_tests += _covid19_tests(data, where)
         # A site's date formats are tried before the default ones (its own spelling first).
         date_formats = [_date_format(f, where) for f in _string_list(data, "date_formats", where)] + date_formats
         if "index_event" in data:
@@ -313,5 +340,6 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         country=country,
         restricted_zip3=frozenset(restricted),
         restricted_zip3_source=source,
+        covid19_tests=tuple(dict.fromkeys(covid19_tests)),
         sources=tuple(where for where, _ in documents),
     )
