@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -664,3 +665,130 @@ def test_a_round_whose_commit_answer_was_lost_is_not_sent_again_as_a_second_subm
     spool = state / "gateway"
     assert spooled_files(spool) == []
     assert (state / "receipts" / f"gateway-{retried.submission.dataset}-{retried.submission.id}.json").exists()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of process ``pid`` so far (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+def _large_multiframe(path: Path, frames: int) -> Path:
+    """A multi-frame CT of ``frames`` 512 x 512 16-bit frames (0.5 MiB each), with a name and a patient
+    ID to remove; the Pixel Data is written frame by frame, never held whole."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "LARGE^PATIENT", "MRN-LARGE-1", "19600101"
+    ds.Modality, ds.StudyDate, ds.AccessionNumber = "CT", "20240102", "ACC-LARGE"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    frame = bytes(range(256)) * (512 * 512 * 2 // 256)
+    with open(path, "wb") as out:
+        pydicom.dcmwrite(out, ds, enforce_file_format=True)
+        out.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, len(frame) * frames))
+        for index in range(frames):
+            out.write(frame[index % 256:] + frame[:index % 256])
+    return path
+
+
+def test_a_large_instance_is_received_with_flat_memory(key_file: Path, tmp_path: Path) -> None:
+    """pynetdicom decoded each received data set into memory, and the gateway de-identified it there:
+    a 288 MB instance took more than 288 MB, a 1 GB one more than 1 GB. The instance is now received
+    into a file and de-identified from it (pixels copied, never decoded), with flat memory."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "deid"))
+    from test_memory import _pixel_digest  # the digest of the Pixel Data value, read in chunks
+
+    source = _large_multiframe(tmp_path / "large.dcm", 400)  # 200 MiB of Pixel Data
+    port, state = free_port(), tmp_path / "state"
+    gateway = start_gateway(port, key_file, state, 60.0)
+    try:
+        idle = _peak_rss_mb(gateway.pid)
+        store(port, [source])
+        # and again from a sender that puts the whole instance in one PDU (pynetdicom's SCU, when the
+        # gateway set no maximum length): the PDU alone was read whole into memory
+        from pynetdicom import AE
+
+        peer = AE(ae_title="PACS1")
+        peer.maximum_pdu_size = 0
+        peer.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        assoc = peer.associate("127.0.0.1", port, ae_title="RCGW", max_pdu=0)
+        try:
+            assert assoc.send_c_store(source).Status == 0
+        finally:
+            assoc.release()
+        peak = _peak_rss_mb(gateway.pid)
+        # a PACS that goes away in the middle of an instance: what it sent (identified) does not stay
+        receiving = state / "gateway" / "receiving"
+        cut = subprocess.Popen(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), str(source)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not any(p.stat().st_size > 1 << 20 for p in receiving.iterdir()) and time.time() < deadline:
+            time.sleep(0.01)
+        cut.kill()
+        cut.wait(30)
+        deadline = time.time() + 10
+        while list(receiving.iterdir()) and time.time() < deadline:
+            time.sleep(0.1)
+        left = list(receiving.iterdir())
+        print(f"gateway peak RSS {peak:.0f} MiB ({idle:.0f} MiB before) for a {source.stat().st_size >> 20} MiB "
+              "instance")
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.wait(30)
+    assert peak - idle < 100, (idle, peak)
+    [spooled] = spooled_files(state / "gateway")
+    assert left == []  # the instance the PACS did not finish sending is gone, and the ones received
+    replaced = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()][-2]
+    assert replaced["event"] == "replaced" and replaced["content"] == "identical", replaced
+    ds = pydicom.dcmread(spooled, stop_before_pixels=True)
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID == patient_pseudonym(KEY, "SITE_A", "MRN-LARGE-1")
+    assert "LARGE" not in str(ds.PatientName) and "AccessionNumber" not in ds or ds.AccessionNumber != "ACC-LARGE"
+    assert _pixel_digest(spooled) == _pixel_digest(source)
+
+
+def test_received_instances_are_de_identified_as_the_data_set_in_memory_was(corpus: Path, key_file: Path,
+                                                                            tmp_path: Path) -> None:
+    """Received into a file and de-identified from it, an instance comes out byte for byte as the
+    de-identification of the received data set in memory made it (the gateway's way until the
+    instance had to fit in memory): every instance of the synthetic corpus, all modalities."""
+    from radcommons.deid import Registry, deidentify_dataset, key_fingerprint, make_state_dir
+    from radcommons.deid.fileio import write_whole
+
+    files = [p for p in sorted((corpus / "site_a").rglob("*.dcm")) if "CDROM" not in p.parts]
+    port, state = free_port(), tmp_path / "state"
+    gateway = start_gateway(port, key_file, state, 60.0)
+    try:
+        sent = subprocess.run(["storescu", "-aec", "RCGW", "127.0.0.1", str(port), *map(str, files)],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        gateway.wait(30)
+    events = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()]
+    refused = [e for e in events if e["event"] in ("rejected", "withheld")]
+    spooled = {p.relative_to(state / "gateway" / "spool").as_posix(): p for p in spooled_files(state / "gateway")}
+    assert len(spooled) + len(refused) == len(files), (sent.stdout, sent.stderr)
+    with Registry(make_state_dir(tmp_path / "reference"), key_fingerprint(KEY)) as registry:
+        context = registry.bind(DeidContext(key=KEY, site="SITE_A"))
+    expected: dict[str, bytes] = {}
+    for path in files:
+        ds = pydicom.dcmread(path)
+        transfer_syntax = str(ds.file_meta.TransferSyntaxUID)  # storescu sends each file in its own
+        outcome = deidentify_dataset(ds, context)
+        if outcome.ok and outcome.dataset is not None:
+            uids = outcome.new_uids
+            name = f"{uids['study']}/{uids['series']}/{uids['sop']}.dcm"
+            write_whole(tmp_path / "expected" / name, outcome.dataset, transfer_syntax)
+            expected[name] = (tmp_path / "expected" / name).read_bytes()
+    assert len(expected) == len(spooled) and len(spooled) > 10
+    for name, path in spooled.items():
+        assert path.read_bytes() == expected[name], name

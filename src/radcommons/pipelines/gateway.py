@@ -4,12 +4,15 @@
   transfer syntax pynetdicom knows; an association must call the gateway's AE title, and
   with an allow list (:class:`Peer`) only the listed peers may store: anything stored here
   leaves under the site's name;
-* each instance is de-identified in memory on arrival
-  (:func:`radcommons.deid.deidentify_dataset`, the site's key and registry) and written
+* each instance is received into a file of ``receiving/`` (never decoded into memory: a 1 GB
+  multi-frame instance costs a few MB more than an idle gateway), de-identified from it on
+  arrival (:func:`radcommons.deid.deidentify_file`, the site's key and registry) and written
   atomically (temporary file, fsync, rename) to ``spool/<study uid>/<series uid>/<sop
   uid>.dcm`` **before** the C-STORE success is returned, so an acknowledged instance
   survives a crash or restart; an instance that cannot be de-identified is refused
-  (status 0x0110) and logged with the reason in the private event log;
+  (status 0x0110) and logged with the reason in the private event log. The received file
+  (identified) goes once answered; what an aborted association left goes when it ends, and
+  what a crash left at the next start;
 * an instance sent again (same UIDs, corrected or not) replaces the copy in the spool: the
   latest received copy wins, as the PACS user who sent it again means, and the event log
   says ``replaced`` (and whether the content changed). Sent again after its study was
@@ -38,11 +41,13 @@ Everything lives under ``<state dir>/gateway``; the spool holds only de-identifi
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import filecmp
 import ipaddress
 import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -54,10 +59,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pydicom
+
 from radcommons.client import CHANGED_SINCE_READ, CommonsClient, ManifestEntry, NotFoundError, file_sha256
-from radcommons.deid import DeidContext, Registry, deidentify_dataset, key_fingerprint, make_state_dir
-from radcommons.deid.fileio import write_whole
-from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, write_atomic
+from radcommons.deid import DEIDENTIFIED, DeidContext, Registry, deidentify_file, key_fingerprint, make_state_dir
+from radcommons.deid.fileio import PendingWrites
+from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, sync_paths, write_atomic
 from radcommons.errors import UserError
 from radcommons.listening import listen_error
 from radcommons.pipelines.contribute_upload import (
@@ -78,6 +85,12 @@ OUT_OF_RESOURCES = 0xA700
 STOP_GRACE = 10.0
 #: A-ASSOCIATE-AC presentation context result (PS3.8 Table 9-18): abstract syntax not supported.
 _ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
+
+#: The largest P-DATA-TF PDU the gateway receives (PS3.8 9.3.5, its A-ASSOCIATE-AC Maximum Length):
+#: pynetdicom reads a whole PDU into memory. With no limit (0) a sender may put a whole instance in
+#: one PDU (pynetdicom's own SCU does, when its peer sets none): 100 MB of it took 400 MB. Large
+#: enough that a PDU costs little next to its bytes.
+MAX_PDU = 1 << 20
 
 #: The longest wait between two tries: of a round that failed, and of a study the commons refused.
 MAX_WAIT = 300.0
@@ -162,9 +175,13 @@ class Spool:
         self.root = Path(root)
         self.spool = self.root / "spool"
         self.done = self.root / "done"
+        #: what arrives, as received (identified): one file per instance being received or de-identified
+        self.receiving = self.root / "receiving"
         self.spool.mkdir(parents=True, exist_ok=True)
         self.done.mkdir(parents=True, exist_ok=True)
+        self.receiving.mkdir(mode=0o700, exist_ok=True)
         remove_partials(self.spool)  # a crash mid-write leaves only *.partial files, never half outputs
+        self.clear_receiving()
         self._lock = threading.Lock()
         #: held while a file takes its place in the spool or leaves it for done/
         self._files_lock = threading.Lock()
@@ -172,29 +189,35 @@ class Spool:
     def path_for(self, study: str, series: str, sop: str) -> Path:
         return self.spool / study / series / f"{sop}.dcm"
 
-    def put(self, target: Path, dataset: Any, transfer_syntax: str) -> dict[str, str]:
-        """Write an arriving instance to ``target`` in the spool, durably, replacing a copy there:
-        the latest received copy wins. Returns what it replaced (empty: nothing), for the log:
-        ``previous_copy`` (``spool``, or ``sent`` when the study was uploaded with an earlier copy;
-        that one is replaced in done/ when this one is sent) and ``content`` (changed or identical).
+    def put(self, target: Path, written: Path) -> dict[str, str]:
+        """Move ``written`` (a finished de-identified file, under a temporary name in ``target``'s
+        folder) over ``target`` in the spool, durably: the latest received copy wins. Returns what
+        it replaced (empty: nothing), for the log: ``previous_copy`` (``spool``, or ``sent`` when the
+        study was uploaded with an earlier copy; that one is replaced in done/ when this one is
+        sent) and ``content`` (changed or identical).
 
-        The de-identifier's own writer keeps the first file of a name (two files of one export
-        with one SOP Instance UID); here it writes a temporary name, renamed over the target."""
-        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+        The de-identifier's own publishing keeps the first file of a name (two files of one export
+        with one SOP Instance UID); here its temporary file is renamed over the target."""
         try:
-            write_whole(temp, dataset, transfer_syntax)  # written and fsynced under a name of its own
+            sync_paths([str(written)], [], each=True)  # on disk before the PACS is told it is stored
             with self._files_lock:
                 sent = self.done / target.relative_to(self.spool)
                 previous = target if target.exists() else sent if sent.exists() else None
                 replaced = {} if previous is None else {
                     "previous_copy": "spool" if previous == target else "sent",
-                    "content": "identical" if filecmp.cmp(previous, temp, shallow=False) else "changed"}
-                os.replace(temp, target)
+                    "content": "identical" if filecmp.cmp(previous, written, shallow=False) else "changed"}
+                os.replace(written, target)
         except BaseException:
-            remove_if_present(temp)
+            remove_if_present(written)
             raise
         fsync_dir(str(target.parent))
         return replaced
+
+    def clear_receiving(self) -> None:
+        """Delete what a crash or an aborted association left in ``receiving/``: instances as the PACS
+        sent them, never acknowledged (the PACS sends them again), that must not stay on disk."""
+        for leftover in self.receiving.iterdir():
+            remove_if_present(leftover)
 
     def log(self, event: str, **fields: Any) -> None:
         """Append one line to the private event log (it may name original files and reasons)."""
@@ -282,6 +305,111 @@ def _next_try(delay: float) -> str:
     return f"in {delay:.0f} s, at {at:%H:%M:%S} UTC, by itself"
 
 
+class _ReceivedFile:
+    """The file pynetdicom writes a received instance to, as it arrives (``_config.STORE_RECV_CHUNKED_DATASET``),
+    in the gateway's ``receiving/`` folder: the disk of the spool, not ``/tmp`` (often a RAM disk,
+    and a file left there by a crash would never be removed).
+
+    A write the disk refuses (full) is remembered, not raised: raised in pynetdicom's reading
+    thread it aborted the association, and the PACS learnt nothing; the C-STORE handler answers
+    Out of Resources (A700) instead, as for a spool write that fails."""
+
+    def __init__(self, name: str, handle: Any, assoc: Any, error: OSError | None = None) -> None:
+        self.name = name
+        self.assoc = assoc
+        self.error = error
+        self._handle = handle
+        self.file = self  #: pynetdicom flushes through ``.file`` (NamedTemporaryFile's file object)
+
+    def _guarded(self, action: Callable[[], Any]) -> None:
+        if self.error is None and self._handle is not None:
+            try:
+                action()
+            except OSError as error:
+                self.error = error
+
+    def write(self, data: bytes) -> int:
+        self._guarded(lambda: self._handle.write(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._guarded(lambda: self._handle.flush())
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as error:
+                self.error = self.error or error
+
+
+#: AE (of a listening gateway) -> the folder it receives into; files being received, by name.
+_receiving_folders: dict[Any, Path] = {}
+_receiving: dict[str, _ReceivedFile] = {}
+_receiving_lock = threading.Lock()
+#: pynetdicom's settings before the first gateway of the process listened (restored after the last)
+_pynetdicom_before: list[tuple[bool, Any]] = []
+
+
+def _open_received(*args: Any, **kwargs: Any) -> Any:
+    """pynetdicom's ``NamedTemporaryFile`` for a received data set: in ``receiving/`` for a gateway's
+    association (:class:`_ReceivedFile`), as before for any other listener of the process. Runs in
+    the association's reading thread, the DUL, which knows its association."""
+    opener = _pynetdicom_before[0][1]
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    folder = _receiving_folders.get(getattr(assoc, "ae", None))
+    if folder is None:
+        return opener(*args, **kwargs)
+    kwargs.update(dir=folder, prefix=".received-")
+    try:
+        handle = opener(*args, **kwargs)
+        received = _ReceivedFile(handle.name, handle, assoc)
+    except OSError as error:  # no room for even a name: answered A700 by the handler
+        received = _ReceivedFile(str(folder / f".received-unwritten-{uuid.uuid4().hex}.dcm"), None, assoc, error)
+    _receiving[received.name] = received
+    return received
+
+
+def _receive_into(ae: Any, folder: Path) -> None:
+    """Have pynetdicom write what ``ae`` receives to a file in ``folder``, chunk by chunk, instead of
+    decoding the data set into memory (a 1 GB multi-frame instance took more than 1 GB of memory).
+    pynetdicom's setting is for the whole process: it is set while a gateway listens."""
+    from pynetdicom import _config, dimse_messages
+
+    with _receiving_lock:
+        if not _receiving_folders:
+            _pynetdicom_before[:] = [(_config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile)]
+            _config.STORE_RECV_CHUNKED_DATASET = True
+            dimse_messages.NamedTemporaryFile = _open_received  # type: ignore[assignment]
+        _receiving_folders[ae] = folder
+
+
+def _stop_receiving(ae: Any) -> None:
+    """:func:`_receive_into` undone for ``ae``; pynetdicom as it was once no gateway listens."""
+    from pynetdicom import _config, dimse_messages
+
+    with _receiving_lock:
+        if _receiving_folders.pop(ae, None) is not None and not _receiving_folders and _pynetdicom_before:
+            _config.STORE_RECV_CHUNKED_DATASET, dimse_messages.NamedTemporaryFile = _pynetdicom_before[0]
+        for name, received in list(_receiving.items()):
+            if received.assoc is not None and received.assoc.ae is ae:
+                _receiving.pop(name, None)
+
+
+#: An operating system error in a de-identification outcome's reason: its class and strerror.
+_DISK_FAILURE = re.compile(r"(\w+): \[Errno \d+\] ([^:\n]*)")
+
+
+def _disk_reason(reason: str) -> str | None:
+    """The operating system's reason when a de-identification failed on the disk, not on the instance
+    (the file path reports a failed write as a rejected file: ``corrupt: OSError: [Errno 28] ...``)."""
+    found = _DISK_FAILURE.search(reason)
+    if found is None or not issubclass(getattr(builtins, found[1], type), OSError):
+        return None
+    return found[2].strip()
+
+
 def _sending(path: Path) -> Path:
     """The name of the snapshot of a spool file that a round sends (a temporary name: one left by a
     crash is removed at the next start)."""
@@ -302,6 +430,7 @@ class Gateway:
         self._fingerprint = key_fingerprint(config.context.key)
         self._stop = threading.Event()
         self._server = None
+        self._ae = None
         self._thread: threading.Thread | None = None
         self._announced: dict[str, float] = {}
         self._failed_round: list[str] = []  #: the studies of the round that failed (said once, not per retry)
@@ -349,47 +478,75 @@ class Gateway:
                         offered=refused, reason="the gateway does not store these: the peer cannot send "
                         "instances of them here (its side finds no acceptable presentation context)")
 
+    def handle_closed(self, event) -> None:
+        """Delete what an association that ended in the middle of a transfer (an abort, a dropped
+        connection) had sent of an instance: pynetdicom leaves the file; it is the instance as the PACS
+        sent it, identified, and never acknowledged (the PACS sends it again)."""
+        for name, received in list(_receiving.items()):
+            if received.assoc is event.assoc:
+                _receiving.pop(name, None)
+                received.close()
+                remove_if_present(name)
+
     def handle_echo(self, event) -> int:
         return NOT_AUTHORIZED if self._refused(event) else SUCCESS
 
     def handle_store(self, event) -> int:
-        """De-identify the instance and write it to the spool; only then answer success."""
+        """De-identify the instance and write it to the spool; only then answer success.
+
+        The instance is read from the file pynetdicom received it into (:func:`_receive_into`),
+        by the de-identifier's file path (:func:`radcommons.deid.deidentify_file`: the header
+        parsed, the pixel bytes copied, never decoded), so that memory stays flat whatever
+        the size of the instance; its output is the same as the de-identification of the
+        data set in memory gave."""
         if self._refused(event):
             return NOT_AUTHORIZED
-        received: dict[str, str] = {}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = event.dataset
-                received = _received(ds)
-                ds.file_meta = event.file_meta
-                transfer_syntax = str(event.context.transfer_syntax)
-                outcome = deidentify_dataset(ds, self._context)
-        except Exception as error:  # a malformed dataset must be refused, not crash the association
-            self._event("rejected", reason=f"cannot read the dataset: {type(error).__name__}: {error}",
-                        calling_ae=str(event.assoc.requestor.ae_title), **received)
+        calling_ae = str(event.assoc.requestor.ae_title)
+        sop = str(event.request.AffectedSOPInstanceUID or "")
+        path = event.dataset_path
+        if path is None:  # pragma: no cover - only without _receive_into
+            self._event("rejected", reason="the gateway received no data set file (pynetdicom's chunked receiving "
+                        "is off)", calling_ae=calling_ae, sop_instance_uid=sop)
             return PROCESSING_FAILURE
-        if not outcome.ok or outcome.dataset is None:
-            # named as the PACS knows it (the original UIDs; the accession number only in the private
-            # event log), so that the data manager can find what was refused
-            self._event(outcome.status, reason=outcome.reason, calling_ae=str(event.assoc.requestor.ae_title),
-                        **received)
-            return PROCESSING_FAILURE
-        uids = outcome.new_uids
-        target = self.spool.path_for(uids["study"], uids["series"], uids["sop"])
+        received_file = _receiving.pop(str(path), None)  # received whole: an abort no longer concerns it
+        if received_file is not None:
+            received_file.flush()
+            if received_file.error is not None:
+                return self._spool_failed(received_file.error, sop)
+        pending = PendingWrites()
         try:
-            replaced = self.spool.put(target, outcome.dataset, transfer_syntax)
+            outcome = deidentify_file(Path(path), self.spool.spool, self._context, pending=pending,
+                                      keep_existing=False)
+            disk = _disk_reason(outcome.reason) if outcome.status != DEIDENTIFIED else None
+            if disk is not None:
+                return self._spool_failed(disk, sop)
+            if outcome.status != DEIDENTIFIED or outcome.output is None:
+                # named as the PACS knows it (the original UIDs; the accession number only in the private
+                # event log), so that the data manager can find what was refused
+                self._event(outcome.status, reason=outcome.reason, calling_ae=calling_ae, **_received(Path(path)))
+                return PROCESSING_FAILURE
+            [(written, _)] = pending.paths()
+            study, _, sop_file = PurePosixPath(outcome.output).parts
+            target = self.spool.spool / outcome.output
+            replaced = self.spool.put(target, Path(written))
             with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
                 registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
         except (OSError, sqlite3.Error) as error:
-            # the reason alone (pydicom's writer puts a traceback in its message); the PACS sends again
-            self._event("spool_failed", reason=_os_reason(error), sop_instance_uid=received.get("sop_instance_uid", ""),
-                        answered="out of resources (A700): the PACS may send it again",
-                        check=f"free space on the disk of {self.spool.root} and that the gateway may write there")
-            return OUT_OF_RESOURCES
+            return self._spool_failed(error, sop)
+        finally:
+            pending.discard()
         # a resend is said (the console shows it): the PACS's later copy is the one that leaves
-        self._event("replaced" if replaced else "stored", study=uids["study"], sop=uids["sop"], **replaced)
+        self._event("replaced" if replaced else "stored", study=study, sop=PurePosixPath(sop_file).stem, **replaced)
         return SUCCESS
+
+    def _spool_failed(self, error: BaseException | str, sop_instance_uid: str) -> int:
+        """Say that an instance could not be received or spooled (a full disk), and answer A700."""
+        # the reason alone (pydicom's writer puts a traceback in its message); the PACS sends again
+        self._event("spool_failed", reason=error if isinstance(error, str) else _os_reason(error),
+                    sop_instance_uid=sop_instance_uid,
+                    answered="out of resources (A700): the PACS may send it again",
+                    check=f"free space on the disk of {self.spool.root} and that the gateway may write there")
+        return OUT_OF_RESOURCES
 
     def start(self) -> None:
         """Listen (non-blocking) and start the sending thread."""
@@ -403,14 +560,17 @@ class Gateway:
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.maximum_pdu_size = 0  # no limit: faster for large images
+        ae.maximum_pdu_size = MAX_PDU
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
-                    (evt.EVT_ACCEPTED, self.handle_accepted)]
+                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_CLOSE, self.handle_closed)]
+        _receive_into(ae, self.spool.receiving)  # received to a file, never whole in memory
         try:
             self._server = ae.start_server((self.config.host, self.config.port), block=False,
                                            evt_handlers=handlers)
         except OSError as error:
+            _stop_receiving(ae)
             raise listen_error(self.config.host, self.config.port, error) from None
+        self._ae = ae
         self._thread = threading.Thread(target=self._loop, name="gateway-sender", daemon=True)
         self._thread.start()
         self._event("listening", ae_title=self.config.ae_title, port=self.config.port)
@@ -433,6 +593,8 @@ class Gateway:
                                 address=str(assoc.requestor.address),
                                 reason=f"the gateway is stopping and the association was still open after {grace:.0f} s; "
                                        "the PACS sends again what was not acknowledged")
+            _stop_receiving(self._ae)
+            self.spool.clear_receiving()  # what aborted associations had begun to send
         if self._thread is not None:
             self._thread.join(timeout=30)
 
@@ -540,9 +702,16 @@ _RECEIVED = (("SOPInstanceUID", "sop_instance_uid"), ("StudyInstanceUID", "study
              ("AccessionNumber", "accession_number"))
 
 
-def _received(ds: Any) -> dict[str, str]:
+def _received(path: Path) -> dict[str, str]:
     """The original identifiers of an arriving instance that say which one it is (empty ones left out)."""
-    found = {}
+    found: dict[str, str] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=[keyword for keyword, _ in _RECEIVED])
+    except Exception:  # noqa: BLE001 - a header that does not read names nothing
+        return found
     for keyword, field in _RECEIVED:
         try:
             value = str(ds.get(keyword, "") or "").strip()
