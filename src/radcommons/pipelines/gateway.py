@@ -526,8 +526,8 @@ class Gateway:
                 self._event(outcome.status, reason=outcome.reason, calling_ae=calling_ae, **_received(Path(path)))
                 return PROCESSING_FAILURE
             [(written, _)] = pending.paths()
-            study, _, sop_file = PurePosixPath(outcome.output).parts
-            target = self.spool.spool / outcome.output
+            study, series, name = PurePosixPath(outcome.output).parts  # the new UIDs (output_relpath)
+            target = self.spool.path_for(study, series, PurePosixPath(name).stem)
             replaced = self.spool.put(target, Path(written))
             with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
                 registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
@@ -536,7 +536,7 @@ class Gateway:
         finally:
             pending.discard()
         # a resend is said (the console shows it): the PACS's later copy is the one that leaves
-        self._event("replaced" if replaced else "stored", study=study, sop=PurePosixPath(sop_file).stem, **replaced)
+        self._event("replaced" if replaced else "stored", study=study, sop=target.stem, **replaced)
         return SUCCESS
 
     def _spool_failed(self, error: BaseException | str, sop_instance_uid: str) -> int:
