@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from test_quarantine_release_rules import submit
 from test_quarantine_versions import variant
 
-from radcommons.client import file_sha256
+from radcommons.client import ManifestEntry, file_sha256
 from radcommons.store.objects import ObjectStore
 
 
@@ -91,3 +91,27 @@ def test_curators_download_old_versions_and_quarantined_files_researchers_never(
         events = events["events"] if isinstance(events, dict) else events
         assert {(e["actor"], e["target"]) for e in events} >= {(u, file_sha256(p)) for u in ("curator", "admin")
                                                                 for p in (old, bad)}
+
+
+def test_deleting_an_entry_keeps_bytes_an_open_submission_uploaded(commons: Commons, deid_tree: Path,
+                                                                   tmp_path: Path) -> None:
+    """Another site's open submission uploaded the same content: a curator's delete must not take
+    its bytes (its commit would report the file missing); once committed, its file rows keep nothing."""
+    study = generate_uid(prefix="2.25.")
+    bad = _one_instance(instances_of(deid_tree)[0].path, tmp_path, study)("bad", PatientIdentityRemoved=None)
+    sha, store = file_sha256(bad), ObjectStore(str(commons.store_dir))
+    held = submit(commons.client(), "O-1", [bad], study).studies[0]
+    assert held["quarantined"] == 1
+
+    other = commons.client("other-site")
+    pending = other.create_submission("Open-B1", "O-2")
+    uploaded = other.upload_file(pending.id, bad)
+    curator = commons.client("curator")
+    assert curator.delete_quarantined(held["files"][0]["quarantine_id"])["status"] == "deleted"
+    assert store.exists(sha)  # the open submission's upload names it
+
+    other.put_study_manifest(pending.id, study, [ManifestEntry(uploaded.sha256, uploaded.size, bad.name)])
+    again = other.commit(pending.id).studies[0]
+    assert again["quarantined"] == 1, again  # read and gated, not missing
+    assert curator.delete_quarantined(again["files"][0]["quarantine_id"])["status"] == "deleted"
+    assert not store.exists(sha)  # the two committed submissions' file rows name nothing

@@ -8,7 +8,7 @@ import typer
 
 from radcommons.errors import UserError
 from radcommons.inputs import stat_input
-from radcommons.cli.context import STORE_HELP, open_store
+from radcommons.cli.context import DATABASE_HELP, STORE_HELP, opened_index, open_store
 
 app = typer.Typer(
     help="Put, get, verify and list files in the content-addressed (SHA-256) object store.\n\n"
@@ -136,3 +136,53 @@ def rm(
             missing += 1
     if missing:
         raise typer.Exit(1)
+
+
+@app.command("unreferenced")
+def unreferenced(
+    older_than: float = typer.Option(
+        24.0, "--older-than", min=0, metavar="HOURS",
+        help="Only objects last written more than this many hours ago: an upload, an ingest or the "
+        "gateway stores an object before the index names it.",
+    ),
+    delete: bool = typer.Option(False, "--delete", help="Remove the objects listed (each checked again first)."),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP, show_default=False),
+    url: str | None = typer.Option(None, "--url", help=DATABASE_HELP, show_default=False),
+) -> None:
+    """List the stored objects that nothing in the index names: digest, size and age in hours.
+
+    Named means: an indexed instance, a held quarantine entry, a study version, a frozen cohort's
+    pinned file, or a file of an open submission. What is left was stored and never recorded (a
+    crash between the two, a failed batch, a database error) or no longer needed (a rejected file,
+    a deleted quarantine entry). With --delete each is checked again under the index's write lock
+    and removed.
+
+    Example: radcommons objects unreferenced --older-than 48 --delete --store s3://commons/objects
+    """
+    import datetime as _dt
+
+    from radcommons.pipelines.submission import discard_unrecorded_objects, unreferenced_objects
+    from radcommons.settings import mask_url_password
+    from radcommons.store.index.accounts import utcnow
+
+    object_store = open_store(store, existing=True)
+    with opened_index(url) as engine:
+        found = unreferenced_objects(engine, object_store, _dt.timedelta(hours=older_than))
+        now = utcnow()
+        for item in found:
+            age = (now - item.modified).total_seconds() / 3600 if item.modified else 0.0
+            typer.echo(f"{item.digest}  {item.size}  {age:.1f}h")
+        total = sum(item.size for item in found)
+        where = mask_url_password(object_store.url)
+        typer.echo(f"{len(found)} unreferenced object(s) older than {older_than:g} h in {where}: {total} bytes",
+                   err=True)
+        if not delete or not found:
+            if found:
+                typer.echo("hint: add --delete to remove them", err=True)
+            return
+        removed = set(discard_unrecorded_objects(engine, object_store, [item.digest for item in found]))
+    for item in found:
+        typer.echo(f"{'deleted' if item.digest in removed else 'kept   '}  {item.digest}")
+    freed = sum(item.size for item in found if item.digest in removed)
+    typer.echo(f"deleted {len(removed)} object(s), {freed} bytes; kept {len(found) - len(removed)} "
+               "(named meanwhile, or already gone)", err=True)

@@ -53,7 +53,7 @@ from radcommons.store.index.system import (
     SUBMISSION_COMMITTED,
     SUBMISSION_OPEN,
 )
-from radcommons.store.objects import ObjectNotFoundError, ObjectStore, validate_digest
+from radcommons.store.objects import ObjectInfo, ObjectNotFoundError, ObjectStore, validate_digest
 
 MAX_RECORDS_PER_POST = 50_000
 
@@ -1032,35 +1032,64 @@ def delete_quarantined(engine: Engine, store: ObjectStore, principal: Principal,
 
 
 def discard_unrecorded_objects(engine: Engine, store: ObjectStore, digests: Sequence[str]) -> list[str]:
-    """Remove objects an upload put in the store but could not record (:func:`note_uploads`
-    refused: its submission was committed meanwhile), unless something names them: what
-    :func:`_object_in_use` counts, or any submission's file (declared or uploaded by another
-    sender of the same content). Returns the digests removed.
+    """Remove the objects among ``digests`` that nothing names (:func:`_object_in_use`); return
+    the digests removed.
 
-    Under the index's write lock, like :func:`delete_quarantined`. The caller passes only objects
-    its own request created; another request that found the object already stored and has not
-    recorded it yet is not seen (it would then record a file the store lacks, which the commit
-    reports as missing and the sender uploads again).
+    Used for an upload's objects that could not be recorded (:func:`note_uploads` refused: its
+    submission was committed meanwhile) and by ``radcommons objects unreferenced --delete`` (see
+    :func:`unreferenced_objects`). Each is checked again and removed under the index's write lock,
+    like :func:`delete_quarantined`, so no writer indexes or records a file that uses it meanwhile.
+    Another request that found the object already stored and has not recorded it yet is not seen
+    (it would then record a file the store lacks, which the commit reports as missing and the
+    sender uploads again); the CLI's grace period covers uploads in flight.
     """
-    files = system_table("submission_file")
     removed = []
     with index_transaction(engine) as conn:
         for sha256 in digests:
-            named = conn.execute(select(files.c.sha256).where(files.c.sha256 == sha256).limit(1)).first()
-            if named is None and not _object_in_use(conn, sha256) and store.delete(sha256):
+            if not _object_in_use(conn, sha256) and store.delete(sha256):
                 removed.append(sha256)
     return removed
 
 
+def unreferenced_objects(engine: Engine, store: ObjectStore, older_than: _dt.timedelta) -> list[ObjectInfo]:
+    """The stored objects that nothing in the index names (:func:`_object_in_use`), of those last
+    written more than ``older_than`` ago, in digest order.
+
+    The grace period matters: an upload, an ingest or the gateway stores an object before it
+    records it, so a young object may be named a moment later. An object whose store gives no
+    modification time is never listed (its age is unknown). Most objects are named by an indexed
+    instance: those are set aside in a few ``IN`` queries; the rest are checked one by one.
+    """
+    cutoff = utcnow() - older_than
+    old = [item for item in store.iter_objects() if item.modified is not None and item.modified < cutoff]
+    instance = node_tables()["instance"]
+    with engine.connect() as conn:
+        indexed: set[str] = set()
+        for some in _in_lists(item.digest for item in old):
+            indexed.update(conn.execute(select(instance.c.object_id).where(instance.c.object_id.in_(some)))
+                           .scalars())
+        return [item for item in old if item.digest not in indexed and not _object_in_use(conn, item.digest)]
+
+
 def _object_in_use(conn: Connection, sha256: str) -> bool:
     """Whether anything still names the object: an indexed instance, a held quarantine entry, a
-    study version (an older version's files stay obtainable) or a frozen cohort's pinned member."""
+    study version (an older version's files stay obtainable), a frozen cohort's pinned member, or a
+    file of an OPEN submission, declared or uploaded (its commit reads those bytes; a held quarantine
+    entry with the same content must not take them).
+
+    A committed submission's own file rows do not count: the commit leaves one per file, with its
+    outcome, and whatever it made of the file (an instance, a held entry, a version) names the
+    object by itself; a rejected file, or a quarantined one a curator deleted, is named by nothing.
+    """
     instance = node_tables()["instance"]
-    quarantine, versions, members = (system_table(n) for n in ("quarantine", "study_version", "cohort_member"))
+    quarantine, versions, members, files, submissions = (system_table(n) for n in (
+        "quarantine", "study_version", "cohort_member", "submission_file", "submission"))
     return any(conn.execute(query.limit(1)).first() is not None for query in (
         select(instance.c.id).where(instance.c.object_id == sha256),
         select(quarantine.c.id).where(quarantine.c.sha256 == sha256, quarantine.c.status == QUARANTINE_HELD),
         select(members.c.cohort_id).where(members.c.object_id == sha256),
+        select(files.c.id).join(submissions, files.c.submission_id == submissions.c.id)
+        .where(files.c.sha256 == sha256, submissions.c.status == SUBMISSION_OPEN),
         # the object ids of a version are in its JSON list of instances (a digest is hex: no LIKE wildcard)
         select(versions.c.id).where(cast(versions.c.instances, Text).like(f"%{validate_digest(sha256)}%")),
     ))

@@ -45,6 +45,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import errno
 import hashlib
 import io
@@ -184,12 +185,15 @@ class ObjectInfo:
         key: path of the object relative to the store root (``sha256/ab/cd/abcd...``);
             the same in every replica of the store, so it is what an index should keep.
         url: full fsspec URL of the object (``s3://bucket/prefix/sha256/...``).
+        modified: when the object was last written (UTC), as the listing gives it; None when the
+            file system gives no time (an unknown age: never old enough to be removed as unused).
     """
 
     digest: str
     size: int
     key: str
     url: str
+    modified: _dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,24 @@ class StagedObject:
 
 
 # --------------------------------------------------------------------------- pure functions
+
+
+def _modified(info: dict[str, Any]) -> _dt.datetime | None:
+    """When a listed file was last written, from its fsspec ``info``: each file system names it
+    differently (local ``mtime`` and memory ``created``: epoch seconds; S3 ``LastModified``, Azure
+    ``last_modified``: datetimes; GCS ``updated``: ISO 8601 text). None when it gives none."""
+    for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return _dt.datetime.fromtimestamp(value, _dt.timezone.utc)
+        if isinstance(value, str):
+            try:
+                value = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, _dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+    return None
 
 
 def validate_digest(digest: str) -> str:
@@ -752,9 +774,8 @@ class ObjectStore:
             if info.get("type", "file") != "file":
                 continue
             key = f"{OBJECTS_DIR}/{rel}"
-            objects.append(
-                ObjectInfo(name, int(info.get("size") or 0), key, self._fs.unstrip_protocol(path))
-            )
+            objects.append(ObjectInfo(name, int(info.get("size") or 0), key, self._fs.unstrip_protocol(path),
+                                      _modified(info)))
         objects.sort(key=lambda item: item.digest)
         yield from objects
 
