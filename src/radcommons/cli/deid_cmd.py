@@ -56,7 +56,9 @@ def deid(
     Outputs are DST/<study uid>/<series uid>/<sop uid>.dcm, named only by new UIDs. The
     report and the pseudonym registry hold original identifiers and stay in the private
     state directory, never in DST. Rerunning after an interruption completes the job. Exit
-    code 1 when no file could be de-identified (withheld or rejected files alone are listed).
+    code 1 when no file could be de-identified (withheld or rejected files alone are listed);
+    exit code 2 when DST cannot take the outputs (a full disk, read-only): the run stops, and
+    once DST has room again the same command resumes it.
 
     Example: radcommons deid exports/ deid-out/ --site SITE01 --key-file var/secrets/deid.key
     """

@@ -20,13 +20,15 @@ new Media Storage SOP Instance UID, RadCommons' Implementation Class UID and Ver
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import struct
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -48,6 +50,7 @@ from pydicom.uid import (
 from radcommons.deid.codestream import blank_in_memory, pixel_element_ranges
 from radcommons.dicom.elements import LONG_VRS, PixelDataError, cut_short_element, pixel_span
 from radcommons.durable import remove_if_present, sync_paths
+from radcommons.errors import UserError
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -58,6 +61,58 @@ MAX_TAIL = 64 << 20
 
 class BadInput(Exception):
     """The file is not usable DICOM; the message is the reason given in the report."""
+
+
+#: what to do about a destination that refused an output, by the operating system's reason
+_RESUMES = "then run the same command again: finished files are kept and the run resumes"
+_DESTINATION_HINTS = {
+    errno.ENOSPC: "free space on the disk of {destination}, " + _RESUMES,
+    errno.EDQUOT: "free space in your disk quota for {destination}, " + _RESUMES,
+    errno.EROFS: "{destination} is on a read-only file system: make it writable or give another destination, "
+                 + _RESUMES,
+    errno.EACCES: "make {destination} writable by this user (or give another destination), " + _RESUMES,
+    errno.EPERM: "make {destination} writable by this user (or give another destination), " + _RESUMES,
+}
+
+
+class OutputWriteError(UserError):
+    """Writing a de-identified output failed: a full disk, a read-only or unwritable destination,
+    an I/O error. The destination's failure, not the input's, so it is no outcome of the file being
+    de-identified (it was reported as ``rejected: corrupt: OSError: [Errno 28] ...``, and so was every
+    file after it): it stops the work. Outputs appear under their final names only complete and
+    synced, so once the destination is fixed a rerun resumes where this one stopped.
+
+    ``path``: the output that could not be written; ``error``: the operating system's error;
+    ``destination``: the folder the outputs go to (by default the output's own folder), named in
+    the message and the hint."""
+
+    def __init__(self, path: str | os.PathLike[str], error: OSError,
+                 destination: str | os.PathLike[str] | None = None) -> None:
+        self.path = os.fspath(path)
+        self.error = error
+        self.destination = os.fspath(destination) if destination is not None else os.path.dirname(self.path)
+        self.reason = error.strerror or str(error) or type(error).__name__
+        hint = _DESTINATION_HINTS.get(error.errno or 0, "check the disk of {destination} (the system log says more "
+                                      "about an I/O error), " + _RESUMES)
+        super().__init__(f"cannot write the de-identified output to {self.destination}: {self.reason} "
+                         f"(writing {self.path})", hint.format(destination=self.destination))
+
+    def within(self, destination: str | os.PathLike[str]) -> "OutputWriteError":
+        """The same failure, said of the run's destination folder ``destination``."""
+        return OutputWriteError(self.path, self.error, destination)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, re-raised in the caller
+        return (OutputWriteError, (self.path, self.error, self.destination))
+
+
+@contextmanager
+def _destination(target: str) -> Iterator[None]:
+    """An OSError of the block (a folder made, a temporary opened, synced, closed, moved into
+    place) is the destination's: raised as :class:`OutputWriteError` for ``target``."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputWriteError(target, error) from error
 
 
 @dataclass
@@ -237,29 +292,24 @@ class PendingWrites:
     def __len__(self) -> int:
         return len(self._files)
 
-    def commit(self) -> dict[Path, str]:
-        """Sync and publish every pending file; returns ``{target: error}`` for failures."""
-        failed: dict[Path, str] = {}
-        synced: list[tuple[str, str]] = []
+    def commit(self) -> None:
+        """Sync and publish every pending file; the temporaries are removed in any case.
+
+        A file the destination refuses (a full disk, an I/O error while syncing) raises
+        :class:`OutputWriteError` naming its output; the files after it are not published
+        (a rerun writes them again)."""
         try:
-            # fsync each: the caller commits on a thread while the next batch is written
-            # (radcommons.deid.tree._Publisher), and a syncfs would wait for that too
-            sync_paths([temp for temp, _ in self._files], [], each=True)
-            synced = list(self._files)
-        except OSError:  # find out which file fails
             for temp, target in self._files:
-                try:
-                    sync_paths([temp], [])
-                    synced.append((temp, target))
-                except OSError as error:
-                    failed[Path(target)] = f"write failed: {error.strerror or error}"
-        for temp, target in synced:
-            try:
-                _publish(temp, target)
-            except OSError as error:
-                failed[Path(target)] = f"write failed: {error.strerror or error}"
-        self.discard()
-        return failed
+                with _destination(target):
+                    # fsync each: the caller commits on a thread while the next batch is written
+                    # (radcommons.deid.tree._Publisher), and a syncfs would wait for that too; one
+                    # at a time, to know which output failed (a second fsync may hide the error)
+                    sync_paths([temp], [], each=True)
+            for temp, target in self._files:
+                with _destination(target):
+                    _publish(temp, target)
+        finally:
+            self.discard()
 
     def discard(self) -> None:
         """Remove the temporary files (after :meth:`commit`, or instead of it)."""
@@ -499,34 +549,117 @@ def write_header(out: BinaryIO, ds: Dataset, implicit_vr: bool, little_endian: b
 _FOLDERS: set[str] = set()
 
 
-def _write_atomic(
-    target: Path | str, pending: PendingWrites | None, write: Callable[[BinaryIO], None], *, buffered: bool = True
-) -> None:
-    """Run ``write`` on a temporary file next to ``target``; publish it now or via ``pending``.
-    ``buffered=False`` for a ``write`` that writes a few large pieces (fewer system calls)."""
-    target = os.fspath(target)
-    folder = os.path.dirname(target)
+class _Output:
+    """The temporary output file as a writer sees it (``write``, ``seek``, ``tell``, ``flush``,
+    ``fileno``, ``name``).
+
+    Its OSError is remembered in :attr:`failure`, whatever the writer makes of it (pydicom's
+    writer raises an element's error again as a new one holding a traceback), so that
+    :func:`_write_atomic` can tell the destination's failure from the input's (the same writer
+    reads the source's pixel bytes). A short write of an unbuffered file (the disk filling up)
+    is completed, or fails: never a silently cut output."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.name = handle.name
+        self.failure: OSError | None = None
+
+    def _guarded(self, action: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return action(*args)
+        except OSError as error:
+            self.failure = self.failure or error
+            raise
+
+    def write(self, data: bytes) -> int:
+        return self._guarded(self._write_all, data)
+
+    def _write_all(self, data: bytes) -> int:
+        written = self._handle.write(data)
+        if written is not None and written == len(data):
+            return written
+        view = memoryview(data).cast("B")
+        view = view[written or 0:]
+        while view:
+            written = self._handle.write(view)
+            if not written:
+                raise OSError(errno.EIO, "the file system took none of the bytes written")
+            view = view[written:]
+        return len(memoryview(data).cast("B"))
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._guarded(self._handle.seek, offset, whence)  # a buffered file writes its buffer
+
+    def tell(self) -> int:
+        return self._guarded(self._handle.tell)
+
+    def flush(self) -> None:
+        self._guarded(self._handle.flush)
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def finish(self, sync: bool) -> None:
+        """Flush, sync (``sync``) and close: the file's bytes are written (raises OSError)."""
+        try:
+            self._handle.flush()
+            if sync:
+                os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
+
+    def abandon(self) -> None:
+        """Close, whatever is left unwritten (the file is removed)."""
+        try:
+            self._handle.close()
+        except OSError:
+            pass
+
+
+def _open_temp(temp: str, buffered: bool) -> _Output:
+    """The temporary file ``temp``, its folder made if need be."""
+    folder = os.path.dirname(temp)
     if folder not in _FOLDERS:
         os.makedirs(folder, exist_ok=True)
         if len(_FOLDERS) > 10_000:
             _FOLDERS.clear()
         _FOLDERS.add(folder)
+    try:
+        handle = open(temp, "wb", buffering=-1 if buffered else 0)
+    except FileNotFoundError:  # the folder went away since (another run cleaned up)
+        os.makedirs(folder, exist_ok=True)
+        handle = open(temp, "wb", buffering=-1 if buffered else 0)
+    return _Output(handle)  # type: ignore[arg-type]
+
+
+def _write_atomic(
+    target: Path | str, pending: PendingWrites | None, write: Callable[[BinaryIO], None], *, buffered: bool = True
+) -> None:
+    """Run ``write`` on a temporary file next to ``target``; publish it now or via ``pending``.
+    ``buffered=False`` for a ``write`` that writes a few large pieces (fewer system calls).
+
+    A failure of the destination (the folder, the temporary file, its writes, sync or move into
+    place) raises :class:`OutputWriteError`; any other error of ``write`` (the source cannot be
+    read) is raised as it is. Either way no temporary file is left."""
+    target = os.fspath(target)
     temp = _temp_name(target)
     try:
+        with _destination(target):
+            out = _open_temp(temp, buffered)
         try:
-            out = open(temp, "wb", buffering=-1 if buffered else 0)
-        except FileNotFoundError:  # the folder went away since (another run cleaned up)
-            os.makedirs(folder, exist_ok=True)
-            out = open(temp, "wb", buffering=-1 if buffered else 0)
-        with out:
-            write(out)
-            out.flush()
+            write(out)  # type: ignore[arg-type]
+        except BaseException as error:
+            out.abandon()
+            if out.failure is not None and isinstance(error, Exception):
+                raise OutputWriteError(target, out.failure) from out.failure
+            raise
+        with _destination(target):
+            out.finish(sync=pending is None)
             if pending is None:
-                os.fsync(out.fileno())
+                _publish(temp, target)
         if pending is not None:
             pending.add(temp, target)
             return
-        _publish(temp, target)
     except BaseException:
         remove_if_present(temp)
         raise
@@ -580,6 +713,7 @@ def write_whole(target: Path, ds: Dataset, transfer_syntax: str, pending: Pendin
 __all__ = [
     "BadInput",
     "Header",
+    "OutputWriteError",
     "PendingWrites",
     "read_header",
     "read_full",

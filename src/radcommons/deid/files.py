@@ -17,7 +17,15 @@ from radcommons.deid.engine import (
     required_uids_problem,
     unsupported_reason,
 )
-from radcommons.deid.fileio import BadInput, PendingWrites, read_full, read_header, write_streamed, write_whole
+from radcommons.deid.fileio import (
+    BadInput,
+    OutputWriteError,
+    PendingWrites,
+    read_full,
+    read_header,
+    write_streamed,
+    write_whole,
+)
 from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome, output_relpath
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
@@ -36,6 +44,11 @@ def deidentify_file(
 ) -> FileOutcome:
     """De-identify the file ``src`` into ``dst_root`` (never raises for bad input).
 
+    A file that cannot be read or used is an outcome (rejected, withheld, with the reason); a
+    destination that cannot take the output (a full disk, read-only, an I/O error) is not: it
+    raises :class:`~radcommons.deid.fileio.OutputWriteError`, naming ``dst_root``, and nothing
+    is left under the output's final name.
+
     The output path is computed from the header before anything is written; when that
     file is already there (a resumed run: outputs only ever appear complete, through
     ``os.replace``) it is not written again, unless ``keep_existing`` is false (the source
@@ -46,10 +59,13 @@ def deidentify_file(
     """
     src = src if isinstance(src, Path) else Path(src)
     name = label if label is not None else str(src)
+    dst_root = dst_root if isinstance(dst_root, Path) else Path(dst_root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on every odd value; the report speaks
-        return _deidentify_file(src, name, dst_root if isinstance(dst_root, Path) else Path(dst_root), context, pending,
-                                keep_existing)
+        try:
+            return _deidentify_file(src, name, dst_root, context, pending, keep_existing)
+        except OutputWriteError as error:
+            raise error.within(dst_root) from error.error
 
 
 def _deidentify_file(
@@ -69,6 +85,8 @@ def _deidentify_file(
             why = str(reason)
         except RecursionError:  # thousands of nested sequences: the input's doing, not a fault to report
             why = "sequences nested too deeply for the streamed path"
+        except OutputWriteError:  # the destination's failure: the pydicom path would fail on it too
+            raise
         except Exception as error:  # noqa: BLE001 - a fault of the fast path: the pydicom path decides, the report tells
             why = failure = f"the streamed path failed: {type(error).__name__}: {error}"
     outcome = _pydicom_path(src, name, dst_root, context, pending, keep_existing)
@@ -132,6 +150,8 @@ def _pydicom_path(
         return result
     except BadInput as error:
         return FileOutcome(name, REJECTED, str(error))
+    except OutputWriteError:  # not the input's doing: the caller stops (a full disk fails every file)
+        raise
     except Exception as error:  # a bad value deep in a header: report, never a traceback
         return FileOutcome(name, REJECTED, f"corrupt: {type(error).__name__}: {error}")
 

@@ -40,7 +40,7 @@ from radcommons.deid.archives import (
     run_scratch,
 )
 from radcommons.deid.engine import DEIDENTIFIED, REJECTED, WITHHELD, DeidContext
-from radcommons.deid.fileio import PendingWrites
+from radcommons.deid.fileio import OutputWriteError, PendingWrites
 from radcommons.durable import folder_held, private_opener, remove_partials, write_atomic
 from radcommons.deid.files import deidentify_file
 from radcommons.deid.outcome import FileOutcome
@@ -202,17 +202,22 @@ class _Publisher:
         self._waiting.append((future, outcomes))
         return self._collect(block=len(self._waiting) > self.MAX_WAITING)
 
-    def _publish(self, stale: set[str], made: list[tuple[str, str]], paths: list[tuple[str, str]]) -> dict[Path, str]:
+    def _publish(self, stale: set[str], made: list[tuple[str, str]], paths: list[tuple[str, str]]) -> None:
         """Remove the outputs of changed sources, record the sources of the new ones, then publish
         these: a kill in between leaves no output (the next run writes it), never an old output
-        recorded as made from the new source."""
+        recorded as made from the new source. A destination that refuses them (a full disk) raises
+        :class:`OutputWriteError`, which stops the run (a source recorded and its output not there
+        is written by the next run)."""
         for target in stale:
             try:
                 os.unlink(target)
             except FileNotFoundError:
                 pass
         self._sources.record(made)
-        return PendingWrites.from_paths(paths).commit()
+        try:
+            PendingWrites.from_paths(paths).commit()
+        except OutputWriteError as error:
+            raise error.within(self._dst) from error.error
 
     def drain(self) -> list[FileOutcome]:
         """Wait for every queued batch; their outcomes."""
@@ -225,12 +230,8 @@ class _Publisher:
         done: list[FileOutcome] = []
         while self._waiting and (block or self._waiting[0][0].done()):
             future, outcomes = self._waiting.popleft()
-            failed = future.result()
+            future.result()  # raises what stopped the publishing (OutputWriteError)
             block = False
-            for outcome in outcomes:
-                error = failed.get(self._dst / outcome.output) if outcome.output else None
-                if error is not None and outcome.status == DEIDENTIFIED and not outcome.skipped_existing:
-                    outcome.status, outcome.reason, outcome.output = REJECTED, error, None
             done.extend(outcomes)
         return done
 

@@ -41,13 +41,11 @@ Everything lives under ``<state dir>/gateway``; the spool holds only de-identifi
 
 from __future__ import annotations
 
-import builtins
 import datetime as _dt
 import filecmp
 import ipaddress
 import json
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -63,7 +61,7 @@ import pydicom
 
 from radcommons.client import CHANGED_SINCE_READ, CommonsClient, ManifestEntry, NotFoundError, file_sha256
 from radcommons.deid import DEIDENTIFIED, DeidContext, Registry, deidentify_file, key_fingerprint, make_state_dir
-from radcommons.deid.fileio import PendingWrites
+from radcommons.deid.fileio import OutputWriteError, PendingWrites
 from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, sync_paths, write_atomic
 from radcommons.errors import UserError
 from radcommons.listening import listen_error
@@ -397,19 +395,6 @@ def _stop_receiving(ae: Any) -> None:
                 _receiving.pop(name, None)
 
 
-#: An operating system error in a de-identification outcome's reason: its class and strerror.
-_DISK_FAILURE = re.compile(r"(\w+): \[Errno \d+\] ([^:\n]*)")
-
-
-def _disk_reason(reason: str) -> str | None:
-    """The operating system's reason when a de-identification failed on the disk, not on the instance
-    (the file path reports a failed write as a rejected file: ``corrupt: OSError: [Errno 28] ...``)."""
-    found = _DISK_FAILURE.search(reason)
-    if found is None or not issubclass(getattr(builtins, found[1], type), OSError):
-        return None
-    return found[2].strip()
-
-
 def _sending(path: Path) -> Path:
     """The name of the snapshot of a spool file that a round sends (a temporary name: one left by a
     crash is removed at the next start)."""
@@ -515,11 +500,11 @@ class Gateway:
                 return self._spool_failed(received_file.error, sop)
         pending = PendingWrites()
         try:
-            outcome = deidentify_file(Path(path), self.spool.spool, self._context, pending=pending,
-                                      keep_existing=False)
-            disk = _disk_reason(outcome.reason) if outcome.status != DEIDENTIFIED else None
-            if disk is not None:
-                return self._spool_failed(disk, sop)
+            try:
+                outcome = deidentify_file(Path(path), self.spool.spool, self._context, pending=pending,
+                                          keep_existing=False)
+            except OutputWriteError as error:  # the spool's disk, not the instance: the PACS may send it again
+                return self._spool_failed(error.error, sop)
             if outcome.status != DEIDENTIFIED or outcome.output is None:
                 # named as the PACS knows it (the original UIDs; the accession number only in the private
                 # event log), so that the data manager can find what was refused
