@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from pydicom.filewriter import dcmwrite
 
-from radcommons.deid.fileio import read_header
-
-from deid_support import make_ct
+from deid_support import make_ct, pixel_digest, write_multiframe
 
 FRAMES = 500  # 512 x 512 x 2 bytes x 500 = 250 MiB of Pixel Data
 LIMIT_MB = 300
@@ -23,28 +18,7 @@ LIMIT_MB = 300
 def _big_file(path: Path) -> Path:
     ds = make_ct(rows=512)
     del ds.PixelData
-    ds.NumberOfFrames = FRAMES
-    length = 512 * 512 * 2 * FRAMES
-    with open(path, "wb") as out:
-        dcmwrite(out, ds, enforce_file_format=True)
-        out.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, length))
-        frame = bytes(range(256)) * (512 * 512 * 2 // 256)
-        for index in range(FRAMES):
-            out.write(frame[index % 256:] + frame[: index % 256])
-    return path
-
-
-def _pixel_digest(path: Path) -> str:
-    start, end = read_header(path).pixel_span
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining:
-            chunk = handle.read(min(1 << 20, remaining))
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return digest.hexdigest()
+    return write_multiframe(path, ds, FRAMES)
 
 
 @pytest.mark.slow
@@ -71,4 +45,4 @@ def test_250mb_multiframe_peak_rss_under_300mb(tmp_path):
     peak_mb = int(peak_kb) / 1024
     print(f"peak RSS {peak_mb:.0f} MB for a {source.stat().st_size / 2**20:.0f} MiB file")
     assert peak_mb < LIMIT_MB
-    assert _pixel_digest(tmp_path / "out" / output_rel) == _pixel_digest(source)
+    assert pixel_digest(tmp_path / "out" / output_rel) == pixel_digest(source)

@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -28,7 +27,9 @@ from radcommons.synth.generate import generate
 from serve_support import free_port
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "deid"))
 from commons_fixtures import PROJECT, SITE, Commons, sqlite_commons  # noqa: E402,F401  (the fixture)
+from deid_support import pixel_digest, write_multiframe  # noqa: E402
 
 KEY = bytes(range(32))
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk (storescu, echoscu) not installed")
@@ -692,21 +693,13 @@ def _large_multiframe(path: Path, frames: int) -> Path:
     ds.NumberOfFrames = frames
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    frame = bytes(range(256)) * (512 * 512 * 2 // 256)
-    with open(path, "wb") as out:
-        pydicom.dcmwrite(out, ds, enforce_file_format=True)
-        out.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OW", 0, len(frame) * frames))
-        for index in range(frames):
-            out.write(frame[index % 256:] + frame[:index % 256])
-    return path
+    return write_multiframe(path, ds, frames)
 
 
 def test_a_large_instance_is_received_with_flat_memory(key_file: Path, tmp_path: Path) -> None:
     """pynetdicom decoded each received data set into memory, and the gateway de-identified it there:
     a 288 MB instance took more than 288 MB, a 1 GB one more than 1 GB. The instance is now received
     into a file and de-identified from it (pixels copied, never decoded), with flat memory."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "deid"))
-    from test_memory import _pixel_digest  # the digest of the Pixel Data value, read in chunks
 
     source = _large_multiframe(tmp_path / "large.dcm", 400)  # 200 MiB of Pixel Data
     port, state = free_port(), tmp_path / "state"
@@ -753,7 +746,7 @@ def test_a_large_instance_is_received_with_flat_memory(key_file: Path, tmp_path:
     ds = pydicom.dcmread(spooled, stop_before_pixels=True)
     assert ds.PatientIdentityRemoved == "YES" and ds.PatientID == patient_pseudonym(KEY, "SITE_A", "MRN-LARGE-1")
     assert "LARGE" not in str(ds.PatientName) and "AccessionNumber" not in ds or ds.AccessionNumber != "ACC-LARGE"
-    assert _pixel_digest(spooled) == _pixel_digest(source)
+    assert pixel_digest(spooled) == pixel_digest(source)
 
 
 def test_received_instances_are_de_identified_as_the_data_set_in_memory_was(corpus: Path, key_file: Path,
