@@ -524,10 +524,10 @@ class Gateway:
         self._event("replaced" if replaced else "stored", study=study, sop=target.stem, **replaced)
         return SUCCESS
 
-    def _spool_failed(self, error: BaseException | str, sop_instance_uid: str) -> int:
+    def _spool_failed(self, error: BaseException, sop_instance_uid: str) -> int:
         """Say that an instance could not be received or spooled (a full disk), and answer A700."""
         # the reason alone (pydicom's writer puts a traceback in its message); the PACS sends again
-        self._event("spool_failed", reason=error if isinstance(error, str) else _os_reason(error),
+        self._event("spool_failed", reason=_os_reason(error),
                     sop_instance_uid=sop_instance_uid,
                     answered="out of resources (A700): the PACS may send it again",
                     check=f"free space on the disk of {self.spool.root} and that the gateway may write there")
