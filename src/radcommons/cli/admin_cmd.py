@@ -1,13 +1,24 @@
-"""``radcommons admin``: users, their projects and their tokens (commons side)."""
+"""``radcommons admin``: users, their projects and their tokens, and submissions never committed (commons side)."""
 
 from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from radcommons.cli.context import DATABASE_HELP, opened_index
+from radcommons.errors import UserError
 from radcommons.roles import DEFAULT_TOKEN_DAYS, ROLES
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from radcommons.server.uploads import UploadSpool
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -267,3 +278,126 @@ def audit(
                       "-" if e["records"] is None else str(e["records"]), e["client"] or "-",
                       "yes" if e["success"] else "no")
     Console(soft_wrap=True).print(table)
+
+
+submission_app = typer.Typer(no_args_is_help=True, help="Submissions: find and end the ones never committed.\n\n"
+                             "Example: radcommons admin submission list --open --older-than 30")
+app.add_typer(submission_app, name="submission")
+
+_STATE_DIR = typer.Option(None, "--state-dir", help="The server's state folder, whose uploads/ holds the upload "
+                          "spools (as given to radcommons serve); default: the server_state_dir setting.")
+_OLDER_THAN = typer.Option(None, "--older-than", min=0, metavar="DAYS",
+                           help="Only submissions whose last activity is more than DAYS days old.")
+
+
+def _upload_spool(state_dir: Path | None) -> UploadSpool:
+    """The server's upload spool under ``state_dir`` (default: the server_state_dir setting). A
+    folder without uploads/ is refused: a mistyped path would show every spool as empty."""
+    from radcommons.cli.context import open_store
+    from radcommons.server.uploads import UploadSpool
+    from radcommons.settings import load_settings
+
+    folder = Path(state_dir or load_settings().server_state_dir) / "uploads"
+    if not folder.is_dir():
+        raise UserError(f"no upload spool at {folder}: the folder does not exist",
+                        "give the server's state folder with --state-dir (what radcommons serve was given, "
+                        "or the server_state_dir setting)")
+    return UploadSpool(folder, open_store())
+
+
+def _listed(engine: Engine, spool: UploadSpool, *, open_only: bool, older_than: float | None,
+            ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    from radcommons.pipelines.submission import operator_submissions
+
+    idle = _dt.timedelta(days=older_than) if older_than is not None else None
+    return operator_submissions(engine, spool.usage, open_only=open_only, idle_for=idle, ids=ids)
+
+
+def _submission_table(title: str, rows: Sequence[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    for column in ("id", "project", "site", "dataset", "state", "created", "last activity", "files", "bytes",
+                   "spooled bytes"):
+        table.add_column(column, overflow="fold")  # a narrow or piped console wraps, never cuts with '…'
+    for s in rows:
+        table.add_row(str(s["id"]), s["project"], s["site_id"], s["dataset"], s["status"], s["created_at"][:19],
+                      s["last_activity"][:19], str(s["files_uploaded"]), str(s["bytes_uploaded"]),
+                      str(s["bytes_spooled"]))
+    Console(soft_wrap=True).print(table)
+
+
+@submission_app.command("list")
+def submission_list(
+    open_only: bool = typer.Option(False, "--open", help="Only open submissions (not committed or abandoned)."),
+    older_than: float | None = _OLDER_THAN,
+    state_dir: Path | None = _STATE_DIR,
+    url: str | None = _URL,
+) -> None:
+    """List submissions, oldest first: project, site, dataset, state, created, last activity, files
+    uploaded and their bytes, and bytes still spooled (partial uploads).
+
+    Last activity is the newest of its creation, its audit events (uploads, manifests, clinical
+    posts) and its newest spool file.
+
+    Example: radcommons admin submission list --open --older-than 30
+    """
+    spool = _upload_spool(state_dir)
+    with opened_index(url) as engine:
+        rows = _listed(engine, spool, open_only=open_only, older_than=older_than)
+    if not rows:
+        typer.echo("no submissions match" if open_only or older_than is not None else "no submissions")
+        return
+    _submission_table("submissions (oldest first)", rows)
+
+
+@submission_app.command("abandon")
+def submission_abandon(
+    ids: list[int] | None = typer.Argument(None, help="Submission ids (see: admin submission list --open).",
+                                           show_default=False),
+    older_than: float | None = _OLDER_THAN,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    state_dir: Path | None = _STATE_DIR,
+    url: str | None = _URL,
+) -> None:
+    """End open submissions that will never be committed: their spool files are removed, later
+    uploads or a commit to them get 409 submission_closed, and the objects only they uploaded are
+    then listed by radcommons objects unreferenced (after its grace period). Audited as submission.abandon.
+
+    Give ids, or --older-than DAYS for every open submission idle that long. A committed
+    submission cannot be abandoned.
+
+    Example: radcommons admin submission abandon --older-than 30 --yes
+    """
+    from radcommons.pipelines.submission import SubmissionError, abandon_submission
+
+    if bool(ids) == (older_than is not None):
+        raise UserError("give submission ids or --older-than DAYS (one of them)",
+                        "e.g. radcommons admin submission abandon 12 13, or --older-than 30")
+    spool = _upload_spool(state_dir)
+    with opened_index(url) as engine:
+        if ids:
+            chosen = _listed(engine, spool, open_only=False, older_than=None, ids=ids)
+            missing = sorted(set(ids) - {s["id"] for s in chosen})
+            if missing:
+                raise UserError(f"no submission {', '.join(map(str, missing))}",
+                                "list them with: radcommons admin submission list")
+        else:
+            chosen = _listed(engine, spool, open_only=True, older_than=older_than)
+            if not chosen:
+                typer.echo(f"no open submission idle for more than {older_than:g} days")
+                return
+        _submission_table("to abandon", chosen)
+        if not yes and not typer.confirm(f"abandon {len(chosen)} submission(s)?", default=False):
+            raise typer.Exit(1)
+        refused = 0
+        for s in chosen:
+            try:
+                abandon_submission(engine, s["id"])
+            except SubmissionError as error:
+                refused += 1
+                typer.echo(f"submission {s['id']}: {error.message}\nhint: {error.hint}", err=True)
+                continue
+            spool.discard(s["id"])
+            typer.echo(f"abandoned submission {s['id']} ({s['project']}, {s['site_id']}, {s['dataset']}): "
+                       f"{s['files_uploaded']} file(s) uploaded, {s['bytes_spooled']} spooled bytes removed")
+    if refused:
+        raise typer.Exit(1)

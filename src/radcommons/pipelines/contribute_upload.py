@@ -284,7 +284,8 @@ def _committed_before(client: CommonsClient, journal: UploadJournal, *, target: 
     if submission.status == "open":
         return None
     journal.finish(target)
-    if not _all_sent(journal, submission_id, packages, clinical):
+    # An abandoned one (radcommons admin submission abandon) kept nothing: everything goes to a new one.
+    if submission.status != "committed" or not _all_sent(journal, submission_id, packages, clinical):
         return None  # something new to send: a new submission
     files = len({item.sha256 for item in iter_files(packages)})
     stats = UploadStats(files=files, confirmed_before=files)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace as _replace
 from typing import Any
 
@@ -50,6 +50,7 @@ from radcommons.store.index.system import (
     QUARANTINE_DELETED,
     QUARANTINE_HELD,
     QUARANTINE_RELEASED,
+    SUBMISSION_ABANDONED,
     SUBMISSION_COMMITTED,
     SUBMISSION_OPEN,
 )
@@ -164,6 +165,12 @@ def _load(conn: Connection, principal: Principal, submission_id: int) -> Any:
 
 
 def _require_open(row: Any) -> None:
+    if row.status == SUBMISSION_ABANDONED:
+        raise SubmissionError(f"submission {row.id} was abandoned by the commons' operator: it takes no more "
+                              "uploads, manifests, clinical records or commit, and what it held was dropped",
+                              f"start a new submission (POST /api/v1/submissions with dataset {row.dataset!r}) "
+                              "and send everything again; radcommons contribute does so when run again",
+                              code="submission_closed", kind="conflict", state=row.status)
     if row.status != SUBMISSION_OPEN:
         raise SubmissionError(f"submission {row.id} is already committed",
                               f"start a new submission (POST /api/v1/submissions with dataset {row.dataset!r}) "
@@ -555,7 +562,10 @@ def commit(engine: Engine, store: ObjectStore, principal: Principal, submission_
         return _commit_transaction(engine, principal, row, entries, staged, client)
     except _AlreadyCommitted:  # a concurrent commit won: its receipt is the answer
         with engine.connect() as conn:
-            return dict(_load(conn, principal, submission_id).receipt)
+            row = _load(conn, principal, submission_id)
+        if row.status != SUBMISSION_COMMITTED:  # abandoned meanwhile (radcommons admin submission abandon)
+            _require_open(row)
+        return dict(row.receipt)
 
 
 def _read_and_gate(engine: Engine, store: ObjectStore, principal: Principal,
@@ -568,6 +578,7 @@ def _read_and_gate(engine: Engine, store: ObjectStore, principal: Principal,
         row = _load(conn, principal, submission_id)
         if row.status == SUBMISSION_COMMITTED:
             return row, [], []
+        _require_open(row)  # not an abandoned one: its files are no longer kept
         entries = [_File(r.id, r.sha256, r.size, r.study_uid, r.path_in_package, r.status == UPLOADED,
                          r.base_version)
                    for r in conn.execute(select(files_table).where(files_table.c.submission_id == submission_id,
@@ -1093,3 +1104,91 @@ def _object_in_use(conn: Connection, sha256: str) -> bool:
         # the object ids of a version are in its JSON list of instances (a digest is hex: no LIKE wildcard)
         select(versions.c.id).where(cast(versions.c.instances, Text).like(f"%{validate_digest(sha256)}%")),
     ))
+
+
+# ---------------------------------------------------------------------- abandoned submissions
+
+#: What the upload spool holds of a submission: (bytes, the newest spool file's modification time).
+SpoolUsage = Callable[[int], tuple[int, _dt.datetime | None]]
+
+
+def operator_submissions(engine: Engine, spool_usage: SpoolUsage, *, open_only: bool = False,
+                         idle_for: _dt.timedelta | None = None,
+                         ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Submissions as an operator sees them, oldest first: each with its files uploaded (bytes
+    received and stored) and their bytes, the bytes still spooled (partial uploads), and its last
+    activity.
+
+    The index records no last activity of its own: it is the newest of the submission's creation,
+    its audit events (``submission N``: each upload, manifest, clinical post, commit) and its
+    newest spool file (a partial upload is audited only once complete). ``idle_for``: only those
+    whose last activity is older than that; ``ids``: only these (an unknown one is not listed).
+    """
+    table, files, audit = (system_table(n) for n in ("submission", "submission_file", "audit_event"))
+    query = select(table).order_by(table.c.id)
+    if open_only:
+        query = query.where(table.c.status == SUBMISSION_OPEN)
+    if ids is not None:
+        query = query.where(table.c.id.in_(sorted(set(ids))))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        uploaded = {r.submission_id: (r.n, r.size or 0) for r in conn.execute(
+            select(files.c.submission_id, func.count().label("n"), func.sum(files.c.size).label("size"))
+            .where(files.c.status == UPLOADED).group_by(files.c.submission_id))}
+        audited: dict[str, _dt.datetime] = {}
+        for some in _in_lists(f"submission {row.id}" for row in rows):
+            audited.update(conn.execute(select(audit.c.target, func.max(audit.c.at))
+                                        .where(audit.c.target.in_(some)).group_by(audit.c.target)).tuples().all())
+    cutoff = utcnow() - idle_for if idle_for is not None else None
+    found = []
+    for row in rows:
+        spooled, spooled_at = spool_usage(row.id)
+        last = max(t for t in (as_utc(row.created_at), as_utc(audited.get(f"submission {row.id}")), spooled_at)
+                   if t is not None)
+        if cutoff is not None and last >= cutoff:
+            continue
+        n_files, n_bytes = uploaded.get(row.id, (0, 0))
+        found.append({"id": row.id, "project": row.project_id, "site_id": row.site_id, "dataset": row.dataset,
+                      "status": row.status, "created_at": _iso(row.created_at), "last_activity": last.isoformat(),
+                      "files_uploaded": n_files, "bytes_uploaded": int(n_bytes), "bytes_spooled": spooled})
+    return found
+
+
+def abandon_submission(engine: Engine, submission_id: int, *, actor: str = "admin-cli") -> dict[str, Any]:
+    """End an open submission that will never be committed (an operator's decision): its state
+    becomes abandoned, so every later upload, manifest, clinical post or commit to it is a 409
+    submission_closed, and its files no longer count as in use (:func:`_object_in_use`): the
+    objects nothing else names are then found by ``radcommons objects unreferenced`` after its
+    grace period. Audited as ``submission.abandon``. The caller removes its spool files (the
+    server's upload spool); a request still writing one then finds the submission closed, as
+    after a commit. A committed submission is refused: its data are indexed or quarantined.
+    """
+    table = system_table("submission")
+    with index_transaction(engine) as conn:
+        ended = conn.execute(update(table).where(table.c.id == submission_id, table.c.status == SUBMISSION_OPEN)
+                             .values(status=SUBMISSION_ABANDONED)).rowcount
+        row = conn.execute(select(table).where(table.c.id == submission_id)).first()
+        if row is None:
+            raise SubmissionError(f"no submission {submission_id}",
+                                  "list them with: radcommons admin submission list", code="not_found",
+                                  kind="not_found")
+        if not ended:
+            raise _not_abandonable(row)
+        view = _view(conn, row)
+        record_audit(conn, actor=actor, action="submission.abandon", target=f"submission {submission_id}",
+                     project=row.project_id, records=1,
+                     detail={"dataset": row.dataset, "site_id": row.site_id, "files": view["files"]})
+    return view
+
+
+def _not_abandonable(row: Any) -> SubmissionError:
+    """Why ``row``, not open, cannot be abandoned."""
+    if row.status == SUBMISSION_COMMITTED:
+        return SubmissionError(
+            f"submission {row.id} (project {row.project_id}, dataset {row.dataset}) was committed at "
+            f"{_iso(row.committed_at)}: only an open submission can be abandoned",
+            "its files are indexed or quarantined now: a curator corrects them with a new submission or "
+            "the quarantine (radcommons admin submission list --open shows the open ones)",
+            code="submission_closed", kind="conflict")
+    return SubmissionError(f"submission {row.id} is already {row.status}", "nothing to do",
+                           code="submission_closed", kind="conflict")

@@ -15,6 +15,7 @@ files of one batch request are synced together, with one ``syncfs``.
 
 from __future__ import annotations
 
+import datetime as _dt
 import fcntl
 import os
 from collections.abc import Sequence
@@ -144,7 +145,7 @@ class UploadSpool:
         return [next(stored) if path in kept else None for path, _, _ in files]
 
     def discard(self, submission_id: int) -> None:
-        """Remove every spool of a submission (after its commit).
+        """Remove every spool of a submission (after its commit, or once abandoned).
 
         A request still writing one keeps its handle to a file no folder names
         (:func:`discarded`): it finds the submission committed and stores nothing.
@@ -152,6 +153,20 @@ class UploadSpool:
         folder = self._folder(submission_id)
         if folder.is_dir():
             self.remove(submission_id, list(folder.glob(f"*{SPOOL_SUFFIX}")))
+
+    def usage(self, submission_id: int) -> tuple[int, _dt.datetime | None]:
+        """The bytes a submission's spool files hold and when the newest was last written (UTC),
+        or None without any: what an operator reads before abandoning it (a partial upload is
+        recorded nowhere else)."""
+        size, newest = 0, None
+        for path in self._folder(submission_id).glob(f"*{SPOOL_SUFFIX}"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # stored or discarded meanwhile
+                continue
+            size += stat.st_size
+            newest = max(newest or 0.0, stat.st_mtime)
+        return size, None if newest is None else _dt.datetime.fromtimestamp(newest, _dt.timezone.utc)
 
     def remove(self, submission_id: int, paths: Sequence[Path]) -> None:
         """Remove spools one request wrote and may not keep (its submission was committed while

@@ -52,8 +52,8 @@ from sqlalchemy import (
 from radcommons.roles import ROLES  # re-exported: roles, from most to least powerful
 from radcommons.store.index.schema import id_type, json_type
 
-#: Submission states.
-SUBMISSION_OPEN, SUBMISSION_COMMITTED = "open", "committed"
+#: Submission states: abandoned is an open one an operator ended (radcommons admin submission abandon).
+SUBMISSION_OPEN, SUBMISSION_COMMITTED, SUBMISSION_ABANDONED = "open", "committed", "abandoned"
 #: Quarantine states.
 QUARANTINE_HELD, QUARANTINE_RELEASED, QUARANTINE_DELETED = "held", "released", "deleted"
 
