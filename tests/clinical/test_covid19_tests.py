@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clinical_support import DryRun, Radiograph, dry_run, write_csv
+
+from radcommons.clinical.mapping import load_mapping
+from radcommons.errors import UserError
 
 LABS = ["MRN", "TestDate", "Test Name", "Result"]
 
@@ -106,3 +110,90 @@ def test_a_test_file_without_a_test_name_is_assumed_and_said_once(radiograph: Ra
     [(file, row, column, _, message)] = _warnings(run, "assumed_covid19_test")
     assert (file, row, column) == ("labs.csv", None, None) and "its 2 row(s)" in message
     assert not _warnings(_run(radiograph, tmp_path / "named", tests, name="covid_tests"), "assumed_covid19_test")
+
+
+def _labs(mrn: str, *tests: tuple[str, str, str]) -> list[list[object]]:
+    """A labs file of the patient ``mrn``'s ``tests``: (date, test name, result)."""
+    return [LABS, *([mrn, *test] for test in tests)]
+
+
+def test_an_antibody_test_is_not_a_diagnostic_covid19_test(radiograph: Radiograph, tmp_path: Path) -> None:
+    """A positive SARS-CoV-2 IgG (a past infection or a vaccination) before a negative RNA test made the case
+    covid19_positive 'Yes', day 0 the serology date (every offset of the patient shifted), and was sent as a
+    SARS-CoV-2 test; now antibody tests are not sent nor counted, one warning per name with its count."""
+    mrn = radiograph.mrn
+    run = _run(radiograph, tmp_path, _labs(mrn, ("2023-01-02", "SARS-CoV-2 IgG", "Positive"),
+                                                ("2023-01-03", "COVID-19 Total Antibody", "Positive"),
+                                                ("2023-01-08", "SARS-CoV-2 RNA", "Negative"),
+                                                ("2023-01-09", "SARS-CoV-2 IgG", "Positive"),
+                                                ("2023-01-10", "SARS-CoV-2 Ab", "Reactive")))
+    [case] = run.sampled("case")
+    assert case["covid19_positive"] == "No"
+    assert _tests(run) == [("SARS-CoV-2 RNA", "Negative", 0)]
+    warned = _warnings(run, "covid19_serology_test")
+    assert [(file, row, column, value) for file, row, column, value, _ in warned] == [
+        ("labs.csv", 2, "Test Name", "SARS-CoV-2 IgG"), ("labs.csv", 3, "Test Name", "COVID-19 Total Antibody"),
+        ("labs.csv", 6, "Test Name", "SARS-CoV-2 Ab")]
+    assert "2 rows (first: row 2)" in warned[0][4] and "past infection or a vaccination" in warned[0][4]
+    assert "RT-PCR, antigen" in warned[0][4]
+    assert not _warnings(run, "not_a_covid19_test")
+
+
+def test_antibody_words_are_whole_words(radiograph: Radiograph, tmp_path: Path) -> None:
+    """"Ab" is a word of "SARS-CoV-2 Ab", not of "Lab"; an antigen ("Ag", "Antigen") is a diagnostic test; an
+    influenza IgG is no COVID-19 test at all."""
+    mrn = radiograph.mrn
+    tests = _labs(mrn, ("2023-01-02", "SARS-CoV-2 IgM/IgG", "Positive"), ("2023-01-05", "SARS-CoV-2 Ag", "Positive"),
+                  ("2023-01-06", "COVID-19 PCR (Outside Lab)", "Positive"),
+                  ("2023-01-07", "SARS-CoV-2 Antigen", "Negative"), ("2023-01-08", "Influenza A IgG", "Positive"))
+    run = _run(radiograph, tmp_path, tests)
+    assert run.sampled("case")[0]["covid19_positive"] == "Yes"
+    assert run.report["clinical"]["records"]["measurement"] == 3  # day 0: the antigen test, not the serology
+    assert ("SARS-CoV-2 Ag", "Positive", 0) in _tests(run)
+    assert [value for _, _, _, value, _ in _warnings(run, "covid19_serology_test")] == ["SARS-CoV-2 IgM/IgG"]
+    assert [value for _, _, _, value, _ in _warnings(run, "not_a_covid19_test")] == ["Influenza A IgG"]
+
+
+def test_an_antibody_loinc_code_is_not_a_diagnostic_test(radiograph: Radiograph, tmp_path: Path) -> None:
+    """94563-4 (SARS-CoV-2 IgG Ab) and 94661-6 (SARS-CoV-2 Ab interpretation) were read as COVID-19 tests; a
+    code column alone now tells them from the RNA test 94500-6."""
+    mrn = radiograph.mrn
+    run = _run(radiograph, tmp_path, [["MRN", "TestDate", "LOINC", "Result"],
+                                      [mrn, "2023-01-02", "94563-4", "Positive"],
+                                      [mrn, "2023-01-03", "94661-6", "Positive"],
+                                      [mrn, "2023-01-08", "94500-6", "Negative"]])
+    assert run.sampled("case")[0]["covid19_positive"] == "No"
+    assert _tests(run) == [("SARS-CoV-2", "Negative", 0)]
+    assert [(column, row, value) for _, row, column, value, _ in _warnings(run, "covid19_serology_test")] == [
+        ("LOINC", 2, "94563-4"), ("LOINC", 3, "94661-6")]
+
+
+def test_a_combined_panel_counts_only_when_the_site_names_it(radiograph: Radiograph, tmp_path: Path) -> None:
+    """One result of "SARS-CoV-2 + Influenza A/B" may be the influenza's: it made the case COVID-19 positive.
+    It is now not read, with a warning, unless the site's mapping file lists the panel's whole name; a SARS-CoV-2
+    test of a fluid ("BAL fluid") is no influenza panel."""
+    mrn = radiograph.mrn
+    tests = _labs(mrn, ("2023-01-02", "SARS-CoV-2 + Influenza A/B", "Positive"),
+                       ("2023-01-04", "Flu A/B & COVID-19 PCR", "Positive"),
+                       ("2023-01-08", "SARS-CoV-2 RNA (BAL fluid)", "Negative"))
+    run = _run(radiograph, tmp_path, tests)
+    assert run.sampled("case")[0]["covid19_positive"] == "No"
+    assert _tests(run) == [("SARS-CoV-2 RNA (BAL fluid)", "Negative", 0)]
+    warned = _warnings(run, "combined_covid19_panel")
+    assert [(row, value) for _, row, _, value, _ in warned] == [
+        (2, "SARS-CoV-2 + Influenza A/B"), (3, "Flu A/B & COVID-19 PCR")]
+    assert "covid19_tests: ['SARS-CoV-2 + Influenza A/B']" in run.report["clinical"]["issues"][
+        [i["code"] for i in run.report["clinical"]["issues"]].index("combined_covid19_panel")]["fix"]
+    named = _run(radiograph, tmp_path / "named", tests, mapping='covid19_tests: ["SARS-CoV-2 + Influenza A/B"]\n')
+    assert named.sampled("case")[0]["covid19_positive"] == "Yes"
+    assert _tests(named) == [("SARS-CoV-2 + Influenza A/B", "Positive", 0),
+                             ("SARS-CoV-2 RNA (BAL fluid)", "Negative", 6)]
+    assert [value for _, _, _, value, _ in _warnings(named, "combined_covid19_panel")] == ["Flu A/B & COVID-19 PCR"]
+
+
+def test_a_serology_word_without_a_letter_is_refused(tmp_path: Path) -> None:
+    """A name of no letter or digit would be in every test name: every COVID-19 test would be serology."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text('serology_tests: [Anti-S, "-"]\n', encoding="utf-8")
+    with pytest.raises(UserError, match="mapping.yaml: '-' in 'serology_tests' has no letter or digit"):
+        load_mapping(mapping)

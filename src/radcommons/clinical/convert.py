@@ -36,12 +36,14 @@ from typing import Any
 
 from radcommons.clinical.issues import ERROR, NOTE, WARNING, Issue, from_problem
 from radcommons.clinical.mapping import (
+    COMBINED_PANEL,
     COUNTRY,
     DATE_FIELDS,
     DROP,
     ENUM_FIELDS,
     IGNORE,
     MRN,
+    SEROLOGY,
     TABLE_FIELDS,
     TABLE_NODES,
     SiteMapping,
@@ -333,15 +335,19 @@ class _TestNames:
     A table named "labs" or "tests" may hold any laboratory test; only a COVID-19 test may count toward a case's
     covid19_positive and its day 0 (the first positive test), or be sent as one: an influenza-positive patient
     is not COVID-19 positive. A row is a COVID-19 test when its test name or LOINC code says so
-    (:meth:`SiteMapping.is_covid19_test`); a row of another named test is skipped (one warning per name). A row
-    that names no test (no such column, or its cell blank) is read as a COVID-19 test, as it always was: said
-    once, unless the table's own name says it holds COVID-19 tests ("covid_tests")."""
+    (:meth:`SiteMapping.is_covid19_test`); a row of another named test is skipped (one warning per name), and so
+    is a SARS-CoV-2 antibody test or a combined panel's one result (:meth:`SiteMapping.covid19_test_kind`): MIDRC's
+    measurement records diagnostic tests, RT-PCR and antigen. A row that names no test (no such column, or its
+    cell blank) is read as a COVID-19 test, as it always was: said once, unless the table's own name says it holds
+    COVID-19 tests ("covid_tests")."""
 
     def __init__(self, table: SourceTable, columns: Mapping[str, str], mapping: SiteMapping) -> None:
         self.table = table
         self.mapping = mapping
         self.columns = [c for c, f in columns.items() if f in _TEST_NAMING]
         self.other: dict[str, list[int]] = {}  #: the name of a test that is not a COVID-19 test -> its rows
+        #: SEROLOGY or COMBINED_PANEL -> the name of such a COVID-19 test -> its rows (not read either)
+        self.not_diagnostic: dict[str, dict[str, list[int]]] = {SEROLOGY: {}, COMBINED_PANEL: {}}
         self.assumed: list[int] = []  #: rows that name no test
 
     def is_covid19(self, number: int, cells: Mapping[str, Any]) -> bool:
@@ -354,22 +360,23 @@ class _TestNames:
         if not names:
             self.assumed.append(number)
             return True
-        if any(self.mapping.is_covid19_test(name) for name in names):
+        kind = self.mapping.covid19_test_kind(names)
+        if kind is not None and kind not in self.not_diagnostic:
             return True
-        self.other.setdefault(" / ".join(names), []).append(number)
+        found = self.other if kind is None else self.not_diagnostic[kind]
+        found.setdefault(" / ".join(names), []).append(number)
         return False
 
     def issues(self) -> list[Issue]:
         table, found = self.table, []
         column = self.columns[0] if self.columns else None
-        for name, numbers in self.other.items():
-            found.append(Issue(
-                WARNING, "not_a_covid19_test",
-                f"{_rows_of(numbers)} of test {name!r} {'is' if len(numbers) == 1 else 'are'} not read: not a "
-                "COVID-19 test (its name names no SARS-CoV-2 test), so not sent, nor counted toward the patient's "
-                "covid19_positive or day 0", "nothing to do if it is another test; if it is a COVID-19 test, add "
-                f"its name to the mapping file: covid19_tests: [{name!r}]", table.label, numbers[0], column, name,
-                "measurement"))
+        for kind, names in ((None, self.other), *self.not_diagnostic.items()):
+            code, why, fix = _SKIPPED_TESTS[kind]
+            for name, numbers in names.items():
+                found.append(Issue(
+                    WARNING, code, f"{_rows_of(numbers)} of test {name!r} {'is' if len(numbers) == 1 else 'are'} not "
+                    f"read: {why}: not sent, nor counted toward the patient's covid19_positive or day 0",
+                    fix.format(name=name.split(" / ")[0]), table.label, numbers[0], column, name, "measurement"))
         if self.assumed and not self.mapping.is_covid19_test(table.name):
             what = (f"{_rows_of(self.assumed)} name no test (their {column} is blank)" if column else
                     f"the file has no test name column (Test Name or LOINC): its {len(self.assumed)} row(s)")
@@ -380,6 +387,26 @@ class _TestNames:
                 "holds other tests too, export it with the test name (or LOINC code) of each row, or leave the "
                 "others out", table.label, self.assumed[0] if column else None, column, node="measurement"))
         return found
+
+
+#: Per kind of test row not read (None: not a COVID-19 test; see SiteMapping.covid19_test_kind): its warning's
+#: code, why it is not read, and what to do ({name}: the test's name).
+_SKIPPED_TESTS: dict[str | None, tuple[str, str, str]] = {
+    None: ("not_a_covid19_test", "not a COVID-19 test (its name names no SARS-CoV-2 test)",
+           "nothing to do if it is another test; if it is a COVID-19 test, add its name to the mapping file: "
+           "covid19_tests: [{name!r}]"),
+    SEROLOGY: ("covid19_serology_test",
+               "a SARS-CoV-2 antibody (serology) test, which shows a past infection or a vaccination, not a current "
+               "one, and MIDRC's measurement records diagnostic tests (RT-PCR, antigen)",
+               "nothing to do; if it is in fact an RT-PCR or antigen test, export it under a name that says so (PCR, "
+               "RNA, antigen) and no antibody word (antibody, Ab, IgG, IgM, IgA, serology)"),
+    COMBINED_PANEL: ("combined_covid19_panel",
+                     "a panel of SARS-CoV-2 and another pathogen (influenza, RSV...), whose one result may be of "
+                     "either",
+                     "export the panel's SARS-CoV-2 result on a row of its own, named for it; or, if this panel's "
+                     "result is that of SARS-CoV-2, list its whole name in the mapping file: covid19_tests: "
+                     "[{name!r}]"),
+}
 
 
 def _rows_of(numbers: Sequence[int]) -> str:

@@ -11,6 +11,8 @@ its own in a YAML file of the same format, merged over the default::
       sex: {X: Not Reported}
     not_reported: [declined to answer]
     covid19_tests: [Resp Panel 2]       # test names (or LOINC codes) that are COVID-19 tests
+    serology_tests: [Anti-S]            # words (or LOINC codes) that make one an antibody test
+    other_pathogens: [Strep A]          # words that make one a combined panel of other pathogens
     date_formats: ["%d.%m.%Y"]
     index_event: [positive_covid_test, first_imaging_study]
     country: US
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,6 +114,12 @@ class SiteMapping:
     restricted_zip3_source: str = ""
     #: name_key of the names and codes that make a test a COVID-19 test (``covid19_tests``)
     covid19_tests: tuple[str, ...] = ()
+    #: name_key of the whole test names the site's own mapping file lists in ``covid19_tests``
+    site_covid19_tests: frozenset[str] = frozenset()
+    #: words (:func:`_words`) or LOINC codes that make a COVID-19 test an antibody test (``serology_tests``)
+    serology_tests: tuple[str, ...] = ()
+    #: words of the pathogens besides SARS-CoV-2 that a combined panel names (``other_pathogens``)
+    other_pathogens: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())  #: the files it was read from
 
     def table_for(self, name: str) -> str | None:
@@ -142,6 +150,39 @@ class SiteMapping:
         return any(re.search(rf"(?<!\d){known}(?!\d)" if known.isdigit() else re.escape(known), key)
                    for known in self.covid19_tests)
 
+    def covid19_test_kind(self, names: Sequence[str]) -> str | None:
+        """What a test's names (its name, its LOINC code or both) say of it: None for a test of something else,
+        :data:`SEROLOGY` for a SARS-CoV-2 antibody test, :data:`COMBINED_PANEL` for one result of SARS-CoV-2 and
+        another pathogen, else :data:`DIAGNOSTIC`.
+
+        MIDRC's measurement node records diagnostic tests (test_method RT-PCR or Rapid antigen test): an antibody
+        shows a past infection or a vaccination, not a current infection, so it never counts; and a single result
+        of "SARS-CoV-2 + Influenza A/B" does not say which virus it is of, so the panel counts only when the site's
+        mapping file lists its whole name in ``covid19_tests``. Words match whole words ("Ab" is not in "Lab", and
+        "Ag", an antigen, is no antibody); a code must stand alone, as in :meth:`is_covid19_test`."""
+        name = " / ".join(names)
+        serology_code = any(t.isdigit() and _names(name, t) for t in self.serology_tests)
+        if not (serology_code or self.is_covid19_test(name)):
+            return None
+        if serology_code or any(_names(name, t) for t in self.serology_tests):
+            return SEROLOGY
+        if (any(_names(name, t) for t in self.other_pathogens)
+                and not self.site_covid19_tests.intersection(name_key(n) for n in names)):
+            return COMBINED_PANEL
+        return DIAGNOSTIC
+
+
+#: What :meth:`SiteMapping.covid19_test_kind` says of a COVID-19 test.
+DIAGNOSTIC, SEROLOGY, COMBINED_PANEL = "diagnostic", "serology", "combined panel"
+
+
+def _names(name: str, term: str) -> bool:
+    """Whether ``name`` holds ``term`` (a :func:`_terms` entry): a code (digits) not run into other digits, as
+    :func:`name_key` compares it; words as whole words, so that "Ab" is not found in "Lab" nor "Flu" in "Fluid"."""
+    if term.isdigit():
+        return re.search(rf"(?<!\d){term}(?!\d)", name_key(name)) is not None
+    return f" {term} " in f" {_words(name)} "
+
 
 def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
     where = str(path) if path is not None else "the default mapping"
@@ -162,13 +203,13 @@ def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"the mapping file {where} must be a YAML mapping (key: value), not a list or text")
-    unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "covid19_tests", "date_formats",
-                           "index_event", "country", "restricted_zip3"}
+    unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "covid19_tests", "serology_tests",
+                           "other_pathogens", "date_formats", "index_event", "country", "restricted_zip3"}
     if unknown:
         raise UserError(
             f"the mapping file {where} has unknown section(s): {', '.join(sorted(unknown))}",
-            "known sections: tables, columns, values, not_reported, covid19_tests, date_formats, index_event, "
-            "country, restricted_zip3",
+            "known sections: tables, columns, values, not_reported, covid19_tests, serology_tests, other_pathogens, "
+            "date_formats, index_event, country, restricted_zip3",
         )
     return data
 
@@ -255,17 +296,18 @@ def _string_list(data: dict[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
-def _covid19_tests(data: dict[str, Any], where: str) -> list[str]:
-    """The ``covid19_tests`` of one mapping document as :func:`name_key` keys, else a UserError: a name without a
-    letter or digit ("-") would be contained in every name, and make every test a COVID-19 test."""
-    keys = []
-    for value in _string_list(data, "covid19_tests", where):
+def _terms(data: dict[str, Any], section: str, where: str, example: str) -> list[str]:
+    """The names of one test-name section of a mapping document (``covid19_tests``: :func:`name_key` keys; the
+    others as :func:`_words`, a LOINC code as its digits), else a UserError: a name without a letter or digit
+    ("-") would be contained in every name, and make every test one of them."""
+    terms = []
+    for value in _string_list(data, section, where):
         key = name_key(str(value))
         if not key:
-            raise UserError(f"{where}: {str(value)!r} in 'covid19_tests' has no letter or digit",
-                            "list test names or LOINC codes, e.g. covid19_tests: [\"Resp Panel 2\", 94500-6]")
-        keys.append(key)
-    return keys
+            raise UserError(f"{where}: {str(value)!r} in {section!r} has no letter or digit",
+                            f"list test names or LOINC codes, e.g. {section}: {example}")
+        terms.append(key if section == "covid19_tests" or key.isdigit() else _words(str(value)))
+    return terms
 
 
 def _date_format(value: Any, where: str) -> str:
@@ -306,6 +348,9 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
     values: dict[str, dict[str, str]] = {}
     not_reported: set[str] = set()
     covid19_tests: list[str] = []
+    site_covid19_tests: set[str] = set()
+    serology_tests: list[str] = []
+    other_pathogens: list[str] = []
     date_formats: list[str] = []
     index_event: tuple[str, ...] = INDEX_EVENTS
     country = ""
@@ -316,7 +361,12 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         _merge_columns(columns, data.get("columns", {}), where)
         _merge_values(values, data.get("values", {}), where)
         not_reported |= {str(v).strip().lower() for v in _string_list(data, "not_reported", where)}
-        covid19_tests += _covid19_tests(data, where)
+        named = _terms(data, "covid19_tests", where, '["Resp Panel 2", 94500-6]')
+        covid19_tests += named
+        if data is not documents[0][1]:
+            site_covid19_tests |= set(named)  # a site's own whole name: its combined panel counts (covid19_test_kind)
+        serology_tests += _terms(data, "serology_tests", where, '[Anti-S, 94563-4]')
+        other_pathogens += _terms(data, "other_pathogens", where, '["Strep A"]')
         # A site's date formats are tried before the default ones (its own spelling first).
         date_formats = [_date_format(f, where) for f in _string_list(data, "date_formats", where)] + date_formats
         if "index_event" in data:
@@ -341,5 +391,8 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         restricted_zip3=frozenset(restricted),
         restricted_zip3_source=source,
         covid19_tests=tuple(dict.fromkeys(covid19_tests)),
+        site_covid19_tests=frozenset(site_covid19_tests),
+        serology_tests=tuple(dict.fromkeys(serology_tests)),
+        other_pathogens=tuple(dict.fromkeys(other_pathogens)),
         sources=tuple(where for where, _ in documents),
     )
