@@ -36,7 +36,7 @@ def radiograph_study(corpus: Path, site: str = "site_a") -> Path:
 
 
 #: The projects every test contributor may submit to: one per test that needs a commons of its own.
-PROJECTS = ("Open-T1", *(f"Send-{n}" for n in range(1, 13)))
+PROJECTS = ("Open-T1", *(f"Send-{n}" for n in range(1, 14)))
 
 
 @dataclass(frozen=True)
