@@ -13,7 +13,9 @@ the harmonization lookup then works from those fields.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ from typing import IO, Any, BinaryIO, Iterable
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset, read_preamble
+from pydicom.dataset import FileDataset
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.archives import is_archive
@@ -109,28 +112,150 @@ def _add_trailing(ds: pydicom.Dataset, fp: IO[bytes], after: int, size: int, imp
     return ""
 
 
-def _deflated_tail(ds: pydicom.Dataset, fp: IO[bytes], size: int) -> str:
-    """Check the pixel data and add the trailing elements (:func:`_add_trailing`) of a Deflated
-    Explicit VR Little Endian file (PS3.5 A.5: the data set after the File Meta Information is one
-    deflate stream), which pydicom's header read inflates but stops reading at Pixel Data. The
-    stream is inflated again and read past the pixel data, as a plain file is; why it cannot be
-    ("": the elements after the pixel data, if any, are in ``ds``)."""
+#: A deflated data set (PS3.5 A.5) is inflated this many bytes at a time.
+_INFLATE_CHUNK = 1024 * 1024
+#: How far back from its position a deflated data set is kept: pydicom's reader steps back over the
+#: header of the element it stops at, :func:`~radcommons.dicom.elements.pixel_span` over a tag it peeked.
+_INFLATE_BACK = 64 * 1024
+#: The elements of a deflated file before its pixel data may inflate to this many bytes, or to
+#: DEFLATE_RATIO_MAX times the file's size when that is more (an encapsulated document barely shrinks,
+#: text and numbers tenfold): a few MB of deflated zeros inflate to GBs, a decompression bomb.
+DEFLATED_HEADER_MAX = 32 * 1024 * 1024
+DEFLATE_RATIO_MAX = 16
+_DEFLATED_CUT_SHORT = "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
+#: Room for the pixel data elements' own headers and padding beyond the pixels the header describes.
+_PIXEL_MARGIN = 64 * 1024
+
+
+class _InflatesBeyond(Exception):
+    """The deflated data set inflates past the bytes allowed for it."""
+
+
+class _Inflated:
+    """The data set of a Deflated Explicit VR Little Endian file (PS3.5 A.5: one raw deflate stream
+    after the File Meta Information) as a forward-only file for pydicom's reader and
+    :func:`~radcommons.dicom.elements.pixel_span`. It is inflated once, a chunk at a time, only as
+    far as the reads and seeks go; only the last ``_INFLATE_BACK`` bytes before the position are
+    kept, so the pixel data is passed over, never held; and it never inflates more than ``limit``
+    bytes (:class:`_InflatesBeyond`, and ``exceeded`` for readers that turn errors into their own)."""
+
+    def __init__(self, fp: IO[bytes], end: int, limit: int) -> None:
+        self._fp, self._end, self.limit = fp, end, limit
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._buffer = bytearray()
+        self._base = 0  # the offset in the data set of self._buffer[0]
+        self._position = 0
+        self.exceeded = False
+
+    @property
+    def inflated(self) -> int:
+        """How many bytes of the data set have been inflated."""
+        return self._base + len(self._buffer)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the deflate stream has ended (not: the file was cut short, or not read that far)."""
+        return self._inflater.eof
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether the file ended before the deflate stream did."""
+        return not self._inflater.eof and not self._inflater.unconsumed_tail and self._fp.tell() >= self._end
+
+    def _inflate(self) -> bool:
+        """Inflate one more chunk (False: the stream or the file has ended)."""
+        if self._inflater.eof:
+            return False
+        data = self._inflater.unconsumed_tail or self._fp.read(min(_INFLATE_CHUNK, self._end - self._fp.tell()))
+        out = self._inflater.decompress(data, min(_INFLATE_CHUNK, self.limit + 1 - self.inflated))
+        if not data and not out:
+            return False
+        self._buffer += out
+        if self.inflated > self.limit:
+            self.exceeded = True
+            raise _InflatesBeyond(f"more than {self.limit} bytes")
+        drop = min(self._position - _INFLATE_BACK - self._base, len(self._buffer))
+        if drop > 0:
+            del self._buffer[:drop]
+            self._base += drop
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.limit + 1 if size < 0 else size
+        while self.inflated < self._position + want and self._inflate():
+            pass
+        start = self._position - self._base
+        data = bytes(self._buffer[start:start + want])
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence not in (os.SEEK_SET, os.SEEK_CUR):
+            raise OSError("a deflated data set has no known end to seek from")
+        target = offset + (self._position if whence == os.SEEK_CUR else 0)
+        if target < self._base:
+            raise OSError(f"a deflated data set cannot step back more than {_INFLATE_BACK} bytes")
+        self._position = target
+        return target
+
+    def tell(self) -> int:
+        return self._position
+
+
+def _pixel_bytes(ds: pydicom.Dataset) -> int:
+    """The bytes of the native pixel data ``ds`` describes (PS3.5 8.1.1: Rows x Columns x Number of
+    Frames x Samples per Pixel x Bits Allocated, bits packed), 0 when it describes none."""
+    try:
+        values = [int(ds.get(keyword) or default) for keyword, default in (
+            ("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1), ("BitsAllocated", 8))]
+    except (TypeError, ValueError):
+        return 0
+    return 0 if min(values) < 0 else (math.prod(values) + 7) // 8
+
+
+def _read_deflated(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | str | None:
+    """The header of a Deflated Explicit VR Little Endian file with its elements after the pixel data
+    (:func:`_add_trailing`) and why its pixel data is cut short, or why it cannot be used; ``None``:
+    not deflated. pydicom's reader would inflate the whole data set in memory, so it is read from
+    :class:`_Inflated`: at most ``DEFLATE_RATIO_MAX`` times the file's size (``DEFLATED_HEADER_MAX``
+    at least) up to the pixel data, then the pixels the header describes and ``TRAILING_MAX``
+    bytes after them. A file that inflates beyond is rejected before it is inflated whole."""
     fp.seek(0)
     try:
-        read_preamble(fp, False)  # type: ignore[arg-type]
-        read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)  # the File Meta
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        inflated = inflater.decompress(fp.read(size - fp.tell())) + inflater.flush()
-        if not inflater.eof:
-            return "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
-        buffer = DicomBytesIO(inflated)
-        buffer.is_little_endian, buffer.is_implicit_VR = True, False
-        read_dataset(buffer, False, True, stop_when=lambda tag, vr, length: int(tag) in PIXEL_TAGS)
-    except Exception as error:  # zlib.error, pydicom's reader errors on damaged bytes
+        preamble = read_preamble(fp, False)  # type: ignore[arg-type]
+        meta = _read_file_meta_info(fp)  # type: ignore[arg-type]
+    except Exception:  # not DICOM, a damaged File Meta: dcmread says what is wrong
+        return None
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return None
+    inflated = _Inflated(fp, size, max(DEFLATED_HEADER_MAX, DEFLATE_RATIO_MAX * size))
+    allowed = f"more than {DEFLATE_RATIO_MAX} times the file's {size} bytes before its Pixel Data"
+    try:
+        dataset = read_dataset(inflated, False, True,  # type: ignore[arg-type]
+                               stop_when=lambda tag, vr, length: int(tag) in PIXEL_TAGS)
+        ds = FileDataset(fp, dataset, preamble, meta, False, True)
+        ds.set_original_encoding(False, True, dataset._character_set)
+        pixels = _pixel_bytes(ds)
+        allowed = (f"more than the {pixels} bytes of pixels its header describes (Rows x Columns x frames x "
+                   f"samples x bits) and {TRAILING_MAX} bytes after them")
+        inflated.limit = inflated.tell() + pixels + _PIXEL_MARGIN + TRAILING_MAX
+        problem, after = _pixels_problem(inflated, inflated.tell(), sys.maxsize, False, True, image="Rows" in ds)
+        inflated.seek(after)
+        trailing = inflated.read(TRAILING_MAX + 1)
+    except Exception as error:  # _InflatesBeyond, zlib.error, pydicom's reader errors on damaged bytes
+        if inflated.exceeded:  # pydicom turns some errors into its own
+            return (f"deflated data set inflates beyond {-(-inflated.limit // 1000000)} MB: {allowed} (a "
+                    "decompression bomb, or a damaged file); it was not read further: send it again "
+                    "uncompressed (Explicit VR Little Endian)")
+        if inflated.cut_short:
+            return _DEFLATED_CUT_SHORT
         return (f"unreadable deflated data set ({type(error).__name__}): the verification gate cannot check "
-                "the elements after the Pixel Data; send the file again whole")
-    problem, after = _pixels_problem(buffer, buffer.tell(), len(inflated), False, True, image="Rows" in ds)
-    return problem or _add_trailing(ds, buffer, after, len(inflated), False, True)
+                "it; send the file again whole")
+    if problem:
+        return ds, problem
+    if not inflated.complete and len(trailing) <= TRAILING_MAX:
+        return _DEFLATED_CUT_SHORT
+    return ds, _add_trailing(ds, DicomBytesIO(trailing), 0, len(trailing), False, True)
 
 
 def _read_plain(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | None:
@@ -150,6 +275,10 @@ def _read_plain(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | None:
 
 def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
     plain = _read_plain(fp, size)
+    if plain is None:
+        plain = _read_deflated(fp, size)
+    if isinstance(plain, str):
+        return plain
     if plain is not None:
         ds, problem = plain
     else:
@@ -158,14 +287,11 @@ def _read_any(fp: IO[bytes], size: int) -> pydicom.Dataset | str:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
         except InvalidDicomError:
             return "not a DICOM Part 10 file (no DICM preamble)"
-        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, zlib.error) as error:
-            return f"unreadable or truncated DICOM: {error}"  # zlib.error: a deflated data set cut short
+        except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
+            return f"unreadable or truncated DICOM: {error}"
         implicit, little = ds.original_encoding
-        syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
         problem = ""
-        if syntax == DeflatedExplicitVRLittleEndian:
-            problem = _deflated_tail(ds, fp, size)
-        elif implicit is not None:
+        if implicit is not None:
             problem, after = _pixels_problem(fp, fp.tell(), size, bool(implicit), bool(little), image="Rows" in ds)
             problem = problem or _add_trailing(ds, fp, after, size, bool(implicit), bool(little))
     if problem:
