@@ -388,6 +388,13 @@ def submission_abandon(
         _submission_table("to abandon", chosen)
         if not yes and not typer.confirm(f"abandon {len(chosen)} submission(s)?", default=False):
             raise typer.Exit(1)
+        if older_than is not None:  # read again: one may have been sent to while the question waited
+            still = {s["id"] for s in _listed(engine, spool, open_only=True, older_than=older_than,
+                                              ids=[s["id"] for s in chosen])}
+            for s in chosen:
+                if s["id"] not in still:
+                    typer.echo(f"kept submission {s['id']}: it was active meanwhile", err=True)
+            chosen = [s for s in chosen if s["id"] in still]
         refused = 0
         for s in chosen:
             try:
