@@ -32,7 +32,9 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 _NOT_PLAIN_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression: a deflated data set too
+    # Deflated Image Frame Compression (PS3.5 A.4.11): the data set is plain Explicit VR Little Endian, its
+    # frames deflated and encapsulated; too rare to be worth a fast path, so pydicom reads it
+    "1.2.840.10008.1.2.8.1",
 })
 
 #: VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1)
