@@ -8,9 +8,12 @@ import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+import pytest
+from sqlalchemy import MetaData, delete, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError
 
 from radcommons.dictionary import Property, PropertyType, load_dictionary
+from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import SYSTEM_TABLES
 from radcommons.store.index import (
     VERSION_TABLE,
@@ -136,3 +139,20 @@ def test_two_upgrades_at_once_both_succeed(db_url: str) -> None:
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, out + err
     assert current_revision(db_url) == head_revision()
+
+
+def test_the_audit_log_refuses_update_and_delete(migrated_url: str) -> None:
+    """Append-only in the database itself, on SQLite (revision 0015) as on PostgreSQL (0004): no client,
+    the commons' own code included, can rewrite or remove who did what."""
+    audit = system_table("audit_event")
+    engine = make_engine(migrated_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(audit).values(actor="curator", action="quarantine.release", target="entry 1"))
+        for statement in (update(audit).values(actor="nobody"), delete(audit)):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(statement)
+        with engine.connect() as conn:
+            assert conn.execute(select(audit.c.actor, audit.c.action)).all() == [("curator", "quarantine.release")]
+    finally:
+        engine.dispose()
