@@ -13,10 +13,8 @@ the harmonization lookup then works from those fields.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +23,12 @@ from typing import IO, Any, BinaryIO, Iterable
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
-from pydicom.dataset import FileDataset
-from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.filereader import read_dataset
 
 from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
-from radcommons.dicom.elements import PIXEL_TAGS, PixelDataError, cut_short_element, pixel_span, read_head
+from radcommons.dicom.deflated import DEFLATED_CUT_SHORT, DeflatedFile
+from radcommons.dicom.elements import PixelDataError, cut_short_element, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
@@ -112,149 +109,32 @@ def _add_trailing(ds: pydicom.Dataset, fp: IO[bytes], after: int, size: int, imp
     return ""
 
 
-#: A deflated data set (PS3.5 A.5) is inflated this many bytes at a time.
-_INFLATE_CHUNK = 1024 * 1024
-#: How far back from its position a deflated data set is kept: pydicom's reader steps back over the
-#: header of the element it stops at, :func:`~radcommons.dicom.elements.pixel_span` over a tag it peeked.
-_INFLATE_BACK = 64 * 1024
-#: The elements of a deflated file before its pixel data may inflate to this many bytes, or to
-#: DEFLATE_RATIO_MAX times the file's size when that is more (an encapsulated document barely shrinks,
-#: text and numbers tenfold): a few MB of deflated zeros inflate to GBs, a decompression bomb.
-DEFLATED_HEADER_MAX = 32 * 1024 * 1024
-DEFLATE_RATIO_MAX = 16
-_DEFLATED_CUT_SHORT = "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
-#: Room for the pixel data elements' own headers and padding beyond the pixels the header describes.
-_PIXEL_MARGIN = 64 * 1024
-
-
-class _InflatesBeyond(Exception):
-    """The deflated data set inflates past the bytes allowed for it."""
-
-
-class _Inflated:
-    """The data set of a Deflated Explicit VR Little Endian file (PS3.5 A.5: one raw deflate stream
-    after the File Meta Information) as a forward-only file for pydicom's reader and
-    :func:`~radcommons.dicom.elements.pixel_span`. It is inflated once, a chunk at a time, only as
-    far as the reads and seeks go; only the last ``_INFLATE_BACK`` bytes before the position are
-    kept, so the pixel data is passed over, never held; and it never inflates more than ``limit``
-    bytes (:class:`_InflatesBeyond`, and ``exceeded`` for readers that turn errors into their own)."""
-
-    def __init__(self, fp: IO[bytes], end: int, limit: int) -> None:
-        self._fp, self._end, self.limit = fp, end, limit
-        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        self._buffer = bytearray()
-        self._base = 0  # the offset in the data set of self._buffer[0]
-        self._position = 0
-        self.exceeded = False
-
-    @property
-    def inflated(self) -> int:
-        """How many bytes of the data set have been inflated."""
-        return self._base + len(self._buffer)
-
-    @property
-    def complete(self) -> bool:
-        """Whether the deflate stream has ended (not: the file was cut short, or not read that far)."""
-        return self._inflater.eof
-
-    @property
-    def cut_short(self) -> bool:
-        """Whether the file ended before the deflate stream did."""
-        return not self._inflater.eof and not self._inflater.unconsumed_tail and self._fp.tell() >= self._end
-
-    def _inflate(self) -> bool:
-        """Inflate one more chunk (False: the stream or the file has ended)."""
-        if self._inflater.eof:
-            return False
-        data = self._inflater.unconsumed_tail or self._fp.read(min(_INFLATE_CHUNK, self._end - self._fp.tell()))
-        out = self._inflater.decompress(data, min(_INFLATE_CHUNK, self.limit + 1 - self.inflated))
-        if not data and not out:
-            return False
-        self._buffer += out
-        if self.inflated > self.limit:
-            self.exceeded = True
-            raise _InflatesBeyond(f"more than {self.limit} bytes")
-        drop = min(self._position - _INFLATE_BACK - self._base, len(self._buffer))
-        if drop > 0:
-            del self._buffer[:drop]
-            self._base += drop
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        want = self.limit + 1 if size < 0 else size
-        while self.inflated < self._position + want and self._inflate():
-            pass
-        start = self._position - self._base
-        data = bytes(self._buffer[start:start + want])
-        self._position += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence not in (os.SEEK_SET, os.SEEK_CUR):
-            raise OSError("a deflated data set has no known end to seek from")
-        target = offset + (self._position if whence == os.SEEK_CUR else 0)
-        if target < self._base:
-            raise OSError(f"a deflated data set cannot step back more than {_INFLATE_BACK} bytes")
-        self._position = target
-        return target
-
-    def tell(self) -> int:
-        return self._position
-
-
-def _pixel_bytes(ds: pydicom.Dataset) -> int:
-    """The bytes of the native pixel data ``ds`` describes (PS3.5 8.1.1: Rows x Columns x Number of
-    Frames x Samples per Pixel x Bits Allocated, bits packed), 0 when it describes none."""
-    try:
-        values = [int(ds.get(keyword) or default) for keyword, default in (
-            ("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1), ("BitsAllocated", 8))]
-    except (TypeError, ValueError):
-        return 0
-    return 0 if min(values) < 0 else (math.prod(values) + 7) // 8
+#: What a site does with a deflated file that inflates beyond its bound (:mod:`radcommons.dicom.deflated`).
+_DEFLATED_HINT = "send it again uncompressed (Explicit VR Little Endian)"
 
 
 def _read_deflated(fp: IO[bytes], size: int) -> tuple[pydicom.Dataset, str] | str | None:
     """The header of a Deflated Explicit VR Little Endian file with its elements after the pixel data
     (:func:`_add_trailing`) and why its pixel data is cut short, or why it cannot be used; ``None``:
-    not deflated. pydicom's reader would inflate the whole data set in memory, so it is read from
-    :class:`_Inflated`: at most ``DEFLATE_RATIO_MAX`` times the file's size (``DEFLATED_HEADER_MAX``
-    at least) up to the pixel data, then the pixels the header describes and ``TRAILING_MAX``
-    bytes after them. A file that inflates beyond is rejected before it is inflated whole."""
-    fp.seek(0)
-    try:
-        preamble = read_preamble(fp, False)  # type: ignore[arg-type]
-        meta = _read_file_meta_info(fp)  # type: ignore[arg-type]
-    except Exception:  # not DICOM, a damaged File Meta: dcmread says what is wrong
+    not deflated. It is read from :class:`~radcommons.dicom.deflated.DeflatedFile`, inflated a chunk
+    at a time and within its bound, the pixel data passed over (``TRAILING_MAX`` bytes after it)."""
+    deflated = DeflatedFile.open(fp, size)
+    if deflated is None:
         return None
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return None
-    inflated = _Inflated(fp, size, max(DEFLATED_HEADER_MAX, DEFLATE_RATIO_MAX * size))
-    allowed = f"more than {DEFLATE_RATIO_MAX} times the file's {size} bytes before its Pixel Data"
+    inflated = deflated.stream
     try:
-        dataset = read_dataset(inflated, False, True,  # type: ignore[arg-type]
-                               stop_when=lambda tag, vr, length: int(tag) in PIXEL_TAGS)
-        ds = FileDataset(fp, dataset, preamble, meta, False, True)
-        ds.set_original_encoding(False, True, dataset._character_set)
-        pixels = _pixel_bytes(ds)
-        allowed = (f"more than the {pixels} bytes of pixels its header describes (Rows x Columns x frames x "
-                   f"samples x bits) and {TRAILING_MAX} bytes after them")
-        inflated.limit = inflated.tell() + pixels + _PIXEL_MARGIN + TRAILING_MAX
+        ds = deflated.read_header(TRAILING_MAX)
         problem, after = _pixels_problem(inflated, inflated.tell(), sys.maxsize, False, True, image="Rows" in ds)
         inflated.seek(after)
         trailing = inflated.read(TRAILING_MAX + 1)
-    except Exception as error:  # _InflatesBeyond, zlib.error, pydicom's reader errors on damaged bytes
-        if inflated.exceeded:  # pydicom turns some errors into its own
-            return (f"deflated data set inflates beyond {-(-inflated.limit // 1000000)} MB: {allowed} (a "
-                    "decompression bomb, or a damaged file); it was not read further: send it again "
-                    "uncompressed (Explicit VR Little Endian)")
-        if inflated.cut_short:
-            return _DEFLATED_CUT_SHORT
-        return (f"unreadable deflated data set ({type(error).__name__}): the verification gate cannot check "
-                "it; send the file again whole")
+    except Exception as error:  # InflatesBeyond, zlib.error, pydicom's reader errors on damaged bytes
+        return deflated.problem(_DEFLATED_HINT) or (
+            f"unreadable deflated data set ({type(error).__name__}): the verification gate cannot check "
+            "it; send the file again whole")
     if problem:
         return ds, problem
     if not inflated.complete and len(trailing) <= TRAILING_MAX:
-        return _DEFLATED_CUT_SHORT
+        return DEFLATED_CUT_SHORT
     return ds, _add_trailing(ds, DicomBytesIO(trailing), 0, len(trailing), False, True)
 
 
