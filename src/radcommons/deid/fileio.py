@@ -48,6 +48,7 @@ from pydicom.uid import (
 )
 
 from radcommons.deid.codestream import blank_in_memory, pixel_element_ranges
+from radcommons.dicom.deflated import DEFLATED_CUT_SHORT, DeflatedFile
 from radcommons.dicom.elements import LONG_VRS, PixelDataError, cut_short_element, pixel_span
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.errors import UserError
@@ -155,13 +156,17 @@ def read_header(path: Path) -> Header:
                 # pydicom would read the zeros as empty (0000,0000) elements, 8 bytes at a time:
                 # minutes for a large zero-filled file (a disk image, a file never written)
                 raise BadInput("not DICOM (it starts with zero bytes and has no DICM prefix)")
-            fp.seek(0)
-            try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_magic)
-            except Exception as error:
-                if not has_magic:
-                    raise BadInput("not DICOM (no DICM prefix and not a readable dataset)") from error
-                raise BadInput(f"corrupt or truncated header: {type(error).__name__}: {error}") from error
+            deflated = DeflatedFile.open(fp, size) if has_magic else None
+            if deflated is not None:  # pydicom's reader would inflate it whole
+                ds = _read_deflated(deflated, whole=False)
+            else:
+                fp.seek(0)
+                try:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_magic)
+                except Exception as error:
+                    if not has_magic:
+                        raise BadInput("not DICOM (no DICM prefix and not a readable dataset)") from error
+                    raise BadInput(f"corrupt or truncated header: {type(error).__name__}: {error}") from error
             pixel_start = fp.tell()
             if not has_magic and ("SOPClassUID" not in ds or len(ds) < 3):
                 raise BadInput("not DICOM (no DICM prefix and no SOP Class UID)")
@@ -199,12 +204,40 @@ def read_header(path: Path) -> Header:
     return Header(ds, ts, bool(implicit), bool(little), span, streamable=True)
 
 
+#: What a site does with a deflated file that inflates beyond its bound (:mod:`radcommons.dicom.deflated`).
+_DEFLATED_HINT = ("if it is a genuine image, convert it to Explicit VR Little Endian (dcmconv +te) and run "
+                  "again; otherwise leave it out")
+
+
+def _read_deflated(deflated: DeflatedFile, *, whole: bool) -> Dataset:
+    """The header of a Deflated Explicit VR Little Endian file (PS3.5 A.5) up to its pixel data, or the
+    ``whole`` data set, inflated a chunk at a time within the bound of
+    :class:`~radcommons.dicom.deflated.DeflatedFile` (``MAX_TAIL`` bytes after the pixels); pydicom's
+    reader would inflate it whole first, GBs for a few MB of deflated zeros. Raises :class:`BadInput`."""
+    try:
+        ds = deflated.read_header(MAX_TAIL)
+        if whole:
+            for element in read_dataset(deflated.stream, False, True).elements():  # type: ignore[arg-type]
+                ds[element.tag] = element
+    except Exception as error:  # InflatesBeyond, zlib.error, pydicom's reader errors on damaged bytes
+        raise BadInput(deflated.problem(_DEFLATED_HINT) or f"corrupt: {type(error).__name__}: {error}") from error
+    if whole and not deflated.stream.complete:
+        raise BadInput(DEFLATED_CUT_SHORT)
+    return ds
+
+
 def read_full(path: Path) -> Dataset:
     """Read the whole file (for pixel cleaning or deflated files)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            with open(path, "rb") as fp:
+                deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size)
+                if deflated is not None:
+                    return _read_deflated(deflated, whole=True)
             return pydicom.dcmread(path, force=True)
+        except BadInput:
+            raise
         except Exception as error:
             raise BadInput(f"corrupt: {type(error).__name__}: {error}") from error
 
