@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from clinical_support import DryRun, Radiograph, dry_run, write_csv
 
-from radcommons.clinical.mapping import load_mapping
+from radcommons.clinical.mapping import DIAGNOSTIC, SEROLOGY, load_mapping
 from radcommons.errors import UserError
 
 LABS = ["MRN", "TestDate", "Test Name", "Result"]
@@ -197,3 +197,14 @@ def test_a_serology_word_without_a_letter_is_refused(tmp_path: Path) -> None:
     mapping.write_text('serology_tests: [Anti-S, "-"]\n', encoding="utf-8")
     with pytest.raises(UserError, match="mapping.yaml: '-' in 'serology_tests' has no letter or digit"):
         load_mapping(mapping)
+
+
+@pytest.mark.parametrize(("names", "kind"), [
+    (["COVID-19", "94563-4"], SEROLOGY),  # the name's last digits ran into the code: "covid19945634"
+    (["SARS-CoV-2 94563-4"], SEROLOGY),
+    (["Resp Panel 2", "94500-6"], DIAGNOSTIC),  # "...panel294500 6": the code was not found, the test skipped
+    (["Other", "194500-67"], None),  # a code inside a longer number is not the code
+    (["Other", "94500 6"], DIAGNOSTIC),
+])
+def test_a_loinc_code_is_found_beside_a_name_that_ends_in_a_digit(names: list[str], kind: str | None) -> None:
+    assert load_mapping().covid19_test_kind(names) == kind

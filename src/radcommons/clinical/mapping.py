@@ -147,8 +147,7 @@ class SiteMapping:
         compared by :func:`name_key`; a code (digits only) must not run into other digits ("94500-6" is not
         in "194500-67")."""
         key = name_key(name)
-        return any(re.search(rf"(?<!\d){known}(?!\d)" if known.isdigit() else re.escape(known), key)
-                   for known in self.covid19_tests)
+        return any(_code_in(name, known) if _is_code(known) else known in key for known in self.covid19_tests)
 
     def covid19_test_kind(self, names: Sequence[str]) -> str | None:
         """What a test's names (its name, its LOINC code or both) say of it: None for a test of something else,
@@ -161,7 +160,7 @@ class SiteMapping:
         mapping file lists its whole name in ``covid19_tests``. Words match whole words ("Ab" is not in "Lab", and
         "Ag", an antigen, is no antibody); a code must stand alone, as in :meth:`is_covid19_test`."""
         name = " / ".join(names)
-        serology_code = any(t.isdigit() and _names(name, t) for t in self.serology_tests)
+        serology_code = any(_is_code(t) and _code_in(name, t) for t in self.serology_tests)
         if not (serology_code or self.is_covid19_test(name)):
             return None
         if serology_code or any(_names(name, t) for t in self.serology_tests):
@@ -176,11 +175,24 @@ class SiteMapping:
 DIAGNOSTIC, SEROLOGY, COMBINED_PANEL = "diagnostic", "serology", "combined panel"
 
 
+def _is_code(term: str) -> bool:
+    """Whether a :func:`_terms` entry is a LOINC code (its digit groups as words: ``94500-6`` -> ``94500 6``)."""
+    return term.replace(" ", "").isdigit()
+
+
+def _code_in(name: str, code: str) -> bool:
+    """Whether ``name`` holds the LOINC ``code`` (:func:`_is_code`), its digit groups joined by any separator or
+    none, and not run into other digits: "94500-6" is in "COVID-19 94500-6" and "94500 6", not in "194500-67".
+    Compared on the name as written: :func:`name_key` would run "COVID-19" into the code that follows it."""
+    pattern = r"[^a-z0-9]*".join(re.escape(group) for group in code.split())
+    return re.search(rf"(?<!\d){pattern}(?!\d)", str(name).lower()) is not None
+
+
 def _names(name: str, term: str) -> bool:
-    """Whether ``name`` holds ``term`` (a :func:`_terms` entry): a code (digits) not run into other digits, as
-    :func:`name_key` compares it; words as whole words, so that "Ab" is not found in "Lab" nor "Flu" in "Fluid"."""
-    if term.isdigit():
-        return re.search(rf"(?<!\d){term}(?!\d)", name_key(name)) is not None
+    """Whether ``name`` holds ``term`` (a :func:`_terms` entry): a code as :func:`_code_in` finds it; words as whole
+    words, so that "Ab" is not found in "Lab" nor "Flu" in "Fluid"."""
+    if _is_code(term):
+        return _code_in(name, term)
     return f" {term} " in f" {_words(name)} "
 
 
@@ -298,7 +310,7 @@ def _string_list(data: dict[str, Any], key: str, where: str) -> list[Any]:
 
 def _terms(data: dict[str, Any], section: str, where: str, example: str) -> list[str]:
     """The names of one test-name section of a mapping document (``covid19_tests``: :func:`name_key` keys; the
-    others as :func:`_words`, a LOINC code as its digits), else a UserError: a name without a letter or digit
+    others, and a LOINC code in any section, as :func:`_words`), else a UserError: a name without a letter or digit
     ("-") would be contained in every name, and make every test one of them."""
     terms = []
     for value in _string_list(data, section, where):
@@ -306,7 +318,8 @@ def _terms(data: dict[str, Any], section: str, where: str, example: str) -> list
         if not key:
             raise UserError(f"{where}: {str(value)!r} in {section!r} has no letter or digit",
                             f"list test names or LOINC codes, e.g. {section}: {example}")
-        terms.append(key if section == "covid19_tests" or key.isdigit() else _words(str(value)))
+        # a code keeps its digit groups (words), so that it is found beside other digits (:func:`_code_in`)
+        terms.append(_words(str(value)) if key.isdigit() else key if section == "covid19_tests" else _words(str(value)))
     return terms
 
 
@@ -364,7 +377,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         named = _terms(data, "covid19_tests", where, '["Resp Panel 2", 94500-6]')
         covid19_tests += named
         if data is not documents[0][1]:
-            site_covid19_tests |= set(named)  # a site's own whole name: its combined panel counts (covid19_test_kind)
+            site_covid19_tests |= {name_key(t) for t in named}  # a site's own whole name: its combined panel counts (covid19_test_kind)
         serology_tests += _terms(data, "serology_tests", where, '[Anti-S, 94563-4]')
         other_pathogens += _terms(data, "other_pathogens", where, '["Strep A"]')
         # A site's date formats are tried before the default ones (its own spelling first).
