@@ -1055,10 +1055,11 @@ def discard_unrecorded_objects(engine: Engine, store: ObjectStore, digests: Sequ
     sender uploads again); the CLI's grace period covers uploads in flight.
     """
     removed = []
-    with index_transaction(engine) as conn:
-        for sha256 in digests:
-            if not _object_in_use(conn, sha256) and store.delete(sha256):
-                removed.append(sha256)
+    # one transaction per list, not one for all: the lock stops every upload, commit and ingest while held,
+    # and a long list of deletes (a remote store) would hold it for minutes
+    for some in _in_lists(digests):
+        with index_transaction(engine) as conn:
+            removed += [sha256 for sha256 in some if not _object_in_use(conn, sha256) and store.delete(sha256)]
     return removed
 
 
