@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -75,8 +74,10 @@ from radcommons.deid.safe_private import (
 )
 from radcommons.deid.engine import (
     ENCAPSULATED_DOCUMENT_PREFIX,
+    NUMBERING_IDENTIFIER_DIGITS,
     STRUCTURED_REPORT_PREFIX,
-    number_digits,
+    date_like,
+    identifier_form,
     pixel_review,
     plain_number,
 )
@@ -123,10 +124,6 @@ _UNREADABLE = {
 #: is read as the dictionary's VR
 _NUMBER_VRS = frozenset({"IS", "DS"})
 _JUDGED_VRS = frozenset({"SQ", "UI", "AS", *_TEXT_VRS, *("DA", "DT"), *_NUMBER_VRS})
-#: digits of a number in an attribute that numbers things (its keyword ends so) that make it look like
-#: a record or accession number: instance, series and acquisition numbers stay far below 10 million
-_NUMBERING_KEYWORD = re.compile(r"\w*(?:Number|Identifier)")
-_NUMBERING_IDENTIFIER_DIGITS = 8
 
 
 @dataclass(frozen=True)
@@ -383,46 +380,21 @@ def _value_verdicts(keyword: str, vr: str, private: bool, value: object, pseudon
     return ()
 
 
-def _is_date(digits: bytes) -> bool:
-    """Whether the digits of a number are a calendar date written YYYYMMDD (years 1900-2099, as
-    :mod:`radcommons.deid.patterns` reads dates in text)."""
-    if len(digits) != 8 or digits[:2] not in (b"19", b"20"):
-        return False
-    try:
-        date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
-    except ValueError:
-        return False
-    return True
-
-
-def _date_like(value: bytes) -> bool:
-    """:func:`_is_date` of a number's digits (:func:`~radcommons.deid.engine.number_digits`)."""
-    return _is_date(number_digits(value))
-
-
-def _numbering_like(value: bytes) -> bool:
-    """A date, or digits enough for a record or accession number (attributes that number things)."""
-    digits = number_digits(value)
-    return len(digits) >= _NUMBERING_IDENTIFIER_DIGITS or _is_date(digits)
-
-
 def _number_verdicts(tag: int, vr: str, raw: bytes) -> tuple[tuple[str, str], ...]:
     """What is wrong with an IS / DS value (its bytes): not a number, or digits an identifier would
-    have. The gate knows no original ID, so it judges by form (:func:`_is_date`; in a numbering
-    attribute, :data:`_NUMBERING_IDENTIFIER_DIGITS` digits): what the engine's rule would keep with
-    no identifier known passes, and a measured value is never judged by its length (a dose of
+    have. The gate knows no original ID, so it judges by form (:func:`~radcommons.deid.engine.identifier_form`,
+    which the engine applies too, so that what it keeps passes), and a measured value is never judged by its length (a dose of
     370000000 Bq, counts in the millions)."""
     key = (tag, vr, raw)
     verdicts = _NUMBERS.get(key)
     if verdicts is None:
-        keyword = _keyword(tag)
-        looks = _numbering_like if _NUMBERING_KEYWORD.fullmatch(keyword) else _date_like
+        looks = identifier_form(tag)
         verdicts = ()
         if not plain_number(raw, vr, frozenset()):
             verdicts = (("not-a-number", f"{_an(vr)} value is not a number (PS3.5 6.2): it may hold text"),)
         elif not plain_number(raw, vr, frozenset(), looks):
-            what = "a date (YYYYMMDD)" if looks is _date_like else \
-                f"a date (YYYYMMDD) or a record number ({_NUMBERING_IDENTIFIER_DIGITS}+ digits)"
+            what = "a date (YYYYMMDD)" if looks is date_like else \
+                f"a date (YYYYMMDD) or a record number ({NUMBERING_IDENTIFIER_DIGITS}+ digits)"
             verdicts = (("number-identifier", f"{_an(vr)} value whose digits look like {what}"),)
         _remember(_NUMBERS, key, verdicts)
     return verdicts

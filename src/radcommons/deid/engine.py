@@ -33,6 +33,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date as _date
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -548,6 +550,45 @@ def _spells(value: bytes, identifiers: frozenset[bytes]) -> bool:
     return len(whole) >= _MIN_IDENTIFIER_DIGITS and any(identifier in whole for identifier in identifiers)
 
 
+#: digits of a number in an attribute that numbers things (its keyword ends so) that make it look like
+#: a record or accession number: instance, series and acquisition numbers stay far below 10 million
+_NUMBERING_KEYWORD = re.compile(r"\w*(?:Number|Identifier)")
+NUMBERING_IDENTIFIER_DIGITS = 8
+
+
+def _is_date(digits: bytes) -> bool:
+    """Whether the digits of a number are a calendar date written YYYYMMDD (years 1900-2099, as
+    :mod:`radcommons.deid.patterns` reads dates in text)."""
+    if len(digits) != 8 or digits[:2] not in (b"19", b"20"):
+        return False
+    try:
+        _date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def date_like(value: bytes) -> bool:
+    """Whether a number's digits (:func:`number_digits`) are a date (:func:`_is_date`)."""
+    return _is_date(number_digits(value))
+
+
+def numbering_like(value: bytes) -> bool:
+    """A date, or digits enough for a record or accession number (attributes that number things)."""
+    digits = number_digits(value)
+    return len(digits) >= NUMBERING_IDENTIFIER_DIGITS or _is_date(digits)
+
+
+@lru_cache(maxsize=4096)
+def identifier_form(tag: int) -> Callable[[bytes], bool]:
+    """The test of an IS / DS value's form that says it looks like an identifier whatever the dataset:
+    :func:`numbering_like` in an attribute that numbers things, else :func:`date_like`; a measured value
+    is never judged by its length (a dose of 370000000 Bq). The engine removes such a value as it removes
+    one that spells a known ID, and the verification gate, which knows no ID, quarantines it: what the
+    engine keeps passes the gate."""
+    return numbering_like if _NUMBERING_KEYWORD.fullmatch(keyword_for_tag(tag) or "") else date_like
+
+
 def _dummy_numbers(count: int) -> str | list[str]:
     """Action D for an IS / DS of ``count`` values: one zero each (the Value Multiplicity kept)."""
     return "0" if count <= 1 else ["0"] * count
@@ -771,9 +812,10 @@ class _Transformer:
         ds[tag] = DataElement(tag, "SQ", items)
         return True
 
-    def plain_number(self, raw: bytes, vr: str) -> bool:
-        """Is the IS / DS ``raw`` kept as read? (:func:`plain_number` with this dataset's identifiers)"""
-        return plain_number(raw, vr, self.number_identifiers)
+    def plain_number(self, raw: bytes, vr: str, tag: int) -> bool:
+        """Is the IS / DS ``raw`` of ``tag`` kept as read? (:func:`plain_number` with this dataset's
+        identifiers and the form of one, :func:`identifier_form`)"""
+        return plain_number(raw, vr, self.number_identifiers, identifier_form(tag))
 
     def _number(self, ds: Dataset, tag: BaseTag, vr: str, top: bool) -> None:
         """A :data:`NUMBER` element: kept as read (never decoded) when its values are plain numbers
@@ -786,7 +828,7 @@ class _Transformer:
             raw = bytes(item.value or b"")
         else:
             raw = "\\".join(_string_values(item.value)).encode("latin-1", "replace")
-        if self.plain_number(raw, vr):
+        if self.plain_number(raw, vr, int(tag)):
             return
         action = iod.resolve("X/Z/D", iod.attribute_type(self.sop_class, int(tag)) if top else None)
         if action == "X":

@@ -395,7 +395,7 @@ class _Writer:
                         unchanged = clean_text[key] = raw_text_unchanged(key[2], vr or "", operation)
                 step = KEEP if unchanged else VALUE
             elif step == NUMBER:  # kept as read when a plain number (a bytes test: no cache needed)
-                step = KEEP if self.transformer.plain_number(data[value_start:end], vr or "") else VALUE
+                step = KEEP if self.transformer.plain_number(data[value_start:end], vr or "", tag) else VALUE
             elif step == FIXED:  # the output depends on tag and VR only
                 key = (step_key, FIXED)
                 if key not in remembered:
