@@ -15,7 +15,10 @@ from radcommons.cli.context import DATABASE_HELP, STORE_HELP, open_index, open_s
 from radcommons.parallel import MAX_WORKERS
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from radcommons.pipelines.ingest import IngestReport
+    from radcommons.store.objects import ObjectStore
 
 
 def ingest(
@@ -41,9 +44,13 @@ def ingest(
 
     settings = load_settings()
     workers = workers or settings.workers
+    # Opened before the helpers start, so a missing index or store stops the command at once.
+    engine = open_index(url)
+    object_store = open_store(store)
     # The helpers' start-up (an interpreter importing pydicom and the rest) overlaps ours.
     with parallel.helpers_started_early(workers, "radcommons.pipelines.examine", scheduler=settings.dask_scheduler):
-        result = _ingest(path, project, site, dataset, availability, workers, settings.dask_scheduler, url, store)
+        result = _ingest(path, project, site, dataset, availability, workers, settings.dask_scheduler, engine,
+                         object_store)
     table = Table(title=f"ingest of {path} into {project}")
     table.add_column("outcome")
     table.add_column("files", justify="right")
@@ -63,11 +70,9 @@ def ingest(
 
 
 def _ingest(path: Path, project: str, site: str, dataset: str, availability: str, workers: int, scheduler: str,
-            url: str | None, store: str | None) -> IngestReport:
+            engine: Engine, object_store: ObjectStore) -> IngestReport:
     from radcommons.pipelines.ingest import FileOutcome, ingest_tree, iter_files
 
-    engine = open_index(url)
-    object_store = open_store(store)
     total = sum(1 for _ in iter_files(path)) if path.exists() else 0
     with Progress(
         TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
