@@ -121,6 +121,8 @@ class SiteMapping:
     #: words of the pathogens besides SARS-CoV-2 that a combined panel names (``other_pathogens``)
     other_pathogens: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())  #: the files it was read from
+    #: :meth:`covid19_test_kind` by its arguments: the mapping does not change once loaded
+    _kinds: dict[tuple[str, ...], str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def table_for(self, name: str) -> str | None:
         """The table a file or sheet name announces (longest matching name wins), or None."""
@@ -158,7 +160,17 @@ class SiteMapping:
         shows a past infection or a vaccination, not a current infection, so it never counts; and a single result
         of "SARS-CoV-2 + Influenza A/B" does not say which virus it is of, so the panel counts only when the site's
         mapping file lists its whole name in ``covid19_tests``. Words match whole words ("Ab" is not in "Lab", and
-        "Ag", an antigen, is no antibody); a code must stand alone, as in :meth:`is_covid19_test`."""
+        "Ag", an antigen, is no antibody); a code must stand alone, as in :meth:`is_covid19_test`.
+
+        Remembered per names: a lab export has some 100k rows of a few dozen test names, and each new name costs
+        some 50 searches of it."""
+        key = tuple(names)
+        if key not in self._kinds:
+            self._kinds[key] = self._test_kind(key)
+        return self._kinds[key]
+
+    def _test_kind(self, names: tuple[str, ...]) -> str | None:
+        """:meth:`covid19_test_kind`, worked out."""
         name = " / ".join(names)
         serology_code = any(_is_code(t) and _code_in(name, t) for t in self.serology_tests)
         if not (serology_code or self.is_covid19_test(name)):
