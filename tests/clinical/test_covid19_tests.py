@@ -224,3 +224,40 @@ def test_a_lab_export_of_many_rows_is_told_apart_once_per_name(tmp_path: Path) -
     site.write_text("covid19_tests: [Analyte 3]\n", encoding="utf-8")
     assert load_mapping(site).covid19_test_kind(["Analyte 3"]) == DIAGNOSTIC
     assert mapping.covid19_test_kind(["Analyte 3"]) is None
+
+
+def test_a_serology_test_method_makes_an_antibody_test(radiograph: Radiograph, tmp_path: Path) -> None:
+    """A row named "SARS-CoV-2" whose Test Method column says "Serology" (or IgG) is an antibody test: its method
+    ("Serology", no dictionary value) made the row an error, and an "IgG" one under a name that only names the
+    virus was read as diagnostic; a row that names no test, its method IgM, is an antibody test too."""
+    mrn = radiograph.mrn
+    run = _run(radiograph, tmp_path, [["MRN", "TestDate", "Test Name", "Test Method", "Result"],
+                                      [mrn, "2023-01-02", "SARS-CoV-2", "Serology", "Positive"],
+                                      [mrn, "2023-01-03", "SARS-CoV-2", "IgG", "Positive"],
+                                      [mrn, "2023-01-04", "", "IgM", "Positive"],
+                                      [mrn, "2023-01-05", "SARS-CoV-2", "PCR", "Negative"],
+                                      [mrn, "2023-01-06", "SARS-CoV-2 Antibody", "Lateral flow", "Positive"]])
+    assert run.sampled("case")[0]["covid19_positive"] == "No"
+    assert _tests(run) == [("SARS-CoV-2", "Negative", 0)]
+    assert [(row, column, value) for _, row, column, value, _ in _warnings(run, "covid19_serology_test")] == [
+        (2, "Test Name", "SARS-CoV-2 / Serology"), (3, "Test Name", "SARS-CoV-2 / IgG"), (4, "Test Method", "IgM"),
+        (6, "Test Name", "SARS-CoV-2 Antibody")]
+    assert not _warnings(run, "assumed_covid19_test")
+    assert not [i for i in run.report["clinical"]["issues"] if i["severity"] == "error"]
+
+
+def test_a_covid19_vaccination_is_not_a_test(radiograph: Radiograph, tmp_path: Path) -> None:
+    """An immunization row ("COVID-19 Vaccine", "SARS-CoV-2 vaccine dose 1") in a lab export was read as a COVID-19
+    test: its result ("Given", "Completed") an error, or a "Positive" (given) made the case covid19_positive."""
+    mrn = radiograph.mrn
+    run = _run(radiograph, tmp_path, _labs(mrn, ("2023-01-02", "COVID-19 Vaccine", "Positive"),
+                                                ("2023-01-03", "SARS-CoV-2 vaccine dose 1", "Completed"),
+                                                ("2023-01-04", "COVID-19 Immunization", "Given"),
+                                                ("2023-01-08", "SARS-CoV-2 RNA", "Negative")))
+    assert run.sampled("case")[0]["covid19_positive"] == "No"
+    assert _tests(run) == [("SARS-CoV-2 RNA", "Negative", 0)]
+    warned = _warnings(run, "covid19_vaccination")
+    assert [(row, value) for _, row, _, value, _ in warned] == [
+        (2, "COVID-19 Vaccine"), (3, "SARS-CoV-2 vaccine dose 1"), (4, "COVID-19 Immunization")]
+    assert "a COVID-19 vaccination (immunization), not a test" in warned[0][4]
+    assert not [i for i in run.report["clinical"]["issues"] if i["severity"] == "error"]

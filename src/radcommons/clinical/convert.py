@@ -39,6 +39,7 @@ from radcommons.clinical.mapping import (
     COMBINED_PANEL,
     COUNTRY,
     DATE_FIELDS,
+    DIAGNOSTIC,
     DROP,
     ENUM_FIELDS,
     IGNORE,
@@ -46,6 +47,7 @@ from radcommons.clinical.mapping import (
     SEROLOGY,
     TABLE_FIELDS,
     TABLE_NODES,
+    VACCINATION,
     SiteMapping,
     load_mapping,
     name_key,
@@ -336,18 +338,21 @@ class _TestNames:
     covid19_positive and its day 0 (the first positive test), or be sent as one: an influenza-positive patient
     is not COVID-19 positive. A row is a COVID-19 test when its test name or LOINC code says so
     (:meth:`SiteMapping.is_covid19_test`); a row of another named test is skipped (one warning per name), and so
-    is a SARS-CoV-2 antibody test or a combined panel's one result (:meth:`SiteMapping.covid19_test_kind`): MIDRC's
-    measurement records diagnostic tests, RT-PCR and antigen. A row that names no test (no such column, or its
-    cell blank) is read as a COVID-19 test, as it always was: said once, unless the table's own name says it holds
-    COVID-19 tests ("covid_tests")."""
+    is a SARS-CoV-2 antibody test (by its name or its test method), a vaccination or a combined panel's one result
+    (:meth:`SiteMapping.covid19_test_kind`): MIDRC's measurement records diagnostic tests, RT-PCR and antigen. A
+    row that names no test (no such column, or its cell blank) is read as a COVID-19 test, as it always was: said
+    once, unless the table's own name says it holds COVID-19 tests ("covid_tests")."""
 
     def __init__(self, table: SourceTable, columns: Mapping[str, str], mapping: SiteMapping) -> None:
         self.table = table
         self.mapping = mapping
         self.columns = [c for c, f in columns.items() if f in _TEST_NAMING]
-        self.other: dict[str, list[int]] = {}  #: the name of a test that is not a COVID-19 test -> its rows
-        #: SEROLOGY or COMBINED_PANEL -> the name of such a COVID-19 test -> its rows (not read either)
-        self.not_diagnostic: dict[str, dict[str, list[int]]] = {SEROLOGY: {}, COMBINED_PANEL: {}}
+        self.method = next((c for c, f in columns.items() if f == "test_method"), None)
+        #: the name of a test that is not a COVID-19 test (with the column that names it) -> its rows
+        self.other: dict[tuple[str | None, str], list[int]] = {}
+        #: SEROLOGY, VACCINATION or COMBINED_PANEL -> such a COVID-19 test, as ``other`` -> its rows (not read either)
+        self.not_diagnostic: dict[str, dict[tuple[str | None, str], list[int]]] = {
+            SEROLOGY: {}, VACCINATION: {}, COMBINED_PANEL: {}}
         self.assumed: list[int] = []  #: rows that name no test
 
     def is_covid19(self, number: int, cells: Mapping[str, Any]) -> bool:
@@ -355,28 +360,36 @@ class _TestNames:
         error in it, more fields than the header) is read, as one naming no test, for its own error."""
         if any(column not in self.table.known and not is_blank(cell) for column, cell in cells.items()):
             return True  # its cells sit under the wrong columns: its own error (extra_fields) says so
-        names = [" ".join(str(cells[c]).split()) for c in self.columns
-                 if not is_blank(cells.get(c)) and marker_problem(cells[c]) is None]
-        if not names:
-            self.assumed.append(number)
+        names = [text for text in (self._text(cells, c) for c in self.columns) if text]
+        method = self._text(cells, self.method)
+        kind = self.mapping.covid19_test_kind(names, method)
+        if kind == DIAGNOSTIC:
+            if not names:
+                self.assumed.append(number)
             return True
-        kind = self.mapping.covid19_test_kind(names)
-        if kind is not None and kind not in self.not_diagnostic:
-            return True
+        column = self.columns[0] if names else self.method
+        if kind == SEROLOGY and self.mapping.covid19_test_kind(names) != SEROLOGY:
+            names.append(method)  # its method alone says so: shown with it
         found = self.other if kind is None else self.not_diagnostic[kind]
-        found.setdefault(" / ".join(names), []).append(number)
+        found.setdefault((column, " / ".join(names)), []).append(number)
         return False
+
+    @staticmethod
+    def _text(cells: Mapping[str, Any], column: str | None) -> str:
+        """The text of a cell that names the test (its spaces tidied), or "" for none: blank, or an error marker."""
+        cell = cells.get(column) if column is not None else None
+        return "" if is_blank(cell) or marker_problem(cell) is not None else " ".join(str(cell).split())
 
     def issues(self) -> list[Issue]:
         table, found = self.table, []
         column = self.columns[0] if self.columns else None
         for kind, names in ((None, self.other), *self.not_diagnostic.items()):
             code, why, fix = _SKIPPED_TESTS[kind]
-            for name, numbers in names.items():
+            for (named_by, name), numbers in names.items():
                 found.append(Issue(
                     WARNING, code, f"{_rows_of(numbers)} of test {name!r} {'is' if len(numbers) == 1 else 'are'} not "
                     f"read: {why}: not sent, nor counted toward the patient's covid19_positive or day 0",
-                    fix.format(name=name.split(" / ")[0]), table.label, numbers[0], column, name, "measurement"))
+                    fix.format(name=name.split(" / ")[0]), table.label, numbers[0], named_by, name, "measurement"))
         if self.assumed and not self.mapping.is_covid19_test(table.name):
             what = (f"{_rows_of(self.assumed)} name no test (their {column} is blank)" if column else
                     f"the file has no test name column (Test Name or LOINC): its {len(self.assumed)} row(s)")
@@ -399,7 +412,10 @@ _SKIPPED_TESTS: dict[str | None, tuple[str, str, str]] = {
                "a SARS-CoV-2 antibody (serology) test, which shows a past infection or a vaccination, not a current "
                "one, and MIDRC's measurement records diagnostic tests (RT-PCR, antigen)",
                "nothing to do; if it is in fact an RT-PCR or antigen test, export it under a name that says so (PCR, "
-               "RNA, antigen) and no antibody word (antibody, Ab, IgG, IgM, IgA, serology)"),
+               "RNA, antigen) and no antibody word (antibody, Ab, IgG, IgM, IgA, serology) in its name or test method"),
+    VACCINATION: ("covid19_vaccination", "a COVID-19 vaccination (immunization), not a test",
+                  "nothing to do; if it is in fact a test, export it under a name without a vaccination word (vaccine, "
+                  "vaccination, immunization, dose, booster)"),
     COMBINED_PANEL: ("combined_covid19_panel",
                      "a panel of SARS-CoV-2 and another pathogen (influenza, RSV...), whose one result may be of "
                      "either",

@@ -13,6 +13,7 @@ its own in a YAML file of the same format, merged over the default::
     covid19_tests: [Resp Panel 2]       # test names (or LOINC codes) that are COVID-19 tests
     serology_tests: [Anti-S]            # words (or LOINC codes) that make one an antibody test
     other_pathogens: [Strep A]          # words that make one a combined panel of other pathogens
+    vaccinations: [inoculation]         # words that make one a vaccination, not a test
     date_formats: ["%d.%m.%Y"]
     index_event: [positive_covid_test, first_imaging_study]
     country: US
@@ -120,6 +121,8 @@ class SiteMapping:
     serology_tests: tuple[str, ...] = ()
     #: words of the pathogens besides SARS-CoV-2 that a combined panel names (``other_pathogens``)
     other_pathogens: tuple[str, ...] = ()
+    #: words that make a COVID-19 "test" a vaccination (``vaccinations``)
+    vaccinations: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())  #: the files it was read from
     #: :meth:`covid19_test_kind` by its arguments: the mapping does not change once loaded
     _kinds: dict[tuple[str, ...], str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -151,32 +154,38 @@ class SiteMapping:
         key = name_key(name)
         return any(_code_in(name, known) if _is_code(known) else known in key for known in self.covid19_tests)
 
-    def covid19_test_kind(self, names: Sequence[str]) -> str | None:
-        """What a test's names (its name, its LOINC code or both) say of it: None for a test of something else,
-        :data:`SEROLOGY` for a SARS-CoV-2 antibody test, :data:`COMBINED_PANEL` for one result of SARS-CoV-2 and
-        another pathogen, else :data:`DIAGNOSTIC`.
+    def covid19_test_kind(self, names: Sequence[str], method: str = "") -> str | None:
+        """What a test's names (its name, its LOINC code or both) and its test ``method`` say of it: None for a test
+        of something else, :data:`SEROLOGY` for a SARS-CoV-2 antibody test, :data:`VACCINATION` for a COVID-19
+        vaccination, :data:`COMBINED_PANEL` for one result of SARS-CoV-2 and another pathogen, else
+        :data:`DIAGNOSTIC`. No names (a row that names no test) is read as a COVID-19 test, as the conversion reads
+        such a row.
 
         MIDRC's measurement node records diagnostic tests (test_method RT-PCR or Rapid antigen test): an antibody
-        shows a past infection or a vaccination, not a current infection, so it never counts; and a single result
-        of "SARS-CoV-2 + Influenza A/B" does not say which virus it is of, so the panel counts only when the site's
-        mapping file lists its whole name in ``covid19_tests``. Words match whole words ("Ab" is not in "Lab", and
-        "Ag", an antigen, is no antibody); a code must stand alone, as in :meth:`is_covid19_test`.
+        shows a past infection or a vaccination, not a current infection, so it never counts, whether its name or
+        its method ("Serology", "IgG") says so; a vaccination ("COVID-19 Vaccine", "SARS-CoV-2 vaccine dose 1") is
+        no test at all; and a single result of "SARS-CoV-2 + Influenza A/B" does not say which virus it is of, so
+        the panel counts only when the site's mapping file lists its whole name in ``covid19_tests``. Words match
+        whole words ("Ab" is not in "Lab", and "Ag", an antigen, is no antibody); a code must stand alone, as in
+        :meth:`is_covid19_test`.
 
-        Remembered per names: a lab export has some 100k rows of a few dozen test names, and each new name costs
-        some 50 searches of it."""
-        key = tuple(names)
+        Remembered per names and method: a lab export has some 100k rows of a few dozen test names, and each new
+        name costs some 50 searches of it."""
+        key = (*names, method)  # the method last: names are never empty strings
         if key not in self._kinds:
-            self._kinds[key] = self._test_kind(key)
+            self._kinds[key] = self._test_kind(tuple(names), method)
         return self._kinds[key]
 
-    def _test_kind(self, names: tuple[str, ...]) -> str | None:
+    def _test_kind(self, names: tuple[str, ...], method: str) -> str | None:
         """:meth:`covid19_test_kind`, worked out."""
         name = " / ".join(names)
         serology_code = any(_is_code(t) and _code_in(name, t) for t in self.serology_tests)
-        if not (serology_code or self.is_covid19_test(name)):
+        if names and not (serology_code or self.is_covid19_test(name)):
             return None
-        if serology_code or any(_names(name, t) for t in self.serology_tests):
+        if serology_code or any(_names(text, t) for text in (name, method) for t in self.serology_tests):
             return SEROLOGY
+        if any(_names(name, t) for t in self.vaccinations):
+            return VACCINATION
         if (any(_names(name, t) for t in self.other_pathogens)
                 and not self.site_covid19_tests.intersection(name_key(n) for n in names)):
             return COMBINED_PANEL
@@ -184,7 +193,7 @@ class SiteMapping:
 
 
 #: What :meth:`SiteMapping.covid19_test_kind` says of a COVID-19 test.
-DIAGNOSTIC, SEROLOGY, COMBINED_PANEL = "diagnostic", "serology", "combined panel"
+DIAGNOSTIC, SEROLOGY, VACCINATION, COMBINED_PANEL = "diagnostic", "serology", "vaccination", "combined panel"
 
 
 def _is_code(term: str) -> bool:
@@ -228,12 +237,13 @@ def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"the mapping file {where} must be a YAML mapping (key: value), not a list or text")
     unknown = set(data) - {"version", "tables", "columns", "values", "not_reported", "covid19_tests", "serology_tests",
-                           "other_pathogens", "date_formats", "index_event", "country", "restricted_zip3"}
+                           "other_pathogens", "vaccinations", "date_formats", "index_event", "country",
+                           "restricted_zip3"}
     if unknown:
         raise UserError(
             f"the mapping file {where} has unknown section(s): {', '.join(sorted(unknown))}",
             "known sections: tables, columns, values, not_reported, covid19_tests, serology_tests, other_pathogens, "
-            "date_formats, index_event, country, restricted_zip3",
+            "vaccinations, date_formats, index_event, country, restricted_zip3",
         )
     return data
 
@@ -376,6 +386,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
     site_covid19_tests: set[str] = set()
     serology_tests: list[str] = []
     other_pathogens: list[str] = []
+    vaccinations: list[str] = []
     date_formats: list[str] = []
     index_event: tuple[str, ...] = INDEX_EVENTS
     country = ""
@@ -392,6 +403,7 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
             site_covid19_tests |= {name_key(t) for t in named}  # a site's own whole name: its combined panel counts (covid19_test_kind)
         serology_tests += _terms(data, "serology_tests", where, '[Anti-S, 94563-4]')
         other_pathogens += _terms(data, "other_pathogens", where, '["Strep A"]')
+        vaccinations += _terms(data, "vaccinations", where, '[inoculation]')
         # A site's date formats are tried before the default ones (its own spelling first).
         date_formats = [_date_format(f, where) for f in _string_list(data, "date_formats", where)] + date_formats
         if "index_event" in data:
@@ -419,5 +431,6 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         site_covid19_tests=frozenset(site_covid19_tests),
         serology_tests=tuple(dict.fromkeys(serology_tests)),
         other_pathogens=tuple(dict.fromkeys(other_pathogens)),
+        vaccinations=tuple(dict.fromkeys(vaccinations)),
         sources=tuple(where for where, _ in documents),
     )
