@@ -561,3 +561,21 @@ def test_parse_date_takes_its_formats_as_a_list_too() -> None:
     assert parse_date("03/01/2021", ["%m/%d/%Y"]) == dt.date(2021, 3, 1)
     assert parse_date("03/01/2021", ["%d/%m/%Y"]) == dt.date(2021, 1, 3)  # not the first answer, kept
     assert parse_date(" 2021-03-01 ", ("%Y-%m-%d",)) == dt.date(2021, 3, 1)
+
+
+def test_a_loinc_code_in_a_test_name_is_no_identifier_and_an_mrn_still_is() -> None:
+    """"SARS-CoV-2 RNA 94500-6" was refused as holding a run of five digits (an MRN?): a LOINC code (its check digit
+    right) is now taken for one; a number of that shape with a wrong check digit, a run of digits and the site's own
+    MRN are still refused."""
+    mrns = ("PT-A077", "PT-B088", "PT-C099", "PT-D100", "PT-E111")
+    demo = _table("demographics", ["MRN", "Sex"], *[[m, "F"] for m in mrns])
+    names = ["SARS-CoV-2 RNA 94500-6", "SARS-CoV-2 RNA (LOINC 94309-2)", "SARS-CoV-2 RNA 94500-7",
+             "SARS-CoV-2 RNA 18376500", "SARS-CoV-2 RNA for PT-B088"]
+    tests = _table("covid_tests", ["MRN", "TestDate", "Test Name", "Result"],
+                   *[[m, "2021-03-01", name, "Positive"] for m, name in zip(mrns, names)])
+    result = convert_clinical([demo, tests], key=KEY, site="S", project="P")
+    found = {i.row: i.message for i in result.errors if i.code == "identifier_in_text"}
+    assert set(found) == {4, 5, 6}, result.errors
+    assert "run of five or more digits" in found[4] and "run of five or more digits" in found[5]
+    assert "an MRN of this site" in found[6]
+    assert sorted(m["test_name"] for m in result.by_node()["measurement"]) == sorted(names[:2])

@@ -5,7 +5,8 @@ number or a date typed into a note would leave the site. Each text cell is scree
 
 * the identifier patterns of the de-identifier (:data:`radcommons.deid.patterns.NAMED_PATTERNS`:
   dates in many shapes, phones, e-mail addresses, SSNs, UIDs, names after titles, ages over
-  89, runs of five or more digits), one set for DICOM text and clinical text;
+  89, runs of five or more digits), one set for DICOM text and clinical text; a LOINC code in a
+  test name (``94500-6``, its check digit right) is no run of digits;
 * the site's own identifiers (:class:`KnownIdentifiers`): its MRNs, and the names and
   addresses of the columns the conversion drops (whole words, ignoring case);
 * spreadsheet formulas (``=HYPERLINK(``, ``+cmd|``, ``@SUM(``), which run when a
@@ -72,6 +73,8 @@ _COUNTRY = re.compile(r"[^\W\d_]+(?:[ ,.'()-]+[^\W\d_]+)*\.?\)?")
 #: A spreadsheet formula: "=..." always; "+", "-", "@" before a function call or a DDE link.
 _FORMULA = re.compile(r"=|[+\-@].*(?:[A-Za-z_.]\s*\(|\|)", re.DOTALL)
 FIX = "remove the identifier from the text in the source file and export it again"
+#: A LOINC code (LOINC Users' Guide, 2.2: up to seven digits, a hyphen and a check digit), standing alone.
+_LOINC = re.compile(r"(?<![\w.-])(\d{1,7})-(\d)(?![\w.-])")
 
 
 def is_formula(text: str) -> bool:
@@ -86,7 +89,8 @@ def screen_text(field: str, text: str) -> CellProblem | None:
                            "and would run when the file is opened in a spreadsheet program",
                            "write the value itself, without the leading character or the formula")
     kinds = _CODE_KINDS if field in _CODE_SHAPES else _KINDS
-    found = _found(text, kinds)
+    # A test name may carry its LOINC code ("SARS-CoV-2 RNA 94500-6"): five digits that are no MRN
+    found = _found(_without_loinc(text) if field == "test_name" else text, kinds)
     if found:
         return CellProblem("identifier_in_text", f"the text holds {' and '.join(found)}", FIX)
     shape = _CODE_SHAPES.get(field)
@@ -108,6 +112,24 @@ def code_system(code: str) -> str:
     if re.fullmatch(_ICD10CM, text, re.IGNORECASE) and not re.fullmatch(_ICD9CM, text, re.IGNORECASE):
         return "ICD-10-CM"
     return NOT_REPORTED
+
+
+def loinc_check_digit(digits: str) -> str:
+    """The check digit of a LOINC code's number (``94500`` -> ``6``): the Mod 10 algorithm of the LOINC Users'
+    Guide (Appendix: Calculating Mod 10 check digits), Luhn's: every other digit from the right doubled, the
+    digits of all summed, and the check digit what takes the sum to a multiple of ten."""
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return str(-total % 10)
+
+
+def _without_loinc(text: str) -> str:
+    """``text`` with its LOINC codes taken out: the LOINC shape whose check digit is right, so that a number written
+    so by chance (one in ten) is looked at as any other; the site's own MRNs are looked for apart
+    (:class:`KnownIdentifiers`), in the whole text."""
+    return _LOINC.sub(lambda m: " " if loinc_check_digit(m.group(1)) == m.group(2) else m.group(0), text)
 
 
 def _found(text: str, kinds: dict[str, str]) -> list[str]:
