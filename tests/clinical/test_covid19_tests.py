@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from clinical_support import DryRun, Radiograph, dry_run, write_csv
 
-from radcommons.clinical.mapping import DIAGNOSTIC, SEROLOGY, load_mapping
+from radcommons.clinical.mapping import COMBINED_PANEL, DIAGNOSTIC, SEROLOGY, VACCINATION, load_mapping
 from radcommons.errors import UserError
 
 LABS = ["MRN", "TestDate", "Test Name", "Result"]
@@ -261,3 +261,16 @@ def test_a_covid19_vaccination_is_not_a_test(radiograph: Radiograph, tmp_path: P
         (2, "COVID-19 Vaccine"), (3, "SARS-CoV-2 vaccine dose 1"), (4, "COVID-19 Immunization")]
     assert "a COVID-19 vaccination (immunization), not a test" in warned[0][4]
     assert not [i for i in run.report["clinical"]["issues"] if i["severity"] == "error"]
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("SARSCOV2PCR", DIAGNOSTIC), ("COVID19PCR", DIAGNOSTIC), ("Covid19Ag", DIAGNOSTIC), ("SARSCoV2RNA", DIAGNOSTIC),
+    # a glued antibody test, panel or vaccination was read as a diagnostic test: its words were one word
+    ("SARSCOV2IGG", SEROLOGY), ("COVID19AB", SEROLOGY), ("CovidIgG", SEROLOGY), ("SARS-CoV-2IgM", SEROLOGY),
+    ("COVID19IgMIgG", SEROLOGY), ("COVID19FLUPCR", COMBINED_PANEL), ("Covid19RSVFluPCR", COMBINED_PANEL),
+    ("COVID19VACCINE", VACCINATION),
+    ("COVID19Abbott", DIAGNOSTIC),  # a glued run of other words is left whole: "Abbott" is no "Ab"
+    ("Flu12AB", None),  # no SARS-CoV-2 name: no COVID-19 test, glued or not
+])
+def test_a_name_run_together_is_read_as_its_words(name: str, kind: str | None) -> None:
+    assert load_mapping().covid19_test_kind([name]) == kind

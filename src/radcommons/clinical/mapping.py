@@ -176,17 +176,29 @@ class SiteMapping:
             self._kinds[key] = self._test_kind(tuple(names), method)
         return self._kinds[key]
 
+    def _words_of(self, name: str) -> str:
+        """The words of ``name`` between spaces (:func:`_words`), with those of a glued name after them
+        (:func:`_unglued`): "SARSCOV2IGG" is an antibody test, "COVID19FLUPCR" a combined panel."""
+        words = _words(name).split()
+        terms = (*self.serology_tests, *self.vaccinations, *self.other_pathogens, *_GLUED_DIAGNOSTIC)
+        vocabulary = {term.replace(" ", ""): term for term in terms if not _is_code(term)}
+        covid19_keys = [key for key in self.covid19_tests if not _is_code(key)]
+        glued = [piece for word in words for piece in _unglued(word, covid19_keys, vocabulary)]
+        return f" {' '.join([*words, *glued])} "
+
     def _test_kind(self, names: tuple[str, ...], method: str) -> str | None:
         """:meth:`covid19_test_kind`, worked out."""
         name = " / ".join(names)
         serology_code = any(_is_code(t) and _code_in(name, t) for t in self.serology_tests)
         if names and not (serology_code or self.is_covid19_test(name)):
             return None
-        if serology_code or any(_names(text, t) for text in (name, method) for t in self.serology_tests):
+        words, method_words = self._words_of(name), self._words_of(method)
+        if serology_code or any(_names(text, spaced, t) for text, spaced in ((name, words), (method, method_words))
+                                for t in self.serology_tests):
             return SEROLOGY
-        if any(_names(name, t) for t in self.vaccinations):
+        if any(_names(name, words, t) for t in self.vaccinations):
             return VACCINATION
-        if (any(_names(name, t) for t in self.other_pathogens)
+        if (any(_names(name, words, t) for t in self.other_pathogens)
                 and not self.site_covid19_tests.intersection(name_key(n) for n in names)):
             return COMBINED_PANEL
         return DIAGNOSTIC
@@ -209,12 +221,43 @@ def _code_in(name: str, code: str) -> bool:
     return re.search(rf"(?<!\d){pattern}(?!\d)", str(name).lower()) is not None
 
 
-def _names(name: str, term: str) -> bool:
+def _names(name: str, words: str, term: str) -> bool:
     """Whether ``name`` holds ``term`` (a :func:`_terms` entry): a code as :func:`_code_in` finds it; words as whole
-    words, so that "Ab" is not found in "Lab" nor "Flu" in "Fluid"."""
+    words of ``words`` (:meth:`SiteMapping._words_of` the name), so that "Ab" is not found in "Lab" nor "Flu" in
+    "Fluid"."""
     if _is_code(term):
         return _code_in(name, term)
-    return f" {term} " in f" {_words(name)} "
+    return f" {term} " in words
+
+
+#: Words a name run together may hold after its SARS-CoV-2 name ("SARSCOV2PCR", "Covid19Ag"), besides those of
+#: ``serology_tests``, ``vaccinations`` and ``other_pathogens``: a glued run is read as words only when all of it is.
+_GLUED_DIAGNOSTIC = ("pcr", "rtpcr", "rt", "rna", "naa", "naat", "ag", "antigen", "rapid", "test", "poc", "qual")
+#: The longest glued run cut into words (longer ones are no test name's).
+_GLUED_MAX = 40
+
+
+def _unglued(word: str, covid19_keys: Sequence[str], vocabulary: Mapping[str, str]) -> list[str]:
+    """The words run together after a SARS-CoV-2 name or digits in one ``word`` ("covid19igg" -> "igg",
+    "sarscov2flupcr" -> "flu", "pcr", "2igm" -> "igm"), when all of the run is words of ``vocabulary`` (its
+    keys, without spaces -> the words); else none ("covid19abbott": "Abbott" is no "Ab")."""
+    ends = [word.index(key) + len(key) for key in covid19_keys if key in word]
+    run = word[max(ends, default=0):].lstrip("0123456789")
+    if run == word or len(run) > _GLUED_MAX:
+        return []
+    return _cut(run, vocabulary) or []
+
+
+def _cut(run: str, vocabulary: Mapping[str, str]) -> list[str] | None:
+    """``run`` cut wholly into keys of ``vocabulary`` (the longest first), as their words, or None."""
+    if not run:
+        return []
+    for end in range(len(run), 0, -1):
+        if run[:end] in vocabulary:
+            rest = _cut(run[end:], vocabulary)
+            if rest is not None:
+                return [vocabulary[run[:end]], *rest]
+    return None
 
 
 def _load_yaml(path: Path | None, text: str | None = None) -> dict[str, Any]:
