@@ -270,6 +270,7 @@ def test_a_covid19_vaccination_is_not_a_test(radiograph: Radiograph, tmp_path: P
     ("COVID19IgMIgG", SEROLOGY), ("COVID19FLUPCR", COMBINED_PANEL), ("Covid19RSVFluPCR", COMBINED_PANEL),
     ("COVID19VACCINE", VACCINATION),
     ("COVID19Abbott", DIAGNOSTIC),  # a glued run of other words is left whole: "Abbott" is no "Ab"
+    ("SARS-CoV-2 ORF 1ab", DIAGNOSTIC), ("SARS-CoV-2 ORF1ab", DIAGNOSTIC),  # a gene, not an "Ab"
     ("Flu12AB", None),  # no SARS-CoV-2 name: no COVID-19 test, glued or not
 ])
 def test_a_name_run_together_is_read_as_its_words(name: str, kind: str | None) -> None:

@@ -171,7 +171,7 @@ class SiteMapping:
 
         Remembered per names and method: a lab export has some 100k rows of a few dozen test names, and each new
         name costs some 50 searches of it."""
-        key = (*names, method)  # the method last: names are never empty strings
+        key = (*names, method)
         if key not in self._kinds:
             self._kinds[key] = self._test_kind(tuple(names), method)
         return self._kinds[key]
@@ -238,12 +238,17 @@ _GLUED_MAX = 40
 
 
 def _unglued(word: str, covid19_keys: Sequence[str], vocabulary: Mapping[str, str]) -> list[str]:
-    """The words run together after a SARS-CoV-2 name or digits in one ``word`` ("covid19igg" -> "igg",
-    "sarscov2flupcr" -> "flu", "pcr", "2igm" -> "igm"), when all of the run is words of ``vocabulary`` (its
-    keys, without spaces -> the words); else none ("covid19abbott": "Abbott" is no "Ab")."""
+    """The words run together in one ``word`` after a SARS-CoV-2 name ("covid19igg" -> "igg", "sarscov2flupcr" ->
+    "flu", "pcr") or after the 2 or 19 that ends one ("SARS-CoV-2IgM": "2igm" -> "igm"; not the 1 of "ORF 1ab", a
+    gene), when all of the run is words of ``vocabulary`` (its keys, without spaces -> the words); else none
+    ("covid19abbott": "Abbott" is no "Ab")."""
     ends = [word.index(key) + len(key) for key in covid19_keys if key in word]
-    run = word[max(ends, default=0):].lstrip("0123456789")
-    if run == word or len(run) > _GLUED_MAX:
+    if ends:
+        run = word[max(ends):].lstrip("0123456789")
+    else:
+        digits = word[:len(word) - len(word.lstrip("0123456789"))]
+        run = word[len(digits):] if digits in ("2", "19") else ""
+    if len(run) > _GLUED_MAX:
         return []
     return _cut(run, vocabulary) or []
 
