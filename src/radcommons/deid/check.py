@@ -78,6 +78,7 @@ from radcommons.deid.engine import (
     STRUCTURED_REPORT_PREFIX,
     date_like,
     identifier_form,
+    number_bytes,
     pixel_review,
     plain_number,
 )
@@ -405,14 +406,6 @@ def _an(vr: str) -> str:
     return f"an {vr}" if vr == "IS" else f"a {vr}"
 
 
-def _number_bytes(element: DataElement | RawDataElement) -> bytes:
-    """An IS / DS element's values as bytes (undecoded, or as pydicom read them: the original text)."""
-    value = element.value
-    if isinstance(element, RawDataElement) or isinstance(value, (bytes, bytearray)):
-        return bytes(value or b"")
-    return "\\".join(str(v) for v in string_values(value)).encode("latin-1", "replace")
-
-
 def _sop_class_findings(sop_class: str, codes: frozenset[str]) -> list[Finding]:
     """Instances whose SOP Class holds content the gate cannot read (see the module's docstring)."""
     name = f"{UID(sop_class).name} ({sop_class})" if sop_class else ""
@@ -498,7 +491,7 @@ class _Walk:
                     self.findings.append(Finding("dates-not-shifted", _path(prefix, tag),
                                                  "a date is present but no date shifting (113107) is claimed"))
             elif vr in _NUMBER_VRS:
-                for code, message in _number_verdicts(number, vr, _number_bytes(element)):
+                for code, message in _number_verdicts(number, vr, number_bytes(element)):
                     self.findings.append(Finding(code, _path(prefix, tag), message))
             elif vr == "UI" or vr in _TEXT_VRS or vr == "AS":
                 if isinstance(element, RawDataElement):

@@ -439,6 +439,16 @@ def _string_values(value: Any) -> list[str]:
     return [str(value)]
 
 
+def number_bytes(element: DataElement | RawDataElement) -> bytes:
+    """An IS / DS element's values as the bytes of its text (PS3.5 6.2): as read when undecoded,
+    else as pydicom decoded them (their original strings), an empty value (``None``) kept in its
+    place so that the count of values stays: ``1\\\\2`` is three values, the middle one empty."""
+    value = element.value
+    if isinstance(element, RawDataElement) or isinstance(value, (bytes, bytearray)):
+        return bytes(value or b"")
+    return "\\".join(_string_values(value)).encode("latin-1", "replace")
+
+
 def _set_strings(element: DataElement, values: list[str]) -> None:
     if not values:
         element.value = ""
@@ -823,11 +833,7 @@ class _Transformer:
         dataset, and is treated as its attribute treats a value that cannot stay: removed where
         the IOD makes it Type 3, emptied where Type 2, and where Type 1 or not known (inside
         sequences, other IODs: :func:`radcommons.deid.iod.resolve`) a zero for each value."""
-        item = ds.get_item(tag)
-        if isinstance(item, RawDataElement):
-            raw = bytes(item.value or b"")
-        else:
-            raw = "\\".join(_string_values(item.value)).encode("latin-1", "replace")
+        raw = number_bytes(ds.get_item(tag))
         if self.plain_number(raw, vr, int(tag)):
             return
         action = iod.resolve("X/Z/D", iod.attribute_type(self.sop_class, int(tag)) if top else None)
