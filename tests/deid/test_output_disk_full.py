@@ -58,8 +58,9 @@ def _complete_outputs(root: Path) -> int:
 def test_a_full_destination_stops_the_run_with_one_message_and_a_rerun_completes_it(tmp_path: Path) -> None:
     """DST on a 1 MiB tmpfs, 1.6 MB of outputs: every file after the disk filled was reported
     'rejected: corrupt: OSError: [Errno 28] No space left on device', and the run went on to the
-    end. It now stops with one message naming DST, exit 2; what it finished is kept, whole; after
-    more room, the same command completes the job, with no file rejected."""
+    end. It now stops with one message naming DST, exit 2; what it finished is kept, whole, and
+    reported (the report says it stopped); after more room, the same command completes the job,
+    with no file rejected."""
     _corpus(tmp_path / "src")
     assert subprocess.run([RADCOMMONS, "keygen", "site.key"], cwd=tmp_path).returncode == 0
     dst = tmp_path / "dst"
@@ -82,8 +83,20 @@ def test_a_full_destination_stops_the_run_with_one_message_and_a_rerun_completes
     second = (tmp_path / "run2.out").read_text() + (tmp_path / "run2.err").read_text()
     assert (tmp_path / "run2.rc").read_text().strip() == "0", second
     assert _complete_outputs(tmp_path / "done") == FILES
-    [report] = (tmp_path / "var/deid-state/S1/reports").glob("deid-*.json")  # the stopped run wrote none
-    outcomes = [entry["outcome"] for entry in json.loads(report.read_text())["files"]]
+    # the stopped run wrote its report too: the files it finished, why it stopped, that it resumes
+    stopped, report = sorted((tmp_path / "var/deid-state/S1/reports").glob("deid-*.json"))
+    partial = json.loads(stopped.read_text())
+    assert f"the run stopped after {len(partial['files'])} file(s); report of those" in first, first
+    assert str(stopped.relative_to(tmp_path)) in first, first
+    assert partial["stopped"]["resumable"] is True, partial["stopped"]
+    assert partial["stopped"]["reason"].startswith(f"cannot write the de-identified output to {dst}: No space "
+                                                   "left on device"), partial["stopped"]
+    outputs = {entry["output"] for entry in partial["files"] if entry["outcome"] == "deidentified"}
+    assert outputs == {p.relative_to(tmp_path / "full").as_posix() for p in (tmp_path / "full").rglob("*.dcm")}
+    assert partial["counts"]["total"] == len(partial["files"]) == kept
+    complete = json.loads(report.read_text())
+    assert "stopped" not in complete
+    outcomes = [entry["outcome"] for entry in complete["files"]]
     assert outcomes == ["deidentified"] * FILES, outcomes
 
 

@@ -58,7 +58,8 @@ def deid(
     state directory, never in DST. Rerunning after an interruption completes the job. Exit
     code 1 when no file could be de-identified (withheld or rejected files alone are listed);
     exit code 2 when DST cannot take the outputs (a full disk, read-only): the run stops, and
-    once DST has room again the same command resumes it.
+    once DST has room again the same command resumes it. A stopped run (that, or Ctrl-C) still
+    writes its report, of the files it finished, saying why it stopped.
 
     Example: radcommons deid exports/ deid-out/ --site SITE01 --key-file var/secrets/deid.key
     """
@@ -104,7 +105,11 @@ def _deid(src: Path, dst: Path, site: str, key_file: Path, state_dir: Path | Non
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        def stopped(partial: RunReport) -> None:
+            console.print(f"the run stopped after {len(partial.outcomes)} file(s); report of those (private, holds "
+                          f"original identifiers): {partial.path}", highlight=False)
+
         return deidentify_tree(
             src, dst, context, state_dir=state_dir, workers=workers,
-            report_path=report, progress=progress,
+            report_path=report, progress=progress, stopped=stopped,
         )

@@ -19,6 +19,9 @@ from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome
 from radcommons.durable import write_atomic
 
 STATUSES = (DEIDENTIFIED, WITHHELD, REJECTED)
+#: What to do after a run stopped (a report with ``stopped``): outputs appear only whole, so a rerun resumes.
+RESUME_HINT = ("this report lists only the files finished before the run stopped: run the same command again "
+               "(after fixing what stopped it); finished outputs are kept and the run resumes")
 
 
 def report_stamp() -> str:
@@ -41,6 +44,9 @@ class RunReport:
     path: Path | None = None
     #: outputs of an earlier run with other settings, removed before this run wrote them again
     outputs_removed: int = 0
+    #: why the run stopped before its end ("" : it ran to its end); its outcomes are then those of the
+    #: files it finished, and the same command resumes it
+    stopped: str = ""
 
     def counts(self) -> dict[str, int]:
         counter = Counter(o.status for o in self.outcomes)
@@ -69,6 +75,7 @@ class RunReport:
             "key_fingerprint": self.key_fingerprint,
             "counts": self.counts(),
             "outputs_removed": self.outputs_removed,
+            **({"stopped": {"reason": self.stopped, "resumable": True, "hint": RESUME_HINT}} if self.stopped else {}),
             "files": [o.to_json() for o in sorted(self.outcomes, key=lambda o: o.input)],
         }
 

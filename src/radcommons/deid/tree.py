@@ -219,6 +219,16 @@ class _Publisher:
         except OutputWriteError as error:
             raise error.within(self._dst) from error.error
 
+    def settle(self) -> list[FileOutcome]:
+        """After the run stopped: wait for every queued batch (the publishing thread finishes them
+        anyway); the outcomes of those published, whatever stopped the others."""
+        done: list[FileOutcome] = []
+        while self._waiting:
+            future, outcomes = self._waiting.popleft()
+            if future.exception() is None:
+                done.extend(outcomes)
+        return done
+
     def drain(self) -> list[FileOutcome]:
         """Wait for every queued batch; their outcomes."""
         done: list[FileOutcome] = []
@@ -261,11 +271,15 @@ def deidentify_tree(
     report_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     exclude: Collection[Path] = (),
+    stopped: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """De-identify every file under ``src`` into ``dst``; returns the written report.
 
     ``workers``: parallel worker processes (``None``/0: one per core; 1: inline).
     ``exclude``: files or folders under ``src`` that are not inputs.
+    A run stopped on the way (Ctrl-C, SIGTERM, :class:`OutputWriteError`: the destination is full)
+    still writes its report, of the files it finished and why it stopped (:attr:`RunReport.stopped`),
+    hands it to ``stopped``, then raises what stopped it.
     """
     src, dst = Path(src), Path(dst)
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir(context.site)
@@ -279,12 +293,12 @@ def deidentify_tree(
     # leftovers and removed them (a contribution then sent incomplete studies).
     with folder_held(dst, user="another run de-identifying into it (deid or contribute)",
                      hint="wait for it to finish, or give this run another destination (contribute: --state-dir)"):
-        return _deidentify_tree(src, dst, context, state_dir, workers, report_path, progress, exclude)
+        return _deidentify_tree(src, dst, context, state_dir, workers, report_path, progress, exclude, stopped)
 
 
 def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path, workers: int | None,
                      report_path: Path | None, progress: Callable[[int, int], None] | None,
-                     exclude: Collection[Path]) -> RunReport:
+                     exclude: Collection[Path], stopped: Callable[[RunReport], None] | None) -> RunReport:
     inputs = list_inputs(src, exclude, skip=(dst, state_dir))
     make_state_dir(state_dir)
     remove_partials(dst)  # leftovers of a killed run; outputs themselves are complete
@@ -315,23 +329,57 @@ def _deidentify_tree(src: Path, dst: Path, context: DeidContext, state_dir: Path
             # a patient the registry already holds keeps its recorded date offset (radcommons.deid.dates)
             job = partial(_deidentify_batch, dst=str(dst), context=registry.bind(context), scratch=str(scratch))
             done = 0
-            if progress:
-                progress(0, len(inputs))
             group: list[FileOutcome] = []
-            for outcomes, paths in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0,
-                                                 chunk_size=1):
-                group.extend(publisher.submit(outcomes, paths))
-                if len(group) >= BATCH_SIZE * 4:
-                    done += _absorb(group, report, registry, owners)
-                    group = []
-                    if progress:
-                        progress(done, len(inputs))
-            group.extend(publisher.drain())
+            try:
+                if progress:
+                    progress(0, len(inputs))
+                for outcomes, paths in map_unordered(job, _batches(inputs, BATCH_SIZE), workers=workers or 0,
+                                                     chunk_size=1):
+                    group.extend(publisher.submit(outcomes, paths))
+                    if len(group) >= BATCH_SIZE * 4:
+                        finished, group = group, []  # absorbed once, even when a stop comes in between
+                        done += _absorb(finished, report, registry, owners)
+                        if progress:
+                            progress(done, len(inputs))
+                group.extend(publisher.drain())
+            except BaseException as stop:
+                _stopped_run(report, report_path, stop, group + publisher.settle(), registry, owners, stopped)
+                raise
             done += _absorb(group, report, registry, owners)
             if progress:
                 progress(done, len(inputs))
     report.write(report_path)
     return report
+
+
+def _stop_reason(stop: BaseException) -> str:
+    """Why a run stopped, for its report."""
+    if isinstance(stop, OutputWriteError):
+        return f"{stop.message}; {stop.hint}"
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if not isinstance(stop, Exception):  # SIGTERM (radcommons.cli.app.Terminated), SystemExit
+        return "terminated"
+    return f"{type(stop).__name__}: {stop}"
+
+
+def _stopped_run(report: RunReport, report_path: Path, stop: BaseException, published: list[FileOutcome],
+                 registry: Registry, owners: dict[str, str], stopped: Callable[[RunReport], None] | None) -> None:
+    """The report of a run that ``stop`` stopped, written with the outcomes of the files it
+    ``published`` (their patients registered, as at the end of a run) and handed to ``stopped``.
+    Nothing here may hide ``stop``, which the caller raises: a registry or report that cannot be
+    written (its disk may be the full one) is left as it is."""
+    report.stopped = _stop_reason(stop)
+    try:
+        _absorb(published, report, registry, owners)
+    except Exception:  # noqa: BLE001 - the registry failing too; a rerun records those rows
+        pass
+    try:
+        report.write(report_path)
+    except OSError:
+        return
+    if stopped:
+        stopped(report)
 
 
 #: In the state directory: the settings fingerprint each destination's outputs were written with.
