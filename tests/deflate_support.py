@@ -5,7 +5,10 @@ shared by the commons' gate test (tests/pipelines) and the site's deid test (tes
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +37,22 @@ finally:
 def peak_mib(peak_file: Path) -> float:
     """The peak resident memory a :data:`MEASURED` run wrote, in MiB."""
     return int(peak_file.read_text()) / 1024
+
+
+def measured_deid(root: Path) -> tuple[subprocess.CompletedProcess[str], float, list[dict]]:
+    """``radcommons keygen`` then ``radcommons deid src dst`` in ``root`` (one worker, ``--report
+    report.json``) run as :data:`MEASURED`: the run (no traceback), its peak resident memory in MiB,
+    and the report's files."""
+    keygen = subprocess.run([str(Path(sys.executable).parent / "radcommons"), "keygen", "site.key"], cwd=root,
+                            capture_output=True, text=True, timeout=120)
+    assert keygen.returncode == 0, keygen.stderr
+    peak_file = root / "peak"
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(peak_file), "deid", "src", "dst", "--site", "S1", "--key-file",
+         "site.key", "--workers", "1", "--report", "report.json"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in run.stderr + run.stdout, run.stderr
+    return run, peak_mib(peak_file), json.loads((root / "report.json").read_text())["files"]
 
 
 def long_element(tag: int, vr: bytes, length: int) -> bytes:

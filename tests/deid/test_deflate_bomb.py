@@ -8,9 +8,6 @@ process stays small; a deflated file as pydicom writes it is still de-identified
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
@@ -19,10 +16,9 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid.fileio import BadInput, read_full, read_header
 
-from deflate_support import MEASURED, BOMB_BYTES, long_element, peak_mib, private_bomb_header, write_bomb
+from deflate_support import BOMB_BYTES, long_element, measured_deid, private_bomb_header, write_bomb
 from deid_support import PATIENT_ID, make_ct
 
-RADCOMMONS = [str(Path(sys.executable).parent / "radcommons")]
 #: the deid process's peak resident memory must stay under this (a bomb inflated whole takes more than
 #: BOMB_BYTES; an ordinary deid of a few files takes about 150 MiB)
 PEAK_LIMIT_MIB = 400
@@ -57,19 +53,10 @@ def _write_tree(src: Path) -> None:
 
 def test_deflate_bomb_is_rejected_by_deid_without_inflating_it(tmp_path: Path) -> None:
     _write_tree(tmp_path / "src")
-    keygen = subprocess.run(RADCOMMONS + ["keygen", "site.key"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120)
-    assert keygen.returncode == 0, keygen.stderr
-    peak_file = tmp_path / "peak"
-    run = subprocess.run(
-        [sys.executable, "-c", MEASURED, str(peak_file), "deid", "src", "dst", "--site", "S1", "--key-file",
-         "site.key", "--workers", "1", "--report", "report.json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in run.stderr + run.stdout, run.stderr
+    run, peak, report = measured_deid(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    peak = peak_mib(peak_file)
     assert peak < PEAK_LIMIT_MIB, f"deid's peak RSS was {peak:.0f} MiB"
-    files = {Path(f["input"]).stem: f for f in json.loads((tmp_path / "report.json").read_text())["files"]}
+    files = {Path(f["input"]).stem: f for f in report}
     good = files["deflated"]
     assert good["outcome"] == "deidentified", good
     output = pydicom.dcmread(tmp_path / "dst" / good["output"])
@@ -98,9 +85,10 @@ def test_deflated_file_reads_as_pydicom_reads_it(tmp_path: Path) -> None:
     assert full.file_meta == reference.file_meta and full.preamble == reference.preamble
     assert full.original_encoding == reference.original_encoding
     assert full.original_character_set == reference.original_character_set
-    header = read_header(path)
-    assert not header.streamable
-    assert header.dataset == pydicom.dcmread(path, stop_before_pixels=True)
+    header = read_header(path)  # a deflated file is read whole, once: read_full hands that on
+    assert not header.streamable and header.whole
+    assert header.dataset == reference
+    assert read_full(path, header) is header.dataset
     cut = tmp_path / "cut.dcm"
     cut.write_bytes(path.read_bytes()[:-200])
     try:

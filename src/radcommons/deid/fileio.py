@@ -49,19 +49,48 @@ from pydicom.uid import (
 
 from radcommons.deid.codestream import blank_in_memory, pixel_element_ranges
 from radcommons.dicom.deflated import DEFLATED_CUT_SHORT, DeflatedFile
-from radcommons.dicom.elements import LONG_VRS, PixelDataError, cut_short_element, pixel_span
+from radcommons.dicom.elements import (
+    LONG_VRS,
+    PIXEL_TAGS,
+    TRAILING_MAX,
+    PixelDataError,
+    cut_short_element,
+    pixel_span,
+)
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.errors import UserError
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 CHUNK = 1 << 20
-#: the trailing part (after Pixel Data) is parsed into memory; more than this is suspect
-MAX_TAIL = 64 << 20
 
 
 class BadInput(Exception):
     """The file is not usable DICOM; the message is the reason given in the report."""
+
+
+def unreadable(error: OSError) -> str:
+    """The reason for a source the operating system would not let be read (permission denied, an
+    I/O error of its disk): not the file's content, so never called corrupt."""
+    return f"unreadable: {error.strerror or error}"
+
+
+def _unusable(error: Exception) -> BadInput:
+    """The reason for a source whose reading raised ``error``: an error of the operating system (it
+    has an errno) makes it :func:`unreadable`; anything else (pydicom raises many kinds on bad bytes)
+    corrupt."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return BadInput(unreadable(error))
+    return BadInput(f"corrupt: {type(error).__name__}: {error}")
+
+
+def _trailing_problem(length: int) -> str | None:
+    """Why ``length`` bytes of elements after the Pixel Data cannot be sent (``None``: they can):
+    the commons' verification gate refuses more than ``TRAILING_MAX``."""
+    if length <= TRAILING_MAX:
+        return None
+    return (f"{length} bytes of elements after the Pixel Data (more than {TRAILING_MAX}, which the commons' "
+            "verification gate refuses): remove them (digital signatures, private groups, padding) and run again")
 
 
 #: what to do about a destination that refused an output, by the operating system's reason
@@ -126,6 +155,7 @@ class Header:
     little_endian: bool
     pixel_span: tuple[int, int] | None  #: [start, end) byte range of the pixel element(s)
     streamable: bool  #: False for deflated files: read and write them whole
+    whole: bool = False  #: ``dataset`` is the whole data set (a deflated file, inflated once)
 
 
 def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
@@ -139,12 +169,13 @@ def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
 
 
 def read_header(path: Path) -> Header:
-    """Parse the header of ``path``; raise :class:`BadInput` with a reason if unusable."""
+    """Parse the header of ``path`` (of a deflated file, the whole data set, inflated once:
+    :attr:`Header.whole`, for :func:`read_full`); raise :class:`BadInput` with a reason if unusable."""
     path = Path(path)
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise BadInput(f"unreadable: {error.strerror}") from error
+        raise BadInput(unreadable(error)) from error
     if size == 0:
         raise BadInput("zero bytes")
     try:
@@ -157,8 +188,8 @@ def read_header(path: Path) -> Header:
                 # minutes for a large zero-filled file (a disk image, a file never written)
                 raise BadInput("not DICOM (it starts with zero bytes and has no DICM prefix)")
             deflated = DeflatedFile.open(fp, size) if has_magic else None
-            if deflated is not None:  # pydicom's reader would inflate it whole
-                ds = _read_deflated(deflated, whole=False)
+            if deflated is not None:  # pydicom's reader would inflate it whole; read whole, inflated once
+                ds = _read_deflated(deflated)
             else:
                 fp.seek(0)
                 try:
@@ -183,22 +214,23 @@ def read_header(path: Path) -> Header:
                 raise BadInput("not DICOM (encoding could not be determined)")
             ts = _transfer_syntax(ds, bool(implicit), bool(little))
             if ts == DeflatedExplicitVRLittleEndian:
-                return Header(ds, ts, False, True, None, streamable=False)
+                return Header(ds, ts, False, True, None, streamable=False, whole=deflated is not None)
             try:
                 span, position = pixel_span(fp, pixel_start, size, bool(implicit), bool(little))
             except PixelDataError as error:
                 raise BadInput(str(error)) from None
             if position < size:
-                if size - position > MAX_TAIL:
-                    raise BadInput("corrupt: more than 64 MB of data after Pixel Data")
+                trailing = _trailing_problem(size - position)
+                if trailing:
+                    raise BadInput(trailing)
                 fp.seek(position)
                 tail = read_dataset(fp, bool(implicit), bool(little), bytelength=size - position)
                 for element in tail:
                     ds.add(element)
     except BadInput:
         raise
-    except Exception as error:  # pydicom raises many types on bad bytes
-        raise BadInput(f"corrupt: {type(error).__name__}: {error}") from error
+    except Exception as error:  # the source unreadable, or bad bytes
+        raise _unusable(error) from error
     if span is None and "Rows" in ds and "PixelData" not in ds:
         raise BadInput("truncated: image attributes present but no Pixel Data")
     return Header(ds, ts, bool(implicit), bool(little), span, streamable=True)
@@ -209,37 +241,51 @@ _DEFLATED_HINT = ("if it is a genuine image, convert it to Explicit VR Little En
                   "again; otherwise leave it out")
 
 
-def _read_deflated(deflated: DeflatedFile, *, whole: bool) -> Dataset:
-    """The header of a Deflated Explicit VR Little Endian file (PS3.5 A.5) up to its pixel data, or the
-    ``whole`` data set, inflated a chunk at a time within the bound of
-    :class:`~radcommons.dicom.deflated.DeflatedFile` (``MAX_TAIL`` bytes after the pixels); pydicom's
-    reader would inflate it whole first, GBs for a few MB of deflated zeros. Raises :class:`BadInput`."""
+def _read_deflated(deflated: DeflatedFile) -> Dataset:
+    """The whole data set of a Deflated Explicit VR Little Endian file (PS3.5 A.5), inflated once, a
+    chunk at a time, within the bound of :class:`~radcommons.dicom.deflated.DeflatedFile` for a data
+    set held whole (``TRAILING_MAX`` bytes after the pixels); pydicom's reader would inflate it whole
+    first, GBs for a few MB of deflated zeros. Raises :class:`BadInput`."""
+    stream = deflated.stream
     try:
-        ds = deflated.read_header(MAX_TAIL)
-        if whole:
-            for element in read_dataset(deflated.stream, False, True).elements():  # type: ignore[arg-type]
-                ds[element.tag] = element
+        ds = deflated.read_header(TRAILING_MAX, whole=True)
+        pixels = read_dataset(stream, False, True,  # type: ignore[arg-type]
+                              stop_when=lambda tag, vr, length: int(tag) not in PIXEL_TAGS)
+        after = stream.tell()
+        trailing = read_dataset(stream, False, True)  # type: ignore[arg-type]
     except Exception as error:  # InflatesBeyond, zlib.error, pydicom's reader errors on damaged bytes
-        raise BadInput(deflated.problem(_DEFLATED_HINT) or f"corrupt: {type(error).__name__}: {error}") from error
-    if whole and not deflated.stream.complete:
+        problem = deflated.problem(_DEFLATED_HINT)
+        raise (BadInput(problem) if problem else _unusable(error)) from error
+    if not stream.complete:
         raise BadInput(DEFLATED_CUT_SHORT)
+    problem = _trailing_problem(stream.tell() - after)
+    if problem:
+        raise BadInput(problem)
+    for part in (pixels, trailing):
+        for element in part.elements():
+            ds[element.tag] = element
     return ds
 
 
-def read_full(path: Path) -> Dataset:
-    """Read the whole file (for pixel cleaning or deflated files)."""
+def read_full(path: Path, header: Header | None = None) -> Dataset:
+    """The whole data set of ``path`` (for pixel cleaning, or a deflated file). ``header``, what
+    :func:`read_header` read of it, saves reading twice: a deflated file's data set is in it already
+    (inflated once), and any other file goes to pydicom without its File Meta read first."""
+    if header is not None and header.whole:
+        return header.dataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with open(path, "rb") as fp:
-                deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size)
-                if deflated is not None:
-                    return _read_deflated(deflated, whole=True)
+            if header is None:
+                with open(path, "rb") as fp:
+                    deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size)
+                    if deflated is not None:
+                        return _read_deflated(deflated)
             return pydicom.dcmread(path, force=True)
         except BadInput:
             raise
-        except Exception as error:
-            raise BadInput(f"corrupt: {type(error).__name__}: {error}") from error
+        except Exception as error:  # the source unreadable, or bad bytes
+            raise _unusable(error) from error
 
 
 def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
@@ -375,7 +421,10 @@ def _copy_range(src: BinaryIO, out: BinaryIO, start: int, length: int) -> None:
     src.seek(offset)
     out.seek(0, os.SEEK_END)
     while remaining:
-        chunk = src.read(min(CHUNK, remaining))
+        try:
+            chunk = src.read(min(CHUNK, remaining))
+        except OSError as error:  # the source's disk, not the destination's (that one raises from out)
+            raise BadInput(unreadable(error)) from error
         if not chunk:
             raise BadInput("truncated: source shrank while being copied")
         out.write(chunk)
@@ -750,6 +799,7 @@ __all__ = [
     "PendingWrites",
     "read_header",
     "read_full",
+    "unreadable",
     "write_streamed",
     "write_whole",
     "new_file_meta",

@@ -23,6 +23,7 @@ from radcommons.deid.fileio import (
     PendingWrites,
     read_full,
     read_header,
+    unreadable,
     write_streamed,
     write_whole,
 )
@@ -83,6 +84,8 @@ def _deidentify_file(
             return outcome
         except NotPlain as reason:
             why = str(reason)
+        except OSError as error:  # the source cannot be read: the pydicom path tries again and says so
+            why = unreadable(error)
         except RecursionError:  # thousands of nested sequences: the input's doing, not a fault to report
             why = "sequences nested too deeply for the streamed path"
         except OutputWriteError:  # the destination's failure: the pydicom path would fail on it too
@@ -120,7 +123,7 @@ def _pydicom_path(
         if context.review_pixels:
             needs_pixels, why = pixel_review(ds)
         if needs_pixels or not header.streamable:
-            full = read_full(src)
+            full = read_full(src, header)
             cleaned, regions = False, ()
             if needs_pixels:
                 if not any(tag in full for tag in PIXEL_TAGS):  # Pixel Data, Float or Double Float Pixel Data

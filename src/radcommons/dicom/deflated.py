@@ -6,8 +6,11 @@ zeros (a "decompression bomb") take GBs. Here the stream is inflated a chunk at 
 as the reads go (:class:`Inflated`), and never beyond a bound derived from the file's size and its
 header (:class:`DeflatedFile`): at most ``DEFLATE_RATIO_MAX`` times the file's size
 (``DEFLATED_HEADER_MAX`` at least) up to the pixel data, then the pixels the header describes and
-the caller's allowance for the elements after them. A file that inflates beyond is refused with a
-clear reason before it is inflated whole.
+the caller's allowance for the elements after them. A caller that holds the whole data set in memory
+(the site's de-identification) trusts the header less: there the data set may also inflate to no more
+than ``WHOLE_RATIO_MAX`` times the file's size (``DEFLATED_HEADER_MAX`` at least) and never beyond
+``WHOLE_MAX``, so that a forged Rows x Columns x frames cannot make it hold GBs. A file that inflates
+beyond is refused with a clear reason before it is inflated whole.
 
 Both sides read deflated files through it: the commons' verification gate
 (:mod:`radcommons.pipelines.examine`) and the site's de-identification (:mod:`radcommons.deid.fileio`,
@@ -37,6 +40,12 @@ INFLATE_BACK = 64 * 1024
 #: text and numbers tenfold): a few MB of deflated zeros inflate to GBs, a decompression bomb.
 DEFLATED_HEADER_MAX = 32 * 1024 * 1024
 DEFLATE_RATIO_MAX = 16
+#: A data set held whole in memory may inflate to at most this many times its file's size
+#: (DEFLATED_HEADER_MAX at least), whatever its header says: deflate itself reaches about 1000:1 on
+#: zeros (RFC 1951: a 258-byte match in a few bits), images about 2:1 to 10:1, mostly blank ones more.
+WHOLE_RATIO_MAX = 100
+#: ... and never more than this (pydicom holds it, and a copy of its pixels, in memory).
+WHOLE_MAX = 2 * 1024 * 1024 * 1024
 #: Room for the pixel data elements' own headers and padding beyond the pixels the header describes.
 PIXEL_MARGIN = 64 * 1024
 DEFLATED_CUT_SHORT = "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
@@ -89,19 +98,26 @@ class Inflated:
         if self.inflated > self.limit:
             self.exceeded = True
             raise InflatesBeyond(f"more than {self.limit} bytes")
+        self._drop_behind()
+        return True
+
+    def _drop_behind(self) -> None:
+        """Forget what lies more than ``INFLATE_BACK`` bytes behind the position (a large element
+        just read is then held once, by its reader, not also here)."""
         drop = min(self._position - INFLATE_BACK - self._base, len(self._buffer))
         if drop > 0:
             del self._buffer[:drop]
             self._base += drop
-        return True
 
     def read(self, size: int = -1) -> bytes:
         want = self.limit + 1 if size < 0 else size
         while self.inflated < self._position + want and self._inflate():
             pass
         start = self._position - self._base
-        data = bytes(self._buffer[start:start + want])
+        with memoryview(self._buffer) as whole, whole[start:start + want] as part:
+            data = bytes(part)  # the one copy (a bytearray slice would be a second)
         self._position += len(data)
+        self._drop_behind()
         return data
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -128,6 +144,12 @@ def pixel_bytes(ds: Dataset) -> int:
     return 0 if min(values) < 0 else (math.prod(values) + 7) // 8
 
 
+def whole_bound(size: int) -> int:
+    """The most a deflated data set of a file of ``size`` bytes may inflate to when it is held whole in
+    memory: ``WHOLE_RATIO_MAX`` times ``size``, ``DEFLATED_HEADER_MAX`` at least, ``WHOLE_MAX`` at most."""
+    return min(max(DEFLATED_HEADER_MAX, WHOLE_RATIO_MAX * size), WHOLE_MAX)
+
+
 class DeflatedFile:
     """A Deflated Explicit VR Little Endian file being read (:meth:`open`): its preamble and File Meta
     Information, and its data set as :attr:`stream` (:class:`Inflated`), bounded by what the file's
@@ -135,7 +157,7 @@ class DeflatedFile:
     bound in force, for :meth:`problem`."""
 
     def __init__(self, fp: IO[bytes], size: int, preamble: bytes | None, meta: FileMetaDataset) -> None:
-        self._fp, self.preamble, self.meta = fp, preamble, meta
+        self._fp, self.preamble, self.meta, self.size = fp, preamble, meta, size
         self.stream = Inflated(fp, size, max(DEFLATED_HEADER_MAX, DEFLATE_RATIO_MAX * size))
         self.allowed = f"more than {DEFLATE_RATIO_MAX} times the file's {size} bytes before its Pixel Data"
 
@@ -157,10 +179,14 @@ class DeflatedFile:
             return None
         return cls(fp, size, preamble, meta)
 
-    def read_header(self, trailing_max: int) -> FileDataset:
+    def read_header(self, trailing_max: int, *, whole: bool = False) -> FileDataset:
         """The data set up to its pixel data (:attr:`stream` is left there); from then on the data set
         may inflate to the pixels its header describes, ``PIXEL_MARGIN`` and ``trailing_max`` bytes
-        of elements after them. Raises what pydicom's reader raises, or :class:`InflatesBeyond`."""
+        of elements after them; for a caller that reads it ``whole`` into memory, also no more than
+        :func:`whole_bound` allows (a forged header describes GBs of pixels).
+        Raises what pydicom's reader raises, or :class:`InflatesBeyond`."""
+        if whole:
+            self._hold_whole("")
         dataset = read_dataset(self.stream, False, True,  # type: ignore[arg-type]
                                stop_when=lambda tag, vr, length: int(tag) in PIXEL_TAGS)
         ds = FileDataset(self._fp, dataset, self.preamble, self.meta, False, True)  # type: ignore[arg-type]
@@ -169,7 +195,17 @@ class DeflatedFile:
         self.allowed = (f"more than the {pixels} bytes of pixels its header describes (Rows x Columns x frames x "
                         f"samples x bits) and {trailing_max} bytes after them")
         self.stream.limit = self.stream.tell() + pixels + PIXEL_MARGIN + trailing_max
+        if whole:
+            self._hold_whole(f", whatever its header describes ({pixels} bytes of pixels)")
         return ds
+
+    def _hold_whole(self, note: str) -> None:
+        """Bound :attr:`stream` by :func:`whole_bound` too, where that is less (``note``: said after the bound)."""
+        bound = whole_bound(self.size)
+        if bound < self.stream.limit:
+            self.allowed = (f"more than {bound} bytes held whole in memory ({WHOLE_RATIO_MAX} times the file's "
+                            f"{self.size} bytes, {DEFLATED_HEADER_MAX} at least, {WHOLE_MAX} at most){note}")
+            self.stream.limit = bound
 
     def problem(self, hint: str) -> str | None:
         """Why reading :attr:`stream` failed, when it inflated beyond its bound (``hint``: what to do
@@ -183,4 +219,4 @@ class DeflatedFile:
         return None
 
 
-__all__ = ["DEFLATED_CUT_SHORT", "DeflatedFile", "Inflated", "InflatesBeyond", "pixel_bytes"]
+__all__ = ["DEFLATED_CUT_SHORT", "DeflatedFile", "Inflated", "InflatesBeyond", "pixel_bytes", "whole_bound"]

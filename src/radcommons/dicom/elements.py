@@ -57,6 +57,10 @@ _LENGTH = struct.Struct("<L")
 FIRST_READ = 1 << 14
 #: headers longer than this (before Pixel Data) are left to pydicom
 MAX_HEAD = 64 << 20
+#: The elements after the pixel data (digital signatures, private groups 7FE1-FFFF, padding, PS3.5
+#: 7.8.1) a file may have, in bytes: the commons' verification gate reads them whole and refuses a file
+#: with more, so the site's de-identification refuses it too (it must not send what the gate refuses).
+TRAILING_MAX = 8 * 1024 * 1024
 
 
 class NotPlain(Exception):
@@ -392,5 +396,5 @@ def string_values(value: object) -> list[str]:
 
 __all__ = [
     "Element", "Head", "NotPlain", "PIXEL_TAGS", "LONG_VRS", "PixelDataError", "UNDEFINED_BYTES", "cut_short_element",
-    "pixel_span", "read_head", "string_values",
+    "pixel_span", "read_head", "string_values", "TRAILING_MAX",
 ]

@@ -28,7 +28,7 @@ from pydicom.filereader import read_dataset
 from radcommons.deid.archives import is_archive
 from radcommons.deid.check import Finding, check_deidentified
 from radcommons.dicom.deflated import DEFLATED_CUT_SHORT, DeflatedFile
-from radcommons.dicom.elements import PixelDataError, cut_short_element, pixel_span, read_head
+from radcommons.dicom.elements import TRAILING_MAX, PixelDataError, cut_short_element, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
 from radcommons.inputs import stat_input
 from radcommons.store.objects import ObjectStore, StagedObject
@@ -67,11 +67,6 @@ class Examined:
     @property
     def study_uid(self) -> str:
         return self.fields.study["study_uid"] if self.fields else ""
-
-
-#: Elements after the pixel data (digital signatures, private groups 7FE1-FFFF, padding) are read
-#: for the gate up to this many bytes; a file with more is rejected.
-TRAILING_MAX = 8 * 1024 * 1024
 
 
 def _pixels_problem(fp: IO[bytes], start: int | None, size: int, implicit: bool, little: bool, *, image: bool
