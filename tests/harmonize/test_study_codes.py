@@ -44,11 +44,13 @@ def test_a_decision_teaches_the_matcher_its_sibling_pairs() -> None:
     # Real pairs of MIDRC's long tail: one decision lifts its siblings over the threshold.
     from radcommons.harmonize.study_codes import builtin_matcher, curated_matcher, decision_row
 
-    decided = Decision("DX", "X-RAY KNEE COMPLETE 4 OR MORE VIEWS - LEFT", "47374-4", "XR Knee - left GE 4 Views")
+    # (The knee family of this test, "XR KNEE LT 4 OR MORE VIEWS", is answered without a
+    # decision since the structured rule reads view ranges.)
+    decided = Decision("CR", "CHEST 1 VIEW PA OR AP", "36554-4", "XR Chest Single view")
     assert decision_row(Decision("DX", "X", "")) is None  # "not mappable" teaches nothing
     matcher = curated_matcher((decision_row(decided),))
     assert curated_matcher(()) is builtin_matcher()
-    for sibling in ("KNEE COMPLETE LEFT 4 OR MORE VIEWS", "XR KNEE LT 4 OR MORE VIEWS"):
-        assert not builtin_matcher().match("DX", sibling).accepted
-        assert study_code_fields("DX", sibling, {}, matcher)["loinc_code"] == "47374-4"
-    assert study_code_fields("DX", "XR KNEE RT 4 OR MORE VIEWS", {}, matcher).get("loinc_code") != "47374-4"
+    for sibling in ("CHEST 1 VIEW AP/PA", "CHEST 1 VIEW PA/AP"):
+        assert not builtin_matcher().match("CR", sibling).accepted
+        assert study_code_fields("CR", sibling, {}, matcher)["loinc_code"] == "36554-4"
+    assert study_code_fields("CR", "CHEST 2 VIEWS PA/LAT", {}, matcher).get("loinc_code") != "36554-4"

@@ -8,8 +8,11 @@ produced it and a ``rule`` saying how:
 3. ``normalized``: the same canonical words as a curated row (abbreviations, punctuation,
    contrast phrases and word order normalised).
 4. ``rules``: the method, body region, views, portable, laterality, purpose and contrast read
-   from the description equal those of curated rows (which vote), or of exactly one code's
-   own long common name.
+   from the description equal those of curated rows (which vote), and the structured match:
+   the code whose own long common name states the description's attributes best
+   (:func:`~radcommons.harmonize.rules.best_fit`), weighted by how often that kind of fit
+   named the curated code on the matcher's own curated rows; two codes fitting alike share
+   the weight, and a code that states what the description does not is only a suggestion.
 5. ``similarity``: TF-IDF cosine similarity to curated descriptions and code names, ranked.
 
 The confidence of 3-5 is calibrated so that answers at or above the default threshold are
@@ -26,16 +29,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radcommons.harmonize.confidence import DEFAULT_THRESHOLD
+from radcommons.harmonize.confidence import DEFAULT_THRESHOLD, Calibration
 from radcommons.harmonize.normalize import (
     canonical_text,
     midrc_key,
     modality_groups,
     normalize_space_case,
 )
-from radcommons.harmonize.rules import Features, agree, code_features, contradicts, features
+from radcommons.harmonize.rules import Features, Fit, best_fit, code_features, contradicts, features
 from radcommons.harmonize.similarity import TfidfIndex, char_wb_ngrams
 from radcommons.harmonize.tables import CodeInfo, MappingTable
+
+#: The most a structured fit that guesses an attribute weighs (see Matcher._structured).
+GUESS_WEIGHT = 0.5
 
 METHODS = ("decision", "exact", "normalized", "rules", "similarity", "none")
 
@@ -125,7 +131,7 @@ class _Derived:
     """Indexes of the curated rows by canonical words and by features, and each code's features."""
 
     canonical: dict[tuple[str, str], list[str]]
-    signature: dict[tuple[str, Features], list[str]]
+    signature: dict[tuple[str, Features], list[tuple[str, str]]]  # (description key, code)
     code_features: dict[str, Features]
 
 
@@ -150,6 +156,35 @@ def _canonical_words(text: str) -> list[str]:
 
 def _char_ngrams(text: str) -> list[str]:
     return char_wb_ngrams(normalize_space_case(text), 3, 4)
+
+
+def _fit_class(parsed: Features, fit: Fit, tied: Sequence[str], hits: Sequence[str]) -> tuple[str, ...]:
+    """The class a structured fit is calibrated in, most general part first.
+
+    The method family, the fit's kind (:attr:`Fit.kind`), whether codes tie, whether the
+    description states what the family's codes tell apart (contrast for CT and MR, views or
+    projections for radiographs), and whether the curated rows with the same features
+    (``hits``) name the fitted code. A class seen on few rows borrows from the one above it
+    (:class:`~radcommons.harmonize.confidence.Calibration`).
+    """
+    if parsed.method == "XR":
+        # Chest and abdomen radiographs have many codes told apart by projections and portable;
+        # the skeleton's are told apart by side and view count.
+        family = "XR chest/abdomen" if parsed.regions & {"CHEST", "ABDOMEN"} else "XR other"
+        stated = "views" if parsed.views or parsed.projections else "no views"
+    elif parsed.method in ("CT", "MR"):
+        family, stated = "CT/MR", "contrast" if parsed.contrast else "no contrast"
+    else:
+        family, stated = "other", ""
+    if not hits:
+        rows = "no curated row with these features"
+    elif all(code in tied for code in hits):
+        rows = "curated rows with these features agree"
+    elif any(code in tied for code in hits):
+        rows = "curated rows with these features split"
+    else:
+        rows = "curated rows with these features name another code"
+    return (family, fit.kind, "tied" if len(tied) > 1 else "unique", stated, rows)
 
 
 def _uninformative(description: str) -> bool:
@@ -203,7 +238,7 @@ class Matcher:
                 if canonical:
                     derived.canonical[(group, canonical)].append(row.code)
                 if parsed.informative:
-                    derived.signature[(group, parsed)].append(row.code)
+                    derived.signature[(group, parsed)].append((midrc_key("", row.description)[1], row.code))
         derived.code_features.update(
             (code, code_features(info.long_common_name)) for code, info in self.table.codes.items()
         )
@@ -309,9 +344,15 @@ class Matcher:
         Support is a noisy-OR of the agreeing weights; the strongest vote for another code
         scales it down, so a pair the sources disagree on lands in the review queue.
         """
-        support: dict[str, float] = {}
+        # Within one method the sources read the same words (the curated rows that share a
+        # description's features, and the code whose name states them): the strongest counts.
+        strongest: dict[tuple[str, str], float] = {}
         for item in evidence:
-            support[item.code] = 1 - (1 - support.get(item.code, 0.0)) * (1 - item.weight)
+            key = (item.code, item.method)
+            strongest[key] = max(strongest.get(key, 0.0), item.weight)
+        support: dict[str, float] = {}
+        for (code, _), weight in strongest.items():
+            support[code] = 1 - (1 - support.get(code, 0.0)) * (1 - weight)
         code = max(support, key=lambda c: (support[c], -min(_RANK[e.method] for e in evidence if e.code == c)))
         against = max((e.weight for e in evidence if e.code != code), default=0.0)
         confidence = support[code] * (1 - 0.5 * against)
@@ -336,23 +377,76 @@ class Matcher:
         return _votes(hits, 0.95, 0.8, "normalized", f"same words as {{votes}}/{{total}} curated row(s) [{canonical}]")
 
     def _rules(self, parsed: Features, groups: list[str]) -> list[Evidence]:
-        out = []
-        hits = self._lookup(self._derived.signature, [(g, parsed) for g in groups])
-        out.extend(_votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)"))
-        fits = []
-        for code, code_parsed in self._code_features.items():
-            ok, score = agree(parsed, code_parsed)
-            if ok:
-                fits.append((score, code))
-        if fits:
-            fits.sort(reverse=True)
-            best_score, best_code = fits[0]
-            if sum(1 for s, _ in fits if s == best_score) == 1:
-                full = best_score == 1.0
-                out.append(Evidence(best_code, 0.5 if full else 0.35, "rules",
-                                    "code name states the same method/region/contrast"
-                                    + ("" if full else " (description states less)")))
+        hits = self._signature_codes(parsed, groups)
+        out = _votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)")
+        out.extend(self._structured(parsed, hits))
         return out
+
+    def _signature_codes(self, parsed: Features, groups: Sequence[str], leave_out: str = "") -> list[str]:
+        """Codes of the curated rows with the same features (but description ``leave_out``)."""
+        rows = self._lookup(self._derived.signature, [(g, parsed) for g in groups])
+        return [code for description, code in rows if description != leave_out]
+
+    def _structured(self, parsed: Features, hits: Sequence[str]) -> list[Evidence]:
+        """The code whose own name states the description's features best (:func:`best_fit`).
+
+        Its weight is the precision this kind of fit had on the curated rows
+        (:attr:`_calibration`), the kind including whether the curated rows with the same
+        features name it too; codes that fit equally well share the evidence and vote against
+        each other, so an ambiguous description stays below the threshold.
+        """
+        found = best_fit(parsed, self._code_features)
+        if found is None:
+            return []
+        tied, fit = found
+        key = _fit_class(parsed, fit, tied, hits)
+        calibration = self._calibration
+        rule = (f"code name states the description's method/region and {fit.same} attribute(s) alike, "
+                f"{fit.broader} left open, {fit.guessed} guessed; {key[-1]} "
+                f"({calibration.describe(key)})")
+        if len(tied) > 1:
+            rule += f", tied with {len(tied) - 1} other code(s)"
+        weight = calibration.weight(key)
+        if fit.kind == "guess":
+            # The code states what the description does not: a suggestion for a curator, however
+            # often such guesses were right on the curated rows.
+            weight = min(weight, GUESS_WEIGHT)
+        # Tied codes split the weight: by the curated rows with these features where they
+        # name some of them, else evenly.
+        votes = Counter(code for code in hits if code in tied)
+        total = sum(votes.values())
+        share = {code: votes[code] / total if total else 1 / len(tied) for code in tied}
+        return [Evidence(code, weight * share[code], "rules", rule)
+                for code in tied if share[code]]
+
+    @functools.cached_property
+    def _calibration(self) -> Calibration:
+        """How often each kind of structured fit named the curated code, over this table's rows.
+
+        A code only one curated description names (and no attribute file lists) is left out of
+        the catalogue while that row is counted, as it would be unknown without the row: the
+        count then sees what a new description meets.
+        """
+        named: dict[str, set[str]] = defaultdict(set)
+        for row in self.table.rows:
+            named[row.code].add(midrc_key(row.modality, row.description)[1])
+        listed = {info.code for info in self.table.attributes}
+        calibration = Calibration()
+        for row in self.table.rows:
+            parsed = features(row.description, row.modality)
+            if not row.description or not parsed.informative:
+                continue
+            candidates = self._code_features
+            if row.code not in listed and len(named[row.code]) == 1:
+                candidates = {c: f for c, f in candidates.items() if c != row.code}
+            found = best_fit(parsed, candidates)
+            if found is None:
+                continue
+            tied, fit = found
+            groups = sorted(modality_groups(row.modality)) or [""]
+            hits = self._signature_codes(parsed, groups, leave_out=midrc_key("", row.description)[1])
+            calibration.add(_fit_class(parsed, fit, tied, hits), row.code in tied)
+        return calibration
 
     def _similarity(self, modality: str, description: str, parsed: Features) -> list[Evidence]:
         index = self._similarity_index

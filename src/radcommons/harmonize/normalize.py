@@ -85,6 +85,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b3\s+OR\s+4\b", " 3OR4 "),
         (r"\b(\d)\s*\+", r" \1PLUS "),
         (r"\b(\d)\s+OR\s+MORE\b", r" \1PLUS "),
+        (r"\b(\d)\s*(?:VIEWS?|VWS?|V)\s+(?:MIN(?:IMUM)?|OR\s+MORE)\b", r" \1PLUS "),
         (r"\b(?:GE|MIN|MINIMUM|AT LEAST)\s+(\d)\b", r" \1PLUS "),
         (r"\bONE\s+(?=VIEW|VW)", " 1 "),
         (r"\bTWO\s+(?=VIEW|VW)", " 2 "),
@@ -98,6 +99,13 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bLOW\s+DOSE\b|\bLW\s+DOSE\b", " LOWDOSE "),
         (r"\bHIGH\s+RES(?:OLUTION)?\b|\bHI[\s_]RES\b", " HIRES "),
         (r"\bFLAT\s+PLATE\b", " SUPINE "),
+        # An oblique or decubitus view names the side it is taken from, not the exam's side
+        # ("XR CHEST LEFT DECUBITUS VIEW (RIGHT SIDE UP)" is a chest, not a left anything).
+        (r"\b(?:RIGHT|LEFT|RT|LT)\s+OBL(?:IQUE)?\s+(?:AND|&)\s+(?:RIGHT|LEFT|RT|LT)\s+OBL(?:IQUE)?S?\b"
+         r"|\bBOTH\s+OBL(?:IQUE)?S?\b|\bBILAT(?:ERAL)?\s+OBL(?:IQUE)?S?\b", " OBLIQUES "),
+        (r"\b(?:RIGHT|LEFT|RT|LT)\s+(?:ANT(?:ERIOR)?\s+|POST(?:ERIOR)?\s+)?(OBL(?:IQUE)?S?|DECUB(?:ITUS)?)\b", r" \1 "),
+        (r"\(?\b(?:RIGHT|LEFT)\s+SIDE\s+(?:UP|DOWN)\b\)?", " "),
+        (r"\bRUN\s*-?\s*OFF\b", " RUNOFF "),
         (r"\bCALCIUM\s+SCOR\w*|\bCALCM\s+SCR\w*|\bCA\s+SCOR\w*", " CALCIUM "),
         (r"\bPERFU\s+SION\b", " PERFUSION "),
         (r"\bTOTAL\s+SPINE\b|\bENTIRE\s+SPINE\b|\bCERVICAL\s+AND\s+THORACIC\s+AND\s+LUMBAR\s+SPINE\b",
@@ -168,12 +176,20 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "LAT": ("LATERAL",), "LATERAL": ("LATERAL",), "LATS": ("LATERAL",),
     "FRONTAL": ("FRONTAL",), "AP": ("AP",), "PA": ("PA",), "POSTEROANTERIOR": ("PA",),
     "ANTEROPOSTERIOR": ("AP",),
+    # plural obliques are two views (right and left): OBLIQUES counts the second
+    "OBL": ("OBLIQUE",), "OBLS": ("OBLIQUE", "OBLIQUES"), "OBLIQUE": ("OBLIQUE",),
+    "OBLIQUES": ("OBLIQUE", "OBLIQUES"),
+    "DECUB": ("DECUBITUS",), "DECUBITUS": ("DECUBITUS",),
     "ERECT": ("UPRIGHT",), "UPRIGHT": ("UPRIGHT",), "SUPINE": ("SUPINE",),
     "1V": ("VIEWS1",), "1VW": ("VIEWS1",), "1VIEW": ("VIEWS1",), "SINGLE": ("VIEWS1",),
     "2V": ("VIEWS2",), "2VW": ("VIEWS2",), "2VIEW": ("VIEWS2",), "2VIEWS": ("VIEWS2",),
     "3V": ("VIEWS3",), "3VW": ("VIEWS3",),
     "1OR2": ("VIEWS1OR2",), "2OR3": ("VIEWS2OR3",), "3OR4": ("VIEWS3OR4",),
     "2PLUS": ("VIEWS2PLUS",), "3PLUS": ("VIEWS3PLUS",), "4PLUS": ("VIEWS4PLUS",),
+    # qualifiers (what kind of exam within a method and region)
+    "TTE": ("US", "HEART", "TRANSTHORACIC"), "TEE": ("US", "HEART", "TRANSESOPHAGEAL"),
+    "TRANSVAG": ("TRANSVAGINAL",), "ENDOVAGINAL": ("TRANSVAGINAL",), "TV": ("TRANSVAGINAL",),
+    "INTRAOP": ("SURGERY",), "INTRAOPERATIVE": ("SURGERY",), "SWALLOW": ("SWALLOWING",),
     # laterality
     "LEFT": ("LEFT",), "LT": ("LEFT",), "RIGHT": ("RIGHT",), "RT": ("RIGHT",),
     "BILATERAL": ("BILATERAL",), "BILAT": ("BILATERAL",), "BIL": ("BILATERAL",),
@@ -235,7 +251,6 @@ def _read_contrast(words: list[str]) -> tuple[str | None, list[str]]:
     n = len(meaningful)
     while i < n:
         word = meaningful[i]
-        nxt = meaningful[i + 1] if i + 1 < n else ""
         if word == "WWO":
             has_w = has_wo = True
         elif word == "WO":
@@ -259,7 +274,6 @@ def _read_contrast(words: list[str]) -> tuple[str | None, list[str]]:
             pass
         else:
             kept.append(word)
-        del nxt
         i += 1
     if has_w and has_wo:
         return "WWO", kept

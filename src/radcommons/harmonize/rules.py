@@ -10,6 +10,7 @@ is a candidate even when no curated row names it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -43,7 +44,16 @@ PURPOSES: frozenset[str] = frozenset(
     {"PE", "SCREENING", "CALCIUM", "BIOPSY", "TUBE", "INSPEXP", "PERFUSION", "TOMO", "LIMITED", "BRONCHOSCOPY"}
 )
 
-PROJECTIONS: frozenset[str] = frozenset({"AP", "PA", "LATERAL", "FRONTAL", "UPRIGHT", "SUPINE"})
+PROJECTIONS: frozenset[str] = frozenset(
+    {"AP", "PA", "LATERAL", "OBLIQUE", "OBLIQUES", "FRONTAL", "UPRIGHT", "SUPINE", "DECUBITUS"}
+)
+
+#: Words that name a kind of exam within a method and region ("US Heart Transthoracic", "XR Chest
+#: Single view during surgery"): a code naming one is no answer for a description without it.
+QUALIFIERS: frozenset[str] = frozenset(
+    """CINE FUNCTION STRESS VENTILATION TRANSTHORACIC TRANSESOPHAGEAL TRANSABDOMINAL TRANSVAGINAL
+    SURGERY VIDEOGRAPHY SWALLOWING RUNOFF""".split()
+)
 LATERALITY: frozenset[str] = frozenset({"LEFT", "RIGHT", "BILATERAL"})
 
 
@@ -60,6 +70,7 @@ class Features:
     portable: bool = False
     laterality: str | None = None
     purposes: frozenset[str] = frozenset()
+    qualifiers: frozenset[str] = frozenset()
 
     @property
     def informative(self) -> bool:
@@ -125,6 +136,7 @@ def features(description: str, modality: str = "") -> Features:
         portable="PORTABLE" in tokens,
         laterality=laterality,
         purposes=frozenset(purposes),
+        qualifiers=frozenset(tokens & QUALIFIERS),
     )
 
 
@@ -140,34 +152,156 @@ def code_features(long_common_name: str) -> Features:
     return parsed
 
 
-def agree(description: Features, code: Features) -> tuple[bool, float]:
-    """Whether a code's features fit a description's, and how completely (0..1).
+@dataclass(frozen=True)
+class Fit:
+    """How a code's features fit a description's, attribute by attribute.
 
-    Hard disagreements (another method, region set, laterality, purpose or a contradicting
-    contrast) rule a code out. A description silent on contrast or views fits a code that
-    states them, for less.
+    ``same``: attributes both state alike; ``broader``: attributes the description states and
+    the code leaves open (the code covers the exam, less specifically: "CT PELVIS WO CONTRAST"
+    and "CT Pelvis"); ``guessed``: attributes the code states and the description does not
+    (answering it would guess them: "CT HEAD" and "CT Head WO contrast").
+    """
+
+    guessed: int
+    same: int
+    broader: int
+
+    @property
+    def kind(self) -> str:
+        """``same`` (the code states what the description states), ``broader`` or ``guess``."""
+        if self.guessed:
+            return "guess"
+        return "broader" if self.broader else "same"
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """Sort key, best first: fewer guesses, more attributes stated alike, fewer left open."""
+        return (self.guessed, -self.same, self.broader)
+
+
+_VIEW_RANGE = re.compile(r"^VIEWS(\d)(?:OR(\d)|(PLUS))?$")
+#: The projections a radiograph counts as one view each (for "AP+LAT" read as 2 views).
+_COUNTED = ("AP", "PA", "LATERAL", "OBLIQUE", "OBLIQUES")
+#: Positions that may repeat the projections ("AP+LAT, SUPINE+UPRIGHT"): the count is unknown.
+_POSITIONS = frozenset({"SUPINE", "UPRIGHT", "DECUBITUS"})
+
+
+def _views(parsed: Features) -> tuple[tuple[float, float] | None, bool]:
+    """The number of views as a range (1, 1), (2, 3), (3, inf), and whether it was stated.
+
+    A description that lists its projections ("AP+LAT") and no count has that many views.
+    """
+    found = _VIEW_RANGE.match(parsed.views or "")
+    if found:
+        low = int(found.group(1))
+        high = float("inf") if found.group(3) else int(found.group(2) or low)
+        return (low, high), True
+    counted = sum(1 for p in _COUNTED if p in parsed.projections)
+    if counted < 2 or parsed.projections & _POSITIONS:
+        return None, False
+    return (counted, counted), False
+
+
+def _views_grade(description: Features, code: Features) -> str:
+    """:func:`_graded` for view counts: a count inside the code's range ("3 VIEWS", "GE 3 Views")
+    is the same, an overlapping one a guess, a disjoint one a conflict.
+
+    A count read from listed projections ("AP+LAT") only rules codes out: the projections
+    themselves are compared, so "PA AND LAT" is "XR Chest PA and Lateral" before "2 Views".
+    """
+    mine, mine_stated = _views(description)
+    theirs, theirs_stated = _views(code)
+    if mine is None or theirs is None:
+        if mine is None and theirs is not None and theirs_stated:
+            return "guess"
+        return "broader" if theirs is None and mine is not None and mine_stated else ""
+    if theirs[0] <= mine[0] and mine[1] <= theirs[1]:
+        # A count inside the code's range is what the range is for ("3 VIEWS", "GE 3 Views").
+        return "same" if mine_stated else ""
+    if mine[1] < theirs[0] or mine[0] > theirs[1]:
+        return "conflict"
+    return "guess"
+
+
+def _projections_grade(description: frozenset[str], code: Features, counted: tuple[float, float] | None) -> str:
+    """:func:`_graded` for projections; a code that states a view count and no projections
+    leaves none open when the listed projections make a count inside its range ("AP, LAT,
+    OBL" and "XR Foot - right GE 3 Views")."""
+    grade = _graded(description, code.projections)
+    theirs, stated = _views(code)
+    if grade == "broader" and not code.projections and stated and theirs and counted:
+        if theirs[0] <= counted[0] and counted[1] <= theirs[1]:
+            return ""
+    return grade
+
+
+def _graded(mine: frozenset[str], theirs: frozenset[str]) -> str:
+    """Compare what the description (``mine``) and the code state as sets of words."""
+    if mine == theirs:
+        return "same" if mine else ""
+    if theirs <= mine:
+        return "broader"
+    if mine <= theirs:
+        return "guess"
+    return "conflict"
+
+
+def _frontal(description: frozenset[str], code: frozenset[str]) -> tuple[frozenset[str], bool]:
+    """A "frontal" view is AP or PA: read it as the code's, a guess of which."""
+    if "FRONTAL" in description and "FRONTAL" not in code and code & {"AP", "PA"}:
+        return (description - {"FRONTAL"}) | (code & {"AP", "PA"}), True
+    return description, False
+
+
+def fit(description: Features, code: Features) -> Fit | None:
+    """How ``code`` fits ``description``, or None when it cannot be the answer.
+
+    Method, body regions and angiography must be equal: another region set is another exam
+    (LOINC/RSNA Playbook codes name the imaged region exactly). Contrast timing, views,
+    projections, laterality, portable, purposes and qualifiers are graded; one both state
+    differently rules the code out.
     """
     if description.method != code.method or description.regions != code.regions:
-        return False, 0.0
-    if description.angio != code.angio or description.purposes != code.purposes:
-        return False, 0.0
-    if description.laterality != code.laterality:
-        return False, 0.0
-    if description.portable != code.portable:
-        return False, 0.0
-    score = 1.0
-    if description.contrast != code.contrast:
-        if description.contrast is not None and code.contrast is not None:
-            return False, 0.0
-        score -= 0.3
-    if description.method == "XR":
-        if description.views != code.views:
-            if description.views is not None and code.views is not None:
-                return False, 0.0
-            score -= 0.2
-        if description.projections != code.projections:
-            score -= 0.1
-    return True, score
+        return None
+    if description.angio != code.angio:
+        return None
+    grades: list[str] = []
+    projections, guessed = _frontal(description.projections, code.projections)
+    if guessed:
+        grades.append("guess")
+    for mine, theirs in (
+        (frozenset({description.contrast} - {None}), frozenset({code.contrast} - {None})),
+        (frozenset({description.laterality} - {None}), frozenset({code.laterality} - {None})),
+        (frozenset({"PORTABLE"} if description.portable else ()), frozenset({"PORTABLE"} if code.portable else ())),
+        (description.purposes, code.purposes),
+        (description.qualifiers, code.qualifiers),
+    ):
+        grades.append(_graded(mine, theirs))
+    counted = _views(replace(description, views=None))[0]
+    grades.append(_projections_grade(projections, code, counted))
+    grades.append(_views_grade(description, code))
+    if "conflict" in grades:
+        return None
+    return Fit(guessed=grades.count("guess"), same=grades.count("same"), broader=grades.count("broader"))
+
+
+def best_fit(description: Features, codes: Mapping[str, Features]) -> tuple[tuple[str, ...], Fit] | None:
+    """The codes that fit ``description`` best (:attr:`Fit.rank`), in ``codes`` order, and their fit.
+
+    More than one code is an ambiguity the caller must not answer with confidence ("CHEST 1
+    VIEW" would fit "XR Chest Single view" and "... during surgery" alike were the surgery
+    qualifier unread).
+    """
+    best: Fit | None = None
+    tied: list[str] = []
+    for code, parsed in codes.items():
+        found = fit(description, parsed)
+        if found is None or (best is not None and found.rank > best.rank):
+            continue
+        if best is None or found.rank < best.rank:
+            best, tied = found, []
+        tied.append(code)
+    return None if best is None else (tuple(tied), best)
 
 
 def contradicts(description: Features, code: Features) -> str:
