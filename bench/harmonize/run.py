@@ -8,7 +8,7 @@ Prints (as Markdown) the numbers reported in bench/RESULTS.md:
   thresholds; the threshold chosen on the CV folds (lowest with precision >= 0.9), and the
   nested estimate where each fold's threshold is chosen on the other folds only.
 
-Usage: .venv/bin/python bench/harmonize/run.py [--pairs StudyDescriptions_Gen3.tsv]
+Usage: .venv/bin/python bench/harmonize/run.py [--pairs StudyDescriptions_Gen3.tsv] [--sample 40]
 """
 
 from __future__ import annotations
@@ -24,6 +24,35 @@ DEFAULT_PAIRS = Path("/work/shared/ref/midrc-harmonization/StudyDescriptions_Gen
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
 
+def _fit_reason(parsed, catalogue) -> str:
+    """Why the structured match (rules.best_fit) leaves a pair with a fitting code to a curator."""
+    from radcommons.harmonize.rules import best_fit
+
+    found = best_fit(parsed, catalogue)
+    if found is None:
+        return "none fits its contrast, views or purpose"
+    tied, fit = found
+    if len(tied) > 1:
+        return "two or more codes fit alike"
+    if fit.kind == "guess":
+        return "the code states what the description does not (contrast, views, side, purpose)"
+    if fit.kind == "broader":
+        return "the code leaves open what the description states"
+    return "one code states the same, below 0.90 (such fits were wrong too often on the curated rows)"
+
+
+def sample_beyond_exact(pairs, ours, exact, size: int, seed: int) -> None:
+    """Print ``size`` random pairs answered by us and not by MIDRC's exact matcher: nobody
+    curated them, so reading them is the only check of their precision."""
+    import random
+
+    beyond = [(p, m) for p, m, e in zip(pairs, ours, exact, strict=True) if m.accepted and not e.accepted]
+    random.Random(seed).shuffle(beyond)
+    print(f"\n{min(size, len(beyond))} of the {len(beyond)} pairs answered beyond MIDRC's exact matcher (seed {seed}):")
+    for pair, match in beyond[:size]:
+        print(f"- {pair.modality} | {pair.description} -> {match.long_common_name} ({match.confidence:.2f}, {match.method})")
+
+
 def unanswered_reasons(pairs, matches, matcher: Matcher) -> dict[str, tuple[int, int]]:
     """Why each pair below the threshold has no answer: is there a code it could have?
 
@@ -34,7 +63,8 @@ def unanswered_reasons(pairs, matches, matcher: Matcher) -> dict[str, tuple[int,
 
     from radcommons.harmonize.rules import code_features, features
 
-    catalogue = [code_features(info.long_common_name) for info in matcher.codes.values()]
+    catalogue_by_code = {code: code_features(info.long_common_name) for code, info in matcher.codes.items()}
+    catalogue = list(catalogue_by_code.values())
     regions = {(f.method, f.regions) for f in catalogue}
     sides = {(f.method, f.regions, f.laterality) for f in catalogue}
     pairs_by, studies_by = Counter(), Counter()
@@ -48,10 +78,8 @@ def unanswered_reasons(pairs, matches, matcher: Matcher) -> dict[str, tuple[int,
             reason = "no code in the catalogue with its method and body region"
         elif (f.method, f.regions, f.laterality) not in sides:
             reason = "no code in the catalogue with its method, body region and laterality"
-        elif match.code:
-            reason = "a fitting code exists: suggested below the threshold"
         else:
-            reason = "a fitting code exists: no suggestion"
+            reason = "a code with its method, region and laterality exists: " + _fit_reason(f, catalogue_by_code)
         pairs_by[reason] += 1
         studies_by[reason] += pair.frequency
     return {reason: (n, studies_by[reason]) for reason, n in pairs_by.most_common()}
@@ -62,6 +90,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="print N random pairs answered beyond MIDRC's exact matcher, to read by eye")
     args = parser.parse_args()
     started = time.perf_counter()
     table = builtin_table()
@@ -89,7 +119,8 @@ def main() -> None:
     pairs_file = read_pairs(args.pairs)
     pairs = pairs_file.pairs
     exact = ExactMatcher(table)
-    exact_cov = coverage(pairs, [exact.match(p.modality, p.description) for p in pairs])
+    exact_matches = [exact.match(p.modality, p.description) for p in pairs]
+    exact_cov = coverage(pairs, exact_matches)
     matcher = Matcher(table, threshold=DEFAULT_THRESHOLD)
     ours = matcher.match_all([(p.modality, p.description) for p in pairs])
     ours_cov = coverage(pairs, ours)
@@ -107,6 +138,8 @@ def main() -> None:
     for threshold in (0.5, 0.7, 0.8):
         c = coverage(pairs, [m.__class__(**{**m.__dict__, "accepted": m.confidence >= threshold and bool(m.code)}) for m in ours])
         print(f"\nAt threshold {threshold}: {c.pair_share:.1%} of pairs, {c.study_share:.1%} of studies.", end="")
+    if args.sample:
+        sample_beyond_exact(pairs, ours, exact_matches, args.sample, args.seed)
     print(f"\n\n(run time {time.perf_counter() - started:.1f} s)")
 
 

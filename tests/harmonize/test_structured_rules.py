@@ -119,3 +119,16 @@ def test_calibration_counts_only_the_matchers_own_rows() -> None:
     table = build_table([MappingRow("CT", "CT CHEST W IV CONTRAST", "24628-0", "", line=2)], builtin_attributes())
     counts = Matcher(table)._calibration.counts
     assert counts[()] == [1, 1]
+
+
+def test_long_tail_spellings_read_for_the_structured_match() -> None:
+    # Each from StudyDescriptions_Gen3.tsv, each once answered with a wrong region or purpose.
+    assert features("CT ANGIO CHST/ABD/PEL W/WO CONTRAST", "CT").regions == {"CHEST", "ABDOMEN", "PELVIS"}
+    # A low-dose chest CT that follows a nodule up is no screening (MIDRC: "CT Chest WO contrast").
+    assert "SCREENING" not in features("Thorax^LOW_DOSE_NODULE_FU_WO_CM (Adult)", "CT").purposes
+    assert "SCREENING" in features("CT CHEST W/O- LOW DOSE (LUNG CANCER SCREENING)", "CT").purposes
+    # Lumbosacral is LOINC's "Spine Lumbar and Sacrum", as MIDRC's curators answer it.
+    assert features("LUMBAR SACRAL SPINE MIN 4 VIEWS", "CR").regions == code_features(
+        "XR Spine Lumbar and Sacrum 2 or 3 Views").regions
+    # CPT's "with pelvis when performed" is the hip's code.
+    assert features("XR LEFT HIP 2-3 VIEWS (UNILATERAL) WITH PELVIS WHEN PERFORMED", "DX").regions == {"HIP"}

@@ -378,9 +378,14 @@ class Matcher:
 
     def _rules(self, parsed: Features, groups: list[str]) -> list[Evidence]:
         hits = self._signature_codes(parsed, groups)
-        out = _votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)")
-        out.extend(self._structured(parsed, hits))
-        return out
+        votes = _votes(hits, 0.8, 0.55, "rules", "same method/region/views/contrast as {votes}/{total} curated row(s)")
+        structured = self._structured(parsed, hits)
+        if structured:
+            # The structured fit's class says whether these rows agree with it, and its weight
+            # is calibrated on that: their votes against it would count the split twice.
+            fitted = {item.code for item in structured}
+            votes = [item for item in votes if item.code in fitted]
+        return votes + structured
 
     def _signature_codes(self, parsed: Features, groups: Sequence[str], leave_out: str = "") -> list[str]:
         """Codes of the curated rows with the same features (but description ``leave_out``)."""

@@ -116,7 +116,12 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bCERVICAL\s+SPINE\b|\bSPINE\s+CERVICAL\b", " CSPINE "),
         (r"\bTHORACIC\s+SPINE\b|\bSPINE\s+THORACIC\b", " TSPINE "),
         (r"\bLUMBAR\s+SPINE\b|\bSPINE\s+LUMBAR\b", " LSPINE "),
-        (r"\bLUMBO\s*SACRAL\s+SPINE\b|\bLUMBAR\s+SACRAL\s+SPINE\b|\bSPINE\s+LUMBAR\s+AND\s+SACRUM\b", " LSPINE "),
+        # Lumbosacral is the lumbar spine and the sacrum, as LOINC names it ("XR Spine Lumbar and
+        # Sacrum 2 or 3 Views") and MIDRC's curators answer it.
+        (r"\bLUMBO\s*SACRAL\s+SPINE\b|\bLUMBAR\s+SACRAL\s+SPINE\b|\bSPINE\s+LUMBAR\s+AND\s+SACRUM\b",
+         " LSPINE SACRUM "),
+        # CPT's "with pelvis when performed" names the hip's code, not a pelvis study.
+        (r"\bW(?:ITH)?\s+PELVIS\s+WHEN\s+PERFORMED\b", " "),
     )
 )
 
@@ -140,7 +145,7 @@ _WORDS: dict[str, tuple[str, ...]] = {
     "FL": ("RF",), "FLUORO": ("RF",), "FLUOROSCOPY": ("RF",), "RF": ("RF",),
     # regions
     "CHEST": ("CHEST",), "THORAX": ("CHEST",), "THOR": ("CHEST",), "LUNG": ("CHEST",),
-    "LUNGS": ("CHEST",), "THORACIC": ("CHEST",), "CH": ("CHEST",),
+    "LUNGS": ("CHEST",), "THORACIC": ("CHEST",), "CH": ("CHEST",), "CHST": ("CHEST",),
     "ABD": ("ABDOMEN",), "ABDOMEN": ("ABDOMEN",), "ABDOMINAL": ("ABDOMEN",), "ABDOM": ("ABDOMEN",),
     "KUB": ("ABDOMEN",),
     "PEL": ("PELVIS",), "PELV": ("PELVIS",), "PELVIS": ("PELVIS",), "PELVIC": ("PELVIS",),

@@ -123,7 +123,10 @@ def features(description: str, modality: str = "") -> Features:
         # High-resolution chest CT is done without contrast.
         contrast = "WO"
     if "LOWDOSE" in tokens and "CHEST" in regions and "PE" not in purposes and "PET" not in tokens:
-        purposes.add("SCREENING")
+        # A low-dose chest CT screens for lung cancer, unless it follows a nodule up (LOINC
+        # has no follow-up code: "CT Chest WO contrast", as MIDRC's curators answer it).
+        if not tokens & {"NODULE", "NODULES", "FU", "FOLLOWUP", "FOLLOW"} or "SCREENING" in tokens:
+            purposes.add("SCREENING")
     views = next((t for t in sorted(tokens) if t.startswith("VIEWS")), None)
     laterality = next((t for t in ("BILATERAL", "LEFT", "RIGHT") if t in tokens), None)
     return Features(
