@@ -25,9 +25,9 @@ import datetime as _dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace as _replace
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Text, bindparam, cast, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, column, delete, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -259,9 +259,12 @@ UPLOADED = "uploaded"
 _IN_LIST = 500
 
 
-def _in_lists(digests: Iterable[str]) -> Iterator[list[str]]:
-    """``digests`` sorted, in lists of at most :data:`_IN_LIST` (one ``IN (...)`` each)."""
-    wanted = sorted(set(digests))
+_Key = TypeVar("_Key", str, int)
+
+
+def _in_lists(values: Iterable[_Key]) -> Iterator[list[_Key]]:
+    """``values`` (digests, row ids) sorted, in lists of at most :data:`_IN_LIST` (one ``IN (...)`` each)."""
+    wanted = sorted(set(values))
     for start in range(0, len(wanted), _IN_LIST):
         yield wanted[start:start + _IN_LIST]
 
@@ -1059,52 +1062,81 @@ def discard_unrecorded_objects(engine: Engine, store: ObjectStore, digests: Sequ
     # and a long list of deletes (a remote store) would hold it for minutes
     for some in _in_lists(digests):
         with index_transaction(engine) as conn:
-            removed += [sha256 for sha256 in some if not _object_in_use(conn, sha256) and store.delete(sha256)]
+            used = _objects_in_use(conn, some)
+            removed += [sha256 for sha256 in some if sha256 not in used and store.delete(sha256)]
     return removed
 
 
 def unreferenced_objects(engine: Engine, store: ObjectStore, older_than: _dt.timedelta) -> list[ObjectInfo]:
-    """The stored objects that nothing in the index names (:func:`_object_in_use`), of those last
-    written more than ``older_than`` ago, in digest order.
+    """The stored objects that nothing in the index names (:func:`_objects_in_use`), of those last
+    written more than ``older_than`` ago, in the store's listing order.
 
     The grace period matters: an upload, an ingest or the gateway stores an object before it
     records it, so a young object may be named a moment later. An object whose store gives no
-    modification time is never listed (its age is unknown). Most objects are named by an indexed
-    instance: those are set aside in a few ``IN`` queries; the rest are checked one by one.
+    modification time is never listed (its age is unknown). The index is asked a few set-based
+    queries per :data:`_IN_LIST` digests, never one per object.
     """
     cutoff = utcnow() - older_than
     old = [item for item in store.iter_objects() if item.modified is not None and item.modified < cutoff]
-    instance = node_tables()["instance"]
+    used: set[str] = set()
     with engine.connect() as conn:
-        indexed: set[str] = set()
         for some in _in_lists(item.digest for item in old):
-            indexed.update(conn.execute(select(instance.c.object_id).where(instance.c.object_id.in_(some)))
-                           .scalars())
-        return [item for item in old if item.digest not in indexed and not _object_in_use(conn, item.digest)]
+            used |= _objects_in_use(conn, some)
+    return [item for item in old if item.digest not in used]
 
 
 def _object_in_use(conn: Connection, sha256: str) -> bool:
-    """Whether anything still names the object: an indexed instance, a held quarantine entry, a
-    study version (an older version's files stay obtainable), a frozen cohort's pinned member, or a
-    file of an OPEN submission, declared or uploaded (its commit reads those bytes; a held quarantine
-    entry with the same content must not take them).
+    """Whether anything still names the object (:func:`_objects_in_use`)."""
+    return sha256 in _objects_in_use(conn, [sha256])
+
+
+def _objects_in_use(conn: Connection, digests: Sequence[str]) -> set[str]:
+    """The objects among ``digests`` (at most :data:`_IN_LIST`: one ``IN`` list each) that
+    something still names: an indexed instance, a held quarantine entry, a frozen cohort's pinned
+    member, a file of an OPEN submission, declared or uploaded (its commit reads those bytes; a
+    held quarantine entry with the same content must not take them), or a study version (an older
+    version's files stay obtainable). One query per kind of name, each asked only about the
+    digests no earlier one named; the cheap indexed lookups come first.
 
     A committed submission's own file rows do not count: the commit leaves one per file, with its
     outcome, and whatever it made of the file (an instance, a held entry, a version) names the
     object by itself; a rejected file, or a quarantined one a curator deleted, is named by nothing.
     """
     instance = node_tables()["instance"]
-    quarantine, versions, members, files, submissions = (system_table(n) for n in (
-        "quarantine", "study_version", "cohort_member", "submission_file", "submission"))
-    return any(conn.execute(query.limit(1)).first() is not None for query in (
-        select(instance.c.id).where(instance.c.object_id == sha256),
-        select(quarantine.c.id).where(quarantine.c.sha256 == sha256, quarantine.c.status == QUARANTINE_HELD),
-        select(members.c.cohort_id).where(members.c.object_id == sha256),
-        select(files.c.id).join(submissions, files.c.submission_id == submissions.c.id)
-        .where(files.c.sha256 == sha256, submissions.c.status == SUBMISSION_OPEN),
-        # the object ids of a version are in its JSON list of instances (a digest is hex: no LIKE wildcard)
-        select(versions.c.id).where(cast(versions.c.instances, Text).like(f"%{validate_digest(sha256)}%")),
-    ))
+    quarantine, members, files, submissions = (system_table(n) for n in (
+        "quarantine", "cohort_member", "submission_file", "submission"))
+    naming: tuple[Callable[[list[str]], Any], ...] = (
+        lambda some: select(instance.c.object_id).where(instance.c.object_id.in_(some)),
+        lambda some: select(quarantine.c.sha256).where(quarantine.c.sha256.in_(some),
+                                                       quarantine.c.status == QUARANTINE_HELD),
+        lambda some: select(members.c.object_id).where(members.c.object_id.in_(some)),
+        lambda some: select(files.c.sha256).join(submissions, files.c.submission_id == submissions.c.id)
+        .where(files.c.sha256.in_(some), submissions.c.status == SUBMISSION_OPEN),
+        lambda some: _versioned(conn.dialect.name, some),
+    )
+    used: set[str] = set()
+    for query in naming:
+        rest = [sha256 for sha256 in digests if sha256 not in used]
+        if not rest:
+            break
+        used.update(conn.execute(query(rest).distinct()).scalars())
+    return used
+
+
+def _versioned(dialect: str, digests: list[str]) -> Any:
+    """The query of the ``digests`` a study version names: the object ids of a version are in its
+    JSON list of instances (``[{"sop_instance_uid": ..., "object_id": ...}, ...]``), read element by
+    element in the database (``jsonb_array_elements`` on PostgreSQL, ``json_each`` on SQLite): one
+    pass over the versions per list, where a ``LIKE`` per digest scanned them all once per object."""
+    versions = system_table("study_version")
+    if dialect == "postgresql":
+        element = func.jsonb_array_elements(versions.c.instances).table_valued(
+            column("value", postgresql.JSONB)).lateral()
+        object_id: Any = element.c.value["object_id"].astext
+    else:
+        element = func.json_each(versions.c.instances).table_valued("value")
+        object_id = func.json_extract(element.c.value, "$.object_id")
+    return select(object_id).select_from(versions.join(element, true())).where(object_id.in_(digests))
 
 
 # ---------------------------------------------------------------------- abandoned submissions
@@ -1133,13 +1165,18 @@ def operator_submissions(engine: Engine, spool_usage: SpoolUsage, *, open_only: 
         query = query.where(table.c.id.in_(sorted(set(ids))))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-        uploaded = {r.submission_id: (r.n, r.size or 0) for r in conn.execute(
-            select(files.c.submission_id, func.count().label("n"), func.sum(files.c.size).label("size"))
-            .where(files.c.status == UPLOADED).group_by(files.c.submission_id))}
+        # only the listed submissions' files and events, per IN list (their indexes: submission_file's
+        # submission_id, audit_event's (target, at) of revision 0016), never the whole tables
+        uploaded: dict[int, tuple[int, int]] = {}
         audited: dict[str, _dt.datetime] = {}
-        for some in _in_lists(f"submission {row.id}" for row in rows):
-            audited.update(conn.execute(select(audit.c.target, func.max(audit.c.at))
-                                        .where(audit.c.target.in_(some)).group_by(audit.c.target)).tuples().all())
+        for some_ids in _in_lists(int(row.id) for row in rows):
+            uploaded.update((r.submission_id, (r.n, r.size or 0)) for r in conn.execute(
+                select(files.c.submission_id, func.count().label("n"), func.sum(files.c.size).label("size"))
+                .where(files.c.submission_id.in_(some_ids), files.c.status == UPLOADED)
+                .group_by(files.c.submission_id)))
+            audited.update((target, at) for target, at in conn.execute(
+                select(audit.c.target, func.max(audit.c.at))
+                .where(audit.c.target.in_([f"submission {n}" for n in some_ids])).group_by(audit.c.target)))
     cutoff = utcnow() - idle_for if idle_for is not None else None
     found = []
     for row in rows:

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -185,6 +186,8 @@ def add_system_tables(metadata: MetaData) -> None:
         Column("records", Integer(), nullable=True),
         Column("success", Boolean(), nullable=False, server_default=true()),
         Column("detail", json_type(), nullable=True),
+        # a submission's last activity is its newest event (revision 0016)
+        Index("ix_audit_event_target_at", "target", "at"),
     )
     Table(
         "dua_acceptance", metadata, _id(),
