@@ -292,8 +292,9 @@ _OLDER_THAN = typer.Option(None, "--older-than", min=0, metavar="DAYS",
 
 def _upload_spool(state_dir: Path | None) -> UploadSpool:
     """The server's upload spool under ``state_dir`` (default: the server_state_dir setting). A
-    folder without uploads/ is refused: a mistyped path would show every spool as empty."""
-    from radcommons.cli.context import open_store
+    folder without uploads/ is refused: a mistyped path would show every spool as empty. Opened
+    without the object store: listing and abandoning read and remove spool files only, and an
+    unreachable store must not stop an operator from ending a submission."""
     from radcommons.server.uploads import UploadSpool
     from radcommons.settings import load_settings
 
@@ -302,7 +303,7 @@ def _upload_spool(state_dir: Path | None) -> UploadSpool:
         raise UserError(f"no upload spool at {folder}: the folder does not exist",
                         "give the server's state folder with --state-dir (what radcommons serve was given, "
                         "or the server_state_dir setting)")
-    return UploadSpool(folder, open_store())
+    return UploadSpool(folder)
 
 
 def _listed(engine: Engine, spool: UploadSpool, *, open_only: bool, older_than: float | None,

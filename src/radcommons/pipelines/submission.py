@@ -1192,7 +1192,26 @@ def operator_submissions(engine: Engine, spool_usage: SpoolUsage, *, open_only: 
     return found
 
 
-def abandon_submission(engine: Engine, submission_id: int, *, actor: str = "admin-cli") -> dict[str, Any]:
+def abandon(engine: Engine, principal: Principal, submission_id: int, *, client: str | None = None) -> dict[str, Any]:
+    """``POST /submissions/{id}/abandon``: :func:`abandon_submission` for a caller allowed to end it.
+
+    An administrator may end any submission (what ``radcommons admin submission abandon`` does on
+    the server's machine). Otherwise only its own: a contributor its site's submission in a project
+    granted to it (the accounts that may upload to and commit it), a curator one it created; a
+    curator does not end another site's batch, which is the site's or the operator's to decide.
+    """
+    if principal.role != "admin":
+        with engine.connect() as conn:
+            row = _load(conn, principal, submission_id)
+        if principal.is_curator and row.user_id != principal.user_id:
+            raise SubmissionError(f"submission {submission_id} was created by {row.created_by}, not {principal.name}",
+                                  "a curator ends only its own submissions; ask an administrator, or the "
+                                  f"site {row.site_id}", code="forbidden", kind="forbidden")
+    return abandon_submission(engine, submission_id, actor=principal.name, client=client)
+
+
+def abandon_submission(engine: Engine, submission_id: int, *, actor: str = "admin-cli",
+                       client: str | None = None) -> dict[str, Any]:
     """End an open submission that will never be committed (an operator's decision): its state
     becomes abandoned, so every later upload, manifest, clinical post or commit to it is a 409
     submission_closed, and its files no longer count as in use (:func:`_object_in_use`): the
@@ -1214,7 +1233,7 @@ def abandon_submission(engine: Engine, submission_id: int, *, actor: str = "admi
             raise _not_abandonable(row)
         view = _view(conn, row)
         record_audit(conn, actor=actor, action="submission.abandon", target=f"submission {submission_id}",
-                     project=row.project_id, records=1,
+                     project=row.project_id, client=client, records=1,
                      detail={"dataset": row.dataset, "site_id": row.site_id, "files": view["files"]})
     return view
 

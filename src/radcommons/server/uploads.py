@@ -63,9 +63,17 @@ def _locked(path: Path) -> BinaryIO:
 class UploadSpool:
     """Spool files of in-progress uploads under ``root`` (the server's state folder)."""
 
-    def __init__(self, root: Path, store: ObjectStore) -> None:
+    def __init__(self, root: Path, store: ObjectStore | None = None) -> None:
+        """``store``: where complete uploads go; None for an operator's command that only reads and
+        removes spools (:meth:`usage`, :meth:`discard`), which must not need the store reachable."""
         self.root = Path(root)
-        self.store = store
+        self._store = store
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            raise AssertionError("this upload spool was opened without its object store")
+        return self._store
 
     def _folder(self, submission_id: int) -> Path:
         return self.root / str(submission_id)

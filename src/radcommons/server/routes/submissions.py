@@ -120,6 +120,14 @@ def commit(submission_id: RowId, request: Request, principal: Principal = Depend
     return receipt
 
 
+@router.post("/submissions/{submission_id}/abandon", summary="End an open submission that will not be committed")
+def abandon(submission_id: RowId, request: Request, principal: Principal = Depends(current_principal),
+            context: ServerContext = Depends(get_context)) -> dict[str, Any]:
+    view = pipeline.abandon(context.engine, principal, submission_id, client=client_address(request))
+    context.spool.discard(submission_id)  # after the state changed: a request still writing one then finds it closed
+    return view
+
+
 @router.get("/submissions/{submission_id}/receipt", summary="The receipt of a committed submission")
 def receipt(submission_id: RowId, principal: Principal = Depends(current_principal),
             context: ServerContext = Depends(get_context)) -> dict[str, Any]:
