@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import event, insert
 
 from radcommons.pipelines.submission import discard_unrecorded_objects, unreferenced_objects
-from radcommons.store.index import make_engine, upgrade
+from radcommons.store.index import make_engine
 from radcommons.store.index.schema import system_table
 from radcommons.store.index.system import (
     QUARANTINE_HELD,
@@ -31,14 +31,13 @@ def _put(store: ObjectStore, label: str) -> str:
     return store.put_bytes(label.encode()).digest
 
 
-def test_each_kind_of_name_keeps_its_object(db_url: str, tmp_path: Path) -> None:
-    upgrade(db_url)
+def test_each_kind_of_name_keeps_its_object(migrated_url: str, tmp_path: Path) -> None:
     store = ObjectStore(f"memory://in-use-{tmp_path.name}")
     named = {kind: _put(store, kind) for kind in (
         "held", "pinned", "open-declared", "open-uploaded", "old-version", "latest-version")}
     unnamed = {kind: _put(store, kind) for kind in ("released", "committed", "abandoned")}
     unnamed.update({f"stray-{n}": _put(store, f"stray {n}") for n in range(_UNNAMED)})
-    engine = make_engine(db_url)
+    engine = make_engine(migrated_url)
     try:
         with engine.begin() as conn:
             submission, files = system_table("submission"), system_table("submission_file")
@@ -90,13 +89,12 @@ def test_each_kind_of_name_keeps_its_object(db_url: str, tmp_path: Path) -> None
         engine.dispose()
 
 
-def test_a_version_names_only_whole_object_ids(db_url: str, tmp_path: Path) -> None:
+def test_a_version_names_only_whole_object_ids(migrated_url: str, tmp_path: Path) -> None:
     """A digest found somewhere in a version's JSON other than an ``object_id`` (a UID or a study
     value happening to hold it) does not name it: the elements are read, not the text searched."""
-    upgrade(db_url)
     store = ObjectStore(f"memory://in-use-{tmp_path.name}")
     digest = _put(store, "mentioned, not named")
-    engine = make_engine(db_url)
+    engine = make_engine(migrated_url)
     try:
         with engine.begin() as conn:
             conn.execute(insert(system_table("study_version")).values(

@@ -1,5 +1,7 @@
 """``radcommons objects unreferenced``: the objects the index does not name, past a grace period,
-listed and (``--delete``) removed, run as a real subprocess on an ingested commons."""
+listed and (``--delete``) removed, on an ingested commons. The listing and the deletion each run
+once as a real subprocess (exit codes, stdout and stderr as an operator sees them); the other
+calls go through the same Typer app in process."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ import hashlib
 import os
 import time
 from pathlib import Path
+
+from typer.testing import CliRunner
+
+from radcommons.cli import app
+from radcommons.store.objects import ObjectStore
 
 STRAY = b"stored, never recorded" * 50
 STRAY_DIGEST = hashlib.sha256(STRAY).hexdigest()
@@ -19,18 +26,21 @@ def _age(store: Path, digest: str, hours: float) -> None:
     os.utime(path, (then, then))
 
 
-def test_lists_and_deletes_only_what_nothing_names(run_cli, db_url: str, deid_tree: Path, tmp_path: Path) -> None:
-    store, where = tmp_path / "objects", ("--store", str(tmp_path / "objects"), "--url", db_url)
-    assert run_cli("db", "upgrade", "--url", db_url).returncode == 0
+def test_lists_and_deletes_only_what_nothing_names(run_cli, migrated_url: str, deid_tree: Path,
+                                                   tmp_path: Path) -> None:
+    store, where = tmp_path / "objects", ("--store", str(tmp_path / "objects"), "--url", migrated_url)
     ingest = run_cli("ingest", str(deid_tree), "--project", "Orphans", "--site", "SITE_A", "--workers", "1", *where)
     assert ingest.returncode == 0, ingest.stderr
-    ingested = run_cli("objects", "ls", "--store", str(store)).stdout.split("\n")
-    ingested = [line.split()[0] for line in ingested if line]
+    objects = ObjectStore(str(store))
+    ingested = [item.digest for item in objects.iter_objects()]
     assert len(ingested) == 30
-    (tmp_path / "stray.bin").write_bytes(STRAY)
-    assert run_cli("objects", "put", "stray.bin", "--store", str(store)).returncode == 0
+    objects.put_bytes(STRAY)
     for digest in [*ingested, STRAY_DIGEST]:
         _age(store, digest, 48)
+    runner = CliRunner()
+
+    def in_process(*args: str):
+        return runner.invoke(app, ["objects", "unreferenced", *args, *where])
 
     young = run_cli("objects", "unreferenced", *where)  # default: older than 24 h
     assert young.returncode == 0, young.stderr
@@ -39,8 +49,8 @@ def test_lists_and_deletes_only_what_nothing_names(run_cli, db_url: str, deid_tr
     assert "1 unreferenced object(s) older than 24 h" in young.stderr and f"{len(STRAY)} bytes" in young.stderr
 
     _age(store, STRAY_DIGEST, 1)  # within the grace period: perhaps an upload about to record it
-    assert run_cli("objects", "unreferenced", *where).stdout == ""
-    listed = run_cli("objects", "unreferenced", "--older-than", "0", *where)
+    assert in_process().stdout == ""
+    listed = in_process("--older-than", "0")
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [STRAY_DIGEST]
     assert (store / "sha256" / STRAY_DIGEST[:2] / STRAY_DIGEST[2:4] / STRAY_DIGEST).exists()  # listing removes nothing
 
@@ -48,19 +58,22 @@ def test_lists_and_deletes_only_what_nothing_names(run_cli, db_url: str, deid_tr
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout.splitlines()[-1] == f"deleted  {STRAY_DIGEST}"
     assert "deleted 1 object(s)" in deleted.stderr
-    remaining = run_cli("objects", "ls", "--store", str(store)).stdout.split("\n")
-    assert [line.split()[0] for line in remaining if line] == ingested
-    verify = run_cli("objects", "verify", "--store", str(store))
-    assert verify.returncode == 0 and "checked 30 object(s)" in verify.stderr, verify.stderr
-    assert run_cli("objects", "unreferenced", "--older-than", "0", *where).stdout == ""
+    assert [item.digest for item in objects.iter_objects()] == ingested
+    verify = runner.invoke(app, ["objects", "verify", "--store", str(store)])
+    assert verify.exit_code == 0 and "checked 30 object(s)" in verify.output, verify.output
+    assert in_process("--older-than", "0").stdout == ""
 
 
-def test_missing_index_or_store_is_a_clear_message(run_cli, db_url: str, tmp_path: Path) -> None:
-    missing_store = run_cli("objects", "unreferenced", "--store", str(tmp_path / "nowhere"), "--url", db_url)
-    assert missing_store.returncode == 2 and "no object store at" in missing_store.stderr, missing_store.stderr
-    (tmp_path / "stray.bin").write_bytes(STRAY)
-    assert run_cli("objects", "put", "stray.bin", "--store", "objects").returncode == 0
+def test_a_missing_store_is_a_clear_message(run_cli, tmp_path: Path) -> None:
+    """Checked before the index is opened: once, whatever the database."""
+    missing = run_cli("objects", "unreferenced", "--store", str(tmp_path / "nowhere"), "--url",
+                      f"sqlite:///{tmp_path / 'index.db'}")
+    assert missing.returncode == 2 and "no object store at" in missing.stderr, missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_a_missing_index_is_a_clear_message(run_cli, db_url: str, tmp_path: Path) -> None:
+    ObjectStore(str(tmp_path / "objects")).put_bytes(STRAY)
     no_index = run_cli("objects", "unreferenced", "--store", "objects", "--url", db_url)  # never migrated
     assert no_index.returncode == 2 and "no index at" in no_index.stderr, no_index.stderr
-    for answer in (missing_store, no_index):
-        assert "Traceback" not in answer.stderr
+    assert "Traceback" not in no_index.stderr
