@@ -59,6 +59,7 @@ ROUTE_POLICY: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/submissions/{submission_id}/studies/{study_uid}"): "submission",
     ("POST", "/api/v1/submissions/{submission_id}/clinical/{node}"): "submission",
     ("POST", "/api/v1/submissions/{submission_id}/commit"): "submission",
+    ("POST", "/api/v1/submissions/{submission_id}/abandon"): "submission",
     ("GET", "/api/v1/submissions/{submission_id}/receipt"): "submission",
     ("GET", "/api/v1/studies/{study_uid}/versions"): "submission",
     ("HEAD", "/api/v1/submissions/{submission_id}/files/{sha256}"): "submission",
