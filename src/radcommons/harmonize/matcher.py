@@ -341,7 +341,8 @@ class Matcher:
     def _combine(self, modality: str, description: str, evidence: list[Evidence]) -> Match:
         """Pool the evidence per code: agreeing sources add up, a disagreeing one subtracts.
 
-        Support is a noisy-OR of the agreeing weights; the strongest vote for another code
+        Support is a noisy-OR of the agreeing methods' weights (within one method only the
+        strongest counts: its sources read the same words); the strongest vote for another code
         scales it down, so a pair the sources disagree on lands in the review queue.
         """
         # Within one method the sources read the same words (the curated rows that share a
@@ -437,14 +438,16 @@ class Matcher:
             named[row.code].add(midrc_key(row.modality, row.description)[1])
         listed = {info.code for info in self.table.attributes}
         calibration = Calibration()
+        fits: dict[tuple[Features, str], tuple[tuple[str, ...], Fit] | None] = {}  # rows repeat features
         for row in self.table.rows:
             parsed = features(row.description, row.modality)
             if not row.description or not parsed.informative:
                 continue
-            candidates = self._code_features
-            if row.code not in listed and len(named[row.code]) == 1:
-                candidates = {c: f for c, f in candidates.items() if c != row.code}
-            found = best_fit(parsed, candidates)
+            unknown = row.code if row.code not in listed and len(named[row.code]) == 1 else ""
+            if (parsed, unknown) not in fits:
+                candidates = {c: f for c, f in self._code_features.items() if c != unknown}
+                fits[(parsed, unknown)] = best_fit(parsed, candidates)
+            found = fits[(parsed, unknown)]
             if found is None:
                 continue
             tied, fit = found
