@@ -22,7 +22,8 @@ import pytest
 
 from radcommons.client import CommonsClient, ConnectionFailedError, file_sha256
 from radcommons.deid import DeidContext, patient_pseudonym
-from radcommons.pipelines.gateway import Gateway, GatewayConfig, commons_sender, spooled_files
+from radcommons.pipelines import gateway as gateway_module
+from radcommons.pipelines.gateway import Gateway, GatewayConfig, Peer, commons_sender, spooled_files
 from radcommons.synth.generate import generate
 from serve_support import free_port
 
@@ -98,6 +99,12 @@ def start_gateway(port: int, key_file: Path, state: Path, quiet: float = 1.0, *o
     raise AssertionError("the gateway did not start listening")
 
 
+def local_config(state: Path, **options: object) -> GatewayConfig:
+    """A gateway run in the test's process (no command line to start: faster) on a free port of 127.0.0.1."""
+    context = DeidContext(key=KEY, site="SITE_A", review_pixels=False)
+    return GatewayConfig("RCGW", free_port(), context, state, host="127.0.0.1", **options)  # type: ignore[arg-type]
+
+
 def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "state"
@@ -142,12 +149,17 @@ def test_echo_store_spool_and_restart(corpus: Path, key_file: Path, tmp_path: Pa
         deadline = time.time() + 30
         log = state / "gateway" / "events.jsonl"
         while time.time() < deadline and '"complete"' not in log.read_text():
-            time.sleep(0.3)
+            time.sleep(0.1)
         assert '"complete"' in log.read_text()
         assert len(spooled_files(state / "gateway")) == len(files)
     finally:
-        gateway.send_signal(signal.SIGINT)
-        assert gateway.wait(30) == 0
+        began = time.monotonic()
+        gateway.send_signal(signal.SIGTERM)  # a service manager's stop
+        output, _ = gateway.communicate(timeout=30)
+    assert gateway.returncode == 0 and "stopped" in output, output
+    # start_gateway's port probe (a connection that never associated, as a health check's) held the
+    # stop for the whole grace period (10 s) and was logged as an aborted association of no AE title
+    assert time.monotonic() - began < 5 and "aborted" not in output, output
 
 
 def test_only_the_allowed_peers_may_store(corpus: Path, key_file: Path, tmp_path: Path) -> None:
@@ -202,32 +214,105 @@ def test_an_instance_of_a_sop_class_the_gateway_does_not_store_is_named_in_its_l
     assert spooled_files(state / "gateway") == []
 
 
-def test_a_stop_does_not_wait_for_an_association_the_pacs_keeps_open(key_file: Path, tmp_path: Path) -> None:
+def test_a_stop_does_not_wait_for_an_association_the_pacs_keeps_open(tmp_path: Path) -> None:
     """A PACS that keeps its association open between studies (many do) held a stopping gateway
     for pynetdicom's network timeout: 'stopped' was said, the process went on for 60 s more
     (a service manager's stop timeout, a restart, both waited). Such an association is now aborted
-    after a grace period, and said in the event log."""
+    after a grace period (the command's: STOP_GRACE, 10 s; 1 s here), and said in the event log.
+    (A bare connection, a port probe, is not waited for: test_echo_store_spool_and_restart.)"""
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    port, state = free_port(), tmp_path / "state"
-    gateway = start_gateway(port, key_file, state, 60.0)
+    events: list[tuple[str, dict]] = []
+    state = tmp_path / "state"
+    config = local_config(state)
+    gateway = Gateway(config, on_event=lambda name, fields: events.append((name, fields)))
+    gateway.start()
     peer = AE(ae_title="PACS1")
     peer.add_requested_context(Verification)
-    assoc = peer.associate("127.0.0.1", port, ae_title="RCGW")
+    assoc = peer.associate("127.0.0.1", config.port, ae_title="RCGW")
     try:
         assert assoc.is_established and assoc.send_c_echo().Status == 0
         began = time.monotonic()
-        gateway.send_signal(signal.SIGTERM)
-        output, _ = gateway.communicate(timeout=45)
+        gateway.stop(grace=1.0)
         took = time.monotonic() - began
     finally:
-        gateway.kill()
         assoc.abort()
-    assert gateway.returncode == 0 and "stopped" in output, output
-    assert took < 20, (took, output)  # the grace period (10 s), not pynetdicom's 60 s
-    assert "aborted: calling_ae=PACS1" in output, output
+    assert 1.0 <= took < 5, took  # the grace period, not pynetdicom's 60 s
+    assert [fields["calling_ae"] for name, fields in events if name == "aborted"] == ["PACS1"], events
     assert '"event": "aborted"' in (state / "gateway" / "events.jsonl").read_text()
+
+
+def test_a_refused_peers_instances_go_at_each_refusal(corpus: Path, tmp_path: Path) -> None:
+    """A peer not on the allow list was refused each C-STORE (0124H), but the gateway kept each
+    refused instance's received file (identified, as the peer sent it) on its list of files being
+    received until the association ended: a stranger sending a whole study over one association
+    piled them up. The received file now goes at the refusal: when the next instance is refused, the
+    gateway holds that one only."""
+    source = radiographs(corpus)[0]
+    state = tmp_path / "state"
+    receiving = state / "gateway" / "receiving"
+    held: list[tuple[list[str], int]] = []
+
+    def on_event(name: str, fields: dict) -> None:
+        if name == "refused":  # in the C-STORE handler, before its answer: this instance's file only
+            held.append(([p.name for p in receiving.iterdir()], len(gateway_module._receiving)))
+
+    config = local_config(state, allowed=(Peer.parse("PACS1"),))
+    gateway = Gateway(config, on_event=on_event)
+    gateway.start()
+    try:
+        stranger = subprocess.run(["storescu", "-v", "--repeat", "3", "--no-halt", "-aet", "STRANGER", "-aec", "RCGW",
+                                   "127.0.0.1", str(config.port), str(source)], capture_output=True, text=True,
+                                  timeout=120)
+    finally:
+        gateway.stop()
+    assert (stranger.stdout + stranger.stderr).count("Status: 0x124)") == 3, stranger  # dcmtk has no name for 0124H
+    assert len(held) == 3 and all(len(names) == 1 and tracked <= 1 for names, tracked in held), held
+    assert len({names[0] for names, _ in held}) == 3, held  # each refusal saw its own instance's file
+    assert list(receiving.iterdir()) == [] and spooled_files(state / "gateway") == []
+
+
+def test_a_store_request_without_a_data_set_is_answered_cannot_understand(corpus: Path, tmp_path: Path) -> None:
+    """A C-STORE-RQ whose Command Data Set Type says it carries no data set (0101H) reaches the
+    handler with no received file (pynetdicom opens none). It was answered 0110H and logged as
+    'chunked receiving is off'; it is now answered C000H (PS3.4 Table B.2-1: cannot understand) and
+    logged as what it is. The association goes on: the peer's next instance is stored."""
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+
+    source = radiographs(corpus)[0]
+    sop_class = str(pydicom.dcmread(source, stop_before_pixels=True).SOPClassUID)
+    state = tmp_path / "state"
+    config = local_config(state)
+    gateway = Gateway(config)
+    gateway.start()
+    peer = AE(ae_title="PACS1")
+    peer.add_requested_context(sop_class, "1.2.840.10008.1.2.1")
+    assoc = peer.associate("127.0.0.1", config.port, ae_title="RCGW")
+    try:
+        request = C_STORE()
+        request.MessageID, request.Priority = 1, 2
+        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = sop_class, "1.2.826.0.1.3680043.8.498.77"
+        request.DataSet = None  # pynetdicom then sends Command Data Set Type 0101H
+        context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == sop_class)
+        # as pynetdicom's own send_c_store does: its reactor thread would take the answer otherwise
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.001)
+        assoc.dimse.send_msg(request, context.context_id)
+        _, answer = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
+        stored = assoc.send_c_store(source)
+    finally:
+        assoc.release()
+        gateway.stop()
+    assert answer is not None and answer.Status == 0xC000, answer
+    assert stored.Status == 0 and len(spooled_files(state / "gateway")) == 1
+    events = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()]
+    [rejected] = [e for e in events if e["event"] == "rejected"]
+    assert rejected["sop_instance_uid"] == "1.2.826.0.1.3680043.8.498.77", rejected
+    assert "carried no data set" in rejected["reason"] and rejected["calling_ae"] == "PACS1", rejected
 
 
 def test_complete_studies_are_sent_with_the_contribute_uploader(corpus: Path, tmp_path: Path,
@@ -650,7 +735,7 @@ def test_a_round_whose_commit_answer_was_lost_is_not_sent_again_as_a_second_subm
         lose.append("armed")
         with pytest.raises(ConnectionFailedError):
             gateway.flush(now=time.time() + 61)
-        time.sleep(1.1)  # the next round's dataset is named by another second
+        time.sleep(1.01 - time.time() % 1)  # the next round's dataset is named by the next second
         retried = gateway.flush(now=time.time() + 61)
     finally:
         gateway.stop()
@@ -741,7 +826,8 @@ def test_a_large_instance_is_received_with_flat_memory(key_file: Path, tmp_path:
     assert peak - idle < 100, (idle, peak)
     [spooled] = spooled_files(state / "gateway")
     assert left == []  # the instance the PACS did not finish sending is gone, and the ones received
-    replaced = [json.loads(line) for line in (state / "gateway" / "events.jsonl").read_text().splitlines()][-2]
+    replaced = [e for e in map(json.loads, (state / "gateway" / "events.jsonl").read_text().splitlines())
+                if e["event"] in ("stored", "replaced")][-1]
     assert replaced["event"] == "replaced" and replaced["content"] == "identical", replaced
     ds = pydicom.dcmread(spooled, stop_before_pixels=True)
     assert ds.PatientIdentityRemoved == "YES" and ds.PatientID == patient_pseudonym(KEY, "SITE_A", "MRN-LARGE-1")
@@ -753,11 +839,17 @@ def test_received_instances_are_de_identified_as_the_data_set_in_memory_was(corp
                                                                             tmp_path: Path) -> None:
     """Received into a file and de-identified from it, an instance comes out byte for byte as the
     de-identification of the received data set in memory made it (the gateway's way until the
-    instance had to fit in memory): every instance of the synthetic corpus, all modalities."""
+    instance had to fit in memory): the first instance of every series of the synthetic corpus, all
+    modalities (every instance took four times as long: an ultrasound instance's pixels are checked for
+    burned-in text, about 2 s each, once by the gateway and once here)."""
     from radcommons.deid import Registry, deidentify_dataset, key_fingerprint, make_state_dir
     from radcommons.deid.fileio import write_whole
 
-    files = [p for p in sorted((corpus / "site_a").rglob("*.dcm")) if "CDROM" not in p.parts]
+    series: dict[Path, list[Path]] = {}
+    for path in sorted((corpus / "site_a").rglob("*.dcm")):
+        if "CDROM" not in path.parts:
+            series.setdefault(path.parent, []).append(path)
+    files = [instances[0] for instances in series.values()]
     port, state = free_port(), tmp_path / "state"
     gateway = start_gateway(port, key_file, state, 60.0)
     try:
@@ -782,6 +874,6 @@ def test_received_instances_are_de_identified_as_the_data_set_in_memory_was(corp
             name = f"{uids['study']}/{uids['series']}/{uids['sop']}.dcm"
             write_whole(tmp_path / "expected" / name, outcome.dataset, transfer_syntax)
             expected[name] = (tmp_path / "expected" / name).read_bytes()
-    assert len(expected) == len(spooled) and len(spooled) > 10
+    assert len(expected) == len(spooled) and len(spooled) >= 5
     for name, path in spooled.items():
         assert path.read_bytes() == expected[name], name

@@ -62,6 +62,7 @@ import pydicom
 from radcommons.client import CHANGED_SINCE_READ, CommonsClient, ManifestEntry, NotFoundError, file_sha256
 from radcommons.deid import DEIDENTIFIED, DeidContext, Registry, deidentify_file, key_fingerprint, make_state_dir
 from radcommons.deid.fileio import OutputWriteError, PendingWrites
+from radcommons.deid.outcome import output_relpath
 from radcommons.durable import fsync_dir, private_opener, remove_if_present, remove_partials, sync_paths, write_atomic
 from radcommons.errors import UserError
 from radcommons.listening import listen_error
@@ -78,6 +79,7 @@ from radcommons.pipelines.contribute_upload import (
 SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 NOT_AUTHORIZED = 0x0124  #: PS3.7 C.4.1.1.x "Refused: Not Authorized"
+CANNOT_UNDERSTAND = 0xC000  #: PS3.4 Table B.2-1, C-STORE "Error: Cannot understand"
 OUT_OF_RESOURCES = 0xA700
 #: Seconds a stopping gateway lets open associations end by themselves before it aborts them.
 STOP_GRACE = 10.0
@@ -183,9 +185,6 @@ class Spool:
         self._lock = threading.Lock()
         #: held while a file takes its place in the spool or leaves it for done/
         self._files_lock = threading.Lock()
-
-    def path_for(self, study: str, series: str, sop: str) -> Path:
-        return self.spool / study / series / f"{sop}.dcm"
 
     def put(self, target: Path, written: Path) -> dict[str, str]:
         """Move ``written`` (a finished de-identified file, under a temporary name in ``target``'s
@@ -341,6 +340,12 @@ class _ReceivedFile:
             except OSError as error:
                 self.error = self.error or error
 
+    def discard(self) -> None:
+        """Close and delete the file: the instance as the PACS sent it (identified), which must not
+        stay once answered or abandoned. pynetdicom's own unlink after the handler then finds nothing."""
+        self.close()
+        remove_if_present(self.name)
+
 
 #: AE (of a listening gateway) -> the folder it receives into; files being received, by name.
 _receiving_folders: dict[Any, Path] = {}
@@ -470,8 +475,7 @@ class Gateway:
         for name, received in list(_receiving.items()):
             if received.assoc is event.assoc:
                 _receiving.pop(name, None)
-                received.close()
-                remove_if_present(name)
+                received.discard()
 
     def handle_echo(self, event) -> int:
         return NOT_AUTHORIZED if self._refused(event) else SUCCESS
@@ -483,21 +487,33 @@ class Gateway:
         by the de-identifier's file path (:func:`radcommons.deid.deidentify_file`: the header
         parsed, the pixel bytes copied, never decoded), so that memory stays flat whatever
         the size of the instance; its output is the same as the de-identification of the
-        data set in memory gave."""
-        if self._refused(event):
-            return NOT_AUTHORIZED
-        calling_ae = str(event.assoc.requestor.ae_title)
+        data set in memory gave. Whatever the answer (stored, refused, failed), the received
+        file goes before it is sent: a refused peer's instance stays in ``receiving/`` no longer
+        than one that was stored."""
         sop = str(event.request.AffectedSOPInstanceUID or "")
-        path = event.dataset_path
-        if path is None:  # pragma: no cover - only without _receive_into
-            self._event("rejected", reason="the gateway received no data set file (pynetdicom's chunked receiving "
-                        "is off)", calling_ae=calling_ae, sop_instance_uid=sop)
-            return PROCESSING_FAILURE
-        received_file = _receiving.pop(str(path), None)  # received whole: an abort no longer concerns it
-        if received_file is not None:
-            received_file.flush()
-            if received_file.error is not None:
-                return self._spool_failed(received_file.error, sop)
+        path = event.dataset_path  # None: the request carried no data set (see _store)
+        # received whole: an abort no longer concerns it
+        received = _receiving.pop(str(path), None) if path is not None else None
+        try:
+            if self._refused(event):
+                return NOT_AUTHORIZED
+            if received is not None:
+                received.flush()
+                if received.error is not None:
+                    return self._spool_failed(received.error, sop)
+            return self._store(path, sop, str(event.assoc.requestor.ae_title))
+        finally:
+            if received is not None:
+                received.discard()
+
+    def _store(self, path: Path | None, sop: str, calling_ae: str) -> int:
+        """De-identify the received file ``path`` into the spool (:meth:`handle_store`); the status."""
+        if path is None:
+            # A C-STORE-RQ whose Command Data Set Type (0000,0800) says "no data set" (0101H, PS3.7
+            # E.1): pynetdicom opens no file for it and hands the handler no path, only the command.
+            self._event("rejected", reason="the C-STORE request carried no data set (Command Data Set Type 0101H)",
+                        calling_ae=calling_ae, sop_instance_uid=sop)
+            return CANNOT_UNDERSTAND
         pending = PendingWrites()
         try:
             try:
@@ -510,9 +526,10 @@ class Gateway:
                 # event log), so that the data manager can find what was refused
                 self._event(outcome.status, reason=outcome.reason, calling_ae=calling_ae, **_received(Path(path)))
                 return PROCESSING_FAILURE
-            [(written, _)] = pending.paths()
-            study, series, name = PurePosixPath(outcome.output).parts  # the new UIDs (output_relpath)
-            target = self.spool.path_for(study, series, PurePosixPath(name).stem)
+            # the de-identifier names the spool file: <study>/<series>/<sop>.dcm of the new UIDs
+            # (output_relpath), written as a temporary file beside it
+            [(written, final)] = pending.paths()
+            target = Path(final)
             replaced = self.spool.put(target, Path(written))
             with self._registry_lock, Registry(self.config.state_dir, self._fingerprint) as registry:
                 registry.record([outcome.patient] if outcome.patient else [], [outcome.study] if outcome.study else [])
@@ -521,7 +538,8 @@ class Gateway:
         finally:
             pending.discard()
         # a resend is said (the console shows it): the PACS's later copy is the one that leaves
-        self._event("replaced" if replaced else "stored", study=study, sop=target.stem, **replaced)
+        self._event("replaced" if replaced else "stored", study=target.parent.parent.name, sop=target.stem,
+                    **replaced)
         return SUCCESS
 
     def _spool_failed(self, error: BaseException, sop_instance_uid: str) -> int:
@@ -564,13 +582,21 @@ class Gateway:
         """Stop listening and sending. An association still open after ``grace`` seconds (a PACS
         that keeps one open between studies, a long transfer) is aborted: the process waited for
         it until pynetdicom's network timeout (60 s) after saying it had stopped. What it had not
-        been answered for is the PACS's to send again; nothing half-written stays in the spool."""
+        been answered for is the PACS's to send again; nothing half-written stays in the spool.
+
+        A connection that is not (or no longer) an established association, such as a port probe or
+        a health check that connected and closed, is ended at once and not said: pynetdicom waits
+        for its A-ASSOCIATE-RQ for its ACSE timeout (30 s), and each one held a stop for the whole
+        grace period and logged an ``aborted`` of no calling AE."""
         self._stop.set()
         if self._server is not None:
             open_ = list(self._server.active_associations)
             self._server.shutdown()
-            deadline = time.monotonic() + grace
             for assoc in open_:
+                if not assoc.is_established:
+                    assoc.abort()
+            deadline = time.monotonic() + grace
+            for assoc in (a for a in open_ if a.is_established):
                 assoc.join(max(0.0, deadline - time.monotonic()))
                 if assoc.is_alive():
                     assoc.abort()
@@ -755,7 +781,7 @@ def whole_study(client: CommonsClient, project: str, package: StudyPackage) -> S
     latest = versions[-1]
     received = {PurePosixPath(item.path_in_package).stem for item in package.files}
     held = tuple(ManifestEntry(i["object_id"], int(i["size"]),
-                               f"{package.study_uid}/{i['series_uid']}/{i['sop_instance_uid']}.dcm")
+                               output_relpath(package.study_uid, i["series_uid"], i["sop_instance_uid"]))
                  for i in latest["instances"] or [] if i["sop_instance_uid"] not in received)
     return WholeStudy(package.study_uid, package.files, int(latest["version"]), held)
 
