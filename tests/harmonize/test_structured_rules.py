@@ -132,3 +132,14 @@ def test_long_tail_spellings_read_for_the_structured_match() -> None:
         "XR Spine Lumbar and Sacrum 2 or 3 Views").regions
     # CPT's "with pelvis when performed" is the hip's code.
     assert features("XR LEFT HIP 2-3 VIEWS (UNILATERAL) WITH PELVIS WHEN PERFORMED", "DX").regions == {"HIP"}
+
+
+def test_curated_rows_with_the_same_features_break_a_tie(matcher: Matcher) -> None:
+    # Both pulmonary CTA codes state chest, angiography, PE and contrast; MIDRC's curated rows
+    # with these features name the embolus code, so it answers.
+    match = matcher.match("CT", "PE CHEST WITH")
+    assert (match.code, match.accepted) == ("79077-4", True) and "tied with 1 other" in match.rule
+    # Without those rows nothing tells the two apart: a suggestion only.
+    table = build_table([MappingRow("CT", "CT HEAD WO", "30799-1", "", line=2)], builtin_attributes())
+    alone = Matcher(table).match("CT", "PE CHEST WITH")
+    assert alone.code in {"79077-4", "36147-7"} and not alone.accepted, alone

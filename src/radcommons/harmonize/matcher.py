@@ -12,7 +12,8 @@ produced it and a ``rule`` saying how:
    the code whose own long common name states the description's attributes best
    (:func:`~radcommons.harmonize.rules.best_fit`), weighted by how often that kind of fit
    named the curated code on the matcher's own curated rows; two codes fitting alike share
-   the weight, and a code that states what the description does not is only a suggestion.
+   the weight unless the curated rows with the same features pick one, and a code that states
+   what the description does not is only a suggestion.
 5. ``similarity``: TF-IDF cosine similarity to curated descriptions and code names, ranked.
 
 The confidence of 3-5 is calibrated so that answers at or above the default threshold are
@@ -184,7 +185,23 @@ def _fit_class(parsed: Features, fit: Fit, tied: Sequence[str], hits: Sequence[s
         rows = "curated rows with these features split"
     else:
         rows = "curated rows with these features name another code"
-    return (family, fit.kind, "tied" if len(tied) > 1 else "unique", stated, rows)
+    if len(tied) == 1:
+        tie = "unique"
+    else:
+        tie = "tied, broken by curated rows" if len(_resolve_tie(tied, hits)) == 1 else "tied"
+    return (family, fit.kind, tie, stated, rows)
+
+
+def _resolve_tie(tied: Sequence[str], hits: Sequence[str]) -> tuple[str, ...]:
+    """The codes a structured fit answers: the tied code most of the curated rows with the same
+    features name, when one is; else all the tied codes (which then share the weight)."""
+    if len(tied) == 1:
+        return tuple(tied)
+    votes = Counter(code for code in hits if code in tied)
+    ranked = votes.most_common(2)
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return (ranked[0][0],)
+    return tuple(tied)
 
 
 def _uninformative(description: str) -> bool:
@@ -398,8 +415,9 @@ class Matcher:
 
         Its weight is the precision this kind of fit had on the curated rows
         (:attr:`_calibration`), the kind including whether the curated rows with the same
-        features name it too; codes that fit equally well share the evidence and vote against
-        each other, so an ambiguous description stays below the threshold.
+        features name it too; codes that fit equally well, and that those rows do not tell
+        apart (:func:`_resolve_tie`), share the evidence and vote against each other, so an
+        ambiguous description stays below the threshold.
         """
         found = best_fit(parsed, self._code_features)
         if found is None:
@@ -417,13 +435,9 @@ class Matcher:
             # The code states what the description does not: a suggestion for a curator, however
             # often such guesses were right on the curated rows.
             weight = min(weight, GUESS_WEIGHT)
-        # Tied codes split the weight: by the curated rows with these features where they
-        # name some of them, else evenly.
-        votes = Counter(code for code in hits if code in tied)
-        total = sum(votes.values())
-        share = {code: votes[code] / total if total else 1 / len(tied) for code in tied}
-        return [Evidence(code, weight * share[code], "rules", rule)
-                for code in tied if share[code]]
+        # Codes still tied after the curated rows' votes split the weight evenly.
+        answered = _resolve_tie(tied, hits)
+        return [Evidence(code, weight / len(answered), "rules", rule) for code in answered]
 
     @functools.cached_property
     def _calibration(self) -> Calibration:
@@ -453,7 +467,10 @@ class Matcher:
             tied, fit = found
             groups = sorted(modality_groups(row.modality)) or [""]
             hits = self._signature_codes(parsed, groups, leave_out=midrc_key("", row.description)[1])
-            calibration.add(_fit_class(parsed, fit, tied, hits), row.code in tied)
+            answered = _resolve_tie(tied, hits)
+            # Right when the answer is the curated code; codes left tied count as one answer
+            # whose weight they share.
+            calibration.add(_fit_class(parsed, fit, tied, hits), row.code in answered)
         return calibration
 
     def _similarity(self, modality: str, description: str, parsed: Features) -> list[Evidence]:
