@@ -503,6 +503,17 @@ class CommonsClient:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    def abandon_submission(self, submission_id: int) -> Submission:
+        """End an open submission that will never be committed (``POST .../abandon``, docs/API.md): the server
+        drops its partial uploads and refuses anything later sent to it. Returns the submission as the server
+        now describes it (``status`` ``abandoned``). :class:`PermissionDeniedError` for another site's submission
+        (or, for a curator, one it did not create), :class:`NotFoundError` for an unknown one,
+        :class:`ConflictError` (``submission_closed``) for one committed or abandoned before.
+
+        Retried as every call is: a retry after an answer lost on the way is told the submission is "already
+        abandoned" (``submission_closed``), which the caller may take as done."""
+        return Submission.from_json(self._request("POST", f"/submissions/{submission_id}/abandon").json())
+
     def receipt(self, submission_id: int) -> Receipt:
         """The receipt of a committed submission (:class:`NotFoundError` before the commit)."""
         return Receipt.from_json(self._request("GET", f"/submissions/{submission_id}/receipt").json())
