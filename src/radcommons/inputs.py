@@ -40,12 +40,18 @@ def _not_regular(mode: int) -> str:
     return f"{kind}, not a regular file: nothing was read from it"
 
 
+def unreadable(error: OSError) -> str:
+    """The reason given for an input the operating system would not let be read (permission denied,
+    an I/O error of its disk): not the file's content, so never called corrupt."""
+    return f"unreadable: {error.strerror or error}"
+
+
 def stat_input(path: str | os.PathLike[str]) -> os.stat_result | str:
     """The status of the regular file ``path`` (links followed), or why it is not one to read."""
     try:
         status = os.stat(path)
     except OSError as error:
-        return f"unreadable: {error.strerror or error}"
+        return unreadable(error)
     if stat.S_ISREG(status.st_mode):
         return status
     return f"{_not_regular(status.st_mode)}; leave it out of the folder"
@@ -240,5 +246,5 @@ def walk_files(root: str | os.PathLike[str], skip: Collection[str | os.PathLike[
 __all__ = [
     "SEPARATOR_NAMES", "NotARegularFile", "UnreadableText", "check_text_table", "check_unique_columns",
     "decode_text_table", "markup_kind", "not_text_kind", "other_separator", "read_input_bytes", "read_input_text",
-    "read_named_file", "stat_input", "walk_files",
+    "read_named_file", "stat_input", "unreadable", "walk_files",
 ]

@@ -59,6 +59,7 @@ from radcommons.dicom.elements import (
 )
 from radcommons.durable import remove_if_present, sync_paths
 from radcommons.errors import UserError
+from radcommons.inputs import unreadable
 from radcommons.deid.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, clean_uid
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -67,12 +68,6 @@ CHUNK = 1 << 20
 
 class BadInput(Exception):
     """The file is not usable DICOM; the message is the reason given in the report."""
-
-
-def unreadable(error: OSError) -> str:
-    """The reason for a source the operating system would not let be read (permission denied, an
-    I/O error of its disk): not the file's content, so never called corrupt."""
-    return f"unreadable: {error.strerror or error}"
 
 
 def _unusable(error: Exception) -> BadInput:
@@ -799,7 +794,6 @@ __all__ = [
     "PendingWrites",
     "read_header",
     "read_full",
-    "unreadable",
     "write_streamed",
     "write_whole",
     "new_file_meta",

@@ -23,7 +23,6 @@ from radcommons.deid.fileio import (
     PendingWrites,
     read_full,
     read_header,
-    unreadable,
     write_streamed,
     write_whole,
 )
@@ -31,7 +30,7 @@ from radcommons.deid.outcome import PYDICOM, STREAM, FileOutcome, output_relpath
 from radcommons.deid.streamed import deidentify_streamed
 from radcommons.deid.uids import new_uid
 from radcommons.dicom.elements import PIXEL_TAGS, NotPlain
-from radcommons.inputs import stat_input
+from radcommons.inputs import stat_input, unreadable
 
 
 def deidentify_file(
@@ -86,6 +85,8 @@ def _deidentify_file(
             why = str(reason)
         except OSError as error:  # the source cannot be read: the pydicom path tries again and says so
             why = unreadable(error)
+        except BadInput as error:  # the source failed under the pixel copy (unreadable, shrank): the input's doing
+            why = str(error)
         except RecursionError:  # thousands of nested sequences: the input's doing, not a fault to report
             why = "sequences nested too deeply for the streamed path"
         except OutputWriteError:  # the destination's failure: the pydicom path would fail on it too
