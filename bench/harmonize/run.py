@@ -29,6 +29,8 @@ def _fit_reason(parsed, catalogue) -> str:
     from radcommons.harmonize.rules import best_fit
 
     found = best_fit(parsed, catalogue)
+    if found is None and parsed.exams > 1:
+        return "it joins exams no code names together"
     if found is None:
         return "none fits its contrast, views or purpose"
     tied, fit = found

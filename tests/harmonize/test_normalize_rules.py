@@ -64,7 +64,9 @@ def test_method_rules() -> None:
     assert features("CHEST 1 VIEW", "CR").method == "XR"
     assert features("PET LYMPHOMA", "CT, PT").method == "PET"
     assert features("CTA PE CHEST W", "CT").angio
-    assert "PE" in features("CT ANGIO PULMONARY", "CT").purposes
+    # The pulmonary arteries' CTA; the PE study only where the text says so (see test_pulmonary).
+    parsed = features("CT ANGIO PULMONARY", "CT")
+    assert "PULMONARY" in parsed.qualifiers and "PE" not in parsed.purposes
 
 
 def test_views_portable_and_laterality_rules() -> None:

@@ -127,6 +127,17 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 _SPLIT = re.compile(r"[^A-Z0-9]+")
 
+#: Exam methods, in the order a description naming two is read as the first (PET/CT is a PET).
+METHODS = ("PET", "XR", "CT", "MR", "US", "NM", "MG", "RF")
+
+#: Body-region words (after the synonyms of :data:`_WORDS`).
+REGIONS: frozenset[str] = frozenset(
+    """CHEST ABDOMEN PELVIS HEAD NECK CSPINE TSPINE LSPINE SPINE HEART BREAST RIBS ESOPHAGUS FACE
+    WHOLEBODY KNEE SHOULDER HIP FOOT ANKLE HAND WRIST CLAVICLE ELBOW KIDNEY FINGER FINGERS TOE
+    TOES HUMERUS FEMUR TIBIA FIBULA FOREARM LEG THIGH SCAPULA STERNUM SACRUM COCCYX ORBIT
+    ORBITS MANDIBLE PANCREAS LIVER BLADDER PROSTATE AORTA THYROID HYPOPHARYNX PHARYNX""".split()
+)
+
 # Word-level synonyms: each key becomes the listed canonical words.
 _WORDS: dict[str, tuple[str, ...]] = {
     # methods
@@ -227,17 +238,45 @@ def _words(description: str) -> list[str]:
     return list(_words_cached(description))
 
 
-def _words_uncached(description: str) -> list[str]:
-    """Upper-cased, rewritten, split words, synonyms applied, noise kept (for contrast reading)."""
+def _rewritten(description: str) -> str:
+    """Upper-cased text with ``^``/``_`` as spaces and :data:`_PHRASES` rewritten."""
     text = _rewrite(" " + normalize_space_case(description).replace("^", " ").replace("_", " ") + " ")
     # Re-run: separators like "_" hid phrases ("CHEST_W/O") until they were spaces.
-    text = _rewrite(text)
-    out: list[str] = []
-    for word in _SPLIT.split(text):
-        if not word:
-            continue
-        out.extend(_WORDS.get(word, (word,)))
-    return out
+    return _rewrite(text)
+
+
+def _synonyms(text: str) -> list[str]:
+    """Split words of rewritten text, each replaced by its canonical words (:data:`_WORDS`)."""
+    return [canonical for word in _SPLIT.split(text) if word for canonical in _WORDS.get(word, (word,))]
+
+
+def _words_uncached(description: str) -> list[str]:
+    """Upper-cased, rewritten, split words, synonyms applied, noise kept (for contrast reading)."""
+    return _synonyms(_rewritten(description))
+
+
+#: Where a description may join a second exam to the first ("CTA CHEST AND CT ABDOMEN", "MRI
+#: BRAIN, MRA NECK", "CCTA HEART W CONTRAST+CT CHEST").
+_JOINS = re.compile(r"\s+AND\s+|\s*[+,/&;]\s*|\s+-\s+")
+
+
+@lru_cache(maxsize=65536)
+def exams_named(description: str) -> int:
+    """How many exams a description names, each a method and a body region of its own.
+
+    A part after " AND ", "+", ",", "/", "&", ";" or " - " starts another exam when its first
+    word is a method: "CTA CHEST AND CT ABDOMEN AND PELVIS W CONT" names 2 (an angiogram of the
+    chest and a CT of the abdomen and pelvis, as LOINC's combination codes name them: "CT
+    Abdomen and Pelvis and CT angiogram Abdominal aorta"); "PET/CT SKULL BASE TO MID THIGH" 1
+    (the PET states no region of its own); "CT CHEST W, ABDOMEN PELVIS WWO" 1; "NM SPECT/CT" 0.
+    """
+    exams: list[list[str]] = [[]]
+    for part in _JOINS.split(_rewritten(description)):
+        words = _synonyms(part)
+        if words and words[0] in METHODS and exams[-1]:
+            exams.append([])
+        exams[-1].extend(words)
+    return sum(1 for words in exams if set(words) & set(METHODS) and set(words) & REGIONS)
 
 
 _CONTRAST_FOLLOWERS = frozenset({"CONTRAST", "IV", ""})
@@ -308,6 +347,10 @@ def canonical_tokens(description: str, modality: str = "") -> tuple[str, ...]:
         tokens.update(("ABDOMEN", "PELVIS"))
     if contrast:
         tokens.add("CONTRAST_" + contrast)
+    exams = exams_named(description)
+    if exams > 1:
+        # Two exams joined are no description of one: only a combination code answers them.
+        tokens.add(f"EXAMS{exams}")
     return tuple(sorted(tokens))
 
 

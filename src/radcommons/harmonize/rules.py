@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from radcommons.harmonize.normalize import canonical_tokens, modality_groups
+from radcommons.harmonize.normalize import METHODS, REGIONS, canonical_tokens, modality_groups
 
 #: Method read from the modality when the description does not name one.
 MODALITY_METHOD: dict[str, str] = {
@@ -28,16 +28,6 @@ MODALITY_METHOD: dict[str, str] = {
     "RF": "RF",
     "XA": "RF",
 }
-
-METHODS = ("PET", "XR", "CT", "MR", "US", "NM", "MG", "RF")
-
-#: Body-region words (after :mod:`~radcommons.harmonize.normalize`'s synonyms).
-REGIONS: frozenset[str] = frozenset(
-    """CHEST ABDOMEN PELVIS HEAD NECK CSPINE TSPINE LSPINE SPINE HEART BREAST RIBS ESOPHAGUS FACE
-    WHOLEBODY KNEE SHOULDER HIP FOOT ANKLE HAND WRIST CLAVICLE ELBOW KIDNEY FINGER FINGERS TOE
-    TOES HUMERUS FEMUR TIBIA FIBULA FOREARM LEG THIGH SCAPULA STERNUM SACRUM COCCYX ORBIT
-    ORBITS MANDIBLE PANCREAS LIVER BLADDER PROSTATE AORTA THYROID HYPOPHARYNX PHARYNX""".split()
-)
 
 #: Words naming what the exam is for; a description and a code must agree on them.
 PURPOSES: frozenset[str] = frozenset(
@@ -71,6 +61,8 @@ class Features:
     laterality: str | None = None
     purposes: frozenset[str] = frozenset()
     qualifiers: frozenset[str] = frozenset()
+    #: How many exams the text joins (:func:`~radcommons.harmonize.normalize.exams_named`).
+    exams: int = 1
 
     @property
     def informative(self) -> bool:
@@ -104,14 +96,21 @@ def features(description: str, modality: str = "") -> Features:
     regions = {t for t in tokens if t in REGIONS}
     purposes = {t for t in tokens if t in PURPOSES}
     angio = "ANGIO" in tokens or "VESSELS" in tokens or "ARTERIES" in tokens
+    qualifiers = tokens & QUALIFIERS
+    method = _method(tokens, modality)
+    if _pulmonary_angiogram(tokens, method, contrast):
+        angio = True
     if "PULMONARY" in tokens:
         regions.add("CHEST")
-        if angio:
-            # CT pulmonary angiography is the PE study whether or not the text says "PE".
-            purposes.add("PE")
+        if angio and not tokens & _NOT_PULMONARY_ARTERIES:
+            # The pulmonary arteries' CTA ("CTA Pulmonary arteries W contrast IV"); whether it is
+            # the PE study is said by "PE" or "embolus" only: MIDRC's curators answer "CT ANGIO
+            # PULMONARY" with the former and "CT CHEST PULMONARY ANGIO WITH IV CON" the latter.
+            qualifiers.add("PULMONARY")
     if "PE" in purposes:
         angio = True
         regions.add("CHEST")
+        qualifiers.add("PULMONARY")
     if "CALCIUM" in purposes:
         # Calcium scoring names the coronary arteries but is no angiogram.
         angio = False
@@ -129,8 +128,9 @@ def features(description: str, modality: str = "") -> Features:
             purposes.add("SCREENING")
     views = next((t for t in sorted(tokens) if t.startswith("VIEWS")), None)
     laterality = next((t for t in ("BILATERAL", "LEFT", "RIGHT") if t in tokens), None)
+    exams = next((int(t[len("EXAMS"):]) for t in tokens if t.startswith("EXAMS")), 1)
     return Features(
-        method=_method(tokens, modality),
+        method=method,
         angio=angio,
         regions=frozenset(regions),
         contrast=contrast,
@@ -139,7 +139,22 @@ def features(description: str, modality: str = "") -> Features:
         portable="PORTABLE" in tokens,
         laterality=laterality,
         purposes=frozenset(purposes),
-        qualifiers=frozenset(tokens & QUALIFIERS),
+        qualifiers=frozenset(qualifiers),
+        exams=exams,
+    )
+
+
+#: Words after which "PULMONARY" names no pulmonary arteries (veins, a nodule, the heart's study).
+_NOT_PULMONARY_ARTERIES = frozenset({"VEIN", "VEINS", "NODULE", "NODULES", "HEART", "PERFUSION", "PET"})
+
+
+def _pulmonary_angiogram(tokens: set[str], method: str | None, contrast: str | None) -> bool:
+    """A contrast CT of the "pulmonary" is the pulmonary CTA, as MIDRC's curators answer "CT
+    PULMONARY W/CONTRAST" ("CTA Pulmonary arteries W contrast IV"); without contrast, or of the
+    pulmonary veins or a nodule, it is not."""
+    return (
+        "PULMONARY" in tokens and method == "CT" and contrast == "W"
+        and not tokens & _NOT_PULMONARY_ARTERIES
     )
 
 
@@ -262,9 +277,15 @@ def fit(description: Features, code: Features) -> Fit | None:
     Method, body regions and angiography must be equal: another region set is another exam
     (LOINC/RSNA Playbook codes name the imaged region exactly). Contrast timing, views,
     projections, laterality, portable, purposes and qualifiers are graded; one both state
-    differently rules the code out.
+    differently rules the code out. A description joining two exams fits only a code joining
+    as many.
     """
     if description.method != code.method or description.regions != code.regions:
+        return None
+    if description.exams > 1 and code.exams != description.exams:
+        # Two exams joined are answered by a code of that combination or by a curator, never as
+        # one exam of their regions together. (One exam may name a combination code: sites
+        # write "CT CHEST PELVIS W ABDOMEN WWO" for "CT Abdomen WO and CT Chest ... W".)
         return None
     if description.angio != code.angio:
         return None
