@@ -176,20 +176,22 @@ def test_a_combined_panel_counts_only_when_the_site_names_it(radiograph: Radiogr
     mrn = radiograph.mrn
     tests = _labs(mrn, ("2023-01-02", "SARS-CoV-2 + Influenza A/B", "Positive"),
                        ("2023-01-04", "Flu A/B & COVID-19 PCR", "Positive"),
+                       ("2023-01-05", "FLUABCOVID19", "Positive"),  # a flu A/B panel, or a flu antibody
                        ("2023-01-08", "SARS-CoV-2 RNA (BAL fluid)", "Negative"))
     run = _run(radiograph, tmp_path, tests)
     assert run.sampled("case")[0]["covid19_positive"] == "No"
     assert _tests(run) == [("SARS-CoV-2 RNA (BAL fluid)", "Negative", 0)]
     warned = _warnings(run, "combined_covid19_panel")
     assert [(row, value) for _, row, _, value, _ in warned] == [
-        (2, "SARS-CoV-2 + Influenza A/B"), (3, "Flu A/B & COVID-19 PCR")]
+        (2, "SARS-CoV-2 + Influenza A/B"), (3, "Flu A/B & COVID-19 PCR"), (4, "FLUABCOVID19")]
     assert "covid19_tests: ['SARS-CoV-2 + Influenza A/B']" in run.report["clinical"]["issues"][
         [i["code"] for i in run.report["clinical"]["issues"]].index("combined_covid19_panel")]["fix"]
     named = _run(radiograph, tmp_path / "named", tests, mapping='covid19_tests: ["SARS-CoV-2 + Influenza A/B"]\n')
     assert named.sampled("case")[0]["covid19_positive"] == "Yes"
     assert _tests(named) == [("SARS-CoV-2 + Influenza A/B", "Positive", 0),
                              ("SARS-CoV-2 RNA (BAL fluid)", "Negative", 6)]
-    assert [value for _, _, _, value, _ in _warnings(named, "combined_covid19_panel")] == ["Flu A/B & COVID-19 PCR"]
+    assert [value for _, _, _, value, _ in _warnings(named, "combined_covid19_panel")] == [
+        "Flu A/B & COVID-19 PCR", "FLUABCOVID19"]
 
 
 def test_a_serology_word_without_a_letter_is_refused(tmp_path: Path) -> None:
@@ -239,9 +241,13 @@ def test_a_serology_test_method_makes_an_antibody_test(radiograph: Radiograph, t
                                       [mrn, "2023-01-06", "SARS-CoV-2 Antibody", "Lateral flow", "Positive"]])
     assert run.sampled("case")[0]["covid19_positive"] == "No"
     assert _tests(run) == [("SARS-CoV-2", "Negative", 0)]
-    assert [(row, column, value) for _, row, column, value, _ in _warnings(run, "covid19_serology_test")] == [
-        (2, "Test Name", "SARS-CoV-2 / Serology"), (3, "Test Name", "SARS-CoV-2 / IgG"), (4, "Test Method", "IgM"),
+    warned = _warnings(run, "covid19_serology_test")
+    # the method that made it an antibody test is pointed at (it pointed at the name, its value "name / method")
+    assert [(row, column, value) for _, row, column, value, _ in warned] == [
+        (2, "Test Method", "Serology"), (3, "Test Method", "IgG"), (4, "Test Method", "IgM"),
         (6, "Test Name", "SARS-CoV-2 Antibody")]
+    assert "row 2 of test 'SARS-CoV-2' (test method 'Serology') is not read" in warned[0][4]
+    assert "row 4 of test 'IgM' is not read" in warned[2][4]
     assert not _warnings(run, "assumed_covid19_test")
     assert not [i for i in run.report["clinical"]["issues"] if i["severity"] == "error"]
 
@@ -272,6 +278,24 @@ def test_a_covid19_vaccination_is_not_a_test(radiograph: Radiograph, tmp_path: P
     ("COVID19Abbott", DIAGNOSTIC),  # a glued run of other words is left whole: "Abbott" is no "Ab"
     ("SARS-CoV-2 ORF 1ab", DIAGNOSTIC), ("SARS-CoV-2 ORF1ab", DIAGNOSTIC),  # a gene, not an "Ab"
     ("Flu12AB", None),  # no SARS-CoV-2 name: no COVID-19 test, glued or not
+    # the other word glued before the SARS-CoV-2 name was not read either
+    ("IGGCOVID19", SEROLOGY), ("IgMSARSCoV2", SEROLOGY), ("ABCOVID", SEROLOGY), ("IgGIgMCOVID", SEROLOGY),
+    ("VACCINECOVID19", VACCINATION), ("RSVCOVID19PCR", COMBINED_PANEL), ("PCRCOVID19", DIAGNOSTIC),
+    ("LABCOVID19", DIAGNOSTIC),  # "Lab" is no "Ab"
+    # "FLUAB": a flu A/B panel or a flu antibody, neither diagnostic: read as the panel
+    ("FLUABCOVID19", COMBINED_PANEL), ("COVID19FLUAB", COMBINED_PANEL), ("FLUAB COVID-19", COMBINED_PANEL),
+    ("COVID-19 IGGIGM", SEROLOGY),  # a glued word beside the name
 ])
 def test_a_name_run_together_is_read_as_its_words(name: str, kind: str | None) -> None:
+    assert load_mapping().covid19_test_kind([name]) == kind
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("nCoV-2019", DIAGNOSTIC), ("nCoV 2019 RNA", DIAGNOSTIC), ("2019-nCoV", DIAGNOSTIC), ("SARS2 PCR", DIAGNOSTIC),
+    ("SARS-2", DIAGNOSTIC), ("SARS 2 Ag", DIAGNOSTIC), ("SARS CoV 2", DIAGNOSTIC), ("SARS2IGG", SEROLOGY),
+    # "nCoV" alone is no name of it: it is in "uncovered"
+    ("Uncovered wound culture", None), ("nCoV", None),
+])
+def test_spaced_and_hyphenated_names_of_sars_cov_2(name: str, kind: str | None) -> None:
+    """"nCoV-2019", "SARS2 PCR" and "SARS-2" were not COVID-19 tests: not sent, nor counted."""
     assert load_mapping().covid19_test_kind([name]) == kind

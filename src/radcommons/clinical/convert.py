@@ -348,10 +348,11 @@ class _TestNames:
         self.mapping = mapping
         self.columns = [c for c, f in columns.items() if f in _TEST_NAMING]
         self.method = next((c for c, f in columns.items() if f == "test_method"), None)
-        #: the name of a test that is not a COVID-19 test (with the column that names it) -> its rows
-        self.other: dict[tuple[str | None, str], list[int]] = {}
+        #: a test that is not a COVID-19 test, as (the column that says so, its value there, the test as the
+        #: warning names it) -> its rows
+        self.other: dict[tuple[str | None, str, str], list[int]] = {}
         #: SEROLOGY, VACCINATION or COMBINED_PANEL -> such a COVID-19 test, as ``other`` -> its rows (not read either)
-        self.not_diagnostic: dict[str, dict[tuple[str | None, str], list[int]]] = {
+        self.not_diagnostic: dict[str, dict[tuple[str | None, str, str], list[int]]] = {
             SEROLOGY: {}, VACCINATION: {}, COMBINED_PANEL: {}}
         self.assumed: list[int] = []  #: rows that name no test
 
@@ -367,11 +368,15 @@ class _TestNames:
             if not names:
                 self.assumed.append(number)
             return True
-        column = self.columns[0] if names else self.method
-        if kind == SEROLOGY and self.mapping.covid19_test_kind(names) != SEROLOGY:
-            names.append(method)  # its method alone says so: shown with it
+        column, value, shown = self.method, method, repr(method)  # a row naming no test: its method said serology
+        if names:
+            column, value = self.columns[0], " / ".join(names)
+            shown = repr(value)
+            if kind == SEROLOGY and self.mapping.covid19_test_kind(names) != SEROLOGY:
+                # its method alone makes it an antibody test: the warning points at the method, naming the test too
+                column, value, shown = self.method, method, f"{value!r} (test method {method!r})"
         found = self.other if kind is None else self.not_diagnostic[kind]
-        found.setdefault((column, " / ".join(names)), []).append(number)
+        found.setdefault((column, value, shown), []).append(number)
         return False
 
     @staticmethod
@@ -385,11 +390,11 @@ class _TestNames:
         column = self.columns[0] if self.columns else None
         for kind, names in ((None, self.other), *self.not_diagnostic.items()):
             code, why, fix = _SKIPPED_TESTS[kind]
-            for (named_by, name), numbers in names.items():
+            for (named_by, value, shown), numbers in names.items():
                 found.append(Issue(
-                    WARNING, code, f"{_rows_of(numbers)} of test {name!r} {'is' if len(numbers) == 1 else 'are'} not "
+                    WARNING, code, f"{_rows_of(numbers)} of test {shown} {'is' if len(numbers) == 1 else 'are'} not "
                     f"read: {why}: not sent, nor counted toward the patient's covid19_positive or day 0",
-                    fix.format(name=name.split(" / ")[0]), table.label, numbers[0], named_by, name, "measurement"))
+                    fix.format(name=value.split(" / ")[0]), table.label, numbers[0], named_by, value, "measurement"))
         if self.assumed and not self.mapping.is_covid19_test(table.name):
             what = (f"{_rows_of(self.assumed)} name no test (their {column} is blank)" if column else
                     f"the file has no test name column (Test Name or LOINC): its {len(self.assumed)} row(s)")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -178,13 +178,14 @@ class SiteMapping:
 
     def _words_of(self, name: str) -> str:
         """The words of ``name`` between spaces (:func:`_words`), with those of a glued name after them
-        (:func:`_unglued`): "SARSCOV2IGG" is an antibody test, "COVID19FLUPCR" a combined panel."""
+        (:func:`_unglued`): "SARSCOV2IGG" and "IGGCOVID19" are antibody tests, "COVID19FLUPCR" a combined panel."""
         words = _words(name).split()
         terms = (*self.serology_tests, *self.vaccinations, *self.other_pathogens, *_GLUED_DIAGNOSTIC)
         vocabulary = {term.replace(" ", ""): term for term in terms if not _is_code(term)}
         covid19_keys = [key for key in self.covid19_tests if not _is_code(key)]
-        glued = [piece for word in words for piece in _unglued(word, covid19_keys, vocabulary)]
-        return f" {' '.join([*words, *glued])} "
+        glued = [_strains(pieces, self.other_pathogens) for word in words
+                 for pieces in _unglued(word, covid19_keys, vocabulary)]
+        return f" {' '.join([*words, *(piece for pieces in glued for piece in pieces)])} "
 
     def _test_kind(self, names: tuple[str, ...], method: str) -> str | None:
         """:meth:`covid19_test_kind`, worked out."""
@@ -237,20 +238,31 @@ _GLUED_DIAGNOSTIC = ("pcr", "rtpcr", "rt", "rna", "naa", "naat", "ag", "antigen"
 _GLUED_MAX = 40
 
 
-def _unglued(word: str, covid19_keys: Sequence[str], vocabulary: Mapping[str, str]) -> list[str]:
-    """The words run together in one ``word`` after a SARS-CoV-2 name ("covid19igg" -> "igg", "sarscov2flupcr" ->
-    "flu", "pcr") or after the 2 or 19 that ends one ("SARS-CoV-2IgM": "2igm" -> "igm"; not the 1 of "ORF 1ab", a
-    gene), when all of the run is words of ``vocabulary`` (its keys, without spaces -> the words); else none
-    ("covid19abbott": "Abbott" is no "Ab")."""
-    ends = [word.index(key) + len(key) for key in covid19_keys if key in word]
-    if ends:
-        run = word[max(ends):].lstrip("0123456789")
+def _unglued(word: str, covid19_keys: Sequence[str], vocabulary: Mapping[str, str]) -> list[list[str]]:
+    """The runs of words glued in one ``word``, each as its words: the run after a SARS-CoV-2 name ("covid19igg" ->
+    "igg", "sarscov2flupcr" -> "flu", "pcr") or after the 2 or 19 that ends one ("SARS-CoV-2IgM": "2igm" -> "igm";
+    not the 1 of "ORF 1ab", a gene), the run before the name ("iggcovid19" -> "igg", "fluabcovid19" -> "flu",
+    "ab"), or a word of no SARS-CoV-2 name ("FLUAB COVID-19": "flu", "ab"); a run only when all of it is words of
+    ``vocabulary`` (its keys, without spaces -> the words), else none ("covid19abbott": "Abbott" is no "Ab";
+    "labcovid": "Lab" none either)."""
+    found = [(word.index(key), word.index(key) + len(key)) for key in covid19_keys if key in word]
+    digits = word[:len(word) - len(word.lstrip("0123456789"))]
+    if found:
+        after = word[max(end for _, end in found):].lstrip("0123456789")
+        before = word[:min(start for start, _ in found)]
+    elif digits:
+        after, before = (word[len(digits):] if digits in ("2", "19") else ""), ""
     else:
-        digits = word[:len(word) - len(word.lstrip("0123456789"))]
-        run = word[len(digits):] if digits in ("2", "19") else ""
-    if len(run) > _GLUED_MAX:
-        return []
-    return _cut(run, vocabulary) or []
+        after, before = "", word
+    runs = (_cut(run, vocabulary) if len(run) <= _GLUED_MAX else None for run in (before, after))
+    return [run for run in runs if run]
+
+
+def _strains(words: list[str], pathogens: Collection[str]) -> list[str]:
+    """Glued ``words`` (:func:`_unglued`) without an "ab" right after a pathogen's name: "FLUAB" is as much
+    influenza A and B (a flu A/B panel) as a flu antibody. Neither is a diagnostic COVID-19 test: read as the panel
+    its pathogen makes it (``combined_covid19_panel``), which a site may still name in ``covid19_tests``."""
+    return [w for i, w in enumerate(words) if not (w == "ab" and i and words[i - 1] in pathogens)]
 
 
 def _cut(run: str, vocabulary: Mapping[str, str]) -> list[str] | None:
@@ -448,7 +460,8 @@ def load_mapping(path: str | Path | None = None) -> SiteMapping:
         named = _terms(data, "covid19_tests", where, '["Resp Panel 2", 94500-6]')
         covid19_tests += named
         if data is not documents[0][1]:
-            site_covid19_tests |= {name_key(t) for t in named}  # a site's own whole name: its combined panel counts (covid19_test_kind)
+            # a site's own whole name: its combined panel counts (covid19_test_kind)
+            site_covid19_tests |= {name_key(t) for t in named}
         serology_tests += _terms(data, "serology_tests", where, '[Anti-S, 94563-4]')
         other_pathogens += _terms(data, "other_pathogens", where, '["Strep A"]')
         vaccinations += _terms(data, "vaccinations", where, '[inoculation]')
