@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
@@ -28,3 +29,12 @@ def pg_database(admin: psycopg.Connection) -> Iterator[str]:
         yield f"{pg_server()}/{name}"
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_copy(admin: psycopg.Connection, url: str, template: str) -> None:
+    """Make the database of ``url`` a copy of the database of ``template`` (both on
+    :func:`pg_server`; nothing may be connected to ``template``): PostgreSQL copies its files
+    (``CREATE DATABASE ... TEMPLATE``), in a tenth of the time the migrations take to run."""
+    name, source = make_url(url).database, make_url(template).database
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')

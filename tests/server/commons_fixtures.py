@@ -1,8 +1,8 @@
-"""Fixtures and helpers of the server tests: a real commons server in a subprocess, on a free port.
+"""Fixtures and helpers of the server tests: a real commons server in a process of its own, on a free port.
 
 ``deid_tree`` (the de-identified site the tests ingest) is in tests/conftest.py.
-``commons``: migrates the database of ``db_url`` (SQLite, and PostgreSQL for the tests that ask
-for it), makes users and tokens, starts ``radcommons serve`` and stops it afterwards.
+``commons``: on the migrated database of ``migrated_url`` (SQLite, and PostgreSQL for the tests
+that ask for it), makes users and tokens, starts ``radcommons serve`` and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from serve_support import start_server
+from serve_support import ServerProcess, start_server
 import pydicom
 import pytest
 
@@ -54,7 +54,7 @@ class Commons:
     store_dir: Path
     port: int = field(default_factory=free_port)
     tokens: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
+    process: ServerProcess | None = None
 
     @property
     def url(self) -> str:
@@ -90,7 +90,7 @@ class Commons:
 
 
 def make_commons(root: Path, db_url: str) -> Commons:
-    upgrade(db_url)
+    upgrade(db_url)  # a few milliseconds when ``migrated_url`` made it
     engine = make_engine(db_url)
     try:
         add_user(engine, "admin", "admin")
@@ -108,8 +108,8 @@ def make_commons(root: Path, db_url: str) -> Commons:
 
 
 @pytest.fixture
-def commons(db_url: str, tmp_path: Path) -> Iterator[Commons]:
-    server = make_commons(tmp_path, db_url)
+def commons(migrated_url: str, tmp_path: Path) -> Iterator[Commons]:
+    server = make_commons(tmp_path, migrated_url)
     try:
         yield server
     finally:
