@@ -1,7 +1,8 @@
 """A commons with data for the browser tests: synthetic sites, an open and a sequestered project.
 
 Built the way an operator would, with real commands (``radcommons synth``, ``db upgrade``,
-``admin``, ``serve``, ``contribute``, ``deid``, ``ingest``), once per session:
+``admin``, ``serve``, ``contribute``, ``deid``, ``ingest``; processes forked by
+:mod:`serve_support`'s fork server), once per session:
 
 * the contributing site's account and token are made with ``radcommons admin`` (the token goes in
   a file for ``contribute``); the admin, curator and researcher accounts in this process, as
@@ -18,14 +19,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_support import start_server
 import pytest
-from serve_support import free_port
+from serve_support import ServerProcess, free_port, run_radcommons, start_server
 
 from radcommons.store.index import make_engine
 from radcommons.store.index.accounts import add_user, create_token
@@ -46,16 +45,16 @@ class WebCommons:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     tokens: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
+    process: ServerProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def run(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"radcommons {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}"
+    def run(self, *args: str, exit_code: int = 0) -> str:
+        done = run_radcommons(list(args), self.root, self.env)
+        assert done.returncode == exit_code, f"radcommons {' '.join(args[:2])} exited {done.returncode}:\n" \
+                                             f"{done.stdout}\n{done.stderr}"
         return done.stdout
 
     def start(self) -> None:
@@ -94,15 +93,15 @@ def build_commons(root: Path) -> WebCommons:
     commons.start()
     commons.run("contribute", "synth/site_a", "--clinical", "synth/site_a/clinical", "--site", "SITE_A",
                 "--project", OPEN_PROJECT, "--server", commons.url, "--token-file", "uploader.token",
-                "--key-file", "key", "--state-dir", "state-a", "--dataset", "SITE_A_web", "--allow-partial")
+                "--key-file", "key", "--state-dir", "state-a", "--dataset", "SITE_A_web", "--allow-partial",
+                "--workers", "1")  # more would spawn de-identification processes: seconds to start, for 4 patients
     patient = min(p.name for p in (root / "synth" / "site_b").iterdir() if p.is_dir() and p.name != "clinical")
     commons.run("deid", f"synth/site_b/{patient}", "deid_b", "--site", "SITE_B", "--key-file", "key",
                 "--state-dir", "state-b")
     commons.run("ingest", "deid_b", "--project", SEQUESTERED_PROJECT, "--site", "SITE_B",
                 "--availability", "sequestered")
     raw = next(p for p in sorted((root / "synth" / "site_b").rglob("*.dcm")))
-    subprocess.run([sys.executable, "-m", "radcommons", "ingest", str(raw), "--project", OPEN_PROJECT, "--site",
-                    "SITE_B"], cwd=root, env=env, capture_output=True, timeout=120)  # exits 1: quarantined
+    commons.run("ingest", str(raw), "--project", OPEN_PROJECT, "--site", "SITE_B", exit_code=1)  # quarantined
     return commons
 
 
