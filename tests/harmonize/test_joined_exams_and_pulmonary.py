@@ -65,7 +65,7 @@ def test_a_contrast_ct_of_the_pulmonary_is_the_pulmonary_cta() -> None:
 
 
 def test_pulmonary_cta_is_the_pe_study_only_when_it_says_so(matcher: Matcher) -> None:
-    # MIDRC's curators answer pulmonary CTAs that do not say PE both ways ("CT ANGIO PULMONARY"
+    # MIDRC's curators answer pulmonary CTAs that do not say PE three ways ("CT ANGIO PULMONARY"
     # the plain code, "CT CHEST PULMONARY ANGIO WITH IV CON" the embolus code): a suggestion.
     match = matcher.match("CT", "CHEST PULMONARY WITH")
     assert match.code == "36147-7" and not match.accepted, match

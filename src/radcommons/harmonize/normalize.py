@@ -238,6 +238,7 @@ def _words(description: str) -> list[str]:
     return list(_words_cached(description))
 
 
+@lru_cache(maxsize=65536)
 def _rewritten(description: str) -> str:
     """Upper-cased text with ``^``/``_`` as spaces and :data:`_PHRASES` rewritten."""
     text = _rewrite(" " + normalize_space_case(description).replace("^", " ").replace("_", " ") + " ")
