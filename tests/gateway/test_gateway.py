@@ -245,6 +245,44 @@ def test_a_stop_does_not_wait_for_an_association_the_pacs_keeps_open(tmp_path: P
     assert '"event": "aborted"' in (state / "gateway" / "events.jsonl").read_text()
 
 
+def _acceptor_threads() -> list[threading.Thread]:
+    """pynetdicom's running acceptor associations (each a thread) in this process."""
+    from pynetdicom.association import Association
+
+    return [t for t in threading.enumerate() if isinstance(t, Association) and t.is_acceptor and t.is_alive()]
+
+
+def test_a_connection_that_never_asks_for_an_association_is_closed_after_the_associate_wait(tmp_path: Path) -> None:
+    """A bare TCP connection that never sends an A-ASSOCIATE-RQ (a load balancer's health check) kept a
+    thread of the gateway for pynetdicom's ACSE timeout, 30 s: one every few seconds piled them up. The
+    gateway now closes it after its associate wait (ASSOCIATE_WAIT, 10 s; 1 s here), says nothing of it,
+    and a peer that connects afterwards associates as before."""
+    events: list[tuple[str, dict]] = []
+    config = local_config(tmp_path / "state", associate_seconds=1.0)
+    gateway = Gateway(config, on_event=lambda name, fields: events.append((name, fields)))
+    gateway.start()
+    try:
+        with socket.create_connection(("127.0.0.1", config.port), timeout=10) as bare:
+            began = time.monotonic()
+            try:
+                closed = bare.recv(1) == b""  # the end of the stream: the gateway closed it
+            except ConnectionResetError:
+                closed = True
+            took = time.monotonic() - began
+        deadline = time.monotonic() + 5
+        while _acceptor_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _acceptor_threads()
+        echo = subprocess.run(["echoscu", "-aec", "RCGW", "127.0.0.1", str(config.port)], capture_output=True,
+                              text=True, timeout=30)
+    finally:
+        gateway.stop()
+    assert closed and 0.9 <= took < 5, (closed, took)  # the wait, not pynetdicom's 30 s
+    assert left == [], left  # its thread ended with it
+    assert echo.returncode == 0, echo.stdout + echo.stderr
+    assert [name for name, _ in events] == ["listening"], events
+
+
 def test_a_refused_peers_instances_go_at_each_refusal(corpus: Path, tmp_path: Path) -> None:
     """A peer not on the allow list was refused each C-STORE (0124H), but the gateway kept each
     refused instance's received file (identified, as the peer sent it) on its list of files being

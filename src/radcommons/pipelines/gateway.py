@@ -83,6 +83,13 @@ CANNOT_UNDERSTAND = 0xC000  #: PS3.4 Table B.2-1, C-STORE "Error: Cannot underst
 OUT_OF_RESOURCES = 0xA700
 #: Seconds a stopping gateway lets open associations end by themselves before it aborts them.
 STOP_GRACE = 10.0
+#: Seconds a connection may take to send its A-ASSOCIATE-RQ before the gateway closes it: pynetdicom's
+#: ACSE timeout, which on an acceptor is both its wait for the request and the ARTIM timer started on
+#: the transport connection (PS3.8 9.1.5, state machine action AE-5; Evt18 -> AA-2 closes it). Its
+#: default, 30 s, kept a thread per bare connection: a load balancer's health check every few seconds
+#: piled them up. A peer sends its request as soon as it connects; the timer also bounds the wait for
+#: a peer to close the connection after its release is answered (Sta13), which it does at once.
+ASSOCIATE_WAIT = 10.0
 #: A-ASSOCIATE-AC presentation context result (PS3.8 Table 9-18): abstract syntax not supported.
 _ABSTRACT_SYNTAX_NOT_SUPPORTED = 0x03
 
@@ -160,6 +167,8 @@ class GatewayConfig:
     host: str = "0.0.0.0"
     quiet_seconds: float = 30.0
     check_seconds: float = 2.0
+    #: seconds a connection may take to request an association (:data:`ASSOCIATE_WAIT`)
+    associate_seconds: float = ASSOCIATE_WAIT
     #: who may echo and store (empty: every peer that calls the gateway's AE title)
     allowed: tuple[Peer, ...] = ()
 
@@ -564,6 +573,7 @@ class Gateway:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.maximum_pdu_size = MAX_PDU
+        ae.acse_timeout = self.config.associate_seconds
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
                     (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_CLOSE, self.handle_closed)]
         _receive_into(ae, self.spool.receiving)  # received to a file, never whole in memory
@@ -586,8 +596,8 @@ class Gateway:
 
         A connection that is not (or no longer) an established association, such as a port probe or
         a health check that connected and closed, is ended at once and not said: pynetdicom waits
-        for its A-ASSOCIATE-RQ for its ACSE timeout (30 s), and each one held a stop for the whole
-        grace period and logged an ``aborted`` of no calling AE."""
+        for its A-ASSOCIATE-RQ for the ACSE timeout (:data:`ASSOCIATE_WAIT`), and each one held a stop
+        for the whole grace period and logged an ``aborted`` of no calling AE."""
         self._stop.set()
         if self._server is not None:
             open_ = list(self._server.active_associations)
