@@ -449,6 +449,16 @@ def number_bytes(element: DataElement | RawDataElement) -> bytes:
     return "\\".join(_string_values(value)).encode("latin-1", "replace")
 
 
+def _none_as_empty(element: DataElement | RawDataElement) -> None:
+    """An empty value among a decoded IS / DS element's values held as ``None`` (a data set built in
+    memory) becomes ``''``: pydicom writes a None there as the text 'None', not a number (PS3.5 6.2),
+    which the verification gate refuses. The count of values stays (``1\\\\2``: three values)."""
+    if isinstance(element, DataElement) and isinstance(element.value, (list, MultiValue)) and any(
+        value is None for value in element.value
+    ):
+        _set_strings(element, _string_values(element.value))
+
+
 def _set_strings(element: DataElement, values: list[str]) -> None:
     if not values:
         element.value = ""
@@ -758,6 +768,8 @@ class _Transformer:
         # (raw, written back byte for byte), which is most of an image header.
         vr = element_vr(ds, base_tag)
         step = self.plan(tag, vr, top)
+        if vr in _NUMBER_VRS:
+            _none_as_empty(ds.get_item(base_tag))
         if step == KEEP:
             return
         if step == DELETE:
