@@ -56,12 +56,13 @@ def _upload_token(commons, tmp_path: Path) -> Path:
 
 def _start_gateway(commons, key_file: Path, state: Path, token_file: Path,
                    quiet: float = 1.0) -> tuple[subprocess.Popen[str], int]:
-    """``radcommons gateway`` sending to ``commons`` (quiet period ``quiet`` s), once it answers C-ECHO."""
+    """``radcommons gateway`` sending to ``commons`` (quiet period ``quiet`` s, the spool checked every 0.5 s
+    rather than 2 s), once it answers C-ECHO."""
     port = free_port()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "radcommons", "gateway", "--ae-title", "RCGW", "--port", str(port),
          "--host", "127.0.0.1", "--site", SITE, "--project", PROJECT, "--key-file", str(key_file),
-         "--state-dir", str(state), "--quiet-seconds", str(quiet), "--server", commons.url,
+         "--state-dir", str(state), "--quiet-seconds", str(quiet), "--check-seconds", "0.5", "--server", commons.url,
          "--token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

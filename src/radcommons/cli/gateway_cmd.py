@@ -36,6 +36,9 @@ def command(
                                           "default var/deid-state/SITE.", show_default=False),
     quiet_seconds: float = typer.Option(30.0, "--quiet-seconds", help="A study is complete after this many "
                                         "seconds without a new instance.", min=0.0, max=86400.0),
+    check_seconds: float = typer.Option(2.0, "--check-seconds", help="How often the spool is checked for complete "
+                                        "studies; after a failed send the gateway waits twice this, doubled with "
+                                        "each failure (5 minutes at most).", min=0.5, max=300.0),
     workers: int = typer.Option(4, "--workers", help="Parallel uploads (threads).", min=1,
                                  max=MAX_WORKERS),
     allow: list[str] = typer.Option([], "--allow", help="A peer that may send (repeat for more): its calling "
@@ -95,7 +98,7 @@ def command(
 
     config = GatewayConfig(ae_title=ae_title.strip(), port=port, host=host,
                            context=DeidContext(key=key, site=site), state_dir=state, quiet_seconds=quiet_seconds,
-                           allowed=tuple(allowed))
+                           check_seconds=check_seconds, allowed=tuple(allowed))
     if not allowed:
         console.print("[yellow]no --allow: any peer that reaches this port and calls "
                       f"{config.ae_title} may send studies (restrict it with --allow)[/]")
