@@ -30,7 +30,7 @@ from radcommons.deid.check import Finding, check_deidentified
 from radcommons.dicom.deflated import DEFLATED_CUT_SHORT, DeflatedFile
 from radcommons.dicom.elements import TRAILING_MAX, PixelDataError, cut_short_element, pixel_span, read_head
 from radcommons.dicom.index_fields import InstanceFields, instance_fields
-from radcommons.inputs import stat_input
+from radcommons.inputs import stat_input, unreadable
 from radcommons.store.objects import ObjectStore, StagedObject
 
 #: A gate takes a header and returns its findings (empty: it may be published).
@@ -274,7 +274,7 @@ def read_and_stage(path: Path, *, store_url: str, store_options: dict[str, Any],
     try:
         source = open(path, "rb")
     except OSError as error:
-        return ReadFile(name, Examined("rejected", f"unreadable: {error.strerror or error}"))
+        return ReadFile(name, Examined("rejected", unreadable(error)))
     with source:
         before = os.fstat(source.fileno())
         examined = examine(source, object_id="", size=before.st_size, gate=gate)
