@@ -94,7 +94,8 @@ def migrated_url(db_url: str, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def deid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """De-identified DICOM of one synthetic site (``SITE_A``: 30 instances, 11 studies, 3 patients),
-    made with ``radcommons synth``, ``keygen`` and ``deid``, for the tests of every folder.
+    made with ``radcommons synth``, ``keygen`` and ``deid`` (forked by :mod:`serve_support`'s fork
+    server), for the tests of every folder.
 
     Defined here once: imported into several folders' conftest.py, it was a fixture per folder to
     pytest, each with its own session cache, and the tree was made again for each folder.
@@ -103,9 +104,9 @@ def deid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # One site: site_a's files are the same with --sites 2, whose site_b no test read.
     for args in (("synth", "synth", "--sites", "1", "--patients", "3", "--seed", "1", "--small"),
                  ("keygen", "key"),
-                 ("deid", "synth/site_a", "deid", "--site", "SITE_A", "--key-file", "key", "--state-dir", "state")):
-        done = subprocess.run([sys.executable, "-m", "radcommons", *args], cwd=root, capture_output=True, text=True,
-                              timeout=300, env={**os.environ, "COLUMNS": "200"})
+                 ("deid", "synth/site_a", "deid", "--site", "SITE_A", "--key-file", "key", "--state-dir", "state",
+                  "--workers", "1")):  # inline: helper processes took seconds to start, for 30 files
+        done = run_radcommons(list(args), root, {**os.environ, "COLUMNS": "200"}, timeout=300)
         assert done.returncode == 0, done.stderr
     return root / "deid"
 

@@ -37,7 +37,7 @@ def _client(commons: RealCommons, transport: httpx.BaseTransport | None = None, 
 
 
 def test_a_rerun_after_its_submission_was_abandoned_sends_a_new_one(commons: RealCommons, corpus: Path,
-                                                                     tmp_path: Path, run_cli) -> None:
+                                                                     tmp_path: Path, forked_cli) -> None:
     request = make_request(corpus, "site_c", tmp_path / "state", project=PROJECT,
                            key=hashlib.sha256(PROJECT.encode()).digest())
     plan = prepare(request)
@@ -46,9 +46,9 @@ def test_a_rerun_after_its_submission_was_abandoned_sends_a_new_one(commons: Rea
     with _client(commons) as client:
         [abandoned] = client.list_submissions(PROJECT)
     assert abandoned.status == "open"
-    ended = run_cli("admin", "submission", "abandon", str(abandoned.id), "--yes",
-                    "--state-dir", str(commons.root / "state"), "--url", f"sqlite:///{commons.root / 'index.db'}",
-                    env={"RADCOMMONS_OBJECT_STORE_URL": str(commons.root / "objects")})
+    ended = forked_cli("admin", "submission", "abandon", str(abandoned.id), "--yes",
+                       "--state-dir", str(commons.root / "state"), "--url", f"sqlite:///{commons.root / 'index.db'}",
+                       env={"RADCOMMONS_OBJECT_STORE_URL": str(commons.root / "objects")})
     assert ended.returncode == 0, ended.stdout + ended.stderr
 
     delivery, receipt_path = send(plan, _client(commons), server=commons.url)
