@@ -24,12 +24,12 @@ GOOD = '"12345-6","XR Knee 2 Views","","Rad.Modality.Modality Type","XR"\n'
     (f'"12345-7","XR Knee","","Rad.Modality.Modality Type","{"M" * 100}"\n',
      "code 12345-7: the method is 100 characters long; at most 64 are kept"),
 ])
-def test_a_code_too_long_for_the_index_is_refused(migrated_url: str, tmp_path: Path, run_cli: Callable[..., Any],
+def test_a_code_too_long_for_the_index_is_refused(migrated_url: str, tmp_path: Path, forked_cli: Callable[..., Any],
                                                   row: str, words: str) -> None:
     playbook = tmp_path / "LoincRsnaRadiologyPlaybook.csv"
     playbook.write_text(HEADER + GOOD + row, encoding="utf-8")
-    result = run_cli("harmonize", "catalogue", "import", str(playbook), "--url", migrated_url)
+    result = forked_cli("harmonize", "catalogue", "import", str(playbook), "--url", migrated_url)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout + result.stderr
     assert f"{playbook}: {words}" in result.stderr and "nothing was imported" in result.stderr, result.stderr
-    refused = run_cli("harmonize", "decide", "DX", "XR KNEE 2 VIEWS", "12345-6", "--url", migrated_url)
+    refused = forked_cli("harmonize", "decide", "DX", "XR KNEE 2 VIEWS", "12345-6", "--url", migrated_url)
     assert "not in the catalogue" in refused.stderr, refused.stdout + refused.stderr  # the good code neither

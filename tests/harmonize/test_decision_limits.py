@@ -50,12 +50,12 @@ def test_the_api_refuses_what_the_index_cannot_keep(commons: Commons) -> None:
     (("DX", "XR FOO", "12345-6", "--name", "n" * 300), "the code's name is 300 characters long; at most 256"),
     (("DX", "XR " * 100, "36643-5"), "the study description is 299 characters long once white space is collapsed"),
 ])
-def test_the_cli_refuses_what_the_index_cannot_keep(migrated_url: str, run_cli: Callable[..., Any],
+def test_the_cli_refuses_what_the_index_cannot_keep(migrated_url: str, forked_cli: Callable[..., Any],
                                                      args: tuple[str, ...], words: str) -> None:
-    result = run_cli("harmonize", "decide", *args, "--url", migrated_url)
+    result = forked_cli("harmonize", "decide", *args, "--url", migrated_url)
     assert result.returncode == 2 and words in result.stderr, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert "0 decision(s)" in run_cli("harmonize", "decisions", "--url", migrated_url).stdout
+    assert "0 decision(s)" in forked_cli("harmonize", "decisions", "--url", migrated_url).stdout
 
 
 def test_the_api_and_the_store_keep_the_same_longest_description(commons: Commons) -> None:
@@ -89,8 +89,8 @@ def test_the_api_and_the_store_keep_the_same_longest_description(commons: Common
     ('"' + "X" * 256 + '"', "the study description is 258 characters long once white space is collapsed"),
     ('""', "the study description is empty as MIDRC reads it"),
 ])
-def test_the_cli_keeps_the_same_longest_description(migrated_url: str, run_cli: Callable[..., Any],
+def test_the_cli_keeps_the_same_longest_description(migrated_url: str, forked_cli: Callable[..., Any],
                                                      description: str, words: str) -> None:
-    result = run_cli("harmonize", "decide", "DX", description, "36643-5", "--url", migrated_url)
+    result = forked_cli("harmonize", "decide", "DX", description, "36643-5", "--url", migrated_url)
     assert result.returncode == 2 and words in " ".join(result.stderr.split()), result.stdout + result.stderr
-    assert "0 decision(s)" in run_cli("harmonize", "decisions", "--url", migrated_url).stdout
+    assert "0 decision(s)" in forked_cli("harmonize", "decisions", "--url", migrated_url).stdout

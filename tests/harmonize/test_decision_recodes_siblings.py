@@ -35,8 +35,8 @@ def codes(http: Any) -> dict[str, set[str | None]]:
 
 
 def test_a_decision_recodes_the_pairs_the_matcher_answers_by_it(commons: Commons, site: Path,  # noqa: F811
-                                                                  run_cli: Callable[..., Any]) -> None:
-    result = run_cli("ingest", str(site), "--project", PROJECT, "--site", SITE, "--workers", "1",
+                                                                  forked_cli: Callable[..., Any]) -> None:
+    result = forked_cli("ingest", str(site), "--project", PROJECT, "--site", SITE, "--workers", "1",
                      "--url", commons.db_url, "--store", str(commons.store_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     variants = (TIBIA, "xr  tibia and fibula left 2 views")  # CR and DX studies: one key

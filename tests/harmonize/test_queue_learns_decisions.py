@@ -18,13 +18,13 @@ from queue_site import TIBIA, site  # noqa: F401  (the fixture)
 
 
 def test_the_queue_suggests_what_a_decision_taught(migrated_url: str, site: Path, tmp_path: Path,  # noqa: F811
-                                                   run_cli: Callable[..., Any]) -> None:
+                                                   forked_cli: Callable[..., Any]) -> None:
     def ok(*args: str) -> str:
-        result = run_cli(*args, "--url", migrated_url)
+        result = forked_cli(*args, "--url", migrated_url)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    result = run_cli("ingest", str(site), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1",
+    result = forked_cli("ingest", str(site), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1",
                      "--url", migrated_url, "--store", str(tmp_path / "objects"))
     assert result.returncode == 0, result.stderr
     tibia = next(line for line in ok("harmonize", "queue").splitlines() if TIBIA in line)

@@ -43,14 +43,14 @@ def dose_report_first(deid_tree: Path, tmp_path: Path) -> Path:
 
 
 def test_a_study_the_decision_missed_is_listed(migrated_url: str, dose_report_first: Path, tmp_path: Path,
-                                               run_cli: Callable[..., Any]) -> None:
+                                               forked_cli: Callable[..., Any]) -> None:
     def ok(*args: str) -> str:
-        result = run_cli(*args, "--url", migrated_url)
+        result = forked_cli(*args, "--url", migrated_url)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
     ok("harmonize", "decide", *CT_PAIR, "36813-4")
-    result = run_cli("ingest", str(dose_report_first), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1",
+    result = forked_cli("ingest", str(dose_report_first), "--project", "Open-A1", "--site", "SITE_A", "--workers", "1",
                      "--url", migrated_url, "--store", str(tmp_path / "objects"))
     assert result.returncode == 0, result.stderr
     study = node_tables()["imaging_study"]
