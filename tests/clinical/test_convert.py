@@ -579,3 +579,16 @@ def test_a_loinc_code_in_a_test_name_is_no_identifier_and_an_mrn_still_is() -> N
     assert "run of five or more digits" in found[4] and "run of five or more digits" in found[5]
     assert "an MRN of this site" in found[6]
     assert sorted(m["test_name"] for m in result.by_node()["measurement"]) == sorted(names[:2])
+
+
+def test_no_part_of_a_date_in_a_test_name_is_taken_for_a_loinc_code() -> None:
+    """'7/4/1961-2' ends in the LOINC shape with a right check digit ('1961-2'): the code was taken out and the
+    date went unseen. A code stands alone, between spaces, brackets or list punctuation."""
+    from radcommons.clinical.screen import screen_text
+
+    for text in ("SARS-CoV-2 RNA DOB 7/4/1961-2", "SARS-CoV-2 RNA collected 01/02/2021-4"):
+        problem = screen_text("test_name", text)
+        assert problem is not None and "calendar date" in problem.message, text
+    for text in ("SARS-CoV-2 RNA 94500-6", "SARS-CoV-2 RNA (94500-6)", "SARS-CoV-2 RNA [94500-6], NAA",
+                 "LOINC:94500-6"):
+        assert screen_text("test_name", text) is None, text

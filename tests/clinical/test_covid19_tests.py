@@ -6,7 +6,6 @@ another test is not sent, with one warning per test name. Through ``radcommons c
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +207,10 @@ def test_a_serology_word_without_a_letter_is_refused(tmp_path: Path) -> None:
     (["Resp Panel 2", "94500-6"], DIAGNOSTIC),  # "...panel294500 6": the code was not found, the test skipped
     (["Other", "194500-67"], None),  # a code inside a longer number is not the code
     (["Other", "94500 6"], DIAGNOSTIC),
+    (["SARS 2003 PCR"], None),  # SARS-CoV-1: "sars2" (SARS-2) ran into its year
+    (["SARS-CoV 2003 IgG"], None),
+    (["Coronavirus SARS/229E"], None),
+    (["SARS2 PCR"], DIAGNOSTIC),
 ])
 def test_a_loinc_code_is_found_beside_a_name_that_ends_in_a_digit(names: list[str], kind: str | None) -> None:
     assert load_mapping().covid19_test_kind(names) == kind
@@ -218,9 +221,12 @@ def test_a_lab_export_of_many_rows_is_told_apart_once_per_name(tmp_path: Path) -
     took 6 s; each name is now worked out once per mapping, and another mapping (a site's) works it out anew."""
     names = [[f"Analyte {i}"] for i in range(27)] + [["SARS-CoV-2 RNA"], ["SARS-CoV-2 IgG", "94563-4"], ["Analyte 3"]]
     mapping = load_mapping()
-    start = time.perf_counter()
+    worked_out = []
+    work_out = mapping._test_kind
+    # the mapping is a frozen dataclass: a spy on its worker is set as dataclasses set their fields
+    object.__setattr__(mapping, "_test_kind", lambda *args: worked_out.append(args) or work_out(*args))
     kinds = [mapping.covid19_test_kind(names[row % len(names)]) for row in range(100_000)]
-    assert time.perf_counter() - start < 2  # 6 s when every row was searched
+    assert len(worked_out) == len(names) - 1  # "Analyte 3" twice
     assert kinds[26:30] == [None, DIAGNOSTIC, SEROLOGY, None]
     site = tmp_path / "mapping.yaml"
     site.write_text("covid19_tests: [Analyte 3]\n", encoding="utf-8")

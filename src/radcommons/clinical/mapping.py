@@ -150,9 +150,9 @@ class SiteMapping:
     def is_covid19_test(self, name: str) -> bool:
         """Whether a test's name (or LOINC code) says it is a COVID-19 test: it contains one of ``covid19_tests``,
         compared by :func:`name_key`; a code (digits only) must not run into other digits ("94500-6" is not
-        in "194500-67")."""
+        in "194500-67"), nor a name that ends in a digit ("SARS-2" is not in "SARS 2003" nor in "SARS/229E")."""
         key = name_key(name)
-        return any(_code_in(name, known) if _is_code(known) else known in key for known in self.covid19_tests)
+        return any(_code_in(name, known) if _is_code(known) else _key_in(key, known) for known in self.covid19_tests)
 
     def covid19_test_kind(self, names: Sequence[str], method: str = "") -> str | None:
         """What a test's names (its name, its LOINC code or both) and its test ``method`` say of it: None for a test
@@ -212,6 +212,14 @@ DIAGNOSTIC, SEROLOGY, VACCINATION, COMBINED_PANEL = "diagnostic", "serology", "v
 def _is_code(term: str) -> bool:
     """Whether a :func:`_terms` entry is a LOINC code (its digit groups as words: ``94500-6`` -> ``94500 6``)."""
     return term.replace(" ", "").isdigit()
+
+
+def _key_in(key: str, known: str) -> bool:
+    """Whether the :func:`name_key` ``key`` holds the name key ``known``, a final digit of ``known`` not running
+    into more digits: "sars2" is in "sars2pcr", not in "sars2003" (SARS-CoV-1, 2003) nor "sars229e"."""
+    if not known[-1:].isdigit():
+        return known in key
+    return re.search(rf"{re.escape(known)}(?!\d)", key) is not None
 
 
 def _code_in(name: str, code: str) -> bool:

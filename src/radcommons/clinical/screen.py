@@ -73,8 +73,9 @@ _COUNTRY = re.compile(r"[^\W\d_]+(?:[ ,.'()-]+[^\W\d_]+)*\.?\)?")
 #: A spreadsheet formula: "=..." always; "+", "-", "@" before a function call or a DDE link.
 _FORMULA = re.compile(r"=|[+\-@].*(?:[A-Za-z_.]\s*\(|\|)", re.DOTALL)
 FIX = "remove the identifier from the text in the source file and export it again"
-#: A LOINC code (LOINC Users' Guide, 2.2: up to seven digits, a hyphen and a check digit), standing alone.
-_LOINC = re.compile(r"(?<![\w.-])(\d{1,7})-(\d)(?![\w.-])")
+#: A LOINC code (LOINC Users' Guide, 2.2: up to seven digits, a hyphen and a check digit), standing alone:
+#: between spaces, brackets or list punctuation, so that no part of a date ("7/4/1961-2") or another number is one.
+_LOINC = re.compile(r"(?<![^\s(\[,;:])(\d{1,7})-(\d)(?=$|[\s)\],;])")
 
 
 def is_formula(text: str) -> bool:
