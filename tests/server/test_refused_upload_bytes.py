@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,42 @@ def test_bytes_that_do_not_hash_to_their_name_leave_no_object_and_no_spool(commo
                           headers={"Content-Type": "application/x.radcommons-file-batch"})
         assert batch.json()["files"][0]["error"]["code"] == "hash_mismatch", batch.text
     assert _files(commons) == before
+
+
+def test_a_spool_removed_from_outside_while_its_bytes_arrive_is_told_and_sent_again(commons: Commons,
+                                                                                   deid_tree: Path) -> None:
+    """An operator's rm (or a temporary-file cleaner) under a writing request, the submission still open: the
+    batch stored a file that was gone (500, FileNotFoundError) and PUT / PATCH acknowledged bytes no folder held.
+    Each now answers 409 upload_interrupted, and the file sent again is stored."""
+    submission_id = _open_submission(commons, deid_tree, "REMOVED_SPOOL")
+    spools = commons.root / "state" / "uploads" / str(submission_id)
+    for how in ("PUT", "PATCH", "batch"):
+        data = os.urandom(3 * 1024 * 1024)
+        digest = hashlib.sha256(data).hexdigest()
+        if how == "batch":
+            url = f"/submissions/{submission_id}/files/batch"
+            index = f'{{"files": [{{"sha256": "{digest}", "size": {len(data)}}}]}}\n'.encode()
+            body, headers = index + data, {"method": "POST", "Content-Type": "application/x.radcommons-file-batch",
+                                           "Content-Length": str(len(index) + len(data))}
+        else:
+            url, body = f"/submissions/{submission_id}/files/{digest}", data
+            headers = {"method": how, "Content-Length": str(len(data))}
+            if how == "PATCH":
+                headers |= {"Upload-Offset": "0", "Upload-Length": str(len(data))}
+        halfway, go_on, answers = threading.Event(), threading.Event(), []
+        thread = _send_slowly(commons, url, body, headers, halfway, go_on, answers)
+        try:
+            assert halfway.wait(30)
+            deadline = time.monotonic() + 30
+            while not (found := list(spools.glob(f"{digest}.*"))) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the first half is on its way: the server opens the spool when it comes
+            assert found, how
+            found[0].unlink()
+        finally:
+            go_on.set()
+            thread.join(60)
+        assert (answers[0].status_code, answers[0].json().get("error", {}).get("code")) == (409, "upload_interrupted"), \
+            (how, answers[0].text)
+        with commons.http() as http:
+            again = http.put(f"/submissions/{submission_id}/files/{digest}", content=data)
+        assert again.status_code == 201 and again.json()["complete"], (how, again.text)

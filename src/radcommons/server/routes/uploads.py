@@ -183,21 +183,22 @@ async def _states(context: ServerContext, submission_id: int, digests: list[str]
 
 
 async def _still_open(context: ServerContext, principal: Principal, submission_id: int,
-                     spools: Sequence[pathlib.Path]) -> None:
-    """Check, once a body has arrived, that its submission is still open: a commit or an abandon
-    meanwhile (the request checked before its body) refuses it (409 submission_closed), and the
-    spools it wrote are removed, since nothing will resume or store them.
-
-    A spool removed under the request (:func:`discarded`) always means a closed submission: another
-    request removes one only after its submission's commit or abandon has committed (the commit and
-    abandon routes, ``admin submission abandon``, :meth:`UploadSpool.remove` after such a refusal),
-    and otherwise only while holding its lock, which the writing request holds. So the state read
-    here, after the removal was seen, is closed."""
+                     spools: Sequence[pathlib.Path], interrupted: bool) -> None:
+    """Check, once a body has arrived, that its submission is still open: a commit meanwhile (the
+    request checked before its body) refuses it (409 submission_closed), and the spools it wrote
+    are removed, since nothing will resume or store them. ``interrupted``: a spool was removed
+    under the request (:func:`discarded`) while the submission stayed open. The commons removes a
+    spool under a writer only after a commit or an abandon, so this is a removal from outside (by
+    hand, or a cleaner of the server's state directory): without it the batch path stored a missing
+    file (500) and the single path acknowledged bytes it no longer held."""
     try:
         await run_in_threadpool(pipeline.open_submission, context.engine, principal, submission_id)
     except pipeline.SubmissionError:
         await run_in_threadpool(context.spool.remove, submission_id, spools)
         raise
+    if interrupted:
+        raise ApiError(409, "upload_interrupted", "the commons' spool of this upload was removed while it arrived",
+                       "ask HEAD (or files/states) for the offset and upload the file again")
 
 
 async def _record(context: ServerContext, principal: Principal, request: Request, submission_id: int,
@@ -285,7 +286,7 @@ async def _receive(request: Request, context: ServerContext, principal: Principa
             await writer.drain()
         size, gone = handle.tell(), writer.discarded
         if size < length or gone:  # kept to resume from, or gone: only while the submission is open
-            await _still_open(context, principal, submission_id, [path])
+            await _still_open(context, principal, submission_id, [path], gone)
             state = UploadState(size, length, False)
             return JSONResponse(_body(sha256, state), headers=_headers(state))
         whole = hasher.hexdigest() if hasher is not None and received == length else None
@@ -438,7 +439,7 @@ async def _receive_batch(context: ServerContext, principal: Principal, request: 
     gone = any(writer.discarded for writer in writers)
     if short is not None or gone:  # kept to resume from, or gone: only while the submission is open
         written = [path for _, path, _ in arrived] + ([short] if short is not None else [])
-        await _still_open(context, principal, submission_id, written)
+        await _still_open(context, principal, submission_id, written, gone)
     stored = await run_in_threadpool(context.spool.finish_many,
                                      [(path, member.sha256, digest) for member, path, digest in arrived])
     uploads: list[tuple[str, int, StoredObject]] = []
