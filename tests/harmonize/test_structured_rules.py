@@ -144,3 +144,23 @@ def test_curated_rows_with_the_same_features_break_a_tie(matcher: Matcher) -> No
     table = build_table([MappingRow("CT", "CT HEAD WO", "30799-1", "", line=2)], builtin_attributes())
     alone = Matcher(table).match("DX", description)
     assert "tied with 1 other" in alone.rule and not alone.accepted, alone
+
+
+def test_the_curated_rows_majority_stays_when_the_code_name_fits_another_code(matcher: Matcher) -> None:
+    # The curated rows with these features name the PE study; the code name that states them
+    # best is "CTA Chest vessels". Their majority vote stays (it fell to similarity at 0.57).
+    match = matcher.match("CT", "CHEST PE PROTOCOL ZZ")
+    assert (match.code, match.accepted) == ("79077-4", True), match
+    assert "same method/region/views/contrast as" in match.rule
+
+
+def test_a_row_left_out_of_the_calibration_falls_back_to_blank_modality_rows() -> None:
+    # The CT row is its modality's only row with these features: left out while it is counted,
+    # the blank-modality row with the same features answers for it, as for a new description.
+    table = build_table([
+        MappingRow("CT", "CT CHEST W IV CONTRAST", "24628-0", "", line=2),
+        MappingRow("", "CHEST CT WITH CONTRAST", "24628-0", "", line=3),
+    ], builtin_attributes())
+    counts = Matcher(table)._calibration.counts
+    agree = [key for key in counts if key[-1:] == ("curated rows with these features agree",)]
+    assert [counts[key] for key in agree] == [[1, 1]], counts
