@@ -28,7 +28,17 @@ def test_a_method_word_after_a_join_starts_another_exam() -> None:
     assert exams_named("CT CHEST W, ABDOMEN PELVIS WWO") == 1
     assert exams_named("PET LUNG CANCER OR PULMONARY NODULE (W/LOW DOSE CT)") == 1
     # The canonical words say so, so a single exam's curated row is no "same words" answer.
-    assert "EXAMS2" in canonical_tokens("CTA CHEST AND CT ABDOMEN AND PELVIS W CONT", "CT")
+    assert "EXAMS#2" in canonical_tokens("CTA CHEST AND CT ABDOMEN AND PELVIS W CONT", "CT")
+
+
+def test_a_word_like_the_joined_exams_marker_is_only_a_word(matcher: Matcher) -> None:
+    # A word of the text is no count of exams: it once raised ValueError ("EXAMSX"), which ended
+    # a whole map run, or read one exam as two ("EXAMS2").
+    assert features("XR CHEST EXAMSX", "CT").exams == 1
+    assert features("XR CHEST EXAMS2", "DX").exams == 1
+    assert "EXAMS#2" not in canonical_tokens("XR CHEST EXAMS2", "DX")
+    assert matcher.match("CT", "XR CHEST EXAMSX").code
+    assert matcher.match("DX", "XR CHEST EXAMS2").code
 
 
 def test_joined_exams_fit_only_a_code_of_that_combination() -> None:

@@ -351,7 +351,9 @@ def canonical_tokens(description: str, modality: str = "") -> tuple[str, ...]:
     exams = exams_named(description)
     if exams > 1:
         # Two exams joined are no description of one: only a combination code answers them.
-        tokens.add(f"EXAMS{exams}")
+        # The marker has a "#", which no word of a description keeps (_SPLIT), so a raw word
+        # "EXAMS2" is no such marker.
+        tokens.add(f"EXAMS#{exams}")
     return tuple(sorted(tokens))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from radcommons.harmonize.normalize import METHODS, REGIONS, canonical_tokens, modality_groups
+from radcommons.harmonize.normalize import METHODS, REGIONS, canonical_tokens, exams_named, modality_groups
 
 #: Method read from the modality when the description does not name one.
 MODALITY_METHOD: dict[str, str] = {
@@ -128,7 +128,8 @@ def features(description: str, modality: str = "") -> Features:
             purposes.add("SCREENING")
     views = next((t for t in sorted(tokens) if t.startswith("VIEWS")), None)
     laterality = next((t for t in ("BILATERAL", "LEFT", "RIGHT") if t in tokens), None)
-    exams = next((int(t[len("EXAMS"):]) for t in tokens if t.startswith("EXAMS")), 1)
+    # Counted from the text itself: a raw word ("EXAMS2", "EXAMSX") is no count of exams.
+    exams = max(exams_named(description), 1)
     return Features(
         method=method,
         angio=angio,
