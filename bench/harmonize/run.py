@@ -7,7 +7,8 @@ Prints (as Markdown) the numbers reported in bench/RESULTS.md:
 * 5-fold cross-validation over MIDRC's curated rows (precision, coverage) for both, across
   thresholds; the threshold chosen on the CV folds (lowest with precision >= 0.9), and the
   nested estimate where each fold's threshold is chosen on the other folds only (lowest with
-  precision >= :data:`NESTED_TARGET` there, and, for comparison, >= 0.9).
+  precision >= 90% there: the estimate), the same with a margin chosen on the other folds only
+  (:func:`nested_inner_margin`), and, post hoc, >= 91%.
 
 Usage: .venv/bin/python bench/harmonize/run.py [--pairs StudyDescriptions_Gen3.tsv] [--sample 40]
 """
@@ -16,18 +17,51 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from radcommons.harmonize import DEFAULT_THRESHOLD, ExactMatcher, Matcher, builtin_table, read_pairs
-from radcommons.harmonize.evaluation import choose_threshold, coverage, cross_validate, nested_score, score
+from radcommons.harmonize.evaluation import (
+    Prediction,
+    Score,
+    choose_threshold,
+    coverage,
+    cross_validate,
+    nested_score,
+    score,
+)
 
 DEFAULT_PAIRS = Path("/work/shared/ref/midrc-harmonization/StudyDescriptions_Gen3.tsv")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-#: The precision the nested estimate asks of a threshold on the other folds: the 90% goal and a
-#: margin. The lowest threshold that just reaches 90% on four folds reaches it partly by their
-#: luck (precision is flat near 90% from 0.77 to 0.85, so the lowest one reaching it sits where
-#: their noise lifts it over) and falls short on the held-out fold: 89.6% (2026-12-07).
-NESTED_TARGET = 0.91
+#: The precision goal of the nested estimate: each fold's threshold is the lowest one reaching it
+#: on the other folds. The 90% goal itself; the 91% row is post hoc (chosen after seeing the
+#: 90% one fall short on the held-out folds, 89.6% on 2026-12-07) and kept for comparison only.
+NESTED_GOAL = 0.9
+NESTED_POST_HOC = 0.91
+#: Margins over the goal tried by the inner loop of :func:`nested_inner_margin`.
+MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05)
+
+
+def nested_inner_margin(predictions: Sequence[Prediction], goal: float = NESTED_GOAL) -> tuple[Score, list[float]]:
+    """The nested estimate with the margin over ``goal`` chosen on the training folds only.
+
+    For each held-out fold, the smallest margin of :data:`MARGINS` whose own nested estimate on
+    the other folds (each of them held out in turn from the rest) reaches ``goal``; the fold's
+    threshold is then the lowest reaching ``goal`` plus that margin on all the other folds. The
+    held-out fold is seen only to be scored.
+    """
+    hidden = answered = correct = 0
+    thresholds: list[float] = []
+    for fold in sorted({p.fold for p in predictions}):
+        others = [p for p in predictions if p.fold != fold]
+        target = next(
+            (round(goal + m, 2) for m in MARGINS if nested_score(others, round(goal + m, 2))[0].precision >= goal),
+            round(goal + MARGINS[-1], 2),
+        )
+        thresholds.append(choose_threshold(others, target))
+        s = score([p for p in predictions if p.fold == fold], thresholds[-1])
+        hidden, answered, correct = hidden + s.hidden, answered + s.answered, correct + s.correct
+    return Score(float("nan"), hidden, answered, correct), thresholds
 
 
 def _fit_reason(parsed, catalogue) -> str:
@@ -107,7 +141,11 @@ def main() -> None:
     predictions = cross_validate(table, k=args.folds, seed=args.seed)
     baseline = cross_validate(table, k=args.folds, seed=args.seed, factory=ExactMatcher)
     chosen = choose_threshold(predictions, 0.9)
-    nested = {target: nested_score(predictions, target) for target in (NESTED_TARGET, 0.9)}
+    nested = {
+        f">= {NESTED_GOAL:.0%} on the other folds": nested_score(predictions, NESTED_GOAL),
+        f">= {NESTED_GOAL:.0%} plus a margin chosen on the other folds only": nested_inner_margin(predictions),
+        f">= {NESTED_POST_HOC:.0%} on the other folds, post hoc": nested_score(predictions, NESTED_POST_HOC),
+    }
 
     print(f"### Cross-validation ({args.folds}-fold over {len(table.rows)} curated rows, seed {args.seed})\n")
     print("| matcher | threshold | answered / hidden | coverage | precision |")
@@ -119,9 +157,9 @@ def main() -> None:
         mark = " (chosen on CV)" if threshold == chosen else ""
         mark += " (default)" if threshold == DEFAULT_THRESHOLD else ""
         print(f"| RadCommons | {threshold:.2f}{mark} | {s.answered} / {s.hidden} | {s.coverage:.1%} | {s.precision:.1%} |")
-    for target, (s, fold_thresholds) in nested.items():
+    for label, (s, fold_thresholds) in nested.items():
         print(
-            f"| RadCommons, nested (>= {target:.0%} on the other folds) | per fold "
+            f"| RadCommons, nested ({label}) | per fold "
             f"{', '.join(f'{t:.2f}' for t in fold_thresholds)} | "
             f"{s.answered} / {s.hidden} | {s.coverage:.1%} | {s.precision:.1%} |"
         )
