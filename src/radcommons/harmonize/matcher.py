@@ -377,7 +377,7 @@ class Matcher:
         confidence = support[code] * (1 - 0.5 * against)
         mine = sorted((e for e in evidence if e.code == code), key=lambda e: (_RANK[e.method], -e.weight))
         rule = "; ".join(e.rule for e in mine)
-        if against:
+        if against >= 0.005:  # what rounds to 0.00 is not worth saying
             rule += f"; against: {against:.2f}"
         return self._make(modality, description, code, confidence, mine[0].method, rule)
 
