@@ -78,7 +78,7 @@ class ServerProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"radcommons serve (pid {self.pid})", timeout or 0)
+                raise subprocess.TimeoutExpired(f"radcommons (pid {self.pid})", timeout or 0)
             time.sleep(0.02)
         return code
 
@@ -165,22 +165,22 @@ def fork_server(exits: str) -> None:
 
 def _serve(request: dict[str, object]) -> NoReturn:
     """In the forked child: become ``python -m radcommons ARGS`` (folder, environment, output)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.chdir(str(request["cwd"]))
-    os.environ.clear()
-    os.environ.update(request["env"])  # type: ignore[arg-type]
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)  # the fork server's requests are not the command's to read
-    os.close(null)
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        out = os.open(str(request[name]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(out, fd)
-        os.close(out)
-    from radcommons.cli import main
-
-    sys.argv = ["radcommons", *request["args"]]  # type: ignore[misc]
     code = 0
-    try:
+    try:  # whatever happens, this child never returns into the fork server's loop
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # the fork server's requests are not the command's to read
+        os.close(null)
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            out = os.open(str(request[name]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(out, fd)
+            os.close(out)
+        os.chdir(str(request["cwd"]))
+        os.environ.clear()
+        os.environ.update(request["env"])  # type: ignore[arg-type]
+        from radcommons.cli import main
+
+        sys.argv = ["radcommons", *request["args"]]  # type: ignore[misc]
         main()
     except SystemExit as exit_:
         if isinstance(exit_.code, str):
