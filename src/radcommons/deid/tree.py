@@ -184,6 +184,9 @@ class _Publisher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deid-publish")
         self._waiting: deque[tuple[Future, list[FileOutcome]]] = deque()
         self._claimed: set[str] = set()  #: outputs this run wrote or kept
+        #: outcomes of published batches taken off the queue and not yet returned: kept here, not in a
+        #: local list, so that a later batch's failure does not lose them for the stopped run's report
+        self._collected: list[FileOutcome] = []
 
     def __enter__(self) -> "_Publisher":
         return self
@@ -221,8 +224,9 @@ class _Publisher:
 
     def settle(self) -> list[FileOutcome]:
         """After the run stopped: wait for every queued batch (the publishing thread finishes them
-        anyway); the outcomes of those published, whatever stopped the others."""
-        done: list[FileOutcome] = []
+        anyway); the outcomes of those published, whatever stopped the others, with those taken off
+        the queue before the stop and not yet returned."""
+        done = self._take()
         while self._waiting:
             future, outcomes = self._waiting.popleft()
             if future.exception() is None:
@@ -231,18 +235,28 @@ class _Publisher:
 
     def drain(self) -> list[FileOutcome]:
         """Wait for every queued batch; their outcomes."""
-        done: list[FileOutcome] = []
         while self._waiting:
-            done.extend(self._collect(block=True))
-        return done
+            self._gather(block=True)
+        return self._take()
 
     def _collect(self, block: bool) -> list[FileOutcome]:
-        done: list[FileOutcome] = []
+        self._gather(block)
+        return self._take()
+
+    def _gather(self, block: bool) -> None:
+        """Move the outcomes of the published batches at the head of the queue to ``_collected``
+        (``block``: wait for the first one); raises what stopped a batch's publishing
+        (:class:`OutputWriteError`), which stays queued for :meth:`settle`."""
         while self._waiting and (block or self._waiting[0][0].done()):
-            future, outcomes = self._waiting.popleft()
-            future.result()  # raises what stopped the publishing (OutputWriteError)
+            future, outcomes = self._waiting[0]
+            future.result()
+            self._waiting.popleft()
             block = False
-            done.extend(outcomes)
+            self._collected.extend(outcomes)
+
+    def _take(self) -> list[FileOutcome]:
+        """The outcomes gathered and not yet returned, handed over once."""
+        done, self._collected = self._collected, []
         return done
 
 
