@@ -76,10 +76,12 @@ def _write_zeros(out: BinaryIO, compressor: "zlib._Compress", count: int) -> Non
         out.write(block)
 
 
-def write_bomb(ds: Dataset, target: Path, before: bytes, after: bytes) -> None:
+def write_bomb(ds: Dataset, target: Path, before: bytes, after: bytes, *, prefix: bool = True,
+               zeros: int = BOMB_BYTES) -> None:
     """``ds`` (its Transfer Syntax Deflated Explicit VR Little Endian, no Pixel Data) deflated, then
-    the elements ``before`` (ending with the header of an element of BOMB_BYTES), BOMB_BYTES zeros,
-    then ``after``: one valid deflate stream."""
+    the elements ``before`` (ending with the header of an element of ``zeros`` bytes, a multiple of
+    1 MiB), those zeros, then ``after``: one valid deflate stream. ``prefix=False``: the file starts
+    with its File Meta, without the 128-byte preamble and "DICM" (PS3.10 7.1)."""
     raw = io.BytesIO()
     ds.save_as(raw, enforce_file_format=False)
     raw.seek(128 + 4)
@@ -88,7 +90,7 @@ def write_bomb(ds: Dataset, target: Path, before: bytes, after: bytes) -> None:
     body = zlib.decompress(raw.getvalue()[meta_end:], -zlib.MAX_WBITS)
     compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     with open(target, "wb") as out:
-        out.write(raw.getvalue()[:meta_end])
+        out.write(raw.getvalue()[0 if prefix else 128 + 4:meta_end])
         out.write(compressor.compress(body + before) + compressor.flush(zlib.Z_FULL_FLUSH))
-        _write_zeros(out, compressor, BOMB_BYTES)
+        _write_zeros(out, compressor, zeros)
         out.write(compressor.compress(after) + compressor.flush())

@@ -7,6 +7,7 @@ what the commons' verification gate reads (TRAILING_MAX), or the commons quarant
 from __future__ import annotations
 
 import io
+import random
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -16,11 +17,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from radcommons.deid import DEIDENTIFIED, REJECTED, deidentify_file
-from radcommons.dicom.deflated import WHOLE_RATIO_MAX, Inflated
+from radcommons.dicom.deflated import WHOLE_MAX, WHOLE_RATIO_MAX, Inflated
 from radcommons.dicom.elements import TRAILING_MAX
 from radcommons.pipelines.examine import read_header as gate_header
 
-from deflate_support import BOMB_BYTES, long_element, measured_deid, write_bomb
+from deflate_support import BOMB_BYTES, long_element, measured_deid, private_bomb_header, write_bomb
 from deid_support import make_ct, write
 
 #: a deid run's peak resident memory with the bomb below (held whole it takes more than BOMB_BYTES)
@@ -54,6 +55,51 @@ def test_a_forged_header_does_not_make_deid_hold_the_bomb(tmp_path: Path) -> Non
     assert entry["reason"].startswith("deflated data set inflates beyond "), entry
     assert f"held whole in memory ({WHOLE_RATIO_MAX} times the file's {size} bytes" in entry["reason"], entry
     assert "Explicit VR Little Endian" in entry["reason"], entry  # what to do
+
+
+def test_a_deflated_file_without_the_dicm_prefix_is_refused_uninflated(tmp_path: Path) -> None:
+    """A file that starts with its File Meta naming Deflated Explicit VR Little Endian, with no
+    preamble and "DICM" (PS3.10 7.1), went to pydicom's reader (force), which inflated its data set
+    whole: the GiB of zeros was held, and accepted. It is refused with the reason, uninflated, as the
+    commons' gate refuses it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = make_ct(sop_uid="1.2.826.0.1.3680043.8.498.83", rows=64)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    del ds.PixelData
+    write_bomb(ds, src / "bare.dcm", private_bomb_header(), b"", prefix=False)
+    assert (src / "bare.dcm").read_bytes()[:2] == b"\x02\x00"  # (0002,0000) first
+    assert gate_header(str(src / "bare.dcm")) == "not a DICOM Part 10 file (no DICM preamble)"
+    run, peak, [entry] = measured_deid(tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr  # nothing de-identified
+    assert peak < PEAK_LIMIT_MIB, f"deid's peak RSS was {peak:.0f} MiB"
+    assert entry["outcome"] == "rejected", entry
+    assert entry["reason"].startswith("a deflated data set without the DICM prefix"), entry
+    assert "Explicit VR Little Endian" in entry["reason"], entry  # what to do
+
+
+def test_a_data_set_held_whole_inflates_to_no_more_than_whole_max(tmp_path: Path) -> None:
+    """A deflated image of 600 MiB of pixels, as its header says, in a file of 7 MiB and more (so 100
+    times its size allows it): held whole, pydicom's copy of it doubles it (400 MB took 855 MB), in
+    each worker. The 2 GiB WHOLE_MAX let it in; 512 MiB refuses it, and the run stays below 1 GiB."""
+    src = tmp_path / "src"
+    src.mkdir()
+    pixels = 600 << 20
+    ds = make_ct(sop_uid="1.2.826.0.1.3680043.8.498.84", rows=64)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = pixels // (512 * 512 * 2)
+    ds.add_new(0x00291010, "OB", random.Random(84).randbytes(7 << 20))  # barely deflates
+    del ds.PixelData
+    write_bomb(ds, src / "large.dcm", long_element(0x7FE00010, b"OW", pixels), b"", zeros=pixels)
+    size = (src / "large.dcm").stat().st_size
+    assert WHOLE_MAX < pixels < WHOLE_RATIO_MAX * size
+    run, peak, [entry] = measured_deid(tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr  # nothing de-identified
+    assert peak < 1024, f"deid's peak RSS was {peak:.0f} MiB"
+    assert entry["outcome"] == "rejected", entry
+    assert entry["reason"].startswith(f"deflated data set inflates beyond {-(-WHOLE_MAX // 1000000)} MB: "
+                                      f"more than {WHOLE_MAX} bytes held whole in memory"), entry
 
 
 def _with_trailing(length: int, *, deflated: bool) -> Dataset:

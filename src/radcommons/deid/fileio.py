@@ -182,7 +182,9 @@ def read_header(path: Path) -> Header:
                 # pydicom would read the zeros as empty (0000,0000) elements, 8 bytes at a time:
                 # minutes for a large zero-filled file (a disk image, a file never written)
                 raise BadInput("not DICOM (it starts with zero bytes and has no DICM prefix)")
-            deflated = DeflatedFile.open(fp, size) if has_magic else None
+            deflated = DeflatedFile.open(fp, size, prefixed=False)
+            if deflated is not None and not has_magic:
+                raise BadInput(_NO_PREFIX_DEFLATED)
             if deflated is not None:  # pydicom's reader would inflate it whole; read whole, inflated once
                 ds = _read_deflated(deflated)
             else:
@@ -234,6 +236,11 @@ def read_header(path: Path) -> Header:
 #: What a site does with a deflated file that inflates beyond its bound (:mod:`radcommons.dicom.deflated`).
 _DEFLATED_HINT = ("if it is a genuine image, convert it to Explicit VR Little Endian (dcmconv +te) and run "
                   "again; otherwise leave it out")
+#: Why a file that starts with a File Meta naming Deflated Explicit VR Little Endian is refused: PS3.10
+#: 7.1 puts the 128-byte preamble and "DICM" before it, the commons' gate refuses a file without them,
+#: and pydicom's reader (``force``) would inflate its data set whole, without the bound of a deflated file.
+_NO_PREFIX_DEFLATED = ("a deflated data set without the DICM prefix (a Part 10 file starts with a 128-byte "
+                       "preamble and 'DICM', PS3.10 7.1; the commons refuses it): " + _DEFLATED_HINT)
 
 
 def _read_deflated(deflated: DeflatedFile) -> Dataset:
@@ -273,7 +280,7 @@ def read_full(path: Path, header: Header | None = None) -> Dataset:
         try:
             if header is None:
                 with open(path, "rb") as fp:
-                    deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size)
+                    deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size, prefixed=False)
                     if deflated is not None:
                         return _read_deflated(deflated)
             return pydicom.dcmread(path, force=True)

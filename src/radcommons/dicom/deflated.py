@@ -44,8 +44,9 @@ DEFLATE_RATIO_MAX = 16
 #: (DEFLATED_HEADER_MAX at least), whatever its header says: deflate itself reaches about 1000:1 on
 #: zeros (RFC 1951: a 258-byte match in a few bits), images about 2:1 to 10:1, mostly blank ones more.
 WHOLE_RATIO_MAX = 100
-#: ... and never more than this (pydicom holds it, and a copy of its pixels, in memory).
-WHOLE_MAX = 2 * 1024 * 1024 * 1024
+#: ... and never more than this: pydicom holds it, and a copy of its pixels, in memory, so a whole read
+#: peaks at about twice the data set (400 MB took 855 MB), and each worker process may hold one.
+WHOLE_MAX = 512 * 1024 * 1024
 #: Room for the pixel data elements' own headers and padding beyond the pixels the header describes.
 PIXEL_MARGIN = 64 * 1024
 DEFLATED_CUT_SHORT = "truncated: the deflated data set ends early (a copy or transfer cut short); send it again whole"
@@ -162,15 +163,18 @@ class DeflatedFile:
         self.allowed = f"more than {DEFLATE_RATIO_MAX} times the file's {size} bytes before its Pixel Data"
 
     @classmethod
-    def open(cls, fp: IO[bytes], size: int) -> DeflatedFile | None:
+    def open(cls, fp: IO[bytes], size: int, *, prefixed: bool = True) -> DeflatedFile | None:
         """``fp`` (``size`` bytes) positioned at its data set, or ``None``: not a Part 10 file whose
         File Meta Information (PS3.10 7.1) names Deflated Explicit VR Little Endian (a damaged File
         Meta too: pydicom's ``dcmread`` then says what is wrong). The File Meta is read with the
         public ``read_dataset`` up to the first element past group 0002, as pydicom's own (private)
-        ``_read_file_meta_info`` does; it is explicit VR little endian in every Part 10 file."""
+        ``_read_file_meta_info`` does; it is explicit VR little endian in every Part 10 file.
+        ``prefixed=False``: also a file that starts with its File Meta, without the 128-byte preamble
+        and "DICM" prefix (then :attr:`preamble` is ``None``), which pydicom's ``dcmread(force=True)``
+        would inflate whole."""
         fp.seek(0)
         try:
-            preamble = read_preamble(fp, False)  # type: ignore[arg-type]
+            preamble = read_preamble(fp, not prefixed)  # type: ignore[arg-type]
             meta = FileMetaDataset(read_dataset(fp, False, True,  # type: ignore[arg-type]
                                                 stop_when=lambda tag, vr, length: tag.group != 2))
         except Exception:  # not DICOM, a damaged File Meta
