@@ -148,7 +148,9 @@ def forked_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]
     """``run_cli``'s twin for the tests that use a command to get something done rather than test
     the command's process: the command runs as a process forked by :mod:`serve_support`'s fork
     server (its modules already imported: 0.05 s a command instead of 1 to 3 s), with the same
-    arguments, environment and folder."""
+    arguments, environment and folder. What an interpreter reads as it starts is the fork
+    server's, not the test's (``PYTHON*`` variables, the locale from ``LANG``, an import that
+    fails lazily; ``TZ`` is applied): tests about those use ``run_cli``."""
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
         return run_radcommons(list(args), cwd or tmp_path, clean_env(tmp_path, **(env or {})), timeout=120)
