@@ -82,3 +82,13 @@ def test_pulmonary_cta_is_the_pe_study_only_when_it_says_so(matcher: Matcher) ->
     said = matcher.match("CT", "CT CHEST W CONT PULMONARY ARTERIES FOR PE")
     assert (said.code, said.accepted) == ("79077-4", True), said
     assert "PE" in features("CT ANGIO CHEST PULM EMBOLISM", "CT").purposes
+
+
+@pytest.mark.parametrize(("description", "side"), [
+    ("XR ANKLE RT OBLIQUE", "RIGHT"),  # a limb's oblique keeps its side
+    ("XR HAND LEFT OBL", "LEFT"),
+    ("XR CHEST RT OBLIQUE", None),  # a chest's oblique names the side the view is taken from
+    ("XR ABDOMEN LEFT OBLIQUE", None),
+])
+def test_a_side_before_oblique_is_dropped_only_for_the_chest_and_abdomen(description: str, side: str | None) -> None:
+    assert features(description, "CR").laterality == side

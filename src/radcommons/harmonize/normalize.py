@@ -15,7 +15,7 @@ Two levels:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 #: MIDRC's marker for an empty cell in its tables.
@@ -64,9 +64,20 @@ def midrc_key(modality: str, description: str) -> tuple[frozenset[str], str]:
 
 # --- canonical tokens -------------------------------------------------------------------
 
+def _trunk_oblique(match: re.Match[str]) -> str:
+    """A side before OBLIQUE dropped when the exam is of the chest or abdomen (the side the view is taken
+    from); kept for a limb's ("XR ANKLE RT OBLIQUE": a right ankle)."""
+    if _TRUNK.search(match.string):
+        return f" {match.group(1)} "
+    return match.group(0)
+
+
+_TRUNK = re.compile(r"\b(?:CHEST|THORAX|CXR|ABD\w*|KUB)\b")
+
+
 # Phrase rewrites applied in order to the upper-cased text before it is split into words.
 # Contrast first, because "W/O" and "W/" must be read before "/" becomes a space.
-_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+_PHRASES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
         (r"\bC\+", " W CONTRAST "),
@@ -103,7 +114,9 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # ("XR CHEST LEFT DECUBITUS VIEW (RIGHT SIDE UP)" is a chest, not a left anything).
         (r"\b(?:RIGHT|LEFT|RT|LT)\s+OBL(?:IQUE)?\s+(?:AND|&)\s+(?:RIGHT|LEFT|RT|LT)\s+OBL(?:IQUE)?S?\b"
          r"|\bBOTH\s+OBL(?:IQUE)?S?\b|\bBILAT(?:ERAL)?\s+OBL(?:IQUE)?S?\b", " OBLIQUES "),
-        (r"\b(?:RIGHT|LEFT|RT|LT)\s+(?:ANT(?:ERIOR)?\s+|POST(?:ERIOR)?\s+)?(OBL(?:IQUE)?S?|DECUB(?:ITUS)?)\b", r" \1 "),
+        (r"\b(?:RIGHT|LEFT|RT|LT)\s+(?:ANT(?:ERIOR)?\s+|POST(?:ERIOR)?\s+)?(DECUB(?:ITUS)?)\b", r" \1 "),
+        # ... but "XR ANKLE RT OBLIQUE" is a right ankle: only a chest's or an abdomen's oblique is no side
+        (r"\b(?:RIGHT|LEFT|RT|LT)\s+(?:ANT(?:ERIOR)?\s+|POST(?:ERIOR)?\s+)?(OBL(?:IQUE)?S?)\b", _trunk_oblique),
         (r"\(?\b(?:RIGHT|LEFT)\s+SIDE\s+(?:UP|DOWN)\b\)?", " "),
         (r"\bRUN\s*-?\s*OFF\b", " RUNOFF "),
         (r"\bCALCIUM\s+SCOR\w*|\bCALCM\s+SCR\w*|\bCA\s+SCOR\w*", " CALCIUM "),
