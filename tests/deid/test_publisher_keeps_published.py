@@ -43,3 +43,27 @@ def test_the_batches_published_before_a_failed_one_are_handed_over(tmp_path: Pat
         handed += publisher.settle()
     assert sorted(path.name for path in dst.iterdir()) == sorted(f"a{number}.dcm" for number in range(16))
     assert sorted(outcome.output or "" for outcome in handed) == sorted(f"a{number}.dcm" for number in range(16))
+
+
+def test_a_stopped_runs_report_keeps_published_files_when_the_registry_fails_too(tmp_path: Path) -> None:
+    """The full disk that stops a run may refuse the registry's write as well: the report of the stopped run
+    recorded the registry first, and its failure (swallowed, so as not to hide the stop) took the published
+    files out of the report."""
+    import json
+
+    from radcommons.deid.engine import PatientRecord
+    from radcommons.deid.registry import Registry
+    from radcommons.deid.report import RunReport
+    from radcommons.deid.tree import _stopped_run
+
+    report = RunReport("src", "dst", "SITE", "default", "fingerprint")
+    registry = Registry(tmp_path, "fingerprint")
+    registry.close()  # its writes now fail, as on a full disk
+    published = [FileOutcome(f"src/a{number}", DEIDENTIFIED, output=f"a{number}.dcm",
+                             patient=PatientRecord("SITE", f"MRN{number}", f"P{number}", -10))
+                 for number in range(3)]
+    path = tmp_path / "report.json"
+    _stopped_run(report, path, OutputWriteError(tmp_path / "dst" / "a3.dcm", OSError(28, "No space left on device")), published, registry, {}, None)
+    written = json.loads(path.read_text())
+    assert [f["input"] for f in written["files"]] == ["src/a0", "src/a1", "src/a2"]
+    assert written["stopped"]["resumable"] is True

@@ -438,11 +438,13 @@ def remove_outputs(dst: Path) -> int:
 
 def _absorb(outcomes: list[FileOutcome], report: RunReport, registry: Registry, owners: dict[str, str]) -> int:
     _mark_duplicates(outcomes, owners)
+    # In the report first: their outputs are published, and a registry that cannot be written (the
+    # full disk that stopped a run) must not take them out of the stopped run's report too
+    report.outcomes.extend(outcomes)
     registry.record(
         [o.patient for o in outcomes if o.patient is not None and o.status == DEIDENTIFIED],
         [o.study for o in outcomes if o.study is not None and o.status == DEIDENTIFIED],
     )
-    report.outcomes.extend(outcomes)
     return len(outcomes)
 
 
