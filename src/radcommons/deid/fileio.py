@@ -149,8 +149,7 @@ class Header:
     implicit_vr: bool
     little_endian: bool
     pixel_span: tuple[int, int] | None  #: [start, end) byte range of the pixel element(s)
-    streamable: bool  #: False for deflated files: read and write them whole
-    whole: bool = False  #: ``dataset`` is the whole data set (a deflated file, inflated once)
+    streamable: bool  #: False for deflated files: ``dataset`` is then the whole data set, inflated once
 
 
 def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
@@ -165,7 +164,7 @@ def _transfer_syntax(ds: Dataset, implicit: bool, little: bool) -> str:
 
 def read_header(path: Path) -> Header:
     """Parse the header of ``path`` (of a deflated file, the whole data set, inflated once:
-    :attr:`Header.whole`, for :func:`read_full`); raise :class:`BadInput` with a reason if unusable."""
+    not :attr:`Header.streamable`, for :func:`read_full`); raise :class:`BadInput` with a reason if unusable."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -211,7 +210,10 @@ def read_header(path: Path) -> Header:
                 raise BadInput("not DICOM (encoding could not be determined)")
             ts = _transfer_syntax(ds, bool(implicit), bool(little))
             if ts == DeflatedExplicitVRLittleEndian:
-                return Header(ds, ts, False, True, None, streamable=False, whole=deflated is not None)
+                if deflated is None:  # pydicom read it (whole, unbounded): its File Meta is not ours to trust
+                    raise BadInput("a deflated data set whose File Meta does not say so where PS3.10 puts it: "
+                                   + _DEFLATED_HINT)
+                return Header(ds, ts, False, True, None, streamable=False)
             try:
                 span, position = pixel_span(fp, pixel_start, size, bool(implicit), bool(little))
             except PixelDataError as error:
@@ -271,18 +273,16 @@ def _read_deflated(deflated: DeflatedFile) -> Dataset:
 
 def read_full(path: Path, header: Header | None = None) -> Dataset:
     """The whole data set of ``path`` (for pixel cleaning, or a deflated file). ``header``, what
-    :func:`read_header` read of it, saves reading twice: a deflated file's data set is in it already
-    (inflated once), and any other file goes to pydicom without its File Meta read first."""
-    if header is not None and header.whole:
+    :func:`read_header` read of it (read here when not given, by the same rules), saves reading twice:
+    a deflated file's data set is in it already (inflated once), and any other file goes to pydicom
+    without its File Meta read first."""
+    if header is None:
+        header = read_header(path)
+    if not header.streamable:
         return header.dataset
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if header is None:
-                with open(path, "rb") as fp:
-                    deflated = DeflatedFile.open(fp, os.fstat(fp.fileno()).st_size, prefixed=False)
-                    if deflated is not None:
-                        return _read_deflated(deflated)
             return pydicom.dcmread(path, force=True)
         except BadInput:
             raise
